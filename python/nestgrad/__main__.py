@@ -1,0 +1,5 @@
+import sys
+
+from nestgrad.cli import main
+
+sys.exit(main())

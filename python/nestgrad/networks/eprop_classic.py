@@ -1,0 +1,283 @@
+"""The classic e-prop network of Bellec et al. (2020) in NEST: spike inputs -> recurrent e-prop neurons -> leaky
+readouts, with learning signals fed back from the readouts.
+
+Works with NEST's built-in recurrent e-prop neurons and with nestgrad's own. Each model has defaults for this
+network (taken for NEST's models from NEST's e-prop examples) that ``NetworkConfig.neuron_params`` overrides.
+
+Wiring (all delays one time step, as NEST 3.10's e-prop requires)::
+
+    spike_generator --static--> parrot_neuron --eprop_synapse--> recurrent --eprop_synapse--> eprop_readout
+                                                   recurrent --eprop_synapse--> recurrent (optional)
+    eprop_readout --eprop_learning_signal_connection--> recurrent
+    step_rate_generator --rate_connection_delayed--> eprop_readout  (receptor 1: learning window, 2: target)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nestgrad.config import NetworkConfig, OptimizerConfig
+from nestgrad.tasks import TrialBatch
+
+EPROP_SYNAPSE = "eprop_synapse"
+PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
+
+# Steps between an input spike time and the recurrent layer (generator offset + input delay), as in NEST's examples.
+OFFSET_GEN_STEPS = 1
+DELAY_STEPS = 1
+
+_COMMON_REC = {
+    "C_m": 1.0,  # pF
+    "E_L": 0.0,  # mV
+    "I_e": 0.0,  # pA
+    "V_m": 0.0,  # mV
+    "tau_m": 30.0,  # ms
+    "t_ref": 0.0,  # ms
+    "c_reg": 0.3,
+    "f_target": 10.0,  # Hz
+    "kappa": 0.97,
+    "kappa_reg": 0.97,
+    "surrogate_gradient_function": "piecewise_linear",
+    "surrogate_gradient_height": 10.0,
+    "surrogate_gradient_width": 1.0 / 33.3,
+    "eprop_isi_trace_cutoff": 100.0,  # ms
+    "V_th": 0.03,  # mV
+}
+
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "eprop_iaf": dict(_COMMON_REC),
+    "eprop_iaf_adapt": dict(_COMMON_REC, adapt_beta=0.0174, adapt_tau=2000.0),
+    "eprop_iaf_psc_delta": dict(_COMMON_REC, V_reset=-0.5, V_th=0.5, c_reg=2.0 / 1000 / 0.03**2),
+    "eprop_iaf_psc_delta_adapt": dict(_COMMON_REC, V_reset=-0.5, V_th=0.5, c_reg=2.0 / 1000 / 0.03**2,
+                                      adapt_beta=0.0174, adapt_tau=2000.0),
+    # Exponential currents: C_m equal to tau_syn makes a unit weight move V by about as much as in eprop_iaf.
+    "eprop_iaf_psc_exp": dict(_COMMON_REC, C_m=5.0, tau_syn_ex=5.0, tau_syn_in=5.0, V_reset=0.0),
+}
+
+READOUT_DEFAULTS: dict[str, Any] = {
+    "C_m": 1.0,
+    "E_L": 0.0,
+    "I_e": 0.0,
+    "tau_m": 30.0,
+    "V_m": 0.0,
+    "eprop_isi_trace_cutoff": 100.0,
+}
+
+# The classic network's scale factor (NEST's examples): weights and rates are rescaled by 1 - kappa.
+_SCALE = 1.0 - 0.97
+
+
+def supported_neuron_models() -> list[str]:
+    return sorted(_DEFAULTS)
+
+
+def default_neuron_params(model: str) -> dict[str, Any]:
+    if model not in _DEFAULTS:
+        raise ValueError(f"network.neuron_model = {model!r} is not supported by the e-prop network builder; "
+                         f"supported: {', '.join(supported_neuron_models())}")
+    return dict(_DEFAULTS[model])
+
+
+def initial_weights(n_in: int, n_rec: int, n_out: int, seed: int, recurrent: bool = True,
+                    scale: float = 1.0) -> dict[str, np.ndarray]:
+    """Gaussian initial weights scaled by 1/sqrt(fan-in) (Bellec et al. 2020), as matrices [post, pre]."""
+    rng = np.random.default_rng([seed, 0xE9])
+    w = {
+        "in_rec": rng.standard_normal((n_rec, n_in)) / np.sqrt(n_in) * _SCALE * scale,
+        "rec_rec": rng.standard_normal((n_rec, n_rec)) / np.sqrt(n_rec) * _SCALE * scale,
+        "rec_out": rng.standard_normal((n_out, n_rec)) / np.sqrt(n_rec) * _SCALE * scale,
+        "feedback": rng.standard_normal((n_rec, n_out)) / np.sqrt(n_rec) * _SCALE * scale,
+    }
+    np.fill_diagonal(w["rec_rec"], 0.0)
+    if not recurrent:
+        w["rec_rec"][:] = 0.0
+    return w
+
+
+@dataclass
+class Recordings:
+    """What one iteration recorded, aligned to the iteration's time steps."""
+
+    readout: np.ndarray  # (steps, n_out), readout membrane potential y
+    target: np.ndarray  # (steps, n_out), target as the readout received it (times the learning window)
+    spike_steps: np.ndarray  # time step (from the iteration start) of each recorded recurrent spike
+    spike_senders: np.ndarray  # index of the recurrent neuron (0-based)
+
+
+class EpropNetwork:
+    """Builds the network in the current NEST kernel and moves weights, optimizer state and data in and out."""
+
+    def __init__(self, config: NetworkConfig, optimizer: OptimizerConfig, n_in: int, n_out: int,
+                 resolution: float):
+        self.config = config
+        self.optimizer = optimizer
+        self.n_in = n_in
+        self.n_out = n_out
+        self.n_rec = config.n_rec
+        self.resolution = resolution
+        self.neuron_params = default_neuron_params(config.neuron_model) | dict(config.neuron_params)
+        self.readout_params = READOUT_DEFAULTS | dict(config.readout_params)
+        self._nodes: dict[str, Any] = {}
+
+    # -- checks before anything runs ---------------------------------------------------------------------------
+    def validate(self, nest: Any) -> None:
+        """Check the models and parameter names against NEST's defaults; errors name the bad key."""
+        model = self.config.neuron_model
+        if model not in nest.node_models:
+            raise ValueError(f"network.neuron_model = {model!r} is not a NEST model (is nestgrad.install() done?)")
+        for label, model_name, params in (("neuron_params", model, self.neuron_params),
+                                          ("readout_params", "eprop_readout", self.readout_params)):
+            known = set(nest.GetDefaults(model_name))
+            unknown = sorted(set(params) - known)
+            if unknown:
+                raise ValueError(f"network.{label}: unknown parameter(s) {unknown} for model {model_name!r}")
+
+    def check_weights(self, weights: dict[str, np.ndarray]) -> None:
+        shapes = {"in_rec": (self.n_rec, self.n_in), "rec_rec": (self.n_rec, self.n_rec),
+                  "rec_out": (self.n_out, self.n_rec), "feedback": (self.n_rec, self.n_out)}
+        for key, shape in shapes.items():
+            if key not in weights:
+                raise ValueError(f"weights: projection {key!r} is missing")
+            if weights[key].shape != shape:
+                raise ValueError(f"weights[{key!r}] has shape {weights[key].shape}, expected {shape} [post, pre]")
+            if not np.all(np.isfinite(weights[key])):
+                raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
+
+    # -- building -------------------------------------------------------------------------------------------------
+    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int) -> None:
+        self.check_weights(weights)
+        step = self.resolution
+        n = self._nodes
+        n["gen_in"] = nest.Create("spike_generator", self.n_in)
+        n["in"] = nest.Create("parrot_neuron", self.n_in)
+        n["rec"] = nest.Create(self.config.neuron_model, self.n_rec, self.neuron_params)
+        n["out"] = nest.Create("eprop_readout", self.n_out, self.readout_params)
+        n["gen_target"] = nest.Create("step_rate_generator", self.n_out)
+        n["gen_window"] = nest.Create("step_rate_generator")
+
+        nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
+        eprop = {"synapse_model": EPROP_SYNAPSE, "delay": step}
+        all_to_all = {"rule": "all_to_all", "allow_autapses": False}
+        nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
+        nest.Connect(n["in"], n["rec"], all_to_all, eprop | {"weight": weights["in_rec"]})
+        if self.config.recurrent:
+            nest.Connect(n["rec"], n["rec"], all_to_all, eprop | {"weight": weights["rec_rec"]})
+        nest.Connect(n["rec"], n["out"], all_to_all, eprop | {"weight": weights["rec_out"]})
+        nest.Connect(n["out"], n["rec"], all_to_all,
+                     {"synapse_model": "eprop_learning_signal_connection", "delay": step,
+                      "weight": weights["feedback"]})
+        rate = {"synapse_model": "rate_connection_delayed", "delay": step}
+        nest.Connect(n["gen_target"], n["out"], "one_to_one", rate | {"receptor_type": 2})
+        nest.Connect(n["gen_window"], n["out"], "all_to_all", rate | {"receptor_type": 1})
+
+        n["mm_out"] = nest.Create("multimeter", {"interval": step, "record_from": ["V_m", "target_signal"]})
+        nest.Connect(n["mm_out"], n["out"])
+        n["sr"] = nest.Create("spike_recorder")
+        if record_neurons > 0:
+            nest.Connect(n["rec"][: min(record_neurons, self.n_rec)], n["sr"])
+        self._feedback = np.array(weights["feedback"], copy=True)
+
+    # -- data -----------------------------------------------------------------------------------------------------
+    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
+        """Set the spike and rate generators for consecutive iterations, starting at the kernel's time 0."""
+        step = self.resolution
+        starts = np.cumsum([0] + [b.steps for b in batches])
+        spikes = np.concatenate([b.input_spikes for b in batches])
+        target = np.concatenate([b.target for b in batches])
+        window = np.concatenate([b.learning_window for b in batches])
+        steps, senders = np.nonzero(spikes)
+        times = (steps + OFFSET_GEN_STEPS) * step
+        order = np.argsort(senders, kind="stable")
+        per_sender = np.split(times[order], np.searchsorted(senders[order], np.arange(1, self.n_in)))
+        self._nodes["gen_in"].set([{"spike_times": np.round(t, 10)} for t in per_sender])
+        amp_times = (np.arange(spikes.shape[0]) + OFFSET_GEN_STEPS + DELAY_STEPS) * step
+        self._nodes["gen_target"].set([{"amplitude_times": amp_times, "amplitude_values": target[:, k]}
+                                       for k in range(self.n_out)])
+        change = np.flatnonzero(np.diff(np.concatenate([[np.nan], window])) != 0)
+        self._nodes["gen_window"].set({"amplitude_times": amp_times[change], "amplitude_values": window[change]})
+        self._segment_starts = starts
+
+    def lead_in_ms(self) -> float:
+        """Simulated time before the first iteration begins.
+
+        The readout's response to data step ``j`` is recorded at ``(OFFSET_GEN_STEPS + DELAY_STEPS + 1 + j)``
+        steps; starting iterations one step after the generators' offset and delay puts all of an iteration's
+        samples inside its own ``Simulate`` call.
+        """
+        return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
+
+    def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
+        """Read what the recorders hold for the iteration that began at ``t_start_ms``.
+
+        Recorders cannot be cleared inside NEST's Prepare/Run context, so they keep a block's events and each
+        iteration selects its own by time.
+        """
+        step = self.resolution
+        ev = self._nodes["mm_out"].get("events")
+        k = np.rint((np.asarray(ev["times"]) - t_start_ms) / step).astype(np.int64)
+        out_ids = np.asarray(self._nodes["out"].global_id if self.n_out == 1 else self._nodes["out"].tolist())
+        col = np.searchsorted(np.atleast_1d(out_ids), np.asarray(ev["senders"]))
+        keep = (k >= 0) & (k < steps)
+        readout = np.zeros((steps, self.n_out))
+        target = np.zeros((steps, self.n_out))
+        readout[k[keep], col[keep]] = np.asarray(ev["V_m"])[keep]
+        target[k[keep], col[keep]] = np.asarray(ev["target_signal"])[keep]
+
+        sr = self._nodes["sr"].get("events")
+        rec_first = self._nodes["rec"][0].global_id
+        s_steps = np.rint((np.asarray(sr["times"]) - t_start_ms) / step).astype(np.int64)
+        s_keep = (s_steps >= 0) & (s_steps < steps)
+        return Recordings(readout, target, s_steps[s_keep], np.asarray(sr["senders"])[s_keep] - rec_first)
+
+    # -- weights and optimizer state ------------------------------------------------------------------------------
+    def _projection(self, nest: Any, name: str) -> tuple[Any, Any, Any]:
+        n = self._nodes
+        pre, post = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}[name]
+        return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=EPROP_SYNAPSE)
+
+    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
+        """Current weights as matrices [post, pre] (the MPI backend gathers them across ranks)."""
+        out = {"feedback": self._feedback.copy()}
+        for name in PROJECTIONS:
+            pre, post, conns = self._projection(nest, name)
+            w = np.zeros((len(post), len(pre)))
+            if name == "rec_rec" and not self.config.recurrent:
+                out[name] = w
+                continue
+            d = conns.get(["source", "target", "weight"])
+            w[np.asarray(d["target"]) - post[0].global_id, np.asarray(d["source"]) - pre[0].global_id] = d["weight"]
+            out[name] = w
+        return out
+
+    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
+        """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD."""
+        if self.optimizer.type != "adam":
+            return {}
+        state = {}
+        for name in PROJECTIONS:
+            if name == "rec_rec" and not self.config.recurrent:
+                continue
+            pre, post, conns = self._projection(nest, name)
+            d = conns.get(["source", "target", "optimizer"])
+            rows = np.asarray(d["target"]) - post[0].global_id
+            cols = np.asarray(d["source"]) - pre[0].global_id
+            for moment in ("m", "v"):
+                mat = np.zeros((len(post), len(pre)))
+                mat[rows, cols] = [o[moment] for o in d["optimizer"]]
+                state[f"{moment}_{name}"] = mat
+        return state
+
+    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
+        for name in PROJECTIONS:
+            if f"m_{name}" not in state:
+                continue
+            pre, post, conns = self._projection(nest, name)
+            d = conns.get(["source", "target"])
+            rows = np.asarray(d["target"]) - post[0].global_id
+            cols = np.asarray(d["source"]) - pre[0].global_id
+            m = state[f"m_{name}"][rows, cols]
+            v = state[f"v_{name}"][rows, cols]
+            conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m, v, strict=True)])

@@ -1,0 +1,64 @@
+"""Plots written by the Trainer: loss (and accuracy) per iteration, spike raster, readout vs target."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_learning_curve(history: list[dict[str, Any]], path: pathlib.Path) -> None:
+    it = [h["iteration"] for h in history]
+    has_acc = any("accuracy" in h for h in history)
+    fig, axes = plt.subplots(2 if has_acc else 1, 1, figsize=(6, 5 if has_acc else 3.2), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(it, [h["loss"] for h in history], color="#2854c5")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.set_title("Learning curve")
+    if has_acc:
+        axes[1, 0].plot(it, [h.get("accuracy", np.nan) for h in history], color="#e04b40")
+        axes[1, 0].set_ylabel("accuracy")
+        axes[1, 0].set_ylim(0, 1.05)
+    axes[-1, 0].set_xlabel("iteration")
+    _save(fig, path)
+
+
+def plot_raster(spike_steps: np.ndarray, senders: np.ndarray, steps: int, resolution: float,
+                path: pathlib.Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.scatter(spike_steps * resolution, senders, s=1.5, color="black", marker="|")
+    ax.set_xlim(0, steps * resolution)
+    ax.set_xlabel("time in iteration (ms)")
+    ax.set_ylabel("recurrent neuron")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_readout(readout: np.ndarray, target: np.ndarray, window: np.ndarray, resolution: float,
+                 path: pathlib.Path, title: str) -> None:
+    t = np.arange(readout.shape[0]) * resolution
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for k in range(readout.shape[1]):
+        (line,) = ax.plot(t, readout[:, k], lw=1.2, label=f"readout {k}")
+        ax.plot(t, np.where(window > 0, target[:, k], np.nan), lw=1.2, ls="--", color=line.get_color(),
+                label=f"target {k}")
+    ax.set_xlabel("time in iteration (ms)")
+    ax.set_ylabel("signal")
+    ax.set_title(title)
+    ax.legend(loc="upper right", fontsize=7, ncol=2)
+    _save(fig, path)
+
+
+def _save(fig: Any, path: pathlib.Path) -> None:
+    for side in ("top", "right"):
+        for ax in fig.axes:
+            ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

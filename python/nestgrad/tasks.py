@@ -1,0 +1,161 @@
+"""Tasks: input spike trains, targets and learning windows, generated offline and deterministically.
+
+The data of iteration ``k`` depend only on the task configuration, the seed and ``k``, so a resumed run sees the
+same trials as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nestgrad.config import TaskConfig
+
+
+@dataclass(frozen=True)
+class TrialBatch:
+    """The data of one training iteration: ``batch_size`` trials back to back.
+
+    Arrays are indexed by time step (``resolution`` ms each) from the start of the iteration.
+    """
+
+    input_spikes: np.ndarray  # bool, (steps, n_in)
+    target: np.ndarray  # float, (steps, n_out)
+    learning_window: np.ndarray  # float in {0, 1}, (steps,): where the loss and learning signals count
+    trial_steps: int
+    labels: np.ndarray | None = None  # int, (batch_size,), classification tasks only
+
+    @property
+    def steps(self) -> int:
+        return self.input_spikes.shape[0]
+
+
+class Task:
+    """Base class: a task knows its input and output sizes and makes the trials of an iteration."""
+
+    kind = "regression"
+
+    def __init__(self, config: TaskConfig, seed: int):
+        self.config = config
+        self.seed = seed
+
+    n_in: int
+    n_out: int
+    trial_steps: int
+
+    def batch(self, iteration: int) -> TrialBatch:
+        raise NotImplementedError
+
+    def _rng(self, iteration: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, iteration])
+
+
+class SineWaveTask(Task):
+    """Pattern generation (Bellec et al. 2020, Fig. 2): reproduce a fixed sum of four sines (periods 1000, 500,
+    333 and 200 ms, random amplitudes and phases) from fixed ("frozen") Poisson input noise."""
+
+    n_in = 100
+    n_out = 1
+
+    def __init__(self, config: TaskConfig, seed: int):
+        super().__init__(config, seed)
+        self.trial_steps = config.sequence_steps
+        rng = np.random.default_rng([seed, 0xF0])
+        p = config.input_rate * config.resolution / 1000.0
+        self._input = rng.random((self.trial_steps, self.n_in)) < p
+        periods_ms = np.array([1000.0, 500.0, 333.0, 200.0])
+        amplitudes = rng.uniform(0.5, 2.0, periods_ms.size)
+        phases = rng.uniform(0.0, 2.0 * np.pi, periods_ms.size)
+        t = np.arange(self.trial_steps) * config.resolution
+        signal = (amplitudes[:, None] * np.sin(2 * np.pi * t[None, :] / periods_ms[:, None] + phases[:, None])).sum(0)
+        signal -= signal[0]
+        signal /= max(np.abs(signal).max(), 1e-12)
+        self._target = signal[:, None]
+
+    def batch(self, iteration: int) -> TrialBatch:
+        b = self.config.batch_size
+        return TrialBatch(
+            input_spikes=np.tile(self._input, (b, 1)),
+            target=np.tile(self._target, (b, 1)),
+            learning_window=np.ones(b * self.trial_steps),
+            trial_steps=self.trial_steps,
+        )
+
+
+class EvidenceAccumulationTask(Task):
+    """Evidence accumulation (Bellec et al. 2020, Fig. 3, after Morcos & Harvey 2016): ``n_cues`` cues, each on
+    the left or the right, then a delay, then a recall cue; the network must tell which side had more cues.
+
+    Inputs: four populations of 10 neurons (left cues, right cues, recall cue, background noise). Outputs: two
+    readouts trained towards a one-hot target during the recall period (the learning window); the decision is the
+    readout with the larger mean over the recall period.
+    """
+
+    kind = "classification"
+    n_in = 40
+    n_out = 2
+    group = 10
+
+    def __init__(self, config: TaskConfig, seed: int):
+        super().__init__(config, seed)
+        c = config
+        self.cue_period = c.cue_steps + c.cue_spacing_steps
+        self.recall_start = c.n_cues * self.cue_period + c.delay_steps
+        self.trial_steps = self.recall_start + c.recall_steps
+
+    def batch(self, iteration: int) -> TrialBatch:
+        c = self.config
+        rng = self._rng(iteration)
+        to_p = c.resolution / 1000.0
+        trials_in, trials_target, trials_window, labels = [], [], [], []
+        for _ in range(c.batch_size):
+            rate = np.zeros((self.trial_steps, self.n_in))
+            rate[:, 3 * self.group :] = c.background_rate
+            # bias the cue side per trial so that both close and clear majorities occur
+            p_left = rng.choice([0.2, 0.8])
+            sides = (rng.random(c.n_cues) >= p_left).astype(int)  # 0 = left, 1 = right
+            for i, side in enumerate(sides):
+                start = i * self.cue_period
+                rate[start : start + c.cue_steps, side * self.group : (side + 1) * self.group] = c.cue_rate
+            rate[self.recall_start :, 2 * self.group : 3 * self.group] = c.cue_rate
+            label = int(sides.sum() > c.n_cues // 2)
+            target = np.zeros((self.trial_steps, self.n_out))
+            target[self.recall_start :, label] = 1.0
+            window = np.zeros(self.trial_steps)
+            window[self.recall_start :] = 1.0
+            trials_in.append(rng.random(rate.shape) < rate * to_p)
+            trials_target.append(target)
+            trials_window.append(window)
+            labels.append(label)
+        return TrialBatch(
+            input_spikes=np.concatenate(trials_in),
+            target=np.concatenate(trials_target),
+            learning_window=np.concatenate(trials_window),
+            trial_steps=self.trial_steps,
+            labels=np.array(labels),
+        )
+
+
+TASK_CLASSES: dict[str, type[Task]] = {"sine": SineWaveTask, "evidence": EvidenceAccumulationTask}
+
+
+def make_task(config: TaskConfig, seed: int) -> Task:
+    return TASK_CLASSES[config.name](config, seed)
+
+
+def mse_loss(readout: np.ndarray, target: np.ndarray, window: np.ndarray, trial_steps: int) -> float:
+    """0.5 * sum over steps and outputs of (y - y*)^2 inside the learning window, averaged over trials."""
+    n_trials = readout.shape[0] // trial_steps
+    return float(0.5 * np.sum(window[:, None] * (readout - target) ** 2) / n_trials)
+
+
+def accuracy(readout: np.ndarray, batch: TrialBatch) -> float:
+    """Fraction of trials whose readout with the largest mean inside the learning window is the label."""
+    if batch.labels is None:
+        raise ValueError("accuracy needs a classification task")
+    n = batch.labels.size
+    y = readout.reshape(n, batch.trial_steps, -1)
+    w = batch.learning_window.reshape(n, batch.trial_steps)[:, :, None]
+    decision = np.argmax((y * w).sum(1), axis=1)
+    return float(np.mean(decision == batch.labels))

@@ -1,0 +1,226 @@
+"""The Trainer: runs e-prop training of a network in NEST, iteration by iteration, with metrics, checkpoints,
+resume, progress output and plots.
+
+Semantics. Weights change inside NEST, by NEST's ``eprop_synapse`` and its optimizer, while the network runs (NEST
+3.10's event-driven e-prop). An iteration is one batch of trials simulated back to back. Iterations are grouped
+into blocks of ``training.checkpoint_every``; each block runs in a fresh NEST kernel that starts from rest with the
+weights (and Adam moments) of the previous block, and ends with a checkpoint. Because a block depends only on what
+the checkpoint holds, resuming from a checkpoint reproduces an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nestgrad.callbacks import Callback, ProgressPrinter
+from nestgrad.config import ExperimentConfig
+from nestgrad.networks.eprop_classic import EpropNetwork, Recordings, initial_weights
+from nestgrad.tasks import Task, TrialBatch, accuracy, make_task, mse_loss
+
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed (missing, corrupt, or from a different configuration)."""
+
+
+@dataclass
+class TrainingState:
+    """Everything a block of iterations starts from."""
+
+    iteration: int  # iterations completed
+    weights: dict[str, np.ndarray]
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def save_checkpoint(path: pathlib.Path, config: ExperimentConfig, state: TrainingState) -> None:
+    """Write atomically: a crash while writing leaves the previous checkpoint intact."""
+    arrays = {f"w_{k}": v for k, v in state.weights.items()} | {f"opt_{k}": v for k, v in state.optimizer_state.items()}
+    meta = {"iteration": state.iteration, "config": config.to_dict(), "history": state.history, "format": 1}
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: pathlib.Path, config: ExperimentConfig) -> TrainingState:
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            weights = {k[2:]: data[k] for k in data.files if k.startswith("w_")}
+            opt = {k[4:]: data[k] for k in data.files if k.startswith("opt_")}
+    except (OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
+    saved = ExperimentConfig.from_dict(meta["config"], source=f"{path} (saved configuration)")
+    # everything but the number of iterations (and plotting) must match, or the run would not be the same run
+    relevant = dataclasses.replace(config, training=dataclasses.replace(
+        config.training, iterations=saved.training.iterations, plot=saved.training.plot))
+    if relevant != saved:
+        diffs = _config_diff(saved.to_dict(), relevant.to_dict())
+        raise CheckpointError(f"checkpoint {path} was written with a different configuration: {', '.join(diffs)}")
+    return TrainingState(meta["iteration"], weights, opt, meta["history"])
+
+
+def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict) and key not in ("neuron_params", "readout_params"):
+            out += _config_diff(va, vb, f"{prefix}{key}.")
+        elif va != vb:
+            out.append(f"{prefix}{key} (checkpoint {va!r}, now {vb!r})")
+    return out
+
+
+class Trainer:
+    """Train the classic e-prop network on a task.
+
+    >>> trainer = Trainer(ExperimentConfig(), out_dir="out/run1")
+    >>> history = trainer.run()              # or trainer.run(resume=True) to continue from out/run1/checkpoint.npz
+    """
+
+    def __init__(self, config: ExperimentConfig, out_dir: str | os.PathLike[str],
+                 callbacks: list[Callback] | None = None, verbose: bool = True):
+        self.config = config
+        self.out_dir = pathlib.Path(out_dir)
+        self.callbacks = list(callbacks or [])
+        if verbose:
+            self.callbacks.insert(0, ProgressPrinter())
+        self.task: Task = make_task(config.task, config.network.seed)
+        self.n_in = config.network.n_in or self.task.n_in
+        self.n_out = config.network.n_out or self.task.n_out
+        if self.n_in != self.task.n_in or self.n_out != self.task.n_out:
+            raise ValueError(f"task {config.task.name!r} needs n_in = {self.task.n_in} and n_out = "
+                             f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}")
+        self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out, config.task.resolution)
+        self.iteration = 0
+        self.state: TrainingState | None = None
+        self.last: tuple[TrialBatch, Recordings] | None = None
+
+    @property
+    def checkpoint_path(self) -> pathlib.Path:
+        return self.out_dir / CHECKPOINT_NAME
+
+    def initial_state(self) -> TrainingState:
+        c = self.config.network
+        return TrainingState(0, initial_weights(self.n_in, c.n_rec, self.n_out, c.seed, c.recurrent, c.weight_scale))
+
+    def validate(self) -> None:
+        """All checks that need NEST, done in a fresh kernel before any simulation."""
+        nest = self._fresh_kernel()
+        self.network.validate(nest)
+        nest.ResetKernel()
+
+    def run(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train until ``training.iterations``; returns the metrics of every iteration."""
+        self.validate()
+        if resume:
+            self.state = load_checkpoint(self.checkpoint_path, self.config)
+        else:
+            if self.checkpoint_path.exists():
+                raise CheckpointError(f"{self.checkpoint_path} exists: resume it (--resume) or choose another "
+                                      "output folder; nothing was overwritten")
+            self.state = self.initial_state()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        self.iteration = self.state.iteration
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        total = self.config.training.iterations
+        while self.iteration < total:
+            n = min(self.config.training.checkpoint_every - self.iteration % self.config.training.checkpoint_every,
+                    total - self.iteration)
+            self._run_block(n)
+            save_checkpoint(self.checkpoint_path, self.config, self.state)
+            for cb in self.callbacks:
+                cb.on_checkpoint(self, str(self.checkpoint_path))
+        self._write_outputs()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.state.history
+
+    # -- one block of iterations in a fresh kernel ------------------------------------------------------------------
+    def _fresh_kernel(self) -> Any:
+        import nest
+
+        import nestgrad
+
+        nest.ResetKernel()
+        nest.verbosity = nest.VerbosityLevel.ERROR
+        nestgrad.install()
+        nest.set(resolution=self.config.task.resolution, local_num_threads=self.config.training.threads,
+                 rng_seed=self.config.training.rng_seed, print_time=False)
+        return nest
+
+    def _run_block(self, n: int) -> None:
+        assert self.state is not None
+        nest = self._fresh_kernel()
+        net = self.network
+        net.build(nest, self.state.weights, self.config.training.record_neurons)
+        if self.state.optimizer_state:
+            net.write_optimizer_state(nest, self.state.optimizer_state)
+        batches = [self.task.batch(self.iteration + k) for k in range(n)]
+        net.load_segment(nest, batches)
+        t = net.lead_in_ms()
+        nest.Prepare()
+        nest.Run(t)
+        for batch in batches:
+            t0 = time.perf_counter()
+            duration = batch.steps * self.config.task.resolution
+            nest.Run(duration)
+            rec = net.collect(nest, t, batch.steps)
+            t += duration
+            self.iteration += 1
+            metrics = self._metrics(batch, rec, time.perf_counter() - t0)
+            self.state.history.append(metrics)
+            self.last = (batch, rec)
+            for cb in self.callbacks:
+                cb.on_iteration_end(self, metrics)
+        nest.Cleanup()
+        self.state.weights = net.read_weights(nest)
+        self.state.optimizer_state = net.read_optimizer_state(nest)
+        self.state.iteration = self.iteration
+
+    def _metrics(self, batch: TrialBatch, rec: Recordings, seconds: float) -> dict[str, Any]:
+        m: dict[str, Any] = {"iteration": self.iteration,
+                             "loss": mse_loss(rec.readout, batch.target, batch.learning_window, batch.trial_steps)}
+        if batch.labels is not None:
+            m["accuracy"] = accuracy(rec.readout, batch)
+        n_rec_recorded = min(self.config.training.record_neurons, self.config.network.n_rec)
+        duration_s = batch.steps * self.config.task.resolution / 1000.0
+        m["rate_hz"] = rec.spike_steps.size / max(n_rec_recorded, 1) / duration_s
+        m["seconds"] = seconds
+        return m
+
+    def _write_outputs(self) -> None:
+        assert self.state is not None
+        hist = self.state.history
+        keys = ["iteration", "loss"] + (["accuracy"] if hist and "accuracy" in hist[0] else []) + ["rate_hz"]
+        lines = [",".join(keys)] + [",".join(repr(h[k]) for k in keys) for h in hist]
+        (self.out_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+        if not self.config.training.plot:
+            return
+        from nestgrad import plotting
+
+        plotting.plot_learning_curve(hist, self.out_dir / "loss.png")
+        if self.last is not None:
+            batch, rec = self.last
+            res = self.config.task.resolution
+            label = f"iteration {self.iteration}"
+            plotting.plot_raster(rec.spike_steps, rec.spike_senders, batch.steps, res, self.out_dir / "raster.png",
+                                 f"Recurrent spikes, {label}")
+            plotting.plot_readout(rec.readout, batch.target, batch.learning_window, res,
+                                  self.out_dir / "readout.png", f"Readout vs target, {label}")

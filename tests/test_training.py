@@ -1,0 +1,123 @@
+"""Trainer: learning works, checkpoint/resume is bit-identical, threads give the same results, outputs exist."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig, TrainingConfig
+from nestgrad.trainer import CheckpointError, Trainer, load_checkpoint
+
+
+def small_config(model: str = "eprop_iaf_psc_exp", iterations: int = 6, every: int = 3, threads: int = 1,
+                 optimizer: str = "gradient_descent", eta: float = 1e-5, task: str = "sine") -> ExperimentConfig:
+    return ExperimentConfig(
+        network=NetworkConfig(neuron_model=model, n_rec=30),
+        task=TaskConfig(name=task, sequence_steps=400, batch_size=1, n_cues=3, delay_steps=100),
+        optimizer=OptimizerConfig(type=optimizer, eta=eta),
+        training=TrainingConfig(iterations=iterations, checkpoint_every=every, threads=threads, plot=False),
+    )
+
+
+def weights_of(trainer: Trainer) -> dict[str, np.ndarray]:
+    return trainer.state.weights
+
+
+@pytest.mark.parametrize("model", ["eprop_iaf_psc_exp", "eprop_iaf"])
+def test_training_halves_the_sine_loss(tmp_path, model):
+    cfg = ExperimentConfig.from_toml(f"python/nestgrad/configs/sine_{model}.toml")
+    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, iterations=30, plot=False))
+    history = Trainer(cfg, tmp_path, verbose=False).run()
+    first, last = history[0]["loss"], np.mean([h["loss"] for h in history[-3:]])
+    assert last < 0.5 * first, (first, last)
+
+
+def test_weights_change_and_stay_finite(tmp_path):
+    trainer = Trainer(small_config(iterations=2, every=2), tmp_path, verbose=False)
+    w0 = trainer.initial_state().weights
+    trainer.run()
+    for key in ("in_rec", "rec_rec", "rec_out"):
+        assert np.all(np.isfinite(weights_of(trainer)[key]))
+        assert not np.array_equal(weights_of(trainer)[key], w0[key]), key
+    np.testing.assert_array_equal(np.diag(weights_of(trainer)["rec_rec"]), 0.0)
+    np.testing.assert_array_equal(weights_of(trainer)["feedback"], w0["feedback"])  # not plastic
+
+
+@pytest.mark.parametrize("optimizer, eta", [("gradient_descent", 1e-5), ("adam", 1e-6)])
+def test_resume_is_bit_identical(tmp_path, optimizer, eta):
+    full = Trainer(small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "full",
+                   verbose=False)
+    full.run()
+
+    part = Trainer(small_config(iterations=3, every=3, optimizer=optimizer, eta=eta), tmp_path / "part",
+                   verbose=False)
+    part.run()
+    if optimizer == "adam":
+        assert np.abs(part.state.optimizer_state["m_in_rec"]).max() > 0  # Adam state saved and restored
+    resumed = Trainer(small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "part",
+                      verbose=False)
+    resumed.run(resume=True)
+
+    for key, w in weights_of(full).items():
+        np.testing.assert_array_equal(weights_of(resumed)[key], w, err_msg=key)
+    assert [h["loss"] for h in resumed.state.history] == [h["loss"] for h in full.state.history]
+
+
+def test_checkpoint_from_other_configuration_is_refused(tmp_path):
+    Trainer(small_config(iterations=2, every=2), tmp_path, verbose=False).run()
+    other = dataclasses.replace(small_config(iterations=4, every=2), optimizer=OptimizerConfig(eta=2e-5))
+    with pytest.raises(CheckpointError, match="optimizer.eta"):
+        Trainer(other, tmp_path, verbose=False).run(resume=True)
+
+
+def test_existing_checkpoint_is_not_overwritten(tmp_path):
+    Trainer(small_config(iterations=2, every=2), tmp_path, verbose=False).run()
+    saved = (tmp_path / "checkpoint.npz").read_bytes()
+    with pytest.raises(CheckpointError, match="exists"):
+        Trainer(small_config(iterations=2, every=2), tmp_path, verbose=False).run()
+    assert (tmp_path / "checkpoint.npz").read_bytes() == saved
+
+
+def test_checkpoint_contents(tmp_path):
+    cfg = small_config(iterations=2, every=2)
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    trainer.run()
+    state = load_checkpoint(tmp_path / "checkpoint.npz", cfg)
+    assert state.iteration == 2 and len(state.history) == 2
+    for key, w in trainer.state.weights.items():
+        np.testing.assert_array_equal(state.weights[key], w)
+    assert not list(tmp_path.glob("*.tmp")), "atomic write leaves no temporary file"
+
+
+def test_two_threads_reproduce_themselves_and_match_one_thread(tmp_path):
+    """Same number of virtual processes -> bit-identical; 1 vs 2 virtual processes -> summation order only."""
+    runs = {}
+    for name, threads in (("t2a", 2), ("t2b", 2), ("t1", 1)):
+        tr = Trainer(small_config(iterations=3, every=3, threads=threads), tmp_path / name, verbose=False)
+        tr.run()
+        runs[name] = tr
+    for key in ("in_rec", "rec_rec", "rec_out"):
+        np.testing.assert_array_equal(weights_of(runs["t2a"])[key], weights_of(runs["t2b"])[key])
+        # different numbers of virtual processes sum synaptic input in another order: rounding-level differences
+        np.testing.assert_allclose(weights_of(runs["t1"])[key], weights_of(runs["t2a"])[key], rtol=1e-9, atol=1e-12)
+
+
+def test_evidence_task_reports_accuracy_and_writes_plots(tmp_path):
+    cfg = small_config(task="evidence", iterations=2, every=2)
+    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, plot=True))
+    history = Trainer(cfg, tmp_path, verbose=False).run()
+    assert all(0.0 <= h["accuracy"] <= 1.0 for h in history)
+    for name in ("loss.png", "raster.png", "readout.png", "metrics.csv", "config.json", "checkpoint.npz"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert header == "iteration,loss,accuracy,rate_hz"
+
+
+def test_recorded_target_is_aligned_with_task_data(tmp_path):
+    """The readout's recorded target equals the task's target step by step: loss and data are aligned."""
+    trainer = Trainer(small_config(iterations=1, every=1), tmp_path, verbose=False)
+    trainer.run()
+    batch, rec = trainer.last
+    np.testing.assert_array_equal(rec.target, batch.target * batch.learning_window[:, None])
