@@ -9,10 +9,24 @@ MODEL = "eprop_iaf_psc_exp"
 
 # Non-default values for every parameter, to check that set -> get returns them in user units.
 ALL_PARAMS = {
-    "C_m": 123.0, "E_L": -65.0, "I_e": 12.5, "t_ref": 3.0, "tau_m": 17.0, "tau_syn_ex": 1.5, "tau_syn_in": 6.5,
-    "V_th": -48.0, "V_reset": -68.0, "V_min": -90.0, "c_reg": 0.2, "f_target": 7.5, "kappa": 0.9,
-    "kappa_reg": 0.8, "surrogate_gradient_function": "arctan_derivative", "surrogate_gradient_height": 0.7,
-    "surrogate_gradient_width": 2.5, "eprop_isi_trace_cutoff": 50.0,
+    "C_m": 123.0,
+    "E_L": -65.0,
+    "I_e": 12.5,
+    "t_ref": 3.0,
+    "tau_m": 17.0,
+    "tau_syn_ex": 1.5,
+    "tau_syn_in": 6.5,
+    "V_th": -48.0,
+    "V_reset": -68.0,
+    "V_min": -90.0,
+    "c_reg": 0.2,
+    "f_target": 7.5,
+    "kappa": 0.9,
+    "kappa_reg": 0.8,
+    "surrogate_gradient_function": "arctan_derivative",
+    "surrogate_gradient_height": 0.7,
+    "surrogate_gradient_width": 2.5,
+    "eprop_isi_trace_cutoff": 50.0,
 }
 
 
@@ -64,14 +78,24 @@ def test_subthreshold_dynamics_and_spikes_equal_iaf_psc_exp(nest_kernel, resolut
     """Without learning, the neuron is NEST's iaf_psc_exp: same V_m (to rounding) and the same spike times."""
     nest = nest_kernel
     nest.resolution = resolution
-    params = {"C_m": 250.0, "tau_m": 10.0, "tau_syn_ex": 2.0, "tau_syn_in": 5.0, "t_ref": 2.0, "V_th": -55.0,
-              "V_reset": -70.0, "E_L": -70.0, "I_e": 420.0}
+    params = {
+        "C_m": 250.0,
+        "tau_m": 10.0,
+        "tau_syn_ex": 2.0,
+        "tau_syn_in": 5.0,
+        "t_ref": 2.0,
+        "V_th": -55.0,
+        "V_reset": -70.0,
+        "E_L": -70.0,
+        "I_e": 420.0,
+    }
     ours = nest.Create(MODEL, params=params)
     ref = nest.Create("iaf_psc_exp", params=params)
     pg = nest.Create("poisson_generator", params={"rate": 8000.0})
     parrot = nest.Create("parrot_neuron")
-    dc = nest.Create("step_current_generator", params={"amplitude_times": [200.0, 600.0],
-                                                        "amplitude_values": [80.0, -150.0]})
+    dc = nest.Create(
+        "step_current_generator", params={"amplitude_times": [200.0, 600.0], "amplitude_values": [80.0, -150.0]}
+    )
     nest.Connect(pg, parrot)
     for n in (ours, ref):
         nest.Connect(parrot, n, syn_spec={"weight": 30.0, "delay": 1.0})
@@ -116,8 +140,18 @@ def test_trains_with_nest_eprop_synapse_and_readout(nest_kernel):
     """One e-prop update through NEST's eprop_synapse changes an input weight (wiring works end to end)."""
     nest = nest_kernel
     nest.resolution = 1.0
-    rec = nest.Create(MODEL, params={"C_m": 1.0, "E_L": 0.0, "V_th": 0.5, "V_reset": 0.0, "V_m": 0.0,
-                                     "tau_syn_ex": 5.0, "surrogate_gradient_height": 1.0})
+    rec = nest.Create(
+        MODEL,
+        params={
+            "C_m": 1.0,
+            "E_L": 0.0,
+            "V_th": 0.5,
+            "V_reset": 0.0,
+            "V_m": 0.0,
+            "tau_syn_ex": 5.0,
+            "surrogate_gradient_height": 1.0,
+        },
+    )
     out = nest.Create("eprop_readout", params={"E_L": 0.0, "V_m": 0.0})
     gen = nest.Create("spike_generator", params={"spike_times": [float(t) for t in range(2, 200, 7)]})
     parrot = nest.Create("parrot_neuron")
@@ -127,12 +161,9 @@ def test_trains_with_nest_eprop_synapse_and_readout(nest_kernel):
     nest.Connect(gen, parrot, syn_spec={"delay": 1.0})
     nest.Connect(parrot, rec, syn_spec={"synapse_model": "eprop_synapse", "weight": 0.3, "delay": 1.0})
     nest.Connect(rec, out, syn_spec={"synapse_model": "eprop_synapse", "weight": 0.5, "delay": 1.0})
-    nest.Connect(out, rec, syn_spec={"synapse_model": "eprop_learning_signal_connection", "weight": 0.5,
-                                     "delay": 1.0})
-    nest.Connect(target, out, syn_spec={"synapse_model": "rate_connection_delayed", "receptor_type": 2,
-                                        "delay": 1.0})
-    nest.Connect(window, out, syn_spec={"synapse_model": "rate_connection_delayed", "receptor_type": 1,
-                                        "delay": 1.0})
+    nest.Connect(out, rec, syn_spec={"synapse_model": "eprop_learning_signal_connection", "weight": 0.5, "delay": 1.0})
+    nest.Connect(target, out, syn_spec={"synapse_model": "rate_connection_delayed", "receptor_type": 2, "delay": 1.0})
+    nest.Connect(window, out, syn_spec={"synapse_model": "rate_connection_delayed", "receptor_type": 1, "delay": 1.0})
     nest.Simulate(200.0)
     w = nest.GetConnections(parrot, rec).get("weight")
     assert np.isfinite(w) and w != 0.3

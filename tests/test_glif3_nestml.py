@@ -116,7 +116,7 @@ def _simulate(nest, resolution, glif_params, nestml_params, weights=PORT_WEIGHTS
     out = {}
     for name, nrn in neurons.items():
         nest.Connect(drive, nrn)
-        for port, (gen, w) in enumerate(zip(gens, weights), start=1):
+        for port, (gen, w) in enumerate(zip(gens, weights, strict=True), start=1):
             nest.Connect(gen, nrn, syn_spec={"weight": w, "delay": 1.0, "receptor_type": port})
         mm = nest.Create("multimeter", params={"record_from": records, "interval": resolution})
         sr = nest.Create("spike_recorder")
@@ -246,5 +246,6 @@ def test_parameter_round_trip(nest_kernel):
     # guards reject what glif_psc rejects
     for bad in ({"C_m": 0.0}, {"g": -1.0}, {"t_ref": 0.0}, {"asc_r_1": 1.5}, {"V_reset": -40.0}):
         probe = nest.Create(MODEL)
-        with pytest.raises(Exception):
+        (name,) = bad
+        with pytest.raises(nest.NESTErrors.BadProperty, match=name):
             probe.set(bad)

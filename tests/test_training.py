@@ -11,8 +11,15 @@ from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, Ta
 from nestgrad.trainer import CheckpointError, Trainer, load_checkpoint
 
 
-def small_config(model: str = "eprop_iaf_psc_exp", iterations: int = 6, every: int = 3, threads: int = 1,
-                 optimizer: str = "gradient_descent", eta: float = 1e-5, task: str = "sine") -> ExperimentConfig:
+def small_config(
+    model: str = "eprop_iaf_psc_exp",
+    iterations: int = 6,
+    every: int = 3,
+    threads: int = 1,
+    optimizer: str = "gradient_descent",
+    eta: float = 1e-5,
+    task: str = "sine",
+) -> ExperimentConfig:
     return ExperimentConfig(
         network=NetworkConfig(neuron_model=model, n_rec=30),
         task=TaskConfig(name=task, sequence_steps=400, batch_size=1, n_cues=3, delay_steps=100),
@@ -47,17 +54,16 @@ def test_weights_change_and_stay_finite(tmp_path):
 
 @pytest.mark.parametrize("optimizer, eta", [("gradient_descent", 1e-5), ("adam", 1e-6)])
 def test_resume_is_bit_identical(tmp_path, optimizer, eta):
-    full = Trainer(small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "full",
-                   verbose=False)
+    full = Trainer(small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "full", verbose=False)
     full.run()
 
-    part = Trainer(small_config(iterations=3, every=3, optimizer=optimizer, eta=eta), tmp_path / "part",
-                   verbose=False)
+    part = Trainer(small_config(iterations=3, every=3, optimizer=optimizer, eta=eta), tmp_path / "part", verbose=False)
     part.run()
     if optimizer == "adam":
         assert np.abs(part.state.optimizer_state["m_in_rec"]).max() > 0  # Adam state saved and restored
-    resumed = Trainer(small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "part",
-                      verbose=False)
+    resumed = Trainer(
+        small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "part", verbose=False
+    )
     resumed.run(resume=True)
 
     for key, w in weights_of(full).items():

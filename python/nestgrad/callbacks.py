@@ -33,9 +33,12 @@ class ProgressPrinter(Callback):
         self._first = trainer.iteration
         total = trainer.config.training.iterations
         cfg = trainer.config
-        print(f"nestgrad: training {cfg.network.neuron_model} ({cfg.network.n_rec} recurrent neurons) on "
-              f"'{cfg.task.name}' for iterations {trainer.iteration + 1}..{total}, output in {trainer.out_dir}",
-              file=self.stream, flush=True)
+        print(
+            f"nestgrad: training {cfg.network.neuron_model} ({cfg.network.n_rec} recurrent neurons) on "
+            f"'{cfg.task.name}' for iterations {trainer.iteration + 1}..{total}, output in {trainer.out_dir}",
+            file=self.stream,
+            flush=True,
+        )
         if sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -46,9 +49,11 @@ class ProgressPrinter(Callback):
         elapsed = time.perf_counter() - self._t0
         eta = elapsed / done * (trainer.config.training.iterations - metrics["iteration"])
         acc = f"  accuracy {metrics['accuracy']:.2f}" if "accuracy" in metrics else ""
-        line = (f"iteration {metrics['iteration']:4d}/{trainer.config.training.iterations}  "
-                f"loss {metrics['loss']:.5g}{acc}  rate {metrics['rate_hz']:.1f} Hz  "
-                f"[{elapsed:.1f} s, ETA {eta:.0f} s]")
+        line = (
+            f"iteration {metrics['iteration']:4d}/{trainer.config.training.iterations}  "
+            f"loss {metrics['loss']:.5g}{acc}  rate {metrics['rate_hz']:.1f} Hz  "
+            f"[{elapsed:.1f} s, ETA {eta:.0f} s]"
+        )
         if self._bar is not None:
             self._bar.update(1)
             self._bar.write(line, file=self.stream)

@@ -16,8 +16,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.iterations is not None:
         import dataclasses
 
-        config = dataclasses.replace(config, training=dataclasses.replace(config.training,
-                                                                           iterations=args.iterations))
+        config = dataclasses.replace(config, training=dataclasses.replace(config.training, iterations=args.iterations))
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
     try:
         history = Trainer(config, out).run(resume=args.resume)
@@ -25,8 +24,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"nestgrad train: {err}", file=sys.stderr)
         return 2
     first, last = history[0]["loss"], history[-1]["loss"]
-    print(f"done: loss {first:.5g} (iteration 1) -> {last:.5g} (iteration {history[-1]['iteration']}); "
-          f"results in {out}")
+    print(
+        f"done: loss {first:.5g} (iteration 1) -> {last:.5g} (iteration {history[-1]['iteration']}); results in {out}"
+    )
     return 0
 
 
@@ -42,18 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nestgrad", description="Train spiking networks with e-prop in NEST.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a network described by a TOML configuration",
-                           description="Train a network described by a TOML configuration file (sections "
-                                       "[network], [task], [optimizer], [training]). Writes metrics.csv, "
-                                       "checkpoint.npz and plots to the output folder.")
+    train = sub.add_parser(
+        "train",
+        help="train a network described by a TOML configuration",
+        description="Train a network described by a TOML configuration file (sections "
+        "[network], [task], [optimizer], [training]). Writes metrics.csv, "
+        "checkpoint.npz and plots to the output folder.",
+    )
     train.add_argument("config", help="configuration file (.toml); examples in python/nestgrad/configs/")
     train.add_argument("--out", help="output folder (default: out/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
     train.add_argument("--iterations", type=int, help="override training.iterations")
     train.set_defaults(func=_cmd_train)
 
-    models = sub.add_parser("models", help="list the models of nestgradmodule",
-                            description="List the neuron models that nestgradmodule registers in NEST.")
+    models = sub.add_parser(
+        "models",
+        help="list the models of nestgradmodule",
+        description="List the neuron models that nestgradmodule registers in NEST.",
+    )
     models.set_defaults(func=_cmd_models)
     return parser
 

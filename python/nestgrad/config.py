@@ -50,15 +50,27 @@ class NetworkConfig:
     seed: int = 1  # initial weights and task data
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.neuron_model, str) and self.neuron_model != "", "network.neuron_model",
-                 self.neuron_model, "a model name is required")
+        _require(
+            isinstance(self.neuron_model, str) and self.neuron_model != "",
+            "network.neuron_model",
+            self.neuron_model,
+            "a model name is required",
+        )
         for key in ("n_rec", "n_in", "n_out"):
             v = getattr(self, key)
             minimum = 1 if key == "n_rec" else 0
-            _require(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, f"network.{key}", v,
-                     f"an integer >= {minimum} is required")
-        _require(_finite(self.weight_scale) and self.weight_scale > 0, "network.weight_scale", self.weight_scale,
-                 "a finite number > 0 is required")
+            _require(
+                isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
+                f"network.{key}",
+                v,
+                f"an integer >= {minimum} is required",
+            )
+        _require(
+            _finite(self.weight_scale) and self.weight_scale > 0,
+            "network.weight_scale",
+            self.weight_scale,
+            "a finite number > 0 is required",
+        )
         _require(isinstance(self.seed, int) and self.seed >= 0, "network.seed", self.seed, "an integer >= 0")
         for key in ("neuron_params", "readout_params"):
             params = getattr(self, key)
@@ -101,8 +113,12 @@ class TaskConfig:
             _require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, f"task.{key}", v, "an integer >= 0")
         for key in ("input_rate", "cue_rate", "background_rate"):
             v = getattr(self, key)
-            _require(_finite(v) and 0 <= v <= 1000.0 / self.resolution, f"task.{key}", v,
-                     "a rate in Hz between 0 and 1/resolution")
+            _require(
+                _finite(v) and 0 <= v <= 1000.0 / self.resolution,
+                f"task.{key}",
+                v,
+                "a rate in Hz between 0 and 1/resolution",
+            )
         if self.name == "evidence":
             _require(self.n_cues % 2 == 1, "task.n_cues", self.n_cues, "an odd number (so that one side wins)")
 
@@ -128,18 +144,32 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         _require(self.type in OPTIMIZERS, "optimizer.type", self.type, f"one of {', '.join(OPTIMIZERS)}")
         _require(_finite(self.eta) and self.eta >= 0, "optimizer.eta", self.eta, "a finite number >= 0")
-        _require(isinstance(self.batch_size, int) and self.batch_size >= 1, "optimizer.batch_size", self.batch_size,
-                 "an integer >= 1 (time steps)")
+        _require(
+            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            "optimizer.batch_size",
+            self.batch_size,
+            "an integer >= 1 (time steps)",
+        )
         _require(_finite(self.beta_1) and 0 <= self.beta_1 < 1, "optimizer.beta_1", self.beta_1, "in [0, 1)")
         _require(_finite(self.beta_2) and 0 <= self.beta_2 < 1, "optimizer.beta_2", self.beta_2, "in [0, 1)")
         _require(_finite(self.epsilon) and self.epsilon >= 0, "optimizer.epsilon", self.epsilon, ">= 0")
-        _require(_finite(self.Wmin) and _finite(self.Wmax) and self.Wmin < self.Wmax, "optimizer.Wmin/Wmax",
-                 (self.Wmin, self.Wmax), "finite with Wmin < Wmax")
+        _require(
+            _finite(self.Wmin) and _finite(self.Wmax) and self.Wmin < self.Wmax,
+            "optimizer.Wmin/Wmax",
+            (self.Wmin, self.Wmax),
+            "finite with Wmin < Wmax",
+        )
 
     def nest_dict(self) -> dict[str, Any]:
         """The ``optimizer`` dictionary for ``nest.SetDefaults("eprop_synapse", ...)``."""
-        d: dict[str, Any] = {"type": self.type, "eta": self.eta, "batch_size": self.batch_size,
-                             "Wmin": self.Wmin, "Wmax": self.Wmax, "optimize_each_step": self.optimize_each_step}
+        d: dict[str, Any] = {
+            "type": self.type,
+            "eta": self.eta,
+            "batch_size": self.batch_size,
+            "Wmin": self.Wmin,
+            "Wmax": self.Wmax,
+            "optimize_each_step": self.optimize_each_step,
+        }
         if self.type == "adam":
             d.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
         return d
@@ -164,10 +194,13 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         for key in ("iterations", "checkpoint_every", "threads", "rng_seed"):
             v = getattr(self, key)
-            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"training.{key}", v,
-                     "an integer >= 1")
-        _require(isinstance(self.record_neurons, int) and self.record_neurons >= 0, "training.record_neurons",
-                 self.record_neurons, "an integer >= 0")
+            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"training.{key}", v, "an integer >= 1")
+        _require(
+            isinstance(self.record_neurons, int) and self.record_neurons >= 0,
+            "training.record_neurons",
+            self.record_neurons,
+            "an integer >= 0",
+        )
 
 
 @dataclass(frozen=True)
@@ -183,8 +216,12 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "configuration") -> ExperimentConfig:
         sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        classes = {"network": NetworkConfig, "task": TaskConfig, "optimizer": OptimizerConfig,
-                   "training": TrainingConfig}
+        classes = {
+            "network": NetworkConfig,
+            "task": TaskConfig,
+            "optimizer": OptimizerConfig,
+            "training": TrainingConfig,
+        }
         unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {unknown}; known sections: {sorted(sections)}")
@@ -196,8 +233,10 @@ class ExperimentConfig:
             known = {f.name for f in dataclasses.fields(klass)}
             bad = sorted(set(values) - known)
             if bad:
-                raise ConfigError(f"{source}: unknown key(s) {', '.join(name + '.' + b for b in bad)}; "
-                                  f"known keys of [{name}]: {', '.join(sorted(known))}")
+                raise ConfigError(
+                    f"{source}: unknown key(s) {', '.join(name + '.' + b for b in bad)}; "
+                    f"known keys of [{name}]: {', '.join(sorted(known))}"
+                )
             try:
                 kwargs[name] = klass(**values)
             except ConfigError as err:

@@ -29,8 +29,9 @@ def plot_learning_curve(history: list[dict[str, Any]], path: pathlib.Path) -> No
     _save(fig, path)
 
 
-def plot_raster(spike_steps: np.ndarray, senders: np.ndarray, steps: int, resolution: float,
-                path: pathlib.Path, title: str) -> None:
+def plot_raster(
+    spike_steps: np.ndarray, senders: np.ndarray, steps: int, resolution: float, path: pathlib.Path, title: str
+) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.scatter(spike_steps * resolution, senders, s=1.5, color="black", marker="|")
     ax.set_xlim(0, steps * resolution)
@@ -40,14 +41,16 @@ def plot_raster(spike_steps: np.ndarray, senders: np.ndarray, steps: int, resolu
     _save(fig, path)
 
 
-def plot_readout(readout: np.ndarray, target: np.ndarray, window: np.ndarray, resolution: float,
-                 path: pathlib.Path, title: str) -> None:
+def plot_readout(
+    readout: np.ndarray, target: np.ndarray, window: np.ndarray, resolution: float, path: pathlib.Path, title: str
+) -> None:
     t = np.arange(readout.shape[0]) * resolution
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for k in range(readout.shape[1]):
         (line,) = ax.plot(t, readout[:, k], lw=1.2, label=f"readout {k}")
-        ax.plot(t, np.where(window > 0, target[:, k], np.nan), lw=1.2, ls="--", color=line.get_color(),
-                label=f"target {k}")
+        ax.plot(
+            t, np.where(window > 0, target[:, k], np.nan), lw=1.2, ls="--", color=line.get_color(), label=f"target {k}"
+        )
     ax.set_xlabel("time in iteration (ms)")
     ax.set_ylabel("signal")
     ax.set_title(title)

@@ -66,8 +66,10 @@ def load_checkpoint(path: pathlib.Path, config: ExperimentConfig) -> TrainingSta
         raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
     saved = ExperimentConfig.from_dict(meta["config"], source=f"{path} (saved configuration)")
     # everything but the number of iterations (and plotting) must match, or the run would not be the same run
-    relevant = dataclasses.replace(config, training=dataclasses.replace(
-        config.training, iterations=saved.training.iterations, plot=saved.training.plot))
+    relevant = dataclasses.replace(
+        config,
+        training=dataclasses.replace(config.training, iterations=saved.training.iterations, plot=saved.training.plot),
+    )
     if relevant != saved:
         diffs = _config_diff(saved.to_dict(), relevant.to_dict())
         raise CheckpointError(f"checkpoint {path} was written with a different configuration: {', '.join(diffs)}")
@@ -92,8 +94,13 @@ class Trainer:
     >>> history = trainer.run()              # or trainer.run(resume=True) to continue from out/run1/checkpoint.npz
     """
 
-    def __init__(self, config: ExperimentConfig, out_dir: str | os.PathLike[str],
-                 callbacks: list[Callback] | None = None, verbose: bool = True):
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        out_dir: str | os.PathLike[str],
+        callbacks: list[Callback] | None = None,
+        verbose: bool = True,
+    ):
         self.config = config
         self.out_dir = pathlib.Path(out_dir)
         self.callbacks = list(callbacks or [])
@@ -103,8 +110,10 @@ class Trainer:
         self.n_in = config.network.n_in or self.task.n_in
         self.n_out = config.network.n_out or self.task.n_out
         if self.n_in != self.task.n_in or self.n_out != self.task.n_out:
-            raise ValueError(f"task {config.task.name!r} needs n_in = {self.task.n_in} and n_out = "
-                             f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}")
+            raise ValueError(
+                f"task {config.task.name!r} needs n_in = {self.task.n_in} and n_out = "
+                f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}"
+            )
         self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out, config.task.resolution)
         self.iteration = 0
         self.state: TrainingState | None = None
@@ -131,8 +140,10 @@ class Trainer:
             self.state = load_checkpoint(self.checkpoint_path, self.config)
         else:
             if self.checkpoint_path.exists():
-                raise CheckpointError(f"{self.checkpoint_path} exists: resume it (--resume) or choose another "
-                                      "output folder; nothing was overwritten")
+                raise CheckpointError(
+                    f"{self.checkpoint_path} exists: resume it (--resume) or choose another "
+                    "output folder; nothing was overwritten"
+                )
             self.state = self.initial_state()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
@@ -141,8 +152,10 @@ class Trainer:
             cb.on_train_begin(self)
         total = self.config.training.iterations
         while self.iteration < total:
-            n = min(self.config.training.checkpoint_every - self.iteration % self.config.training.checkpoint_every,
-                    total - self.iteration)
+            n = min(
+                self.config.training.checkpoint_every - self.iteration % self.config.training.checkpoint_every,
+                total - self.iteration,
+            )
             self._run_block(n)
             save_checkpoint(self.checkpoint_path, self.config, self.state)
             for cb in self.callbacks:
@@ -161,8 +174,12 @@ class Trainer:
         nest.ResetKernel()
         nest.verbosity = nest.VerbosityLevel.ERROR
         nestgrad.install()
-        nest.set(resolution=self.config.task.resolution, local_num_threads=self.config.training.threads,
-                 rng_seed=self.config.training.rng_seed, print_time=False)
+        nest.set(
+            resolution=self.config.task.resolution,
+            local_num_threads=self.config.training.threads,
+            rng_seed=self.config.training.rng_seed,
+            print_time=False,
+        )
         return nest
 
     def _run_block(self, n: int) -> None:
@@ -195,8 +212,10 @@ class Trainer:
         self.state.iteration = self.iteration
 
     def _metrics(self, batch: TrialBatch, rec: Recordings, seconds: float) -> dict[str, Any]:
-        m: dict[str, Any] = {"iteration": self.iteration,
-                             "loss": mse_loss(rec.readout, batch.target, batch.learning_window, batch.trial_steps)}
+        m: dict[str, Any] = {
+            "iteration": self.iteration,
+            "loss": mse_loss(rec.readout, batch.target, batch.learning_window, batch.trial_steps),
+        }
         if batch.labels is not None:
             m["accuracy"] = accuracy(rec.readout, batch)
         n_rec_recorded = min(self.config.training.record_neurons, self.config.network.n_rec)
@@ -220,7 +239,19 @@ class Trainer:
             batch, rec = self.last
             res = self.config.task.resolution
             label = f"iteration {self.iteration}"
-            plotting.plot_raster(rec.spike_steps, rec.spike_senders, batch.steps, res, self.out_dir / "raster.png",
-                                 f"Recurrent spikes, {label}")
-            plotting.plot_readout(rec.readout, batch.target, batch.learning_window, res,
-                                  self.out_dir / "readout.png", f"Readout vs target, {label}")
+            plotting.plot_raster(
+                rec.spike_steps,
+                rec.spike_senders,
+                batch.steps,
+                res,
+                self.out_dir / "raster.png",
+                f"Recurrent spikes, {label}",
+            )
+            plotting.plot_readout(
+                rec.readout,
+                batch.target,
+                batch.learning_window,
+                res,
+                self.out_dir / "readout.png",
+                f"Readout vs target, {label}",
+            )

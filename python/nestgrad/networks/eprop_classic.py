@@ -51,8 +51,9 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "eprop_iaf": dict(_COMMON_REC),
     "eprop_iaf_adapt": dict(_COMMON_REC, adapt_beta=0.0174, adapt_tau=2000.0),
     "eprop_iaf_psc_delta": dict(_COMMON_REC, V_reset=-0.5, V_th=0.5, c_reg=2.0 / 1000 / 0.03**2),
-    "eprop_iaf_psc_delta_adapt": dict(_COMMON_REC, V_reset=-0.5, V_th=0.5, c_reg=2.0 / 1000 / 0.03**2,
-                                      adapt_beta=0.0174, adapt_tau=2000.0),
+    "eprop_iaf_psc_delta_adapt": dict(
+        _COMMON_REC, V_reset=-0.5, V_th=0.5, c_reg=2.0 / 1000 / 0.03**2, adapt_beta=0.0174, adapt_tau=2000.0
+    ),
     # Exponential currents: C_m equal to tau_syn makes a unit weight move V by about as much as in eprop_iaf.
     "eprop_iaf_psc_exp": dict(_COMMON_REC, C_m=5.0, tau_syn_ex=5.0, tau_syn_in=5.0, V_reset=0.0),
 }
@@ -76,13 +77,16 @@ def supported_neuron_models() -> list[str]:
 
 def default_neuron_params(model: str) -> dict[str, Any]:
     if model not in _DEFAULTS:
-        raise ValueError(f"network.neuron_model = {model!r} is not supported by the e-prop network builder; "
-                         f"supported: {', '.join(supported_neuron_models())}")
+        raise ValueError(
+            f"network.neuron_model = {model!r} is not supported by the e-prop network builder; "
+            f"supported: {', '.join(supported_neuron_models())}"
+        )
     return dict(_DEFAULTS[model])
 
 
-def initial_weights(n_in: int, n_rec: int, n_out: int, seed: int, recurrent: bool = True,
-                    scale: float = 1.0) -> dict[str, np.ndarray]:
+def initial_weights(
+    n_in: int, n_rec: int, n_out: int, seed: int, recurrent: bool = True, scale: float = 1.0
+) -> dict[str, np.ndarray]:
     """Gaussian initial weights scaled by 1/sqrt(fan-in) (Bellec et al. 2020), as matrices [post, pre]."""
     rng = np.random.default_rng([seed, 0xE9])
     w = {
@@ -110,8 +114,7 @@ class Recordings:
 class EpropNetwork:
     """Builds the network in the current NEST kernel and moves weights, optimizer state and data in and out."""
 
-    def __init__(self, config: NetworkConfig, optimizer: OptimizerConfig, n_in: int, n_out: int,
-                 resolution: float):
+    def __init__(self, config: NetworkConfig, optimizer: OptimizerConfig, n_in: int, n_out: int, resolution: float):
         self.config = config
         self.optimizer = optimizer
         self.n_in = n_in
@@ -128,16 +131,22 @@ class EpropNetwork:
         model = self.config.neuron_model
         if model not in nest.node_models:
             raise ValueError(f"network.neuron_model = {model!r} is not a NEST model (is nestgrad.install() done?)")
-        for label, model_name, params in (("neuron_params", model, self.neuron_params),
-                                          ("readout_params", "eprop_readout", self.readout_params)):
+        for label, model_name, params in (
+            ("neuron_params", model, self.neuron_params),
+            ("readout_params", "eprop_readout", self.readout_params),
+        ):
             known = set(nest.GetDefaults(model_name))
             unknown = sorted(set(params) - known)
             if unknown:
                 raise ValueError(f"network.{label}: unknown parameter(s) {unknown} for model {model_name!r}")
 
     def check_weights(self, weights: dict[str, np.ndarray]) -> None:
-        shapes = {"in_rec": (self.n_rec, self.n_in), "rec_rec": (self.n_rec, self.n_rec),
-                  "rec_out": (self.n_out, self.n_rec), "feedback": (self.n_rec, self.n_out)}
+        shapes = {
+            "in_rec": (self.n_rec, self.n_in),
+            "rec_rec": (self.n_rec, self.n_rec),
+            "rec_out": (self.n_out, self.n_rec),
+            "feedback": (self.n_rec, self.n_out),
+        }
         for key, shape in shapes.items():
             if key not in weights:
                 raise ValueError(f"weights: projection {key!r} is missing")
@@ -147,8 +156,11 @@ class EpropNetwork:
                 raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
 
     # -- building -------------------------------------------------------------------------------------------------
-    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int) -> None:
+    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
+        """Create the network in the current kernel. ``plastic=False`` builds the static twin (static synapses
+        where e-prop synapses would be), the baseline for measuring the cost of plasticity."""
         self.check_weights(weights)
+        self._synapse_model = EPROP_SYNAPSE if plastic else "static_synapse"
         step = self.resolution
         n = self._nodes
         n["gen_in"] = nest.Create("spike_generator", self.n_in)
@@ -158,17 +170,21 @@ class EpropNetwork:
         n["gen_target"] = nest.Create("step_rate_generator", self.n_out)
         n["gen_window"] = nest.Create("step_rate_generator")
 
-        nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
-        eprop = {"synapse_model": EPROP_SYNAPSE, "delay": step}
+        if plastic:
+            nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
+        eprop = {"synapse_model": self._synapse_model, "delay": step}
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
         nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
         nest.Connect(n["in"], n["rec"], all_to_all, eprop | {"weight": weights["in_rec"]})
         if self.config.recurrent:
             nest.Connect(n["rec"], n["rec"], all_to_all, eprop | {"weight": weights["rec_rec"]})
         nest.Connect(n["rec"], n["out"], all_to_all, eprop | {"weight": weights["rec_out"]})
-        nest.Connect(n["out"], n["rec"], all_to_all,
-                     {"synapse_model": "eprop_learning_signal_connection", "delay": step,
-                      "weight": weights["feedback"]})
+        nest.Connect(
+            n["out"],
+            n["rec"],
+            all_to_all,
+            {"synapse_model": "eprop_learning_signal_connection", "delay": step, "weight": weights["feedback"]},
+        )
         rate = {"synapse_model": "rate_connection_delayed", "delay": step}
         nest.Connect(n["gen_target"], n["out"], "one_to_one", rate | {"receptor_type": 2})
         nest.Connect(n["gen_window"], n["out"], "all_to_all", rate | {"receptor_type": 1})
@@ -194,8 +210,9 @@ class EpropNetwork:
         per_sender = np.split(times[order], np.searchsorted(senders[order], np.arange(1, self.n_in)))
         self._nodes["gen_in"].set([{"spike_times": np.round(t, 10)} for t in per_sender])
         amp_times = (np.arange(spikes.shape[0]) + OFFSET_GEN_STEPS + DELAY_STEPS) * step
-        self._nodes["gen_target"].set([{"amplitude_times": amp_times, "amplitude_values": target[:, k]}
-                                       for k in range(self.n_out)])
+        self._nodes["gen_target"].set(
+            [{"amplitude_times": amp_times, "amplitude_values": target[:, k]} for k in range(self.n_out)]
+        )
         change = np.flatnonzero(np.diff(np.concatenate([[np.nan], window])) != 0)
         self._nodes["gen_window"].set({"amplitude_times": amp_times[change], "amplitude_values": window[change]})
         self._segment_starts = starts
@@ -236,7 +253,7 @@ class EpropNetwork:
     def _projection(self, nest: Any, name: str) -> tuple[Any, Any, Any]:
         n = self._nodes
         pre, post = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}[name]
-        return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=EPROP_SYNAPSE)
+        return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=self._synapse_model)
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         """Current weights as matrices [post, pre] (the MPI backend gathers them across ranks)."""
@@ -254,7 +271,7 @@ class EpropNetwork:
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
         """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD."""
-        if self.optimizer.type != "adam":
+        if self.optimizer.type != "adam" or self._synapse_model != EPROP_SYNAPSE:
             return {}
         state = {}
         for name in PROJECTIONS:
