@@ -50,7 +50,7 @@ $(STAMPS)/editable: pyproject.toml $(STAMPS)/venv
 	@touch $@
 
 demo: setup
-	$(VENV)/bin/nestgrad train python/nestgrad/configs/sine_eprop_iaf_psc_exp.toml --out out/demo
+	$(VENV)/bin/nestgrad train python/nestgrad/configs/sine_eprop_iaf_psc_exp.toml --out out/demo --overwrite
 
 test: setup
 	$(PY) -m pytest -q tests

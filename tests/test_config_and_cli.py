@@ -104,6 +104,8 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert cli.main(["train", str(cfg), "--out", str(out), "--resume", "--iterations", "3"]) == 0
     assert "iteration    3/3" in capsys.readouterr().out
+    assert cli.main(["train", str(cfg), "--out", str(out), "--overwrite"]) == 0  # explicit: start again
+    assert "iteration    1/2" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["models", "--help"]])

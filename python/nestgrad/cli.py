@@ -19,7 +19,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, iterations=args.iterations))
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
     try:
-        history = Trainer(config, out).run(resume=args.resume)
+        history = Trainer(config, out).run(resume=args.resume, overwrite=args.overwrite)
     except CheckpointError as err:
         print(f"nestgrad train: {err}", file=sys.stderr)
         return 2
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="configuration file (.toml); examples in python/nestgrad/configs/")
     train.add_argument("--out", help="output folder (default: out/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    train.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     train.add_argument("--iterations", type=int, help="override training.iterations")
     train.set_defaults(func=_cmd_train)
 

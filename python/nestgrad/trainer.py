@@ -133,13 +133,17 @@ class Trainer:
         self.network.validate(nest)
         nest.ResetKernel()
 
-    def run(self, resume: bool = False) -> list[dict[str, Any]]:
-        """Train until ``training.iterations``; returns the metrics of every iteration."""
+    def run(self, resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
+        """Train until ``training.iterations``; returns the metrics of every iteration.
+
+        ``resume`` continues from the checkpoint in ``out_dir``; without it, an existing checkpoint is an error
+        unless ``overwrite`` is given.
+        """
         self.validate()
         if resume:
             self.state = load_checkpoint(self.checkpoint_path, self.config)
         else:
-            if self.checkpoint_path.exists():
+            if self.checkpoint_path.exists() and not overwrite:
                 raise CheckpointError(
                     f"{self.checkpoint_path} exists: resume it (--resume) or choose another "
                     "output folder; nothing was overwritten"
