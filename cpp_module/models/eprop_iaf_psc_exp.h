@@ -75,12 +75,13 @@ written (without a factor :math:`1 - \kappa`, like NEST's ``eprop_iaf``). :math:
 evaluated on :math:`v^t` (zero while refractory). As in NEST's e-prop models, the gradient of a synapse is computed
 event-driven when the next presynaptic spike passes it, over the steps between the two spikes up to the cutoff
 ``eprop_isi_trace_cutoff``; the traces are propagated in closed form across the rest of the interval, and the
-weight is then changed by the synapse's optimizer. The surrogate gradient functions are those of NEST's e-prop
-neurons: ``piecewise_linear`` :math:`\frac{\gamma}{v_\text{th}} \max(0, 1 - \beta |\frac{v - v_\text{th}}{v_\text{th}}|)`,
-``exponential`` :math:`\gamma e^{-\beta |v - v_\text{th}|}`, ``fast_sigmoid_derivative``
-:math:`\gamma (1 + \beta |v - v_\text{th}|)^{-2}` and ``arctan_derivative``
-:math:`\frac{\gamma}{\pi} (1 + (\beta \pi (v - v_\text{th}))^2)^{-1}`, with :math:`\gamma` the height and
-:math:`1/\beta` the width, :math:`v_\text{th}` relative to :math:`E_\text{L}`.
+weight is then changed by the synapse's optimizer.
+
+The surrogate gradient functions are NEST's, as its code computes them (with :math:`\gamma` the height,
+:math:`w` the width and :math:`v_\text{th}` relative to :math:`E_\text{L}`): ``piecewise_linear``
+:math:`\gamma \max(0, 1 - |v - v_\text{th}| / w)`, ``exponential`` :math:`\gamma e^{-|v - v_\text{th}| / w}`,
+``fast_sigmoid_derivative`` :math:`\gamma (1 + |v - v_\text{th}| / w)^{-2}` and ``arctan_derivative``
+:math:`\gamma / (1 + ((v - v_\text{th}) / w)^2)`; all are zero while the neuron is refractory.
 
 Parameters
 ++++++++++
@@ -120,7 +121,7 @@ Parameter                       Unit    Math equivalent             Default     
                                                                                        fast_sigmoid_derivative,
                                                                                        arctan_derivative
 ``surrogate_gradient_height``           :math:`\gamma`              0.3                Height (> 0)
-``surrogate_gradient_width``            :math:`1/\beta`             1.0                Width (> 0)
+``surrogate_gradient_width``            :math:`w`                   1.0                Width (> 0)
 ``eprop_isi_trace_cutoff``      ms      :math:`\Delta t_\text{c}`   inf                Gradient window after each
                                                                                        presynaptic spike (>= 0)
 ``flush_event_send_interval``   ms                                  inf                Inactivity after which a
