@@ -125,7 +125,9 @@ class Trainer:
 
     def initial_state(self) -> TrainingState:
         c = self.config.network
-        return TrainingState(0, initial_weights(self.n_in, c.n_rec, self.n_out, c.seed, c.recurrent, c.weight_scale))
+        return TrainingState(
+            0, initial_weights(self.n_in, c.n_rec, self.n_out, c.seed, c.recurrent, c.weight_scale, c.neuron_model)
+        )
 
     def validate(self) -> None:
         """All checks that need NEST, done in a fresh kernel before any simulation."""

@@ -84,16 +84,30 @@ def default_neuron_params(model: str) -> dict[str, Any]:
     return dict(_DEFAULTS[model])
 
 
+# Initial-weight factors per model, after NEST's e-prop examples: [in_rec and rec_rec, feedback]. Models whose
+# input enters v directly as a jump (eprop_iaf and kin) use small weights; eprop_iaf_psc_delta(_adapt) with
+# V_th = 0.5 mV needs weights of order one and larger learning signals.
+_WEIGHT_FACTORS: dict[str, tuple[float, float]] = {
+    "eprop_iaf": (_SCALE, _SCALE),
+    "eprop_iaf_adapt": (_SCALE, _SCALE),
+    "eprop_iaf_psc_exp": (_SCALE, _SCALE),
+    "eprop_iaf_psc_delta": (1.0, 1.0 / _SCALE),
+    "eprop_iaf_psc_delta_adapt": (1.0, 1.0 / _SCALE),
+}
+
+
 def initial_weights(
-    n_in: int, n_rec: int, n_out: int, seed: int, recurrent: bool = True, scale: float = 1.0
+    n_in: int, n_rec: int, n_out: int, seed: int, recurrent: bool = True, scale: float = 1.0,
+    model: str = "eprop_iaf_psc_exp",
 ) -> dict[str, np.ndarray]:
     """Gaussian initial weights scaled by 1/sqrt(fan-in) (Bellec et al. 2020), as matrices [post, pre]."""
     rng = np.random.default_rng([seed, 0xE9])
+    f_rec, f_feedback = _WEIGHT_FACTORS.get(model, (_SCALE, _SCALE))
     w = {
-        "in_rec": rng.standard_normal((n_rec, n_in)) / np.sqrt(n_in) * _SCALE * scale,
-        "rec_rec": rng.standard_normal((n_rec, n_rec)) / np.sqrt(n_rec) * _SCALE * scale,
+        "in_rec": rng.standard_normal((n_rec, n_in)) / np.sqrt(n_in) * f_rec * scale,
+        "rec_rec": rng.standard_normal((n_rec, n_rec)) / np.sqrt(n_rec) * f_rec * scale,
         "rec_out": rng.standard_normal((n_out, n_rec)) / np.sqrt(n_rec) * _SCALE * scale,
-        "feedback": rng.standard_normal((n_rec, n_out)) / np.sqrt(n_rec) * _SCALE * scale,
+        "feedback": rng.standard_normal((n_rec, n_out)) / np.sqrt(n_rec) * f_feedback * scale,
     }
     np.fill_diagonal(w["rec_rec"], 0.0)
     if not recurrent:

@@ -1,0 +1,314 @@
+"""Discrete-time dynamics of the e-prop neuron models, exactly as NEST's (and nestgrad's) C++ code computes them.
+
+Every model is a small class built from the model's NEST parameters (NEST names and units) and the resolution.
+``step`` advances all neurons of a population by one time step and returns the surrogate gradient and the spikes
+of that step; the ``*_trace`` methods advance the e-prop eligibility vectors of the population's incoming synapses.
+Voltages are kept relative to E_L, as in the C++ code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def surrogate_gradient(name: str, r: np.ndarray, v: np.ndarray, v_th: np.ndarray | float, height: float,
+                       width: float) -> np.ndarray:
+    """NEST's surrogate gradients (EpropArchivingNodeRecurrent), zero while refractory (r > 0)."""
+    x = v - v_th
+    if name == "piecewise_linear":
+        psi = height * np.maximum(0.0, 1.0 - np.abs(x) / width)
+    elif name == "exponential":
+        psi = height * np.exp(-np.abs(x) / width)
+    elif name == "fast_sigmoid_derivative":
+        psi = height * (1.0 + np.abs(x) / width) ** -2.0
+    elif name == "arctan_derivative":
+        psi = height / (1.0 + (x / width) ** 2)
+    else:
+        raise ValueError(f"surrogate_gradient_function = {name!r} is unknown; known: piecewise_linear, "
+                         "exponential, fast_sigmoid_derivative, arctan_derivative")
+    return np.where(r > 0, 0.0, psi)
+
+
+def steps_of(ms: float, dt: float) -> int:
+    """NEST's Time(ms).get_steps(): round to the nearest step."""
+    if not np.isfinite(ms):
+        return np.iinfo(np.int64).max // 4
+    return int(np.floor(ms / dt + 0.5))
+
+
+@dataclass
+class PopulationState:
+    v: np.ndarray
+    r: np.ndarray
+    i_in: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class RecurrentModel:
+    """Base class of the recurrent e-prop models. Subclasses set ``traces`` (per-synapse eligibility state names)."""
+
+    name = ""
+    traces: tuple[str, ...] = ("z_bar",)
+    per_synapse_traces = False  # whether traces depend on the synapse (e.g. on its weight's sign)
+
+    def __init__(self, params: dict[str, Any], dt: float):
+        self.p = params
+        self.dt = dt
+        E_L = params["E_L"]
+        self.E_L = E_L
+        self.V_th = params["V_th"] - E_L
+        self.V_min = params.get("V_min", -np.finfo(float).max) - E_L
+        self.C_m = params["C_m"]
+        self.tau_m = params["tau_m"]
+        self.I_e = params.get("I_e", 0.0)
+        self.refractory_steps = steps_of(params.get("t_ref", 0.0), dt)
+        self.kappa = params["kappa"]
+        self.kappa_reg = params["kappa_reg"]
+        self.c_reg = params["c_reg"]
+        self.f_target_per_ms = params["f_target"] / 1000.0  # NEST stores spikes per ms
+        self.sg = (params["surrogate_gradient_function"], params["surrogate_gradient_height"],
+                   params["surrogate_gradient_width"])
+        self.cutoff_steps = steps_of(params.get("eprop_isi_trace_cutoff", np.inf), dt)
+        self.P_v = np.exp(-dt / self.tau_m)
+        self.P_i = self.tau_m / self.C_m * (1.0 - self.P_v)
+
+    def init_state(self, n: int) -> PopulationState:
+        v0 = self.p.get("V_m", self.E_L) - self.E_L
+        return PopulationState(np.full(n, v0), np.zeros(n, dtype=np.int64), np.zeros(n))
+
+    def psi(self, r: np.ndarray, v: np.ndarray, v_th: np.ndarray | float) -> np.ndarray:
+        return surrogate_gradient(self.sg[0], r, v, v_th, self.sg[1], self.sg[2])
+
+    # hooks
+    def step(self, s: PopulationState, z_in_ex: np.ndarray, z_in_in: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def init_traces(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Trace arrays for the synapses [post, pre] of one projection (z_bar depends only on the presynaptic
+        neuron for these models)."""
+        return {"z_bar": np.zeros(shape[1])}
+
+    def trace_step(self, tr: dict[str, np.ndarray], z_pre: np.ndarray, psi_post: np.ndarray,
+                   excitatory: np.ndarray | None) -> np.ndarray:
+        """Advance the eligibility vectors by one step (z_pre: presynaptic spikes entering this step, [pre]);
+        return the eligibility traces e [post, pre] of this step."""
+        tr["z_bar"] = self.P_v * tr["z_bar"] + z_pre
+        return psi_post[:, None] * tr["z_bar"][None, :]
+
+    def after_masked_e(self, tr: dict[str, np.ndarray], e_masked: np.ndarray) -> None:
+        """Model-specific updates that use the eligibility trace after the cutoff mask (adaptation)."""
+
+
+class EpropIaf(RecurrentModel):
+    """NEST's ``eprop_iaf``: v = P_i i_in + z_in + P_v v; reset by subtraction of V_th."""
+
+    name = "eprop_iaf"
+
+    def step(self, s, z_in_ex, z_in_in):
+        s.r = np.where(s.r > 0, s.r - 1, s.r)
+        s.v = self.P_i * s.i_in + (z_in_ex + z_in_in) + self.P_v * s.v
+        s.v = np.maximum(s.v, self.V_min)
+        psi = self.psi(s.r, s.v, self.V_th)
+        z = ((s.v >= self.V_th) & (s.r == 0)).astype(float)
+        s.v = s.v - self.V_th * z
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.i_in = np.full_like(s.v, self.I_e)
+        return psi, z
+
+
+class EpropIafAdapt(RecurrentModel):
+    """NEST's ``eprop_iaf_adapt``: eprop_iaf with an adaptive threshold V_th + beta a, a = P_a a + z_prev."""
+
+    name = "eprop_iaf_adapt"
+    traces = ("z_bar", "epsilon")
+    per_synapse_traces = True  # epsilon depends on the postsynaptic surrogate gradient
+
+    def __init__(self, params, dt):
+        super().__init__(params, dt)
+        self.beta = params["adapt_beta"]
+        self.P_a = np.exp(-dt / params["adapt_tau"])
+
+    def init_state(self, n):
+        s = super().init_state(n)
+        s.extra = {"adapt": np.zeros(n), "z": np.zeros(n)}
+        return s
+
+    def step(self, s, z_in_ex, z_in_in):
+        s.r = np.where(s.r > 0, s.r - 1, s.r)
+        s.v = self.P_i * s.i_in + (z_in_ex + z_in_in) + self.P_v * s.v
+        s.v = np.maximum(s.v, self.V_min)
+        s.extra["adapt"] = self.P_a * s.extra["adapt"] + s.extra["z"]
+        v_th_adapt = self.V_th + self.beta * s.extra["adapt"]
+        psi = self.psi(s.r, s.v, v_th_adapt)
+        z = ((s.v >= v_th_adapt) & (s.r == 0)).astype(float)
+        s.v = s.v - self.V_th * z
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.extra["z"] = z
+        s.i_in = np.full_like(s.v, self.I_e)
+        return psi, z
+
+    def init_traces(self, shape):
+        return {"z_bar": np.zeros(shape[1]), "epsilon": np.zeros(shape)}
+
+    def trace_step(self, tr, z_pre, psi_post, excitatory):
+        tr["z_bar"] = self.P_v * tr["z_bar"] + z_pre
+        return psi_post[:, None] * (tr["z_bar"][None, :] - self.beta * tr["epsilon"])
+
+    def after_masked_e(self, tr, e_masked):
+        tr["epsilon"] = self.P_a * tr["epsilon"] + e_masked
+
+
+class EpropIafPscDelta(RecurrentModel):
+    """NEST's ``eprop_iaf_psc_delta``: v frozen at V_reset while refractory; reset to V_reset."""
+
+    name = "eprop_iaf_psc_delta"
+
+    def __init__(self, params, dt):
+        super().__init__(params, dt)
+        self.V_reset = params["V_reset"] - self.E_L
+        if params.get("with_refr_input", False):
+            raise ValueError("eprop_iaf_psc_delta: with_refr_input = True is not supported by the reference engine")
+
+    def step(self, s, z_in_ex, z_in_in):
+        free = s.r == 0
+        v_new = self.P_i * (s.i_in + self.I_e) + self.P_v * s.v + (z_in_ex + z_in_in)
+        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
+        s.r = np.where(free, s.r, s.r - 1)
+        psi = self.psi(s.r, s.v, self.V_th)
+        z = (s.v >= self.V_th).astype(float)
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.v = np.where(z > 0, self.V_reset, s.v)
+        s.i_in = np.zeros_like(s.v)
+        return psi, z
+
+
+class EpropIafPscDeltaAdapt(EpropIafPscDelta):
+    """NEST's ``eprop_iaf_psc_delta_adapt``: psc_delta with an adaptive threshold; v and the adaptation are frozen
+    while refractory (so a spike's own adaptation increment is lost if t_ref > 0, as in NEST's code)."""
+
+    name = "eprop_iaf_psc_delta_adapt"
+    traces = ("z_bar", "epsilon")
+    per_synapse_traces = True
+
+    def __init__(self, params, dt):
+        super().__init__(params, dt)
+        self.beta = params["adapt_beta"]
+        self.P_a = np.exp(-dt / params["adapt_tau"])
+
+    def init_state(self, n):
+        s = super().init_state(n)
+        s.extra = {"adapt": np.zeros(n), "z": np.zeros(n), "v_th_adapt": np.full(n, self.V_th)}
+        return s
+
+    def step(self, s, z_in_ex, z_in_in):
+        free = s.r == 0
+        v_new = self.P_i * (s.i_in + self.I_e) + self.P_v * s.v + (z_in_ex + z_in_in)
+        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
+        s.extra["adapt"] = np.where(free, self.P_a * s.extra["adapt"] + s.extra["z"], s.extra["adapt"])
+        s.extra["v_th_adapt"] = np.where(free, self.V_th + self.beta * s.extra["adapt"], s.extra["v_th_adapt"])
+        s.r = np.where(free, s.r, s.r - 1)
+        psi = self.psi(s.r, s.v, s.extra["v_th_adapt"])
+        z = (s.v >= s.extra["v_th_adapt"]).astype(float)
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.v = np.where(z > 0, self.V_reset, s.v)
+        s.extra["z"] = z
+        s.i_in = np.zeros_like(s.v)
+        return psi, z
+
+    init_traces = EpropIafAdapt.init_traces
+    trace_step = EpropIafAdapt.trace_step
+    after_masked_e = EpropIafAdapt.after_masked_e
+
+
+class EpropIafPscExp(RecurrentModel):
+    """nestgrad's ``eprop_iaf_psc_exp`` (cpp_module/models/eprop_iaf_psc_exp.cpp)."""
+
+    name = "eprop_iaf_psc_exp"
+    traces = ("eps_v", "eps_i")
+    per_synapse_traces = True
+
+    def __init__(self, params, dt):
+        super().__init__(params, dt)
+        self.V_reset = params["V_reset"] - self.E_L
+        self.P22 = np.exp(-dt / self.tau_m)
+        self.P20 = -self.tau_m / self.C_m * np.expm1(-dt / self.tau_m)
+        self.tau_ex, self.tau_in = params["tau_syn_ex"], params["tau_syn_in"]
+        self.P11_ex, self.P11_in = np.exp(-dt / self.tau_ex), np.exp(-dt / self.tau_in)
+        self.P21_ex = current_to_voltage_propagator(self.tau_ex, self.tau_m, self.C_m, dt)
+        self.P21_in = current_to_voltage_propagator(self.tau_in, self.tau_m, self.C_m, dt)
+
+    def init_state(self, n):
+        s = super().init_state(n)
+        s.extra = {"i_ex": np.zeros(n), "i_in": np.zeros(n)}
+        return s
+
+    def step(self, s, z_in_ex, z_in_in):
+        free = s.r == 0
+        v_new = (self.P22 * s.v + self.P21_ex * s.extra["i_ex"] + self.P21_in * s.extra["i_in"]
+                 + self.P20 * (self.I_e + s.i_in))
+        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
+        s.r = np.where(free, s.r, s.r - 1)
+        s.extra["i_ex"] = self.P11_ex * s.extra["i_ex"] + z_in_ex
+        s.extra["i_in"] = self.P11_in * s.extra["i_in"] + z_in_in
+        psi = self.psi(s.r, s.v, self.V_th)
+        z = ((s.v >= self.V_th) & (s.r == 0)).astype(float)
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.v = np.where(z > 0, self.V_reset, s.v)
+        s.i_in = np.zeros_like(s.v)  # no current generators in these networks
+        return psi, z
+
+    def init_traces(self, shape):
+        return {"eps_v": np.zeros(shape), "eps_i": np.zeros(shape)}
+
+    def trace_step(self, tr, z_pre, psi_post, excitatory):
+        P11 = np.where(excitatory, self.P11_ex, self.P11_in)
+        P21 = np.where(excitatory, self.P21_ex, self.P21_in)
+        tr["eps_v"] = self.P22 * tr["eps_v"] + P21 * tr["eps_i"]
+        tr["eps_i"] = P11 * tr["eps_i"] + z_pre[None, :]
+        return psi_post[:, None] * tr["eps_v"]
+
+
+def current_to_voltage_propagator(tau_syn: float, tau_m: float, c_m: float, h: float) -> float:
+    """Same formula as nestgrad::psc_exp_current_to_voltage_propagator."""
+    p22 = np.exp(-h / tau_m)
+    rate_difference = 1.0 / tau_syn - 1.0 / tau_m
+    if rate_difference == 0.0:
+        return h / c_m * p22
+    return tau_syn * tau_m / (c_m * (tau_m - tau_syn)) * (-p22 * np.expm1(-h * rate_difference))
+
+
+class EpropReadout:
+    """NEST's ``eprop_readout``: leaky integrator; error = (y - target) * learning window."""
+
+    name = "eprop_readout"
+
+    def __init__(self, params: dict[str, Any], dt: float):
+        self.p = params
+        self.E_L = params["E_L"]
+        self.tau_m = params["tau_m"]
+        self.C_m = params["C_m"]
+        self.I_e = params.get("I_e", 0.0)
+        self.V_min = params.get("V_min", -np.finfo(float).max) - self.E_L
+        self.P_v = np.exp(-dt / self.tau_m)
+        self.P_i = self.tau_m / self.C_m * (1.0 - self.P_v)
+        self.cutoff_steps = steps_of(params.get("eprop_isi_trace_cutoff", np.inf), dt)
+
+    def init_state(self, n: int) -> PopulationState:
+        return PopulationState(np.full(n, self.p.get("V_m", self.E_L) - self.E_L), np.zeros(n, dtype=np.int64),
+                               np.zeros(n))
+
+    def step(self, s: PopulationState, z_in: np.ndarray, target: np.ndarray, window: float):
+        s.v = self.P_i * s.i_in + z_in + self.P_v * s.v
+        s.v = np.maximum(s.v, self.V_min)
+        y = s.v + self.E_L
+        err = (y - target) * window
+        s.i_in = np.full_like(s.v, self.I_e)
+        return y, err
+
+
+RECURRENT_MODELS: dict[str, type[RecurrentModel]] = {
+    m.name: m for m in (EpropIaf, EpropIafAdapt, EpropIafPscDelta, EpropIafPscDeltaAdapt, EpropIafPscExp)
+}

@@ -1,0 +1,69 @@
+"""NEST 3.10's weight optimizers (models/weight_optimizer.cpp), per synapse, vectorised.
+
+NEST calls the optimizer of a synapse when a presynaptic spike passes it, with ``idx`` = the time step before the
+spike's stamp. Gradients are summed until the optimization step ``1 + idx // batch_size`` advances; then the mean
+is applied (Adam runs one update per elapsed optimization step, the first with the gradient, the others with zero)
+and the weight is clipped to [Wmin, Wmax].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class OptimizerState:
+    def __init__(self, shape: tuple[int, ...], cfg: dict[str, Any]):
+        self.cfg = cfg
+        self.type = cfg.get("type", "gradient_descent")
+        if self.type not in ("gradient_descent", "adam"):
+            raise ValueError(f"optimizer type {self.type!r} is not supported (gradient_descent, adam)")
+        if cfg.get("optimize_each_step", False):
+            raise ValueError("optimize_each_step = True is not supported by the reference engine")
+        self.eta = float(cfg.get("eta", 1e-4))
+        self.batch = int(cfg.get("batch_size", 1))
+        self.Wmin, self.Wmax = float(cfg.get("Wmin", -100.0)), float(cfg.get("Wmax", 100.0))
+        self.cumulative = np.zeros(shape)
+        self.step = np.ones(shape, dtype=np.int64)
+        if self.type == "adam":
+            self.b1, self.b2 = float(cfg.get("beta_1", 0.9)), float(cfg.get("beta_2", 0.999))
+            self.eps = float(cfg.get("epsilon", 1e-7))
+            self.m = np.zeros(shape)
+            self.v = np.zeros(shape)
+            self.b1p = np.ones(shape)
+            self.b2p = np.ones(shape)
+
+    def apply(self, w: np.ndarray, idx_rows: np.ndarray, idx_cols: np.ndarray, gradient: np.ndarray,
+              t_idx: int) -> None:
+        """Optimizer call for the synapses (idx_rows, idx_cols) of ``w`` (modified in place)."""
+        sel = (idx_rows, idx_cols)
+        self.cumulative[sel] += gradient
+        current = 1 + t_idx // self.batch
+        due = self.step[sel] < current
+        if not np.any(due):
+            return
+        r, c = idx_rows[due], idx_cols[due]
+        sel = (r, c)
+        cum = self.cumulative[sel] / self.batch
+        wv = w[sel]
+        if self.type == "gradient_descent":
+            wv = wv - self.eta * cum
+        else:
+            n = current - self.step[sel]  # optimization steps to run: the first with the gradient, then zeros
+            m, v, b1p, b2p = self.m[sel], self.v[sel], self.b1p[sel], self.b2p[sel]
+            for k in range(int(n.max())):
+                run = k < n
+                b1p = np.where(run, b1p * self.b1, b1p)
+                b2p = np.where(run, b2p * self.b2, b2p)
+                alpha = self.eta * np.sqrt(1.0 - b2p) / (1.0 - b1p)
+                g = cum if k == 0 else 0.0
+                m_new = self.b1 * m + (1.0 - self.b1) * g
+                v_new = self.b2 * v + (1.0 - self.b2) * g * g
+                m = np.where(run, m_new, m)
+                v = np.where(run, v_new, v)
+                wv = np.where(run, wv - alpha * m / (np.sqrt(v) + self.eps), wv)
+            self.m[sel], self.v[sel], self.b1p[sel], self.b2p[sel] = m, v, b1p, b2p
+        w[sel] = np.clip(wv, self.Wmin, self.Wmax)
+        self.cumulative[sel] = 0.0
+        self.step[sel] = current
