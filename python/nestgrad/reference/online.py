@@ -33,6 +33,7 @@ LEARNING_SIGNAL_SHIFT = 1  # L[e] is the readout error of step e + 1
 @dataclass
 class OnlineResult:
     weights: dict[str, np.ndarray]
+    gradients: dict[str, np.ndarray]  # sum of every e-prop gradient computed (applied windows and open ones)
     readout: np.ndarray  # [data steps, n_out], readout membrane potential y per data step
     rec_spikes: np.ndarray  # bool [data steps, n_rec], recurrent spikes emitted in the step of data step j
     losses: np.ndarray  # per iteration, as nestgrad.tasks.mse_loss
@@ -51,6 +52,7 @@ class _Projection:
         self.last_stamp = np.full(n_pre, np.iinfo(np.int64).min // 2, dtype=np.int64)
         self.has_spiked = np.zeros(n_pre, dtype=bool)
         self.pending: dict[int, np.ndarray] = {}  # entry -> gradient increments waiting for the learning signal
+        self.total = np.zeros_like(self.w)  # every gradient handed to the optimizer, plus open windows at the end
 
     def deliver(self, spiking: np.ndarray, t: int) -> None:
         """Spikes stamped t pass their synapses: optimizer call with the closed window (not for a first spike)."""
@@ -59,6 +61,7 @@ class _Projection:
             rows, cols = np.nonzero(self.mask[:, pre])
             cols = pre[cols]
             self.opt.apply(self.w, rows, cols, self.G[rows, cols], t - 1)
+            self.total[:, pre] += self.G[:, pre]
             self.G[:, pre] = 0.0
         self.has_spiked |= spiking
 
@@ -72,7 +75,12 @@ class _Projection:
 
 
 def run_online(spec: NetworkSpec, deliver_final_spikes: bool = True) -> OnlineResult:
-    """Simulate ``spec`` with NEST's e-prop semantics and return final weights, readouts and losses."""
+    """Simulate ``spec`` with NEST's e-prop semantics and return final weights, readouts and losses.
+
+    ``OnlineResult.gradients`` sums every gradient the synapses computed, including the windows still open at
+    the end (with the learning signals that exist by then); with a learning rate of zero this is the e-prop
+    gradient of the whole run at fixed weights, the quantity compared with BPTT.
+    """
     spec.validate()
     dt = spec.resolution
     rec_model = RECURRENT_MODELS[spec.rec_model](spec.rec_params, dt)
@@ -112,12 +120,12 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = True) -> OnlineRe
         j = t - INPUT_TO_REC_STEPS
         return spec.input_spikes[j] if 0 <= j < n_data else no_in
 
-    last = n_steps + (1 if deliver_final_spikes else 0)
-    for t in range(last):
+    no_err = np.zeros(n_out)
+    for t in range(n_steps + 2):  # two steps past the end close the last history entries
         # 1. gradient increments of entry t - 2: its learning signal (readout error of step t - 1) has arrived
         e = t - 2
         if e >= 0:
-            L = B @ err_hist[e + LEARNING_SIGNAL_SHIFT]
+            L = B @ err_hist.get(e + LEARNING_SIGNAL_SHIFT, no_err)
             for key in ("in_rec", "rec_rec"):
                 ebar_act, reg_incr = proj[key].pending.pop(e)
                 proj[key].G += L[:, None] * ebar_act + reg_incr
@@ -127,17 +135,16 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = True) -> OnlineRe
         s_in = input_stamped(t)
         s_rec = stamps_rec.get(t, no_rec)
         stamps_in[t] = s_in
-        proj["in_rec"].deliver(s_in, t)
-        proj["rec_rec"].deliver(s_rec, t)
-        proj["rec_out"].deliver(s_rec, t)
-        for key, s in (("in_rec", s_in), ("rec_rec", s_rec), ("rec_out", s_rec)):
-            proj[key].note_stamps(s, t)
-        if t == n_steps:
-            break  # only the final delivery
+        if t < n_steps or (t == n_steps and deliver_final_spikes):
+            proj["in_rec"].deliver(s_in, t)
+            proj["rec_rec"].deliver(s_rec, t)
+            proj["rec_out"].deliver(s_rec, t)
+            for key, s in (("in_rec", s_in), ("rec_rec", s_rec), ("rec_out", s_rec)):
+                proj[key].note_stamps(s, t)
 
         # 3. traces of history entry t - 1 (presynaptic spikes stamped t - 1 enter; windows as of stamps <= t)
         e = t - 1
-        if e >= 0:
+        if 0 <= e < n_steps:
             for key, stamps in (("in_rec", stamps_in), ("rec_rec", stamps_rec)):
                 p = proj[key]
                 z_pre = stamps.get(e, no_in if key == "in_rec" else no_rec).astype(float)
@@ -155,6 +162,8 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = True) -> OnlineRe
             stamps_in.pop(e - 1, None)
             stamps_rec.pop(e - 1, None)
 
+        if t >= n_steps:
+            continue
         # 4. neuron updates of step t
         w_in, w_rec, w_out = proj["in_rec"].w, proj["rec_rec"].w, proj["rec_out"].w
         x_in = w_in[:, s_in]
@@ -183,4 +192,5 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = True) -> OnlineRe
         for k in range(spec.iterations)
     ])
     weights = {k: p.w.copy() for k, p in proj.items()} | {"feedback": B.copy()}
-    return OnlineResult(weights, readout, rec_spikes, losses)
+    gradients = {k: p.total + p.G for k, p in proj.items()}
+    return OnlineResult(weights, gradients, readout, rec_spikes, losses)
