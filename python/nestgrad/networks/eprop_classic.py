@@ -24,6 +24,7 @@ from nestgrad.tasks import TrialBatch
 
 EPROP_SYNAPSE = "eprop_synapse"
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
+_PROJECTION_NODES = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}
 
 # Steps between an input spike time and the recurrent layer (generator offset + input delay), as in NEST's examples.
 OFFSET_GEN_STEPS = 1
@@ -170,9 +171,11 @@ class EpropNetwork:
                 raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
 
     # -- building -------------------------------------------------------------------------------------------------
-    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
+    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True,
+              masks: dict[str, np.ndarray] | None = None) -> None:
         """Create the network in the current kernel. ``plastic=False`` builds the static twin (static synapses
-        where e-prop synapses would be), the baseline for measuring the cost of plasticity."""
+        where e-prop synapses would be), the baseline for measuring the cost of plasticity. ``masks`` ([post, pre]
+        booleans per projection) select which synapses exist; default: all, without autapses."""
         self.check_weights(weights)
         self._synapse_model = EPROP_SYNAPSE if plastic else "static_synapse"
         step = self.resolution
@@ -189,10 +192,20 @@ class EpropNetwork:
         eprop = {"synapse_model": self._synapse_model, "delay": step}
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
         nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
-        nest.Connect(n["in"], n["rec"], all_to_all, eprop | {"weight": weights["in_rec"]})
-        if self.config.recurrent:
-            nest.Connect(n["rec"], n["rec"], all_to_all, eprop | {"weight": weights["rec_rec"]})
-        nest.Connect(n["rec"], n["out"], all_to_all, eprop | {"weight": weights["rec_out"]})
+        if masks is None:
+            nest.Connect(n["in"], n["rec"], all_to_all, eprop | {"weight": weights["in_rec"]})
+            if self.config.recurrent:
+                nest.Connect(n["rec"], n["rec"], all_to_all, eprop | {"weight": weights["rec_rec"]})
+            nest.Connect(n["rec"], n["out"], all_to_all, eprop | {"weight": weights["rec_out"]})
+        else:
+            for name, (pre, post) in _PROJECTION_NODES.items():
+                post_idx, pre_idx = np.nonzero(masks[name])
+                if post_idx.size == 0:
+                    continue
+                nest.Connect(np.asarray(n[pre].tolist())[pre_idx], np.asarray(n[post].tolist())[post_idx],
+                             "one_to_one", {"synapse_model": self._synapse_model,
+                                            "weight": np.asarray(weights[name], float)[post_idx, pre_idx],
+                                            "delay": np.full(post_idx.size, step)})
         nest.Connect(
             n["out"],
             n["rec"],
@@ -266,7 +279,7 @@ class EpropNetwork:
     # -- weights and optimizer state ------------------------------------------------------------------------------
     def _projection(self, nest: Any, name: str) -> tuple[Any, Any, Any]:
         n = self._nodes
-        pre, post = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}[name]
+        pre, post = _PROJECTION_NODES[name]
         return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=self._synapse_model)
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
@@ -275,7 +288,7 @@ class EpropNetwork:
         for name in PROJECTIONS:
             pre, post, conns = self._projection(nest, name)
             w = np.zeros((len(post), len(pre)))
-            if name == "rec_rec" and not self.config.recurrent:
+            if len(conns) == 0:
                 out[name] = w
                 continue
             d = conns.get(["source", "target", "weight"])
@@ -289,9 +302,9 @@ class EpropNetwork:
             return {}
         state = {}
         for name in PROJECTIONS:
-            if name == "rec_rec" and not self.config.recurrent:
-                continue
             pre, post, conns = self._projection(nest, name)
+            if len(conns) == 0:
+                continue
             d = conns.get(["source", "target", "optimizer"])
             rows = np.asarray(d["target"]) - post[0].global_id
             cols = np.asarray(d["source"]) - pre[0].global_id

@@ -74,8 +74,11 @@ class _Projection:
         return entry < self.last_stamp - 1 + self.cutoff
 
 
-def run_online(spec: NetworkSpec, deliver_final_spikes: bool = True) -> OnlineResult:
+def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineResult:
     """Simulate ``spec`` with NEST's e-prop semantics and return final weights, readouts and losses.
+
+    Spikes emitted in the last simulated step are not delivered (NEST delivers them only when the next
+    ``Simulate`` call begins); ``deliver_final_spikes=True`` delivers them as such a call would.
 
     ``OnlineResult.gradients`` sums every gradient the synapses computed, including the windows still open at
     the end (with the learning signals that exist by then); with a learning rate of zero this is the e-prop

@@ -1,0 +1,107 @@
+"""The NEST side of the exchange format: make a NetworkSpec from a nestgrad configuration (with the models' full
+parameters as NEST reports them) and run a NetworkSpec in NEST."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig
+from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
+from nestgrad.reference.spec import NetworkSpec
+from nestgrad.tasks import TrialBatch, make_task
+
+# Parameters the reference engine reads; taken from NEST's defaults unless the configuration sets them.
+REFERENCE_PARAM_KEYS = (
+    "C_m", "E_L", "I_e", "V_m", "V_th", "V_min", "V_reset", "t_ref", "tau_m", "tau_syn_ex", "tau_syn_in",
+    "adapt_beta", "adapt_tau", "with_refr_input", "c_reg", "f_target", "kappa", "kappa_reg",
+    "surrogate_gradient_function", "surrogate_gradient_height", "surrogate_gradient_width", "eprop_isi_trace_cutoff",
+)
+READOUT_PARAM_KEYS = ("C_m", "E_L", "I_e", "V_m", "V_min", "tau_m", "eprop_isi_trace_cutoff")
+# NEST's built-in e-prop neurons convert f_target from Hz to spikes/ms on set but report the converted value on get.
+_F_TARGET_REPORTED_PER_MS = ("eprop_iaf", "eprop_iaf_adapt", "eprop_iaf_psc_delta", "eprop_iaf_psc_delta_adapt")
+
+
+def _fresh_nest(threads: int = 1, resolution: float = 1.0) -> Any:
+    import nest
+
+    import nestgrad
+
+    nest.ResetKernel()
+    nest.verbosity = nest.VerbosityLevel.ERROR
+    nestgrad.install()
+    nest.set(resolution=resolution, local_num_threads=threads, print_time=False)
+    return nest
+
+
+def full_parameters(nest: Any, model: str, overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    defaults = nest.GetDefaults(model)
+    params = {k: defaults[k] for k in keys if k in defaults}
+    if "f_target" in params and model in _F_TARGET_REPORTED_PER_MS:
+        params["f_target"] = params["f_target"] * 1000.0
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for model {model!r}")
+    return params | dict(overrides)
+
+
+def spec_from_config(config: ExperimentConfig, iterations: int) -> NetworkSpec:
+    """The network and the first ``iterations`` iterations of data that ``Trainer(config)`` would train."""
+    task = make_task(config.task, config.network.seed)
+    net_cfg = config.network
+    n_in, n_out = net_cfg.n_in or task.n_in, net_cfg.n_out or task.n_out
+    nest = _fresh_nest(resolution=config.task.resolution)
+    net = EpropNetwork(net_cfg, config.optimizer, n_in, n_out, config.task.resolution)
+    net.validate(nest)
+    rec_params = full_parameters(nest, net_cfg.neuron_model, net.neuron_params, REFERENCE_PARAM_KEYS)
+    readout_params = full_parameters(nest, "eprop_readout", net.readout_params, READOUT_PARAM_KEYS)
+    nest.ResetKernel()
+    weights = initial_weights(n_in, net_cfg.n_rec, n_out, net_cfg.seed, net_cfg.recurrent, net_cfg.weight_scale,
+                              net_cfg.neuron_model)
+    masks = {"in_rec": np.ones((net_cfg.n_rec, n_in), bool),
+             "rec_rec": ~np.eye(net_cfg.n_rec, dtype=bool) & net_cfg.recurrent,
+             "rec_out": np.ones((n_out, net_cfg.n_rec), bool)}
+    batches = [task.batch(k) for k in range(iterations)]
+    return NetworkSpec(
+        resolution=config.task.resolution, rec_model=net_cfg.neuron_model, rec_params=rec_params,
+        readout_params=readout_params, weights=weights, masks=masks, optimizer=config.optimizer.nest_dict(),
+        input_spikes=np.concatenate([b.input_spikes for b in batches]),
+        target=np.concatenate([b.target for b in batches]),
+        window=np.concatenate([b.learning_window for b in batches]),
+        iteration_steps=batches[0].steps,
+        meta={"task": config.task.name, "trial_steps": batches[0].trial_steps, "config": config.to_dict()},
+    )
+
+
+@dataclass
+class NestRun:
+    weights: dict[str, np.ndarray]
+    readout: np.ndarray  # [data steps, n_out]
+
+
+def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
+    """Build ``spec`` in NEST, simulate all its iterations in one kernel, return final weights and readouts."""
+    spec.validate()
+    nest = _fresh_nest(threads=threads, resolution=spec.resolution)
+    opt = OptimizerConfig(**spec.optimizer)
+    net_cfg = NetworkConfig(neuron_model=spec.rec_model, n_rec=spec.n_rec, neuron_params=spec.rec_params,
+                            readout_params=spec.readout_params, recurrent=bool(spec.masks["rec_rec"].any()))
+    net = EpropNetwork(net_cfg, opt, spec.n_in, spec.n_out, spec.resolution)
+    net.validate(nest)
+    net.build(nest, spec.weights, record_neurons=0, masks=spec.masks)
+    T = spec.iteration_steps
+    batches = [TrialBatch(spec.input_spikes[k * T:(k + 1) * T], spec.target[k * T:(k + 1) * T],
+                          spec.window[k * T:(k + 1) * T], T) for k in range(spec.iterations)]
+    net.load_segment(nest, batches)
+    t = net.lead_in_ms()
+    nest.Simulate(t)
+    readout = []
+    for b in batches:
+        nest.Simulate(b.steps * spec.resolution)
+        readout.append(net.collect(nest, t, b.steps).readout)
+        t += b.steps * spec.resolution
+    weights = net.read_weights(nest)
+    nest.ResetKernel()
+    return NestRun(weights, np.concatenate(readout))
