@@ -98,7 +98,12 @@ _WEIGHT_FACTORS: dict[str, tuple[float, float]] = {
 
 
 def initial_weights(
-    n_in: int, n_rec: int, n_out: int, seed: int, recurrent: bool = True, scale: float = 1.0,
+    n_in: int,
+    n_rec: int,
+    n_out: int,
+    seed: int,
+    recurrent: bool = True,
+    scale: float = 1.0,
     model: str = "eprop_iaf_psc_exp",
 ) -> dict[str, np.ndarray]:
     """Gaussian initial weights scaled by 1/sqrt(fan-in) (Bellec et al. 2020), as matrices [post, pre]."""
@@ -171,8 +176,14 @@ class EpropNetwork:
                 raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
 
     # -- building -------------------------------------------------------------------------------------------------
-    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True,
-              masks: dict[str, np.ndarray] | None = None) -> None:
+    def build(
+        self,
+        nest: Any,
+        weights: dict[str, np.ndarray],
+        record_neurons: int,
+        plastic: bool = True,
+        masks: dict[str, np.ndarray] | None = None,
+    ) -> None:
         """Create the network in the current kernel. ``plastic=False`` builds the static twin (static synapses
         where e-prop synapses would be), the baseline for measuring the cost of plasticity. ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
@@ -202,10 +213,16 @@ class EpropNetwork:
                 post_idx, pre_idx = np.nonzero(masks[name])
                 if post_idx.size == 0:
                     continue
-                nest.Connect(np.asarray(n[pre].tolist())[pre_idx], np.asarray(n[post].tolist())[post_idx],
-                             "one_to_one", {"synapse_model": self._synapse_model,
-                                            "weight": np.asarray(weights[name], float)[post_idx, pre_idx],
-                                            "delay": np.full(post_idx.size, step)})
+                nest.Connect(
+                    np.asarray(n[pre].tolist())[pre_idx],
+                    np.asarray(n[post].tolist())[post_idx],
+                    "one_to_one",
+                    {
+                        "synapse_model": self._synapse_model,
+                        "weight": np.asarray(weights[name], float)[post_idx, pre_idx],
+                        "delay": np.full(post_idx.size, step),
+                    },
+                )
         nest.Connect(
             n["out"],
             n["rec"],

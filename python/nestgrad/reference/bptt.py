@@ -45,12 +45,13 @@ def smooth_spike(name: str, x: np.ndarray, height: float, width: float) -> np.nd
     a = np.abs(x)
     if name == "piecewise_linear":
         c = np.clip(x, -width, width)
-        return height * np.where(x <= -width, 0.0, np.where(x >= width, width,
-                                 (c + width) - np.sign(c) * c * c / (2 * width) - width / 2))
+        return height * np.where(
+            x <= -width, 0.0, np.where(x >= width, width, (c + width) - np.sign(c) * c * c / (2 * width) - width / 2)
+        )
     if name == "exponential":
-        return height * width * np.where(x < 0, 0.5 * np.exp(-a / width), 1.0 - 0.5 * np.exp(-a / width))
+        return height * width * np.where(x < 0, np.exp(-a / width), 2.0 - np.exp(-a / width))
     if name == "fast_sigmoid_derivative":
-        return height * width * (0.5 + 0.5 * np.sign(x) * (a / width) / (1.0 + a / width))
+        return height * width * (1.0 + (x / width) / (1.0 + a / width))
     if name == "arctan_derivative":
         return height * width * (np.arctan(x / width) + np.pi / 2)
     raise ValueError(f"unknown surrogate gradient {name!r}")
@@ -86,11 +87,11 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
     W_out = weights["rec_out"] * spec.masks["rec_out"]
 
     x_in = np.zeros((T, spec.n_in))
-    x_in[INPUT_TO_REC_STEPS:INPUT_TO_REC_STEPS + spec.input_spikes.shape[0]] = spec.input_spikes
+    x_in[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.input_spikes.shape[0]] = spec.input_spikes
     target = np.zeros((T, n_out))
     window = np.zeros(T)
-    target[INPUT_TO_REC_STEPS:INPUT_TO_REC_STEPS + spec.target.shape[0]] = spec.target
-    window[INPUT_TO_REC_STEPS:INPUT_TO_REC_STEPS + spec.window.shape[0]] = spec.window
+    target[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.target.shape[0]] = spec.target
+    window[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.window.shape[0]] = spec.window
 
     rec = {k: np.zeros((T, n_rec)) for k in ("z", "psi", "v_pre", "free", "theta", "adapt_free", "f_av")}
     y = np.zeros((T, n_out))
@@ -106,8 +107,11 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
         rec["free"][t] = free
         if isinstance(m, EpropIafPscExp):
             ex = np.where(W_in >= 0, W_in, 0) @ x_in[t] + np.where(W_rec >= 0, W_rec, 0) @ z_prev
-            v_pre = np.where(free, m.P22 * s.v + m.P21_ex * s.extra["i_ex"] + m.P21_in * s.extra["i_in"]
-                             + m.P20 * (m.I_e + s.i_in), s.v)
+            v_pre = np.where(
+                free,
+                m.P22 * s.v + m.P21_ex * s.extra["i_ex"] + m.P21_in * s.extra["i_in"] + m.P20 * (m.I_e + s.i_in),
+                s.v,
+            )
             s.extra["i_ex"] = m.P11_ex * s.extra["i_ex"] + ex
             s.extra["i_in"] = m.P11_in * s.extra["i_in"] + (inp - ex)
             s.r = np.where(free, s.r, s.r - 1)
@@ -154,12 +158,25 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
         y[t], err[t] = out.step(so, W_out @ z_prev, target[t], window[t])
         z_prev = z
     loss = 0.5 * np.sum(err**2) + m.c_reg * dt / 2 * np.sum((rec["f_av"] - m.f_target_per_ms * dt) ** 2)
-    return ForwardRecord(x_in, rec["z"], rec["psi"], rec["v_pre"], rec["free"], rec["theta"], rec["adapt_free"],
-                         rec["f_av"], y, err, window, float(loss))
+    return ForwardRecord(
+        x_in,
+        rec["z"],
+        rec["psi"],
+        rec["v_pre"],
+        rec["free"],
+        rec["theta"],
+        rec["adapt_free"],
+        rec["f_av"],
+        y,
+        err,
+        window,
+        float(loss),
+    )
 
 
-def bptt_gradient(spec: NetworkSpec, weights: dict[str, np.ndarray] | None = None, convention: str = "eprop",
-                  smooth: bool = False) -> tuple[dict[str, np.ndarray], ForwardRecord]:
+def bptt_gradient(
+    spec: NetworkSpec, weights: dict[str, np.ndarray] | None = None, convention: str = "eprop", smooth: bool = False
+) -> tuple[dict[str, np.ndarray], ForwardRecord]:
     """dE/dW for the projections in_rec, rec_rec, rec_out (masked), and the forward record."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention = {convention!r}; one of {CONVENTIONS}")

@@ -30,7 +30,7 @@ NEGLIGIBLE = 1e-6  # relative to the largest update of a projection
 def iteration_losses(readout: np.ndarray, spec: NetworkSpec) -> list[float]:
     T = spec.iteration_steps
     err = spec.window[:, None] * (readout - spec.target)
-    return [float(0.5 * np.sum(err[k * T:(k + 1) * T] ** 2)) for k in range(spec.iterations)]
+    return [float(0.5 * np.sum(err[k * T : (k + 1) * T] ** 2)) for k in range(spec.iterations)]
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,29 +41,41 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 def gradient_agreement(spec: NetworkSpec) -> dict[str, dict[str, float]]:
     """e-prop vs BPTT at the initial weights over the first iteration (learning rate zero)."""
     T = spec.iteration_steps
-    first = spec.replace(input_spikes=spec.input_spikes[:T], target=spec.target[:T], window=spec.window[:T],
-                         optimizer=dict(spec.optimizer, type="gradient_descent", eta=0.0))
+    first = spec.replace(
+        input_spikes=spec.input_spikes[:T],
+        target=spec.target[:T],
+        window=spec.window[:T],
+        optimizer=dict(spec.optimizer, type="gradient_descent", eta=0.0),
+    )
     g_eprop = run_online(first).gradients
     g_bptt, _ = bptt_gradient(first, convention="eprop")
     g_full, _ = bptt_gradient(first, convention="full")
     out = {}
     for p in PROJECTIONS:
         nb = np.linalg.norm(g_bptt[p])
-        out[p] = {"cosine_bptt": _cos(g_eprop[p], g_bptt[p]),
-                  "norm_ratio_bptt": float(np.linalg.norm(g_eprop[p]) / nb) if nb > 0 else float("nan"),
-                  "cosine_bptt_full": _cos(g_eprop[p], g_full[p])}
+        out[p] = {
+            "cosine_bptt": _cos(g_eprop[p], g_bptt[p]),
+            "norm_ratio_bptt": float(np.linalg.norm(g_eprop[p]) / nb) if nb > 0 else float("nan"),
+            "cosine_bptt_full": _cos(g_eprop[p], g_full[p]),
+        }
     return out
 
 
-def compare(spec: NetworkSpec, out_dir: str | pathlib.Path | None = None, threads: int = 1,
-            plots: bool = True) -> dict[str, Any]:
+def compare(
+    spec: NetworkSpec, out_dir: str | pathlib.Path | None = None, threads: int = 1, plots: bool = True
+) -> dict[str, Any]:
     from nestgrad.reference.nest_backend import run_nest
 
     spec.validate()
     nest_run = run_nest(spec, threads=threads)
     ref = run_online(spec)
-    result: dict[str, Any] = {"model": spec.rec_model, "task": spec.meta.get("task"), "iterations": spec.iterations,
-                              "optimizer": spec.optimizer, "projections": {}}
+    result: dict[str, Any] = {
+        "model": spec.rec_model,
+        "task": spec.meta.get("task"),
+        "iterations": spec.iterations,
+        "optimizer": spec.optimizer,
+        "projections": {},
+    }
     agreement = gradient_agreement(spec)
     for p in PROJECTIONS:
         dn = (nest_run.weights[p] - spec.weights[p])[spec.masks[p]]
@@ -75,8 +87,12 @@ def compare(spec: NetworkSpec, out_dir: str | pathlib.Path | None = None, thread
             mean_rel = float(np.mean(np.abs(dn[keep] - dr[keep]) / np.abs(dr[keep])))
         else:
             max_rel = mean_rel = float("nan") if dr.size else 0.0
-        result["projections"][p] = {"n_synapses": int(dr.size), "max_abs_update": float(scale),
-                                    "max_rel_err": max_rel, "mean_rel_err": mean_rel} | agreement[p]
+        result["projections"][p] = {
+            "n_synapses": int(dr.size),
+            "max_abs_update": float(scale),
+            "max_rel_err": max_rel,
+            "mean_rel_err": mean_rel,
+        } | agreement[p]
     result["loss_nest"] = iteration_losses(nest_run.readout, spec)
     result["loss_reference"] = iteration_losses(ref.readout, spec)
     ln, lr = np.array(result["loss_nest"]), np.array(result["loss_reference"])
@@ -92,17 +108,25 @@ def compare(spec: NetworkSpec, out_dir: str | pathlib.Path | None = None, thread
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"model {result['model']}, task {result['task']}, {result['iterations']} iterations",
-             f"{'projection':12s} {'synapses':>9s} {'max|dW|':>10s} {'max_rel_err':>12s} {'mean_rel_err':>12s} "
-             f"{'cos(BPTT)':>10s} {'|e|/|BPTT|':>10s} {'cos(full)':>10s}"]
+    lines = [
+        f"model {result['model']}, task {result['task']}, {result['iterations']} iterations",
+        f"{'projection':12s} {'synapses':>9s} {'max|dW|':>10s} {'max_rel_err':>12s} {'mean_rel_err':>12s} "
+        f"{'cos(BPTT)':>10s} {'|e|/|BPTT|':>10s} {'cos(full)':>10s}",
+    ]
     for p, r in result["projections"].items():
-        lines.append(f"{p:12s} {r['n_synapses']:9d} {r['max_abs_update']:10.3e} {r['max_rel_err']:12.3e} "
-                     f"{r['mean_rel_err']:12.3e} {r['cosine_bptt']:10.4f} {r['norm_ratio_bptt']:10.4f} "
-                     f"{r['cosine_bptt_full']:10.4f}")
-    lines.append("loss per iteration (NEST | reference): " + ", ".join(
-        f"{a:.6g} | {b:.6g}" for a, b in zip(result["loss_nest"], result["loss_reference"], strict=True)))
-    lines.append(f"loss max relative difference {result['loss_max_rel_err']:.3e}; readout max abs difference "
-                 f"{result['readout_max_abs_err']:.3e}")
+        lines.append(
+            f"{p:12s} {r['n_synapses']:9d} {r['max_abs_update']:10.3e} {r['max_rel_err']:12.3e} "
+            f"{r['mean_rel_err']:12.3e} {r['cosine_bptt']:10.4f} {r['norm_ratio_bptt']:10.4f} "
+            f"{r['cosine_bptt_full']:10.4f}"
+        )
+    lines.append(
+        "loss per iteration (NEST | reference): "
+        + ", ".join(f"{a:.6g} | {b:.6g}" for a, b in zip(result["loss_nest"], result["loss_reference"], strict=True))
+    )
+    lines.append(
+        f"loss max relative difference {result['loss_max_rel_err']:.3e}; readout max abs difference "
+        f"{result['readout_max_abs_err']:.3e}"
+    )
     return "\n".join(lines)
 
 
@@ -122,6 +146,7 @@ def _plot(spec: NetworkSpec, w_nest: dict, w_ref: dict, result: dict, out: pathl
             ax.plot([-lim, lim], [-lim, lim], color="#e04b40", lw=0.8)
         ax.set_title(f"{p}: max rel err {result['projections'][p]['max_rel_err']:.1e}", fontsize=9)
         ax.set_xlabel("dW reference e-prop")
+        ax.ticklabel_format(style="sci", scilimits=(-2, 2))
         ax.set_ylabel("dW NEST")
     fig.suptitle(f"{spec.rec_model}: weight updates, NEST vs reference")
     fig.tight_layout()

@@ -15,9 +15,28 @@ from nestgrad.tasks import TrialBatch, make_task
 
 # Parameters the reference engine reads; taken from NEST's defaults unless the configuration sets them.
 REFERENCE_PARAM_KEYS = (
-    "C_m", "E_L", "I_e", "V_m", "V_th", "V_min", "V_reset", "t_ref", "tau_m", "tau_syn_ex", "tau_syn_in",
-    "adapt_beta", "adapt_tau", "with_refr_input", "c_reg", "f_target", "kappa", "kappa_reg",
-    "surrogate_gradient_function", "surrogate_gradient_height", "surrogate_gradient_width", "eprop_isi_trace_cutoff",
+    "C_m",
+    "E_L",
+    "I_e",
+    "V_m",
+    "V_th",
+    "V_min",
+    "V_reset",
+    "t_ref",
+    "tau_m",
+    "tau_syn_ex",
+    "tau_syn_in",
+    "adapt_beta",
+    "adapt_tau",
+    "with_refr_input",
+    "c_reg",
+    "f_target",
+    "kappa",
+    "kappa_reg",
+    "surrogate_gradient_function",
+    "surrogate_gradient_height",
+    "surrogate_gradient_width",
+    "eprop_isi_trace_cutoff",
 )
 READOUT_PARAM_KEYS = ("C_m", "E_L", "I_e", "V_m", "V_min", "tau_m", "eprop_isi_trace_cutoff")
 # NEST's built-in e-prop neurons convert f_target from Hz to spikes/ms on set but report the converted value on get.
@@ -58,15 +77,23 @@ def spec_from_config(config: ExperimentConfig, iterations: int) -> NetworkSpec:
     rec_params = full_parameters(nest, net_cfg.neuron_model, net.neuron_params, REFERENCE_PARAM_KEYS)
     readout_params = full_parameters(nest, "eprop_readout", net.readout_params, READOUT_PARAM_KEYS)
     nest.ResetKernel()
-    weights = initial_weights(n_in, net_cfg.n_rec, n_out, net_cfg.seed, net_cfg.recurrent, net_cfg.weight_scale,
-                              net_cfg.neuron_model)
-    masks = {"in_rec": np.ones((net_cfg.n_rec, n_in), bool),
-             "rec_rec": ~np.eye(net_cfg.n_rec, dtype=bool) & net_cfg.recurrent,
-             "rec_out": np.ones((n_out, net_cfg.n_rec), bool)}
+    weights = initial_weights(
+        n_in, net_cfg.n_rec, n_out, net_cfg.seed, net_cfg.recurrent, net_cfg.weight_scale, net_cfg.neuron_model
+    )
+    masks = {
+        "in_rec": np.ones((net_cfg.n_rec, n_in), bool),
+        "rec_rec": ~np.eye(net_cfg.n_rec, dtype=bool) & net_cfg.recurrent,
+        "rec_out": np.ones((n_out, net_cfg.n_rec), bool),
+    }
     batches = [task.batch(k) for k in range(iterations)]
     return NetworkSpec(
-        resolution=config.task.resolution, rec_model=net_cfg.neuron_model, rec_params=rec_params,
-        readout_params=readout_params, weights=weights, masks=masks, optimizer=config.optimizer.nest_dict(),
+        resolution=config.task.resolution,
+        rec_model=net_cfg.neuron_model,
+        rec_params=rec_params,
+        readout_params=readout_params,
+        weights=weights,
+        masks=masks,
+        optimizer=config.optimizer.nest_dict(),
         input_spikes=np.concatenate([b.input_spikes for b in batches]),
         target=np.concatenate([b.target for b in batches]),
         window=np.concatenate([b.learning_window for b in batches]),
@@ -86,14 +113,26 @@ def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
     spec.validate()
     nest = _fresh_nest(threads=threads, resolution=spec.resolution)
     opt = OptimizerConfig(**spec.optimizer)
-    net_cfg = NetworkConfig(neuron_model=spec.rec_model, n_rec=spec.n_rec, neuron_params=spec.rec_params,
-                            readout_params=spec.readout_params, recurrent=bool(spec.masks["rec_rec"].any()))
+    net_cfg = NetworkConfig(
+        neuron_model=spec.rec_model,
+        n_rec=spec.n_rec,
+        neuron_params=spec.rec_params,
+        readout_params=spec.readout_params,
+        recurrent=bool(spec.masks["rec_rec"].any()),
+    )
     net = EpropNetwork(net_cfg, opt, spec.n_in, spec.n_out, spec.resolution)
     net.validate(nest)
     net.build(nest, spec.weights, record_neurons=0, masks=spec.masks)
     T = spec.iteration_steps
-    batches = [TrialBatch(spec.input_spikes[k * T:(k + 1) * T], spec.target[k * T:(k + 1) * T],
-                          spec.window[k * T:(k + 1) * T], T) for k in range(spec.iterations)]
+    batches = [
+        TrialBatch(
+            spec.input_spikes[k * T : (k + 1) * T],
+            spec.target[k * T : (k + 1) * T],
+            spec.window[k * T : (k + 1) * T],
+            T,
+        )
+        for k in range(spec.iterations)
+    ]
     net.load_segment(nest, batches)
     t = net.lead_in_ms()
     nest.Simulate(t)

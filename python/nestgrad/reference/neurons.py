@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 
-def surrogate_gradient(name: str, r: np.ndarray, v: np.ndarray, v_th: np.ndarray | float, height: float,
-                       width: float) -> np.ndarray:
+def surrogate_gradient(
+    name: str, r: np.ndarray, v: np.ndarray, v_th: np.ndarray | float, height: float, width: float
+) -> np.ndarray:
     """NEST's surrogate gradients (EpropArchivingNodeRecurrent), zero while refractory (r > 0)."""
     x = v - v_th
     if name == "piecewise_linear":
@@ -27,8 +28,10 @@ def surrogate_gradient(name: str, r: np.ndarray, v: np.ndarray, v_th: np.ndarray
     elif name == "arctan_derivative":
         psi = height / (1.0 + (x / width) ** 2)
     else:
-        raise ValueError(f"surrogate_gradient_function = {name!r} is unknown; known: piecewise_linear, "
-                         "exponential, fast_sigmoid_derivative, arctan_derivative")
+        raise ValueError(
+            f"surrogate_gradient_function = {name!r} is unknown; known: piecewise_linear, "
+            "exponential, fast_sigmoid_derivative, arctan_derivative"
+        )
     return np.where(r > 0, 0.0, psi)
 
 
@@ -69,8 +72,11 @@ class RecurrentModel:
         self.kappa_reg = params["kappa_reg"]
         self.c_reg = params["c_reg"]
         self.f_target_per_ms = params["f_target"] / 1000.0  # NEST stores spikes per ms
-        self.sg = (params["surrogate_gradient_function"], params["surrogate_gradient_height"],
-                   params["surrogate_gradient_width"])
+        self.sg = (
+            params["surrogate_gradient_function"],
+            params["surrogate_gradient_height"],
+            params["surrogate_gradient_width"],
+        )
         self.cutoff_steps = steps_of(params.get("eprop_isi_trace_cutoff", np.inf), dt)
         self.P_v = np.exp(-dt / self.tau_m)
         self.P_i = self.tau_m / self.C_m * (1.0 - self.P_v)
@@ -91,8 +97,9 @@ class RecurrentModel:
         neuron for these models)."""
         return {"z_bar": np.zeros(shape[1])}
 
-    def trace_step(self, tr: dict[str, np.ndarray], z_pre: np.ndarray, psi_post: np.ndarray,
-                   excitatory: np.ndarray | None) -> np.ndarray:
+    def trace_step(
+        self, tr: dict[str, np.ndarray], z_pre: np.ndarray, psi_post: np.ndarray, excitatory: np.ndarray | None
+    ) -> np.ndarray:
         """Advance the eligibility vectors by one step (z_pre: presynaptic spikes entering this step, [pre]);
         return the eligibility traces e [post, pre] of this step."""
         tr["z_bar"] = self.P_v * tr["z_bar"] + z_pre
@@ -247,8 +254,12 @@ class EpropIafPscExp(RecurrentModel):
 
     def step(self, s, z_in_ex, z_in_in):
         free = s.r == 0
-        v_new = (self.P22 * s.v + self.P21_ex * s.extra["i_ex"] + self.P21_in * s.extra["i_in"]
-                 + self.P20 * (self.I_e + s.i_in))
+        v_new = (
+            self.P22 * s.v
+            + self.P21_ex * s.extra["i_ex"]
+            + self.P21_in * s.extra["i_in"]
+            + self.P20 * (self.I_e + s.i_in)
+        )
         s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
         s.r = np.where(free, s.r, s.r - 1)
         s.extra["i_ex"] = self.P11_ex * s.extra["i_ex"] + z_in_ex
@@ -297,8 +308,9 @@ class EpropReadout:
         self.cutoff_steps = steps_of(params.get("eprop_isi_trace_cutoff", np.inf), dt)
 
     def init_state(self, n: int) -> PopulationState:
-        return PopulationState(np.full(n, self.p.get("V_m", self.E_L) - self.E_L), np.zeros(n, dtype=np.int64),
-                               np.zeros(n))
+        return PopulationState(
+            np.full(n, self.p.get("V_m", self.E_L) - self.E_L), np.zeros(n, dtype=np.int64), np.zeros(n)
+        )
 
     def step(self, s: PopulationState, z_in: np.ndarray, target: np.ndarray, window: float):
         s.v = self.P_i * s.i_in + z_in + self.P_v * s.v

@@ -93,10 +93,8 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
 
     proj = {
         "in_rec": _Projection(spec.weights["in_rec"], spec.masks["in_rec"], spec.optimizer, rec_model.cutoff_steps),
-        "rec_rec": _Projection(spec.weights["rec_rec"], spec.masks["rec_rec"], spec.optimizer,
-                               rec_model.cutoff_steps),
-        "rec_out": _Projection(spec.weights["rec_out"], spec.masks["rec_out"], spec.optimizer,
-                               out_model.cutoff_steps),
+        "rec_rec": _Projection(spec.weights["rec_rec"], spec.masks["rec_rec"], spec.optimizer, rec_model.cutoff_steps),
+        "rec_out": _Projection(spec.weights["rec_out"], spec.masks["rec_out"], spec.optimizer, out_model.cutoff_steps),
     }
     B = np.asarray(spec.weights["feedback"], dtype=float)
     n_rec, n_in, n_out = spec.n_rec, spec.n_in, spec.n_out
@@ -189,11 +187,16 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
             readout[j] = y
             rec_spikes[j] = z > 0
 
-    losses = np.array([
-        0.5 * np.sum(spec.window[k * spec.iteration_steps:(k + 1) * spec.iteration_steps, None]
-                     * (readout - spec.target)[k * spec.iteration_steps:(k + 1) * spec.iteration_steps] ** 2)
-        for k in range(spec.iterations)
-    ])
+    losses = np.array(
+        [
+            0.5
+            * np.sum(
+                spec.window[k * spec.iteration_steps : (k + 1) * spec.iteration_steps, None]
+                * (readout - spec.target)[k * spec.iteration_steps : (k + 1) * spec.iteration_steps] ** 2
+            )
+            for k in range(spec.iterations)
+        ]
+    )
     weights = {k: p.w.copy() for k, p in proj.items()} | {"feedback": B.copy()}
     gradients = {k: p.total + p.G for k, p in proj.items()}
     return OnlineResult(weights, gradients, readout, rec_spikes, losses)

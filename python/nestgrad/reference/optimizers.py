@@ -34,8 +34,9 @@ class OptimizerState:
             self.b1p = np.ones(shape)
             self.b2p = np.ones(shape)
 
-    def apply(self, w: np.ndarray, idx_rows: np.ndarray, idx_cols: np.ndarray, gradient: np.ndarray,
-              t_idx: int) -> None:
+    def apply(
+        self, w: np.ndarray, idx_rows: np.ndarray, idx_cols: np.ndarray, gradient: np.ndarray, t_idx: int
+    ) -> None:
         """Optimizer call for the synapses (idx_rows, idx_cols) of ``w`` (modified in place)."""
         sel = (idx_rows, idx_cols)
         self.cumulative[sel] += gradient

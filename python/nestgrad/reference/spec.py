@@ -67,13 +67,19 @@ class NetworkSpec:
 
     def validate(self) -> None:
         if self.rec_model not in RECURRENT_MODELS:
-            raise SpecError(f"rec_model = {self.rec_model!r} is not supported by the reference engine; supported: "
-                            f"{', '.join(sorted(RECURRENT_MODELS))}")
+            raise SpecError(
+                f"rec_model = {self.rec_model!r} is not supported by the reference engine; supported: "
+                f"{', '.join(sorted(RECURRENT_MODELS))}"
+            )
         if not (np.isfinite(self.resolution) and self.resolution > 0):
             raise SpecError(f"resolution = {self.resolution!r} must be > 0 ms")
         n_in, n_rec, n_out = self.n_in, self.n_rec, self.n_out
-        shapes = {"in_rec": (n_rec, n_in), "rec_rec": (n_rec, n_rec), "rec_out": (n_out, n_rec),
-                  "feedback": (n_rec, n_out)}
+        shapes = {
+            "in_rec": (n_rec, n_in),
+            "rec_rec": (n_rec, n_rec),
+            "rec_out": (n_out, n_rec),
+            "feedback": (n_rec, n_out),
+        }
         for key, shape in shapes.items():
             if key not in self.weights:
                 raise SpecError(f"weights: projection {key!r} is missing")
@@ -86,13 +92,15 @@ class NetworkSpec:
                 raise SpecError(f"masks[{key!r}] has shape {self.masks[key].shape}, expected {shape}")
         for key, d in self.delays.items():
             if not np.isclose(d, self.resolution):
-                raise SpecError(f"delays[{key!r}] = {d} ms: e-prop connections need a delay of one step "
-                                f"({self.resolution} ms)")
+                raise SpecError(
+                    f"delays[{key!r}] = {d} ms: e-prop connections need a delay of one step ({self.resolution} ms)"
+                )
         if self.target.shape[0] != self.input_spikes.shape[0] or self.window.shape[0] != self.input_spikes.shape[0]:
             raise SpecError("input_spikes, target and window must have the same number of time steps")
         if self.iteration_steps < 1 or self.input_spikes.shape[0] % self.iteration_steps:
-            raise SpecError(f"iteration_steps = {self.iteration_steps} must divide the number of steps "
-                            f"{self.input_spikes.shape[0]}")
+            raise SpecError(
+                f"iteration_steps = {self.iteration_steps} must divide the number of steps {self.input_spikes.shape[0]}"
+            )
         for name, arr in (("target", self.target), ("window", self.window)):
             if not np.all(np.isfinite(arr)):
                 raise SpecError(f"{name} contains NaN or infinite values")
@@ -104,12 +112,26 @@ class NetworkSpec:
     # -- files --------------------------------------------------------------------------------------------------
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
         path = pathlib.Path(path)
-        doc = {"format": FORMAT_VERSION, "resolution": self.resolution, "rec_model": self.rec_model,
-               "rec_params": self.rec_params, "readout_params": self.readout_params, "optimizer": self.optimizer,
-               "iteration_steps": self.iteration_steps, "delays": self.delays, "meta": self.meta}
+        doc = {
+            "format": FORMAT_VERSION,
+            "resolution": self.resolution,
+            "rec_model": self.rec_model,
+            "rec_params": self.rec_params,
+            "readout_params": self.readout_params,
+            "optimizer": self.optimizer,
+            "iteration_steps": self.iteration_steps,
+            "delays": self.delays,
+            "meta": self.meta,
+        }
         arrays = {f"w_{k}": v for k, v in self.weights.items()} | {f"mask_{k}": v for k, v in self.masks.items()}
-        np.savez_compressed(path, spec_json=np.array(json.dumps(doc, default=_json_default)),
-                            input_spikes=self.input_spikes, target=self.target, window=self.window, **arrays)
+        np.savez_compressed(
+            path,
+            spec_json=np.array(json.dumps(doc, default=_json_default)),
+            input_spikes=self.input_spikes,
+            target=self.target,
+            window=self.window,
+            **arrays,
+        )
         return path
 
     @classmethod
@@ -125,12 +147,18 @@ class NetworkSpec:
             raise SpecError(f"{path}: format {doc.get('format')!r} is not supported (expected {FORMAT_VERSION})")
         try:
             spec = cls(
-                resolution=doc["resolution"], rec_model=doc["rec_model"], rec_params=doc["rec_params"],
-                readout_params=doc["readout_params"], optimizer=doc["optimizer"],
+                resolution=doc["resolution"],
+                rec_model=doc["rec_model"],
+                rec_params=doc["rec_params"],
+                readout_params=doc["readout_params"],
+                optimizer=doc["optimizer"],
                 weights={k[2:]: v for k, v in arrays.items() if k.startswith("w_")},
                 masks={k[5:]: v.astype(bool) for k, v in arrays.items() if k.startswith("mask_")},
-                input_spikes=arrays["input_spikes"].astype(bool), target=arrays["target"],
-                window=arrays["window"], iteration_steps=int(doc["iteration_steps"]), delays=doc["delays"],
+                input_spikes=arrays["input_spikes"].astype(bool),
+                target=arrays["target"],
+                window=arrays["window"],
+                iteration_steps=int(doc["iteration_steps"]),
+                delays=doc["delays"],
                 meta=doc.get("meta", {}),
             )
         except KeyError as err:
