@@ -60,6 +60,25 @@ def test_nest_updates_equal_reference_with_adam_and_two_threads(tmp_path):
     assert (tmp_path / "compare_updates.png").exists() and (tmp_path / "compare_bptt.png").exists()
 
 
+def test_nest_updates_equal_reference_with_batches_bounds_and_short_cutoff(tmp_path):
+    """Optimizer batches of 150 steps, weight bounds that clip, and a 10 ms gradient window."""
+    cfg = ExperimentConfig(
+        network=NetworkConfig(neuron_model="eprop_iaf_psc_exp", n_rec=30, neuron_params={"eprop_isi_trace_cutoff": 10.0}),
+        task=TaskConfig(name="sine", sequence_steps=300),
+        optimizer=OptimizerConfig(eta=5e-3, batch_size=150, Wmin=-0.016, Wmax=0.016),
+    )
+    spec = spec_from_config(cfg, 5)
+    spec = spec.replace(weights={k: np.clip(w, -0.015, 0.015) for k, w in spec.weights.items()})
+    result = compare(spec, tmp_path, plots=False)
+    for r in result["projections"].values():
+        assert r["max_abs_update"] > 0 and r["max_rel_err"] <= 1e-6
+    from nestgrad.reference.online import run_online as replay
+
+    final = replay(spec).weights
+    at_bound = sum(int(np.sum(np.isclose(np.abs(final[p]), 0.016))) for p in ("in_rec", "rec_rec", "rec_out"))
+    assert at_bound > 0, "no weight reached the bounds: the test would not exercise clipping"
+
+
 # -- e-prop vs BPTT without NEST -------------------------------------------------------------------------------------
 def synthetic_spec(
     model: str,

@@ -199,6 +199,9 @@ class EpropNetwork:
         n["gen_window"] = nest.Create("step_rate_generator")
 
         if plastic:
+            # the default connection's weight (1.0) must lie inside the new bounds, or NEST refuses them
+            default_w = min(max(0.0, self.optimizer.Wmin), self.optimizer.Wmax)
+            nest.SetDefaults(EPROP_SYNAPSE, {"weight": default_w})
             nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
         eprop = {"synapse_model": self._synapse_model, "delay": step}
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
