@@ -63,7 +63,9 @@ def test_nest_updates_equal_reference_with_adam_and_two_threads(tmp_path):
 def test_nest_updates_equal_reference_with_batches_bounds_and_short_cutoff(tmp_path):
     """Optimizer batches of 150 steps, weight bounds that clip, and a 10 ms gradient window."""
     cfg = ExperimentConfig(
-        network=NetworkConfig(neuron_model="eprop_iaf_psc_exp", n_rec=30, neuron_params={"eprop_isi_trace_cutoff": 10.0}),
+        network=NetworkConfig(
+            neuron_model="eprop_iaf_psc_exp", n_rec=30, neuron_params={"eprop_isi_trace_cutoff": 10.0}
+        ),
         task=TaskConfig(name="sine", sequence_steps=300),
         optimizer=OptimizerConfig(eta=5e-3, batch_size=150, Wmin=-0.016, Wmax=0.016),
     )
