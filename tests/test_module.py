@@ -71,6 +71,6 @@ def test_module_links_against_kernel_abi():
     from nestgrad.nest_config import kernel_uses_cxx11_abi
 
     symbols = subprocess.run(
-        ["nm", "-D", str(nestgrad.module.MODULE_PATH)], capture_output=True, text=True, check=True
+        ["nm", "-D", str(nestgrad.module.module_path())], capture_output=True, text=True, check=True
     ).stdout
     assert ("B5cxx11" in symbols) == kernel_uses_cxx11_abi()

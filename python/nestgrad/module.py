@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from functools import cache
 
 LIB_DIR = pathlib.Path(__file__).resolve().parent / "lib"
-MODULE_PATH = LIB_DIR / "nestgradmodule.so"
-MODELS_FILE = LIB_DIR / "nestgradmodule_models.json"
+MODULE_NAME = "nestgradmodule.so"
+MODELS_NAME = "nestgradmodule_models.json"
 
 
 @dataclass(frozen=True)
@@ -21,19 +21,33 @@ class ModelInfo:
     source: str  # where its source lives in the repository
 
 
-def _require_built() -> None:
-    if not MODULE_PATH.exists() or not MODELS_FILE.exists():
-        raise RuntimeError(
-            f"nestgradmodule is not built ({MODULE_PATH} is missing). Run `make setup` in the nestgrad "
-            "repository (it builds the module with CMake and installs it into the package)."
-        )
+@cache
+def module_dir() -> pathlib.Path:
+    """The folder (lib/nest<version>-cxx11abi<0|1>/) of the module built against the NEST in this environment."""
+    from nestgrad.nest_config import nest_package_dir
+
+    kernel = (nest_package_dir() / "nestkernel_api.so").resolve()
+    built = sorted(LIB_DIR.glob(f"*/{MODELS_NAME}"))
+    for info in built:
+        if pathlib.Path(json.loads(info.read_text())["nest_kernel"]).resolve() == kernel and (
+            info.parent / MODULE_NAME
+        ).exists():
+            return info.parent
+    raise RuntimeError(
+        f"nestgradmodule is not built for the NEST at {kernel} (built for: "
+        f"{[json.loads(i.read_text())['nest_kernel'] for i in built] or 'none'}). Run `make setup` (or `make mpi` "
+        "for the MPI environment) in the nestgrad repository."
+    )
+
+
+def module_path() -> pathlib.Path:
+    return module_dir() / MODULE_NAME
 
 
 @cache
 def models() -> tuple[ModelInfo, ...]:
     """The models of nestgradmodule, as registered by the build (one list, written by CMake)."""
-    _require_built()
-    data = json.loads(MODELS_FILE.read_text())
+    data = json.loads((module_dir() / MODELS_NAME).read_text())
     return tuple(ModelInfo(m["name"], m["language"], m["source"]) for m in data["models"])
 
 
@@ -52,7 +66,7 @@ def install() -> list[str]:
 
     names = model_names()
     if not all(name in nest.node_models for name in names):
-        nest.Install(str(MODULE_PATH))
+        nest.Install(str(module_path()))
     missing = [name for name in names if name not in nest.node_models]
     if missing:
         raise RuntimeError(f"nestgradmodule was loaded but does not register {missing}; rebuild with `make setup`")

@@ -23,6 +23,7 @@ import numpy as np
 from nestgrad.callbacks import Callback, ProgressPrinter
 from nestgrad.config import ExperimentConfig
 from nestgrad.networks.eprop_classic import EpropNetwork, Recordings, initial_weights
+from nestgrad.parallel import SerialCommunicator, communicator
 from nestgrad.tasks import Task, TrialBatch, accuracy, make_task, mse_loss
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -116,6 +117,7 @@ class Trainer:
             )
         self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out, config.task.resolution)
         self.iteration = 0
+        self.comm: SerialCommunicator = SerialCommunicator()
         self.state: TrainingState | None = None
         self.last: tuple[TrialBatch, Recordings] | None = None
 
@@ -147,15 +149,16 @@ class Trainer:
         else:
             if self.checkpoint_path.exists() and not overwrite:
                 raise CheckpointError(
-                    f"{self.checkpoint_path} exists: resume it (--resume) or choose another "
-                    "output folder; nothing was overwritten"
+                    f"{self.checkpoint_path} exists: resume it (--resume), replace it (--overwrite) or choose "
+                    "another output folder; nothing was overwritten"
                 )
             self.state = self.initial_state()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        self.comm.barrier()  # every rank has checked the folder before rank 0 writes to it
+        if self.comm.is_root:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
         self.iteration = self.state.iteration
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
+        self._notify("on_train_begin")
         total = self.config.training.iterations
         while self.iteration < total:
             n = min(
@@ -163,13 +166,20 @@ class Trainer:
                 total - self.iteration,
             )
             self._run_block(n)
-            save_checkpoint(self.checkpoint_path, self.config, self.state)
-            for cb in self.callbacks:
-                cb.on_checkpoint(self, str(self.checkpoint_path))
-        self._write_outputs()
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+            if self.comm.is_root:  # all ranks hold the same gathered state; one writes it
+                save_checkpoint(self.checkpoint_path, self.config, self.state)
+            self.comm.barrier()
+            self._notify("on_checkpoint", str(self.checkpoint_path))
+        if self.comm.is_root:
+            self._write_outputs()
+        self._notify("on_train_end")
         return self.state.history
+
+    def _notify(self, hook: str, *args: Any) -> None:
+        """Call a hook of every callback, on rank 0 only (callbacks print and write files)."""
+        if self.comm.is_root:
+            for cb in self.callbacks:
+                getattr(cb, hook)(self, *args)
 
     # -- one block of iterations in a fresh kernel ------------------------------------------------------------------
     def _fresh_kernel(self) -> Any:
@@ -210,8 +220,7 @@ class Trainer:
             metrics = self._metrics(batch, rec, time.perf_counter() - t0)
             self.state.history.append(metrics)
             self.last = (batch, rec)
-            for cb in self.callbacks:
-                cb.on_iteration_end(self, metrics)
+            self._notify("on_iteration_end", metrics)
         nest.Cleanup()
         self.state.weights = net.read_weights(nest)
         self.state.optimizer_state = net.read_optimizer_state(nest)

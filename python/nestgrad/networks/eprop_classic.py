@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from nestgrad.config import NetworkConfig, OptimizerConfig
+from nestgrad.parallel import SerialCommunicator
 from nestgrad.tasks import TrialBatch
 
 EPROP_SYNAPSE = "eprop_synapse"
@@ -144,6 +145,7 @@ class EpropNetwork:
         self.neuron_params = default_neuron_params(config.neuron_model) | dict(config.neuron_params)
         self.readout_params = READOUT_DEFAULTS | dict(config.readout_params)
         self._nodes: dict[str, Any] = {}
+        self.comm = SerialCommunicator()  # the Trainer sets an MPI communicator under mpirun
 
     # -- checks before anything runs ---------------------------------------------------------------------------
     def validate(self, nest: Any) -> None:
@@ -280,7 +282,8 @@ class EpropNetwork:
         iteration selects its own by time.
         """
         step = self.resolution
-        ev = self._nodes["mm_out"].get("events")
+        ev = {key: self.comm.concat(np.asarray(v)) for key, v in self._nodes["mm_out"].get("events").items()
+              if key in ("times", "senders", "V_m", "target_signal")}
         k = np.rint((np.asarray(ev["times"]) - t_start_ms) / step).astype(np.int64)
         out_ids = np.asarray(self._nodes["out"].global_id if self.n_out == 1 else self._nodes["out"].tolist())
         col = np.searchsorted(np.atleast_1d(out_ids), np.asarray(ev["senders"]))
@@ -290,7 +293,8 @@ class EpropNetwork:
         readout[k[keep], col[keep]] = np.asarray(ev["V_m"])[keep]
         target[k[keep], col[keep]] = np.asarray(ev["target_signal"])[keep]
 
-        sr = self._nodes["sr"].get("events")
+        sr = {key: self.comm.concat(np.asarray(v)) for key, v in self._nodes["sr"].get("events").items()
+              if key in ("times", "senders")}
         rec_first = self._nodes["rec"][0].global_id
         s_steps = np.rint((np.asarray(sr["times"]) - t_start_ms) / step).astype(np.int64)
         s_keep = (s_steps >= 0) & (s_steps < steps)
@@ -309,11 +313,11 @@ class EpropNetwork:
             pre, post, conns = self._projection(nest, name)
             w = np.zeros((len(post), len(pre)))
             if len(conns) == 0:
-                out[name] = w
+                out[name] = self.comm.sum(w)
                 continue
             d = conns.get(["source", "target", "weight"])
             w[np.asarray(d["target"]) - post[0].global_id, np.asarray(d["source"]) - pre[0].global_id] = d["weight"]
-            out[name] = w
+            out[name] = self.comm.sum(w)  # each synapse lives on one rank
         return out
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
@@ -323,15 +327,16 @@ class EpropNetwork:
         state = {}
         for name in PROJECTIONS:
             pre, post, conns = self._projection(nest, name)
-            if len(conns) == 0:
+            if self.comm.sum(np.array([len(conns)]))[0] == 0:
                 continue
-            d = conns.get(["source", "target", "optimizer"])
-            rows = np.asarray(d["target"]) - post[0].global_id
-            cols = np.asarray(d["source"]) - pre[0].global_id
             for moment in ("m", "v"):
                 mat = np.zeros((len(post), len(pre)))
-                mat[rows, cols] = [o[moment] for o in d["optimizer"]]
-                state[f"{moment}_{name}"] = mat
+                if len(conns):
+                    d = conns.get(["source", "target", "optimizer"])
+                    rows = np.asarray(d["target"]) - post[0].global_id
+                    cols = np.asarray(d["source"]) - pre[0].global_id
+                    mat[rows, cols] = [o[moment] for o in d["optimizer"]]
+                state[f"{moment}_{name}"] = self.comm.sum(mat)
         return state
 
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
@@ -339,6 +344,8 @@ class EpropNetwork:
             if f"m_{name}" not in state:
                 continue
             pre, post, conns = self._projection(nest, name)
+            if len(conns) == 0:
+                continue
             d = conns.get(["source", "target"])
             rows = np.asarray(d["target"]) - post[0].global_id
             cols = np.asarray(d["source"]) - pre[0].global_id

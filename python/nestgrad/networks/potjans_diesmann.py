@@ -1,0 +1,198 @@
+"""The cortical microcircuit of Potjans & Diesmann (2014, Cereb Cortex 24:785), scalable, in NEST.
+
+Eight populations (L2/3, L4, L5, L6 x excitatory, inhibitory) of ``iaf_psc_exp`` neurons, 77,169 neurons and
+about 3e8 synapses at full scale, with the published connection probabilities, synaptic strengths (mean PSP 0.15 mV,
+10 % relative standard deviation, inhibition g = -4, L4E -> L2/3E doubled), delays (1.5 ms excitatory, 0.75 ms
+inhibitory, 50 % relative standard deviation), Poisson background (8 Hz per external synapse, published
+in-degrees) or an equivalent DC background, and optional thalamic input (902 neurons).
+
+Scaling. ``n_scaling`` multiplies the population sizes, ``k_scaling`` the in-degrees. When in-degrees are scaled
+down, synaptic weights are scaled by 1/sqrt(k_scaling) (keeping the input fluctuations) and the mean input that
+this removes is given back as a DC current computed from the full-scale firing rates (van Albada et al. 2015,
+PLoS Comput Biol 11:e1004490): the builder says so when it builds.
+
+The values below are the published model's (Potjans & Diesmann 2014, Tables 5 and 6); the full-scale population
+rates are those of the reference implementation distributed with NEST (its ``full_mean_rates``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
+N_FULL = np.array([20683, 5834, 21915, 5479, 4850, 1065, 14395, 2948])
+# connection probabilities [target, source]
+CONN_PROBS = np.array([
+    [0.1009, 0.1689, 0.0437, 0.0818, 0.0323, 0.0, 0.0076, 0.0],
+    [0.1346, 0.1371, 0.0316, 0.0515, 0.0755, 0.0, 0.0042, 0.0],
+    [0.0077, 0.0059, 0.0497, 0.1350, 0.0067, 0.0003, 0.0453, 0.0],
+    [0.0691, 0.0029, 0.0794, 0.1597, 0.0033, 0.0, 0.1057, 0.0],
+    [0.1004, 0.0622, 0.0505, 0.0057, 0.0831, 0.3726, 0.0204, 0.0],
+    [0.0548, 0.0269, 0.0257, 0.0022, 0.0600, 0.3158, 0.0086, 0.0],
+    [0.0156, 0.0066, 0.0211, 0.0166, 0.0572, 0.0197, 0.0396, 0.2252],
+    [0.0364, 0.0010, 0.0034, 0.0005, 0.0277, 0.0080, 0.0658, 0.1443],
+])
+K_EXT = np.array([1600, 1500, 2100, 1900, 2000, 1900, 2900, 2100])  # external (background) in-degrees
+FULL_SCALE_RATES_HZ = np.array([0.971, 2.868, 4.746, 5.396, 8.142, 9.078, 0.991, 7.523])
+THALAMUS_N = 902
+THALAMUS_CONN_PROBS = np.array([0.0, 0.0, 0.0983, 0.0619, 0.0, 0.0, 0.0512, 0.0196])
+
+NEURON_PARAMS = {"C_m": 250.0, "tau_m": 10.0, "tau_syn_ex": 0.5, "tau_syn_in": 0.5, "t_ref": 2.0, "E_L": -65.0,
+                 "V_th": -50.0, "V_reset": -65.0}
+V0_MEAN, V0_SD = -58.0, 10.0  # mV, initial membrane potentials
+
+
+def psc_per_psp(C_m: float, tau_m: float, tau_syn: float) -> float:
+    """PSC amplitude (pA) that evokes a PSP of 1 mV peak in iaf_psc_exp (exponential current)."""
+    t_peak = math.log(tau_m / tau_syn) * tau_m * tau_syn / (tau_m - tau_syn)
+    v_peak = tau_syn * tau_m / (C_m * (tau_m - tau_syn)) * (math.exp(-t_peak / tau_m) - math.exp(-t_peak / tau_syn))
+    return 1.0 / v_peak
+
+
+def full_indegrees() -> np.ndarray:
+    """Mean in-degrees K[target, source] of the full model: the number of synapses that makes the connection
+    probability right when synapses are drawn with replacement (fixed total number, multapses allowed)."""
+    n_t, n_s = N_FULL[:, None].astype(float), N_FULL[None, :].astype(float)
+    with np.errstate(divide="ignore"):
+        total = np.log(1.0 - CONN_PROBS) / np.log(1.0 - 1.0 / (n_t * n_s))
+    return total / n_t
+
+
+@dataclass(frozen=True)
+class MicrocircuitConfig:
+    """Parameters of a microcircuit instance. Defaults: the published model."""
+
+    n_scaling: float = 1.0
+    k_scaling: float = 1.0
+    background: str = "poisson"  # "poisson" or "dc"
+    bg_rate: float = 8.0  # Hz per external synapse
+    psp_mean: float = 0.15  # mV
+    psp_rel_sd: float = 0.1
+    g: float = -4.0
+    delay_exc: float = 1.5  # ms
+    delay_inh: float = 0.75  # ms
+    delay_rel_sd: float = 0.5
+    thalamus: bool = False
+    thalamus_rate: float = 120.0  # Hz, while a stimulus is on
+    neuron_model: str = "iaf_psc_exp"
+    neuron_params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 55
+
+    def __post_init__(self) -> None:
+        for key in ("n_scaling", "k_scaling"):
+            v = getattr(self, key)
+            if not (isinstance(v, int | float) and 0 < v <= 1):
+                raise ValueError(f"{key} = {v!r}: a number in (0, 1] is required")
+        if self.background not in ("poisson", "dc"):
+            raise ValueError(f"background = {self.background!r}: 'poisson' or 'dc'")
+        if not (self.bg_rate >= 0 and math.isfinite(self.bg_rate)):
+            raise ValueError(f"bg_rate = {self.bg_rate!r}: a rate >= 0 Hz is required")
+
+
+class Microcircuit:
+    """Builds the microcircuit in the current NEST kernel.
+
+    >>> mc = Microcircuit(MicrocircuitConfig(n_scaling=0.1, k_scaling=0.1)); mc.build(nest)
+    >>> nest.Simulate(1000.0); mc.rates(t_start=500.0, t_stop=1000.0)
+    """
+
+    def __init__(self, config: MicrocircuitConfig):
+        self.config = config
+        c = config
+        self.n = np.maximum(np.round(N_FULL * c.n_scaling).astype(int), 1)
+        self.k_full = full_indegrees()
+        self.k = self.k_full * c.k_scaling
+        self.neuron_params = NEURON_PARAMS | dict(c.neuron_params)
+        p = self.neuron_params
+        w_unit = psc_per_psp(p["C_m"], p["tau_m"], p["tau_syn_ex"])
+        w_mean = np.full((8, 8), c.psp_mean * w_unit)
+        w_mean[:, 1::2] *= c.g
+        w_mean[0, 2] *= 2.0  # L4E -> L2/3E
+        self.w_full = w_mean
+        self.w_ext_full = c.psp_mean * w_unit
+        s = 1.0 / math.sqrt(c.k_scaling)
+        self.w = w_mean * s
+        self.w_ext = self.w_ext_full * s
+        self.dc = self._dc_compensation()
+        self.pops: list[Any] = []
+        self.notes: list[str] = []
+
+    def _dc_compensation(self) -> np.ndarray:
+        """DC (pA) per population: the mean input lost by scaling in-degrees, plus the background if it is DC."""
+        c = self.config
+        tau = self.neuron_params["tau_syn_ex"] * 1e-3  # s
+        lost = (1.0 - math.sqrt(c.k_scaling)) * (self.k_full * self.w_full * FULL_SCALE_RATES_HZ[None, :]).sum(1)
+        dc = lost * tau
+        ext_lost = (1.0 - math.sqrt(c.k_scaling)) * K_EXT * self.w_ext_full * c.bg_rate * tau
+        dc += ext_lost if c.background == "poisson" else K_EXT * self.w_ext_full * c.bg_rate * tau
+        return dc
+
+    @property
+    def n_synapses(self) -> int:
+        return int(np.round(self.k * self.n[:, None]).sum())
+
+    def build(self, nest: Any) -> None:
+        c = self.config
+        res = nest.resolution
+        if c.k_scaling < 1.0:
+            self.notes.append(f"in-degrees scaled by {c.k_scaling}: weights x {1 / math.sqrt(c.k_scaling):.3f}, "
+                              "mean input compensated by DC from the full-scale rates")
+        self.pops = []
+        for i, name in enumerate(POPULATIONS):
+            pop = nest.Create(c.neuron_model, self.n[i], self.neuron_params | {"I_e": float(self.dc[i])})
+            pop.V_m = nest.random.normal(mean=V0_MEAN, std=V0_SD)
+            self.pops.append(pop)
+        for t in range(8):
+            for s in range(8):
+                n_syn = int(np.round(self.k[t, s] * self.n[t]))
+                if n_syn == 0:
+                    continue
+                mean_w = self.w[t, s]
+                w = nest.random.normal(mean=mean_w, std=abs(mean_w) * c.psp_rel_sd)
+                w = nest.math.redraw(w, min=0.0, max=np.inf) if mean_w > 0 else nest.math.redraw(w, min=-np.inf,
+                                                                                                  max=0.0)
+                d_mean = c.delay_exc if s % 2 == 0 else c.delay_inh
+                d = nest.math.redraw(nest.random.normal(mean=d_mean, std=d_mean * c.delay_rel_sd), min=res,
+                                     max=np.inf)
+                nest.Connect(self.pops[s], self.pops[t], {"rule": "fixed_total_number", "N": n_syn},
+                             {"synapse_model": "static_synapse", "weight": w, "delay": d})
+        if c.background == "poisson":
+            for t in range(8):
+                pg = nest.Create("poisson_generator", params={"rate": c.bg_rate * K_EXT[t] * c.k_scaling})
+                nest.Connect(pg, self.pops[t], "all_to_all", {"weight": self.w_ext, "delay": c.delay_exc})
+        if c.thalamus:
+            self.thalamus = nest.Create("parrot_neuron", max(int(round(THALAMUS_N * c.n_scaling)), 1))
+            self.thalamus_generator = nest.Create("inhomogeneous_poisson_generator")
+            nest.Connect(self.thalamus_generator, self.thalamus)
+            n_th = len(self.thalamus)
+            for t in range(8):
+                p = THALAMUS_CONN_PROBS[t]
+                if p == 0:
+                    continue
+                k = math.log(1 - p) / math.log(1 - 1 / (THALAMUS_N * N_FULL[t])) / N_FULL[t] * c.k_scaling
+                nest.Connect(self.thalamus, self.pops[t], {"rule": "fixed_total_number",
+                                                           "N": int(round(k * self.n[t]))},
+                             {"weight": nest.math.redraw(nest.random.normal(mean=self.w_ext, std=self.w_ext * 0.1),
+                                                         min=0.0, max=np.inf),
+                              "delay": nest.math.redraw(nest.random.normal(mean=1.5, std=0.75), min=res,
+                                                        max=np.inf)})
+            _ = n_th
+        self.spike_recorders = []
+        for pop in self.pops:
+            sr = nest.Create("spike_recorder")
+            nest.Connect(pop, sr)
+            self.spike_recorders.append(sr)
+
+    def rates(self, t_start: float, t_stop: float, comm: Any = None) -> np.ndarray:
+        """Mean firing rate (Hz) per population between t_start and t_stop (ms), summed over MPI ranks."""
+        counts = np.zeros(8)
+        for i, sr in enumerate(self.spike_recorders):
+            times = np.asarray(sr.get("events")["times"])
+            counts[i] = np.count_nonzero((times >= t_start) & (times < t_stop))
+        if comm is not None:
+            counts = comm.sum(counts)
+        return counts / self.n / ((t_stop - t_start) / 1000.0)
