@@ -34,8 +34,8 @@ class ProgressPrinter(Callback):
         total = trainer.config.training.iterations
         cfg = trainer.config
         print(
-            f"nestgrad: training {cfg.network.neuron_model} ({cfg.network.n_rec} recurrent neurons) on "
-            f"'{cfg.task.name}' for iterations {trainer.iteration + 1}..{total}, output in {trainer.out_dir}",
+            f"nestgrad: training {trainer.network.describe()} on '{cfg.task.name}' for iterations "
+            f"{trainer.iteration + 1}..{total}, output in {trainer.out_dir}",
             file=self.stream,
             flush=True,
         )

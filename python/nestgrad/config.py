@@ -14,7 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = ("sine", "evidence")
+TASKS = ("sine", "evidence", "thalamic")
+ARCHITECTURES = ("classic", "microcircuit")
 OPTIMIZERS = ("gradient_descent", "adam")
 
 
@@ -39,6 +40,7 @@ class NetworkConfig:
     builder's defaults for the chosen models (NEST parameter names and units).
     """
 
+    architecture: str = "classic"  # "classic" (Bellec et al.) or "microcircuit" (Potjans-Diesmann, pd_eprop)
     neuron_model: str = "eprop_iaf_psc_exp"
     n_rec: int = 100
     n_in: int = 0
@@ -48,8 +50,11 @@ class NetworkConfig:
     recurrent: bool = True  # recurrent -> recurrent e-prop connections
     weight_scale: float = 1.0  # multiplies the default initial weights
     seed: int = 1  # initial weights and task data
+    microcircuit: dict[str, Any] = field(default_factory=dict)  # EpropMicrocircuitConfig fields (architecture)
 
     def __post_init__(self) -> None:
+        _require(self.architecture in ARCHITECTURES, "network.architecture", self.architecture,
+                 f"one of {', '.join(ARCHITECTURES)}")
         _require(
             isinstance(self.neuron_model, str) and self.neuron_model != "",
             "network.neuron_model",
@@ -209,6 +214,22 @@ class ExperimentConfig:
     task: TaskConfig = field(default_factory=TaskConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self) -> None:
+        micro = self.network.architecture == "microcircuit"
+        if micro != (self.task.name == "thalamic"):
+            raise ConfigError(f"task.name = {self.task.name!r} with network.architecture = "
+                              f"{self.network.architecture!r}: the 'thalamic' task goes with the 'microcircuit' "
+                              "architecture, the other tasks with 'classic'")
+        if micro:
+            from nestgrad.networks.pd_eprop import EpropMicrocircuitConfig
+
+            try:
+                EpropMicrocircuitConfig.from_dict(self.network.microcircuit)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(str(err)) from None
+        elif self.network.microcircuit:
+            raise ConfigError("network.microcircuit is only used with network.architecture = 'microcircuit'")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

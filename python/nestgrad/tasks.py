@@ -137,10 +137,55 @@ class EvidenceAccumulationTask(Task):
         )
 
 
-TASK_CLASSES: dict[str, type[Task]] = {"sine": SineWaveTask, "evidence": EvidenceAccumulationTask}
+class ThalamicPatternTask(Task):
+    """Two-class discrimination through the thalamus of the microcircuit: each class is a fixed random half of the
+    thalamic neurons firing at ``cue_rate`` for ``cue_steps``; after ``delay_steps`` the readout of the class must be
+    high and the other low for ``recall_steps`` (the learning window). ``n_in`` is the thalamus size."""
+
+    kind = "classification"
+    n_out = 2
+
+    def __init__(self, config: TaskConfig, seed: int, n_in: int):
+        super().__init__(config, seed)
+        self.n_in = n_in
+        rng = np.random.default_rng([seed, 0x7A])
+        order = rng.permutation(n_in)
+        self.patterns = [order[: n_in // 2], order[n_in // 2 :]]
+        self.recall_start = config.cue_steps + config.delay_steps
+        self.trial_steps = self.recall_start + config.recall_steps
+
+    def batch(self, iteration: int) -> TrialBatch:
+        c = self.config
+        rng = self._rng(iteration)
+        p_on = c.cue_rate * c.resolution / 1000.0
+        p_bg = c.background_rate * c.resolution / 1000.0
+        ins, targets, windows, labels = [], [], [], []
+        for _ in range(c.batch_size):
+            label = int(rng.integers(2))
+            p = np.full((self.trial_steps, self.n_in), p_bg)
+            p[: c.cue_steps, self.patterns[label]] = p_on
+            target = np.zeros((self.trial_steps, 2))
+            target[self.recall_start :, label] = 1.0
+            window = np.zeros(self.trial_steps)
+            window[self.recall_start :] = 1.0
+            ins.append(rng.random(p.shape) < p)
+            targets.append(target)
+            windows.append(window)
+            labels.append(label)
+        return TrialBatch(np.concatenate(ins), np.concatenate(targets), np.concatenate(windows), self.trial_steps,
+                          np.array(labels))
 
 
-def make_task(config: TaskConfig, seed: int) -> Task:
+TASK_CLASSES: dict[str, type[Task]] = {"sine": SineWaveTask, "evidence": EvidenceAccumulationTask,
+                                       "thalamic": ThalamicPatternTask}
+
+
+def make_task(config: TaskConfig, seed: int, n_in: int | None = None) -> Task:
+    if config.name == "thalamic":
+        if n_in is None:
+            raise ValueError("task 'thalamic' drives the microcircuit's thalamus: use network.architecture = "
+                             "'microcircuit'")
+        return ThalamicPatternTask(config, seed, n_in)
     return TASK_CLASSES[config.name](config, seed)
 
 

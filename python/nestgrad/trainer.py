@@ -107,15 +107,25 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         if verbose:
             self.callbacks.insert(0, ProgressPrinter())
-        self.task: Task = make_task(config.task, config.network.seed)
-        self.n_in = config.network.n_in or self.task.n_in
-        self.n_out = config.network.n_out or self.task.n_out
-        if self.n_in != self.task.n_in or self.n_out != self.task.n_out:
-            raise ValueError(
-                f"task {config.task.name!r} needs n_in = {self.task.n_in} and n_out = "
-                f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}"
-            )
-        self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out, config.task.resolution)
+        if config.network.architecture == "microcircuit":
+            from nestgrad.networks.pd_eprop import EpropMicrocircuit, EpropMicrocircuitConfig
+
+            mc = EpropMicrocircuitConfig.from_dict(config.network.microcircuit)
+            self.task: Task = make_task(config.task, config.network.seed, n_in=mc.n_thalamus)
+            self.network: Any = EpropMicrocircuit(mc, config.optimizer, self.task.n_out, config.task.resolution,
+                                                  config.network.neuron_params)
+            self.n_in, self.n_out = self.task.n_in, self.task.n_out
+        else:
+            self.task = make_task(config.task, config.network.seed)
+            self.n_in = config.network.n_in or self.task.n_in
+            self.n_out = config.network.n_out or self.task.n_out
+            if self.n_in != self.task.n_in or self.n_out != self.task.n_out:
+                raise ValueError(
+                    f"task {config.task.name!r} needs n_in = {self.task.n_in} and n_out = "
+                    f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}"
+                )
+            self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out,
+                                        config.task.resolution)
         self.iteration = 0
         self.comm: SerialCommunicator = SerialCommunicator()
         self.state: TrainingState | None = None
@@ -127,6 +137,8 @@ class Trainer:
 
     def initial_state(self) -> TrainingState:
         c = self.config.network
+        if c.architecture == "microcircuit":
+            return TrainingState(0, self.network.initial_weights(c.seed))
         return TrainingState(
             0, initial_weights(self.n_in, c.n_rec, self.n_out, c.seed, c.recurrent, c.weight_scale, c.neuron_model)
         )
@@ -196,6 +208,8 @@ class Trainer:
             rng_seed=self.config.training.rng_seed,
             print_time=False,
         )
+        self.comm = communicator(nest)
+        self.network.comm = self.comm
         return nest
 
     def _run_block(self, n: int) -> None:

@@ -132,6 +132,23 @@ class Recordings:
     spike_senders: np.ndarray  # index of the recurrent neuron (0-based)
 
 
+def set_generators(gen_in: Any, gen_target: Any, gen_window: Any, batches: list[TrialBatch], step: float) -> None:
+    """Input spikes, targets and learning window of consecutive iterations, from the kernel's time 0: data step j is
+    emitted by the spike generators at (j + 1) steps and reaches the readouts' rate inputs at (j + 2) steps."""
+    spikes = np.concatenate([b.input_spikes for b in batches])
+    target = np.concatenate([b.target for b in batches])
+    window = np.concatenate([b.learning_window for b in batches])
+    steps, senders = np.nonzero(spikes)
+    times = (steps + OFFSET_GEN_STEPS) * step
+    order = np.argsort(senders, kind="stable")
+    per_sender = np.split(times[order], np.searchsorted(senders[order], np.arange(1, spikes.shape[1])))
+    gen_in.set([{"spike_times": np.round(t, 10)} for t in per_sender])
+    amp_times = (np.arange(spikes.shape[0]) + OFFSET_GEN_STEPS + DELAY_STEPS) * step
+    gen_target.set([{"amplitude_times": amp_times, "amplitude_values": target[:, k]} for k in range(target.shape[1])])
+    change = np.flatnonzero(np.diff(np.concatenate([[np.nan], window])) != 0)
+    gen_window.set({"amplitude_times": amp_times[change], "amplitude_values": window[change]})
+
+
 class EpropNetwork:
     """Builds the network in the current NEST kernel and moves weights, optimizer state and data in and out."""
 
@@ -146,6 +163,9 @@ class EpropNetwork:
         self.readout_params = READOUT_DEFAULTS | dict(config.readout_params)
         self._nodes: dict[str, Any] = {}
         self.comm = SerialCommunicator()  # the Trainer sets an MPI communicator under mpirun
+
+    def describe(self) -> str:
+        return f"{self.config.neuron_model} ({self.n_rec} recurrent neurons)"
 
     # -- checks before anything runs ---------------------------------------------------------------------------
     def validate(self, nest: Any) -> None:
@@ -248,23 +268,8 @@ class EpropNetwork:
     # -- data -----------------------------------------------------------------------------------------------------
     def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
         """Set the spike and rate generators for consecutive iterations, starting at the kernel's time 0."""
-        step = self.resolution
-        starts = np.cumsum([0] + [b.steps for b in batches])
-        spikes = np.concatenate([b.input_spikes for b in batches])
-        target = np.concatenate([b.target for b in batches])
-        window = np.concatenate([b.learning_window for b in batches])
-        steps, senders = np.nonzero(spikes)
-        times = (steps + OFFSET_GEN_STEPS) * step
-        order = np.argsort(senders, kind="stable")
-        per_sender = np.split(times[order], np.searchsorted(senders[order], np.arange(1, self.n_in)))
-        self._nodes["gen_in"].set([{"spike_times": np.round(t, 10)} for t in per_sender])
-        amp_times = (np.arange(spikes.shape[0]) + OFFSET_GEN_STEPS + DELAY_STEPS) * step
-        self._nodes["gen_target"].set(
-            [{"amplitude_times": amp_times, "amplitude_values": target[:, k]} for k in range(self.n_out)]
-        )
-        change = np.flatnonzero(np.diff(np.concatenate([[np.nan], window])) != 0)
-        self._nodes["gen_window"].set({"amplitude_times": amp_times[change], "amplitude_values": window[change]})
-        self._segment_starts = starts
+        n = self._nodes
+        set_generators(n["gen_in"], n["gen_target"], n["gen_window"], batches, self.resolution)
 
     def lead_in_ms(self) -> float:
         """Simulated time before the first iteration begins.

@@ -142,7 +142,7 @@ class Microcircuit:
             self.notes.append(f"in-degrees scaled by {c.k_scaling}: weights x {1 / math.sqrt(c.k_scaling):.3f}, "
                               "mean input compensated by DC from the full-scale rates")
         self.pops = []
-        for i, name in enumerate(POPULATIONS):
+        for i in range(len(POPULATIONS)):
             pop = nest.Create(c.neuron_model, self.n[i], self.neuron_params | {"I_e": float(self.dc[i])})
             pop.V_m = nest.random.normal(mean=V0_MEAN, std=V0_SD)
             self.pops.append(pop)

@@ -1,0 +1,258 @@
+"""The Potjans-Diesmann microcircuit as a learner: e-prop on the thalamic input, readouts from L2/3E and L5E.
+
+Every circuit neuron is ``eprop_iaf_psc_exp``, which without learning is NEST's ``iaf_psc_exp`` (the model's
+neuron; tests/test_eprop_iaf_psc_exp.py), so the circuit keeps its published dynamics: intra-circuit synapses are
+static with the published weights and delays, background and DC compensation as in
+:mod:`nestgrad.networks.potjans_diesmann`. Plastic (``eprop_synapse``) are
+
+* ``th_rec``: thalamus -> L4E, L4I, L6E, L6I (the published thalamic targets and probabilities, drawn without
+  multapses), and
+* ``rec_out``: pools of L2/3E and L5E neurons -> ``eprop_readout`` neurons (one pool per readout),
+
+with the delay of one time step that NEST 3.10's e-prop requires (the published thalamic delay is 1.5 ms).
+Readouts send learning signals to the neurons with plastic inputs. The task drives the thalamus.
+
+Weights are kept as flat arrays in a canonical order (sorted by source, then target), so checkpoints do not depend
+on how NEST distributes synapses over threads and ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nestgrad.config import OptimizerConfig
+from nestgrad.networks.eprop_classic import (
+    DELAY_STEPS,
+    EPROP_SYNAPSE,
+    OFFSET_GEN_STEPS,
+    READOUT_DEFAULTS,
+    Recordings,
+    set_generators,
+)
+from nestgrad.networks.potjans_diesmann import (
+    N_FULL,
+    POPULATIONS,
+    THALAMUS_CONN_PROBS,
+    THALAMUS_N,
+    Microcircuit,
+    MicrocircuitConfig,
+)
+from nestgrad.parallel import SerialCommunicator
+from nestgrad.tasks import TrialBatch
+
+PLASTIC_TARGETS = ("L4E", "L4I", "L6E", "L6I")
+READOUT_SOURCES = ("L23E", "L5E")
+
+EPROP_PARAMS = {
+    "surrogate_gradient_function": "piecewise_linear",
+    "surrogate_gradient_height": 0.3,
+    "surrogate_gradient_width": 2.0,  # mV
+    "kappa": 0.97,
+    "kappa_reg": 0.97,
+    "c_reg": 0.0,
+    "eprop_isi_trace_cutoff": 100.0,
+}
+
+
+@dataclass(frozen=True)
+class EpropMicrocircuitConfig:
+    n_scaling: float = 0.1
+    k_scaling: float = 0.1
+    background: str = "poisson"
+    pool_size: int = 30  # neurons per source population and readout
+    thalamic_psp: float = 0.15  # mV, initial mean PSP of thalamic synapses
+    readout_weight: float = 0.05  # initial readout weight scale
+    feedback_weight: float = 1.0  # learning-signal weight scale (pA per unit error)
+    eprop_params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        MicrocircuitConfig(n_scaling=self.n_scaling, k_scaling=self.k_scaling, background=self.background)
+        if not (isinstance(self.pool_size, int) and self.pool_size >= 1):
+            raise ValueError(f"network.microcircuit.pool_size = {self.pool_size!r}: an integer >= 1 is required")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpropMicrocircuitConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"network.microcircuit: unknown key(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    @property
+    def n_thalamus(self) -> int:
+        return max(int(round(THALAMUS_N * self.n_scaling)), 1)
+
+
+class EpropMicrocircuit:
+    """Same interface as :class:`~nestgrad.networks.eprop_classic.EpropNetwork`, so the Trainer runs it."""
+
+    def __init__(self, config: EpropMicrocircuitConfig, optimizer: OptimizerConfig, n_out: int, resolution: float,
+                 neuron_params: dict[str, Any] | None = None):
+        self.config = config
+        self.optimizer = optimizer
+        self.n_out = n_out
+        self.n_in = config.n_thalamus
+        self.resolution = resolution
+        params = EPROP_PARAMS | dict(neuron_params or {})
+        self.circuit = Microcircuit(MicrocircuitConfig(
+            n_scaling=config.n_scaling, k_scaling=config.k_scaling, background=config.background,
+            neuron_model="eprop_iaf_psc_exp", neuron_params=params, seed=config.seed))
+        self.comm = SerialCommunicator()
+        self._layout()
+
+    # -- connectivity, drawn once with NumPy so that it is the same for every rank/thread split -------------------
+    def _layout(self) -> None:
+        rng = np.random.default_rng([self.config.seed, 0xC1])
+        c = self.circuit
+        offsets = np.concatenate([[0], np.cumsum(c.n)])
+        self.pop_range = {name: (offsets[i], offsets[i + 1]) for i, name in enumerate(POPULATIONS)}
+        src, tgt = [], []
+        for name in PLASTIC_TARGETS:
+            i = POPULATIONS.index(name)
+            p = THALAMUS_CONN_PROBS[i]
+            # in-degree of the full model, scaled like the circuit's, drawn as Bernoulli (no multapses)
+            k_full = math.log(1 - p) / math.log(1 - 1 / (THALAMUS_N * N_FULL[i])) / N_FULL[i]
+            p_eff = min(1.0, k_full * self.config.k_scaling / self.n_in)
+            lo, hi = self.pop_range[name]
+            mask = rng.random((hi - lo, self.n_in)) < p_eff
+            t_idx, s_idx = np.nonzero(mask)
+            src.append(s_idx)
+            tgt.append(t_idx + lo)
+        th_src, th_tgt = np.concatenate(src), np.concatenate(tgt)
+        order = np.lexsort((th_tgt, th_src))
+        self.th_src, self.th_tgt = th_src[order], th_tgt[order]
+        pools = []
+        for _ in range(self.n_out):
+            members = [rng.choice(np.arange(*self.pop_range[name]), min(self.config.pool_size,
+                                                                         int(np.diff(self.pop_range[name])[0])),
+                                  replace=False) for name in READOUT_SOURCES]
+            pools.append(np.sort(np.concatenate(members)))
+        out_src = np.concatenate(pools)
+        out_tgt = np.concatenate([np.full(len(p), k) for k, p in enumerate(pools)])
+        order = np.lexsort((out_tgt, out_src))
+        self.out_src, self.out_tgt = out_src[order], out_tgt[order]
+        lo = self.pop_range[PLASTIC_TARGETS[0]][0]
+        self.learners = np.concatenate([np.arange(*self.pop_range[n]) for n in PLASTIC_TARGETS])
+        assert lo >= 0
+
+    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([seed, 0xC2])
+        w_th = self.config.thalamic_psp / 0.15 * self.circuit.w_ext
+        return {
+            "th_rec": np.abs(rng.normal(w_th, 0.1 * w_th, self.th_src.size)),
+            "rec_out": rng.normal(0.0, self.config.readout_weight, self.out_src.size),
+            "feedback": rng.normal(0.0, self.config.feedback_weight, (self.learners.size, self.n_out)),
+        }
+
+    def describe(self) -> str:
+        c = self.config
+        return (f"the Potjans-Diesmann microcircuit with eprop_iaf_psc_exp ({int(self.circuit.n.sum())} neurons, "
+                f"scale {c.n_scaling}/{c.k_scaling}, {self.th_src.size} plastic thalamic synapses)")
+
+    def validate(self, nest: Any) -> None:
+        if "eprop_iaf_psc_exp" not in nest.node_models:
+            raise ValueError("eprop_iaf_psc_exp is not loaded (nestgrad.install())")
+
+    # -- building ---------------------------------------------------------------------------------------------------
+    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
+        step = self.resolution
+        syn = EPROP_SYNAPSE if plastic else "static_synapse"
+        self._synapse_model = syn
+        self.circuit.build(nest)
+        ids = np.concatenate([np.asarray(p.tolist()) for p in self.circuit.pops])
+        self.ids = ids
+        self.gen_in = nest.Create("spike_generator", self.n_in)
+        self.thal = nest.Create("parrot_neuron", self.n_in)
+        self.out = nest.Create("eprop_readout", self.n_out, READOUT_DEFAULTS)
+        self.gen_target = nest.Create("step_rate_generator", self.n_out)
+        self.gen_window = nest.Create("step_rate_generator")
+        if plastic:
+            default_w = min(max(0.0, self.optimizer.Wmin), self.optimizer.Wmax)
+            nest.SetDefaults(EPROP_SYNAPSE, {"weight": default_w})
+            nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
+        nest.Connect(self.gen_in, self.thal, "one_to_one", {"synapse_model": "static_synapse", "delay": step})
+        thal_ids = np.asarray(self.thal.tolist())
+        nest.Connect(thal_ids[self.th_src], ids[self.th_tgt], "one_to_one",
+                     {"synapse_model": syn, "weight": weights["th_rec"], "delay": np.full(self.th_src.size, step)})
+        out_ids = np.asarray(self.out.tolist())
+        nest.Connect(ids[self.out_src], out_ids[self.out_tgt], "one_to_one",
+                     {"synapse_model": syn, "weight": weights["rec_out"], "delay": np.full(self.out_src.size, step)})
+        if plastic:
+            fb = np.asarray(weights["feedback"])
+            pre = np.repeat(out_ids[None, :], self.learners.size, 0).ravel()
+            post = np.repeat(ids[self.learners][:, None], self.n_out, 1).ravel()
+            nest.Connect(pre, post, "one_to_one", {"synapse_model": "eprop_learning_signal_connection",
+                                                   "weight": fb.ravel(), "delay": np.full(pre.size, step)})
+        rate = {"synapse_model": "rate_connection_delayed", "delay": step}
+        nest.Connect(self.gen_target, self.out, "one_to_one", rate | {"receptor_type": 2})
+        nest.Connect(self.gen_window, self.out, "all_to_all", rate | {"receptor_type": 1})
+        self.mm = nest.Create("multimeter", {"interval": step, "record_from": ["V_m", "target_signal"]})
+        nest.Connect(self.mm, self.out)
+        self.sr = nest.Create("spike_recorder")
+        pool_ids = np.unique(ids[self.out_src])[:record_neurons]
+        if pool_ids.size:
+            nest.Connect(nest.NodeCollection(sorted(pool_ids.tolist())), self.sr)
+        self._pool_ids = np.sort(pool_ids)
+        self._feedback = np.array(weights["feedback"], copy=True)
+
+    def build_for_benchmark(self, nest: Any) -> None:
+        self.build(nest, self.initial_weights(self.config.seed), record_neurons=0)
+
+    # -- data -------------------------------------------------------------------------------------------------------
+    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
+        set_generators(self.gen_in, self.gen_target, self.gen_window, batches, self.resolution)
+
+    def lead_in_ms(self) -> float:
+        return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
+
+    def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
+        step = self.resolution
+        ev = {k: self.comm.concat(np.asarray(v)) for k, v in self.mm.get("events").items()
+              if k in ("times", "senders", "V_m", "target_signal")}
+        k = np.rint((ev["times"] - t_start_ms) / step).astype(np.int64)
+        col = np.searchsorted(np.asarray(self.out.tolist()), ev["senders"])
+        keep = (k >= 0) & (k < steps)
+        readout = np.zeros((steps, self.n_out))
+        target = np.zeros((steps, self.n_out))
+        readout[k[keep], col[keep]] = ev["V_m"][keep]
+        target[k[keep], col[keep]] = ev["target_signal"][keep]
+        sr = {k2: self.comm.concat(np.asarray(v)) for k2, v in self.sr.get("events").items()
+              if k2 in ("times", "senders")}
+        s_steps = np.rint((sr["times"] - t_start_ms) / step).astype(np.int64)
+        s_keep = (s_steps >= 0) & (s_steps < steps)
+        senders = np.searchsorted(self._pool_ids, sr["senders"][s_keep])
+        return Recordings(readout, target, s_steps[s_keep], senders)
+
+    # -- weights ----------------------------------------------------------------------------------------------------
+    def _read(self, nest: Any, pre_ids: np.ndarray, post_ids: np.ndarray, src: np.ndarray, tgt: np.ndarray,
+              key: str) -> np.ndarray:
+        """Values of one plastic projection in canonical order, gathered over ranks."""
+        out = np.zeros(src.size)
+        conns = nest.GetConnections(nest.NodeCollection(sorted(set(pre_ids[src].tolist()))),
+                                    synapse_model=self._synapse_model)
+        if len(conns):
+            d = conns.get(["source", "target", key])
+            lookup = {(s, t): i for i, (s, t) in enumerate(zip(pre_ids[src].tolist(), post_ids[tgt].tolist(),
+                                                               strict=True))}
+            for s, t, v in zip(d["source"], d["target"], d[key], strict=True):
+                i = lookup.get((s, t))
+                if i is not None:
+                    out[i] = v
+        return self.comm.sum(out)
+
+    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
+        thal_ids, out_ids = np.asarray(self.thal.tolist()), np.asarray(self.out.tolist())
+        return {"th_rec": self._read(nest, thal_ids, self.ids, self.th_src, self.th_tgt, "weight"),
+                "rec_out": self._read(nest, self.ids, out_ids, self.out_src, self.out_tgt, "weight"),
+                "feedback": self._feedback.copy()}
+
+    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
+        return {}  # Adam moments are not carried across blocks for this network (documented)
+
+    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
+        pass
