@@ -104,7 +104,7 @@ def test_checkpoint_resumes_with_another_rank_count(tmp_path):
 def test_killed_rank_leaves_last_checkpoint_intact_and_resumable(tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(
-        textwrap.dedent(f"""
+        textwrap.dedent("""
         import os, sys
         from nestgrad.config import ExperimentConfig
         from nestgrad.trainer import Trainer
