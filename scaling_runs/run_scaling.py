@@ -55,8 +55,12 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
     labels = [f"s={r['scale']}\n{r['ranks']}x{r['threads']}" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].bar(labels, [r["build_s"] for r in rows], label="build")
-    axes[0].bar(labels, [r["s_per_bio_s"] for r in rows], bottom=[r["build_s"] for r in rows],
-                label="simulate (per biological second)")
+    axes[0].bar(
+        labels,
+        [r["s_per_bio_s"] for r in rows],
+        bottom=[r["build_s"] for r in rows],
+        label="simulate (per biological second)",
+    )
     axes[0].set_ylabel("wall-clock s")
     axes[0].legend(fontsize=8)
     axes[0].set_title("time (ranks x threads)")
@@ -90,13 +94,27 @@ def main() -> None:
     for scale, ranks, threads, k in jobs:
         row = run_job(scale, ranks, threads, args.t_sim, k)
         rows.append(row)
-        print(f"scale {scale:<6} {ranks} rank(s) x {threads} thread(s): build {row['build_s']:.1f} s, "
-              f"{row['s_per_bio_s']:.2f} s per biological s, {max(row['max_rss_mb_per_rank']):.0f} MB per rank",
-              flush=True)
+        print(
+            f"scale {scale:<6} {ranks} rank(s) x {threads} thread(s): build {row['build_s']:.1f} s, "
+            f"{row['s_per_bio_s']:.2f} s per biological s, {max(row['max_rss_mb_per_rank']):.0f} MB per rank",
+            flush=True,
+        )
     name = "weak" if args.weak else "strong"
     with open(out / f"{name}_scaling.csv", "w", newline="") as f:
-        keys = ["model", "scale", "k_scale", "ranks", "threads", "virtual_processes", "neurons", "synapses",
-                "build_s", "simulate_s", "s_per_bio_s", "max_rss_mb_per_rank"]
+        keys = [
+            "model",
+            "scale",
+            "k_scale",
+            "ranks",
+            "threads",
+            "virtual_processes",
+            "neurons",
+            "synapses",
+            "build_s",
+            "simulate_s",
+            "s_per_bio_s",
+            "max_rss_mb_per_rank",
+        ]
         w = csv.DictWriter(f, keys, extrasaction="ignore")
         w.writeheader()
         for r in rows:
