@@ -26,8 +26,10 @@ def test_psc_for_psp_matches_simulated_peak(nest_kernel):
     nest = nest_kernel
     nest.resolution = 0.01
     w = 0.15 * psc_per_psp(250.0, 10.0, 0.5)
-    n = nest.Create("iaf_psc_exp", params={"C_m": 250.0, "tau_m": 10.0, "tau_syn_ex": 0.5, "E_L": -65.0,
-                                           "V_m": -65.0, "V_th": 100.0})
+    n = nest.Create(
+        "iaf_psc_exp",
+        params={"C_m": 250.0, "tau_m": 10.0, "tau_syn_ex": 0.5, "E_L": -65.0, "V_m": -65.0, "V_th": 100.0},
+    )
     sg = nest.Create("spike_generator", params={"spike_times": [1.0]})
     nest.Connect(sg, n, syn_spec={"weight": w})
     mm = nest.Create("multimeter", params={"record_from": ["V_m"], "interval": 0.01})
@@ -48,8 +50,10 @@ def test_indegrees_and_scaling_compensation():
     assert full.w[0, 1] == pytest.approx(-4 * full.w[0, 0])  # g = -4
 
 
-@pytest.mark.parametrize("bad, key", [({"n_scaling": 0.0}, "n_scaling"), ({"k_scaling": 2.0}, "k_scaling"),
-                                      ({"background": "noise"}, "background")])
+@pytest.mark.parametrize(
+    "bad, key",
+    [({"n_scaling": 0.0}, "n_scaling"), ({"k_scaling": 2.0}, "k_scaling"), ({"background": "noise"}, "background")],
+)
 def test_bad_configuration(bad, key):
     with pytest.raises(ValueError, match=key):
         MicrocircuitConfig(**bad)
@@ -72,3 +76,52 @@ def test_rates_at_scale_0_1_match_published(nest_kernel):
     nest.Simulate(1500.0)
     ratio = mc.rates(500.0, 1500.0) / FULL_SCALE_RATES_HZ
     assert np.all((ratio > 0.6) & (ratio < 1.5)), ratio
+
+
+def _eprop_config(iterations: int, every: int):
+    from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig, TrainingConfig
+
+    return ExperimentConfig(
+        network=NetworkConfig(architecture="microcircuit", microcircuit={"n_scaling": 0.02, "k_scaling": 0.02}),
+        task=TaskConfig(
+            name="thalamic",
+            resolution=0.1,
+            cue_steps=300,
+            delay_steps=100,
+            recall_steps=200,
+            cue_rate=120.0,
+            background_rate=0.0,
+        ),
+        optimizer=OptimizerConfig(eta=2e-5),
+        training=TrainingConfig(iterations=iterations, checkpoint_every=every, plot=False, record_neurons=40),
+    )
+
+
+def test_eprop_microcircuit_trains_and_resumes_bit_identically(tmp_path):
+    from nestgrad.trainer import Trainer
+
+    full = Trainer(_eprop_config(4, 2), tmp_path / "full", verbose=False)
+    history = full.run()
+    assert all(np.isfinite(h["loss"]) for h in history)
+    w0 = full.initial_state().weights
+    for key in ("th_rec", "rec_out"):
+        assert not np.array_equal(full.state.weights[key], w0[key]), f"{key} did not learn"
+    Trainer(_eprop_config(2, 2), tmp_path / "part", verbose=False).run()
+    resumed = Trainer(_eprop_config(4, 2), tmp_path / "part", verbose=False)
+    resumed.run(resume=True)
+    for key, w in full.state.weights.items():
+        np.testing.assert_array_equal(resumed.state.weights[key], w, err_msg=key)
+
+
+def test_thalamic_task_needs_the_microcircuit():
+    from nestgrad.config import ConfigError, ExperimentConfig, TaskConfig
+
+    with pytest.raises(ConfigError, match="thalamic"):
+        ExperimentConfig(task=TaskConfig(name="thalamic"))
+    with pytest.raises(ConfigError, match="pool_sise"):
+        ExperimentConfig.from_dict(
+            {
+                "network": {"architecture": "microcircuit", "microcircuit": {"pool_sise": 3}},
+                "task": {"name": "thalamic"},
+            }
+        )
