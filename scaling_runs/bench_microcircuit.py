@@ -18,26 +18,7 @@ import pathlib
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from run_scaling import MPI_PYTHON, REPO, run_job  # noqa: E402
-
-
-def job(extra: list[str], scale: float, t_sim: float, threads: int = 1, ranks: int = 1) -> dict:
-    import json
-    import os
-    import subprocess
-
-    script = REPO / "scaling_runs" / "microcircuit_job.py"
-    args = [str(script), "--scale", str(scale), "--threads", str(threads), "--t-sim", str(t_sim), *extra]
-    python = str(MPI_PYTHON) if ranks > 1 else sys.executable
-    cmd = [python, *args]
-    if ranks > 1:
-        cmd = ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", *cmd]
-    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        raise SystemExit(f"failed: {' '.join(cmd)}\n{out.stderr[-2000:]}")
-    return json.loads(lines[-1])
+from run_scaling import MPI_PYTHON, run_job  # noqa: E402
 
 
 def main() -> None:
@@ -48,9 +29,9 @@ def main() -> None:
     args = ap.parse_args()
     s, t = args.scale, args.t_sim
 
-    eprop = job(["--eprop"], s, t)
-    twin = job(["--eprop", "--static-twin"], s, t)
-    static = job([], s, t)
+    eprop = run_job(s, 1, 1, t, extra=("--eprop",))
+    twin = run_job(s, 1, 1, t, extra=("--eprop", "--static-twin"))
+    static = run_job(s, 1, 1, t)
     print(f"scale {s} ({static['neurons']} neurons, {static['synapses']:.3g} synapses), 1 core, {t:.0f} ms:")
     print(f"  e-prop microcircuit      {eprop['s_per_bio_s']:8.2f} s per biological s")
     print(f"  static twin              {twin['s_per_bio_s']:8.2f} s per biological s")
@@ -69,7 +50,7 @@ def main() -> None:
     else:
         print("  weak scaling: skipped, run `make mpi` for NEST with MPI")
     if args.full:
-        full = job([], 1.0, min(t, 100.0), threads=4)
+        full = run_job(1.0, 1, 4, min(t, 100.0))
         print(
             f"  full scale, 4 threads on 2 cores: build {full['build_s']:.0f} s, real-time factor "
             f"{full['real_time_factor']:.1f}, peak memory {max(full['max_rss_mb_per_rank']) / 1024:.1f} GB"

@@ -28,8 +28,11 @@ def mpirun_prefix(ranks: int) -> list[str]:
     return ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none", "--allow-run-as-root"]
 
 
-def run_job(scale: float, ranks: int, threads: int, t_sim: float, k_scale: float | None) -> dict:
-    args = [str(JOB), "--scale", str(scale), "--threads", str(threads), "--t-sim", str(t_sim)]
+def run_job(
+    scale: float, ranks: int, threads: int, t_sim: float, k_scale: float | None = None, extra: tuple[str, ...] = ()
+) -> dict:
+    """Run microcircuit_job.py in a fresh process (under mpirun for ranks > 1) and return its JSON report."""
+    args = [str(JOB), "--scale", str(scale), "--threads", str(threads), "--t-sim", str(t_sim), *extra]
     if k_scale is not None:
         args += ["--k-scale", str(k_scale)]
     if ranks > 1:

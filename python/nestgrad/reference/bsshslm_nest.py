@@ -19,8 +19,10 @@ Wiring (every delay one time step, as the bsshslm models require)::
 Timing (checked by recording ``target_signal``, see tests/test_reference_bsshslm.py): the input spikes of data step
 ``j`` are given to the spike generators at ``(j + 1) dt`` (NEST's ``offset_gen``), reach the recurrent neurons in
 update step ``j + 2`` and their effect on the readout signal appears in step ``j + 4``, where the readout compares
-it with ``target[j]``; the target's step_rate_generator therefore changes its amplitude at ``(j + 3) dt``.
-The multimeter stamps the values of update step ``t`` with the time ``(t + 1) dt``.
+it with ``target[j]``. The target's step_rate_generator changes its amplitude to ``target[j]`` at ``(j + 4) dt``
+(as in NEST's examples): it emits the value in update step ``j + 3`` and the readout receives it in step ``j + 4``.
+The multimeter stamps the values of update step ``t`` with the time ``(t + 1) dt``; the values of the last simulated
+step are not recorded, hence ``extra_steps`` = 5 by default (4 steps of delay plus NEST's "extension_sim").
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from nestgrad.reference.online_bsshslm import (
     BSSHSLM_MODELS,
     READOUT_MODEL,
     SIGNAL_STEP_OFFSET,
-    BsshslmSettings,
     bsshslm_losses,
     run_online_bsshslm,
     validate_bsshslm,
@@ -271,7 +272,7 @@ def run_nest_bsshslm(spec: NetworkSpec, threads: int = 1) -> BsshslmNestRun:
     }
     gen_target = nest.Create("step_rate_generator", n_out)
 
-    opt = {k: v for k, v in spec.optimizer.items()}
+    opt = dict(spec.optimizer)
     default_w = min(max(0.0, float(opt.get("Wmin", -100.0))), float(opt.get("Wmax", 100.0)))
     nest.SetDefaults(SYNAPSE_MODEL, {"weight": default_w})
     nest.SetDefaults(SYNAPSE_MODEL, {"optimizer": opt, "average_gradient": s.average_gradient})
@@ -306,9 +307,7 @@ def run_nest_bsshslm(spec: NetworkSpec, threads: int = 1) -> BsshslmNestRun:
             {"rule": "all_to_all", "allow_autapses": False},
             rate | {"receptor_type": 1, "weight": 1.0},
         )
-    mm = nest.Create(
-        "multimeter", {"interval": dt, "record_from": ["readout_signal", "target_signal", "error_signal"]}
-    )
+    mm = nest.Create("multimeter", {"interval": dt, "record_from": ["readout_signal", "target_signal", "error_signal"]})
     nest.Connect(mm, nodes["out"])
 
     # data

@@ -16,7 +16,8 @@ The settings NetworkSpec has no field for live in ``spec.meta["bsshslm"]`` (see 
                                  unnormalised signal over ``rate_connection_delayed`` (receptor 1, weight 1), as
                                  NEST's examples wire them for the softmax
 ``tau_m_readout``                ms (default: the readouts' tau_m), synapse parameter, kappa = exp(-dt / tau_m_readout)
-``extra_steps``                  steps simulated after the data (default 4, enough to see the last readout signals)
+``extra_steps``                  steps simulated after the data (default 5: the last data step's readout signals
+                                 appear 4 steps later, and NEST's multimeter misses the last simulated step)
 =============================== =====================================================================================
 
 ``spec.optimizer`` is NEST's optimizer dictionary; its ``batch_size`` counts update intervals (the synapses call the
@@ -68,6 +69,8 @@ delays other than one step.
 
 from __future__ import annotations
 
+import json
+import pathlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +78,7 @@ import numpy as np
 
 from nestgrad.reference.neurons import steps_of, surrogate_gradient
 from nestgrad.reference.optimizers import OptimizerState
-from nestgrad.reference.spec import NetworkSpec, SpecError
+from nestgrad.reference.spec import FORMAT_VERSION, NetworkSpec, SpecError
 
 BSSHSLM_MODELS = ("eprop_iaf_bsshslm_2020", "eprop_iaf_adapt_bsshslm_2020")
 READOUT_MODEL = "eprop_readout_bsshslm_2020"
@@ -197,9 +200,44 @@ def validate_bsshslm(spec: NetworkSpec) -> BsshslmSettings:
     )
 
 
-def bsshslm_losses(
-    readout: np.ndarray, target_signal: np.ndarray, spec: NetworkSpec, s: BsshslmSettings
-) -> np.ndarray:
+def load_bsshslm_spec(path: str | pathlib.Path) -> NetworkSpec:
+    """Read a network file (``NetworkSpec.save``, same format) of a bsshslm network.
+
+    ``NetworkSpec.load`` validates the recurrent model against the non-bsshslm engine's models and so rejects these
+    files; this loader reads the same fields and validates with :func:`validate_bsshslm` instead.
+    """
+    path = pathlib.Path(path)
+    try:
+        with np.load(path) as data:
+            doc = json.loads(str(data["spec_json"]))
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, KeyError) as err:
+        raise SpecError(f"{path}: not a nestgrad network file ({err})") from None
+    if doc.get("format") != FORMAT_VERSION:
+        raise SpecError(f"{path}: format {doc.get('format')!r} is not supported (expected {FORMAT_VERSION})")
+    try:
+        spec = NetworkSpec(
+            resolution=doc["resolution"],
+            rec_model=doc["rec_model"],
+            rec_params=doc["rec_params"],
+            readout_params=doc["readout_params"],
+            optimizer=doc["optimizer"],
+            weights={k[2:]: v for k, v in arrays.items() if k.startswith("w_")},
+            masks={k[5:]: v.astype(bool) for k, v in arrays.items() if k.startswith("mask_")},
+            input_spikes=arrays["input_spikes"].astype(bool),
+            target=arrays["target"],
+            window=arrays["window"],
+            iteration_steps=int(doc["iteration_steps"]),
+            delays=doc["delays"],
+            meta=doc.get("meta", {}),
+        )
+    except KeyError as err:
+        raise SpecError(f"{path}: field {err} is missing") from None
+    validate_bsshslm(spec)
+    return spec
+
+
+def bsshslm_losses(readout: np.ndarray, target_signal: np.ndarray, spec: NetworkSpec, s: BsshslmSettings) -> np.ndarray:
     """Per iteration: MSE 1/2 sum (y - y*)^2, cross-entropy -sum y* log y, over the learning window's steps (readout
     and target signals as the readouts compute them, per data step)."""
     T = spec.iteration_steps
@@ -207,13 +245,12 @@ def bsshslm_losses(
     out = []
     for k in range(spec.iterations):
         sl = slice(k * T, (k + 1) * T)
-        y, t, w = readout[sl][window[sl]], target_signal[sl][window[sl]], None
+        y, t = readout[sl][window[sl]], target_signal[sl][window[sl]]
         if s.loss == "mean_squared_error":
             out.append(0.5 * np.sum((y - t) ** 2))
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                w = np.where(t != 0.0, t * np.log(y), 0.0)
-            out.append(-np.sum(w))
+                out.append(-np.sum(np.where(t != 0.0, t * np.log(y), 0.0)))
     return np.array(out, dtype=float)
 
 
