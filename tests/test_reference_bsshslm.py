@@ -12,11 +12,10 @@ import pytest
 from nestgrad.reference.bsshslm_nest import compare_bsshslm, make_bsshslm_spec, run_nest_bsshslm
 from nestgrad.reference.online_bsshslm import (
     BSSHSLM_MODELS,
-    load_bsshslm_spec,
     run_online_bsshslm,
     validate_bsshslm,
 )
-from nestgrad.reference.spec import SpecError
+from nestgrad.reference.spec import NetworkSpec, SpecError
 
 MAX_REL_ERR = 1e-6
 LOSS_REL_ERR = 1e-8
@@ -74,7 +73,7 @@ def test_target_timing_and_file_round_trip(tmp_path):
     spec = make_bsshslm_spec("sine", "eprop_iaf_bsshslm_2020", iterations=5)
     run = run_nest_bsshslm(spec)
     np.testing.assert_array_equal(run.target_signal, spec.target * spec.window[:, None])
-    loaded = load_bsshslm_spec(spec.save(tmp_path / "net.npz"))
+    loaded = NetworkSpec.load(spec.save(tmp_path / "net.npz"))
     assert loaded.meta["bsshslm"] == spec.meta["bsshslm"]
     np.testing.assert_array_equal(run_online_bsshslm(loaded).readout, run.readout)
 
@@ -111,3 +110,35 @@ def test_invalid_bsshslm_specs_are_rejected():
         validate_bsshslm(spec.replace(window=np.ones_like(spec.window)))
     with pytest.raises(SpecError, match="flush_event_send_interval"):
         validate_bsshslm(spec.replace(rec_params=spec.rec_params | {"flush_event_send_interval": 300.0}))
+
+
+def test_compare_cli_handles_bsshslm_models(tmp_path):
+    import json
+
+    from nestgrad import cli
+
+    out = tmp_path / "cmp"
+    assert (
+        cli.main(
+            [
+                "compare",
+                "--task",
+                "sine",
+                "--neuron",
+                "eprop_iaf_bsshslm_2020",
+                "--n-rec",
+                "20",
+                "--iterations",
+                "5",
+                "--out",
+                str(out),
+                "--save-network",
+                str(tmp_path / "net.npz"),
+            ]
+        )
+        == 0
+    )
+    result = json.loads((out / "compare.json").read_text())
+    for r in result["projections"].values():
+        assert r["max_abs_update"] > 0 and r["max_rel_err"] <= 1e-6
+    assert cli.main(["compare", "--network", str(tmp_path / "net.npz"), "--out", str(tmp_path / "again")]) == 0

@@ -49,6 +49,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 2
     if args.network:
         spec = NetworkSpec.load(args.network)
+    elif args.neuron.endswith("_bsshslm_2020") and not args.config:
+        from nestgrad.reference.bsshslm_nest import make_bsshslm_spec
+
+        spec = make_bsshslm_spec(
+            task=args.task,
+            rec_model=args.neuron,
+            n_rec=args.n_rec,
+            iterations=args.iterations,
+            optimizer=args.optimizer,
+            eta=args.eta,
+        )
     else:
         if args.config:
             config = ExperimentConfig.from_toml(args.config)
@@ -68,7 +79,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / f"compare_{spec.rec_model}"
     result = compare(spec, out, threads=args.threads)
     print(format_table(result))
-    print(f"written: {out / 'compare.json'}, {out / 'compare_updates.png'}, {out / 'compare_bptt.png'}")
+    print(f"written: {out / 'compare.json'} and plots in {out}")
     return 0
 
 

@@ -53,8 +53,12 @@ class NetworkConfig:
     microcircuit: dict[str, Any] = field(default_factory=dict)  # EpropMicrocircuitConfig fields (architecture)
 
     def __post_init__(self) -> None:
-        _require(self.architecture in ARCHITECTURES, "network.architecture", self.architecture,
-                 f"one of {', '.join(ARCHITECTURES)}")
+        _require(
+            self.architecture in ARCHITECTURES,
+            "network.architecture",
+            self.architecture,
+            f"one of {', '.join(ARCHITECTURES)}",
+        )
         _require(
             isinstance(self.neuron_model, str) and self.neuron_model != "",
             "network.neuron_model",
@@ -218,9 +222,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         micro = self.network.architecture == "microcircuit"
         if micro != (self.task.name == "thalamic"):
-            raise ConfigError(f"task.name = {self.task.name!r} with network.architecture = "
-                              f"{self.network.architecture!r}: the 'thalamic' task goes with the 'microcircuit' "
-                              "architecture, the other tasks with 'classic'")
+            raise ConfigError(
+                f"task.name = {self.task.name!r} with network.architecture = "
+                f"{self.network.architecture!r}: the 'thalamic' task goes with the 'microcircuit' "
+                "architecture, the other tasks with 'classic'"
+            )
         if micro:
             from nestgrad.networks.pd_eprop import EpropMicrocircuitConfig
 

@@ -29,9 +29,10 @@ def module_dir() -> pathlib.Path:
     kernel = (nest_package_dir() / "nestkernel_api.so").resolve()
     built = sorted(LIB_DIR.glob(f"*/{MODELS_NAME}"))
     for info in built:
-        if pathlib.Path(json.loads(info.read_text())["nest_kernel"]).resolve() == kernel and (
-            info.parent / MODULE_NAME
-        ).exists():
+        if (
+            pathlib.Path(json.loads(info.read_text())["nest_kernel"]).resolve() == kernel
+            and (info.parent / MODULE_NAME).exists()
+        ):
             return info.parent
     raise RuntimeError(
         f"nestgradmodule is not built for the NEST at {kernel} (built for: "

@@ -172,19 +172,24 @@ class ThalamicPatternTask(Task):
             targets.append(target)
             windows.append(window)
             labels.append(label)
-        return TrialBatch(np.concatenate(ins), np.concatenate(targets), np.concatenate(windows), self.trial_steps,
-                          np.array(labels))
+        return TrialBatch(
+            np.concatenate(ins), np.concatenate(targets), np.concatenate(windows), self.trial_steps, np.array(labels)
+        )
 
 
-TASK_CLASSES: dict[str, type[Task]] = {"sine": SineWaveTask, "evidence": EvidenceAccumulationTask,
-                                       "thalamic": ThalamicPatternTask}
+TASK_CLASSES: dict[str, type[Task]] = {
+    "sine": SineWaveTask,
+    "evidence": EvidenceAccumulationTask,
+    "thalamic": ThalamicPatternTask,
+}
 
 
 def make_task(config: TaskConfig, seed: int, n_in: int | None = None) -> Task:
     if config.name == "thalamic":
         if n_in is None:
-            raise ValueError("task 'thalamic' drives the microcircuit's thalamus: use network.architecture = "
-                             "'microcircuit'")
+            raise ValueError(
+                "task 'thalamic' drives the microcircuit's thalamus: use network.architecture = 'microcircuit'"
+            )
         return ThalamicPatternTask(config, seed, n_in)
     return TASK_CLASSES[config.name](config, seed)
 

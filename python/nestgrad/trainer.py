@@ -112,8 +112,9 @@ class Trainer:
 
             mc = EpropMicrocircuitConfig.from_dict(config.network.microcircuit)
             self.task: Task = make_task(config.task, config.network.seed, n_in=mc.n_thalamus)
-            self.network: Any = EpropMicrocircuit(mc, config.optimizer, self.task.n_out, config.task.resolution,
-                                                  config.network.neuron_params)
+            self.network: Any = EpropMicrocircuit(
+                mc, config.optimizer, self.task.n_out, config.task.resolution, config.network.neuron_params
+            )
             self.n_in, self.n_out = self.task.n_in, self.task.n_out
         else:
             self.task = make_task(config.task, config.network.seed)
@@ -124,8 +125,7 @@ class Trainer:
                     f"task {config.task.name!r} needs n_in = {self.task.n_in} and n_out = "
                     f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}"
                 )
-            self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out,
-                                        config.task.resolution)
+            self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out, config.task.resolution)
         self.iteration = 0
         self.comm: SerialCommunicator = SerialCommunicator()
         self.state: TrainingState | None = None

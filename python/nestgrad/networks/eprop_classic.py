@@ -287,8 +287,11 @@ class EpropNetwork:
         iteration selects its own by time.
         """
         step = self.resolution
-        ev = {key: self.comm.concat(np.asarray(v)) for key, v in self._nodes["mm_out"].get("events").items()
-              if key in ("times", "senders", "V_m", "target_signal")}
+        ev = {
+            key: self.comm.concat(np.asarray(v))
+            for key, v in self._nodes["mm_out"].get("events").items()
+            if key in ("times", "senders", "V_m", "target_signal")
+        }
         k = np.rint((np.asarray(ev["times"]) - t_start_ms) / step).astype(np.int64)
         out_ids = np.asarray(self._nodes["out"].global_id if self.n_out == 1 else self._nodes["out"].tolist())
         col = np.searchsorted(np.atleast_1d(out_ids), np.asarray(ev["senders"]))
@@ -298,8 +301,11 @@ class EpropNetwork:
         readout[k[keep], col[keep]] = np.asarray(ev["V_m"])[keep]
         target[k[keep], col[keep]] = np.asarray(ev["target_signal"])[keep]
 
-        sr = {key: self.comm.concat(np.asarray(v)) for key, v in self._nodes["sr"].get("events").items()
-              if key in ("times", "senders")}
+        sr = {
+            key: self.comm.concat(np.asarray(v))
+            for key, v in self._nodes["sr"].get("events").items()
+            if key in ("times", "senders")
+        }
         rec_first = self._nodes["rec"][0].global_id
         s_steps = np.rint((np.asarray(sr["times"]) - t_start_ms) / step).astype(np.int64)
         s_keep = (s_steps >= 0) & (s_steps < steps)

@@ -91,17 +91,30 @@ class EpropMicrocircuitConfig:
 class EpropMicrocircuit:
     """Same interface as :class:`~nestgrad.networks.eprop_classic.EpropNetwork`, so the Trainer runs it."""
 
-    def __init__(self, config: EpropMicrocircuitConfig, optimizer: OptimizerConfig, n_out: int, resolution: float,
-                 neuron_params: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        config: EpropMicrocircuitConfig,
+        optimizer: OptimizerConfig,
+        n_out: int,
+        resolution: float,
+        neuron_params: dict[str, Any] | None = None,
+    ):
         self.config = config
         self.optimizer = optimizer
         self.n_out = n_out
         self.n_in = config.n_thalamus
         self.resolution = resolution
         params = EPROP_PARAMS | dict(neuron_params or {})
-        self.circuit = Microcircuit(MicrocircuitConfig(
-            n_scaling=config.n_scaling, k_scaling=config.k_scaling, background=config.background,
-            neuron_model="eprop_iaf_psc_exp", neuron_params=params, seed=config.seed))
+        self.circuit = Microcircuit(
+            MicrocircuitConfig(
+                n_scaling=config.n_scaling,
+                k_scaling=config.k_scaling,
+                background=config.background,
+                neuron_model="eprop_iaf_psc_exp",
+                neuron_params=params,
+                seed=config.seed,
+            )
+        )
         self.comm = SerialCommunicator()
         self._layout()
 
@@ -128,9 +141,14 @@ class EpropMicrocircuit:
         self.th_src, self.th_tgt = th_src[order], th_tgt[order]
         pools = []
         for _ in range(self.n_out):
-            members = [rng.choice(np.arange(*self.pop_range[name]), min(self.config.pool_size,
-                                                                         int(np.diff(self.pop_range[name])[0])),
-                                  replace=False) for name in READOUT_SOURCES]
+            members = [
+                rng.choice(
+                    np.arange(*self.pop_range[name]),
+                    min(self.config.pool_size, int(np.diff(self.pop_range[name])[0])),
+                    replace=False,
+                )
+                for name in READOUT_SOURCES
+            ]
             pools.append(np.sort(np.concatenate(members)))
         out_src = np.concatenate(pools)
         out_tgt = np.concatenate([np.full(len(p), k) for k, p in enumerate(pools)])
@@ -151,8 +169,10 @@ class EpropMicrocircuit:
 
     def describe(self) -> str:
         c = self.config
-        return (f"the Potjans-Diesmann microcircuit with eprop_iaf_psc_exp ({int(self.circuit.n.sum())} neurons, "
-                f"scale {c.n_scaling}/{c.k_scaling}, {self.th_src.size} plastic thalamic synapses)")
+        return (
+            f"the Potjans-Diesmann microcircuit with eprop_iaf_psc_exp ({int(self.circuit.n.sum())} neurons, "
+            f"scale {c.n_scaling}/{c.k_scaling}, {self.th_src.size} plastic thalamic synapses)"
+        )
 
     def validate(self, nest: Any) -> None:
         if "eprop_iaf_psc_exp" not in nest.node_models:
@@ -177,17 +197,33 @@ class EpropMicrocircuit:
             nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
         nest.Connect(self.gen_in, self.thal, "one_to_one", {"synapse_model": "static_synapse", "delay": step})
         thal_ids = np.asarray(self.thal.tolist())
-        nest.Connect(thal_ids[self.th_src], ids[self.th_tgt], "one_to_one",
-                     {"synapse_model": syn, "weight": weights["th_rec"], "delay": np.full(self.th_src.size, step)})
+        nest.Connect(
+            thal_ids[self.th_src],
+            ids[self.th_tgt],
+            "one_to_one",
+            {"synapse_model": syn, "weight": weights["th_rec"], "delay": np.full(self.th_src.size, step)},
+        )
         out_ids = np.asarray(self.out.tolist())
-        nest.Connect(ids[self.out_src], out_ids[self.out_tgt], "one_to_one",
-                     {"synapse_model": syn, "weight": weights["rec_out"], "delay": np.full(self.out_src.size, step)})
+        nest.Connect(
+            ids[self.out_src],
+            out_ids[self.out_tgt],
+            "one_to_one",
+            {"synapse_model": syn, "weight": weights["rec_out"], "delay": np.full(self.out_src.size, step)},
+        )
         if plastic:
             fb = np.asarray(weights["feedback"])
             pre = np.repeat(out_ids[None, :], self.learners.size, 0).ravel()
             post = np.repeat(ids[self.learners][:, None], self.n_out, 1).ravel()
-            nest.Connect(pre, post, "one_to_one", {"synapse_model": "eprop_learning_signal_connection",
-                                                   "weight": fb.ravel(), "delay": np.full(pre.size, step)})
+            nest.Connect(
+                pre,
+                post,
+                "one_to_one",
+                {
+                    "synapse_model": "eprop_learning_signal_connection",
+                    "weight": fb.ravel(),
+                    "delay": np.full(pre.size, step),
+                },
+            )
         rate = {"synapse_model": "rate_connection_delayed", "delay": step}
         nest.Connect(self.gen_target, self.out, "one_to_one", rate | {"receptor_type": 2})
         nest.Connect(self.gen_window, self.out, "all_to_all", rate | {"receptor_type": 1})
@@ -212,8 +248,11 @@ class EpropMicrocircuit:
 
     def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
         step = self.resolution
-        ev = {k: self.comm.concat(np.asarray(v)) for k, v in self.mm.get("events").items()
-              if k in ("times", "senders", "V_m", "target_signal")}
+        ev = {
+            k: self.comm.concat(np.asarray(v))
+            for k, v in self.mm.get("events").items()
+            if k in ("times", "senders", "V_m", "target_signal")
+        }
         k = np.rint((ev["times"] - t_start_ms) / step).astype(np.int64)
         col = np.searchsorted(np.asarray(self.out.tolist()), ev["senders"])
         keep = (k >= 0) & (k < steps)
@@ -221,24 +260,28 @@ class EpropMicrocircuit:
         target = np.zeros((steps, self.n_out))
         readout[k[keep], col[keep]] = ev["V_m"][keep]
         target[k[keep], col[keep]] = ev["target_signal"][keep]
-        sr = {k2: self.comm.concat(np.asarray(v)) for k2, v in self.sr.get("events").items()
-              if k2 in ("times", "senders")}
+        sr = {
+            k2: self.comm.concat(np.asarray(v)) for k2, v in self.sr.get("events").items() if k2 in ("times", "senders")
+        }
         s_steps = np.rint((sr["times"] - t_start_ms) / step).astype(np.int64)
         s_keep = (s_steps >= 0) & (s_steps < steps)
         senders = np.searchsorted(self._pool_ids, sr["senders"][s_keep])
         return Recordings(readout, target, s_steps[s_keep], senders)
 
     # -- weights ----------------------------------------------------------------------------------------------------
-    def _read(self, nest: Any, pre_ids: np.ndarray, post_ids: np.ndarray, src: np.ndarray, tgt: np.ndarray,
-              key: str) -> np.ndarray:
+    def _read(
+        self, nest: Any, pre_ids: np.ndarray, post_ids: np.ndarray, src: np.ndarray, tgt: np.ndarray, key: str
+    ) -> np.ndarray:
         """Values of one plastic projection in canonical order, gathered over ranks."""
         out = np.zeros(src.size)
-        conns = nest.GetConnections(nest.NodeCollection(sorted(set(pre_ids[src].tolist()))),
-                                    synapse_model=self._synapse_model)
+        conns = nest.GetConnections(
+            nest.NodeCollection(sorted(set(pre_ids[src].tolist()))), synapse_model=self._synapse_model
+        )
         if len(conns):
             d = conns.get(["source", "target", key])
-            lookup = {(s, t): i for i, (s, t) in enumerate(zip(pre_ids[src].tolist(), post_ids[tgt].tolist(),
-                                                               strict=True))}
+            lookup = {
+                (s, t): i for i, (s, t) in enumerate(zip(pre_ids[src].tolist(), post_ids[tgt].tolist(), strict=True))
+            }
             for s, t, v in zip(d["source"], d["target"], d[key], strict=True):
                 i = lookup.get((s, t))
                 if i is not None:
@@ -247,9 +290,11 @@ class EpropMicrocircuit:
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         thal_ids, out_ids = np.asarray(self.thal.tolist()), np.asarray(self.out.tolist())
-        return {"th_rec": self._read(nest, thal_ids, self.ids, self.th_src, self.th_tgt, "weight"),
-                "rec_out": self._read(nest, self.ids, out_ids, self.out_src, self.out_tgt, "weight"),
-                "feedback": self._feedback.copy()}
+        return {
+            "th_rec": self._read(nest, thal_ids, self.ids, self.th_src, self.th_tgt, "weight"),
+            "rec_out": self._read(nest, self.ids, out_ids, self.out_src, self.out_tgt, "weight"),
+            "feedback": self._feedback.copy(),
+        }
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
         return {}  # Adam moments are not carried across blocks for this network (documented)

@@ -26,23 +26,33 @@ import numpy as np
 POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
 N_FULL = np.array([20683, 5834, 21915, 5479, 4850, 1065, 14395, 2948])
 # connection probabilities [target, source]
-CONN_PROBS = np.array([
-    [0.1009, 0.1689, 0.0437, 0.0818, 0.0323, 0.0, 0.0076, 0.0],
-    [0.1346, 0.1371, 0.0316, 0.0515, 0.0755, 0.0, 0.0042, 0.0],
-    [0.0077, 0.0059, 0.0497, 0.1350, 0.0067, 0.0003, 0.0453, 0.0],
-    [0.0691, 0.0029, 0.0794, 0.1597, 0.0033, 0.0, 0.1057, 0.0],
-    [0.1004, 0.0622, 0.0505, 0.0057, 0.0831, 0.3726, 0.0204, 0.0],
-    [0.0548, 0.0269, 0.0257, 0.0022, 0.0600, 0.3158, 0.0086, 0.0],
-    [0.0156, 0.0066, 0.0211, 0.0166, 0.0572, 0.0197, 0.0396, 0.2252],
-    [0.0364, 0.0010, 0.0034, 0.0005, 0.0277, 0.0080, 0.0658, 0.1443],
-])
+CONN_PROBS = np.array(
+    [
+        [0.1009, 0.1689, 0.0437, 0.0818, 0.0323, 0.0, 0.0076, 0.0],
+        [0.1346, 0.1371, 0.0316, 0.0515, 0.0755, 0.0, 0.0042, 0.0],
+        [0.0077, 0.0059, 0.0497, 0.1350, 0.0067, 0.0003, 0.0453, 0.0],
+        [0.0691, 0.0029, 0.0794, 0.1597, 0.0033, 0.0, 0.1057, 0.0],
+        [0.1004, 0.0622, 0.0505, 0.0057, 0.0831, 0.3726, 0.0204, 0.0],
+        [0.0548, 0.0269, 0.0257, 0.0022, 0.0600, 0.3158, 0.0086, 0.0],
+        [0.0156, 0.0066, 0.0211, 0.0166, 0.0572, 0.0197, 0.0396, 0.2252],
+        [0.0364, 0.0010, 0.0034, 0.0005, 0.0277, 0.0080, 0.0658, 0.1443],
+    ]
+)
 K_EXT = np.array([1600, 1500, 2100, 1900, 2000, 1900, 2900, 2100])  # external (background) in-degrees
 FULL_SCALE_RATES_HZ = np.array([0.971, 2.868, 4.746, 5.396, 8.142, 9.078, 0.991, 7.523])
 THALAMUS_N = 902
 THALAMUS_CONN_PROBS = np.array([0.0, 0.0, 0.0983, 0.0619, 0.0, 0.0, 0.0512, 0.0196])
 
-NEURON_PARAMS = {"C_m": 250.0, "tau_m": 10.0, "tau_syn_ex": 0.5, "tau_syn_in": 0.5, "t_ref": 2.0, "E_L": -65.0,
-                 "V_th": -50.0, "V_reset": -65.0}
+NEURON_PARAMS = {
+    "C_m": 250.0,
+    "tau_m": 10.0,
+    "tau_syn_ex": 0.5,
+    "tau_syn_in": 0.5,
+    "t_ref": 2.0,
+    "E_L": -65.0,
+    "V_th": -50.0,
+    "V_reset": -65.0,
+}
 V0_MEAN, V0_SD = -58.0, 10.0  # mV, initial membrane potentials
 
 
@@ -139,8 +149,10 @@ class Microcircuit:
         c = self.config
         res = nest.resolution
         if c.k_scaling < 1.0:
-            self.notes.append(f"in-degrees scaled by {c.k_scaling}: weights x {1 / math.sqrt(c.k_scaling):.3f}, "
-                              "mean input compensated by DC from the full-scale rates")
+            self.notes.append(
+                f"in-degrees scaled by {c.k_scaling}: weights x {1 / math.sqrt(c.k_scaling):.3f}, "
+                "mean input compensated by DC from the full-scale rates"
+            )
         self.pops = []
         for i in range(len(POPULATIONS)):
             pop = nest.Create(c.neuron_model, self.n[i], self.neuron_params | {"I_e": float(self.dc[i])})
@@ -153,13 +165,19 @@ class Microcircuit:
                     continue
                 mean_w = self.w[t, s]
                 w = nest.random.normal(mean=mean_w, std=abs(mean_w) * c.psp_rel_sd)
-                w = nest.math.redraw(w, min=0.0, max=np.inf) if mean_w > 0 else nest.math.redraw(w, min=-np.inf,
-                                                                                                  max=0.0)
+                w = (
+                    nest.math.redraw(w, min=0.0, max=np.inf)
+                    if mean_w > 0
+                    else nest.math.redraw(w, min=-np.inf, max=0.0)
+                )
                 d_mean = c.delay_exc if s % 2 == 0 else c.delay_inh
-                d = nest.math.redraw(nest.random.normal(mean=d_mean, std=d_mean * c.delay_rel_sd), min=res,
-                                     max=np.inf)
-                nest.Connect(self.pops[s], self.pops[t], {"rule": "fixed_total_number", "N": n_syn},
-                             {"synapse_model": "static_synapse", "weight": w, "delay": d})
+                d = nest.math.redraw(nest.random.normal(mean=d_mean, std=d_mean * c.delay_rel_sd), min=res, max=np.inf)
+                nest.Connect(
+                    self.pops[s],
+                    self.pops[t],
+                    {"rule": "fixed_total_number", "N": n_syn},
+                    {"synapse_model": "static_synapse", "weight": w, "delay": d},
+                )
         if c.background == "poisson":
             for t in range(8):
                 pg = nest.Create("poisson_generator", params={"rate": c.bg_rate * K_EXT[t] * c.k_scaling})
@@ -174,12 +192,17 @@ class Microcircuit:
                 if p == 0:
                     continue
                 k = math.log(1 - p) / math.log(1 - 1 / (THALAMUS_N * N_FULL[t])) / N_FULL[t] * c.k_scaling
-                nest.Connect(self.thalamus, self.pops[t], {"rule": "fixed_total_number",
-                                                           "N": int(round(k * self.n[t]))},
-                             {"weight": nest.math.redraw(nest.random.normal(mean=self.w_ext, std=self.w_ext * 0.1),
-                                                         min=0.0, max=np.inf),
-                              "delay": nest.math.redraw(nest.random.normal(mean=1.5, std=0.75), min=res,
-                                                        max=np.inf)})
+                nest.Connect(
+                    self.thalamus,
+                    self.pops[t],
+                    {"rule": "fixed_total_number", "N": int(round(k * self.n[t]))},
+                    {
+                        "weight": nest.math.redraw(
+                            nest.random.normal(mean=self.w_ext, std=self.w_ext * 0.1), min=0.0, max=np.inf
+                        ),
+                        "delay": nest.math.redraw(nest.random.normal(mean=1.5, std=0.75), min=res, max=np.inf),
+                    },
+                )
             _ = n_th
         self.spike_recorders = []
         for pop in self.pops:

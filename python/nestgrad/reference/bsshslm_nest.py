@@ -150,7 +150,8 @@ def make_bsshslm_spec(
     bsshslm: dict[str, Any] | None = None,
     optimizer_params: dict[str, Any] | None = None,
 ) -> NetworkSpec:
-    """A bsshslm network for ``task`` ("sine" or "evidence"), one trial per update interval and iteration.
+    """A bsshslm network for ``task`` ("sine" or "evidence"): one trial per update interval, ``batch_size`` trials
+    (``task_params``, default 1) per iteration and optimizer step.
 
     Data come from :func:`nestgrad.tasks.make_task`, initial weights from
     :func:`nestgrad.networks.eprop_classic.initial_weights` (scaled to the examples' 1/sqrt(fan-in) Gaussians),
@@ -175,9 +176,9 @@ def make_bsshslm_spec(
     cfg = TaskConfig(name=task, **(defaults_task | dict(task_params or {})))
     data = make_task(cfg, seed)
     batches = [data.batch(k) for k in range(iterations)]
-    T = batches[0].steps
+    T = batches[0].trial_steps  # one update interval per trial; an iteration holds task_params["batch_size"] trials
     dt = cfg.resolution
-    window = batches[0].learning_window
+    window = batches[0].learning_window[:T]
     lw = int(np.count_nonzero(window))
     if lw == 0 or not np.all(window[T - lw :] == 1.0):
         raise ValueError("the task's learning window must be the last steps of each trial for the bsshslm models")
@@ -204,7 +205,7 @@ def make_bsshslm_spec(
     opt = {
         "type": optimizer,
         "eta": float(eta),
-        "batch_size": 1,
+        "batch_size": cfg.batch_size,  # in update intervals: one optimizer step per iteration, as NEST's examples
         "Wmin": float(opt_defaults["Wmin"]),
         "Wmax": float(opt_defaults["Wmax"]),
     }
@@ -232,7 +233,7 @@ def make_bsshslm_spec(
         input_spikes=np.concatenate([b.input_spikes for b in batches]),
         target=np.concatenate([b.target for b in batches]),
         window=np.concatenate([b.learning_window for b in batches]),
-        iteration_steps=T,
+        iteration_steps=batches[0].steps,
         meta={"task": task, "trial_steps": T, "seed": seed, "bsshslm": meta_b},
     )
     validate_bsshslm(spec)

@@ -69,8 +69,6 @@ delays other than one step.
 
 from __future__ import annotations
 
-import json
-import pathlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +76,7 @@ import numpy as np
 
 from nestgrad.reference.neurons import steps_of, surrogate_gradient
 from nestgrad.reference.optimizers import OptimizerState
-from nestgrad.reference.spec import FORMAT_VERSION, NetworkSpec, SpecError
+from nestgrad.reference.spec import NetworkSpec, SpecError
 
 BSSHSLM_MODELS = ("eprop_iaf_bsshslm_2020", "eprop_iaf_adapt_bsshslm_2020")
 READOUT_MODEL = "eprop_readout_bsshslm_2020"
@@ -129,8 +127,7 @@ def validate_bsshslm(spec: NetworkSpec) -> BsshslmSettings:
         raise SpecError(
             f"rec_model = {spec.rec_model!r} is not a bsshslm model; supported: {', '.join(BSSHSLM_MODELS)}"
         )
-    # the generic checks (shapes, NaN, delays, step counts) do not depend on the model
-    spec.replace(rec_model="eprop_iaf").validate()
+    spec.validate_common()
     meta = spec.meta.get("bsshslm")
     if not isinstance(meta, dict):
         raise SpecError("meta['bsshslm'] is missing: the bsshslm models need their kernel and synapse settings there")
@@ -198,43 +195,6 @@ def validate_bsshslm(spec: NetworkSpec) -> BsshslmSettings:
         float(tau_r),
         int(extra),
     )
-
-
-def load_bsshslm_spec(path: str | pathlib.Path) -> NetworkSpec:
-    """Read a network file (``NetworkSpec.save``, same format) of a bsshslm network.
-
-    ``NetworkSpec.load`` validates the recurrent model against the non-bsshslm engine's models and so rejects these
-    files; this loader reads the same fields and validates with :func:`validate_bsshslm` instead.
-    """
-    path = pathlib.Path(path)
-    try:
-        with np.load(path) as data:
-            doc = json.loads(str(data["spec_json"]))
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, KeyError) as err:
-        raise SpecError(f"{path}: not a nestgrad network file ({err})") from None
-    if doc.get("format") != FORMAT_VERSION:
-        raise SpecError(f"{path}: format {doc.get('format')!r} is not supported (expected {FORMAT_VERSION})")
-    try:
-        spec = NetworkSpec(
-            resolution=doc["resolution"],
-            rec_model=doc["rec_model"],
-            rec_params=doc["rec_params"],
-            readout_params=doc["readout_params"],
-            optimizer=doc["optimizer"],
-            weights={k[2:]: v for k, v in arrays.items() if k.startswith("w_")},
-            masks={k[5:]: v.astype(bool) for k, v in arrays.items() if k.startswith("mask_")},
-            input_spikes=arrays["input_spikes"].astype(bool),
-            target=arrays["target"],
-            window=arrays["window"],
-            iteration_steps=int(doc["iteration_steps"]),
-            delays=doc["delays"],
-            meta=doc.get("meta", {}),
-        )
-    except KeyError as err:
-        raise SpecError(f"{path}: field {err} is missing") from None
-    validate_bsshslm(spec)
-    return spec
 
 
 def bsshslm_losses(readout: np.ndarray, target_signal: np.ndarray, spec: NetworkSpec, s: BsshslmSettings) -> np.ndarray:

@@ -66,11 +66,22 @@ class NetworkSpec:
         return self.input_spikes.shape[0] // self.iteration_steps
 
     def validate(self) -> None:
+        """Check everything; errors (SpecError) name the field. The *_bsshslm_2020 models also need their kernel and
+        synapse settings in ``meta['bsshslm']`` (see nestgrad.reference.online_bsshslm)."""
+        from nestgrad.reference.online_bsshslm import BSSHSLM_MODELS, validate_bsshslm
+
+        if self.rec_model in BSSHSLM_MODELS:
+            validate_bsshslm(self)  # includes validate_common
+            return
         if self.rec_model not in RECURRENT_MODELS:
             raise SpecError(
                 f"rec_model = {self.rec_model!r} is not supported by the reference engine; supported: "
-                f"{', '.join(sorted(RECURRENT_MODELS))}"
+                f"{', '.join(sorted(RECURRENT_MODELS) + list(BSSHSLM_MODELS))}"
             )
+        self.validate_common()
+
+    def validate_common(self) -> None:
+        """The checks that do not depend on the model: shapes, finiteness, delays, step counts."""
         if not (np.isfinite(self.resolution) and self.resolution > 0):
             raise SpecError(f"resolution = {self.resolution!r} must be > 0 ms")
         n_in, n_rec, n_out = self.n_in, self.n_rec, self.n_out
