@@ -41,12 +41,19 @@ class TrainingState:
     weights: dict[str, np.ndarray]
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    virtual_processes: int = 1  # of the run that wrote the state (ranks x threads)
 
 
 def save_checkpoint(path: pathlib.Path, config: ExperimentConfig, state: TrainingState) -> None:
     """Write atomically: a crash while writing leaves the previous checkpoint intact."""
     arrays = {f"w_{k}": v for k, v in state.weights.items()} | {f"opt_{k}": v for k, v in state.optimizer_state.items()}
-    meta = {"iteration": state.iteration, "config": config.to_dict(), "history": state.history, "format": 1}
+    meta = {
+        "iteration": state.iteration,
+        "config": config.to_dict(),
+        "history": state.history,
+        "format": 1,
+        "virtual_processes": state.virtual_processes,
+    }
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
@@ -66,15 +73,21 @@ def load_checkpoint(path: pathlib.Path, config: ExperimentConfig) -> TrainingSta
     except (OSError, ValueError, KeyError) as err:
         raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
     saved = ExperimentConfig.from_dict(meta["config"], source=f"{path} (saved configuration)")
-    # everything but the number of iterations (and plotting) must match, or the run would not be the same run
+    # everything but the number of iterations, threads and plotting must match, or it would not be the same run;
+    # threads (and MPI ranks) may change: the results depend on the number of virtual processes only
     relevant = dataclasses.replace(
         config,
-        training=dataclasses.replace(config.training, iterations=saved.training.iterations, plot=saved.training.plot),
+        training=dataclasses.replace(
+            config.training,
+            iterations=saved.training.iterations,
+            plot=saved.training.plot,
+            threads=saved.training.threads,
+        ),
     )
     if relevant != saved:
         diffs = _config_diff(saved.to_dict(), relevant.to_dict())
         raise CheckpointError(f"checkpoint {path} was written with a different configuration: {', '.join(diffs)}")
-    return TrainingState(meta["iteration"], weights, opt, meta["history"])
+    return TrainingState(meta["iteration"], weights, opt, meta["history"], meta.get("virtual_processes", 1))
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -165,6 +178,14 @@ class Trainer:
                     "another output folder; nothing was overwritten"
                 )
             self.state = self.initial_state()
+        vp = self.comm.size * self.config.training.threads
+        if resume and self.comm.is_root and self.state.virtual_processes != vp:
+            print(
+                f"nestgrad: note: the checkpoint was written with {self.state.virtual_processes} virtual "
+                f"process(es), this run has {vp}: results differ at rounding level from a run that keeps "
+                f"{self.state.virtual_processes} (NEST sums inputs in another order)",
+                flush=True,
+            )
         self.comm.barrier()  # every rank has checked the folder before rank 0 writes to it
         if self.comm.is_root:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -239,6 +260,7 @@ class Trainer:
         self.state.weights = net.read_weights(nest)
         self.state.optimizer_state = net.read_optimizer_state(nest)
         self.state.iteration = self.iteration
+        self.state.virtual_processes = self.comm.size * self.config.training.threads
 
     def _metrics(self, batch: TrialBatch, rec: Recordings, seconds: float) -> dict[str, Any]:
         m: dict[str, Any] = {
