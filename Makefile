@@ -42,7 +42,6 @@ venv: $(STAMPS)/venv
 $(STAMPS)/venv: requirements.txt | $(STAMPS)/system
 	@mkdir -p $(STAMPS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	@touch $@
 
@@ -75,7 +74,6 @@ mpi: $(STAMPS)/mpi-venv
 $(STAMPS)/mpi-venv: requirements.txt | $(STAMPS)/system-mpi
 	@$(MAKE) --no-print-directory mpi-wheel
 	@test -x $(MPI_PY) || $(PYTHON) -m venv $(MPI_VENV)
-	$(MPI_PY) -m pip install -q --upgrade pip
 	$(MPI_PY) -m pip install -q $$(ls $(WHEELHOUSE)/nest_simulator-*.whl)
 	grep -v '^nest-simulator' requirements.txt > $(STAMPS)/requirements-mpi.txt
 	$(MPI_PY) -m pip install -q -r $(STAMPS)/requirements-mpi.txt mpi4py==4.1.2
@@ -88,7 +86,7 @@ mpi-wheel: $(STAMPS)/system-mpi
 	else \
 	  echo "Building NEST $(NEST_VERSION) with MPI from source (about 20 minutes; cached in $(WHEELHOUSE))"; \
 	  rm -rf $(WHEELHOUSE).tmp && mkdir -p $(WHEELHOUSE).tmp && \
-	  $(PYTHON) -m venv $(WHEELHOUSE).tmp/venv && $(WHEELHOUSE).tmp/venv/bin/pip install -q --upgrade pip && \
+	  $(PYTHON) -m venv $(WHEELHOUSE).tmp/venv && \
 	  CMAKE_BUILD_PARALLEL_LEVEL=2 $(WHEELHOUSE).tmp/venv/bin/pip wheel -q --no-deps -w $(WHEELHOUSE).tmp \
 	    -C cmake.define.with-mpi=ON nest-simulator==$(NEST_VERSION) --no-binary nest-simulator && \
 	  mkdir -p $(WHEELHOUSE) && mv $(WHEELHOUSE).tmp/nest_simulator-*.whl $(WHEELHOUSE)/ && rm -rf $(WHEELHOUSE).tmp; \
