@@ -19,6 +19,8 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 JOB = REPO / "scaling_runs" / "microcircuit_job.py"
 MPI_PYTHON = REPO / ".venv-mpi" / "bin" / "python"
@@ -57,13 +59,13 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 
     labels = [f"s={r['scale']}\n{r['ranks']}x{r['threads']}" for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    axes[0].bar(labels, [r["build_s"] for r in rows], label="build")
-    axes[0].bar(
-        labels,
-        [r["s_per_bio_s"] for r in rows],
-        bottom=[r["build_s"] for r in rows],
-        label="simulate (per biological second)",
-    )
+    build = np.array([r["build_s"] for r in rows])
+    update = np.array([r.get("weight_update_s_per_bio_s", 0.0) for r in rows])
+    simulate = np.array([r["s_per_bio_s"] for r in rows]) - update
+    axes[0].bar(labels, build, label="build")
+    axes[0].bar(labels, simulate, bottom=build, label="simulate (per biological second)")
+    if update.any():
+        axes[0].bar(labels, update, bottom=build + simulate, label="weight updates (per biological second)")
     axes[0].set_ylabel("wall-clock s")
     axes[0].legend(fontsize=8)
     axes[0].set_title("time (ranks x threads)")
@@ -83,6 +85,12 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["1x1", "1x2", "2x1"], help="RANKSxTHREADS")
     ap.add_argument("--t-sim", type=float, default=1000.0)
     ap.add_argument("--weak", action="store_true", help="weak scaling: scale per rank fixed (first of --scales)")
+    ap.add_argument(
+        "--eprop",
+        action="store_true",
+        help="the e-prop microcircuit; each job also runs its static "
+        "twin, and the difference is reported as the weight-update phase",
+    )
     ap.add_argument("--out", default="out/scaling")
     args = ap.parse_args()
     out = pathlib.Path(args.out)
@@ -95,14 +103,20 @@ def main() -> None:
     else:
         jobs = [(s, r, t, None) for s in args.scales for r, t in configs]
     for scale, ranks, threads, k in jobs:
-        row = run_job(scale, ranks, threads, args.t_sim, k)
+        if args.eprop:
+            row = run_job(scale, ranks, threads, args.t_sim, k, extra=("--eprop",))
+            twin = run_job(scale, ranks, threads, args.t_sim, k, extra=("--eprop", "--static-twin"))
+            row["static_twin_s_per_bio_s"] = twin["s_per_bio_s"]
+            row["weight_update_s_per_bio_s"] = row["s_per_bio_s"] - twin["s_per_bio_s"]
+        else:
+            row = run_job(scale, ranks, threads, args.t_sim, k)
         rows.append(row)
         print(
             f"scale {scale:<6} {ranks} rank(s) x {threads} thread(s): build {row['build_s']:.1f} s, "
             f"{row['s_per_bio_s']:.2f} s per biological s, {max(row['max_rss_mb_per_rank']):.0f} MB per rank",
             flush=True,
         )
-    name = "weak" if args.weak else "strong"
+    name = ("weak" if args.weak else "strong") + ("_eprop" if args.eprop else "")
     with open(out / f"{name}_scaling.csv", "w", newline="") as f:
         keys = [
             "model",
@@ -116,6 +130,8 @@ def main() -> None:
             "build_s",
             "simulate_s",
             "s_per_bio_s",
+            "static_twin_s_per_bio_s",
+            "weight_update_s_per_bio_s",
             "max_rss_mb_per_rank",
         ]
         w = csv.DictWriter(f, keys, extrasaction="ignore")
