@@ -37,6 +37,7 @@ class OnlineResult:
     readout: np.ndarray  # [data steps, n_out], readout membrane potential y per data step
     rec_spikes: np.ndarray  # bool [data steps, n_rec], recurrent spikes emitted in the step of data step j
     losses: np.ndarray  # per iteration, as nestgrad.tasks.mse_loss
+    history: dict[str, np.ndarray]  # per history entry: psi, fr (regularisation), L; spikes entering (in, rec)
 
 
 class _Projection:
@@ -112,6 +113,7 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
     err_hist: dict[int, np.ndarray] = {}
     stamps_in: dict[int, np.ndarray] = {}
     stamps_rec: dict[int, np.ndarray] = {}
+    entered_rec: dict[int, np.ndarray] = {}  # kept for the returned history
     readout = np.zeros((n_data, n_out))
     rec_spikes = np.zeros((n_data, n_rec), dtype=bool)
     no_in = np.zeros(n_in, dtype=bool)
@@ -176,6 +178,7 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
         fr_hist[t] = rec_model.c_reg * (f_av - rec_model.f_target_per_ms * dt)
         psi_hist[t] = psi
         stamps_rec[t + 1] = z > 0
+        entered_rec[t + 1] = z > 0
 
         j = t - INPUT_TO_REC_STEPS
         in_data = 0 <= j < n_data
@@ -197,6 +200,15 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
             for k in range(spec.iterations)
         ]
     )
+    entries = range(n_steps)
+    history = {
+        "psi": np.array([psi_hist[e] for e in entries]),
+        "fr": np.array([fr_hist[e] for e in entries]),
+        "L": np.array([B @ err_hist.get(e + LEARNING_SIGNAL_SHIFT, no_err) for e in entries]),
+        "E": np.array([err_hist[e] for e in entries]),
+        "in": np.array([input_stamped(e) for e in entries]),
+        "rec": np.array([entered_rec.get(e, no_rec) for e in entries]),
+    }
     weights = {k: p.w.copy() for k, p in proj.items()} | {"feedback": B.copy()}
     gradients = {k: p.total + p.G for k, p in proj.items()}
-    return OnlineResult(weights, gradients, readout, rec_spikes, losses)
+    return OnlineResult(weights, gradients, readout, rec_spikes, losses, history)
