@@ -21,14 +21,22 @@ from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
 from nestgrad.tasks import make_task
 
 
-def time_iterations(model: str, n_rec: int, iterations: int, threads: int, static: bool) -> float:
+def time_iterations(
+    model: str, n_rec: int, iterations: int, threads: int, static: bool, params: dict | None = None
+) -> float:
     """Median wall-clock seconds of one iteration (after one warm-up iteration)."""
     nest.ResetKernel()
     nest.verbosity = nest.VerbosityLevel.ERROR
     nestgrad.install()
     nest.set(resolution=1.0, local_num_threads=threads, print_time=False)
     task = make_task(TaskConfig(name="sine"), seed=1)
-    net = EpropNetwork(NetworkConfig(neuron_model=model, n_rec=n_rec), OptimizerConfig(), task.n_in, task.n_out, 1.0)
+    net = EpropNetwork(
+        NetworkConfig(neuron_model=model, n_rec=n_rec, neuron_params=params or {}),
+        OptimizerConfig(),
+        task.n_in,
+        task.n_out,
+        1.0,
+    )
     net.build(nest, initial_weights(task.n_in, n_rec, task.n_out, 1), record_neurons=0, plastic=not static)
     batches = [task.batch(k) for k in range(iterations + 1)]
     net.load_segment(nest, batches)
@@ -51,30 +59,35 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
+    event = {"gradient_algorithm": "event"}
     cases = {
-        "eprop_iaf (NEST)": ("eprop_iaf", False),
-        "eprop_iaf_psc_exp (nestgrad)": ("eprop_iaf_psc_exp", False),
-        "static twin (iaf_psc_exp)": ("eprop_iaf_psc_exp", True),
+        "eprop_iaf (NEST)": ("eprop_iaf", False, None),
+        "eprop_iaf_psc_exp (nestgrad)": ("eprop_iaf_psc_exp", False, None),
+        "eprop_iaf_psc_exp, event-driven": ("eprop_iaf_psc_exp", False, event),
+        "static twin (iaf_psc_exp)": ("eprop_iaf_psc_exp", True, None),
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for rep in range(args.repeats):
-        for name, (model, static) in cases.items():  # alternate, so that load changes hit every case alike
-            samples[name].append(time_iterations(model, args.n_rec, args.iterations, args.threads, static))
+        for name, (model, static, params) in cases.items():  # alternate, so that load changes hit every case alike
+            samples[name].append(time_iterations(model, args.n_rec, args.iterations, args.threads, static, params))
         print(f"repeat {rep + 1}/{args.repeats} done", flush=True)
 
     print(
-        f"\nsine task, {args.n_rec} recurrent neurons, 100 inputs, 1000 steps per iteration, "
+        f"\nsine task, {args.n_rec} recurrent neurons (dense), 100 inputs, 1000 steps per iteration, "
         f"{args.threads} thread(s); median of {args.repeats} repeats x {args.iterations} iterations"
     )
     med = {name: statistics.median(v) for name, v in samples.items()}
     for name, value in med.items():
-        print(f"  {name:30s} {value * 1000:9.1f} ms per iteration")
-    ratio = med["eprop_iaf_psc_exp (nestgrad)"] / med["eprop_iaf (NEST)"]
-    print(f"  ratio eprop_iaf_psc_exp / eprop_iaf          = {ratio:.3f}  (target <= 1.2)")
-    print(
-        f"  ratio eprop_iaf_psc_exp / static twin        = "
-        f"{med['eprop_iaf_psc_exp (nestgrad)'] / med['static twin (iaf_psc_exp)']:.1f}  (plasticity overhead)"
+        print(f"  {name:34s} {value * 1000:9.1f} ms per iteration")
+    ours, static, event_t = (
+        med["eprop_iaf_psc_exp (nestgrad)"],
+        med["static twin (iaf_psc_exp)"],
+        med["eprop_iaf_psc_exp, event-driven"],
     )
+    print(f"  ratio eprop_iaf_psc_exp / eprop_iaf            = {ours / med['eprop_iaf (NEST)']:.3f}  (target <= 1.2)")
+    print(f"  ratio eprop_iaf_psc_exp / static twin          = {ours / static:.1f}  (plasticity overhead, steps)")
+    print(f"  ratio event-driven / static twin               = {event_t / static:.1f}  (plasticity overhead, event)")
+    print(f"  speed-up event-driven vs step-by-step          = {ours / event_t:.1f}")
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def _documented_defaults(header: pathlib.Path) -> dict[str, str]:
 def test_eprop_iaf_psc_exp_defaults_match_its_documentation(nest_kernel):
     header = REPO / "cpp_module" / "models" / "eprop_iaf_psc_exp.h"
     documented = _documented_defaults(header)
-    assert len(documented) == 19, sorted(documented)  # 10 neuron + 9 e-prop parameters
+    assert len(documented) == 20, sorted(documented)  # 10 neuron + 10 e-prop parameters
     defaults = nest_kernel.GetDefaults("eprop_iaf_psc_exp")
     for name, text in documented.items():
         value = defaults[name]

@@ -83,6 +83,7 @@ eprop_iaf_psc_exp::Parameters_::Parameters_()
   , V_th_( -55.0 - E_L_ )
   , kappa_( 0.97 )
   , kappa_reg_( 0.97 )
+  , gradient_algorithm_( "step" )
 {
 }
 
@@ -132,6 +133,7 @@ eprop_iaf_psc_exp::Parameters_::get( Dictionary& d ) const
   d[ nest::names::V_th ] = V_th_ + E_L_;
   d[ nest::names::kappa ] = kappa_;
   d[ nest::names::kappa_reg ] = kappa_reg_;
+  d[ "gradient_algorithm" ] = gradient_algorithm_;
 }
 
 double
@@ -160,6 +162,7 @@ eprop_iaf_psc_exp::Parameters_::set( const Dictionary& d, nest::Node* node )
   nest::update_value_param( d, nest::names::tau_syn_in, tau_syn_in_, node );
   nest::update_value_param( d, nest::names::kappa, kappa_, node );
   nest::update_value_param( d, nest::names::kappa_reg, kappa_reg_, node );
+  nest::update_value_param( d, "gradient_algorithm", gradient_algorithm_, node );
 
   if ( not( C_m_ > 0.0 ) )
   {
@@ -209,6 +212,10 @@ eprop_iaf_psc_exp::Parameters_::set( const Dictionary& d, nest::Node* node )
   if ( not( surrogate_gradient_height_ > 0.0 ) )
   {
     throw nest::BadProperty( "surrogate_gradient_height > 0 required." );
+  }
+  if ( gradient_algorithm_ != "step" and gradient_algorithm_ != "event" )
+  {
+    throw nest::BadProperty( "gradient_algorithm must be \"step\" or \"event\" (got \"" + gradient_algorithm_ + "\")." );
   }
   if ( not( surrogate_gradient_width_ > 0.0 ) )
   {
@@ -288,6 +295,8 @@ eprop_iaf_psc_exp::init_buffers_()
   B_.spikes_in_.clear();
   B_.currents_.clear();
   B_.logger_.reset();
+  sums_.clear();
+  sums_next_ = 0;
 }
 
 void
@@ -304,6 +313,58 @@ eprop_iaf_psc_exp::pre_run_hook()
   V_.P11_in_ = std::exp( -h / P_.tau_syn_in_ );
   V_.P21_ex_ = psc_exp_current_to_voltage_propagator( P_.tau_syn_ex_, P_.tau_m_, P_.C_m_, h );
   V_.P21_in_ = psc_exp_current_to_voltage_propagator( P_.tau_syn_in_, P_.tau_m_, P_.C_m_, h );
+
+  // Event-driven gradient: the running sums restart every segment_ steps, chosen so that every weight kappa^k and
+  // (lambda/kappa)^k stays within a factor 100 (at most two digits lost in differences of running sums).
+  V_.lambda_[ 0 ] = V_.P22_;
+  V_.lambda_[ 1 ] = V_.P11_ex_;
+  V_.lambda_[ 2 ] = V_.P11_in_;
+  V_.kappa_f_[ 0 ] = P_.kappa_;
+  V_.kappa_f_[ 1 ] = P_.kappa_reg_;
+  double worst = 1.0;
+  for ( int f = 0; f < 2; ++f )
+  {
+    const double kf = V_.kappa_f_[ f ];
+    if ( kf > 0.0 and kf < 1.0 )
+    {
+      worst = std::min( worst, kf );
+    }
+    for ( int m = 0; m < 3; ++m )
+    {
+      const double r = kf > 0.0 ? V_.lambda_[ m ] / kf : 1.0;
+      if ( r > 0.0 and r != 1.0 )
+      {
+        worst = std::min( worst, std::min( r, 1.0 / r ) );
+      }
+    }
+  }
+  V_.segment_ = worst < 1.0 ? std::max( 1L, static_cast< long >( std::log( 1e1 ) / -std::log( worst ) ) ) : 1024L;
+  V_.event_driven_ = P_.gradient_algorithm_ == "event";
+  const long S = V_.segment_;
+  auto powers = []( double base, long n )
+  {
+    std::vector< double > table( n + 1, 1.0 );
+    for ( long k = 1; k <= n; ++k )
+    {
+      table[ k ] = std::pow( base, static_cast< double >( k ) );
+    }
+    return table;
+  };
+  for ( int f = 0; f < 2; ++f )
+  {
+    const double kf = V_.kappa_f_[ f ];
+    V_.kappa_pow_[ f ] = powers( kf, S );
+    V_.kappa_inv_pow_[ f ] = powers( kf > 0.0 ? 1.0 / kf : 0.0, S );
+    for ( int m = 0; m < 3; ++m )
+    {
+      V_.ratio_pow_[ f ][ m ] = powers( kf > 0.0 ? V_.lambda_[ m ] / kf : 0.0, S );
+    }
+  }
+  for ( int m = 0; m < 3; ++m )
+  {
+    V_.lambda_pow_[ m ] = powers( V_.lambda_[ m ], S );
+    V_.lambda_inv_pow_[ m ] = powers( 1.0 / V_.lambda_[ m ], S );
+  }
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -360,6 +421,19 @@ eprop_iaf_psc_exp::update( nest::Time const& origin, const long from, const long
 
     S_.i_stim_ = B_.currents_.get_value( lag );
     B_.logger_.record_data( t );
+
+    if ( V_.event_driven_ and eprop_indegree_ > 0 )
+    {
+      finalize_running_sums_( t - 2 );  // the learning signal of entry t - 2 is complete now
+      if ( not eprop_history_.empty() )
+      {
+        const long keep_from = eprop_history_.front().t_ - 1;
+        while ( not sums_.empty() and sums_.front().t < keep_from and sums_.front().t < sums_next_ - 1 )
+        {
+          sums_.pop_front();
+        }
+      }
+    }
   }
 }
 
@@ -415,8 +489,188 @@ eprop_iaf_psc_exp::handle( nest::DataLoggingRequest& e )
  * The synapse stores the two components of the eligibility vector in its z_bar (eps_v) and epsilon (eps_i) slots.
  * ------------------------------------------------------------------------------------------------------------- */
 
+bool
+eprop_iaf_psc_exp::event_driven_applies_( const bool is_flush_event,
+  const bool previous_was_flush_event,
+  const bool optimize_each_step ) const
+{
+  // flush events, per-step optimization and tau_syn == tau_m (not a sum of geometric sequences) use the steps
+  return V_.event_driven_ and not is_flush_event and not previous_was_flush_event
+    and not optimize_each_step and V_.P11_ex_ != V_.P22_ and V_.P11_in_ != V_.P22_;
+}
+
+void
+eprop_iaf_psc_exp::finalize_running_sums_( const long t )
+{
+  if ( eprop_history_.empty() )
+  {
+    return;
+  }
+  if ( sums_.empty() )
+  {
+    sums_next_ = std::max( sums_next_, eprop_history_.front().t_ );
+  }
+  const long S = V_.segment_;
+  for ( long e = sums_next_; e <= t; ++e )
+  {
+    const auto it = get_eprop_history( e );
+    const bool present = it != eprop_history_.end() and it->t_ == e;  // entries no window needs may be erased
+    const double psi = present ? it->surrogate_gradient_ : 0.0;
+    const double signal[ 2 ] = { present ? it->learning_signal_ : 0.0, present ? it->firing_rate_reg_ : 0.0 };
+    const long k = e % S;
+    const RunningSums_* prev = ( k > 0 and not sums_.empty() and sums_.back().t == e - 1 ) ? &sums_.back() : nullptr;
+    RunningSums_ entry;
+    entry.t = e;
+    for ( int f = 0; f < 2; ++f )
+    {
+      const double wk = signal[ f ] * V_.kappa_pow_[ f ][ k ];
+      entry.M[ f ] = ( prev ? prev->M[ f ] : 0.0 ) + wk;
+      for ( int m = 0; m < 3; ++m )
+      {
+        entry.P[ f ][ m ] = ( prev ? prev->P[ f ][ m ] : 0.0 ) + psi * V_.ratio_pow_[ f ][ m ][ k ];
+        entry.N[ f ][ m ] = ( prev ? prev->N[ f ][ m ] : 0.0 ) + wk * entry.P[ f ][ m ];
+      }
+    }
+    sums_.push_back( entry );
+  }
+  sums_next_ = std::max( sums_next_, t + 1 );
+}
+
+double
+eprop_iaf_psc_exp::table_pow_( const std::vector< double >& table, long n ) const
+{
+  const long S = V_.segment_;
+  double result = table[ n % S ];
+  for ( long q = n / S; q > 0; --q )
+  {
+    result *= table[ S ];
+  }
+  return result;
+}
+
+double
+eprop_iaf_psc_exp::window_sum_( long a, const long b, const int f, double& ebar, const double Y[ 3 ], const long tau )
+  const
+{
+  const long S = V_.segment_;
+  const long first = sums_.empty() ? sums_next_ : sums_.front().t;
+  const auto& kpow = V_.kappa_pow_[ f ];
+  double total = 0.0;
+  // lambda_m^(R - tau) for the segment R of the current part; R - tau > -S for the first part, then grows by S
+  long R = ( a / S ) * S;
+  double lam_R[ 3 ];
+  for ( int m = 0; m < 3; ++m )
+  {
+    lam_R[ m ] = R >= tau ? table_pow_( V_.lambda_pow_[ m ], R - tau ) : V_.lambda_inv_pow_[ m ][ tau - R ];
+  }
+  while ( a < b )
+  {
+    const long end = std::min( b, R + S );
+    if ( end - 1 < first or end - 1 - first >= static_cast< long >( sums_.size() ) )
+    {
+      throw nest::KernelException( "eprop_iaf_psc_exp: running sums missing for entry " + std::to_string( end - 1 ) );
+    }
+    const RunningSums_& eb = sums_[ end - 1 - first ];
+    const RunningSums_* ea = ( a > R and a - 1 >= first ) ? &sums_[ a - 1 - first ] : nullptr;
+    const double dM = eb.M[ f ] - ( ea ? ea->M[ f ] : 0.0 );
+    // kappa^(R - a + 1) = kappa * kappa^-(a - R)
+    total += ebar * V_.kappa_f_[ f ] * V_.kappa_inv_pow_[ f ][ a - R ] * dM;
+    double new_ebar = ebar * kpow[ end - a ];
+    for ( int m = 0; m < 3; ++m )
+    {
+      if ( Y[ m ] == 0.0 )
+      {
+        continue;
+      }
+      const double prev_P = ea ? ea->P[ f ][ m ] : 0.0;
+      const double prev_N = ea ? ea->N[ f ][ m ] : 0.0;
+      const double coef = Y[ m ] * lam_R[ m ];
+      total += coef * ( ( eb.N[ f ][ m ] - prev_N ) - prev_P * dM );
+      new_ebar += coef * kpow[ end - 1 - R ] * ( eb.P[ f ][ m ] - prev_P );
+    }
+    ebar = new_ebar;
+    a = end;
+    R += S;
+    for ( int m = 0; m < 3; ++m )
+    {
+      lam_R[ m ] *= V_.lambda_pow_[ m ][ S ];
+    }
+  }
+  return total;
+}
+
 void
 eprop_iaf_psc_exp::compute_gradient( const long t_spike,
+  const long t_spike_previous,
+  double& z_previous_buffer,
+  double& eps_v,
+  double& e_bar,
+  double& e_bar_reg,
+  double& eps_i,
+  double& weight,
+  const nest::CommonSynapseProperties& cp,
+  nest::WeightOptimizer* optimizer,
+  const bool is_flush_event,
+  const bool previous_was_flush_event,
+  double& gradient,
+  long& remaining_steps_until_cutoff,
+  long& decay_steps )
+{
+  const auto& ecp = static_cast< const nest::EpropSynapseCommonProperties& >( cp );
+  const auto& opt_cp = *ecp.optimizer_cp_;
+  if ( not event_driven_applies_( is_flush_event, previous_was_flush_event, opt_cp.optimize_each_step_ ) )
+  {
+    compute_gradient_by_steps_( t_spike, t_spike_previous, z_previous_buffer, eps_v, e_bar, e_bar_reg, eps_i, weight,
+      cp, optimizer, is_flush_event, previous_was_flush_event, gradient, remaining_steps_until_cutoff, decay_steps );
+    return;
+  }
+  // Event-driven: the synapse's slots hold the trace components at the window start a (eps_v slot: the P22 term,
+  // epsilon slot: the P11 term of the weight's sign), the filtered trace at a - 1 (e_bar) and the regularisation
+  // trace at a - 1 (e_bar_reg).
+  const long a = t_spike_previous - 1;
+  const long stop = t_spike - 1;
+  const long cutoff = get_eprop_isi_trace_cutoff();
+  const long end = cutoff >= stop - a ? stop : a + cutoff;
+  finalize_running_sums_( end - 1 );
+
+  const bool excitatory = weight >= 0.0;
+  const int own = excitatory ? 1 : 2;
+  double Y[ 3 ] = { eps_v, 0.0, 0.0 };
+  Y[ own ] = eps_i;
+  const double kr = P_.kappa_reg_;
+  double ebar_r = kr < 1.0 ? e_bar_reg / ( 1.0 - kr ) : 0.0;
+
+  double g_task = window_sum_( a, a + 1, 0, e_bar, Y, a );  // entry a: the new spike enters at a + 1
+  double g_reg = window_sum_( a, a + 1, 1, ebar_r, Y, a );
+  const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
+  const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
+  const double c = P21 / ( V_.P22_ - P11 );  // eps_v += c (P22^(t-a-1) - P11^(t-a-1))
+  Y[ 0 ] += c / V_.P22_;
+  Y[ own ] -= c / P11;
+  if ( end > a + 1 )
+  {
+    g_task += window_sum_( a + 1, end, 0, e_bar, Y, a );
+    g_reg += window_sum_( a + 1, end, 1, ebar_r, Y, a );
+  }
+  gradient = g_task + ( 1.0 - kr ) * g_reg;
+
+  // carry the state to the next window's start (stop): traces decay, filtered traces decay beyond the cutoff
+  for ( int m = 0; m < 3; ++m )
+  {
+    Y[ m ] *= table_pow_( V_.lambda_pow_[ m ], stop - a );
+  }
+  e_bar *= table_pow_( V_.kappa_pow_[ 0 ], stop - end );
+  ebar_r *= table_pow_( V_.kappa_pow_[ 1 ], stop - end );
+  eps_v = Y[ 0 ];
+  eps_i = Y[ own ];
+  e_bar_reg = ( 1.0 - kr ) * ebar_r;
+  remaining_steps_until_cutoff = 0;
+  decay_steps = 0;
+  weight = optimizer->optimized_weight( opt_cp, stop, gradient, weight );
+}
+
+void
+eprop_iaf_psc_exp::compute_gradient_by_steps_( const long t_spike,
   const long t_spike_previous,
   double& z_previous_buffer,
   double& eps_v,
@@ -440,7 +694,6 @@ eprop_iaf_psc_exp::compute_gradient( const long t_spike,
   const bool excitatory = weight >= 0.0;
   const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
   const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
-  const double tau_syn = excitatory ? P_.tau_syn_ex_ : P_.tau_syn_in_;
 
   const long isi_steps = t_spike - t_spike_previous;
   remaining_steps_until_cutoff = previous_was_flush_event ? remaining_steps_until_cutoff : get_eprop_isi_trace_cutoff();
@@ -497,13 +750,17 @@ eprop_iaf_psc_exp::compute_gradient( const long t_spike,
 
   if ( not is_flush_event and decay_steps > 0 )
   {
-    // closed-form propagation of (eps_v, eps_i) and the filters over the steps after the cutoff
-    const double h = nest::Time::get_resolution().get_ms() * decay_steps;
-    eps_v = std::pow( V_.P22_, decay_steps ) * eps_v
-      + psc_exp_current_to_voltage_propagator( tau_syn, P_.tau_m_, P_.C_m_, h ) * eps_i;
-    eps_i *= std::pow( P11, decay_steps );
-    e_bar *= std::pow( P_.kappa_, decay_steps );
-    e_bar_reg *= std::pow( P_.kappa_reg_, decay_steps );
+    // closed-form propagation of (eps_v, eps_i) and the filters over the steps after the cutoff, from tables of
+    // powers: P21(n h) = P21 (P22^n - P11^n) / (P22 - P11), or n P21 P22^(n-1) if P11 = P22
+    const int m = excitatory ? 1 : 2;
+    const double p22n = table_pow_( V_.lambda_pow_[ 0 ], decay_steps );
+    const double p11n = table_pow_( V_.lambda_pow_[ m ], decay_steps );
+    const double p21n = V_.P22_ != P11 ? P21 * ( p22n - p11n ) / ( V_.P22_ - P11 )
+                                       : P21 * static_cast< double >( decay_steps ) * p22n / V_.P22_;
+    eps_v = p22n * eps_v + p21n * eps_i;
+    eps_i *= p11n;
+    e_bar *= table_pow_( V_.kappa_pow_[ 0 ], decay_steps );
+    e_bar_reg *= table_pow_( V_.kappa_pow_[ 1 ], decay_steps );
     decay_steps = 0;
   }
 

@@ -17,6 +17,9 @@
 #include "ring_buffer.h"
 #include "universal_data_logger.h"
 
+#include <deque>
+#include <vector>
+
 namespace nestgrad
 {
 
@@ -126,6 +129,11 @@ Parameter                       Unit    Math equivalent             Default     
                                                                                        presynaptic spike (>= 0)
 ``flush_event_send_interval``   ms                                  inf                Inactivity after which a
                                                                                        flush event is sent
+``gradient_algorithm``                                              "step"             "step": NEST's loop over
+                                                                                       the window; "event":
+                                                                                       running sums, O(1) per
+                                                                                       spike and segment
+                                                                                       (docs/event_driven_eprop.md)
 =============================== ======= =========================== ================== ===========================
 
 Recordables
@@ -226,6 +234,46 @@ private:
   long get_shift() const override;
   bool is_eprop_recurrent_node() const override;
 
+  //! Step-by-step gradient over a window (NEST's algorithm).
+  void compute_gradient_by_steps_( const long t_spike,
+    const long t_spike_previous,
+    double& z_previous_buffer,
+    double& eps_v,
+    double& e_bar,
+    double& e_bar_reg,
+    double& eps_i,
+    double& weight,
+    const nest::CommonSynapseProperties& cp,
+    nest::WeightOptimizer* optimizer,
+    const bool is_flush_event,
+    const bool previous_was_flush_event,
+    double& gradient,
+    long& remaining_steps_until_cutoff,
+    long& decay_steps );
+
+  //! Whether the event-driven algorithm applies to this call (else the step-by-step one runs).
+  bool event_driven_applies_( bool is_flush_event, bool previous_was_flush_event, bool optimize_each_step ) const;
+
+  /**
+   * Running sums of one history entry, for the event-driven gradient (docs/event_driven_eprop.md): for the task
+   * filter (kappa, learning signal) and the regularisation filter (kappa_reg, rate regularisation), M = sum of
+   * signal kappa^k, P[m] = sum of psi (lambda_m / kappa)^k, N[m] = sum of signal kappa^k P[m], with k the steps since
+   * the start of the entry's segment and lambda = (P22, P11_ex, P11_in).
+   */
+  struct RunningSums_
+  {
+    long t;
+    double M[ 2 ];
+    double P[ 2 ][ 3 ];
+    double N[ 2 ][ 3 ];
+  };
+
+  //! Computes the running sums of every history entry up to and including t (its learning signal is complete).
+  void finalize_running_sums_( long t );
+
+  //! Window sum over entries [a, b) of filter f for a trace sum_m Y[m] lambda_m^(t - tau); updates ebar.
+  double window_sum_( long a, long b, int f, double& ebar, const double Y[ 3 ], long tau ) const;
+
   friend class nest::RecordablesMap< eprop_iaf_psc_exp >;
   friend class nest::UniversalDataLogger< eprop_iaf_psc_exp >;
 
@@ -249,6 +297,7 @@ private:
     double V_th_;       //!< mV, relative to E_L
     double kappa_;
     double kappa_reg_;
+    std::string gradient_algorithm_;  //!< "step" (NEST's) or "event" (running sums)
 
     Parameters_();
     void get( Dictionary& ) const;
@@ -292,7 +341,19 @@ private:
     double P22_;
     double P20_;
     long RefractoryCounts_;
+    bool event_driven_;  //!< gradient_algorithm == "event"
+    long segment_;  //!< re-basing segment of the running sums (steps)
+    std::vector< double > kappa_pow_[ 2 ];  //!< kappa^k, 0 <= k <= segment, for both filters
+    std::vector< double > kappa_inv_pow_[ 2 ];  //!< kappa^-k
+    std::vector< double > ratio_pow_[ 2 ][ 3 ];  //!< (lambda_m / kappa)^k
+    std::vector< double > lambda_pow_[ 3 ];  //!< lambda_m^k
+    std::vector< double > lambda_inv_pow_[ 3 ];  //!< lambda_m^-k
+    double lambda_[ 3 ];
+    double kappa_f_[ 2 ];
   };
+
+  //! base^n for n >= 0 from a table of base^k, k <= segment (a few multiplications instead of std::pow).
+  double table_pow_( const std::vector< double >& table, long n ) const;
 
   double
   get_v_m_() const
@@ -324,6 +385,9 @@ private:
   State_ S_;
   Variables_ V_;
   Buffers_ B_;
+
+  std::deque< RunningSums_ > sums_;  //!< contiguous in t; trimmed with the e-prop history
+  long sums_next_ = 0;  //!< first entry without running sums
 
   static nest::RecordablesMap< eprop_iaf_psc_exp > recordablesMap_;
 };
