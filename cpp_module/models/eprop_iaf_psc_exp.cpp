@@ -521,6 +521,9 @@ eprop_iaf_psc_exp::finalize_running_sums_( const long t )
     const RunningSums_* prev = ( k > 0 and not sums_.empty() and sums_.back().t == e - 1 ) ? &sums_.back() : nullptr;
     RunningSums_ entry;
     entry.t = e;
+    entry.psi = psi;
+    entry.signal[ 0 ] = signal[ 0 ];
+    entry.signal[ 1 ] = signal[ 1 ];
     for ( int f = 0; f < 2; ++f )
     {
       const double wk = signal[ f ] * V_.kappa_pow_[ f ][ k ];
@@ -548,14 +551,16 @@ eprop_iaf_psc_exp::table_pow_( const std::vector< double >& table, long n ) cons
   return result;
 }
 
-double
-eprop_iaf_psc_exp::window_sum_( long a, const long b, const int f, double& ebar, const double Y[ 3 ], const long tau )
-  const
+void
+eprop_iaf_psc_exp::window_sums_( long a,
+  const long b,
+  double ebar[ 2 ],
+  const double Y[ 3 ],
+  const long tau,
+  double total[ 2 ] ) const
 {
   const long S = V_.segment_;
   const long first = sums_.empty() ? sums_next_ : sums_.front().t;
-  const auto& kpow = V_.kappa_pow_[ f ];
-  double total = 0.0;
   // lambda_m^(R - tau) for the segment R of the current part; R - tau > -S for the first part, then grows by S
   long R = ( a / S ) * S;
   double lam_R[ 3 ];
@@ -572,23 +577,28 @@ eprop_iaf_psc_exp::window_sum_( long a, const long b, const int f, double& ebar,
     }
     const RunningSums_& eb = sums_[ end - 1 - first ];
     const RunningSums_* ea = ( a > R and a - 1 >= first ) ? &sums_[ a - 1 - first ] : nullptr;
-    const double dM = eb.M[ f ] - ( ea ? ea->M[ f ] : 0.0 );
-    // kappa^(R - a + 1) = kappa * kappa^-(a - R)
-    total += ebar * V_.kappa_f_[ f ] * V_.kappa_inv_pow_[ f ][ a - R ] * dM;
-    double new_ebar = ebar * kpow[ end - a ];
-    for ( int m = 0; m < 3; ++m )
+    for ( int f = 0; f < 2; ++f )
     {
-      if ( Y[ m ] == 0.0 )
+      const auto& kpow = V_.kappa_pow_[ f ];
+      const double dM = eb.M[ f ] - ( ea ? ea->M[ f ] : 0.0 );
+      // kappa^(R - a + 1) = kappa * kappa^-(a - R)
+      double sum = ebar[ f ] * V_.kappa_f_[ f ] * V_.kappa_inv_pow_[ f ][ a - R ] * dM;
+      double new_ebar = ebar[ f ] * kpow[ end - a ];
+      for ( int m = 0; m < 3; ++m )
       {
-        continue;
+        if ( Y[ m ] == 0.0 )
+        {
+          continue;
+        }
+        const double prev_P = ea ? ea->P[ f ][ m ] : 0.0;
+        const double prev_N = ea ? ea->N[ f ][ m ] : 0.0;
+        const double coef = Y[ m ] * lam_R[ m ];
+        sum += coef * ( ( eb.N[ f ][ m ] - prev_N ) - prev_P * dM );
+        new_ebar += coef * kpow[ end - 1 - R ] * ( eb.P[ f ][ m ] - prev_P );
       }
-      const double prev_P = ea ? ea->P[ f ][ m ] : 0.0;
-      const double prev_N = ea ? ea->N[ f ][ m ] : 0.0;
-      const double coef = Y[ m ] * lam_R[ m ];
-      total += coef * ( ( eb.N[ f ][ m ] - prev_N ) - prev_P * dM );
-      new_ebar += coef * kpow[ end - 1 - R ] * ( eb.P[ f ][ m ] - prev_P );
+      total[ f ] += sum;
+      ebar[ f ] = new_ebar;
     }
-    ebar = new_ebar;
     a = end;
     R += S;
     for ( int m = 0; m < 3; ++m )
@@ -596,7 +606,6 @@ eprop_iaf_psc_exp::window_sum_( long a, const long b, const int f, double& ebar,
       lam_R[ m ] *= V_.lambda_pow_[ m ][ S ];
     }
   }
-  return total;
 }
 
 void
@@ -631,6 +640,13 @@ eprop_iaf_psc_exp::compute_gradient( const long t_spike,
   const long stop = t_spike - 1;
   const long cutoff = get_eprop_isi_trace_cutoff();
   const long end = cutoff >= stop - a ? stop : a + cutoff;
+  if ( end <= a )
+  {
+    // an empty gradient window (cutoff 0): the step-by-step loop handles it
+    compute_gradient_by_steps_( t_spike, t_spike_previous, z_previous_buffer, eps_v, e_bar, e_bar_reg, eps_i, weight,
+      cp, optimizer, is_flush_event, previous_was_flush_event, gradient, remaining_steps_until_cutoff, decay_steps );
+    return;
+  }
   finalize_running_sums_( end - 1 );
 
   const bool excitatory = weight >= 0.0;
@@ -638,10 +654,15 @@ eprop_iaf_psc_exp::compute_gradient( const long t_spike,
   double Y[ 3 ] = { eps_v, 0.0, 0.0 };
   Y[ own ] = eps_i;
   const double kr = P_.kappa_reg_;
-  double ebar_r = kr < 1.0 ? e_bar_reg / ( 1.0 - kr ) : 0.0;
+  double ebar[ 2 ] = { e_bar, kr < 1.0 ? e_bar_reg / ( 1.0 - kr ) : 0.0 };
 
-  double g_task = window_sum_( a, a + 1, 0, e_bar, Y, a );  // entry a: the new spike enters at a + 1
-  double g_reg = window_sum_( a, a + 1, 1, ebar_r, Y, a );
+  // entry a still sees the old trace (the new spike enters at a + 1): one step, directly
+  const long first = sums_.front().t;
+  const RunningSums_& ra = sums_[ a - first ];
+  const double e_a = ra.psi * ( Y[ 0 ] + Y[ 1 ] + Y[ 2 ] );
+  ebar[ 0 ] = P_.kappa_ * ebar[ 0 ] + e_a;
+  ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
+  double g[ 2 ] = { ra.signal[ 0 ] * ebar[ 0 ], ra.signal[ 1 ] * ebar[ 1 ] };
   const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
   const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
   const double c = P21 / ( V_.P22_ - P11 );  // eps_v += c (P22^(t-a-1) - P11^(t-a-1))
@@ -649,21 +670,19 @@ eprop_iaf_psc_exp::compute_gradient( const long t_spike,
   Y[ own ] -= c / P11;
   if ( end > a + 1 )
   {
-    g_task += window_sum_( a + 1, end, 0, e_bar, Y, a );
-    g_reg += window_sum_( a + 1, end, 1, ebar_r, Y, a );
+    window_sums_( a + 1, end, ebar, Y, a, g );
   }
-  gradient = g_task + ( 1.0 - kr ) * g_reg;
+  gradient = g[ 0 ] + ( 1.0 - kr ) * g[ 1 ];
 
   // carry the state to the next window's start (stop): traces decay, filtered traces decay beyond the cutoff
   for ( int m = 0; m < 3; ++m )
   {
     Y[ m ] *= table_pow_( V_.lambda_pow_[ m ], stop - a );
   }
-  e_bar *= table_pow_( V_.kappa_pow_[ 0 ], stop - end );
-  ebar_r *= table_pow_( V_.kappa_pow_[ 1 ], stop - end );
+  e_bar = ebar[ 0 ] * table_pow_( V_.kappa_pow_[ 0 ], stop - end );
   eps_v = Y[ 0 ];
   eps_i = Y[ own ];
-  e_bar_reg = ( 1.0 - kr ) * ebar_r;
+  e_bar_reg = ( 1.0 - kr ) * ebar[ 1 ] * table_pow_( V_.kappa_pow_[ 1 ], stop - end );
   remaining_steps_until_cutoff = 0;
   decay_steps = 0;
   weight = optimizer->optimized_weight( opt_cp, stop, gradient, weight );

@@ -263,6 +263,8 @@ private:
   struct RunningSums_
   {
     long t;
+    double psi;  //!< surrogate gradient of the entry
+    double signal[ 2 ];  //!< learning signal and rate regularisation of the entry
     double M[ 2 ];
     double P[ 2 ][ 3 ];
     double N[ 2 ][ 3 ];
@@ -271,8 +273,9 @@ private:
   //! Computes the running sums of every history entry up to and including t (its learning signal is complete).
   void finalize_running_sums_( long t );
 
-  //! Window sum over entries [a, b) of filter f for a trace sum_m Y[m] lambda_m^(t - tau); updates ebar.
-  double window_sum_( long a, long b, int f, double& ebar, const double Y[ 3 ], long tau ) const;
+  //! Window sums over entries [a, b) of both filters (task, regularisation) for a trace sum_m Y[m]
+  //! lambda_m^(t - tau); updates ebar[2] and adds to total[2].
+  void window_sums_( long a, long b, double ebar[ 2 ], const double Y[ 3 ], long tau, double total[ 2 ] ) const;
 
   friend class nest::RecordablesMap< eprop_iaf_psc_exp >;
   friend class nest::UniversalDataLogger< eprop_iaf_psc_exp >;
