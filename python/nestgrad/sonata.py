@@ -1,0 +1,1215 @@
+"""Read SONATA networks into NEST and write NEST networks back to SONATA.
+
+SONATA (https://github.com/AllenInstitute/sonata) stores a network as a JSON config with a path manifest, node and
+edge populations in HDF5, node/edge *type* tables in space-separated CSV files, per-type dynamics parameter JSON
+files, and input spike trains in HDF5. This module covers the point-neuron subset that the Brain Modeling Toolkit
+(bmtk, "PointNet") writes for NEST::
+
+    from nestgrad import sonata
+
+    net = sonata.SonataNetwork.from_config("config.simulation.json")   # or config.circuit.json
+    net.nodes["v1"].size, net.edges["lgn_to_v1"].weights()             # plain numpy, no NEST needed
+
+    import nest, nestgrad
+    nestgrad.install()
+    built = sonata.build_in_nest(net, nest)            # GLIF3 cells become glif3_psc_nestml
+    nest.Simulate(500.0)
+
+    sonata.export_sonata("out_dir", nest, built.populations)         # NEST -> SONATA files
+    net.write("copy_dir")                                            # in-memory network -> SONATA files
+
+Conventions (those of bmtk's PointNet) and the GLIF parameter mapping are documented in docs/sonata.md.
+Malformed input raises :class:`SonataError` (a ``ValueError``) naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+__all__ = [
+    "BuiltNetwork",
+    "EdgePopulation",
+    "NodePopulation",
+    "SonataError",
+    "SonataNetwork",
+    "SpikeInput",
+    "build_in_nest",
+    "export_sonata",
+    "network_from_nest",
+    "nest_model_and_params",
+    "read_spikes",
+]
+
+GLIF3_MODEL = "glif3_psc_nestml"
+GLIF3_PORTS = 4
+# glif_psc (NEST) parameter names that glif3_psc_nestml takes as scalars under the same name
+GLIF_SCALARS = ("C_m", "g", "E_L", "V_th", "V_reset", "t_ref", "I_e")
+# glif_psc vector parameters -> numbered scalars of glif3_psc_nestml (asc_* have 2 entries, tau_syn up to 4)
+GLIF_VECTORS = {"asc_init": 2, "asc_decay": 2, "asc_amps": 2, "asc_r": 2, "tau_syn": GLIF3_PORTS}
+GLIF3_FLAGS = {"after_spike_currents": True, "spike_dependent_threshold": False, "adapting_threshold": False}
+# names used by NEST 2's glif_lif_asc_psc (and bmtk's older converters) for what glif_psc calls asc_decay / asc_r
+GLIF_LEGACY_NAMES = {"k": "asc_decay", "r": "asc_r"}
+# bmtk's default synaptic time constants for GLIF cells converted from Allen Cell Types configs
+ALLEN_TAU_SYN = [5.5, 8.5, 2.8, 5.8]
+
+MISSING_VALUES = ("NULL", "None", "none", "null", "NaN", "nan", "")
+
+
+class SonataError(ValueError):
+    """A SONATA file is missing, malformed or inconsistent. ``path`` and ``field`` say where."""
+
+    def __init__(self, path: str | Path, field: str, message: str):
+        self.path = str(path)
+        self.field = field
+        super().__init__(f"{path}: field '{field}': {message}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# small readers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    """A CSV cell: int, float, None (NULL/None/empty) or the string itself."""
+    if text in MISSING_VALUES:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _read_json(path: Path, what: str = "json") -> dict:
+    if not path.is_file():
+        raise SonataError(path, what, "file not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise SonataError(path, what, f"invalid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise SonataError(path, what, f"expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _read_types_csv(path: Path, id_column: str) -> tuple[list[str], dict[int, dict[str, Any]]]:
+    """A node/edge types table: space-separated, header line, one row per type id."""
+    if not path.is_file():
+        raise SonataError(path, id_column, "types file not found")
+    with path.open(newline="") as fh:
+        rows = [row for row in csv.reader(fh, delimiter=" ", quotechar='"', skipinitialspace=True) if row]
+    if not rows:
+        raise SonataError(path, id_column, "empty types file (no header line)")
+    header, types = rows[0], {}
+    if id_column not in header:
+        raise SonataError(path, id_column, f"column missing from header {header}")
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            col = header[len(row)] if len(row) < len(header) else f"<extra value {row[len(header)]!r}>"
+            raise SonataError(path, col, f"line {line} has {len(row)} values for {len(header)} columns")
+        values = {name: _parse_value(text) for name, text in zip(header, row, strict=True)}
+        type_id = values[id_column]
+        if not isinstance(type_id, int):
+            raise SonataError(path, id_column, f"line {line}: {row[header.index(id_column)]!r} is not an integer")
+        if type_id in types:
+            raise SonataError(path, id_column, f"line {line}: duplicate type id {type_id}")
+        types[type_id] = values
+    return header, types
+
+
+def _dataset(group: h5py.Group, name: str, path: Path, where: str) -> np.ndarray:
+    if name not in group or not isinstance(group[name], h5py.Dataset):
+        raise SonataError(path, f"{where}/{name}", "dataset missing")
+    data = group[name][()]
+    if data.dtype.kind in "SO":  # variable-length / fixed strings
+        data = np.array([v.decode() if isinstance(v, bytes) else v for v in data], dtype=object)
+    return data
+
+
+def _read_groups(
+    pop: h5py.Group, group_ids: np.ndarray, group_index: np.ndarray, path: Path, where: str
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[int, list[str]]]:
+    """Per-row attributes and per-row dynamics_params from the numbered groups of a population.
+
+    Rows of groups lacking an attribute get NaN (numbers) or None (strings).
+    """
+    n = len(group_ids)
+    attrs: dict[str, np.ndarray] = {}
+    dyn: dict[str, np.ndarray] = {}
+    group_columns: dict[int, list[str]] = {}
+    for gid in np.unique(group_ids):
+        gname = str(int(gid))
+        if gname not in pop or not isinstance(pop[gname], h5py.Group):
+            raise SonataError(path, f"{where}/{gname}", "group referenced by the group_id dataset is missing")
+        grp = pop[gname]
+        rows = np.flatnonzero(group_ids == gid)
+        index = group_index[rows]
+        columns = []
+        for target, sub, prefix in ((attrs, grp, ""), (dyn, grp.get("dynamics_params"), "dynamics_params/")):
+            if sub is None:
+                continue
+            for name, ds in sub.items():
+                if not isinstance(ds, h5py.Dataset):
+                    continue
+                values = _dataset(sub, name, path, f"{where}/{gname}/{prefix}".rstrip("/"))
+                if len(index) and index.max() >= len(values):
+                    raise SonataError(
+                        path, f"{where}/{gname}/{prefix}{name}", f"has {len(values)} rows, group index needs more"
+                    )
+                if name not in target:
+                    if values.dtype.kind in "biuf":
+                        target[name] = np.full(n, np.nan, dtype=np.result_type(values.dtype, np.float64))
+                        if np.all(group_ids == gid):  # complete column: keep the file's dtype
+                            target[name] = np.empty(n, dtype=values.dtype)
+                    else:
+                        target[name] = np.full(n, None, dtype=object)
+                target[name][rows] = values[index]
+                columns.append(prefix + name)
+        group_columns[int(gid)] = columns
+    return attrs, dyn, group_columns
+
+
+def _group_layout(pop: h5py.Group, n: int, prefix: str, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    gid_name, gidx_name = f"{prefix}_group_id", f"{prefix}_group_index"
+    if gid_name in pop:
+        group_ids = _dataset(pop, gid_name, path, where)
+        group_index = _dataset(pop, gidx_name, path, where)
+        for name, arr in ((gid_name, group_ids), (gidx_name, group_index)):
+            if len(arr) != n:
+                raise SonataError(path, f"{where}/{name}", f"has {len(arr)} rows, expected {n}")
+        return group_ids, group_index
+    # no group datasets: everything is in group "0" if it exists, else there are no attributes
+    return np.zeros(n, dtype=np.uint32), np.arange(n, dtype=np.uint64)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# data model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NodePopulation:
+    """One SONATA node population. Arrays are per node, in file order."""
+
+    name: str
+    node_ids: np.ndarray
+    node_type_ids: np.ndarray
+    types: dict[int, dict[str, Any]]  # node_type_id -> row of the node types CSV
+    type_dynamics: dict[int, dict[str, Any]]  # node_type_id -> loaded dynamics_params JSON ({} if none)
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)  # per-node columns of the HDF5 groups
+    dynamics: dict[str, np.ndarray] = field(default_factory=dict)  # per-node dynamics_params (HDF5 subgroup)
+    group_ids: np.ndarray | None = None
+    group_index: np.ndarray | None = None
+    group_columns: dict[int, list[str]] = field(default_factory=dict)
+    nodes_file: Path | None = None
+    types_file: Path | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.node_ids)
+
+    def model_type(self, type_id: int) -> str | None:
+        return self.types[type_id].get("model_type")
+
+    @property
+    def is_virtual(self) -> bool:
+        return all(self.model_type(t) == "virtual" for t in np.unique(self.node_type_ids))
+
+    def index_of(self, node_ids: np.ndarray, where: tuple[Path | None, str]) -> np.ndarray:
+        """Positions of ``node_ids`` in this population (SonataError naming ``where`` if one is unknown)."""
+        order = np.argsort(self.node_ids, kind="stable")
+        sorted_ids = self.node_ids[order]
+        pos = np.searchsorted(sorted_ids, node_ids)
+        pos_c = np.minimum(pos, max(len(sorted_ids) - 1, 0))
+        bad = (pos >= len(sorted_ids)) | (sorted_ids[pos_c] != node_ids) if len(sorted_ids) else np.ones(len(node_ids))
+        if np.any(bad):
+            first = node_ids[np.flatnonzero(bad)[0]]
+            raise SonataError(where[0], where[1], f"node id {first} is not in population '{self.name}'")
+        return order[pos_c]
+
+    def type_attribute(self, name: str) -> np.ndarray:
+        """Per-node value of a column: the HDF5 group value where present, else the node types CSV value."""
+        if name in self.attributes:
+            return self.attributes[name]
+        return np.array([self.types[t].get(name) for t in self.node_type_ids], dtype=object)
+
+
+@dataclass
+class EdgePopulation:
+    """One SONATA edge population. Arrays are per edge, in file order."""
+
+    name: str
+    source_population: str
+    target_population: str
+    source_ids: np.ndarray
+    target_ids: np.ndarray
+    edge_type_ids: np.ndarray
+    types: dict[int, dict[str, Any]]
+    type_dynamics: dict[int, dict[str, Any]]
+    attributes: dict[str, np.ndarray] = field(default_factory=dict)
+    dynamics: dict[str, np.ndarray] = field(default_factory=dict)
+    group_ids: np.ndarray | None = None
+    group_index: np.ndarray | None = None
+    group_columns: dict[int, list[str]] = field(default_factory=dict)
+    edges_file: Path | None = None
+    types_file: Path | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.source_ids)
+
+    def column(self, name: str, default: Any = None) -> np.ndarray:
+        """Per-edge value: HDF5 group value, else edge types CSV value, else type dynamics JSON, else ``default``.
+
+        Raises SonataError if some edge has no value and no default is given.
+        """
+        out = np.full(self.size, np.nan)
+        if name in self.attributes:
+            out = self.attributes[name].astype(np.float64)
+        todo = np.isnan(out)
+        for type_id in np.unique(self.edge_type_ids[todo]) if np.any(todo) else []:
+            value = self.types[type_id].get(name, self.type_dynamics.get(type_id, {}).get(name, default))
+            if value is None:
+                raise SonataError(
+                    self.types_file or self.edges_file, name, f"no value for edges of edge_type_id {type_id}"
+                )
+            if not isinstance(value, int | float):
+                raise SonataError(self.types_file, name, f"edge_type_id {type_id}: {value!r} is not a number")
+            out[todo & (self.edge_type_ids == type_id)] = value
+        return out
+
+    def nsyns(self) -> np.ndarray:
+        return self.column("nsyns", default=1)
+
+    def weights(self) -> np.ndarray:
+        """NEST weight of every edge: ``syn_weight * nsyns`` (bmtk PointNet convention; nsyns defaults to 1)."""
+        return self.column("syn_weight") * self.nsyns()
+
+    def delays(self) -> np.ndarray:
+        return self.column("delay")
+
+    def receptor_types(self) -> np.ndarray:
+        """Receptor port per edge: edge attribute ``receptor_type``, else the edge type's dynamics JSON, else 0."""
+        rec = self.column("receptor_type", default=0)
+        if np.any(rec != np.round(rec)) or np.any(rec < 0):
+            raise SonataError(self.types_file, "receptor_type", "must be a non-negative integer")
+        return rec.astype(np.int64)
+
+    def synapse_model(self, type_id: int) -> str:
+        model = self.types[type_id].get("model_template") or "static_synapse"
+        return model.split(":", 1)[1] if model.startswith("nest:") else model
+
+
+@dataclass
+class SpikeInput:
+    """Spike trains for (some) nodes of one population."""
+
+    population: str
+    node_ids: np.ndarray
+    timestamps: np.ndarray  # ms
+    file: Path | None = None
+
+    def trains(self, node_ids: Iterable[int]) -> list[np.ndarray]:
+        """Sorted spike times of each of ``node_ids`` (empty arrays for silent nodes)."""
+        order = np.lexsort((self.timestamps, self.node_ids))
+        ids, times = self.node_ids[order], self.timestamps[order]
+        out = []
+        for nid in node_ids:
+            lo, hi = np.searchsorted(ids, nid, "left"), np.searchsorted(ids, nid, "right")
+            out.append(times[lo:hi])
+        return out
+
+
+def read_spikes(path: str | Path, population: str | None = None) -> dict[str, SpikeInput]:
+    """Spikes from a SONATA spike file: ``/spikes/<population>/{node_ids,timestamps}``, or the older
+    ``/spikes/{gids|node_ids,timestamps}`` (then ``population`` names the population), or bmtk's space-separated
+    CSV (columns ``timestamps population node_ids``). Times in seconds (``units`` attribute "s") become ms."""
+    path = Path(path)
+    if not path.is_file():
+        raise SonataError(path, "input_file", "spike file not found")
+    if path.suffix in (".csv", ".txt"):
+        return _read_spikes_csv(path, population)
+    try:
+        fh = h5py.File(path, "r")
+    except OSError as err:
+        raise SonataError(path, "spikes", f"not an HDF5 file ({err})") from None
+    with fh:
+        if "spikes" not in fh:
+            raise SonataError(path, "spikes", "group missing")
+        spikes = fh["spikes"]
+        layouts = {}
+        if "timestamps" in spikes:  # old layout, one unnamed population
+            ids_name = "node_ids" if "node_ids" in spikes else "gids"
+            if population is None:
+                raise SonataError(path, "spikes", "old layout without population name: pass population=...")
+            layouts[population] = spikes
+        else:
+            layouts = {name: grp for name, grp in spikes.items() if isinstance(grp, h5py.Group)}
+            ids_name = "node_ids"
+            if not layouts:
+                raise SonataError(path, "spikes", "no population groups and no timestamps dataset")
+        out = {}
+        for name, grp in layouts.items():
+            where = grp.name.lstrip("/")
+            ids = _dataset(grp, ids_name, path, where)
+            times = _dataset(grp, "timestamps", path, where).astype(np.float64)
+            if len(ids) != len(times):
+                raise SonataError(path, f"{where}/timestamps", f"{len(times)} times for {len(ids)} node ids")
+            units = grp["timestamps"].attrs.get("units", "ms")
+            units = units.decode() if isinstance(units, bytes) else str(units)
+            if units not in ("ms", "s"):
+                raise SonataError(path, f"{where}/timestamps", f"unknown units {units!r} (expected 'ms' or 's')")
+            if units == "s":
+                times = times * 1000.0
+            out[name] = SpikeInput(name, ids.astype(np.int64), times, path)
+        return out
+
+
+def _read_spikes_csv(path: Path, population: str | None) -> dict[str, SpikeInput]:
+    with path.open(newline="") as fh:
+        rows = [r for r in csv.reader(fh, delimiter=" ", skipinitialspace=True) if r]
+    if not rows:
+        raise SonataError(path, "timestamps", "empty spike file")
+    header = rows[0]
+    for col in ("timestamps", "node_ids"):
+        if col not in header:
+            raise SonataError(path, col, "column missing")
+    per_pop: dict[str, tuple[list[int], list[float]]] = {}
+    for line, row in enumerate(rows[1:], start=2):
+        rec = dict(zip(header, row, strict=False))
+        pop = rec.get("population", population)
+        if pop is None:
+            raise SonataError(path, "population", f"line {line}: no population")
+        try:
+            ids, times = per_pop.setdefault(pop, ([], []))
+            ids.append(int(rec["node_ids"]))
+            times.append(float(rec["timestamps"]))
+        except (KeyError, ValueError) as err:
+            raise SonataError(path, "timestamps", f"line {line}: {err}") from None
+    return {p: SpikeInput(p, np.array(i, dtype=np.int64), np.array(t), path) for p, (i, t) in per_pop.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# config and manifest
+# ----------------------------------------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _substitute(value: Any, variables: Mapping[str, str], path: Path, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, variables, path, f"{where}/{k}".lstrip("/")) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, variables, path, f"{where}/{i}") for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def repl(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in variables:
+            raise SonataError(path, where, f"unknown manifest variable ${name}")
+        return variables[name]
+
+    return _VAR.sub(repl, value)
+
+
+def _load_config(path: Path) -> dict:
+    """A config JSON with its manifest variables substituted; relative paths stay relative to its folder."""
+    cfg = _read_json(path, "config")
+    base = path.parent.resolve()
+    raw = cfg.get("manifest", {})
+    if not isinstance(raw, dict):
+        raise SonataError(path, "manifest", "must be a JSON object")
+    variables = {"configdir": str(base)}
+    pending = {k.lstrip("$").strip("{}"): v for k, v in raw.items()}
+    for _ in range(len(pending) + 1):  # resolve variables that refer to each other
+        for name, value in list(pending.items()):
+            refs = [m.group(1) or m.group(2) for m in _VAR.finditer(str(value))]
+            if all(r in variables for r in refs):
+                resolved = _substitute(value, variables, path, f"manifest/${name}")
+                variables[name] = str((base / resolved).resolve()) if not Path(resolved).is_absolute() else resolved
+                del pending[name]
+    if pending:
+        name = next(iter(pending))
+        raise SonataError(path, f"manifest/${name}", f"cannot resolve {pending[name]!r} (unknown or cyclic variable)")
+    body = {k: v for k, v in cfg.items() if k != "manifest"}
+    out = _substitute(body, variables, path, "")
+    out["_config_path"] = path.resolve()
+    return out
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the network
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SonataNetwork:
+    """Node and edge populations, spike inputs and run settings of a SONATA network."""
+
+    nodes: dict[str, NodePopulation] = field(default_factory=dict)
+    edges: dict[str, EdgePopulation] = field(default_factory=dict)
+    inputs: dict[str, SpikeInput] = field(default_factory=dict)  # population name -> spikes
+    run: dict[str, Any] = field(default_factory=dict)  # "run" section of the simulation config (tstop, dt, ...)
+    config_path: Path | None = None
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def from_config(cls, path: str | Path) -> SonataNetwork:
+        """Read a simulation config (with ``network`` pointing to a circuit config, or ``networks`` inline) or a
+        circuit config. Spike inputs (``inputs`` of type spikes) are read when present."""
+        path = Path(path)
+        cfg = _load_config(path)
+        base = path.parent.resolve()
+        sim_cfg = cfg
+        if "networks" not in cfg:
+            if "network" not in cfg:
+                raise SonataError(path, "networks", "neither 'networks' nor 'network' (circuit config path) given")
+            cfg = _load_config(_resolve(base, cfg["network"]))
+            cfg["components"] = {**cfg.get("components", {}), **sim_cfg.get("components", {})}
+        circuit_path: Path = cfg["_config_path"]
+        cbase = circuit_path.parent
+        components = {k: _resolve(cbase, v) for k, v in cfg.get("components", {}).items() if isinstance(v, str)}
+        networks = cfg["networks"]
+        net = cls(run=dict(sim_cfg.get("run", {})), config_path=path.resolve())
+        for i, entry in enumerate(networks.get("nodes", [])):
+            for key in ("nodes_file", "node_types_file"):
+                if key not in entry:
+                    raise SonataError(circuit_path, f"networks/nodes/{i}/{key}", "missing")
+            dyn_dir = components.get("point_neuron_models_dir", cbase)
+            for pop in _read_nodes(
+                _resolve(cbase, entry["nodes_file"]), _resolve(cbase, entry["node_types_file"]), dyn_dir
+            ):
+                if pop.name in net.nodes:
+                    raise SonataError(pop.nodes_file, f"nodes/{pop.name}", "population defined twice")
+                net.nodes[pop.name] = pop
+        for i, entry in enumerate(networks.get("edges", [])):
+            for key in ("edges_file", "edge_types_file"):
+                if key not in entry:
+                    raise SonataError(circuit_path, f"networks/edges/{i}/{key}", "missing")
+            dyn_dir = components.get("synaptic_models_dir", cbase)
+            for pop in _read_edges(
+                _resolve(cbase, entry["edges_file"]), _resolve(cbase, entry["edge_types_file"]), dyn_dir
+            ):
+                net.edges[pop.name] = pop
+        for name, spec in sim_cfg.get("inputs", {}).items():
+            if spec.get("input_type") != "spikes":
+                continue
+            if "input_file" not in spec:
+                raise SonataError(path, f"inputs/{name}/input_file", "missing")
+            node_set = spec.get("node_set")
+            pop = node_set.get("population") if isinstance(node_set, dict) else node_set
+            for pop_name, spikes in read_spikes(_resolve(base, spec["input_file"]), pop).items():
+                net.inputs[pop_name] = spikes
+        net.validate()
+        return net
+
+    def validate(self) -> None:
+        """Cross-file consistency: edge populations refer to known node populations and node ids."""
+        for e in self.edges.values():
+            for role, pop_name, ids in (
+                ("source", e.source_population, e.source_ids),
+                ("target", e.target_population, e.target_ids),
+            ):
+                where = f"edges/{e.name}/{role}_node_id"
+                if pop_name not in self.nodes:
+                    raise SonataError(e.edges_file, where, f"node_population '{pop_name}' is not in the network")
+                self.nodes[pop_name].index_of(ids, (e.edges_file, where))
+        for spikes in self.inputs.values():
+            if spikes.population in self.nodes:
+                self.nodes[spikes.population].index_of(np.unique(spikes.node_ids), (spikes.file, "node_ids"))
+
+    # ------------------------------------------------------------------ writing
+    def write(self, out_dir: str | Path) -> Path:
+        """Write this network as SONATA files under ``out_dir``; returns the simulation config path."""
+        return _write_network(self, Path(out_dir))
+
+
+def _read_nodes(nodes_file: Path, types_file: Path, dyn_dir: Path) -> list[NodePopulation]:
+    _, types = _read_types_csv(types_file, "node_type_id")
+    type_dynamics = {t: _type_dynamics(row, types_file, dyn_dir) for t, row in types.items()}
+    for t, row in types.items():
+        if row.get("model_type") is None:
+            raise SonataError(types_file, "model_type", f"missing for node_type_id {t}")
+    if not nodes_file.is_file():
+        raise SonataError(nodes_file, "nodes", "nodes file not found")
+    pops = []
+    with h5py.File(nodes_file, "r") as fh:
+        if "nodes" not in fh:
+            raise SonataError(nodes_file, "nodes", "group missing")
+        for name, grp in fh["nodes"].items():
+            where = f"nodes/{name}"
+            type_ids = _dataset(grp, "node_type_id", nodes_file, where).astype(np.int64)
+            n = len(type_ids)
+            node_ids = _dataset(grp, "node_id", nodes_file, where) if "node_id" in grp else np.arange(n)
+            if len(node_ids) != n:
+                raise SonataError(nodes_file, f"{where}/node_id", f"has {len(node_ids)} rows, node_type_id has {n}")
+            unknown = set(np.unique(type_ids).tolist()) - set(types)
+            if unknown:
+                raise SonataError(
+                    nodes_file, f"{where}/node_type_id", f"ids {sorted(unknown)} are not in {types_file.name}"
+                )
+            group_ids, group_index = _group_layout(grp, n, "node", nodes_file, where)
+            has_groups = "node_group_id" in grp or "0" in grp
+            attrs, dyn, cols = (
+                _read_groups(grp, group_ids, group_index, nodes_file, where) if has_groups else ({}, {}, {})
+            )
+            pops.append(
+                NodePopulation(name, node_ids.astype(np.int64), type_ids, types, type_dynamics, attrs, dyn,
+                               group_ids, group_index, cols, nodes_file, types_file)
+            )  # fmt: skip
+    return pops
+
+
+def _read_edges(edges_file: Path, types_file: Path, dyn_dir: Path) -> list[EdgePopulation]:
+    _, types = _read_types_csv(types_file, "edge_type_id")
+    type_dynamics = {t: _type_dynamics(row, types_file, dyn_dir) for t, row in types.items()}
+    if not edges_file.is_file():
+        raise SonataError(edges_file, "edges", "edges file not found")
+    pops = []
+    with h5py.File(edges_file, "r") as fh:
+        if "edges" not in fh:
+            raise SonataError(edges_file, "edges", "group missing")
+        for name, grp in fh["edges"].items():
+            where = f"edges/{name}"
+            src = _dataset(grp, "source_node_id", edges_file, where).astype(np.int64)
+            trg = _dataset(grp, "target_node_id", edges_file, where).astype(np.int64)
+            type_ids = _dataset(grp, "edge_type_id", edges_file, where).astype(np.int64)
+            n = len(src)
+            for label, arr in (("target_node_id", trg), ("edge_type_id", type_ids)):
+                if len(arr) != n:
+                    raise SonataError(edges_file, f"{where}/{label}", f"has {len(arr)} rows, source_node_id has {n}")
+            pop_names = []
+            for label in ("source_node_id", "target_node_id"):
+                value = grp[label].attrs.get("node_population")
+                if value is None:
+                    raise SonataError(edges_file, f"{where}/{label}", "attribute 'node_population' missing")
+                pop_names.append(value.decode() if isinstance(value, bytes) else str(value))
+            unknown = set(np.unique(type_ids).tolist()) - set(types)
+            if unknown:
+                raise SonataError(
+                    edges_file, f"{where}/edge_type_id", f"ids {sorted(unknown)} are not in {types_file.name}"
+                )
+            group_ids, group_index = _group_layout(grp, n, "edge", edges_file, where)
+            has_groups = "edge_group_id" in grp or "0" in grp
+            attrs, dyn, cols = (
+                _read_groups(grp, group_ids, group_index, edges_file, where) if has_groups else ({}, {}, {})
+            )
+            pops.append(
+                EdgePopulation(name, pop_names[0], pop_names[1], src, trg, type_ids, types, type_dynamics, attrs,
+                               dyn, group_ids, group_index, cols, edges_file, types_file)
+            )  # fmt: skip
+            pop = pops[-1]
+            for col in ("syn_weight", "delay"):
+                pop.column(col)  # raises SonataError naming the types file if some edge type lacks a value
+            pop.receptor_types()
+    return pops
+
+
+def _type_dynamics(row: dict[str, Any], types_file: Path, dyn_dir: Path) -> dict[str, Any]:
+    name = row.get("dynamics_params")
+    if name is None:
+        return {}
+    if not isinstance(name, str) or not name.endswith(".json"):
+        raise SonataError(types_file, "dynamics_params", f"{name!r} is not a .json file name")
+    path = dyn_dir / name
+    if not path.is_file():
+        raise SonataError(types_file, "dynamics_params", f"{name} not found in {dyn_dir}")
+    return _read_json(path, "dynamics_params")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# neuron models: SONATA/bmtk templates -> NEST models and parameters
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def allen_glif_to_nest(config: Mapping[str, Any]) -> dict[str, Any]:
+    """An Allen Cell Types GLIF neuron_config (SI units, ``"type": "GLIF"``) -> glif_psc parameters (pA, mV, ms,
+    nS, pF). Same formulas as bmtk's converter; ``tau_syn`` defaults to bmtk's [5.5, 8.5, 2.8, 5.8] ms."""
+    coeffs = config["coeffs"]
+    el_ref = config["El_reference"] * 1e3
+    params = {
+        "V_th": coeffs["th_inf"] * config["th_inf"] * 1e3 + el_ref,
+        "g": coeffs["G"] / config["R_input"] * 1e9,
+        "E_L": config["El"] * 1e3 + el_ref,
+        "C_m": coeffs["C"] * config["C"] * 1e12,
+        "t_ref": config["spike_cut_length"] * config["dt"] * 1e3,
+        "V_reset": el_ref,
+        "tau_syn": list(config.get("tau_syn", ALLEN_TAU_SYN)),
+    }
+    if "asc_amp_array" in config:
+        params["asc_init"] = [v * 1e12 for v in config["init_AScurrents"]]
+        params["asc_decay"] = [1.0 / (tau * 1e3) for tau in config["asc_tau_array"]]
+        params["asc_amps"] = [a * c * 1e12 for a, c in zip(config["asc_amp_array"], coeffs["asc_amp_array"],
+                                                          strict=True)]  # fmt: skip
+        r = config.get("AScurrent_reset_method", {}).get("params", {}).get("r")
+        if r is not None:
+            params["asc_r"] = list(r)
+        params.update(GLIF3_FLAGS)
+    return params
+
+
+def _glif_to_nestml(params: Mapping[str, Any], where: tuple[Path | None, str]) -> dict[str, Any]:
+    """glif_psc-named parameters (GLIF3) -> glif3_psc_nestml parameters; see docs/sonata.md."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key in GLIF_SCALARS:
+            out[key] = float(value)
+        elif key in GLIF_VECTORS:
+            values = list(np.atleast_1d(value).astype(float))
+            if key == "tau_syn" and not 1 <= len(values) <= GLIF3_PORTS:
+                raise SonataError(where[0], f"{where[1]}.tau_syn", f"{len(values)} entries, {GLIF3_MODEL} has 1..4")
+            if key != "tau_syn" and len(values) != 2:
+                raise SonataError(where[0], f"{where[1]}.{key}", f"{len(values)} entries, {GLIF3_MODEL} needs 2")
+            for i, v in enumerate(values, start=1):
+                out[f"{key}_{i}"] = v
+        elif key in GLIF3_FLAGS or key in ("V_m", "V_dynamics_method"):
+            pass
+        else:
+            raise SonataError(where[0], f"{where[1]}.{key}", f"parameter not known to {GLIF3_MODEL}")
+    if "V_m" in params:  # the model keeps the membrane potential relative to E_L
+        out["U_m"] = float(params["V_m"]) - float(params.get("E_L", out.get("E_L", -78.85)))
+    return out
+
+
+def _is_glif3(params: Mapping[str, Any]) -> bool:
+    return all(bool(params.get(k, v if k != "after_spike_currents" else False)) == v for k, v in GLIF3_FLAGS.items())
+
+
+def nest_model_and_params(
+    model_template: str | None, dynamics: Mapping[str, Any], *, glif_model: str = GLIF3_MODEL,
+    where: tuple[Path | None, str] = (None, "model_template"),
+) -> tuple[str, dict[str, Any], int | None]:  # fmt: skip
+    """NEST model name, its parameters and the number of GLIF receptor ports (None if not a GLIF) for a node type.
+
+    * ``nest:glif_psc`` with GLIF3 flags, ``nest:glif_lif_asc_psc`` (NEST 2 name) and Allen configs
+      (``"type": "GLIF"``) -> ``glif_model`` (default ``glif3_psc_nestml``; ``"glif_psc"`` uses NEST's model);
+    * other ``nest:glif_psc`` variants -> NEST's ``glif_psc`` as given;
+    * any other ``nest:<model>`` -> that NEST model with the dynamics parameters unchanged.
+    """
+    if not isinstance(model_template, str) or not model_template.startswith("nest:"):
+        raise SonataError(where[0], where[1], f"{model_template!r}: only 'nest:<model>' templates can be built in NEST")
+    model = model_template.split(":", 1)[1]
+    params = dict(dynamics)
+    if params.get("type") == "GLIF":
+        params = allen_glif_to_nest(params)
+    if model in ("glif_lif_asc_psc", "glif_psc") or model.startswith("glif_lif"):
+        for old, new in GLIF_LEGACY_NAMES.items():
+            if old in params:
+                params[new] = params.pop(old)
+        params.pop("V_dynamics_method", None)
+        if model == "glif_lif_asc_psc":
+            params.update(GLIF3_FLAGS)
+        elif model != "glif_psc":
+            raise SonataError(where[0], where[1], f"{model_template!r}: only GLIF3 (glif_lif_asc_psc) is mapped")
+        n_ports = len(np.atleast_1d(params.get("tau_syn", [2.0])))
+        if _is_glif3(params) and glif_model == GLIF3_MODEL:
+            return GLIF3_MODEL, _glif_to_nestml(params, (where[0], "dynamics_params")), n_ports
+        return "glif_psc", params, n_ports
+    return model, params, None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# building in NEST
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BuiltNetwork:
+    """Handles of a network built by :func:`build_in_nest`."""
+
+    populations: dict[str, Any]  # name -> NodeCollection (neurons; spike generators or parrots for virtual nodes)
+    gids: dict[str, np.ndarray]  # name -> NEST global id of every node, in the population's node order
+    generators: dict[str, Any]  # virtual population name -> its spike_generator NodeCollection
+    models: dict[str, dict[int, str]]  # population -> node_type_id -> NEST model
+    n_connections: dict[str, int]  # edge population -> number of NEST connections
+    dropped_spikes: int = 0  # spikes at t <= 0 (NEST cannot emit them)
+
+    def gid_of(self, population: str, node_ids: Iterable[int], net: SonataNetwork) -> np.ndarray:
+        pop = net.nodes[population]
+        return self.gids[population][pop.index_of(np.asarray(list(node_ids)), (pop.nodes_file, "node_id"))]
+
+
+def _eprop_capable(model: str) -> bool:
+    return model.startswith("eprop_") and "bsshslm" not in model
+
+
+def build_in_nest(
+    net: SonataNetwork,
+    nest: Any,
+    *,
+    glif_model: str = GLIF3_MODEL,
+    plastic: Mapping[str, Iterable[int] | None] | Iterable[str] | None = None,
+    plastic_synapse: str = "eprop_synapse",
+    plastic_syn_params: Mapping[str, Any] | None = None,
+    parrots: bool = False,
+    spike_offset: float = 0.0,
+) -> BuiltNetwork:
+    """Create the nodes and connections of ``net`` in the current NEST kernel.
+
+    Non-virtual node types become NEST neurons (see :func:`nest_model_and_params`); virtual populations become one
+    ``spike_generator`` per node fed from ``net.inputs`` (``parrots=True`` puts a ``parrot_neuron`` after each).
+    Connections are one NEST connection per edge with weight ``syn_weight * nsyns``, the edge delay and
+    ``receptor_type`` from the edge type's dynamics JSON. ``plastic`` selects edges that get ``plastic_synapse``
+    instead of the edge type's model: a list of edge population names, or a mapping edge population -> edge type
+    ids (None = all types). Plastic targets must be e-prop neurons (model name ``eprop_*``), else SonataError.
+    """
+    if glif_model not in (GLIF3_MODEL, "glif_psc"):
+        raise ValueError(f"glif_model must be '{GLIF3_MODEL}' or 'glif_psc', not {glif_model!r}")
+    resolution = nest.resolution
+    populations: dict[str, Any] = {}
+    gids: dict[str, np.ndarray] = {}
+    generators: dict[str, Any] = {}
+    models: dict[str, dict[int, str]] = {}
+    ports: dict[str, dict[int, int | None]] = {}
+    dropped = 0
+
+    for name, pop in net.nodes.items():
+        pop_gids = np.zeros(pop.size, dtype=np.int64)
+        models[name], ports[name] = {}, {}
+        if pop.is_virtual:
+            gens = nest.Create("spike_generator", pop.size, {"allow_offgrid_times": True})
+            spikes = net.inputs.get(name)
+            if spikes is not None:
+                trains = spikes.trains(pop.node_ids)
+                dropped += sum(int(np.sum(t + spike_offset <= 0)) for t in trains)
+                gens.set([{"spike_times": t[t + spike_offset > 0] + spike_offset} for t in trains])
+            generators[name] = gens
+            out = gens
+            if parrots:
+                out = nest.Create("parrot_neuron", pop.size)
+                nest.Connect(gens, out, "one_to_one", {"delay": resolution})
+            populations[name] = out
+            gids[name] = np.asarray(out.tolist(), dtype=np.int64)
+            models[name] = dict.fromkeys(
+                np.unique(pop.node_type_ids).tolist(), "parrot_neuron" if parrots else "spike_generator"
+            )
+            continue
+        for type_id in np.unique(pop.node_type_ids).tolist():
+            rows = np.flatnonzero(pop.node_type_ids == type_id)
+            row = pop.types[type_id]
+            if row.get("model_type") == "virtual":
+                raise SonataError(pop.types_file, "model_type", f"population '{name}' mixes virtual and real nodes")
+            where = (pop.types_file, "model_template")
+            model, params, n_ports = nest_model_and_params(
+                row.get("model_template"), pop.type_dynamics[type_id], glif_model=glif_model, where=where
+            )
+            if model not in nest.node_models:
+                raise SonataError(pop.types_file, "model_template", f"NEST has no model '{model}' (type {type_id})")
+            try:
+                nodes = nest.Create(model, len(rows), params)
+                if pop.dynamics:  # per-node dynamics_params from the HDF5 file override the type's
+                    per_node = []
+                    for r in rows:
+                        merged = dict(pop.type_dynamics[type_id])
+                        merged.update({k: v[r] for k, v in pop.dynamics.items() if not _is_missing(v[r])})
+                        per_node.append(nest_model_and_params(row.get("model_template"), merged,
+                                                              glif_model=glif_model, where=where)[1])  # fmt: skip
+                    nodes.set(per_node)
+            except nest.NESTError as err:
+                raise SonataError(
+                    pop.types_file, "dynamics_params", f"node_type_id {type_id} ({model}): {err}"
+                ) from err
+            pop_gids[rows] = nodes.tolist()
+            models[name][type_id], ports[name][type_id] = model, n_ports
+        gids[name] = pop_gids
+        populations[name] = nest.NodeCollection(sorted(pop_gids.tolist()))
+
+    plastic_sel = _plastic_selection(net, plastic)
+    n_connections = {}
+    for ename, edges in net.edges.items():
+        src_pop, trg_pop = net.nodes[edges.source_population], net.nodes[edges.target_population]
+        src_idx = src_pop.index_of(edges.source_ids, (edges.edges_file, "source_node_id"))
+        trg_idx = trg_pop.index_of(edges.target_ids, (edges.edges_file, "target_node_id"))
+        src_gids, trg_gids = gids[src_pop.name][src_idx], gids[trg_pop.name][trg_idx]
+        trg_types = trg_pop.node_type_ids[trg_idx]
+        weights, delays, receptors = edges.weights(), edges.delays(), edges.receptor_types()
+        if np.any(delays < resolution - 1e-12):
+            raise SonataError(
+                edges.types_file, "delay", f"{ename}: delay {delays.min()} ms is below the resolution {resolution} ms"
+            )
+        for type_id in np.unique(edges.edge_type_ids).tolist():
+            sel_type = edges.edge_type_ids == type_id
+            is_plastic = ename in plastic_sel and (plastic_sel[ename] is None or type_id in plastic_sel[ename])
+            extra = {k: v for k, v in edges.type_dynamics[type_id].items() if k != "receptor_type"}
+            model = plastic_synapse if is_plastic else edges.synapse_model(type_id)
+            if is_plastic:
+                extra = dict(plastic_syn_params or {})
+            for ttype in np.unique(trg_types[sel_type]).tolist():
+                for rec in np.unique(receptors[sel_type & (trg_types == ttype)]).tolist():
+                    sel = sel_type & (trg_types == ttype) & (receptors == rec)
+                    target_model = models[trg_pop.name][ttype]
+                    n_ports = ports[trg_pop.name].get(ttype)
+                    if n_ports is not None and not 1 <= rec <= n_ports:
+                        raise SonataError(edges.types_file, "receptor_type",
+                                          f"edge_type_id {type_id}: receptor {rec} but target {target_model} "
+                                          f"(node type {ttype}) has ports 1..{n_ports}")  # fmt: skip
+                    if is_plastic and not _eprop_capable(target_model):
+                        raise SonataError(edges.types_file, "edge_type_id",
+                                          f"{ename} type {type_id} selected as plastic ({plastic_synapse}) but target "
+                                          f"model {target_model} (node type {ttype}) does not support e-prop "
+                                          "synapses; use an eprop_* neuron model")  # fmt: skip
+                    syn = {"synapse_model": model, "weight": weights[sel], "delay": delays[sel], **extra}
+                    if rec:
+                        syn["receptor_type"] = int(rec)
+                    try:
+                        nest.Connect(src_gids[sel], trg_gids[sel], "one_to_one", syn)
+                    except nest.NESTError as err:
+                        raise SonataError(
+                            edges.types_file,
+                            "edge_type_id",
+                            f"{ename} type {type_id} -> node type {ttype}: NEST refused: {err}",
+                        ) from err
+        n_connections[ename] = edges.size
+    return BuiltNetwork(populations, gids, generators, models, n_connections, dropped)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plastic_selection(net: SonataNetwork, plastic: Any) -> dict[str, set[int] | None]:
+    if plastic is None:
+        return {}
+    sel = dict(plastic) if isinstance(plastic, Mapping) else dict.fromkeys(plastic)
+    for name, types in sel.items():
+        if name not in net.edges:
+            raise ValueError(f"plastic: no edge population {name!r} (have {sorted(net.edges)})")
+        if types is not None:
+            sel[name] = {int(t) for t in types}
+            unknown = sel[name] - set(net.edges[name].types)
+            if unknown:
+                raise ValueError(f"plastic: edge population {name!r} has no edge types {sorted(unknown)}")
+    return sel
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# NEST -> SONATA
+# ----------------------------------------------------------------------------------------------------------------
+
+# status keys that are bookkeeping, read-only or plasticity traces, never exported as parameters
+_NOT_PARAMETERS = {
+    "global_id", "local", "model", "model_id", "node_uses_wfr", "thread", "thread_local_id", "vp", "element_type",
+    "elementsize", "frozen", "instantiations", "capacity", "available", "t_spike", "archiver_length", "recordables",
+    "receptor_types", "synaptic_elements", "type_id", "post_trace", "Ca", "tau_Ca", "beta_Ca", "tau_minus",
+    "tau_minus_triplet", "has_connections",
+}  # fmt: skip
+_VIRTUAL_MODELS = ("spike_generator", "parrot_neuron")
+# receptor_type given to nest.Connect minus the "receptor" that GetConnections reports
+_RPORT_OFFSET = {GLIF3_MODEL: 1}
+
+
+def _glif3_to_glif_psc(status: Mapping[str, Any]) -> dict[str, Any]:
+    """glif3_psc_nestml status -> glif_psc-named dynamics (inverse of the import mapping)."""
+    out: dict[str, Any] = {k: float(status[k]) for k in GLIF_SCALARS if k != "I_e"}
+    if float(status["I_e"]) != 0.0:
+        out["I_e"] = float(status["I_e"])
+    out["V_m"] = float(status["U_m"]) + float(status["E_L"])
+    for key, n in GLIF_VECTORS.items():
+        out[key] = [float(status[f"{key}_{i}"]) for i in range(1, n + 1)]
+    out.update(GLIF3_FLAGS)
+    return out
+
+
+def _glif3_keys() -> list[str]:
+    keys = [k for k in GLIF_SCALARS] + ["U_m"]
+    return keys + [f"{k}_{i}" for k, n in GLIF_VECTORS.items() for i in range(1, n + 1)]
+
+
+def _node_dynamics(nest: Any, model: str, nodes: Any) -> tuple[str, list[dict[str, Any]]]:
+    """(model_template, per-node dynamics dicts) of NEST nodes of one model."""
+    if model == GLIF3_MODEL:
+        status = nodes.get(_glif3_keys())
+        per_node = [{k: status[k][i] for k in status} for i in range(len(nodes))] if len(nodes) > 1 else [status]
+        return "nest:glif_psc", [_glif3_to_glif_psc(s) for s in per_node]
+    defaults = nest.GetDefaults(model)
+    keys = [k for k, v in defaults.items() if k not in _NOT_PARAMETERS and _is_number(v)]
+    status = nodes.get(keys)
+    per_node = [{k: status[k][i] for k in keys} for i in range(len(nodes))] if len(nodes) > 1 else [status]
+    changed = [k for k in keys if any(not np.array_equal(np.asarray(d[k]), np.asarray(defaults[k])) for d in per_node)]
+    return f"nest:{model}", [{k: _plain(d[k]) for k in changed} for d in per_node]
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    return isinstance(value, int | float | bool)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _virtual_spikes(nest: Any, name: str, nc: Any, node_ids: np.ndarray) -> SpikeInput:
+    gids = np.asarray(nc.tolist())
+    model = nc[0].get("model")
+    if model == "spike_generator":
+        gens = nc
+    else:  # parrots: spike times come from the generators that feed them one to one
+        conns = nest.GetConnections(target=nc)
+        src, trg = np.atleast_1d(conns.get("source")), np.atleast_1d(conns.get("target"))
+        feed = dict(zip(trg.tolist(), src.tolist(), strict=True))
+        missing = [g for g in gids.tolist() if g not in feed]
+        if missing:
+            raise ValueError(f"export: parrot neurons {missing[:5]} of '{name}' have no spike_generator input")
+        gens = nest.NodeCollection(sorted(set(feed.values())))
+        gen_times = dict(zip(gens.tolist(), _as_list(gens.get("spike_times"), len(gens)), strict=True))
+        trains = [np.asarray(gen_times[feed[g]]) for g in gids.tolist()]
+        return _spike_input(name, node_ids, trains)
+    return _spike_input(name, node_ids, [np.asarray(t) for t in _as_list(gens.get("spike_times"), len(gens))])
+
+
+def _as_list(value: Any, n: int) -> list:
+    return list(value) if n > 1 else [value]
+
+
+def _spike_input(name: str, node_ids: np.ndarray, trains: list[np.ndarray]) -> SpikeInput:
+    ids = np.concatenate([np.full(len(t), nid, dtype=np.int64) for nid, t in zip(node_ids, trains, strict=True)])
+    times = np.concatenate(trains).astype(np.float64) if trains else np.zeros(0)
+    return SpikeInput(name, ids, times)
+
+
+def network_from_nest(
+    nest: Any, populations: Mapping[str, Any], *, run: Mapping[str, Any] | None = None
+) -> SonataNetwork:
+    """Describe NEST node collections and the connections among them as a :class:`SonataNetwork`.
+
+    Node ids are positions in each collection. Nodes of one model with equal vector parameters form a node type
+    (ids 100, 101, ...); scalar parameters shared by the type go to its dynamics JSON, those that differ between
+    nodes to per-node ``dynamics_params`` in the HDF5 file. Populations of ``spike_generator`` (or parrots fed by
+    them) become virtual nodes with their spike times as input. Every connection between two of the populations is
+    one edge with its own ``syn_weight`` and ``delay``; edge types are the distinct (synapse model, receptor).
+    """
+    net = SonataNetwork(run=dict(run or {"dt": nest.resolution}))
+    gid_maps = {}
+    for name, nc in populations.items():
+        gids = np.asarray(nc.tolist(), dtype=np.int64)
+        node_ids = np.arange(len(gids), dtype=np.int64)
+        gid_maps[name] = gids
+        node_models = np.asarray(_as_list(nc.get("model"), len(nc)), dtype=object)
+        if all(m in _VIRTUAL_MODELS for m in node_models):
+            types = {100: {"node_type_id": 100, "model_type": "virtual"}}
+            net.nodes[name] = NodePopulation(name, node_ids, np.full(len(gids), 100, dtype=np.int64), types, {100: {}})
+            net.inputs[name] = _virtual_spikes(nest, name, nc, node_ids)
+            continue
+        type_ids = np.zeros(len(gids), dtype=np.int64)
+        types, type_dyn, per_node_dyn = {}, {}, {}
+        next_type = 100
+        for model in sorted(set(node_models.tolist())):
+            rows = np.flatnonzero(node_models == model)
+            template, dyn = _node_dynamics(nest, model, nest.NodeCollection(gids[rows].tolist()))
+            groups: dict[tuple, list[int]] = {}
+            for r, d in zip(rows, dyn, strict=True):
+                key = tuple(sorted((k, tuple(v)) for k, v in d.items() if isinstance(v, list)))
+                groups.setdefault(key, []).append(r)
+            for key, members in groups.items():
+                local = [dyn[list(rows).index(r)] for r in members]
+                shared = {k: v for k, v in local[0].items() if all(d.get(k) == v for d in local)}
+                shared.update(dict(key))
+                shared = {k: (list(v) if isinstance(v, tuple) else v) for k, v in shared.items()}
+                for r, d in zip(members, local, strict=True):
+                    for k, v in d.items():
+                        if k not in shared:
+                            per_node_dyn.setdefault(k, np.full(len(gids), np.nan))[r] = v
+                types[next_type] = {"node_type_id": next_type, "model_type": "point_neuron", "model_template": template}
+                type_dyn[next_type] = shared
+                type_ids[members] = next_type
+                next_type += 1
+        net.nodes[name] = NodePopulation(name, node_ids, type_ids, types, type_dyn, dynamics=per_node_dyn)
+
+    for src_name, src_nc in populations.items():
+        for trg_name, trg_nc in populations.items():
+            if net.nodes[trg_name].is_virtual or len(src_nc) == 0 or len(trg_nc) == 0:
+                continue
+            conns = nest.GetConnections(source=src_nc, target=trg_nc)
+            if len(conns) == 0:
+                continue
+            status = conns.get(["source", "target", "weight", "delay", "receptor", "synapse_model"])
+            status = {k: np.atleast_1d(np.asarray(v)) for k, v in status.items()}
+            src_ids = _gid_to_node(gid_maps[src_name], status["source"])
+            trg_ids = _gid_to_node(gid_maps[trg_name], status["target"])
+            order = np.lexsort((src_ids, trg_ids))
+            # NESTML models number their spike ports from 0 internally: GetConnections reports receptor_type - 1
+            trg_models = np.asarray(_as_list(trg_nc.get("model"), len(trg_nc)), dtype=object)[trg_ids]
+            offset = np.array([_RPORT_OFFSET.get(m, 0) for m in trg_models])
+            status["receptor"] = status["receptor"] + offset
+            kinds = sorted(set(zip(status["synapse_model"].tolist(), status["receptor"].tolist(), strict=True)))
+            kind_id = {k: 100 + i for i, k in enumerate(kinds)}
+            etype = np.array(
+                [kind_id[k] for k in zip(status["synapse_model"].tolist(), status["receptor"].tolist(), strict=True)]
+            )
+            ename = f"{src_name}_to_{trg_name}"
+            types = {t: {"edge_type_id": t, "model_template": m} for (m, _), t in kind_id.items()}
+            type_dyn = {t: ({"receptor_type": int(r)} if r else {}) for (_, r), t in kind_id.items()}
+            attrs = {
+                "syn_weight": status["weight"][order].astype(np.float64),
+                "delay": status["delay"][order].astype(np.float64),
+            }
+            n = len(order)
+            net.edges[ename] = EdgePopulation(
+                ename, src_name, trg_name, src_ids[order], trg_ids[order], etype[order], types, type_dyn, attrs,
+                group_ids=np.zeros(n, dtype=np.int64), group_index=np.arange(n), group_columns={0: list(attrs)},
+            )  # fmt: skip
+    return net
+
+
+def _gid_to_node(gids: np.ndarray, values: np.ndarray) -> np.ndarray:
+    order = np.argsort(gids)
+    pos = np.searchsorted(gids[order], values)
+    return order[pos].astype(np.int64)
+
+
+def export_sonata(
+    out_dir: str | Path, nest: Any, populations: Mapping[str, Any], *, run: Mapping[str, Any] | None = None
+) -> Path:
+    """Write NEST node collections (name -> NodeCollection) and their connections as SONATA files.
+
+    Returns the path of ``config.simulation.json`` (which points to ``config.circuit.json``)."""
+    return network_from_nest(nest, populations, run=run).write(out_dir)
+
+
+def _csv_cell(value: Any) -> str:
+    if _is_missing(value):
+        return "NULL"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _write_types(path: Path, id_column: str, types: dict[int, dict], dyn_names: dict[int, str | None]) -> None:
+    columns = [id_column]
+    for row in types.values():
+        columns += [c for c in row if c not in columns and c != "dynamics_params"]
+    columns.append("dynamics_params")
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, delimiter=" ", quotechar='"', quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        writer.writerow(columns)
+        for type_id, row in types.items():
+            values = {**row, id_column: type_id, "dynamics_params": dyn_names[type_id]}
+            writer.writerow([_csv_cell(values.get(c)) for c in columns])
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.write_text(json.dumps({k: _plain(v) for k, v in data.items()}, indent=2) + "\n")
+
+
+def _write_groups(pop_grp: h5py.Group, prefix: str, attrs: dict, dyn: dict, group_ids, group_index, columns) -> None:
+    n = len(pop_grp[f"{'node_id' if prefix == 'node' else 'source_node_id'}"])
+    if group_ids is None:
+        group_ids, group_index = np.zeros(n, dtype=np.int64), np.arange(n)
+    if not columns:
+        columns = {0: list(attrs) + [f"dynamics_params/{k}" for k in dyn]}
+    new_index = np.zeros(n, dtype=np.uint64)
+    for gid in sorted(set(np.unique(group_ids).tolist()) | set(columns)):
+        rows = np.flatnonzero(group_ids == gid)
+        rows = rows[np.argsort(group_index[rows], kind="stable")]
+        new_index[rows] = np.arange(len(rows))
+        grp = pop_grp.create_group(str(gid))
+        for col in columns.get(gid, []):
+            source, name = (dyn, col.split("/", 1)[1]) if col.startswith("dynamics_params/") else (attrs, col)
+            values = source[name][rows]
+            if values.dtype == object:
+                values = np.array([str(v) for v in values], dtype=h5py.string_dtype())
+            target = grp.require_group("dynamics_params") if source is dyn else grp
+            target.create_dataset(name, data=values)
+    pop_grp.create_dataset(f"{prefix}_group_id", data=group_ids.astype(np.uint32))
+    pop_grp.create_dataset(f"{prefix}_group_index", data=new_index)
+
+
+def _write_network(net: SonataNetwork, out: Path) -> Path:
+    network_dir, cells_dir, syn_dir, inputs_dir = (
+        out / "network", out / "components" / "cell_models", out / "components" / "synaptic_models", out / "inputs"
+    )  # fmt: skip
+    for d in (network_dir, cells_dir, syn_dir, inputs_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    node_entries, edge_entries, inputs = [], [], {}
+    for name, pop in net.nodes.items():
+        dyn_names = {}
+        for t in pop.types:
+            had_file = pop.types[t].get("dynamics_params") is not None
+            dyn_names[t] = f"{name}_{t}.json" if (pop.type_dynamics.get(t) or had_file) else None
+            if dyn_names[t]:
+                _write_json(cells_dir / dyn_names[t], pop.type_dynamics.get(t, {}))
+        _write_types(network_dir / f"{name}_node_types.csv", "node_type_id", pop.types, dyn_names)
+        with h5py.File(network_dir / f"{name}_nodes.h5", "w") as fh:
+            fh.attrs["magic"] = np.uint32(0x0A7A)
+            fh.attrs["version"] = np.array([0, 1], dtype=np.uint32)
+            grp = fh.create_group(f"nodes/{name}")
+            grp.create_dataset("node_id", data=pop.node_ids.astype(np.uint64))
+            grp.create_dataset("node_type_id", data=pop.node_type_ids.astype(np.uint64))
+            _write_groups(grp, "node", pop.attributes, pop.dynamics, pop.group_ids, pop.group_index, pop.group_columns)
+        node_entries.append(
+            {"nodes_file": f"$NETWORK_DIR/{name}_nodes.h5", "node_types_file": f"$NETWORK_DIR/{name}_node_types.csv"}
+        )
+    for name, e in net.edges.items():
+        dyn_names = {}
+        for t in e.types:
+            had_file = e.types[t].get("dynamics_params") is not None
+            dyn_names[t] = f"{name}_{t}.json" if (e.type_dynamics.get(t) or had_file) else None
+            if dyn_names[t]:
+                _write_json(syn_dir / dyn_names[t], e.type_dynamics.get(t, {}))
+        _write_types(network_dir / f"{name}_edge_types.csv", "edge_type_id", e.types, dyn_names)
+        with h5py.File(network_dir / f"{name}_edges.h5", "w") as fh:
+            fh.attrs["magic"] = np.uint32(0x0A7A)
+            fh.attrs["version"] = np.array([0, 1], dtype=np.uint32)
+            grp = fh.create_group(f"edges/{name}")
+            src = grp.create_dataset("source_node_id", data=e.source_ids.astype(np.uint64))
+            src.attrs["node_population"] = e.source_population
+            trg = grp.create_dataset("target_node_id", data=e.target_ids.astype(np.uint64))
+            trg.attrs["node_population"] = e.target_population
+            grp.create_dataset("edge_type_id", data=e.edge_type_ids.astype(np.uint32))
+            _write_groups(grp, "edge", e.attributes, e.dynamics, e.group_ids, e.group_index, e.group_columns)
+        edge_entries.append(
+            {"edges_file": f"$NETWORK_DIR/{name}_edges.h5", "edge_types_file": f"$NETWORK_DIR/{name}_edge_types.csv"}
+        )
+    for pop_name, spikes in net.inputs.items():
+        with h5py.File(inputs_dir / f"{pop_name}_spikes.h5", "w") as fh:
+            fh.attrs["magic"] = np.uint32(0x0A7A)
+            fh.attrs["version"] = np.array([0, 1], dtype=np.uint32)
+            grp = fh.create_group(f"spikes/{pop_name}")
+            grp.attrs["sorting"] = "none"
+            grp.create_dataset("node_ids", data=spikes.node_ids.astype(np.uint64))
+            grp.create_dataset("timestamps", data=spikes.timestamps.astype(np.float64)).attrs["units"] = "ms"
+        inputs[f"{pop_name}_spikes"] = {
+            "input_type": "spikes", "module": "sonata", "input_file": f"$INPUT_DIR/{pop_name}_spikes.h5",
+            "node_set": pop_name,
+        }  # fmt: skip
+    circuit = {
+        "manifest": {"$BASE_DIR": ".", "$NETWORK_DIR": "$BASE_DIR/network", "$COMPONENTS_DIR": "$BASE_DIR/components"},
+        "components": {
+            "point_neuron_models_dir": "$COMPONENTS_DIR/cell_models",
+            "synaptic_models_dir": "$COMPONENTS_DIR/synaptic_models",
+        },
+        "networks": {"nodes": node_entries, "edges": edge_entries},
+    }
+    simulation = {
+        "manifest": {"$BASE_DIR": ".", "$INPUT_DIR": "$BASE_DIR/inputs"},
+        "target_simulator": "NEST",
+        "run": {k: _plain(v) for k, v in net.run.items()},
+        "inputs": inputs,
+        "network": "config.circuit.json",
+    }
+    (out / "config.circuit.json").write_text(json.dumps(circuit, indent=2) + "\n")
+    sim_path = out / "config.simulation.json"
+    sim_path.write_text(json.dumps(simulation, indent=2) + "\n")
+    return sim_path
