@@ -349,6 +349,14 @@ def run_nest_bsshslm(spec: NetworkSpec, threads: int = 1) -> BsshslmNestRun:
     return BsshslmNestRun(weights, sig["readout_signal"], sig["target_signal"], sig["error_signal"], losses)
 
 
+def _mean_rel_err(dn: np.ndarray, dr: np.ndarray, scale: float) -> float:
+    """Mean of |dW_nest - dW_ref| / |dW_ref| over synapses with |dW_ref| >= 1e-6 max |dW_ref| (as compare.py)."""
+    if scale <= 0:
+        return float("nan")
+    keep = np.abs(dr) >= 1e-6 * scale
+    return float(np.mean(np.abs(dn[keep] - dr[keep]) / np.abs(dr[keep])))
+
+
 def compare_bsshslm(spec: NetworkSpec, threads: int = 1) -> dict[str, Any]:
     """NEST vs :func:`run_online_bsshslm`: per projection the largest update and ``max_rel_err`` (max |dW_nest -
     dW_ref| / max |dW_ref| over existing synapses), losses per iteration and their largest relative difference."""
@@ -364,6 +372,7 @@ def compare_bsshslm(spec: NetworkSpec, threads: int = 1) -> dict[str, Any]:
             "max_abs_update": scale,
             "max_abs_update_nest": float(np.abs(dn).max()) if dn.size else 0.0,
             "max_rel_err": float(np.abs(dn - dr).max() / scale) if scale > 0 else float("nan"),
+            "mean_rel_err": _mean_rel_err(dn, dr, scale),
         }
     ln, lr = nest_run.losses, ref.losses
     out["loss_nest"] = ln.tolist()

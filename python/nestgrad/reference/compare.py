@@ -128,7 +128,6 @@ def _compare_bsshslm(spec: NetworkSpec, out_dir: str | pathlib.Path | None, thre
     result["optimizer"] = spec.optimizer
     agreement = gradient_agreement(spec)
     for p, r in result["projections"].items():
-        r.setdefault("mean_rel_err", float("nan"))
         r.update(agreement[p])
     if out_dir is not None:
         out = pathlib.Path(out_dir)
