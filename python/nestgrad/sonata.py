@@ -1136,6 +1136,24 @@ def _write_groups(pop_grp: h5py.Group, prefix: str, attrs: dict, dyn: dict, grou
     pop_grp.create_dataset(f"{prefix}_group_index", data=new_index)
 
 
+def _write_type_table(
+    csv_path: Path,
+    id_column: str,
+    population: str,
+    types: dict,
+    type_dynamics: dict,
+    dynamics_dir: Path,
+) -> None:
+    """A node or edge type CSV, with one dynamics-parameter JSON per type that has (or had) one."""
+    dyn_names = {}
+    for t in types:
+        had_file = types[t].get("dynamics_params") is not None
+        dyn_names[t] = f"{population}_{t}.json" if (type_dynamics.get(t) or had_file) else None
+        if dyn_names[t]:
+            _write_json(dynamics_dir / dyn_names[t], type_dynamics.get(t, {}))
+    _write_types(csv_path, id_column, types, dyn_names)
+
+
 def _write_network(net: SonataNetwork, out: Path) -> Path:
     network_dir, cells_dir, syn_dir, inputs_dir = (
         out / "network", out / "components" / "cell_models", out / "components" / "synaptic_models", out / "inputs"
@@ -1144,13 +1162,9 @@ def _write_network(net: SonataNetwork, out: Path) -> Path:
         d.mkdir(parents=True, exist_ok=True)
     node_entries, edge_entries, inputs = [], [], {}
     for name, pop in net.nodes.items():
-        dyn_names = {}
-        for t in pop.types:
-            had_file = pop.types[t].get("dynamics_params") is not None
-            dyn_names[t] = f"{name}_{t}.json" if (pop.type_dynamics.get(t) or had_file) else None
-            if dyn_names[t]:
-                _write_json(cells_dir / dyn_names[t], pop.type_dynamics.get(t, {}))
-        _write_types(network_dir / f"{name}_node_types.csv", "node_type_id", pop.types, dyn_names)
+        _write_type_table(
+            network_dir / f"{name}_node_types.csv", "node_type_id", name, pop.types, pop.type_dynamics, cells_dir
+        )
         with h5py.File(network_dir / f"{name}_nodes.h5", "w") as fh:
             fh.attrs["magic"] = np.uint32(0x0A7A)
             fh.attrs["version"] = np.array([0, 1], dtype=np.uint32)
@@ -1162,13 +1176,9 @@ def _write_network(net: SonataNetwork, out: Path) -> Path:
             {"nodes_file": f"$NETWORK_DIR/{name}_nodes.h5", "node_types_file": f"$NETWORK_DIR/{name}_node_types.csv"}
         )
     for name, e in net.edges.items():
-        dyn_names = {}
-        for t in e.types:
-            had_file = e.types[t].get("dynamics_params") is not None
-            dyn_names[t] = f"{name}_{t}.json" if (e.type_dynamics.get(t) or had_file) else None
-            if dyn_names[t]:
-                _write_json(syn_dir / dyn_names[t], e.type_dynamics.get(t, {}))
-        _write_types(network_dir / f"{name}_edge_types.csv", "edge_type_id", e.types, dyn_names)
+        _write_type_table(
+            network_dir / f"{name}_edge_types.csv", "edge_type_id", name, e.types, e.type_dynamics, syn_dir
+        )
         with h5py.File(network_dir / f"{name}_edges.h5", "w") as fh:
             fh.attrs["magic"] = np.uint32(0x0A7A)
             fh.attrs["version"] = np.array([0, 1], dtype=np.uint32)
