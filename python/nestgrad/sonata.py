@@ -541,6 +541,20 @@ class SonataNetwork:
         return _write_network(self, Path(out_dir))
 
 
+def _check_type_ids(type_ids: np.ndarray, types: dict, path: Path, field: str, types_file: Path) -> None:
+    unknown = set(np.unique(type_ids).tolist()) - set(types)
+    if unknown:
+        raise SonataError(path, field, f"ids {sorted(unknown)} are not in {types_file.name}")
+
+
+def _read_population_groups(grp: Any, n: int, kind: str, path: Path, where: str) -> tuple:
+    """Group layout and per-group attributes / dynamics columns of one node or edge population."""
+    group_ids, group_index = _group_layout(grp, n, kind, path, where)
+    has_groups = f"{kind}_group_id" in grp or "0" in grp
+    attrs, dyn, cols = _read_groups(grp, group_ids, group_index, path, where) if has_groups else ({}, {}, {})
+    return group_ids, group_index, attrs, dyn, cols
+
+
 def _read_nodes(nodes_file: Path, types_file: Path, dyn_dir: Path) -> list[NodePopulation]:
     _, types = _read_types_csv(types_file, "node_type_id")
     type_dynamics = {t: _type_dynamics(row, types_file, dyn_dir) for t, row in types.items()}
@@ -560,16 +574,8 @@ def _read_nodes(nodes_file: Path, types_file: Path, dyn_dir: Path) -> list[NodeP
             node_ids = _dataset(grp, "node_id", nodes_file, where) if "node_id" in grp else np.arange(n)
             if len(node_ids) != n:
                 raise SonataError(nodes_file, f"{where}/node_id", f"has {len(node_ids)} rows, node_type_id has {n}")
-            unknown = set(np.unique(type_ids).tolist()) - set(types)
-            if unknown:
-                raise SonataError(
-                    nodes_file, f"{where}/node_type_id", f"ids {sorted(unknown)} are not in {types_file.name}"
-                )
-            group_ids, group_index = _group_layout(grp, n, "node", nodes_file, where)
-            has_groups = "node_group_id" in grp or "0" in grp
-            attrs, dyn, cols = (
-                _read_groups(grp, group_ids, group_index, nodes_file, where) if has_groups else ({}, {}, {})
-            )
+            _check_type_ids(type_ids, types, nodes_file, f"{where}/node_type_id", types_file)
+            group_ids, group_index, attrs, dyn, cols = _read_population_groups(grp, n, "node", nodes_file, where)
             pops.append(
                 NodePopulation(name, node_ids.astype(np.int64), type_ids, types, type_dynamics, attrs, dyn,
                                group_ids, group_index, cols, nodes_file, types_file)
@@ -601,16 +607,8 @@ def _read_edges(edges_file: Path, types_file: Path, dyn_dir: Path) -> list[EdgeP
                 if value is None:
                     raise SonataError(edges_file, f"{where}/{label}", "attribute 'node_population' missing")
                 pop_names.append(value.decode() if isinstance(value, bytes) else str(value))
-            unknown = set(np.unique(type_ids).tolist()) - set(types)
-            if unknown:
-                raise SonataError(
-                    edges_file, f"{where}/edge_type_id", f"ids {sorted(unknown)} are not in {types_file.name}"
-                )
-            group_ids, group_index = _group_layout(grp, n, "edge", edges_file, where)
-            has_groups = "edge_group_id" in grp or "0" in grp
-            attrs, dyn, cols = (
-                _read_groups(grp, group_ids, group_index, edges_file, where) if has_groups else ({}, {}, {})
-            )
+            _check_type_ids(type_ids, types, edges_file, f"{where}/edge_type_id", types_file)
+            group_ids, group_index, attrs, dyn, cols = _read_population_groups(grp, n, "edge", edges_file, where)
             pops.append(
                 EdgePopulation(name, pop_names[0], pop_names[1], src, trg, type_ids, types, type_dynamics, attrs,
                                dyn, group_ids, group_index, cols, edges_file, types_file)
