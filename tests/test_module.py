@@ -16,19 +16,21 @@ def test_models_listed_from_build():
     names = nestgrad.model_names()
     assert "eprop_iaf_psc_exp" in names
     assert "glif3_psc_nestml" in names
+    assert "eprop_event_synapse" in names
     for m in nestgrad.models():
         assert (REPO / m.source).exists(), f"{m.name}: source {m.source} missing"
         assert m.language in ("C++", "NESTML")
+        assert m.kind == ("synapse" if m.name.endswith("_synapse") else "node")
 
 
 def test_install_is_idempotent_and_survives_reset(nest_kernel):
     nest = nest_kernel
-    assert set(nestgrad.install()) <= set(nest.node_models)
+    assert set(nestgrad.install()) <= set(nest.node_models) | set(nest.synapse_models)
     assert nestgrad.install() == nestgrad.model_names()  # second call: no error, nothing reloaded
     nest.ResetKernel()  # unloads modules
     assert "eprop_iaf_psc_exp" not in nest.node_models
     nestgrad.install()
-    assert all(name in nest.node_models for name in nestgrad.model_names())
+    assert all(m.name in (nest.synapse_models if m.kind == "synapse" else nest.node_models) for m in nestgrad.models())
 
 
 def test_no_model_name_collides_with_nest():
@@ -52,7 +54,7 @@ def _documented_defaults(header: pathlib.Path) -> dict[str, str]:
 def test_eprop_iaf_psc_exp_defaults_match_its_documentation(nest_kernel):
     header = REPO / "cpp_module" / "models" / "eprop_iaf_psc_exp.h"
     documented = _documented_defaults(header)
-    assert len(documented) == 20, sorted(documented)  # 10 neuron + 10 e-prop parameters
+    assert len(documented) == 19, sorted(documented)  # 10 neuron + 9 e-prop parameters
     defaults = nest_kernel.GetDefaults("eprop_iaf_psc_exp")
     for name, text in documented.items():
         value = defaults[name]

@@ -50,6 +50,7 @@ void
 RecordablesMap< nestgrad::eprop_iaf_psc_exp >::create()
 {
   insert_( names::eprop_history_duration, &nestgrad::eprop_iaf_psc_exp::get_eprop_history_duration );
+  insert_( "event_history_size", &nestgrad::eprop_iaf_psc_exp::get_event_history_size );
   insert_( names::learning_signal, &nestgrad::eprop_iaf_psc_exp::get_learning_signal_ );
   insert_( names::surrogate_gradient, &nestgrad::eprop_iaf_psc_exp::get_surrogate_gradient_ );
   insert_( names::V_m, &nestgrad::eprop_iaf_psc_exp::get_v_m_ );
@@ -83,7 +84,6 @@ eprop_iaf_psc_exp::Parameters_::Parameters_()
   , V_th_( -55.0 - E_L_ )
   , kappa_( 0.97 )
   , kappa_reg_( 0.97 )
-  , gradient_algorithm_( "step" )
 {
 }
 
@@ -133,7 +133,6 @@ eprop_iaf_psc_exp::Parameters_::get( Dictionary& d ) const
   d[ nest::names::V_th ] = V_th_ + E_L_;
   d[ nest::names::kappa ] = kappa_;
   d[ nest::names::kappa_reg ] = kappa_reg_;
-  d[ "gradient_algorithm" ] = gradient_algorithm_;
 }
 
 double
@@ -162,7 +161,6 @@ eprop_iaf_psc_exp::Parameters_::set( const Dictionary& d, nest::Node* node )
   nest::update_value_param( d, nest::names::tau_syn_in, tau_syn_in_, node );
   nest::update_value_param( d, nest::names::kappa, kappa_, node );
   nest::update_value_param( d, nest::names::kappa_reg, kappa_reg_, node );
-  nest::update_value_param( d, "gradient_algorithm", gradient_algorithm_, node );
 
   if ( not( C_m_ > 0.0 ) )
   {
@@ -213,10 +211,6 @@ eprop_iaf_psc_exp::Parameters_::set( const Dictionary& d, nest::Node* node )
   {
     throw nest::BadProperty( "surrogate_gradient_height > 0 required." );
   }
-  if ( gradient_algorithm_ != "step" and gradient_algorithm_ != "event" )
-  {
-    throw nest::BadProperty( "gradient_algorithm must be \"step\" or \"event\" (got \"" + gradient_algorithm_ + "\")." );
-  }
   if ( not( surrogate_gradient_width_ > 0.0 ) )
   {
     throw nest::BadProperty( "surrogate_gradient_width > 0 required." );
@@ -245,7 +239,7 @@ eprop_iaf_psc_exp::State_::set( const Dictionary& d, const Parameters_& p, doubl
 void
 eprop_iaf_psc_exp::get_status( Dictionary& d ) const
 {
-  EpropArchivingNodeRecurrent::get_status( d );
+  EpropEventNode::get_status( d );
   P_.get( d );
   S_.get( d, P_ );
   d[ nest::names::recordables ] = recordablesMap_.get_list();
@@ -261,7 +255,7 @@ eprop_iaf_psc_exp::set_status( const Dictionary& d )
   stmp.set( d, ptmp, delta_EL, this );
   const auto surrogate = find_surrogate_gradient( ptmp.surrogate_gradient_function_ );  // throws on unknown names
 
-  EpropArchivingNodeRecurrent::set_status( d );
+  EpropEventNode::set_status( d );
   P_ = ptmp;
   S_ = stmp;
   compute_surrogate_gradient_ = surrogate;
@@ -272,7 +266,7 @@ eprop_iaf_psc_exp::set_status( const Dictionary& d )
  * ------------------------------------------------------------------------------------------------------------- */
 
 eprop_iaf_psc_exp::eprop_iaf_psc_exp()
-  : EpropArchivingNodeRecurrent()
+  : EpropEventNode()
   , P_()
   , S_()
   , B_( *this )
@@ -281,7 +275,7 @@ eprop_iaf_psc_exp::eprop_iaf_psc_exp()
 }
 
 eprop_iaf_psc_exp::eprop_iaf_psc_exp( const eprop_iaf_psc_exp& n )
-  : EpropArchivingNodeRecurrent( n )
+  : EpropEventNode( n )
   , P_( n.P_ )
   , S_( n.S_ )
   , B_( n.B_, *this )
@@ -295,8 +289,7 @@ eprop_iaf_psc_exp::init_buffers_()
   B_.spikes_in_.clear();
   B_.currents_.clear();
   B_.logger_.reset();
-  sums_.clear();
-  sums_next_ = 0;
+  clear_event_history_();
 }
 
 void
@@ -314,56 +307,15 @@ eprop_iaf_psc_exp::pre_run_hook()
   V_.P21_ex_ = psc_exp_current_to_voltage_propagator( P_.tau_syn_ex_, P_.tau_m_, P_.C_m_, h );
   V_.P21_in_ = psc_exp_current_to_voltage_propagator( P_.tau_syn_in_, P_.tau_m_, P_.C_m_, h );
 
-  // Event-driven gradient: the running sums restart every segment_ steps, chosen so that every weight kappa^k and
-  // (lambda/kappa)^k stays within a factor 100 (at most two digits lost in differences of running sums).
-  V_.lambda_[ 0 ] = V_.P22_;
-  V_.lambda_[ 1 ] = V_.P11_ex_;
-  V_.lambda_[ 2 ] = V_.P11_in_;
-  V_.kappa_f_[ 0 ] = P_.kappa_;
-  V_.kappa_f_[ 1 ] = P_.kappa_reg_;
-  double worst = 1.0;
-  for ( int f = 0; f < 2; ++f )
+  if ( event_history_active_() )
   {
-    const double kf = V_.kappa_f_[ f ];
-    if ( kf > 0.0 and kf < 1.0 )
+    const double lambda[ 3 ] = { V_.P22_, V_.P11_ex_, V_.P11_in_ };
+    if ( V_.P11_ex_ == V_.P22_ or V_.P11_in_ == V_.P22_ )
     {
-      worst = std::min( worst, kf );
+      throw nest::BadProperty( get_name() + ": eprop_event_synapse requires tau_syn_ex != tau_m and tau_syn_in != "
+        "tau_m (the trace is then not a sum of geometric sequences); use eprop_synapse." );
     }
-    for ( int m = 0; m < 3; ++m )
-    {
-      const double r = kf > 0.0 ? V_.lambda_[ m ] / kf : 1.0;
-      if ( r > 0.0 and r != 1.0 )
-      {
-        worst = std::min( worst, std::min( r, 1.0 / r ) );
-      }
-    }
-  }
-  V_.segment_ = worst < 1.0 ? std::max( 1L, static_cast< long >( std::log( 1e1 ) / -std::log( worst ) ) ) : 1024L;
-  V_.event_driven_ = P_.gradient_algorithm_ == "event";
-  const long S = V_.segment_;
-  auto powers = []( double base, long n )
-  {
-    std::vector< double > table( n + 1, 1.0 );
-    for ( long k = 1; k <= n; ++k )
-    {
-      table[ k ] = std::pow( base, static_cast< double >( k ) );
-    }
-    return table;
-  };
-  for ( int f = 0; f < 2; ++f )
-  {
-    const double kf = V_.kappa_f_[ f ];
-    V_.kappa_pow_[ f ] = powers( kf, S );
-    V_.kappa_inv_pow_[ f ] = powers( kf > 0.0 ? 1.0 / kf : 0.0, S );
-    for ( int m = 0; m < 3; ++m )
-    {
-      V_.ratio_pow_[ f ][ m ] = powers( kf > 0.0 ? V_.lambda_[ m ] / kf : 0.0, S );
-    }
-  }
-  for ( int m = 0; m < 3; ++m )
-  {
-    V_.lambda_pow_[ m ] = powers( V_.lambda_[ m ], S );
-    V_.lambda_inv_pow_[ m ] = powers( 1.0 / V_.lambda_[ m ], S );
+    configure_event_history_( 3, lambda, P_.kappa_, P_.kappa_reg_, P_.c_reg_ > 0.0 );
   }
 }
 
@@ -419,21 +371,27 @@ eprop_iaf_psc_exp::update( nest::Time const& origin, const long from, const long
     write_firing_rate_reg_to_history( t, S_.z_, P_.f_target_ / 1000.0, P_.kappa_reg_, P_.c_reg_ );
     S_.learning_signal_ = get_learning_signal_from_history( t );
 
+    if ( event_history_active_() )
+    {
+      if ( eprop_indegree_ == 0 )
+      {
+        // the archiving node updates the rate estimate only for eprop_synapse; same expression here
+        const double dt = nest::Time::get_resolution().get_ms();
+        f_av_ = P_.kappa_reg_ * f_av_ + ( 1.0 - P_.kappa_reg_ ) * S_.z_ / dt;
+        firing_rate_reg_ = P_.c_reg_ * ( f_av_ - P_.f_target_ / 1000.0 * dt );
+      }
+      append_event_entry_( t, S_.surrogate_gradient_, firing_rate_reg_ );
+      finalize_event_entries_( t - 2 );  // the learning signal of entry t - 2 has arrived
+      prune_event_history_( t );
+      if ( eprop_indegree_ == 0 and t - 2 >= 0 )
+      {
+        S_.learning_signal_ = event_learning_signal_or_zero_( t - 2 );
+      }
+    }
+
     S_.i_stim_ = B_.currents_.get_value( lag );
     B_.logger_.record_data( t );
 
-    if ( V_.event_driven_ and eprop_indegree_ > 0 )
-    {
-      finalize_running_sums_( t - 2 );  // the learning signal of entry t - 2 is complete now
-      if ( not eprop_history_.empty() )
-      {
-        const long keep_from = eprop_history_.front().t_ - 1;
-        while ( not sums_.empty() and sums_.front().t < keep_from and sums_.front().t < sums_next_ - 1 )
-        {
-          sums_.pop_front();
-        }
-      }
-    }
   }
 }
 
@@ -474,6 +432,10 @@ eprop_iaf_psc_exp::handle( nest::LearningSignalConnectionEvent& e )
     const double weight = e.get_weight();
     const double error_signal = e.get_coeffvalue( it_event );  // advances the iterator
     write_learning_signal_to_history( time_step, weight * error_signal );
+    if ( event_history_active_() )
+    {
+      add_event_learning_signal_( time_step - 2, weight * error_signal );  // the entry NEST's history uses
+    }
   }
 }
 
@@ -489,207 +451,55 @@ eprop_iaf_psc_exp::handle( nest::DataLoggingRequest& e )
  * The synapse stores the two components of the eligibility vector in its z_bar (eps_v) and epsilon (eps_i) slots.
  * ------------------------------------------------------------------------------------------------------------- */
 
-bool
-eprop_iaf_psc_exp::event_driven_applies_( const bool is_flush_event,
-  const bool previous_was_flush_event,
-  const bool optimize_each_step ) const
-{
-  // flush events, per-step optimization and tau_syn == tau_m (not a sum of geometric sequences) use the steps
-  return V_.event_driven_ and not is_flush_event and not previous_was_flush_event
-    and not optimize_each_step and V_.P11_ex_ != V_.P22_ and V_.P11_in_ != V_.P22_;
-}
-
-void
-eprop_iaf_psc_exp::finalize_running_sums_( const long t )
-{
-  if ( eprop_history_.empty() )
-  {
-    return;
-  }
-  if ( sums_.empty() )
-  {
-    sums_next_ = std::max( sums_next_, eprop_history_.front().t_ );
-  }
-  const long S = V_.segment_;
-  for ( long e = sums_next_; e <= t; ++e )
-  {
-    const auto it = get_eprop_history( e );
-    const bool present = it != eprop_history_.end() and it->t_ == e;  // entries no window needs may be erased
-    const double psi = present ? it->surrogate_gradient_ : 0.0;
-    const double signal[ 2 ] = { present ? it->learning_signal_ : 0.0, present ? it->firing_rate_reg_ : 0.0 };
-    const long k = e % S;
-    const RunningSums_* prev = ( k > 0 and not sums_.empty() and sums_.back().t == e - 1 ) ? &sums_.back() : nullptr;
-    RunningSums_ entry;
-    entry.t = e;
-    entry.psi = psi;
-    entry.signal[ 0 ] = signal[ 0 ];
-    entry.signal[ 1 ] = signal[ 1 ];
-    for ( int f = 0; f < 2; ++f )
-    {
-      const double wk = signal[ f ] * V_.kappa_pow_[ f ][ k ];
-      entry.M[ f ] = ( prev ? prev->M[ f ] : 0.0 ) + wk;
-      for ( int m = 0; m < 3; ++m )
-      {
-        entry.P[ f ][ m ] = ( prev ? prev->P[ f ][ m ] : 0.0 ) + psi * V_.ratio_pow_[ f ][ m ][ k ];
-        entry.N[ f ][ m ] = ( prev ? prev->N[ f ][ m ] : 0.0 ) + wk * entry.P[ f ][ m ];
-      }
-    }
-    sums_.push_back( entry );
-  }
-  sums_next_ = std::max( sums_next_, t + 1 );
-}
-
 double
-eprop_iaf_psc_exp::table_pow_( const std::vector< double >& table, long n ) const
+eprop_iaf_psc_exp::event_gradient( const long t_spike,
+  const long t_spike_previous,
+  const double weight,
+  EventEpropTrace& trace )
 {
-  const long S = V_.segment_;
-  double result = table[ n % S ];
-  for ( long q = n / S; q > 0; --q )
+  // The trace of the synapse from the window start a on is y[0] P22^(t - a) + y[1] P11^(t - a) (eps_v), with P11 of
+  // the receptor selected by the sign of the weight the previous spike carried; e_bar and e_bar_reg are at a - 1.
+  const long a = t_spike_previous - 1;
+  const long stop = t_spike - 1;
+  const long cutoff = get_eprop_isi_trace_cutoff();
+  if ( cutoff < 1 )
   {
-    result *= table[ S ];
+    throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
   }
-  return result;
-}
+  const long end = cutoff >= stop - a ? stop : a + cutoff;
+  finalize_event_entries_( end - 1 );
 
-void
-eprop_iaf_psc_exp::window_sums_( long a,
-  const long b,
-  double ebar[ 2 ],
-  const double Y[ 3 ],
-  const long tau,
-  double total[ 2 ] ) const
-{
-  const long S = V_.segment_;
-  const long first = sums_.empty() ? sums_next_ : sums_.front().t;
-  // lambda_m^(R - tau) for the segment R of the current part; R - tau > -S for the first part, then grows by S
-  long R = ( a / S ) * S;
-  double lam_R[ 3 ];
-  for ( int m = 0; m < 3; ++m )
-  {
-    lam_R[ m ] = R >= tau ? table_pow_( V_.lambda_pow_[ m ], R - tau ) : V_.lambda_inv_pow_[ m ][ tau - R ];
-  }
-  while ( a < b )
-  {
-    const long end = std::min( b, R + S );
-    if ( end - 1 < first or end - 1 - first >= static_cast< long >( sums_.size() ) )
-    {
-      throw nest::KernelException( "eprop_iaf_psc_exp: running sums missing for entry " + std::to_string( end - 1 ) );
-    }
-    const RunningSums_& eb = sums_[ end - 1 - first ];
-    const RunningSums_* ea = ( a > R and a - 1 >= first ) ? &sums_[ a - 1 - first ] : nullptr;
-    for ( int f = 0; f < 2; ++f )
-    {
-      const auto& kpow = V_.kappa_pow_[ f ];
-      const double dM = eb.M[ f ] - ( ea ? ea->M[ f ] : 0.0 );
-      // kappa^(R - a + 1) = kappa * kappa^-(a - R)
-      double sum = ebar[ f ] * V_.kappa_f_[ f ] * V_.kappa_inv_pow_[ f ][ a - R ] * dM;
-      double new_ebar = ebar[ f ] * kpow[ end - a ];
-      for ( int m = 0; m < 3; ++m )
-      {
-        if ( Y[ m ] == 0.0 )
-        {
-          continue;
-        }
-        const double prev_P = ea ? ea->P[ f ][ m ] : 0.0;
-        const double prev_N = ea ? ea->N[ f ][ m ] : 0.0;
-        const double coef = Y[ m ] * lam_R[ m ];
-        sum += coef * ( ( eb.N[ f ][ m ] - prev_N ) - prev_P * dM );
-        new_ebar += coef * kpow[ end - 1 - R ] * ( eb.P[ f ][ m ] - prev_P );
-      }
-      total[ f ] += sum;
-      ebar[ f ] = new_ebar;
-    }
-    a = end;
-    R += S;
-    for ( int m = 0; m < 3; ++m )
-    {
-      lam_R[ m ] *= V_.lambda_pow_[ m ][ S ];
-    }
-  }
+  const bool excitatory = weight >= 0.0;
+  const int own = excitatory ? 1 : 2;
+  double Y[ 3 ] = { trace.y[ 0 ], 0.0, 0.0 };
+  Y[ own ] = trace.y[ 1 ];
+  const double kr = P_.kappa_reg_;
+  const bool regularize = P_.c_reg_ > 0.0;
+  double ebar[ 2 ] = { trace.e_bar, regularize ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
+
+  // entry a still sees the old trace (the new spike enters at a + 1): one step, directly
+  const double e_a = event_surrogate_gradient_( a ) * ( Y[ 0 ] + Y[ 1 ] + Y[ 2 ] );
+  ebar[ 0 ] = P_.kappa_ * ebar[ 0 ] + e_a;
+  ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
+  double g[ 2 ] = { event_signal_( a, 0 ) * ebar[ 0 ], event_signal_( a, 1 ) * ebar[ 1 ] };
+  const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
+  const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
+  const double c = P21 / ( V_.P22_ - P11 );  // the spike adds c (P22^(t-a-1) - P11^(t-a-1)) to eps_v
+  Y[ 0 ] += c / V_.P22_;
+  Y[ own ] -= c / P11;
+  event_window_( a + 1, end, ebar, Y, a, g );
+  const double gradient = g[ 0 ] + ( regularize ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
+
+  // carry the state to the next window start (stop): traces decay, filtered traces decay beyond the cutoff
+  trace.y[ 0 ] = Y[ 0 ] * table_pow_( lambda_pow_table_( 0 ), stop - a );
+  trace.y[ 1 ] = Y[ own ] * table_pow_( lambda_pow_table_( own ), stop - a );
+  trace.e_bar = ebar[ 0 ] * table_pow_( kappa_pow_table_( 0 ), stop - end );
+  trace.e_bar_reg = regularize ? ( 1.0 - kr ) * ebar[ 1 ] * table_pow_( kappa_pow_table_( 1 ), stop - end ) : 0.0;
+  return gradient;
 }
 
 void
 eprop_iaf_psc_exp::compute_gradient( const long t_spike,
-  const long t_spike_previous,
-  double& z_previous_buffer,
-  double& eps_v,
-  double& e_bar,
-  double& e_bar_reg,
-  double& eps_i,
-  double& weight,
-  const nest::CommonSynapseProperties& cp,
-  nest::WeightOptimizer* optimizer,
-  const bool is_flush_event,
-  const bool previous_was_flush_event,
-  double& gradient,
-  long& remaining_steps_until_cutoff,
-  long& decay_steps )
-{
-  const auto& ecp = static_cast< const nest::EpropSynapseCommonProperties& >( cp );
-  const auto& opt_cp = *ecp.optimizer_cp_;
-  if ( not event_driven_applies_( is_flush_event, previous_was_flush_event, opt_cp.optimize_each_step_ ) )
-  {
-    compute_gradient_by_steps_( t_spike, t_spike_previous, z_previous_buffer, eps_v, e_bar, e_bar_reg, eps_i, weight,
-      cp, optimizer, is_flush_event, previous_was_flush_event, gradient, remaining_steps_until_cutoff, decay_steps );
-    return;
-  }
-  // Event-driven: the synapse's slots hold the trace components at the window start a (eps_v slot: the P22 term,
-  // epsilon slot: the P11 term of the weight's sign), the filtered trace at a - 1 (e_bar) and the regularisation
-  // trace at a - 1 (e_bar_reg).
-  const long a = t_spike_previous - 1;
-  const long stop = t_spike - 1;
-  const long cutoff = get_eprop_isi_trace_cutoff();
-  const long end = cutoff >= stop - a ? stop : a + cutoff;
-  if ( end <= a )
-  {
-    // an empty gradient window (cutoff 0): the step-by-step loop handles it
-    compute_gradient_by_steps_( t_spike, t_spike_previous, z_previous_buffer, eps_v, e_bar, e_bar_reg, eps_i, weight,
-      cp, optimizer, is_flush_event, previous_was_flush_event, gradient, remaining_steps_until_cutoff, decay_steps );
-    return;
-  }
-  finalize_running_sums_( end - 1 );
-
-  const bool excitatory = weight >= 0.0;
-  const int own = excitatory ? 1 : 2;
-  double Y[ 3 ] = { eps_v, 0.0, 0.0 };
-  Y[ own ] = eps_i;
-  const double kr = P_.kappa_reg_;
-  double ebar[ 2 ] = { e_bar, kr < 1.0 ? e_bar_reg / ( 1.0 - kr ) : 0.0 };
-
-  // entry a still sees the old trace (the new spike enters at a + 1): one step, directly
-  const long first = sums_.front().t;
-  const RunningSums_& ra = sums_[ a - first ];
-  const double e_a = ra.psi * ( Y[ 0 ] + Y[ 1 ] + Y[ 2 ] );
-  ebar[ 0 ] = P_.kappa_ * ebar[ 0 ] + e_a;
-  ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
-  double g[ 2 ] = { ra.signal[ 0 ] * ebar[ 0 ], ra.signal[ 1 ] * ebar[ 1 ] };
-  const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
-  const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
-  const double c = P21 / ( V_.P22_ - P11 );  // eps_v += c (P22^(t-a-1) - P11^(t-a-1))
-  Y[ 0 ] += c / V_.P22_;
-  Y[ own ] -= c / P11;
-  if ( end > a + 1 )
-  {
-    window_sums_( a + 1, end, ebar, Y, a, g );
-  }
-  gradient = g[ 0 ] + ( 1.0 - kr ) * g[ 1 ];
-
-  // carry the state to the next window's start (stop): traces decay, filtered traces decay beyond the cutoff
-  for ( int m = 0; m < 3; ++m )
-  {
-    Y[ m ] *= table_pow_( V_.lambda_pow_[ m ], stop - a );
-  }
-  e_bar = ebar[ 0 ] * table_pow_( V_.kappa_pow_[ 0 ], stop - end );
-  eps_v = Y[ 0 ];
-  eps_i = Y[ own ];
-  e_bar_reg = ( 1.0 - kr ) * ebar[ 1 ] * table_pow_( V_.kappa_pow_[ 1 ], stop - end );
-  remaining_steps_until_cutoff = 0;
-  decay_steps = 0;
-  weight = optimizer->optimized_weight( opt_cp, stop, gradient, weight );
-}
-
-void
-eprop_iaf_psc_exp::compute_gradient_by_steps_( const long t_spike,
   const long t_spike_previous,
   double& z_previous_buffer,
   double& eps_v,
@@ -772,14 +582,15 @@ eprop_iaf_psc_exp::compute_gradient_by_steps_( const long t_spike,
     // closed-form propagation of (eps_v, eps_i) and the filters over the steps after the cutoff, from tables of
     // powers: P21(n h) = P21 (P22^n - P11^n) / (P22 - P11), or n P21 P22^(n-1) if P11 = P22
     const int m = excitatory ? 1 : 2;
-    const double p22n = table_pow_( V_.lambda_pow_[ 0 ], decay_steps );
-    const double p11n = table_pow_( V_.lambda_pow_[ m ], decay_steps );
+    const double n = static_cast< double >( decay_steps );
+    const double p22n = std::pow( V_.P22_, n );
+    const double p11n = std::pow( P11, n );
     const double p21n = V_.P22_ != P11 ? P21 * ( p22n - p11n ) / ( V_.P22_ - P11 )
                                        : P21 * static_cast< double >( decay_steps ) * p22n / V_.P22_;
     eps_v = p22n * eps_v + p21n * eps_i;
     eps_i *= p11n;
-    e_bar *= table_pow_( V_.kappa_pow_[ 0 ], decay_steps );
-    e_bar_reg *= table_pow_( V_.kappa_pow_[ 1 ], decay_steps );
+    e_bar *= std::pow( P_.kappa_, n );
+    e_bar_reg *= std::pow( P_.kappa_reg_, n );
     decay_steps = 0;
   }
 

@@ -17,6 +17,8 @@
 #include "ring_buffer.h"
 #include "universal_data_logger.h"
 
+#include "eprop_event_node.h"
+
 #include <deque>
 #include <vector>
 
@@ -80,6 +82,12 @@ event-driven when the next presynaptic spike passes it, over the steps between t
 ``eprop_isi_trace_cutoff``; the traces are propagated in closed form across the rest of the interval, and the
 weight is then changed by the synapse's optimizer.
 
+Two synapse models compute this gradient: NEST's ``eprop_synapse`` loops over the steps of the window (O(window)
+per spike and synapse); nestgrad's ``eprop_event_synapse`` takes it from running sums the neuron keeps once per step
+(O(1) per spike and synapse, plus one short term per re-basing segment crossed; docs/event_driven_eprop.md). Both
+give the same weight updates (to ~1e-12 relative) and can be mixed on one neuron; each keeps its own history only
+when connected.
+
 The surrogate gradient functions are NEST's, as its code computes them (with :math:`\gamma` the height,
 :math:`w` the width and :math:`v_\text{th}` relative to :math:`E_\text{L}`): ``piecewise_linear``
 :math:`\gamma \max(0, 1 - |v - v_\text{th}| / w)`, ``exponential`` :math:`\gamma e^{-|v - v_\text{th}| / w}`,
@@ -129,23 +137,20 @@ Parameter                       Unit    Math equivalent             Default     
                                                                                        presynaptic spike (>= 0)
 ``flush_event_send_interval``   ms                                  inf                Inactivity after which a
                                                                                        flush event is sent
-``gradient_algorithm``                                              "step"             "step": NEST's loop over
-                                                                                       the window; "event":
-                                                                                       running sums, O(1) per
-                                                                                       spike and segment
-                                                                                       (docs/event_driven_eprop.md)
 =============================== ======= =========================== ================== ===========================
 
 Recordables
 +++++++++++
 
 ``V_m`` (mV), ``I_syn_ex`` (pA), ``I_syn_in`` (pA), ``surrogate_gradient``, ``learning_signal`` (pA),
-``eprop_history_duration`` (ms).
+``eprop_history_duration`` (ms, history of ``eprop_synapse``), ``event_history_size`` (entries held for
+``eprop_event_synapse``).
 
 Usage
 +++++
 
-Use it as NEST's ``eprop_iaf``: input and recurrent connections with ``eprop_synapse`` (delay one step),
+Use it as NEST's ``eprop_iaf``: input and recurrent connections with ``eprop_synapse`` or ``eprop_event_synapse``
+(delay one step),
 connections to ``eprop_readout`` neurons with ``eprop_synapse``, learning signals back with
 ``eprop_learning_signal_connection``. ``nestgrad.networks.eprop_classic`` builds such networks.
 
@@ -174,7 +179,7 @@ SpikeEvent, CurrentEvent, LearningSignalConnectionEvent, DataLoggingRequest
 See also
 ++++++++
 
-eprop_iaf, iaf_psc_exp, eprop_synapse, eprop_readout, eprop_learning_signal_connection
+eprop_iaf, iaf_psc_exp, eprop_synapse, eprop_event_synapse, eprop_readout, eprop_learning_signal_connection
 
 EndUserDocs */
 
@@ -186,7 +191,7 @@ void register_eprop_iaf_psc_exp( const std::string& name );
  */
 double psc_exp_current_to_voltage_propagator( double tau_syn, double tau_m, double c_m, double h );
 
-class eprop_iaf_psc_exp : public nest::EpropArchivingNodeRecurrent< false >
+class eprop_iaf_psc_exp : public EpropEventNode
 {
 public:
   eprop_iaf_psc_exp();
@@ -234,48 +239,7 @@ private:
   long get_shift() const override;
   bool is_eprop_recurrent_node() const override;
 
-  //! Step-by-step gradient over a window (NEST's algorithm).
-  void compute_gradient_by_steps_( const long t_spike,
-    const long t_spike_previous,
-    double& z_previous_buffer,
-    double& eps_v,
-    double& e_bar,
-    double& e_bar_reg,
-    double& eps_i,
-    double& weight,
-    const nest::CommonSynapseProperties& cp,
-    nest::WeightOptimizer* optimizer,
-    const bool is_flush_event,
-    const bool previous_was_flush_event,
-    double& gradient,
-    long& remaining_steps_until_cutoff,
-    long& decay_steps );
-
-  //! Whether the event-driven algorithm applies to this call (else the step-by-step one runs).
-  bool event_driven_applies_( bool is_flush_event, bool previous_was_flush_event, bool optimize_each_step ) const;
-
-  /**
-   * Running sums of one history entry, for the event-driven gradient (docs/event_driven_eprop.md): for the task
-   * filter (kappa, learning signal) and the regularisation filter (kappa_reg, rate regularisation), M = sum of
-   * signal kappa^k, P[m] = sum of psi (lambda_m / kappa)^k, N[m] = sum of signal kappa^k P[m], with k the steps since
-   * the start of the entry's segment and lambda = (P22, P11_ex, P11_in).
-   */
-  struct RunningSums_
-  {
-    long t;
-    double psi;  //!< surrogate gradient of the entry
-    double signal[ 2 ];  //!< learning signal and rate regularisation of the entry
-    double M[ 2 ];
-    double P[ 2 ][ 3 ];
-    double N[ 2 ][ 3 ];
-  };
-
-  //! Computes the running sums of every history entry up to and including t (its learning signal is complete).
-  void finalize_running_sums_( long t );
-
-  //! Window sums over entries [a, b) of both filters (task, regularisation) for a trace sum_m Y[m]
-  //! lambda_m^(t - tau); updates ebar[2] and adds to total[2].
-  void window_sums_( long a, long b, double ebar[ 2 ], const double Y[ 3 ], long tau, double total[ 2 ] ) const;
+  double event_gradient( long t_spike, long t_spike_previous, double weight, EventEpropTrace& trace ) override;
 
   friend class nest::RecordablesMap< eprop_iaf_psc_exp >;
   friend class nest::UniversalDataLogger< eprop_iaf_psc_exp >;
@@ -300,7 +264,6 @@ private:
     double V_th_;       //!< mV, relative to E_L
     double kappa_;
     double kappa_reg_;
-    std::string gradient_algorithm_;  //!< "step" (NEST's) or "event" (running sums)
 
     Parameters_();
     void get( Dictionary& ) const;
@@ -344,19 +307,7 @@ private:
     double P22_;
     double P20_;
     long RefractoryCounts_;
-    bool event_driven_;  //!< gradient_algorithm == "event"
-    long segment_;  //!< re-basing segment of the running sums (steps)
-    std::vector< double > kappa_pow_[ 2 ];  //!< kappa^k, 0 <= k <= segment, for both filters
-    std::vector< double > kappa_inv_pow_[ 2 ];  //!< kappa^-k
-    std::vector< double > ratio_pow_[ 2 ][ 3 ];  //!< (lambda_m / kappa)^k
-    std::vector< double > lambda_pow_[ 3 ];  //!< lambda_m^k
-    std::vector< double > lambda_inv_pow_[ 3 ];  //!< lambda_m^-k
-    double lambda_[ 3 ];
-    double kappa_f_[ 2 ];
   };
-
-  //! base^n for n >= 0 from a table of base^k, k <= segment (a few multiplications instead of std::pow).
-  double table_pow_( const std::vector< double >& table, long n ) const;
 
   double
   get_v_m_() const
@@ -388,9 +339,6 @@ private:
   State_ S_;
   Variables_ V_;
   Buffers_ B_;
-
-  std::deque< RunningSums_ > sums_;  //!< contiguous in t; trimmed with the e-prop history
-  long sums_next_ = 0;  //!< first entry without running sums
 
   static nest::RecordablesMap< eprop_iaf_psc_exp > recordablesMap_;
 };

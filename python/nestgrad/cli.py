@@ -66,7 +66,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         else:
             eta = args.eta if args.eta is not None else _COMPARE_ETA.get(args.neuron, 1e-5)
             config = ExperimentConfig(
-                network=NetworkConfig(neuron_model=args.neuron, n_rec=args.n_rec),
+                network=NetworkConfig(
+                    neuron_model=args.neuron, n_rec=args.n_rec, gradient_algorithm=args.gradient_algorithm
+                ),
                 task=TaskConfig(name=args.task),
                 optimizer=OptimizerConfig(type=args.optimizer, eta=eta),
             )
@@ -87,7 +89,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     import nestgrad
 
     for m in nestgrad.models():
-        print(f"{m.name:28s} {m.language:7s} {m.source}")
+        print(f"{m.name:28s} {m.kind:8s} {m.language:7s} {m.source}")
     return 0
 
 
@@ -119,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--task", choices=["sine", "evidence"], help="build the classic e-prop network for this task")
     cmp.add_argument("--neuron", default="eprop_iaf_psc_exp", help="recurrent e-prop model (with --task)")
     cmp.add_argument("--n-rec", type=int, default=100, help="recurrent neurons (with --task)")
+    cmp.add_argument(
+        "--gradient-algorithm",
+        choices=["step", "event"],
+        default="step",
+        help="NEST side: eprop_synapse (step) or eprop_event_synapse (event) into the recurrent neurons (with --task)",
+    )
     cmp.add_argument("--optimizer", choices=["gradient_descent", "adam"], default="gradient_descent")
     cmp.add_argument("--eta", type=float, help="learning rate (default 1e-5; 1e-7 for the psc_delta models)")
     cmp.add_argument("--config", help="a training configuration (.toml) instead of --task")
@@ -132,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser(
         "models",
         help="list the models of nestgradmodule",
-        description="List the neuron models that nestgradmodule registers in NEST.",
+        description="List the neuron and synapse models that nestgradmodule registers in NEST.",
     )
     models.set_defaults(func=_cmd_models)
     return parser

@@ -16,6 +16,7 @@ from typing import Any
 
 TASKS = ("sine", "evidence", "thalamic")
 ARCHITECTURES = ("classic", "microcircuit")
+GRADIENT_ALGORITHMS = ("step", "event")
 OPTIMIZERS = ("gradient_descent", "adam")
 
 
@@ -51,6 +52,9 @@ class NetworkConfig:
     weight_scale: float = 1.0  # multiplies the default initial weights
     seed: int = 1  # initial weights and task data
     microcircuit: dict[str, Any] = field(default_factory=dict)  # EpropMicrocircuitConfig fields (architecture)
+    # "step": NEST's eprop_synapse (loop over each window); "event": nestgrad's eprop_event_synapse into the
+    # recurrent neurons (running sums, O(1) per spike; docs/event_driven_eprop.md). Same weight updates.
+    gradient_algorithm: str = "step"
 
     def __post_init__(self) -> None:
         _require(
@@ -81,6 +85,12 @@ class NetworkConfig:
             "a finite number > 0 is required",
         )
         _require(isinstance(self.seed, int) and self.seed >= 0, "network.seed", self.seed, "an integer >= 0")
+        _require(
+            self.gradient_algorithm in GRADIENT_ALGORITHMS,
+            "network.gradient_algorithm",
+            self.gradient_algorithm,
+            f"one of {', '.join(GRADIENT_ALGORITHMS)}",
+        )
         for key in ("neuron_params", "readout_params"):
             params = getattr(self, key)
             _require(isinstance(params, dict), f"network.{key}", params, "a table of NEST parameters is required")

@@ -14,11 +14,12 @@ MODELS_NAME = "nestgradmodule_models.json"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A neuron model registered by nestgradmodule."""
+    """A model registered by nestgradmodule."""
 
     name: str
     language: str  # "C++" or "NESTML"
     source: str  # where its source lives in the repository
+    kind: str = "node"  # "node" (neuron) or "synapse"
 
 
 @cache
@@ -49,7 +50,7 @@ def module_path() -> pathlib.Path:
 def models() -> tuple[ModelInfo, ...]:
     """The models of nestgradmodule, as registered by the build (one list, written by CMake)."""
     data = json.loads((module_dir() / MODELS_NAME).read_text())
-    return tuple(ModelInfo(m["name"], m["language"], m["source"]) for m in data["models"])
+    return tuple(ModelInfo(m["name"], m["language"], m["source"], m.get("kind", "node")) for m in data["models"])
 
 
 def model_names() -> list[str]:
@@ -66,9 +67,13 @@ def install() -> list[str]:
     import nest
 
     names = model_names()
-    if not all(name in nest.node_models for name in names):
+
+    def registered(m: ModelInfo) -> bool:
+        return m.name in (nest.synapse_models if m.kind == "synapse" else nest.node_models)
+
+    if not all(registered(m) for m in models()):
         nest.Install(str(module_path()))
-    missing = [name for name in names if name not in nest.node_models]
+    missing = [m.name for m in models() if not registered(m)]
     if missing:
         raise RuntimeError(f"nestgradmodule was loaded but does not register {missing}; rebuild with `make setup`")
     return names

@@ -8,6 +8,9 @@ Wiring (all delays one time step, as NEST 3.10's e-prop requires)::
 
     spike_generator --static--> parrot_neuron --eprop_synapse--> recurrent --eprop_synapse--> eprop_readout
                                                    recurrent --eprop_synapse--> recurrent (optional)
+
+With ``NetworkConfig.gradient_algorithm = "event"`` the connections into the recurrent neurons use nestgrad's
+``eprop_event_synapse`` (same updates, O(1) work per spike); the readout's inputs keep ``eprop_synapse``.
     eprop_readout --eprop_learning_signal_connection--> recurrent
     step_rate_generator --rate_connection_delayed--> eprop_readout  (receptor 1: learning window, 2: target)
 """
@@ -24,6 +27,7 @@ from nestgrad.parallel import SerialCommunicator
 from nestgrad.tasks import TrialBatch
 
 EPROP_SYNAPSE = "eprop_synapse"
+EVENT_SYNAPSE = "eprop_event_synapse"
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 _PROJECTION_NODES = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}
 
@@ -162,10 +166,12 @@ class EpropNetwork:
         self.neuron_params = default_neuron_params(config.neuron_model) | dict(config.neuron_params)
         self.readout_params = READOUT_DEFAULTS | dict(config.readout_params)
         self._nodes: dict[str, Any] = {}
+        self._synapse_models: dict[str, str] = {}
         self.comm = SerialCommunicator()  # the Trainer sets an MPI communicator under mpirun
 
     def describe(self) -> str:
-        return f"{self.config.neuron_model} ({self.n_rec} recurrent neurons)"
+        algorithm = ", eprop_event_synapse" if self.config.gradient_algorithm == "event" else ""
+        return f"{self.config.neuron_model} ({self.n_rec} recurrent neurons{algorithm})"
 
     # -- checks before anything runs ---------------------------------------------------------------------------
     def validate(self, nest: Any) -> None:
@@ -181,6 +187,14 @@ class EpropNetwork:
             unknown = sorted(set(params) - known)
             if unknown:
                 raise ValueError(f"network.{label}: unknown parameter(s) {unknown} for model {model_name!r}")
+        if self.config.gradient_algorithm == "event":
+            if EVENT_SYNAPSE not in nest.synapse_models:
+                raise ValueError("network.gradient_algorithm = 'event' needs nestgrad's module (nestgrad.install())")
+            if "event_history_size" not in nest.GetDefaults(model)["recordables"]:
+                raise ValueError(
+                    f"network.gradient_algorithm = 'event' is not supported by network.neuron_model = {model!r}: "
+                    "it keeps no running sums for eprop_event_synapse (nestgrad's eprop_iaf_psc_exp does)"
+                )
 
     def check_weights(self, weights: dict[str, np.ndarray]) -> None:
         shapes = {
@@ -210,7 +224,12 @@ class EpropNetwork:
         where e-prop synapses would be), the baseline for measuring the cost of plasticity. ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
         self.check_weights(weights)
-        self._synapse_model = EPROP_SYNAPSE if plastic else "static_synapse"
+        into_rec = EVENT_SYNAPSE if self.config.gradient_algorithm == "event" else EPROP_SYNAPSE
+        self._synapse_models = {
+            "in_rec": into_rec if plastic else "static_synapse",
+            "rec_rec": into_rec if plastic else "static_synapse",
+            "rec_out": EPROP_SYNAPSE if plastic else "static_synapse",
+        }
         step = self.resolution
         n = self._nodes
         n["gen_in"] = nest.Create("spike_generator", self.n_in)
@@ -223,16 +242,18 @@ class EpropNetwork:
         if plastic:
             # the default connection's weight (1.0) must lie inside the new bounds, or NEST refuses them
             default_w = min(max(0.0, self.optimizer.Wmin), self.optimizer.Wmax)
-            nest.SetDefaults(EPROP_SYNAPSE, {"weight": default_w})
-            nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
-        eprop = {"synapse_model": self._synapse_model, "delay": step}
+            for model in sorted(set(self._synapse_models.values())):
+                nest.SetDefaults(model, {"weight": default_w})
+                nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict()})
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
         nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
         if masks is None:
-            nest.Connect(n["in"], n["rec"], all_to_all, eprop | {"weight": weights["in_rec"]})
-            if self.config.recurrent:
-                nest.Connect(n["rec"], n["rec"], all_to_all, eprop | {"weight": weights["rec_rec"]})
-            nest.Connect(n["rec"], n["out"], all_to_all, eprop | {"weight": weights["rec_out"]})
+            for name in PROJECTIONS:
+                if name == "rec_rec" and not self.config.recurrent:
+                    continue
+                pre, post = _PROJECTION_NODES[name]
+                syn = {"synapse_model": self._synapse_models[name], "delay": step, "weight": weights[name]}
+                nest.Connect(n[pre], n[post], all_to_all, syn)
         else:
             for name, (pre, post) in _PROJECTION_NODES.items():
                 post_idx, pre_idx = np.nonzero(masks[name])
@@ -243,7 +264,7 @@ class EpropNetwork:
                     np.asarray(n[post].tolist())[post_idx],
                     "one_to_one",
                     {
-                        "synapse_model": self._synapse_model,
+                        "synapse_model": self._synapse_models[name],
                         "weight": np.asarray(weights[name], float)[post_idx, pre_idx],
                         "delay": np.full(post_idx.size, step),
                     },
@@ -315,7 +336,7 @@ class EpropNetwork:
     def _projection(self, nest: Any, name: str) -> tuple[Any, Any, Any]:
         n = self._nodes
         pre, post = _PROJECTION_NODES[name]
-        return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=self._synapse_model)
+        return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=self._synapse_models[name])
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         """Current weights as matrices [post, pre] (the MPI backend gathers them across ranks)."""
@@ -333,7 +354,7 @@ class EpropNetwork:
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
         """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD."""
-        if self.optimizer.type != "adam" or self._synapse_model != EPROP_SYNAPSE:
+        if self.optimizer.type != "adam" or "static_synapse" in self._synapse_models.values():
             return {}
         state = {}
         for name in PROJECTIONS:
@@ -343,10 +364,8 @@ class EpropNetwork:
             for moment in ("m", "v"):
                 mat = np.zeros((len(post), len(pre)))
                 if len(conns):
-                    d = conns.get(["source", "target", "optimizer"])
-                    rows = np.asarray(d["target"]) - post[0].global_id
-                    cols = np.asarray(d["source"]) - pre[0].global_id
-                    mat[rows, cols] = [o[moment] for o in d["optimizer"]]
+                    rows, cols, m, v = self._adam_moments(conns, pre, post)
+                    mat[rows, cols] = m if moment == "m" else v
                 state[f"{moment}_{name}"] = self.comm.sum(mat)
         return state
 
@@ -362,4 +381,23 @@ class EpropNetwork:
             cols = np.asarray(d["source"]) - pre[0].global_id
             m = state[f"m_{name}"][rows, cols]
             v = state[f"v_{name}"][rows, cols]
-            conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m, v, strict=True)])
+            if self._synapse_models[name] == EVENT_SYNAPSE:
+                conns.set(adam_m=m.tolist(), adam_v=v.tolist())
+            else:
+                conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m, v, strict=True)])
+
+    @staticmethod
+    def _adam_moments(conns: Any, pre: Any, post: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, columns and Adam moments m, v of a projection's connections (both synapse models)."""
+        model = conns.get("synapse_model")
+        model = model if isinstance(model, str) else model[0]
+        if model == EVENT_SYNAPSE:
+            d = conns.get(["source", "target", "adam_m", "adam_v"])
+            m, v = np.asarray(d["adam_m"], float), np.asarray(d["adam_v"], float)
+        else:
+            d = conns.get(["source", "target", "optimizer"])
+            m = np.array([o["m"] for o in d["optimizer"]], float)
+            v = np.array([o["v"] for o in d["optimizer"]], float)
+        rows = np.asarray(d["target"]) - post[0].global_id
+        cols = np.asarray(d["source"]) - pre[0].global_id
+        return rows, cols, m, v

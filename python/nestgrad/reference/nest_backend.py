@@ -99,6 +99,7 @@ def spec_from_config(config: ExperimentConfig, iterations: int) -> NetworkSpec:
         window=np.concatenate([b.learning_window for b in batches]),
         iteration_steps=batches[0].steps,
         meta={"task": config.task.name, "trial_steps": batches[0].trial_steps, "config": config.to_dict()},
+        gradient_algorithm=net_cfg.gradient_algorithm,
     )
 
 
@@ -119,6 +120,7 @@ def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
         neuron_params=spec.rec_params,
         readout_params=spec.readout_params,
         recurrent=bool(spec.masks["rec_rec"].any()),
+        gradient_algorithm=spec.gradient_algorithm,
     )
     net = EpropNetwork(net_cfg, opt, spec.n_in, spec.n_out, spec.resolution)
     net.validate(nest)

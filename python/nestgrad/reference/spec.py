@@ -44,6 +44,9 @@ class NetworkSpec:
     iteration_steps: int  # data steps per iteration
     delays: dict[str, float] | None = None  # ms per projection; None: one step everywhere
     meta: dict[str, Any] = field(default_factory=dict)
+    # how NEST computes the gradients ("step": eprop_synapse, "event": eprop_event_synapse); same mathematics, so
+    # the reference engine ignores it
+    gradient_algorithm: str = "step"
 
     def __post_init__(self) -> None:
         if self.delays is None:
@@ -84,6 +87,8 @@ class NetworkSpec:
         """The checks that do not depend on the model: shapes, finiteness, delays, step counts."""
         if not (np.isfinite(self.resolution) and self.resolution > 0):
             raise SpecError(f"resolution = {self.resolution!r} must be > 0 ms")
+        if self.gradient_algorithm not in ("step", "event"):
+            raise SpecError(f"gradient_algorithm = {self.gradient_algorithm!r} must be 'step' or 'event'")
         n_in, n_rec, n_out = self.n_in, self.n_rec, self.n_out
         shapes = {
             "in_rec": (n_rec, n_in),
@@ -133,6 +138,7 @@ class NetworkSpec:
             "iteration_steps": self.iteration_steps,
             "delays": self.delays,
             "meta": self.meta,
+            "gradient_algorithm": self.gradient_algorithm,
         }
         arrays = {f"w_{k}": v for k, v in self.weights.items()} | {f"mask_{k}": v for k, v in self.masks.items()}
         np.savez_compressed(
@@ -171,6 +177,7 @@ class NetworkSpec:
                 iteration_steps=int(doc["iteration_steps"]),
                 delays=doc["delays"],
                 meta=doc.get("meta", {}),
+                gradient_algorithm=doc.get("gradient_algorithm", "step"),
             )
         except KeyError as err:
             raise SpecError(f"{path}: field {err} is missing") from None

@@ -1,0 +1,295 @@
+/*
+ *  eprop_event_synapse.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EPROP_EVENT_SYNAPSE_H
+#define NESTGRAD_EPROP_EVENT_SYNAPSE_H
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+// NEST public headers
+#include "connection.h"
+#include "connector_model.h"
+#include "exceptions.h"
+
+#include "eprop_event_node.h"
+
+namespace nestgrad
+{
+
+/* BeginUserDocs: synapse, e-prop plasticity
+
+Short description
++++++++++++++++++
+
+E-prop synapse whose gradient costs O(1) per presynaptic spike (event-driven e-prop)
+
+Description
++++++++++++
+
+``eprop_event_synapse`` computes the same e-prop weight updates as NEST's ``eprop_synapse`` (NEST 3.10
+semantics: gradient of the window between two presynaptic spikes, limited by the target's
+``eprop_isi_trace_cutoff``, summed over the optimizer's ``batch_size`` steps and applied by gradient descent or Adam
+at the first spike after the batch boundary), but it does not loop over the time steps of the window. The target
+neuron keeps running sums of its learning signal and surrogate gradient weighted by powers of its trace constants,
+once per neuron and step; the synapse gets its window gradient from differences of two entries per re-basing
+segment [1]_ (docs/event_driven_eprop.md). Work per presynaptic spike is independent of the inter-spike interval up to
+one short term per segment crossed (segments of ~35 steps for 5 ms synaptic time constants), and the synapse does not
+take part in NEST's per-spike history bookkeeping. Weight updates equal the step-by-step rule to ~1e-12 relative.
+
+The optimizer is part of the synapse (no separate heap object): memory per synapse is ``size_of`` bytes.
+
+Targets must be nestgrad neurons that keep the running sums (``eprop_iaf_psc_exp``); connecting to any other model
+(NEST's ``eprop_iaf`` family, ``eprop_readout``) fails with an error that says so: their archiving interface only
+exposes the per-step history. Connections into readouts keep using ``eprop_synapse``.
+
+Differences from ``eprop_synapse``:
+
+* ``optimize_each_step`` must be false (one update per batch, the setting used for training);
+* flush events are ignored (the window of a silent presynaptic neuron is computed at its next spike);
+* the learning rate in effect is ``eta`` from the first update on (NEST applies the first value ``eta`` was ever
+  set to at a synapse's first update and the current one afterwards);
+* the delay must be one time step, as for every e-prop synapse in NEST 3.10.
+
+Parameters
+++++++++++
+
+Common properties (``nest.SetDefaults("eprop_event_synapse", {"optimizer": {...}})``):
+
+=================== ======= ================== ===================================================================
+Parameter           Unit    Default            Description
+=================== ======= ================== ===================================================================
+``type``                    gradient_descent   ``gradient_descent`` or ``adam``
+``batch_size``              1                  steps over which gradients are summed and averaged
+``eta``                     1e-4               learning rate
+``Wmin``            pA      -100.0             lower weight bound
+``Wmax``            pA      100.0              upper weight bound
+``beta_1``                  0.9                Adam: decay of the first moment
+``beta_2``                  0.999              Adam: decay of the second moment
+``epsilon``                 1e-7               Adam: regulariser of the denominator
+``optimize_each_step``      false              must be false
+=================== ======= ================== ===================================================================
+
+Per connection: ``weight`` (pA, within [Wmin, Wmax]), ``delay`` (ms, one step), Adam's moments ``adam_m`` and
+``adam_v`` (readable and writable, e.g. to resume training).
+
+References
+++++++++++
+
+.. [1] nestgrad, docs/event_driven_eprop.md: window sums of e-prop from per-neuron running sums.
+.. [2] Bellec G, Scherr F, Subramoney A, Hajek E, Salaj D, Legenstein R, Maass W (2020). A solution to the learning
+       dilemma for recurrent networks of spiking neurons. Nature Communications 11:3625.
+.. [3] Korcsak-Gorzo A, Espinoza Valverde JA, Stapmanns J, Plesser HE, Dahmen D, Bolten M, van Albada SJ,
+       Diesmann M (2025). Event-driven eligibility propagation in large sparse networks: efficiency shaped by
+       biological realism. arXiv:2511.21674.
+
+Transmits
++++++++++
+
+SpikeEvent
+
+See also
+++++++++
+
+eprop_synapse, eprop_iaf_psc_exp
+
+EndUserDocs */
+
+void register_eprop_event_synapse( const std::string& name );
+
+//! Optimizer settings shared by all eprop_event_synapse connections of one synapse model.
+class EpropEventSynapseCommonProperties : public nest::CommonSynapseProperties
+{
+public:
+  void get_status( Dictionary& d ) const;
+  void set_status( const Dictionary& d, nest::ConnectorModel& cm );
+
+  bool adam_ = false;
+  long batch_size_ = 1;
+  double eta_ = 1e-4;
+  double Wmin_ = -100.0;
+  double Wmax_ = 100.0;
+  double beta_1_ = 0.9;
+  double beta_2_ = 0.999;
+  double epsilon_ = 1e-7;
+};
+
+template < typename targetidentifierT >
+class eprop_event_synapse : public nest::Connection< targetidentifierT >
+{
+public:
+  typedef EpropEventSynapseCommonProperties CommonPropertiesType;
+  typedef nest::Connection< targetidentifierT > ConnectionBase;
+
+  static constexpr nest::ConnectionModelProperties properties = nest::ConnectionModelProperties::HAS_DELAY
+    | nest::ConnectionModelProperties::IS_PRIMARY | nest::ConnectionModelProperties::SUPPORTS_HPC;
+
+  //! Flush events carry no information this synapse needs.
+  static constexpr bool supports_flush_event = false;
+
+  using ConnectionBase::get_delay_steps;
+  using ConnectionBase::get_rport;
+  using ConnectionBase::get_target;
+
+  void get_status( Dictionary& d ) const;
+  void set_status( const Dictionary& d, nest::ConnectorModel& cm );
+
+  bool send( nest::Event& e, size_t thread, const CommonPropertiesType& cp );
+
+  class ConnTestDummyNode : public nest::ConnTestDummyNodeBase
+  {
+  public:
+    using nest::ConnTestDummyNodeBase::handles_test_event;
+    size_t
+    handles_test_event( nest::SpikeEvent&, size_t ) override
+    {
+      return nest::invalid_port;
+    }
+  };
+
+  void check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& cp );
+
+  void
+  set_weight( const double w )
+  {
+    weight_ = w;
+  }
+
+private:
+  //! Sums the gradient and, at the first spike after a batch boundary, applies the optimizer (NEST 3.10's rule).
+  void optimize_( const CommonPropertiesType& cp, long t_update, double gradient );
+
+  double weight_ = 1.0;
+  long t_spike_previous_ = 0;  //!< step of the previous presynaptic spike, 0: none yet
+  EventEpropTrace trace_;
+  double cumulative_gradient_ = 0.0;
+  long optimization_step_ = 1;  //!< batch index of the last update; 1: no update yet
+  double m_ = 0.0;  //!< Adam's first moment
+  double v_ = 0.0;  //!< Adam's second moment
+  double beta_1_power_ = 1.0;
+  double beta_2_power_ = 1.0;
+};
+
+template < typename targetidentifierT >
+constexpr nest::ConnectionModelProperties eprop_event_synapse< targetidentifierT >::properties;
+
+template < typename targetidentifierT >
+void
+eprop_event_synapse< targetidentifierT >::check_connection( nest::Node& s,
+  nest::Node& t,
+  size_t receptor_type,
+  const CommonPropertiesType& )
+{
+  if ( get_delay_steps() != 1 )
+  {
+    throw nest::IllegalConnection( "eprop_event_synapse requires a delay of one simulation step." );
+  }
+  auto* target = dynamic_cast< EpropEventNode* >( &t );
+  if ( not target )
+  {
+    throw nest::IllegalConnection( "eprop_event_synapse cannot connect to " + t.get_name()
+      + ": the target must keep e-prop running sums (nestgrad's eprop_iaf_psc_exp); NEST's e-prop neurons and "
+        "eprop_readout only keep the per-step history of eprop_synapse. Use eprop_synapse for these targets." );
+  }
+  ConnTestDummyNode dummy_target;
+  ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
+  target->register_event_synapse();
+}
+
+template < typename targetidentifierT >
+inline bool
+eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thread, const CommonPropertiesType& cp )
+{
+  // the target's type was checked in check_connection
+  auto* target = static_cast< EpropEventNode* >( get_target( thread ) );
+  const long t_spike = e.get_stamp().get_steps();
+  if ( t_spike_previous_ != 0 )
+  {
+    const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, trace_ );
+    optimize_( cp, t_spike - 1, gradient );
+  }
+  target->move_event_reader( t_spike_previous_, t_spike );
+  t_spike_previous_ = t_spike;
+
+  e.set_receiver( *target );
+  e.set_weight( weight_ );
+  e.set_delay_steps( get_delay_steps() );
+  e.set_rport( get_rport() );
+  e();
+  return true;
+}
+
+template < typename targetidentifierT >
+inline void
+eprop_event_synapse< targetidentifierT >::optimize_( const CommonPropertiesType& cp,
+  const long t_update,
+  const double gradient )
+{
+  cumulative_gradient_ += gradient;
+  const long current_step = 1 + t_update / cp.batch_size_;
+  if ( optimization_step_ >= current_step )
+  {
+    return;
+  }
+  cumulative_gradient_ /= cp.batch_size_;
+  double w = weight_;
+  if ( cp.adam_ )
+  {
+    // one Adam step per batch boundary passed; batches without spikes contribute zero gradients
+    for ( ; optimization_step_ < current_step; ++optimization_step_ )
+    {
+      beta_1_power_ *= cp.beta_1_;
+      beta_2_power_ *= cp.beta_2_;
+      const double alpha = cp.eta_ * std::sqrt( 1.0 - beta_2_power_ ) / ( 1.0 - beta_1_power_ );
+      m_ = cp.beta_1_ * m_ + ( 1.0 - cp.beta_1_ ) * cumulative_gradient_;
+      v_ = cp.beta_2_ * v_ + ( 1.0 - cp.beta_2_ ) * cumulative_gradient_ * cumulative_gradient_;
+      w -= alpha * m_ / ( std::sqrt( v_ ) + cp.epsilon_ );
+      cumulative_gradient_ = 0.0;
+    }
+  }
+  else
+  {
+    w -= cp.eta_ * cumulative_gradient_;
+    cumulative_gradient_ = 0.0;
+  }
+  weight_ = std::clamp( w, cp.Wmin_, cp.Wmax_ );
+  optimization_step_ = current_step;
+}
+
+template < typename targetidentifierT >
+void
+eprop_event_synapse< targetidentifierT >::get_status( Dictionary& d ) const
+{
+  ConnectionBase::get_status( d );
+  d[ nest::names::weight ] = weight_;
+  d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
+  d[ "adam_m" ] = m_;
+  d[ "adam_v" ] = v_;
+}
+
+template < typename targetidentifierT >
+void
+eprop_event_synapse< targetidentifierT >::set_status( const Dictionary& d, nest::ConnectorModel& cm )
+{
+  ConnectionBase::set_status( d, cm );
+  double w = weight_;
+  d.update_value( nest::names::weight, w );
+  d.update_value( "adam_m", m_ );
+  d.update_value( "adam_v", v_ );
+  const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eprop_event_synapse >& >( cm );
+  const CommonPropertiesType& cp = gcm.get_common_properties();
+  if ( not( w >= cp.Wmin_ and w <= cp.Wmax_ ) )
+  {
+    throw nest::BadProperty( "eprop_event_synapse: weight " + std::to_string( w ) + " outside [Wmin, Wmax] = ["
+      + std::to_string( cp.Wmin_ ) + ", " + std::to_string( cp.Wmax_ ) + "]." );
+  }
+  weight_ = w;
+}
+
+}  // namespace nestgrad
+
+#endif  // NESTGRAD_EPROP_EVENT_SYNAPSE_H
