@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 // NEST public headers
@@ -20,16 +21,29 @@ namespace nestgrad
 
 namespace
 {
-// Longest segment: a window that starts and ends inside one segment is summed step by step, longer ones cost one
-// entry per segment crossed. Shorter if needed so that lambda^segment stays far from underflow.
-constexpr long max_segment = 64;
+// Longest segment (a power of two): a window that starts and ends inside one segment is summed step by step, longer
+// ones cost one entry per segment crossed. Shorter if needed so that lambda^segment stays far from underflow.
+constexpr int max_segment_shift = 6;  // 64 steps
 constexpr double smallest_weight = 1e-200;
+// Powers are tabulated up to here; longer decays multiply table entries.
+constexpr long power_table_size = 1024;
 
 // Entries kept behind the step being updated for spikes still in transit (their window starts one step earlier).
 long
 transit_margin()
 {
   return nest::kernel().connection_manager.get_min_delay() + 4;
+}
+
+std::vector< double >
+powers( const double base, const long n )
+{
+  std::vector< double > table( n, 1.0 );
+  for ( long k = 1; k < n; ++k )
+  {
+    table[ k ] = std::pow( base, static_cast< double >( k ) );
+  }
+  return table;
 }
 }  // namespace
 
@@ -60,145 +74,168 @@ EpropEventNode::configure_event_history_( const int n_lambda,
     throw nest::BadProperty(
       "eprop_event_synapse requires 0 < kappa_reg <= 1 when c_reg > 0 (got " + std::to_string( kappa_reg ) + ")." );
   }
-  const int n_filters = regularize ? 2 : 1;
-  const double kappas[ 2 ] = { kappa, regularize ? kappa_reg : 0.0 };
-
-  // Segment: the weights kappa^k and lambda^k inside a segment stay above smallest_weight (no denormals).
-  double worst = 1.0;
-  for ( int f = 0; f < n_filters; ++f )
-  {
-    worst = std::min( worst, kappas[ f ] );
-  }
+  // distinct trace constants
+  double distinct[ 3 ];
+  int slot_of[ 3 ];
+  int n_distinct = 0;
   for ( int m = 0; m < n_lambda; ++m )
   {
     if ( not( lambda[ m ] > 0.0 and lambda[ m ] < 1.0 ) )
     {
       throw nest::BadProperty( get_name() + ": trace constants must lie in (0, 1) for eprop_event_synapse." );
     }
-    worst = std::min( worst, lambda[ m ] );
+    const auto found = std::find( distinct, distinct + n_distinct, lambda[ m ] );
+    slot_of[ m ] = static_cast< int >( found - distinct );
+    if ( found == distinct + n_distinct )
+    {
+      distinct[ n_distinct++ ] = lambda[ m ];
+    }
   }
-  const long segment = worst < 1.0
-    ? std::clamp( static_cast< long >( std::log( smallest_weight ) / std::log( worst ) ), 1L, max_segment )
-    : max_segment;
-  const long filter_stride = 3 + 4 * n_lambda;
+  const bool merged = regularize and kappa_reg == kappa;
+  const int n_filters = regularize and not merged ? 2 : 1;
+  const double kappas[ 2 ] = { kappa, n_filters == 2 ? kappa_reg : 0.0 };
+
+  double worst = std::min( kappas[ 0 ], n_filters == 2 ? kappas[ 1 ] : 1.0 );
+  for ( int m = 0; m < n_distinct; ++m )
+  {
+    worst = std::min( worst, distinct[ m ] );
+  }
+  int shift = max_segment_shift;
+  while ( shift > 0 and worst < 1.0 and std::pow( worst, static_cast< double >( 1L << shift ) ) < smallest_weight )
+  {
+    --shift;
+  }
+  const long filter_stride = 3 + 4 * n_distinct;
   const long stride = 1 + n_filters * filter_stride;
 
-  const bool same = n_lambda == n_lambda_ and n_filters == n_filters_ and segment == segment_ and stride == stride_
-    and kappas[ 0 ] == kappa_[ 0 ] and kappas[ 1 ] == kappa_[ 1 ] and std::equal( lambda, lambda + n_lambda, lambda_ );
-  if ( same )
+  const bool same = n_distinct == n_lambda_ and n_filters == n_filters_ and shift == segment_shift_
+    and stride == stride_ and kappas[ 0 ] == kappa_[ 0 ] and kappas[ 1 ] == kappa_[ 1 ]
+    and std::equal( distinct, distinct + n_distinct, lambda_ ) and ( merged ? 1.0 - kappa_reg : 0.0 ) == reg_factor_;
+  std::copy( slot_of, slot_of + n_lambda, lambda_slot_of_ );
+  if ( same and not kappa_pow_[ 0 ].empty() )
   {
     return;
   }
-  if ( count_ > 0 )
+  if ( not chunks_.empty() )
   {
     throw nest::KernelException( get_name()
       + ": trace constants (tau_m, tau_syn, kappa, kappa_reg, c_reg) changed while eprop_event_synapse windows are "
         "open; change them before the first simulation." );
   }
-  n_lambda_ = n_lambda;
+  n_lambda_ = n_distinct;
   n_filters_ = n_filters;
-  segment_ = segment;
+  reg_factor_ = merged ? 1.0 - kappa_reg : 0.0;
+  segment_shift_ = shift;
+  segment_ = 1L << shift;
   stride_ = stride;
   filter_stride_ = filter_stride;
   kappa_[ 0 ] = kappas[ 0 ];
   kappa_[ 1 ] = kappas[ 1 ];
-  std::copy( lambda, lambda + n_lambda, lambda_ );
-
-  auto powers = []( double base, long n )
-  {
-    std::vector< double > table( n + 1, 1.0 );
-    for ( long k = 1; k <= n; ++k )
-    {
-      table[ k ] = std::pow( base, static_cast< double >( k ) );
-    }
-    return table;
-  };
+  std::copy( distinct, distinct + n_distinct, lambda_ );
   for ( int f = 0; f < n_filters; ++f )
   {
-    kappa_pow_[ f ] = powers( kappas[ f ], segment );
+    kappa_pow_[ f ] = powers( kappas[ f ], power_table_size );
   }
-  for ( int m = 0; m < n_lambda; ++m )
+  for ( int m = 0; m < n_distinct; ++m )
   {
-    lambda_pow_[ m ] = powers( lambda[ m ], segment );
+    lambda_pow_[ m ] = powers( distinct[ m ], power_table_size );
   }
 }
 
 void
 EpropEventNode::clear_event_history_()
 {
-  buffer_.clear();
-  head_ = 0;
-  count_ = 0;
-  t_first_ = 0;
+  chunks_.clear();
+  chunk_base_ = 0;
+  t_end_ = 0;
   t_next_sum_ = 0;
+  pruned_below_ = 0;
   reader_counts_.clear();
-  bucket_base_ = 0;
+  count_base_ = 0;
 }
 
 void
 EpropEventNode::append_event_entry_( const long t, const double surrogate_gradient, const double firing_rate_reg )
 {
-  if ( count_ == 0 )
+  if ( chunks_.empty() )
   {
-    buffer_.clear();
-    head_ = 0;
-    t_first_ = t;
+    chunk_base_ = t >> segment_shift_;
     t_next_sum_ = std::max( t_next_sum_, t );
   }
-  assert( t == t_first_ + static_cast< long >( count_ ) );
-  const size_t at = buffer_.size();
-  buffer_.resize( at + stride_, 0.0 );
-  double* e = buffer_.data() + at;
+  else
+  {
+    assert( t == t_end_ );
+  }
+  const long c = ( t >> segment_shift_ ) - chunk_base_;
+  while ( static_cast< long >( chunks_.size() ) <= c )
+  {
+    chunks_.emplace_back();
+  }
+  if ( chunks_[ c ].empty() )
+  {
+    chunks_[ c ].assign( segment_ * stride_, 0.0 );
+  }
+  t_end_ = t + 1;
+  double* e = entry_( t );
+  std::fill( e, e + stride_, 0.0 );
   e[ 0 ] = surrogate_gradient;
   if ( n_filters_ == 2 )
   {
     e[ filter_offset_( 1 ) ] = firing_rate_reg;
   }
-  ++count_;
+  else
+  {
+    e[ filter_offset_( 0 ) ] = reg_factor_ * firing_rate_reg;  // learning signals are added later
+  }
 }
 
 void
 EpropEventNode::add_event_learning_signal_( const long t, const double learning_signal )
 {
-  if ( count_ == 0 or t < t_first_ or t >= t_first_ + static_cast< long >( count_ ) )
+  if ( not held_( t ) )
   {
-    return;  // no synapse needs this entry
+    return;  // no synapse can read this entry
   }
   if ( t < t_next_sum_ )
   {
     throw nest::KernelException( get_name() + ": learning signal for step " + std::to_string( t )
       + " arrived after its running sums were completed (e-prop delays must be one step)." );
   }
-  entry_( t )[ 1 ] += learning_signal;
+  entry_( t )[ filter_offset_( 0 ) ] += learning_signal;
 }
 
 void
 EpropEventNode::finalize_event_entries_( const long t )
 {
-  const long last = std::min( t, t_first_ + static_cast< long >( count_ ) - 1 );
-  const long S = segment_;
+  const long last = std::min( t, t_end_ - 1 );
+  const long mask = segment_ - 1;
   const int nl = n_lambda_;
-  for ( long e = std::max( t_next_sum_, t_first_ ); e <= last; ++e )
+  for ( long e = t_next_sum_; e <= last; ++e )
   {
+    if ( not held_( e ) )
+    {
+      continue;
+    }
     double* cur = entry_( e );
-    const long k = e % S;
-    // an entry before e that is not held is needed by no window that starts before e
-    const double* prev = ( k > 0 and e > t_first_ ) ? entry_( e - 1 ) : nullptr;
+    const long k = e & mask;
+    // a segment is held whole, or from the first entry that was appended
+    const double* prev = ( k > 0 and held_( e - 1 ) ) ? entry_( e - 1 ) : nullptr;
     const double psi = cur[ 0 ];
     for ( int f = 0; f < n_filters_; ++f )
     {
       const long o = filter_offset_( f );
+      const long mo = o + 2 + 2 * nl;  // M, then G[m], N[m]
       const double L = cur[ o ];
-      cur[ o + 1 ] = ( prev ? prev[ o + 1 ] : 0.0 ) + L * kappa_pow_[ f ][ k ];
+      cur[ mo ] = ( prev ? prev[ mo ] : 0.0 ) + L * kappa_pow_[ f ][ k ];
       for ( int m = 0; m < nl; ++m )
       {
-        const long g = o + 2 + m;
-        const long n = o + 2 + nl + m;
+        const long g = mo + 1 + m;
+        const long n = mo + 1 + nl + m;
         cur[ g ] = ( prev ? kappa_[ f ] * prev[ g ] : 0.0 ) + psi * lambda_pow_[ m ][ k ];
         cur[ n ] = ( prev ? prev[ n ] : 0.0 ) + L * cur[ g ];
       }
     }
-    if ( k == S - 1 )
+    if ( k == mask )
     {
       complete_segment_( e );
     }
@@ -209,18 +246,17 @@ EpropEventNode::finalize_event_entries_( const long t )
 void
 EpropEventNode::complete_segment_( const long t_last )
 {
-  const long S = segment_;
   const int nl = n_lambda_;
-  const long R = t_last - ( S - 1 );
+  const long R = t_last - ( segment_ - 1 );
   const double* next = nullptr;
-  for ( long e = t_last; e >= std::max( R, t_first_ ); --e )
+  for ( long e = t_last; e >= R and held_( e ); --e )
   {
     double* cur = entry_( e );
     const double psi = cur[ 0 ];
     for ( int f = 0; f < n_filters_; ++f )
     {
       const long o = filter_offset_( f );
-      const long q = o + 2 + 2 * nl;
+      const long q = o + 1;  // Q, then K[m], W[m]
       const double kf = kappa_[ f ];
       cur[ q ] = cur[ o ] + ( next ? kf * next[ q ] : 0.0 );
       const double psi_end = psi * kappa_pow_[ f ][ t_last - e ];
@@ -240,20 +276,25 @@ EpropEventNode::complete_segment_( const long t_last )
 void
 EpropEventNode::move_event_reader( const long t_spike_previous, const long t_spike )
 {
+  const long k_new = ( t_spike - 1 ) >> segment_shift_;
   if ( reader_counts_.empty() )
   {
-    bucket_base_ = t_spike / bucket_steps_;
+    count_base_ = k_new;
   }
   if ( t_spike_previous > 0 )
   {
-    const long i = t_spike_previous / bucket_steps_ - bucket_base_;
+    const long i = ( ( t_spike_previous - 1 ) >> segment_shift_ ) - count_base_;
     if ( i >= 0 and i < static_cast< long >( reader_counts_.size() ) )
     {
       --reader_counts_[ i ];
     }
   }
-  const long i = t_spike / bucket_steps_ - bucket_base_;
-  assert( i >= 0 );
+  while ( k_new < count_base_ )  // spikes arrive in time order; kept for safety
+  {
+    reader_counts_.push_front( 0 );
+    --count_base_;
+  }
+  const long i = k_new - count_base_;
   while ( static_cast< long >( reader_counts_.size() ) <= i )
   {
     reader_counts_.push_back( 0 );
@@ -264,42 +305,67 @@ EpropEventNode::move_event_reader( const long t_spike_previous, const long t_spi
 void
 EpropEventNode::prune_event_history_( const long t_now )
 {
-  long keep_from = t_now - transit_margin();
-  while ( not reader_counts_.empty() and reader_counts_.front() == 0
-    and ( bucket_base_ + 1 ) * bucket_steps_ <= keep_from )
-  {
-    reader_counts_.pop_front();
-    ++bucket_base_;
-  }
-  if ( not reader_counts_.empty() )
-  {
-    keep_from = std::min( keep_from, bucket_base_ * bucket_steps_ - 1 );  // a window starts one step before a spike
-  }
-  const long drop = std::min( keep_from - t_first_, static_cast< long >( count_ ) );
-  if ( drop <= 0 )
+  // Segments entirely before t_now - margin are read only by windows that start in them or up to `span` segments
+  // before them (a window reads at most cutoff steps from its start). Examined once per segment.
+  const long limit = ( t_now - transit_margin() ) >> segment_shift_;
+  if ( limit <= pruned_below_ or chunks_.empty() )
   {
     return;
   }
-  head_ += drop;
-  count_ -= drop;
-  t_first_ += drop;
-  if ( head_ > count_ )  // amortised O(1): move the live entries to the front once the dead ones outnumber them
+  pruned_below_ = limit;
+  const long cutoff = get_eprop_isi_trace_cutoff();
+  const long span = cutoff >= std::numeric_limits< long >::max() / 2 ? std::numeric_limits< long >::max() / 4
+                                                                      : ( cutoff >> segment_shift_ ) + 2;
+  auto readers_in = [ this ]( long k )
   {
-    buffer_.erase( buffer_.begin(), buffer_.begin() + head_ * stride_ );
-    head_ = 0;
+    const long i = k - count_base_;
+    return ( i >= 0 and i < static_cast< long >( reader_counts_.size() ) ) ? reader_counts_[ i ] : 0L;
+  };
+  // readers with window starts in segments [c - span, c], slid along c
+  const long c0 = chunk_base_;
+  long window = 0;
+  for ( long k = std::max( count_base_, c0 - std::min( span, c0 - count_base_ ) ); k <= c0; ++k )
+  {
+    window += readers_in( k );
+  }
+  const long c_end = std::min( limit, chunk_base_ + static_cast< long >( chunks_.size() ) );
+  for ( long c = c0; c < c_end; ++c )
+  {
+    if ( c > c0 )
+    {
+      window += readers_in( c ) - ( c - span - 1 >= count_base_ ? readers_in( c - span - 1 ) : 0L );
+    }
+    if ( window == 0 )
+    {
+      std::vector< double >().swap( chunks_[ c - chunk_base_ ] );  // release the memory
+    }
+  }
+  while ( not chunks_.empty() and chunks_.front().empty() and chunk_base_ < limit )
+  {
+    chunks_.pop_front();
+    ++chunk_base_;
+  }
+  while ( not reader_counts_.empty() and reader_counts_.front() == 0 )
+  {
+    reader_counts_.pop_front();
+    ++count_base_;
   }
 }
 
 double
 EpropEventNode::event_surrogate_gradient_( const long t ) const
 {
+  if ( not held_( t ) )
+  {
+    throw nest::KernelException( get_name() + ": e-prop history for step " + std::to_string( t ) + " is not held." );
+  }
   return entry_( t )[ 0 ];
 }
 
 double
 EpropEventNode::event_learning_signal_or_zero_( const long t ) const
 {
-  return ( count_ > 0 and t >= t_first_ and t < t_first_ + static_cast< long >( count_ ) ) ? entry_( t )[ 1 ] : 0.0;
+  return held_( t ) ? entry_( t )[ filter_offset_( 0 ) ] : 0.0;
 }
 
 double
@@ -309,15 +375,31 @@ EpropEventNode::event_signal_( const long t, const int filter ) const
 }
 
 double
-EpropEventNode::table_pow_( const std::vector< double >& table, long n ) const
+EpropEventNode::table_power_( const std::vector< double >& table, long n )
 {
-  const long S = segment_;
-  double result = table[ n % S ];
-  for ( long q = n / S; q > 0; --q )
+  const long size = static_cast< long >( table.size() );
+  if ( n < size )
   {
-    result *= table[ S ];
+    return table[ n ];
+  }
+  double result = table[ n % ( size - 1 ) ];
+  for ( long q = n / ( size - 1 ); q > 0; --q )
+  {
+    result *= table[ size - 1 ];
   }
   return result;
+}
+
+double
+EpropEventNode::lambda_power_( const int slot, const long n ) const
+{
+  return table_power_( lambda_pow_[ slot ], n );
+}
+
+double
+EpropEventNode::kappa_power_( const int f, const long n ) const
+{
+  return table_power_( kappa_pow_[ f ], n );
 }
 
 void
@@ -332,36 +414,36 @@ EpropEventNode::event_window_( long a,
   {
     return;
   }
-  if ( a < t_first_ or b - 1 >= t_next_sum_ )
+  if ( not held_( a ) or not held_( b - 1 ) or b - 1 >= t_next_sum_ )
   {
     throw nest::KernelException( get_name() + ": e-prop history for steps " + std::to_string( a ) + " to "
-      + std::to_string( b - 1 ) + " is not available (held: " + std::to_string( t_first_ ) + " to "
-      + std::to_string( t_next_sum_ - 1 ) + ")." );
+      + std::to_string( b - 1 ) + " is not available (complete up to " + std::to_string( t_next_sum_ - 1 ) + ")." );
   }
   const long S = segment_;
   const int nl = n_lambda_;
+  const int nf = n_filters_;
   double lam[ 3 ];  // Y[m] lambda_m^(a - tau) at the start a of each part
   for ( int m = 0; m < nl; ++m )
   {
-    lam[ m ] = Y[ m ] * table_pow_( lambda_pow_[ m ], a - tau );
+    lam[ m ] = Y[ m ] * table_power_( lambda_pow_[ m ], a - tau );
   }
   while ( a < b )
   {
-    const long R = a - a % S;
+    const long R = a & ~( S - 1 );
     const long end = std::min( b, R + S );
     if ( a == R )
     {
       // [R, end): forward sums of entry end - 1
       const double* e = entry_( end - 1 );
-      for ( int f = 0; f < n_filters_; ++f )
+      for ( int f = 0; f < nf; ++f )
       {
-        const long o = filter_offset_( f );
-        double sum = ebar[ f ] * kappa_[ f ] * e[ o + 1 ];
+        const long mo = filter_offset_( f ) + 2 + 2 * nl;
+        double sum = ebar[ f ] * kappa_[ f ] * e[ mo ];
         double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - R ];
         for ( int m = 0; m < nl; ++m )
         {
-          sum += lam[ m ] * e[ o + 2 + nl + m ];
-          new_ebar += lam[ m ] * e[ o + 2 + m ];
+          new_ebar += lam[ m ] * e[ mo + 1 + m ];
+          sum += lam[ m ] * e[ mo + 1 + nl + m ];
         }
         total[ f ] += sum;
         ebar[ f ] = new_ebar;
@@ -371,15 +453,15 @@ EpropEventNode::event_window_( long a,
     {
       // [a, E) of a complete segment: suffix sums of entry a
       const double* e = entry_( a );
-      for ( int f = 0; f < n_filters_; ++f )
+      for ( int f = 0; f < nf; ++f )
       {
-        const long q = filter_offset_( f ) + 2 + 2 * nl;
+        const long q = filter_offset_( f ) + 1;
         double sum = ebar[ f ] * kappa_[ f ] * e[ q ];
         double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - a ];
         for ( int m = 0; m < nl; ++m )
         {
-          sum += lam[ m ] * e[ q + 1 + nl + m ];
           new_ebar += lam[ m ] * e[ q + 1 + m ];
+          sum += lam[ m ] * e[ q + 1 + nl + m ];
         }
         total[ f ] += sum;
         ebar[ f ] = new_ebar;
@@ -400,7 +482,7 @@ EpropEventNode::event_window_( long a,
           x[ m ] *= lambda_[ m ];
         }
         const double el = e[ 0 ] * trace;
-        for ( int f = 0; f < n_filters_; ++f )
+        for ( int f = 0; f < nf; ++f )
         {
           ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
           total[ f ] += e[ filter_offset_( f ) ] * ebar[ f ];

@@ -18,15 +18,16 @@ namespace nestgrad
 {
 
 /**
- * What an eprop_event_synapse keeps for its target between two presynaptic spikes: the presynaptic trace as
- * coefficients of the target's geometric sequences at the window start (their meaning is the target model's) and
- * the filtered eligibility traces of the task and regularisation terms.
+ * What an eprop_event_synapse keeps for its target between two presynaptic spikes: the presynaptic trace one step
+ * before the next window starts (its components are the target model's) and the filtered eligibility traces of the
+ * task and regularisation terms.
  */
 struct EventEpropTrace
 {
   double y[ 2 ] = { 0.0, 0.0 };
   double e_bar = 0.0;
   double e_bar_reg = 0.0;
+  bool pending = false;  //!< the previous spike still has to enter the trace (windows of one step)
 };
 
 /**
@@ -66,8 +67,9 @@ public:
   virtual double event_gradient( long t_spike, long t_spike_previous, double weight, EventEpropTrace& trace ) = 0;
 
   /**
-   * A synapse's window start moves from t_spike_previous (0: the synapse had no spike yet) to t_spike. The counts
-   * per time bucket tell which history entries no synapse can need any more.
+   * A synapse's window start moves from t_spike_previous (0: the synapse had no spike yet) to t_spike. The number
+   * of window starts per segment tells which segments of the history a synapse can still read (a window reads at
+   * most eprop_isi_trace_cutoff steps from its start).
    */
   void move_event_reader( long t_spike_previous, long t_spike );
 
@@ -75,11 +77,20 @@ public:
   double
   get_event_history_size() const
   {
-    return static_cast< double >( count_ );
+    long held = 0;
+    for ( const auto& chunk : chunks_ )
+    {
+      held += chunk.empty() ? 0 : segment_;
+    }
+    return static_cast< double >( held );
   }
 
 protected:
-  //! Trace constants: lambda[0..n_lambda) of the presynaptic trace, kappa of the task and regularisation filters.
+  /**
+   * Trace constants: lambda[0..n_lambda) of the presynaptic trace (equal values share one set of sums), kappa of the
+   * task filter, kappa_reg of the regularisation filter (one filter for both if kappa_reg == kappa: the two filtered
+   * traces are then equal and the signals add).
+   */
   void configure_event_history_( int n_lambda, const double* lambda, double kappa, double kappa_reg, bool regularize );
   void clear_event_history_();
   bool
@@ -94,91 +105,113 @@ protected:
   void add_event_learning_signal_( long t, double learning_signal );
   //! Completes the running sums of every entry up to and including t (its learning signal has arrived).
   void finalize_event_entries_( long t );
-  //! Drops entries no synapse can need; t_now is the step being updated.
+  //! Drops the segments no synapse can read any more; t_now is the step being updated.
   void prune_event_history_( long t_now );
 
   double event_surrogate_gradient_( long t ) const;
   //! Learning signal of entry t, 0 if the entry is not held (for recording).
   double event_learning_signal_or_zero_( long t ) const;
+  //! Signal of filter f in entry t (f = 1 only with a separate regularisation filter).
   double event_signal_( long t, int filter ) const;
 
+  //! Slot of the sums that lambda[m] uses (equal lambdas share a slot).
+  int
+  lambda_slot_( int m ) const
+  {
+    return lambda_slot_of_[ m ];
+  }
+  int
+  n_lambda_slots_() const
+  {
+    return n_lambda_;
+  }
+  bool
+  separate_reg_filter_() const
+  {
+    return n_filters_ == 2;
+  }
+  //! lambda_slot^n and kappa_f^n for n >= 0.
+  double lambda_power_( int slot, long n ) const;
+  double kappa_power_( int f, long n ) const;
+
   /**
-   * Window sums over entries [a, b), a > tau, for a presynaptic trace sum_m Y[m] lambda_m^(t - tau): adds the task
-   * and regularisation gradients to total[0] and total[1] and advances the filtered traces ebar[0..1] (at a - 1 on
-   * entry, at b - 1 on return; ebar[1] without the 1 - kappa_reg factor).
+   * Window sums over entries [a, b), a > tau, for a presynaptic trace sum_slot Y[slot] lambda_slot^(t - tau): adds
+   * the gradients of the filters to total[0] (and total[1] with a separate regularisation filter) and advances the
+   * filtered traces ebar[] (at a - 1 on entry, at b - 1 on return; ebar[1] without the 1 - kappa_reg factor).
    */
   void event_window_( long a, long b, double ebar[ 2 ], const double* Y, long tau, double total[ 2 ] ) const;
-
-  //! base^n for n >= 0 from a table of base^k, k <= segment (a few multiplications instead of std::pow).
-  double table_pow_( const std::vector< double >& table, long n ) const;
-
-  const std::vector< double >&
-  lambda_pow_table_( int m ) const
-  {
-    return lambda_pow_[ m ];
-  }
-  const std::vector< double >&
-  kappa_pow_table_( int f ) const
-  {
-    return kappa_pow_[ f ];
-  }
 
   size_t event_indegree_ = 0;
 
 private:
   double* entry_( long t );
   const double* entry_( long t ) const;
-
-  // configuration (pre_run_hook)
-  int n_lambda_ = 0;
-  int n_filters_ = 1;  //!< 2 if the rate regularisation is on
-  /**
-   * Doubles per entry: psi, then per filter (offset filter_offset_(f)): the signal, the forward sums M, G[m], N[m]
-   * from the segment start R, and the suffix sums Q, K[m], W[m] to the segment end E (valid once it is complete):
-   *   M[t] = sum_{u=R..t} L[u] kappa^(u-R),         G[m][t] = kappa G[m][t-1] + psi[t] lambda_m^(t-R),
-   *   N[m][t] = sum_{u=R..t} L[u] G[m][u],
-   *   Q[t] = L[t] + kappa Q[t+1],   K[m][t] = psi[t] kappa^(E-1-t) + lambda_m K[m][t+1],
-   *   W[m][t] = psi[t] Q[t] + lambda_m W[m][t+1].
-   */
-  long stride_ = 0;
-  long filter_stride_ = 0;
-  long segment_ = 1;
-  double kappa_[ 2 ] = { 0.0, 0.0 };
-  double lambda_[ 3 ] = { 0.0, 0.0, 0.0 };
-  std::vector< double > kappa_pow_[ 2 ];  //!< kappa^k, 0 <= k <= segment
-  std::vector< double > lambda_pow_[ 3 ];  //!< lambda_m^k
+  //! Whether entry t is held (its segment was not dropped).
+  bool held_( long t ) const;
+  //! Suffix sums of the segment that ends with entry t_last (every entry of it that is held).
+  void complete_segment_( long t_last );
+  //! base^n from a table of base^k, k < table size.
+  static double table_power_( const std::vector< double >& table, long n );
 
   long
   filter_offset_( int f ) const
   {
     return 1 + f * filter_stride_;
   }
-  //! Suffix sums of the segment that ends with entry t_last (every entry of it that is held).
-  void complete_segment_( long t_last );
 
-  // entries: buffer_ holds count_ entries from t_first_, starting at entry index head_
-  std::vector< double > buffer_;
-  size_t head_ = 0;
-  size_t count_ = 0;
-  long t_first_ = 0;
+  // configuration (pre_run_hook)
+  int n_lambda_ = 0;  //!< distinct trace constants
+  int lambda_slot_of_[ 3 ] = { 0, 1, 2 };
+  int n_filters_ = 1;  //!< 2 with a separate regularisation filter
+  double reg_factor_ = 0.0;  //!< 1 - kappa_reg if the regularisation signal is added to the task filter's
+  /**
+   * Doubles per entry: psi, then per filter f at filter_offset_(f): the signal; the suffix sums Q, K[m], W[m] to the
+   * segment end E (valid once the segment is complete); the forward sums M, G[m], N[m] from the segment start R:
+   *   Q[t] = L[t] + kappa Q[t+1],   K[m][t] = psi[t] kappa^(E-1-t) + lambda_m K[m][t+1],
+   *   W[m][t] = psi[t] Q[t] + lambda_m W[m][t+1],
+   *   M[t] = sum_{u=R..t} L[u] kappa^(u-R),   G[m][t] = kappa G[m][t-1] + psi[t] lambda_m^(t-R),
+   *   N[m][t] = sum_{u=R..t} L[u] G[m][u].
+   * A window reads the entry where it starts (psi, signal, suffix sums) and the one where it ends (forward sums).
+   */
+  long stride_ = 0;
+  long filter_stride_ = 0;
+  long segment_ = 1;  //!< a power of two
+  int segment_shift_ = 0;
+  double kappa_[ 2 ] = { 0.0, 0.0 };
+  double lambda_[ 3 ] = { 0.0, 0.0, 0.0 };
+  std::vector< double > kappa_pow_[ 2 ];  //!< kappa^k, 0 <= k < power_table_size
+  std::vector< double > lambda_pow_[ 3 ];  //!< lambda^k
+
+  // entries: one chunk of segment_ entries per segment, chunks_[c] holds segment chunk_base_ + c (empty: dropped,
+  // no synapse can read it); entries up to t_end_ - 1 exist
+  std::deque< std::vector< double > > chunks_;
+  long chunk_base_ = 0;
+  long t_end_ = 0;
   long t_next_sum_ = 0;  //!< first entry whose running sums are not complete
+  long pruned_below_ = 0;  //!< segments before this one were examined for dropping at the last prune
 
-  // readers: number of synapses whose window starts in bucket (bucket_base_ + i)
-  static constexpr long bucket_steps_ = 32;
+  // readers: number of synapses whose window starts (t_spike - 1) in segment count_base_ + i
   std::deque< long > reader_counts_;
-  long bucket_base_ = 0;
+  long count_base_ = 0;
 };
 
 inline double*
 EpropEventNode::entry_( const long t )
 {
-  return buffer_.data() + ( head_ + static_cast< size_t >( t - t_first_ ) ) * stride_;
+  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].data() + ( t & ( segment_ - 1 ) ) * stride_;
 }
 
 inline const double*
 EpropEventNode::entry_( const long t ) const
 {
-  return buffer_.data() + ( head_ + static_cast< size_t >( t - t_first_ ) ) * stride_;
+  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].data() + ( t & ( segment_ - 1 ) ) * stride_;
+}
+
+inline bool
+EpropEventNode::held_( const long t ) const
+{
+  const long c = ( t >> segment_shift_ ) - chunk_base_;
+  return t >= 0 and t < t_end_ and c >= 0 and c < static_cast< long >( chunks_.size() ) and not chunks_[ c ].empty();
 }
 
 }  // namespace nestgrad

@@ -243,6 +243,7 @@ eprop_iaf_psc_exp::get_status( Dictionary& d ) const
   P_.get( d );
   S_.get( d, P_ );
   d[ nest::names::recordables ] = recordablesMap_.get_list();
+  d[ "event_history_size" ] = get_event_history_size();
 }
 
 void
@@ -457,8 +458,10 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
   const double weight,
   EventEpropTrace& trace )
 {
-  // The trace of the synapse from the window start a on is y[0] P22^(t - a) + y[1] P11^(t - a) (eps_v), with P11 of
-  // the receptor selected by the sign of the weight the previous spike carried; e_bar and e_bar_reg are at a - 1.
+  // The synapse holds eps_v (y[0]), eps_i (y[1]), e_bar and e_bar_reg at a - 1, one step before the window start a,
+  // and whether a spike enters eps_i at a (pending). From a on eps_v = Y_v P22^(t - a) + Y_i P11^(t - a), with P11,
+  // P21 of the receptor selected by the sign of the weight the previous spike carried, also for the step into a
+  // (as in the step-by-step rule, where a weight changing sign switches the filter of the whole trace).
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
   const long cutoff = get_eprop_isi_trace_cutoff();
@@ -470,31 +473,48 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
   finalize_event_entries_( end - 1 );
 
   const bool excitatory = weight >= 0.0;
-  const int own = excitatory ? 1 : 2;
-  double Y[ 3 ] = { trace.y[ 0 ], 0.0, 0.0 };
-  Y[ own ] = trace.y[ 1 ];
+  const int v_slot = lambda_slot_( 0 );
+  const int i_slot = lambda_slot_( excitatory ? 1 : 2 );
+  const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
+  const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
+  const double eps_v_a = V_.P22_ * trace.y[ 0 ] + P21 * trace.y[ 1 ];
+  const double eps_i_a = P11 * trace.y[ 1 ] + ( trace.pending ? 1.0 : 0.0 );
+  double Y[ 3 ] = { 0.0, 0.0, 0.0 };
+  Y[ i_slot ] = P21 * eps_i_a / ( P11 - V_.P22_ );
+  Y[ v_slot ] = eps_v_a - Y[ i_slot ];
   const double kr = P_.kappa_reg_;
-  const bool regularize = P_.c_reg_ > 0.0;
-  double ebar[ 2 ] = { trace.e_bar, regularize ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
+  const bool separate_reg = separate_reg_filter_();
+  double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
 
   // entry a still sees the old trace (the new spike enters at a + 1): one step, directly
-  const double e_a = event_surrogate_gradient_( a ) * ( Y[ 0 ] + Y[ 1 ] + Y[ 2 ] );
+  const double e_a = event_surrogate_gradient_( a ) * eps_v_a;
   ebar[ 0 ] = P_.kappa_ * ebar[ 0 ] + e_a;
   ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
   double g[ 2 ] = { event_signal_( a, 0 ) * ebar[ 0 ], event_signal_( a, 1 ) * ebar[ 1 ] };
-  const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
-  const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
   const double c = P21 / ( V_.P22_ - P11 );  // the spike adds c (P22^(t-a-1) - P11^(t-a-1)) to eps_v
-  Y[ 0 ] += c / V_.P22_;
-  Y[ own ] -= c / P11;
+  Y[ v_slot ] += c / V_.P22_;
+  Y[ i_slot ] -= c / P11;
   event_window_( a + 1, end, ebar, Y, a, g );
-  const double gradient = g[ 0 ] + ( regularize ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
+  const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
 
   // carry the state to the next window start (stop): traces decay, filtered traces decay beyond the cutoff
-  trace.y[ 0 ] = Y[ 0 ] * table_pow_( lambda_pow_table_( 0 ), stop - a );
-  trace.y[ 1 ] = Y[ own ] * table_pow_( lambda_pow_table_( own ), stop - a );
-  trace.e_bar = ebar[ 0 ] * table_pow_( kappa_pow_table_( 0 ), stop - end );
-  trace.e_bar_reg = regularize ? ( 1.0 - kr ) * ebar[ 1 ] * table_pow_( kappa_pow_table_( 1 ), stop - end ) : 0.0;
+  const long n = stop - 1 - a;  // to one step before the next window start
+  if ( n == 0 )
+  {
+    trace.y[ 0 ] = eps_v_a;
+    trace.y[ 1 ] = eps_i_a;
+    trace.pending = true;  // the new spike enters at the next window's first step
+  }
+  else
+  {
+    const double p11n = lambda_power_( i_slot, n );
+    trace.y[ 0 ] = Y[ v_slot ] * lambda_power_( v_slot, n ) + Y[ i_slot ] * p11n;
+    trace.y[ 1 ] = eps_i_a * p11n + lambda_power_( i_slot, n - 1 );
+    trace.pending = false;
+  }
+  trace.e_bar = ebar[ 0 ] * kappa_power_( 0, stop - end );
+  // with one filter for both terms (kappa_reg == kappa) the regularisation trace is the task trace
+  trace.e_bar_reg = ( 1.0 - kr ) * ( separate_reg ? ebar[ 1 ] * kappa_power_( 1, stop - end ) : trace.e_bar );
   return gradient;
 }
 

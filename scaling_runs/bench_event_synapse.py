@@ -1,0 +1,224 @@
+"""Event-driven e-prop (issue #7): time per training iteration and memory of nestgrad's ``eprop_event_synapse`` vs
+NEST's ``eprop_synapse`` vs the static twin, on the same network, side by side in one run.
+
+Network: the classic e-prop network on the sine-wave task (100 Poisson inputs, recurrent ``eprop_iaf_psc_exp``
+neurons, one readout, 1,000 steps of 1 ms per iteration, gradient descent), dense at 100, 400 and 1,000 recurrent
+neurons, and sparse (fixed in-degree) at 10,000 neurons at several firing rates (set through the input weights).
+The three variants differ only in the synapses into the recurrent neurons:
+
+* ``event``: nestgrad's eprop_event_synapse (running sums, O(1) per spike);
+* ``step``:  NEST's eprop_synapse (loop over every step of each inter-spike window);
+* ``static``: static_synapse everywhere (no learning): the cost of the simulation alone.
+
+Each case runs in its own process (clean memory figures): time per iteration is the median over ``--iterations``
+iterations after one warm-up iteration; memory per synapse is the growth of the resident set from creating the
+connections, divided by their number; the history is the further growth during the simulation.
+
+With ``--torch`` it also times ``torch_bptt_sine.py`` (a PyTorch BPTT of the same dense network on the same CPU;
+PyTorch is an optional, benchmark-only dependency).
+
+    python scaling_runs/bench_event_synapse.py                       # everything (about 15 minutes)
+    python scaling_runs/bench_event_synapse.py --dense 100,400 --sparse-scales "" --no-step-above 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+# -- worker: one case in this process -------------------------------------------------------------------------------
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmRSS not found")
+
+
+def run_case(case: dict) -> dict:
+    import nest
+    import numpy as np
+
+    import nestgrad
+    from nestgrad.config import NetworkConfig, OptimizerConfig, TaskConfig
+    from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
+    from nestgrad.tasks import make_task
+
+    n_rec, indegree, variant = case["n_rec"], case.get("indegree"), case["variant"]
+    nest.ResetKernel()
+    nest.verbosity = nest.VerbosityLevel.ERROR
+    nestgrad.install()
+    nest.set(resolution=1.0, local_num_threads=case["threads"], print_time=False)
+    task = make_task(TaskConfig(name="sine"), seed=1)
+    net = EpropNetwork(
+        NetworkConfig(
+            neuron_model="eprop_iaf_psc_exp",
+            n_rec=n_rec,
+            gradient_algorithm="event" if variant == "event" else "step",
+        ),
+        OptimizerConfig(),
+        task.n_in,
+        task.n_out,
+        1.0,
+    )
+    w = initial_weights(task.n_in, n_rec, task.n_out, 1)
+    w["in_rec"] *= case.get("in_scale", 1.0)
+    masks = None
+    if indegree:
+        rng = np.random.default_rng(7)
+        mask = np.zeros((n_rec, n_rec), bool)
+        for j in range(n_rec):
+            pre = rng.choice(n_rec - 1, size=indegree, replace=False)
+            mask[j, pre + (pre >= j)] = True  # no autapses
+        masks = {"in_rec": np.ones((n_rec, task.n_in), bool), "rec_rec": mask, "rec_out": np.ones((1, n_rec), bool)}
+        w["rec_rec"] *= np.sqrt(n_rec / indegree)  # same input variance as the dense network
+    rss0 = _rss_bytes()
+    t0 = time.perf_counter()
+    net.build(nest, w, record_neurons=n_rec, plastic=variant != "static", masks=masks)
+    build_s = time.perf_counter() - t0
+    n_syn = nest.num_connections
+    rss_built = _rss_bytes()
+
+    iterations = case["iterations"]
+    batches = [task.batch(k) for k in range(iterations + 1)]
+    net.load_segment(nest, batches)
+    nest.Prepare()
+    nest.Run(net.lead_in_ms() + batches[0].steps)  # warm-up iteration
+    times = []
+    for b in batches[1:]:
+        t0 = time.perf_counter()
+        nest.Run(float(b.steps))
+        times.append(time.perf_counter() - t0)
+    nest.Cleanup()
+    rss_end = _rss_bytes()
+    spikes = len(net._nodes["sr"].get("events", "times"))
+    sim_ms = net.lead_in_ms() + (iterations + 1) * batches[0].steps
+    return {
+        "time_per_iteration_s": statistics.median(times),
+        "build_s": build_s,
+        "synapses": int(n_syn),
+        "bytes_per_synapse": (rss_built - rss0) / max(n_syn, 1),
+        "history_bytes_per_neuron": (rss_end - rss_built) / n_rec,
+        "rate_hz": spikes / n_rec / (sim_ms / 1000.0),
+    }
+
+
+# -- driver ---------------------------------------------------------------------------------------------------------
+def spawn(case: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(case)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"case {case} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def spawn_torch(n_rec: int, threads: int, iterations: int) -> float | None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "torch_bptt_sine.py"),
+            "--n-rec",
+            str(n_rec),
+            "--threads",
+            str(threads),
+            "--iterations",
+            str(iterations),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        print(f"  (PyTorch BPTT not run: {proc.stderr.strip().splitlines()[-1] if proc.stderr else 'failed'})")
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])["time_per_iteration_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dense", default="100,400,1000", help="dense network sizes (comma-separated)")
+    parser.add_argument("--sparse-n", type=int, default=10000)
+    parser.add_argument("--sparse-indegree", type=int, default=100)
+    parser.add_argument(
+        "--sparse-scales", default="0.45,0.6,0.8", help="input-weight factors of the sparse runs (rates ~5-20 Hz)"
+    )
+    parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-step-above", type=int, default=10**9, help="skip eprop_synapse above this many neurons")
+    parser.add_argument("--torch", action="store_true", help="also time the PyTorch BPTT of the dense networks")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_case(json.loads(args.worker))))
+        return
+
+    configs = [{"n_rec": int(n), "label": f"dense {int(n)}"} for n in args.dense.split(",") if n]
+    configs += [
+        {"n_rec": args.sparse_n, "indegree": args.sparse_indegree, "in_scale": float(s), "label": f"sparse x{s}"}
+        for s in args.sparse_scales.split(",")
+        if s
+    ]
+    rows = []
+    print(
+        f"sine task, eprop_iaf_psc_exp, 1000 steps/iteration, {args.threads} thread(s), median of "
+        f"{args.iterations} iterations; each case in a fresh process",
+        flush=True,
+    )
+    header = (
+        f"{'network':16s} {'synapses':>10s} {'rate Hz':>8s} {'static s':>9s} {'event s':>9s} {'step s':>9s} "
+        f"{'event/static':>12s} {'step/event':>10s} {'B/syn ev':>9s} {'B/syn step':>10s} {'B/syn st':>9s}"
+        + (f" {'torch s':>8s} {'torch/event':>11s}" if args.torch else "")
+    )
+    print(header)
+    for cfg in configs:
+        res = {}
+        for variant in ("static", "event", "step"):
+            if variant == "step" and cfg["n_rec"] > args.no_step_above:
+                continue
+            res[variant] = spawn(cfg | {"variant": variant, "threads": args.threads, "iterations": args.iterations})
+        torch_s = (
+            spawn_torch(cfg["n_rec"], args.threads, args.iterations) if args.torch and "indegree" not in cfg else None
+        )
+        ev, st = res["event"], res["static"]
+        step = res.get("step")
+        line = (
+            f"{cfg['label']:16s} {ev['synapses']:10d} {ev['rate_hz']:8.1f} {st['time_per_iteration_s']:9.3f} "
+            f"{ev['time_per_iteration_s']:9.3f} {step['time_per_iteration_s'] if step else float('nan'):9.3f} "
+            f"{ev['time_per_iteration_s'] / st['time_per_iteration_s']:12.2f} "
+            f"{(step['time_per_iteration_s'] / ev['time_per_iteration_s']) if step else float('nan'):10.1f} "
+            f"{ev['bytes_per_synapse']:9.0f} {step['bytes_per_synapse'] if step else float('nan'):10.0f} "
+            f"{st['bytes_per_synapse']:9.0f}"
+        )
+        if args.torch:
+            line += f" {torch_s if torch_s else float('nan'):8.3f}"
+            line += f" {(torch_s / ev['time_per_iteration_s']) if torch_s else float('nan'):11.2f}"
+        print(line, flush=True)
+        rows.append({"config": cfg, "results": res, "torch_s": torch_s})
+    print(
+        "\nTargets (issue #7): event/static <= 3 at 1,000 dense neurons; event faster than the PyTorch BPTT at 1,000; "
+        "step/event growing as the rate falls.\nHistory growth per neuron during the run (bytes): "
+        + ", ".join(
+            f"{r['config']['label']}: event {r['results']['event']['history_bytes_per_neuron']:.0f}"
+            + (f", step {r['results']['step']['history_bytes_per_neuron']:.0f}" if "step" in r["results"] else "")
+            for r in rows
+        )
+    )
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
+    os.sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
