@@ -25,8 +25,6 @@ namespace
 // ones cost one entry per segment crossed. Shorter if needed so that lambda^segment stays far from underflow.
 constexpr int max_segment_shift = 6;  // 64 steps
 constexpr double smallest_weight = 1e-200;
-// Powers are tabulated up to here; longer decays multiply table entries.
-constexpr long power_table_size = 1024;
 
 // Entries kept behind the step being updated for spikes still in transit (their window starts one step earlier).
 long
@@ -134,11 +132,11 @@ EpropEventNode::configure_event_history_( const int n_lambda,
   std::copy( distinct, distinct + n_distinct, lambda_ );
   for ( int f = 0; f < n_filters; ++f )
   {
-    kappa_pow_[ f ] = powers( kappas[ f ], power_table_size );
+    kappa_pow_[ f ] = powers( kappas[ f ], power_table_steps_ + 1 );
   }
   for ( int m = 0; m < n_distinct; ++m )
   {
-    lambda_pow_[ m ] = powers( distinct[ m ], power_table_size );
+    lambda_pow_[ m ] = powers( distinct[ m ], power_table_steps_ + 1 );
   }
 }
 
@@ -171,9 +169,9 @@ EpropEventNode::append_event_entry_( const long t, const double surrogate_gradie
   {
     chunks_.emplace_back();
   }
-  if ( chunks_[ c ].empty() )
+  if ( not chunks_[ c ] )
   {
-    chunks_[ c ].assign( segment_ * stride_, 0.0 );
+    chunks_[ c ] = std::make_unique< double[] >( segment_ * stride_ );
   }
   t_end_ = t + 1;
   double* e = entry_( t );
@@ -337,14 +335,16 @@ EpropEventNode::prune_event_history_( const long t_now )
     }
     if ( window == 0 )
     {
-      std::vector< double >().swap( chunks_[ c - chunk_base_ ] );  // release the memory
+      chunks_[ c - chunk_base_ ].reset();  // release the memory
     }
   }
-  while ( not chunks_.empty() and chunks_.front().empty() and chunk_base_ < limit )
+  long dropped = 0;
+  while ( dropped < static_cast< long >( chunks_.size() ) and not chunks_[ dropped ] and chunk_base_ + dropped < limit )
   {
-    chunks_.pop_front();
-    ++chunk_base_;
+    ++dropped;
   }
+  chunks_.erase( chunks_.begin(), chunks_.begin() + dropped );
+  chunk_base_ += dropped;
   while ( not reader_counts_.empty() and reader_counts_.front() == 0 )
   {
     reader_counts_.pop_front();
@@ -372,34 +372,6 @@ double
 EpropEventNode::event_signal_( const long t, const int filter ) const
 {
   return filter < n_filters_ ? entry_( t )[ filter_offset_( filter ) ] : 0.0;
-}
-
-double
-EpropEventNode::table_power_( const std::vector< double >& table, long n )
-{
-  const long size = static_cast< long >( table.size() );
-  if ( n < size )
-  {
-    return table[ n ];
-  }
-  double result = table[ n % ( size - 1 ) ];
-  for ( long q = n / ( size - 1 ); q > 0; --q )
-  {
-    result *= table[ size - 1 ];
-  }
-  return result;
-}
-
-double
-EpropEventNode::lambda_power_( const int slot, const long n ) const
-{
-  return table_power_( lambda_pow_[ slot ], n );
-}
-
-double
-EpropEventNode::kappa_power_( const int f, const long n ) const
-{
-  return table_power_( kappa_pow_[ f ], n );
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <deque>
+#include <memory>
 #include <vector>
 
 // NEST public headers
@@ -80,7 +81,7 @@ public:
     long held = 0;
     for ( const auto& chunk : chunks_ )
     {
-      held += chunk.empty() ? 0 : segment_;
+      held += chunk ? segment_ : 0;
     }
     return static_cast< double >( held );
   }
@@ -131,8 +132,16 @@ protected:
     return n_filters_ == 2;
   }
   //! lambda_slot^n and kappa_f^n for n >= 0.
-  double lambda_power_( int slot, long n ) const;
-  double kappa_power_( int f, long n ) const;
+  double
+  lambda_power_( int slot, long n ) const
+  {
+    return table_power_( lambda_pow_[ slot ], n );
+  }
+  double
+  kappa_power_( int f, long n ) const
+  {
+    return table_power_( kappa_pow_[ f ], n );
+  }
 
   /**
    * Window sums over entries [a, b), a > tau, for a presynaptic trace sum_slot Y[slot] lambda_slot^(t - tau): adds
@@ -150,8 +159,24 @@ private:
   bool held_( long t ) const;
   //! Suffix sums of the segment that ends with entry t_last (every entry of it that is held).
   void complete_segment_( long t_last );
-  //! base^n from a table of base^k, k < table size.
-  static double table_power_( const std::vector< double >& table, long n );
+  //! Powers are tabulated for 0 <= k <= power_table_steps_ (a power of two); longer ones multiply entries.
+  static constexpr int power_table_shift_ = 10;
+  static constexpr long power_table_steps_ = 1L << power_table_shift_;
+  //! base^n from a table of base^k (no division: this runs a few times per spike and synapse).
+  static double
+  table_power_( const std::vector< double >& table, long n )
+  {
+    if ( n <= power_table_steps_ )
+    {
+      return table[ n ];
+    }
+    double result = table[ n & ( power_table_steps_ - 1 ) ];
+    for ( long q = n >> power_table_shift_; q > 0; --q )
+    {
+      result *= table[ power_table_steps_ ];
+    }
+    return result;
+  }
 
   long
   filter_offset_( int f ) const
@@ -184,7 +209,7 @@ private:
 
   // entries: one chunk of segment_ entries per segment, chunks_[c] holds segment chunk_base_ + c (empty: dropped,
   // no synapse can read it); entries up to t_end_ - 1 exist
-  std::deque< std::vector< double > > chunks_;
+  std::vector< std::unique_ptr< double[] > > chunks_;  // a flat array of pointers: one indirection per access
   long chunk_base_ = 0;
   long t_end_ = 0;
   long t_next_sum_ = 0;  //!< first entry whose running sums are not complete
@@ -198,20 +223,20 @@ private:
 inline double*
 EpropEventNode::entry_( const long t )
 {
-  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].data() + ( t & ( segment_ - 1 ) ) * stride_;
+  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].get() + ( t & ( segment_ - 1 ) ) * stride_;
 }
 
 inline const double*
 EpropEventNode::entry_( const long t ) const
 {
-  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].data() + ( t & ( segment_ - 1 ) ) * stride_;
+  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].get() + ( t & ( segment_ - 1 ) ) * stride_;
 }
 
 inline bool
 EpropEventNode::held_( const long t ) const
 {
   const long c = ( t >> segment_shift_ ) - chunk_base_;
-  return t >= 0 and t < t_end_ and c >= 0 and c < static_cast< long >( chunks_.size() ) and not chunks_[ c ].empty();
+  return t >= 0 and t < t_end_ and c >= 0 and c < static_cast< long >( chunks_.size() ) and chunks_[ c ] != nullptr;
 }
 
 }  // namespace nestgrad
