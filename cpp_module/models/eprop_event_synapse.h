@@ -182,7 +182,7 @@ void
 eprop_event_synapse< targetidentifierT >::check_connection( nest::Node& s,
   nest::Node& t,
   size_t receptor_type,
-  const CommonPropertiesType& )
+  const CommonPropertiesType& cp )
 {
   if ( get_delay_steps() != 1 )
   {
@@ -194,6 +194,11 @@ eprop_event_synapse< targetidentifierT >::check_connection( nest::Node& s,
     throw nest::IllegalConnection( "eprop_event_synapse cannot connect to " + t.get_name()
       + ": the target must keep e-prop running sums (nestgrad's eprop_iaf_psc_exp); NEST's e-prop neurons and "
         "eprop_readout only keep the per-step history of eprop_synapse. Use eprop_synapse for these targets." );
+  }
+  if ( not( weight_ >= cp.Wmin_ and weight_ <= cp.Wmax_ ) )
+  {
+    throw nest::BadProperty( "eprop_event_synapse: weight " + std::to_string( weight_ ) + " outside [Wmin, Wmax] = ["
+      + std::to_string( cp.Wmin_ ) + ", " + std::to_string( cp.Wmax_ ) + "]." );
   }
   ConnTestDummyNode dummy_target;
   ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
