@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <string>
 
 // NEST public headers
@@ -23,7 +25,7 @@ namespace
 {
 // Longest segment (a power of two): a window that starts and ends inside one segment is summed step by step, longer
 // ones cost one entry per segment crossed. Shorter if needed so that lambda^segment stays far from underflow.
-constexpr int max_segment_shift = 6;  // 64 steps
+constexpr int max_segment_shift = 5;  // 64 steps
 constexpr double smallest_weight = 1e-200;
 
 // Entries kept behind the step being updated for spikes still in transit (their window starts one step earlier).
@@ -33,17 +35,26 @@ transit_margin()
   return nest::kernel().connection_manager.get_min_delay() + 4;
 }
 
-std::vector< double >
-powers( const double base, const long n )
-{
-  std::vector< double > table( n, 1.0 );
-  for ( long k = 1; k < n; ++k )
-  {
-    table[ k ] = std::pow( base, static_cast< double >( k ) );
-  }
-  return table;
-}
 }  // namespace
+
+const double*
+EpropEventNode::power_table_( const double base )
+{
+  // tables live as long as the module; a network has a handful of distinct constants
+  static std::mutex mutex;
+  static std::map< double, std::unique_ptr< double[] > > tables;
+  const std::lock_guard< std::mutex > lock( mutex );  // pre_run_hook runs on all threads
+  auto& table = tables[ base ];
+  if ( not table )
+  {
+    table = std::make_unique< double[] >( power_table_steps_ + 1 );
+    for ( long k = 0; k <= power_table_steps_; ++k )
+    {
+      table[ k ] = std::pow( base, static_cast< double >( k ) );
+    }
+  }
+  return table.get();
+}
 
 EpropEventNode::EpropEventNode()
   : EpropArchivingNodeRecurrent()
@@ -110,7 +121,7 @@ EpropEventNode::configure_event_history_( const int n_lambda,
     and stride == stride_ and kappas[ 0 ] == kappa_[ 0 ] and kappas[ 1 ] == kappa_[ 1 ]
     and std::equal( distinct, distinct + n_distinct, lambda_ ) and ( merged ? 1.0 - kappa_reg : 0.0 ) == reg_factor_;
   std::copy( slot_of, slot_of + n_lambda, lambda_slot_of_ );
-  if ( same and not kappa_pow_[ 0 ].empty() )
+  if ( same and kappa_pow_[ 0 ] )
   {
     return;
   }
@@ -132,11 +143,11 @@ EpropEventNode::configure_event_history_( const int n_lambda,
   std::copy( distinct, distinct + n_distinct, lambda_ );
   for ( int f = 0; f < n_filters; ++f )
   {
-    kappa_pow_[ f ] = powers( kappas[ f ], power_table_steps_ + 1 );
+    kappa_pow_[ f ] = power_table_( kappas[ f ] );
   }
   for ( int m = 0; m < n_distinct; ++m )
   {
-    lambda_pow_[ m ] = powers( distinct[ m ], power_table_steps_ + 1 );
+    lambda_pow_[ m ] = power_table_( distinct[ m ] );
   }
 }
 
@@ -233,42 +244,31 @@ EpropEventNode::finalize_event_entries_( const long t )
         cur[ n ] = ( prev ? prev[ n ] : 0.0 ) + L * cur[ g ];
       }
     }
-    if ( k == mask )
+    // suffix sums of the segment's entries up to here, anchored at e (O(segment) per neuron and step)
+    for ( long a = e - k; a <= e; ++a )
     {
-      complete_segment_( e );
+      if ( not held_( a ) )
+      {
+        continue;
+      }
+      double* ca = entry_( a );
+      const long d = e - a;
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        const long q = filter_offset_( f ) + 1;  // Q, then K[m], W[m]
+        const double L = cur[ q - 1 ];
+        const double kf = kappa_[ f ];
+        ca[ q ] += L * kappa_pow_[ f ][ d ];
+        for ( int m = 0; m < nl; ++m )
+        {
+          double& K = ca[ q + 1 + m ];
+          K = kf * K + psi * lambda_pow_[ m ][ d ];
+          ca[ q + 1 + nl + m ] += L * K;
+        }
+      }
     }
   }
   t_next_sum_ = std::max( t_next_sum_, last + 1 );
-}
-
-void
-EpropEventNode::complete_segment_( const long t_last )
-{
-  const int nl = n_lambda_;
-  const long R = t_last - ( segment_ - 1 );
-  const double* next = nullptr;
-  for ( long e = t_last; e >= R and held_( e ); --e )
-  {
-    double* cur = entry_( e );
-    const double psi = cur[ 0 ];
-    for ( int f = 0; f < n_filters_; ++f )
-    {
-      const long o = filter_offset_( f );
-      const long q = o + 1;  // Q, then K[m], W[m]
-      const double kf = kappa_[ f ];
-      cur[ q ] = cur[ o ] + ( next ? kf * next[ q ] : 0.0 );
-      const double psi_end = psi * kappa_pow_[ f ][ t_last - e ];
-      for ( int m = 0; m < nl; ++m )
-      {
-        const double lm = lambda_[ m ];
-        const long kk = q + 1 + m;
-        const long w = q + 1 + nl + m;
-        cur[ kk ] = psi_end + ( next ? lm * next[ kk ] : 0.0 );
-        cur[ w ] = psi * cur[ q ] + ( next ? lm * next[ w ] : 0.0 );
-      }
-    }
-    next = cur;
-  }
 }
 
 void
@@ -421,9 +421,9 @@ EpropEventNode::event_window_( long a,
         ebar[ f ] = new_ebar;
       }
     }
-    else if ( end == R + S )
+    else if ( end - 1 == std::min( R + S, t_next_sum_ ) - 1 )
     {
-      // [a, E) of a complete segment: suffix sums of entry a
+      // [a, end) up to the last entry of a complete segment or the last completed entry: suffix sums of entry a
       const double* e = entry_( a );
       for ( int f = 0; f < nf; ++f )
       {
@@ -441,7 +441,8 @@ EpropEventNode::event_window_( long a,
     }
     else
     {
-      // starts and ends inside one segment: step by step (fewer than segment_ steps)
+      // starts and ends inside one segment before its last completed entry (windows cut by the cutoff): step by
+      // step (fewer than segment_ steps)
       double x[ 3 ];
       std::copy( lam, lam + nl, x );
       for ( long t = a; t < end; ++t )

@@ -74,6 +74,21 @@ public:
    */
   void move_event_reader( long t_spike_previous, long t_spike );
 
+  //! Asks the cache for the entries a window starting after t_spike_previous reads first (a synapse does this for
+  //! a later connection of the same source while it works on its own: the entries are far apart in memory).
+  void
+  prefetch_event_window( const long t_spike_previous ) const
+  {
+    const long t = t_spike_previous - 1;
+    if ( held_( t ) )
+    {
+      const char* p = reinterpret_cast< const char* >( entry_( t ) );
+      __builtin_prefetch( p );
+      __builtin_prefetch( p + 64 );
+      __builtin_prefetch( p + 128 );
+    }
+  }
+
   //! Number of history entries held (recordable as a measure of memory).
   double
   get_event_history_size() const
@@ -157,14 +172,12 @@ private:
   const double* entry_( long t ) const;
   //! Whether entry t is held (its segment was not dropped).
   bool held_( long t ) const;
-  //! Suffix sums of the segment that ends with entry t_last (every entry of it that is held).
-  void complete_segment_( long t_last );
   //! Powers are tabulated for 0 <= k <= power_table_steps_ (a power of two); longer ones multiply entries.
   static constexpr int power_table_shift_ = 10;
   static constexpr long power_table_steps_ = 1L << power_table_shift_;
   //! base^n from a table of base^k (no division: this runs a few times per spike and synapse).
   static double
-  table_power_( const std::vector< double >& table, long n )
+  table_power_( const double* table, long n )
   {
     if ( n <= power_table_steps_ )
     {
@@ -191,9 +204,11 @@ private:
   double reg_factor_ = 0.0;  //!< 1 - kappa_reg if the regularisation signal is added to the task filter's
   /**
    * Doubles per entry: psi, then per filter f at filter_offset_(f): the signal; the suffix sums Q, K[m], W[m] to the
-   * segment end E (valid once the segment is complete); the forward sums M, G[m], N[m] from the segment start R:
-   *   Q[t] = L[t] + kappa Q[t+1],   K[m][t] = psi[t] kappa^(E-1-t) + lambda_m K[m][t+1],
-   *   W[m][t] = psi[t] Q[t] + lambda_m W[m][t+1],
+   * anchor E - 1, the segment's last entry or, while the segment is incomplete, its last completed entry (updated
+   * with every completed entry: O(segment) per neuron and step); the forward sums M, G[m], N[m] from the segment
+   * start R:
+   *   Q[t] = sum_{u=t..E-1} L[u] kappa^(u-t),   K[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) kappa^(E-1-s),
+   *   W[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) Q[s],
    *   M[t] = sum_{u=R..t} L[u] kappa^(u-R),   G[m][t] = kappa G[m][t-1] + psi[t] lambda_m^(t-R),
    *   N[m][t] = sum_{u=R..t} L[u] G[m][u].
    * A window reads the entry where it starts (psi, signal, suffix sums) and the one where it ends (forward sums).
@@ -204,8 +219,11 @@ private:
   int segment_shift_ = 0;
   double kappa_[ 2 ] = { 0.0, 0.0 };
   double lambda_[ 3 ] = { 0.0, 0.0, 0.0 };
-  std::vector< double > kappa_pow_[ 2 ];  //!< kappa^k, 0 <= k < power_table_size
-  std::vector< double > lambda_pow_[ 3 ];  //!< lambda^k
+  // base^k for 0 <= k <= power_table_steps_, shared by all neurons with the same constant (one copy in the cache)
+  const double* kappa_pow_[ 2 ] = { nullptr, nullptr };
+  const double* lambda_pow_[ 3 ] = { nullptr, nullptr, nullptr };
+  //! The shared table of base^k.
+  static const double* power_table_( double base );
 
   // entries: one chunk of segment_ entries per segment, chunks_[c] holds segment chunk_base_ + c (empty: dropped,
   // no synapse can read it); entries up to t_end_ - 1 exist

@@ -212,6 +212,15 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
   // the target's type was checked in check_connection
   auto* target = static_cast< EpropEventNode* >( get_target( thread ) );
   const long t_spike = e.get_stamp().get_steps();
+  // connections of one source are contiguous (NEST's connector): prefetch the history the connection two ahead reads
+  if ( ConnectionBase::source_has_more_targets() and ( this + 1 )->source_has_more_targets() )
+  {
+    const eprop_event_synapse* ahead = this + 2;
+    if ( ahead->t_spike_previous_ > 0 )
+    {
+      static_cast< EpropEventNode* >( ahead->get_target( thread ) )->prefetch_event_window( ahead->t_spike_previous_ );
+    }
+  }
   if ( t_spike_previous_ != 0 )
   {
     const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, trace_ );
