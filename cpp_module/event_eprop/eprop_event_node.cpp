@@ -67,6 +67,14 @@ EpropEventNode::EpropEventNode( const EpropEventNode& n )
 {
 }
 
+EpropEventNode::~EpropEventNode()
+{
+  if ( store_ )
+  {
+    EventHistoryStore::detach( store_ );
+  }
+}
+
 void
 EpropEventNode::configure_event_history_( const int n_lambda,
   const double* lambda,
@@ -121,11 +129,11 @@ EpropEventNode::configure_event_history_( const int n_lambda,
     and stride == stride_ and kappas[ 0 ] == kappa_[ 0 ] and kappas[ 1 ] == kappa_[ 1 ]
     and std::equal( distinct, distinct + n_distinct, lambda_ ) and ( merged ? 1.0 - kappa_reg : 0.0 ) == reg_factor_;
   std::copy( slot_of, slot_of + n_lambda, lambda_slot_of_ );
-  if ( same and kappa_pow_[ 0 ] )
+  if ( same and kappa_pow_[ 0 ] and store_ )
   {
     return;
   }
-  if ( not chunks_.empty() )
+  if ( t_end_ > 0 )
   {
     throw nest::KernelException( get_name()
       + ": trace constants (tau_m, tau_syn, kappa, kappa_reg, c_reg) changed while eprop_event_synapse windows are "
@@ -149,41 +157,34 @@ EpropEventNode::configure_event_history_( const int n_lambda,
   {
     lambda_pow_[ m ] = power_table_( distinct[ m ] );
   }
+  if ( store_ )
+  {
+    EventHistoryStore::detach( store_ );
+  }
+  store_ = EventHistoryStore::attach( get_thread(), stride_, segment_shift_, column_ );
 }
 
 void
 EpropEventNode::clear_event_history_()
 {
-  chunks_.clear();
-  chunk_base_ = 0;
+  t_first_ = 0;
   t_end_ = 0;
   t_next_sum_ = 0;
-  pruned_below_ = 0;
-  reader_counts_.clear();
-  count_base_ = 0;
 }
 
 void
 EpropEventNode::append_event_entry_( const long t, const double surrogate_gradient, const double firing_rate_reg )
 {
-  if ( chunks_.empty() )
+  if ( t_end_ == 0 )
   {
-    chunk_base_ = t >> segment_shift_;
+    t_first_ = t;
     t_next_sum_ = std::max( t_next_sum_, t );
   }
   else
   {
     assert( t == t_end_ );
   }
-  const long c = ( t >> segment_shift_ ) - chunk_base_;
-  while ( static_cast< long >( chunks_.size() ) <= c )
-  {
-    chunks_.emplace_back();
-  }
-  if ( not chunks_[ c ] )
-  {
-    chunks_[ c ] = std::make_unique< double[] >( segment_ * stride_ );
-  }
+  store_->ensure_segment( t );
   t_end_ = t + 1;
   double* e = entry_( t );
   std::fill( e, e + stride_, 0.0 );
@@ -272,84 +273,9 @@ EpropEventNode::finalize_event_entries_( const long t )
 }
 
 void
-EpropEventNode::move_event_reader( const long t_spike_previous, const long t_spike )
-{
-  const long k_new = ( t_spike - 1 ) >> segment_shift_;
-  if ( reader_counts_.empty() )
-  {
-    count_base_ = k_new;
-  }
-  if ( t_spike_previous > 0 )
-  {
-    const long i = ( ( t_spike_previous - 1 ) >> segment_shift_ ) - count_base_;
-    if ( i >= 0 and i < static_cast< long >( reader_counts_.size() ) )
-    {
-      --reader_counts_[ i ];
-    }
-  }
-  while ( k_new < count_base_ )  // spikes arrive in time order; kept for safety
-  {
-    reader_counts_.push_front( 0 );
-    --count_base_;
-  }
-  const long i = k_new - count_base_;
-  while ( static_cast< long >( reader_counts_.size() ) <= i )
-  {
-    reader_counts_.push_back( 0 );
-  }
-  ++reader_counts_[ i ];
-}
-
-void
 EpropEventNode::prune_event_history_( const long t_now )
 {
-  // Segments entirely before t_now - margin are read only by windows that start in them or up to `span` segments
-  // before them (a window reads at most cutoff steps from its start). Examined once per segment.
-  const long limit = ( t_now - transit_margin() ) >> segment_shift_;
-  if ( limit <= pruned_below_ or chunks_.empty() )
-  {
-    return;
-  }
-  pruned_below_ = limit;
-  const long cutoff = get_eprop_isi_trace_cutoff();
-  const long span = cutoff >= std::numeric_limits< long >::max() / 2 ? std::numeric_limits< long >::max() / 4
-                                                                      : ( cutoff >> segment_shift_ ) + 2;
-  auto readers_in = [ this ]( long k )
-  {
-    const long i = k - count_base_;
-    return ( i >= 0 and i < static_cast< long >( reader_counts_.size() ) ) ? reader_counts_[ i ] : 0L;
-  };
-  // readers with window starts in segments [c - span, c], slid along c
-  const long c0 = chunk_base_;
-  long window = 0;
-  for ( long k = std::max( count_base_, c0 - std::min( span, c0 - count_base_ ) ); k <= c0; ++k )
-  {
-    window += readers_in( k );
-  }
-  const long c_end = std::min( limit, chunk_base_ + static_cast< long >( chunks_.size() ) );
-  for ( long c = c0; c < c_end; ++c )
-  {
-    if ( c > c0 )
-    {
-      window += readers_in( c ) - ( c - span - 1 >= count_base_ ? readers_in( c - span - 1 ) : 0L );
-    }
-    if ( window == 0 )
-    {
-      chunks_[ c - chunk_base_ ].reset();  // release the memory
-    }
-  }
-  long dropped = 0;
-  while ( dropped < static_cast< long >( chunks_.size() ) and not chunks_[ dropped ] and chunk_base_ + dropped < limit )
-  {
-    ++dropped;
-  }
-  chunks_.erase( chunks_.begin(), chunks_.begin() + dropped );
-  chunk_base_ += dropped;
-  while ( not reader_counts_.empty() and reader_counts_.front() == 0 )
-  {
-    reader_counts_.pop_front();
-    ++count_base_;
-  }
+  store_->prune( t_now - transit_margin(), get_eprop_isi_trace_cutoff() );
 }
 
 double

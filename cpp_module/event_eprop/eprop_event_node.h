@@ -15,6 +15,8 @@
 // NEST public headers
 #include "eprop_archiving_node_recurrent.h"
 
+#include "event_history_store.h"
+
 namespace nestgrad
 {
 
@@ -52,6 +54,7 @@ class EpropEventNode : public nest::EpropArchivingNodeRecurrent< false >
 public:
   EpropEventNode();
   EpropEventNode( const EpropEventNode& );
+  ~EpropEventNode() override;
 
   //! Called when an eprop_event_synapse connects to this neuron.
   void
@@ -72,7 +75,11 @@ public:
    * of window starts per segment tells which segments of the history a synapse can still read (a window reads at
    * most eprop_isi_trace_cutoff steps from its start).
    */
-  void move_event_reader( long t_spike_previous, long t_spike );
+  void
+  move_event_reader( const long t_spike_previous, const long t_spike )
+  {
+    store_->move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1 );
+  }
 
   //! Asks the cache for the entries a window starting after t_spike_previous reads first (a synapse does this for
   //! a later connection of the same source while it works on its own: the entries are far apart in memory).
@@ -93,12 +100,7 @@ public:
   double
   get_event_history_size() const
   {
-    long held = 0;
-    for ( const auto& chunk : chunks_ )
-    {
-      held += chunk ? segment_ : 0;
-    }
-    return static_cast< double >( held );
+    return store_ ? static_cast< double >( store_->segments_held() * segment_ ) : 0.0;
   }
 
 protected:
@@ -225,36 +227,31 @@ private:
   //! The shared table of base^k.
   static const double* power_table_( double base );
 
-  // entries: one chunk of segment_ entries per segment, chunks_[c] holds segment chunk_base_ + c (empty: dropped,
-  // no synapse can read it); entries up to t_end_ - 1 exist
-  std::vector< std::unique_ptr< double[] > > chunks_;  // a flat array of pointers: one indirection per access
-  long chunk_base_ = 0;
+  // entries: column column_ of the thread's store (time-major, shared with the other neurons of the thread); this
+  // neuron's entries t_first_ .. t_end_ - 1 exist where their segment is held
+  EventHistoryStore* store_ = nullptr;
+  long column_ = 0;
+  long t_first_ = 0;
   long t_end_ = 0;
   long t_next_sum_ = 0;  //!< first entry whose running sums are not complete
-  long pruned_below_ = 0;  //!< segments before this one were examined for dropping at the last prune
-
-  // readers: number of synapses whose window starts (t_spike - 1) in segment count_base_ + i
-  std::deque< long > reader_counts_;
-  long count_base_ = 0;
 };
 
 inline double*
 EpropEventNode::entry_( const long t )
 {
-  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].get() + ( t & ( segment_ - 1 ) ) * stride_;
+  return store_->entry( t, column_ );
 }
 
 inline const double*
 EpropEventNode::entry_( const long t ) const
 {
-  return chunks_[ ( t >> segment_shift_ ) - chunk_base_ ].get() + ( t & ( segment_ - 1 ) ) * stride_;
+  return store_->entry( t, column_ );
 }
 
 inline bool
 EpropEventNode::held_( const long t ) const
 {
-  const long c = ( t >> segment_shift_ ) - chunk_base_;
-  return t >= 0 and t < t_end_ and c >= 0 and c < static_cast< long >( chunks_.size() ) and chunks_[ c ] != nullptr;
+  return t >= t_first_ and t < t_end_ and store_->segment_held( t );
 }
 
 }  // namespace nestgrad

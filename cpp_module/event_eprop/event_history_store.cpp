@@ -1,0 +1,189 @@
+/*
+ *  event_history_store.cpp
+ *
+ *  This file is part of nestgrad.
+ */
+
+#include "event_history_store.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+namespace nestgrad
+{
+
+namespace
+{
+// Stores by (thread, stride, shift). Attach and detach happen outside the update loop (pre_run_hook, node deletion),
+// possibly from several threads at once.
+std::mutex registry_mutex;
+std::map< std::tuple< size_t, long, int >, EventHistoryStore* >&
+registry()
+{
+  static std::map< std::tuple< size_t, long, int >, EventHistoryStore* > stores;
+  return stores;
+}
+}  // namespace
+
+EventHistoryStore::EventHistoryStore( const long stride, const int shift )
+  : stride_( stride )
+  , shift_( shift )
+  , mask_( ( 1L << shift ) - 1 )
+{
+}
+
+EventHistoryStore*
+EventHistoryStore::attach( const size_t thread, const long stride, const int shift, long& column )
+{
+  const std::lock_guard< std::mutex > lock( registry_mutex );
+  auto& store = registry()[ std::make_tuple( thread, stride, shift ) ];
+  if ( not store )
+  {
+    store = new EventHistoryStore( stride, shift );
+  }
+  column = store->add_column_();
+  ++store->n_neurons_;
+  return store;
+}
+
+void
+EventHistoryStore::detach( EventHistoryStore* store )
+{
+  const std::lock_guard< std::mutex > lock( registry_mutex );
+  if ( --store->n_neurons_ > 0 )
+  {
+    return;
+  }
+  for ( auto it = registry().begin(); it != registry().end(); ++it )
+  {
+    if ( it->second == store )
+    {
+      registry().erase( it );
+      break;
+    }
+  }
+  delete store;
+}
+
+long
+EventHistoryStore::add_column_()
+{
+  const long old_columns = n_columns_++;
+  const long rows = mask_ + 1;
+  for ( auto& chunk : chunks_ )
+  {
+    if ( not chunk )
+    {
+      continue;
+    }
+    auto wider = std::make_unique< double[] >( rows * n_columns_ * stride_ );  // zeroed
+    for ( long r = 0; r < rows; ++r )
+    {
+      std::memcpy( wider.get() + r * n_columns_ * stride_,
+        chunk.get() + r * old_columns * stride_,
+        sizeof( double ) * old_columns * stride_ );
+    }
+    chunk = std::move( wider );
+  }
+  return old_columns;
+}
+
+void
+EventHistoryStore::ensure_segment( const long t )
+{
+  const long s = t >> shift_;
+  if ( chunks_.empty() )
+  {
+    chunk_base_ = s;
+  }
+  if ( s < chunk_base_ )
+  {
+    return;  // dropped: no window can read it
+  }
+  const long c = s - chunk_base_;
+  if ( static_cast< long >( chunks_.size() ) <= c )
+  {
+    chunks_.resize( c + 1 );
+  }
+  if ( not chunks_[ c ] )
+  {
+    chunks_[ c ] = std::make_unique< double[] >( ( mask_ + 1 ) * n_columns_ * stride_ );  // zeroed
+  }
+}
+
+void
+EventHistoryStore::add_reader_( const long segment )
+{
+  if ( reader_counts_.empty() )
+  {
+    count_base_ = segment;
+  }
+  while ( segment < count_base_ )  // spikes arrive in time order; kept for safety
+  {
+    reader_counts_.push_front( 0 );
+    --count_base_;
+  }
+  const long i = segment - count_base_;
+  while ( static_cast< long >( reader_counts_.size() ) <= i )
+  {
+    reader_counts_.push_back( 0 );
+  }
+  ++reader_counts_[ i ];
+}
+
+void
+EventHistoryStore::prune( const long t_keep, const long cutoff )
+{
+  // Segments entirely before t_keep are read only by windows that start in them or up to `span` segments before
+  // them. Examined once per segment, by the first neuron of the thread that gets there.
+  const long limit = t_keep >> shift_;
+  if ( limit <= pruned_below_ or chunks_.empty() )
+  {
+    return;
+  }
+  pruned_below_ = limit;
+  max_cutoff_ = std::max( max_cutoff_, cutoff );  // neurons of one store may differ in their cutoff
+  const long span = max_cutoff_ >= std::numeric_limits< long >::max() / 2 ? std::numeric_limits< long >::max() / 4
+                                                                          : ( max_cutoff_ >> shift_ ) + 2;
+  auto readers_in = [ this ]( long k )
+  {
+    const long i = k - count_base_;
+    return ( i >= 0 and i < static_cast< long >( reader_counts_.size() ) ) ? reader_counts_[ i ] : 0L;
+  };
+  const long c0 = chunk_base_;
+  long window = 0;  // readers with window starts in segments [c - span, c]
+  for ( long k = std::max( count_base_, c0 - std::min( span, c0 - count_base_ ) ); k <= c0; ++k )
+  {
+    window += readers_in( k );
+  }
+  const long c_end = std::min( limit, chunk_base_ + static_cast< long >( chunks_.size() ) );
+  for ( long c = c0; c < c_end; ++c )
+  {
+    if ( c > c0 )
+    {
+      window += readers_in( c ) - ( c - span - 1 >= count_base_ ? readers_in( c - span - 1 ) : 0L );
+    }
+    if ( window == 0 )
+    {
+      chunks_[ c - chunk_base_ ].reset();
+    }
+  }
+  long dropped = 0;
+  while ( dropped < static_cast< long >( chunks_.size() ) and not chunks_[ dropped ] and chunk_base_ + dropped < limit )
+  {
+    ++dropped;
+  }
+  chunks_.erase( chunks_.begin(), chunks_.begin() + dropped );
+  chunk_base_ += dropped;
+  while ( not reader_counts_.empty() and reader_counts_.front() == 0 )
+  {
+    reader_counts_.pop_front();
+    ++count_base_;
+  }
+}
+
+}  // namespace nestgrad
