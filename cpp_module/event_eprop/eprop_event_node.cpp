@@ -161,7 +161,18 @@ EpropEventNode::configure_event_history_( const int n_lambda,
   {
     EventHistoryStore::detach( store_ );
   }
-  store_ = EventHistoryStore::attach( get_thread(), stride_, segment_shift_, column_ );
+  EventHistoryStore::Constants constants {};
+  for ( int f = 0; f < n_filters; ++f )
+  {
+    constants.kappa[ f ] = kappa_[ f ];
+    constants.kappa_pow[ f ] = kappa_pow_[ f ];
+  }
+  for ( int m = 0; m < n_distinct; ++m )
+  {
+    constants.lambda[ m ] = lambda_[ m ];
+    constants.lambda_pow[ m ] = lambda_pow_[ m ];
+  }
+  store_ = EventHistoryStore::attach( get_thread(), n_filters, n_distinct, segment_shift_, constants, column_ );
 }
 
 void
@@ -169,7 +180,6 @@ EpropEventNode::clear_event_history_()
 {
   t_first_ = 0;
   t_end_ = 0;
-  t_next_sum_ = 0;
 }
 
 void
@@ -178,7 +188,6 @@ EpropEventNode::append_event_entry_( const long t, const double surrogate_gradie
   if ( t_end_ == 0 )
   {
     t_first_ = t;
-    t_next_sum_ = std::max( t_next_sum_, t );
   }
   else
   {
@@ -206,7 +215,7 @@ EpropEventNode::add_event_learning_signal_( const long t, const double learning_
   {
     return;  // no synapse can read this entry
   }
-  if ( t < t_next_sum_ )
+  if ( t < store_->next_row() )
   {
     throw nest::KernelException( get_name() + ": learning signal for step " + std::to_string( t )
       + " arrived after its running sums were completed (e-prop delays must be one step)." );
@@ -217,59 +226,7 @@ EpropEventNode::add_event_learning_signal_( const long t, const double learning_
 void
 EpropEventNode::finalize_event_entries_( const long t )
 {
-  const long last = std::min( t, t_end_ - 1 );
-  const long mask = segment_ - 1;
-  const int nl = n_lambda_;
-  for ( long e = t_next_sum_; e <= last; ++e )
-  {
-    if ( not held_( e ) )
-    {
-      continue;
-    }
-    double* cur = entry_( e );
-    const long k = e & mask;
-    // a segment is held whole, or from the first entry that was appended
-    const double* prev = ( k > 0 and held_( e - 1 ) ) ? entry_( e - 1 ) : nullptr;
-    const double psi = cur[ 0 ];
-    for ( int f = 0; f < n_filters_; ++f )
-    {
-      const long o = filter_offset_( f );
-      const long mo = o + 2 + 2 * nl;  // M, then G[m], N[m]
-      const double L = cur[ o ];
-      cur[ mo ] = ( prev ? prev[ mo ] : 0.0 ) + L * kappa_pow_[ f ][ k ];
-      for ( int m = 0; m < nl; ++m )
-      {
-        const long g = mo + 1 + m;
-        const long n = mo + 1 + nl + m;
-        cur[ g ] = ( prev ? kappa_[ f ] * prev[ g ] : 0.0 ) + psi * lambda_pow_[ m ][ k ];
-        cur[ n ] = ( prev ? prev[ n ] : 0.0 ) + L * cur[ g ];
-      }
-    }
-    // suffix sums of the segment's entries up to here, anchored at e (O(segment) per neuron and step)
-    for ( long a = e - k; a <= e; ++a )
-    {
-      if ( not held_( a ) )
-      {
-        continue;
-      }
-      double* ca = entry_( a );
-      const long d = e - a;
-      for ( int f = 0; f < n_filters_; ++f )
-      {
-        const long q = filter_offset_( f ) + 1;  // Q, then K[m], W[m]
-        const double L = cur[ q - 1 ];
-        const double kf = kappa_[ f ];
-        ca[ q ] += L * kappa_pow_[ f ][ d ];
-        for ( int m = 0; m < nl; ++m )
-        {
-          double& K = ca[ q + 1 + m ];
-          K = kf * K + psi * lambda_pow_[ m ][ d ];
-          ca[ q + 1 + nl + m ] += L * K;
-        }
-      }
-    }
-  }
-  t_next_sum_ = std::max( t_next_sum_, last + 1 );
+  store_->finalize_through( t );
 }
 
 void
@@ -312,10 +269,11 @@ EpropEventNode::event_window_( long a,
   {
     return;
   }
-  if ( not held_( a ) or not held_( b - 1 ) or b - 1 >= t_next_sum_ )
+  if ( not held_( a ) or not held_( b - 1 ) or b - 1 >= store_->next_row() )
   {
     throw nest::KernelException( get_name() + ": e-prop history for steps " + std::to_string( a ) + " to "
-      + std::to_string( b - 1 ) + " is not available (complete up to " + std::to_string( t_next_sum_ - 1 ) + ")." );
+      + std::to_string( b - 1 ) + " is not available (complete up to " + std::to_string( store_->next_row() - 1 )
+      + ")." );
   }
   const long S = segment_;
   const int nl = n_lambda_;
@@ -347,9 +305,9 @@ EpropEventNode::event_window_( long a,
         ebar[ f ] = new_ebar;
       }
     }
-    else if ( end - 1 == std::min( R + S, t_next_sum_ ) - 1 )
+    else if ( end == std::min( R + S, store_->next_row() ) )
     {
-      // [a, end) up to the last entry of a complete segment or the last completed entry: suffix sums of entry a
+      // [a, end) up to the anchor of the suffix sums (the segment's last row, or its last completed row)
       const double* e = entry_( a );
       for ( int f = 0; f < nf; ++f )
       {
@@ -367,8 +325,8 @@ EpropEventNode::event_window_( long a,
     }
     else
     {
-      // starts and ends inside one segment before its last completed entry (windows cut by the cutoff): step by
-      // step (fewer than segment_ steps)
+      // starts and ends inside one segment before the anchor (windows cut by the cutoff): step by step (fewer than
+      // segment_ steps; the neurons' entries of one step are contiguous, so the synapses of one source stream)
       double x[ 3 ];
       std::copy( lam, lam + nl, x );
       for ( long t = a; t < end; ++t )

@@ -233,7 +233,6 @@ private:
   long column_ = 0;
   long t_first_ = 0;
   long t_end_ = 0;
-  long t_next_sum_ = 0;  //!< first entry whose running sums are not complete
 };
 
 inline double*

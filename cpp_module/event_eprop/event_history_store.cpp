@@ -21,31 +21,41 @@ namespace
 // Stores by (thread, stride, shift). Attach and detach happen outside the update loop (pre_run_hook, node deletion),
 // possibly from several threads at once.
 std::mutex registry_mutex;
-std::map< std::tuple< size_t, long, int >, EventHistoryStore* >&
+using StoreKey = std::tuple< size_t, int, int, int >;  // thread, filters, lambdas, shift
+std::map< StoreKey, EventHistoryStore* >&
 registry()
 {
-  static std::map< std::tuple< size_t, long, int >, EventHistoryStore* > stores;
+  static std::map< StoreKey, EventHistoryStore* > stores;
   return stores;
 }
 }  // namespace
 
-EventHistoryStore::EventHistoryStore( const long stride, const int shift )
-  : stride_( stride )
+EventHistoryStore::EventHistoryStore( const int n_filters, const int n_lambda, const int shift )
+  : n_filters_( n_filters )
+  , n_lambda_( n_lambda )
+  , filter_stride_( 3 + 4 * n_lambda )
+  , stride_( 1 + n_filters * ( 3 + 4 * n_lambda ) )
   , shift_( shift )
   , mask_( ( 1L << shift ) - 1 )
 {
 }
 
 EventHistoryStore*
-EventHistoryStore::attach( const size_t thread, const long stride, const int shift, long& column )
+EventHistoryStore::attach( const size_t thread,
+  const int n_filters,
+  const int n_lambda,
+  const int shift,
+  const Constants& constants,
+  long& column )
 {
   const std::lock_guard< std::mutex > lock( registry_mutex );
-  auto& store = registry()[ std::make_tuple( thread, stride, shift ) ];
+  auto& store = registry()[ std::make_tuple( thread, n_filters, n_lambda, shift ) ];
   if ( not store )
   {
-    store = new EventHistoryStore( stride, shift );
+    store = new EventHistoryStore( n_filters, n_lambda, shift );
   }
   column = store->add_column_();
+  store->constants_.push_back( constants );
   ++store->n_neurons_;
   return store;
 }
@@ -95,6 +105,7 @@ EventHistoryStore::add_column_()
 void
 EventHistoryStore::ensure_segment( const long t )
 {
+  t_end_ = std::max( t_end_, t + 1 );
   const long s = t >> shift_;
   if ( chunks_.empty() )
   {
@@ -112,6 +123,75 @@ EventHistoryStore::ensure_segment( const long t )
   if ( not chunks_[ c ] )
   {
     chunks_[ c ] = std::make_unique< double[] >( ( mask_ + 1 ) * n_columns_ * stride_ );  // zeroed
+  }
+}
+
+void
+EventHistoryStore::finalize_through( const long t )
+{
+  const long last = std::min( t, t_end_ - 1 );
+  const int nl = n_lambda_;
+  for ( long e = next_row_; e <= last; ++e )
+  {
+    if ( not segment_held( e ) )
+    {
+      continue;
+    }
+    const long k = e & mask_;
+    double* cur = entry( e, 0 );
+    const double* prev = k > 0 ? entry( e - 1, 0 ) : nullptr;  // a segment is held whole
+    for ( long j = 0; j < n_columns_; ++j, cur += stride_, prev = prev ? prev + stride_ : nullptr )
+    {
+      const Constants& c = constants_[ j ];
+      const double psi = cur[ 0 ];
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        const long o = 1 + f * filter_stride_;
+        const long mo = o + 2 + 2 * nl;  // M, then G[m], N[m]
+        const double L = cur[ o ];
+        cur[ mo ] = ( prev ? prev[ mo ] : 0.0 ) + L * c.kappa_pow[ f ][ k ];
+        for ( int m = 0; m < nl; ++m )
+        {
+          const long g = mo + 1 + m;
+          const long n = mo + 1 + nl + m;
+          cur[ g ] = ( prev ? c.kappa[ f ] * prev[ g ] : 0.0 ) + psi * c.lambda_pow[ m ][ k ];
+          cur[ n ] = ( prev ? prev[ n ] : 0.0 ) + L * cur[ g ];
+        }
+      }
+    }
+    update_suffix_sums_( e );
+  }
+  next_row_ = std::max( next_row_, last + 1 );
+}
+
+void
+EventHistoryStore::update_suffix_sums_( const long e )
+{
+  // The suffix sums of the rows R..e of e's segment move their anchor to e: row by row, all columns at a time.
+  const int nl = n_lambda_;
+  const long R = e - ( e & mask_ );
+  for ( long a = R; a <= e; ++a )
+  {
+    const long d = e - a;
+    double* ca = entry( a, 0 );
+    const double* ce = entry( e, 0 );
+    for ( long j = 0; j < n_columns_; ++j, ca += stride_, ce += stride_ )
+    {
+      const Constants& c = constants_[ j ];
+      const double psi = ce[ 0 ];
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        const long q = 2 + f * filter_stride_;  // Q, then K[m], W[m]; the signal is at q - 1
+        const double L = ce[ q - 1 ];
+        ca[ q ] += L * c.kappa_pow[ f ][ d ];
+        for ( int m = 0; m < nl; ++m )
+        {
+          double& K = ca[ q + 1 + m ];
+          K = c.kappa[ f ] * K + psi * c.lambda_pow[ m ][ d ];
+          ca[ q + 1 + nl + m ] += L * K;
+        }
+      }
+    }
   }
 }
 

@@ -22,6 +22,15 @@ namespace nestgrad
  * stream through memory instead of jumping between neurons' separate histories: the difference between a cache
  * miss and a prefetched line per synapse and spike.
  *
+ * The store also completes the running sums, one step (row) for all its neurons at a time, so that this work streams
+ * through memory too. Entry layout (doubles): psi, then per filter f at 1 + f * (3 + 4 n_lambda): the signal, the
+ * suffix sums Q, K[m], W[m] to the anchor E - 1 (the segment's last row, or its last completed row while it is not
+ * complete; moved with every completed row) and the forward sums M, G[m], N[m] from the segment start R:
+ *   Q[t] = sum_{u=t..E-1} L[u] kappa^(u-t),   K[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) kappa^(E-1-s),
+ *   W[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) Q[s],
+ *   M[t] = sum_{u=R..t} L[u] kappa^(u-R),   G[m][t] = kappa G[m][t-1] + psi[t] lambda_m^(t-R),
+ *   N[m][t] = sum_{u=R..t} L[u] G[m][u].
+ *
  * Memory is allocated per segment (segment steps x neurons x stride doubles). A segment is dropped when no synapse
  * of any neuron of the store can read it: the store counts, per segment, the synapses whose window starts there, and
  * a window reads at most `cutoff` steps from its start.
@@ -29,8 +38,18 @@ namespace nestgrad
 class EventHistoryStore
 {
 public:
-  //! The store of this thread for entries of `stride` doubles and segments of 2^shift steps; returns the column.
-  static EventHistoryStore* attach( size_t thread, long stride, int shift, long& column );
+  //! Trace constants of one neuron (its column); the power tables hold base^k for 0 <= k <= 2^shift at least.
+  struct Constants
+  {
+    double kappa[ 2 ];
+    double lambda[ 3 ];
+    const double* kappa_pow[ 2 ];
+    const double* lambda_pow[ 3 ];
+  };
+
+  //! The store of this thread for n_filters x n_lambda sums and segments of 2^shift steps; returns the column.
+  static EventHistoryStore*
+  attach( size_t thread, int n_filters, int n_lambda, int shift, const Constants& constants, long& column );
   //! A neuron of the store is deleted; the store goes when its last neuron does.
   static void detach( EventHistoryStore* store );
 
@@ -46,8 +65,21 @@ public:
     const long c = ( t >> shift_ ) - chunk_base_;
     return c >= 0 and c < static_cast< long >( chunks_.size() ) and chunks_[ c ] != nullptr;
   }
-  //! Allocates the segment of step t (zeroed) if needed.
+  //! Allocates the segment of step t (zeroed) if needed; entries up to t exist.
   void ensure_segment( long t );
+  //! Completes the running sums of every row up to and including t (all learning signals of these rows arrived).
+  void finalize_through( long t );
+  //! First row whose running sums are not complete.
+  long
+  next_row() const
+  {
+    return next_row_;
+  }
+  long
+  stride() const
+  {
+    return stride_;
+  }
 
   //! A synapse's window start moves from step a_old (< 0: none) to a_new.
   void
@@ -78,16 +110,24 @@ public:
   }
 
 private:
-  EventHistoryStore( long stride, int shift );
+  EventHistoryStore( int n_filters, int n_lambda, int shift );
+  //! Moves the anchor of the suffix sums of row e's segment to e (O(segment) rows per step, streamed).
+  void update_suffix_sums_( long e );
   void add_reader_( long segment );
   //! Adds a column: re-lays existing segments out for the wider rows.
   long add_column_();
 
+  int n_filters_;
+  int n_lambda_;
+  long filter_stride_;
   long stride_;
   int shift_;
   long mask_;
   long n_columns_ = 0;
   long n_neurons_ = 0;  //!< attached and not yet deleted
+  std::vector< Constants > constants_;  //!< per column
+  long t_end_ = 0;  //!< rows up to t_end_ - 1 exist
+  long next_row_ = 0;
   std::vector< std::unique_ptr< double[] > > chunks_;
   long chunk_base_ = 0;
   long pruned_below_ = 0;
