@@ -96,6 +96,24 @@ public:
     }
   }
 
+  //! The store of the neuron's running sums and its column there (valid after the first simulation step).
+  EventHistoryStore*
+  event_store() const
+  {
+    return store_;
+  }
+  long
+  event_column() const
+  {
+    return column_;
+  }
+  //! The first of the cache lines with the fields event_gradient() reads (for prefetching).
+  const void*
+  event_hot_address() const
+  {
+    return &store_;
+  }
+
   //! Number of history entries held (recordable as a measure of memory).
   double
   get_event_history_size() const
@@ -169,6 +187,27 @@ protected:
 
   size_t event_indegree_ = 0;
 
+  // -- the fields event_gradient() and event_window_() read, together (a few cache lines, prefetched by the synapse)
+  // entries: column column_ of the thread's store (time-major, shared with the other neurons of the thread); this
+  // neuron's entries t_first_ .. t_end_ - 1 exist where their segment is held
+  EventHistoryStore* store_ = nullptr;
+  long column_ = 0;
+  long t_first_ = 0;
+  long t_end_ = 0;
+  long event_cutoff_ = 0;  //!< eprop_isi_trace_cutoff in steps (set in pre_run_hook)
+  double event_param_[ 7 ] = {};  //!< the model's constants for event_gradient() (set in pre_run_hook)
+  int n_lambda_ = 0;  //!< distinct trace constants
+  int n_filters_ = 1;  //!< 2 with a separate regularisation filter
+  int lambda_slot_of_[ 3 ] = { 0, 1, 2 };
+  int segment_shift_ = 0;
+  long segment_ = 1;  //!< a power of two
+  long filter_stride_ = 0;
+  double kappa_[ 2 ] = { 0.0, 0.0 };
+  double lambda_[ 3 ] = { 0.0, 0.0, 0.0 };
+  // base^k for 0 <= k <= power_table_steps_, shared by all neurons with the same constant (one copy in the cache)
+  const double* kappa_pow_[ 2 ] = { nullptr, nullptr };
+  const double* lambda_pow_[ 3 ] = { nullptr, nullptr, nullptr };
+
 private:
   double* entry_( long t );
   const double* entry_( long t ) const;
@@ -198,41 +237,12 @@ private:
   {
     return 1 + f * filter_stride_;
   }
-
-  // configuration (pre_run_hook)
-  int n_lambda_ = 0;  //!< distinct trace constants
-  int lambda_slot_of_[ 3 ] = { 0, 1, 2 };
-  int n_filters_ = 1;  //!< 2 with a separate regularisation filter
-  double reg_factor_ = 0.0;  //!< 1 - kappa_reg if the regularisation signal is added to the task filter's
-  /**
-   * Doubles per entry: psi, then per filter f at filter_offset_(f): the signal; the suffix sums Q, K[m], W[m] to the
-   * anchor E - 1, the segment's last entry or, while the segment is incomplete, its last completed entry (updated
-   * with every completed entry: O(segment) per neuron and step); the forward sums M, G[m], N[m] from the segment
-   * start R:
-   *   Q[t] = sum_{u=t..E-1} L[u] kappa^(u-t),   K[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) kappa^(E-1-s),
-   *   W[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) Q[s],
-   *   M[t] = sum_{u=R..t} L[u] kappa^(u-R),   G[m][t] = kappa G[m][t-1] + psi[t] lambda_m^(t-R),
-   *   N[m][t] = sum_{u=R..t} L[u] G[m][u].
-   * A window reads the entry where it starts (psi, signal, suffix sums) and the one where it ends (forward sums).
-   */
-  long stride_ = 0;
-  long filter_stride_ = 0;
-  long segment_ = 1;  //!< a power of two
-  int segment_shift_ = 0;
-  double kappa_[ 2 ] = { 0.0, 0.0 };
-  double lambda_[ 3 ] = { 0.0, 0.0, 0.0 };
-  // base^k for 0 <= k <= power_table_steps_, shared by all neurons with the same constant (one copy in the cache)
-  const double* kappa_pow_[ 2 ] = { nullptr, nullptr };
-  const double* lambda_pow_[ 3 ] = { nullptr, nullptr, nullptr };
   //! The shared table of base^k.
   static const double* power_table_( double base );
 
-  // entries: column column_ of the thread's store (time-major, shared with the other neurons of the thread); this
-  // neuron's entries t_first_ .. t_end_ - 1 exist where their segment is held
-  EventHistoryStore* store_ = nullptr;
-  long column_ = 0;
-  long t_first_ = 0;
-  long t_end_ = 0;
+  // configuration (pre_run_hook); the entry layout is EventHistoryStore's
+  double reg_factor_ = 0.0;  //!< 1 - kappa_reg if the regularisation signal is added to the task filter's
+  long stride_ = 0;
 };
 
 inline double*

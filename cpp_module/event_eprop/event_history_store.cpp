@@ -7,7 +7,10 @@
 #include "event_history_store.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
+#include <sys/mman.h>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -79,10 +82,33 @@ EventHistoryStore::detach( EventHistoryStore* store )
   delete store;
 }
 
+void
+EventHistoryStore::FreeChunk::operator()( double* p ) const
+{
+  std::free( p );
+}
+
+EventHistoryStore::Chunk
+EventHistoryStore::allocate_chunk_() const
+{
+  constexpr size_t huge_page = 2UL << 20;
+  const size_t bytes = sizeof( double ) * ( mask_ + 1 ) * n_columns_ * stride_;
+  const size_t rounded = ( bytes + huge_page - 1 ) / huge_page * huge_page;
+  void* p = std::aligned_alloc( huge_page, rounded );
+  if ( not p )
+  {
+    throw std::bad_alloc();
+  }
+  madvise( p, rounded, MADV_HUGEPAGE );  // advice only: fine if refused
+  std::memset( p, 0, bytes );
+  return Chunk( static_cast< double* >( p ) );
+}
+
 long
 EventHistoryStore::add_column_()
 {
   const long old_columns = n_columns_++;
+  spare_chunks_.clear();  // sized for the old width
   const long rows = mask_ + 1;
   for ( auto& chunk : chunks_ )
   {
@@ -90,7 +116,7 @@ EventHistoryStore::add_column_()
     {
       continue;
     }
-    auto wider = std::make_unique< double[] >( rows * n_columns_ * stride_ );  // zeroed
+    Chunk wider = allocate_chunk_();
     for ( long r = 0; r < rows; ++r )
     {
       std::memcpy( wider.get() + r * n_columns_ * stride_,
@@ -122,7 +148,16 @@ EventHistoryStore::ensure_segment( const long t )
   }
   if ( not chunks_[ c ] )
   {
-    chunks_[ c ] = std::make_unique< double[] >( ( mask_ + 1 ) * n_columns_ * stride_ );  // zeroed
+    if ( spare_chunks_.empty() )
+    {
+      chunks_[ c ] = allocate_chunk_();
+    }
+    else
+    {
+      // every entry is written in full when its neuron appends it; columns that never append are never read
+      chunks_[ c ] = std::move( spare_chunks_.back() );
+      spare_chunks_.pop_back();
+    }
   }
 }
 
@@ -247,8 +282,12 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
     {
       window += readers_in( c ) - ( c - span - 1 >= count_base_ ? readers_in( c - span - 1 ) : 0L );
     }
-    if ( window == 0 )
+    if ( window == 0 and chunks_[ c - chunk_base_ ] )
     {
+      if ( spare_chunks_.size() < 4 )
+      {
+        spare_chunks_.push_back( std::move( chunks_[ c - chunk_base_ ] ) );
+      }
       chunks_[ c - chunk_base_ ].reset();
     }
   }

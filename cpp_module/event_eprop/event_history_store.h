@@ -65,6 +65,23 @@ public:
     const long c = ( t >> shift_ ) - chunk_base_;
     return c >= 0 and c < static_cast< long >( chunks_.size() ) and chunks_[ c ] != nullptr;
   }
+  //! Asks the cache for the entries of rows t and t + 1 of a column (if held), which a window from t reads first.
+  void
+  prefetch( const long t, const long column ) const
+  {
+    if ( t >= 0 and segment_held( t ) )
+    {
+      const char* p = reinterpret_cast< const char* >( entry( t, column ) );
+      __builtin_prefetch( p );
+      __builtin_prefetch( p + 64 );
+      if ( segment_held( t + 1 ) )
+      {
+        const char* q = reinterpret_cast< const char* >( entry( t + 1, column ) );
+        __builtin_prefetch( q );
+        __builtin_prefetch( q + 64 );
+      }
+    }
+  }
   //! Allocates the segment of step t (zeroed) if needed; entries up to t exist.
   void ensure_segment( long t );
   //! Completes the running sums of every row up to and including t (all learning signals of these rows arrived).
@@ -128,7 +145,15 @@ private:
   std::vector< Constants > constants_;  //!< per column
   long t_end_ = 0;  //!< rows up to t_end_ - 1 exist
   long next_row_ = 0;
-  std::vector< std::unique_ptr< double[] > > chunks_;
+  struct FreeChunk
+  {
+    void operator()( double* p ) const;
+  };
+  using Chunk = std::unique_ptr< double[], FreeChunk >;
+  //! A zeroed segment on huge pages where the kernel allows: rows far apart cost no TLB misses.
+  Chunk allocate_chunk_() const;
+  std::vector< Chunk > chunks_;
+  std::vector< Chunk > spare_chunks_;  //!< dropped segments for reuse (no new pages)
   long chunk_base_ = 0;
   long pruned_below_ = 0;
   long max_cutoff_ = 0;

@@ -160,6 +160,37 @@ public:
   }
 
 private:
+  /**
+   * Connections of one source are contiguous in NEST's connector and are sent one after the other: ask the cache
+   * now for what the connection a few places ahead will read (its target's fields and history rows), so that
+   * memory latency overlaps with work instead of adding up.
+   */
+  void
+  prefetch_ahead_( const size_t thread ) const
+  {
+    constexpr int distance = 4;
+    const eprop_event_synapse* ahead = this;
+    for ( int k = 0; k < distance; ++k )
+    {
+      if ( not ahead->source_has_more_targets() )
+      {
+        return;
+      }
+      ++ahead;
+    }
+    const auto* node = static_cast< const EpropEventNode* >( ahead->get_target( thread ) );
+    __builtin_prefetch( node );  // the virtual function table pointer
+    const char* hot = static_cast< const char* >( node->event_hot_address() );
+    for ( int line = 0; line < 4; ++line )
+    {
+      __builtin_prefetch( hot + 64 * line );
+    }
+    if ( ahead->store_ and ahead->t_spike_previous_ > 0 )
+    {
+      ahead->store_->prefetch( ahead->t_spike_previous_ - 1, ahead->column_ );
+    }
+  }
+
   //! Sums the gradient and, at the first spike after a batch boundary, applies the optimizer (NEST 3.10's rule).
   void optimize_( const CommonPropertiesType& cp, long t_update, double gradient );
 
@@ -172,6 +203,8 @@ private:
   double v_ = 0.0;  //!< Adam's second moment
   double beta_1_power_ = 1.0;
   double beta_2_power_ = 1.0;
+  EventHistoryStore* store_ = nullptr;  //!< the target's store and column, cached for prefetching
+  long column_ = 0;
 };
 
 template < typename targetidentifierT >
@@ -212,14 +245,11 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
   // the target's type was checked in check_connection
   auto* target = static_cast< EpropEventNode* >( get_target( thread ) );
   const long t_spike = e.get_stamp().get_steps();
-  // connections of one source are contiguous (NEST's connector): prefetch the history the connection two ahead reads
-  if ( ConnectionBase::source_has_more_targets() and ( this + 1 )->source_has_more_targets() )
+  prefetch_ahead_( thread );
+  if ( not store_ )
   {
-    const eprop_event_synapse* ahead = this + 2;
-    if ( ahead->t_spike_previous_ > 0 )
-    {
-      static_cast< EpropEventNode* >( ahead->get_target( thread ) )->prefetch_event_window( ahead->t_spike_previous_ );
-    }
+    store_ = target->event_store();
+    column_ = target->event_column();
   }
   if ( t_spike_previous_ != 0 )
   {

@@ -6,6 +6,7 @@
 
 #include "eprop_iaf_psc_exp.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -317,6 +318,10 @@ eprop_iaf_psc_exp::pre_run_hook()
         "tau_m (the trace is then not a sum of geometric sequences); use eprop_synapse." );
     }
     configure_event_history_( 3, lambda, P_.kappa_, P_.kappa_reg_, P_.c_reg_ > 0.0 );
+    // what event_gradient() reads, next to the base class's fields
+    event_cutoff_ = get_eprop_isi_trace_cutoff();
+    const double constants[ 7 ] = { V_.P22_, V_.P11_ex_, V_.P11_in_, V_.P21_ex_, V_.P21_in_, P_.kappa_, P_.kappa_reg_ };
+    std::copy( constants, constants + 7, event_param_ );
   }
 }
 
@@ -464,7 +469,7 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
   // (as in the step-by-step rule, where a weight changing sign switches the filter of the whole trace).
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
-  const long cutoff = get_eprop_isi_trace_cutoff();
+  const long cutoff = event_cutoff_;
   if ( cutoff < 1 )
   {
     throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
@@ -475,24 +480,26 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
   const bool excitatory = weight >= 0.0;
   const int v_slot = lambda_slot_( 0 );
   const int i_slot = lambda_slot_( excitatory ? 1 : 2 );
-  const double P11 = excitatory ? V_.P11_ex_ : V_.P11_in_;
-  const double P21 = excitatory ? V_.P21_ex_ : V_.P21_in_;
-  const double eps_v_a = V_.P22_ * trace.y[ 0 ] + P21 * trace.y[ 1 ];
+  const double P22 = event_param_[ 0 ];
+  const double P11 = event_param_[ excitatory ? 1 : 2 ];
+  const double P21 = event_param_[ excitatory ? 3 : 4 ];
+  const double kappa = event_param_[ 5 ];
+  const double eps_v_a = P22 * trace.y[ 0 ] + P21 * trace.y[ 1 ];
   const double eps_i_a = P11 * trace.y[ 1 ] + ( trace.pending ? 1.0 : 0.0 );
   double Y[ 3 ] = { 0.0, 0.0, 0.0 };
-  Y[ i_slot ] = P21 * eps_i_a / ( P11 - V_.P22_ );
+  Y[ i_slot ] = P21 * eps_i_a / ( P11 - P22 );
   Y[ v_slot ] = eps_v_a - Y[ i_slot ];
-  const double kr = P_.kappa_reg_;
+  const double kr = event_param_[ 6 ];
   const bool separate_reg = separate_reg_filter_();
   double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
 
   // entry a still sees the old trace (the new spike enters at a + 1): one step, directly
   const double e_a = event_surrogate_gradient_( a ) * eps_v_a;
-  ebar[ 0 ] = P_.kappa_ * ebar[ 0 ] + e_a;
+  ebar[ 0 ] = kappa * ebar[ 0 ] + e_a;
   ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
   double g[ 2 ] = { event_signal_( a, 0 ) * ebar[ 0 ], event_signal_( a, 1 ) * ebar[ 1 ] };
-  const double c = P21 / ( V_.P22_ - P11 );  // the spike adds c (P22^(t-a-1) - P11^(t-a-1)) to eps_v
-  Y[ v_slot ] += c / V_.P22_;
+  const double c = P21 / ( P22 - P11 );  // the spike adds c (P22^(t-a-1) - P11^(t-a-1)) to eps_v
+  Y[ v_slot ] += c / P22;
   Y[ i_slot ] -= c / P11;
   event_window_( a + 1, end, ebar, Y, a, g );
   const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
