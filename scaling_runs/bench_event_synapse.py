@@ -58,7 +58,7 @@ def run_case(case: dict) -> dict:
     nest.verbosity = nest.VerbosityLevel.ERROR
     nestgrad.install()
     nest.set(resolution=1.0, local_num_threads=case["threads"], print_time=False)
-    task = make_task(TaskConfig(name="sine"), seed=1)
+    task = make_task(TaskConfig(name="sine", input_rate=case.get("input_rate", 50.0)), seed=1)
     net = EpropNetwork(
         NetworkConfig(
             neuron_model="eprop_iaf_psc_exp",

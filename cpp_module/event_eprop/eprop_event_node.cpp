@@ -172,7 +172,7 @@ EpropEventNode::configure_event_history_( const int n_lambda,
     constants.lambda[ m ] = lambda_[ m ];
     constants.lambda_pow[ m ] = lambda_pow_[ m ];
   }
-  store_ = EventHistoryStore::attach( get_thread(), n_filters, n_distinct, segment_shift_, constants, column_ );
+  store_ = EventHistoryStore::attach( get_thread(), n_filters, n_distinct, segment_shift_, constants, this, column_ );
 }
 
 void
@@ -238,11 +238,16 @@ EpropEventNode::prune_event_history_( const long t_now )
 double
 EpropEventNode::event_surrogate_gradient_( const long t ) const
 {
-  if ( not held_( t ) )
+  if ( held_( t ) )
+  {
+    return entry_( t )[ 0 ];
+  }
+  const WindowSummary* w = store_->summary( t, column_ );
+  if ( not w )
   {
     throw nest::KernelException( get_name() + ": e-prop history for step " + std::to_string( t ) + " is not held." );
   }
-  return entry_( t )[ 0 ];
+  return w->psi;
 }
 
 double
@@ -254,7 +259,46 @@ EpropEventNode::event_learning_signal_or_zero_( const long t ) const
 double
 EpropEventNode::event_signal_( const long t, const int filter ) const
 {
-  return filter < n_filters_ ? entry_( t )[ filter_offset_( filter ) ] : 0.0;
+  if ( filter >= n_filters_ )
+  {
+    return 0.0;
+  }
+  if ( held_( t ) )
+  {
+    return entry_( t )[ filter_offset_( filter ) ];
+  }
+  const WindowSummary* w = store_->summary( t, column_ );
+  return w ? w->signal[ filter ] : 0.0;
+}
+
+void
+EpropEventNode::summarize_event_window( const long a, WindowSummary& summary ) const
+{
+  summary.psi = event_surrogate_gradient_( a );
+  for ( int f = 0; f < n_filters_; ++f )
+  {
+    summary.signal[ f ] = event_signal_( a, f );
+  }
+  // the window after a is linear in the synapse's filtered traces and trace coefficients: one pass per unit input
+  const long end = a + event_cutoff_;
+  const double zero[ 3 ] = { 0.0, 0.0, 0.0 };
+  double ebar[ 2 ] = { 1.0, 1.0 };
+  double total[ 2 ] = { 0.0, 0.0 };
+  event_window_( a + 1, end, ebar, zero, a, total );
+  std::copy( total, total + 2, summary.A );
+  for ( int m = 0; m < n_lambda_; ++m )
+  {
+    double unit[ 3 ] = { 0.0, 0.0, 0.0 };
+    unit[ m ] = 1.0;
+    double e[ 2 ] = { 0.0, 0.0 };
+    double t[ 2 ] = { 0.0, 0.0 };
+    event_window_( a + 1, end, e, unit, a, t );
+    for ( int f = 0; f < 2; ++f )
+    {
+      summary.B[ f ][ m ] = t[ f ];
+      summary.D[ f ][ m ] = e[ f ];
+    }
+  }
 }
 
 void
@@ -268,6 +312,27 @@ EpropEventNode::event_window_( long a,
   if ( a >= b )
   {
     return;
+  }
+  if ( not held_( a ) and a == tau + 1 and b == tau + event_cutoff_ )
+  {
+    // a window that passed its cutoff and whose history is gone: its summary
+    const WindowSummary* w = store_->summary( tau, column_ );
+    if ( w )
+    {
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        double sum = w->A[ f ] * ebar[ f ];
+        double new_ebar = kappa_power_( f, b - a ) * ebar[ f ];
+        for ( int m = 0; m < n_lambda_; ++m )
+        {
+          sum += w->B[ f ][ m ] * Y[ m ];
+          new_ebar += w->D[ f ][ m ] * Y[ m ];
+        }
+        total[ f ] += sum;
+        ebar[ f ] = new_ebar;
+      }
+      return;
+    }
   }
   if ( not held_( a ) or not held_( b - 1 ) or b - 1 >= store_->next_row() )
   {

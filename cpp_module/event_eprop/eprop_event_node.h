@@ -78,7 +78,7 @@ public:
   void
   move_event_reader( const long t_spike_previous, const long t_spike )
   {
-    store_->move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1 );
+    store_->move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1, column_ );
   }
 
   //! Asks the cache for the entries a window starting after t_spike_previous reads first (a synapse does this for
@@ -96,6 +96,12 @@ public:
     }
   }
 
+  /**
+   * Reduces the window that starts at step a (a synapse's previous spike was at a + 1) and has passed its cutoff to
+   * what the synapse will need at its next spike (called by the store before it drops the window's history).
+   */
+  void summarize_event_window( long a, WindowSummary& summary ) const;
+
   //! The store of the neuron's running sums and its column there (valid after the first simulation step).
   EventHistoryStore*
   event_store() const
@@ -112,6 +118,13 @@ public:
   event_hot_address() const
   {
     return &store_;
+  }
+
+  //! Windows of this thread's neurons kept as summaries (their history was dropped; a synapse still waits).
+  long
+  get_event_window_summaries() const
+  {
+    return store_ ? store_->summaries_held() : 0;
   }
 
   //! Number of history entries held (recordable as a measure of memory).

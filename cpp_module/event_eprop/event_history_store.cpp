@@ -6,6 +6,8 @@
 
 #include "event_history_store.h"
 
+#include "eprop_event_node.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -49,6 +51,7 @@ EventHistoryStore::attach( const size_t thread,
   const int n_lambda,
   const int shift,
   const Constants& constants,
+  EpropEventNode* node,
   long& column )
 {
   const std::lock_guard< std::mutex > lock( registry_mutex );
@@ -59,6 +62,7 @@ EventHistoryStore::attach( const size_t thread,
   }
   column = store->add_column_();
   store->constants_.push_back( constants );
+  store->nodes_.push_back( node );
   ++store->n_neurons_;
   return store;
 }
@@ -109,6 +113,13 @@ EventHistoryStore::add_column_()
 {
   const long old_columns = n_columns_++;
   spare_chunks_.clear();  // sized for the old width
+  std::unordered_map< long, WindowSummary > rekeyed;  // keys are a * n_columns + column
+  for ( const auto& [ key, w ] : summaries_ )
+  {
+    rekeyed[ key / old_columns * n_columns_ + key % old_columns ] = w;
+  }
+  summaries_.swap( rekeyed );
+  cached_key_ = -1;
   const long rows = mask_ + 1;
   for ( auto& chunk : chunks_ )
   {
@@ -124,6 +135,19 @@ EventHistoryStore::add_column_()
         sizeof( double ) * old_columns * stride_ );
     }
     chunk = std::move( wider );
+  }
+  for ( auto& counts : reader_chunks_ )
+  {
+    if ( not counts )
+    {
+      continue;
+    }
+    auto wider = std::make_unique< int32_t[] >( rows * n_columns_ );  // zeroed
+    for ( long r = 0; r < rows; ++r )
+    {
+      std::memcpy( wider.get() + r * n_columns_, counts.get() + r * old_columns, sizeof( int32_t ) * old_columns );
+    }
+    counts = std::move( wider );
   }
   return old_columns;
 }
@@ -145,6 +169,7 @@ EventHistoryStore::ensure_segment( const long t )
   if ( static_cast< long >( chunks_.size() ) <= c )
   {
     chunks_.resize( c + 1 );
+    reader_chunks_.resize( c + 1 );
   }
   if ( not chunks_[ c ] )
   {
@@ -158,6 +183,7 @@ EventHistoryStore::ensure_segment( const long t )
       chunks_[ c ] = std::move( spare_chunks_.back() );
       spare_chunks_.pop_back();
     }
+    reader_chunks_[ c ] = std::make_unique< int32_t[] >( ( mask_ + 1 ) * n_columns_ );  // zeroed
   }
 }
 
@@ -251,10 +277,44 @@ EventHistoryStore::add_reader_( const long segment )
 }
 
 void
+EventHistoryStore::release_summary_( const long a, const long column )
+{
+  const long key = a * n_columns_ + column;
+  const auto it = summaries_.find( key );
+  if ( it != summaries_.end() and --it->second.readers <= 0 )
+  {
+    summaries_.erase( it );
+    if ( cached_key_ == key )
+    {
+      cached_key_ = -1;
+    }
+  }
+}
+
+void
+EventHistoryStore::summarize_segment_( const long c )
+{
+  const long first = c << shift_;
+  const int32_t* counts = reader_chunks_[ c - chunk_base_ ].get();
+  for ( long r = 0; r <= mask_; ++r )
+  {
+    for ( long j = 0; j < n_columns_; ++j )
+    {
+      const int32_t n = counts[ r * n_columns_ + j ];
+      if ( n > 0 )
+      {
+        WindowSummary& w = summaries_[ ( first + r ) * n_columns_ + j ];
+        nodes_[ j ]->summarize_event_window( first + r, w );
+        w.readers = n;
+      }
+    }
+  }
+}
+
+void
 EventHistoryStore::prune( const long t_keep, const long cutoff )
 {
-  // Segments entirely before t_keep are read only by windows that start in them or up to `span` segments before
-  // them. Examined once per segment, by the first neuron of the thread that gets there.
+  // Examined once per segment, by the first neuron of the thread that gets there.
   const long limit = t_keep >> shift_;
   if ( limit <= pruned_below_ or chunks_.empty() )
   {
@@ -262,33 +322,38 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
   }
   pruned_below_ = limit;
   max_cutoff_ = std::max( max_cutoff_, cutoff );  // neurons of one store may differ in their cutoff
-  const long span = max_cutoff_ >= std::numeric_limits< long >::max() / 2 ? std::numeric_limits< long >::max() / 4
-                                                                          : ( max_cutoff_ >> shift_ ) + 2;
-  auto readers_in = [ this ]( long k )
+  auto drop = [ this ]( long c )
   {
-    const long i = k - count_base_;
-    return ( i >= 0 and i < static_cast< long >( reader_counts_.size() ) ) ? reader_counts_[ i ] : 0L;
-  };
-  const long c0 = chunk_base_;
-  long window = 0;  // readers with window starts in segments [c - span, c]
-  for ( long k = std::max( count_base_, c0 - std::min( span, c0 - count_base_ ) ); k <= c0; ++k )
-  {
-    window += readers_in( k );
-  }
-  const long c_end = std::min( limit, chunk_base_ + static_cast< long >( chunks_.size() ) );
-  for ( long c = c0; c < c_end; ++c )
-  {
-    if ( c > c0 )
+    Chunk& chunk = chunks_[ c - chunk_base_ ];
+    if ( chunk and spare_chunks_.size() < 4 )
     {
-      window += readers_in( c ) - ( c - span - 1 >= count_base_ ? readers_in( c - span - 1 ) : 0L );
+      spare_chunks_.push_back( std::move( chunk ) );
     }
-    if ( window == 0 and chunks_[ c - chunk_base_ ] )
+    chunk.reset();
+    reader_chunks_[ c - chunk_base_ ].reset();
+  };
+  const long c_end = chunk_base_ + static_cast< long >( chunks_.size() );
+  if ( max_cutoff_ < std::numeric_limits< long >::max() / 2 )
+  {
+    // Segment c can go once every window that reads it has passed its cutoff and is complete:
+    // (c + 1) S - 1 + cutoff <= next_row_ - 1. Windows waiting for their next spike become summaries.
+    const long done = std::min( limit, ( next_row_ - max_cutoff_ ) >> shift_ );
+    for ( long c = chunk_base_; c < std::min( done, c_end ); ++c )
     {
-      if ( spare_chunks_.size() < 4 )
+      if ( chunks_[ c - chunk_base_ ] )
       {
-        spare_chunks_.push_back( std::move( chunks_[ c - chunk_base_ ] ) );
+        summarize_segment_( c );
+        drop( c );
       }
-      chunks_[ c - chunk_base_ ].reset();
+    }
+  }
+  else
+  {
+    // Without a cutoff a window reads up to its next spike: keep every segment from the oldest window start on.
+    const long oldest = reader_counts_.empty() ? limit : count_base_;
+    for ( long c = chunk_base_; c < std::min( std::min( limit, oldest ), c_end ); ++c )
+    {
+      drop( c );
     }
   }
   long dropped = 0;
@@ -297,6 +362,7 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
     ++dropped;
   }
   chunks_.erase( chunks_.begin(), chunks_.begin() + dropped );
+  reader_chunks_.erase( reader_chunks_.begin(), reader_chunks_.begin() + dropped );
   chunk_base_ += dropped;
   while ( not reader_counts_.empty() and reader_counts_.front() == 0 )
   {

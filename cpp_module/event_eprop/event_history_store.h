@@ -8,12 +8,33 @@
 #define NESTGRAD_EVENT_HISTORY_STORE_H
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <memory>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace nestgrad
 {
+
+class EpropEventNode;
+
+/**
+ * What a synapse needs from a window that has passed its cutoff once its history is dropped: the first step of the
+ * window (surrogate gradient and signals of entry a) and the rest as a linear map of the synapse's filtered traces
+ * ebar[f] and trace coefficients Y[m] (total[f] = A[f] ebar[f] + sum_m B[f][m] Y[m],
+ * ebar[f]' = kappa_f^(cutoff - 1) ebar[f] + sum_m D[f][m] Y[m]).
+ */
+struct WindowSummary
+{
+  long readers = 0;  //!< synapses whose window starts here
+  double psi = 0.0;
+  double signal[ 2 ] = { 0.0, 0.0 };
+  double A[ 2 ] = { 0.0, 0.0 };
+  double B[ 2 ][ 3 ] = {};
+  double D[ 2 ][ 3 ] = {};
+};
 
 /**
  * The e-prop running sums of all event-driven neurons of one thread (and one entry layout), stored time-major: the
@@ -31,9 +52,11 @@ namespace nestgrad
  *   M[t] = sum_{u=R..t} L[u] kappa^(u-R),   G[m][t] = kappa G[m][t-1] + psi[t] lambda_m^(t-R),
  *   N[m][t] = sum_{u=R..t} L[u] G[m][u].
  *
- * Memory is allocated per segment (segment steps x neurons x stride doubles). A segment is dropped when no synapse
- * of any neuron of the store can read it: the store counts, per segment, the synapses whose window starts there, and
- * a window reads at most `cutoff` steps from its start.
+ * Memory is allocated per segment (segment steps x neurons x stride doubles). With a finite cutoff a segment is
+ * dropped once every window that can read it has passed its cutoff; the windows that start in it and have synapses
+ * waiting (their presynaptic neuron has not spiked again) are first reduced to a WindowSummary each. Memory is then
+ * bounded by (cutoff + 2 segments) steps of entries plus one summary per waiting synapse start. Without a cutoff
+ * a segment is dropped when no synapse's window starts in or before it (as NEST keeps its history).
  */
 class EventHistoryStore
 {
@@ -48,8 +71,13 @@ public:
   };
 
   //! The store of this thread for n_filters x n_lambda sums and segments of 2^shift steps; returns the column.
-  static EventHistoryStore*
-  attach( size_t thread, int n_filters, int n_lambda, int shift, const Constants& constants, long& column );
+  static EventHistoryStore* attach( size_t thread,
+    int n_filters,
+    int n_lambda,
+    int shift,
+    const Constants& constants,
+    EpropEventNode* node,
+    long& column );
   //! A neuron of the store is deleted; the store goes when its last neuron does.
   static void detach( EventHistoryStore* store );
 
@@ -98,9 +126,9 @@ public:
     return stride_;
   }
 
-  //! A synapse's window start moves from step a_old (< 0: none) to a_new.
+  //! A synapse of the neuron in `column` moves its window start from step a_old (< 0: none) to a_new.
   void
-  move_reader( const long a_old, const long a_new )
+  move_reader( const long a_old, const long a_new, const long column )
   {
     if ( a_old >= 0 )
     {
@@ -109,8 +137,40 @@ public:
       {
         --reader_counts_[ i ];
       }
+      if ( segment_held( a_old ) )
+      {
+        --readers( a_old, column );
+      }
+      else
+      {
+        release_summary_( a_old, column );
+      }
     }
     add_reader_( a_new >> shift_ );
+    ++readers( a_new, column );
+  }
+  int32_t&
+  readers( const long t, const long column ) const
+  {
+    return reader_chunks_[ ( t >> shift_ ) - chunk_base_ ][ ( t & mask_ ) * n_columns_ + column ];
+  }
+  //! The summary of the window that starts at step a in `column` (nullptr if there is none).
+  const WindowSummary*
+  summary( const long a, const long column ) const
+  {
+    const long key = a * n_columns_ + column;
+    if ( key != cached_key_ )  // one event asks several times
+    {
+      const auto it = summaries_.find( key );
+      cached_key_ = key;
+      cached_summary_ = it == summaries_.end() ? nullptr : &it->second;
+    }
+    return cached_summary_;
+  }
+  long
+  summaries_held() const
+  {
+    return static_cast< long >( summaries_.size() );
   }
   //! Drops the segments before t_keep that no window can read; windows read at most cutoff steps.
   void prune( long t_keep, long cutoff );
@@ -128,6 +188,9 @@ public:
 
 private:
   EventHistoryStore( int n_filters, int n_lambda, int shift );
+  void release_summary_( long a, long column );
+  //! Summaries of the waiting windows that start in segment c (before it is dropped).
+  void summarize_segment_( long c );
   //! Moves the anchor of the suffix sums of row e's segment to e (O(segment) rows per step, streamed).
   void update_suffix_sums_( long e );
   void add_reader_( long segment );
@@ -153,6 +216,11 @@ private:
   //! A zeroed segment on huge pages where the kernel allows: rows far apart cost no TLB misses.
   Chunk allocate_chunk_() const;
   std::vector< Chunk > chunks_;
+  std::vector< std::unique_ptr< int32_t[] > > reader_chunks_;  //!< per segment: synapses whose window starts at (row, column)
+  std::vector< EpropEventNode* > nodes_;  //!< per column
+  std::unordered_map< long, WindowSummary > summaries_;  //!< by window start * n_columns_ + column
+  mutable long cached_key_ = -1;
+  mutable const WindowSummary* cached_summary_ = nullptr;
   std::vector< Chunk > spare_chunks_;  //!< dropped segments for reuse (no new pages)
   long chunk_base_ = 0;
   long pruned_below_ = 0;

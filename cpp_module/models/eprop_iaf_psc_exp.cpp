@@ -245,6 +245,7 @@ eprop_iaf_psc_exp::get_status( Dictionary& d ) const
   S_.get( d, P_ );
   d[ nest::names::recordables ] = recordablesMap_.get_list();
   d[ "event_history_size" ] = get_event_history_size();
+  d[ "event_window_summaries" ] = get_event_window_summaries();
 }
 
 void
