@@ -20,7 +20,7 @@ PY_TAG = $(shell $(PYTHON) -c 'import sys; print(f"py{sys.version_info[0]}{sys.v
 MPI_TAG = $(shell dpkg-query -W -f='$${Version}' libopenmpi-dev 2>/dev/null | cut -d- -f1)
 WHEELHOUSE = $(CACHE_DIR)/wheels/nest-$(NEST_VERSION)-mpi-openmpi$(MPI_TAG)-$(PY_TAG)
 
-.PHONY: all setup system venv module demo test test-serial lint bench mpi clean
+.PHONY: all setup system venv module demo test test-serial lint bench bench-event mpi clean
 
 all: setup
 
@@ -108,6 +108,10 @@ lint: setup
 
 bench: setup
 	$(PY) scaling_runs/bench_iteration_time.py
+
+# Event-driven e-prop vs NEST's eprop_synapse vs static twin (and PyTorch BPTT if torch is installed): ~20 minutes
+bench-event: setup
+	$(PY) scaling_runs/bench_event_synapse.py --torch
 
 clean:
 	rm -rf build build-mpi build.log build-mpi.log $(STAMPS) python/nestgrad/lib out

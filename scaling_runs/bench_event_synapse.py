@@ -3,7 +3,8 @@ NEST's ``eprop_synapse`` vs the static twin, on the same network, side by side i
 
 Network: the classic e-prop network on the sine-wave task (100 Poisson inputs, recurrent ``eprop_iaf_psc_exp``
 neurons, one readout, 1,000 steps of 1 ms per iteration, gradient descent), dense at 100, 400 and 1,000 recurrent
-neurons, and sparse (fixed in-degree) at 10,000 neurons at several firing rates (set through the input weights).
+neurons (inputs at 50 Hz), and sparse (in-degree 100) at 10,000 neurons at two activity levels (input rate and
+input weights set so that the recurrent neurons fire at about 4 and 18 Hz).
 The three variants differ only in the synapses into the recurrent neurons:
 
 * ``event``: nestgrad's eprop_event_synapse (running sums, O(1) per spike);
@@ -17,8 +18,8 @@ connections, divided by their number; the history is the further growth during t
 With ``--torch`` it also times ``torch_bptt_sine.py`` (a PyTorch BPTT of the same dense network on the same CPU;
 PyTorch is an optional, benchmark-only dependency).
 
-    python scaling_runs/bench_event_synapse.py                       # everything (about 15 minutes)
-    python scaling_runs/bench_event_synapse.py --dense 100,400 --sparse-scales "" --no-step-above 400
+    python scaling_runs/bench_event_synapse.py --torch               # everything (about 20 minutes)
+    python scaling_runs/bench_event_synapse.py --dense 100,400 --sparse ""        # a quick look
 """
 
 from __future__ import annotations
@@ -151,7 +152,9 @@ def main() -> None:
     parser.add_argument("--sparse-n", type=int, default=10000)
     parser.add_argument("--sparse-indegree", type=int, default=100)
     parser.add_argument(
-        "--sparse-scales", default="0.45,0.6,0.8", help="input-weight factors of the sparse runs (rates ~5-20 Hz)"
+        "--sparse",
+        default="10:1.5,20:2.0",
+        help="sparse runs as input_rate_Hz:input_weight_factor, comma-separated (10:1.5 gives ~4 Hz, 20:2.0 ~18 Hz)",
     )
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -165,16 +168,25 @@ def main() -> None:
         return
 
     configs = [{"n_rec": int(n), "label": f"dense {int(n)}"} for n in args.dense.split(",") if n]
-    configs += [
-        {"n_rec": args.sparse_n, "indegree": args.sparse_indegree, "in_scale": float(s), "label": f"sparse x{s}"}
-        for s in args.sparse_scales.split(",")
-        if s
-    ]
+    for item in filter(None, args.sparse.split(",")):
+        rate, scale = (float(x) for x in item.split(":"))
+        configs.append(
+            {
+                "n_rec": args.sparse_n,
+                "indegree": args.sparse_indegree,
+                "in_scale": scale,
+                "input_rate": rate,
+                "label": f"sparse in{rate:g}Hz",
+            }
+        )
     rows = []
     print(
         f"sine task, eprop_iaf_psc_exp, 1000 steps/iteration, {args.threads} thread(s), median of "
         f"{args.iterations} iterations; each case in a fresh process",
         flush=True,
+    )
+    print(
+        "columns: recurrent rate (e-prop run), seconds per iteration, ratios, bytes per synapse from the resident set"
     )
     header = (
         f"{'network':16s} {'synapses':>10s} {'rate Hz':>8s} {'static s':>9s} {'event s':>9s} {'step s':>9s} "

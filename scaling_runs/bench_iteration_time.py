@@ -22,7 +22,7 @@ from nestgrad.tasks import make_task
 
 
 def time_iterations(
-    model: str, n_rec: int, iterations: int, threads: int, static: bool, params: dict | None = None
+    model: str, n_rec: int, iterations: int, threads: int, static: bool, algorithm: str = "step"
 ) -> float:
     """Median wall-clock seconds of one iteration (after one warm-up iteration)."""
     nest.ResetKernel()
@@ -31,7 +31,7 @@ def time_iterations(
     nest.set(resolution=1.0, local_num_threads=threads, print_time=False)
     task = make_task(TaskConfig(name="sine"), seed=1)
     net = EpropNetwork(
-        NetworkConfig(neuron_model=model, n_rec=n_rec, neuron_params=params or {}),
+        NetworkConfig(neuron_model=model, n_rec=n_rec, gradient_algorithm=algorithm),
         OptimizerConfig(),
         task.n_in,
         task.n_out,
@@ -59,17 +59,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    event = {"gradient_algorithm": "event"}
     cases = {
-        "eprop_iaf (NEST)": ("eprop_iaf", False, None),
-        "eprop_iaf_psc_exp (nestgrad)": ("eprop_iaf_psc_exp", False, None),
-        "eprop_iaf_psc_exp, event-driven": ("eprop_iaf_psc_exp", False, event),
-        "static twin (iaf_psc_exp)": ("eprop_iaf_psc_exp", True, None),
+        "eprop_iaf (NEST)": ("eprop_iaf", False, "step"),
+        "eprop_iaf_psc_exp (nestgrad)": ("eprop_iaf_psc_exp", False, "step"),
+        "eprop_iaf_psc_exp, event-driven": ("eprop_iaf_psc_exp", False, "event"),
+        "static twin (iaf_psc_exp)": ("eprop_iaf_psc_exp", True, "step"),
     }
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for rep in range(args.repeats):
-        for name, (model, static, params) in cases.items():  # alternate, so that load changes hit every case alike
-            samples[name].append(time_iterations(model, args.n_rec, args.iterations, args.threads, static, params))
+        for name, (model, static, algorithm) in cases.items():  # alternate: load changes hit every case alike
+            samples[name].append(time_iterations(model, args.n_rec, args.iterations, args.threads, static, algorithm))
         print(f"repeat {rep + 1}/{args.repeats} done", flush=True)
 
     print(

@@ -30,6 +30,7 @@ CONFIG = """
 [network]
 neuron_model = "eprop_iaf_psc_exp"
 n_rec = 40
+gradient_algorithm = "{algorithm}"
 [task]
 name = "sine"
 sequence_steps = 400
@@ -45,9 +46,16 @@ plot = false
 
 
 def write_config(
-    path: pathlib.Path, threads: int, iterations: int = 4, optimizer: str = "gradient_descent", eta: float = 1e-5
+    path: pathlib.Path,
+    threads: int,
+    iterations: int = 4,
+    optimizer: str = "gradient_descent",
+    eta: float = 1e-5,
+    algorithm: str = "step",
 ) -> pathlib.Path:
-    path.write_text(CONFIG.format(threads=threads, iterations=iterations, optimizer=optimizer, eta=eta))
+    path.write_text(
+        CONFIG.format(threads=threads, iterations=iterations, optimizer=optimizer, eta=eta, algorithm=algorithm)
+    )
     return path
 
 
@@ -70,11 +78,15 @@ def checkpoint(folder: pathlib.Path) -> tuple[dict[str, np.ndarray], list[float]
     return weights, [h["loss"] for h in history]
 
 
-@pytest.mark.parametrize("optimizer, eta", [("gradient_descent", 1e-5), ("adam", 1e-6)])
-def test_same_virtual_processes_give_bit_identical_training(tmp_path, optimizer, eta):
-    """(1 rank x 2 threads) and (2 ranks x 1 thread): total_num_virtual_procs = 2 in both."""
-    cfg1 = write_config(tmp_path / "t2.toml", threads=2, optimizer=optimizer, eta=eta)
-    cfg2 = write_config(tmp_path / "t1.toml", threads=1, optimizer=optimizer, eta=eta)
+@pytest.mark.parametrize(
+    "optimizer, eta, algorithm",
+    [("gradient_descent", 1e-5, "step"), ("adam", 1e-6, "step"), ("adam", 1e-6, "event")],
+)
+def test_same_virtual_processes_give_bit_identical_training(tmp_path, optimizer, eta, algorithm):
+    """(1 rank x 2 threads) and (2 ranks x 1 thread): total_num_virtual_procs = 2 in both; also with
+    eprop_event_synapse, whose history store is per thread."""
+    cfg1 = write_config(tmp_path / "t2.toml", threads=2, optimizer=optimizer, eta=eta, algorithm=algorithm)
+    cfg2 = write_config(tmp_path / "t1.toml", threads=1, optimizer=optimizer, eta=eta, algorithm=algorithm)
     run(1, "-m", "nestgrad", "train", str(cfg1), "--out", str(tmp_path / "threads"))
     out = run(2, "-m", "nestgrad", "train", str(cfg2), "--out", str(tmp_path / "ranks"))
     assert out.stdout.count("iteration    4/4") == 1, "only rank 0 prints"

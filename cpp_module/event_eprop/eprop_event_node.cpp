@@ -236,12 +236,8 @@ EpropEventNode::prune_event_history_( const long t_now )
 }
 
 double
-EpropEventNode::event_surrogate_gradient_( const long t ) const
+EpropEventNode::summarized_surrogate_gradient_( const long t ) const
 {
-  if ( held_( t ) )
-  {
-    return entry_( t )[ 0 ];
-  }
   const WindowSummary* w = store_->summary( t, column_ );
   if ( not w )
   {
@@ -257,16 +253,8 @@ EpropEventNode::event_learning_signal_or_zero_( const long t ) const
 }
 
 double
-EpropEventNode::event_signal_( const long t, const int filter ) const
+EpropEventNode::summarized_signal_( const long t, const int filter ) const
 {
-  if ( filter >= n_filters_ )
-  {
-    return 0.0;
-  }
-  if ( held_( t ) )
-  {
-    return entry_( t )[ filter_offset_( filter ) ];
-  }
   const WindowSummary* w = store_->summary( t, column_ );
   return w ? w->signal[ filter ] : 0.0;
 }

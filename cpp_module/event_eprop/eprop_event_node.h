@@ -157,11 +157,24 @@ protected:
   //! Drops the segments no synapse can read any more; t_now is the step being updated.
   void prune_event_history_( long t_now );
 
-  double event_surrogate_gradient_( long t ) const;
+  //! Surrogate gradient of entry t (from the window summary if the entry was dropped).
+  double
+  event_surrogate_gradient_( const long t ) const
+  {
+    return held_( t ) ? entry_( t )[ 0 ] : summarized_surrogate_gradient_( t );
+  }
   //! Learning signal of entry t, 0 if the entry is not held (for recording).
   double event_learning_signal_or_zero_( long t ) const;
   //! Signal of filter f in entry t (f = 1 only with a separate regularisation filter).
-  double event_signal_( long t, int filter ) const;
+  double
+  event_signal_( const long t, const int filter ) const
+  {
+    if ( filter >= n_filters_ )
+    {
+      return 0.0;
+    }
+    return held_( t ) ? entry_( t )[ filter_offset_( filter ) ] : summarized_signal_( t, filter );
+  }
 
   //! Slot of the sums that lambda[m] uses (equal lambdas share a slot).
   int
@@ -222,6 +235,8 @@ protected:
   const double* lambda_pow_[ 3 ] = { nullptr, nullptr, nullptr };
 
 private:
+  double summarized_surrogate_gradient_( long t ) const;
+  double summarized_signal_( long t, int filter ) const;
   double* entry_( long t );
   const double* entry_( long t ) const;
   //! Whether entry t is held (its segment was not dropped).

@@ -23,6 +23,8 @@ namespace nestgrad
 
 namespace
 {
+constexpr long summary_delay_segments = 8;
+
 // Stores by (thread, stride, shift). Attach and detach happen outside the update loop (pre_run_hook, node deletion),
 // possibly from several threads at once.
 std::mutex registry_mutex;
@@ -337,7 +339,9 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
   {
     // Segment c can go once every window that reads it has passed its cutoff and is complete:
     // (c + 1) S - 1 + cutoff <= next_row_ - 1. Windows waiting for their next spike become summaries.
-    const long done = std::min( limit, ( next_row_ - max_cutoff_ ) >> shift_ );
+    // Summaries cost a few window evaluations each; a grace of summary_delay_segments segments lets most synapses
+    // spike again first (then no summary is needed) at the price of that much more history.
+    const long done = std::min( limit, ( ( next_row_ - max_cutoff_ ) >> shift_ ) - summary_delay_segments );
     for ( long c = chunk_base_; c < std::min( done, c_end ); ++c )
     {
       if ( chunks_[ c - chunk_base_ ] )

@@ -53,9 +53,10 @@ struct WindowSummary
  *   N[m][t] = sum_{u=R..t} L[u] G[m][u].
  *
  * Memory is allocated per segment (segment steps x neurons x stride doubles). With a finite cutoff a segment is
- * dropped once every window that can read it has passed its cutoff; the windows that start in it and have synapses
- * waiting (their presynaptic neuron has not spiked again) are first reduced to a WindowSummary each. Memory is then
- * bounded by (cutoff + 2 segments) steps of entries plus one summary per waiting synapse start. Without a cutoff
+ * dropped 8 segments after every window that can read it has passed its cutoff (most synapses spike again within
+ * that grace); the windows that start in it and still have synapses waiting are first reduced to a WindowSummary
+ * each. Memory is then bounded by (cutoff + 10 segments) steps of entries plus one summary per waiting synapse
+ * start. Without a cutoff
  * a segment is dropped when no synapse's window starts in or before it (as NEST keeps its history).
  */
 class EventHistoryStore

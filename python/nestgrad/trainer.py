@@ -126,7 +126,12 @@ class Trainer:
             mc = EpropMicrocircuitConfig.from_dict(config.network.microcircuit)
             self.task: Task = make_task(config.task, config.network.seed, n_in=mc.n_thalamus)
             self.network: Any = EpropMicrocircuit(
-                mc, config.optimizer, self.task.n_out, config.task.resolution, config.network.neuron_params
+                mc,
+                config.optimizer,
+                self.task.n_out,
+                config.task.resolution,
+                config.network.neuron_params,
+                config.network.gradient_algorithm,
             )
             self.n_in, self.n_out = self.task.n_in, self.task.n_out
         else:

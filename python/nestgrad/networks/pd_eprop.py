@@ -28,6 +28,7 @@ from nestgrad.config import OptimizerConfig
 from nestgrad.networks.eprop_classic import (
     DELAY_STEPS,
     EPROP_SYNAPSE,
+    EVENT_SYNAPSE,
     OFFSET_GEN_STEPS,
     READOUT_DEFAULTS,
     Recordings,
@@ -98,7 +99,9 @@ class EpropMicrocircuit:
         n_out: int,
         resolution: float,
         neuron_params: dict[str, Any] | None = None,
+        gradient_algorithm: str = "step",
     ):
+        self.gradient_algorithm = gradient_algorithm  # "event": eprop_event_synapse on the thalamic synapses
         self.config = config
         self.optimizer = optimizer
         self.n_out = n_out
@@ -182,7 +185,9 @@ class EpropMicrocircuit:
     def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
         step = self.resolution
         syn = EPROP_SYNAPSE if plastic else "static_synapse"
+        th_syn = EVENT_SYNAPSE if plastic and self.gradient_algorithm == "event" else syn
         self._synapse_model = syn
+        self._th_synapse_model = th_syn
         self.circuit.build(nest)
         ids = np.concatenate([np.asarray(p.tolist()) for p in self.circuit.pops])
         self.ids = ids
@@ -193,15 +198,16 @@ class EpropMicrocircuit:
         self.gen_window = nest.Create("step_rate_generator")
         if plastic:
             default_w = min(max(0.0, self.optimizer.Wmin), self.optimizer.Wmax)
-            nest.SetDefaults(EPROP_SYNAPSE, {"weight": default_w})
-            nest.SetDefaults(EPROP_SYNAPSE, {"optimizer": self.optimizer.nest_dict()})
+            for model in {syn, th_syn}:
+                nest.SetDefaults(model, {"weight": default_w})
+                nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict()})
         nest.Connect(self.gen_in, self.thal, "one_to_one", {"synapse_model": "static_synapse", "delay": step})
         thal_ids = np.asarray(self.thal.tolist())
         nest.Connect(
             thal_ids[self.th_src],
             ids[self.th_tgt],
             "one_to_one",
-            {"synapse_model": syn, "weight": weights["th_rec"], "delay": np.full(self.th_src.size, step)},
+            {"synapse_model": th_syn, "weight": weights["th_rec"], "delay": np.full(self.th_src.size, step)},
         )
         out_ids = np.asarray(self.out.tolist())
         nest.Connect(
@@ -270,12 +276,19 @@ class EpropMicrocircuit:
 
     # -- weights ----------------------------------------------------------------------------------------------------
     def _read(
-        self, nest: Any, pre_ids: np.ndarray, post_ids: np.ndarray, src: np.ndarray, tgt: np.ndarray, key: str
+        self,
+        nest: Any,
+        pre_ids: np.ndarray,
+        post_ids: np.ndarray,
+        src: np.ndarray,
+        tgt: np.ndarray,
+        key: str,
+        model: str | None = None,
     ) -> np.ndarray:
         """Values of one plastic projection in canonical order, gathered over ranks."""
         out = np.zeros(src.size)
         conns = nest.GetConnections(
-            nest.NodeCollection(sorted(set(pre_ids[src].tolist()))), synapse_model=self._synapse_model
+            nest.NodeCollection(sorted(set(pre_ids[src].tolist()))), synapse_model=model or self._synapse_model
         )
         if len(conns):
             d = conns.get(["source", "target", key])
@@ -291,7 +304,7 @@ class EpropMicrocircuit:
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         thal_ids, out_ids = np.asarray(self.thal.tolist()), np.asarray(self.out.tolist())
         return {
-            "th_rec": self._read(nest, thal_ids, self.ids, self.th_src, self.th_tgt, "weight"),
+            "th_rec": self._read(nest, thal_ids, self.ids, self.th_src, self.th_tgt, "weight", self._th_synapse_model),
             "rec_out": self._read(nest, self.ids, out_ids, self.out_src, self.out_tgt, "weight"),
             "feedback": self._feedback.copy(),
         }
