@@ -92,7 +92,7 @@ def _eprop_config(iterations: int, every: int):
             cue_rate=120.0,
             background_rate=0.0,
         ),
-        optimizer=OptimizerConfig(eta=2e-5),
+        optimizer=OptimizerConfig(eta=2e-5, Wmin=-1e4, Wmax=1e4),
         training=TrainingConfig(iterations=iterations, checkpoint_every=every, plot=False, record_neurons=40),
     )
 
@@ -104,8 +104,9 @@ def test_eprop_microcircuit_trains_and_resumes_bit_identically(tmp_path):
     history = full.run()
     assert all(np.isfinite(h["loss"]) for h in history)
     w0 = full.initial_state().weights
-    for key in ("th_rec", "rec_out"):
-        assert not np.array_equal(full.state.weights[key], w0[key]), f"{key} did not learn"
+    # the readouts learn; the thalamic synapses get no measurable update in 4 iterations of this small setup (see
+    # docs/microcircuit.md: their earlier "learning" was NEST's optimizer clipping weights above Wmax)
+    assert not np.array_equal(full.state.weights["rec_out"], w0["rec_out"]), "rec_out did not learn"
     Trainer(_eprop_config(2, 2), tmp_path / "part", verbose=False).run()
     resumed = Trainer(_eprop_config(4, 2), tmp_path / "part", verbose=False)
     resumed.run(resume=True)
@@ -143,6 +144,7 @@ def test_eprop_microcircuit_event_synapses_learn_the_same(tmp_path):
     w0 = step.initial_state().weights
     for key in ("th_rec", "rec_out"):
         dw = step.state.weights[key] - w0[key]
-        assert np.abs(dw).max() > 0, key
-        err = np.abs(event.state.weights[key] - step.state.weights[key]).max() / np.abs(dw).max()
+        scale = max(np.abs(dw).max(), 1e-12 * np.abs(w0[key]).max())
+        err = np.abs(event.state.weights[key] - step.state.weights[key]).max() / scale
         assert err <= 1e-9, (key, err)
+    assert np.abs(step.state.weights["rec_out"] - w0["rec_out"]).max() > 0

@@ -179,6 +179,18 @@ class OptimizerConfig:
             "finite with Wmin < Wmax",
         )
 
+    def check_bounds(self, name: str, weights: Any) -> None:
+        """Initial plastic weights must lie in [Wmin, Wmax]: NEST's optimizer would clip them at their first update."""
+        import numpy as np
+
+        w = np.asarray(weights, float)
+        if w.size and (w.min() < self.Wmin or w.max() > self.Wmax):
+            raise ValueError(
+                f"initial weights of {name!r} span [{w.min():.4g}, {w.max():.4g}] pA, outside optimizer.Wmin/Wmax = "
+                f"[{self.Wmin:g}, {self.Wmax:g}]: the optimizer would clip them at the first update; widen "
+                "[optimizer] Wmin/Wmax"
+            )
+
     def nest_dict(self) -> dict[str, Any]:
         """The ``optimizer`` dictionary for ``nest.SetDefaults("eprop_synapse", ...)``."""
         d: dict[str, Any] = {

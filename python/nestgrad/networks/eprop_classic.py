@@ -224,6 +224,9 @@ class EpropNetwork:
         where e-prop synapses would be), the baseline for measuring the cost of plasticity. ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
         self.check_weights(weights)
+        if plastic:
+            for name in PROJECTIONS:
+                self.optimizer.check_bounds(name, weights[name] if masks is None else weights[name][masks[name]])
         into_rec = EVENT_SYNAPSE if self.config.gradient_algorithm == "event" else EPROP_SYNAPSE
         self._synapse_models = {
             "in_rec": into_rec if plastic else "static_synapse",

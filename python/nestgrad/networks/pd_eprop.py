@@ -183,6 +183,9 @@ class EpropMicrocircuit:
 
     # -- building ---------------------------------------------------------------------------------------------------
     def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
+        if plastic:
+            for name in ("th_rec", "rec_out"):
+                self.optimizer.check_bounds(name, weights[name])
         step = self.resolution
         syn = EPROP_SYNAPSE if plastic else "static_synapse"
         th_syn = EVENT_SYNAPSE if plastic and self.gradient_algorithm == "event" else syn
