@@ -148,7 +148,11 @@ def spawn_torch(n_rec: int, threads: int, iterations: int) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dense", default="100,400,1000", help="dense network sizes (comma-separated)")
+    parser.add_argument(
+        "--dense",
+        default="100,400,1000,400@20,400@5",
+        help="dense networks: size or size@input_rate_Hz (default input rate 50 Hz), comma-separated",
+    )
     parser.add_argument("--sparse-n", type=int, default=10000)
     parser.add_argument("--sparse-indegree", type=int, default=100)
     parser.add_argument(
@@ -167,7 +171,13 @@ def main() -> None:
         print(json.dumps(run_case(json.loads(args.worker))))
         return
 
-    configs = [{"n_rec": int(n), "label": f"dense {int(n)}"} for n in args.dense.split(",") if n]
+    configs = []
+    for item in filter(None, args.dense.split(",")):
+        n, _, rate = item.partition("@")
+        cfg = {"n_rec": int(n), "label": f"dense {int(n)}" + (f" in{rate}Hz" if rate else "")}
+        if rate:
+            cfg["input_rate"] = float(rate)
+        configs.append(cfg)
     for item in filter(None, args.sparse.split(",")):
         rate, scale = (float(x) for x in item.split(":"))
         configs.append(
@@ -189,7 +199,7 @@ def main() -> None:
         "columns: recurrent rate (e-prop run), seconds per iteration, ratios, bytes per synapse from the resident set"
     )
     header = (
-        f"{'network':16s} {'synapses':>10s} {'rate Hz':>8s} {'static s':>9s} {'event s':>9s} {'step s':>9s} "
+        f"{'network':18s} {'synapses':>10s} {'rate Hz':>8s} {'static s':>9s} {'event s':>9s} {'step s':>9s} "
         f"{'event/static':>12s} {'step/event':>10s} {'B/syn ev':>9s} {'B/syn step':>10s} {'B/syn st':>9s}"
         + (f" {'torch s':>8s} {'torch/event':>11s}" if args.torch else "")
     )
@@ -201,12 +211,14 @@ def main() -> None:
                 continue
             res[variant] = spawn(cfg | {"variant": variant, "threads": args.threads, "iterations": args.iterations})
         torch_s = (
-            spawn_torch(cfg["n_rec"], args.threads, args.iterations) if args.torch and "indegree" not in cfg else None
+            spawn_torch(cfg["n_rec"], args.threads, args.iterations)
+            if args.torch and "indegree" not in cfg and "input_rate" not in cfg
+            else None
         )
         ev, st = res["event"], res["static"]
         step = res.get("step")
         line = (
-            f"{cfg['label']:16s} {ev['synapses']:10d} {ev['rate_hz']:8.1f} {st['time_per_iteration_s']:9.3f} "
+            f"{cfg['label']:18s} {ev['synapses']:10d} {ev['rate_hz']:8.1f} {st['time_per_iteration_s']:9.3f} "
             f"{ev['time_per_iteration_s']:9.3f} {step['time_per_iteration_s'] if step else float('nan'):9.3f} "
             f"{ev['time_per_iteration_s'] / st['time_per_iteration_s']:12.2f} "
             f"{(step['time_per_iteration_s'] / ev['time_per_iteration_s']) if step else float('nan'):10.1f} "

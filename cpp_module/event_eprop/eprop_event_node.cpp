@@ -25,7 +25,7 @@ namespace
 {
 // Longest segment (a power of two): a window that starts and ends inside one segment is summed step by step, longer
 // ones cost one entry per segment crossed. Shorter if needed so that lambda^segment stays far from underflow.
-constexpr int max_segment_shift = 5;  // 64 steps
+constexpr int max_segment_shift = 5;  // 32 steps
 constexpr double smallest_weight = 1e-200;
 
 // Entries kept behind the step being updated for spikes still in transit (their window starts one step earlier).
@@ -289,122 +289,34 @@ EpropEventNode::summarize_event_window( const long a, WindowSummary& summary ) c
   }
 }
 
-void
-EpropEventNode::event_window_( long a,
+bool
+EpropEventNode::apply_window_summary_( const long a,
   const long b,
   double ebar[ 2 ],
   const double* Y,
   const long tau,
   double total[ 2 ] ) const
 {
-  if ( a >= b )
-  {
-    return;
-  }
-  if ( not held_( a ) and a == tau + 1 and b == tau + event_cutoff_ )
-  {
-    // a window that passed its cutoff and whose history is gone: its summary
-    const WindowSummary* w = store_->summary( tau, column_ );
-    if ( w )
-    {
-      for ( int f = 0; f < n_filters_; ++f )
-      {
-        double sum = w->A[ f ] * ebar[ f ];
-        double new_ebar = kappa_power_( f, b - a ) * ebar[ f ];
-        for ( int m = 0; m < n_lambda_; ++m )
-        {
-          sum += w->B[ f ][ m ] * Y[ m ];
-          new_ebar += w->D[ f ][ m ] * Y[ m ];
-        }
-        total[ f ] += sum;
-        ebar[ f ] = new_ebar;
-      }
-      return;
-    }
-  }
-  if ( not held_( a ) or not held_( b - 1 ) or b - 1 >= store_->next_row() )
+  const WindowSummary* w = ( a == tau + 1 and b == tau + event_cutoff_ ) ? store_->summary( tau, column_ ) : nullptr;
+  if ( not w )
   {
     throw nest::KernelException( get_name() + ": e-prop history for steps " + std::to_string( a ) + " to "
       + std::to_string( b - 1 ) + " is not available (complete up to " + std::to_string( store_->next_row() - 1 )
       + ")." );
   }
-  const long S = segment_;
-  const int nl = n_lambda_;
-  const int nf = n_filters_;
-  double lam[ 3 ];  // Y[m] lambda_m^(a - tau) at the start a of each part
-  for ( int m = 0; m < nl; ++m )
+  for ( int f = 0; f < n_filters_; ++f )
   {
-    lam[ m ] = Y[ m ] * table_power_( lambda_pow_[ m ], a - tau );
+    double sum = w->A[ f ] * ebar[ f ];
+    double new_ebar = kappa_power_( f, b - a ) * ebar[ f ];
+    for ( int m = 0; m < n_lambda_; ++m )
+    {
+      sum += w->B[ f ][ m ] * Y[ m ];
+      new_ebar += w->D[ f ][ m ] * Y[ m ];
+    }
+    total[ f ] += sum;
+    ebar[ f ] = new_ebar;
   }
-  while ( a < b )
-  {
-    const long R = a & ~( S - 1 );
-    const long end = std::min( b, R + S );
-    if ( a == R )
-    {
-      // [R, end): forward sums of entry end - 1
-      const double* e = entry_( end - 1 );
-      for ( int f = 0; f < nf; ++f )
-      {
-        const long mo = filter_offset_( f ) + 2 + 2 * nl;
-        double sum = ebar[ f ] * kappa_[ f ] * e[ mo ];
-        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - R ];
-        for ( int m = 0; m < nl; ++m )
-        {
-          new_ebar += lam[ m ] * e[ mo + 1 + m ];
-          sum += lam[ m ] * e[ mo + 1 + nl + m ];
-        }
-        total[ f ] += sum;
-        ebar[ f ] = new_ebar;
-      }
-    }
-    else if ( end == std::min( R + S, store_->next_row() ) )
-    {
-      // [a, end) up to the anchor of the suffix sums (the segment's last row, or its last completed row)
-      const double* e = entry_( a );
-      for ( int f = 0; f < nf; ++f )
-      {
-        const long q = filter_offset_( f ) + 1;
-        double sum = ebar[ f ] * kappa_[ f ] * e[ q ];
-        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - a ];
-        for ( int m = 0; m < nl; ++m )
-        {
-          new_ebar += lam[ m ] * e[ q + 1 + m ];
-          sum += lam[ m ] * e[ q + 1 + nl + m ];
-        }
-        total[ f ] += sum;
-        ebar[ f ] = new_ebar;
-      }
-    }
-    else
-    {
-      // starts and ends inside one segment before the anchor (windows cut by the cutoff): step by step (fewer than
-      // segment_ steps; the neurons' entries of one step are contiguous, so the synapses of one source stream)
-      double x[ 3 ];
-      std::copy( lam, lam + nl, x );
-      for ( long t = a; t < end; ++t )
-      {
-        const double* e = entry_( t );
-        double trace = 0.0;
-        for ( int m = 0; m < nl; ++m )
-        {
-          trace += x[ m ];
-          x[ m ] *= lambda_[ m ];
-        }
-        const double el = e[ 0 ] * trace;
-        for ( int f = 0; f < nf; ++f )
-        {
-          ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
-          total[ f ] += e[ filter_offset_( f ) ] * ebar[ f ];
-        }
-      }
-    }
-    for ( int m = 0; m < nl; ++m )
-    {
-      lam[ m ] *= lambda_pow_[ m ][ end - a ];
-    }
-    a = end;
-  }
+  return true;
 }
 
 }  // namespace nestgrad

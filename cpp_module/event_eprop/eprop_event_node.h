@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EPROP_EVENT_NODE_H
 #define NESTGRAD_EPROP_EVENT_NODE_H
 
+#include <algorithm>
 #include <cstddef>
 #include <deque>
 #include <memory>
@@ -210,6 +211,8 @@ protected:
    * filtered traces ebar[] (at a - 1 on entry, at b - 1 on return; ebar[1] without the 1 - kappa_reg factor).
    */
   void event_window_( long a, long b, double ebar[ 2 ], const double* Y, long tau, double total[ 2 ] ) const;
+  //! event_window_() for a window whose history was dropped: from its summary; throws if there is none.
+  bool apply_window_summary_( long a, long b, double ebar[ 2 ], const double* Y, long tau, double total[ 2 ] ) const;
 
   size_t event_indegree_ = 0;
 
@@ -289,6 +292,103 @@ inline bool
 EpropEventNode::held_( const long t ) const
 {
   return t >= t_first_ and t < t_end_ and store_->segment_held( t );
+}
+
+inline void
+EpropEventNode::event_window_( long a,
+  const long b,
+  double ebar[ 2 ],
+  const double* Y,
+  const long tau,
+  double total[ 2 ] ) const
+{
+  if ( a >= b )
+  {
+    return;
+  }
+  if ( not held_( a ) or not held_( b - 1 ) or b - 1 >= store_->next_row() )
+  {
+    // a window past its cutoff whose history is gone: its summary (or an error)
+    apply_window_summary_( a, b, ebar, Y, tau, total );
+    return;
+  }
+  const long S = segment_;
+  const int nl = n_lambda_;
+  const int nf = n_filters_;
+  double lam[ 3 ];  // Y[m] lambda_m^(a - tau) at the start a of each part
+  for ( int m = 0; m < nl; ++m )
+  {
+    lam[ m ] = Y[ m ] * table_power_( lambda_pow_[ m ], a - tau );
+  }
+  while ( a < b )
+  {
+    const long R = a & ~( S - 1 );
+    const long end = std::min( b, R + S );
+    if ( a == R )
+    {
+      // [R, end): forward sums of entry end - 1
+      const double* e = entry_( end - 1 );
+      for ( int f = 0; f < nf; ++f )
+      {
+        const long mo = filter_offset_( f ) + 2 + 2 * nl;
+        double sum = ebar[ f ] * kappa_[ f ] * e[ mo ];
+        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - R ];
+        for ( int m = 0; m < nl; ++m )
+        {
+          new_ebar += lam[ m ] * e[ mo + 1 + m ];
+          sum += lam[ m ] * e[ mo + 1 + nl + m ];
+        }
+        total[ f ] += sum;
+        ebar[ f ] = new_ebar;
+      }
+    }
+    else if ( end == std::min( R + S, store_->next_row() ) )
+    {
+      // [a, end) up to the anchor of the suffix sums (the segment's last row, or its last completed row)
+      const double* e = entry_( a );
+      for ( int f = 0; f < nf; ++f )
+      {
+        const long q = filter_offset_( f ) + 1;
+        double sum = ebar[ f ] * kappa_[ f ] * e[ q ];
+        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - a ];
+        for ( int m = 0; m < nl; ++m )
+        {
+          new_ebar += lam[ m ] * e[ q + 1 + m ];
+          sum += lam[ m ] * e[ q + 1 + nl + m ];
+        }
+        total[ f ] += sum;
+        ebar[ f ] = new_ebar;
+      }
+    }
+    else
+    {
+      // starts and ends inside one segment before the anchor (windows cut by the cutoff): step by step (fewer than
+      // segment_ steps; the neurons' entries of one step are contiguous, so the synapses of one source stream)
+      double x[ 3 ];
+      std::copy( lam, lam + nl, x );
+      for ( long t = a; t < end; ++t )
+      {
+        const double* e = entry_( t );
+        double trace = 0.0;
+        for ( int m = 0; m < nl; ++m )
+        {
+          trace += x[ m ];
+          x[ m ] *= lambda_[ m ];
+        }
+        const double el = e[ 0 ] * trace;
+        for ( int f = 0; f < nf; ++f )
+        {
+          ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
+          total[ f ] += e[ filter_offset_( f ) ] * ebar[ f ];
+        }
+      }
+    }
+    for ( int m = 0; m < nl; ++m )
+    {
+      lam[ m ] *= lambda_pow_[ m ][ end - a ];
+    }
+    a = end;
+  }
 }
 
 }  // namespace nestgrad
