@@ -4,7 +4,9 @@ NEST's ``eprop_synapse`` vs the static twin, on the same network, side by side i
 Network: the classic e-prop network on the sine-wave task (100 Poisson inputs, recurrent ``eprop_iaf_psc_exp``
 neurons, one readout, 1,000 steps of 1 ms per iteration, gradient descent), dense at 100, 400 and 1,000 recurrent
 neurons (inputs at 50 Hz), and sparse (in-degree 100) at 10,000 neurons at two activity levels (input rate and
-input weights set so that the recurrent neurons fire at about 4 and 18 Hz).
+input weights set so that the recurrent neurons fire at about 4 and 18 Hz). All of these use the builder's cutoff
+(eprop_isi_trace_cutoff = 100 ms, as NEST's examples); an activity scan (400 neurons, inputs at 50, 20 and 5 Hz) runs
+without cutoff (NEST's default), where eprop_synapse's cost is O(synapses x steps) whatever the activity.
 The three variants differ only in the synapses into the recurrent neurons:
 
 * ``event``: nestgrad's eprop_event_synapse (running sums, O(1) per spike);
@@ -60,11 +62,13 @@ def run_case(case: dict) -> dict:
     nestgrad.install()
     nest.set(resolution=1.0, local_num_threads=case["threads"], print_time=False)
     task = make_task(TaskConfig(name="sine", input_rate=case.get("input_rate", 50.0)), seed=1)
+    neuron_params = {"eprop_isi_trace_cutoff": case["cutoff"]} if "cutoff" in case else {}
     net = EpropNetwork(
         NetworkConfig(
             neuron_model="eprop_iaf_psc_exp",
             n_rec=n_rec,
             gradient_algorithm="event" if variant == "event" else "step",
+            neuron_params=neuron_params,
         ),
         OptimizerConfig(),
         task.n_in,
@@ -150,8 +154,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--dense",
-        default="100,400,1000,400@20,400@5",
+        default="100,400,1000",
         help="dense networks: size or size@input_rate_Hz (default input rate 50 Hz), comma-separated",
+    )
+    parser.add_argument(
+        "--scan",
+        default="400@50,400@20,400@5",
+        help="activity scan without cutoff (NEST's default, windows run to the next spike): size@input_rate_Hz",
     )
     parser.add_argument("--sparse-n", type=int, default=10000)
     parser.add_argument("--sparse-indegree", type=int, default=100)
@@ -178,6 +187,11 @@ def main() -> None:
         if rate:
             cfg["input_rate"] = float(rate)
         configs.append(cfg)
+    for item in filter(None, args.scan.split(",")):
+        n, _, rate = item.partition("@")
+        configs.append(
+            {"n_rec": int(n), "input_rate": float(rate), "cutoff": 1e9, "label": f"dense {n} in{rate}Hz nocut"}
+        )
     for item in filter(None, args.sparse.split(",")):
         rate, scale = (float(x) for x in item.split(":"))
         configs.append(
@@ -199,7 +213,7 @@ def main() -> None:
         "columns: recurrent rate (e-prop run), seconds per iteration, ratios, bytes per synapse from the resident set"
     )
     header = (
-        f"{'network':18s} {'synapses':>10s} {'rate Hz':>8s} {'static s':>9s} {'event s':>9s} {'step s':>9s} "
+        f"{'network':24s} {'synapses':>10s} {'rate Hz':>8s} {'static s':>9s} {'event s':>9s} {'step s':>9s} "
         f"{'event/static':>12s} {'step/event':>10s} {'B/syn ev':>9s} {'B/syn step':>10s} {'B/syn st':>9s}"
         + (f" {'torch s':>8s} {'torch/event':>11s}" if args.torch else "")
     )
@@ -218,7 +232,7 @@ def main() -> None:
         ev, st = res["event"], res["static"]
         step = res.get("step")
         line = (
-            f"{cfg['label']:18s} {ev['synapses']:10d} {ev['rate_hz']:8.1f} {st['time_per_iteration_s']:9.3f} "
+            f"{cfg['label']:24s} {ev['synapses']:10d} {ev['rate_hz']:8.1f} {st['time_per_iteration_s']:9.3f} "
             f"{ev['time_per_iteration_s']:9.3f} {step['time_per_iteration_s'] if step else float('nan'):9.3f} "
             f"{ev['time_per_iteration_s'] / st['time_per_iteration_s']:12.2f} "
             f"{(step['time_per_iteration_s'] / ev['time_per_iteration_s']) if step else float('nan'):10.1f} "

@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
-#include <sys/mman.h>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -97,16 +96,12 @@ EventHistoryStore::FreeChunk::operator()( double* p ) const
 EventHistoryStore::Chunk
 EventHistoryStore::allocate_chunk_() const
 {
-  constexpr size_t huge_page = 2UL << 20;
-  const size_t bytes = sizeof( double ) * ( mask_ + 1 ) * n_columns_ * stride_;
-  const size_t rounded = ( bytes + huge_page - 1 ) / huge_page * huge_page;
-  void* p = std::aligned_alloc( huge_page, rounded );
+  // calloc: large blocks come zeroed from the kernel, page by page as they are first written
+  void* p = std::calloc( ( mask_ + 1 ) * n_columns_ * stride_, sizeof( double ) );
   if ( not p )
   {
     throw std::bad_alloc();
   }
-  madvise( p, rounded, MADV_HUGEPAGE );  // advice only: fine if refused
-  std::memset( p, 0, bytes );
   return Chunk( static_cast< double* >( p ) );
 }
 

@@ -214,7 +214,7 @@ private:
     void operator()( double* p ) const;
   };
   using Chunk = std::unique_ptr< double[], FreeChunk >;
-  //! A zeroed segment on huge pages where the kernel allows: rows far apart cost no TLB misses.
+  //! A zeroed segment.
   Chunk allocate_chunk_() const;
   std::vector< Chunk > chunks_;
   std::vector< std::unique_ptr< int32_t[] > > reader_chunks_;  //!< per segment: synapses whose window starts at (row, column)

@@ -35,13 +35,14 @@ Description
 semantics: gradient of the window between two presynaptic spikes, limited by the target's
 ``eprop_isi_trace_cutoff``, summed over the optimizer's ``batch_size`` steps and applied by gradient descent or Adam
 at the first spike after the batch boundary), but it does not loop over the time steps of the window. The target
-neuron keeps running sums of its learning signal and surrogate gradient weighted by powers of its trace constants,
-once per neuron and step; the synapse gets its window gradient from differences of two entries per re-basing
-segment [1]_ (docs/event_driven_eprop.md). Work per presynaptic spike is independent of the inter-spike interval up to
-one short term per segment crossed (segments of ~35 steps for 5 ms synaptic time constants), and the synapse does not
-take part in NEST's per-spike history bookkeeping. Weight updates equal the step-by-step rule to ~1e-12 relative.
+neuron keeps sums of its learning signal and surrogate gradient weighted by powers of its trace constants, once
+per neuron and step, forward from and backward to the boundaries of 32-step segments; the synapse gets its window
+gradient from one entry per segment the window crosses [1]_ (docs/event_driven_eprop.md). No sum is subtracted from
+another, so nothing cancels: weight updates equal the step-by-step rule to ~1e-14 relative. The sums of all neurons
+of a thread are stored step-major, so that the synapses of one source read them as a stream. The synapse does not
+take part in NEST's per-spike history bookkeeping.
 
-The optimizer is part of the synapse (no separate heap object): memory per synapse is ``size_of`` bytes.
+The optimizer is part of the synapse (no separate heap object): memory per synapse is ``sizeof`` bytes.
 
 Targets must be nestgrad neurons that keep the running sums (``eprop_iaf_psc_exp``); connecting to any other model
 (NEST's ``eprop_iaf`` family, ``eprop_readout``) fails with an error that says so: their archiving interface only

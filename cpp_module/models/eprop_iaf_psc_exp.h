@@ -84,8 +84,8 @@ weight is then changed by the synapse's optimizer.
 
 Two synapse models compute this gradient: NEST's ``eprop_synapse`` loops over the steps of the window (O(window)
 per spike and synapse); nestgrad's ``eprop_event_synapse`` takes it from running sums the neuron keeps once per step
-(O(1) per spike and synapse, plus one short term per re-basing segment crossed; docs/event_driven_eprop.md). Both
-give the same weight updates (to ~1e-12 relative) and can be mixed on one neuron; each keeps its own history only
+(one entry per 32-step segment the window crosses; docs/event_driven_eprop.md). Both give the same weight updates
+(to ~1e-14 relative) and can be mixed on one neuron; each keeps its own history only
 when connected.
 
 The surrogate gradient functions are NEST's, as its code computes them (with :math:`\gamma` the height,
