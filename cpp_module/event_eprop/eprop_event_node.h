@@ -342,7 +342,7 @@ EpropEventNode::event_window_( long a,
         ebar[ f ] = new_ebar;
       }
     }
-    else if ( end == std::min( R + S, store_->next_row() ) )
+    else if ( end == store_->suffix_end( R ) )
     {
       // [a, end) up to the anchor of the suffix sums (the segment's last row, or its last completed row)
       const double* e = entry_( a );

@@ -15,6 +15,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 namespace nestgrad
@@ -37,7 +38,9 @@ registry()
 }  // namespace
 
 EventHistoryStore::EventHistoryStore( const int n_filters, const int n_lambda, const int shift )
-  : n_filters_( n_filters )
+  : incremental_suffix_( std::getenv( "NESTGRAD_EVENT_INCREMENTAL" ) == nullptr
+      or std::string( std::getenv( "NESTGRAD_EVENT_INCREMENTAL" ) ) != "0" )
+  , n_filters_( n_filters )
   , n_lambda_( n_lambda )
   , filter_stride_( 3 + 4 * n_lambda )
   , stride_( 1 + n_filters * ( 3 + 4 * n_lambda ) )
@@ -217,9 +220,45 @@ EventHistoryStore::finalize_through( const long t )
         }
       }
     }
-    update_suffix_sums_( e );
+    if ( incremental_suffix_ )
+    {
+      update_suffix_sums_( e );
+    }
+    else if ( k == mask_ )
+    {
+      complete_segment_( e );
+    }
   }
   next_row_ = std::max( next_row_, last + 1 );
+}
+
+void
+EventHistoryStore::complete_segment_( const long t_last )
+{
+  // suffix sums anchored at the segment's last row, backward row by row (all columns at a time)
+  const int nl = n_lambda_;
+  const long R = t_last - mask_;
+  for ( long e = t_last; e >= R; --e )
+  {
+    double* cur = entry( e, 0 );
+    const double* next = e < t_last ? entry( e + 1, 0 ) : nullptr;
+    for ( long j = 0; j < n_columns_; ++j, cur += stride_, next = next ? next + stride_ : nullptr )
+    {
+      const Constants& c = constants_[ j ];
+      const double psi = cur[ 0 ];
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        const long q = 2 + f * filter_stride_;  // Q, then K[m], W[m]; the signal is at q - 1
+        cur[ q ] = cur[ q - 1 ] + ( next ? c.kappa[ f ] * next[ q ] : 0.0 );
+        const double psi_end = psi * c.kappa_pow[ f ][ t_last - e ];
+        for ( int m = 0; m < nl; ++m )
+        {
+          cur[ q + 1 + m ] = psi_end + ( next ? c.lambda[ m ] * next[ q + 1 + m ] : 0.0 );
+          cur[ q + 1 + nl + m ] = psi * cur[ q ] + ( next ? c.lambda[ m ] * next[ q + 1 + nl + m ] : 0.0 );
+        }
+      }
+    }
+  }
 }
 
 void

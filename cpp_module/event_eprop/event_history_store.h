@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EVENT_HISTORY_STORE_H
 #define NESTGRAD_EVENT_HISTORY_STORE_H
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -115,6 +116,17 @@ public:
   void ensure_segment( long t );
   //! Completes the running sums of every row up to and including t (all learning signals of these rows arrived).
   void finalize_through( long t );
+  //! End (exclusive) of the rows that the suffix sums of the segment starting at row R reach (R if none yet).
+  long
+  suffix_end( const long R ) const
+  {
+    const long E = R + mask_ + 1;
+    if ( incremental_suffix_ )
+    {
+      return std::min( E, next_row_ );
+    }
+    return next_row_ >= E ? E : R;
+  }
   //! First row whose running sums are not complete.
   long
   next_row() const
@@ -194,10 +206,13 @@ private:
   void summarize_segment_( long c );
   //! Moves the anchor of the suffix sums of row e's segment to e (O(segment) rows per step, streamed).
   void update_suffix_sums_( long e );
+  //! Suffix sums of the segment whose last row is t_last (once, when it completes).
+  void complete_segment_( long t_last );
   void add_reader_( long segment );
   //! Adds a column: re-lays existing segments out for the wider rows.
   long add_column_();
 
+  bool incremental_suffix_;  //!< suffix sums follow the newest row (windows inside a segment in O(1))
   int n_filters_;
   int n_lambda_;
   long filter_stride_;
