@@ -50,6 +50,7 @@ def _rss_bytes() -> int:
 def run_case(case: dict) -> dict:
     import nest
     import numpy as np
+    from iteration_timing import time_iterations
 
     import nestgrad
     from nestgrad.config import NetworkConfig, OptimizerConfig, TaskConfig
@@ -95,15 +96,7 @@ def run_case(case: dict) -> dict:
 
     iterations = case["iterations"]
     batches = [task.batch(k) for k in range(iterations + 1)]
-    net.load_segment(nest, batches)
-    nest.Prepare()
-    nest.Run(net.lead_in_ms() + batches[0].steps)  # warm-up iteration
-    times = []
-    for b in batches[1:]:
-        t0 = time.perf_counter()
-        nest.Run(float(b.steps))
-        times.append(time.perf_counter() - t0)
-    nest.Cleanup()
+    times = time_iterations(nest, net, batches)
     rss_end = _rss_bytes()
     spikes = len(net._nodes["sr"].get("events", "times"))
     sim_ms = net.lead_in_ms() + (iterations + 1) * batches[0].steps

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import nest
+from iteration_timing import time_iterations as time_block
 
 import nestgrad
 from nestgrad.config import NetworkConfig, OptimizerConfig, TaskConfig
@@ -39,16 +39,7 @@ def time_iterations(
     )
     net.build(nest, initial_weights(task.n_in, n_rec, task.n_out, 1), record_neurons=0, plastic=not static)
     batches = [task.batch(k) for k in range(iterations + 1)]
-    net.load_segment(nest, batches)
-    nest.Prepare()
-    nest.Run(net.lead_in_ms() + batches[0].steps)  # warm-up iteration
-    times = []
-    for b in batches[1:]:
-        t0 = time.perf_counter()
-        nest.Run(float(b.steps))
-        times.append(time.perf_counter() - t0)
-    nest.Cleanup()
-    return statistics.median(times)
+    return statistics.median(time_block(nest, net, batches))
 
 
 def main() -> None:

@@ -211,6 +211,28 @@ protected:
    * filtered traces ebar[] (at a - 1 on entry, at b - 1 on return; ebar[1] without the 1 - kappa_reg factor).
    */
   void event_window_( long a, long b, double ebar[ 2 ], const double* Y, long tau, double total[ 2 ] ) const;
+  /**
+   * One part of a window, `steps` long, from a group of sums of entry e (at `group` within each filter: M, G[m], N[m]
+   * or Q, K[m], W[m], the same shape): adds its gradient to total[] and advances the filtered traces ebar[].
+   */
+  void
+  apply_sums_( const double* e, const long group, const long steps, double ebar[ 2 ], const double* lam, double total[ 2 ] )
+    const
+  {
+    for ( int f = 0; f < n_filters_; ++f )
+    {
+      const double* g = e + filter_offset_( f ) + group;
+      double sum = ebar[ f ] * kappa_[ f ] * g[ 0 ];
+      double new_ebar = ebar[ f ] * kappa_pow_[ f ][ steps ];
+      for ( int m = 0; m < n_lambda_; ++m )
+      {
+        new_ebar += lam[ m ] * g[ 1 + m ];
+        sum += lam[ m ] * g[ 1 + n_lambda_ + m ];
+      }
+      total[ f ] += sum;
+      ebar[ f ] = new_ebar;
+    }
+  }
   //! event_window_() for a window whose history was dropped: from its summary; throws if there is none.
   bool apply_window_summary_( long a, long b, double ebar[ 2 ], const double* Y, long tau, double total[ 2 ] ) const;
 
@@ -326,39 +348,13 @@ EpropEventNode::event_window_( long a,
     const long end = std::min( b, R + S );
     if ( a == R )
     {
-      // [R, end): forward sums of entry end - 1
-      const double* e = entry_( end - 1 );
-      for ( int f = 0; f < nf; ++f )
-      {
-        const long mo = filter_offset_( f ) + 2 + 2 * nl;
-        double sum = ebar[ f ] * kappa_[ f ] * e[ mo ];
-        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - R ];
-        for ( int m = 0; m < nl; ++m )
-        {
-          new_ebar += lam[ m ] * e[ mo + 1 + m ];
-          sum += lam[ m ] * e[ mo + 1 + nl + m ];
-        }
-        total[ f ] += sum;
-        ebar[ f ] = new_ebar;
-      }
+      // [R, end): forward sums (M, G, N) of entry end - 1
+      apply_sums_( entry_( end - 1 ), 2 + 2 * nl, end - R, ebar, lam, total );
     }
     else if ( end == store_->suffix_end( R ) )
     {
-      // [a, end) up to the anchor of the suffix sums (the segment's last row, or its last completed row)
-      const double* e = entry_( a );
-      for ( int f = 0; f < nf; ++f )
-      {
-        const long q = filter_offset_( f ) + 1;
-        double sum = ebar[ f ] * kappa_[ f ] * e[ q ];
-        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ end - a ];
-        for ( int m = 0; m < nl; ++m )
-        {
-          new_ebar += lam[ m ] * e[ q + 1 + m ];
-          sum += lam[ m ] * e[ q + 1 + nl + m ];
-        }
-        total[ f ] += sum;
-        ebar[ f ] = new_ebar;
-      }
+      // [a, end) up to the anchor of the suffix sums (Q, K, W; the segment's last row, or its last completed row)
+      apply_sums_( entry_( a ), 1, end - a, ebar, lam, total );
     }
     else
     {
