@@ -385,7 +385,8 @@ class EpropNetwork:
             m = state[f"m_{name}"][rows, cols]
             v = state[f"v_{name}"][rows, cols]
             if self._synapse_models[name] == EVENT_SYNAPSE:
-                conns.set(adam_m=m.tolist(), adam_v=v.tolist())
+                # a list of dictionaries: lists per keyword are not supported under MPI
+                conns.set([{"adam_m": float(a), "adam_v": float(b)} for a, b in zip(m, v, strict=True)])
             else:
                 conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m, v, strict=True)])
 
