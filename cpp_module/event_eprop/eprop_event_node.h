@@ -82,21 +82,6 @@ public:
     store_->move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1, column_ );
   }
 
-  //! Asks the cache for the entries a window starting after t_spike_previous reads first (a synapse does this for
-  //! a later connection of the same source while it works on its own: the entries are far apart in memory).
-  void
-  prefetch_event_window( const long t_spike_previous ) const
-  {
-    const long t = t_spike_previous - 1;
-    if ( held_( t ) )
-    {
-      const char* p = reinterpret_cast< const char* >( entry_( t ) );
-      __builtin_prefetch( p );
-      __builtin_prefetch( p + 64 );
-      __builtin_prefetch( p + 128 );
-    }
-  }
-
   /**
    * Reduces the window that starts at step a (a synapse's previous spike was at a + 1) and has passed its cutoff to
    * what the synapse will need at its next spike (called by the store before it drops the window's history).

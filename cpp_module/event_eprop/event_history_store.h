@@ -133,11 +133,6 @@ public:
   {
     return next_row_;
   }
-  long
-  stride() const
-  {
-    return stride_;
-  }
 
   //! A synapse of the neuron in `column` moves its window start from step a_old (< 0: none) to a_new.
   void
