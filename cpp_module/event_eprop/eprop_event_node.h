@@ -37,13 +37,12 @@ struct EventEpropTrace
 /**
  * Base of nestgrad's recurrent e-prop neurons that support eprop_event_synapse (docs/event_driven_eprop.md).
  *
- * The neuron keeps, once per step, sums of its learning signal and surrogate gradient weighted by powers of its
- * trace constants, restarted every segment_ steps: forward sums from the segment start and, once the segment is
- * complete, suffix sums to its end. A synapse gets the gradient of a whole inter-spike window from one entry per
- * segment it crosses (suffix sums for the first, forward sums for the last, suffix sums of the segment start for
- * those in between) instead of a loop over every step. No sum is ever subtracted from another, so nothing cancels:
- * the result is as exact as the step-by-step loop. Only a window that starts and ends inside one segment is summed
- * step by step (at most segment_ steps).
+ * The neuron's sums of its learning signal and surrogate gradient, weighted by powers of its trace constants and
+ * restarted every segment_ steps, live in the thread's EventHistoryStore (forward sums from the segment start, suffix
+ * sums to the segment end or its newest step). A synapse gets the gradient of a whole inter-spike window from one
+ * entry per segment it crosses instead of a loop over every step. No sum is ever subtracted from another, so nothing
+ * cancels: the result is as exact as the step-by-step loop. Only a window that starts and ends inside one segment
+ * before the suffix sums' anchor is summed step by step (fewer than segment_ steps).
  *
  * A model supplies its trace constants (lambda_m, up to three geometric sequences) through
  * configure_event_history_(), appends one entry per step with its surrogate gradient and rate regularisation, adds
