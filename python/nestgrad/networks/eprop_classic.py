@@ -8,11 +8,11 @@ Wiring (all delays one time step, as NEST 3.10's e-prop requires)::
 
     spike_generator --static--> parrot_neuron --eprop_synapse--> recurrent --eprop_synapse--> eprop_readout
                                                    recurrent --eprop_synapse--> recurrent (optional)
+    eprop_readout --eprop_learning_signal_connection--> recurrent
+    step_rate_generator --rate_connection_delayed--> eprop_readout  (receptor 1: learning window, 2: target)
 
 With ``NetworkConfig.gradient_algorithm = "event"`` the connections into the recurrent neurons use nestgrad's
 ``eprop_event_synapse`` (same updates, O(1) work per spike); the readout's inputs keep ``eprop_synapse``.
-    eprop_readout --eprop_learning_signal_connection--> recurrent
-    step_rate_generator --rate_connection_delayed--> eprop_readout  (receptor 1: learning window, 2: target)
 """
 
 from __future__ import annotations
@@ -364,11 +364,11 @@ class EpropNetwork:
             pre, post, conns = self._projection(nest, name)
             if self.comm.sum(np.array([len(conns)]))[0] == 0:
                 continue
-            for moment in ("m", "v"):
-                mat = np.zeros((len(post), len(pre)))
-                if len(conns):
-                    rows, cols, m, v = self._adam_moments(conns, pre, post)
-                    mat[rows, cols] = m if moment == "m" else v
+            mats = {"m": np.zeros((len(post), len(pre))), "v": np.zeros((len(post), len(pre)))}
+            if len(conns):  # read once per projection, both moments
+                rows, cols, m, v = self._adam_moments(conns, pre, post, self._synapse_models[name])
+                mats["m"][rows, cols], mats["v"][rows, cols] = m, v
+            for moment, mat in mats.items():
                 state[f"{moment}_{name}"] = self.comm.sum(mat)
         return state
 
@@ -391,10 +391,10 @@ class EpropNetwork:
                 conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m, v, strict=True)])
 
     @staticmethod
-    def _adam_moments(conns: Any, pre: Any, post: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Rows, columns and Adam moments m, v of a projection's connections (both synapse models)."""
-        model = conns.get("synapse_model")
-        model = model if isinstance(model, str) else model[0]
+    def _adam_moments(
+        conns: Any, pre: Any, post: Any, model: str
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, columns and Adam moments m, v of a projection's connections of synapse ``model``."""
         if model == EVENT_SYNAPSE:
             d = conns.get(["source", "target", "adam_m", "adam_v"])
             m, v = np.asarray(d["adam_m"], float), np.asarray(d["adam_v"], float)
