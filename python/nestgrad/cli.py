@@ -32,7 +32,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # The psc_delta models use ~30x larger weights (NEST's examples); with the common learning rate the network changes
 # so fast that NEST and the reference, which sum synaptic inputs in different orders, part ways by rounding.
-_COMPARE_ETA = {"eprop_iaf_psc_delta": 1e-7, "eprop_iaf_psc_delta_adapt": 1e-7}
+_COMPARE_ETA = {
+    m: 1e-7
+    for m in (
+        "eprop_iaf_psc_delta",
+        "eprop_iaf_psc_delta_adapt",
+        "eprop_iaf_psc_delta_nestml",
+        "eprop_iaf_psc_delta_adapt_nestml",
+    )
+}
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

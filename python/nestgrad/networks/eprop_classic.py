@@ -64,6 +64,13 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "eprop_iaf_psc_exp": dict(_COMMON_REC, C_m=5.0, tau_syn_ex=5.0, tau_syn_in=5.0, V_reset=0.0),
 }
 
+# NESTML twins of NEST's models (nestml_models/): same parameters and initial weights as their built-in twins.
+NESTML_TWINS = {
+    "eprop_iaf_psc_delta_nestml": "eprop_iaf_psc_delta",
+    "eprop_iaf_psc_delta_adapt_nestml": "eprop_iaf_psc_delta_adapt",
+}
+_DEFAULTS.update({twin: _DEFAULTS[builtin] for twin, builtin in NESTML_TWINS.items()})
+
 READOUT_DEFAULTS: dict[str, Any] = {
     "C_m": 1.0,
     "E_L": 0.0,
@@ -113,7 +120,7 @@ def initial_weights(
 ) -> dict[str, np.ndarray]:
     """Gaussian initial weights scaled by 1/sqrt(fan-in) (Bellec et al. 2020), as matrices [post, pre]."""
     rng = np.random.default_rng([seed, 0xE9])
-    f_rec, f_feedback = _WEIGHT_FACTORS.get(model, (_SCALE, _SCALE))
+    f_rec, f_feedback = _WEIGHT_FACTORS.get(NESTML_TWINS.get(model, model), (_SCALE, _SCALE))
     w = {
         "in_rec": rng.standard_normal((n_rec, n_in)) / np.sqrt(n_in) * f_rec * scale,
         "rec_rec": rng.standard_normal((n_rec, n_rec)) / np.sqrt(n_rec) * f_rec * scale,

@@ -282,6 +282,36 @@ class EpropIafPscExp(RecurrentModel):
         return psi_post[:, None] * tr["eps_v"]
 
 
+class EpropIafPscDeltaNestml(EpropIafPscDelta):
+    """nestgrad's NESTML twin ``eprop_iaf_psc_delta_nestml`` (nestml_models/): the dynamics of NEST's model."""
+
+    name = "eprop_iaf_psc_delta_nestml"
+
+
+class EpropIafPscDeltaAdaptNestml(EpropIafPscDeltaAdapt):
+    """nestgrad's NESTML twin ``eprop_iaf_psc_delta_adapt_nestml``: NEST's model, except that a spike's adaptation
+    increment is kept when the next step is refractory (NEST's model drops it), so the two agree for t_ref = 0."""
+
+    name = "eprop_iaf_psc_delta_adapt_nestml"
+
+    def step(self, s, z_in_ex, z_in_in):
+        free = s.r == 0
+        v_new = self.P_i * (s.i_in + self.I_e) + self.P_v * s.v + (z_in_ex + z_in_in)
+        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
+        # the increment of the last spike waits in "z" until the next step that is not refractory
+        s.extra["adapt"] = np.where(free, self.P_a * s.extra["adapt"] + s.extra["z"], s.extra["adapt"])
+        s.extra["z"] = np.where(free, 0.0, s.extra["z"])
+        s.extra["v_th_adapt"] = self.V_th + self.beta * s.extra["adapt"]
+        s.r = np.where(free, s.r, s.r - 1)
+        psi = self.psi(s.r, s.v, s.extra["v_th_adapt"])
+        z = ((s.v >= s.extra["v_th_adapt"]) & (s.r == 0)).astype(float)
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.v = np.where(z > 0, self.V_reset, s.v)
+        s.extra["z"] = s.extra["z"] + z
+        s.i_in = np.zeros_like(s.v)
+        return psi, z
+
+
 def current_to_voltage_propagator(tau_syn: float, tau_m: float, c_m: float, h: float) -> float:
     """Same formula as nestgrad::psc_exp_current_to_voltage_propagator."""
     p22 = np.exp(-h / tau_m)
@@ -322,5 +352,14 @@ class EpropReadout:
 
 
 RECURRENT_MODELS: dict[str, type[RecurrentModel]] = {
-    m.name: m for m in (EpropIaf, EpropIafAdapt, EpropIafPscDelta, EpropIafPscDeltaAdapt, EpropIafPscExp)
+    m.name: m
+    for m in (
+        EpropIaf,
+        EpropIafAdapt,
+        EpropIafPscDelta,
+        EpropIafPscDeltaAdapt,
+        EpropIafPscExp,
+        EpropIafPscDeltaNestml,
+        EpropIafPscDeltaAdaptNestml,
+    )
 }

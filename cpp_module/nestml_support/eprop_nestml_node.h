@@ -1,0 +1,127 @@
+/*
+ *  eprop_nestml_node.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EPROP_NESTML_NODE_H
+#define NESTGRAD_EPROP_NESTML_NODE_H
+
+#include <string>
+
+// NEST public headers
+#include "eprop_archiving_node_impl.h"
+#include "eprop_archiving_node_recurrent.h"
+#include "eprop_archiving_node_recurrent_impl.h"
+#include "eprop_synapse.h"
+#include "event.h"
+#include "nest_time.h"
+
+namespace nestgrad
+{
+
+/**
+ * Base class of the e-prop neurons generated from NESTML (nestml_models/eprop/, docs/nestml_eprop.md).
+ *
+ * NESTML generates the neuron's dynamics (its update and onCondition blocks, exact propagators); nestgrad's
+ * generator adds the per-step e-prop bookkeeping and the eligibility traces it derives from the model's
+ * equations. This class holds what is the same for every such neuron: the e-prop parameters of NEST's built-in
+ * e-prop neurons (same names, units and defaults), the learning-signal input, the history that NEST's
+ * eprop_synapse reads, flush events, and the surrogate gradient functions of NEST's e-prop archiving node.
+ */
+class EpropNestmlNode : public nest::EpropArchivingNodeRecurrent< false >
+{
+public:
+  EpropNestmlNode();
+  EpropNestmlNode( const EpropNestmlNode& ) = default;
+
+  using nest::Node::handle;
+  using nest::Node::handles_test_event;
+
+  void handle( nest::LearningSignalConnectionEvent& ) override;
+  size_t handles_test_event( nest::LearningSignalConnectionEvent&, size_t ) override;
+
+  void get_status( Dictionary& ) const override;
+  void set_status( const Dictionary& ) override;
+
+  /**
+   * Called by NESTML's emit_spike() (the generated code calls it on its parent class): marks the current step
+   * as a spike step for the e-prop history (t_spike is the end of the step, as NEST stamps spikes).
+   */
+  void set_spiketime( const nest::Time& t_spike, double offset = 0.0 );
+
+protected:
+  long get_shift() const override;
+  bool is_eprop_recurrent_node() const override;
+
+  //! Per-run initialisation (flush-event interval in steps); called from the generated pre_run_hook().
+  void eprop_pre_run_hook_();
+
+  /**
+   * Surrogate gradient of this step from the generated threshold condition `v >= v_th` (both sides as the model
+   * writes them, before the reset), zero if the rest of the condition forbids a spike (refractoriness).
+   */
+  double
+  eprop_surrogate_gradient_( const bool can_spike, const double v, const double v_th )
+  {
+    spiked_ = false;
+    return ( this->*compute_surrogate_gradient_ )(
+      can_spike ? 0.0 : 1.0, v, v_th, surrogate_gradient_height_, surrogate_gradient_width_ );
+  }
+
+  /**
+   * End of step t (the model's update and onCondition blocks have run): flush events, the history entry with
+   * the surrogate gradient and the firing-rate regularisation. Returns the learning signal of the entry that is
+   * complete now (as NEST's e-prop neurons record it).
+   */
+  double eprop_end_of_step_( long t, long lag, double surrogate_gradient );
+
+  double
+  eprop_kappa_() const
+  {
+    return kappa_;
+  }
+  double
+  eprop_kappa_reg_() const
+  {
+    return kappa_reg_;
+  }
+
+private:
+  double c_reg_;                             //!< firing-rate regularisation strength
+  double f_target_;                          //!< target firing rate (Hz)
+  double kappa_;                             //!< low-pass filter of the eligibility trace (readout's)
+  double kappa_reg_;                         //!< low-pass filter of the firing-rate estimate
+  std::string surrogate_gradient_function_;  //!< one of NEST's e-prop surrogate gradients
+  double surrogate_gradient_height_;
+  double surrogate_gradient_width_;
+  bool spiked_;  //!< the model emitted a spike in the current step
+};
+
+inline long
+EpropNestmlNode::get_shift() const
+{
+  return offset_gen_ + delay_in_rec_;
+}
+
+inline bool
+EpropNestmlNode::is_eprop_recurrent_node() const
+{
+  return true;
+}
+
+inline void
+EpropNestmlNode::set_spiketime( const nest::Time&, double )
+{
+  spiked_ = true;
+}
+
+}  // namespace nestgrad
+
+// NESTML writes the parent class as nest::<name> and calls it as <name> from inside namespace nest.
+namespace nest::nestgrad
+{
+using EpropNestmlNode = ::nestgrad::EpropNestmlNode;
+}
+
+#endif  // NESTGRAD_EPROP_NESTML_NODE_H
