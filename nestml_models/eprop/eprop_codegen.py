@@ -13,7 +13,8 @@ base class ``nestgrad::EpropNestmlNode`` as parent; this module then
        e    = psi (c . y)                (eligibility trace; psi: surrogate gradient of this step)
        eps  = y + K e                    (spike-triggered increments pass the dependence on through psi)
 
-   Resets to a value (``V_m = V_reset``) are not differentiated, as in NEST's e-prop models.
+   Resets of the membrane potential (``V_m = V_reset`` or ``V_m -= V_th``) are not differentiated, as in NEST's
+   e-prop models; increments of other states (adaptation) are.
 2. renders ``compute_gradient()`` (called by NEST's ``eprop_synapse``) from ``templates/`` and patches the per-step
    e-prop calls into the generated ``update()`` (surrogate gradient before the onCondition block, history entry
    after it) and ``pre_run_hook()``.
@@ -73,12 +74,39 @@ def _symbols(text: str) -> dict[str, sympy.Symbol]:
     return {n: sympy.Symbol(n) for n in names}
 
 
-def _sympy(text: str, model_file: str, node: Any) -> sympy.Expr:
+_PRINTER: Any = None
+
+
+def _ode_printer() -> Any:
+    """NESTML's printer of expressions for ODE-toolbox: sympy syntax, physical units as numeric factors."""
+    global _PRINTER
+    if _PRINTER is None:
+        from pynestml.codegeneration.printers.constant_printer import ConstantPrinter
+        from pynestml.codegeneration.printers.ode_toolbox_expression_printer import ODEToolboxExpressionPrinter
+        from pynestml.codegeneration.printers.ode_toolbox_function_call_printer import ODEToolboxFunctionCallPrinter
+        from pynestml.codegeneration.printers.ode_toolbox_variable_printer import ODEToolboxVariablePrinter
+        from pynestml.codegeneration.printers.sympy_simple_expression_printer import SympySimpleExpressionPrinter
+
+        variables = ODEToolboxVariablePrinter(None)
+        functions = ODEToolboxFunctionCallPrinter(None)
+        _PRINTER = ODEToolboxExpressionPrinter(
+            simple_expression_printer=SympySimpleExpressionPrinter(
+                variable_printer=variables, constant_printer=ConstantPrinter(), function_call_printer=functions
+            )
+        )
+        variables._expression_printer = _PRINTER
+        functions._expression_printer = _PRINTER
+    return _PRINTER
+
+
+def _sympy(expr: Any, model_file: str, node: Any) -> sympy.Expr:
+    """A NESTML expression (AST) as a sympy expression of its variables' names."""
+    text = _ode_printer().print(expr)
     try:
-        return sympy.sympify(text.replace("ln(", "log("), locals=_symbols(text))
+        return sympy.sympify(text, locals=_symbols(text))
     except (sympy.SympifyError, SyntaxError, TypeError) as err:
         raise EpropConventionError(
-            f"{_where(model_file, node)}: cannot interpret '{text.strip()}' for the e-prop derivation ({err})"
+            f"{_where(model_file, node)}: cannot interpret '{str(expr).strip()}' for the e-prop derivation ({err})"
         ) from err
 
 
@@ -156,7 +184,7 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
         op = term.get_binary_operator() if hasattr(term, "get_binary_operator") else None
         is_upward = op is not None and (getattr(op, "is_ge", False) or getattr(op, "is_gt", False))
         if is_upward and threshold is None:
-            lhs = _sympy(str(term.get_lhs()), model_file, term)
+            lhs = _sympy(term.get_lhs(), model_file, term)
             if {s.name for s in lhs.free_symbols} & set(analytic):
                 threshold = term
                 continue
@@ -167,9 +195,10 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
             "threshold comparison 'v >= v_th' (or '>') whose left side is a state solved with propagators "
             "(the membrane potential)"
         )
-    v_expr = _sympy(str(threshold.get_lhs()), model_file, threshold)
-    th_expr = _sympy(str(threshold.get_rhs()), model_file, threshold)
+    v_expr = _sympy(threshold.get_lhs(), model_file, threshold)
+    th_expr = _sympy(threshold.get_rhs(), model_file, threshold)
     f = v_expr - th_expr
+    membrane = {x.name for x in v_expr.free_symbols} & set(analytic)
     c_sym = {s: sympy.diff(f, sympy.Symbol(s)) for s in all_states}
     for s, cs in c_sym.items():
         if cs != 0 and {x.name for x in cs.free_symbols} & set(all_states):
@@ -197,9 +226,9 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
             continue
         a = small.get_assignment()
         var = a.get_variable().get_complete_name()
-        if var not in analytic:
-            continue  # e.g. the refractory counter
-        rhs = _sympy(str(a.get_expression()), model_file, a)
+        if var not in analytic or var in membrane:
+            continue  # the refractory counter; the membrane's reset (also by subtraction) is not differentiated
+        rhs = _sympy(a.get_expression(), model_file, a)
         rhs_states = {x.name for x in rhs.free_symbols} & set(all_states)
         if a.is_direct_assignment:
             if rhs_states:
@@ -221,7 +250,7 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
     # --- one step of the subthreshold dynamics: Jacobian and spike input ----------------------------------------
     updates = namespace["update_expressions"]
     J_sym = {
-        x: {y: sympy.diff(_sympy(str(updates[x]), model_file, None), sympy.Symbol(y)) for y in analytic}
+        x: {y: sympy.diff(_sympy(updates[x], model_file, None), sympy.Symbol(y)) for y in analytic}
         for x in analytic
     }
     for x in analytic:

@@ -1,0 +1,179 @@
+"""NESTML e-prop neurons (nestml_models/, docs/nestml_eprop.md): generated twins vs NEST's built-in models, the
+generated models' parameters, and the generator's errors for models that do not follow the convention.
+
+Tolerances: weight updates after 5 training iterations, max |w_nestml - w_builtin| / max |update| <= 1e-6 per
+projection (measured ~4e-14: the generated code sums in a different order); readout losses per iteration <= 1e-9
+relative (measured: equal).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from test_reference import small_spec
+
+from nestgrad.reference.compare import iteration_losses
+from nestgrad.reference.nest_backend import run_nest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TWINS = {
+    "eprop_iaf_psc_delta_nestml": "eprop_iaf_psc_delta",
+    "eprop_iaf_psc_delta_adapt_nestml": "eprop_iaf_psc_delta_adapt",
+}
+
+
+@pytest.mark.parametrize("task", ["sine", "evidence"])
+@pytest.mark.parametrize("twin", sorted(TWINS))
+def test_nestml_twin_trains_like_builtin(twin, task):
+    spec = small_spec(TWINS[twin], task)
+    builtin = run_nest(spec)
+    nestml = run_nest(spec.replace(rec_model=twin))
+    for name in ("in_rec", "rec_rec", "rec_out"):
+        update = builtin.weights[name] - spec.weights[name]
+        assert np.abs(update).max() > 0, f"{name}: no learning, the comparison would be empty"
+        err = np.abs(nestml.weights[name] - builtin.weights[name]).max() / np.abs(update).max()
+        assert err <= 1e-6, (name, err)
+    loss_builtin = iteration_losses(builtin.readout, spec)
+    loss_nestml = iteration_losses(nestml.readout, spec)
+    assert len(set(loss_builtin)) > 1  # learning changed the loss
+    np.testing.assert_allclose(loss_nestml, loss_builtin, rtol=1e-9, atol=0)
+
+
+def test_nestml_twin_parameters_and_recordables(nest_kernel):
+    nest = nest_kernel
+    builtin = nest.GetDefaults("eprop_iaf_psc_delta_adapt")
+    twin = nest.GetDefaults("eprop_iaf_psc_delta_adapt_nestml")
+    for key in ("C_m", "E_L", "V_th", "V_reset", "t_ref", "tau_m", "adapt_beta", "adapt_tau", "kappa", "kappa_reg",
+                "c_reg", "surrogate_gradient_function", "surrogate_gradient_height", "surrogate_gradient_width",
+                "eprop_isi_trace_cutoff"):
+        assert twin[key] == builtin[key], key
+    assert twin["f_target"] == 10.0  # Hz, as set (NEST's built-in reports spikes per ms)
+    assert {"V_m", "adaptation", "V_th_adapt", "surrogate_gradient", "learning_signal"} <= set(twin["recordables"])
+    n = nest.Create("eprop_iaf_psc_delta_adapt_nestml")
+    n.set(f_target=5.0, surrogate_gradient_function="exponential", kappa=0.5)
+    assert (n.f_target, n.surrogate_gradient_function, n.kappa) == (5.0, "exponential", 0.5)
+    with pytest.raises(nest.NESTError, match="surrogate"):
+        n.set(surrogate_gradient_function="no_such_function")
+    with pytest.raises(nest.NESTError, match="kappa"):
+        n.set(kappa=1.5)
+    with pytest.raises(nest.NESTError, match="ignore_and_spike"):
+        n.set(ignore_and_spike=True)
+    assert n.kappa == 0.5  # a refused set changes nothing
+
+
+def test_nestml_twin_records_like_builtin(nest_kernel):
+    """A driven neuron spikes, and its recorded state and surrogate gradient equal NEST's built-in twin's."""
+    nest = nest_kernel
+    recorders = {}
+    for model in ("eprop_iaf_psc_delta_adapt", "eprop_iaf_psc_delta_adapt_nestml"):
+        n = nest.Create(model, params={"I_e": 400.0, "t_ref": 0.0, "adapt_beta": 3.0})
+        sr = nest.Create("spike_recorder")
+        mm = nest.Create("multimeter", params={"record_from": ["V_m", "surrogate_gradient", "adaptation"]})
+        nest.Connect(n, sr)
+        nest.Connect(mm, n)
+        recorders[model] = (sr, mm)
+    nest.Simulate(200.0)
+    trace = {
+        model: (sr.events["times"], mm.events["V_m"], mm.events["surrogate_gradient"], mm.events["adaptation"])
+        for model, (sr, mm) in recorders.items()
+    }
+    a, b = trace.values()
+    assert len(a[0]) > 3
+    np.testing.assert_array_equal(a[0], b[0])
+    for x, y in zip(a[1:], b[1:]):
+        np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-12)
+
+
+# --- generator errors ---------------------------------------------------------------------------------------------
+
+_GOOD = """
+model {name}:
+    state:
+        V_m mV = 0 mV
+        a real = 0
+        refr_counts integer = 0
+    equations:
+        kernel K_delta = delta(t)
+        V_m' = {dv} + (1 mV) * convolve(K_delta, spikes) * (1 ms**-1)
+        a' = -a / tau_a
+    parameters:
+        tau_m ms = 10 ms
+        tau_a ms = 100 ms
+        V_th mV = 1 mV
+    input:
+        spikes <- spike
+{extra_input}
+    output:
+        spike
+    update:
+        integrate_odes()
+{update}
+{on_condition}
+"""
+_THRESHOLD = """    onCondition(refr_counts == 0 and V_m >= V_th + a * (1 mV)):
+        V_m = 0 mV
+{body}        emit_spike()
+"""
+
+
+def _model(name="eprop_test_nestml", dv="-V_m / tau_m", extra_input="", update="", body="", on_condition=None):
+    if on_condition is None:
+        on_condition = _THRESHOLD.format(body=body)
+    return _GOOD.format(name=name, dv=dv, extra_input=extra_input, update=update, on_condition=on_condition)
+
+
+ERROR_CASES = {
+    "name": (_model(name="eprop_test"), "must end in '_nestml'"),
+    "no_threshold_block": (
+        _model(update="        if V_m >= V_th:\n            emit_spike()\n", on_condition=""),
+        "no threshold condition",
+    ),
+    "nonlinear": (_model(dv="-V_m**3 / (tau_m * (1 mV**2))"), "unsupported nonlinearity"),
+    "no_comparison": (_model(on_condition="    onCondition(refr_counts == 0):\n        emit_spike()\n"), "no threshold comparison"),
+    "state_dependent_reset": (_model(body="        a = 2 * a\n"), "depends on the state"),
+    "two_ports": (_model(extra_input="        inh_spikes <- spike"), "spike input ports"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ERROR_CASES))
+def test_generator_refuses_models_outside_the_convention(case, tmp_path):
+    text, message = ERROR_CASES[case]
+    model = tmp_path / "eprop_test_nestml.nestml"
+    model.write_text(text)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cmake" / "generate_nestml.py"), str(tmp_path / "out"), "3.10.0", str(model)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-2000:]
+    assert message in output, output[-2000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert str(model) in output  # the message names the file
+
+
+def test_generator_derives_adaptation_through_the_threshold(tmp_path):
+    """The derivation of the adaptive twin, read back from the generated source."""
+    out = tmp_path / "out"
+    model = ROOT / "nestml_models" / "eprop_iaf_psc_delta_adapt_nestml.nestml"
+    subprocess.run(
+        [sys.executable, str(ROOT / "cmake" / "generate_nestml.py"), str(out), "3.10.0", str(model)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    source = (out / "eprop_iaf_psc_delta_adapt_nestml.cpp").read_text()
+    for line in (
+        "const double J_0_0 = V_.__P__V_m__V_m;",
+        "const double J_1_1 = V_.__P__adaptation__adaptation;",
+        "const double c_1 = -P_.adapt_beta;",
+        "const double K_1 = (V_.adapt_jump);",
+        "const double e = psi * ( c_0 * y_0 + c_1 * y_1 );",
+    ):
+        assert line in source, line
+    assert "J_0_1" not in source and "J_1_0" not in source  # the adaptation does not act on V_m
