@@ -47,9 +47,23 @@ def test_nestml_twin_parameters_and_recordables(nest_kernel):
     nest = nest_kernel
     builtin = nest.GetDefaults("eprop_iaf_psc_delta_adapt")
     twin = nest.GetDefaults("eprop_iaf_psc_delta_adapt_nestml")
-    for key in ("C_m", "E_L", "V_th", "V_reset", "t_ref", "tau_m", "adapt_beta", "adapt_tau", "kappa", "kappa_reg",
-                "c_reg", "surrogate_gradient_function", "surrogate_gradient_height", "surrogate_gradient_width",
-                "eprop_isi_trace_cutoff"):
+    for key in (
+        "C_m",
+        "E_L",
+        "V_th",
+        "V_reset",
+        "t_ref",
+        "tau_m",
+        "adapt_beta",
+        "adapt_tau",
+        "kappa",
+        "kappa_reg",
+        "c_reg",
+        "surrogate_gradient_function",
+        "surrogate_gradient_height",
+        "surrogate_gradient_width",
+        "eprop_isi_trace_cutoff",
+    ):
         assert twin[key] == builtin[key], key
     assert twin["f_target"] == 10.0  # Hz, as set (NEST's built-in reports spikes per ms)
     assert {"V_m", "adaptation", "V_th_adapt", "surrogate_gradient", "learning_signal"} <= set(twin["recordables"])
@@ -84,7 +98,7 @@ def test_nestml_twin_records_like_builtin(nest_kernel):
     a, b = trace.values()
     assert len(a[0]) > 3
     np.testing.assert_array_equal(a[0], b[0])
-    for x, y in zip(a[1:], b[1:]):
+    for x, y in zip(a[1:], b[1:], strict=True):
         np.testing.assert_allclose(y, x, rtol=1e-12, atol=1e-12)
 
 
@@ -133,7 +147,10 @@ ERROR_CASES = {
         "no threshold condition",
     ),
     "nonlinear": (_model(dv="-V_m**3 / (tau_m * (1 mV**2))"), "unsupported nonlinearity"),
-    "no_comparison": (_model(on_condition="    onCondition(refr_counts == 0):\n        emit_spike()\n"), "no threshold comparison"),
+    "no_comparison": (
+        _model(on_condition="    onCondition(refr_counts == 0):\n        emit_spike()\n"),
+        "no threshold comparison",
+    ),
     "state_dependent_reset": (_model(body="        a = 2 * a\n"), "depends on the state"),
     "two_ports": (_model(extra_input="        inh_spikes <- spike"), "spike input ports"),
 }

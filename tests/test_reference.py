@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from gradient_check import assert_matches_finite_differences
 
+from nestgrad.cli import _COMPARE_ETA as ETA  # the psc_delta models learn with smaller rates
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig
 from nestgrad.reference.bptt import bptt_gradient, forward
 from nestgrad.reference.compare import compare
@@ -26,7 +27,6 @@ from nestgrad.reference.online import run_online
 from nestgrad.reference.spec import NetworkSpec, SpecError
 
 MODELS = sorted(RECURRENT_MODELS)
-ETA = {"eprop_iaf_psc_delta": 1e-7, "eprop_iaf_psc_delta_adapt": 1e-7}  # see nestgrad.cli._COMPARE_ETA
 
 
 def small_spec(model: str, task: str, optimizer: str = "gradient_descent", iterations: int = 5) -> NetworkSpec:

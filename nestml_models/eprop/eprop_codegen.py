@@ -250,8 +250,7 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
     # --- one step of the subthreshold dynamics: Jacobian and spike input ----------------------------------------
     updates = namespace["update_expressions"]
     J_sym = {
-        x: {y: sympy.diff(_sympy(updates[x], model_file, None), sympy.Symbol(y)) for y in analytic}
-        for x in analytic
+        x: {y: sympy.diff(_sympy(updates[x], model_file, None), sympy.Symbol(y)) for y in analytic} for x in analytic
     }
     for x in analytic:
         for y, d in J_sym[x].items():
@@ -263,7 +262,8 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
     spike_ports = [p.get_symbol_name() for p in neuron.get_spike_input_ports()]
     if len(spike_ports) != 1:
         raise EpropConventionError(
-            f"{model_file}: model {name} has {len(spike_ports)} spike input ports ({', '.join(spike_ports) or 'none'}); "
+            f"{model_file}: model {name} has {len(spike_ports)} spike input ports "
+            f"({', '.join(spike_ports) or 'none'}); "
             "the e-prop convention needs exactly one (the synapse's weight and its sign select the effect)"
         )
     b_cpp: dict[str, str] = {}
