@@ -116,6 +116,8 @@ def synthetic_spec(
         tau_syn_in=6.0,
         adapt_beta=0.2,
         adapt_tau=200.0,
+        asc_amp=-0.05,
+        asc_tau=100.0,
     )
     readout = dict(C_m=1.0, E_L=0.0, I_e=0.0, V_m=0.0, tau_m=tau_out, V_min=-1e300, eprop_isi_trace_cutoff=math.inf)
     w = {

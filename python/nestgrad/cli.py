@@ -39,6 +39,7 @@ _COMPARE_ETA = {
         "eprop_iaf_psc_delta_adapt",
         "eprop_iaf_psc_delta_nestml",
         "eprop_iaf_psc_delta_adapt_nestml",
+        "eprop_iaf_psc_delta_asc_nestml",
     )
 }
 

@@ -70,6 +70,8 @@ NESTML_TWINS = {
     "eprop_iaf_psc_delta_adapt_nestml": "eprop_iaf_psc_delta_adapt",
 }
 _DEFAULTS.update({twin: _DEFAULTS[builtin] for twin, builtin in NESTML_TWINS.items()})
+# NESTML model without a NEST twin: psc_delta with an after-spike current; a spike lowers v by up to ~0.15 mV.
+_DEFAULTS["eprop_iaf_psc_delta_asc_nestml"] = dict(_DEFAULTS["eprop_iaf_psc_delta"], asc_amp=-0.005, asc_tau=200.0)
 
 READOUT_DEFAULTS: dict[str, Any] = {
     "C_m": 1.0,
@@ -106,6 +108,7 @@ _WEIGHT_FACTORS: dict[str, tuple[float, float]] = {
     "eprop_iaf_psc_exp": (_SCALE, _SCALE),
     "eprop_iaf_psc_delta": (1.0, 1.0 / _SCALE),
     "eprop_iaf_psc_delta_adapt": (1.0, 1.0 / _SCALE),
+    "eprop_iaf_psc_delta_asc_nestml": (1.0, 1.0 / _SCALE),
 }
 
 

@@ -31,6 +31,7 @@ from nestgrad.reference.neurons import (
     EpropIafAdapt,
     EpropIafPscDelta,
     EpropIafPscDeltaAdapt,
+    EpropIafPscDeltaAsc,
     EpropIafPscExp,
     EpropReadout,
 )
@@ -116,6 +117,11 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
             s.extra["i_in"] = m.P11_in * s.extra["i_in"] + (inp - ex)
             s.r = np.where(free, s.r, s.r - 1)
             theta = np.full(n_rec, m.V_th)
+        elif isinstance(m, EpropIafPscDeltaAsc):
+            v_pre = np.where(free, m.P_i * (s.i_in + m.I_e) + m.P_v * s.v + m.P_va * s.extra["asc"] + inp, s.v)
+            s.extra["asc"] = m.P_a * s.extra["asc"]
+            theta = np.full(n_rec, m.V_th)
+            s.r = np.where(free, s.r, s.r - 1)
         elif isinstance(m, EpropIafPscDelta):
             v_pre = np.where(free, m.P_i * (s.i_in + m.I_e) + m.P_v * s.v + inp, s.v)
             if isinstance(m, EpropIafPscDeltaAdapt):
@@ -152,6 +158,8 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
             s.r = np.where(z > 0, m.refractory_steps, s.r) if not smooth else s.r
         if "z" in s.extra:
             s.extra["z"] = z
+        if isinstance(m, EpropIafPscDeltaAsc):
+            s.extra["asc"] = s.extra["asc"] + m.asc_amp * z
         s.i_in = np.full(n_rec, m.I_e) if not isinstance(m, EpropIafPscDelta | EpropIafPscExp) else np.zeros(n_rec)
         f_av = m.kappa_reg * f_av + (1.0 - m.kappa_reg) * z / dt
         rec["z"][t], rec["psi"][t], rec["v_pre"][t], rec["theta"][t], rec["f_av"][t] = z, psi, v_pre, theta, f_av
@@ -214,6 +222,8 @@ def bptt_gradient(
     dv = np.zeros((T, n_rec))  # dE/dv_pre[t]
     d_in = {"ex": np.zeros((T, n_rec)), "in": np.zeros((T, n_rec))}
     da_next = np.zeros(n_rec)  # dE/da[t+1]
+    asc = isinstance(m, EpropIafPscDeltaAsc)
+    dasc_next = np.zeros(n_rec)  # dE/dI_asc[t+1] (after-spike current at the end of step t + 1)
     W_ex = np.where(W_rec >= 0, W_rec, 0.0)
     W_ih = W_rec - W_ex
     for t in range(T - 1, -1, -1):
@@ -239,6 +249,10 @@ def bptt_gradient(
                 dvpost_dvpre = 1.0 - z
             else:
                 dz = dz + dv_post * (-m.V_th)
+        if asc:  # I_asc[t] = P_a I_asc[t-1] + asc_amp z[t]; v_pre[t+1] uses I_asc[t] through P_va (if it integrates)
+            dasc = 0.0 if last else m.P_a * dasc_next + m.P_va * dv[t + 1] * (fw.free[t + 1] if freeze else 1.0)
+            dz = dz + m.asc_amp * dasc
+            dasc_next = dasc
         dv[t] = dv_post * dvpost_dvpre + fw.psi[t] * dz
         if adaptive:  # z[t] = H(v - V_th - beta a[t])
             da = -m.beta * fw.psi[t] * dz

@@ -28,6 +28,8 @@ REFERENCE_PARAM_KEYS = (
     "tau_syn_in",
     "adapt_beta",
     "adapt_tau",
+    "asc_amp",
+    "asc_tau",
     "with_refr_input",
     "c_reg",
     "f_target",

@@ -312,6 +312,56 @@ class EpropIafPscDeltaAdaptNestml(EpropIafPscDeltaAdapt):
         return psi, z
 
 
+class EpropIafPscDeltaAsc(EpropIafPscDelta):
+    """nestgrad's NESTML model ``eprop_iaf_psc_delta_asc_nestml`` (no NEST twin): eprop_iaf_psc_delta with an
+    after-spike current I_asc (+= asc_amp per spike, decays with asc_tau, keeps decaying while refractory) that
+    flows into the membrane. Eligibility vector (eps_v, eps_a): the adaptation acts through v, not the threshold."""
+
+    name = "eprop_iaf_psc_delta_asc_nestml"
+    traces = ("eps_v", "eps_a")
+    per_synapse_traces = True
+
+    def __init__(self, params, dt):
+        super().__init__(params, dt)
+        self.asc_amp = params["asc_amp"]
+        tau_a = params["asc_tau"]
+        if tau_a == self.tau_m:
+            raise ValueError(f"{self.name}: asc_tau = tau_m = {tau_a} ms makes the exact propagators singular")
+        self.P_a = np.exp(-dt / tau_a)
+        # V_m's response to I_asc over one step: (1/C_m) int_0^h exp(-(h-s)/tau_m) exp(-s/tau_a) ds
+        self.P_va = tau_a * self.tau_m / (self.C_m * (tau_a - self.tau_m)) * (self.P_a - self.P_v)
+
+    def init_state(self, n):
+        s = super().init_state(n)
+        s.extra = {"asc": np.zeros(n)}
+        return s
+
+    def step(self, s, z_in_ex, z_in_in):
+        free = s.r == 0
+        v_new = self.P_i * (s.i_in + self.I_e) + self.P_v * s.v + self.P_va * s.extra["asc"] + (z_in_ex + z_in_in)
+        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
+        s.extra["asc"] = self.P_a * s.extra["asc"]
+        s.r = np.where(free, s.r, s.r - 1)
+        psi = self.psi(s.r, s.v, self.V_th)
+        z = ((s.v >= self.V_th) & (s.r == 0)).astype(float)
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.v = np.where(z > 0, self.V_reset, s.v)
+        s.extra["asc"] = s.extra["asc"] + self.asc_amp * z
+        s.i_in = np.zeros_like(s.v)
+        return psi, z
+
+    def init_traces(self, shape):
+        return {"eps_v": np.zeros(shape), "eps_a": np.zeros(shape)}
+
+    def trace_step(self, tr, z_pre, psi_post, excitatory):
+        tr["eps_v"] = self.P_v * tr["eps_v"] + self.P_va * tr["eps_a"] + z_pre[None, :]
+        tr["eps_a"] = self.P_a * tr["eps_a"]
+        return psi_post[:, None] * tr["eps_v"]
+
+    def after_masked_e(self, tr, e_masked):
+        tr["eps_a"] = tr["eps_a"] + self.asc_amp * e_masked
+
+
 def current_to_voltage_propagator(tau_syn: float, tau_m: float, c_m: float, h: float) -> float:
     """Same formula as nestgrad::psc_exp_current_to_voltage_propagator."""
     p22 = np.exp(-h / tau_m)
@@ -361,5 +411,6 @@ RECURRENT_MODELS: dict[str, type[RecurrentModel]] = {
         EpropIafPscExp,
         EpropIafPscDeltaNestml,
         EpropIafPscDeltaAdaptNestml,
+        EpropIafPscDeltaAsc,
     )
 }
