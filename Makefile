@@ -20,7 +20,7 @@ PY_TAG = $(shell $(PYTHON) -c 'import sys; print(f"py{sys.version_info[0]}{sys.v
 MPI_TAG = $(shell dpkg-query -W -f='$${Version}' libopenmpi-dev 2>/dev/null | cut -d- -f1)
 WHEELHOUSE = $(CACHE_DIR)/wheels/nest-$(NEST_VERSION)-mpi-openmpi$(MPI_TAG)-$(PY_TAG)
 
-.PHONY: all setup system venv module demo test test-serial lint bench bench-event mpi clean
+.PHONY: all setup system venv module demo test test-serial lint bench bench-event bench-nestml mpi clean
 
 all: setup
 
@@ -112,6 +112,10 @@ bench: setup
 # Event-driven e-prop vs NEST's eprop_synapse vs static twin (and PyTorch BPTT if torch is installed): ~20 minutes
 bench-event: setup
 	$(PY) scaling_runs/bench_event_synapse.py --torch
+
+# NESTML-generated e-prop neurons vs NEST's built-in twins (time per training iteration, ratio)
+bench-nestml: setup
+	$(PY) scaling_runs/bench_nestml_eprop.py
 
 clean:
 	rm -rf build build-mpi build.log build-mpi.log $(STAMPS) python/nestgrad/lib out

@@ -194,3 +194,38 @@ def test_generator_derives_adaptation_through_the_threshold(tmp_path):
     ):
         assert line in source, line
     assert "J_0_1" not in source and "J_1_0" not in source  # the adaptation does not act on V_m
+
+
+# --- a NESTML e-prop model without a NEST twin: after-spike current ---------------------------------------------------
+
+
+def test_after_spike_current_model_reduces_to_psc_delta_without_current():
+    """asc_amp = 0: the same network as the psc_delta twin, bit for bit; asc_amp != 0 changes the trajectory."""
+    spec = small_spec("eprop_iaf_psc_delta_asc_nestml", "sine", iterations=2)
+    plain = run_nest(spec.replace(rec_model="eprop_iaf_psc_delta_nestml", rec_params=_without_asc(spec.rec_params)))
+    no_current = run_nest(spec.replace(rec_params=spec.rec_params | {"asc_amp": 0.0}))
+    with_current = run_nest(spec)
+    np.testing.assert_array_equal(no_current.readout, plain.readout)
+    for name in ("in_rec", "rec_rec"):
+        np.testing.assert_array_equal(no_current.weights[name], plain.weights[name])
+        assert np.abs(with_current.weights[name] - plain.weights[name]).max() > 0
+    assert np.abs(with_current.readout - plain.readout).max() > 0
+
+
+def _without_asc(params: dict) -> dict:
+    return {k: v for k, v in params.items() if k not in ("asc_amp", "asc_tau")}
+
+
+@pytest.mark.parametrize("cutoff", [10.0, 100.0])
+def test_after_spike_current_model_matches_reference_with_adam_two_threads_and_cutoff(cutoff, tmp_path):
+    """Windows longer than the cutoff make the generated code propagate the coupled (V_m, I_asc) sensitivity by a
+    matrix power (the propagator is not diagonal); Adam and 2 threads as in the C++ models' tests."""
+    from nestgrad.reference.compare import compare
+
+    spec = small_spec("eprop_iaf_psc_delta_asc_nestml", "sine", optimizer="adam")
+    spec = spec.replace(rec_params=spec.rec_params | {"eprop_isi_trace_cutoff": cutoff})
+    result = compare(spec, tmp_path, threads=2, plots=False)
+    for name, r in result["projections"].items():
+        assert r["max_abs_update"] > 0, name
+        assert r["max_rel_err"] <= 1e-6, (name, r)
+    assert result["loss_max_rel_err"] <= 1e-8
