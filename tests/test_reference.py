@@ -95,7 +95,7 @@ def synthetic_spec(
     n_in, n_rec, n_out, steps = 20, 15, 2, 300
     tau_out = 30.0
     params = dict(
-        C_m=3.0 if model == "eprop_iaf_psc_exp" else 1.0,
+        C_m=3.0 if model.startswith("eprop_iaf_psc_exp") else 1.0,
         E_L=0.0,
         I_e=0.0,
         V_m=0.0,
@@ -114,6 +114,7 @@ def synthetic_spec(
         V_reset=0.0,
         tau_syn_ex=3.0,
         tau_syn_in=6.0,
+        tau_syn=4.0,
         adapt_beta=0.2,
         adapt_tau=200.0,
         asc_amp=-0.05,

@@ -72,6 +72,10 @@ NESTML_TWINS = {
 _DEFAULTS.update({twin: _DEFAULTS[builtin] for twin, builtin in NESTML_TWINS.items()})
 # NESTML model without a NEST twin: psc_delta with an after-spike current; a spike lowers v by up to ~0.15 mV.
 _DEFAULTS["eprop_iaf_psc_delta_asc_nestml"] = dict(_DEFAULTS["eprop_iaf_psc_delta"], asc_amp=-0.005, asc_tau=200.0)
+# The tutorial's NESTML model (docs/nestml_eprop.md): eprop_iaf_psc_exp with one synaptic time constant.
+_DEFAULTS["eprop_iaf_psc_exp_nestml"] = {
+    k: v for k, v in _DEFAULTS["eprop_iaf_psc_exp"].items() if k not in ("tau_syn_ex", "tau_syn_in")
+} | {"tau_syn": 5.0}
 
 READOUT_DEFAULTS: dict[str, Any] = {
     "C_m": 1.0,

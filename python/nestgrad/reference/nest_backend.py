@@ -26,6 +26,7 @@ REFERENCE_PARAM_KEYS = (
     "tau_m",
     "tau_syn_ex",
     "tau_syn_in",
+    "tau_syn",
     "adapt_beta",
     "adapt_tau",
     "asc_amp",

@@ -362,6 +362,16 @@ class EpropIafPscDeltaAsc(EpropIafPscDelta):
         tr["eps_a"] = tr["eps_a"] + self.asc_amp * e_masked
 
 
+class EpropIafPscExpNestml(EpropIafPscExp):
+    """nestgrad's NESTML model ``eprop_iaf_psc_exp_nestml`` (the tutorial's): ``eprop_iaf_psc_exp`` with one
+    synaptic time constant ``tau_syn`` for excitation and inhibition."""
+
+    name = "eprop_iaf_psc_exp_nestml"
+
+    def __init__(self, params, dt):
+        super().__init__(dict(params, tau_syn_ex=params["tau_syn"], tau_syn_in=params["tau_syn"]), dt)
+
+
 def current_to_voltage_propagator(tau_syn: float, tau_m: float, c_m: float, h: float) -> float:
     """Same formula as nestgrad::psc_exp_current_to_voltage_propagator."""
     p22 = np.exp(-h / tau_m)
@@ -412,5 +422,6 @@ RECURRENT_MODELS: dict[str, type[RecurrentModel]] = {
         EpropIafPscDeltaNestml,
         EpropIafPscDeltaAdaptNestml,
         EpropIafPscDeltaAsc,
+        EpropIafPscExpNestml,
     )
 }
