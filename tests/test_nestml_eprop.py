@@ -123,7 +123,7 @@ model {name}:
         refr_counts integer = 0
     equations:
         kernel K_delta = delta(t)
-        V_m' = {dv} + (1 mV) * convolve(K_delta, spikes) * (1 ms**-1)
+        V_m' = {dv}{input_term}
         a' = -a / tau_a
     parameters:
         tau_m ms = 10 ms
@@ -145,10 +145,23 @@ _THRESHOLD = """    onCondition(refr_counts == 0 and V_m >= V_th + a * (1 mV)):
 """
 
 
-def _model(name="eprop_test_nestml", dv="-V_m / tau_m", extra_input="", update="", body="", on_condition=None):
+_DELTA_INPUT = " + (1 mV) * convolve(K_delta, spikes) * (1 ms**-1)"
+
+
+def _model(
+    name="eprop_test_nestml",
+    dv="-V_m / tau_m",
+    input_term=_DELTA_INPUT,
+    extra_input="",
+    update="",
+    body="",
+    on_condition=None,
+):
     if on_condition is None:
         on_condition = _THRESHOLD.format(body=body)
-    return _GOOD.format(name=name, dv=dv, extra_input=extra_input, update=update, on_condition=on_condition)
+    return _GOOD.format(
+        name=name, dv=dv, input_term=input_term, extra_input=extra_input, update=update, on_condition=on_condition
+    )
 
 
 ERROR_CASES = {
@@ -164,6 +177,23 @@ ERROR_CASES = {
     ),
     "state_dependent_reset": (_model(body="        a = 2 * a\n"), "depends on the state"),
     "two_ports": (_model(extra_input="        inh_spikes <- spike"), "spike input ports"),
+    "control_flow": (_model(body="        if a > 0:\n            a += 1\n"), "control flow"),
+    "nonlinear_threshold": (
+        _model(on_condition="    onCondition(V_m >= V_th + a * a * (1 mV)):\n        emit_spike()\n"),
+        "is not linear",
+    ),
+    "input_unused": (_model(input_term=""), "enters no equation"),
+    "threshold_unreached": (
+        _model(on_condition="    onCondition(refr_counts == 0 and a >= 1):\n        emit_spike()\n"),
+        "does not depend on any state that the synaptic input reaches",
+    ),
+    "three_states": (
+        _model(
+            input_term=" + convolve(K_exp, spikes) * (1 mV / ms)",
+            body="        a += 1\n",
+        ).replace("kernel K_delta = delta(t)", "kernel K_exp = exp(-t / tau_m)"),
+        "at most 2",
+    ),
 }
 
 

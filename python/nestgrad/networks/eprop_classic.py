@@ -90,15 +90,38 @@ READOUT_DEFAULTS: dict[str, Any] = {
 _SCALE = 1.0 - 0.97
 
 
+# The e-prop parameters every NESTML e-prop neuron of nestgrad has (its base class nestgrad::EpropNestmlNode).
+_EPROP_BASE_KEYS = (
+    "c_reg",
+    "f_target",
+    "kappa",
+    "kappa_reg",
+    "surrogate_gradient_function",
+    "surrogate_gradient_height",
+    "surrogate_gradient_width",
+    "eprop_isi_trace_cutoff",
+)
+
+
+def is_own_nestml_model(model: str) -> bool:
+    """A user's own e-prop neuron generated from NESTML (docs/nestml_eprop.md), without defaults of ours."""
+    return model not in _DEFAULTS and model.startswith("eprop_") and model.endswith("_nestml")
+
+
 def supported_neuron_models() -> list[str]:
     return sorted(_DEFAULTS)
 
 
 def default_neuron_params(model: str) -> dict[str, Any]:
+    """The classic network's neuron parameters for ``model``. A user's own NESTML e-prop neuron gets the e-prop
+    settings only; its other parameters are its NESTML defaults unless network.neuron_params sets them."""
+    if is_own_nestml_model(model):
+        return {k: _COMMON_REC[k] for k in _EPROP_BASE_KEYS}
     if model not in _DEFAULTS:
         raise ValueError(
             f"network.neuron_model = {model!r} is not supported by the e-prop network builder; "
-            f"supported: {', '.join(supported_neuron_models())}"
+            f"supported: {', '.join(supported_neuron_models())}, or an e-prop neuron of your own generated from "
+            "NESTML (a model named eprop_*_nestml in nestml_models/, see docs/nestml_eprop.md)"
         )
     return dict(_DEFAULTS[model])
 
@@ -193,6 +216,11 @@ class EpropNetwork:
         model = self.config.neuron_model
         if model not in nest.node_models:
             raise ValueError(f"network.neuron_model = {model!r} is not a NEST model (is nestgrad.install() done?)")
+        if "surrogate_gradient_function" not in nest.GetDefaults(model):
+            raise ValueError(
+                f"network.neuron_model = {model!r} is not an e-prop neuron (it has no surrogate gradient); "
+                "NESTML models become e-prop neurons when named eprop_*_nestml (docs/nestml_eprop.md)"
+            )
         for label, model_name, params in (
             ("neuron_params", model, self.neuron_params),
             ("readout_params", "eprop_readout", self.readout_params),
