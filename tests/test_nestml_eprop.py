@@ -8,6 +8,7 @@ relative (measured: equal).
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import subprocess
 import sys
@@ -270,3 +271,35 @@ def test_after_spike_current_model_matches_reference_with_adam_two_threads_and_c
         assert r["max_abs_update"] > 0, name
         assert r["max_rel_err"] <= 1e-6, (name, r)
     assert result["loss_max_rel_err"] <= 1e-8
+
+
+# --- a user's own NESTML model in the network builder ----------------------------------------------------------------
+
+
+def test_builder_trains_a_users_own_nestml_model(tmp_path, monkeypatch):
+    """A model named eprop_*_nestml without defaults of ours (the tutorial's model with its defaults removed) gets
+    the e-prop settings, takes the rest from network.neuron_params, and trains."""
+    from nestgrad.config import ExperimentConfig
+    from nestgrad.networks import eprop_classic
+    from nestgrad.trainer import Trainer
+
+    monkeypatch.delitem(eprop_classic._DEFAULTS, "eprop_iaf_psc_exp_nestml")
+    assert eprop_classic.is_own_nestml_model("eprop_iaf_psc_exp_nestml")
+    cfg = ExperimentConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / "sine_eprop_iaf_psc_exp_nestml.toml")
+    cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, iterations=3, plot=False))
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    before = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    assert len(history) == 3 and all(np.isfinite(h["loss"]) for h in history)
+    assert np.abs(trainer.state.weights["rec_rec"] - before["rec_rec"]).max() > 0
+
+
+def test_builder_refuses_models_that_are_not_eprop_neurons(nest_kernel):
+    from nestgrad.config import NetworkConfig, OptimizerConfig
+    from nestgrad.networks.eprop_classic import EpropNetwork
+
+    with pytest.raises(ValueError, match="glif3_psc_nestml.*not supported.*eprop_\\*_nestml"):
+        EpropNetwork(NetworkConfig(neuron_model="glif3_psc_nestml"), OptimizerConfig(), 2, 1, 1.0)
+    net = EpropNetwork(NetworkConfig(neuron_model="eprop_no_such_nestml"), OptimizerConfig(), 2, 1, 1.0)
+    with pytest.raises(ValueError, match="eprop_no_such_nestml.*not a NEST model"):
+        net.validate(nest_kernel)

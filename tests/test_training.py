@@ -32,7 +32,7 @@ def weights_of(trainer: Trainer) -> dict[str, np.ndarray]:
     return trainer.state.weights
 
 
-@pytest.mark.parametrize("model", ["eprop_iaf_psc_exp", "eprop_iaf"])
+@pytest.mark.parametrize("model", ["eprop_iaf_psc_exp", "eprop_iaf", "eprop_iaf_psc_exp_nestml"])
 def test_training_halves_the_sine_loss(tmp_path, model):
     cfg = ExperimentConfig.from_toml(f"python/nestgrad/configs/sine_{model}.toml")
     cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, iterations=30, plot=False))
