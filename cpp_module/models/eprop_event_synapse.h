@@ -17,6 +17,7 @@
 #include "exceptions.h"
 
 #include "eprop_event_node.h"
+#include "eprop_inline_optimizer.h"
 
 namespace nestgrad
 {
@@ -103,21 +104,7 @@ EndUserDocs */
 void register_eprop_event_synapse( const std::string& name );
 
 //! Optimizer settings shared by all eprop_event_synapse connections of one synapse model.
-class EpropEventSynapseCommonProperties : public nest::CommonSynapseProperties
-{
-public:
-  void get_status( Dictionary& d ) const;
-  void set_status( const Dictionary& d, nest::ConnectorModel& cm );
-
-  bool adam_ = false;
-  long batch_size_ = 1;
-  double eta_ = 1e-4;
-  double Wmin_ = -100.0;
-  double Wmax_ = 100.0;
-  double beta_1_ = 0.9;
-  double beta_2_ = 0.999;
-  double epsilon_ = 1e-7;
-};
+using EpropEventSynapseCommonProperties = EpropOptimizerProperties;
 
 template < typename targetidentifierT >
 class eprop_event_synapse : public nest::Connection< targetidentifierT >
@@ -192,18 +179,11 @@ private:
     }
   }
 
-  //! Sums the gradient and, at the first spike after a batch boundary, applies the optimizer (NEST 3.10's rule).
-  void optimize_( const CommonPropertiesType& cp, long t_update, double gradient );
 
   double weight_ = 1.0;
   long t_spike_previous_ = 0;  //!< step of the previous presynaptic spike, 0: none yet
   EventEpropTrace trace_;
-  double cumulative_gradient_ = 0.0;
-  long optimization_step_ = 1;  //!< batch index of the last update; 1: no update yet
-  double m_ = 0.0;  //!< Adam's first moment
-  double v_ = 0.0;  //!< Adam's second moment
-  double beta_1_power_ = 1.0;
-  double beta_2_power_ = 1.0;
+  EpropOptimizerState optimizer_;
   EventHistoryStore* store_ = nullptr;  //!< the target's store and column, cached for prefetching
   long column_ = 0;
 };
@@ -255,7 +235,7 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
   if ( t_spike_previous_ != 0 )
   {
     const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, trace_ );
-    optimize_( cp, t_spike - 1, gradient );
+    optimizer_.add( cp, t_spike - 1, gradient, weight_ );
   }
   target->move_event_reader( t_spike_previous_, t_spike );
   t_spike_previous_ = t_spike;
@@ -269,51 +249,14 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
 }
 
 template < typename targetidentifierT >
-inline void
-eprop_event_synapse< targetidentifierT >::optimize_( const CommonPropertiesType& cp,
-  const long t_update,
-  const double gradient )
-{
-  cumulative_gradient_ += gradient;
-  const long current_step = 1 + t_update / cp.batch_size_;
-  if ( optimization_step_ >= current_step )
-  {
-    return;
-  }
-  cumulative_gradient_ /= cp.batch_size_;
-  double w = weight_;
-  if ( cp.adam_ )
-  {
-    // one Adam step per batch boundary passed; batches without spikes contribute zero gradients
-    for ( ; optimization_step_ < current_step; ++optimization_step_ )
-    {
-      beta_1_power_ *= cp.beta_1_;
-      beta_2_power_ *= cp.beta_2_;
-      const double alpha = cp.eta_ * std::sqrt( 1.0 - beta_2_power_ ) / ( 1.0 - beta_1_power_ );
-      m_ = cp.beta_1_ * m_ + ( 1.0 - cp.beta_1_ ) * cumulative_gradient_;
-      v_ = cp.beta_2_ * v_ + ( 1.0 - cp.beta_2_ ) * cumulative_gradient_ * cumulative_gradient_;
-      w -= alpha * m_ / ( std::sqrt( v_ ) + cp.epsilon_ );
-      cumulative_gradient_ = 0.0;
-    }
-  }
-  else
-  {
-    w -= cp.eta_ * cumulative_gradient_;
-    cumulative_gradient_ = 0.0;
-  }
-  weight_ = std::clamp( w, cp.Wmin_, cp.Wmax_ );
-  optimization_step_ = current_step;
-}
-
-template < typename targetidentifierT >
 void
 eprop_event_synapse< targetidentifierT >::get_status( Dictionary& d ) const
 {
   ConnectionBase::get_status( d );
   d[ nest::names::weight ] = weight_;
   d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
-  d[ "adam_m" ] = m_;
-  d[ "adam_v" ] = v_;
+  d[ "adam_m" ] = optimizer_.m;
+  d[ "adam_v" ] = optimizer_.v;
 }
 
 template < typename targetidentifierT >
@@ -323,8 +266,8 @@ eprop_event_synapse< targetidentifierT >::set_status( const Dictionary& d, nest:
   ConnectionBase::set_status( d, cm );
   double w = weight_;
   d.update_value( nest::names::weight, w );
-  d.update_value( "adam_m", m_ );
-  d.update_value( "adam_v", v_ );
+  d.update_value( "adam_m", optimizer_.m );
+  d.update_value( "adam_v", optimizer_.v );
   const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eprop_event_synapse >& >( cm );
   const CommonPropertiesType& cp = gcm.get_common_properties();
   if ( not( w >= cp.Wmin_ and w <= cp.Wmax_ ) )

@@ -1,0 +1,93 @@
+/*
+ *  eprop_inline_optimizer.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EPROP_INLINE_OPTIMIZER_H
+#define NESTGRAD_EPROP_INLINE_OPTIMIZER_H
+
+#include <algorithm>
+#include <cmath>
+
+// NEST public headers
+#include "common_synapse_properties.h"
+#include "connector_model.h"
+#include "dictionary.h"
+
+namespace nestgrad
+{
+
+/**
+ * Optimizer settings shared by all connections of one of nestgrad's e-prop synapse models (eprop_event_synapse,
+ * eprop_vector_synapse): the "optimizer" dictionary of NEST's eprop_synapse (type gradient_descent or adam,
+ * batch_size, eta, Wmin, Wmax, beta_1, beta_2, epsilon), with optimize_each_step fixed to false.
+ */
+class EpropOptimizerProperties : public nest::CommonSynapseProperties
+{
+public:
+  void get_status( Dictionary& d ) const;
+  void set_status( const Dictionary& d, nest::ConnectorModel& cm );
+
+  bool adam_ = false;
+  long batch_size_ = 1;
+  double eta_ = 1e-4;
+  double Wmin_ = -100.0;
+  double Wmax_ = 100.0;
+  double beta_1_ = 0.9;
+  double beta_2_ = 0.999;
+  double epsilon_ = 1e-7;
+};
+
+/**
+ * Per-connection optimizer state, kept inside the synapse (no heap object). NEST 3.10's rule: gradients are summed
+ * until the first spike after a batch boundary, then averaged over batch_size steps and applied (one Adam step per
+ * boundary passed; batches without spikes contribute zero gradients); the weight is clipped to [Wmin, Wmax].
+ */
+struct EpropOptimizerState
+{
+  double cumulative_gradient = 0.0;
+  long optimization_step = 1;  //!< batch index of the last update; 1: no update yet
+  double m = 0.0;              //!< Adam's first moment
+  double v = 0.0;              //!< Adam's second moment
+  double beta_1_power = 1.0;
+  double beta_2_power = 1.0;
+
+  //! Adds the gradient of a window that ends at step t_update and updates weight at a batch boundary.
+  void
+  add( const EpropOptimizerProperties& cp, const long t_update, const double gradient, double& weight )
+  {
+    cumulative_gradient += gradient;
+    const long current_step = 1 + t_update / cp.batch_size_;
+    if ( optimization_step >= current_step )
+    {
+      return;
+    }
+    cumulative_gradient /= cp.batch_size_;
+    double w = weight;
+    if ( cp.adam_ )
+    {
+      for ( ; optimization_step < current_step; ++optimization_step )
+      {
+        beta_1_power *= cp.beta_1_;
+        beta_2_power *= cp.beta_2_;
+        const double alpha = cp.eta_ * std::sqrt( 1.0 - beta_2_power ) / ( 1.0 - beta_1_power );
+        m = cp.beta_1_ * m + ( 1.0 - cp.beta_1_ ) * cumulative_gradient;
+        v = cp.beta_2_ * v + ( 1.0 - cp.beta_2_ ) * cumulative_gradient * cumulative_gradient;
+        w -= alpha * m / ( std::sqrt( v ) + cp.epsilon_ );
+        cumulative_gradient = 0.0;
+      }
+    }
+    else
+    {
+      w -= cp.eta_ * cumulative_gradient;
+      cumulative_gradient = 0.0;
+    }
+    weight = std::clamp( w, cp.Wmin_, cp.Wmax_ );
+    optimization_step = current_step;
+  }
+};
+
+}  // namespace nestgrad
+
+#endif  // NESTGRAD_EPROP_INLINE_OPTIMIZER_H
