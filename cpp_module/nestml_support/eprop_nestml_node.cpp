@@ -25,7 +25,20 @@ EpropNestmlNode::EpropNestmlNode()
   , surrogate_gradient_height_( 0.3 )
   , surrogate_gradient_width_( 1.0 )
   , spiked_( false )
+  , vector_registration_( false )
 {
+}
+
+void
+EpropNestmlNode::register_eprop_connection()
+{
+  if ( not vector_registration_ and needs_vector_synapse() )
+  {
+    throw nest::IllegalConnection( get_name() + ": its eligibility vector has " + std::to_string( eligibility_size() )
+      + " components or it has several spike receptor ports; NEST's eprop_synapse keeps two components and no "
+        "port. Connect it with eprop_vector_synapse." );
+  }
+  nest::EpropArchivingNodeRecurrent< false >::register_eprop_connection();
 }
 
 void
@@ -39,6 +52,8 @@ EpropNestmlNode::get_status( Dictionary& d ) const
   d[ nest::names::surrogate_gradient_function ] = surrogate_gradient_function_;
   d[ nest::names::surrogate_gradient_height ] = surrogate_gradient_height_;
   d[ nest::names::surrogate_gradient_width ] = surrogate_gradient_width_;
+  d[ "eligibility_size" ] = static_cast< long >( eligibility_size() );
+  d[ "eprop_synapse_model" ] = std::string( needs_vector_synapse() ? "eprop_vector_synapse" : "eprop_synapse" );
 }
 
 void

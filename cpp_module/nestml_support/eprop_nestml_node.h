@@ -21,6 +21,23 @@ namespace nestgrad
 {
 
 /**
+ * What an eprop_vector_synapse keeps for its target between two presynaptic spikes: the eligibility vector (the
+ * sensitivity of the target's state to the weight; components are the model's eligibility states), its filtered
+ * traces, and NEST's bookkeeping of windows split by flush events.
+ */
+struct EpropVectorTrace
+{
+  static constexpr int max_size = 6;  //!< eligibility states a target may have
+  double z_previous_buffer = 0.0;
+  double eps[ max_size ] = { 0.0, 0.0, 0.0, 0.0, 0.0, 0.0 };
+  double e_bar = 0.0;
+  double e_bar_reg = 0.0;
+  double gradient = 0.0;  //!< gradient of the current window (summed over flush-event pieces)
+  long remaining_steps_until_cutoff = 0;
+  long decay_steps = 0;
+};
+
+/**
  * Base class of the e-prop neurons generated from NESTML (nestml_models/eprop/, docs/nestml_eprop.md).
  *
  * NESTML generates the neuron's dynamics (its update and onCondition blocks, exact propagators); nestgrad's
@@ -40,6 +57,39 @@ public:
 
   void handle( nest::LearningSignalConnectionEvent& ) override;
   size_t handles_test_event( nest::LearningSignalConnectionEvent&, size_t ) override;
+
+  /**
+   * Gradient of one eprop_vector_synapse over the window from its previous presynaptic spike to this one (steps),
+   * for a spike that enters through receptor port rport; the same computation as compute_gradient() for NEST's
+   * eprop_synapse, on an eligibility vector of eligibility_size() components. Adds to trace.gradient (the synapse
+   * applies its optimizer).
+   */
+  virtual void compute_gradient_vector( long t_spike,
+    long t_spike_previous,
+    size_t rport,
+    EpropVectorTrace& trace,
+    bool is_flush_event,
+    bool previous_was_flush_event ) = 0;
+
+  //! Number of eligibility states (derived by the generator).
+  virtual int eligibility_size() const = 0;
+
+  /**
+   * NEST's eprop_synapse keeps two eligibility components and no receptor port: models with more (or several
+   * spike ports) refuse it at connection time and need eprop_vector_synapse.
+   */
+  virtual bool needs_vector_synapse() const = 0;
+
+  //! Called by eprop_vector_synapse when it connects (NEST's eprop_synapse calls register_eprop_connection()).
+  void
+  register_vector_connection()
+  {
+    vector_registration_ = true;
+    register_eprop_connection();
+    vector_registration_ = false;
+  }
+
+  void register_eprop_connection() override;
 
   void get_status( Dictionary& ) const override;
   void set_status( const Dictionary& ) override;
@@ -95,7 +145,8 @@ private:
   std::string surrogate_gradient_function_;  //!< one of NEST's e-prop surrogate gradients
   double surrogate_gradient_height_;
   double surrogate_gradient_width_;
-  bool spiked_;  //!< the model emitted a spike in the current step
+  bool spiked_;               //!< the model emitted a spike in the current step
+  bool vector_registration_;  //!< an eprop_vector_synapse is connecting
 };
 
 inline long

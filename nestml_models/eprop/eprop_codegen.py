@@ -34,8 +34,10 @@ import jinja2
 import sympy
 
 TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
-# Storage NEST's eprop_synapse keeps per synapse for the eligibility vector (its z_bar and epsilon slots).
-MAX_ELIGIBILITY_STATES = 2
+# Storage per synapse for the eligibility vector: NEST's eprop_synapse (its z_bar and epsilon slots) and nestgrad's
+# eprop_vector_synapse (EpropVectorTrace::max_size).
+NEST_SYNAPSE_STATES = 2
+MAX_ELIGIBILITY_STATES = 6
 _FUNCTIONS = {"exp", "log", "ln", "sqrt", "max", "min", "abs", "sin", "cos", "tan", "expm1", "log10", "pow"}
 
 
@@ -44,14 +46,27 @@ class EpropConventionError(Exception):
 
 
 @dataclass
-class Eligibility:
-    """What the generated compute_gradient() needs, as C++ expressions in the generated class's members."""
+class PortEligibility:
+    """The eligibility recursion of a synapse on one spike input port, as C++ expressions in the generated class's
+    members ("" where a term is structurally zero)."""
 
+    port: str
     states: list[str]
-    J: list[list[str]]  # "" where the Jacobian is structurally zero
+    J: list[list[str]]
     b: list[str]
     c: list[str]
     K: list[str]
+
+    @property
+    def diagonal(self) -> bool:
+        return all(not self.J[i][j] for i in range(len(self.states)) for j in range(len(self.states)) if i != j)
+
+
+@dataclass
+class Eligibility:
+    """What the generated gradient functions need."""
+
+    ports: list[PortEligibility]
     can_spike: str  # C++: the conditions of the onCondition block other than the threshold ("true" if none)
     v: str  # C++: left side of the threshold comparison
     v_th: str  # C++: right side
@@ -59,8 +74,13 @@ class Eligibility:
     recorded: dict[str, bool] = field(default_factory=dict)  # optional states set by the generated code
 
     @property
-    def diagonal(self) -> bool:
-        return all(not self.J[i][j] for i in range(len(self.states)) for j in range(len(self.states)) if i != j)
+    def size(self) -> int:
+        return max(len(p.states) for p in self.ports)
+
+    @property
+    def fits_eprop_synapse(self) -> bool:
+        """NEST's eprop_synapse: one port, at most two components."""
+        return len(self.ports) == 1 and self.size <= NEST_SYNAPSE_STATES
 
 
 def _where(model_file: str, node: Any) -> str:
@@ -260,69 +280,82 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
                 )
     ports = namespace.get("spike_updates") or {}
     spike_ports = [p.get_symbol_name() for p in neuron.get_spike_input_ports()]
-    if len(spike_ports) != 1:
+    if not spike_ports:
+        raise EpropConventionError(f"{model_file}: model {name} has no spike input port (e.g. spikes <- spike)")
+    vector_ports = [p.get_symbol_name() for p in neuron.get_spike_input_ports() if p.has_vector_parameter()]
+    if vector_ports:
         raise EpropConventionError(
-            f"{model_file}: model {name} has {len(spike_ports)} spike input ports "
-            f"({', '.join(spike_ports) or 'none'}); "
-            "the e-prop convention needs exactly one (the synapse's weight and its sign select the effect)"
+            f"{model_file}: model {name}: vector spike input ports ({', '.join(vector_ports)}) are not supported; "
+            "declare one port per receptor"
         )
-    b_cpp: dict[str, str] = {}
-    for a in ports.get(spike_ports[0], []):
-        var = a.get_variable().get_complete_name()
-        if not a.is_compound_sum:
-            raise EpropConventionError(f"{_where(model_file, a)}: model {name}: spike input must add to the state")
-        text = printer.print(a.get_expression())
-        buffer = re.compile(r"B_\.spike_inputs_grid_sum_\[[^\]]*\]")
-        if not buffer.search(text):
-            raise EpropConventionError(f"{_where(model_file, a)}: cannot find the spike input in '{text}'")
-        b_cpp[var] = buffer.sub("1.0", text)
-    if not b_cpp:
-        raise EpropConventionError(
-            f"{model_file}: model {name}: the spike input port '{spike_ports[0]}' enters no equation "
-            "(use convolve(kernel, spikes) in an ODE)"
-        )
-    missing = sorted(set(b_cpp) - set(analytic))
-    if missing:
-        raise EpropConventionError(
-            f"{model_file}: model {name}: spikes enter {', '.join(missing)}, which is not solved with propagators"
-        )
-
-    # --- eligibility states: what the weight reaches -------------------------------------------------------------
-    reached = set(b_cpp)
-    changed = True
-    while changed:
-        changed = False
-        for x in analytic:
-            if x in reached:
-                continue
-            if any(J_sym[x][y] != 0 for y in reached) or x in K_sym:
-                reached.add(x)
-                changed = True
-    states = [x for x in analytic if x in reached]
-    if all(c_sym[x] == 0 for x in states):
-        raise EpropConventionError(
-            f"{_where(model_file, threshold)}: model {name}: the threshold condition '{threshold}' does not depend "
-            f"on any state that the synaptic input reaches ({', '.join(states)})"
-        )
-    if len(states) > MAX_ELIGIBILITY_STATES:
-        raise EpropConventionError(
-            f"{model_file}: model {name}: the eligibility vector has {len(states)} components ({', '.join(states)}); "
-            f"NEST's eprop_synapse stores at most {MAX_ELIGIBILITY_STATES} per synapse"
-        )
-
     gate = " && ".join(f"({printer.print(t)})" for t in others) or "true"
+    per_port = []
+    for port in spike_ports:
+        b_cpp = _spike_input(ports.get(port, []), printer, model_file, name)
+        if not b_cpp:
+            raise EpropConventionError(
+                f"{model_file}: model {name}: the spike input port '{port}' enters no equation "
+                f"(use convolve(kernel, {port}) in an ODE)"
+            )
+        missing = sorted(set(b_cpp) - set(analytic))
+        if missing:
+            raise EpropConventionError(
+                f"{model_file}: model {name}: spikes of '{port}' enter {', '.join(missing)}, which is not solved "
+                "with propagators"
+            )
+        # eligibility states of this port: what its weight reaches
+        reached = set(b_cpp)
+        changed = True
+        while changed:
+            changed = False
+            for x in analytic:
+                if x not in reached and (any(J_sym[x][y] != 0 for y in reached) or x in K_sym):
+                    reached.add(x)
+                    changed = True
+        states = [x for x in analytic if x in reached]
+        if all(c_sym[x] == 0 for x in states):
+            raise EpropConventionError(
+                f"{_where(model_file, threshold)}: model {name}: the threshold condition '{threshold}' does not "
+                f"depend on any state that the synaptic input of '{port}' reaches ({', '.join(states)})"
+            )
+        if len(states) > MAX_ELIGIBILITY_STATES:
+            raise EpropConventionError(
+                f"{model_file}: model {name}: the eligibility vector of port '{port}' has {len(states)} components "
+                f"({', '.join(states)}); eprop_vector_synapse stores at most {MAX_ELIGIBILITY_STATES}"
+            )
+        per_port.append(
+            PortEligibility(
+                port=port,
+                states=states,
+                J=[[names.cpp(J_sym[x][y]) for y in states] for x in states],
+                b=[b_cpp.get(x, "") for x in states],
+                c=[names.cpp(c_sym[x]) for x in states],
+                K=[K_cpp.get(x, "") for x in states],
+            )
+        )
     return Eligibility(
-        states=states,
-        J=[[names.cpp(J_sym[x][y]) for y in states] for x in states],
-        b=[b_cpp.get(x, "") for x in states],
-        c=[names.cpp(c_sym[x]) for x in states],
-        K=[K_cpp.get(x, "") for x in states],
+        ports=per_port,
         can_spike=gate,
         v=printer.print(threshold.get_lhs()),
         v_th=printer.print(threshold.get_rhs()),
         threshold=str(threshold).strip(),
         recorded={s: s in all_states for s in ("surrogate_gradient", "learning_signal")},
     )
+
+
+def _spike_input(assignments: list[Any], printer: Any, model_file: str, name: str) -> dict[str, str]:
+    """b: how one spike of weight 1 of a port changes each state (C++), from NESTML's spike updates."""
+    buffer = re.compile(r"B_\.spike_inputs_grid_sum_\[[^\]]*\]")
+    b_cpp: dict[str, str] = {}
+    for a in assignments:
+        var = a.get_variable().get_complete_name()
+        if not a.is_compound_sum:
+            raise EpropConventionError(f"{_where(model_file, a)}: model {name}: spike input must add to the state")
+        text = printer.print(a.get_expression())
+        if not buffer.search(text):
+            raise EpropConventionError(f"{_where(model_file, a)}: cannot find the spike input in '{text}'")
+        b_cpp[var] = buffer.sub("1.0", text)
+    return b_cpp
 
 
 def check_name(name: str, model_file: str) -> None:

@@ -28,6 +28,8 @@ from nestgrad.tasks import TrialBatch
 
 EPROP_SYNAPSE = "eprop_synapse"
 EVENT_SYNAPSE = "eprop_event_synapse"
+VECTOR_SYNAPSE = "eprop_vector_synapse"  # NESTML e-prop neurons with more than two eligibility states
+_INLINE_OPTIMIZER_SYNAPSES = (EVENT_SYNAPSE, VECTOR_SYNAPSE)  # Adam's moments as adam_m, adam_v
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 _PROJECTION_NODES = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}
 
@@ -76,6 +78,10 @@ _DEFAULTS["eprop_iaf_psc_delta_asc_nestml"] = dict(_DEFAULTS["eprop_iaf_psc_delt
 _DEFAULTS["eprop_iaf_psc_exp_nestml"] = {
     k: v for k, v in _DEFAULTS["eprop_iaf_psc_exp"].items() if k not in ("tau_syn_ex", "tau_syn_in")
 } | {"tau_syn": 5.0}
+# Adaptive LIF with an exponential current (NESTML, three eligibility states: eprop_vector_synapse).
+_DEFAULTS["eprop_iaf_psc_exp_adapt_nestml"] = dict(
+    _DEFAULTS["eprop_iaf_psc_exp_nestml"], adapt_beta=0.0174, adapt_tau=2000.0
+)
 
 READOUT_DEFAULTS: dict[str, Any] = {
     "C_m": 1.0,
@@ -254,6 +260,14 @@ class EpropNetwork:
                 raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
 
     # -- building -------------------------------------------------------------------------------------------------
+    def _recurrent_synapse_model(self, nest: Any) -> str:
+        """The plastic synapse into the recurrent neurons: eprop_event_synapse for gradient_algorithm "event", else
+        the one the neuron asks for (NESTML e-prop neurons with more than two eligibility states need
+        eprop_vector_synapse), else NEST's eprop_synapse."""
+        if self.config.gradient_algorithm == "event":
+            return EVENT_SYNAPSE
+        return nest.GetDefaults(self.config.neuron_model).get("eprop_synapse_model", EPROP_SYNAPSE)
+
     def build(
         self,
         nest: Any,
@@ -269,7 +283,7 @@ class EpropNetwork:
         if plastic:
             for name in PROJECTIONS:
                 self.optimizer.check_bounds(name, weights[name] if masks is None else weights[name][masks[name]])
-        into_rec = EVENT_SYNAPSE if self.config.gradient_algorithm == "event" else EPROP_SYNAPSE
+        into_rec = self._recurrent_synapse_model(nest)
         self._synapse_models = {
             "in_rec": into_rec if plastic else "static_synapse",
             "rec_rec": into_rec if plastic else "static_synapse",
@@ -426,7 +440,7 @@ class EpropNetwork:
             cols = np.asarray(d["source"]) - pre[0].global_id
             m = state[f"m_{name}"][rows, cols]
             v = state[f"v_{name}"][rows, cols]
-            if self._synapse_models[name] == EVENT_SYNAPSE:
+            if self._synapse_models[name] in _INLINE_OPTIMIZER_SYNAPSES:
                 # a list of dictionaries: lists per keyword are not supported under MPI
                 conns.set([{"adam_m": float(a), "adam_v": float(b)} for a, b in zip(m, v, strict=True)])
             else:
@@ -437,7 +451,7 @@ class EpropNetwork:
         conns: Any, pre: Any, post: Any, model: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Rows, columns and Adam moments m, v of a projection's connections of synapse ``model``."""
-        if model == EVENT_SYNAPSE:
+        if model in _INLINE_OPTIMIZER_SYNAPSES:
             d = conns.get(["source", "target", "adam_m", "adam_v"])
             m, v = np.asarray(d["adam_m"], float), np.asarray(d["adam_v"], float)
         else:

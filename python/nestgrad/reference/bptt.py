@@ -33,6 +33,7 @@ from nestgrad.reference.neurons import (
     EpropIafPscDeltaAdapt,
     EpropIafPscDeltaAsc,
     EpropIafPscExp,
+    EpropIafPscExpAdapt,
     EpropReadout,
 )
 from nestgrad.reference.online import INPUT_TO_REC_STEPS, LEAD_STEPS
@@ -117,6 +118,10 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
             s.extra["i_in"] = m.P11_in * s.extra["i_in"] + (inp - ex)
             s.r = np.where(free, s.r, s.r - 1)
             theta = np.full(n_rec, m.V_th)
+            if isinstance(m, EpropIafPscExpAdapt):  # a decays every step; a spike adds 1 after its step
+                s.extra["adapt"] = m.P_a * s.extra["adapt"]
+                theta = m.V_th + m.beta * s.extra["adapt"]
+                rec["adapt_free"][t] = 1.0
         elif isinstance(m, EpropIafPscDeltaAsc):
             v_pre = np.where(free, m.P_i * (s.i_in + m.I_e) + m.P_v * s.v + m.P_va * s.extra["asc"] + inp, s.v)
             s.extra["asc"] = m.P_a * s.extra["asc"]
@@ -160,6 +165,8 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
             s.extra["z"] = z
         if isinstance(m, EpropIafPscDeltaAsc):
             s.extra["asc"] = s.extra["asc"] + m.asc_amp * z
+        if isinstance(m, EpropIafPscExpAdapt):
+            s.extra["adapt"] = s.extra["adapt"] + z
         s.i_in = np.full(n_rec, m.I_e) if not isinstance(m, EpropIafPscDelta | EpropIafPscExp) else np.zeros(n_rec)
         f_av = m.kappa_reg * f_av + (1.0 - m.kappa_reg) * z / dt
         rec["z"][t], rec["psi"][t], rec["v_pre"][t], rec["theta"][t], rec["f_av"][t] = z, psi, v_pre, theta, f_av
@@ -200,7 +207,9 @@ def bptt_gradient(
     T, n_rec = fw.z.shape
     is_exp = isinstance(m, EpropIafPscExp)
     is_delta = isinstance(m, EpropIafPscDelta) and not is_exp
-    adaptive = isinstance(m, EpropIafAdapt | EpropIafPscDeltaAdapt)
+    adaptive = isinstance(m, EpropIafAdapt | EpropIafPscDeltaAdapt | EpropIafPscExpAdapt)
+    # a[t+1] = P_a a[t] + jump z[t]: NEST's models add the spike after the decay, the NESTML ALIF before it
+    jump = m.P_a if isinstance(m, EpropIafPscExpAdapt) else 1.0
     P_v = m.P22 if is_exp else m.P_v
 
     # readout adjoint: d_out[t] = dE/dv_out[t]
@@ -233,7 +242,7 @@ def bptt_gradient(
         if not last:
             dz = dz + W_out.T @ d_out[t + 1] + W_ex.T @ d_in["ex"][t + 1] + W_ih.T @ d_in["in"][t + 1]
             if adaptive:  # a[t+1] = P_a a[t] + z[t]  (psc_delta_adapt: only if not refractory in t+1)
-                dz = dz + da_next * (fw.adapt_free[t + 1] if isinstance(m, EpropIafPscDeltaAdapt) else 1.0)
+                dz = dz + jump * da_next * (fw.adapt_free[t + 1] if isinstance(m, EpropIafPscDeltaAdapt) else 1.0)
         # dE/dv_post[t], from v_pre[t+1] = P v_post[t] + ... (or = v_post[t] while refractory)
         if last:
             dv_post = np.zeros(n_rec)

@@ -372,6 +372,55 @@ class EpropIafPscExpNestml(EpropIafPscExp):
         super().__init__(dict(params, tau_syn_ex=params["tau_syn"], tau_syn_in=params["tau_syn"]), dt)
 
 
+class EpropIafPscExpAdapt(EpropIafPscExpNestml):
+    """nestgrad's NESTML model ``eprop_iaf_psc_exp_adapt_nestml`` (no NEST twin): ``eprop_iaf_psc_exp_nestml`` with
+    an adaptive threshold V_th + beta a; a += 1 at a spike, a decays with adapt_tau (also while refractory).
+    Eligibility vector (eps_v, eps_i, eps_a)."""
+
+    name = "eprop_iaf_psc_exp_adapt_nestml"
+    traces = ("eps_v", "eps_i", "eps_a")
+
+    def __init__(self, params, dt):
+        super().__init__(params, dt)
+        self.beta = params["adapt_beta"]
+        self.P_a = np.exp(-dt / params["adapt_tau"])
+
+    def init_state(self, n):
+        s = super().init_state(n)
+        s.extra["adapt"] = np.zeros(n)  # after this step's spike
+        return s
+
+    def step(self, s, z_in_ex, z_in_in):
+        free = s.r == 0
+        i_syn = s.extra["i_ex"] + s.extra["i_in"]
+        v_new = self.P22 * s.v + self.P21_ex * i_syn + self.P20 * (self.I_e + s.i_in)
+        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
+        s.r = np.where(free, s.r, s.r - 1)
+        s.extra["i_ex"] = self.P11_ex * i_syn + (z_in_ex + z_in_in)  # one current, both signs
+        s.extra["i_in"] = np.zeros_like(i_syn)
+        s.extra["adapt"] = self.P_a * s.extra["adapt"]
+        v_th = self.V_th + self.beta * s.extra["adapt"]
+        psi = self.psi(s.r, s.v, v_th)
+        z = ((s.v >= v_th) & (s.r == 0)).astype(float)
+        s.r = np.where(z > 0, self.refractory_steps, s.r)
+        s.v = np.where(z > 0, self.V_reset, s.v)
+        s.extra["adapt"] = s.extra["adapt"] + z
+        s.i_in = np.zeros_like(s.v)
+        return psi, z
+
+    def init_traces(self, shape):
+        return {"eps_v": np.zeros(shape), "eps_i": np.zeros(shape), "eps_a": np.zeros(shape)}
+
+    def trace_step(self, tr, z_pre, psi_post, excitatory):
+        tr["eps_v"] = self.P22 * tr["eps_v"] + self.P21_ex * tr["eps_i"]
+        tr["eps_i"] = self.P11_ex * tr["eps_i"] + z_pre[None, :]
+        tr["eps_a"] = self.P_a * tr["eps_a"]
+        return psi_post[:, None] * (tr["eps_v"] - self.beta * tr["eps_a"])
+
+    def after_masked_e(self, tr, e_masked):
+        tr["eps_a"] = tr["eps_a"] + e_masked
+
+
 def current_to_voltage_propagator(tau_syn: float, tau_m: float, c_m: float, h: float) -> float:
     """Same formula as nestgrad::psc_exp_current_to_voltage_propagator."""
     p22 = np.exp(-h / tau_m)
@@ -423,5 +472,6 @@ RECURRENT_MODELS: dict[str, type[RecurrentModel]] = {
         EpropIafPscDeltaAdaptNestml,
         EpropIafPscDeltaAsc,
         EpropIafPscExpNestml,
+        EpropIafPscExpAdapt,
     )
 }
