@@ -348,3 +348,40 @@ def test_three_state_model_needs_the_vector_synapse(nest_kernel):
         nest.Connect(
             pre, post, syn_spec={"synapse_model": "eprop_vector_synapse", "delay": nest.resolution, "weight": 500.0}
         )
+
+
+# --- several spike receptor ports ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["sine", "evidence"])
+def test_two_port_model_matches_reference(task, tmp_path):
+    """eprop_iaf_psc_exp_exc_inh_nestml: one eligibility recursion per receptor port, the port selected by the
+    connection (eprop_vector_synapse's receptor_type); the reference keeps each synapse on its initial port."""
+    from nestgrad.reference.compare import compare
+
+    result = compare(small_spec("eprop_iaf_psc_exp_exc_inh_nestml", task), tmp_path, plots=False)
+    for name, r in result["projections"].items():
+        assert r["max_abs_update"] > 0, name
+        assert r["max_rel_err"] <= 1e-6, (name, r)
+    assert result["loss_max_rel_err"] <= 1e-8
+
+
+def test_builder_routes_weights_by_sign_to_the_two_ports(nest_kernel):
+    from nestgrad.config import NetworkConfig, OptimizerConfig
+    from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
+
+    nest = nest_kernel
+    nest.resolution = 1.0
+    net = EpropNetwork(
+        NetworkConfig(neuron_model="eprop_iaf_psc_exp_exc_inh_nestml", n_rec=8), OptimizerConfig(), 4, 1, 1.0
+    )
+    net.validate(nest)
+    weights = initial_weights(4, 8, 1, seed=3, model="eprop_iaf_psc_exp_exc_inh_nestml")
+    net.build(nest, weights, record_neurons=0)
+    conns = nest.GetConnections(synapse_model="eprop_vector_synapse").get(["weight", "receptor"])
+    w, receptor = np.asarray(conns["weight"]), np.asarray(conns["receptor"])
+    assert len(w) == 4 * 8 + 8 * 7
+    assert set(receptor[w >= 0]) == {0} and set(receptor[w < 0]) == {1}  # ports 1 and 2, stored 0-based
+    read = net.read_weights(nest)
+    for name in ("in_rec", "rec_rec", "rec_out"):
+        np.testing.assert_array_equal(read[name], weights[name] * (1 - np.eye(8) if name == "rec_rec" else 1))

@@ -78,6 +78,8 @@ _DEFAULTS["eprop_iaf_psc_delta_asc_nestml"] = dict(_DEFAULTS["eprop_iaf_psc_delt
 _DEFAULTS["eprop_iaf_psc_exp_nestml"] = {
     k: v for k, v in _DEFAULTS["eprop_iaf_psc_exp"].items() if k not in ("tau_syn_ex", "tau_syn_in")
 } | {"tau_syn": 5.0}
+# Separate excitatory and inhibitory currents on two receptor ports (NESTML; weights routed by their initial sign).
+_DEFAULTS["eprop_iaf_psc_exp_exc_inh_nestml"] = dict(_DEFAULTS["eprop_iaf_psc_exp"])
 # Adaptive LIF with an exponential current (NESTML, three eligibility states: eprop_vector_synapse).
 _DEFAULTS["eprop_iaf_psc_exp_adapt_nestml"] = dict(
     _DEFAULTS["eprop_iaf_psc_exp_nestml"], adapt_beta=0.0174, adapt_tau=2000.0
@@ -260,6 +262,56 @@ class EpropNetwork:
                 raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
 
     # -- building -------------------------------------------------------------------------------------------------
+    def _receptors_by_sign(self, nest: Any) -> tuple[int, int] | None:
+        """(excitatory, inhibitory) receptor ports of a neuron with two spike ports (NESTML e-prop neurons such as
+        eprop_iaf_psc_exp_exc_inh_nestml): weights >= 0 connect to the first, negative ones to the second."""
+        ports = nest.GetDefaults(self.config.neuron_model).get("receptor_types")
+        if not ports or len(ports) < 2:
+            return None
+        ports = dict(ports)
+        if len(ports) != 2:
+            raise ValueError(
+                f"network.neuron_model = {self.config.neuron_model!r} has {len(ports)} spike receptor ports "
+                f"({', '.join(sorted(ports))}); the e-prop network routes weights by sign to two (excitatory, "
+                "inhibitory)"
+            )
+        exc, inh = sorted(ports.values())
+        return exc, inh
+
+    def _connect_by_sign(
+        self, nest: Any, weights: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None, receptors: tuple[int, int]
+    ) -> None:
+        """Projections into a neuron with two receptor ports: each synapse's port is chosen by its initial sign."""
+        n = self._nodes
+        for name, (pre, post) in _PROJECTION_NODES.items():
+            if name == "rec_rec" and not self.config.recurrent:
+                continue
+            w = np.asarray(weights[name], float)
+            if masks is not None:
+                mask = masks[name]
+            else:
+                mask = np.ones(w.shape, bool)
+                if name == "rec_rec":
+                    np.fill_diagonal(mask, False)
+            if post != "rec":
+                groups = [(mask, None)]
+            else:
+                groups = [(mask & (w >= 0.0), receptors[0]), (mask & (w < 0.0), receptors[1])]
+            for selected, receptor in groups:
+                post_idx, pre_idx = np.nonzero(selected)
+                if post_idx.size == 0:
+                    continue
+                syn = {
+                    "synapse_model": self._synapse_models[name],
+                    "weight": w[post_idx, pre_idx],
+                    "delay": np.full(post_idx.size, self.resolution),
+                }
+                if receptor is not None:
+                    syn["receptor_type"] = receptor
+                nest.Connect(
+                    np.asarray(n[pre].tolist())[pre_idx], np.asarray(n[post].tolist())[post_idx], "one_to_one", syn
+                )
+
     def _recurrent_synapse_model(self, nest: Any) -> str:
         """The plastic synapse into the recurrent neurons: eprop_event_synapse for gradient_algorithm "event", else
         the one the neuron asks for (NESTML e-prop neurons with more than two eligibility states need
@@ -306,7 +358,10 @@ class EpropNetwork:
                 nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict()})
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
         nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
-        if masks is None:
+        receptors = self._receptors_by_sign(nest)
+        if receptors is not None:
+            self._connect_by_sign(nest, weights, masks, receptors)
+        elif masks is None:
             for name in PROJECTIONS:
                 if name == "rec_rec" and not self.config.recurrent:
                     continue

@@ -56,6 +56,7 @@ class RecurrentModel:
     name = ""
     traces: tuple[str, ...] = ("z_bar",)
     per_synapse_traces = False  # whether traces depend on the synapse (e.g. on its weight's sign)
+    receptor_fixed_at_connection = False  # excitatory/inhibitory input by the initial weight's sign, not the current
 
     def __init__(self, params: dict[str, Any], dt: float):
         self.p = params
@@ -421,6 +422,14 @@ class EpropIafPscExpAdapt(EpropIafPscExpNestml):
         tr["eps_a"] = tr["eps_a"] + e_masked
 
 
+class EpropIafPscExpExcInh(EpropIafPscExp):
+    """nestgrad's NESTML model ``eprop_iaf_psc_exp_exc_inh_nestml``: ``eprop_iaf_psc_exp`` with the current chosen by
+    the receptor port of the connection (weights >= 0 at connection time: excitatory), not by the current sign."""
+
+    name = "eprop_iaf_psc_exp_exc_inh_nestml"
+    receptor_fixed_at_connection = True
+
+
 def current_to_voltage_propagator(tau_syn: float, tau_m: float, c_m: float, h: float) -> float:
     """Same formula as nestgrad::psc_exp_current_to_voltage_propagator."""
     p22 = np.exp(-h / tau_m)
@@ -473,5 +482,6 @@ RECURRENT_MODELS: dict[str, type[RecurrentModel]] = {
         EpropIafPscDeltaAsc,
         EpropIafPscExpNestml,
         EpropIafPscExpAdapt,
+        EpropIafPscExpExcInh,
     )
 }

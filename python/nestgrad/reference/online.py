@@ -18,6 +18,7 @@ accumulated for its synapses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -40,11 +41,18 @@ class OnlineResult:
     history: dict[str, np.ndarray]  # per history entry: psi, fr (regularisation), L; spikes entering (in, rec)
 
 
+def _excitatory(rec_model: Any, p: _Projection) -> np.ndarray:
+    """Which synapses feed the excitatory input: by the weight's current sign (NEST's and nestgrad's C++ models), or
+    by its sign when the connection was made (models with two receptor ports, chosen at connection time)."""
+    return p.excitatory0 if rec_model.receptor_fixed_at_connection else p.w >= 0.0
+
+
 class _Projection:
     """Weights, traces, gradient bookkeeping and optimizer of one e-prop projection."""
 
     def __init__(self, w: np.ndarray, mask: np.ndarray, optimizer: dict, cutoff_steps: int):
         self.w = np.array(w, dtype=float) * mask
+        self.excitatory0 = self.w >= 0.0  # the receptor port of models that fix it at connection time
         self.mask = mask.astype(bool)
         self.G = np.zeros_like(self.w)  # gradient of the open window of each synapse
         self.opt = OptimizerState(self.w.shape, optimizer)
@@ -151,7 +159,7 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
             for key, stamps in (("in_rec", stamps_in), ("rec_rec", stamps_rec)):
                 p = proj[key]
                 z_pre = stamps.get(e, no_in if key == "in_rec" else no_rec).astype(float)
-                excitatory = p.w >= 0.0 if rec_model.per_synapse_traces else None
+                excitatory = _excitatory(rec_model, p) if rec_model.per_synapse_traces else None
                 e_trace = rec_model.trace_step(tr[key], z_pre, psi_hist[e], excitatory)
                 e_masked = e_trace * p.active(e)[None, :] * p.mask
                 rec_model.after_masked_e(tr[key], e_masked)
@@ -171,8 +179,10 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
         w_in, w_rec, w_out = proj["in_rec"].w, proj["rec_rec"].w, proj["rec_out"].w
         x_in = w_in[:, s_in]
         x_rec = w_rec[:, s_rec]
-        z_ex = np.where(x_in >= 0, x_in, 0.0).sum(1) + np.where(x_rec >= 0, x_rec, 0.0).sum(1)
-        z_inh = np.where(x_in < 0, x_in, 0.0).sum(1) + np.where(x_rec < 0, x_rec, 0.0).sum(1)
+        ex_in = _excitatory(rec_model, proj["in_rec"])[:, s_in]
+        ex_rec = _excitatory(rec_model, proj["rec_rec"])[:, s_rec]
+        z_ex = np.where(ex_in, x_in, 0.0).sum(1) + np.where(ex_rec, x_rec, 0.0).sum(1)
+        z_inh = np.where(ex_in, 0.0, x_in).sum(1) + np.where(ex_rec, 0.0, x_rec).sum(1)
         psi, z = rec_model.step(rec, z_ex, z_inh)
         f_av = rec_model.kappa_reg * f_av + (1.0 - rec_model.kappa_reg) * z / dt
         fr_hist[t] = rec_model.c_reg * (f_av - rec_model.f_target_per_ms * dt)
