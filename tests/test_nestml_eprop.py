@@ -86,6 +86,8 @@ def test_nestml_twin_parameters_and_recordables(nest_kernel):
         n.set(surrogate_gradient_function="no_such_function")
     with pytest.raises(nest.NESTError, match="kappa"):
         n.set(kappa=1.5)
+    with pytest.raises(nest.NESTError, match="surrogate_gradient_width > 0 required"):
+        n.set(surrogate_gradient_width=0.0)
     with pytest.raises(nest.NESTError, match="ignore_and_spike"):
         n.set(ignore_and_spike=True)
     assert n.kappa == 0.5  # a refused set changes nothing
@@ -343,6 +345,10 @@ def test_three_state_model_needs_the_vector_synapse(nest_kernel):
             pre,
             nest.Create("iaf_psc_exp"),
             syn_spec={"synapse_model": "eprop_vector_synapse", "delay": nest.resolution, "weight": 1.0},
+        )
+    with pytest.raises(nest.NESTError, match="eprop_event_synapse cannot connect.*eprop_vector_synapse"):
+        nest.Connect(
+            pre, post, syn_spec={"synapse_model": "eprop_event_synapse", "delay": nest.resolution, "weight": 1.0}
         )
     with pytest.raises(nest.NESTError, match="weight 500.* outside"):
         nest.Connect(

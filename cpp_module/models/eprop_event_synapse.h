@@ -128,16 +128,7 @@ public:
 
   bool send( nest::Event& e, size_t thread, const CommonPropertiesType& cp );
 
-  class ConnTestDummyNode : public nest::ConnTestDummyNodeBase
-  {
-  public:
-    using nest::ConnTestDummyNodeBase::handles_test_event;
-    size_t
-    handles_test_event( nest::SpikeEvent&, size_t ) override
-    {
-      return nest::invalid_port;
-    }
-  };
+  typedef EpropSynapseDummyTarget ConnTestDummyNode;
 
   void check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& cp );
 
@@ -206,14 +197,11 @@ eprop_event_synapse< targetidentifierT >::check_connection( nest::Node& s,
   if ( not target )
   {
     throw nest::IllegalConnection( "eprop_event_synapse cannot connect to " + t.get_name()
-      + ": the target must keep e-prop running sums (nestgrad's eprop_iaf_psc_exp); NEST's e-prop neurons and "
-        "eprop_readout only keep the per-step history of eprop_synapse. Use eprop_synapse for these targets." );
+      + ": the target must keep e-prop running sums (nestgrad's eprop_iaf_psc_exp); NEST's e-prop neurons, "
+        "eprop_readout and the NESTML-generated e-prop neurons only keep the per-step history of eprop_synapse. "
+        "Use eprop_synapse (or eprop_vector_synapse, as the neuron's eprop_synapse_model says) for these targets." );
   }
-  if ( not( weight_ >= cp.Wmin_ and weight_ <= cp.Wmax_ ) )
-  {
-    throw nest::BadProperty( "eprop_event_synapse: weight " + std::to_string( weight_ ) + " outside [Wmin, Wmax] = ["
-      + std::to_string( cp.Wmin_ ) + ", " + std::to_string( cp.Wmax_ ) + "]." );
-  }
+  check_weight_in_bounds( "eprop_event_synapse", weight_, cp );
   ConnTestDummyNode dummy_target;
   ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
   target->register_event_synapse();
@@ -253,10 +241,8 @@ void
 eprop_event_synapse< targetidentifierT >::get_status( Dictionary& d ) const
 {
   ConnectionBase::get_status( d );
-  d[ nest::names::weight ] = weight_;
+  get_weight_and_moments( d, weight_, optimizer_ );
   d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
-  d[ "adam_m" ] = optimizer_.m;
-  d[ "adam_v" ] = optimizer_.v;
 }
 
 template < typename targetidentifierT >
@@ -264,18 +250,8 @@ void
 eprop_event_synapse< targetidentifierT >::set_status( const Dictionary& d, nest::ConnectorModel& cm )
 {
   ConnectionBase::set_status( d, cm );
-  double w = weight_;
-  d.update_value( nest::names::weight, w );
-  d.update_value( "adam_m", optimizer_.m );
-  d.update_value( "adam_v", optimizer_.v );
   const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eprop_event_synapse >& >( cm );
-  const CommonPropertiesType& cp = gcm.get_common_properties();
-  if ( not( w >= cp.Wmin_ and w <= cp.Wmax_ ) )
-  {
-    throw nest::BadProperty( "eprop_event_synapse: weight " + std::to_string( w ) + " outside [Wmin, Wmax] = ["
-      + std::to_string( cp.Wmin_ ) + ", " + std::to_string( cp.Wmax_ ) + "]." );
-  }
-  weight_ = w;
+  set_weight_and_moments( d, "eprop_event_synapse", gcm.get_common_properties(), weight_, optimizer_ );
 }
 
 }  // namespace nestgrad

@@ -6,6 +6,8 @@
 
 #include "eprop_iaf_psc_exp.h"
 
+#include "eprop_parameter_checks.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -192,30 +194,8 @@ eprop_iaf_psc_exp::Parameters_::set( const Dictionary& d, nest::Node* node )
   {
     throw nest::BadProperty( "V_reset >= V_min required." );
   }
-  if ( not( c_reg_ >= 0.0 ) )
-  {
-    throw nest::BadProperty( "c_reg >= 0 required (got " + std::to_string( c_reg_ ) + ")." );
-  }
-  if ( not( f_target_ >= 0.0 ) )
-  {
-    throw nest::BadProperty( "f_target >= 0 required (got " + std::to_string( f_target_ ) + " Hz)." );
-  }
-  if ( not( kappa_ >= 0.0 and kappa_ <= 1.0 ) )
-  {
-    throw nest::BadProperty( "0 <= kappa <= 1 required (got " + std::to_string( kappa_ ) + ")." );
-  }
-  if ( not( kappa_reg_ >= 0.0 and kappa_reg_ <= 1.0 ) )
-  {
-    throw nest::BadProperty( "0 <= kappa_reg <= 1 required (got " + std::to_string( kappa_reg_ ) + ")." );
-  }
-  if ( not( surrogate_gradient_height_ > 0.0 ) )
-  {
-    throw nest::BadProperty( "surrogate_gradient_height > 0 required." );
-  }
-  if ( not( surrogate_gradient_width_ > 0.0 ) )
-  {
-    throw nest::BadProperty( "surrogate_gradient_width > 0 required." );
-  }
+  check_eprop_parameters(
+    c_reg_, f_target_, kappa_, kappa_reg_, surrogate_gradient_height_, surrogate_gradient_width_ );
   return delta_EL;
 }
 

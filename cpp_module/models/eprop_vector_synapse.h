@@ -97,16 +97,7 @@ public:
 
   bool send( nest::Event& e, size_t thread, const CommonPropertiesType& cp );
 
-  class ConnTestDummyNode : public nest::ConnTestDummyNodeBase
-  {
-  public:
-    using nest::ConnTestDummyNodeBase::handles_test_event;
-    size_t
-    handles_test_event( nest::SpikeEvent&, size_t ) override
-    {
-      return nest::invalid_port;
-    }
-  };
+  typedef EpropSynapseDummyTarget ConnTestDummyNode;
 
   void check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& cp );
 
@@ -151,11 +142,7 @@ eprop_vector_synapse< targetidentifierT >::check_connection( nest::Node& s,
       + std::to_string( target->eligibility_size() ) + " eligibility states, at most "
       + std::to_string( EpropVectorTrace::max_size ) + " are supported." );
   }
-  if ( not( weight_ >= cp.Wmin_ and weight_ <= cp.Wmax_ ) )
-  {
-    throw nest::BadProperty( "eprop_vector_synapse: weight " + std::to_string( weight_ ) + " outside [Wmin, Wmax] = ["
-      + std::to_string( cp.Wmin_ ) + ", " + std::to_string( cp.Wmax_ ) + "]." );
-  }
+  check_weight_in_bounds( "eprop_vector_synapse", weight_, cp );
   ConnTestDummyNode dummy_target;
   ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
   target->register_vector_connection();
@@ -201,10 +188,8 @@ void
 eprop_vector_synapse< targetidentifierT >::get_status( Dictionary& d ) const
 {
   ConnectionBase::get_status( d );
-  d[ nest::names::weight ] = weight_;
+  get_weight_and_moments( d, weight_, optimizer_ );
   d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
-  d[ "adam_m" ] = optimizer_.m;
-  d[ "adam_v" ] = optimizer_.v;
 }
 
 template < typename targetidentifierT >
@@ -212,18 +197,8 @@ void
 eprop_vector_synapse< targetidentifierT >::set_status( const Dictionary& d, nest::ConnectorModel& cm )
 {
   ConnectionBase::set_status( d, cm );
-  double w = weight_;
-  d.update_value( nest::names::weight, w );
-  d.update_value( "adam_m", optimizer_.m );
-  d.update_value( "adam_v", optimizer_.v );
   const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eprop_vector_synapse >& >( cm );
-  const CommonPropertiesType& cp = gcm.get_common_properties();
-  if ( not( w >= cp.Wmin_ and w <= cp.Wmax_ ) )
-  {
-    throw nest::BadProperty( "eprop_vector_synapse: weight " + std::to_string( w ) + " outside [Wmin, Wmax] = ["
-      + std::to_string( cp.Wmin_ ) + ", " + std::to_string( cp.Wmax_ ) + "]." );
-  }
-  weight_ = w;
+  set_weight_and_moments( d, "eprop_vector_synapse", gcm.get_common_properties(), weight_, optimizer_ );
 }
 
 }  // namespace nestgrad

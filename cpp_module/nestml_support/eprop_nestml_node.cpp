@@ -6,6 +6,8 @@
 
 #include "eprop_nestml_node.h"
 
+#include "eprop_parameter_checks.h"
+
 // NEST public headers
 #include "dict_util.h"
 #include "event_delivery_manager_impl.h"
@@ -76,22 +78,7 @@ EpropNestmlNode::set_status( const Dictionary& d )
   nest::update_value_param( d, nest::names::surrogate_gradient_width, width, this );
   nest::update_value_param( d, nest::names::ignore_and_spike, ignore_and_spike, this );
 
-  if ( not( c_reg >= 0.0 ) )
-  {
-    throw nest::BadProperty( "c_reg >= 0 required (got " + std::to_string( c_reg ) + ")." );
-  }
-  if ( not( f_target >= 0.0 ) )
-  {
-    throw nest::BadProperty( "f_target >= 0 required (got " + std::to_string( f_target ) + " Hz)." );
-  }
-  if ( not( kappa >= 0.0 and kappa <= 1.0 ) )
-  {
-    throw nest::BadProperty( "0 <= kappa <= 1 required (got " + std::to_string( kappa ) + ")." );
-  }
-  if ( not( kappa_reg >= 0.0 and kappa_reg <= 1.0 ) )
-  {
-    throw nest::BadProperty( "0 <= kappa_reg <= 1 required (got " + std::to_string( kappa_reg ) + ")." );
-  }
+  check_eprop_parameters( c_reg, f_target, kappa, kappa_reg, height, width );
   if ( ignore_and_spike )
   {
     // the spike condition is the model's own (its onCondition block); forced spikes would bypass it

@@ -9,11 +9,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 // NEST public headers
 #include "common_synapse_properties.h"
+#include "connection.h"
 #include "connector_model.h"
 #include "dictionary.h"
+#include "exceptions.h"
+#include "nest_names.h"
 
 namespace nestgrad
 {
@@ -85,6 +89,57 @@ struct EpropOptimizerState
     }
     weight = std::clamp( w, cp.Wmin_, cp.Wmax_ );
     optimization_step = current_step;
+  }
+};
+
+//! Throws BadProperty naming the synapse model if w lies outside the optimizer's [Wmin, Wmax].
+inline void
+check_weight_in_bounds( const std::string& model, const double w, const EpropOptimizerProperties& cp )
+{
+  if ( not( w >= cp.Wmin_ and w <= cp.Wmax_ ) )
+  {
+    throw nest::BadProperty( model + ": weight " + std::to_string( w ) + " outside [Wmin, Wmax] = ["
+      + std::to_string( cp.Wmin_ ) + ", " + std::to_string( cp.Wmax_ ) + "]." );
+  }
+}
+
+//! The per-connection status of nestgrad's e-prop synapses: weight and Adam's moments.
+inline void
+get_weight_and_moments( Dictionary& d, const double weight, const EpropOptimizerState& optimizer )
+{
+  d[ nest::names::weight ] = weight;
+  d[ "adam_m" ] = optimizer.m;
+  d[ "adam_v" ] = optimizer.v;
+}
+
+//! Sets weight and Adam's moments from d; the weight must lie within the bounds (nothing changes otherwise).
+inline void
+set_weight_and_moments( const Dictionary& d,
+  const std::string& model,
+  const EpropOptimizerProperties& cp,
+  double& weight,
+  EpropOptimizerState& optimizer )
+{
+  double w = weight;
+  d.update_value( nest::names::weight, w );
+  check_weight_in_bounds( model, w, cp );
+  d.update_value( "adam_m", optimizer.m );
+  d.update_value( "adam_v", optimizer.v );
+  weight = w;
+}
+
+/**
+ * What check_connection() of nestgrad's e-prop synapses passes to NEST's connection check as the source side: a
+ * node that takes no spikes (the synapses are primary and need no secondary events).
+ */
+class EpropSynapseDummyTarget : public nest::ConnTestDummyNodeBase
+{
+public:
+  using nest::ConnTestDummyNodeBase::handles_test_event;
+  size_t
+  handles_test_event( nest::SpikeEvent&, size_t ) override
+  {
+    return nest::invalid_port;
   }
 };
 

@@ -98,8 +98,8 @@ READOUT_DEFAULTS: dict[str, Any] = {
 _SCALE = 1.0 - 0.97
 
 
-# The e-prop parameters every NESTML e-prop neuron of nestgrad has (its base class nestgrad::EpropNestmlNode).
-_EPROP_BASE_KEYS = (
+# The e-prop parameters of every recurrent e-prop neuron (NEST's, and nestgrad's C++ and NESTML ones).
+EPROP_PARAMETER_KEYS = (
     "c_reg",
     "f_target",
     "kappa",
@@ -124,7 +124,7 @@ def default_neuron_params(model: str) -> dict[str, Any]:
     """The classic network's neuron parameters for ``model``. A user's own NESTML e-prop neuron gets the e-prop
     settings only; its other parameters are its NESTML defaults unless network.neuron_params sets them."""
     if is_own_nestml_model(model):
-        return {k: _COMMON_REC[k] for k in _EPROP_BASE_KEYS}
+        return {k: _COMMON_REC[k] for k in EPROP_PARAMETER_KEYS}
     if model not in _DEFAULTS:
         raise ValueError(
             f"network.neuron_model = {model!r} is not supported by the e-prop network builder; "

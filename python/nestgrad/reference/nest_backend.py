@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig
-from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
+from nestgrad.networks.eprop_classic import EPROP_PARAMETER_KEYS, EpropNetwork, initial_weights
 from nestgrad.reference.spec import NetworkSpec
 from nestgrad.tasks import TrialBatch, make_task
 
@@ -32,15 +32,7 @@ REFERENCE_PARAM_KEYS = (
     "asc_amp",
     "asc_tau",
     "with_refr_input",
-    "c_reg",
-    "f_target",
-    "kappa",
-    "kappa_reg",
-    "surrogate_gradient_function",
-    "surrogate_gradient_height",
-    "surrogate_gradient_width",
-    "eprop_isi_trace_cutoff",
-)
+) + EPROP_PARAMETER_KEYS
 READOUT_PARAM_KEYS = ("C_m", "E_L", "I_e", "V_m", "V_min", "tau_m", "eprop_isi_trace_cutoff")
 # NEST's built-in e-prop neurons convert f_target from Hz to spikes/ms on set but report the converted value on get.
 _F_TARGET_REPORTED_PER_MS = ("eprop_iaf", "eprop_iaf_adapt", "eprop_iaf_psc_delta", "eprop_iaf_psc_delta_adapt")
