@@ -97,8 +97,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     import nestgrad
 
-    for m in nestgrad.models():
-        print(f"{m.name:28s} {m.kind:8s} {m.language:7s} {m.source}")
+    models = nestgrad.models()
+    width = max(len(m.name) for m in models) + 2
+    for m in models:
+        print(f"{m.name:{width}s} {m.kind:8s} {m.language:7s} {m.source}")
     return 0
 
 
