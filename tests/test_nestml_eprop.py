@@ -186,6 +186,18 @@ ERROR_CASES = {
         "is not linear",
     ),
     "input_unused": (_model(input_term=""), "enters no equation"),
+    "seven_states": (
+        _model(
+            input_term=" + convolve(K_exp, spikes) * (1 mV / ms)",
+            on_condition="    onCondition(V_m >= V_th + (a1 + a2 + a3 + a4 + a5) * (1 mV)):\n"
+            + "".join(f"        a{k} += 1\n" for k in range(1, 6))
+            + "        emit_spike()\n",
+        )
+        .replace("kernel K_delta = delta(t)", "kernel K_exp = exp(-t / tau_m)")
+        .replace("        a' = -a / tau_a", "".join(f"        a{k}' = -a{k} / (tau_a * {k})\n" for k in range(1, 6)))
+        .replace("        a real = 0", "".join(f"        a{k} real = 0\n" for k in range(1, 6))),
+        "stores at most 6",
+    ),
     "threshold_unreached": (
         _model(on_condition="    onCondition(refr_counts == 0 and a >= 1):\n        emit_spike()\n"),
         "does not depend on any state that the synaptic input of 'spikes' reaches",
