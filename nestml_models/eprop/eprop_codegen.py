@@ -199,6 +199,7 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
     # --- threshold condition ----------------------------------------------------------------------------------
     block = _spike_block(neuron, model_file)
     threshold = None
+    v_expr: sympy.Expr = sympy.Integer(0)
     others = []
     for term in _conjuncts(block.get_cond_expr()):
         op = term.get_binary_operator() if hasattr(term, "get_binary_operator") else None
@@ -206,7 +207,7 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
         if is_upward and threshold is None:
             lhs = _sympy(term.get_lhs(), model_file, term)
             if {s.name for s in lhs.free_symbols} & set(analytic):
-                threshold = term
+                threshold, v_expr = term, lhs
                 continue
         others.append(term)
     if threshold is None:
@@ -215,7 +216,6 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
             "threshold comparison 'v >= v_th' (or '>') whose left side is a state solved with propagators "
             "(the membrane potential)"
         )
-    v_expr = _sympy(threshold.get_lhs(), model_file, threshold)
     th_expr = _sympy(threshold.get_rhs(), model_file, threshold)
     f = v_expr - th_expr
     membrane = {x.name for x in v_expr.free_symbols} & set(analytic)
@@ -233,8 +233,7 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
             )
 
     # --- spike-triggered increments of the threshold block ------------------------------------------------------
-    K_sym: dict[str, sympy.Expr] = {}
-    K_cpp: dict[str, str] = {}
+    K_cpp: dict[str, str] = {}  # state: its increment per spike (C++)
     for stmt in block.get_stmts_body().get_stmts():
         if stmt.is_compound_stmt():
             raise EpropConventionError(
@@ -264,14 +263,14 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
                 "use increments by a state-independent amount (a += b) or resets to a value (V_m = V_reset)"
             )
         sign = "" if a.is_compound_sum else "-"
-        K_sym[var] = K_sym.get(var, 0) + (rhs if a.is_compound_sum else -rhs)
         K_cpp[var] = (K_cpp[var] + " + " if var in K_cpp else "") + f"{sign}({printer.print(a.get_expression())})"
 
     # --- one step of the subthreshold dynamics: Jacobian and spike input ----------------------------------------
     updates = namespace["update_expressions"]
-    J_sym = {
-        x: {y: sympy.diff(_sympy(updates[x], model_file, None), sympy.Symbol(y)) for y in analytic} for x in analytic
-    }
+    J_sym = {}
+    for x in analytic:
+        step = _sympy(updates[x], model_file, None)
+        J_sym[x] = {y: sympy.diff(step, sympy.Symbol(y)) for y in analytic}
     for x in analytic:
         for y, d in J_sym[x].items():
             if d != 0 and {s.name for s in d.free_symbols} & set(all_states):
@@ -309,7 +308,7 @@ def derive(namespace: dict[str, Any], model_file: str) -> Eligibility:
         while changed:
             changed = False
             for x in analytic:
-                if x not in reached and (any(J_sym[x][y] != 0 for y in reached) or x in K_sym):
+                if x not in reached and (any(J_sym[x][y] != 0 for y in reached) or x in K_cpp):
                     reached.add(x)
                     changed = True
         states = [x for x in analytic if x in reached]

@@ -278,22 +278,27 @@ class EpropNetwork:
         exc, inh = sorted(ports.values())
         return exc, inh
 
-    def _connect_by_sign(
-        self, nest: Any, weights: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None, receptors: tuple[int, int]
+    def _connect_one_to_one(
+        self,
+        nest: Any,
+        weights: dict[str, np.ndarray],
+        masks: dict[str, np.ndarray] | None,
+        receptors: tuple[int, int] | None,
     ) -> None:
-        """Projections into a neuron with two receptor ports: each synapse's port is chosen by its initial sign."""
+        """The plastic projections synapse by synapse: those ``masks`` selects (default: all, without autapses), and
+        into a neuron with two receptor ports each on the port its initial sign chooses (``receptors``)."""
         n = self._nodes
         for name, (pre, post) in _PROJECTION_NODES.items():
-            if name == "rec_rec" and not self.config.recurrent:
-                continue
             w = np.asarray(weights[name], float)
             if masks is not None:
                 mask = masks[name]
+            elif name == "rec_rec" and not self.config.recurrent:
+                continue
             else:
                 mask = np.ones(w.shape, bool)
                 if name == "rec_rec":
                     np.fill_diagonal(mask, False)
-            if post != "rec":
+            if receptors is None or post != "rec":
                 groups = [(mask, None)]
             else:
                 groups = [(mask & (w >= 0.0), receptors[0]), (mask & (w < 0.0), receptors[1])]
@@ -359,9 +364,7 @@ class EpropNetwork:
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
         nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
         receptors = self._receptors_by_sign(nest)
-        if receptors is not None:
-            self._connect_by_sign(nest, weights, masks, receptors)
-        elif masks is None:
+        if masks is None and receptors is None:
             for name in PROJECTIONS:
                 if name == "rec_rec" and not self.config.recurrent:
                     continue
@@ -369,20 +372,7 @@ class EpropNetwork:
                 syn = {"synapse_model": self._synapse_models[name], "delay": step, "weight": weights[name]}
                 nest.Connect(n[pre], n[post], all_to_all, syn)
         else:
-            for name, (pre, post) in _PROJECTION_NODES.items():
-                post_idx, pre_idx = np.nonzero(masks[name])
-                if post_idx.size == 0:
-                    continue
-                nest.Connect(
-                    np.asarray(n[pre].tolist())[pre_idx],
-                    np.asarray(n[post].tolist())[post_idx],
-                    "one_to_one",
-                    {
-                        "synapse_model": self._synapse_models[name],
-                        "weight": np.asarray(weights[name], float)[post_idx, pre_idx],
-                        "delay": np.full(post_idx.size, step),
-                    },
-                )
+            self._connect_one_to_one(nest, weights, masks, receptors)
         nest.Connect(
             n["out"],
             n["rec"],

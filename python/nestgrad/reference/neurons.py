@@ -200,6 +200,7 @@ class EpropIafPscDeltaAdapt(EpropIafPscDelta):
     name = "eprop_iaf_psc_delta_adapt"
     traces = ("z_bar", "epsilon")
     per_synapse_traces = True
+    keeps_increment_while_refractory = False  # the NESTML twin keeps it (waiting in "z") and spikes only if r == 0
 
     def __init__(self, params, dt):
         super().__init__(params, dt)
@@ -219,10 +220,13 @@ class EpropIafPscDeltaAdapt(EpropIafPscDelta):
         s.extra["v_th_adapt"] = np.where(free, self.V_th + self.beta * s.extra["adapt"], s.extra["v_th_adapt"])
         s.r = np.where(free, s.r, s.r - 1)
         psi = self.psi(s.r, s.v, s.extra["v_th_adapt"])
-        z = (s.v >= s.extra["v_th_adapt"]).astype(float)
+        crossed = s.v >= s.extra["v_th_adapt"]
+        keep = self.keeps_increment_while_refractory
+        z = (crossed & (s.r == 0) if keep else crossed).astype(float)
         s.r = np.where(z > 0, self.refractory_steps, s.r)
         s.v = np.where(z > 0, self.V_reset, s.v)
-        s.extra["z"] = z
+        # NEST's model: the increment is consumed by the next step, refractory or not
+        s.extra["z"] = np.where(free, 0.0, s.extra["z"]) + z if keep else z
         s.i_in = np.zeros_like(s.v)
         return psi, z
 
@@ -294,23 +298,7 @@ class EpropIafPscDeltaAdaptNestml(EpropIafPscDeltaAdapt):
     increment is kept when the next step is refractory (NEST's model drops it), so the two agree for t_ref = 0."""
 
     name = "eprop_iaf_psc_delta_adapt_nestml"
-
-    def step(self, s, z_in_ex, z_in_in):
-        free = s.r == 0
-        v_new = self.P_i * (s.i_in + self.I_e) + self.P_v * s.v + (z_in_ex + z_in_in)
-        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
-        # the increment of the last spike waits in "z" until the next step that is not refractory
-        s.extra["adapt"] = np.where(free, self.P_a * s.extra["adapt"] + s.extra["z"], s.extra["adapt"])
-        s.extra["z"] = np.where(free, 0.0, s.extra["z"])
-        s.extra["v_th_adapt"] = self.V_th + self.beta * s.extra["adapt"]
-        s.r = np.where(free, s.r, s.r - 1)
-        psi = self.psi(s.r, s.v, s.extra["v_th_adapt"])
-        z = ((s.v >= s.extra["v_th_adapt"]) & (s.r == 0)).astype(float)
-        s.r = np.where(z > 0, self.refractory_steps, s.r)
-        s.v = np.where(z > 0, self.V_reset, s.v)
-        s.extra["z"] = s.extra["z"] + z
-        s.i_in = np.zeros_like(s.v)
-        return psi, z
+    keeps_increment_while_refractory = True
 
 
 class EpropIafPscDeltaAsc(EpropIafPscDelta):
