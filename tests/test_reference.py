@@ -27,6 +27,9 @@ from nestgrad.reference.online import run_online
 from nestgrad.reference.spec import NetworkSpec, SpecError
 
 MODELS = sorted(RECURRENT_MODELS)
+# GLIF3's BPTT (bptt_glif3) has no smooth mode: its refractory period is part of the model. Its BPTT is checked
+# against e-prop in the theory case instead (tests/test_glif3_eprop.py).
+SMOOTH_MODELS = [m for m in MODELS if m != "eprop_glif3_psc"]
 
 
 def small_spec(model: str, task: str, optimizer: str = "gradient_descent", iterations: int = 5) -> NetworkSpec:
@@ -167,7 +170,7 @@ def test_eprop_differs_from_bptt_with_recurrence():
 @pytest.mark.parametrize(
     "surrogate", ["piecewise_linear", "exponential", "fast_sigmoid_derivative", "arctan_derivative"]
 )
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", SMOOTH_MODELS)
 def test_bptt_matches_finite_differences_in_smooth_mode(model, surrogate):
     """Fourth-order central differences (h = 1e-5). The loss is ~1e3, so rounding limits a difference quotient to
     ~1e-8 absolute: components are compared relative to max(|fd|, 1e-3 * largest gradient of the projection)."""

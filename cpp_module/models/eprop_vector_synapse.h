@@ -38,8 +38,9 @@ ports. NEST's ``eprop_synapse`` keeps two components (``z_bar`` and ``epsilon``)
 is enough for NEST's own e-prop neurons but not, e.g., for an adaptive neuron with exponential synaptic currents
 (membrane, current and adaptation: three components) or a neuron with one synaptic time constant per receptor.
 
-Targets are nestgrad's e-prop neurons generated from NESTML (``eprop_*_nestml``, docs/nestml_eprop.md); the target
-derives the eligibility recursion from its equations, for the port the connection's ``receptor_type`` selects.
+Targets are nestgrad's e-prop neurons generated from NESTML (``eprop_*_nestml``, docs/nestml_eprop.md), whose
+eligibility recursion the generator derives from their equations, and the GLIF3 neuron ``eprop_glif3_psc``; the
+target computes the recursion for the port the connection's ``receptor_type`` selects.
 A neuron tells which synapse it needs in its status (``eprop_synapse_model``); connecting a neuron that needs this
 synapse with ``eprop_synapse`` fails with an error that says so.
 
@@ -133,8 +134,8 @@ eprop_vector_synapse< targetidentifierT >::check_connection( nest::Node& s,
   if ( not target )
   {
     throw nest::IllegalConnection( "eprop_vector_synapse cannot connect to " + t.get_name()
-      + ": the target must be one of nestgrad's NESTML e-prop neurons (eprop_*_nestml). Use eprop_synapse for "
-        "NEST's e-prop neurons and eprop_readout." );
+      + ": the target must be one of nestgrad's e-prop neurons for this synapse (eprop_*_nestml, eprop_glif3_psc). "
+        "Use eprop_synapse for NEST's e-prop neurons and eprop_readout." );
   }
   if ( target->eligibility_size() > EpropVectorTrace::max_size )
   {

@@ -84,7 +84,16 @@ EpropNestmlNode::set_status( const Dictionary& d )
     // the spike condition is the model's own (its onCondition block); forced spikes would bypass it
     throw nest::BadProperty( get_name() + ": ignore_and_spike is not supported by NESTML-generated e-prop neurons." );
   }
-  const auto function = find_surrogate_gradient( surrogate );  // throws, naming the known functions
+  surrogate_gradient_function function = nullptr;
+  try
+  {
+    function = find_surrogate_gradient( surrogate );
+  }
+  catch ( const nest::BadProperty& )
+  {
+    throw nest::BadProperty( get_name() + ": surrogate_gradient_function = \"" + surrogate
+      + "\" is unknown; known: arctan_derivative, exponential, fast_sigmoid_derivative, piecewise_linear." );
+  }
 
   nest::EpropArchivingNodeRecurrent< false >::set_status( d );
   c_reg_ = c_reg;

@@ -85,6 +85,23 @@ _DEFAULTS["eprop_iaf_psc_exp_adapt_nestml"] = dict(
     _DEFAULTS["eprop_iaf_psc_exp_nestml"], adapt_beta=0.0174, adapt_tau=2000.0
 )
 
+# GLIF3 (C++, glif_psc's dynamics): scaled to the classic network's units like eprop_iaf_psc_exp (C_m = 5 pF,
+# tau_m = 30 ms, V_th 0.03 mV above E_L); alpha currents with tau_syn 5 ms; the after-spike currents pull v down by
+# roughly 10 % (fast) and 5 % (slow) of the threshold after a spike.
+_DEFAULTS["eprop_glif3_psc"] = {k: v for k, v in _COMMON_REC.items() if k != "tau_m"} | {
+    "C_m": 5.0,
+    "g": 5.0 / 30.0,
+    "V_reset": 0.0,
+    "t_ref": 2.0,
+    "asc_init": [0.0, 0.0],
+    "asc_decay": [0.01, 0.2],
+    "asc_amps": [-2e-4, -2e-3],
+    "asc_r": [1.0, 1.0],
+    "tau_syn": [5.0, 5.0, 5.0, 5.0],
+}
+# Neurons with more than two receptor ports: (excitatory, inhibitory) port of the classic network.
+_SIGN_PORTS: dict[str, tuple[int, int]] = {"eprop_glif3_psc": (1, 2)}
+
 READOUT_DEFAULTS: dict[str, Any] = {
     "C_m": 1.0,
     "E_L": 0.0,
@@ -265,6 +282,8 @@ class EpropNetwork:
     def _receptors_by_sign(self, nest: Any) -> tuple[int, int] | None:
         """(excitatory, inhibitory) receptor ports of a neuron with two spike ports (NESTML e-prop neurons such as
         eprop_iaf_psc_exp_exc_inh_nestml): weights >= 0 connect to the first, negative ones to the second."""
+        if self.config.neuron_model in _SIGN_PORTS:
+            return _SIGN_PORTS[self.config.neuron_model]
         ports = nest.GetDefaults(self.config.neuron_model).get("receptor_types")
         if not ports or len(ports) < 2:
             return None

@@ -28,6 +28,7 @@ import numpy as np
 
 from nestgrad.reference.neurons import (
     RECURRENT_MODELS,
+    EpropGlif3Psc,
     EpropIafAdapt,
     EpropIafPscDelta,
     EpropIafPscDeltaAdapt,
@@ -79,6 +80,8 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
     spec.validate()
     dt = spec.resolution
     m = RECURRENT_MODELS[spec.rec_model](spec.rec_params, dt)
+    if isinstance(m, EpropGlif3Psc):
+        raise ValueError("eprop_glif3_psc: use nestgrad.reference.bptt_glif3.forward_glif3")
     out = EpropReadout(spec.readout_params, dt)
     if smooth and m.refractory_steps != 0:
         raise ValueError("smooth mode needs t_ref = 0 (refractoriness is not differentiable)")
@@ -195,6 +198,12 @@ def bptt_gradient(
     """dE/dW for the projections in_rec, rec_rec, rec_out (masked), and the forward record."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention = {convention!r}; one of {CONVENTIONS}")
+    if spec.rec_model == EpropGlif3Psc.name:
+        if smooth:
+            raise ValueError("smooth mode is not available for eprop_glif3_psc (its refractoriness is essential)")
+        from nestgrad.reference.bptt_glif3 import bptt_gradient_glif3
+
+        return bptt_gradient_glif3(spec, weights, convention)
     weights = spec.weights if weights is None else weights
     fw = forward(spec, weights, smooth=smooth)
     dt = spec.resolution

@@ -57,6 +57,7 @@ class RecurrentModel:
     traces: tuple[str, ...] = ("z_bar",)
     per_synapse_traces = False  # whether traces depend on the synapse (e.g. on its weight's sign)
     receptor_fixed_at_connection = False  # excitatory/inhibitory input by the initial weight's sign, not the current
+    trace_depends_on_window = False  # trace_step takes the synapses' gradient-window mask (``active``)
 
     def __init__(self, params: dict[str, Any], dt: float):
         self.p = params
@@ -418,6 +419,132 @@ class EpropIafPscExpExcInh(EpropIafPscExp):
     receptor_fixed_at_connection = True
 
 
+class EpropGlif3Psc(RecurrentModel):
+    """nestgrad's ``eprop_glif3_psc`` (cpp_module/models/eprop_glif3_psc.cpp): NEST's ``glif_psc`` as GLIF3 (two
+    after-spike currents A_j, alpha-shaped synaptic currents per receptor port, U and A_j frozen while refractory).
+    In the e-prop networks excitatory weights enter port 1 and inhibitory ones port 2 (by the sign at connection).
+
+    Eligibility vector per synapse (eps_y, eps_I, eps_U, eps_A1, eps_A2): it follows the step actually taken
+    (frozen while refractory, A_j's spike factor rho_j) inside the gradient window of the synapse and the propagator
+    of a free step beyond the cutoff, as the C++ model does; ``trace_step`` therefore takes the window mask."""
+
+    name = "eprop_glif3_psc"
+    traces = ("eps_y", "eps_I", "eps_U", "eps_A1", "eps_A2")
+    per_synapse_traces = True
+    receptor_fixed_at_connection = True
+    trace_depends_on_window = True
+
+    def __init__(self, params, dt):
+        tau_m = params["C_m"] / params["g"]
+        super().__init__(dict(params, tau_m=tau_m), dt)
+        self.V_reset = params["V_reset"] - self.E_L
+        self.P33 = np.exp(-dt / tau_m)
+        self.P30 = 1 / self.C_m * (1 - self.P33) * tau_m
+        k = np.asarray(params["asc_decay"], float)
+        if k.shape != (2,) or np.asarray(params["asc_amps"]).shape != (2,) or np.asarray(params["asc_r"]).shape != (2,):
+            raise ValueError(f"{self.name}: asc_decay, asc_amps and asc_r need exactly two entries")
+        self.asc_amps = np.asarray(params["asc_amps"], float)
+        self.asc_init = np.asarray(params.get("asc_init", [0.0, 0.0]), float)
+        self.d = np.exp(-k * dt)
+        self.c = ((1.0 / k) / dt) * (1.0 - self.d)
+        self.rho = np.asarray(params["asc_r"], float) * np.exp(-k * params["t_ref"])
+        tau_syn = np.asarray(params["tau_syn"], float)
+        if tau_syn.size < 2:
+            raise ValueError(f"{self.name}: the e-prop network needs two receptor ports (tau_syn has {tau_syn.size})")
+        self.P11 = np.exp(-dt / tau_syn)
+        self.P21 = dt * self.P11
+        propagators = [alpha_current_to_voltage_propagators(ts, tau_m, self.C_m, dt) for ts in tau_syn]
+        self.P31, self.P32 = np.array(propagators).T
+        self.psc_initial = 1.0 * np.e / tau_syn
+        self._step = None  # (refractory, spiked, jump[2, n]) of the last step, for trace_step
+        self._last_u_pre = None
+
+    def init_state(self, n):
+        s = super().init_state(n)
+        n_ports = self.P11.size
+        s.extra = {
+            "A": np.tile(self.asc_init[:, None], (1, n)),
+            "y1": np.zeros((n_ports, n)),
+            "y2": np.zeros((n_ports, n)),
+        }
+        return s
+
+    def step(self, s, z_in_ex, z_in_in):
+        free = s.r == 0
+        A, y1, y2 = s.extra["A"], s.extra["y1"], s.extra["y2"]
+        asc_sum = 0.0 + self.c[0] * A[0]
+        asc_sum = asc_sum + self.c[1] * A[1]
+        A_decayed = A * self.d[:, None]
+        jump = self.asc_amps[:, None] + (self.rho - 1.0)[:, None] * A_decayed
+        u = s.v * self.P33 + (s.i_in + self.I_e + asc_sum) * self.P30
+        for r in range(self.P11.size):
+            u = u + (self.P31[r] * y1[r] + self.P32[r] * y2[r])
+        s.v = np.where(free, u, s.v)
+        self._last_u_pre = s.v.copy()  # compared with the threshold (BPTT's forward record)
+        A = np.where(free, A_decayed, A)
+        psi = np.where(free, self.psi(np.zeros_like(s.r), s.v, self.V_th), 0.0)
+        z = free & (s.v > self.V_th)
+        s.r = np.where(free, np.where(z, self.refractory_steps, 0), s.r - 1)
+        A = np.where(z, self.asc_amps[:, None] + A * self.rho[:, None], A)
+        s.v = np.where(z, self.V_reset, s.v)
+        y2 = self.P21[:, None] * y1 + self.P11[:, None] * y2
+        y1 = y1 * self.P11[:, None]
+        y1[0] = y1[0] + self.psc_initial[0] * z_in_ex
+        y1[1] = y1[1] + self.psc_initial[1] * z_in_in
+        s.extra.update(A=A, y1=y1, y2=y2)
+        s.i_in = np.zeros_like(s.v)
+        self._step = (~free, z, jump)
+        return psi, z.astype(float)
+
+    def init_traces(self, shape):
+        return {k: np.zeros(shape) for k in self.traces}
+
+    def trace_step(self, tr, z_pre, psi_post, excitatory, active=None):
+        refractory, spiked, jump = self._step
+        inside = np.ones((1, z_pre.size), bool) if active is None else active[None, :]
+        frozen = refractory[:, None] & inside
+        factor = np.where(spiked[:, None] & inside, 1.0, 0.0)
+        port = lambda P: np.where(excitatory, P[0], P[1])  # noqa: E731
+        eps_u = (
+            self.P33 * tr["eps_U"]
+            + self.P30 * self.c[0] * tr["eps_A1"]
+            + self.P30 * self.c[1] * tr["eps_A2"]
+            + port(self.P31) * tr["eps_y"]
+            + port(self.P32) * tr["eps_I"]
+        )
+        tr["eps_U"] = np.where(frozen, tr["eps_U"], eps_u)
+        for j, key in enumerate(("eps_A1", "eps_A2")):
+            f = np.where(factor > 0, self.rho[j], 1.0)
+            tr[key] = np.where(frozen, tr[key], f * self.d[j] * tr[key])
+        tr["eps_I"] = port(self.P21) * tr["eps_y"] + port(self.P11) * tr["eps_I"]
+        tr["eps_y"] = port(self.P11) * tr["eps_y"] + port(self.psc_initial) * z_pre[None, :]
+        self._jump = jump
+        return psi_post[:, None] * tr["eps_U"]
+
+    def after_masked_e(self, tr, e_masked):
+        tr["eps_A1"] = tr["eps_A1"] + self._jump[0][:, None] * e_masked
+        tr["eps_A2"] = tr["eps_A2"] + self._jump[1][:, None] * e_masked
+
+
+def alpha_current_to_voltage_propagators(tau_syn: float, tau_m: float, c_m: float, h: float) -> tuple[float, float]:
+    """(P31, P32): response of V_m over a step h to the two components (dI, I) of an alpha-shaped current, with
+    the limits used near tau_syn = tau_m; the arithmetic of NEST's IAFPropagatorAlpha (glif_psc, eprop_glif3_psc)."""
+    f = np.float64
+    with np.errstate(divide="ignore", invalid="ignore"):
+        beta = f(tau_syn) * tau_m / (f(tau_m) - tau_syn)  # inf if tau_syn == tau_m
+        gamma = beta / c_m
+        inv_beta = (f(tau_m) - tau_syn) / (f(tau_syn) * tau_m)
+        h_min = 1e-7 * f(tau_m) * tau_m / abs(f(tau_m) - tau_syn)
+        exp_h_tau_syn = np.exp(-h * (1 / f(tau_syn)))
+        expm1_h = np.expm1(h * inv_beta)
+        exp_h_tau_m = np.exp(-h * (1 / f(tau_m)))
+        p32 = gamma * exp_h_tau_syn * expm1_h
+        if not (np.isfinite(p32) and abs(p32) >= np.finfo(float).tiny and p32 > 0):  # C's isnormal(P32) and P32 > 0
+            p32 = h * (1 / f(c_m)) * exp_h_tau_m
+        p31 = gamma * exp_h_tau_syn * (beta * expm1_h - h) if h > h_min else 0.5 * h * h * (1 / f(c_m)) * exp_h_tau_m
+    return float(p31), float(p32)
+
+
 def current_to_voltage_propagator(tau_syn: float, tau_m: float, c_m: float, h: float) -> float:
     """Same formula as nestgrad::psc_exp_current_to_voltage_propagator."""
     p22 = np.exp(-h / tau_m)
@@ -471,5 +598,6 @@ RECURRENT_MODELS: dict[str, type[RecurrentModel]] = {
         EpropIafPscExpNestml,
         EpropIafPscExpAdapt,
         EpropIafPscExpExcInh,
+        EpropGlif3Psc,
     )
 }

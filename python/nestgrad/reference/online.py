@@ -160,7 +160,8 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
                 p = proj[key]
                 z_pre = stamps.get(e, no_in if key == "in_rec" else no_rec).astype(float)
                 excitatory = _excitatory(rec_model, p) if rec_model.per_synapse_traces else None
-                e_trace = rec_model.trace_step(tr[key], z_pre, psi_hist[e], excitatory)
+                window = {"active": p.active(e)} if rec_model.trace_depends_on_window else {}
+                e_trace = rec_model.trace_step(tr[key], z_pre, psi_hist[e], excitatory, **window)
                 e_masked = e_trace * p.active(e)[None, :] * p.mask
                 rec_model.after_masked_e(tr[key], e_masked)
                 e_bar[key] = rec_model.kappa * e_bar[key] + e_masked
