@@ -157,3 +157,32 @@ def test_eligibility_equals_bptt_where_theory_says_so(t_ref):
 def test_smooth_bptt_is_refused():
     with pytest.raises(ValueError, match="smooth mode is not available for eprop_glif3_psc"):
         bptt_gradient(glif_synthetic_spec(False, 0.0), smooth=True)
+
+
+def test_dales_law_keeps_signs_and_matches_reference(tmp_path):
+    """optimizer.sign_constrained: each sign is connected with a copy of the synapse model bounded to that sign.
+    A learning rate large enough that unconstrained learning flips signs; with the constraint none flips, weights
+    stop at zero, and NEST still equals the reference (which applies the same per-synapse bounds)."""
+    from nestgrad.reference.nest_backend import run_nest
+
+    spec = small_spec(MODEL, "sine", optimizer="adam")
+    spec = spec.replace(optimizer=spec.optimizer | {"eta": spec.optimizer["eta"] * 300})
+    free = run_online(spec).weights
+    signed = spec.replace(optimizer=spec.optimizer | {"sign_constrained": True})
+    result = compare(signed, tmp_path, plots=False)
+    nest_w = run_nest(signed).weights
+    flips_free, stopped = 0, 0
+    for p in ("in_rec", "rec_rec", "rec_out"):
+        w0 = spec.weights[p]
+        flips_free += int(np.sum(np.sign(free[p]) * np.sign(w0) < 0))
+        assert np.all(nest_w[p][w0 >= 0] >= 0) and np.all(nest_w[p][w0 < 0] <= 0), p
+        stopped += int(np.sum((nest_w[p] == 0) & (w0 != 0)))
+        assert result["projections"][p]["max_rel_err"] <= 1e-6, (p, result["projections"][p])
+    assert flips_free > 10 and stopped > 10
+
+
+def test_signed_bounds():
+    from nestgrad.config import OptimizerConfig
+
+    assert OptimizerConfig(sign_constrained=True).signed_bounds("neg") == (-100.0, 0.0)
+    assert OptimizerConfig(sign_constrained=True, Wmin=5.0, Wmax=9.0).signed_bounds("nonneg") == (5.0, 9.0)

@@ -159,6 +159,9 @@ class OptimizerConfig:
     Wmin: float = -100.0
     Wmax: float = 100.0
     optimize_each_step: bool = False
+    # Dale's law: every plastic weight keeps the sign it has at connection time (bounds [max(Wmin, 0), Wmax] for
+    # weights >= 0, [Wmin, min(Wmax, 0)] for negative ones); excitatory neurons stay excitatory.
+    sign_constrained: bool = False
 
     def __post_init__(self) -> None:
         _require(self.type in OPTIMIZERS, "optimizer.type", self.type, f"one of {', '.join(OPTIMIZERS)}")
@@ -190,6 +193,12 @@ class OptimizerConfig:
                 f"[{self.Wmin:g}, {self.Wmax:g}]: the optimizer would clip them at the first update; widen "
                 "[optimizer] Wmin/Wmax"
             )
+
+    def signed_bounds(self, sign: str) -> tuple[float, float]:
+        """(Wmin, Wmax) of the synapses whose initial weight is ``"nonneg"`` or ``"neg"`` under Dale's law."""
+        if sign == "nonneg":
+            return max(self.Wmin, 0.0), self.Wmax
+        return self.Wmin, min(self.Wmax, 0.0)
 
     def nest_dict(self) -> dict[str, Any]:
         """The ``optimizer`` dictionary for ``nest.SetDefaults("eprop_synapse", ...)``."""

@@ -128,6 +128,11 @@ EPROP_PARAMETER_KEYS = (
 )
 
 
+def _signed_model(model: str, sign: str) -> str:
+    """The copy of a plastic synapse model bounded to one sign (Dale's law, OptimizerConfig.sign_constrained)."""
+    return f"{model}_{sign}"
+
+
 def is_own_nestml_model(model: str) -> bool:
     """A user's own e-prop neuron generated from NESTML (docs/nestml_eprop.md), without defaults of ours."""
     return model not in _DEFAULTS and model.startswith("eprop_") and model.endswith("_nestml")
@@ -297,15 +302,26 @@ class EpropNetwork:
         exc, inh = sorted(ports.values())
         return exc, inh
 
+    def _set_optimizer(self, nest: Any, model: str, w_min: float, w_max: float) -> None:
+        # the default connection's weight (1.0) must lie inside the new bounds, or NEST refuses them
+        nest.SetDefaults(model, {"weight": min(max(0.0, w_min), w_max)})
+        nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict() | {"Wmin": w_min, "Wmax": w_max}})
+
+    def _signed(self, plastic: bool = True) -> bool:
+        """Dale's law: plastic synapses of each sign use a copy of the synapse model bounded to that sign."""
+        return plastic and self.optimizer.sign_constrained
+
     def _connect_one_to_one(
         self,
         nest: Any,
         weights: dict[str, np.ndarray],
         masks: dict[str, np.ndarray] | None,
         receptors: tuple[int, int] | None,
+        signed: bool = False,
     ) -> None:
-        """The plastic projections synapse by synapse: those ``masks`` selects (default: all, without autapses), and
-        into a neuron with two receptor ports each on the port its initial sign chooses (``receptors``)."""
+        """The plastic projections synapse by synapse: those ``masks`` selects (default: all, without autapses),
+        into a neuron with two receptor ports each on the port its initial sign chooses (``receptors``), and with
+        ``signed`` (Dale's law) each sign with its sign-bounded copy of the synapse model."""
         n = self._nodes
         for name, (pre, post) in _PROJECTION_NODES.items():
             w = np.asarray(weights[name], float)
@@ -317,16 +333,21 @@ class EpropNetwork:
                 mask = np.ones(w.shape, bool)
                 if name == "rec_rec":
                     np.fill_diagonal(mask, False)
-            if receptors is None or post != "rec":
-                groups = [(mask, None)]
+            model = self._synapse_models[name]
+            by_port = receptors is not None and post == "rec"
+            if by_port or signed:
+                groups = [
+                    (mask & (w >= 0.0), receptors[0] if by_port else None, _signed_model(model, "nonneg")),
+                    (mask & (w < 0.0), receptors[1] if by_port else None, _signed_model(model, "neg")),
+                ]
             else:
-                groups = [(mask & (w >= 0.0), receptors[0]), (mask & (w < 0.0), receptors[1])]
-            for selected, receptor in groups:
+                groups = [(mask, None, model)]
+            for selected, receptor, signed_model in groups:
                 post_idx, pre_idx = np.nonzero(selected)
                 if post_idx.size == 0:
                     continue
                 syn = {
-                    "synapse_model": self._synapse_models[name],
+                    "synapse_model": signed_model if signed else model,
                     "weight": w[post_idx, pre_idx],
                     "delay": np.full(post_idx.size, self.resolution),
                 }
@@ -375,15 +396,18 @@ class EpropNetwork:
         n["gen_window"] = nest.Create("step_rate_generator")
 
         if plastic:
-            # the default connection's weight (1.0) must lie inside the new bounds, or NEST refuses them
-            default_w = min(max(0.0, self.optimizer.Wmin), self.optimizer.Wmax)
             for model in sorted(set(self._synapse_models.values())):
-                nest.SetDefaults(model, {"weight": default_w})
-                nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict()})
+                self._set_optimizer(nest, model, self.optimizer.Wmin, self.optimizer.Wmax)
+                if self.optimizer.sign_constrained:
+                    for sign in ("nonneg", "neg"):
+                        copy = _signed_model(model, sign)
+                        if copy not in nest.synapse_models:
+                            nest.CopyModel(model, copy)
+                        self._set_optimizer(nest, copy, *self.optimizer.signed_bounds(sign))
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
         nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
         receptors = self._receptors_by_sign(nest)
-        if masks is None and receptors is None:
+        if masks is None and receptors is None and not self._signed(plastic):
             for name in PROJECTIONS:
                 if name == "rec_rec" and not self.config.recurrent:
                     continue
@@ -391,7 +415,7 @@ class EpropNetwork:
                 syn = {"synapse_model": self._synapse_models[name], "delay": step, "weight": weights[name]}
                 nest.Connect(n[pre], n[post], all_to_all, syn)
         else:
-            self._connect_one_to_one(nest, weights, masks, receptors)
+            self._connect_one_to_one(nest, weights, masks, receptors, self._signed(plastic))
         nest.Connect(
             n["out"],
             n["rec"],
@@ -459,6 +483,8 @@ class EpropNetwork:
     def _projection(self, nest: Any, name: str) -> tuple[Any, Any, Any]:
         n = self._nodes
         pre, post = _PROJECTION_NODES[name]
+        if self._signed(self._synapse_models[name] != "static_synapse"):  # two synapse models, all in the projection
+            return n[pre], n[post], nest.GetConnections(n[pre], n[post])
         return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=self._synapse_models[name])
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:

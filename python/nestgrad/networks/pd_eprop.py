@@ -187,6 +187,11 @@ class EpropMicrocircuit:
             for name in ("th_rec", "rec_out"):
                 self.optimizer.check_bounds(name, weights[name])
         step = self.resolution
+        if plastic and self.optimizer.sign_constrained:
+            raise ValueError(
+                "optimizer.sign_constrained = true is not supported by the microcircuit learner yet (its thalamic "
+                "and readout synapses share one optimizer); use the classic network or nestgrad.networks.v1"
+            )
         syn = EPROP_SYNAPSE if plastic else "static_synapse"
         th_syn = EVENT_SYNAPSE if plastic and self.gradient_algorithm == "event" else syn
         self._synapse_model = syn

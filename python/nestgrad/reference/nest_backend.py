@@ -88,7 +88,8 @@ def spec_from_config(config: ExperimentConfig, iterations: int) -> NetworkSpec:
         readout_params=readout_params,
         weights=weights,
         masks=masks,
-        optimizer=config.optimizer.nest_dict(),
+        optimizer=config.optimizer.nest_dict()
+        | ({"sign_constrained": True} if config.optimizer.sign_constrained else {}),
         input_spikes=np.concatenate([b.input_spikes for b in batches]),
         target=np.concatenate([b.target for b in batches]),
         window=np.concatenate([b.learning_window for b in batches]),

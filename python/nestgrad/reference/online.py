@@ -55,7 +55,7 @@ class _Projection:
         self.excitatory0 = self.w >= 0.0  # the receptor port of models that fix it at connection time
         self.mask = mask.astype(bool)
         self.G = np.zeros_like(self.w)  # gradient of the open window of each synapse
-        self.opt = OptimizerState(self.w.shape, optimizer)
+        self.opt = OptimizerState(self.w.shape, optimizer, self.w)
         self.cutoff = cutoff_steps
         n_pre = self.w.shape[1]
         self.last_stamp = np.full(n_pre, np.iinfo(np.int64).min // 2, dtype=np.int64)

@@ -14,7 +14,7 @@ import numpy as np
 
 
 class OptimizerState:
-    def __init__(self, shape: tuple[int, ...], cfg: dict[str, Any]):
+    def __init__(self, shape: tuple[int, ...], cfg: dict[str, Any], w0: np.ndarray | None = None):
         self.cfg = cfg
         self.type = cfg.get("type", "gradient_descent")
         if self.type not in ("gradient_descent", "adam"):
@@ -24,6 +24,14 @@ class OptimizerState:
         self.eta = float(cfg.get("eta", 1e-4))
         self.batch = int(cfg.get("batch_size", 1))
         self.Wmin, self.Wmax = float(cfg.get("Wmin", -100.0)), float(cfg.get("Wmax", 100.0))
+        if cfg.get("sign_constrained", False):
+            # Dale's law: per-synapse bounds by the sign of the initial weight w0 (nestgrad's builders connect the two
+            # signs with copies of the synapse model whose bounds are these)
+            if w0 is None:
+                raise ValueError("sign_constrained optimizer needs the initial weights")
+            nonneg = np.asarray(w0) >= 0.0
+            self.Wmin = np.where(nonneg, max(self.Wmin, 0.0), self.Wmin)
+            self.Wmax = np.where(nonneg, self.Wmax, min(self.Wmax, 0.0))
         self.cumulative = np.zeros(shape)
         self.step = np.ones(shape, dtype=np.int64)
         if self.type == "adam":
@@ -65,6 +73,8 @@ class OptimizerState:
                 v = np.where(run, v_new, v)
                 wv = np.where(run, wv - alpha * m / (np.sqrt(v) + self.eps), wv)
             self.m[sel], self.v[sel], self.b1p[sel], self.b2p[sel] = m, v, b1p, b2p
-        w[sel] = np.clip(wv, self.Wmin, self.Wmax)
+        lo = self.Wmin[sel] if np.ndim(self.Wmin) else self.Wmin
+        hi = self.Wmax[sel] if np.ndim(self.Wmax) else self.Wmax
+        w[sel] = np.clip(wv, lo, hi)
         self.cumulative[sel] = 0.0
         self.step[sel] = current
