@@ -14,8 +14,9 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-TASKS = ("sine", "evidence", "thalamic")
-ARCHITECTURES = ("classic", "microcircuit")
+V1_TASK_NAMES = ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change", "v1_evidence", "v1_multi")
+TASKS = ("sine", "evidence", "thalamic", *V1_TASK_NAMES)
+ARCHITECTURES = ("classic", "microcircuit", "v1")
 GRADIENT_ALGORITHMS = ("step", "event")
 OPTIMIZERS = ("gradient_descent", "adam")
 
@@ -52,6 +53,7 @@ class NetworkConfig:
     weight_scale: float = 1.0  # multiplies the default initial weights
     seed: int = 1  # initial weights and task data
     microcircuit: dict[str, Any] = field(default_factory=dict)  # EpropMicrocircuitConfig fields (architecture)
+    v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.networks.v1.V1Config fields (architecture "v1")
     # "step": NEST's eprop_synapse (loop over each window); "event": nestgrad's eprop_event_synapse into the
     # recurrent neurons (running sums, O(1) per spike; docs/event_driven_eprop.md). Same weight updates.
     gradient_algorithm: str = "step"
@@ -120,6 +122,7 @@ class TaskConfig:
     recall_steps: int = 150
     cue_rate: float = 40.0  # Hz, rate of a cue population while its cue is on
     background_rate: float = 10.0  # Hz
+    v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.v1_tasks.V1TaskConfig fields (v1_* tasks)
 
     def __post_init__(self) -> None:
         _require(self.name in TASKS, "task.name", self.name, f"one of {', '.join(TASKS)}")
@@ -252,12 +255,27 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         micro = self.network.architecture == "microcircuit"
-        if micro != (self.task.name == "thalamic"):
+        v1 = self.network.architecture == "v1"
+        expected = (
+            "microcircuit" if self.task.name == "thalamic" else "v1" if self.task.name in V1_TASK_NAMES else "classic"
+        )
+        if self.network.architecture != expected:
             raise ConfigError(
                 f"task.name = {self.task.name!r} with network.architecture = "
                 f"{self.network.architecture!r}: the 'thalamic' task goes with the 'microcircuit' "
-                "architecture, the other tasks with 'classic'"
+                "architecture, the v1_* tasks with 'v1', the other tasks with 'classic'"
             )
+        if v1:
+            from nestgrad.networks.v1 import V1Config
+            from nestgrad.v1_tasks import V1TaskConfig
+
+            try:
+                V1Config.from_dict(self.network.v1)
+                V1TaskConfig.from_dict(self.task.v1)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(str(err)) from None
+        elif self.network.v1 or self.task.v1:
+            raise ConfigError("network.v1 and task.v1 are only used with network.architecture = 'v1'")
         if micro:
             from nestgrad.networks.pd_eprop import EpropMicrocircuitConfig
 

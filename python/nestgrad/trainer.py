@@ -120,7 +120,24 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         if verbose:
             self.callbacks.insert(0, ProgressPrinter())
-        if config.network.architecture == "microcircuit":
+        if config.network.architecture == "v1":
+            from nestgrad.networks.v1 import V1Config, V1Network
+            from nestgrad.v1_tasks import V1TaskConfig, make_v1_task
+
+            n_out = V1Network.outputs_of_task(config.task.name)
+            self.network = V1Network(
+                V1Config.from_dict(config.network.v1), config.optimizer, n_out, config.task.resolution
+            )
+            self.task = make_v1_task(
+                config.task.name,
+                V1TaskConfig.from_dict(config.task.v1),
+                config.network.seed,
+                self.network.lgn,
+                config.task.resolution,
+                config.task.batch_size,
+            )
+            self.n_in, self.n_out = self.task.n_in, self.task.n_out
+        elif config.network.architecture == "microcircuit":
             from nestgrad.networks.pd_eprop import EpropMicrocircuit, EpropMicrocircuitConfig
 
             mc = EpropMicrocircuitConfig.from_dict(config.network.microcircuit)
@@ -155,7 +172,7 @@ class Trainer:
 
     def initial_state(self) -> TrainingState:
         c = self.config.network
-        if c.architecture == "microcircuit":
+        if c.architecture in ("microcircuit", "v1"):
             return TrainingState(0, self.network.initial_weights(c.seed))
         return TrainingState(
             0, initial_weights(self.n_in, c.n_rec, self.n_out, c.seed, c.recurrent, c.weight_scale, c.neuron_model)
@@ -274,7 +291,9 @@ class Trainer:
         }
         if batch.labels is not None:
             m["accuracy"] = accuracy(rec.readout, batch)
-        n_rec_recorded = min(self.config.training.record_neurons, self.config.network.n_rec)
+        n_rec_recorded = getattr(self.network, "n_recorded", None)
+        if n_rec_recorded is None:
+            n_rec_recorded = min(self.config.training.record_neurons, self.config.network.n_rec)
         duration_s = batch.steps * self.config.task.resolution / 1000.0
         m["rate_hz"] = rec.spike_steps.size / max(n_rec_recorded, 1) / duration_s
         m["seconds"] = seconds

@@ -1,0 +1,199 @@
+"""nestgrad.networks.v1: the Billeh V1 column builder (layout, connectivity, readout pools) and its NEST network.
+
+Numbers checked against the published tables in nestgrad.networks.v1_data (exact), and structural properties of the
+drawn network: class proportions (largest remainder: within one neuron of n x published fraction), depths inside
+each layer's range, Dale's law (every source's weights share its class's sign), receptor ports by (source, target)
+E/I type, no autapses, in-degree kept at reduced scale (central neurons within 25 % of the full model's expectation).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import numpy as np
+import pytest
+
+from nestgrad.config import OptimizerConfig
+from nestgrad.networks import v1_data as D
+from nestgrad.networks.v1 import V1Config, V1Network, class_counts
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_published_tables_are_consistent():
+    assert D.N_FULL == 51978 and len(D.CLASSES) == 17
+    assert D.SYN_WEIGHT_PA.shape == (17, 17)
+    signs = np.sign(D.SYN_WEIGHT_PA)  # [target, source]: a source's weights share its E/I sign
+    for s, name in enumerate(D.CLASSES):
+        col = signs[:, s][signs[:, s] != 0]
+        assert np.all(col == (1 if D.EXCITATORY[s] else -1)), name
+    a = D.connection_scale()
+    assert np.all((a > 0) == (D.SYN_WEIGHT_PA != 0).T)  # probabilities exactly where Billeh has weights
+    assert D.delay_ms("e4", "e23") == 2.3 and D.delay_ms("i23Pvalb", "e5") == 0.9 and D.delay_ms("i1Htr3a", "e4") == 3.8
+    for name, fits in D.CLASS_FITS.items():
+        assert all(f in D.GLIF_FITS for f, _ in fits), name
+
+
+@pytest.mark.parametrize("n", [100, 600, 5000, D.N_FULL])
+def test_class_counts_follow_published_proportions(n):
+    counts = class_counts(n)
+    assert counts.sum() == n and np.all(counts >= 1)
+    exact = D.CORE_COUNTS * n / D.N_FULL
+    assert np.all(np.abs(counts - exact) <= 1.0)
+    if n == D.N_FULL:
+        np.testing.assert_array_equal(counts, D.CORE_COUNTS)
+
+
+@pytest.fixture(scope="module")
+def net() -> V1Network:
+    return V1Network(V1Config(n_neurons=1500, seed=3), OptimizerConfig(), n_out=2, resolution=1.0)
+
+
+def test_layout(net):
+    lay = net.layout
+    assert lay.cls.size == 1500
+    assert math.isclose(lay.radius, 400 * math.sqrt(1500 / D.N_FULL))
+    assert np.all(np.hypot(lay.x, lay.z) <= lay.radius)
+    for k, name in enumerate(D.CLASSES):
+        lo, hi = D.DEPTH_RANGE_UM[D.LAYER[k]]
+        d = lay.depth[lay.cls == k]
+        assert np.all((d >= lo) & (d <= hi)), name
+        assert set(np.unique(lay.fit[lay.cls == k])) <= {f for f, _ in D.CLASS_FITS[name]}
+
+
+def test_recurrent_connectivity_follows_the_rules(net):
+    lay = net.layout
+    src, tgt, w = lay.rec_src, lay.rec_tgt, lay.rec_w
+    assert np.all(src != tgt)
+    assert np.all(np.diff(src) >= 0)  # canonical order
+    excit = D.EXCITATORY[lay.cls]
+    assert np.all(w[excit[src]] >= 0) and np.all(w[~excit[src]] <= 0)
+    kind = np.where(excit[src], "e", "i").astype(object) + np.where(excit[tgt], "e", "i").astype(object)
+    expected = np.array([D.RECEPTOR[(k[0], k[1])] for k in kind])
+    np.testing.assert_array_equal(lay.rec_receptor, expected)
+    # no connections where Billeh's table has none
+    a = D.connection_scale()
+    assert np.all(a[lay.cls[src], lay.cls[tgt]] > 0)
+    # weights: syn_weight x nsyns (3..7) x direction factor (<= 1)
+    ratio = w / D.SYN_WEIGHT_PA[lay.cls[tgt], lay.cls[src]]
+    assert np.all((ratio > 0) & (ratio <= 7.0 + 1e-12))
+
+
+def test_in_degree_is_kept_at_reduced_scale():
+    """Expected full-scale in-degree of a central neuron: sum over sources of density x A_new x pi sigma^2 (the
+    orientation factor averages to 1). The reduced column's central neurons (r < radius / 3) come within 25 %."""
+    small = V1Network(V1Config(n_neurons=3000, seed=2), OptimizerConfig(), n_out=2, resolution=1.0)
+    unscaled = V1Network(V1Config(n_neurons=3000, seed=2, keep_in_degree=False), OptimizerConfig(), 2, 1.0)
+    lay = small.layout
+    a = D.connection_scale()
+    central = np.flatnonzero(np.hypot(lay.x, lay.z) < lay.radius / 3)
+    for t_name in ("e23", "e4", "e5", "e6"):
+        t = D.CLASSES.index(t_name)
+        expected = 0.0
+        for s, s_name in enumerate(D.CLASSES):
+            if a[s, t] <= 0:
+                continue
+            sigma = D.SIGMA_UM[(D.ei(s_name), "e")]
+            a_new = min(1.0, a[s, t] / ((sigma / D.R0_UM) ** 2 * (1 - math.exp(-((D.R0_UM / sigma) ** 2)))))
+            density = D.CORE_COUNTS[s] / (math.pi * D.CORE_RADIUS_UM**2)
+            expected += density * a_new * math.pi * sigma**2 * (1 - math.exp(-((D.CORE_RADIUS_UM / sigma) ** 2)))
+        sel = central[lay.cls[central] == t]
+        got = np.bincount(lay.rec_tgt, minlength=lay.cls.size)[sel].mean()
+        got_unscaled = np.bincount(unscaled.layout.rec_tgt, minlength=lay.cls.size)[sel].mean()
+        assert abs(got / expected - 1) < 0.25, (t_name, got, expected)
+        assert got_unscaled < 0.85 * got, t_name  # without the scaling the small column loses inputs
+
+
+def test_readout_pools_are_l5_excitatory_and_disjoint(net):
+    e5 = D.CLASSES.index("e5")
+    members = np.concatenate(net.pools)
+    assert members.size == 2 * 30 and np.unique(members).size == members.size
+    assert np.all(net.layout.cls[members] == e5)
+
+
+def test_invalid_configs_name_the_key():
+    with pytest.raises(ValueError, match="n_neurons = 60000"):
+        V1Config(n_neurons=60000)
+    with pytest.raises(ValueError, match="feedback = 'all'"):
+        V1Config(feedback="all")
+    with pytest.raises(ValueError, match="unknown key.*n_rec"):
+        V1Config.from_dict({"n_rec": 5})
+    with pytest.raises(ValueError, match="pools of 30 L5 excitatory neurons"):
+        V1Network(V1Config(n_neurons=400), OptimizerConfig(), n_out=18, resolution=1.0)
+    with pytest.raises(ValueError, match="resolution = 0.1"):
+        V1Network(V1Config(n_neurons=400), OptimizerConfig(), n_out=2, resolution=0.1)
+
+
+# --- in NEST ----------------------------------------------------------------------------------------------------------
+
+
+def test_nest_network_equals_the_layout(nest_kernel):
+    """Every drawn synapse exists in NEST with its weight, receptor port and delay (one step when plastic), and the
+    weights read back in canonical order are the ones written."""
+    nest = nest_kernel
+    nest.resolution = 1.0
+    net = V1Network(
+        V1Config(n_neurons=600, seed=4), OptimizerConfig(Wmin=-1e4, Wmax=1e4, sign_constrained=True), 2, 1.0
+    )
+    w0 = net.initial_weights(1)
+    net.build(nest, w0, record_neurons=10)
+    back = net.read_weights(nest)
+    for key in ("lgn_rec", "rec_rec", "rec_out"):
+        np.testing.assert_array_equal(back[key], w0[key], err_msg=key)
+    lay = net.layout
+    conns = nest.GetConnections(net.neurons, net.neurons).get(["source", "target", "receptor", "delay"])
+    assert len(conns["source"]) == lay.rec_src.size
+    got = dict(zip(zip(conns["source"], conns["target"], strict=True), conns["receptor"], strict=True))
+    ids = net._ids
+    expected = dict(zip(zip(ids[lay.rec_src].tolist(), ids[lay.rec_tgt].tolist(), strict=True), lay.rec_receptor))
+    assert got == expected
+    assert set(np.asarray(conns["delay"]).tolist()) == {1.0}
+    models = set(nest.GetConnections(net.neurons, net.neurons).get("synapse_model"))
+    assert models == {"eprop_vector_synapse_nonneg", "eprop_vector_synapse_neg"}  # Dale's law
+
+
+def test_static_column_fires_at_low_rates(nest_kernel):
+    """The calibrated column (weight_scale, inhibitory_scale) under spontaneous LGN input: no class silent on
+    average, none in the runaway state (> 40 Hz); excitatory classes below 10 Hz (measured 0.2-6 Hz)."""
+    from nestgrad.tasks import TrialBatch
+
+    nest = nest_kernel
+    nest.resolution = 1.0
+    net = V1Network(V1Config(n_neurons=1500, seed=2), OptimizerConfig(), 2, 1.0)
+    net.build(nest, net.initial_weights(1), record_neurons=-1, plastic=False)
+    T = 1000
+    rates = net.lgn.rates(np.zeros((1, 120, 240)), np.zeros(T, int), 1.0)
+    spikes = net.lgn.spikes(rates, np.random.default_rng(0), 1.0)
+    net.load_segment(nest, [TrialBatch(spikes, np.zeros((T, 2)), np.zeros(T), T)])
+    nest.Simulate(T + net.lead_in_ms())
+    senders = np.asarray(net.sr.get("events")["senders"])
+    counts = np.bincount(np.searchsorted(net._ids, senders), minlength=net._ids.size) / (T / 1000.0)
+    per_class = np.array([counts[net.layout.cls == k].mean() for k in range(len(D.CLASSES))])
+    assert per_class.mean() > 0.5 and per_class.max() < 40.0, per_class
+    assert per_class[D.EXCITATORY].max() < 10.0, per_class
+
+
+def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
+    import dataclasses
+
+    from nestgrad.config import ExperimentConfig
+    from nestgrad.trainer import Trainer
+
+    cfg = ExperimentConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / "v1_orientation.toml")
+    cfg = dataclasses.replace(
+        cfg,
+        network=dataclasses.replace(cfg.network, v1={"n_neurons": 600}),
+        task=dataclasses.replace(cfg.task, batch_size=2),
+        optimizer=dataclasses.replace(cfg.optimizer, batch_size=500),
+        training=dataclasses.replace(cfg.training, iterations=2, checkpoint_every=1, plot=False),
+    )
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    w0 = trainer.initial_state().weights
+    history = trainer.run()
+    assert len(history) == 2 and all(np.isfinite(h["loss"]) and 0 <= h["accuracy"] <= 1 for h in history)
+    w = trainer.state.weights
+    for key in ("lgn_rec", "rec_rec"):
+        assert np.abs(w[key] - w0[key]).max() > 0, key
+        assert np.all(w[key][w0[key] >= 0] >= 0) and np.all(w[key][w0[key] < 0] <= 0), key
+    assert (tmp_path / "checkpoint.npz").exists()
