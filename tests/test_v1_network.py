@@ -146,7 +146,8 @@ def test_nest_network_equals_the_layout(nest_kernel):
     assert len(conns["source"]) == lay.rec_src.size
     got = dict(zip(zip(conns["source"], conns["target"], strict=True), conns["receptor"], strict=True))
     ids = net._ids
-    expected = dict(zip(zip(ids[lay.rec_src].tolist(), ids[lay.rec_tgt].tolist(), strict=True), lay.rec_receptor))
+    pairs = zip(ids[lay.rec_src].tolist(), ids[lay.rec_tgt].tolist(), strict=True)
+    expected = dict(zip(pairs, lay.rec_receptor.tolist(), strict=True))
     assert got == expected
     assert set(np.asarray(conns["delay"]).tolist()) == {1.0}
     models = set(nest.GetConnections(net.neurons, net.neurons).get("synapse_model"))
