@@ -20,7 +20,7 @@ PY_TAG = $(shell $(PYTHON) -c 'import sys; print(f"py{sys.version_info[0]}{sys.v
 MPI_TAG = $(shell dpkg-query -W -f='$${Version}' libopenmpi-dev 2>/dev/null | cut -d- -f1)
 WHEELHOUSE = $(CACHE_DIR)/wheels/nest-$(NEST_VERSION)-mpi-openmpi$(MPI_TAG)-$(PY_TAG)
 
-.PHONY: all setup system venv module demo test test-serial lint bench bench-event bench-nestml mpi clean
+.PHONY: all setup system venv module demo test test-serial lint bench bench-event bench-nestml bench-v1 mpi clean
 
 all: setup
 
@@ -116,6 +116,9 @@ bench-event: setup
 # NESTML-generated e-prop neurons vs NEST's built-in twins (time per training iteration, ratio)
 bench-nestml: setup
 	$(PY) scaling_runs/bench_nestml_eprop.py
+
+bench-v1: setup
+	$(PY) scaling_runs/bench_v1.py
 
 clean:
 	rm -rf build build-mpi build.log build-mpi.log $(STAMPS) python/nestgrad/lib out

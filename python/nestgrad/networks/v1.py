@@ -43,6 +43,7 @@ from nestgrad.networks.eprop_classic import (
     Recordings,
     set_generators,
 )
+from nestgrad.networks.pd_eprop import recordings_from_devices
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.tasks import TrialBatch
 
@@ -537,23 +538,9 @@ class V1Network:
         return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
 
     def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
-        step = self.resolution
-        ev = {
-            k: np.asarray(v)
-            for k, v in self.mm.get("events").items()
-            if k in ("times", "senders", "V_m", "target_signal")
-        }
-        k = np.rint((ev["times"] - t_start_ms) / step).astype(np.int64)
-        col = np.searchsorted(self._out_ids, ev["senders"])
-        keep = (k >= 0) & (k < steps)
-        readout, target = np.zeros((steps, self.n_out)), np.zeros((steps, self.n_out))
-        readout[k[keep], col[keep]] = ev["V_m"][keep]
-        target[k[keep], col[keep]] = ev["target_signal"][keep]
-        sr = {k2: np.asarray(v) for k2, v in self.sr.get("events").items() if k2 in ("times", "senders")}
-        s_steps = np.rint((sr["times"] - t_start_ms) / step).astype(np.int64)
-        s_keep = (s_steps >= 0) & (s_steps < steps)
-        senders = np.searchsorted(np.sort(self._recorded), sr["senders"][s_keep])
-        return Recordings(readout, target, s_steps[s_keep], senders)
+        return recordings_from_devices(
+            self.mm, self.sr, self._out_ids, self._recorded, t_start_ms, steps, self.resolution, self.comm
+        )
 
     def _read(self, nest: Any, key: str, pre_ids: np.ndarray, post_ids: np.ndarray, src, tgt, field_name: str):
         """Values of one projection in canonical order (sorted by source, then target)."""

@@ -76,6 +76,23 @@ class ForwardRecord:
     loss: float
 
 
+def masked_weights(spec: NetworkSpec, weights: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W_in, W_rec, W_out with absent synapses set to zero."""
+    return tuple(weights[k] * spec.masks[k] for k in ("in_rec", "rec_rec", "rec_out"))  # type: ignore[return-value]
+
+
+def data_by_update_step(spec: NetworkSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input spikes entering, targets and learning window per update step (data step j is update step j + 2)."""
+    T = LEAD_STEPS + spec.input_spikes.shape[0]
+    x_in = np.zeros((T, spec.n_in))
+    x_in[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.input_spikes.shape[0]] = spec.input_spikes
+    target = np.zeros((T, spec.n_out))
+    window = np.zeros(T)
+    target[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.target.shape[0]] = spec.target
+    window[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.window.shape[0]] = spec.window
+    return x_in, target, window
+
+
 def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = False) -> ForwardRecord:
     spec.validate()
     dt = spec.resolution
@@ -85,18 +102,10 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
     out = EpropReadout(spec.readout_params, dt)
     if smooth and m.refractory_steps != 0:
         raise ValueError("smooth mode needs t_ref = 0 (refractoriness is not differentiable)")
-    T = LEAD_STEPS + spec.input_spikes.shape[0]
     n_rec, n_out = spec.n_rec, spec.n_out
-    W_in = weights["in_rec"] * spec.masks["in_rec"]
-    W_rec = weights["rec_rec"] * spec.masks["rec_rec"]
-    W_out = weights["rec_out"] * spec.masks["rec_out"]
-
-    x_in = np.zeros((T, spec.n_in))
-    x_in[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.input_spikes.shape[0]] = spec.input_spikes
-    target = np.zeros((T, n_out))
-    window = np.zeros(T)
-    target[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.target.shape[0]] = spec.target
-    window[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.window.shape[0]] = spec.window
+    W_in, W_rec, W_out = masked_weights(spec, weights)
+    x_in, target, window = data_by_update_step(spec)
+    T = x_in.shape[0]
 
     rec = {k: np.zeros((T, n_rec)) for k in ("z", "psi", "v_pre", "free", "theta", "adapt_free", "f_av")}
     y = np.zeros((T, n_out))
@@ -210,9 +219,7 @@ def bptt_gradient(
     m = RECURRENT_MODELS[spec.rec_model](spec.rec_params, dt)
     out = EpropReadout(spec.readout_params, dt)
     full = convention == "full"
-    W_in = weights["in_rec"] * spec.masks["in_rec"]
-    W_rec = weights["rec_rec"] * spec.masks["rec_rec"]
-    W_out = weights["rec_out"] * spec.masks["rec_out"]
+    W_in, W_rec, W_out = masked_weights(spec, weights)
     T, n_rec = fw.z.shape
     is_exp = isinstance(m, EpropIafPscExp)
     is_delta = isinstance(m, EpropIafPscDelta) and not is_exp

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nestgrad.reference.bptt import CONVENTIONS
+from nestgrad.reference.bptt import CONVENTIONS, data_by_update_step, masked_weights
 from nestgrad.reference.neurons import EpropGlif3Psc, EpropReadout
-from nestgrad.reference.online import INPUT_TO_REC_STEPS, LEAD_STEPS
 from nestgrad.reference.spec import NetworkSpec
 
 
@@ -54,17 +53,10 @@ def forward_glif3(spec: NetworkSpec, weights: dict[str, np.ndarray]) -> Glif3Rec
     dt = spec.resolution
     m = EpropGlif3Psc(spec.rec_params, dt)
     out = EpropReadout(spec.readout_params, dt)
-    T = LEAD_STEPS + spec.input_spikes.shape[0]
     n_rec, n_out = spec.n_rec, spec.n_out
-    W_in = weights["in_rec"] * spec.masks["in_rec"]
-    W_rec = weights["rec_rec"] * spec.masks["rec_rec"]
-    W_out = weights["rec_out"] * spec.masks["rec_out"]
-    x_in = np.zeros((T, spec.n_in))
-    x_in[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.input_spikes.shape[0]] = spec.input_spikes
-    target = np.zeros((T, n_out))
-    window = np.zeros(T)
-    target[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.target.shape[0]] = spec.target
-    window[INPUT_TO_REC_STEPS : INPUT_TO_REC_STEPS + spec.window.shape[0]] = spec.window
+    W_in, W_rec, W_out = masked_weights(spec, weights)
+    x_in, target, window = data_by_update_step(spec)
+    T = x_in.shape[0]
 
     z_rec, psi_rec, u_pre, free_rec, f_rec = (np.zeros((T, n_rec)) for _ in range(5))
     jump_rec = np.zeros((T, 2, n_rec))
@@ -100,9 +92,7 @@ def bptt_gradient_glif3(
     m = EpropGlif3Psc(spec.rec_params, dt)
     out = EpropReadout(spec.readout_params, dt)
     full = convention == "full"
-    W_in = weights["in_rec"] * spec.masks["in_rec"]
-    W_rec = weights["rec_rec"] * spec.masks["rec_rec"]
-    W_out = weights["rec_out"] * spec.masks["rec_out"]
+    W_in, W_rec, W_out = masked_weights(spec, weights)
     T, n_rec = fw.z.shape
 
     d_out = np.zeros_like(fw.err)  # dE/dv_out[t]
