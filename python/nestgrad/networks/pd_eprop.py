@@ -266,37 +266,6 @@ class EpropMicrocircuit:
             self.mm, self.sr, out_ids, self._pool_ids, t_start_ms, steps, self.resolution, self.comm
         )
 
-
-def recordings_from_devices(
-    mm: Any,
-    sr: Any,
-    out_ids: np.ndarray,
-    recorded_ids: np.ndarray,
-    t_start_ms: float,
-    steps: int,
-    step: float,
-    comm: Any,
-) -> Recordings:
-    """Readout membrane potentials and targets [steps, n_out] from the readouts' multimeter, and the spikes of the
-    recorded neurons (sender = index into the sorted ``recorded_ids``), gathered over ranks."""
-    ev = {
-        k: comm.concat(np.asarray(v))
-        for k, v in mm.get("events").items()
-        if k in ("times", "senders", "V_m", "target_signal")
-    }
-    k = np.rint((ev["times"] - t_start_ms) / step).astype(np.int64)
-    col = np.searchsorted(out_ids, ev["senders"])
-    keep = (k >= 0) & (k < steps)
-    readout = np.zeros((steps, out_ids.size))
-    target = np.zeros((steps, out_ids.size))
-    readout[k[keep], col[keep]] = ev["V_m"][keep]
-    target[k[keep], col[keep]] = ev["target_signal"][keep]
-    spikes = {k2: comm.concat(np.asarray(v)) for k2, v in sr.get("events").items() if k2 in ("times", "senders")}
-    s_steps = np.rint((spikes["times"] - t_start_ms) / step).astype(np.int64)
-    s_keep = (s_steps >= 0) & (s_steps < steps)
-    senders = np.searchsorted(np.sort(recorded_ids), spikes["senders"][s_keep])
-    return Recordings(readout, target, s_steps[s_keep], senders)
-
     # -- weights ----------------------------------------------------------------------------------------------------
     def _read(
         self,
@@ -337,3 +306,34 @@ def recordings_from_devices(
 
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
         pass
+
+
+def recordings_from_devices(
+    mm: Any,
+    sr: Any,
+    out_ids: np.ndarray,
+    recorded_ids: np.ndarray,
+    t_start_ms: float,
+    steps: int,
+    step: float,
+    comm: Any,
+) -> Recordings:
+    """Readout membrane potentials and targets [steps, n_out] from the readouts' multimeter, and the spikes of the
+    recorded neurons (sender = index into the sorted ``recorded_ids``), gathered over ranks."""
+    ev = {
+        k: comm.concat(np.asarray(v))
+        for k, v in mm.get("events").items()
+        if k in ("times", "senders", "V_m", "target_signal")
+    }
+    k = np.rint((ev["times"] - t_start_ms) / step).astype(np.int64)
+    col = np.searchsorted(out_ids, ev["senders"])
+    keep = (k >= 0) & (k < steps)
+    readout = np.zeros((steps, out_ids.size))
+    target = np.zeros((steps, out_ids.size))
+    readout[k[keep], col[keep]] = ev["V_m"][keep]
+    target[k[keep], col[keep]] = ev["target_signal"][keep]
+    spikes = {k2: comm.concat(np.asarray(v)) for k2, v in sr.get("events").items() if k2 in ("times", "senders")}
+    s_steps = np.rint((spikes["times"] - t_start_ms) / step).astype(np.int64)
+    s_keep = (s_steps >= 0) & (s_steps < steps)
+    senders = np.searchsorted(np.sort(recorded_ids), spikes["senders"][s_keep])
+    return Recordings(readout, target, s_steps[s_keep], senders)
