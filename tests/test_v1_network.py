@@ -232,3 +232,17 @@ def test_every_v1_task_trains_through_the_trainer(task, n_neurons, tmp_path):
     history = trainer.run()
     assert np.isfinite(history[0]["loss"]) and 0 <= history[0]["accuracy"] <= 1
     assert np.abs(trainer.state.weights["lgn_rec"] - w0["lgn_rec"]).max() > 0
+
+
+def test_v1_configuration_errors_name_the_key():
+    from nestgrad.config import ConfigError, ExperimentConfig
+
+    base = {"network": {"architecture": "v1"}, "task": {"name": "v1_orientation"}}
+    with pytest.raises(ConfigError, match="gradient_algorithm = 'event'"):
+        ExperimentConfig.from_dict(base | {"network": {"architecture": "v1", "gradient_algorithm": "event"}})
+    with pytest.raises(ConfigError, match="network.v1: unknown key"):
+        ExperimentConfig.from_dict(base | {"network": {"architecture": "v1", "v1": {"neurons": 5}}})
+    with pytest.raises(ConfigError, match="v1_orientation.*'v1'"):
+        ExperimentConfig.from_dict({"task": {"name": "v1_orientation"}})
+    with pytest.raises(ConfigError, match="task.v1"):
+        ExperimentConfig.from_dict(base | {"task": {"name": "v1_orientation", "v1": {"stimulus_ms": -1.0}}})
