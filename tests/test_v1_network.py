@@ -246,3 +246,45 @@ def test_v1_configuration_errors_name_the_key():
         ExperimentConfig.from_dict({"task": {"name": "v1_orientation"}})
     with pytest.raises(ConfigError, match="task.v1"):
         ExperimentConfig.from_dict(base | {"task": {"name": "v1_orientation", "v1": {"stimulus_ms": -1.0}}})
+
+
+def test_v1_column_round_trips_through_sonata(nest_kernel, tmp_path):
+    """A nestgrad-built V1 column (plastic, one-step delays) exported to SONATA and imported with e-prop synapses
+    (eprop_vector_synapse, the GLIF3 neuron's): same neurons and parameters, same synapses with the same weights,
+    receptor ports and delays."""
+    from nestgrad import sonata
+
+    nest = nest_kernel
+    nest.resolution = 1.0
+    net = V1Network(V1Config(n_neurons=600, seed=4, background_rate=0.0), OptimizerConfig(Wmin=-1e4, Wmax=1e4), 2, 1.0)
+    net.build(nest, net.initial_weights(1), record_neurons=0)
+    keys = ["source", "target", "weight", "receptor", "delay"]
+    before = nest.GetConnections(target=net.neurons, synapse_model="eprop_vector_synapse").get(keys)
+    params = ["C_m", "g", "E_L", "V_th", "t_ref", "asc_amps", "asc_decay", "tau_syn"]
+    neurons_before = net.neurons.get(params)
+    config = sonata.export_sonata(tmp_path / "v1", nest, {"v1": net.neurons, "lgn": net.lgn_nodes})
+    imported = sonata.SonataNetwork.from_config(config)
+    assert set(imported.edges) == {"lgn_to_v1", "v1_to_v1"}
+
+    nest.ResetKernel()
+    import nestgrad
+
+    nestgrad.install()
+    nest.resolution = 1.0
+    nest.SetDefaults("eprop_vector_synapse", {"optimizer": {"Wmin": -1e4, "Wmax": 1e4}})
+    built = sonata.build_in_nest(
+        imported, nest, plastic=["lgn_to_v1", "v1_to_v1"], plastic_synapse="eprop_vector_synapse", parrots=True
+    )
+    v1 = built.populations["v1"]
+    assert len(v1) == 600 and set(v1.get("model")) == {"eprop_glif3_psc"}
+    after = nest.GetConnections(target=v1, synapse_model="eprop_vector_synapse").get(keys)
+    assert len(after["weight"]) == len(before["weight"]) == net.layout.rec_src.size + net.layout.lgn_src.size
+
+    # node ids differ between the kernels: compare the value multisets
+    for k in ("weight", "receptor", "delay"):
+        np.testing.assert_array_equal(np.sort(np.asarray(after[k])), np.sort(np.asarray(before[k])), err_msg=k)
+
+    def rows(d):  # one parameter tuple per neuron, sorted (the importer orders neurons by node type)
+        return sorted(zip(*[[tuple(np.atleast_1d(v).tolist()) for v in d[p]] for p in params], strict=True))
+
+    assert rows(v1.get(params)) == rows(neurons_before)
