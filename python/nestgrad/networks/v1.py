@@ -87,6 +87,9 @@ class V1Config:
     plastic_recurrent: bool = True  # V1 -> V1 synapses learn too (else only LGN -> V1 and readouts)
     pool_size: int = 30
     readout_weight: float = 0.02  # initial weight of pool neuron -> readout
+    # learning rate of the readout weights (0: the optimizer's eta). Adam's steps are about eta in weight units, and
+    # readout weights (~0.02) are two orders of magnitude smaller than the column's (pA)
+    readout_eta: float = 0.0
     feedback: str = "random"  # "random": learning signals to every neuron; "pools": only to the readout pools
     feedback_weight: float = 1.0
     eprop_params: dict[str, Any] = field(default_factory=dict)
@@ -109,7 +112,14 @@ class V1Config:
             self.lgn_per_subfield,
             "an integer >= 1",
         )
-        for key in ("weight_scale", "inhibitory_scale", "lgn_weight_scale", "readout_weight", "feedback_weight"):
+        for key in (
+            "weight_scale",
+            "inhibitory_scale",
+            "lgn_weight_scale",
+            "readout_weight",
+            "feedback_weight",
+            "readout_eta",
+        ):
             v = getattr(self, key)
             need(isinstance(v, int | float) and math.isfinite(v) and v >= 0, key, v, "a finite number >= 0")
         need(
@@ -506,7 +516,8 @@ class V1Network:
         w = np.asarray(w, float)
         groups = [(np.ones(w.size, bool), plastic_model if plastic else "static_synapse")]
         if plastic:
-            self._set_optimizer(nest, plastic_model, self.optimizer.Wmin, self.optimizer.Wmax)
+            eta = self.config.readout_eta if key == "rec_out" and self.config.readout_eta > 0 else None
+            self._set_optimizer(nest, plastic_model, self.optimizer.Wmin, self.optimizer.Wmax, eta)
             if self.optimizer.sign_constrained and dale:
                 groups = []
                 for sign, sel in (("nonneg", w >= 0), ("neg", w < 0)):
@@ -524,9 +535,12 @@ class V1Network:
                 syn["receptor_type"] = receptor[sel]
             nest.Connect(pre[sel], post[sel], "one_to_one", syn)
 
-    def _set_optimizer(self, nest: Any, model: str, w_min: float, w_max: float) -> None:
+    def _set_optimizer(self, nest: Any, model: str, w_min: float, w_max: float, eta: float | None = None) -> None:
+        settings = self.optimizer.nest_dict() | {"Wmin": w_min, "Wmax": w_max}
+        if eta is not None:
+            settings["eta"] = eta
         nest.SetDefaults(model, {"weight": min(max(0.0, w_min), w_max)})
-        nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict() | {"Wmin": w_min, "Wmax": w_max}})
+        nest.SetDefaults(model, {"optimizer": settings})
 
     def build_for_benchmark(self, nest: Any) -> None:
         self.build(nest, self.initial_weights(self.config.seed), record_neurons=0)
