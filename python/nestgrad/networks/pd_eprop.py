@@ -89,7 +89,33 @@ class EpropMicrocircuitConfig:
         return max(int(round(THALAMUS_N * self.n_scaling)), 1)
 
 
-class EpropMicrocircuit:
+class GeneratorDrivenLearner:
+    """What the learners with generator inputs and eprop_readout outputs (microcircuit, V1) share for the Trainer;
+    subclasses create ``gen_in``, ``gen_target``, ``gen_window`` in ``build`` and define ``initial_weights``."""
+
+    resolution: float
+    config: Any
+    gen_in: Any
+    gen_target: Any
+    gen_window: Any
+
+    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
+        raise NotImplementedError
+
+    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def build_for_benchmark(self, nest: Any) -> None:
+        self.build(nest, self.initial_weights(self.config.seed), record_neurons=0)
+
+    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
+        set_generators(self.gen_in, self.gen_target, self.gen_window, batches, self.resolution)
+
+    def lead_in_ms(self) -> float:
+        return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
+
+
+class EpropMicrocircuit(GeneratorDrivenLearner):
     """Same interface as :class:`~nestgrad.networks.eprop_classic.EpropNetwork`, so the Trainer runs it."""
 
     def __init__(
@@ -250,16 +276,7 @@ class EpropMicrocircuit:
         self._pool_ids = np.sort(pool_ids)
         self._feedback = np.array(weights["feedback"], copy=True)
 
-    def build_for_benchmark(self, nest: Any) -> None:
-        self.build(nest, self.initial_weights(self.config.seed), record_neurons=0)
-
     # -- data -------------------------------------------------------------------------------------------------------
-    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
-        set_generators(self.gen_in, self.gen_target, self.gen_window, batches, self.resolution)
-
-    def lead_in_ms(self) -> float:
-        return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
-
     def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
         out_ids = np.asarray(self.out.tolist())
         return recordings_from_devices(

@@ -35,17 +35,13 @@ import numpy as np
 from nestgrad.config import OptimizerConfig
 from nestgrad.networks import v1_data as D
 from nestgrad.networks.eprop_classic import (
-    DELAY_STEPS,
     EPROP_SYNAPSE,
-    OFFSET_GEN_STEPS,
     READOUT_DEFAULTS,
     VECTOR_SYNAPSE,
     Recordings,
-    set_generators,
 )
-from nestgrad.networks.pd_eprop import recordings_from_devices
+from nestgrad.networks.pd_eprop import GeneratorDrivenLearner, recordings_from_devices
 from nestgrad.parallel import SerialCommunicator
-from nestgrad.tasks import TrialBatch
 
 NEURON_MODEL = "eprop_glif3_psc"
 # Chen et al.'s readout pool origins (x, z in um, at mid-L5 depth), scaled to the column's radius
@@ -184,7 +180,7 @@ class V1Layout:
     in_degree_factor: dict[tuple[str, str], float]
 
 
-class V1Network:
+class V1Network(GeneratorDrivenLearner):
     """The V1 learner; same interface as :class:`~nestgrad.networks.eprop_classic.EpropNetwork` for the Trainer."""
 
     def __init__(self, config: V1Config, optimizer: OptimizerConfig, n_out: int, resolution: float):
@@ -541,15 +537,6 @@ class V1Network:
             settings["eta"] = eta
         nest.SetDefaults(model, {"weight": min(max(0.0, w_min), w_max)})
         nest.SetDefaults(model, {"optimizer": settings})
-
-    def build_for_benchmark(self, nest: Any) -> None:
-        self.build(nest, self.initial_weights(self.config.seed), record_neurons=0)
-
-    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
-        set_generators(self.gen_in, self.gen_target, self.gen_window, batches, self.resolution)
-
-    def lead_in_ms(self) -> float:
-        return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
 
     def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
         return recordings_from_devices(
