@@ -98,6 +98,7 @@ class GeneratorDrivenLearner:
     gen_in: Any
     gen_target: Any
     gen_window: Any
+    out: Any
 
     def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
         raise NotImplementedError
@@ -113,6 +114,19 @@ class GeneratorDrivenLearner:
 
     def lead_in_ms(self) -> float:
         return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
+
+    def _connect_readout_devices(self, nest: Any, recorded_ids: np.ndarray) -> None:
+        """Targets and learning window into the readouts (``self.out``), a multimeter on them, and a spike recorder
+        on the neurons ``recorded_ids``."""
+        step = self.resolution
+        rate = {"synapse_model": "rate_connection_delayed", "delay": step}
+        nest.Connect(self.gen_target, self.out, "one_to_one", rate | {"receptor_type": 2})
+        nest.Connect(self.gen_window, self.out, "all_to_all", rate | {"receptor_type": 1})
+        self.mm = nest.Create("multimeter", {"interval": step, "record_from": ["V_m", "target_signal"]})
+        nest.Connect(self.mm, self.out)
+        self.sr = nest.Create("spike_recorder")
+        if recorded_ids.size:
+            nest.Connect(nest.NodeCollection(sorted(recorded_ids.tolist())), self.sr)
 
 
 class EpropMicrocircuit(GeneratorDrivenLearner):
@@ -264,15 +278,8 @@ class EpropMicrocircuit(GeneratorDrivenLearner):
                     "delay": np.full(pre.size, step),
                 },
             )
-        rate = {"synapse_model": "rate_connection_delayed", "delay": step}
-        nest.Connect(self.gen_target, self.out, "one_to_one", rate | {"receptor_type": 2})
-        nest.Connect(self.gen_window, self.out, "all_to_all", rate | {"receptor_type": 1})
-        self.mm = nest.Create("multimeter", {"interval": step, "record_from": ["V_m", "target_signal"]})
-        nest.Connect(self.mm, self.out)
-        self.sr = nest.Create("spike_recorder")
         pool_ids = np.unique(ids[self.out_src])[:record_neurons]
-        if pool_ids.size:
-            nest.Connect(nest.NodeCollection(sorted(pool_ids.tolist())), self.sr)
+        self._connect_readout_devices(nest, pool_ids)
         self._pool_ids = np.sort(pool_ids)
         self._feedback = np.array(weights["feedback"], copy=True)
 

@@ -477,16 +477,9 @@ class V1Network(GeneratorDrivenLearner):
                     "delay": np.full(post_idx.size, step),
                 },
             )
-        rate = {"synapse_model": "rate_connection_delayed", "delay": step}
-        nest.Connect(self.gen_target, self.out, "one_to_one", rate | {"receptor_type": 2})
-        nest.Connect(self.gen_window, self.out, "all_to_all", rate | {"receptor_type": 1})
-        self.mm = nest.Create("multimeter", {"interval": step, "record_from": ["V_m", "target_signal"]})
-        nest.Connect(self.mm, self.out)
-        self.sr = nest.Create("spike_recorder")
         recorded = ids if record_neurons < 0 else np.unique(self.out_src)[:record_neurons]
         self._recorded = np.asarray(recorded)
-        if recorded.size:
-            nest.Connect(nest.NodeCollection(sorted(np.asarray(recorded).tolist())), self.sr)
+        self._connect_readout_devices(nest, self._recorded)
         self._ids, self._lgn_ids, self._out_ids = ids, lgn_ids, out_ids
         self._feedback = np.array(weights["feedback"], copy=True)
 
