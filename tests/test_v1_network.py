@@ -152,6 +152,9 @@ def test_nest_network_equals_the_layout(nest_kernel):
     assert set(np.asarray(conns["delay"]).tolist()) == {1.0}
     models = set(nest.GetConnections(net.neurons, net.neurons).get("synapse_model"))
     assert models == {"eprop_vector_synapse_nonneg", "eprop_vector_synapse_neg"}  # Dale's law
+    # the spike recorder sees the first readout-pool neurons (by node id)
+    recorded = np.sort(np.asarray(nest.GetConnections(target=net.sr).get("source")))
+    np.testing.assert_array_equal(recorded, np.unique(ids[net.out_src])[:10])
 
 
 def test_static_column_fires_at_low_rates(nest_kernel):

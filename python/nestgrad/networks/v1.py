@@ -477,7 +477,7 @@ class V1Network(GeneratorDrivenLearner):
                     "delay": np.full(post_idx.size, step),
                 },
             )
-        recorded = ids if record_neurons < 0 else np.unique(self.out_src)[:record_neurons]
+        recorded = ids if record_neurons < 0 else np.unique(ids[self.out_src])[:record_neurons]
         self._recorded = np.asarray(recorded)
         self._connect_readout_devices(nest, self._recorded)
         self._ids, self._lgn_ids, self._out_ids = ids, lgn_ids, out_ids
