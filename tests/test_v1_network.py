@@ -178,20 +178,27 @@ def test_static_column_fires_at_low_rates(nest_kernel):
     assert per_class[D.EXCITATORY].max() < 10.0, per_class
 
 
-def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
+def small_v1_config(task: str, n_neurons: int, trials: int, optimizer_steps: int, iterations: int):
+    """The shipped configuration of ``task`` at a test's size: a checkpoint per iteration, no plots."""
     import dataclasses
 
     from nestgrad.config import ExperimentConfig
+
+    cfg = ExperimentConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / f"{task}.toml")
+    return dataclasses.replace(
+        cfg,
+        network=dataclasses.replace(cfg.network, v1=cfg.network.v1 | {"n_neurons": n_neurons}),
+        task=dataclasses.replace(cfg.task, batch_size=trials),
+        optimizer=dataclasses.replace(cfg.optimizer, batch_size=optimizer_steps),
+        training=dataclasses.replace(cfg.training, iterations=iterations, checkpoint_every=1, plot=False),
+    )
+
+
+def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
+
     from nestgrad.trainer import Trainer
 
-    cfg = ExperimentConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / "v1_orientation.toml")
-    cfg = dataclasses.replace(
-        cfg,
-        network=dataclasses.replace(cfg.network, v1={"n_neurons": 600}),
-        task=dataclasses.replace(cfg.task, batch_size=2),
-        optimizer=dataclasses.replace(cfg.optimizer, batch_size=500),
-        training=dataclasses.replace(cfg.training, iterations=2, checkpoint_every=1, plot=False),
-    )
+    cfg = small_v1_config("v1_orientation", n_neurons=600, trials=2, optimizer_steps=500, iterations=2)
     trainer = Trainer(cfg, tmp_path, verbose=False)
     w0 = trainer.initial_state().weights
     history = trainer.run()
@@ -216,20 +223,11 @@ def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
 def test_every_v1_task_trains_through_the_trainer(task, n_neurons, tmp_path):
     """Each of Chen et al.'s tasks (and all five together, 18 readout pools) through its shipped configuration:
     one iteration of one trial at reduced scale; finite loss, accuracy defined, weights changed."""
-    import dataclasses
 
-    from nestgrad.config import ExperimentConfig
     from nestgrad.trainer import Trainer
 
-    cfg = ExperimentConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / f"{task}.toml")
+    cfg = small_v1_config(task, n_neurons=n_neurons, trials=1, optimizer_steps=100, iterations=1)
     assert cfg.task.name == task
-    cfg = dataclasses.replace(
-        cfg,
-        network=dataclasses.replace(cfg.network, v1=cfg.network.v1 | {"n_neurons": n_neurons}),
-        task=dataclasses.replace(cfg.task, batch_size=1),
-        optimizer=dataclasses.replace(cfg.optimizer, batch_size=100),
-        training=dataclasses.replace(cfg.training, iterations=1, checkpoint_every=1, plot=False),
-    )
     trainer = Trainer(cfg, tmp_path, verbose=False)
     w0 = trainer.initial_state().weights
     history = trainer.run()
