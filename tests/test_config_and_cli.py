@@ -106,9 +106,15 @@ def test_cli_train_and_resume(tmp_path, capsys):
     assert "iteration    3/3" in capsys.readouterr().out
     assert cli.main(["train", str(cfg), "--out", str(out), "--overwrite"]) == 0  # explicit: start again
     assert "iteration    1/2" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(cfg), "--out", str(out), "--batches", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "evaluation of iteration 2 on 2 new trials (learning off): loss" in printed
+    assert (out / "evaluation.json").exists()
+    assert cli.main(["evaluate", str(cfg), "--out", str(tmp_path / "nothing")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["models", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["evaluate", "--help"], ["models", "--help"]])
 def test_help_for_every_subcommand(args):
     result = subprocess.run([sys.executable, "-m", "nestgrad", *args], capture_output=True, text=True)
     assert result.returncode == 0

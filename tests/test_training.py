@@ -127,3 +127,33 @@ def test_recorded_target_is_aligned_with_task_data(tmp_path):
     trainer.run()
     batch, rec = trainer.last
     np.testing.assert_array_equal(rec.target, batch.target * batch.learning_window[:, None])
+
+
+def test_evaluate_tests_new_trials_with_learning_off(tmp_path):
+    import nest
+
+    trainer = Trainer(
+        small_config(iterations=2, every=2, task="evidence", optimizer="adam", eta=1e-3), tmp_path, verbose=False
+    )
+    trainer.run()
+    trained = {k: v.copy() for k, v in trainer.state.weights.items()}
+    result = trainer.evaluate(n_batches=3)
+    # the kernel of the evaluation is still there: its weights are the trained ones, unchanged by 3 batches
+    after = trainer.network.read_weights(nest)
+    for key in ("in_rec", "rec_rec", "rec_out"):
+        np.testing.assert_array_equal(after[key], trained[key], err_msg=key)
+    assert result["batches"] == 3 and result["trials"] == 3 and result["iteration"] == 2
+    assert len(result["per_batch"]) == 3 and 0.0 <= result["accuracy"] <= 1.0
+    assert result["loss"] == pytest.approx(np.mean([b["loss"] for b in result["per_batch"]]))
+    assert (tmp_path / "evaluation.json").exists()
+    # a new Trainer evaluates the checkpoint: same numbers
+    again = Trainer(
+        small_config(iterations=2, every=2, task="evidence", optimizer="adam", eta=1e-3), tmp_path, verbose=False
+    ).evaluate(n_batches=3)
+    assert again == result
+    with pytest.raises(ValueError, match="first_batch = 1 overlaps the training batches"):
+        trainer.evaluate(first_batch=1)
+    with pytest.raises(ValueError, match="n_batches = 0"):
+        trainer.evaluate(n_batches=0)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        Trainer(small_config(), tmp_path / "empty", verbose=False).evaluate()

@@ -294,6 +294,18 @@ def test_trial_contents(small_lgn: LGN):
         i = np.unravel_index(np.argmax(gx**2 + gy**2), g.shape)
         angle = math.degrees(math.atan2(gy[i], gx[i])) % 180
         assert tr.label == int(angle > 45)
+    # a fixed phase: each frame is the grating of one allowed orientation with that phase; labels (the other draws)
+    # are those of the random-phase task
+    fixed = vt.FineOrientationTask(
+        vt.V1TaskConfig(orientation_difference_deg=20.0, orientation_phase_deg=60.0), 0, small_lgn, 1.0, 1
+    )
+    allowed = 45.0 + np.r_[-200:0, 1:201] * 0.1
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(5):
+        a, b = fixed.trial(r1), ori.trial(r2)
+        assert a.label == b.label
+        err = [np.abs(a.frames[1] - vt.grating(o, math.radians(60.0), 0.05, 1.0)).max() for o in allowed]
+        assert min(err) < 1e-12 and int(allowed[int(np.argmin(err))] > 45) == a.label
 
 
 def test_time_scale_and_resolution(small_lgn: LGN):
@@ -354,6 +366,7 @@ def test_config_validation(small_lgn: LGN):
         "grating_change_max_deg": 120.0,
         "cue_width_deg": 200.0,
         "grating_change_random_phase": "yes",
+        "orientation_phase_deg": "fixed",
         "response_start_ms": 580.0,
         "change_response_delay_ms": 260.0,
     }

@@ -8,6 +8,7 @@ E/I type, no autapses, in-degree kept at reduced scale (central neurons within 2
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 
@@ -208,6 +209,16 @@ def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
         assert np.abs(w[key] - w0[key]).max() > 0, key
         assert np.all(w[key][w0[key] >= 0] >= 0) and np.all(w[key][w0[key] < 0] <= 0), key
     assert (tmp_path / "checkpoint.npz").exists()
+    # evaluation on new trials with learning off (also the readouts, which have a learning rate of their own)
+    import nest
+
+    trainer.network.config = dataclasses.replace(trainer.network.config, readout_eta=0.01)
+    result = trainer.evaluate(n_batches=1)
+    assert result["trials"] == 2 and 0 <= result["accuracy"] <= 1
+    after = trainer.network.read_weights(nest)
+    for key in ("lgn_rec", "rec_rec", "rec_out"):
+        np.testing.assert_array_equal(after[key], w[key], err_msg=key)
+    assert trainer.network.config.readout_eta == 0.01  # restored
 
 
 @pytest.mark.parametrize(

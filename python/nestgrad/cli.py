@@ -30,6 +30,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nestgrad.trainer import CheckpointError, Trainer
+
+    config = ExperimentConfig.from_toml(args.config)
+    out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
+    try:
+        result = Trainer(config, out, verbose=False).evaluate(args.batches)
+    except CheckpointError as err:
+        print(f"nestgrad evaluate: {err}", file=sys.stderr)
+        return 2
+    acc = f", accuracy {result['accuracy']:.3f}" if "accuracy" in result else ""
+    print(
+        f"evaluation of iteration {result['iteration']} on {result['trials']} new trials (learning off): "
+        f"loss {result['loss']:.5g}{acc}; written: {out / 'evaluation.json'}"
+    )
+    return 0
+
+
 # The psc_delta models use ~30x larger weights (NEST's examples); with the common learning rate the network changes
 # so fast that NEST and the reference, which sum synaptic inputs in different orders, part ways by rounding.
 _COMPARE_ETA = {
@@ -121,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace an earlier run in the output folder")
     train.add_argument("--iterations", type=int, help="override training.iterations")
     train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser(
+        "evaluate",
+        help="test trained weights on new trials, learning off",
+        description="Load the checkpoint of a training run and measure loss and accuracy on batches the training "
+        "never drew, with every learning rate set to 0. Writes evaluation.json to the output folder.",
+    )
+    ev.add_argument("config", help="the configuration the run was trained with (.toml)")
+    ev.add_argument("--out", help="the run's output folder (default: out/<config name>)")
+    ev.add_argument("--batches", type=int, default=10, help="number of test batches (default 10)")
+    ev.set_defaults(func=_cmd_evaluate)
 
     cmp = sub.add_parser(
         "compare",

@@ -101,6 +101,10 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+# task batch indices of evaluation batches: far beyond any training iteration, so never trained on
+EVALUATION_FIRST_BATCH = 1_000_000
+
+
 class Trainer:
     """Train the classic e-prop network on a task.
 
@@ -229,6 +233,64 @@ class Trainer:
             self._write_outputs()
         self._notify("on_train_end")
         return self.state.history
+
+    def evaluate(self, n_batches: int = 10, first_batch: int = EVALUATION_FIRST_BATCH) -> dict[str, Any]:
+        """Loss and accuracy of the trained weights on ``n_batches`` batches that training never draws (task batch
+        indices ``first_batch``, ``first_batch + 1``, ...), with learning switched off: the network is built with
+        every learning rate 0, so weights stay as they are. Uses the weights of this
+        Trainer's last run, else the checkpoint in ``out_dir``; writes ``evaluation.json`` there (rank 0)."""
+        if not isinstance(n_batches, int) or isinstance(n_batches, bool) or n_batches < 1:
+            raise ValueError(f"evaluate: n_batches = {n_batches!r}; a positive integer is required")
+        if not isinstance(first_batch, int) or first_batch < self.config.training.iterations:
+            raise ValueError(
+                f"evaluate: first_batch = {first_batch!r} overlaps the training batches "
+                f"(0 ... {self.config.training.iterations - 1})"
+            )
+        if self.state is None:
+            self.state = load_checkpoint(self.checkpoint_path, self.config)
+        self.validate()
+        nest = self._fresh_kernel()
+        net = self.network
+        # learning off: the synapse models get eta = 0 before any connection exists (NEST's optimizer applies the
+        # first eta it was given to each synapse's first update, so setting it to 0 after the build would not do)
+        optimizer, v1_config = net.optimizer, getattr(net, "config", None)
+        try:
+            net.optimizer = dataclasses.replace(optimizer, eta=0.0)
+            if hasattr(v1_config, "readout_eta"):
+                net.config = dataclasses.replace(v1_config, readout_eta=0.0)
+            net.build(nest, self.state.weights, self.config.training.record_neurons)
+        finally:
+            net.optimizer = optimizer
+            if hasattr(v1_config, "readout_eta"):
+                net.config = v1_config
+        batches = [self.task.batch(first_batch + k) for k in range(n_batches)]
+        net.load_segment(nest, batches)
+        t = net.lead_in_ms()
+        nest.Prepare()
+        nest.Run(t)
+        per_batch = []
+        for batch in batches:
+            nest.Run(batch.steps * self.config.task.resolution)
+            rec = net.collect(nest, t, batch.steps)
+            t += batch.steps * self.config.task.resolution
+            m = self._metrics(batch, rec, 0.0)
+            per_batch.append({k: v for k, v in m.items() if k in ("loss", "accuracy", "rate_hz")})
+        nest.Cleanup()
+        n_trials = sum(b.steps // b.trial_steps for b in batches)
+        result: dict[str, Any] = {
+            "iteration": self.state.iteration,
+            "batches": n_batches,
+            "first_batch": first_batch,
+            "trials": n_trials,
+            "loss": float(np.mean([m["loss"] for m in per_batch])),
+        }
+        if per_batch and "accuracy" in per_batch[0]:
+            result["accuracy"] = float(np.mean([m["accuracy"] for m in per_batch]))
+        result["per_batch"] = per_batch
+        if self.comm.is_root:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
+        return result
 
     def _notify(self, hook: str, *args: Any) -> None:
         """Call a hook of every callback, on rank 0 only (callbacks print and write files)."""

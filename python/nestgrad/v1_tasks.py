@@ -9,8 +9,9 @@ the others) inside the response window, which is the learning window, and 0 else
 Timings (Chen et al., multi_training.py flags; all durations are multiplied by ``time_scale``; 600 ms per trial):
 
 * ``v1_orientation`` (fine orientation discrimination): 50 ms gray, 100 ms static grating (0.05 cycles/deg, random
-  phase) at 45 deg +- up to ``orientation_difference_deg`` (0.1 deg steps; 45 itself is left out so that every
-  stimulus has a defined answer), 450 ms gray; label 1 if the orientation is > 45 deg. Response window 150-200 ms.
+  phase, or the fixed phase ``orientation_phase_deg``) at 45 deg +- up to ``orientation_difference_deg`` (0.1 deg
+  steps; 45 itself is left out so that every stimulus has a defined answer), 450 ms gray; label 1 if the orientation
+  is > 45 deg. Response window 150-200 ms.
 * ``v1_digits``: like the orientation task with an 8 x 8 scikit-learn digit (16 levels) upsampled to 120 x 120 and
   padded with gray to 120 x 240; 10 classes.
 * ``v1_image_change``: 50 ms gray, image A 100 ms, 200 ms gray, image B 100 ms, 150 ms gray; B = A with probability
@@ -69,6 +70,9 @@ class V1TaskConfig:
     orientation_center_deg: float = 45.0
     orientation_difference_deg: float = 2.0  # orientations 45 +- (0.1 ... 2) deg; e.g. 20 for a coarse variant
     orientation_step_deg: float = 0.1
+    # the orientation task's grating phase: "random" (uniform per trial, Chen et al.) or a fixed phase in degrees
+    # (then single LGN units' rates differ between the classes; with random phases only their correlations do)
+    orientation_phase_deg: float | str = "random"
     grating_change_min_deg: float = 120.0
     grating_change_max_deg: float = 150.0
     grating_change_random_phase: bool = True  # a new random phase for B (else A's): the change must be in orientation
@@ -108,6 +112,13 @@ class V1TaskConfig:
             0 < number("orientation_step_deg") <= self.orientation_difference_deg,
             "orientation_step_deg",
             "> 0 and <= orientation_difference_deg",
+        )
+        phase = self.orientation_phase_deg
+        need(
+            phase == "random"
+            or (isinstance(phase, int | float) and not isinstance(phase, bool) and math.isfinite(phase)),
+            "orientation_phase_deg",
+            "'random' or a phase in degrees",
         )
         number("grating_change_min_deg")
         need(
@@ -314,7 +325,10 @@ class FineOrientationTask(_SingleStimulusTask):
         n_max = max(int(round(c.orientation_difference_deg / c.orientation_step_deg)), 1)
         side = 1 if rng.random() < 0.5 else -1
         orientation = c.orientation_center_deg + side * int(rng.integers(1, n_max + 1)) * c.orientation_step_deg
-        frame = grating(orientation, rng.uniform(0, 2 * math.pi), c.spatial_frequency, c.contrast)
+        phase = rng.uniform(0, 2 * math.pi)  # drawn in both cases, so that the other draws do not depend on the choice
+        if c.orientation_phase_deg != "random":
+            phase = math.radians(float(c.orientation_phase_deg))
+        frame = grating(orientation, phase, c.spatial_frequency, c.contrast)
         return self._trial(frame, int(side > 0))
 
 
