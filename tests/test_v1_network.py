@@ -124,6 +124,10 @@ def test_invalid_configs_name_the_key():
         V1Network(V1Config(n_neurons=400), OptimizerConfig(), n_out=18, resolution=1.0)
     with pytest.raises(ValueError, match="resolution = 0.1"):
         V1Network(V1Config(n_neurons=400), OptimizerConfig(), n_out=2, resolution=0.1)
+    with pytest.raises(ValueError, match="plastic_targets = 'pools': 'pools' needs feedback = 'pools'"):
+        V1Config(plastic_targets="pools")
+    with pytest.raises(ValueError, match="plastic_targets = 'some'"):
+        V1Config(plastic_targets="some", feedback="pools")
 
 
 # --- in NEST ----------------------------------------------------------------------------------------------------------
@@ -156,6 +160,33 @@ def test_nest_network_equals_the_layout(nest_kernel):
     # the spike recorder sees the first readout-pool neurons (by node id)
     recorded = np.sort(np.asarray(nest.GetConnections(target=net.sr).get("source")))
     np.testing.assert_array_equal(recorded, np.unique(ids[net.out_src])[:10])
+
+
+def test_only_the_pools_learn_with_plastic_targets_pools(nest_kernel):
+    """plastic_targets = "pools": e-prop synapses (one-step delay, Dale's copies) onto the pool neurons only, static
+    synapses with Billeh's delays onto the others; weights read back in canonical order."""
+    nest = nest_kernel
+    nest.resolution = 1.0
+    cfg = V1Config(n_neurons=600, seed=4, feedback="pools", plastic_targets="pools")
+    net = V1Network(cfg, OptimizerConfig(Wmin=-1e4, Wmax=1e4, sign_constrained=True), 2, 1.0)
+    w0 = net.initial_weights(1)
+    net.build(nest, w0, record_neurons=10)
+    back = net.read_weights(nest)
+    for key in ("lgn_rec", "rec_rec", "rec_out"):
+        np.testing.assert_array_equal(back[key], w0[key], err_msg=key)
+    lay, ids = net.layout, net._ids
+    in_pool = np.zeros(lay.cls.size, bool)
+    in_pool[np.concatenate(net.pools)] = True
+    d = nest.GetConnections(net.neurons, net.neurons).get(["source", "target", "delay", "synapse_model"])
+    to_pool = np.isin(np.asarray(d["target"]), ids[in_pool])
+    models = np.asarray(d["synapse_model"])
+    assert set(models[to_pool]) == {"eprop_vector_synapse_nonneg", "eprop_vector_synapse_neg"}
+    assert set(models[~to_pool]) == {"static_synapse"}
+    assert set(np.asarray(d["delay"])[to_pool].tolist()) == {1.0}
+    assert len(set(np.asarray(d["delay"])[~to_pool].tolist())) > 1  # Billeh's delays
+    assert to_pool.sum() == np.isin(lay.rec_tgt, np.flatnonzero(in_pool)).sum()
+    masks = net.plastic_masks()
+    assert np.array_equal(masks["lgn_rec"], in_pool[lay.lgn_tgt]) and masks["rec_out"].all()
 
 
 def test_static_column_fires_at_low_rates(nest_kernel):

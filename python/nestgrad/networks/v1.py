@@ -16,7 +16,10 @@ so that a neuron at the centre of the column has the in-degree it has in the ful
 E-prop. Plastic are the LGN -> V1 synapses and (``plastic_recurrent``) the V1 -> V1 synapses, through
 ``eprop_vector_synapse`` with a delay of one step (NEST's e-prop synapses require it; the static network keeps
 Billeh's delays), and the readout synapses (``eprop_synapse``). Learning signals reach every neuron (random
-feedback, Bellec et al.'s broadcast alignment) or only the pools (``feedback = "pools"``). Dale's law holds when the
+feedback, Bellec et al.'s broadcast alignment) or only the pools (``feedback = "pools"``). With pool-only feedback
+the other neurons' synapses have zero gradients; ``plastic_targets = "pools"`` then makes only the pools' incoming
+synapses e-prop synapses and keeps the rest static (Billeh's delays), which gives the same learning problem at
+close to the static network's cost. Dale's law holds when the
 optimizer's ``sign_constrained`` is set (the default configs do). Weights are kept as flat arrays in a canonical
 order (sorted by source, then target), so checkpoints do not depend on how NEST distributes synapses.
 
@@ -88,6 +91,9 @@ class V1Config:
     readout_eta: float = 0.0
     feedback: str = "random"  # "random": learning signals to every neuron; "pools": only to the readout pools
     feedback_weight: float = 1.0
+    # whose incoming column synapses are e-prop synapses: "all" neurons' or only the readout "pools'" (needs
+    # feedback = "pools": the other neurons then get no learning signal, so their synapses stay static)
+    plastic_targets: str = "all"
     eprop_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,6 +138,13 @@ class V1Config:
         )
         need(isinstance(self.pool_size, int) and self.pool_size >= 1, "pool_size", self.pool_size, "an integer >= 1")
         need(self.feedback in ("random", "pools"), "feedback", self.feedback, "'random' or 'pools'")
+        need(self.plastic_targets in ("all", "pools"), "plastic_targets", self.plastic_targets, "'all' or 'pools'")
+        need(
+            self.plastic_targets == "all" or self.feedback == "pools",
+            "plastic_targets",
+            self.plastic_targets,
+            "'pools' needs feedback = 'pools' (with random feedback every neuron's synapses learn)",
+        )
         unknown = sorted(set(self.eprop_params) - set(EPROP_PARAMS))
         need(not unknown, "eprop_params", unknown, f"unknown key(s); known: {sorted(EPROP_PARAMS)}")
 
@@ -433,8 +446,10 @@ class V1Network(GeneratorDrivenLearner):
             w = np.asarray(weights[key])
             if w.shape != (size,) or not np.all(np.isfinite(w)):
                 raise ValueError(f"weights[{key!r}]: {size} finite values expected, got shape {w.shape}")
-            if plastic and (key != "rec_rec" or c.plastic_recurrent):
-                self.optimizer.check_bounds(key, w)
+        masks = self.plastic_masks(plastic)
+        for key, mask in masks.items():
+            self.optimizer.check_bounds(key, np.asarray(weights[key])[mask])
+        self._built = {key: np.array(weights[key], float) for key in masks}
         self.neurons = nest.Create(NEURON_MODEL, lay.cls.size, self.neuron_params)
         ids = np.asarray(self.neurons.tolist())
         self.gen_in = nest.Create("spike_generator", self.n_in)
@@ -445,17 +460,18 @@ class V1Network(GeneratorDrivenLearner):
         nest.Connect(self.gen_in, self.lgn_nodes, "one_to_one", {"synapse_model": "static_synapse", "delay": step})
         self._models = {}
         lgn_ids = np.asarray(self.lgn_nodes.tolist())
-        lgn_delay = np.full(lay.lgn_src.size, step if plastic else D.LGN_DELAY_MS)
+        # e-prop synapses need a delay of one step; static ones keep Billeh's
+        lgn_delay = np.where(masks["lgn_rec"], step, D.LGN_DELAY_MS)
         pre, post = lgn_ids[lay.lgn_src], ids[lay.lgn_tgt]
-        self._connect(nest, "lgn_rec", pre, post, weights["lgn_rec"], lay.lgn_receptor, lgn_delay, plastic)
-        rec_plastic = plastic and c.plastic_recurrent
-        delays = np.full(lay.rec_src.size, step) if rec_plastic else np.maximum(np.round(lay.rec_delay), step)
+        self._connect(nest, "lgn_rec", pre, post, weights["lgn_rec"], lay.lgn_receptor, lgn_delay, masks["lgn_rec"])
+        delays = np.where(masks["rec_rec"], step, np.maximum(np.round(lay.rec_delay), step))
         pre, post = ids[lay.rec_src], ids[lay.rec_tgt]
-        self._connect(nest, "rec_rec", pre, post, weights["rec_rec"], lay.rec_receptor, delays, rec_plastic)
+        self._connect(nest, "rec_rec", pre, post, weights["rec_rec"], lay.rec_receptor, delays, masks["rec_rec"])
         out_ids = np.asarray(self.out.tolist())
         out_delay = np.full(self.out_src.size, step)
         pre, post = ids[self.out_src], out_ids[self.out_tgt]
-        self._connect(nest, "rec_out", pre, post, weights["rec_out"], None, out_delay, plastic, EPROP_SYNAPSE, False)
+        mask = masks["rec_out"]
+        self._connect(nest, "rec_out", pre, post, weights["rec_out"], None, out_delay, mask, EPROP_SYNAPSE, False)
         if c.background_rate > 0:
             bg = nest.Create("poisson_generator", 1, {"rate": c.background_rate})
             receptors = np.array([D.RECEPTOR[("e", D.ei(D.CLASSES[k]))] for k in lay.cls])
@@ -496,26 +512,28 @@ class V1Network(GeneratorDrivenLearner):
         w: np.ndarray,
         receptor: np.ndarray | None,
         delay: np.ndarray,
-        plastic: bool,
+        plastic: np.ndarray,
         plastic_model: str = VECTOR_SYNAPSE,
         dale: bool = True,
     ) -> None:
-        """One projection; plastic ones with Dale's law get the sign-bounded copies of the synapse model (not the
-        readouts: they are the task's linear readout, not synapses of the column)."""
+        """One projection; ``plastic`` marks its e-prop synapses, the others are static. Plastic ones with Dale's
+        law get the sign-bounded copies of the synapse model (not the readouts: they are the task's linear readout,
+        not synapses of the column)."""
         w = np.asarray(w, float)
-        groups = [(np.ones(w.size, bool), plastic_model if plastic else "static_synapse")]
-        if plastic:
+        groups = [(~plastic, "static_synapse")]
+        if np.any(plastic):
             eta = self.config.readout_eta if key == "rec_out" and self.config.readout_eta > 0 else None
             self._set_optimizer(nest, plastic_model, self.optimizer.Wmin, self.optimizer.Wmax, eta)
+            groups.append((plastic, plastic_model))
             if self.optimizer.sign_constrained and dale:
-                groups = []
+                groups = groups[:1]
                 for sign, sel in (("nonneg", w >= 0), ("neg", w < 0)):
                     model = f"{plastic_model}_{sign}"
                     if model not in nest.synapse_models:
                         nest.CopyModel(plastic_model, model)
                     self._set_optimizer(nest, model, *self.optimizer.signed_bounds(sign))
-                    groups.append((sel, model))
-        self._models[key] = [m for _, m in groups]
+                    groups.append((plastic & sel, model))
+        self._models[key] = [m for _, m in groups[1:]]  # the plastic ones: static weights are those built
         for sel, model in groups:
             if not np.any(sel):
                 continue
@@ -537,8 +555,9 @@ class V1Network(GeneratorDrivenLearner):
         )
 
     def _read(self, nest: Any, key: str, pre_ids: np.ndarray, post_ids: np.ndarray, src, tgt, field_name: str):
-        """Values of one projection in canonical order (sorted by source, then target)."""
-        out = np.zeros(src.size)
+        """Values of one projection in canonical order (sorted by source, then target): the plastic synapses' from
+        NEST, the static ones' as built."""
+        out = self._built[key].copy()
         keys = pre_ids[src].astype(np.int64) * (int(post_ids.max()) + 1) + post_ids[tgt]
         for model in self._models[key]:
             conns = nest.GetConnections(synapse_model=model)
@@ -550,6 +569,21 @@ class V1Network(GeneratorDrivenLearner):
             ok = (pos < keys.size) & (keys[np.minimum(pos, keys.size - 1)] == got)
             out[pos[ok]] = np.asarray(d[field_name], float)[ok]
         return out
+
+    def plastic_masks(self, plastic: bool = True) -> dict[str, np.ndarray]:
+        """Which synapses of each projection (canonical order) are e-prop synapses: none without ``plastic``;
+        LGN -> V1 and (``plastic_recurrent``) V1 -> V1 onto every neuron or (``plastic_targets = "pools"``) onto the
+        readout pools only; the readouts always."""
+        lay, c = self.layout, self.config
+        target_learns = np.full(lay.cls.size, plastic)
+        if c.plastic_targets == "pools":
+            target_learns[:] = False
+            target_learns[np.concatenate(self.pools)] = plastic
+        return {
+            "lgn_rec": target_learns[lay.lgn_tgt],
+            "rec_rec": target_learns[lay.rec_tgt] & c.plastic_recurrent,
+            "rec_out": np.full(self.out_src.size, plastic),
+        }
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         lay = self.layout
