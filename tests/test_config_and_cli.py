@@ -110,6 +110,9 @@ def test_cli_train_and_resume(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "evaluation of iteration 2 on 2 new trials (learning off): loss" in printed
     assert (out / "evaluation.json").exists()
+    assert cli.main(["evaluate", str(cfg), "--out", str(out), "--batches", "2", "--initial"]) == 0
+    assert "evaluation of iteration 0 on 2 new trials" in capsys.readouterr().out
+    assert (out / "evaluation_initial.json").exists()
     assert cli.main(["evaluate", str(cfg), "--out", str(tmp_path / "nothing")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
 

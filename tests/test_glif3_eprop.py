@@ -186,3 +186,38 @@ def test_signed_bounds():
 
     assert OptimizerConfig(sign_constrained=True).signed_bounds("neg") == (-100.0, 0.0)
     assert OptimizerConfig(sign_constrained=True, Wmin=5.0, Wmax=9.0).signed_bounds("nonneg") == (5.0, 9.0)
+
+
+def test_eligibility_growth_bound_of_the_v1_fits():
+    """EpropGlif3Psc.eligibility_growth: without surrogate (psi = 0) the slowest decay of a free step; with the
+    after-spike currents' loop a high surrogate lets traces grow (V1 fits at 0.3 per mV), the V1 default (0.025)
+    does not; and the bound is the growth of the recursion itself, iterated over the same periodic pattern."""
+    import nestgrad.networks.v1_data as D
+    from nestgrad.networks.v1 import EPROP_PARAMS
+    from nestgrad.reference.neurons import EpropGlif3Psc
+
+    growth = {}
+    for fid, fit in D.GLIF_FITS.items():
+        p = dict(fit, V_reset=fit["E_L"], asc_r=[1.0, 1.0], tau_syn=[5.5, 8.5], I_e=0.0, V_m=fit["E_L"]) | EPROP_PARAMS
+        n = EpropGlif3Psc(p, 1.0)
+        assert n.eligibility_growth(0.0) == pytest.approx(max(n.P33, *n.d), rel=1e-12)
+        growth[fid] = (n.eligibility_growth(0.3), n.eligibility_growth(EPROP_PARAMS["surrogate_gradient_height"]))
+        assert growth[fid][1] < 1.0, fid
+    assert min(g for g, _ in growth.values()) > 1.0
+    # the recursion of the docs, 10 steps at psi = 0.3 and 10 at psi = 0, 40 periods
+    fit = D.GLIF_FITS[471819401]
+    n = EpropGlif3Psc(
+        dict(fit, V_reset=fit["E_L"], asc_r=[1.0, 1.0], tau_syn=[5.5, 8.5], I_e=0.0, V_m=fit["E_L"]) | EPROP_PARAMS,
+        1.0,
+    )
+    eps_u, eps_a = 1.0, np.zeros(2)
+    norms = []
+    for _ in range(40):
+        for t in range(20):
+            psi = 0.3 if t < 10 else 0.0
+            eps_u = n.P33 * eps_u + n.P30 * np.dot(n.c, eps_a)
+            eps_a = n.d * eps_a + n.asc_amps * psi * eps_u
+        norms.append(np.hypot(eps_u, np.linalg.norm(eps_a)))
+    measured = (norms[-1] / norms[-11]) ** (1 / 200)
+    assert measured > 1.0
+    assert n.eligibility_growth(0.3, max_on=11, max_off=11) >= measured * (1 - 1e-3)

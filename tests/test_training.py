@@ -151,9 +151,36 @@ def test_evaluate_tests_new_trials_with_learning_off(tmp_path):
         small_config(iterations=2, every=2, task="evidence", optimizer="adam", eta=1e-3), tmp_path, verbose=False
     ).evaluate(n_batches=3)
     assert again == result
+    # the baseline: the untrained network on the same trials
+    base = trainer.evaluate(n_batches=3, initial=True)
+    assert base["iteration"] == 0 and base["loss"] != result["loss"]
+    assert (tmp_path / "evaluation_initial.json").exists() and trainer.state.iteration == 2
     with pytest.raises(ValueError, match="first_batch = 1 overlaps the training batches"):
         trainer.evaluate(first_batch=1)
     with pytest.raises(ValueError, match="n_batches = 0"):
         trainer.evaluate(n_batches=0)
     with pytest.raises(CheckpointError, match="no checkpoint"):
         Trainer(small_config(), tmp_path / "empty", verbose=False).evaluate()
+
+
+def test_diverged_training_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    """Non-finite weights at the end of a block raise an error that names the projection and the iteration, and
+    the checkpoint of the previous block stays as it was."""
+    from nestgrad.trainer import TrainingDivergedError
+
+    trainer = Trainer(small_config(iterations=4, every=2), tmp_path, verbose=False)
+    real = trainer.network.read_weights
+    calls = []
+
+    def read_weights(nest):
+        w = real(nest)
+        calls.append(1)
+        if len(calls) == 2:  # the second block "diverges"
+            w["rec_rec"] = w["rec_rec"].copy()
+            w["rec_rec"][0, 1] = np.nan
+        return w
+
+    monkeypatch.setattr(trainer.network, "read_weights", read_weights)
+    with pytest.raises(TrainingDivergedError, match=r"by iteration 4: non-finite weights in rec_rec \(1 of 900\)"):
+        trainer.run()
+    assert load_checkpoint(tmp_path / "checkpoint.npz", trainer.config).iteration == 2

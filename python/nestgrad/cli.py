@@ -10,7 +10,7 @@ from nestgrad.config import ConfigError, ExperimentConfig
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from nestgrad.trainer import CheckpointError, Trainer
+    from nestgrad.trainer import CheckpointError, Trainer, TrainingDivergedError
 
     config = ExperimentConfig.from_toml(args.config)
     if args.iterations is not None:
@@ -20,7 +20,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
     try:
         history = Trainer(config, out).run(resume=args.resume, overwrite=args.overwrite)
-    except CheckpointError as err:
+    except (CheckpointError, TrainingDivergedError) as err:
         print(f"nestgrad train: {err}", file=sys.stderr)
         return 2
     first, last = history[0]["loss"], history[-1]["loss"]
@@ -36,14 +36,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     config = ExperimentConfig.from_toml(args.config)
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
     try:
-        result = Trainer(config, out, verbose=False).evaluate(args.batches)
+        result = Trainer(config, out, verbose=False).evaluate(args.batches, initial=args.initial)
     except CheckpointError as err:
         print(f"nestgrad evaluate: {err}", file=sys.stderr)
         return 2
     acc = f", accuracy {result['accuracy']:.3f}" if "accuracy" in result else ""
+    name = "evaluation_initial.json" if args.initial else "evaluation.json"
     print(
         f"evaluation of iteration {result['iteration']} on {result['trials']} new trials (learning off): "
-        f"loss {result['loss']:.5g}{acc}; written: {out / 'evaluation.json'}"
+        f"loss {result['loss']:.5g}{acc}; written: {out / name}"
     )
     return 0
 
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("config", help="the configuration the run was trained with (.toml)")
     ev.add_argument("--out", help="the run's output folder (default: out/<config name>)")
     ev.add_argument("--batches", type=int, default=10, help="number of test batches (default 10)")
+    ev.add_argument("--initial", action="store_true", help="evaluate the untrained network (the baseline)")
     ev.set_defaults(func=_cmd_evaluate)
 
     cmp = sub.add_parser(

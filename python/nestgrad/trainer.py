@@ -29,6 +29,10 @@ from nestgrad.tasks import Task, TrialBatch, accuracy, make_task, mse_loss
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
+class TrainingDivergedError(RuntimeError):
+    """Weights became non-finite during training; the last checkpoint is kept."""
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed (missing, corrupt, or from a different configuration)."""
 
@@ -234,11 +238,14 @@ class Trainer:
         self._notify("on_train_end")
         return self.state.history
 
-    def evaluate(self, n_batches: int = 10, first_batch: int = EVALUATION_FIRST_BATCH) -> dict[str, Any]:
+    def evaluate(
+        self, n_batches: int = 10, first_batch: int = EVALUATION_FIRST_BATCH, initial: bool = False
+    ) -> dict[str, Any]:
         """Loss and accuracy of the trained weights on ``n_batches`` batches that training never draws (task batch
         indices ``first_batch``, ``first_batch + 1``, ...), with learning switched off: the network is built with
         every learning rate 0, so weights stay as they are. Uses the weights of this
-        Trainer's last run, else the checkpoint in ``out_dir``; writes ``evaluation.json`` there (rank 0)."""
+        Trainer's last run, else the checkpoint in ``out_dir``; ``initial`` evaluates the untrained network instead
+        (the baseline). Writes ``evaluation.json`` (``evaluation_initial.json``) to ``out_dir`` (rank 0)."""
         if not isinstance(n_batches, int) or isinstance(n_batches, bool) or n_batches < 1:
             raise ValueError(f"evaluate: n_batches = {n_batches!r}; a positive integer is required")
         if not isinstance(first_batch, int) or first_batch < self.config.training.iterations:
@@ -246,8 +253,12 @@ class Trainer:
                 f"evaluate: first_batch = {first_batch!r} overlaps the training batches "
                 f"(0 ... {self.config.training.iterations - 1})"
             )
-        if self.state is None:
-            self.state = load_checkpoint(self.checkpoint_path, self.config)
+        if initial:
+            state = self.initial_state()
+        else:
+            if self.state is None:
+                self.state = load_checkpoint(self.checkpoint_path, self.config)
+            state = self.state
         self.validate()
         nest = self._fresh_kernel()
         net = self.network
@@ -258,7 +269,7 @@ class Trainer:
             net.optimizer = dataclasses.replace(optimizer, eta=0.0)
             if hasattr(v1_config, "readout_eta"):
                 net.config = dataclasses.replace(v1_config, readout_eta=0.0)
-            net.build(nest, self.state.weights, self.config.training.record_neurons)
+            net.build(nest, state.weights, self.config.training.record_neurons)
         finally:
             net.optimizer = optimizer
             if hasattr(v1_config, "readout_eta"):
@@ -278,7 +289,7 @@ class Trainer:
         nest.Cleanup()
         n_trials = sum(b.steps // b.trial_steps for b in batches)
         result: dict[str, Any] = {
-            "iteration": self.state.iteration,
+            "iteration": state.iteration,
             "batches": n_batches,
             "first_batch": first_batch,
             "trials": n_trials,
@@ -289,7 +300,8 @@ class Trainer:
         result["per_batch"] = per_batch
         if self.comm.is_root:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "evaluation.json").write_text(json.dumps(result, indent=2))
+            name = "evaluation_initial.json" if initial else "evaluation.json"
+            (self.out_dir / name).write_text(json.dumps(result, indent=2))
         return result
 
     def _notify(self, hook: str, *args: Any) -> None:
@@ -341,7 +353,18 @@ class Trainer:
             self.last = (batch, rec)
             self._notify("on_iteration_end", metrics)
         nest.Cleanup()
-        self.state.weights = net.read_weights(nest)
+        weights = net.read_weights(nest)
+        bad = {k: (int(np.sum(~np.isfinite(v))), np.size(v)) for k, v in weights.items() if not np.all(np.isfinite(v))}
+        if bad:
+            where = ", ".join(f"{k} ({n} of {size})" for k, (n, size) in bad.items())
+            raise TrainingDivergedError(
+                f"training diverged by iteration {self.iteration}: non-finite weights in {where}. Nothing of "
+                f"iterations {self.state.iteration + 1}-{self.iteration} was saved (checkpoint: iteration "
+                f"{self.state.iteration}). Lower the learning rate, or the surrogate gradient's height: with "
+                "after-spike currents (eprop_glif3_psc) a high surrogate makes the eligibility traces grow "
+                "without bound (docs/models/eprop_glif3_psc.md, 'Stability of the eligibility traces')"
+            )
+        self.state.weights = weights
         self.state.optimizer_state = net.read_optimizer_state(nest)
         self.state.iteration = self.iteration
         self.state.virtual_processes = self.comm.size * self.config.training.threads

@@ -58,7 +58,9 @@ LGN_MARGIN_DEG = 15.0  # beyond the column's visual field, for subfields and rec
 
 EPROP_PARAMS = {
     "surrogate_gradient_function": "piecewise_linear",
-    "surrogate_gradient_height": 0.3,
+    # 0.025 per mV: with the after-spike currents a higher surrogate lets eligibility traces grow without bound
+    # (0.3 overflowed after ~190 s of training; EpropGlif3Psc.eligibility_growth <= 0.997 for all fits here)
+    "surrogate_gradient_height": 0.025,
     "surrogate_gradient_width": 5.0,  # mV
     "kappa": 0.97,
     "kappa_reg": 0.97,

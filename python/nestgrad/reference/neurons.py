@@ -459,6 +459,35 @@ class EpropGlif3Psc(RecurrentModel):
         self._step = None  # (refractory, spiked, jump[2, n]) of the last step, for trace_step
         self._last_u_pre = None
 
+    def eligibility_growth(self, psi_peak: float, max_on: int = 40, max_off: int = 60) -> float:
+        """Largest growth per step of the (eps_U, eps_A1, eps_A2) recursion over periodic patterns of ``on`` steps
+        near threshold (psi = psi_peak or psi_peak / 2, no spike) and ``off`` steps away from it (psi = 0), for
+        1 <= on < max_on, 0 <= off < max_off: the spectral radius of one period's product, per step. Each step's map
+        contracts, but the maps do not commute (the after-spike currents feed the neuron's own spike sensitivity back
+        into its membrane), so products can grow; > 1 means that eligibility traces can grow without bound (a lower
+        bound of the switched system's growth rate: other patterns can grow faster)."""
+
+        def step(psi: float) -> np.ndarray:
+            m = np.zeros((3, 3))
+            m[0] = [self.P33, self.P30 * self.c[0], self.P30 * self.c[1]]
+            for j in range(2):
+                m[1 + j] = self.asc_amps[j] * psi * m[0]
+                m[1 + j, 1 + j] += self.d[j]
+            return m
+
+        off_step, growth = step(0.0), 0.0
+        for psi in (psi_peak, psi_peak / 2):
+            on_step = step(psi)
+            on_power = np.eye(3)
+            for on in range(1, max_on):
+                on_power = on_step @ on_power
+                product = on_power
+                for off in range(max_off):
+                    radius = float(np.abs(np.linalg.eigvals(product)).max())
+                    growth = max(growth, radius ** (1.0 / (on + off)))
+                    product = off_step @ product
+        return growth
+
     def init_state(self, n):
         s = super().init_state(n)
         n_ports = self.P11.size
