@@ -184,3 +184,19 @@ def test_diverged_training_stops_and_keeps_the_last_checkpoint(tmp_path, monkeyp
     with pytest.raises(TrainingDivergedError, match=r"by iteration 4: non-finite weights in rec_rec \(1 of 900\)"):
         trainer.run()
     assert load_checkpoint(tmp_path / "checkpoint.npz", trainer.config).iteration == 2
+
+
+def test_dales_law_holds_across_checkpoint_blocks(tmp_path):
+    """A sign-constrained weight that reaches 0 keeps its sign's bounds when the next block rebuilds the network
+    (the signs come from the initial weights, not from the weights being built)."""
+    cfg = small_config(iterations=4, every=1, optimizer="adam", eta=0.05)
+    cfg = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, sign_constrained=True))
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    w0 = trainer.initial_state().weights
+    trainer.run()
+    w = trainer.state.weights
+    reached_zero = 0
+    for key in ("in_rec", "rec_rec"):
+        assert np.all(w[key][w0[key] > 0] >= 0) and np.all(w[key][w0[key] < 0] <= 0), key
+        reached_zero += int(np.sum((w[key] == 0) & (w0[key] != 0)))
+    assert reached_zero > 0  # the case this test is about occurred

@@ -210,16 +210,15 @@ def test_static_column_fires_at_low_rates(nest_kernel):
     assert per_class[D.EXCITATORY].max() < 10.0, per_class
 
 
-def small_v1_config(task: str, n_neurons: int, trials: int, optimizer_steps: int, iterations: int):
-    """The shipped configuration of ``task`` at a test's size: a checkpoint per iteration, no plots."""
-    import dataclasses
-
+def small_v1_config(task: str, n_neurons: int, trials: int, optimizer_steps: int, iterations: int, **network: object):
+    """The shipped configuration of ``task`` at a test's size (and other ``network.v1`` values): a checkpoint per
+    iteration, no plots."""
     from nestgrad.config import ExperimentConfig
 
     cfg = ExperimentConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / f"{task}.toml")
     return dataclasses.replace(
         cfg,
-        network=dataclasses.replace(cfg.network, v1=cfg.network.v1 | {"n_neurons": n_neurons}),
+        network=dataclasses.replace(cfg.network, v1=cfg.network.v1 | {"n_neurons": n_neurons} | network),
         task=dataclasses.replace(cfg.task, batch_size=trials),
         optimizer=dataclasses.replace(cfg.optimizer, batch_size=optimizer_steps),
         training=dataclasses.replace(cfg.training, iterations=iterations, checkpoint_every=1, plot=False),
@@ -230,7 +229,11 @@ def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
 
     from nestgrad.trainer import Trainer
 
-    cfg = small_v1_config("v1_orientation", n_neurons=600, trials=2, optimizer_steps=500, iterations=2)
+    # learning signals to every neuron and every synapse plastic (the shipped run: pools only), so that many
+    # weights of both signs move in two iterations
+    cfg = small_v1_config(
+        "v1_orientation", 600, trials=2, optimizer_steps=200, iterations=2, feedback="random", plastic_targets="all"
+    )
     trainer = Trainer(cfg, tmp_path, verbose=False)
     w0 = trainer.initial_state().weights
     history = trainer.run()
@@ -239,6 +242,8 @@ def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
     for key in ("lgn_rec", "rec_rec"):
         assert np.abs(w[key] - w0[key]).max() > 0, key
         assert np.all(w[key][w0[key] >= 0] >= 0) and np.all(w[key][w0[key] < 0] <= 0), key
+    # some inhibitory weights reached their bound 0 in the first block and stayed on their side in the second
+    assert np.any(w["rec_rec"][w0["rec_rec"] < 0] == 0)
     assert (tmp_path / "checkpoint.npz").exists()
     # evaluation on new trials with learning off (also the readouts, which have a learning rate of their own)
     import nest

@@ -169,6 +169,8 @@ class Trainer:
                     f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}"
                 )
             self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out, config.task.resolution)
+        if hasattr(self.network, "sign_reference"):  # signs of the initial weights choose ports and Dale's copies
+            self.network.sign_reference = self.initial_state().weights
         self.iteration = 0
         self.comm: SerialCommunicator = SerialCommunicator()
         self.state: TrainingState | None = None

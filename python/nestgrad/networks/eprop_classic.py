@@ -235,6 +235,10 @@ class EpropNetwork:
         self._nodes: dict[str, Any] = {}
         self._synapse_models: dict[str, str] = {}
         self.comm = SerialCommunicator()  # the Trainer sets an MPI communicator under mpirun
+        # initial weights whose signs choose each synapse's receptor port and sign-bounded model, so that a weight
+        # that reached 0 keeps its side when a later block rebuilds the network (the Trainer sets them; None: the
+        # signs of the weights being built)
+        self.sign_reference: dict[str, np.ndarray] | None = None
 
     def describe(self) -> str:
         algorithm = ", eprop_event_synapse" if self.config.gradient_algorithm == "event" else ""
@@ -321,7 +325,8 @@ class EpropNetwork:
     ) -> None:
         """The plastic projections synapse by synapse: those ``masks`` selects (default: all, without autapses),
         into a neuron with two receptor ports each on the port its initial sign chooses (``receptors``), and with
-        ``signed`` (Dale's law) each sign with its sign-bounded copy of the synapse model."""
+        ``signed`` (Dale's law) each sign with its sign-bounded copy of the synapse model. The signs are those of
+        ``sign_reference`` (the initial weights) when set."""
         n = self._nodes
         for name, (pre, post) in _PROJECTION_NODES.items():
             w = np.asarray(weights[name], float)
@@ -336,9 +341,12 @@ class EpropNetwork:
             model = self._synapse_models[name]
             by_port = receptors is not None and post == "rec"
             if by_port or signed:
+                ref = w if self.sign_reference is None else np.asarray(self.sign_reference[name], float)
+                if ref.shape != w.shape:
+                    raise ValueError(f"sign_reference[{name!r}] has shape {ref.shape}, the weights {w.shape}")
                 groups = [
-                    (mask & (w >= 0.0), receptors[0] if by_port else None, _signed_model(model, "nonneg")),
-                    (mask & (w < 0.0), receptors[1] if by_port else None, _signed_model(model, "neg")),
+                    (mask & (ref >= 0.0), receptors[0] if by_port else None, _signed_model(model, "nonneg")),
+                    (mask & (ref < 0.0), receptors[1] if by_port else None, _signed_model(model, "neg")),
                 ]
             else:
                 groups = [(mask, None, model)]

@@ -465,15 +465,23 @@ class V1Network(GeneratorDrivenLearner):
         # e-prop synapses need a delay of one step; static ones keep Billeh's
         lgn_delay = np.where(masks["lgn_rec"], step, D.LGN_DELAY_MS)
         pre, post = lgn_ids[lay.lgn_src], ids[lay.lgn_tgt]
-        self._connect(nest, "lgn_rec", pre, post, weights["lgn_rec"], lay.lgn_receptor, lgn_delay, masks["lgn_rec"])
+        lgn_nonneg = np.ones(lay.lgn_src.size, bool)  # LGN cells are excitatory
+        self._connect(
+            nest, "lgn_rec", pre, post, weights["lgn_rec"], lay.lgn_receptor, lgn_delay, masks["lgn_rec"], lgn_nonneg
+        )
         delays = np.where(masks["rec_rec"], step, np.maximum(np.round(lay.rec_delay), step))
         pre, post = ids[lay.rec_src], ids[lay.rec_tgt]
-        self._connect(nest, "rec_rec", pre, post, weights["rec_rec"], lay.rec_receptor, delays, masks["rec_rec"])
+        # Dale's law by the source's class, not by the weight's current sign (a weight at 0 keeps its side)
+        excitatory = np.array([D.ei(name) == "e" for name in D.CLASSES])[lay.cls]
+        rec_nonneg = excitatory[lay.rec_src]
+        self._connect(
+            nest, "rec_rec", pre, post, weights["rec_rec"], lay.rec_receptor, delays, masks["rec_rec"], rec_nonneg
+        )
         out_ids = np.asarray(self.out.tolist())
         out_delay = np.full(self.out_src.size, step)
         pre, post = ids[self.out_src], out_ids[self.out_tgt]
         mask = masks["rec_out"]
-        self._connect(nest, "rec_out", pre, post, weights["rec_out"], None, out_delay, mask, EPROP_SYNAPSE, False)
+        self._connect(nest, "rec_out", pre, post, weights["rec_out"], None, out_delay, mask, None, EPROP_SYNAPSE)
         if c.background_rate > 0:
             bg = nest.Create("poisson_generator", 1, {"rate": c.background_rate})
             receptors = np.array([D.RECEPTOR[("e", D.ei(D.CLASSES[k]))] for k in lay.cls])
@@ -515,21 +523,21 @@ class V1Network(GeneratorDrivenLearner):
         receptor: np.ndarray | None,
         delay: np.ndarray,
         plastic: np.ndarray,
+        nonneg: np.ndarray | None,
         plastic_model: str = VECTOR_SYNAPSE,
-        dale: bool = True,
     ) -> None:
-        """One projection; ``plastic`` marks its e-prop synapses, the others are static. Plastic ones with Dale's
-        law get the sign-bounded copies of the synapse model (not the readouts: they are the task's linear readout,
-        not synapses of the column)."""
+        """One projection; ``plastic`` marks its e-prop synapses, the others are static. With Dale's law the plastic
+        ones get the sign-bounded copy of the synapse model that ``nonneg`` (the source is excitatory) chooses; None:
+        not sign-constrained (the readouts: they are the task's linear readout, not synapses of the column)."""
         w = np.asarray(w, float)
         groups = [(~plastic, "static_synapse")]
         if np.any(plastic):
             eta = self.config.readout_eta if key == "rec_out" and self.config.readout_eta > 0 else None
             self._set_optimizer(nest, plastic_model, self.optimizer.Wmin, self.optimizer.Wmax, eta)
             groups.append((plastic, plastic_model))
-            if self.optimizer.sign_constrained and dale:
+            if self.optimizer.sign_constrained and nonneg is not None:
                 groups = groups[:1]
-                for sign, sel in (("nonneg", w >= 0), ("neg", w < 0)):
+                for sign, sel in (("nonneg", nonneg), ("neg", ~nonneg)):
                     model = f"{plastic_model}_{sign}"
                     if model not in nest.synapse_models:
                         nest.CopyModel(plastic_model, model)
