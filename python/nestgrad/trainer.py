@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,18 +278,10 @@ class Trainer:
             if hasattr(v1_config, "readout_eta"):
                 net.config = v1_config
         batches = [self.task.batch(first_batch + k) for k in range(n_batches)]
-        net.load_segment(nest, batches)
-        t = net.lead_in_ms()
-        nest.Prepare()
-        nest.Run(t)
         per_batch = []
-        for batch in batches:
-            nest.Run(batch.steps * self.config.task.resolution)
-            rec = net.collect(nest, t, batch.steps)
-            t += batch.steps * self.config.task.resolution
+        for batch, rec, _ in self._simulate(nest, batches):
             m = self._metrics(batch, rec, 0.0)
             per_batch.append({k: v for k, v in m.items() if k in ("loss", "accuracy", "rate_hz")})
-        nest.Cleanup()
         n_trials = sum(b.steps // b.trial_steps for b in batches)
         result: dict[str, Any] = {
             "iteration": state.iteration,
@@ -339,22 +332,12 @@ class Trainer:
         if self.state.optimizer_state:
             net.write_optimizer_state(nest, self.state.optimizer_state)
         batches = [self.task.batch(self.iteration + k) for k in range(n)]
-        net.load_segment(nest, batches)
-        t = net.lead_in_ms()
-        nest.Prepare()
-        nest.Run(t)
-        for batch in batches:
-            t0 = time.perf_counter()
-            duration = batch.steps * self.config.task.resolution
-            nest.Run(duration)
-            rec = net.collect(nest, t, batch.steps)
-            t += duration
+        for batch, rec, seconds in self._simulate(nest, batches):
             self.iteration += 1
-            metrics = self._metrics(batch, rec, time.perf_counter() - t0)
+            metrics = self._metrics(batch, rec, seconds)
             self.state.history.append(metrics)
             self.last = (batch, rec)
             self._notify("on_iteration_end", metrics)
-        nest.Cleanup()
         weights = net.read_weights(nest)
         bad = {k: (int(np.sum(~np.isfinite(v))), np.size(v)) for k, v in weights.items() if not np.all(np.isfinite(v))}
         if bad:
@@ -370,6 +353,23 @@ class Trainer:
         self.state.optimizer_state = net.read_optimizer_state(nest)
         self.state.iteration = self.iteration
         self.state.virtual_processes = self.comm.size * self.config.training.threads
+
+    def _simulate(self, nest: Any, batches: list[TrialBatch]) -> Iterator[tuple[TrialBatch, Recordings, float]]:
+        """Run the built network through ``batches`` one after another; yields each batch, its recordings and the
+        seconds its simulation took, and cleans the kernel up after the last."""
+        net = self.network
+        net.load_segment(nest, batches)
+        t = net.lead_in_ms()
+        nest.Prepare()
+        nest.Run(t)
+        for batch in batches:
+            t0 = time.perf_counter()
+            duration = batch.steps * self.config.task.resolution
+            nest.Run(duration)
+            rec = net.collect(nest, t, batch.steps)
+            t += duration
+            yield batch, rec, time.perf_counter() - t0
+        nest.Cleanup()
 
     def _metrics(self, batch: TrialBatch, rec: Recordings, seconds: float) -> dict[str, Any]:
         m: dict[str, Any] = {

@@ -534,15 +534,15 @@ class V1Network(GeneratorDrivenLearner):
         if np.any(plastic):
             eta = self.config.readout_eta if key == "rec_out" and self.config.readout_eta > 0 else None
             self._set_optimizer(nest, plastic_model, self.optimizer.Wmin, self.optimizer.Wmax, eta)
-            groups.append((plastic, plastic_model))
             if self.optimizer.sign_constrained and nonneg is not None:
-                groups = groups[:1]
                 for sign, sel in (("nonneg", nonneg), ("neg", ~nonneg)):
                     model = f"{plastic_model}_{sign}"
                     if model not in nest.synapse_models:
                         nest.CopyModel(plastic_model, model)
                     self._set_optimizer(nest, model, *self.optimizer.signed_bounds(sign))
                     groups.append((plastic & sel, model))
+            else:
+                groups.append((plastic, plastic_model))
         self._models[key] = [m for _, m in groups[1:]]  # the plastic ones: static weights are those built
         for sel, model in groups:
             if not np.any(sel):
@@ -564,8 +564,8 @@ class V1Network(GeneratorDrivenLearner):
             self.mm, self.sr, self._out_ids, self._recorded, t_start_ms, steps, self.resolution, self.comm
         )
 
-    def _read(self, nest: Any, key: str, pre_ids: np.ndarray, post_ids: np.ndarray, src, tgt, field_name: str):
-        """Values of one projection in canonical order (sorted by source, then target): the plastic synapses' from
+    def _read_weights(self, nest: Any, key: str, pre_ids: np.ndarray, post_ids: np.ndarray, src, tgt) -> np.ndarray:
+        """Weights of one projection in canonical order (sorted by source, then target): the plastic synapses' from
         NEST, the static ones' as built."""
         out = self._built[key].copy()
         keys = pre_ids[src].astype(np.int64) * (int(post_ids.max()) + 1) + post_ids[tgt]
@@ -573,11 +573,11 @@ class V1Network(GeneratorDrivenLearner):
             conns = nest.GetConnections(synapse_model=model)
             if len(conns) == 0:
                 continue
-            d = conns.get(["source", "target", field_name])
+            d = conns.get(["source", "target", "weight"])
             got = np.asarray(d["source"], np.int64) * (int(post_ids.max()) + 1) + np.asarray(d["target"], np.int64)
             pos = np.searchsorted(keys, got)
             ok = (pos < keys.size) & (keys[np.minimum(pos, keys.size - 1)] == got)
-            out[pos[ok]] = np.asarray(d[field_name], float)[ok]
+            out[pos[ok]] = np.asarray(d["weight"], float)[ok]
         return out
 
     def plastic_masks(self, plastic: bool = True) -> dict[str, np.ndarray]:
@@ -598,9 +598,9 @@ class V1Network(GeneratorDrivenLearner):
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         lay = self.layout
         return {
-            "lgn_rec": self._read(nest, "lgn_rec", self._lgn_ids, self._ids, lay.lgn_src, lay.lgn_tgt, "weight"),
-            "rec_rec": self._read(nest, "rec_rec", self._ids, self._ids, lay.rec_src, lay.rec_tgt, "weight"),
-            "rec_out": self._read(nest, "rec_out", self._ids, self._out_ids, self.out_src, self.out_tgt, "weight"),
+            "lgn_rec": self._read_weights(nest, "lgn_rec", self._lgn_ids, self._ids, lay.lgn_src, lay.lgn_tgt),
+            "rec_rec": self._read_weights(nest, "rec_rec", self._ids, self._ids, lay.rec_src, lay.rec_tgt),
+            "rec_out": self._read_weights(nest, "rec_out", self._ids, self._out_ids, self.out_src, self.out_tgt),
             "feedback": self._feedback.copy(),
         }
 
