@@ -17,13 +17,18 @@ from nestgrad.reference.nest_backend import spec_from_config
 TOL = 1e-9
 
 
-def _config(task: str, optimizer: str, params: dict, algorithm: str = "event") -> ExperimentConfig:
+def _config(
+    task: str,
+    optimizer: str,
+    params: dict,
+    algorithm: str = "event",
+    model: str = "eprop_iaf_psc_exp",
+    eta_scale: float = 1.0,
+) -> ExperimentConfig:
     return ExperimentConfig(
-        network=NetworkConfig(
-            neuron_model="eprop_iaf_psc_exp", n_rec=30, neuron_params=params, gradient_algorithm=algorithm
-        ),
+        network=NetworkConfig(neuron_model=model, n_rec=30, neuron_params=params, gradient_algorithm=algorithm),
         task=TaskConfig(name=task, sequence_steps=300, n_cues=3, cue_steps=60, delay_steps=100, recall_steps=80),
-        optimizer=OptimizerConfig(type=optimizer, eta=1e-5 if optimizer == "gradient_descent" else 1e-6),
+        optimizer=OptimizerConfig(type=optimizer, eta=eta_scale * (1e-5 if optimizer == "gradient_descent" else 1e-6)),
     )
 
 
@@ -50,6 +55,65 @@ def test_event_synapse_updates_equal_reference(task, optimizer, params, threads)
     spec = spec_from_config(_config(task, optimizer, params), 5)
     assert spec.gradient_algorithm == "event"
     _check(compare(spec, None, plots=False, threads=threads))
+
+
+# NESTML-generated neurons with constant eligibility coefficients (docs/event_driven_eprop.md, "NESTML neurons"):
+# their running sums come from the generator's J, b, c. psc_delta weights are in mV: a smaller learning rate keeps
+# the network out of the chaotic regime in which any rounding difference grows (also for eprop_vector_synapse).
+@pytest.mark.parametrize(
+    "model, task, optimizer, params, eta_scale, threads",
+    [
+        ("eprop_iaf_psc_exp_nestml", "sine", "gradient_descent", {"eprop_isi_trace_cutoff": 1e9}, 1.0, 1),
+        ("eprop_iaf_psc_exp_nestml", "evidence", "adam", {"kappa_reg": 0.99, "tau_syn": 5.0}, 1.0, 2),
+        ("eprop_iaf_psc_delta_nestml", "evidence", "gradient_descent", {"eprop_isi_trace_cutoff": 100.0}, 1e-3, 1),
+        ("eprop_iaf_psc_delta_nestml", "sine", "adam", {}, 1e-2, 2),
+        # two receptor ports (receptor_type selects the filter), three trace constants, weights changing sign
+        ("eprop_iaf_psc_exp_exc_inh_nestml", "evidence", "gradient_descent", {"tau_syn_in": 8.0}, 1.0, 1),
+        ("eprop_iaf_psc_exp_exc_inh_nestml", "sine", "adam", {"eprop_isi_trace_cutoff": 40.0}, 1.0, 2),
+    ],
+)
+def test_event_synapse_nestml_neurons_equal_reference(model, task, optimizer, params, eta_scale, threads):
+    spec = spec_from_config(_config(task, optimizer, params, model=model, eta_scale=eta_scale), 5)
+    assert spec.gradient_algorithm == "event"
+    _check(compare(spec, None, plots=False, threads=threads))
+
+
+def test_event_and_vector_synapses_agree_for_nestml_neurons(nest_kernel):
+    """A two-port NESTML neuron: eprop_event_synapse vs the step-by-step eprop_vector_synapse, final weights to 1e-12."""
+    from nestgrad.reference.nest_backend import run_nest
+
+    config = _config("evidence", "gradient_descent", {"tau_syn_in": 8.0}, model="eprop_iaf_psc_exp_exc_inh_nestml")
+    spec = spec_from_config(config, 3)
+    event = run_nest(spec)
+    step = run_nest(spec.replace(gradient_algorithm="step"))
+    for name in ("in_rec", "rec_rec", "rec_out"):
+        dw_step = step.weights[name] - spec.weights[name]
+        assert np.abs(dw_step).max() > 0, name
+        err = np.abs(event.weights[name] - step.weights[name]).max() / np.abs(dw_step).max()
+        assert err <= 1e-12, (name, err)
+
+
+def test_event_synapse_refuses_time_varying_eligibility(nest_kernel):
+    """Models whose eligibility coefficients change every step refuse eprop_event_synapse and say why; the network
+    builder says the same before it builds anything."""
+    from nestgrad.networks.eprop_classic import EpropNetwork
+
+    nest = nest_kernel
+    nest.set(resolution=1.0)
+    assert nest.GetDefaults("eprop_iaf_psc_exp_nestml")["event_synapse_refusal"] == ""
+    pre = nest.Create("parrot_neuron")
+    for model, reason in (
+        ("eprop_iaf_psc_delta_adapt_nestml", "spike-triggered increments of adaptation"),
+        ("eprop_iaf_psc_exp_adapt_nestml", "spike-triggered increments"),
+        ("eprop_glif3_psc", "after-spike currents"),
+    ):
+        with pytest.raises(nest.NESTErrors.IllegalConnection, match=f"cannot connect to {model}: its .*{reason}"):
+            nest.Connect(pre, nest.Create(model), syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0})
+        net = EpropNetwork(
+            NetworkConfig(neuron_model=model, n_rec=5, gradient_algorithm="event"), OptimizerConfig(), 3, 1, 1.0
+        )
+        with pytest.raises(ValueError, match=f"{model}.*{reason}"):
+            net.validate(nest)
 
 
 def test_event_synapse_sparse_network():

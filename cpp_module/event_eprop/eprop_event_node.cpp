@@ -76,6 +76,13 @@ EpropEventNode::~EpropEventNode()
 }
 
 void
+EpropEventNode::get_status( Dictionary& d ) const
+{
+  nest::EpropArchivingNodeRecurrent< false >::get_status( d );
+  d[ "event_synapse_refusal" ] = event_synapse_refusal();
+}
+
+void
 EpropEventNode::configure_event_history_( const int n_lambda,
   const double* lambda,
   const double kappa,

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 // NEST public headers
@@ -66,9 +67,26 @@ public:
   /**
    * Gradient of one synapse over the window from its previous presynaptic spike (t_spike_previous) to this one
    * (t_spike), both in steps; propagates the synapse's trace to the new window start. weight is the weight the
-   * previous spike was transmitted with (it selects the synaptic filter it entered).
+   * previous spike was transmitted with (it selects the synaptic filter of models that route by sign); rport is the
+   * connection's receptor port (models with one filter per port).
    */
-  virtual double event_gradient( long t_spike, long t_spike_previous, double weight, EventEpropTrace& trace ) = 0;
+  virtual double event_gradient( long t_spike,
+    long t_spike_previous,
+    double weight,
+    size_t rport,
+    EventEpropTrace& trace ) = 0;
+
+  /**
+   * Why this neuron cannot be a target of eprop_event_synapse (empty if it can). Checked when a synapse connects;
+   * also in the status dictionary as event_synapse_refusal, so that network builders can check before connecting.
+   */
+  virtual std::string
+  event_synapse_refusal() const
+  {
+    return {};
+  }
+
+  void get_status( Dictionary& d ) const override;
 
   /**
    * A synapse's window start moves from t_spike_previous (0: the synapse had no spike yet) to t_spike. The number

@@ -45,9 +45,13 @@ take part in NEST's per-spike history bookkeeping.
 
 The optimizer is part of the synapse (no separate heap object): memory per synapse is ``sizeof`` bytes.
 
-Targets must be nestgrad neurons that keep the running sums (``eprop_iaf_psc_exp``); connecting to any other model
-(NEST's ``eprop_iaf`` family, ``eprop_readout``) fails with an error that says so: their archiving interface only
-exposes the per-step history. Connections into readouts keep using ``eprop_synapse``.
+Targets must be nestgrad neurons that keep the running sums: ``eprop_iaf_psc_exp`` and the NESTML-generated e-prop
+neurons whose eligibility recursion has constant coefficients (no spike-triggered increments, at most two states
+per port: ``eprop_iaf_psc_delta_nestml``, ``eprop_iaf_psc_exp_nestml``, ``eprop_iaf_psc_exp_exc_inh_nestml``; the
+synapse's ``receptor_type`` selects the port). Connecting to any other model fails with an error that says why
+(NEST's ``eprop_iaf`` family and ``eprop_readout`` only expose the per-step history; adaptive models and
+``eprop_glif3_psc`` have time-varying eligibility coefficients). Connections into readouts keep using
+``eprop_synapse``.
 
 Differences from ``eprop_synapse``:
 
@@ -197,9 +201,14 @@ eprop_event_synapse< targetidentifierT >::check_connection( nest::Node& s,
   if ( not target )
   {
     throw nest::IllegalConnection( "eprop_event_synapse cannot connect to " + t.get_name()
-      + ": the target must keep e-prop running sums (nestgrad's eprop_iaf_psc_exp); NEST's e-prop neurons, "
-        "eprop_readout and the NESTML-generated e-prop neurons only keep the per-step history of eprop_synapse. "
-        "Use eprop_synapse (or eprop_vector_synapse, as the neuron's eprop_synapse_model says) for these targets." );
+      + ": the target must keep e-prop running sums (nestgrad's eprop_iaf_psc_exp and NESTML e-prop neurons with "
+        "constant eligibility coefficients); NEST's e-prop neurons and eprop_readout only keep the per-step history "
+        "of eprop_synapse. Use eprop_synapse for these targets." );
+  }
+  const std::string refusal = target->event_synapse_refusal();
+  if ( not refusal.empty() )
+  {
+    throw nest::IllegalConnection( "eprop_event_synapse cannot connect to " + t.get_name() + ": " + refusal );
   }
   check_weight_in_bounds( "eprop_event_synapse", weight_, cp );
   ConnTestDummyNode dummy_target;
@@ -222,7 +231,7 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
   }
   if ( t_spike_previous_ != 0 )
   {
-    const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, trace_ );
+    const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, get_rport(), trace_ );
     optimizer_.add( cp, t_spike - 1, gradient, weight_ );
   }
   target->move_event_reader( t_spike_previous_, t_spike );

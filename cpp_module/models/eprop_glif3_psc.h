@@ -217,6 +217,16 @@ public:
     return true;
   }
 
+protected:
+  std::string
+  eprop_event_unsupported_() const override
+  {
+    return "its after-spike currents make the eligibility recursion time-varying (3 x 3 maps that change with the "
+           "surrogate gradient, spikes and refractoriness and do not commute), which the running sums of "
+           "eprop_event_synapse do not cover (docs/event_driven_eprop.md); use eprop_vector_synapse.";
+  }
+
+public:
   static constexpr size_t n_asc = 2;  //!< after-spike currents of GLIF3
 
 private:

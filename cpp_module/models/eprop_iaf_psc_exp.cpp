@@ -442,6 +442,7 @@ double
 eprop_iaf_psc_exp::event_gradient( const long t_spike,
   const long t_spike_previous,
   const double weight,
+  size_t,
   EventEpropTrace& trace )
 {
   // The synapse holds eps_v (y[0]), eps_i (y[1]), e_bar and e_bar_reg at a - 1, one step before the window start a,

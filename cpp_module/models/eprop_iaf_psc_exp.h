@@ -239,7 +239,11 @@ private:
   long get_shift() const override;
   bool is_eprop_recurrent_node() const override;
 
-  double event_gradient( long t_spike, long t_spike_previous, double weight, EventEpropTrace& trace ) override;
+  double event_gradient( long t_spike,
+    long t_spike_previous,
+    double weight,
+    size_t rport,
+    EventEpropTrace& trace ) override;
 
   friend class nest::RecordablesMap< eprop_iaf_psc_exp >;
   friend class nest::UniversalDataLogger< eprop_iaf_psc_exp >;

@@ -8,6 +8,8 @@
 
 #include "eprop_parameter_checks.h"
 
+#include <algorithm>
+
 // NEST public headers
 #include "dict_util.h"
 #include "event_delivery_manager_impl.h"
@@ -18,7 +20,7 @@ namespace nestgrad
 {
 
 EpropNestmlNode::EpropNestmlNode()
-  : nest::EpropArchivingNodeRecurrent< false >()
+  : EpropEventNode()
   , c_reg_( 0.0 )
   , f_target_( 10.0 )
   , kappa_( 0.97 )
@@ -46,7 +48,7 @@ EpropNestmlNode::register_eprop_connection()
 void
 EpropNestmlNode::get_status( Dictionary& d ) const
 {
-  nest::EpropArchivingNodeRecurrent< false >::get_status( d );
+  EpropEventNode::get_status( d );
   d[ nest::names::c_reg ] = c_reg_;
   d[ nest::names::f_target ] = f_target_;
   d[ nest::names::kappa ] = kappa_;
@@ -131,6 +133,10 @@ EpropNestmlNode::handle( nest::LearningSignalConnectionEvent& e )
     const double weight = e.get_weight();
     const double error_signal = e.get_coeffvalue( it_event );  // advances the iterator
     write_learning_signal_to_history( time_step, weight * error_signal );
+    if ( event_history_active_() )
+    {
+      add_event_learning_signal_( time_step - 2, weight * error_signal );  // the entry NEST's history uses
+    }
   }
 }
 
@@ -156,7 +162,224 @@ EpropNestmlNode::eprop_end_of_step_( const long t, const long lag, const double 
   write_surrogate_gradient_to_history( t, surrogate_gradient );
   // the archiving node expects the target rate in spikes per ms
   write_firing_rate_reg_to_history( t, z, f_target_ / 1000.0, kappa_reg_, c_reg_ );
-  return get_learning_signal_from_history( t );
+  double learning_signal = get_learning_signal_from_history( t );
+
+  if ( event_history_active_() )
+  {
+    if ( eprop_indegree_ == 0 )
+    {
+      // the archiving node updates the rate estimate only for eprop_synapse; same expression here
+      const double dt = nest::Time::get_resolution().get_ms();
+      f_av_ = kappa_reg_ * f_av_ + ( 1.0 - kappa_reg_ ) * z / dt;
+      firing_rate_reg_ = c_reg_ * ( f_av_ - f_target_ / 1000.0 * dt );
+    }
+    append_event_entry_( t, surrogate_gradient, firing_rate_reg_ );
+    finalize_event_entries_( t - 2 );  // the learning signal of entry t - 2 has arrived
+    prune_event_history_( t );
+    if ( eprop_indegree_ == 0 and t - 2 >= 0 )
+    {
+      learning_signal = event_learning_signal_or_zero_( t - 2 );
+    }
+  }
+  return learning_signal;
+}
+
+std::string
+EpropNestmlNode::event_synapse_refusal() const
+{
+  return eprop_event_unsupported_();
+}
+
+namespace
+{
+//! J = P diag(lambda) P^-1 for a triangular J of one or two states; false if its eigenvalues are equal and J is not
+//! diagonal (a Jordan block: the trace is then not a sum of geometric sequences).
+bool
+diagonalize_port( EventLtiPort& p )
+{
+  p.lambda[ 0 ] = p.J[ 0 ][ 0 ];
+  p.P[ 0 ][ 0 ] = 1.0;
+  p.P_inv[ 0 ][ 0 ] = 1.0;
+  if ( p.n == 2 )
+  {
+    p.lambda[ 1 ] = p.J[ 1 ][ 1 ];
+    p.P[ 1 ][ 1 ] = 1.0;
+    p.P_inv[ 1 ][ 1 ] = 1.0;
+    const double upper = p.J[ 0 ][ 1 ];
+    const double lower = p.J[ 1 ][ 0 ];
+    if ( upper != 0.0 or lower != 0.0 )
+    {
+      if ( p.lambda[ 0 ] == p.lambda[ 1 ] )
+      {
+        return false;
+      }
+      // eigenvectors (1, lower / (lambda_0 - lambda_1)) and (upper / (lambda_1 - lambda_0), 1); one of them is a unit
+      // vector (J is triangular), so P^-1 only flips the sign of the off-diagonal entry
+      p.P[ 1 ][ 0 ] = lower / ( p.lambda[ 0 ] - p.lambda[ 1 ] );
+      p.P[ 0 ][ 1 ] = upper / ( p.lambda[ 1 ] - p.lambda[ 0 ] );
+      p.P_inv[ 1 ][ 0 ] = -p.P[ 1 ][ 0 ];
+      p.P_inv[ 0 ][ 1 ] = -p.P[ 0 ][ 1 ];
+    }
+  }
+  for ( int m = 0; m < p.n; ++m )
+  {
+    p.g[ m ] = 0.0;
+    p.w[ m ] = 0.0;
+    for ( int i = 0; i < p.n; ++i )
+    {
+      p.g[ m ] += p.c[ i ] * p.P[ i ][ m ];
+      p.w[ m ] += p.P_inv[ m ][ i ] * p.b[ i ];
+    }
+  }
+  return true;
+}
+}  // namespace
+
+void
+EpropNestmlNode::eprop_event_pre_run_hook_()
+{
+  if ( not event_history_active_() )
+  {
+    return;
+  }
+  event_ports_.clear();
+  const int n_ports = eprop_event_ports_( event_ports_ );
+  if ( n_ports == 0 )
+  {
+    throw nest::KernelException( get_name() + ": eprop_event_synapse connected, but " + eprop_event_unsupported_() );
+  }
+  double distinct[ 3 ];
+  int n_distinct = 0;
+  for ( auto& port : event_ports_ )
+  {
+    if ( port.n < 1 or port.n > 2 or ( port.J[ 0 ][ 1 ] != 0.0 and port.J[ 1 ][ 0 ] != 0.0 ) )
+    {
+      throw nest::KernelException( get_name() + ": a port's eligibility recursion is not triangular with one or two "
+                                                "states; eprop_event_synapse cannot use it." );
+    }
+    if ( not diagonalize_port( port ) )
+    {
+      throw nest::BadProperty( get_name()
+        + ": eprop_event_synapse requires the synaptic and membrane time constants to differ (the trace is then not "
+          "a sum of geometric sequences); use eprop_vector_synapse (or eprop_synapse)." );
+    }
+    for ( int m = 0; m < port.n; ++m )
+    {
+      const auto found = std::find( distinct, distinct + n_distinct, port.lambda[ m ] );
+      if ( found == distinct + n_distinct )
+      {
+        if ( n_distinct == 3 )
+        {
+          throw nest::BadProperty( get_name() + ": eprop_event_synapse supports at most three distinct trace "
+                                                "constants (time constants) per neuron." );
+        }
+        distinct[ n_distinct++ ] = port.lambda[ m ];
+      }
+      port.slot[ m ] = static_cast< int >( found - distinct );
+    }
+  }
+  configure_event_history_( n_distinct, distinct, kappa_, kappa_reg_, c_reg_ > 0.0 );
+  for ( auto& port : event_ports_ )
+  {
+    for ( int m = 0; m < port.n; ++m )
+    {
+      port.slot[ m ] = lambda_slot_( port.slot[ m ] );
+    }
+  }
+  event_cutoff_ = get_eprop_isi_trace_cutoff();
+}
+
+double
+EpropNestmlNode::event_gradient( const long t_spike,
+  const long t_spike_previous,
+  double,
+  const size_t rport,
+  EventEpropTrace& trace )
+{
+  // The synapse holds eps at a - 1, one step before the window start a, and whether its previous spike enters at a
+  // (pending). Entry a: y = J eps + b pending, e = psi (c . y). From a + 1 on, with the new spike entering at a + 1:
+  // eps[t] = J^(t-a) eps[a] + J^(t-a-1) b, so c . eps[t] = sum_m g_m (u_m + w_m / lambda_m) lambda_m^(t-a) with
+  // u = P^-1 eps[a] (EventLtiPort).
+  if ( rport >= event_ports_.size() )
+  {
+    throw nest::UnknownReceptorType( rport, get_name() );
+  }
+  const EventLtiPort& p = event_ports_[ rport ];
+  const long a = t_spike_previous - 1;
+  const long stop = t_spike - 1;
+  const long cutoff = event_cutoff_;
+  if ( cutoff < 1 )
+  {
+    throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
+  }
+  const long end = cutoff >= stop - a ? stop : a + cutoff;
+  finalize_event_entries_( end - 1 );
+
+  const int n = p.n;
+  double eps_a[ 2 ] = { 0.0, 0.0 };
+  double x_a = 0.0;
+  for ( int i = 0; i < n; ++i )
+  {
+    for ( int j = 0; j < n; ++j )
+    {
+      eps_a[ i ] += p.J[ i ][ j ] * trace.y[ j ];
+    }
+    eps_a[ i ] += trace.pending ? p.b[ i ] : 0.0;
+    x_a += p.c[ i ] * eps_a[ i ];
+  }
+  const double kappa = eprop_kappa_();
+  const double kr = eprop_kappa_reg_();
+  const bool separate_reg = separate_reg_filter_();
+  double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
+  const double e_a = event_surrogate_gradient_( a ) * x_a;
+  ebar[ 0 ] = kappa * ebar[ 0 ] + e_a;
+  ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
+  double g[ 2 ] = { event_signal_( a, 0 ) * ebar[ 0 ], event_signal_( a, 1 ) * ebar[ 1 ] };
+
+  double coefficient[ 2 ] = { 0.0, 0.0 };  // eps[t] = P (lambda^(t-a) * coefficient) for t > a
+  double Y[ 3 ] = { 0.0, 0.0, 0.0 };
+  for ( int m = 0; m < n; ++m )
+  {
+    double u = 0.0;
+    for ( int j = 0; j < n; ++j )
+    {
+      u += p.P_inv[ m ][ j ] * eps_a[ j ];
+    }
+    coefficient[ m ] = u + p.w[ m ] / p.lambda[ m ];
+    Y[ p.slot[ m ] ] += p.g[ m ] * coefficient[ m ];
+  }
+  event_window_( a + 1, end, ebar, Y, a, g );
+  const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
+
+  // carry the state to the next window start (stop): traces decay, filtered traces decay beyond the cutoff
+  const long steps = stop - 1 - a;  // to one step before the next window start
+  if ( steps == 0 )
+  {
+    trace.y[ 0 ] = eps_a[ 0 ];
+    trace.y[ 1 ] = eps_a[ 1 ];
+    trace.pending = true;  // the new spike enters at the next window's first step
+  }
+  else
+  {
+    double decayed[ 2 ];
+    for ( int m = 0; m < n; ++m )
+    {
+      decayed[ m ] = coefficient[ m ] * lambda_power_( p.slot[ m ], steps );
+    }
+    for ( int i = 0; i < n; ++i )
+    {
+      trace.y[ i ] = 0.0;
+      for ( int m = 0; m < n; ++m )
+      {
+        trace.y[ i ] += p.P[ i ][ m ] * decayed[ m ];
+      }
+    }
+    trace.pending = false;
+  }
+  trace.e_bar = ebar[ 0 ] * kappa_power_( 0, stop - end );
+  // with one filter for both terms (kappa_reg == kappa) the regularisation trace is the task trace
+  trace.e_bar_reg = ( 1.0 - kr ) * ( separate_reg ? ebar[ 1 ] * kappa_power_( 1, stop - end ) : trace.e_bar );
+  return gradient;
 }
 
 }  // namespace nestgrad

@@ -8,6 +8,7 @@
 #define NESTGRAD_EPROP_NESTML_NODE_H
 
 #include <string>
+#include <vector>
 
 // NEST public headers
 #include "eprop_archiving_node_impl.h"
@@ -16,6 +17,8 @@
 #include "eprop_synapse.h"
 #include "event.h"
 #include "nest_time.h"
+
+#include "eprop_event_node.h"
 
 namespace nestgrad
 {
@@ -38,6 +41,27 @@ struct EpropVectorTrace
 };
 
 /**
+ * The eligibility recursion of one spike receptor port with constant coefficients (no spike-triggered increments)
+ * and one or two states with a triangular Jacobian J: between presynaptic spikes the trace c . eps is then a sum of
+ * geometric sequences with J's eigenvalues, what eprop_event_synapse's running sums need (docs/event_driven_eprop.md).
+ * The generated neuron fills n, J, b and c; configure_event_ports_() derives the rest.
+ */
+struct EventLtiPort
+{
+  int n = 0;  //!< states (1 or 2)
+  double J[ 2 ][ 2 ] = {};
+  double b[ 2 ] = {};
+  double c[ 2 ] = {};
+  // J = P diag(lambda) P^-1; g = c^T P, w = P^-1 b
+  double lambda[ 2 ] = {};
+  double P[ 2 ][ 2 ] = {};
+  double P_inv[ 2 ][ 2 ] = {};
+  double g[ 2 ] = {};
+  double w[ 2 ] = {};
+  int slot[ 2 ] = {};  //!< slot of the running sums of lambda[m]
+};
+
+/**
  * Base class of the e-prop neurons generated from NESTML (nestml_models/eprop/, docs/nestml_eprop.md).
  *
  * NESTML generates the neuron's dynamics (its update and onCondition blocks, exact propagators); nestgrad's
@@ -46,7 +70,7 @@ struct EpropVectorTrace
  * e-prop neurons (same names, units and defaults), the learning-signal input, the history that NEST's
  * eprop_synapse reads, flush events, and the surrogate gradient functions of NEST's e-prop archiving node.
  */
-class EpropNestmlNode : public nest::EpropArchivingNodeRecurrent< false >
+class EpropNestmlNode : public EpropEventNode
 {
 public:
   EpropNestmlNode();
@@ -73,6 +97,17 @@ public:
 
   //! Number of eligibility states (derived by the generator).
   virtual int eligibility_size() const = 0;
+
+  /**
+   * eprop_event_synapse: the gradient of a window from the running sums, for models whose ports have constant
+   * eligibility coefficients (see EventLtiPort); the same numbers as compute_gradient_vector().
+   */
+  double event_gradient( long t_spike,
+    long t_spike_previous,
+    double weight,
+    size_t rport,
+    EventEpropTrace& trace ) override;
+  std::string event_synapse_refusal() const override;
 
   /**
    * NEST's eprop_synapse keeps two eligibility components and no receptor port: models with more (or several
@@ -106,6 +141,32 @@ protected:
 
   //! Per-run initialisation (flush-event interval in steps); called from the generated pre_run_hook().
   void eprop_pre_run_hook_();
+
+  /**
+   * Per-run initialisation of the running sums for eprop_event_synapse, once the model's propagators are computed
+   * (called at the end of the generated pre_run_hook()).
+   */
+  void eprop_event_pre_run_hook_();
+
+  /**
+   * The ports' constant eligibility coefficients (generated for models that support eprop_event_synapse); returns
+   * the number of ports, 0 if the model does not support it.
+   */
+  virtual int
+  eprop_event_ports_( std::vector< EventLtiPort >& ) const
+  {
+    return 0;
+  }
+
+  /**
+   * Why the generator found that the model cannot use eprop_event_synapse (empty if it can, and for models written
+   * in C++ that say so themselves).
+   */
+  virtual std::string
+  eprop_event_unsupported_() const
+  {
+    return "its eligibility recursion is not known to the running sums; use eprop_vector_synapse.";
+  }
 
   /**
    * Surrogate gradient of this step from the generated threshold condition `v >= v_th` (both sides as the model
@@ -146,6 +207,7 @@ private:
   double surrogate_gradient_height_;
   double surrogate_gradient_width_;
   bool spiked_;               //!< the model emitted a spike in the current step
+  std::vector< EventLtiPort > event_ports_;  //!< per receptor port, with eprop_event_synapse
   bool vector_registration_;  //!< an eprop_vector_synapse is connecting
 };
 

@@ -82,6 +82,31 @@ class Eligibility:
         """NEST's eprop_synapse: one port, at most two components."""
         return len(self.ports) == 1 and self.size <= NEST_SYNAPSE_STATES
 
+    @property
+    def event_refusal(self) -> str:
+        """Why nestgrad's eprop_event_synapse cannot use this model ("" if it can): its running sums need a trace
+        that is a sum of geometric sequences between presynaptic spikes, i.e. constant coefficients (no spike-triggered
+        increments) and, per port, one or two states with a triangular J (its eigenvalues are then the diagonal)."""
+        for p in self.ports:
+            increments = [x for x, k in zip(p.states, p.K) if k]
+            if increments:
+                return (
+                    f"its eligibility recursion has spike-triggered increments of {', '.join(increments)} (port "
+                    f"{p.port}): the coefficients change with the surrogate gradient every step, which the running "
+                    "sums of eprop_event_synapse do not cover; use eprop_vector_synapse."
+                )
+            if len(p.states) > 2:
+                return (
+                    f"port {p.port} has {len(p.states)} eligibility states ({', '.join(p.states)}); "
+                    "eprop_event_synapse supports one or two; use eprop_vector_synapse."
+                )
+            if len(p.states) == 2 and p.J[0][1] and p.J[1][0]:
+                return (
+                    f"the eligibility states of port {p.port} ({', '.join(p.states)}) are coupled both ways; "
+                    "eprop_event_synapse needs a triangular propagator; use eprop_vector_synapse."
+                )
+        return ""
+
 
 def _where(model_file: str, node: Any) -> str:
     pos = node.get_source_position() if node is not None else None
@@ -393,6 +418,11 @@ def patch_generated(out: pathlib.Path, name: str, elig: Eligibility) -> None:
     if hook is None:
         raise RuntimeError(f"nestgrad's e-prop generator: no pre_run_hook() with B_.logger_.init() in {source.name}")
     cpp = cpp[: hook.end()] + "\n  eprop_pre_run_hook_();" + cpp[hook.end() :]
+    # the running sums of eprop_event_synapse need the propagators, computed further down in pre_run_hook()
+    hook_end = cpp.find("\n}\n", hook.end())
+    if hook_end < 0:
+        raise RuntimeError(f"nestgrad's e-prop generator: cannot find the end of pre_run_hook() in {source.name}")
+    cpp = cpp[:hook_end] + "\n  eprop_event_pre_run_hook_();" + cpp[hook_end:]
     cpp = _replace_once(
         cpp,
         "    /**\n     * Begin NESTML generated code for the onCondition block(s)\n    **/",

@@ -266,10 +266,16 @@ class EpropNetwork:
         if self.config.gradient_algorithm == "event":
             if EVENT_SYNAPSE not in nest.synapse_models:
                 raise ValueError("network.gradient_algorithm = 'event' needs nestgrad's module (nestgrad.install())")
-            if "event_history_size" not in nest.GetDefaults(model)["recordables"]:
+            refusal = nest.GetDefaults(model).get("event_synapse_refusal")
+            if refusal is None:
+                refusal = (
+                    "it keeps no running sums for eprop_event_synapse (nestgrad's eprop_iaf_psc_exp and the NESTML "
+                    "e-prop neurons with constant eligibility coefficients do)"
+                )
+            if refusal:
                 raise ValueError(
                     f"network.gradient_algorithm = 'event' is not supported by network.neuron_model = {model!r}: "
-                    "it keeps no running sums for eprop_event_synapse (nestgrad's eprop_iaf_psc_exp does)"
+                    f"{refusal}"
                 )
 
     def check_weights(self, weights: dict[str, np.ndarray]) -> None:
