@@ -79,7 +79,7 @@ def test_event_synapse_nestml_neurons_equal_reference(model, task, optimizer, pa
 
 
 def test_event_and_vector_synapses_agree_for_nestml_neurons(nest_kernel):
-    """A two-port NESTML neuron: eprop_event_synapse vs the step-by-step eprop_vector_synapse, final weights to 1e-12."""
+    """Two-port NESTML neuron: eprop_event_synapse vs step-by-step eprop_vector_synapse, final weights to 1e-12."""
     from nestgrad.reference.nest_backend import run_nest
 
     config = _config("evidence", "gradient_descent", {"tau_syn_in": 8.0}, model="eprop_iaf_psc_exp_exc_inh_nestml")

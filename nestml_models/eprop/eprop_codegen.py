@@ -88,7 +88,7 @@ class Eligibility:
         that is a sum of geometric sequences between presynaptic spikes, i.e. constant coefficients (no spike-triggered
         increments) and, per port, one or two states with a triangular J (its eigenvalues are then the diagonal)."""
         for p in self.ports:
-            increments = [x for x, k in zip(p.states, p.K) if k]
+            increments = [x for x, k in zip(p.states, p.K, strict=True) if k]
             if increments:
                 return (
                     f"its eligibility recursion has spike-triggered increments of {', '.join(increments)} (port "
