@@ -7,6 +7,9 @@ running sums subtract nothing, so the measured errors are ~1e-14, like the step-
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 
@@ -15,6 +18,14 @@ from nestgrad.reference.compare import compare
 from nestgrad.reference.nest_backend import spec_from_config
 
 TOL = 1e-9
+NESTML_MODELS = (
+    "eprop_iaf_psc_delta_nestml",
+    "eprop_iaf_psc_delta_adapt_nestml",
+    "eprop_iaf_psc_delta_asc_nestml",
+    "eprop_iaf_psc_exp_nestml",
+    "eprop_iaf_psc_exp_exc_inh_nestml",
+    "eprop_iaf_psc_exp_adapt_nestml",
+)
 
 
 def _config(
@@ -70,6 +81,20 @@ def test_event_synapse_updates_equal_reference(task, optimizer, params, threads)
         # two receptor ports (receptor_type selects the filter), three trace constants, weights changing sign
         ("eprop_iaf_psc_exp_exc_inh_nestml", "evidence", "gradient_descent", {"tau_syn_in": 8.0}, 1.0, 1),
         ("eprop_iaf_psc_exp_exc_inh_nestml", "sine", "adam", {"eprop_isi_trace_cutoff": 40.0}, 1.0, 2),
+        # time-varying coefficients (adaptation: spike-triggered increments through psi): running products
+        ("eprop_iaf_psc_exp_adapt_nestml", "sine", "gradient_descent", {}, 1.0, 1),
+        ("eprop_iaf_psc_exp_adapt_nestml", "evidence", "adam", {"eprop_isi_trace_cutoff": 40.0}, 1.0, 2),
+        (
+            "eprop_iaf_psc_delta_adapt_nestml",
+            "evidence",
+            "gradient_descent",
+            {"eprop_isi_trace_cutoff": 30.0, "kappa_reg": 0.99},
+            1e-3,
+            1,
+        ),
+        ("eprop_iaf_psc_delta_asc_nestml", "evidence", "gradient_descent", {}, 1e-4, 1),
+        # equal synaptic and membrane time constants: J is a Jordan block, not a sum of geometric sequences
+        ("eprop_iaf_psc_exp_nestml", "evidence", "gradient_descent", {"tau_syn": 10.0}, 1.0, 1),
     ],
 )
 def test_event_synapse_nestml_neurons_equal_reference(model, task, optimizer, params, eta_scale, threads):
@@ -78,12 +103,16 @@ def test_event_synapse_nestml_neurons_equal_reference(model, task, optimizer, pa
     _check(compare(spec, None, plots=False, threads=threads))
 
 
-def test_event_and_vector_synapses_agree_for_nestml_neurons(nest_kernel):
-    """Two-port NESTML neuron: eprop_event_synapse vs step-by-step eprop_vector_synapse, final weights to 1e-12."""
+@pytest.mark.parametrize(
+    "model, params",
+    [("eprop_iaf_psc_exp_exc_inh_nestml", {"tau_syn_in": 8.0}), ("eprop_iaf_psc_exp_adapt_nestml", {})],
+)
+def test_event_and_vector_synapses_agree_for_nestml_neurons(nest_kernel, model, params):
+    """eprop_event_synapse (running sums; running products for the adaptive neuron) vs the step-by-step
+    eprop_vector_synapse on the same NESTML neurons in NEST: final weights agree to 1e-12."""
     from nestgrad.reference.nest_backend import run_nest
 
-    config = _config("evidence", "gradient_descent", {"tau_syn_in": 8.0}, model="eprop_iaf_psc_exp_exc_inh_nestml")
-    spec = spec_from_config(config, 3)
+    spec = spec_from_config(_config("evidence", "gradient_descent", params, model=model), 3)
     event = run_nest(spec)
     step = run_nest(spec.replace(gradient_algorithm="step"))
     for name in ("in_rec", "rec_rec", "rec_out"):
@@ -93,27 +122,64 @@ def test_event_and_vector_synapses_agree_for_nestml_neurons(nest_kernel):
         assert err <= 1e-12, (name, err)
 
 
-def test_event_synapse_refuses_time_varying_eligibility(nest_kernel):
-    """Models whose eligibility coefficients change every step refuse eprop_event_synapse and say why; the network
-    builder says the same before it builds anything."""
+def test_event_synapse_refuses_glif3_and_says_why(nest_kernel):
+    """eprop_glif3_psc refuses eprop_event_synapse with the reason; the network builder says the same before it
+    builds anything. The NESTML e-prop neurons of this repository are all targets."""
     from nestgrad.networks.eprop_classic import EpropNetwork
 
     nest = nest_kernel
     nest.set(resolution=1.0)
-    assert nest.GetDefaults("eprop_iaf_psc_exp_nestml")["event_synapse_refusal"] == ""
-    pre = nest.Create("parrot_neuron")
-    for model, reason in (
-        ("eprop_iaf_psc_delta_adapt_nestml", "spike-triggered increments of adaptation"),
-        ("eprop_iaf_psc_exp_adapt_nestml", "spike-triggered increments"),
-        ("eprop_glif3_psc", "after-spike currents"),
-    ):
-        with pytest.raises(nest.NESTErrors.IllegalConnection, match=f"cannot connect to {model}: its .*{reason}"):
-            nest.Connect(pre, nest.Create(model), syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0})
-        net = EpropNetwork(
-            NetworkConfig(neuron_model=model, n_rec=5, gradient_algorithm="event"), OptimizerConfig(), 3, 1, 1.0
+    for model in NESTML_MODELS:
+        assert nest.GetDefaults(model)["event_synapse_refusal"] == "", model
+    reason = "after-spike currents make the eligibility recursion time-varying"
+    with pytest.raises(nest.NESTErrors.IllegalConnection, match=f"cannot connect to eprop_glif3_psc: its {reason}"):
+        nest.Connect(
+            nest.Create("parrot_neuron"),
+            nest.Create("eprop_glif3_psc"),
+            syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0},
         )
-        with pytest.raises(ValueError, match=f"{model}.*{reason}"):
-            net.validate(nest)
+    net = EpropNetwork(
+        NetworkConfig(neuron_model="eprop_glif3_psc", n_rec=5, gradient_algorithm="event"), OptimizerConfig(), 3, 1, 1.0
+    )
+    with pytest.raises(ValueError, match=f"eprop_glif3_psc.*{reason}"):
+        net.validate(nest)
+
+
+def test_generator_decides_which_models_event_synapses_take():
+    """The generator's event_refusal: geometric sums (K = 0, <= 2 states, triangular J), running products (one port,
+    <= 3 states), else a reason the connection error repeats."""
+    import importlib.util
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "nestml_models" / "eprop" / "eprop_codegen.py"
+    spec = importlib.util.spec_from_file_location("eprop_codegen", path)
+    codegen = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = codegen  # dataclasses look their module up
+    spec.loader.exec_module(codegen)
+
+    def port(n: int, K: bool = False, coupled: bool = False, name: str = "spikes"):
+        J = [
+            ["J" if i == j or (i == 0 and j == 1) or (coupled and i == 1 and j == 0) else "" for j in range(n)]
+            for i in range(n)
+        ]
+        return codegen.PortEligibility(
+            port=name,
+            states=[f"s{i}" for i in range(n)],
+            J=J,
+            b=[""] * (n - 1) + ["1"],
+            c=["1"] + [""] * (n - 1),
+            K=["" for _ in range(n - 1)] + (["k"] if K else [""]),
+        )
+
+    def refusal(*ports):
+        return codegen.Eligibility(
+            ports=list(ports), can_spike="true", v="v", v_th="th", threshold="v >= th"
+        ).event_refusal
+
+    assert refusal(port(2), port(2, name="inh")) == ""  # geometric, two ports
+    assert refusal(port(3, K=True)) == ""  # running products
+    assert refusal(port(2, coupled=True)) == ""  # products: J not triangular
+    assert "several receptor ports" in refusal(port(2, K=True), port(2, name="inh"))
+    assert "has 4 states" in refusal(port(4, K=True))
 
 
 def test_event_synapse_sparse_network():

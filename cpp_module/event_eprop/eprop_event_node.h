@@ -29,7 +29,7 @@ namespace nestgrad
  */
 struct EventEpropTrace
 {
-  double y[ 2 ] = { 0.0, 0.0 };
+  double y[ 3 ] = { 0.0, 0.0, 0.0 };  //!< components: the target model's (up to three)
   double e_bar = 0.0;
   double e_bar_reg = 0.0;
   bool pending = false;  //!< the previous spike still has to enter the trace (windows of one step)
@@ -93,7 +93,7 @@ public:
    * of window starts per segment tells which segments of the history a synapse can still read (a window reads at
    * most eprop_isi_trace_cutoff steps from its start).
    */
-  void
+  virtual void
   move_event_reader( const long t_spike_previous, const long t_spike )
   {
     store_->move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1, column_ );

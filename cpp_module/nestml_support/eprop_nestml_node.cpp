@@ -9,6 +9,7 @@
 #include "eprop_parameter_checks.h"
 
 #include <algorithm>
+#include <cmath>
 
 // NEST public headers
 #include "dict_util.h"
@@ -133,7 +134,11 @@ EpropNestmlNode::handle( nest::LearningSignalConnectionEvent& e )
     const double weight = e.get_weight();
     const double error_signal = e.get_coeffvalue( it_event );  // advances the iterator
     write_learning_signal_to_history( time_step, weight * error_signal );
-    if ( event_history_active_() )
+    if ( event_products_.configured() )
+    {
+      event_products_.add_learning_signal( time_step - 2, weight * error_signal );
+    }
+    else if ( event_history_active_() )
     {
       add_event_learning_signal_( time_step - 2, weight * error_signal );  // the entry NEST's history uses
     }
@@ -173,12 +178,26 @@ EpropNestmlNode::eprop_end_of_step_( const long t, const long lag, const double 
       f_av_ = kappa_reg_ * f_av_ + ( 1.0 - kappa_reg_ ) * z / dt;
       firing_rate_reg_ = c_reg_ * ( f_av_ - f_target_ / 1000.0 * dt );
     }
-    append_event_entry_( t, surrogate_gradient, firing_rate_reg_ );
-    finalize_event_entries_( t - 2 );  // the learning signal of entry t - 2 has arrived
-    prune_event_history_( t );
-    if ( eprop_indegree_ == 0 and t - 2 >= 0 )
+    if ( event_products_.configured() )
     {
-      learning_signal = event_learning_signal_or_zero_( t - 2 );
+      event_products_.append( t, surrogate_gradient, firing_rate_reg_, event_reg_factor_ );
+      event_products_.finalize_through( t - 2 );  // the learning signal of entry t - 2 has arrived
+      // keep the entries where windows of spikes still in transit start
+      event_products_.prune( t - nest::kernel().connection_manager.get_min_delay() - 4 );
+      if ( eprop_indegree_ == 0 and t - 2 >= 0 )
+      {
+        learning_signal = event_products_.learning_signal_or_zero( t - 2 );
+      }
+    }
+    else
+    {
+      append_event_entry_( t, surrogate_gradient, firing_rate_reg_ );
+      finalize_event_entries_( t - 2 );  // the learning signal of entry t - 2 has arrived
+      prune_event_history_( t );
+      if ( eprop_indegree_ == 0 and t - 2 >= 0 )
+      {
+        learning_signal = event_learning_signal_or_zero_( t - 2 );
+      }
     }
   }
   return learning_signal;
@@ -195,7 +214,7 @@ namespace
 //! J = P diag(lambda) P^-1 for a triangular J of one or two states; false if its eigenvalues are equal and J is not
 //! diagonal (a Jordan block: the trace is then not a sum of geometric sequences).
 bool
-diagonalize_port( EventLtiPort& p )
+diagonalize_port( EventPortRecursion& p )
 {
   p.lambda[ 0 ] = p.J[ 0 ][ 0 ];
   p.P[ 0 ][ 0 ] = 1.0;
@@ -248,21 +267,23 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
   {
     throw nest::KernelException( get_name() + ": eprop_event_synapse connected, but " + eprop_event_unsupported_() );
   }
+  // constant coefficients with geometric traces: the thread's store of running sums
+  bool geometric = true;
+  for ( auto& port : event_ports_ )
+  {
+    const bool constant = std::all_of( port.K, port.K + 3, []( double k ) { return k == 0.0; } );
+    const bool triangular = port.n == 1 or ( port.n == 2 and ( port.J[ 0 ][ 1 ] == 0.0 or port.J[ 1 ][ 0 ] == 0.0 ) );
+    geometric = geometric and constant and triangular and diagonalize_port( port );
+  }
+  if ( not geometric )
+  {
+    configure_event_products_();
+    return;
+  }
   double distinct[ 3 ];
   int n_distinct = 0;
   for ( auto& port : event_ports_ )
   {
-    if ( port.n < 1 or port.n > 2 or ( port.J[ 0 ][ 1 ] != 0.0 and port.J[ 1 ][ 0 ] != 0.0 ) )
-    {
-      throw nest::KernelException( get_name() + ": a port's eligibility recursion is not triangular with one or two "
-                                                "states; eprop_event_synapse cannot use it." );
-    }
-    if ( not diagonalize_port( port ) )
-    {
-      throw nest::BadProperty( get_name()
-        + ": eprop_event_synapse requires the synaptic and membrane time constants to differ (the trace is then not "
-          "a sum of geometric sequences); use eprop_vector_synapse (or eprop_synapse)." );
-    }
     for ( int m = 0; m < port.n; ++m )
     {
       const auto found = std::find( distinct, distinct + n_distinct, port.lambda[ m ] );
@@ -289,6 +310,97 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
   event_cutoff_ = get_eprop_isi_trace_cutoff();
 }
 
+void
+EpropNestmlNode::configure_event_products_()
+{
+  if ( event_ports_.size() != 1 or event_ports_[ 0 ].n > EventProductHistory::max_states )
+  {
+    throw nest::BadProperty( get_name()
+      + ": eprop_event_synapse keeps running products for one receptor port of up to three eligibility states; "
+        "this model's coefficients vary in time on several ports or more states; use eprop_vector_synapse." );
+  }
+  const bool regularize = c_reg_ > 0.0;
+  const double kappas[ 2 ] = { kappa_, kappa_reg_ };
+  for ( int f = 0; f < ( regularize ? 2 : 1 ); ++f )
+  {
+    if ( not( kappas[ f ] > 0.0 and kappas[ f ] <= 1.0 ) )
+    {
+      throw nest::BadProperty( get_name() + ": eprop_event_synapse requires 0 < kappa, kappa_reg <= 1 (got "
+        + std::to_string( kappas[ f ] ) + ")." );
+    }
+  }
+  const bool merged = regularize and kappa_reg_ == kappa_;
+  const int n_filters = regularize and not merged ? 2 : 1;
+  event_reg_factor_ = merged ? 1.0 - kappa_reg_ : 0.0;
+  const EventPortRecursion& port = event_ports_[ 0 ];
+  const int d = port.n;
+  double J[ 9 ];
+  double j[ 3 ] = { 0.0, 0.0, 0.0 };
+  for ( int i = 0; i < d; ++i )
+  {
+    for ( int m = 0; m < d; ++m )
+    {
+      J[ i * d + m ] = port.J[ i ][ m ];
+      j[ m ] += port.c[ i ] * port.J[ i ][ m ];  // j = J^T c: e = psi c . (J eps)
+    }
+  }
+  event_products_.configure( d, J, port.K, j, n_filters, kappas );
+  event_cutoff_ = get_eprop_isi_trace_cutoff();
+}
+
+void
+EpropNestmlNode::move_event_reader( const long t_spike_previous, const long t_spike )
+{
+  if ( event_products_.configured() )
+  {
+    event_products_.move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1 );
+  }
+  else
+  {
+    EpropEventNode::move_event_reader( t_spike_previous, t_spike );
+  }
+}
+
+double
+EpropNestmlNode::event_product_gradient_( const long t_spike, const long t_spike_previous, EventEpropTrace& trace )
+{
+  // As the step loop of compute_gradient_vector(): entry a with the previous spike if it is still pending, entry
+  // a + 1 with the new spike, then the running products from a + 2 on; beyond the cutoff eps decays with J.
+  const EventPortRecursion& p = event_ports_[ 0 ];
+  const long a = t_spike_previous - 1;
+  const long stop = t_spike - 1;
+  const long cutoff = event_cutoff_;
+  if ( cutoff < 1 )
+  {
+    throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
+  }
+  const long end = cutoff >= stop - a ? stop : a + cutoff;
+  event_products_.finalize_through( end - 1 );
+
+  const double kr = eprop_kappa_reg_();
+  const bool separate_reg = c_reg_ > 0.0 and kappa_reg_ != kappa_;
+  double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
+  double g[ 2 ] = { 0.0, 0.0 };
+  double x[ 3 ] = { trace.y[ 0 ], trace.y[ 1 ], trace.y[ 2 ] };
+  event_products_.step( a, p.b, p.c, trace.pending ? 1.0 : 0.0, x, ebar, g );
+  const bool spike_entered = a + 1 < end;
+  if ( spike_entered )
+  {
+    event_products_.step( a + 1, p.b, p.c, 1.0, x, ebar, g );
+    event_products_.window( a + 2, end, x, ebar, g );
+  }
+  const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
+
+  // to one step before the next window start; a spike that has not entered yet enters the next window's first step
+  event_products_.decay( stop - end, x );
+  std::copy( x, x + 3, trace.y );
+  trace.pending = not spike_entered;
+  const double decay = static_cast< double >( stop - end );
+  trace.e_bar = ebar[ 0 ] * std::pow( eprop_kappa_(), decay );
+  trace.e_bar_reg = ( 1.0 - kr ) * ( separate_reg ? ebar[ 1 ] * std::pow( kr, decay ) : trace.e_bar );
+  return gradient;
+}
+
 double
 EpropNestmlNode::event_gradient( const long t_spike,
   const long t_spike_previous,
@@ -299,12 +411,16 @@ EpropNestmlNode::event_gradient( const long t_spike,
   // The synapse holds eps at a - 1, one step before the window start a, and whether its previous spike enters at a
   // (pending). Entry a: y = J eps + b pending, e = psi (c . y). From a + 1 on, with the new spike entering at a + 1:
   // eps[t] = J^(t-a) eps[a] + J^(t-a-1) b, so c . eps[t] = sum_m g_m (u_m + w_m / lambda_m) lambda_m^(t-a) with
-  // u = P^-1 eps[a] (EventLtiPort).
+  // u = P^-1 eps[a] (EventPortRecursion).
   if ( rport >= event_ports_.size() )
   {
     throw nest::UnknownReceptorType( rport, get_name() );
   }
-  const EventLtiPort& p = event_ports_[ rport ];
+  if ( event_products_.configured() )
+  {
+    return event_product_gradient_( t_spike, t_spike_previous, trace );
+  }
+  const EventPortRecursion& p = event_ports_[ rport ];
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
   const long cutoff = event_cutoff_;

@@ -19,6 +19,7 @@
 #include "nest_time.h"
 
 #include "eprop_event_node.h"
+#include "event_product_history.h"
 
 namespace nestgrad
 {
@@ -41,18 +42,25 @@ struct EpropVectorTrace
 };
 
 /**
- * The eligibility recursion of one spike receptor port with constant coefficients (no spike-triggered increments)
- * and one or two states with a triangular Jacobian J: between presynaptic spikes the trace c . eps is then a sum of
- * geometric sequences with J's eigenvalues, what eprop_event_synapse's running sums need (docs/event_driven_eprop.md).
- * The generated neuron fills n, J, b and c; configure_event_ports_() derives the rest.
+ * The eligibility recursion of one spike receptor port, as the generator derives it (y = J eps + b z,
+ * e = psi c . y, eps = y + K e), for eprop_event_synapse (docs/event_driven_eprop.md). Two cases:
+ *
+ * - constant coefficients (K = 0) and one or two states with a triangular J: between presynaptic spikes the trace
+ *   c . eps is a sum of geometric sequences with J's eigenvalues; the neuron's running sums live in the thread's
+ *   EventHistoryStore (as for eprop_iaf_psc_exp);
+ * - otherwise (spike-triggered increments: adaptation; up to three states, one port): the map of a step changes with
+ *   psi, and the neuron keeps running products (EventProductHistory).
+ *
+ * The generated neuron fills n, J, b, c and K; the neuron derives the rest.
  */
-struct EventLtiPort
+struct EventPortRecursion
 {
-  int n = 0;  //!< states (1 or 2)
-  double J[ 2 ][ 2 ] = {};
-  double b[ 2 ] = {};
-  double c[ 2 ] = {};
-  // J = P diag(lambda) P^-1; g = c^T P, w = P^-1 b
+  int n = 0;  //!< states (up to EventProductHistory::max_states)
+  double J[ 3 ][ 3 ] = {};
+  double b[ 3 ] = {};
+  double c[ 3 ] = {};
+  double K[ 3 ] = {};
+  // constant coefficients: J = P diag(lambda) P^-1; g = c^T P, w = P^-1 b
   double lambda[ 2 ] = {};
   double P[ 2 ][ 2 ] = {};
   double P_inv[ 2 ][ 2 ] = {};
@@ -100,7 +108,7 @@ public:
 
   /**
    * eprop_event_synapse: the gradient of a window from the running sums, for models whose ports have constant
-   * eligibility coefficients (see EventLtiPort); the same numbers as compute_gradient_vector().
+   * eligibility coefficients (see EventPortRecursion); the same numbers as compute_gradient_vector().
    */
   double event_gradient( long t_spike,
     long t_spike_previous,
@@ -108,6 +116,7 @@ public:
     size_t rport,
     EventEpropTrace& trace ) override;
   std::string event_synapse_refusal() const override;
+  void move_event_reader( long t_spike_previous, long t_spike ) override;
 
   /**
    * NEST's eprop_synapse keeps two eligibility components and no receptor port: models with more (or several
@@ -153,7 +162,7 @@ protected:
    * the number of ports, 0 if the model does not support it.
    */
   virtual int
-  eprop_event_ports_( std::vector< EventLtiPort >& ) const
+  eprop_event_ports_( std::vector< EventPortRecursion >& ) const
   {
     return 0;
   }
@@ -207,7 +216,12 @@ private:
   double surrogate_gradient_height_;
   double surrogate_gradient_width_;
   bool spiked_;               //!< the model emitted a spike in the current step
-  std::vector< EventLtiPort > event_ports_;  //!< per receptor port, with eprop_event_synapse
+  std::vector< EventPortRecursion > event_ports_;  //!< per receptor port, with eprop_event_synapse
+  //! running products for a port whose eligibility coefficients vary in time (configured() only then)
+  EventProductHistory event_products_;
+  double event_reg_factor_ = 0.0;  //!< 1 - kappa_reg if the regularisation signal is added to the task filter's
+  double event_product_gradient_( long t_spike, long t_spike_previous, EventEpropTrace& trace );
+  void configure_event_products_();
   bool vector_registration_;  //!< an eprop_vector_synapse is connecting
 };
 

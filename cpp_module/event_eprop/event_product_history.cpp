@@ -1,0 +1,524 @@
+/*
+ *  event_product_history.cpp
+ *
+ *  This file is part of nestgrad.
+ */
+
+#include "event_product_history.h"
+
+#include <algorithm>
+#include <cmath>
+
+// NEST public headers
+#include "exceptions.h"
+
+namespace nestgrad
+{
+
+EventProductHistory::EventProductHistory( const EventProductHistory& )
+{
+}
+
+void
+EventProductHistory::configure( const int d,
+  const double* J,
+  const double* k,
+  const double* j,
+  const int n_filters,
+  const double* kappa )
+{
+  const bool same = d == d_ and n_filters == n_filters_ and std::equal( J, J + d * d, J_ ) and std::equal( k, k + d, k_ )
+    and std::equal( j, j + d, j_ ) and std::equal( kappa, kappa + n_filters, kappa_ );
+  if ( same )
+  {
+    return;
+  }
+  if ( t_end_ > 0 )
+  {
+    throw nest::KernelException(
+      "eprop_event_synapse: the neuron's eligibility coefficients changed while windows are open; change them before "
+      "the first simulation." );
+  }
+  d_ = d;
+  n_filters_ = n_filters;
+  std::copy( J, J + d * d, J_ );
+  std::copy( k, k + d, k_ );
+  std::copy( j, j + d, j_ );
+  for ( int f = 0; f < n_filters; ++f )
+  {
+    kappa_[ f ] = kappa[ f ];
+    kappa_pow_[ f ][ 0 ] = 1.0;
+    for ( long n = 1; n <= segment_; ++n )
+    {
+      kappa_pow_[ f ][ n ] = kappa_pow_[ f ][ n - 1 ] * kappa[ f ];
+    }
+  }
+  filter_stride_ = 3 + 4 * d;
+  f_offset_ = 1 + n_filters * filter_stride_;
+  p_offset_ = f_offset_ + d * d;
+  stride_ = p_offset_ + d * d;
+}
+
+double*
+EventProductHistory::entry_( const long t )
+{
+  return segments_[ ( t >> shift_ ) - first_segment_ ].get() + ( t & mask_ ) * stride_;
+}
+
+const double*
+EventProductHistory::entry_( const long t ) const
+{
+  return segments_[ ( t >> shift_ ) - first_segment_ ].get() + ( t & mask_ ) * stride_;
+}
+
+bool
+EventProductHistory::held_( const long t ) const
+{
+  const long s = ( t >> shift_ ) - first_segment_;
+  return t >= t_first_ and t < t_end_ and s >= 0 and s < static_cast< long >( segments_.size() );
+}
+
+void
+EventProductHistory::append( const long t, const double psi, const double reg, const double reg_factor )
+{
+  if ( t_end_ == 0 )
+  {
+    t_first_ = t;
+    next_row_ = t;
+  }
+  if ( segments_.empty() )
+  {
+    first_segment_ = t >> shift_;
+  }
+  while ( ( t >> shift_ ) - first_segment_ >= static_cast< long >( segments_.size() ) )
+  {
+    segments_.emplace_back( new double[ segment_ * stride_ ]() );
+  }
+  t_end_ = t + 1;
+  double* e = entry_( t );
+  std::fill( e, e + stride_, 0.0 );
+  e[ 0 ] = psi;
+  if ( n_filters_ == 2 )
+  {
+    e[ filter_offset_( 1 ) ] = reg;
+  }
+  else
+  {
+    e[ filter_offset_( 0 ) ] = reg_factor * reg;  // learning signals are added later
+  }
+}
+
+void
+EventProductHistory::add_learning_signal( const long t, const double signal )
+{
+  if ( not held_( t ) )
+  {
+    return;
+  }
+  if ( t < next_row_ )
+  {
+    throw nest::KernelException( "eprop_event_synapse: learning signal for step " + std::to_string( t )
+      + " arrived after its running sums were completed (e-prop delays must be one step)." );
+  }
+  entry_( t )[ filter_offset_( 0 ) ] += signal;
+}
+
+double
+EventProductHistory::psi( const long t ) const
+{
+  if ( not held_( t ) )
+  {
+    throw nest::KernelException( "eprop_event_synapse: e-prop history for step " + std::to_string( t )
+      + " is not held." );
+  }
+  return entry_( t )[ 0 ];
+}
+
+double
+EventProductHistory::signal( const long t, const int f ) const
+{
+  if ( f >= n_filters_ )
+  {
+    return 0.0;
+  }
+  if ( not held_( t ) )
+  {
+    throw nest::KernelException( "eprop_event_synapse: e-prop history for step " + std::to_string( t )
+      + " is not held." );
+  }
+  return entry_( t )[ filter_offset_( f ) ];
+}
+
+double
+EventProductHistory::learning_signal_or_zero( const long t ) const
+{
+  return held_( t ) ? entry_( t )[ filter_offset_( 0 ) ] : 0.0;
+}
+
+void
+EventProductHistory::row_times_a_( const double psi, const double* r, double* out ) const
+{
+  // r (J + psi k j^T) = r J + psi (r . k) j^T
+  double rk = 0.0;
+  for ( int i = 0; i < d_; ++i )
+  {
+    rk += r[ i ] * k_[ i ];
+  }
+  for ( int m = 0; m < d_; ++m )
+  {
+    double v = psi * rk * j_[ m ];
+    for ( int i = 0; i < d_; ++i )
+    {
+      v += r[ i ] * J_[ i * d_ + m ];
+    }
+    out[ m ] = v;
+  }
+}
+
+void
+EventProductHistory::a_times_( const double psi, double* x ) const
+{
+  // (J + psi k j^T) x
+  double jx = 0.0;
+  for ( int i = 0; i < d_; ++i )
+  {
+    jx += j_[ i ] * x[ i ];
+  }
+  double y[ max_states ];
+  for ( int i = 0; i < d_; ++i )
+  {
+    double v = psi * k_[ i ] * jx;
+    for ( int m = 0; m < d_; ++m )
+    {
+      v += J_[ i * d_ + m ] * x[ m ];
+    }
+    y[ i ] = v;
+  }
+  std::copy( y, y + d_, x );
+}
+
+void
+EventProductHistory::forward_( const long t )
+{
+  const int d = d_;
+  const long R = t & ~mask_;
+  double* e = entry_( t );
+  const double* prev = t > R ? entry_( t - 1 ) : nullptr;
+  const double psi = e[ 0 ];
+
+  // H = psi j^T F[t-1]; F[t] = J F[t-1] + k H
+  double F_prev[ max_states * max_states ] = {};
+  if ( prev )
+  {
+    std::copy( prev + f_offset_, prev + f_offset_ + d * d, F_prev );
+  }
+  else
+  {
+    for ( int i = 0; i < d; ++i )
+    {
+      F_prev[ i * d + i ] = 1.0;
+    }
+  }
+  double H[ max_states ];
+  for ( int m = 0; m < d; ++m )
+  {
+    double v = 0.0;
+    for ( int i = 0; i < d; ++i )
+    {
+      v += j_[ i ] * F_prev[ i * d + m ];
+    }
+    H[ m ] = psi * v;
+  }
+  double* F = e + f_offset_;
+  for ( int i = 0; i < d; ++i )
+  {
+    for ( int m = 0; m < d; ++m )
+    {
+      double v = k_[ i ] * H[ m ];
+      for ( int l = 0; l < d; ++l )
+      {
+        v += J_[ i * d + l ] * F_prev[ l * d + m ];
+      }
+      F[ i * d + m ] = v;
+    }
+  }
+  for ( int f = 0; f < n_filters_; ++f )
+  {
+    double* s = e + filter_offset_( f );
+    const double* p = prev ? prev + filter_offset_( f ) : nullptr;
+    const double L = s[ 0 ];
+    double* G = s + 3;
+    double* N = s + 3 + d;
+    s[ 1 ] = ( p ? p[ 1 ] : 0.0 ) + L * kappa_pow_[ f ][ t - R ];
+    for ( int m = 0; m < d; ++m )
+    {
+      G[ m ] = ( p ? kappa_[ f ] * p[ 3 + m ] : 0.0 ) + H[ m ];
+      N[ m ] = ( p ? p[ 3 + d + m ] : 0.0 ) + L * G[ m ];
+    }
+  }
+}
+
+void
+EventProductHistory::backward_( const long R )
+{
+  const int d = d_;
+  const long E = R + segment_;
+  for ( long a = E - 1; a >= R; --a )
+  {
+    double* e = entry_( a );
+    const double* next = a + 1 < E ? entry_( a + 1 ) : nullptr;
+    const double psi = e[ 0 ];
+    // P[a] = P[a+1] A_a, row by row
+    double* P = e + p_offset_;
+    for ( int i = 0; i < d; ++i )
+    {
+      if ( next )
+      {
+        row_times_a_( psi, next + p_offset_ + i * d, P + i * d );
+      }
+      else
+      {
+        double unit[ max_states ] = {};
+        unit[ i ] = 1.0;
+        row_times_a_( psi, unit, P + i * d );
+      }
+    }
+    for ( int f = 0; f < n_filters_; ++f )
+    {
+      double* s = e + filter_offset_( f );
+      const double* n = next ? next + filter_offset_( f ) : nullptr;
+      s[ 2 ] = s[ 0 ] + ( n ? kappa_[ f ] * n[ 2 ] : 0.0 );  // Q
+      double* K = s + 3 + 2 * d;
+      double* W = s + 3 + 3 * d;
+      if ( n )
+      {
+        row_times_a_( psi, n + 3 + 2 * d, K );
+        row_times_a_( psi, n + 3 + 3 * d, W );
+      }
+      else
+      {
+        std::fill( K, K + d, 0.0 );
+        std::fill( W, W + d, 0.0 );
+      }
+      const double kpow = kappa_pow_[ f ][ E - 1 - a ];
+      for ( int m = 0; m < d; ++m )
+      {
+        K[ m ] += kpow * psi * j_[ m ];
+        W[ m ] += s[ 2 ] * psi * j_[ m ];
+      }
+    }
+  }
+}
+
+void
+EventProductHistory::finalize_through( const long t )
+{
+  const long last = std::min( t, t_end_ - 1 );
+  for ( ; next_row_ <= last; ++next_row_ )
+  {
+    if ( not held_( next_row_ ) )
+    {
+      continue;  // dropped before it was needed (no synapse can read it)
+    }
+    forward_( next_row_ );
+    if ( ( next_row_ & mask_ ) == mask_ )
+    {
+      backward_( next_row_ & ~mask_ );
+    }
+  }
+}
+
+void
+EventProductHistory::window( long a, const long b, double* x, double ebar[ 2 ], double total[ 2 ] ) const
+{
+  const int d = d_;
+  if ( a < b and ( not held_( a ) or not held_( b - 1 ) or b - 1 >= next_row_ ) )
+  {
+    throw nest::KernelException( "eprop_event_synapse: e-prop history for steps " + std::to_string( a ) + " to "
+      + std::to_string( b - 1 ) + " is not available (complete up to " + std::to_string( next_row_ - 1 ) + ")." );
+  }
+  while ( a < b )
+  {
+    const long R = a & ~mask_;
+    const long end = std::min( b, R + segment_ );
+    if ( a == R or end == R + segment_ )
+    {
+      // [R, end): forward sums of entry end - 1;  [a, E): backward sums of entry a (the segment is complete)
+      const bool forward = a == R;
+      const double* e = entry_( forward ? end - 1 : a );
+      const long steps = end - a;
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        const double* s = e + filter_offset_( f );
+        const double* G = s + ( forward ? 3 : 3 + 2 * d );
+        const double* N = s + ( forward ? 3 + d : 3 + 3 * d );
+        double sum = ebar[ f ] * kappa_[ f ] * s[ forward ? 1 : 2 ];
+        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ steps ];
+        for ( int m = 0; m < d; ++m )
+        {
+          sum += N[ m ] * x[ m ];
+          new_ebar += G[ m ] * x[ m ];
+        }
+        total[ f ] += sum;
+        ebar[ f ] = new_ebar;
+      }
+      const double* M = e + ( forward ? f_offset_ : p_offset_ );
+      double y[ max_states ];
+      for ( int i = 0; i < d; ++i )
+      {
+        double v = 0.0;
+        for ( int m = 0; m < d; ++m )
+        {
+          v += M[ i * d + m ] * x[ m ];
+        }
+        y[ i ] = v;
+      }
+      std::copy( y, y + d, x );
+    }
+    else
+    {
+      // inside a segment: step by step (fewer than segment_ steps)
+      for ( long t = a; t < end; ++t )
+      {
+        const double* e = entry_( t );
+        const double psi = e[ 0 ];
+        double jx = 0.0;
+        for ( int i = 0; i < d; ++i )
+        {
+          jx += j_[ i ] * x[ i ];
+        }
+        const double el = psi * jx;
+        for ( int f = 0; f < n_filters_; ++f )
+        {
+          ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
+          total[ f ] += e[ filter_offset_( f ) ] * ebar[ f ];
+        }
+        a_times_( psi, x );
+      }
+    }
+    a = end;
+  }
+}
+
+void
+EventProductHistory::step( const long t,
+  const double* b,
+  const double* c,
+  const double z,
+  double* x,
+  double ebar[ 2 ],
+  double total[ 2 ] ) const
+{
+  const int d = d_;
+  const double p = psi( t );
+  double y[ max_states ];
+  double cy = 0.0;
+  for ( int i = 0; i < d; ++i )
+  {
+    double v = b[ i ] * z;
+    for ( int m = 0; m < d; ++m )
+    {
+      v += J_[ i * d + m ] * x[ m ];
+    }
+    y[ i ] = v;
+    cy += c[ i ] * v;
+  }
+  const double el = p * cy;
+  for ( int i = 0; i < d; ++i )
+  {
+    x[ i ] = y[ i ] + k_[ i ] * el;
+  }
+  for ( int f = 0; f < n_filters_; ++f )
+  {
+    ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
+    total[ f ] += signal( t, f ) * ebar[ f ];
+  }
+}
+
+void
+EventProductHistory::decay( long n, double* x ) const
+{
+  const int d = d_;
+  double M[ max_states * max_states ];
+  std::copy( J_, J_ + d * d, M );
+  while ( n > 0 )
+  {
+    if ( n & 1 )
+    {
+      double y[ max_states ];
+      for ( int i = 0; i < d; ++i )
+      {
+        double v = 0.0;
+        for ( int m = 0; m < d; ++m )
+        {
+          v += M[ i * d + m ] * x[ m ];
+        }
+        y[ i ] = v;
+      }
+      std::copy( y, y + d, x );
+    }
+    n >>= 1;
+    if ( n > 0 )
+    {
+      double S[ max_states * max_states ];
+      for ( int i = 0; i < d; ++i )
+      {
+        for ( int m = 0; m < d; ++m )
+        {
+          double v = 0.0;
+          for ( int l = 0; l < d; ++l )
+          {
+            v += M[ i * d + l ] * M[ l * d + m ];
+          }
+          S[ i * d + m ] = v;
+        }
+      }
+      std::copy( S, S + d * d, M );
+    }
+  }
+}
+
+void
+EventProductHistory::move_reader( const long a_old, const long a_new )
+{
+  if ( a_old >= 0 )
+  {
+    const long i = ( a_old >> shift_ ) - first_segment_;
+    if ( i >= 0 and i < static_cast< long >( readers_.size() ) )
+    {
+      --readers_[ i ];
+    }
+  }
+  if ( segments_.empty() and readers_.empty() )
+  {
+    first_segment_ = a_new >> shift_;
+  }
+  const long i = ( a_new >> shift_ ) - first_segment_;
+  if ( i < 0 )
+  {
+    return;  // before the held history: the window can only read summaries NEST's rule would not have either
+  }
+  if ( i >= static_cast< long >( readers_.size() ) )
+  {
+    readers_.resize( i + 1, 0 );
+  }
+  ++readers_[ i ];
+}
+
+void
+EventProductHistory::prune( const long t_keep )
+{
+  const long keep_segment = t_keep >> shift_;
+  while ( not segments_.empty() and first_segment_ < keep_segment
+    and ( readers_.empty() or readers_.front() == 0 ) )
+  {
+    segments_.pop_front();
+    if ( not readers_.empty() )
+    {
+      readers_.pop_front();
+    }
+    ++first_segment_;
+  }
+}
+
+}  // namespace nestgrad
