@@ -95,9 +95,13 @@ def test_event_synapse_updates_equal_reference(task, optimizer, params, threads)
         ("eprop_iaf_psc_delta_asc_nestml", "evidence", "gradient_descent", {}, 1e-4, 1),
         # equal synaptic and membrane time constants: J is a Jordan block, not a sum of geometric sequences
         ("eprop_iaf_psc_exp_nestml", "evidence", "gradient_descent", {"tau_syn": 10.0}, 1.0, 1),
+        # GLIF3: five states per port (alpha current, membrane, two after-spike currents), maps that change with
+        # psi, spikes and refractoriness; four receptor ports (routed by sign in the classic network)
+        ("eprop_glif3_psc", "evidence", "gradient_descent", {}, 1.0, 1),
+        ("eprop_glif3_psc", "evidence", "adam", {"eprop_isi_trace_cutoff": 30.0, "kappa_reg": 0.99}, 1.0, 2),
     ],
 )
-def test_event_synapse_nestml_neurons_equal_reference(model, task, optimizer, params, eta_scale, threads):
+def test_event_synapse_nestml_and_glif3_neurons_equal_reference(model, task, optimizer, params, eta_scale, threads):
     spec = spec_from_config(_config(task, optimizer, params, model=model, eta_scale=eta_scale), 5)
     assert spec.gradient_algorithm == "event"
     _check(compare(spec, None, plots=False, threads=threads))
@@ -122,32 +126,17 @@ def test_event_and_vector_synapses_agree_for_nestml_neurons(nest_kernel, model, 
         assert err <= 1e-12, (name, err)
 
 
-def test_event_synapse_refuses_glif3_and_says_why(nest_kernel):
-    """eprop_glif3_psc refuses eprop_event_synapse with the reason; the network builder says the same before it
-    builds anything. The NESTML e-prop neurons of this repository are all targets."""
-    from nestgrad.networks.eprop_classic import EpropNetwork
-
+def test_every_neuron_of_ours_takes_event_synapses(nest_kernel):
+    """Every e-prop neuron of nestgrad (C++ and NESTML) is a target of eprop_event_synapse; the network builder
+    checks the same status entry (NEST's neurons: test_event_synapse_refuses_other_targets)."""
     nest = nest_kernel
-    nest.set(resolution=1.0)
-    for model in NESTML_MODELS:
+    for model in ("eprop_iaf_psc_exp", "eprop_glif3_psc", *NESTML_MODELS):
         assert nest.GetDefaults(model)["event_synapse_refusal"] == "", model
-    reason = "after-spike currents make the eligibility recursion time-varying"
-    with pytest.raises(nest.NESTErrors.IllegalConnection, match=f"cannot connect to eprop_glif3_psc: its {reason}"):
-        nest.Connect(
-            nest.Create("parrot_neuron"),
-            nest.Create("eprop_glif3_psc"),
-            syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0},
-        )
-    net = EpropNetwork(
-        NetworkConfig(neuron_model="eprop_glif3_psc", n_rec=5, gradient_algorithm="event"), OptimizerConfig(), 3, 1, 1.0
-    )
-    with pytest.raises(ValueError, match=f"eprop_glif3_psc.*{reason}"):
-        net.validate(nest)
 
 
 def test_generator_decides_which_models_event_synapses_take():
-    """The generator's event_refusal: geometric sums (K = 0, <= 2 states, triangular J), running products (one port,
-    <= 3 states), else a reason the connection error repeats."""
+    """The generator's event_refusal: geometric sums (K = 0, <= 2 states, triangular J), running products (<= 5
+    states per port), else a reason the connection error repeats."""
     import importlib.util
 
     path = pathlib.Path(__file__).resolve().parents[1] / "nestml_models" / "eprop" / "eprop_codegen.py"
@@ -178,8 +167,8 @@ def test_generator_decides_which_models_event_synapses_take():
     assert refusal(port(2), port(2, name="inh")) == ""  # geometric, two ports
     assert refusal(port(3, K=True)) == ""  # running products
     assert refusal(port(2, coupled=True)) == ""  # products: J not triangular
-    assert "several receptor ports" in refusal(port(2, K=True), port(2, name="inh"))
-    assert "has 4 states" in refusal(port(4, K=True))
+    assert refusal(port(2, K=True), port(2, name="inh")) == ""  # products on two ports
+    assert "has 6 states" in refusal(port(6, K=True))
 
 
 def test_event_synapse_sparse_network():

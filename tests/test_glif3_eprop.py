@@ -99,13 +99,10 @@ def test_connections_need_the_vector_synapse_and_a_valid_port(nest_kernel):
     pre, post = nest.Create("parrot_neuron"), nest.Create(MODEL)
     with pytest.raises(Exception, match="eprop_vector_synapse"):
         nest.Connect(pre, post, syn_spec={"synapse_model": "eprop_synapse", "receptor_type": 1, "delay": 1.0})
-    # the event-driven synapse (issue #7) does not support the after-spike currents yet: refused by name
-    with pytest.raises(Exception, match="eprop_event_synapse cannot connect to eprop_glif3_psc"):
-        nest.Connect(pre, post, syn_spec={"synapse_model": "eprop_event_synapse", "receptor_type": 1, "delay": 1.0})
     for port in (0, 5):
-        with pytest.raises(Exception, match=f"Receptor type {port} in eprop_glif3_psc"):
-            syn = {"synapse_model": "eprop_vector_synapse", "receptor_type": port, "delay": 1.0}
-            nest.Connect(pre, post, syn_spec=syn)
+        for model in ("eprop_vector_synapse", "eprop_event_synapse"):
+            with pytest.raises(Exception, match=f"Receptor type {port} in eprop_glif3_psc"):
+                nest.Connect(pre, post, syn_spec={"synapse_model": model, "receptor_type": port, "delay": 1.0})
     nest.Connect(pre, post, syn_spec={"synapse_model": "eprop_vector_synapse", "receptor_type": 4, "delay": 1.0})
     with pytest.raises(Exception, match="cannot shrink"):
         post.set(tau_syn=[2.0, 2.0])

@@ -29,7 +29,7 @@ namespace nestgrad
  */
 struct EventEpropTrace
 {
-  double y[ 3 ] = { 0.0, 0.0, 0.0 };  //!< components: the target model's (up to three)
+  double y[ 5 ] = { 0.0, 0.0, 0.0, 0.0, 0.0 };  //!< components: the target model's (up to five)
   double e_bar = 0.0;
   double e_bar_reg = 0.0;
   bool pending = false;  //!< the previous spike still has to enter the trace (windows of one step)

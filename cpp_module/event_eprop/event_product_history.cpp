@@ -20,15 +20,10 @@ EventProductHistory::EventProductHistory( const EventProductHistory& )
 }
 
 void
-EventProductHistory::configure( const int d,
-  const double* J,
-  const double* k,
-  const double* j,
-  const int n_filters,
-  const double* kappa )
+EventProductHistory::configure( const int d, const double* free, const int n_filters, const double* kappa )
 {
-  const bool same = d == d_ and n_filters == n_filters_ and std::equal( J, J + d * d, J_ ) and std::equal( k, k + d, k_ )
-    and std::equal( j, j + d, j_ ) and std::equal( kappa, kappa + n_filters, kappa_ );
+  const bool same = d == d_ and n_filters == n_filters_ and std::equal( free, free + d * d, free_ )
+    and std::equal( kappa, kappa + n_filters, kappa_ );
   if ( same )
   {
     return;
@@ -41,9 +36,7 @@ EventProductHistory::configure( const int d,
   }
   d_ = d;
   n_filters_ = n_filters;
-  std::copy( J, J + d * d, J_ );
-  std::copy( k, k + d, k_ );
-  std::copy( j, j + d, j_ );
+  std::copy( free, free + d * d, free_ );
   for ( int f = 0; f < n_filters; ++f )
   {
     kappa_[ f ] = kappa[ f ];
@@ -56,7 +49,8 @@ EventProductHistory::configure( const int d,
   filter_stride_ = 3 + 4 * d;
   f_offset_ = 1 + n_filters * filter_stride_;
   p_offset_ = f_offset_ + d * d;
-  stride_ = p_offset_ + d * d;
+  a_offset_ = p_offset_ + d * d;
+  stride_ = a_offset_ + d * d + d;
 }
 
 double*
@@ -79,7 +73,12 @@ EventProductHistory::held_( const long t ) const
 }
 
 void
-EventProductHistory::append( const long t, const double psi, const double reg, const double reg_factor )
+EventProductHistory::append( const long t,
+  const double psi,
+  const double* A,
+  const double* h,
+  const double reg,
+  const double reg_factor )
 {
   if ( t_end_ == 0 )
   {
@@ -98,6 +97,8 @@ EventProductHistory::append( const long t, const double psi, const double reg, c
   double* e = entry_( t );
   std::fill( e, e + stride_, 0.0 );
   e[ 0 ] = psi;
+  std::copy( A, A + d_ * d_, e + a_offset_ );
+  std::copy( h, h + d_, e + a_offset_ + d_ * d_ );
   if ( n_filters_ == 2 )
   {
     e[ filter_offset_( 1 ) ] = reg;
@@ -156,45 +157,35 @@ EventProductHistory::learning_signal_or_zero( const long t ) const
 }
 
 void
-EventProductHistory::row_times_a_( const double psi, const double* r, double* out ) const
+EventProductHistory::row_times_( const double* r, const double* A, double* out ) const
 {
-  // r (J + psi k j^T) = r J + psi (r . k) j^T
-  double rk = 0.0;
-  for ( int i = 0; i < d_; ++i )
+  const int d = d_;
+  for ( int m = 0; m < d; ++m )
   {
-    rk += r[ i ] * k_[ i ];
-  }
-  for ( int m = 0; m < d_; ++m )
-  {
-    double v = psi * rk * j_[ m ];
-    for ( int i = 0; i < d_; ++i )
+    double v = 0.0;
+    for ( int i = 0; i < d; ++i )
     {
-      v += r[ i ] * J_[ i * d_ + m ];
+      v += r[ i ] * A[ i * d + m ];
     }
     out[ m ] = v;
   }
 }
 
 void
-EventProductHistory::a_times_( const double psi, double* x ) const
+EventProductHistory::times_( const double* A, double* x ) const
 {
-  // (J + psi k j^T) x
-  double jx = 0.0;
-  for ( int i = 0; i < d_; ++i )
-  {
-    jx += j_[ i ] * x[ i ];
-  }
+  const int d = d_;
   double y[ max_states ];
-  for ( int i = 0; i < d_; ++i )
+  for ( int i = 0; i < d; ++i )
   {
-    double v = psi * k_[ i ] * jx;
-    for ( int m = 0; m < d_; ++m )
+    double v = 0.0;
+    for ( int m = 0; m < d; ++m )
     {
-      v += J_[ i * d_ + m ] * x[ m ];
+      v += A[ i * d + m ] * x[ m ];
     }
     y[ i ] = v;
   }
-  std::copy( y, y + d_, x );
+  std::copy( y, y + d, x );
 }
 
 void
@@ -204,9 +195,10 @@ EventProductHistory::forward_( const long t )
   const long R = t & ~mask_;
   double* e = entry_( t );
   const double* prev = t > R ? entry_( t - 1 ) : nullptr;
-  const double psi = e[ 0 ];
+  const double* A = e + a_offset_;
+  const double* h = A + d * d;
 
-  // H = psi j^T F[t-1]; F[t] = J F[t-1] + k H
+  // H = h^T F[t-1]; F[t] = A F[t-1]
   double F_prev[ max_states * max_states ] = {};
   if ( prev )
   {
@@ -220,27 +212,11 @@ EventProductHistory::forward_( const long t )
     }
   }
   double H[ max_states ];
-  for ( int m = 0; m < d; ++m )
-  {
-    double v = 0.0;
-    for ( int i = 0; i < d; ++i )
-    {
-      v += j_[ i ] * F_prev[ i * d + m ];
-    }
-    H[ m ] = psi * v;
-  }
+  row_times_( h, F_prev, H );
   double* F = e + f_offset_;
   for ( int i = 0; i < d; ++i )
   {
-    for ( int m = 0; m < d; ++m )
-    {
-      double v = k_[ i ] * H[ m ];
-      for ( int l = 0; l < d; ++l )
-      {
-        v += J_[ i * d + l ] * F_prev[ l * d + m ];
-      }
-      F[ i * d + m ] = v;
-    }
+    row_times_( A + i * d, F_prev, F + i * d );
   }
   for ( int f = 0; f < n_filters_; ++f )
   {
@@ -267,21 +243,20 @@ EventProductHistory::backward_( const long R )
   {
     double* e = entry_( a );
     const double* next = a + 1 < E ? entry_( a + 1 ) : nullptr;
-    const double psi = e[ 0 ];
+    const double* A = e + a_offset_;
+    const double* h = A + d * d;
     // P[a] = P[a+1] A_a, row by row
     double* P = e + p_offset_;
-    for ( int i = 0; i < d; ++i )
+    if ( next )
     {
-      if ( next )
+      for ( int i = 0; i < d; ++i )
       {
-        row_times_a_( psi, next + p_offset_ + i * d, P + i * d );
+        row_times_( next + p_offset_ + i * d, A, P + i * d );
       }
-      else
-      {
-        double unit[ max_states ] = {};
-        unit[ i ] = 1.0;
-        row_times_a_( psi, unit, P + i * d );
-      }
+    }
+    else
+    {
+      std::copy( A, A + d * d, P );
     }
     for ( int f = 0; f < n_filters_; ++f )
     {
@@ -292,8 +267,8 @@ EventProductHistory::backward_( const long R )
       double* W = s + 3 + 3 * d;
       if ( n )
       {
-        row_times_a_( psi, n + 3 + 2 * d, K );
-        row_times_a_( psi, n + 3 + 3 * d, W );
+        row_times_( n + 3 + 2 * d, A, K );
+        row_times_( n + 3 + 3 * d, A, W );
       }
       else
       {
@@ -303,8 +278,8 @@ EventProductHistory::backward_( const long R )
       const double kpow = kappa_pow_[ f ][ E - 1 - a ];
       for ( int m = 0; m < d; ++m )
       {
-        K[ m ] += kpow * psi * j_[ m ];
-        W[ m ] += s[ 2 ] * psi * j_[ m ];
+        K[ m ] += kpow * h[ m ];
+        W[ m ] += s[ 2 ] * h[ m ];
       }
     }
   }
@@ -381,19 +356,19 @@ EventProductHistory::window( long a, const long b, double* x, double ebar[ 2 ], 
       for ( long t = a; t < end; ++t )
       {
         const double* e = entry_( t );
-        const double psi = e[ 0 ];
-        double jx = 0.0;
+        const double* A = e + a_offset_;
+        const double* h = A + d * d;
+        double el = 0.0;
         for ( int i = 0; i < d; ++i )
         {
-          jx += j_[ i ] * x[ i ];
+          el += h[ i ] * x[ i ];
         }
-        const double el = psi * jx;
         for ( int f = 0; f < n_filters_; ++f )
         {
           ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
           total[ f ] += e[ filter_offset_( f ) ] * ebar[ f ];
         }
-        a_times_( psi, x );
+        times_( A, x );
       }
     }
     a = end;
@@ -402,31 +377,26 @@ EventProductHistory::window( long a, const long b, double* x, double ebar[ 2 ], 
 
 void
 EventProductHistory::step( const long t,
-  const double* b,
-  const double* c,
+  const double* B,
+  const double hz,
   const double z,
   double* x,
   double ebar[ 2 ],
   double total[ 2 ] ) const
 {
   const int d = d_;
-  const double p = psi( t );
-  double y[ max_states ];
-  double cy = 0.0;
+  psi( t );  // throws if the entry is not held
+  const double* A = entry_( t ) + a_offset_;
+  const double* h = A + d * d;
+  double el = hz * z;
   for ( int i = 0; i < d; ++i )
   {
-    double v = b[ i ] * z;
-    for ( int m = 0; m < d; ++m )
-    {
-      v += J_[ i * d + m ] * x[ m ];
-    }
-    y[ i ] = v;
-    cy += c[ i ] * v;
+    el += h[ i ] * x[ i ];
   }
-  const double el = p * cy;
+  times_( A, x );
   for ( int i = 0; i < d; ++i )
   {
-    x[ i ] = y[ i ] + k_[ i ] * el;
+    x[ i ] += B[ i ] * z;
   }
   for ( int f = 0; f < n_filters_; ++f )
   {
@@ -440,7 +410,7 @@ EventProductHistory::decay( long n, double* x ) const
 {
   const int d = d_;
   double M[ max_states * max_states ];
-  std::copy( J_, J_ + d * d, M );
+  std::copy( free_, free_ + d * d, M );
   while ( n > 0 )
   {
     if ( n & 1 )

@@ -17,34 +17,36 @@ namespace nestgrad
 {
 
 /**
- * Running sums and running products of one neuron for eprop_event_synapse when the eligibility recursion has a
- * coefficient that varies in time (docs/event_driven_eprop.md, "Time-varying coefficients").
+ * Running sums and running products of one neuron and receptor port for eprop_event_synapse when the eligibility
+ * recursion has coefficients that vary in time (docs/event_driven_eprop.md, "Time-varying coefficients").
  *
- * Between two presynaptic spikes the eligibility vector s (d <= 3 components) of a synapse follows
+ * Between two presynaptic spikes the eligibility vector s (d <= 5 components) of a synapse follows
  *
- *     s[t] = A_t s[t-1],   A_t = J + psi[t] k j^T,     e[t] = psi[t] j . s[t-1],    j = J^T c,
+ *     s[t] = A_t s[t-1],     e[t] = h_t . s[t-1],
  *
- * the NESTML convention y = J s + b z, e = psi c . y, s = y + k e without input: the spike-triggered increments k
- * (adaptation) pass the dependence on through the surrogate gradient psi, so the map changes every step. The
- * products of these maps do not commute, so the window sums cannot come from sums of geometric sequences; instead
- * the neuron keeps, per step of a segment [R, E) of S steps and per filter f (kappa_f, signal L_f),
+ * where the step map A_t and the output h_t depend only on the postsynaptic neuron: in the NESTML convention
+ * (y = J s + b z, e = psi c . y, s = y + k e) A_t = J + psi[t] k (J^T c)^T and h_t = psi[t] J^T c, so spike-triggered
+ * increments k (adaptation) make A_t change with the surrogate gradient every step; for eprop_glif3_psc A_t also
+ * changes at spikes and during refractoriness. The products of these maps do not commute, so the window sums cannot
+ * come from sums of geometric sequences; instead the neuron keeps, per step of a segment [R, E) of S steps and per
+ * filter f (kappa_f, signal L_f),
  *
- *     forward from R:  F[t] = A_t F[t-1] (F[R-1] = I),   G_f[t] = kappa_f G_f[t-1] + psi[t] j^T F[t-1],
+ *     forward from R:  F[t] = A_t F[t-1] (F[R-1] = I),   G_f[t] = kappa_f G_f[t-1] + h_t^T F[t-1],
  *                      M_f[t] = sum_{u=R..t} L_f[u] kappa_f^(u-R),   N_f[t] = sum_{u=R..t} L_f[u] G_f[u]
- *     back to E - 1:   P[a] = P[a+1] A_a (P[E] = I),   K_f[a] = kappa_f^(E-1-a) psi[a] j^T + K_f[a+1] A_a,
- *                      Q_f[a] = L_f[a] + kappa_f Q_f[a+1],   W_f[a] = Q_f[a] psi[a] j^T + W_f[a+1] A_a
+ *     back to E - 1:   P[a] = P[a+1] A_a (P[E] = I),   K_f[a] = kappa_f^(E-1-a) h_a^T + K_f[a+1] A_a,
+ *                      Q_f[a] = L_f[a] + kappa_f Q_f[a+1],   W_f[a] = Q_f[a] h_a^T + W_f[a+1] A_a
  *
  * (the backward sums once the segment is complete). A window part [R, b) uses the forward sums of entry b - 1, a part
  * [a, E) the backward sums of entry a; a part inside a segment that is not complete is summed step by step (fewer
  * than S steps). As with the geometric sums, nothing is subtracted: the result is as exact as the step-by-step loop.
  *
- * Memory per step: 1 + n_filters (3 + 4 d) + 2 d^2 doubles (49 for d = 3 and two filters). History is kept from the
- * oldest window start a synapse still waits on, as NEST keeps its per-step history.
+ * Memory per step: 1 + n_filters (3 + 4 d) + 3 d^2 + d doubles (61 for d = 3 and two filters). History is kept from
+ * the oldest window start a synapse still waits on, as NEST keeps its per-step history.
  */
 class EventProductHistory
 {
 public:
-  static constexpr int max_states = 3;
+  static constexpr int max_states = 5;
 
   EventProductHistory() = default;
   //! Copies of a node (NEST's prototypes) start without history.
@@ -52,19 +54,22 @@ public:
   EventProductHistory& operator=( const EventProductHistory& ) = delete;
 
   /**
-   * d states; J (d x d, row-major), spike-triggered increments k and j = J^T c; one filter (kappa[0]; signals:
-   * learning signal + reg_factor x firing-rate regularisation) or two (kappa[0] for the learning signal, kappa[1]
-   * for the firing-rate regularisation).
+   * d states; `free` (d x d, row-major) is the map of a step beyond the cutoff (the step-by-step rule decays the
+   * eligibility vector with it); one filter (kappa[0]; signals: learning signal + reg_factor x firing-rate
+   * regularisation) or two (kappa[0] for the learning signal, kappa[1] for the firing-rate regularisation).
    */
-  void configure( int d, const double* J, const double* k, const double* j, int n_filters, const double* kappa );
+  void configure( int d, const double* free, int n_filters, const double* kappa );
   bool
   configured() const
   {
     return d_ > 0;
   }
 
-  //! New entry for step t (entries are contiguous in t); signal of filter 1 (or added to filter 0) is `reg`.
-  void append( long t, double psi, double reg, double reg_factor );
+  /**
+   * New entry for step t (entries are contiguous in t) with the step's map A (d x d) and output h; the signal of
+   * filter 1 (or added to filter 0 times reg_factor) is `reg`.
+   */
+  void append( long t, double psi, const double* A, const double* h, double reg, double reg_factor );
   //! Adds a learning signal to entry t (ignored if the entry is not held).
   void add_learning_signal( long t, double signal );
   //! Completes the sums of every entry up to and including t (its signals have arrived).
@@ -82,10 +87,13 @@ public:
    */
   void window( long a, long b, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
 
-  //! One step t of the recursion with the spike input z entering: s = (I + psi k c^T)(J x + b z), as the step loop.
-  void step( long t, const double* b, const double* c, double z, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
+  /**
+   * One step t with a presynaptic spike z entering: e = h_t . x + hz z, x = A_t x + B z (B and hz from the model:
+   * how the spike enters the state and the eligibility trace of this step).
+   */
+  void step( long t, const double* B, double hz, double z, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
 
-  //! x = J^n x (the free decay beyond the cutoff, as the step-by-step rule).
+  //! x = free^n x (the decay beyond the cutoff, as the step-by-step rule).
   void decay( long n, double* x ) const;
 
   //! A synapse's window start moves from a_old (< 0: none) to a_new.
@@ -109,9 +117,9 @@ private:
   bool held_( long t ) const;
   void forward_( long t );
   void backward_( long R );
-  //! r = r A_t (row vector), x = A_t x (column vector)
-  void row_times_a_( double psi, const double* r, double* out ) const;
-  void a_times_( double psi, double* x ) const;
+  //! out = r A (row vector), x = A x (column vector); A is d x d, row-major
+  void row_times_( const double* r, const double* A, double* out ) const;
+  void times_( const double* A, double* x ) const;
 
   // entry layout offsets
   long filter_offset_( int f ) const
@@ -121,14 +129,13 @@ private:
   // within a filter: L, M, Q, then G[d], N[d], K[d], W[d]
   long f_offset_ = 0;  //!< of F (d x d)
   long p_offset_ = 0;  //!< of P (d x d)
+  long a_offset_ = 0;  //!< of A_t (d x d), then h_t (d)
 
   int d_ = 0;
   int n_filters_ = 1;
   long filter_stride_ = 0;
   long stride_ = 0;
-  double J_[ max_states * max_states ] = {};
-  double k_[ max_states ] = {};
-  double j_[ max_states ] = {};
+  double free_[ max_states * max_states ] = {};
   double kappa_[ 2 ] = { 0.0, 0.0 };
   double kappa_pow_[ 2 ][ segment_ + 1 ] = {};
 

@@ -356,6 +356,7 @@ eprop_glif3_psc::pre_run_hook()
     B_.spikes_[ r ].resize();
   }
   V_.refractory_counts_ = nest::Time( nest::Time::ms( P_.t_ref_ ) ).get_steps();
+  eprop_event_pre_run_hook_();  // needs the propagators
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
@@ -419,6 +420,7 @@ eprop_glif3_psc::update( nest::Time const& origin, const long from, const long t
     }
 
     S_.surrogate_gradient_ = psi;
+    current_record_ = record;
     S_.learning_signal_ = eprop_end_of_step_( t, lag, psi );
 
     // keep a record for every step that has an e-prop history entry, and no record older than the history
@@ -484,6 +486,82 @@ void
 eprop_glif3_psc::handle( nest::DataLoggingRequest& e )
 {
   B_.logger_.handle( e );
+}
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * eprop_event_synapse: the per-step maps of the eligibility vector (y, I, U, A1, A2) of each port, the same
+ * recursion as compute_gradient_vector() below, for the neuron's running products.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+int
+eprop_glif3_psc::eprop_event_ports_( std::vector< EventPortRecursion >& ports ) const
+{
+  const size_t n = P_.n_receptors();
+  ports.assign( n, EventPortRecursion() );
+  for ( size_t r = 0; r < n; ++r )
+  {
+    // the free step (not refractory, no spike, psi = 0): the decay beyond the cutoff
+    EventPortRecursion& port = ports[ r ];
+    port.n = 5;
+    port.time_varying = true;
+    port.J[ 0 ][ 0 ] = V_.P11_[ r ];
+    port.J[ 1 ][ 0 ] = V_.P21_[ r ];
+    port.J[ 1 ][ 1 ] = V_.P11_[ r ];
+    port.J[ 2 ][ 0 ] = V_.P31_[ r ];
+    port.J[ 2 ][ 1 ] = V_.P32_[ r ];
+    port.J[ 2 ][ 2 ] = V_.P33_;
+    for ( size_t j = 0; j < n_asc; ++j )
+    {
+      port.J[ 2 ][ 3 + j ] = V_.P30_ * V_.asc_stable_coeff_[ j ];
+      port.J[ 3 + j ][ 3 + j ] = V_.asc_decay_rate_[ j ];
+    }
+    port.b[ 0 ] = V_.psc_initial_[ r ];
+  }
+  return static_cast< int >( n );
+}
+
+void
+eprop_glif3_psc::event_step_map_( const size_t port, long, const double psi, double* A, double* h ) const
+{
+  // rows: y, I, U, A1, A2 (row-major 5 x 5); e = h . s[t-1]
+  const EventPortRecursion& p = event_port_( port );
+  std::fill( A, A + 25, 0.0 );
+  A[ 0 ] = p.J[ 0 ][ 0 ];
+  A[ 5 ] = p.J[ 1 ][ 0 ];
+  A[ 6 ] = p.J[ 1 ][ 1 ];
+  if ( current_record_.refractory )
+  {
+    // U and the after-spike currents are frozen; no eligibility
+    A[ 12 ] = 1.0;
+    A[ 18 ] = 1.0;
+    A[ 24 ] = 1.0;
+    std::fill( h, h + 5, 0.0 );
+    return;
+  }
+  for ( int m = 0; m < 5; ++m )
+  {
+    A[ 10 + m ] = p.J[ 2 ][ m ];
+    h[ m ] = psi * p.J[ 2 ][ m ];
+  }
+  for ( size_t j = 0; j < n_asc; ++j )
+  {
+    // eps_A = (rho at a spike) d eps_A + jump e
+    const int row = 5 * ( 3 + static_cast< int >( j ) );
+    for ( int m = 0; m < 5; ++m )
+    {
+      A[ row + m ] = current_record_.asc_jump[ j ] * h[ m ];
+    }
+    A[ row + 3 + j ] += ( current_record_.spiked ? V_.asc_refr_decay_[ j ] : 1.0 ) * p.J[ 3 + j ][ 3 + j ];
+  }
+}
+
+void
+eprop_glif3_psc::event_spike_input_( const size_t port, double, double* B, double& hz ) const
+{
+  // the spike enters y at the end of the step: no eligibility in that step
+  std::fill( B, B + 5, 0.0 );
+  B[ 0 ] = event_port_( port ).b[ 0 ];
+  hz = 0.0;
 }
 
 /* ---------------------------------------------------------------------------------------------------------------

@@ -218,12 +218,20 @@ public:
   }
 
 protected:
+  // eprop_event_synapse: running products of the per-step maps of each port's eligibility vector (y, I, U, A1, A2),
+  // which change with the surrogate gradient, spikes and refractoriness (docs/event_driven_eprop.md)
   std::string
   eprop_event_unsupported_() const override
   {
-    return "its after-spike currents make the eligibility recursion time-varying (3 x 3 maps that change with the "
-           "surrogate gradient, spikes and refractoriness and do not commute), which the running sums of "
-           "eprop_event_synapse do not cover (docs/event_driven_eprop.md); use eprop_vector_synapse.";
+    return {};
+  }
+  int eprop_event_ports_( std::vector< EventPortRecursion >& ports ) const override;
+  void event_step_map_( size_t port, long t, double psi, double* A, double* h ) const override;
+  void event_spike_input_( size_t port, double psi, double* B, double& hz ) const override;
+  size_t
+  event_port_index_( const size_t rport ) const override
+  {
+    return rport - 1;  // receptor types 1..n
   }
 
 public:
@@ -321,6 +329,7 @@ private:
   };
 
   const StepRecord& step_record_( long t ) const;
+  StepRecord current_record_ {};  //!< the step being updated (for eprop_event_synapse's running products)
 
   double
   get_V_m_() const

@@ -134,9 +134,12 @@ EpropNestmlNode::handle( nest::LearningSignalConnectionEvent& e )
     const double weight = e.get_weight();
     const double error_signal = e.get_coeffvalue( it_event );  // advances the iterator
     write_learning_signal_to_history( time_step, weight * error_signal );
-    if ( event_products_.configured() )
+    if ( not event_products_.empty() )
     {
-      event_products_.add_learning_signal( time_step - 2, weight * error_signal );
+      for ( auto& products : event_products_ )
+      {
+        products.add_learning_signal( time_step - 2, weight * error_signal );
+      }
     }
     else if ( event_history_active_() )
     {
@@ -178,15 +181,22 @@ EpropNestmlNode::eprop_end_of_step_( const long t, const long lag, const double 
       f_av_ = kappa_reg_ * f_av_ + ( 1.0 - kappa_reg_ ) * z / dt;
       firing_rate_reg_ = c_reg_ * ( f_av_ - f_target_ / 1000.0 * dt );
     }
-    if ( event_products_.configured() )
+    if ( not event_products_.empty() )
     {
-      event_products_.append( t, surrogate_gradient, firing_rate_reg_, event_reg_factor_ );
-      event_products_.finalize_through( t - 2 );  // the learning signal of entry t - 2 has arrived
-      // keep the entries where windows of spikes still in transit start
-      event_products_.prune( t - nest::kernel().connection_manager.get_min_delay() - 4 );
+      const long keep = t - nest::kernel().connection_manager.get_min_delay() - 4;  // windows of spikes in transit
+      double A[ EventProductHistory::max_states * EventProductHistory::max_states ];
+      double h[ EventProductHistory::max_states ];
+      for ( size_t port = 0; port < event_products_.size(); ++port )
+      {
+        EventProductHistory& products = event_products_[ port ];
+        event_step_map_( port, t, surrogate_gradient, A, h );
+        products.append( t, surrogate_gradient, A, h, firing_rate_reg_, event_reg_factor_ );
+        products.finalize_through( t - 2 );  // the learning signal of entry t - 2 has arrived
+        products.prune( keep );
+      }
       if ( eprop_indegree_ == 0 and t - 2 >= 0 )
       {
-        learning_signal = event_products_.learning_signal_or_zero( t - 2 );
+        learning_signal = event_products_[ 0 ].learning_signal_or_zero( t - 2 );
       }
     }
     else
@@ -271,7 +281,8 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
   bool geometric = true;
   for ( auto& port : event_ports_ )
   {
-    const bool constant = std::all_of( port.K, port.K + 3, []( double k ) { return k == 0.0; } );
+    const bool constant =
+      not port.time_varying and std::all_of( port.K, port.K + port.n, []( double k ) { return k == 0.0; } );
     const bool triangular = port.n == 1 or ( port.n == 2 and ( port.J[ 0 ][ 1 ] == 0.0 or port.J[ 1 ][ 0 ] == 0.0 ) );
     geometric = geometric and constant and triangular and diagonalize_port( port );
   }
@@ -313,12 +324,6 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
 void
 EpropNestmlNode::configure_event_products_()
 {
-  if ( event_ports_.size() != 1 or event_ports_[ 0 ].n > EventProductHistory::max_states )
-  {
-    throw nest::BadProperty( get_name()
-      + ": eprop_event_synapse keeps running products for one receptor port of up to three eligibility states; "
-        "this model's coefficients vary in time on several ports or more states; use eprop_vector_synapse." );
-  }
   const bool regularize = c_reg_ > 0.0;
   const double kappas[ 2 ] = { kappa_, kappa_reg_ };
   for ( int f = 0; f < ( regularize ? 2 : 1 ); ++f )
@@ -332,28 +337,81 @@ EpropNestmlNode::configure_event_products_()
   const bool merged = regularize and kappa_reg_ == kappa_;
   const int n_filters = regularize and not merged ? 2 : 1;
   event_reg_factor_ = merged ? 1.0 - kappa_reg_ : 0.0;
-  const EventPortRecursion& port = event_ports_[ 0 ];
-  const int d = port.n;
-  double J[ 9 ];
-  double j[ 3 ] = { 0.0, 0.0, 0.0 };
+  if ( event_products_.size() != event_ports_.size() )
+  {
+    event_products_ = std::vector< EventProductHistory >( event_ports_.size() );
+  }
+  for ( size_t i = 0; i < event_ports_.size(); ++i )
+  {
+    const EventPortRecursion& port = event_ports_[ i ];
+    const int d = port.n;
+    if ( d < 1 or d > EventProductHistory::max_states )
+    {
+      throw nest::BadProperty( get_name() + ": eprop_event_synapse keeps running products of up to "
+        + std::to_string( EventProductHistory::max_states ) + " eligibility states per port." );
+    }
+    double free[ EventProductHistory::max_states * EventProductHistory::max_states ];
+    for ( int r = 0; r < d; ++r )
+    {
+      for ( int m = 0; m < d; ++m )
+      {
+        free[ r * d + m ] = port.J[ r ][ m ];
+      }
+    }
+    event_products_[ i ].configure( d, free, n_filters, kappas );
+  }
+  event_cutoff_ = get_eprop_isi_trace_cutoff();
+}
+
+void
+EpropNestmlNode::event_step_map_( const size_t port, long, const double psi, double* A, double* h ) const
+{
+  const EventPortRecursion& p = event_ports_[ port ];
+  const int d = p.n;
+  double j[ EventPortRecursion::max_states ] = {};  // J^T c: e = psi c . (J s)
   for ( int i = 0; i < d; ++i )
   {
     for ( int m = 0; m < d; ++m )
     {
-      J[ i * d + m ] = port.J[ i ][ m ];
-      j[ m ] += port.c[ i ] * port.J[ i ][ m ];  // j = J^T c: e = psi c . (J eps)
+      j[ m ] += p.c[ i ] * p.J[ i ][ m ];
     }
   }
-  event_products_.configure( d, J, port.K, j, n_filters, kappas );
-  event_cutoff_ = get_eprop_isi_trace_cutoff();
+  for ( int i = 0; i < d; ++i )
+  {
+    for ( int m = 0; m < d; ++m )
+    {
+      A[ i * d + m ] = p.J[ i ][ m ] + psi * p.K[ i ] * j[ m ];
+    }
+    h[ i ] = psi * j[ i ];
+  }
+}
+
+void
+EpropNestmlNode::event_spike_input_( const size_t port, const double psi, double* B, double& hz ) const
+{
+  const EventPortRecursion& p = event_ports_[ port ];
+  double cb = 0.0;
+  for ( int i = 0; i < p.n; ++i )
+  {
+    cb += p.c[ i ] * p.b[ i ];
+  }
+  hz = psi * cb;
+  for ( int i = 0; i < p.n; ++i )
+  {
+    B[ i ] = p.b[ i ] + p.K[ i ] * hz;
+  }
 }
 
 void
 EpropNestmlNode::move_event_reader( const long t_spike_previous, const long t_spike )
 {
-  if ( event_products_.configured() )
+  if ( not event_products_.empty() )
   {
-    event_products_.move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1 );
+    // the synapse's port is not known here: every port's history keeps the window
+    for ( auto& products : event_products_ )
+    {
+      products.move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1 );
+    }
   }
   else
   {
@@ -362,11 +420,15 @@ EpropNestmlNode::move_event_reader( const long t_spike_previous, const long t_sp
 }
 
 double
-EpropNestmlNode::event_product_gradient_( const long t_spike, const long t_spike_previous, EventEpropTrace& trace )
+EpropNestmlNode::event_product_gradient_( const long t_spike,
+  const long t_spike_previous,
+  const size_t rport,
+  EventEpropTrace& trace )
 {
   // As the step loop of compute_gradient_vector(): entry a with the previous spike if it is still pending, entry
-  // a + 1 with the new spike, then the running products from a + 2 on; beyond the cutoff eps decays with J.
-  const EventPortRecursion& p = event_ports_[ 0 ];
+  // a + 1 with the new spike, then the running products from a + 2 on; beyond the cutoff the state decays with the
+  // free step map.
+  EventProductHistory& products = event_products_[ rport ];
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
   const long cutoff = event_cutoff_;
@@ -375,25 +437,30 @@ EpropNestmlNode::event_product_gradient_( const long t_spike, const long t_spike
     throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
   }
   const long end = cutoff >= stop - a ? stop : a + cutoff;
-  event_products_.finalize_through( end - 1 );
+  products.finalize_through( end - 1 );
 
   const double kr = eprop_kappa_reg_();
   const bool separate_reg = c_reg_ > 0.0 and kappa_reg_ != kappa_;
   double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
   double g[ 2 ] = { 0.0, 0.0 };
-  double x[ 3 ] = { trace.y[ 0 ], trace.y[ 1 ], trace.y[ 2 ] };
-  event_products_.step( a, p.b, p.c, trace.pending ? 1.0 : 0.0, x, ebar, g );
+  double x[ EventProductHistory::max_states ];
+  std::copy( trace.y, trace.y + EventProductHistory::max_states, x );
+  double B[ EventProductHistory::max_states ];
+  double hz = 0.0;
+  event_spike_input_( rport, products.psi( a ), B, hz );
+  products.step( a, B, hz, trace.pending ? 1.0 : 0.0, x, ebar, g );
   const bool spike_entered = a + 1 < end;
   if ( spike_entered )
   {
-    event_products_.step( a + 1, p.b, p.c, 1.0, x, ebar, g );
-    event_products_.window( a + 2, end, x, ebar, g );
+    event_spike_input_( rport, products.psi( a + 1 ), B, hz );
+    products.step( a + 1, B, hz, 1.0, x, ebar, g );
+    products.window( a + 2, end, x, ebar, g );
   }
   const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
 
   // to one step before the next window start; a spike that has not entered yet enters the next window's first step
-  event_products_.decay( stop - end, x );
-  std::copy( x, x + 3, trace.y );
+  products.decay( stop - end, x );
+  std::copy( x, x + EventProductHistory::max_states, trace.y );
   trace.pending = not spike_entered;
   const double decay = static_cast< double >( stop - end );
   trace.e_bar = ebar[ 0 ] * std::pow( eprop_kappa_(), decay );
@@ -412,15 +479,16 @@ EpropNestmlNode::event_gradient( const long t_spike,
   // (pending). Entry a: y = J eps + b pending, e = psi (c . y). From a + 1 on, with the new spike entering at a + 1:
   // eps[t] = J^(t-a) eps[a] + J^(t-a-1) b, so c . eps[t] = sum_m g_m (u_m + w_m / lambda_m) lambda_m^(t-a) with
   // u = P^-1 eps[a] (EventPortRecursion).
-  if ( rport >= event_ports_.size() )
+  const size_t port = event_port_index_( rport );
+  if ( port >= event_ports_.size() )
   {
     throw nest::UnknownReceptorType( rport, get_name() );
   }
-  if ( event_products_.configured() )
+  if ( not event_products_.empty() )
   {
-    return event_product_gradient_( t_spike, t_spike_previous, trace );
+    return event_product_gradient_( t_spike, t_spike_previous, port, trace );
   }
-  const EventPortRecursion& p = event_ports_[ rport ];
+  const EventPortRecursion& p = event_ports_[ port ];
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
   const long cutoff = event_cutoff_;

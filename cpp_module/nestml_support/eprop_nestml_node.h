@@ -55,11 +55,14 @@ struct EpropVectorTrace
  */
 struct EventPortRecursion
 {
-  int n = 0;  //!< states (up to EventProductHistory::max_states)
-  double J[ 3 ][ 3 ] = {};
-  double b[ 3 ] = {};
-  double c[ 3 ] = {};
-  double K[ 3 ] = {};
+  static constexpr int max_states = EventProductHistory::max_states;
+  int n = 0;  //!< states
+  //! the map of a step without spike (NESTML: the propagators; beyond the cutoff eps decays with it)
+  double J[ max_states ][ max_states ] = {};
+  double b[ max_states ] = {};
+  double c[ max_states ] = {};
+  double K[ max_states ] = {};
+  bool time_varying = false;  //!< running products even if K = 0 (the model's step map changes otherwise)
   // constant coefficients: J = P diag(lambda) P^-1; g = c^T P, w = P^-1 b
   double lambda[ 2 ] = {};
   double P[ 2 ][ 2 ] = {};
@@ -168,6 +171,30 @@ protected:
   }
 
   /**
+   * Running products (docs/event_driven_eprop.md): the map A (n x n, row-major) and output h of the eligibility
+   * recursion of port `port` in step t (psi: its surrogate gradient), s = A s, e = h . s between presynaptic spikes.
+   * Default: the NESTML convention, A = (I + psi K c^T) J, h = psi J^T c.
+   */
+  virtual void event_step_map_( size_t port, long t, double psi, double* A, double* h ) const;
+  /**
+   * How a presynaptic spike of weight 1 entering port `port` in a step with surrogate gradient psi changes the state
+   * (B) and the step's eligibility trace (hz). Default: the NESTML convention, B = (I + psi K c^T) b, hz = psi c . b.
+   */
+  virtual void event_spike_input_( size_t port, double psi, double* B, double& hz ) const;
+  //! The coefficients of port `port` (valid once eprop_event_synapse is configured).
+  const EventPortRecursion&
+  event_port_( const size_t port ) const
+  {
+    return event_ports_[ port ];
+  }
+  //! Index into the ports of a connection's rport (NESTML: 0-based already).
+  virtual size_t
+  event_port_index_( const size_t rport ) const
+  {
+    return rport;
+  }
+
+  /**
    * Why the generator found that the model cannot use eprop_event_synapse (empty if it can, and for models written
    * in C++ that say so themselves).
    */
@@ -217,10 +244,10 @@ private:
   double surrogate_gradient_width_;
   bool spiked_;               //!< the model emitted a spike in the current step
   std::vector< EventPortRecursion > event_ports_;  //!< per receptor port, with eprop_event_synapse
-  //! running products for a port whose eligibility coefficients vary in time (configured() only then)
-  EventProductHistory event_products_;
+  //! running products per port when the eligibility coefficients vary in time (empty otherwise)
+  std::vector< EventProductHistory > event_products_;
   double event_reg_factor_ = 0.0;  //!< 1 - kappa_reg if the regularisation signal is added to the task filter's
-  double event_product_gradient_( long t_spike, long t_spike_previous, EventEpropTrace& trace );
+  double event_product_gradient_( long t_spike, long t_spike_previous, size_t rport, EventEpropTrace& trace );
   void configure_event_products_();
   bool vector_registration_;  //!< an eprop_vector_synapse is connecting
 };

@@ -39,7 +39,7 @@ TEMPLATES = pathlib.Path(__file__).resolve().parent / "templates"
 NEST_SYNAPSE_STATES = 2
 MAX_ELIGIBILITY_STATES = 6
 # eprop_event_synapse's running products (EventProductHistory::max_states)
-MAX_EVENT_PRODUCT_STATES = 3
+MAX_EVENT_PRODUCT_STATES = 5
 _FUNCTIONS = {"exp", "log", "ln", "sqrt", "max", "min", "abs", "sin", "cos", "tan", "expm1", "log10", "pow"}
 
 
@@ -88,25 +88,21 @@ class Eligibility:
     def event_refusal(self) -> str:
         """Why nestgrad's eprop_event_synapse cannot use this model ("" if it can). Its running sums need, per port,
         constant coefficients (K = 0) and one or two states with a triangular J (the trace is then a sum of geometric
-        sequences), or else one port of at most three states, for which the neuron keeps running products of the
-        step maps (they change with psi when K != 0: adaptation)."""
+        sequences), or else at most five states per port, for which the neuron keeps running products of the step
+        maps (they change with psi when K != 0: adaptation)."""
         geometric = all(
             not any(p.K) and len(p.states) <= 2 and not (len(p.states) == 2 and p.J[0][1] and p.J[1][0])
             for p in self.ports
         )
         if geometric:
             return ""
-        if len(self.ports) > 1:
-            return (
-                "its eligibility coefficients vary in time (spike-triggered increments) on several receptor ports; "
-                "eprop_event_synapse keeps running products for one port; use eprop_vector_synapse."
-            )
-        p = self.ports[0]
-        if len(p.states) > MAX_EVENT_PRODUCT_STATES:
-            return (
-                f"its eligibility vector has {len(p.states)} states ({', '.join(p.states)}); eprop_event_synapse "
-                f"keeps running products for up to {MAX_EVENT_PRODUCT_STATES}; use eprop_vector_synapse."
-            )
+        for p in self.ports:
+            if len(p.states) > MAX_EVENT_PRODUCT_STATES:
+                return (
+                    f"its eligibility vector of port {p.port} has {len(p.states)} states ({', '.join(p.states)}); "
+                    f"eprop_event_synapse keeps running products for up to {MAX_EVENT_PRODUCT_STATES}; use "
+                    "eprop_vector_synapse."
+                )
         return ""
 
 

@@ -266,12 +266,6 @@ class ExperimentConfig:
                 "architecture, the v1_* tasks with 'v1', the other tasks with 'classic'"
             )
         if v1:
-            if self.network.gradient_algorithm != "step":
-                raise ConfigError(
-                    f"network.gradient_algorithm = {self.network.gradient_algorithm!r} with network.architecture = "
-                    "'v1': the event-driven synapse does not support the GLIF3 neuron yet; use 'step' "
-                    "(eprop_vector_synapse)"
-                )
             from nestgrad.networks.v1 import V1Config
             from nestgrad.v1_tasks import V1TaskConfig
 

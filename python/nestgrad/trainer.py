@@ -135,7 +135,11 @@ class Trainer:
 
             n_out = V1Network.outputs_of_task(config.task.name)
             self.network = V1Network(
-                V1Config.from_dict(config.network.v1), config.optimizer, n_out, config.task.resolution
+                V1Config.from_dict(config.network.v1),
+                config.optimizer,
+                n_out,
+                config.task.resolution,
+                config.network.gradient_algorithm,
             )
             self.task = make_v1_task(
                 config.task.name,

@@ -39,6 +39,7 @@ from nestgrad.config import OptimizerConfig
 from nestgrad.networks import v1_data as D
 from nestgrad.networks.eprop_classic import (
     EPROP_SYNAPSE,
+    EVENT_SYNAPSE,
     READOUT_DEFAULTS,
     VECTOR_SYNAPSE,
     Recordings,
@@ -198,7 +199,14 @@ class V1Layout:
 class V1Network(GeneratorDrivenLearner):
     """The V1 learner; same interface as :class:`~nestgrad.networks.eprop_classic.EpropNetwork` for the Trainer."""
 
-    def __init__(self, config: V1Config, optimizer: OptimizerConfig, n_out: int, resolution: float):
+    def __init__(
+        self,
+        config: V1Config,
+        optimizer: OptimizerConfig,
+        n_out: int,
+        resolution: float,
+        gradient_algorithm: str = "step",
+    ):
         from nestgrad.networks.lgn import LGN
 
         if resolution != 1.0:
@@ -209,6 +217,8 @@ class V1Network(GeneratorDrivenLearner):
         self.optimizer = optimizer
         self.n_out = n_out
         self.resolution = resolution
+        # "event": eprop_event_synapse into the GLIF3 neurons (running products, docs/event_driven_eprop.md)
+        self.plastic_model = EVENT_SYNAPSE if gradient_algorithm == "event" else VECTOR_SYNAPSE
         self.comm = SerialCommunicator()
         radius = D.CORE_RADIUS_UM * math.sqrt(config.n_neurons / D.N_FULL)
         half_x = D.DEG_PER_UM[0] * radius + LGN_MARGIN_DEG
@@ -467,7 +477,16 @@ class V1Network(GeneratorDrivenLearner):
         pre, post = lgn_ids[lay.lgn_src], ids[lay.lgn_tgt]
         lgn_nonneg = np.ones(lay.lgn_src.size, bool)  # LGN cells are excitatory
         self._connect(
-            nest, "lgn_rec", pre, post, weights["lgn_rec"], lay.lgn_receptor, lgn_delay, masks["lgn_rec"], lgn_nonneg
+            nest,
+            "lgn_rec",
+            pre,
+            post,
+            weights["lgn_rec"],
+            lay.lgn_receptor,
+            lgn_delay,
+            masks["lgn_rec"],
+            lgn_nonneg,
+            self.plastic_model,
         )
         delays = np.where(masks["rec_rec"], step, np.maximum(np.round(lay.rec_delay), step))
         pre, post = ids[lay.rec_src], ids[lay.rec_tgt]
@@ -475,7 +494,16 @@ class V1Network(GeneratorDrivenLearner):
         excitatory = np.array([D.ei(name) == "e" for name in D.CLASSES])[lay.cls]
         rec_nonneg = excitatory[lay.rec_src]
         self._connect(
-            nest, "rec_rec", pre, post, weights["rec_rec"], lay.rec_receptor, delays, masks["rec_rec"], rec_nonneg
+            nest,
+            "rec_rec",
+            pre,
+            post,
+            weights["rec_rec"],
+            lay.rec_receptor,
+            delays,
+            masks["rec_rec"],
+            rec_nonneg,
+            self.plastic_model,
         )
         out_ids = np.asarray(self.out.tolist())
         out_delay = np.full(self.out_src.size, step)
