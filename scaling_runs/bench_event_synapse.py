@@ -69,7 +69,7 @@ def run_case(case: dict) -> dict:
     neuron_params = {"eprop_isi_trace_cutoff": case["cutoff"]} if "cutoff" in case else {}
     net = EpropNetwork(
         NetworkConfig(
-            neuron_model="eprop_iaf_psc_exp",
+            neuron_model=case.get("neuron", "eprop_iaf_psc_exp"),
             n_rec=n_rec,
             gradient_algorithm="event" if variant == "event" else "step",
             neuron_params=neuron_params,
@@ -196,6 +196,12 @@ def main() -> None:
         default="10:1.5,20:2.0",
         help="sparse runs as input_rate_Hz:input_weight_factor, comma-separated (10:1.5 gives ~4 Hz, 20:2.0 ~18 Hz)",
     )
+    parser.add_argument(
+        "--neuron",
+        default="eprop_iaf_psc_exp",
+        help="recurrent neuron model (e.g. eprop_iaf_psc_exp_adapt_nestml: running products; 'step' then uses the "
+        "neuron's eprop_synapse_model)",
+    )
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-step-above", type=int, default=10**9, help="skip eprop_synapse above this many neurons")
@@ -238,7 +244,7 @@ def main() -> None:
         )
     rows = []
     print(
-        f"sine task, eprop_iaf_psc_exp, 1000 steps/iteration, {args.threads} thread(s), median of "
+        f"sine task, {args.neuron}, 1000 steps/iteration, {args.threads} thread(s), median of "
         f"{args.iterations} iterations; each case in a fresh process",
         flush=True,
     )
@@ -257,6 +263,7 @@ def main() -> None:
             if variant == "step" and cfg["n_rec"] > args.no_step_above:
                 continue
             case = cfg | {"variant": variant, "threads": args.threads, "iterations": args.iterations}
+            case["neuron"] = args.neuron
             res[variant] = spawn(case)
             if cfg.get("close"):
                 # the warm-up and the closing pulse alone, subtracted: k iterations' windows, per iteration

@@ -8,7 +8,9 @@ Each case runs in a fresh process (so that peak memory is its own):
 * memory: resident-set growth over the build, per synapse (recurrent + LGN + readout), and the process's peak;
 * simulation: the static column (no plasticity, Billeh's delays) driven by the LGN with a grating task, seconds of
   wall-clock time per biological second;
-* training: the same with e-prop (orientation task, Adam, Dale's law), seconds per biological second.
+* training: the same with e-prop (orientation task, Adam, Dale's law), seconds per biological second, with
+  eprop_vector_synapse (step by step, gradient_algorithm "step") and with eprop_event_synapse (running products of
+  the GLIF3 eligibility maps, gradient_algorithm "event").
 
     python scaling_runs/bench_v1.py [--sizes 5000,20000,51978] [--threads 1,2] [--bio-ms 500] [--out DIR]
 """
@@ -52,10 +54,16 @@ def run_case(n: int, threads: int, bio_ms: float) -> dict:
     weights = net.initial_weights(1)
     n_syn = net.layout.rec_src.size + net.layout.lgn_src.size + net.out_src.size
     out: dict = {"n": n, "threads": threads, "synapses": int(n_syn), "layout_s": t_layout}
-    for plastic in (False, True):
+    for key, plastic, synapse in (
+        ("sim", False, None),
+        ("train", True, "eprop_vector_synapse"),
+        ("event", True, "eprop_event_synapse"),
+    ):
         nest.ResetKernel()
         nestgrad.install()
         nest.set(resolution=1.0, local_num_threads=threads, print_time=False)
+        if synapse:
+            net.plastic_model = synapse  # gradient_algorithm "step" or "event"
         rss0 = _status_mb("VmRSS")
         t0 = time.perf_counter()
         net.build(nest, weights, record_neurons=0, plastic=plastic)
@@ -66,7 +74,6 @@ def run_case(n: int, threads: int, bio_ms: float) -> dict:
         t0 = time.perf_counter()
         nest.Simulate(float(batch.steps))
         per_bio_s = (time.perf_counter() - t0) / (batch.steps / 1000.0)
-        key = "train" if plastic else "sim"
         out[f"{key}_build_s"] = t_build
         out[f"{key}_bytes_per_synapse"] = (rss1 - rss0) * 2**20 / n_syn
         out[f"{key}_s_per_bio_s"] = per_bio_s
@@ -104,15 +111,21 @@ def main() -> None:
 
     header = (
         f"{'neurons':>8} {'thr':>3} {'synapses':>11} {'layout s':>9} {'build s':>8} {'B/syn':>6} "
-        f"{'sim s/bio-s':>11} {'train s/bio-s':>13} {'train/sim':>9} {'peak MB':>8}"
+        f"{'sim s/bio-s':>11} {'train s/bio-s':>13} {'train/sim':>9} {'event s/bio-s':>13} {'event/sim':>9} "
+        f"{'B/syn ev':>8} {'peak MB':>8}"
     )
-    print("\nBilleh V1 column, orientation task through the LGN, 1 ms steps; training: eprop_vector_synapse, Adam")
+    print(
+        "\nBilleh V1 column, orientation task through the LGN, 1 ms steps; training: eprop_vector_synapse (step by "
+        "step) and eprop_event_synapse (gradient_algorithm 'event'), Adam"
+    )
     print(header)
     for r in rows:
         print(
             f"{r['n']:>8} {r['threads']:>3} {r['synapses']:>11} {r['layout_s']:>9.1f} {r['train_build_s']:>8.1f} "
             f"{r['train_bytes_per_synapse']:>6.0f} {r['sim_s_per_bio_s']:>11.2f} {r['train_s_per_bio_s']:>13.2f} "
-            f"{r['train_s_per_bio_s'] / r['sim_s_per_bio_s']:>9.1f} {r['peak_mb']:>8.0f}"
+            f"{r['train_s_per_bio_s'] / r['sim_s_per_bio_s']:>9.1f} {r['event_s_per_bio_s']:>13.2f} "
+            f"{r['event_s_per_bio_s'] / r['sim_s_per_bio_s']:>9.1f} {r['event_bytes_per_synapse']:>8.0f} "
+            f"{r['peak_mb']:>8.0f}"
         )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,7 +141,8 @@ def main() -> None:
         n = [r["n"] for r in sel]
         axes[0].plot(n, [r["train_build_s"] for r in sel], "o-", label=f"{threads} thread(s)")
         axes[1].plot(n, [r["sim_s_per_bio_s"] for r in sel], "o--", label=f"static, {threads} thr")
-        axes[1].plot(n, [r["train_s_per_bio_s"] for r in sel], "o-", label=f"e-prop, {threads} thr")
+        axes[1].plot(n, [r["train_s_per_bio_s"] for r in sel], "o-", label=f"e-prop step, {threads} thr")
+        axes[1].plot(n, [r["event_s_per_bio_s"] for r in sel], "s-", label=f"e-prop event, {threads} thr")
         axes[2].plot(n, [r["train_bytes_per_synapse"] for r in sel], "o-", label=f"{threads} thread(s)")
     for ax, title in zip(axes, ("build time (s)", "wall-clock s per biological s", "bytes per synapse"), strict=True):
         ax.set_xlabel("neurons")

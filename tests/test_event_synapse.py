@@ -18,6 +18,13 @@ from nestgrad.reference.compare import compare
 from nestgrad.reference.nest_backend import spec_from_config
 
 TOL = 1e-9
+# running products: time-varying eligibility coefficients
+PRODUCT_MODELS = (
+    "eprop_iaf_psc_delta_adapt_nestml",
+    "eprop_iaf_psc_delta_asc_nestml",
+    "eprop_iaf_psc_exp_adapt_nestml",
+    "eprop_glif3_psc",
+)
 NESTML_MODELS = (
     "eprop_iaf_psc_delta_nestml",
     "eprop_iaf_psc_delta_adapt_nestml",
@@ -104,7 +111,11 @@ def test_event_synapse_updates_equal_reference(task, optimizer, params, threads)
 def test_event_synapse_nestml_and_glif3_neurons_equal_reference(model, task, optimizer, params, eta_scale, threads):
     spec = spec_from_config(_config(task, optimizer, params, model=model, eta_scale=eta_scale), 5)
     assert spec.gradient_algorithm == "event"
-    _check(compare(spec, None, plots=False, threads=threads))
+    result = compare(spec, None, plots=False, threads=threads)
+    _check(result)
+    if model in PRODUCT_MODELS and params.get("eprop_isi_trace_cutoff", 1e9) < 100.0:
+        # windows of silent presynaptic neurons went through summaries (their entries were dropped)
+        assert result["event_window_summaries_used"] > 0
 
 
 @pytest.mark.parametrize(
@@ -213,6 +224,31 @@ def test_history_is_bounded_by_the_cutoff(nest_kernel):
     held = np.asarray(net._nodes["rec"].get("event_history_size"))
     assert 0 < held.max() <= 100 + 11 * 32
     assert net._nodes["rec"][0].get("event_window_summaries") > 0  # some presynaptic neurons were silent
+
+
+def test_running_products_history_is_bounded_by_the_cutoff(nest_kernel):
+    """Running products (an adaptive NESTML neuron, a GLIF3 neuron) keep at most cutoff + 3 segments of history per
+    port: windows past their cutoff whose synapses still wait become summaries."""
+    import nestgrad
+    from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
+    from nestgrad.tasks import make_task
+
+    nest = nest_kernel
+    nest.set(resolution=1.0)
+    task = make_task(TaskConfig(name="sine"), seed=1)
+    for model in ("eprop_iaf_psc_exp_adapt_nestml", "eprop_glif3_psc"):
+        config = NetworkConfig(neuron_model=model, n_rec=20, gradient_algorithm="event")
+        net = EpropNetwork(config, OptimizerConfig(), task.n_in, task.n_out, 1.0)
+        net.build(nest, initial_weights(task.n_in, 20, task.n_out, 1), record_neurons=0)
+        batches = [task.batch(k) for k in range(4)]
+        net.load_segment(nest, batches)
+        nest.Simulate(net.lead_in_ms() + 4 * batches[0].steps)
+        held = np.asarray(net._nodes["rec"].get("event_history_size"))
+        assert 0 < held.max() <= 100 + 3 * 32, model
+        assert np.sum(net._nodes["rec"].get("event_window_summaries")) > 0, model  # silent presynaptic neurons
+        nest.ResetKernel()  # unloads the module
+        nestgrad.install()
+        nest.set(resolution=1.0)
 
 
 def test_event_updates_do_not_depend_on_the_thread_split(nest_kernel):

@@ -50,7 +50,7 @@ EventProductHistory::configure( const int d, const double* free, const int n_fil
   f_offset_ = 1 + n_filters * filter_stride_;
   p_offset_ = f_offset_ + d * d;
   a_offset_ = p_offset_ + d * d;
-  stride_ = a_offset_ + d * d + d;
+  stride_ = a_offset_ + d * d + 2 * d + 1;
 }
 
 double*
@@ -77,6 +77,8 @@ EventProductHistory::append( const long t,
   const double psi,
   const double* A,
   const double* h,
+  const double* B,
+  const double hz,
   const double reg,
   const double reg_factor )
 {
@@ -92,6 +94,7 @@ EventProductHistory::append( const long t,
   while ( ( t >> shift_ ) - first_segment_ >= static_cast< long >( segments_.size() ) )
   {
     segments_.emplace_back( new double[ segment_ * stride_ ]() );
+    readers_.emplace_back( new int32_t[ segment_ ]() );
   }
   t_end_ = t + 1;
   double* e = entry_( t );
@@ -99,6 +102,8 @@ EventProductHistory::append( const long t,
   e[ 0 ] = psi;
   std::copy( A, A + d_ * d_, e + a_offset_ );
   std::copy( h, h + d_, e + a_offset_ + d_ * d_ );
+  std::copy( B, B + d_, e + a_offset_ + d_ * d_ + d_ );
+  e[ a_offset_ + d_ * d_ + 2 * d_ ] = hz;
   if ( n_filters_ == 2 )
   {
     e[ filter_offset_( 1 ) ] = reg;
@@ -376,19 +381,13 @@ EventProductHistory::window( long a, const long b, double* x, double ebar[ 2 ], 
 }
 
 void
-EventProductHistory::step( const long t,
-  const double* B,
-  const double hz,
-  const double z,
-  double* x,
-  double ebar[ 2 ],
-  double total[ 2 ] ) const
+EventProductHistory::step_( const long t, const double z, double* x, double ebar[ 2 ], double total[ 2 ] ) const
 {
   const int d = d_;
-  psi( t );  // throws if the entry is not held
   const double* A = entry_( t ) + a_offset_;
   const double* h = A + d * d;
-  double el = hz * z;
+  const double* B = h + d;
+  double el = B[ d ] * z;  // hz
   for ( int i = 0; i < d; ++i )
   {
     el += h[ i ] * x[ i ];
@@ -401,8 +400,108 @@ EventProductHistory::step( const long t,
   for ( int f = 0; f < n_filters_; ++f )
   {
     ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
-    total[ f ] += signal( t, f ) * ebar[ f ];
+    total[ f ] += entry_( t )[ filter_offset_( f ) ] * ebar[ f ];
   }
+}
+
+void
+EventProductHistory::spike_window_entries_( const long a,
+  const long end,
+  const double spike,
+  const double pending,
+  double* x,
+  double ebar[ 2 ],
+  double total[ 2 ] ) const
+{
+  step_( a, pending, x, ebar, total );
+  if ( a + 1 < end )
+  {
+    step_( a + 1, spike, x, ebar, total );
+    window( a + 2, end, x, ebar, total );
+  }
+}
+
+void
+EventProductHistory::spike_window( const long a,
+  const long end,
+  const bool pending,
+  double* x,
+  double ebar[ 2 ],
+  double total[ 2 ] ) const
+{
+  if ( held_( a ) )
+  {
+    if ( not held_( end - 1 ) or end - 1 >= next_row_ )
+    {
+      throw nest::KernelException( "eprop_event_synapse: e-prop history for steps " + std::to_string( a ) + " to "
+        + std::to_string( end - 1 ) + " is not available (complete up to " + std::to_string( next_row_ - 1 ) + ")." );
+    }
+    spike_window_entries_( a, end, 1.0, pending ? 1.0 : 0.0, x, ebar, total );
+    return;
+  }
+  const auto it = summaries_.find( a );
+  if ( it == summaries_.end() or it->second.end != end )
+  {
+    throw nest::KernelException( "eprop_event_synapse: e-prop history for step " + std::to_string( a )
+      + " is not held and has no summary for a window to step " + std::to_string( end - 1 ) + "." );
+  }
+  ++summaries_used_;
+  const int d = d_;
+  const int n = 4 + d;
+  double in[ 4 + max_states ] = { 1.0, pending ? 1.0 : 0.0, ebar[ 0 ], ebar[ 1 ] };
+  std::copy( x, x + d, in + 4 );
+  const double* M = it->second.map.data();
+  double out[ 4 + max_states ];
+  for ( int r = 0; r < n; ++r )
+  {
+    double v = 0.0;
+    for ( int c = 0; c < n; ++c )
+    {
+      v += M[ r * n + c ] * in[ c ];
+    }
+    out[ r ] = v;
+  }
+  total[ 0 ] += out[ 0 ];
+  total[ 1 ] += out[ 1 ];
+  ebar[ 0 ] = out[ 2 ];
+  ebar[ 1 ] = out[ 3 ];
+  std::copy( out + 4, out + 4 + d, x );
+}
+
+void
+EventProductHistory::summarize_( const long a, const long cutoff )
+{
+  // the window is linear in (new spike, pending, ebar, x): one pass per unit input
+  const int d = d_;
+  const int n = 4 + d;
+  Summary summary;
+  summary.end = a + cutoff;
+  summary.map.assign( n * n, 0.0 );
+  for ( int c = 0; c < n; ++c )
+  {
+    if ( c == 3 and n_filters_ == 1 )
+    {
+      continue;
+    }
+    double in[ 4 + max_states ] = {};
+    in[ c ] = 1.0;
+    double x[ max_states ];
+    std::copy( in + 4, in + 4 + d, x );
+    double ebar[ 2 ] = { in[ 2 ], in[ 3 ] };
+    double total[ 2 ] = { 0.0, 0.0 };
+    spike_window_entries_( a, summary.end, in[ 0 ], in[ 1 ], x, ebar, total );
+    const double out[ 4 ] = { total[ 0 ], total[ 1 ], ebar[ 0 ], ebar[ 1 ] };
+    for ( int r = 0; r < 4; ++r )
+    {
+      summary.map[ r * n + c ] = out[ r ];
+    }
+    for ( int r = 0; r < d; ++r )
+    {
+      summary.map[ ( 4 + r ) * n + c ] = x[ r ];
+    }
+  }
+  summary.readers = readers_[ ( a >> shift_ ) - first_segment_ ][ a & mask_ ];
+  summaries_[ a ] = std::move( summary );
 }
 
 void
@@ -453,40 +552,58 @@ EventProductHistory::move_reader( const long a_old, const long a_new )
 {
   if ( a_old >= 0 )
   {
-    const long i = ( a_old >> shift_ ) - first_segment_;
-    if ( i >= 0 and i < static_cast< long >( readers_.size() ) )
+    if ( held_( a_old ) )
     {
-      --readers_[ i ];
+      --readers_[ ( a_old >> shift_ ) - first_segment_ ][ a_old & mask_ ];
+    }
+    else
+    {
+      const auto it = summaries_.find( a_old );
+      if ( it != summaries_.end() and --it->second.readers <= 0 )
+      {
+        summaries_.erase( it );
+      }
     }
   }
-  if ( segments_.empty() and readers_.empty() )
+  if ( held_( a_new ) )
   {
-    first_segment_ = a_new >> shift_;
+    ++readers_[ ( a_new >> shift_ ) - first_segment_ ][ a_new & mask_ ];
   }
-  const long i = ( a_new >> shift_ ) - first_segment_;
-  if ( i < 0 )
-  {
-    return;  // before the held history: the window can only read summaries NEST's rule would not have either
-  }
-  if ( i >= static_cast< long >( readers_.size() ) )
-  {
-    readers_.resize( i + 1, 0 );
-  }
-  ++readers_[ i ];
 }
 
 void
-EventProductHistory::prune( const long t_keep )
+EventProductHistory::prune( const long t_keep, const long cutoff )
 {
-  const long keep_segment = t_keep >> shift_;
-  while ( not segments_.empty() and first_segment_ < keep_segment
-    and ( readers_.empty() or readers_.front() == 0 ) )
+  constexpr long grace = segment_;  // most synapses spike again within it: fewer summaries
+  while ( not segments_.empty() )
   {
-    segments_.pop_front();
-    if ( not readers_.empty() )
+    const long R = first_segment_ << shift_;
+    const long E = R + segment_;
+    if ( E > t_keep )
     {
-      readers_.pop_front();
+      return;
     }
+    const int32_t* readers = readers_.front().get();
+    if ( cutoff >= 0 )
+    {
+      if ( E + cutoff + grace > next_row_ )
+      {
+        return;  // a window starting here may still be read entry by entry
+      }
+      for ( long i = 0; i < segment_; ++i )
+      {
+        if ( readers[ i ] > 0 )
+        {
+          summarize_( R + i, cutoff );
+        }
+      }
+    }
+    else if ( std::any_of( readers, readers + segment_, []( int32_t r ) { return r > 0; } ) )
+    {
+      return;  // without a cutoff a window reads every entry up to its synapse's next spike
+    }
+    segments_.pop_front();
+    readers_.pop_front();
     ++first_segment_;
   }
 }

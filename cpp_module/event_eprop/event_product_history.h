@@ -10,7 +10,9 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace nestgrad
@@ -66,10 +68,18 @@ public:
   }
 
   /**
-   * New entry for step t (entries are contiguous in t) with the step's map A (d x d) and output h; the signal of
-   * filter 1 (or added to filter 0 times reg_factor) is `reg`.
+   * New entry for step t (entries are contiguous in t) with the step's map A (d x d), output h, and how a spike
+   * entering in this step changes the state (B) and the trace (hz); the signal of filter 1 (or added to filter 0
+   * times reg_factor) is `reg`.
    */
-  void append( long t, double psi, const double* A, const double* h, double reg, double reg_factor );
+  void append( long t,
+    double psi,
+    const double* A,
+    const double* h,
+    const double* B,
+    double hz,
+    double reg,
+    double reg_factor );
   //! Adds a learning signal to entry t (ignored if the entry is not held).
   void add_learning_signal( long t, double signal );
   //! Completes the sums of every entry up to and including t (its signals have arrived).
@@ -88,23 +98,40 @@ public:
   void window( long a, long b, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
 
   /**
-   * One step t with a presynaptic spike z entering: e = h_t . x + hz z, x = A_t x + B z (B and hz from the model:
-   * how the spike enters the state and the eligibility trace of this step).
+   * The window [a, end) of a synapse whose previous spike was at a + 1: entry a with the spike before it if it is
+   * still pending, entry a + 1 with the new spike, then the running products; x = s[a-1] becomes s[end-1], ebar and
+   * total as window(). From the window's summary if its entries were dropped (end must then be a + cutoff).
    */
-  void step( long t, const double* B, double hz, double z, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
+  void spike_window( long a, long end, bool pending, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
 
   //! x = free^n x (the decay beyond the cutoff, as the step-by-step rule).
   void decay( long n, double* x ) const;
 
   //! A synapse's window start moves from a_old (< 0: none) to a_new.
   void move_reader( long a_old, long a_new );
-  //! Drops the segments before t_keep that no window can read.
-  void prune( long t_keep );
+  /**
+   * Drops the segments before t_keep that no window can read. With a cutoff (windows read at most `cutoff` entries)
+   * a segment goes once every window starting in it has passed its cutoff (plus a grace segment); the windows of
+   * synapses still waiting are first reduced to summaries. Without one (cutoff < 0) a segment goes when no window
+   * starts in it.
+   */
+  void prune( long t_keep, long cutoff );
 
   long
   entries_held() const
   {
     return static_cast< long >( segments_.size() ) * segment_;
+  }
+  long
+  summaries_held() const
+  {
+    return static_cast< long >( summaries_.size() );
+  }
+  //! Windows computed from summaries so far.
+  long
+  summaries_used() const
+  {
+    return summaries_used_;
   }
 
 private:
@@ -117,6 +144,12 @@ private:
   bool held_( long t ) const;
   void forward_( long t );
   void backward_( long R );
+  //! One step t with a presynaptic spike of weight z entering: e = h_t . x + hz_t z, x = A_t x + B_t z.
+  void step_( long t, double z, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
+  //! spike_window() from the entries, with the new spike's weight `spike` (1; 0 and 1 for the summaries).
+  void spike_window_entries_( long a, long end, double spike, double pending, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
+  //! The window from a as a linear map (summaries_), before its segment is dropped.
+  void summarize_( long a, long cutoff );
   //! out = r A (row vector), x = A x (column vector); A is d x d, row-major
   void row_times_( const double* r, const double* A, double* out ) const;
   void times_( const double* A, double* x ) const;
@@ -129,7 +162,7 @@ private:
   // within a filter: L, M, Q, then G[d], N[d], K[d], W[d]
   long f_offset_ = 0;  //!< of F (d x d)
   long p_offset_ = 0;  //!< of P (d x d)
-  long a_offset_ = 0;  //!< of A_t (d x d), then h_t (d)
+  long a_offset_ = 0;  //!< of A_t (d x d), then h_t (d), B_t (d), hz_t
 
   int d_ = 0;
   int n_filters_ = 1;
@@ -140,7 +173,20 @@ private:
   double kappa_pow_[ 2 ][ segment_ + 1 ] = {};
 
   std::deque< std::unique_ptr< double[] > > segments_;
-  std::deque< long > readers_;  //!< per held segment: synapses whose window starts in it
+  std::deque< std::unique_ptr< int32_t[] > > readers_;  //!< per held segment and entry: synapses whose window starts there
+
+  /**
+   * A window that passed its cutoff while its synapse waits, once its entries are dropped: outputs (total[2],
+   * ebar[2], x[d]) = map x inputs (new spike, pending, ebar[2], x[d]), row-major (4 + d) x (4 + d).
+   */
+  struct Summary
+  {
+    long readers = 0;
+    long end = 0;  //!< a + cutoff
+    std::vector< double > map;
+  };
+  std::unordered_map< long, Summary > summaries_;
+  mutable long summaries_used_ = 0;
   long first_segment_ = 0;      //!< index of segments_.front()
   long t_first_ = 0;
   long t_end_ = 0;     //!< entries t_first_ .. t_end_ - 1 were appended

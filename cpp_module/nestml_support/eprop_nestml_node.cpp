@@ -58,6 +58,19 @@ EpropNestmlNode::get_status( Dictionary& d ) const
   d[ nest::names::surrogate_gradient_height ] = surrogate_gradient_height_;
   d[ nest::names::surrogate_gradient_width ] = surrogate_gradient_width_;
   d[ "eligibility_size" ] = static_cast< long >( eligibility_size() );
+  // eprop_event_synapse: history held (entries of the largest port) and windows kept as summaries
+  long held = static_cast< long >( get_event_history_size() );
+  long summaries = get_event_window_summaries();
+  long used = 0;
+  for ( const auto& products : event_products_ )
+  {
+    held = std::max( held, products.entries_held() );
+    summaries += products.summaries_held();
+    used += products.summaries_used();
+  }
+  d[ "event_history_size" ] = held;
+  d[ "event_window_summaries" ] = summaries;
+  d[ "event_window_summaries_used" ] = used;  // running products only
   d[ "eprop_synapse_model" ] = std::string( needs_vector_synapse() ? "eprop_vector_synapse" : "eprop_synapse" );
 }
 
@@ -184,15 +197,20 @@ EpropNestmlNode::eprop_end_of_step_( const long t, const long lag, const double 
     if ( not event_products_.empty() )
     {
       const long keep = t - nest::kernel().connection_manager.get_min_delay() - 4;  // windows of spikes in transit
+      // windows read at most the cutoff (none: -1)
+      const long cutoff = event_cutoff_ < ( 1L << 40 ) ? event_cutoff_ : -1;
       double A[ EventProductHistory::max_states * EventProductHistory::max_states ];
       double h[ EventProductHistory::max_states ];
+      double B[ EventProductHistory::max_states ];
+      double hz = 0.0;
       for ( size_t port = 0; port < event_products_.size(); ++port )
       {
         EventProductHistory& products = event_products_[ port ];
         event_step_map_( port, t, surrogate_gradient, A, h );
-        products.append( t, surrogate_gradient, A, h, firing_rate_reg_, event_reg_factor_ );
+        event_spike_input_( port, surrogate_gradient, B, hz );
+        products.append( t, surrogate_gradient, A, h, B, hz, firing_rate_reg_, event_reg_factor_ );
         products.finalize_through( t - 2 );  // the learning signal of entry t - 2 has arrived
-        products.prune( keep );
+        products.prune( keep, cutoff );
       }
       if ( eprop_indegree_ == 0 and t - 2 >= 0 )
       {
@@ -445,17 +463,8 @@ EpropNestmlNode::event_product_gradient_( const long t_spike,
   double g[ 2 ] = { 0.0, 0.0 };
   double x[ EventProductHistory::max_states ];
   std::copy( trace.y, trace.y + EventProductHistory::max_states, x );
-  double B[ EventProductHistory::max_states ];
-  double hz = 0.0;
-  event_spike_input_( rport, products.psi( a ), B, hz );
-  products.step( a, B, hz, trace.pending ? 1.0 : 0.0, x, ebar, g );
+  products.spike_window( a, end, trace.pending, x, ebar, g );
   const bool spike_entered = a + 1 < end;
-  if ( spike_entered )
-  {
-    event_spike_input_( rport, products.psi( a + 1 ), B, hz );
-    products.step( a + 1, B, hz, 1.0, x, ebar, g );
-    products.window( a + 2, end, x, ebar, g );
-  }
   const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
 
   // to one step before the next window start; a spike that has not entered yet enters the next window's first step

@@ -87,6 +87,7 @@ def compare(
         "iterations": spec.iterations,
         "optimizer": spec.optimizer,
         "projections": {},
+        "event_window_summaries_used": nest_run.event_window_summaries_used,
     }
     agreement = gradient_agreement(spec)
     for p in PROJECTIONS:

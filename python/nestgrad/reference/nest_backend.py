@@ -103,6 +103,8 @@ def spec_from_config(config: ExperimentConfig, iterations: int) -> NetworkSpec:
 class NestRun:
     weights: dict[str, np.ndarray]
     readout: np.ndarray  # [data steps, n_out]
+    # eprop_event_synapse with running products: windows that passed their cutoff computed from summaries
+    event_window_summaries_used: int = 0
 
 
 def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
@@ -140,5 +142,9 @@ def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
         readout.append(net.collect(nest, t, b.steps).readout)
         t += b.steps * spec.resolution
     weights = net.read_weights(nest)
+    summaries = 0
+    status = net._nodes["rec"][0].get()
+    if spec.gradient_algorithm == "event" and "event_window_summaries_used" in status:
+        summaries = int(np.sum(net._nodes["rec"].get("event_window_summaries_used")))
     nest.ResetKernel()
-    return NestRun(weights, np.concatenate(readout))
+    return NestRun(weights, np.concatenate(readout), summaries)
