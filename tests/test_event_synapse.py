@@ -182,9 +182,15 @@ def test_generator_decides_which_models_event_synapses_take():
     assert "has 6 states" in refusal(port(6, K=True))
 
 
-def test_event_synapse_sparse_network():
-    """A sparse recurrent network (20 % of the recurrent synapses, random) with a short cutoff."""
-    spec = spec_from_config(_config("sine", "gradient_descent", {"eprop_isi_trace_cutoff": 40.0}), 5)
+@pytest.mark.parametrize(
+    "model, task",
+    [("eprop_iaf_psc_exp", "sine"), ("eprop_iaf_psc_exp_adapt_nestml", "sine"), ("eprop_glif3_psc", "evidence")],
+)
+def test_event_synapse_sparse_network(model, task):
+    """A sparse recurrent network (20 % of the recurrent synapses, random) with a short cutoff: running sums, and
+    running products with their summaries."""
+    config = _config(task, "gradient_descent", {"eprop_isi_trace_cutoff": 40.0}, model=model)
+    spec = spec_from_config(config, 5)
     rng = np.random.default_rng(3)
     mask = spec.masks["rec_rec"] & (rng.random(spec.masks["rec_rec"].shape) < 0.2)
     weights = dict(spec.weights, rec_rec=np.where(mask, spec.weights["rec_rec"] * np.sqrt(5.0), 0.0))

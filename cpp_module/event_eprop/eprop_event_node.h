@@ -94,7 +94,7 @@ public:
    * most eprop_isi_trace_cutoff steps from its start).
    */
   virtual void
-  move_event_reader( const long t_spike_previous, const long t_spike )
+  move_event_reader( const long t_spike_previous, const long t_spike, size_t )
   {
     store_->move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1, column_ );
   }

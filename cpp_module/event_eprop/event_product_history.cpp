@@ -36,6 +36,8 @@ EventProductHistory::configure( const int d, const double* free, const int n_fil
   }
   d_ = d;
   n_filters_ = n_filters;
+  spare_segments_.clear();  // their size was the old layout's
+  spare_readers_.clear();
   std::copy( free, free + d * d, free_ );
   for ( int f = 0; f < n_filters; ++f )
   {
@@ -93,8 +95,20 @@ EventProductHistory::append( const long t,
   }
   while ( ( t >> shift_ ) - first_segment_ >= static_cast< long >( segments_.size() ) )
   {
-    segments_.emplace_back( new double[ segment_ * stride_ ]() );
-    readers_.emplace_back( new int32_t[ segment_ ]() );
+    // entries are written in full by append() before they are read: no need to zero them
+    if ( spare_segments_.empty() )
+    {
+      segments_.emplace_back( new double[ segment_ * stride_ ] );
+      readers_.emplace_back( new int32_t[ segment_ ] );
+    }
+    else
+    {
+      segments_.push_back( std::move( spare_segments_.back() ) );
+      readers_.push_back( std::move( spare_readers_.back() ) );
+      spare_segments_.pop_back();
+      spare_readers_.pop_back();
+    }
+    std::fill( readers_.back().get(), readers_.back().get() + segment_, 0 );
   }
   t_end_ = t + 1;
   double* e = entry_( t );
@@ -601,6 +615,11 @@ EventProductHistory::prune( const long t_keep, const long cutoff )
     else if ( std::any_of( readers, readers + segment_, []( int32_t r ) { return r > 0; } ) )
     {
       return;  // without a cutoff a window reads every entry up to its synapse's next spike
+    }
+    if ( spare_segments_.size() < 2 )
+    {
+      spare_segments_.push_back( std::move( segments_.front() ) );
+      spare_readers_.push_back( std::move( readers_.front() ) );
     }
     segments_.pop_front();
     readers_.pop_front();

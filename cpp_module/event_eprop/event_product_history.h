@@ -187,6 +187,9 @@ private:
   };
   std::unordered_map< long, Summary > summaries_;
   mutable long summaries_used_ = 0;
+  //! dropped segments for reuse: no new pages (zeroing fresh pages cost more than the sums themselves)
+  std::vector< std::unique_ptr< double[] > > spare_segments_;
+  std::vector< std::unique_ptr< int32_t[] > > spare_readers_;
   long first_segment_ = 0;      //!< index of segments_.front()
   long t_first_ = 0;
   long t_end_ = 0;     //!< entries t_first_ .. t_end_ - 1 were appended

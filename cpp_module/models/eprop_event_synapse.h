@@ -234,7 +234,7 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
     const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, get_rport(), trace_ );
     optimizer_.add( cp, t_spike - 1, gradient, weight_ );
   }
-  target->move_event_reader( t_spike_previous_, t_spike );
+  target->move_event_reader( t_spike_previous_, t_spike, get_rport() );
   t_spike_previous_ = t_spike;
 
   e.set_receiver( *target );

@@ -421,19 +421,16 @@ EpropNestmlNode::event_spike_input_( const size_t port, const double psi, double
 }
 
 void
-EpropNestmlNode::move_event_reader( const long t_spike_previous, const long t_spike )
+EpropNestmlNode::move_event_reader( const long t_spike_previous, const long t_spike, const size_t rport )
 {
-  if ( not event_products_.empty() )
+  const size_t port = event_port_index_( rport );
+  if ( not event_products_.empty() and port < event_products_.size() )
   {
-    // the synapse's port is not known here: every port's history keeps the window
-    for ( auto& products : event_products_ )
-    {
-      products.move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1 );
-    }
+    event_products_[ port ].move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1 );
   }
-  else
+  else if ( event_products_.empty() )
   {
-    EpropEventNode::move_event_reader( t_spike_previous, t_spike );
+    EpropEventNode::move_event_reader( t_spike_previous, t_spike, rport );
   }
 }
 

@@ -119,7 +119,7 @@ public:
     size_t rport,
     EventEpropTrace& trace ) override;
   std::string event_synapse_refusal() const override;
-  void move_event_reader( long t_spike_previous, long t_spike ) override;
+  void move_event_reader( long t_spike_previous, long t_spike, size_t rport ) override;
 
   /**
    * NEST's eprop_synapse keeps two eligibility components and no receptor port: models with more (or several
