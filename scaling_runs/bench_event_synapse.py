@@ -82,6 +82,7 @@ def run_case(case: dict) -> dict:
     )
     w = initial_weights(task.n_in, n_rec, task.n_out, 1)
     w["in_rec"] *= case.get("in_scale", 1.0)
+    w["rec_rec"] *= case.get("rec_scale", 1.0)
     masks = None
     if indegree:
         rng = np.random.default_rng(7)
@@ -133,13 +134,19 @@ def _time_with_closed_windows(nest, net, batches) -> list[float]:
     nodes = net._nodes
     lead, steps = net.lead_in_ms(), batches[0].steps
     t_close = lead + sum(b.steps for b in batches) + 1.0
-    for group, weight in (("in", 1.0), ("rec", 6e3)):
-        # a parrot neuron repeats any spike; 6 nA for one step drives an eprop_iaf_psc_exp over threshold. Every
-        # neuron spikes once in the last 200 ms of the warm-up (spread out, so that the network's activity stays as
-        # it is), which opens a window on all its synapses as in a long training run, where every neuron that fires
-        # at all has fired before; and all spike at the end, which closes every window.
+    # a parrot neuron repeats any spike; a recurrent neuron gets 1.5x the current step that lifts it from rest to
+    # threshold in one step, and no second spike after its refractory period
+    q = nodes["rec"][0].get(["V_th", "E_L", "C_m", "tau_m", "tau_syn_ex"])
+    h, tau_m, tau_s = 1.0, q["tau_m"], q["tau_syn_ex"]
+    p21 = tau_s * tau_m / (q["C_m"] * (tau_m - tau_s)) * (np.exp(-h / tau_m) - np.exp(-h / tau_s))
+    kick = 1.5 * (q["V_th"] - q["E_L"]) / p21
+    for group, weight in (("in", 1.0), ("rec", kick)):
+        # Every neuron spikes once in the warm-up, 600-400 ms before its end (spread out; the short burst they set
+        # off in the recurrent network has died away before the timed iterations begin), which opens a window on
+        # all its synapses as in a long training run, where every neuron that fires at all has fired before; and all
+        # spike at the end, which closes every window.
         n = len(nodes[group])
-        t_open = lead + steps - 200.0 + np.floor(np.arange(n) * 199.0 / n)
+        t_open = lead + steps - 600.0 + np.floor(np.arange(n) * 199.0 / n)
         pulses = nest.Create("spike_generator", n)
         pulses.set([{"spike_times": [float(t), t_close]} for t in t_open])
         nest.Connect(pulses, nodes[group], "one_to_one", {"synapse_model": "static_synapse", "weight": weight})

@@ -75,6 +75,18 @@ EpropEventNode::~EpropEventNode()
   }
 }
 
+long
+EpropEventNode::event_window_end_( const long t_spike, const long t_spike_previous ) const
+{
+  if ( event_cutoff_ < 1 )
+  {
+    throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
+  }
+  const long a = t_spike_previous - 1;
+  const long stop = t_spike - 1;
+  return event_cutoff_ >= stop - a ? stop : a + event_cutoff_;
+}
+
 void
 EpropEventNode::get_status( Dictionary& d ) const
 {

@@ -57,6 +57,12 @@ public:
   EpropEventNode( const EpropEventNode& );
   ~EpropEventNode() override;
 
+  /**
+   * End (exclusive) of the entries a window reads: the window runs from a = t_spike_previous - 1 to
+   * t_spike - 1, cut at eprop_isi_trace_cutoff steps; throws for a cutoff below one step.
+   */
+  long event_window_end_( long t_spike, long t_spike_previous ) const;
+
   //! Called when an eprop_event_synapse connects to this neuron.
   void
   register_event_synapse()

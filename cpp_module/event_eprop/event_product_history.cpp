@@ -356,18 +356,7 @@ EventProductHistory::window( long a, const long b, double* x, double ebar[ 2 ], 
         total[ f ] += sum;
         ebar[ f ] = new_ebar;
       }
-      const double* M = e + ( forward ? f_offset_ : p_offset_ );
-      double y[ max_states ];
-      for ( int i = 0; i < d; ++i )
-      {
-        double v = 0.0;
-        for ( int m = 0; m < d; ++m )
-        {
-          v += M[ i * d + m ] * x[ m ];
-        }
-        y[ i ] = v;
-      }
-      std::copy( y, y + d, x );
+      times_( e + ( forward ? f_offset_ : p_offset_ ), x );
     }
     else
     {
@@ -528,17 +517,7 @@ EventProductHistory::decay( long n, double* x ) const
   {
     if ( n & 1 )
     {
-      double y[ max_states ];
-      for ( int i = 0; i < d; ++i )
-      {
-        double v = 0.0;
-        for ( int m = 0; m < d; ++m )
-        {
-          v += M[ i * d + m ] * x[ m ];
-        }
-        y[ i ] = v;
-      }
-      std::copy( y, y + d, x );
+      times_( M, x );
     }
     n >>= 1;
     if ( n > 0 )

@@ -451,12 +451,7 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
   // (as in the step-by-step rule, where a weight changing sign switches the filter of the whole trace).
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
-  const long cutoff = event_cutoff_;
-  if ( cutoff < 1 )
-  {
-    throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
-  }
-  const long end = cutoff >= stop - a ? stop : a + cutoff;
+  const long end = event_window_end_( t_spike, t_spike_previous );
   finalize_event_entries_( end - 1 );
 
   const bool excitatory = weight >= 0.0;

@@ -446,12 +446,7 @@ EpropNestmlNode::event_product_gradient_( const long t_spike,
   EventProductHistory& products = event_products_[ rport ];
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
-  const long cutoff = event_cutoff_;
-  if ( cutoff < 1 )
-  {
-    throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
-  }
-  const long end = cutoff >= stop - a ? stop : a + cutoff;
+  const long end = event_window_end_( t_spike, t_spike_previous );
   products.finalize_through( end - 1 );
 
   const double kr = eprop_kappa_reg_();
@@ -497,12 +492,7 @@ EpropNestmlNode::event_gradient( const long t_spike,
   const EventPortRecursion& p = event_ports_[ port ];
   const long a = t_spike_previous - 1;
   const long stop = t_spike - 1;
-  const long cutoff = event_cutoff_;
-  if ( cutoff < 1 )
-  {
-    throw nest::BadProperty( get_name() + ": eprop_event_synapse requires eprop_isi_trace_cutoff >= one step." );
-  }
-  const long end = cutoff >= stop - a ? stop : a + cutoff;
+  const long end = event_window_end_( t_spike, t_spike_previous );
   finalize_event_entries_( end - 1 );
 
   const int n = p.n;
