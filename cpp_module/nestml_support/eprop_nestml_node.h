@@ -48,8 +48,8 @@ struct EpropVectorTrace
  * - constant coefficients (K = 0) and one or two states with a triangular J: between presynaptic spikes the trace
  *   c . eps is a sum of geometric sequences with J's eigenvalues; the neuron's running sums live in the thread's
  *   EventHistoryStore (as for eprop_iaf_psc_exp);
- * - otherwise (spike-triggered increments: adaptation; up to three states, one port): the map of a step changes with
- *   psi, and the neuron keeps running products (EventProductHistory).
+ * - otherwise (spike-triggered increments: adaptation; a Jordan block; models whose map changes otherwise, as
+ *   GLIF3's; up to five states per port): the neuron keeps running products of the step maps (EventProductHistory).
  *
  * The generated neuron fills n, J, b, c and K; the neuron derives the rest.
  */
@@ -110,8 +110,8 @@ public:
   virtual int eligibility_size() const = 0;
 
   /**
-   * eprop_event_synapse: the gradient of a window from the running sums, for models whose ports have constant
-   * eligibility coefficients (see EventPortRecursion); the same numbers as compute_gradient_vector().
+   * eprop_event_synapse: the gradient of a window from the running sums (constant eligibility coefficients) or the
+   * running products (see EventPortRecursion); the same numbers as compute_gradient_vector().
    */
   double event_gradient( long t_spike,
     long t_spike_previous,
@@ -161,8 +161,8 @@ protected:
   void eprop_event_pre_run_hook_();
 
   /**
-   * The ports' constant eligibility coefficients (generated for models that support eprop_event_synapse); returns
-   * the number of ports, 0 if the model does not support it.
+   * The ports' eligibility coefficients (generated for models that support eprop_event_synapse); returns the number
+   * of ports, 0 if the model does not support it.
    */
   virtual int
   eprop_event_ports_( std::vector< EventPortRecursion >& ) const
