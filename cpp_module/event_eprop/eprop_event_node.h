@@ -63,6 +63,19 @@ public:
    */
   long event_window_end_( long t_spike, long t_spike_previous ) const;
 
+  /**
+   * The filtered traces and gradient after a window's first entry a, where the synapse's new spike has not entered
+   * yet: x_a is the presynaptic trace there (ebar[1] is kept without the 1 - kappa_reg factor).
+   */
+  void event_first_entry_( long a, double x_a, double kappa, double kappa_reg, const EventEpropTrace& trace,
+    double ebar[ 2 ], double g[ 2 ] ) const;
+  /**
+   * Stores the filtered traces at the next window start (decayed over the steps from the window's end to stop) and
+   * returns the window's gradient.
+   */
+  double event_finish_( long stop, long end, double kappa_reg, const double ebar[ 2 ], const double g[ 2 ],
+    EventEpropTrace& trace ) const;
+
   //! Called when an eprop_event_synapse connects to this neuron.
   void
   register_event_synapse()

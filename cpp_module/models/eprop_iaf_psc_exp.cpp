@@ -467,19 +467,14 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
   Y[ i_slot ] = P21 * eps_i_a / ( P11 - P22 );
   Y[ v_slot ] = eps_v_a - Y[ i_slot ];
   const double kr = event_param_[ 6 ];
-  const bool separate_reg = separate_reg_filter_();
-  double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
-
+  double ebar[ 2 ];
+  double g[ 2 ];
   // entry a still sees the old trace (the new spike enters at a + 1): one step, directly
-  const double e_a = event_surrogate_gradient_( a ) * eps_v_a;
-  ebar[ 0 ] = kappa * ebar[ 0 ] + e_a;
-  ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
-  double g[ 2 ] = { event_signal_( a, 0 ) * ebar[ 0 ], event_signal_( a, 1 ) * ebar[ 1 ] };
+  event_first_entry_( a, eps_v_a, kappa, kr, trace, ebar, g );
   const double c = P21 / ( P22 - P11 );  // the spike adds c (P22^(t-a-1) - P11^(t-a-1)) to eps_v
   Y[ v_slot ] += c / P22;
   Y[ i_slot ] -= c / P11;
   event_window_( a + 1, end, ebar, Y, a, g );
-  const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
 
   // carry the state to the next window start (stop): traces decay, filtered traces decay beyond the cutoff
   const long n = stop - 1 - a;  // to one step before the next window start
@@ -496,10 +491,7 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
     trace.y[ 1 ] = eps_i_a * p11n + lambda_power_( i_slot, n - 1 );
     trace.pending = false;
   }
-  trace.e_bar = ebar[ 0 ] * kappa_power_( 0, stop - end );
-  // with one filter for both terms (kappa_reg == kappa) the regularisation trace is the task trace
-  trace.e_bar_reg = ( 1.0 - kr ) * ( separate_reg ? ebar[ 1 ] * kappa_power_( 1, stop - end ) : trace.e_bar );
-  return gradient;
+  return event_finish_( stop, end, kr, ebar, g, trace );
 }
 
 void

@@ -507,14 +507,10 @@ EpropNestmlNode::event_gradient( const long t_spike,
     eps_a[ i ] += trace.pending ? p.b[ i ] : 0.0;
     x_a += p.c[ i ] * eps_a[ i ];
   }
-  const double kappa = eprop_kappa_();
   const double kr = eprop_kappa_reg_();
-  const bool separate_reg = separate_reg_filter_();
-  double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
-  const double e_a = event_surrogate_gradient_( a ) * x_a;
-  ebar[ 0 ] = kappa * ebar[ 0 ] + e_a;
-  ebar[ 1 ] = kr * ebar[ 1 ] + e_a;
-  double g[ 2 ] = { event_signal_( a, 0 ) * ebar[ 0 ], event_signal_( a, 1 ) * ebar[ 1 ] };
+  double ebar[ 2 ];
+  double g[ 2 ];
+  event_first_entry_( a, x_a, eprop_kappa_(), kr, trace, ebar, g );
 
   double coefficient[ 2 ] = { 0.0, 0.0 };  // eps[t] = P (lambda^(t-a) * coefficient) for t > a
   double Y[ 3 ] = { 0.0, 0.0, 0.0 };
@@ -529,7 +525,6 @@ EpropNestmlNode::event_gradient( const long t_spike,
     Y[ p.slot[ m ] ] += p.g[ m ] * coefficient[ m ];
   }
   event_window_( a + 1, end, ebar, Y, a, g );
-  const double gradient = g[ 0 ] + ( separate_reg ? ( 1.0 - kr ) * g[ 1 ] : 0.0 );
 
   // carry the state to the next window start (stop): traces decay, filtered traces decay beyond the cutoff
   const long steps = stop - 1 - a;  // to one step before the next window start
@@ -556,10 +551,7 @@ EpropNestmlNode::event_gradient( const long t_spike,
     }
     trace.pending = false;
   }
-  trace.e_bar = ebar[ 0 ] * kappa_power_( 0, stop - end );
-  // with one filter for both terms (kappa_reg == kappa) the regularisation trace is the task trace
-  trace.e_bar_reg = ( 1.0 - kr ) * ( separate_reg ? ebar[ 1 ] * kappa_power_( 1, stop - end ) : trace.e_bar );
-  return gradient;
+  return event_finish_( stop, end, kr, ebar, g, trace );
 }
 
 }  // namespace nestgrad
