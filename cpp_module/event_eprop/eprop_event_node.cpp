@@ -127,12 +127,8 @@ EpropEventNode::get_status( Dictionary& d ) const
   d[ "event_synapse_refusal" ] = event_synapse_refusal();
 }
 
-void
-EpropEventNode::configure_event_history_( const int n_lambda,
-  const double* lambda,
-  const double kappa,
-  const double kappa_reg,
-  const bool regularize )
+int
+EpropEventNode::event_filters_( const double kappa, const double kappa_reg, const bool regularize, double& reg_factor )
 {
   if ( not( kappa > 0.0 and kappa <= 1.0 ) )
   {
@@ -143,6 +139,20 @@ EpropEventNode::configure_event_history_( const int n_lambda,
     throw nest::BadProperty(
       "eprop_event_synapse requires 0 < kappa_reg <= 1 when c_reg > 0 (got " + std::to_string( kappa_reg ) + ")." );
   }
+  const bool merged = regularize and kappa_reg == kappa;
+  reg_factor = merged ? 1.0 - kappa_reg : 0.0;
+  return regularize and not merged ? 2 : 1;
+}
+
+void
+EpropEventNode::configure_event_history_( const int n_lambda,
+  const double* lambda,
+  const double kappa,
+  const double kappa_reg,
+  const bool regularize )
+{
+  double reg_factor = 0.0;
+  const int n_filters = event_filters_( kappa, kappa_reg, regularize, reg_factor );
   // distinct trace constants
   double distinct[ 3 ];
   int slot_of[ 3 ];
@@ -160,8 +170,6 @@ EpropEventNode::configure_event_history_( const int n_lambda,
       distinct[ n_distinct++ ] = lambda[ m ];
     }
   }
-  const bool merged = regularize and kappa_reg == kappa;
-  const int n_filters = regularize and not merged ? 2 : 1;
   const double kappas[ 2 ] = { kappa, n_filters == 2 ? kappa_reg : 0.0 };
 
   double worst = std::min( kappas[ 0 ], n_filters == 2 ? kappas[ 1 ] : 1.0 );
@@ -179,7 +187,7 @@ EpropEventNode::configure_event_history_( const int n_lambda,
 
   const bool same = n_distinct == n_lambda_ and n_filters == n_filters_ and shift == segment_shift_
     and stride == stride_ and kappas[ 0 ] == kappa_[ 0 ] and kappas[ 1 ] == kappa_[ 1 ]
-    and std::equal( distinct, distinct + n_distinct, lambda_ ) and ( merged ? 1.0 - kappa_reg : 0.0 ) == reg_factor_;
+    and std::equal( distinct, distinct + n_distinct, lambda_ ) and reg_factor == reg_factor_;
   std::copy( slot_of, slot_of + n_lambda, lambda_slot_of_ );
   if ( same and kappa_pow_[ 0 ] and store_ )
   {
@@ -193,7 +201,7 @@ EpropEventNode::configure_event_history_( const int n_lambda,
   }
   n_lambda_ = n_distinct;
   n_filters_ = n_filters;
-  reg_factor_ = merged ? 1.0 - kappa_reg : 0.0;
+  reg_factor_ = reg_factor;
   segment_shift_ = shift;
   segment_ = 1L << shift;
   stride_ = stride;

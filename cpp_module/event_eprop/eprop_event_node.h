@@ -163,6 +163,12 @@ protected:
    * traces are then equal and the signals add).
    */
   void configure_event_history_( int n_lambda, const double* lambda, double kappa, double kappa_reg, bool regularize );
+  /**
+   * The filters of the eligibility traces: checks kappa (and kappa_reg if regularize) and returns their number, 1
+   * (one filter; the regularisation signal, if any, is added to the learning signal times reg_factor = 1 - kappa_reg)
+   * or 2 (kappa_reg != kappa: a separate regularisation filter, reg_factor = 0).
+   */
+  static int event_filters_( double kappa, double kappa_reg, bool regularize, double& reg_factor );
   void clear_event_history_();
   bool
   event_history_active_() const

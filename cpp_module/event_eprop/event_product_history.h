@@ -66,6 +66,12 @@ public:
   {
     return d_ > 0;
   }
+  //! 2 with a separate regularisation filter
+  int
+  n_filters() const
+  {
+    return n_filters_;
+  }
 
   /**
    * New entry for step t (entries are contiguous in t) with the step's map A (d x d), output h, and how a spike

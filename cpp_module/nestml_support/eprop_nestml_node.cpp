@@ -295,6 +295,21 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
   {
     throw nest::KernelException( get_name() + ": eprop_event_synapse connected, but " + eprop_event_unsupported_() );
   }
+  event_cutoff_ = get_eprop_isi_trace_cutoff();
+  for ( auto& port : event_ports_ )
+  {
+    // the parts of the step map that do not change: e = psi (c . J) s + psi (c . b) z
+    port.cb = 0.0;
+    for ( int i = 0; i < port.n; ++i )
+    {
+      port.cb += port.c[ i ] * port.b[ i ];
+      port.cJ[ i ] = 0.0;
+      for ( int r = 0; r < port.n; ++r )
+      {
+        port.cJ[ i ] += port.c[ r ] * port.J[ r ][ i ];
+      }
+    }
+  }
   // constant coefficients with geometric traces: the thread's store of running sums
   bool geometric = true;
   for ( auto& port : event_ports_ )
@@ -336,25 +351,13 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
       port.slot[ m ] = lambda_slot_( port.slot[ m ] );
     }
   }
-  event_cutoff_ = get_eprop_isi_trace_cutoff();
 }
 
 void
 EpropNestmlNode::configure_event_products_()
 {
-  const bool regularize = c_reg_ > 0.0;
   const double kappas[ 2 ] = { kappa_, kappa_reg_ };
-  for ( int f = 0; f < ( regularize ? 2 : 1 ); ++f )
-  {
-    if ( not( kappas[ f ] > 0.0 and kappas[ f ] <= 1.0 ) )
-    {
-      throw nest::BadProperty( get_name() + ": eprop_event_synapse requires 0 < kappa, kappa_reg <= 1 (got "
-        + std::to_string( kappas[ f ] ) + ")." );
-    }
-  }
-  const bool merged = regularize and kappa_reg_ == kappa_;
-  const int n_filters = regularize and not merged ? 2 : 1;
-  event_reg_factor_ = merged ? 1.0 - kappa_reg_ : 0.0;
+  const int n_filters = event_filters_( kappa_, kappa_reg_, c_reg_ > 0.0, event_reg_factor_ );
   if ( event_products_.size() != event_ports_.size() )
   {
     event_products_ = std::vector< EventProductHistory >( event_ports_.size() );
@@ -378,7 +381,6 @@ EpropNestmlNode::configure_event_products_()
     }
     event_products_[ i ].configure( d, free, n_filters, kappas );
   }
-  event_cutoff_ = get_eprop_isi_trace_cutoff();
 }
 
 void
@@ -386,21 +388,13 @@ EpropNestmlNode::event_step_map_( const size_t port, long, const double psi, dou
 {
   const EventPortRecursion& p = event_ports_[ port ];
   const int d = p.n;
-  double j[ EventPortRecursion::max_states ] = {};  // J^T c: e = psi c . (J s)
   for ( int i = 0; i < d; ++i )
   {
     for ( int m = 0; m < d; ++m )
     {
-      j[ m ] += p.c[ i ] * p.J[ i ][ m ];
+      A[ i * d + m ] = p.J[ i ][ m ] + psi * p.K[ i ] * p.cJ[ m ];
     }
-  }
-  for ( int i = 0; i < d; ++i )
-  {
-    for ( int m = 0; m < d; ++m )
-    {
-      A[ i * d + m ] = p.J[ i ][ m ] + psi * p.K[ i ] * j[ m ];
-    }
-    h[ i ] = psi * j[ i ];
+    h[ i ] = psi * p.cJ[ i ];
   }
 }
 
@@ -408,12 +402,7 @@ void
 EpropNestmlNode::event_spike_input_( const size_t port, const double psi, double* B, double& hz ) const
 {
   const EventPortRecursion& p = event_ports_[ port ];
-  double cb = 0.0;
-  for ( int i = 0; i < p.n; ++i )
-  {
-    cb += p.c[ i ] * p.b[ i ];
-  }
-  hz = psi * cb;
+  hz = psi * p.cb;
   for ( int i = 0; i < p.n; ++i )
   {
     B[ i ] = p.b[ i ] + p.K[ i ] * hz;
@@ -450,7 +439,7 @@ EpropNestmlNode::event_product_gradient_( const long t_spike,
   products.finalize_through( end - 1 );
 
   const double kr = eprop_kappa_reg_();
-  const bool separate_reg = c_reg_ > 0.0 and kappa_reg_ != kappa_;
+  const bool separate_reg = products.n_filters() == 2;
   double ebar[ 2 ] = { trace.e_bar, separate_reg ? trace.e_bar_reg / ( 1.0 - kr ) : 0.0 };
   double g[ 2 ] = { 0.0, 0.0 };
   double x[ EventProductHistory::max_states ];

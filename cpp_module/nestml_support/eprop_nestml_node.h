@@ -63,6 +63,9 @@ struct EventPortRecursion
   double c[ max_states ] = {};
   double K[ max_states ] = {};
   bool time_varying = false;  //!< running products even if K = 0 (the model's step map changes otherwise)
+  // derived once per run: c^T J and c . b (the eligibility trace of a step: e = psi (c^T J s + c . b z))
+  double cJ[ max_states ] = {};
+  double cb = 0.0;
   // constant coefficients: J = P diag(lambda) P^-1; g = c^T P, w = P^-1 b
   double lambda[ 2 ] = {};
   double P[ 2 ][ 2 ] = {};
