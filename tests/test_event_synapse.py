@@ -75,6 +75,23 @@ def test_event_synapse_updates_equal_reference(task, optimizer, params, threads)
     _check(compare(spec, None, plots=False, threads=threads))
 
 
+@pytest.mark.parametrize(
+    "model, params, threads",
+    [
+        ("eprop_iaf_psc_exp", {"eprop_isi_trace_cutoff": 1e9}, 1),
+        ("eprop_iaf_psc_exp", {"eprop_isi_trace_cutoff": 1e9, "kappa_reg": 0.99, "tau_syn_in": 8.0}, 2),
+        ("eprop_iaf_psc_exp_nestml", {"eprop_isi_trace_cutoff": 1e9}, 1),
+    ],
+)
+def test_long_windows_read_the_second_level(model, params, threads):
+    """Without a cutoff over 8 iterations (2,400 steps) windows cross the 1,024-step blocks of the store's second
+    level: the parts read from block sums (joined from segment sums) give the same updates."""
+    spec = spec_from_config(_config("sine", "gradient_descent", params, model=model), 8)
+    result = compare(spec, None, plots=False, threads=threads)
+    assert result["event_block_sums_used"] > 0
+    _check(result)
+
+
 # NESTML-generated neurons with constant eligibility coefficients (docs/event_driven_eprop.md, "NESTML neurons"):
 # their running sums come from the generator's J, b, c. psc_delta weights are in mV: a smaller learning rate keeps
 # the network out of the chaotic regime in which any rounding difference grows (also for eprop_vector_synapse).

@@ -40,6 +40,8 @@ transit_margin()
 const double*
 EpropEventNode::power_table_( const double base )
 {
+  // a block of the store's second level spans at most 2^(max_segment_shift + block_shift_) steps
+  static_assert( max_segment_shift + EventHistoryStore::block_shift_ <= power_table_shift_ );
   // tables live as long as the module; a network has a handful of distinct constants
   static std::mutex mutex;
   static std::map< double, std::unique_ptr< double[] > > tables;
@@ -125,6 +127,7 @@ EpropEventNode::get_status( Dictionary& d ) const
 {
   nest::EpropArchivingNodeRecurrent< false >::get_status( d );
   d[ "event_synapse_refusal" ] = event_synapse_refusal();
+  d[ "event_block_sums_used" ] = block_sums_used_;
 }
 
 int

@@ -264,6 +264,7 @@ protected:
   bool apply_window_summary_( long a, long b, double ebar[ 2 ], const double* Y, long tau, double total[ 2 ] ) const;
 
   size_t event_indegree_ = 0;
+  mutable long block_sums_used_ = 0;  //!< window parts read from the store's second level (status)
 
   // -- the fields event_gradient() and event_window_() read, together (a few cache lines, prefetched by the synapse)
   // entries: column column_ of the thread's store (time-major, shared with the other neurons of the thread); this
@@ -362,6 +363,7 @@ EpropEventNode::event_window_( long a,
     return;
   }
   const long S = segment_;
+  const long BL = store_->block_steps();
   const int nl = n_lambda_;
   const int nf = n_filters_;
   double lam[ 3 ];  // Y[m] lambda_m^(a - tau) at the start a of each part
@@ -372,6 +374,34 @@ EpropEventNode::event_window_( long a,
   while ( a < b )
   {
     const long R = a & ~( S - 1 );
+    if ( a == R and BL > 0 and b - a > S )
+    {
+      // second level: to the end of a's block (its suffix sums) or from the block's start to the last whole segment
+      // of the window (its prefix sums), when the store has them
+      const long block_start = a & ~( BL - 1 );
+      const bool to_block_end = b >= block_start + BL;
+      const long part_end = to_block_end ? block_start + BL : b & ~( S - 1 );
+      const double* e = nullptr;
+      if ( to_block_end )
+      {
+        e = store_->block_entry( a, column_, true );
+      }
+      else if ( a == block_start and part_end - a >= 2 * S )
+      {
+        e = store_->block_entry( part_end - 1, column_, false );
+      }
+      if ( e )
+      {
+        apply_sums_( e, to_block_end ? 1 : 2 + 2 * nl, part_end - a, ebar, lam, total );
+        for ( int m = 0; m < nl; ++m )
+        {
+          lam[ m ] *= lambda_pow_[ m ][ part_end - a ];
+        }
+        ++block_sums_used_;
+        a = part_end;
+        continue;
+      }
+    }
     const long end = std::min( b, R + S );
     if ( a == R )
     {

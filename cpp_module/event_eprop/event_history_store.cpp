@@ -9,6 +9,7 @@
 #include "eprop_event_node.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -24,6 +25,8 @@ namespace nestgrad
 namespace
 {
 constexpr long summary_delay_segments = 8;
+// No second level if a trace constant to the power of a block's length falls below this (underflow)
+constexpr double smallest_block_weight = 1e-200;
 
 // Stores by (thread, stride, shift). Attach and detach happen outside the update loop (pre_run_hook, node deletion),
 // possibly from several threads at once.
@@ -65,6 +68,19 @@ EventHistoryStore::attach( const size_t thread,
     store = new EventHistoryStore( n_filters, n_lambda, shift );
   }
   column = store->add_column_();
+  double worst = 1.0;
+  for ( int f = 0; f < n_filters; ++f )
+  {
+    worst = std::min( worst, constants.kappa[ f ] );
+  }
+  for ( int m = 0; m < n_lambda; ++m )
+  {
+    worst = std::min( worst, constants.lambda[ m ] );
+  }
+  if ( std::pow( worst, static_cast< double >( ( 1L << shift ) << block_shift_ ) ) < smallest_block_weight )
+  {
+    store->block_level_ = false;  // for good: blocks joined so far may lack this column
+  }
   store->constants_.push_back( constants );
   store->nodes_.push_back( node );
   ++store->n_neurons_;
@@ -97,10 +113,10 @@ EventHistoryStore::FreeChunk::operator()( double* p ) const
 }
 
 EventHistoryStore::Chunk
-EventHistoryStore::allocate_chunk_() const
+EventHistoryStore::allocate_chunk_( const long rows ) const
 {
   // calloc: large blocks come zeroed from the kernel, page by page as they are first written
-  void* p = std::calloc( ( mask_ + 1 ) * n_columns_ * stride_, sizeof( double ) );
+  void* p = std::calloc( rows * n_columns_ * stride_, sizeof( double ) );
   if ( not p )
   {
     throw std::bad_alloc();
@@ -121,20 +137,28 @@ EventHistoryStore::add_column_()
   summaries_.swap( rekeyed );
   cached_key_ = -1;
   const long rows = mask_ + 1;
-  for ( auto& chunk : chunks_ )
+  auto widen = [ this, old_columns ]( Chunk& chunk, const long n_rows )
   {
     if ( not chunk )
     {
-      continue;
+      return;
     }
-    Chunk wider = allocate_chunk_();
-    for ( long r = 0; r < rows; ++r )
+    Chunk wider = allocate_chunk_( n_rows );
+    for ( long r = 0; r < n_rows; ++r )
     {
       std::memcpy( wider.get() + r * n_columns_ * stride_,
         chunk.get() + r * old_columns * stride_,
         sizeof( double ) * old_columns * stride_ );
     }
     chunk = std::move( wider );
+  };
+  for ( auto& chunk : chunks_ )
+  {
+    widen( chunk, rows );
+  }
+  for ( auto& block : blocks_ )
+  {
+    widen( block.sums, block_mask_ + 1 );
   }
   for ( auto& counts : reader_chunks_ )
   {
@@ -175,7 +199,7 @@ EventHistoryStore::ensure_segment( const long t )
   {
     if ( spare_chunks_.empty() )
     {
-      chunks_[ c ] = allocate_chunk_();
+      chunks_[ c ] = allocate_chunk_( mask_ + 1 );
     }
     else
     {
@@ -227,6 +251,10 @@ EventHistoryStore::finalize_through( const long t )
     else if ( k == mask_ )
     {
       complete_segment_( e );
+    }
+    if ( k == mask_ and block_level_ )
+    {
+      complete_block_segment_( e );
     }
   }
   next_row_ = std::max( next_row_, last + 1 );
@@ -289,6 +317,120 @@ EventHistoryStore::update_suffix_sums_( const long e )
         }
       }
     }
+  }
+}
+
+void
+EventHistoryStore::join_sums_( const double* a,
+  const long oa,
+  const long la,
+  const double* b,
+  const long ob,
+  const long lb,
+  double* out,
+  const long oo ) const
+{
+  const int nl = n_lambda_;
+  for ( long j = 0; j < n_columns_; ++j, a += stride_, b += stride_, out += stride_ )
+  {
+    const Constants& c = constants_[ j ];
+    for ( int f = 0; f < n_filters_; ++f )
+    {
+      const long o = 1 + f * filter_stride_;
+      const double* x = a + o + oa;  // M, G[m], N[m] of the first part
+      const double* y = b + o + ob;  // ... of the second part
+      double* z = out + o + oo;
+      const double kappa_la = c.kappa_pow[ f ][ la ];
+      const double kappa_lb = c.kappa_pow[ f ][ lb ];
+      z[ 0 ] = x[ 0 ] + kappa_la * y[ 0 ];
+      for ( int m = 0; m < nl; ++m )
+      {
+        const double lambda_la = c.lambda_pow[ m ][ la ];
+        z[ 1 + m ] = kappa_lb * x[ 1 + m ] + lambda_la * y[ 1 + m ];
+        z[ 1 + nl + m ] = x[ 1 + nl + m ] + c.kappa[ f ] * y[ 0 ] * x[ 1 + m ] + lambda_la * y[ 1 + nl + m ];
+      }
+    }
+  }
+}
+
+void
+EventHistoryStore::complete_block_segment_( const long t_last )
+{
+  const long s = t_last >> shift_;
+  const long blk = s >> block_shift_;
+  const long j = s & block_mask_;
+  if ( blocks_.empty() )
+  {
+    block_base_ = blk;
+  }
+  if ( blk < block_base_ )
+  {
+    return;
+  }
+  while ( static_cast< long >( blocks_.size() ) <= blk - block_base_ )
+  {
+    blocks_.emplace_back();
+  }
+  Block& block = blocks_[ blk - block_base_ ];
+  if ( not block.sums )
+  {
+    block.sums = allocate_chunk_( block_mask_ + 1 );
+  }
+  const long S = mask_ + 1;
+  const long row_stride = n_columns_ * stride_;
+  const long mo = 2 + 2 * n_lambda_;  // forward sums (M, G, N) within a filter; suffix sums (Q, K, W) at 1
+  const long group = 1 + 2 * n_lambda_;
+  double* bf = block.sums.get() + j * row_stride;
+  const double* seg = entry( t_last, 0 );  // forward sums over the whole segment
+  // with a part of length 0 in front, a join copies: kappa^0 = lambda^0 = 1 and the first part's sums are 0
+  auto copy_group = [ & ]( const double* from, const long of, double* to, const long ot )
+  {
+    for ( long c = 0; c < n_columns_; ++c )
+    {
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        const long o = c * stride_ + 1 + f * filter_stride_;
+        std::copy( from + o + of, from + o + of + group, to + o + ot );
+      }
+    }
+  };
+  if ( j == 0 )
+  {
+    copy_group( seg, mo, bf, mo );
+    block.bf_next = 1;
+  }
+  else if ( block.bf_next == j )
+  {
+    join_sums_( bf - row_stride, mo, j * S, seg, mo, S, bf, mo );
+    block.bf_next = j + 1;
+  }
+  else
+  {
+    block.bf_next = -1;  // a segment of the block was not held: no prefix sums in this block
+  }
+  if ( j != block_mask_ )
+  {
+    return;
+  }
+  // the block is complete: suffix sums, backward over the segments held
+  const long first_step = ( blk << block_shift_ ) << shift_;
+  for ( long i = block_mask_; i >= 0; --i )
+  {
+    const long R = first_step + i * S;
+    if ( not segment_held( R ) )
+    {
+      break;
+    }
+    double* bs = block.sums.get() + i * row_stride;
+    if ( i == block_mask_ )
+    {
+      copy_group( entry( R + mask_, 0 ), mo, bs, 1 );
+    }
+    else
+    {
+      join_sums_( entry( R + mask_, 0 ), mo, S, bs + row_stride, 1, ( block_mask_ - i ) * S, bs, 1 );
+    }
+    block.bs_from = i;
   }
 }
 
@@ -402,6 +544,11 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
   chunks_.erase( chunks_.begin(), chunks_.begin() + dropped );
   reader_chunks_.erase( reader_chunks_.begin(), reader_chunks_.begin() + dropped );
   chunk_base_ += dropped;
+  while ( not blocks_.empty() and ( ( block_base_ + 1 ) << block_shift_ ) <= chunk_base_ )
+  {
+    blocks_.pop_front();  // all of its segments are gone
+    ++block_base_;
+  }
   while ( not reader_counts_.empty() and reader_counts_.front() == 0 )
   {
     reader_counts_.pop_front();

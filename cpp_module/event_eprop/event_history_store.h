@@ -59,6 +59,15 @@ struct WindowSummary
  * each. Memory is then bounded by (cutoff + 10 segments) steps of entries plus one summary per waiting synapse
  * start. Without a cutoff
  * a segment is dropped when no synapse's window starts in or before it (as NEST keeps its history).
+ *
+ * Second level: blocks of 2^block_shift segments. When a segment completes, the forward sums of its last row (the
+ * sums over the whole segment) are joined to the block's prefix sums BF (block start to the segment's end); when a
+ * block completes, its suffix sums BS (each segment's start to the block end) are joined backward. Joining two
+ * consecutive parts A then B of lengths L_A, L_B (per filter with constant kappa, per trace constant lambda):
+ *   M = M_A + kappa^L_A M_B,   G = kappa^L_B G_A + lambda^L_A G_B,   N = N_A + kappa M_B G_A + lambda^L_A N_B,
+ * sums of non-negative weights only (no subtraction, no growth). A window that crosses blocks then reads one entry
+ * per block instead of one per segment. Block entries have the layout of row entries: BS in the place of the
+ * suffix sums (Q, K, W), BF in the place of the forward sums (M, G, N).
  */
 class EventHistoryStore
 {
@@ -180,6 +189,37 @@ public:
   {
     return static_cast< long >( summaries_.size() );
   }
+  //! Segments per block of the second level: 2^block_shift_.
+  static constexpr int block_shift_ = 5;
+  //! Steps per block (0: no second level, when a trace constant would underflow over a block).
+  long
+  block_steps() const
+  {
+    return block_level_ ? ( mask_ + 1 ) << block_shift_ : 0;
+  }
+  /**
+   * Block entry of the segment holding step t, if its sums are available (nullptr if not): `suffix` asks for BS
+   * (from the segment's start to its block's end, the block complete), otherwise for BF (from the block's start to
+   * the segment's end).
+   */
+  const double*
+  block_entry( const long t, const long column, const bool suffix ) const
+  {
+    const long s = t >> shift_;
+    const long i = ( s >> block_shift_ ) - block_base_;
+    if ( i < 0 or i >= static_cast< long >( blocks_.size() ) or not blocks_[ i ].sums )
+    {
+      return nullptr;
+    }
+    const Block& block = blocks_[ i ];
+    const long j = s & block_mask_;
+    if ( suffix ? j < block.bs_from : j >= block.bf_next )
+    {
+      return nullptr;
+    }
+    return block.sums.get() + ( j * n_columns_ + column ) * stride_;
+  }
+
   //! Drops the segments before t_keep that no window can read; windows read at most cutoff steps.
   void prune( long t_keep, long cutoff );
 
@@ -206,6 +246,13 @@ private:
   void add_reader_( long segment );
   //! Adds a column: re-lays existing segments out for the wider rows.
   long add_column_();
+  //! Second level: joins the segment whose last row is t_last to its block's prefix sums (and suffix sums).
+  void complete_block_segment_( long t_last );
+  /**
+   * Joins the sums of a (first, length la) and b (length lb) into out, per column (group offsets within the filter:
+   * M, G[m], N[m] at the same place in all three).
+   */
+  void join_sums_( const double* a, long oa, long la, const double* b, long ob, long lb, double* out, long oo ) const;
 
   bool incremental_suffix_;  //!< suffix sums follow the newest row (windows inside a segment in O(1))
   int n_filters_;
@@ -224,8 +271,8 @@ private:
     void operator()( double* p ) const;
   };
   using Chunk = std::unique_ptr< double[], FreeChunk >;
-  //! A zeroed segment.
-  Chunk allocate_chunk_() const;
+  //! A zeroed segment (rows x columns entries).
+  Chunk allocate_chunk_( long rows ) const;
   std::vector< Chunk > chunks_;
   std::vector< std::unique_ptr< int32_t[] > > reader_chunks_;  //!< per segment: synapses whose window starts at (row, column)
   std::vector< EpropEventNode* > nodes_;  //!< per column
@@ -238,6 +285,18 @@ private:
   long max_cutoff_ = 0;
   std::deque< long > reader_counts_;
   long count_base_ = 0;
+
+  // second level (blocks of segments)
+  static constexpr long block_mask_ = ( 1L << block_shift_ ) - 1;
+  bool block_level_ = true;
+  struct Block
+  {
+    Chunk sums;  //!< per segment of the block and column: BS, BF
+    long bf_next = 0;  //!< BF is joined for segments 0 .. bf_next - 1 (-1: chain broken, a segment was not held)
+    long bs_from = block_mask_ + 1;  //!< BS is joined for segments bs_from .. end (once the block is complete)
+  };
+  std::deque< Block > blocks_;
+  long block_base_ = 0;
 };
 
 }  // namespace nestgrad

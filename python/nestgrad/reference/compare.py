@@ -88,6 +88,7 @@ def compare(
         "optimizer": spec.optimizer,
         "projections": {},
         "event_window_summaries_used": nest_run.event_window_summaries_used,
+        "event_block_sums_used": nest_run.event_block_sums_used,
     }
     agreement = gradient_agreement(spec)
     for p in PROJECTIONS:

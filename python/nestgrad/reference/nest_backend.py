@@ -105,6 +105,8 @@ class NestRun:
     readout: np.ndarray  # [data steps, n_out]
     # eprop_event_synapse with running products: windows that passed their cutoff computed from summaries
     event_window_summaries_used: int = 0
+    # eprop_event_synapse with running sums: window parts read from the second level (blocks of 32 segments)
+    event_block_sums_used: int = 0
 
 
 def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
@@ -142,9 +144,11 @@ def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
         readout.append(net.collect(nest, t, b.steps).readout)
         t += b.steps * spec.resolution
     weights = net.read_weights(nest)
-    summaries = 0
-    status = net._nodes["rec"][0].get()
-    if spec.gradient_algorithm == "event" and "event_window_summaries_used" in status:
-        summaries = int(np.sum(net._nodes["rec"].get("event_window_summaries_used")))
+    used = {}
+    if spec.gradient_algorithm == "event":
+        status = net._nodes["rec"][0].get()
+        for key in ("event_window_summaries_used", "event_block_sums_used"):
+            if key in status:
+                used[key] = int(np.sum(net._nodes["rec"].get(key)))
     nest.ResetKernel()
-    return NestRun(weights, np.concatenate(readout), summaries)
+    return NestRun(weights, np.concatenate(readout), **used)
