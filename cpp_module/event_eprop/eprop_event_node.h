@@ -408,9 +408,9 @@ EpropEventNode::event_window_( long a,
       // [R, end): forward sums (M, G, N) of entry end - 1
       apply_sums_( entry_( end - 1 ), 2 + 2 * nl, end - R, ebar, lam, total );
     }
-    else if ( end == store_->suffix_end( R ) )
+    else if ( store_->suffix_sums_reach( R, end ) )
     {
-      // [a, end) up to the anchor of the suffix sums (Q, K, W; the segment's last row, or its last completed row)
+      // [a, end) up to the anchor of the suffix sums (Q, K, W; the segment's last row, or its newest completed row)
       apply_sums_( entry_( a ), 1, end - a, ebar, lam, total );
     }
     else

@@ -41,7 +41,7 @@ registry()
 }  // namespace
 
 EventHistoryStore::EventHistoryStore( const int n_filters, const int n_lambda, const int shift )
-  : incremental_suffix_( std::getenv( "NESTGRAD_EVENT_INCREMENTAL" ) == nullptr
+  : anchor_current_( std::getenv( "NESTGRAD_EVENT_INCREMENTAL" ) == nullptr
       or std::string( std::getenv( "NESTGRAD_EVENT_INCREMENTAL" ) ) != "0" )
   , n_filters_( n_filters )
   , n_lambda_( n_lambda )
@@ -244,28 +244,23 @@ EventHistoryStore::finalize_through( const long t )
         }
       }
     }
-    if ( incremental_suffix_ )
+    if ( k == mask_ )
     {
-      update_suffix_sums_( e );
-    }
-    else if ( k == mask_ )
-    {
-      complete_segment_( e );
-    }
-    if ( k == mask_ and block_level_ )
-    {
-      complete_block_segment_( e );
+      suffix_sums_( e - mask_, e );
+      if ( block_level_ )
+      {
+        complete_block_segment_( e );
+      }
     }
   }
   next_row_ = std::max( next_row_, last + 1 );
 }
 
 void
-EventHistoryStore::complete_segment_( const long t_last )
+EventHistoryStore::suffix_sums_( const long R, const long t_last )
 {
-  // suffix sums anchored at the segment's last row, backward row by row (all columns at a time)
+  // anchored at t_last, backward row by row (all columns at a time); every value is overwritten
   const int nl = n_lambda_;
-  const long R = t_last - mask_;
   for ( long e = t_last; e >= R; --e )
   {
     double* cur = entry( e, 0 );
@@ -283,37 +278,6 @@ EventHistoryStore::complete_segment_( const long t_last )
         {
           cur[ q + 1 + m ] = psi_end + ( next ? c.lambda[ m ] * next[ q + 1 + m ] : 0.0 );
           cur[ q + 1 + nl + m ] = psi * cur[ q ] + ( next ? c.lambda[ m ] * next[ q + 1 + nl + m ] : 0.0 );
-        }
-      }
-    }
-  }
-}
-
-void
-EventHistoryStore::update_suffix_sums_( const long e )
-{
-  // The suffix sums of the rows R..e of e's segment move their anchor to e: row by row, all columns at a time.
-  const int nl = n_lambda_;
-  const long R = e - ( e & mask_ );
-  for ( long a = R; a <= e; ++a )
-  {
-    const long d = e - a;
-    double* ca = entry( a, 0 );
-    const double* ce = entry( e, 0 );
-    for ( long j = 0; j < n_columns_; ++j, ca += stride_, ce += stride_ )
-    {
-      const Constants& c = constants_[ j ];
-      const double psi = ce[ 0 ];
-      for ( int f = 0; f < n_filters_; ++f )
-      {
-        const long q = 2 + f * filter_stride_;  // Q, then K[m], W[m]; the signal is at q - 1
-        const double L = ce[ q - 1 ];
-        ca[ q ] += L * c.kappa_pow[ f ][ d ];
-        for ( int m = 0; m < nl; ++m )
-        {
-          double& K = ca[ q + 1 + m ];
-          K = c.kappa[ f ] * K + psi * c.lambda_pow[ m ][ d ];
-          ca[ q + 1 + nl + m ] += L * K;
         }
       }
     }

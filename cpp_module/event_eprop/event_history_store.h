@@ -46,8 +46,8 @@ struct WindowSummary
  *
  * The store also completes the running sums, one step (row) for all its neurons at a time, so that this work streams
  * through memory too. Entry layout (doubles): psi, then per filter f at 1 + f * (3 + 4 n_lambda): the signal, the
- * suffix sums Q, K[m], W[m] to the anchor E - 1 (the segment's last row, or its last completed row while it is not
- * complete; moved with every completed row) and the forward sums M, G[m], N[m] from the segment start R:
+ * suffix sums Q, K[m], W[m] to the anchor E - 1 (the segment's last row; while the segment is being filled, its newest
+ * completed row in steps where a window needs that) and the forward sums M, G[m], N[m] from the segment start R:
  *   Q[t] = sum_{u=t..E-1} L[u] kappa^(u-t),   K[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) kappa^(E-1-s),
  *   W[m][t] = sum_{s=t..E-1} psi[s] lambda_m^(s-t) Q[s],
  *   M[t] = sum_{u=R..t} L[u] kappa^(u-R),   G[m][t] = kappa G[m][t-1] + psi[t] lambda_m^(t-R),
@@ -125,16 +125,29 @@ public:
   void ensure_segment( long t );
   //! Completes the running sums of every row up to and including t (all learning signals of these rows arrived).
   void finalize_through( long t );
-  //! End (exclusive) of the rows that the suffix sums of the segment starting at row R reach (R if none yet).
-  long
-  suffix_end( const long R ) const
+  /**
+   * Whether the suffix sums of the segment starting at row R run to row end - 1: the segment's end once it is
+   * complete; for the segment being filled, its newest completed row, to which the sums are then moved (once per
+   * step for all columns, and only in steps where a window needs it: a window that starts and ends in that segment).
+   */
+  bool
+  suffix_sums_reach( const long R, const long end )
   {
     const long E = R + mask_ + 1;
-    if ( incremental_suffix_ )
+    if ( next_row_ >= E )
     {
-      return std::min( E, next_row_ );
+      return end == E;
     }
-    return next_row_ >= E ? E : R;
+    if ( end != next_row_ or not anchor_current_ or end <= R )
+    {
+      return false;
+    }
+    if ( anchor_ != end - 1 )
+    {
+      suffix_sums_( R, end - 1 );
+      anchor_ = end - 1;
+    }
+    return true;
   }
   //! First row whose running sums are not complete.
   long
@@ -239,10 +252,8 @@ private:
   void release_summary_( long a, long column );
   //! Summaries of the waiting windows that start in segment c (before it is dropped).
   void summarize_segment_( long c );
-  //! Moves the anchor of the suffix sums of row e's segment to e (O(segment) rows per step, streamed).
-  void update_suffix_sums_( long e );
-  //! Suffix sums of the segment whose last row is t_last (once, when it completes).
-  void complete_segment_( long t_last );
+  //! Suffix sums of rows R .. t_last to t_last (backward, all columns at a time).
+  void suffix_sums_( long R, long t_last );
   void add_reader_( long segment );
   //! Adds a column: re-lays existing segments out for the wider rows.
   long add_column_();
@@ -254,7 +265,8 @@ private:
    */
   void join_sums_( const double* a, long oa, long la, const double* b, long ob, long lb, double* out, long oo ) const;
 
-  bool incremental_suffix_;  //!< suffix sums follow the newest row (windows inside a segment in O(1))
+  bool anchor_current_;  //!< suffix sums of the segment being filled are moved to its newest row when windows need it
+  long anchor_ = -1;  //!< newest row the suffix sums of the segment being filled reach
   int n_filters_;
   int n_lambda_;
   long filter_stride_;
