@@ -342,8 +342,8 @@ def test_network_config_rejects_models_without_running_sums(nest_kernel):
 
 
 def test_suffix_sums_completed_once_per_segment(monkeypatch):
-    """NESTGRAD_EVENT_INCREMENTAL=0: suffix sums computed when a segment completes (windows inside the current
-    segment are summed step by step) instead of following every new step: the same updates."""
+    """NESTGRAD_EVENT_INCREMENTAL=0: suffix sums only for complete segments (windows inside the segment being filled
+    are summed step by step) instead of moved to its newest step when such a window needs them: the same updates."""
     monkeypatch.setenv("NESTGRAD_EVENT_INCREMENTAL", "0")
     spec = spec_from_config(_config("evidence", "adam", {"tau_syn_in": 8.0, "eprop_isi_trace_cutoff": 60.0}), 5)
     _check(compare(spec, None, plots=False))

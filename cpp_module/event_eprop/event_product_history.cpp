@@ -55,25 +55,6 @@ EventProductHistory::configure( const int d, const double* free, const int n_fil
   stride_ = a_offset_ + d * d + 2 * d + 1;
 }
 
-double*
-EventProductHistory::entry_( const long t )
-{
-  return segments_[ ( t >> shift_ ) - first_segment_ ].get() + ( t & mask_ ) * stride_;
-}
-
-const double*
-EventProductHistory::entry_( const long t ) const
-{
-  return segments_[ ( t >> shift_ ) - first_segment_ ].get() + ( t & mask_ ) * stride_;
-}
-
-bool
-EventProductHistory::held_( const long t ) const
-{
-  const long s = ( t >> shift_ ) - first_segment_;
-  return t >= t_first_ and t < t_end_ and s >= 0 and s < static_cast< long >( segments_.size() );
-}
-
 void
 EventProductHistory::append( const long t,
   const double psi,
@@ -188,23 +169,6 @@ EventProductHistory::row_times_( const double* r, const double* A, double* out )
     }
     out[ m ] = v;
   }
-}
-
-void
-EventProductHistory::times_( const double* A, double* x ) const
-{
-  const int d = d_;
-  double y[ max_states ];
-  for ( int i = 0; i < d; ++i )
-  {
-    double v = 0.0;
-    for ( int m = 0; m < d; ++m )
-    {
-      v += A[ i * d + m ] * x[ m ];
-    }
-    y[ i ] = v;
-  }
-  std::copy( y, y + d, x );
 }
 
 void
@@ -323,7 +287,65 @@ EventProductHistory::finalize_through( const long t )
 }
 
 void
-EventProductHistory::window( long a, const long b, double* x, double ebar[ 2 ], double total[ 2 ] ) const
+EventProductHistory::window( const long a, const long b, double* x, double ebar[ 2 ], double total[ 2 ] ) const
+{
+  window_cols_< 1 >( a, b, x, ebar, total );
+}
+
+namespace
+{
+// X = A X for a d x d map A and a d x NC block X (row-major), with d fixed at compile time: fully unrolled, no calls
+template < int D, int NC >
+void
+times_fixed( const double* A, double* X )
+{
+  double Y[ D * NC ];
+  for ( int i = 0; i < D; ++i )
+  {
+    for ( int c = 0; c < NC; ++c )
+    {
+      double v = 0.0;
+      for ( int m = 0; m < D; ++m )
+      {
+        v += A[ i * D + m ] * X[ m * NC + c ];
+      }
+      Y[ i * NC + c ] = v;
+    }
+  }
+  for ( int k = 0; k < D * NC; ++k )
+  {
+    X[ k ] = Y[ k ];
+  }
+}
+}  // namespace
+
+template < int NC >
+void
+EventProductHistory::times_cols_( const double* A, double* X ) const
+{
+  static_assert( max_states == 5 );
+  switch ( d_ )
+  {
+  case 1:
+    times_fixed< 1, NC >( A, X );
+    break;
+  case 2:
+    times_fixed< 2, NC >( A, X );
+    break;
+  case 3:
+    times_fixed< 3, NC >( A, X );
+    break;
+  case 4:
+    times_fixed< 4, NC >( A, X );
+    break;
+  default:
+    times_fixed< 5, NC >( A, X );
+  }
+}
+
+template < int NC >
+void
+EventProductHistory::window_cols_( long a, const long b, double* X, double* EB, double* T ) const
 {
   const int d = d_;
   if ( a < b and ( not held_( a ) or not held_( b - 1 ) or b - 1 >= next_row_ ) )
@@ -346,64 +368,75 @@ EventProductHistory::window( long a, const long b, double* x, double ebar[ 2 ], 
         const double* s = e + filter_offset_( f );
         const double* G = s + ( forward ? 3 : 3 + 2 * d );
         const double* N = s + ( forward ? 3 + d : 3 + 3 * d );
-        double sum = ebar[ f ] * kappa_[ f ] * s[ forward ? 1 : 2 ];
-        double new_ebar = ebar[ f ] * kappa_pow_[ f ][ steps ];
-        for ( int m = 0; m < d; ++m )
+        const double scale = kappa_[ f ] * s[ forward ? 1 : 2 ];
+        const double decay = kappa_pow_[ f ][ steps ];
+        double* eb = EB + f * NC;
+        double* tot = T + f * NC;
+        for ( int c = 0; c < NC; ++c )
         {
-          sum += N[ m ] * x[ m ];
-          new_ebar += G[ m ] * x[ m ];
+          double sum = eb[ c ] * scale;
+          double new_ebar = eb[ c ] * decay;
+          for ( int m = 0; m < d; ++m )
+          {
+            sum += N[ m ] * X[ m * NC + c ];
+            new_ebar += G[ m ] * X[ m * NC + c ];
+          }
+          tot[ c ] += sum;
+          eb[ c ] = new_ebar;
         }
-        total[ f ] += sum;
-        ebar[ f ] = new_ebar;
       }
-      times_( e + ( forward ? f_offset_ : p_offset_ ), x );
+      times_cols_< NC >( e + ( forward ? f_offset_ : p_offset_ ), X );
     }
     else
     {
       // inside a segment: step by step (fewer than segment_ steps)
+      const double none[ NC ] = {};
       for ( long t = a; t < end; ++t )
       {
-        const double* e = entry_( t );
-        const double* A = e + a_offset_;
-        const double* h = A + d * d;
-        double el = 0.0;
-        for ( int i = 0; i < d; ++i )
-        {
-          el += h[ i ] * x[ i ];
-        }
-        for ( int f = 0; f < n_filters_; ++f )
-        {
-          ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
-          total[ f ] += e[ filter_offset_( f ) ] * ebar[ f ];
-        }
-        times_( A, x );
+        step_cols_< NC >( t, none, X, EB, T );
       }
     }
     a = end;
   }
 }
 
+template < int NC >
 void
-EventProductHistory::step_( const long t, const double z, double* x, double ebar[ 2 ], double total[ 2 ] ) const
+EventProductHistory::step_cols_( const long t, const double* z, double* X, double* EB, double* T ) const
 {
   const int d = d_;
-  const double* A = entry_( t ) + a_offset_;
+  const double* e = entry_( t );
+  const double* A = e + a_offset_;
   const double* h = A + d * d;
   const double* B = h + d;
-  double el = B[ d ] * z;  // hz
-  for ( int i = 0; i < d; ++i )
+  double el[ NC ];
+  for ( int c = 0; c < NC; ++c )
   {
-    el += h[ i ] * x[ i ];
+    el[ c ] = B[ d ] * z[ c ];  // hz
   }
-  times_( A, x );
   for ( int i = 0; i < d; ++i )
   {
-    x[ i ] += B[ i ] * z;
+    for ( int c = 0; c < NC; ++c )
+    {
+      el[ c ] += h[ i ] * X[ i * NC + c ];
+    }
+  }
+  times_cols_< NC >( A, X );
+  for ( int i = 0; i < d; ++i )
+  {
+    for ( int c = 0; c < NC; ++c )
+    {
+      X[ i * NC + c ] += B[ i ] * z[ c ];
+    }
   }
   for ( int f = 0; f < n_filters_; ++f )
   {
-    ebar[ f ] = kappa_[ f ] * ebar[ f ] + el;
-    total[ f ] += entry_( t )[ filter_offset_( f ) ] * ebar[ f ];
+    const double L = e[ filter_offset_( f ) ];
+    for ( int c = 0; c < NC; ++c )
+    {
+      EB[ f * NC + c ] = kappa_[ f ] * EB[ f * NC + c ] + el[ c ];
+      T[ f * NC + c ] += L * EB[ f * NC + c ];
+    }
   }
 }
 
@@ -416,11 +449,11 @@ EventProductHistory::spike_window_entries_( const long a,
   double ebar[ 2 ],
   double total[ 2 ] ) const
 {
-  step_( a, pending, x, ebar, total );
+  step_cols_< 1 >( a, &pending, x, ebar, total );
   if ( a + 1 < end )
   {
-    step_( a + 1, spike, x, ebar, total );
-    window( a + 2, end, x, ebar, total );
+    step_cols_< 1 >( a + 1, &spike, x, ebar, total );
+    window_cols_< 1 >( a + 2, end, x, ebar, total );
   }
 }
 
@@ -474,33 +507,48 @@ EventProductHistory::spike_window( const long a,
 void
 EventProductHistory::summarize_( const long a, const long cutoff )
 {
-  // the window is linear in (new spike, pending, ebar, x): one pass per unit input
+  // The window is linear in its inputs (new spike, pending spike, ebar[2], x[d]): all unit inputs in one pass, one
+  // column each (columns beyond 4 + d stay zero).
+  constexpr int NC = summary_columns_;
   const int d = d_;
   const int n = 4 + d;
+  double z_new[ NC ] = {};
+  double z_pending[ NC ] = {};
+  double X[ max_states * NC ] = {};
+  double EB[ 2 * NC ] = {};
+  double T[ 2 * NC ] = {};
+  z_new[ 0 ] = 1.0;
+  z_pending[ 1 ] = 1.0;
+  EB[ 0 * NC + 2 ] = 1.0;
+  EB[ 1 * NC + 3 ] = n_filters_ == 2 ? 1.0 : 0.0;
+  for ( int r = 0; r < d; ++r )
+  {
+    X[ r * NC + 4 + r ] = 1.0;
+  }
+  const long end = a + cutoff;
+  step_cols_< NC >( a, z_pending, X, EB, T );
+  if ( a + 1 < end )
+  {
+    step_cols_< NC >( a + 1, z_new, X, EB, T );
+    window_cols_< NC >( a + 2, end, X, EB, T );
+  }
   Summary summary;
-  summary.end = a + cutoff;
+  summary.end = end;
   summary.map.assign( n * n, 0.0 );
   for ( int c = 0; c < n; ++c )
   {
     if ( c == 3 and n_filters_ == 1 )
     {
-      continue;
+      continue;  // no second filter: its column stays zero
     }
-    double in[ 4 + max_states ] = {};
-    in[ c ] = 1.0;
-    double x[ max_states ];
-    std::copy( in + 4, in + 4 + d, x );
-    double ebar[ 2 ] = { in[ 2 ], in[ 3 ] };
-    double total[ 2 ] = { 0.0, 0.0 };
-    spike_window_entries_( a, summary.end, in[ 0 ], in[ 1 ], x, ebar, total );
-    const double out[ 4 ] = { total[ 0 ], total[ 1 ], ebar[ 0 ], ebar[ 1 ] };
+    const double out[ 4 ] = { T[ c ], T[ NC + c ], EB[ c ], EB[ NC + c ] };
     for ( int r = 0; r < 4; ++r )
     {
       summary.map[ r * n + c ] = out[ r ];
     }
     for ( int r = 0; r < d; ++r )
     {
-      summary.map[ ( 4 + r ) * n + c ] = x[ r ];
+      summary.map[ ( 4 + r ) * n + c ] = X[ r * NC + c ];
     }
   }
   summary.readers = readers_[ ( a >> shift_ ) - first_segment_ ][ a & mask_ ];
@@ -517,7 +565,7 @@ EventProductHistory::decay( long n, double* x ) const
   {
     if ( n & 1 )
     {
-      times_( M, x );
+      times_cols_< 1 >( M, x );
     }
     n >>= 1;
     if ( n > 0 )

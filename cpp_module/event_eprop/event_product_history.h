@@ -150,15 +150,26 @@ private:
   bool held_( long t ) const;
   void forward_( long t );
   void backward_( long R );
-  //! One step t with a presynaptic spike of weight z entering: e = h_t . x + hz_t z, x = A_t x + B_t z.
-  void step_( long t, double z, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
+  /**
+   * The window functions for NC synapse states at once (a synapse's window: NC = 1; a summary: one column per unit
+   * input): X is d x NC (row-major), EB and T are 2 x NC (filtered traces, totals per filter).
+   *
+   * step_cols_: one step t with presynaptic spikes of weights z[c] entering: e = h_t . x + hz_t z, x = A_t x + B_t z.
+   * window_cols_: window() for NC columns.  times_cols_: X = A X.
+   */
+  template < int NC >
+  void step_cols_( long t, const double* z, double* X, double* EB, double* T ) const;
+  template < int NC >
+  void window_cols_( long a, long b, double* X, double* EB, double* T ) const;
+  template < int NC >
+  void times_cols_( const double* A, double* X ) const;
+  static constexpr int summary_columns_ = 4 + max_states;
   //! spike_window() from the entries, with the new spike's weight `spike` (1; 0 and 1 for the summaries).
   void spike_window_entries_( long a, long end, double spike, double pending, double* x, double ebar[ 2 ], double total[ 2 ] ) const;
   //! The window from a as a linear map (summaries_), before its segment is dropped.
   void summarize_( long a, long cutoff );
-  //! out = r A (row vector), x = A x (column vector); A is d x d, row-major
+  //! out = r A (row vector); A is d x d, row-major
   void row_times_( const double* r, const double* A, double* out ) const;
-  void times_( const double* A, double* x ) const;
 
   // entry layout offsets
   long filter_offset_( int f ) const
@@ -201,6 +212,25 @@ private:
   long t_end_ = 0;     //!< entries t_first_ .. t_end_ - 1 were appended
   long next_row_ = 0;  //!< first entry whose sums are not complete
 };
+
+inline double*
+EventProductHistory::entry_( const long t )
+{
+  return segments_[ ( t >> shift_ ) - first_segment_ ].get() + ( t & mask_ ) * stride_;
+}
+
+inline const double*
+EventProductHistory::entry_( const long t ) const
+{
+  return segments_[ ( t >> shift_ ) - first_segment_ ].get() + ( t & mask_ ) * stride_;
+}
+
+inline bool
+EventProductHistory::held_( const long t ) const
+{
+  const long s = ( t >> shift_ ) - first_segment_;
+  return t >= t_first_ and t < t_end_ and s >= 0 and s < static_cast< long >( segments_.size() );
+}
 
 }  // namespace nestgrad
 
