@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--n-rec", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--input-rate", type=float, default=50.0, help="Poisson input rate in Hz (the task's inputs)")
     parser.add_argument(
         "--dtype", choices=["float32", "float64"], default="float32", help="float32: PyTorch's default (faster)"
     )
@@ -40,7 +41,7 @@ def main() -> None:
     from nestgrad.tasks import make_task
 
     torch.set_num_threads(args.threads)
-    task = make_task(TaskConfig(name="sine"), seed=1)
+    task = make_task(TaskConfig(name="sine", input_rate=args.input_rate), seed=1)
     batch = task.batch(0)
     n_in, n_out, steps = task.n_in, task.n_out, batch.steps
     w = initial_weights(n_in, args.n_rec, n_out, 1)
@@ -102,6 +103,7 @@ def main() -> None:
     result = {
         "time_per_iteration_s": statistics.median(times),
         "n_rec": args.n_rec,
+        "input_rate_hz": args.input_rate,
         "threads": args.threads,
         "dtype": args.dtype,
     }
