@@ -380,7 +380,7 @@ EpropEventNode::event_window_( long a,
       // of the window (its prefix sums), when the store has them
       const long block_start = a & ~( BL - 1 );
       const bool to_block_end = b >= block_start + BL;
-      const long part_end = to_block_end ? block_start + BL : b & ~( S - 1 );
+      long part_end = to_block_end ? block_start + BL : b & ~( S - 1 );
       const double* e = nullptr;
       if ( to_block_end )
       {
@@ -390,9 +390,19 @@ EpropEventNode::event_window_( long a,
       {
         e = store_->block_entry( part_end - 1, column_, false );
       }
+      bool suffix = to_block_end;
+      if ( not e and b - a >= 2 * S )
+      {
+        // a group of 2^k whole segments from a (k as large as the window allows): O(log) lookups inside a block
+        const long whole = ( b - a ) >> segment_shift_;
+        const int k = std::min( EventHistoryStore::n_levels_, 63 - __builtin_clzl( static_cast< unsigned long >( whole ) ) );
+        e = store_->level_entry( a, k, column_ );
+        part_end = a + ( S << k );
+        suffix = false;
+      }
       if ( e )
       {
-        apply_sums_( e, to_block_end ? 1 : 2 + 2 * nl, part_end - a, ebar, lam, total );
+        apply_sums_( e, suffix ? 1 : 2 + 2 * nl, part_end - a, ebar, lam, total );
         for ( int m = 0; m < nl; ++m )
         {
           lam[ m ] *= lambda_pow_[ m ][ part_end - a ];

@@ -154,7 +154,7 @@ EventHistoryStore::add_column_()
   };
   for ( auto& chunk : chunks_ )
   {
-    widen( chunk, rows );
+    widen( chunk, rows + n_levels_ );
   }
   for ( auto& block : blocks_ )
   {
@@ -194,12 +194,13 @@ EventHistoryStore::ensure_segment( const long t )
   {
     chunks_.resize( c + 1 );
     reader_chunks_.resize( c + 1 );
+    levels_ready_.resize( c + 1, 0 );
   }
   if ( not chunks_[ c ] )
   {
     if ( spare_chunks_.empty() )
     {
-      chunks_[ c ] = allocate_chunk_( mask_ + 1 );
+      chunks_[ c ] = allocate_chunk_( mask_ + 1 + n_levels_ );
     }
     else
     {
@@ -208,6 +209,7 @@ EventHistoryStore::ensure_segment( const long t )
       spare_chunks_.pop_back();
     }
     reader_chunks_[ c ] = std::make_unique< int32_t[] >( ( mask_ + 1 ) * n_columns_ );  // zeroed
+    levels_ready_[ c ] = 0;
   }
 }
 
@@ -249,6 +251,7 @@ EventHistoryStore::finalize_through( const long t )
       suffix_sums_( e - mask_, e );
       if ( block_level_ )
       {
+        complete_levels_( e >> shift_ );
         complete_block_segment_( e );
       }
     }
@@ -314,6 +317,33 @@ EventHistoryStore::join_sums_( const double* a,
         z[ 1 + nl + m ] = x[ 1 + nl + m ] + c.kappa[ f ] * y[ 0 ] * x[ 1 + m ] + lambda_la * y[ 1 + nl + m ];
       }
     }
+  }
+}
+
+void
+EventHistoryStore::complete_levels_( const long s )
+{
+  // Segment s completes the groups of 2^k segments that end with it: join the two halves of each (level k - 1).
+  const long S = mask_ + 1;
+  const long mo = 2 + 2 * n_lambda_;  // forward sums (M, G, N) within a filter
+  for ( int k = 1; k <= n_levels_; ++k )
+  {
+    const long j = s - ( 1L << k ) + 1;
+    const long half = j + ( 1L << ( k - 1 ) );
+    const long cj = j - chunk_base_;
+    const long ch = half - chunk_base_;
+    if ( cj < 0 or not chunks_[ cj ] or not chunks_[ ch ]
+      or ( k > 1 and ( levels_ready_[ cj ] < k - 1 or levels_ready_[ ch ] < k - 1 ) ) )
+    {
+      return;  // a part of the group was not held
+    }
+    // level 0: the forward sums of a segment's last row; level k >= 1: row S + k - 1 of the segment's chunk
+    auto sums = [ & ]( const long c, const int level ) -> double*
+    {
+      return chunks_[ c ].get() + ( level == 0 ? mask_ : mask_ + level ) * n_columns_ * stride_;
+    };
+    join_sums_( sums( cj, k - 1 ), mo, S << ( k - 1 ), sums( ch, k - 1 ), mo, S << ( k - 1 ), sums( cj, k ), mo );
+    levels_ready_[ cj ] = static_cast< int8_t >( k );
   }
 }
 
@@ -473,6 +503,7 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
     }
     chunk.reset();
     reader_chunks_[ c - chunk_base_ ].reset();
+    levels_ready_[ c - chunk_base_ ] = 0;
   };
   const long c_end = chunk_base_ + static_cast< long >( chunks_.size() );
   if ( max_cutoff_ < std::numeric_limits< long >::max() / 2 )
@@ -507,6 +538,7 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
   }
   chunks_.erase( chunks_.begin(), chunks_.begin() + dropped );
   reader_chunks_.erase( reader_chunks_.begin(), reader_chunks_.begin() + dropped );
+  levels_ready_.erase( levels_ready_.begin(), levels_ready_.begin() + dropped );
   chunk_base_ += dropped;
   while ( not blocks_.empty() and ( ( block_base_ + 1 ) << block_shift_ ) <= chunk_base_ )
   {

@@ -68,6 +68,10 @@ struct WindowSummary
  * sums of non-negative weights only (no subtraction, no growth). A window that crosses blocks then reads one entry
  * per block instead of one per segment. Block entries have the layout of row entries: BS in the place of the
  * suffix sums (Q, K, W), BF in the place of the forward sums (M, G, N).
+ *
+ * Inside a block, groups: each segment's chunk also holds, in n_levels_ extra rows, the forward sums over the 2^k
+ * segments from its start (k = 1 .. n_levels_), joined from two groups of 2^(k-1) when the last segment of the group
+ * completes; a window part of n whole segments then costs O(log n) lookups instead of n.
  */
 class EventHistoryStore
 {
@@ -233,6 +237,23 @@ public:
     return block.sums.get() + ( j * n_columns_ + column ) * stride_;
   }
 
+  /**
+   * Forward sums over the 2^k segments from the segment starting at step R (1 <= k <= n_levels_), in the layout of
+   * a row entry, if they are available (nullptr if not).
+   */
+  const double*
+  level_entry( const long R, const int k, const long column ) const
+  {
+    const long c = ( R >> shift_ ) - chunk_base_;
+    if ( c < 0 or c >= static_cast< long >( chunks_.size() ) or levels_ready_[ c ] < k or not chunks_[ c ] )
+    {
+      return nullptr;
+    }
+    return chunks_[ c ].get() + ( ( mask_ + k ) * n_columns_ + column ) * stride_;
+  }
+  //! Groups of 2, 4, ..., 2^n_levels_ segments (inside blocks windows cost O(log) lookups).
+  static constexpr int n_levels_ = 4;
+
   //! Drops the segments before t_keep that no window can read; windows read at most cutoff steps.
   void prune( long t_keep, long cutoff );
 
@@ -257,6 +278,8 @@ private:
   void add_reader_( long segment );
   //! Adds a column: re-lays existing segments out for the wider rows.
   long add_column_();
+  //! Sums over the groups of 2^k segments that segment s completes (levels, in rows S.. of the groups' first chunks).
+  void complete_levels_( long s );
   //! Second level: joins the segment whose last row is t_last to its block's prefix sums (and suffix sums).
   void complete_block_segment_( long t_last );
   /**
@@ -286,7 +309,8 @@ private:
   //! A zeroed segment (rows x columns entries).
   Chunk allocate_chunk_( long rows ) const;
   std::vector< Chunk > chunks_;
-  std::vector< std::unique_ptr< int32_t[] > > reader_chunks_;  //!< per segment: synapses whose window starts at (row, column)
+  std::vector< std::unique_ptr< int32_t[] > > reader_chunks_;
+  std::vector< int8_t > levels_ready_;  //!< per segment: levels whose sums (from its start) are joined  //!< per segment: synapses whose window starts at (row, column)
   std::vector< EpropEventNode* > nodes_;  //!< per column
   std::unordered_map< long, WindowSummary > summaries_;  //!< by window start * n_columns_ + column
   mutable long cached_key_ = -1;
