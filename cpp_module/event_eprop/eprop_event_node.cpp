@@ -185,6 +185,9 @@ EpropEventNode::configure_event_history_( const int n_lambda,
   {
     --shift;
   }
+  // the store's second level joins sums over blocks of 2^block_shift_ segments: the same test over a block
+  const bool blocks_fit = worst == 1.0
+    or std::pow( worst, static_cast< double >( ( 1L << shift ) << EventHistoryStore::block_shift_ ) ) >= smallest_weight;
   const long filter_stride = 3 + 4 * n_distinct;
   const long stride = 1 + n_filters * filter_stride;
 
@@ -235,7 +238,8 @@ EpropEventNode::configure_event_history_( const int n_lambda,
     constants.lambda[ m ] = lambda_[ m ];
     constants.lambda_pow[ m ] = lambda_pow_[ m ];
   }
-  store_ = EventHistoryStore::attach( get_thread(), n_filters, n_distinct, segment_shift_, constants, this, column_ );
+  store_ = EventHistoryStore::attach(
+    get_thread(), n_filters, n_distinct, segment_shift_, constants, blocks_fit, this, column_ );
 }
 
 void

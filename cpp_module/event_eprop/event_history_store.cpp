@@ -9,7 +9,6 @@
 #include "eprop_event_node.h"
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -25,8 +24,6 @@ namespace nestgrad
 namespace
 {
 constexpr long summary_delay_segments = 8;
-// No second level if a trace constant to the power of a block's length falls below this (underflow)
-constexpr double smallest_block_weight = 1e-200;
 
 // Stores by (thread, stride, shift). Attach and detach happen outside the update loop (pre_run_hook, node deletion),
 // possibly from several threads at once.
@@ -58,6 +55,7 @@ EventHistoryStore::attach( const size_t thread,
   const int n_lambda,
   const int shift,
   const Constants& constants,
+  const bool blocks_fit,
   EpropEventNode* node,
   long& column )
 {
@@ -68,16 +66,7 @@ EventHistoryStore::attach( const size_t thread,
     store = new EventHistoryStore( n_filters, n_lambda, shift );
   }
   column = store->add_column_();
-  double worst = 1.0;
-  for ( int f = 0; f < n_filters; ++f )
-  {
-    worst = std::min( worst, constants.kappa[ f ] );
-  }
-  for ( int m = 0; m < n_lambda; ++m )
-  {
-    worst = std::min( worst, constants.lambda[ m ] );
-  }
-  if ( std::pow( worst, static_cast< double >( ( 1L << shift ) << block_shift_ ) ) < smallest_block_weight )
+  if ( not blocks_fit )
   {
     store->block_level_ = false;  // for good: blocks joined so far may lack this column
   }

@@ -85,12 +85,17 @@ public:
     const double* lambda_pow[ 3 ];
   };
 
-  //! The store of this thread for n_filters x n_lambda sums and segments of 2^shift steps; returns the column.
+  /**
+   * The store of this thread for n_filters x n_lambda sums and segments of 2^shift steps; returns the column.
+   * blocks_fit: the column's trace constants stay far from underflow over a block of the second level (if one
+   * column's do not, the store keeps only the first level).
+   */
   static EventHistoryStore* attach( size_t thread,
     int n_filters,
     int n_lambda,
     int shift,
     const Constants& constants,
+    bool blocks_fit,
     EpropEventNode* node,
     long& column );
   //! A neuron of the store is deleted; the store goes when its last neuron does.
@@ -142,7 +147,7 @@ public:
     {
       return end == E;
     }
-    if ( end != next_row_ or not anchor_current_ or end <= R )
+    if ( end != next_row_ or not anchor_current_ )
     {
       return false;
     }
@@ -309,8 +314,8 @@ private:
   //! A zeroed segment (rows x columns entries).
   Chunk allocate_chunk_( long rows ) const;
   std::vector< Chunk > chunks_;
-  std::vector< std::unique_ptr< int32_t[] > > reader_chunks_;
-  std::vector< int8_t > levels_ready_;  //!< per segment: levels whose sums (from its start) are joined  //!< per segment: synapses whose window starts at (row, column)
+  std::vector< std::unique_ptr< int32_t[] > > reader_chunks_;  //!< per segment: synapses whose window starts at (row, column)
+  std::vector< int8_t > levels_ready_;  //!< per segment: levels whose sums (from its start) are joined
   std::vector< EpropEventNode* > nodes_;  //!< per column
   std::unordered_map< long, WindowSummary > summaries_;  //!< by window start * n_columns_ + column
   mutable long cached_key_ = -1;
