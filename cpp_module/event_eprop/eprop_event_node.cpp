@@ -90,39 +90,6 @@ EpropEventNode::event_window_end_( const long t_spike, const long t_spike_previo
 }
 
 void
-EpropEventNode::event_first_entry_( const long a,
-  const double x_a,
-  const double kappa,
-  const double kappa_reg,
-  const EventEpropTrace& trace,
-  double ebar[ 2 ],
-  double g[ 2 ] ) const
-{
-  ebar[ 0 ] = trace.e_bar;
-  ebar[ 1 ] = separate_reg_filter_() ? trace.e_bar_reg / ( 1.0 - kappa_reg ) : 0.0;
-  const double e_a = event_surrogate_gradient_( a ) * x_a;
-  ebar[ 0 ] = kappa * ebar[ 0 ] + e_a;
-  ebar[ 1 ] = kappa_reg * ebar[ 1 ] + e_a;
-  g[ 0 ] = event_signal_( a, 0 ) * ebar[ 0 ];
-  g[ 1 ] = event_signal_( a, 1 ) * ebar[ 1 ];
-}
-
-double
-EpropEventNode::event_finish_( const long stop,
-  const long end,
-  const double kappa_reg,
-  const double ebar[ 2 ],
-  const double g[ 2 ],
-  EventEpropTrace& trace ) const
-{
-  const bool separate_reg = separate_reg_filter_();
-  trace.e_bar = ebar[ 0 ] * kappa_power_( 0, stop - end );
-  // with one filter for both terms (kappa_reg == kappa) the regularisation trace is the task trace
-  trace.e_bar_reg = ( 1.0 - kappa_reg ) * ( separate_reg ? ebar[ 1 ] * kappa_power_( 1, stop - end ) : trace.e_bar );
-  return g[ 0 ] + ( separate_reg ? ( 1.0 - kappa_reg ) * g[ 1 ] : 0.0 );
-}
-
-void
 EpropEventNode::get_status( Dictionary& d ) const
 {
   nest::EpropArchivingNodeRecurrent< false >::get_status( d );
@@ -288,12 +255,6 @@ EpropEventNode::add_event_learning_signal_( const long t, const double learning_
       + " arrived after its running sums were completed (e-prop delays must be one step)." );
   }
   entry_( t )[ filter_offset_( 0 ) ] += learning_signal;
-}
-
-void
-EpropEventNode::finalize_event_entries_( const long t )
-{
-  store_->finalize_through( t );
 }
 
 void

@@ -115,6 +115,7 @@ public:
   virtual void
   move_event_reader( const long t_spike_previous, const long t_spike, size_t )
   {
+    // eprop_event_synapse makes this call itself for targets with a store (no virtual call): keep the two alike
     store_->move_reader( t_spike_previous > 0 ? t_spike_previous - 1 : -1, t_spike - 1, column_ );
   }
 
@@ -274,7 +275,7 @@ protected:
   long t_first_ = 0;
   long t_end_ = 0;
   long event_cutoff_ = 0;  //!< eprop_isi_trace_cutoff in steps (set in pre_run_hook)
-  double event_param_[ 7 ] = {};  //!< the model's constants for event_gradient() (set in pre_run_hook)
+  double event_param_[ 13 ] = {};  //!< the model's constants for event_gradient() (set in pre_run_hook)
   int n_lambda_ = 0;  //!< distinct trace constants
   int n_filters_ = 1;  //!< 2 with a separate regularisation filter
   int lambda_slot_of_[ 3 ] = { 0, 1, 2 };
@@ -342,6 +343,67 @@ inline bool
 EpropEventNode::held_( const long t ) const
 {
   return t >= t_first_ and t < t_end_ and store_->segment_held( t );
+}
+
+inline void
+EpropEventNode::event_first_entry_( const long a,
+  const double x_a,
+  const double kappa,
+  const double kappa_reg,
+  const EventEpropTrace& trace,
+  double ebar[ 2 ],
+  double g[ 2 ] ) const
+{
+  double psi;
+  double signal[ 2 ] = { 0.0, 0.0 };
+  if ( held_( a ) )
+  {
+    const double* e = entry_( a );
+    psi = e[ 0 ];
+    for ( int f = 0; f < n_filters_; ++f )
+    {
+      signal[ f ] = e[ filter_offset_( f ) ];
+    }
+  }
+  else
+  {
+    psi = summarized_surrogate_gradient_( a );
+    for ( int f = 0; f < n_filters_; ++f )
+    {
+      signal[ f ] = summarized_signal_( a, f );
+    }
+  }
+  ebar[ 0 ] = trace.e_bar;
+  ebar[ 1 ] = separate_reg_filter_() ? trace.e_bar_reg / ( 1.0 - kappa_reg ) : 0.0;
+  const double e_a = psi * x_a;
+  ebar[ 0 ] = kappa * ebar[ 0 ] + e_a;
+  ebar[ 1 ] = kappa_reg * ebar[ 1 ] + e_a;
+  g[ 0 ] = signal[ 0 ] * ebar[ 0 ];
+  g[ 1 ] = signal[ 1 ] * ebar[ 1 ];
+}
+
+inline double
+EpropEventNode::event_finish_( const long stop,
+  const long end,
+  const double kappa_reg,
+  const double ebar[ 2 ],
+  const double g[ 2 ],
+  EventEpropTrace& trace ) const
+{
+  const bool separate_reg = separate_reg_filter_();
+  trace.e_bar = ebar[ 0 ] * kappa_power_( 0, stop - end );
+  // with one filter for both terms (kappa_reg == kappa) the regularisation trace is the task trace
+  trace.e_bar_reg = ( 1.0 - kappa_reg ) * ( separate_reg ? ebar[ 1 ] * kappa_power_( 1, stop - end ) : trace.e_bar );
+  return g[ 0 ] + ( separate_reg ? ( 1.0 - kappa_reg ) * g[ 1 ] : 0.0 );
+}
+
+inline void
+EpropEventNode::finalize_event_entries_( const long t )
+{
+  if ( t >= store_->next_row() )  // once per step and store: the first synapse to read the newest row
+  {
+    store_->finalize_through( t );
+  }
 }
 
 inline void

@@ -417,24 +417,22 @@ EventHistoryStore::complete_block_segment_( const long t_last )
   }
 }
 
-void
-EventHistoryStore::add_reader_( const long segment )
+long
+EventHistoryStore::oldest_read_segment_( const long limit ) const
 {
-  if ( reader_counts_.empty() )
+  // Scanned once per segment (prune): a segment's reader counts are a few rows of int32 per column, read in order,
+  // where a running total per segment would cost two updates per synapse and spike.
+  const long c_end = std::min( limit, chunk_base_ + static_cast< long >( chunks_.size() ) );
+  const long n = ( mask_ + 1 ) * n_columns_;
+  for ( long c = chunk_base_; c < c_end; ++c )
   {
-    count_base_ = segment;
+    const int32_t* counts = reader_chunks_[ c - chunk_base_ ].get();
+    if ( counts and std::any_of( counts, counts + n, []( int32_t r ) { return r != 0; } ) )
+    {
+      return c;
+    }
   }
-  while ( segment < count_base_ )  // spikes arrive in time order; kept for safety
-  {
-    reader_counts_.push_front( 0 );
-    --count_base_;
-  }
-  const long i = segment - count_base_;
-  while ( static_cast< long >( reader_counts_.size() ) <= i )
-  {
-    reader_counts_.push_back( 0 );
-  }
-  ++reader_counts_[ i ];
+  return limit;
 }
 
 void
@@ -514,8 +512,8 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
   else
   {
     // Without a cutoff a window reads up to its next spike: keep every segment from the oldest window start on.
-    const long oldest = reader_counts_.empty() ? limit : count_base_;
-    for ( long c = chunk_base_; c < std::min( std::min( limit, oldest ), c_end ); ++c )
+    const long oldest = oldest_read_segment_( limit );
+    for ( long c = chunk_base_; c < std::min( oldest, c_end ); ++c )
     {
       drop( c );
     }
@@ -533,11 +531,6 @@ EventHistoryStore::prune( const long t_keep, const long cutoff )
   {
     blocks_.pop_front();  // all of its segments are gone
     ++block_base_;
-  }
-  while ( not reader_counts_.empty() and reader_counts_.front() == 0 )
-  {
-    reader_counts_.pop_front();
-    ++count_base_;
   }
 }
 

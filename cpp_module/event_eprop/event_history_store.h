@@ -171,11 +171,6 @@ public:
   {
     if ( a_old >= 0 )
     {
-      const long i = ( a_old >> shift_ ) - count_base_;
-      if ( i >= 0 and i < static_cast< long >( reader_counts_.size() ) )
-      {
-        --reader_counts_[ i ];
-      }
       if ( segment_held( a_old ) )
       {
         --readers( a_old, column );
@@ -185,7 +180,6 @@ public:
         release_summary_( a_old, column );
       }
     }
-    add_reader_( a_new >> shift_ );
     ++readers( a_new, column );
   }
   int32_t&
@@ -280,7 +274,8 @@ private:
   void summarize_segment_( long c );
   //! Suffix sums of rows R .. t_last to t_last (backward, all columns at a time).
   void suffix_sums_( long R, long t_last );
-  void add_reader_( long segment );
+  //! Without a cutoff: the first held segment from which a window starts (segment limit if there is none before it).
+  long oldest_read_segment_( long limit ) const;
   //! Adds a column: re-lays existing segments out for the wider rows.
   long add_column_();
   //! Sums over the groups of 2^k segments that segment s completes (levels, in rows S.. of the groups' first chunks).
@@ -324,8 +319,6 @@ private:
   long chunk_base_ = 0;
   long pruned_below_ = 0;
   long max_cutoff_ = 0;
-  std::deque< long > reader_counts_;
-  long count_base_ = 0;
 
   // second level (blocks of segments)
   static constexpr long block_mask_ = ( 1L << block_shift_ ) - 1;

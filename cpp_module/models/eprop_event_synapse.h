@@ -164,7 +164,7 @@ private:
     const auto* node = static_cast< const EpropEventNode* >( ahead->get_target( thread ) );
     __builtin_prefetch( node );  // the virtual function table pointer
     const char* hot = static_cast< const char* >( node->event_hot_address() );
-    for ( int line = 0; line < 4; ++line )
+    for ( int line = 0; line < 5; ++line )
     {
       __builtin_prefetch( hot + 64 * line );
     }
@@ -234,7 +234,15 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
     const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, get_rport(), trace_ );
     optimizer_.add( cp, t_spike - 1, gradient, weight_ );
   }
-  target->move_event_reader( t_spike_previous_, t_spike, get_rport() );
+  if ( store_ )
+  {
+    // what EpropEventNode::move_event_reader does for targets with a running-sum store, without the virtual call
+    store_->move_reader( t_spike_previous_ > 0 ? t_spike_previous_ - 1 : -1, t_spike - 1, column_ );
+  }
+  else
+  {
+    target->move_event_reader( t_spike_previous_, t_spike, get_rport() );
+  }
   t_spike_previous_ = t_spike;
 
   e.set_receiver( *target );

@@ -301,8 +301,15 @@ eprop_iaf_psc_exp::pre_run_hook()
     configure_event_history_( 3, lambda, P_.kappa_, P_.kappa_reg_, P_.c_reg_ > 0.0 );
     // what event_gradient() reads, next to the base class's fields
     event_cutoff_ = get_eprop_isi_trace_cutoff();
-    const double constants[ 7 ] = { V_.P22_, V_.P11_ex_, V_.P11_in_, V_.P21_ex_, V_.P21_in_, P_.kappa_, P_.kappa_reg_ };
-    std::copy( constants, constants + 7, event_param_ );
+    // and the quotients of the trace's two geometric parts per receptor (no division per spike and synapse):
+    // q = P21 / (P11 - P22), c = P21 / (P22 - P11) = -q, c / P22, c / P11
+    const double q_ex = V_.P21_ex_ / ( V_.P11_ex_ - V_.P22_ );
+    const double q_in = V_.P21_in_ / ( V_.P11_in_ - V_.P22_ );
+    const double c_ex = V_.P21_ex_ / ( V_.P22_ - V_.P11_ex_ );
+    const double c_in = V_.P21_in_ / ( V_.P22_ - V_.P11_in_ );
+    const double constants[ 13 ] = { V_.P22_, V_.P11_ex_, V_.P11_in_, V_.P21_ex_, V_.P21_in_, P_.kappa_, P_.kappa_reg_,
+      q_ex, q_in, c_ex / V_.P22_, c_in / V_.P22_, c_ex / V_.P11_ex_, c_in / V_.P11_in_ };
+    std::copy( constants, constants + 13, event_param_ );
   }
 }
 
@@ -464,16 +471,16 @@ eprop_iaf_psc_exp::event_gradient( const long t_spike,
   const double eps_v_a = P22 * trace.y[ 0 ] + P21 * trace.y[ 1 ];
   const double eps_i_a = P11 * trace.y[ 1 ] + ( trace.pending ? 1.0 : 0.0 );
   double Y[ 3 ] = { 0.0, 0.0, 0.0 };
-  Y[ i_slot ] = P21 * eps_i_a / ( P11 - P22 );
+  Y[ i_slot ] = event_param_[ excitatory ? 7 : 8 ] * eps_i_a;
   Y[ v_slot ] = eps_v_a - Y[ i_slot ];
   const double kr = event_param_[ 6 ];
   double ebar[ 2 ];
   double g[ 2 ];
   // entry a still sees the old trace (the new spike enters at a + 1): one step, directly
   event_first_entry_( a, eps_v_a, kappa, kr, trace, ebar, g );
-  const double c = P21 / ( P22 - P11 );  // the spike adds c (P22^(t-a-1) - P11^(t-a-1)) to eps_v
-  Y[ v_slot ] += c / P22;
-  Y[ i_slot ] -= c / P11;
+  // the spike adds c (P22^(t-a-1) - P11^(t-a-1)) to eps_v, c = P21 / (P22 - P11)
+  Y[ v_slot ] += event_param_[ excitatory ? 9 : 10 ];   // c / P22
+  Y[ i_slot ] -= event_param_[ excitatory ? 11 : 12 ];  // c / P11
   event_window_( a + 1, end, ebar, Y, a, g );
 
   // carry the state to the next window start (stop): traces decay, filtered traces decay beyond the cutoff

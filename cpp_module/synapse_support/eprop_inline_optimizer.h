@@ -62,11 +62,12 @@ struct EpropOptimizerState
   add( const EpropOptimizerProperties& cp, const long t_update, const double gradient, double& weight )
   {
     cumulative_gradient += gradient;
-    const long current_step = 1 + t_update / cp.batch_size_;
-    if ( optimization_step >= current_step )
+    // optimization_step >= 1 + t_update / batch_size, without a division per spike and synapse (t_update >= 0)
+    if ( t_update < optimization_step * cp.batch_size_ )
     {
       return;
     }
+    const long current_step = 1 + t_update / cp.batch_size_;
     cumulative_gradient /= cp.batch_size_;
     double w = weight;
     if ( cp.adam_ )
