@@ -317,6 +317,16 @@ def test_event_synapse_settings_are_checked(nest_kernel):
         nest.Connect(a, b, syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0, "weight": 5.0})
 
 
+def test_event_synapse_is_small(nest_kernel):
+    # weight, last spike, a five-component trace, the optimizer's state (Adam's too) and NEST's connection fields:
+    # docs/models/eprop_event_synapse.md gives this size; nothing else per synapse lives on the heap
+    nest = nest_kernel
+    nest.set(resolution=1.0)
+    a, b = nest.Create("eprop_iaf_psc_exp", 2)
+    nest.Connect(a, b, syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0})
+    assert nest.GetConnections(a, b).get("sizeof") <= 152
+
+
 def test_cutoff_zero_is_refused(nest_kernel):
     nest = nest_kernel
     nest.set(resolution=1.0)

@@ -145,21 +145,29 @@ public:
 private:
   /**
    * Connections of one source are contiguous in NEST's connector and are sent one after the other: ask the cache
-   * now for what the connection a few places ahead will read (its target's fields and history rows), so that
-   * memory latency overlaps with work instead of adding up.
+   * now for what the connections a few places ahead will read, so that memory latency overlaps with work instead of
+   * adding up. Two stages: the target four places ahead (its fields event_gradient() reads), and for the connection
+   * two places ahead, whose target's fields have arrived by now, the history rows its window starts with.
    */
   void
   prefetch_ahead_( const size_t thread ) const
   {
-    constexpr int distance = 4;
     const eprop_event_synapse* ahead = this;
-    for ( int k = 0; k < distance; ++k )
+    for ( int k = 1; k <= 4; ++k )
     {
       if ( not ahead->source_has_more_targets() )
       {
         return;
       }
       ++ahead;
+      if ( k == 2 and ahead->t_spike_previous_ > 0 )
+      {
+        const auto* node = static_cast< const EpropEventNode* >( ahead->get_target( thread ) );
+        if ( const EventHistoryStore* store = node->event_store() )
+        {
+          store->prefetch( ahead->t_spike_previous_ - 1, node->event_column() );
+        }
+      }
     }
     const auto* node = static_cast< const EpropEventNode* >( ahead->get_target( thread ) );
     __builtin_prefetch( node );  // the virtual function table pointer
@@ -168,19 +176,12 @@ private:
     {
       __builtin_prefetch( hot + 64 * line );
     }
-    if ( ahead->store_ and ahead->t_spike_previous_ > 0 )
-    {
-      ahead->store_->prefetch( ahead->t_spike_previous_ - 1, ahead->column_ );
-    }
   }
-
 
   double weight_ = 1.0;
   long t_spike_previous_ = 0;  //!< step of the previous presynaptic spike, 0: none yet
   EventEpropTrace trace_;
   EpropOptimizerState optimizer_;
-  EventHistoryStore* store_ = nullptr;  //!< the target's store and column, cached for prefetching
-  long column_ = 0;
 };
 
 template < typename targetidentifierT >
@@ -224,20 +225,15 @@ eprop_event_synapse< targetidentifierT >::send( nest::Event& e, const size_t thr
   auto* target = static_cast< EpropEventNode* >( get_target( thread ) );
   const long t_spike = e.get_stamp().get_steps();
   prefetch_ahead_( thread );
-  if ( not store_ )
-  {
-    store_ = target->event_store();
-    column_ = target->event_column();
-  }
   if ( t_spike_previous_ != 0 )
   {
     const double gradient = target->event_gradient( t_spike, t_spike_previous_, weight_, get_rport(), trace_ );
     optimizer_.add( cp, t_spike - 1, gradient, weight_ );
   }
-  if ( store_ )
+  if ( EventHistoryStore* store = target->event_store() )
   {
     // what EpropEventNode::move_event_reader does for targets with a running-sum store, without the virtual call
-    store_->move_reader( t_spike_previous_ > 0 ? t_spike_previous_ - 1 : -1, t_spike - 1, column_ );
+    store->move_reader( t_spike_previous_ > 0 ? t_spike_previous_ - 1 : -1, t_spike - 1, target->event_column() );
   }
   else
   {
