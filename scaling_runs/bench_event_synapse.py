@@ -76,7 +76,7 @@ def run_case(case: dict) -> dict:
             gradient_algorithm="event" if variant == "event" else "step",
             neuron_params=neuron_params,
         ),
-        OptimizerConfig(),
+        OptimizerConfig(**({"eta": case["eta"]} if "eta" in case else {})),
         task.n_in,
         task.n_out,
         1.0,
@@ -176,6 +176,8 @@ def _run_config(cfg: dict, args: argparse.Namespace) -> tuple[dict, float | None
         for variant in variants:
             case = cfg | {"variant": variant, "threads": args.threads, "iterations": args.iterations}
             case["neuron"] = args.neuron
+            if args.eta is not None:
+                case["eta"] = args.eta
             runs[variant].append(spawn(case))
             if cfg.get("close"):
                 base_s[variant].append(spawn(case | {"iterations": 0})["time_per_iteration_s"])
@@ -264,6 +266,12 @@ def main() -> None:
         help="run every case this many times, the variants interleaved, and report the fastest (for shared machines)",
     )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--eta",
+        type=float,
+        help="learning rate of the e-prop runs (default: OptimizerConfig's); 0 keeps the weights, so the network fires "
+        "as its static twin and event/static is the cost of the learning rule alone on the same spikes",
+    )
     parser.add_argument("--no-step-above", type=int, default=10**9, help="skip eprop_synapse above this many neurons")
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch BPTT of the dense networks")
     parser.add_argument("--json", help="also write the results to this file")

@@ -20,7 +20,20 @@ def _run(*options: str) -> subprocess.CompletedProcess:
 def test_tiny_benchmark_with_repeats(tmp_path):
     out = tmp_path / "bench.json"
     proc = _run(
-        "--dense", "20", "--scan", "20@20", "--sparse", "", "--iterations", "1", "--repeats", "2", "--json", str(out)
+        "--dense",
+        "20",
+        "--scan",
+        "20@20",
+        "--sparse",
+        "",
+        "--iterations",
+        "1",
+        "--repeats",
+        "2",
+        "--eta",
+        "0",
+        "--json",
+        str(out),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best of 2 runs, variants interleaved" in proc.stdout
@@ -34,6 +47,10 @@ def test_tiny_benchmark_with_repeats(tmp_path):
             assert math.isfinite(variant["time_per_iteration_s"])
         # the plain case reports a time per iteration; the scan case a difference of two runs (may be noisy but finite)
         assert row["config"]["label"] in proc.stdout
+    for row in rows:
+        # eta = 0: the weights stay, so every variant fires as the static twin
+        rates = {name: variant["rate_hz"] for name, variant in row["results"].items()}
+        assert rates["event"] == rates["step"] == rates["static"], rates
     for variant in rows[0]["results"].values():
         assert len(variant["runs_s"]) == 2
         assert variant["time_per_iteration_s"] == min(variant["runs_s"]) > 0.0
