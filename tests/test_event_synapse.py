@@ -123,6 +123,9 @@ def test_long_windows_read_the_second_level(model, params, threads):
         # psi, spikes and refractoriness; four receptor ports (routed by sign in the classic network)
         ("eprop_glif3_psc", "evidence", "gradient_descent", {}, 1.0, 1),
         ("eprop_glif3_psc", "evidence", "adam", {"eprop_isi_trace_cutoff": 30.0, "kappa_reg": 0.99}, 1.0, 2),
+        # shorter segments of the running products (the V1 column's setting; 4: more windows cross segments)
+        ("eprop_glif3_psc", "evidence", "gradient_descent", {"event_segment_steps": 8}, 1.0, 1),
+        ("eprop_glif3_psc", "sine", "adam", {"eprop_isi_trace_cutoff": 30.0, "event_segment_steps": 4}, 1.0, 2),
     ],
 )
 def test_event_synapse_nestml_and_glif3_neurons_equal_reference(model, task, optimizer, params, eta_scale, threads):
@@ -325,6 +328,18 @@ def test_event_synapse_is_small(nest_kernel):
     a, b = nest.Create("eprop_iaf_psc_exp", 2)
     nest.Connect(a, b, syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0})
     assert nest.GetConnections(a, b).get("sizeof") <= 152
+
+
+def test_glif3_event_segment_steps_is_checked(nest_kernel):
+    nest = nest_kernel
+    neuron = nest.Create("eprop_glif3_psc")
+    assert neuron.get("event_segment_steps") == 32
+    for bad in (12, 1, 64):
+        with pytest.raises(
+            nest.NESTErrors.BadProperty, match=f"event_segment_steps must be 2, 4, 8, 16 or 32 \\(got {bad}\\)"
+        ):
+            neuron.set(event_segment_steps=bad)
+    assert neuron.get("event_segment_steps") == 32  # a refused value leaves the old one
 
 
 def test_cutoff_zero_is_refused(nest_kernel):

@@ -20,10 +20,19 @@ EventProductHistory::EventProductHistory( const EventProductHistory& )
 }
 
 void
-EventProductHistory::configure( const int d, const double* free, const int n_filters, const double* kappa )
+EventProductHistory::configure( const int d,
+  const double* free,
+  const int n_filters,
+  const double* kappa,
+  const int segment_shift )
 {
+  if ( segment_shift < 1 or segment_shift > max_shift_ )
+  {
+    throw nest::KernelException( "eprop_event_synapse: running products need segments of 2 to "
+      + std::to_string( 1L << max_shift_ ) + " steps (got 2^" + std::to_string( segment_shift ) + ")." );
+  }
   const bool same = d == d_ and n_filters == n_filters_ and std::equal( free, free + d * d, free_ )
-    and std::equal( kappa, kappa + n_filters, kappa_ );
+    and std::equal( kappa, kappa + n_filters, kappa_ ) and segment_shift == shift_;
   if ( same )
   {
     return;
@@ -36,6 +45,9 @@ EventProductHistory::configure( const int d, const double* free, const int n_fil
   }
   d_ = d;
   n_filters_ = n_filters;
+  shift_ = segment_shift;
+  segment_ = 1L << shift_;
+  mask_ = segment_ - 1;
   spare_segments_.clear();  // their size was the old layout's
   spare_readers_.clear();
   std::copy( free, free + d * d, free_ );
@@ -615,7 +627,7 @@ EventProductHistory::move_reader( const long a_old, const long a_new )
 void
 EventProductHistory::prune( const long t_keep, const long cutoff )
 {
-  constexpr long grace = segment_;  // most synapses spike again within it: fewer summaries
+  const long grace = std::max( segment_, 32L );  // most synapses spike again within it: fewer summaries
   while ( not segments_.empty() )
   {
     const long R = first_segment_ << shift_;

@@ -60,7 +60,7 @@ public:
    * eligibility vector with it); one filter (kappa[0]; signals: learning signal + reg_factor x firing-rate
    * regularisation) or two (kappa[0] for the learning signal, kappa[1] for the firing-rate regularisation).
    */
-  void configure( int d, const double* free, int n_filters, const double* kappa );
+  void configure( int d, const double* free, int n_filters, const double* kappa, int segment_shift = max_shift_ );
   bool
   configured() const
   {
@@ -141,9 +141,11 @@ public:
   }
 
 private:
-  static constexpr int shift_ = 5;
-  static constexpr long segment_ = 1L << shift_;
-  static constexpr long mask_ = segment_ - 1;
+  //! Segments of 2^shift_ steps (configure(); 2^max_shift_ at most).
+  static constexpr int max_shift_ = 5;
+  int shift_ = max_shift_;
+  long segment_ = 1L << max_shift_;
+  long mask_ = segment_ - 1;
 
   double* entry_( long t );
   const double* entry_( long t ) const;
@@ -187,7 +189,7 @@ private:
   long stride_ = 0;
   double free_[ max_states * max_states ] = {};
   double kappa_[ 2 ] = { 0.0, 0.0 };
-  double kappa_pow_[ 2 ][ segment_ + 1 ] = {};
+  double kappa_pow_[ 2 ][ ( 1L << max_shift_ ) + 1 ] = {};
 
   std::deque< std::unique_ptr< double[] > > segments_;
   std::deque< std::unique_ptr< int32_t[] > > readers_;  //!< per held segment and entry: synapses whose window starts there

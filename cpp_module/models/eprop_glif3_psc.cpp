@@ -101,6 +101,7 @@ eprop_glif3_psc::Parameters_::Parameters_()
   , asc_amps_( { -9.18, -198.94 } )
   , asc_r_( { 1.0, 1.0 } )
   , tau_syn_( { 2.0, 2.0, 2.0, 2.0 } )
+  , event_segment_steps_( 32 )
   , has_connections_( false )
 {
 }
@@ -151,6 +152,7 @@ eprop_glif3_psc::Parameters_::get( Dictionary& d ) const
   d[ nest::names::asc_amps ] = asc_amps_;
   d[ nest::names::asc_r ] = asc_r_;
   d[ nest::names::tau_syn ] = tau_syn_;
+  d[ "event_segment_steps" ] = event_segment_steps_;
   d[ nest::names::has_connections ] = has_connections_;
 }
 
@@ -174,6 +176,13 @@ eprop_glif3_psc::Parameters_::set( const Dictionary& d, nest::Node* node )
   d.update_value( nest::names::asc_r, asc_r_ );
   const size_t old_n_receptors = n_receptors();
   d.update_value( nest::names::tau_syn, tau_syn_ );
+  d.update_value( "event_segment_steps", event_segment_steps_ );
+  if ( not( event_segment_steps_ >= 2 and event_segment_steps_ <= 32
+         and ( event_segment_steps_ & ( event_segment_steps_ - 1 ) ) == 0 ) )
+  {
+    throw nest::BadProperty( "event_segment_steps must be 2, 4, 8, 16 or 32 (got "
+      + std::to_string( event_segment_steps_ ) + ")." );
+  }
 
   if ( not( C_m_ > 0.0 ) )
   {

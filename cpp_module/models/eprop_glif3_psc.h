@@ -119,7 +119,10 @@ entry per receptor port (receptor types 1 .. len(tau_syn)); it cannot shrink onc
 The e-prop parameters are those of NEST's e-prop neurons with their defaults: ``c_reg`` (0.0), ``f_target``
 (10.0 Hz), ``kappa`` (0.97), ``kappa_reg`` (0.97), ``surrogate_gradient_function`` ("piecewise_linear"),
 ``surrogate_gradient_height`` (0.3), ``surrogate_gradient_width`` (1.0), ``eprop_isi_trace_cutoff`` (inf ms),
-``flush_event_send_interval`` (inf ms); see ``eprop_iaf_psc_exp``.
+``flush_event_send_interval`` (inf ms); see ``eprop_iaf_psc_exp``. ``event_segment_steps`` (32; 2, 4, 8, 16 or 32)
+is the segment length of the running products that ``eprop_event_synapse`` reads: long segments need fewer lookups
+per window (low rates, long inter-spike intervals), short ones sum fewer steps one by one in windows that lie inside
+the segment being filled (high rates; nestgrad's V1 column uses 8). It changes speed only, not the updates.
 
 State: ``V_m`` (mV), ``ASCurrents`` (pA, two entries).
 
@@ -233,6 +236,12 @@ protected:
   {
     return rport - 1;  // receptor types 1..n
   }
+  //! event_segment_steps (a power of two, checked in Parameters_::set)
+  int
+  event_product_segment_shift_() const override
+  {
+    return __builtin_ctzl( static_cast< unsigned long >( P_.event_segment_steps_ ) );
+  }
 
 public:
   static constexpr size_t n_asc = 2;  //!< after-spike currents of GLIF3
@@ -260,6 +269,7 @@ private:
     std::vector< double > asc_amps_;   //!< pA
     std::vector< double > asc_r_;
     std::vector< double > tau_syn_;  //!< ms, one per receptor port
+    long event_segment_steps_;       //!< segment length of eprop_event_synapse's running products (steps)
     bool has_connections_;
 
     Parameters_();

@@ -379,7 +379,7 @@ EpropNestmlNode::configure_event_products_()
         free[ r * d + m ] = port.J[ r ][ m ];
       }
     }
-    event_products_[ i ].configure( d, free, n_filters, kappas );
+    event_products_[ i ].configure( d, free, n_filters, kappas, event_product_segment_shift_() );
   }
 }
 

@@ -190,6 +190,15 @@ protected:
   {
     return event_ports_[ port ];
   }
+  /**
+   * Segment length of the running products, as a power of two (2 .. 32 steps). Long segments need fewer lookups per
+   * window, short ones fewer steps summed one by one in windows inside the segment being filled. Default: 32 steps.
+   */
+  virtual int
+  event_product_segment_shift_() const
+  {
+    return 5;
+  }
   //! Index into the ports of a connection's rport (NESTML: 0-based already).
   virtual size_t
   event_port_index_( const size_t rport ) const
