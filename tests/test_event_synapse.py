@@ -342,6 +342,20 @@ def test_glif3_event_segment_steps_is_checked(nest_kernel):
     assert neuron.get("event_segment_steps") == 32  # a refused value leaves the old one
 
 
+def test_glif3_event_segment_steps_cannot_change_with_open_windows(nest_kernel):
+    nest = nest_kernel
+    nest.set(resolution=1.0)
+    source = nest.Create("spike_generator", params={"spike_times": [5.0, 20.0]})
+    parrot = nest.Create("parrot_neuron")
+    neuron = nest.Create("eprop_glif3_psc")
+    nest.Connect(source, parrot)
+    nest.Connect(parrot, neuron, syn_spec={"synapse_model": "eprop_event_synapse", "delay": 1.0, "receptor_type": 1})
+    nest.Simulate(30.0)
+    neuron.set(event_segment_steps=8)
+    with pytest.raises(nest.NESTErrors.KernelException, match="segment length \\(event_segment_steps\\) changed"):
+        nest.Simulate(10.0)
+
+
 def test_cutoff_zero_is_refused(nest_kernel):
     nest = nest_kernel
     nest.set(resolution=1.0)

@@ -40,8 +40,8 @@ EventProductHistory::configure( const int d,
   if ( t_end_ > 0 )
   {
     throw nest::KernelException(
-      "eprop_event_synapse: the neuron's eligibility coefficients changed while windows are open; change them before "
-      "the first simulation." );
+      "eprop_event_synapse: the neuron's eligibility coefficients or segment length (event_segment_steps) changed "
+      "while windows are open; change them before the first simulation." );
   }
   d_ = d;
   n_filters_ = n_filters;
