@@ -290,11 +290,7 @@ EpropEventNode::summarized_signal_( const long t, const int filter ) const
 void
 EpropEventNode::summarize_event_window( const long a, WindowSummary& summary ) const
 {
-  summary.psi = event_surrogate_gradient_( a );
-  for ( int f = 0; f < n_filters_; ++f )
-  {
-    summary.signal[ f ] = event_signal_( a, f );
-  }
+  event_entry_values_( a, summary.psi, summary.signal );
   // the window after a is linear in the synapse's filtered traces and trace coefficients: one pass per unit input
   const long end = a + event_cutoff_;
   const double zero[ 3 ] = { 0.0, 0.0, 0.0 };

@@ -186,24 +186,32 @@ protected:
   //! Drops the segments no synapse can read any more; t_now is the step being updated.
   void prune_event_history_( long t_now );
 
-  //! Surrogate gradient of entry t (from the window summary if the entry was dropped).
-  double
-  event_surrogate_gradient_( const long t ) const
+  /**
+   * Surrogate gradient and signals of entry t (signal[1] only with a separate regularisation filter, else 0), from
+   * the window summary if the entry was dropped (throws if there is none).
+   */
+  void
+  event_entry_values_( const long t, double& psi, double signal[ 2 ] ) const
   {
-    return held_( t ) ? entry_( t )[ 0 ] : summarized_surrogate_gradient_( t );
+    signal[ 0 ] = signal[ 1 ] = 0.0;
+    if ( held_( t ) )
+    {
+      const double* e = entry_( t );
+      psi = e[ 0 ];
+      for ( int f = 0; f < n_filters_; ++f )
+      {
+        signal[ f ] = e[ filter_offset_( f ) ];
+      }
+      return;
+    }
+    psi = summarized_surrogate_gradient_( t );
+    for ( int f = 0; f < n_filters_; ++f )
+    {
+      signal[ f ] = summarized_signal_( t, f );
+    }
   }
   //! Learning signal of entry t, 0 if the entry is not held (for recording).
   double event_learning_signal_or_zero_( long t ) const;
-  //! Signal of filter f in entry t (f = 1 only with a separate regularisation filter).
-  double
-  event_signal_( const long t, const int filter ) const
-  {
-    if ( filter >= n_filters_ )
-    {
-      return 0.0;
-    }
-    return held_( t ) ? entry_( t )[ filter_offset_( filter ) ] : summarized_signal_( t, filter );
-  }
 
   //! Slot of the sums that lambda[m] uses (equal lambdas share a slot).
   int
@@ -355,24 +363,8 @@ EpropEventNode::event_first_entry_( const long a,
   double g[ 2 ] ) const
 {
   double psi;
-  double signal[ 2 ] = { 0.0, 0.0 };
-  if ( held_( a ) )
-  {
-    const double* e = entry_( a );
-    psi = e[ 0 ];
-    for ( int f = 0; f < n_filters_; ++f )
-    {
-      signal[ f ] = e[ filter_offset_( f ) ];
-    }
-  }
-  else
-  {
-    psi = summarized_surrogate_gradient_( a );
-    for ( int f = 0; f < n_filters_; ++f )
-    {
-      signal[ f ] = summarized_signal_( a, f );
-    }
-  }
+  double signal[ 2 ];
+  event_entry_values_( a, psi, signal );
   ebar[ 0 ] = trace.e_bar;
   ebar[ 1 ] = separate_reg_filter_() ? trace.e_bar_reg / ( 1.0 - kappa_reg ) : 0.0;
   const double e_a = psi * x_a;

@@ -26,10 +26,10 @@ EventProductHistory::configure( const int d,
   const double* kappa,
   const int segment_shift )
 {
-  if ( segment_shift < 1 or segment_shift > max_shift_ )
+  if ( segment_shift < 1 or segment_shift > max_shift )
   {
     throw nest::KernelException( "eprop_event_synapse: running products need segments of 2 to "
-      + std::to_string( 1L << max_shift_ ) + " steps (got 2^" + std::to_string( segment_shift ) + ")." );
+      + std::to_string( 1L << max_shift ) + " steps (got 2^" + std::to_string( segment_shift ) + ")." );
   }
   const bool same = d == d_ and n_filters == n_filters_ and std::equal( free, free + d * d, free_ )
     and std::equal( kappa, kappa + n_filters, kappa_ ) and segment_shift == shift_;

@@ -49,6 +49,8 @@ class EventProductHistory
 {
 public:
   static constexpr int max_states = 5;
+  //! Segments of 2^shift steps, 1 <= shift <= max_shift (configure()).
+  static constexpr int max_shift = 5;
 
   EventProductHistory() = default;
   //! Copies of a node (NEST's prototypes) start without history.
@@ -60,7 +62,7 @@ public:
    * eligibility vector with it); one filter (kappa[0]; signals: learning signal + reg_factor x firing-rate
    * regularisation) or two (kappa[0] for the learning signal, kappa[1] for the firing-rate regularisation).
    */
-  void configure( int d, const double* free, int n_filters, const double* kappa, int segment_shift = max_shift_ );
+  void configure( int d, const double* free, int n_filters, const double* kappa, int segment_shift );
   bool
   configured() const
   {
@@ -141,10 +143,8 @@ public:
   }
 
 private:
-  //! Segments of 2^shift_ steps (configure(); 2^max_shift_ at most).
-  static constexpr int max_shift_ = 5;
-  int shift_ = max_shift_;
-  long segment_ = 1L << max_shift_;
+  int shift_ = max_shift;
+  long segment_ = 1L << max_shift;
   long mask_ = segment_ - 1;
 
   double* entry_( long t );
@@ -189,7 +189,7 @@ private:
   long stride_ = 0;
   double free_[ max_states * max_states ] = {};
   double kappa_[ 2 ] = { 0.0, 0.0 };
-  double kappa_pow_[ 2 ][ ( 1L << max_shift_ ) + 1 ] = {};
+  double kappa_pow_[ 2 ][ ( 1L << max_shift ) + 1 ] = {};
 
   std::deque< std::unique_ptr< double[] > > segments_;
   std::deque< std::unique_ptr< int32_t[] > > readers_;  //!< per held segment and entry: synapses whose window starts there

@@ -192,12 +192,12 @@ protected:
   }
   /**
    * Segment length of the running products, as a power of two (2 .. 32 steps). Long segments need fewer lookups per
-   * window, short ones fewer steps summed one by one in windows inside the segment being filled. Default: 32 steps.
+   * window, short ones fewer steps summed one by one in windows inside the segment being filled. Default: the longest.
    */
   virtual int
   event_product_segment_shift_() const
   {
-    return 5;
+    return EventProductHistory::max_shift;
   }
   //! Index into the ports of a connection's rport (NESTML: 0-based already).
   virtual size_t
