@@ -3,6 +3,7 @@ variant is timed, the table and the JSON agree, repeats keep the fastest run, an
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import pathlib
@@ -60,3 +61,48 @@ def test_repeats_below_one_is_refused():
     proc = _run("--dense", "20", "--scan", "", "--sparse", "", "--repeats", "0")
     assert proc.returncode != 0
     assert "--repeats must be at least 1 (got 0)" in proc.stderr
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench_event_synapse", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(config: dict, static: float, event: float, step: float | None, torch: float | None) -> dict:
+    results = {"static": {"time_per_iteration_s": static}, "event": {"time_per_iteration_s": event}}
+    if step is not None:
+        results["step"] = {"time_per_iteration_s": step}
+    return {"config": config, "results": results, "torch_s": torch}
+
+
+def test_target_report_reads_the_targets_from_the_rows():
+    report = _bench_module().target_report
+    scan = {"n_rec": 2000, "close": True}
+    rows = [
+        _row({"n_rec": 100, "label": "dense 100"}, 0.01, 0.05, 0.2, 0.2),  # not a target case: not reported
+        _row({"n_rec": 1000, "label": "dense 1000"}, 0.4, 1.0, 9.0, 1.25),
+        _row(scan | {"input_rate": 2.0}, 0.1, 0.4, 28.0, 4.0),
+        _row(scan | {"input_rate": 50.0}, 1.4, 2.5, 100.0, 4.5),
+        _row(scan | {"input_rate": 10.0}, 0.2, 1.25, 50.0, 5.0),
+    ]
+    assert report(rows) == [
+        "dense 1000: event/static 2.50 (at most 3: met)",
+        "dense 1000: PyTorch/event 1.25 (above 1: met)",
+        "scan 2000 neurons, inputs 50 / 10 / 2 Hz: step/event 40.0 -> 40.0 -> 70.0 (higher at the lowest rate than at "
+        "the highest)",
+        "scan 2000 neurons, inputs 50 / 10 / 2 Hz: PyTorch/event 1.8 -> 4.0 -> 10.0 (higher at the lowest rate than at "
+        "the highest)",
+    ]
+    # missed targets say so; a scan without PyTorch or NEST's rule reports what it has
+    rows = [
+        _row({"n_rec": 1000, "label": "dense 1000"}, 0.3, 1.2, 9.0, 1.0),
+        _row(scan | {"input_rate": 50.0}, 1.4, 2.0, 80.0, None),
+        _row(scan | {"input_rate": 2.0}, 0.1, 1.0, 30.0, None),
+    ]
+    assert report(rows) == [
+        "dense 1000: event/static 4.00 (at most 3: NOT met)",
+        "dense 1000: PyTorch/event 0.83 (above 1: NOT met)",
+        "scan 2000 neurons, inputs 50 / 2 Hz: step/event 40.0 -> 30.0 (NOT growing as the rate falls)",
+    ]
