@@ -109,7 +109,7 @@ lint: setup
 bench: setup
 	$(PY) scaling_runs/bench_iteration_time.py
 
-# Event-driven e-prop vs NEST's eprop_synapse vs static twin (and PyTorch BPTT if torch is installed): ~20 minutes
+# Event-driven e-prop vs NEST's eprop_synapse vs static twin (and PyTorch BPTT if torch is installed): ~45 minutes
 bench-event: setup
 	$(PY) scaling_runs/bench_event_synapse.py --torch
 

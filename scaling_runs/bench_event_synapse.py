@@ -3,15 +3,15 @@ NEST's ``eprop_synapse`` vs the static twin, on the same network, side by side i
 
 Network: the classic e-prop network on the sine-wave task (100 Poisson inputs, recurrent ``eprop_iaf_psc_exp``
 neurons, one readout, 1,000 steps of 1 ms per iteration, gradient descent), dense at 100, 400 and 1,000 recurrent
-neurons (inputs at 50 Hz), and sparse (in-degree 100) at 10,000 neurons at two activity levels (input rate and
-input weights set so that the recurrent neurons fire at about 4 and 18 Hz). All of these use the builder's cutoff
-(eprop_isi_trace_cutoff = 100 ms, as NEST's examples); an activity scan (``--scan``, e.g. 1,000 neurons with inputs at
-50 down to 2 Hz) runs without cutoff (NEST's default), where eprop_synapse's cost is O(synapses x steps) whatever the
-activity. Without a
-cutoff a window is computed only at the presynaptic neuron's next spike, and a neuron that never fired opens none, so
-in the scan every neuron fires once in the warm-up (spread over 200 ms) and once after the last iteration (closing
-every window), and the time of k iterations plus that pulse minus the time of the warm-up plus the pulse alone, per
-iteration, is reported: the whole work of the iterations' windows, as in a long run, for every variant.
+neurons (inputs at 50 Hz), and sparse (in-degree 100) at 10,000 neurons at two activity levels (input rate and input
+weights set so that the recurrent neurons fire at about 4 and 18 Hz). All of these use the builder's cutoff
+(eprop_isi_trace_cutoff = 100 ms, as NEST's examples); an activity scan (``--scan``; by default 1,000 and 2,000 dense
+neurons with inputs at 50 and 2 Hz) runs without cutoff (NEST's default), where eprop_synapse's cost is O(synapses x
+steps) whatever the activity. Without a cutoff a window is computed only at the presynaptic neuron's next spike, and a
+neuron that never fired opens none, so in the scan every neuron fires once in the warm-up (spread over 200 ms) and
+once after the last iteration (closing every window), and the time of k iterations plus that pulse minus the time of
+the warm-up plus the pulse alone, per iteration, is reported: the whole work of the iterations' windows, as in a long
+run, for every variant.
 The three variants differ only in the synapses into the recurrent neurons:
 
 * ``event``: nestgrad's eprop_event_synapse (running sums, O(1) per spike);
@@ -25,7 +25,7 @@ connections, divided by their number; the history is the further growth during t
 With ``--torch`` it also times ``torch_bptt_sine.py`` (a PyTorch BPTT of the same dense network, with the same input
 rate, on the same CPU; PyTorch is an optional, benchmark-only dependency) for the dense networks and the scan.
 
-    python scaling_runs/bench_event_synapse.py --torch               # everything (about 20 minutes)
+    python scaling_runs/bench_event_synapse.py --torch               # everything (about 45 minutes)
     python scaling_runs/bench_event_synapse.py --dense 100,400 --sparse ""        # a quick look
 """
 
@@ -287,7 +287,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--scan",
-        default="400@50,400@20,400@5",
+        default="1000@50,1000@2,2000@50,2000@2",
         help="activity scan without cutoff (NEST's default, windows run to the next spike), amortised over every "
         "window of the timed iterations (all neurons are made to spike before and after them): size@input_rate_Hz",
     )
