@@ -199,42 +199,50 @@ def _run_config(cfg: dict, args: argparse.Namespace) -> tuple[dict, float | None
     return res, (min(torch_runs) if torch_runs else None)
 
 
+def _seconds(row: dict, variant: str) -> float | None:
+    """Seconds per iteration of one variant of a result row (None if the run did not time it)."""
+    if variant == "torch":
+        return row["torch_s"]
+    res = row["results"].get(variant)
+    return res["time_per_iteration_s"] if res else None
+
+
+def _scan_groups(rows: list[dict]) -> dict[int, list[dict]]:
+    """Activity-scan rows by network size, from the highest input rate to the lowest."""
+    scans: dict[int, list[dict]] = {}
+    for row in rows:
+        if row["config"].get("close"):
+            scans.setdefault(row["config"]["n_rec"], []).append(row)
+    return {n: sorted(g, key=lambda r: -r["config"]["input_rate"]) for n, g in sorted(scans.items())}
+
+
+RATIOS = (("step/event", "step"), ("PyTorch/event", "torch"))
+
+
 def target_report(rows: list[dict]) -> list[str]:
     """The issue's targets as this run measured them (only the cases it ran): event/static and PyTorch/event at 1,000
     dense neurons with the builder's cutoff, and per network size of the activity scan the ratios from the highest
     input rate to the lowest."""
     lines = []
-
-    def seconds(row: dict, variant: str) -> float | None:
-        if variant == "torch":
-            return row["torch_s"]
-        res = row["results"].get(variant)
-        return res["time_per_iteration_s"] if res else None
-
     for row in rows:
         cfg = row["config"]
         if cfg["n_rec"] != 1000 or cfg.get("close") or "indegree" in cfg:
             continue
-        event = seconds(row, "event")
-        ratio = event / seconds(row, "static")
+        event = _seconds(row, "event")
+        ratio = event / _seconds(row, "static")
         lines.append(f"{cfg['label']}: event/static {ratio:.2f} (at most 3: {'met' if ratio <= 3.0 else 'NOT met'})")
         if row["torch_s"]:
             ratio = row["torch_s"] / event
             lines.append(f"{cfg['label']}: PyTorch/event {ratio:.2f} (above 1: {'met' if ratio > 1.0 else 'NOT met'})")
-    scans: dict[int, list[dict]] = {}
-    for row in rows:
-        if row["config"].get("close"):
-            scans.setdefault(row["config"]["n_rec"], []).append(row)
-    for n_rec, group in sorted(scans.items()):
+    for n_rec, group in _scan_groups(rows).items():
         if len(group) < 2:
             continue
-        group.sort(key=lambda r: -r["config"]["input_rate"])
         rates = " / ".join(f"{r['config']['input_rate']:g}" for r in group)
-        for name, variant in (("step/event", "step"), ("PyTorch/event", "torch")):
-            values = [seconds(r, variant) for r in group]
+        for name, variant in RATIOS:
+            values = [_seconds(r, variant) for r in group]
             if None in values:
                 continue
-            ratios = [v / seconds(r, "event") for v, r in zip(values, group, strict=True)]
+            ratios = [v / _seconds(r, "event") for v, r in zip(values, group, strict=True)]
             grows = ratios[-1] > ratios[0]
             lines.append(
                 f"scan {n_rec} neurons, inputs {rates} Hz: {name} "
@@ -242,6 +250,58 @@ def target_report(rows: list[dict]) -> list[str]:
                 + (" (higher at the lowest rate than at the highest)" if grows else " (NOT growing as the rate falls)")
             )
     return lines
+
+
+def plot_scan(rows: list[dict], path: str) -> None:
+    """The activity scan as a figure: seconds per iteration of every variant (left) and the event kernel's advantage
+    (right) against the input rate, one marker per network size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    scans = _scan_groups(rows)
+    if not scans:
+        raise SystemExit("no activity-scan rows to plot (run with --scan)")
+    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(14, 4.4))
+    names = {"static": "static twin", "event": "eprop_event_synapse", "step": "eprop_synapse", "torch": "PyTorch BPTT"}
+    colors = {"static": "0.55", "event": "C0", "step": "C3", "torch": "C2"}
+    for k, (n_rec, group) in enumerate(scans.items()):
+        marker, line = "osd^"[k % 4], ("-", "--", ":", "-.")[k % 4]
+        rates = [r["config"]["input_rate"] for r in group]
+        for variant, name in names.items():
+            values = [_seconds(r, variant) for r in group]
+            if None not in values:
+                ax_t.plot(rates, values, line, marker=marker, color=colors[variant], label=f"{name}, {n_rec}")
+        for name, variant in RATIOS:
+            values = [_seconds(r, variant) for r in group]
+            if None not in values:
+                ratios = [v / _seconds(r, "event") for v, r in zip(values, group, strict=True)]
+                ax_r.plot(rates, ratios, line, marker=marker, color=colors[variant], label=f"{name}, {n_rec}")
+    ax_t.set(xscale="log", yscale="log", xlabel="input rate (Hz)", ylabel="s per training iteration")
+    ax_t.set_title("time per iteration (no cutoff, 1 thread)")
+    ax_r.set(xscale="log", yscale="log", xlabel="input rate (Hz)", ylabel="time ratio (other / event)")
+    ax_r.set_title("advantage of the event kernel")
+    all_rates = sorted({r["config"]["input_rate"] for group in scans.values() for r in group})
+    for ax in (ax_t, ax_r):
+        ax.set_xticks(all_rates)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(
+            fontsize=7,
+            title="variant, recurrent neurons",
+            title_fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+        )
+    ax_r.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax_r.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax_r.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def spawn(case: dict) -> dict:
@@ -321,10 +381,25 @@ def main() -> None:
     parser.add_argument("--no-step-above", type=int, default=10**9, help="skip eprop_synapse above this many neurons")
     parser.add_argument("--torch", action="store_true", help="also time the PyTorch BPTT of the dense networks")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--plot", help="also draw the activity scan to this image file (e.g. scan.png)")
+    parser.add_argument(
+        "--replot",
+        nargs="+",
+        metavar="JSON",
+        help="run nothing: read the rows of earlier runs (--json files), print their targets and draw --plot",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(run_case(json.loads(args.worker))))
+        return
+    if args.replot:
+        if not args.plot:
+            parser.error("--replot needs --plot FILE")
+        rows = [row for f in args.replot for row in json.loads(pathlib.Path(f).read_text())]
+        for line in target_report(rows):
+            print(line)
+        plot_scan(rows, args.plot)
         return
 
     configs = []
@@ -407,6 +482,8 @@ def main() -> None:
     )
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(rows, indent=1))
+    if args.plot and _scan_groups(rows):
+        plot_scan(rows, args.plot)
     os.sys.stdout.flush()
 
 

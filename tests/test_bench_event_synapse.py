@@ -35,9 +35,12 @@ def test_tiny_benchmark_with_repeats(tmp_path):
         "0",
         "--json",
         str(out),
+        "--plot",
+        str(tmp_path / "scan.png"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "best of 2 runs, variants interleaved" in proc.stdout
+    assert (tmp_path / "scan.png").stat().st_size > 10_000  # the scan case, drawn
     rows = json.loads(out.read_text())
     assert [r["config"]["label"] for r in rows] == ["dense 20", "dense 20 in20Hz nocut"]
     for row in rows:
@@ -106,3 +109,22 @@ def test_target_report_reads_the_targets_from_the_rows():
         "dense 1000: PyTorch/event 0.83 (above 1: NOT met)",
         "scan 2000 neurons, inputs 50 / 2 Hz: step/event 40.0 -> 30.0 (NOT growing as the rate falls)",
     ]
+
+
+def test_replot_draws_saved_scans_and_prints_their_targets(tmp_path):
+    scan = {"close": True}
+    rows = [
+        _row(scan | {"n_rec": 1000, "input_rate": 50.0}, 0.4, 0.8, 29.0, 1.1),
+        _row(scan | {"n_rec": 1000, "input_rate": 2.0}, 0.04, 0.17, 5.9, 1.1),
+        _row(scan | {"n_rec": 2000, "input_rate": 50.0}, 1.2, 2.0, 99.0, None),
+        _row(scan | {"n_rec": 2000, "input_rate": 2.0}, 0.07, 0.33, 25.0, None),
+    ]
+    saved = tmp_path / "scan.json"
+    saved.write_text(json.dumps(rows))
+    figure = tmp_path / "scan.png"
+    proc = _run("--replot", str(saved), "--plot", str(figure))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "scan 2000 neurons, inputs 50 / 2 Hz: step/event 49.5 -> 75.8" in proc.stdout
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+    proc = _run("--replot", str(saved))
+    assert proc.returncode != 0 and "--replot needs --plot FILE" in proc.stderr
