@@ -627,7 +627,8 @@ EventProductHistory::move_reader( const long a_old, const long a_new )
 void
 EventProductHistory::prune( const long t_keep, const long cutoff )
 {
-  const long grace = std::max( segment_, 32L );  // most synapses spike again within it: fewer summaries
+  // most synapses spike again within the longest segment: fewer summaries
+  const long grace = std::max( segment_, 1L << max_shift );
   while ( not segments_.empty() )
   {
     const long R = first_segment_ << shift_;

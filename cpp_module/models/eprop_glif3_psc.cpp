@@ -177,7 +177,8 @@ eprop_glif3_psc::Parameters_::set( const Dictionary& d, nest::Node* node )
   const size_t old_n_receptors = n_receptors();
   d.update_value( nest::names::tau_syn, tau_syn_ );
   d.update_value( "event_segment_steps", event_segment_steps_ );
-  if ( not( event_segment_steps_ >= 2 and event_segment_steps_ <= 32
+  // the running products' bound, checked here so that a bad value fails now rather than at the next Simulate
+  if ( not( event_segment_steps_ >= 2 and event_segment_steps_ <= ( 1L << EventProductHistory::max_shift )
          and ( event_segment_steps_ & ( event_segment_steps_ - 1 ) ) == 0 ) )
   {
     throw nest::BadProperty( "event_segment_steps must be 2, 4, 8, 16 or 32 (got "
