@@ -219,6 +219,18 @@ def _scan_groups(rows: list[dict]) -> dict[int, list[dict]]:
 RATIOS = (("step/event", "step"), ("PyTorch/event", "torch"))
 
 
+def _scan_seconds(group: list[dict], variant: str) -> list[float] | None:
+    """Seconds per iteration of one variant along a scan (None if any run of the scan did not time it)."""
+    values = [_seconds(r, variant) for r in group]
+    return None if None in values else values
+
+
+def _scan_ratios(group: list[dict], variant: str) -> list[float] | None:
+    """Time of one variant over the event kernel's along a scan (None if the variant was not timed)."""
+    values = _scan_seconds(group, variant)
+    return None if values is None else [v / _seconds(r, "event") for v, r in zip(values, group, strict=True)]
+
+
 def target_report(rows: list[dict]) -> list[str]:
     """The issue's targets as this run measured them (only the cases it ran): event/static and PyTorch/event at 1,000
     dense neurons with the builder's cutoff, and per network size of the activity scan the ratios from the highest
@@ -239,10 +251,9 @@ def target_report(rows: list[dict]) -> list[str]:
             continue
         rates = " / ".join(f"{r['config']['input_rate']:g}" for r in group)
         for name, variant in RATIOS:
-            values = [_seconds(r, variant) for r in group]
-            if None in values:
+            ratios = _scan_ratios(group, variant)
+            if ratios is None:
                 continue
-            ratios = [v / _seconds(r, "event") for v, r in zip(values, group, strict=True)]
             grows = ratios[-1] > ratios[0]
             lines.append(
                 f"scan {n_rec} neurons, inputs {rates} Hz: {name} "
@@ -271,13 +282,12 @@ def plot_scan(rows: list[dict], path: str) -> None:
         marker, line = "osd^"[k % 4], ("-", "--", ":", "-.")[k % 4]
         rates = [r["config"]["input_rate"] for r in group]
         for variant, name in names.items():
-            values = [_seconds(r, variant) for r in group]
-            if None not in values:
+            values = _scan_seconds(group, variant)
+            if values is not None:
                 ax_t.plot(rates, values, line, marker=marker, color=colors[variant], label=f"{name}, {n_rec}")
         for name, variant in RATIOS:
-            values = [_seconds(r, variant) for r in group]
-            if None not in values:
-                ratios = [v / _seconds(r, "event") for v, r in zip(values, group, strict=True)]
+            ratios = _scan_ratios(group, variant)
+            if ratios is not None:
                 ax_r.plot(rates, ratios, line, marker=marker, color=colors[variant], label=f"{name}, {n_rec}")
     ax_t.set(xscale="log", yscale="log", xlabel="input rate (Hz)", ylabel="s per training iteration")
     ax_t.set_title("time per iteration (no cutoff, 1 thread)")
