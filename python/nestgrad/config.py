@@ -14,15 +14,14 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
+from nestgrad.errors import ConfigError
+
 V1_TASK_NAMES = ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change", "v1_evidence", "v1_multi")
 TASKS = ("sine", "evidence", "thalamic", *V1_TASK_NAMES)
 ARCHITECTURES = ("classic", "microcircuit", "v1")
 GRADIENT_ALGORITHMS = ("step", "event")
 OPTIMIZERS = ("gradient_descent", "adam")
 
-
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the key."""
 
 
 def _require(condition: bool, key: str, value: Any, requirement: str) -> None:

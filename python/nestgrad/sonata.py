@@ -36,6 +36,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from nestgrad.errors import SonataError
+
 __all__ = [
     "BuiltNetwork",
     "EdgePopulation",
@@ -64,14 +66,6 @@ ALLEN_TAU_SYN = [5.5, 8.5, 2.8, 5.8]
 
 MISSING_VALUES = ("NULL", "None", "none", "null", "NaN", "nan", "")
 
-
-class SonataError(ValueError):
-    """A SONATA file is missing, malformed or inconsistent. ``path`` and ``field`` say where."""
-
-    def __init__(self, path: str | Path, field: str, message: str):
-        self.path = str(path)
-        self.field = field
-        super().__init__(f"{path}: field '{field}': {message}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

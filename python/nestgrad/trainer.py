@@ -23,19 +23,12 @@ import numpy as np
 
 from nestgrad.callbacks import Callback, ProgressPrinter
 from nestgrad.config import ExperimentConfig
+from nestgrad.errors import CheckpointError, TrainingDivergedError
 from nestgrad.networks.eprop_classic import EpropNetwork, Recordings, initial_weights
 from nestgrad.parallel import SerialCommunicator, communicator
 from nestgrad.tasks import Task, TrialBatch, accuracy, make_task, mse_loss
 
 CHECKPOINT_NAME = "checkpoint.npz"
-
-
-class TrainingDivergedError(RuntimeError):
-    """Weights became non-finite during training; the last checkpoint is kept."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be resumed (missing, corrupt, or from a different configuration)."""
 
 
 @dataclass

@@ -19,14 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import RECURRENT_MODELS
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 FORMAT_VERSION = 1
 
-
-class SpecError(ValueError):
-    """An invalid network specification; the message names the field."""
 
 
 @dataclass
