@@ -20,7 +20,7 @@ PY_TAG = $(shell $(PYTHON) -c 'import sys; print(f"py{sys.version_info[0]}{sys.v
 MPI_TAG = $(shell dpkg-query -W -f='$${Version}' libopenmpi-dev 2>/dev/null | cut -d- -f1)
 WHEELHOUSE = $(CACHE_DIR)/wheels/nest-$(NEST_VERSION)-mpi-openmpi$(MPI_TAG)-$(PY_TAG)
 
-.PHONY: all setup system venv module demo test test-serial lint bench bench-event bench-nestml bench-v1 mpi clean
+.PHONY: all setup system venv test-deps module demo test test-serial lint bench bench-event bench-nestml bench-v1 mpi clean
 
 all: setup
 
@@ -51,6 +51,12 @@ module: $(STAMPS)/venv
 	  && cmake --build build -j 2 >> build.log 2>&1 && cmake --install build >> build.log 2>&1 \
 	  || { cat build.log; echo "Building nestgradmodule failed (log: build.log)"; exit 1; }
 	@echo "nestgradmodule is up to date (NEST wheel)"
+
+# Test-only dependencies (hypothesis, import-linter, bmtk, ...), pinned in requirements-test.txt.
+test-deps: $(STAMPS)/test-deps
+$(STAMPS)/test-deps: requirements-test.txt $(STAMPS)/venv
+	$(PY) -m pip install -q -r requirements-test.txt
+	@touch $@
 
 $(STAMPS)/editable: pyproject.toml $(STAMPS)/venv
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
@@ -96,10 +102,10 @@ mpi-wheel: $(STAMPS)/system-mpi
 demo: setup
 	$(VENV)/bin/nestgrad train python/nestgrad/configs/sine_eprop_iaf_psc_exp.toml --out out/demo --overwrite
 
-test: setup mpi
+test: setup test-deps mpi
 	$(PY) -m pytest -q tests
 
-test-serial: setup
+test-serial: setup test-deps
 	NESTGRAD_SKIP_MPI=1 $(PY) -m pytest -q tests
 
 lint: setup
