@@ -57,16 +57,13 @@ def run_case(case: dict) -> dict:
     import numpy as np
     from iteration_timing import time_iterations
 
-    import nestgrad
     from nestgrad.config import NetworkConfig, OptimizerConfig, TaskConfig
+    from nestgrad.nest_engine import fresh_kernel
     from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
     from nestgrad.tasks import make_task
 
     n_rec, indegree, variant = case["n_rec"], case.get("indegree"), case["variant"]
-    nest.ResetKernel()
-    nest.verbosity = nest.VerbosityLevel.ERROR
-    nestgrad.install()
-    nest.set(resolution=1.0, local_num_threads=case["threads"], print_time=False)
+    fresh_kernel(1.0, case["threads"])
     task = make_task(TaskConfig(name="sine", input_rate=case.get("input_rate", 50.0)), seed=1)
     neuron_params = {"eprop_isi_trace_cutoff": case["cutoff"]} if "cutoff" in case else {}
     net = EpropNetwork(
@@ -106,7 +103,7 @@ def run_case(case: dict) -> dict:
     times = timing(nest, net, batches)
     rss_end = _rss_bytes()
     # the rate of the timed iterations (not the pulses of _time_with_closed_windows)
-    spike_times = np.asarray(net._nodes["sr"].get("events", "times"))
+    spike_times = np.asarray(net.devices.spike_recorder.get("events", "times"))
     t_begin = net.lead_in_ms() + batches[0].steps
     sim_ms = max(iterations, 1) * batches[0].steps
     spikes = np.count_nonzero((spike_times > t_begin) & (spike_times <= t_begin + sim_ms))

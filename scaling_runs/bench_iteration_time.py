@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import nest
 from iteration_timing import time_iterations as time_block
 
-import nestgrad
 from nestgrad.config import NetworkConfig, OptimizerConfig, TaskConfig
+from nestgrad.nest_engine import fresh_kernel
 from nestgrad.networks.eprop_classic import EpropNetwork, initial_weights
 from nestgrad.tasks import make_task
 
@@ -25,10 +24,7 @@ def time_iterations(
     model: str, n_rec: int, iterations: int, threads: int, static: bool, algorithm: str = "step"
 ) -> float:
     """Median wall-clock seconds of one iteration (after one warm-up iteration)."""
-    nest.ResetKernel()
-    nest.verbosity = nest.VerbosityLevel.ERROR
-    nestgrad.install()
-    nest.set(resolution=1.0, local_num_threads=threads, print_time=False)
+    nest = fresh_kernel(1.0, threads)
     task = make_task(TaskConfig(name="sine"), seed=1)
     net = EpropNetwork(
         NetworkConfig(neuron_model=model, n_rec=n_rec, gradient_algorithm=algorithm),

@@ -38,10 +38,10 @@ def run_case(n: int, threads: int, bio_ms: float) -> dict:
     """One size and thread count, in this process."""
     import nest
 
-    import nestgrad
-    from nestgrad.config import OptimizerConfig
-    from nestgrad.networks.v1 import V1Config, V1Network
-    from nestgrad.v1_tasks import V1TaskConfig, make_v1_task
+    from nestgrad.config import OptimizerConfig, V1Config, V1TaskConfig
+    from nestgrad.nest_engine import fresh_kernel
+    from nestgrad.networks.v1 import V1Network
+    from nestgrad.tasks.v1 import make_v1_task
 
     nest.set_verbosity("M_ERROR")
     optimizer = OptimizerConfig(type="adam", eta=0.01, batch_size=1000, Wmin=-1e4, Wmax=1e4, sign_constrained=True)
@@ -59,9 +59,7 @@ def run_case(n: int, threads: int, bio_ms: float) -> dict:
         ("train", True, "eprop_vector_synapse"),
         ("event", True, "eprop_event_synapse"),
     ):
-        nest.ResetKernel()
-        nestgrad.install()
-        nest.set(resolution=1.0, local_num_threads=threads, print_time=False)
+        fresh_kernel(1.0, threads)
         if synapse:
             net.plastic_model = synapse  # gradient_algorithm "step" or "event"
         rss0 = _status_mb("VmRSS")

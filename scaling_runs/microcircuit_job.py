@@ -35,23 +35,19 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=55)
     args = ap.parse_args()
 
-    import nest
-
-    import nestgrad
-    from nestgrad.networks.potjans_diesmann import Microcircuit, MicrocircuitConfig
+    from nestgrad.config import MicrocircuitConfig
+    from nestgrad.nest_engine import fresh_kernel
+    from nestgrad.networks.potjans_diesmann import Microcircuit
     from nestgrad.parallel import communicator
 
-    nest.ResetKernel()
-    nest.verbosity = nest.VerbosityLevel.ERROR
-    nestgrad.install()
-    nest.set(resolution=0.1, local_num_threads=args.threads, rng_seed=args.seed, print_time=False)
+    nest = fresh_kernel(0.1, args.threads, args.seed)
     comm = communicator(nest)
     k_scale = args.k_scale if args.k_scale is not None else args.scale
     cfg = MicrocircuitConfig(n_scaling=args.scale, k_scaling=k_scale)
     t0 = time.perf_counter()
     if args.eprop:
-        from nestgrad.config import OptimizerConfig, TaskConfig
-        from nestgrad.networks.pd_eprop import EpropMicrocircuit, EpropMicrocircuitConfig
+        from nestgrad.config import EpropMicrocircuitConfig, OptimizerConfig, TaskConfig
+        from nestgrad.networks.pd_eprop import EpropMicrocircuit
         from nestgrad.tasks import make_task
 
         mcfg = EpropMicrocircuitConfig(n_scaling=args.scale, k_scaling=k_scale)

@@ -151,7 +151,7 @@ def test_forward_equals_replay_for_nest_example_networks(model, task):
     """The networks of tests/test_reference_bsshslm.py (NEST's example parameters: t_ref 5 ms and
     regular_spike_arrival for evidence, adaptation, cross-entropy with softmax normalisation)."""
     pytest.importorskip("nest")
-    from nestgrad.reference.bsshslm_nest import make_bsshslm_spec
+    from nestgrad.comparison.bsshslm_nest import make_bsshslm_spec
 
     spec = make_bsshslm_spec(task, model, n_rec=30, iterations=2, eta=0.0)
     fw, ref = forward(spec), run_online_bsshslm(spec)

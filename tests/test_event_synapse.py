@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import pytest
 
+from nestgrad.comparison.compare import compare
+from nestgrad.comparison.nest_runs import spec_from_config
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig
-from nestgrad.reference.compare import compare
-from nestgrad.reference.nest_backend import spec_from_config
 
 TOL = 1e-9
 # running products: time-varying eligibility coefficients
@@ -145,7 +145,7 @@ def test_event_synapse_nestml_and_glif3_neurons_equal_reference(model, task, opt
 def test_event_and_vector_synapses_agree_for_nestml_neurons(nest_kernel, model, params):
     """eprop_event_synapse (running sums; running products for the adaptive neuron) vs the step-by-step
     eprop_vector_synapse on the same NESTML neurons in NEST: final weights agree to 1e-12."""
-    from nestgrad.reference.nest_backend import run_nest
+    from nestgrad.comparison.nest_runs import run_nest
 
     spec = spec_from_config(_config("evidence", "gradient_descent", params, model=model), 3)
     event = run_nest(spec)
@@ -220,7 +220,7 @@ def test_event_synapse_sparse_network(model, task):
 
 def test_event_and_step_synapses_agree_in_nest(nest_kernel):
     """Same network with NEST's eprop_synapse and with eprop_event_synapse: final weights agree to 1e-12."""
-    from nestgrad.reference.nest_backend import run_nest
+    from nestgrad.comparison.nest_runs import run_nest
 
     spec = spec_from_config(_config("evidence", "gradient_descent", {"tau_syn_in": 8.0}), 3)
     event = run_nest(spec)
@@ -280,7 +280,7 @@ def test_running_products_history_is_bounded_by_the_cutoff(nest_kernel):
 def test_event_updates_do_not_depend_on_the_thread_split(nest_kernel):
     """The running sums are per neuron; which thread holds a neuron does not change its numbers: with 1 and 2 threads
     the weight updates agree to rounding (spike input summed in another order can differ in the last bit)."""
-    from nestgrad.reference.nest_backend import run_nest
+    from nestgrad.comparison.nest_runs import run_nest
 
     spec = spec_from_config(_config("sine", "adam", {"eprop_isi_trace_cutoff": 50.0}), 3)
     one, two = run_nest(spec, threads=1), run_nest(spec, threads=2)

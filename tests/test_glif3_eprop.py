@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from test_reference import small_spec, synthetic_spec
 
+from nestgrad.comparison.compare import compare
 from nestgrad.reference.bptt import bptt_gradient
-from nestgrad.reference.compare import compare
 from nestgrad.reference.online import run_online
 
 MODEL = "eprop_glif3_psc"
@@ -163,7 +163,7 @@ def test_dales_law_keeps_signs_and_matches_reference(tmp_path):
     """optimizer.sign_constrained: each sign is connected with a copy of the synapse model bounded to that sign.
     A learning rate large enough that unconstrained learning flips signs; with the constraint none flips, weights
     stop at zero, and NEST still equals the reference (which applies the same per-synapse bounds)."""
-    from nestgrad.reference.nest_backend import run_nest
+    from nestgrad.comparison.nest_runs import run_nest
 
     spec = small_spec(MODEL, "sine", optimizer="adam")
     spec = spec.replace(optimizer=spec.optimizer | {"eta": spec.optimizer["eta"] * 300})

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from test_reference import small_spec
 
-from nestgrad.reference.compare import iteration_losses
-from nestgrad.reference.nest_backend import run_nest
+from nestgrad.comparison.compare import iteration_losses
+from nestgrad.comparison.nest_runs import run_nest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TWINS = {  # NESTML model: its C++ twin (NEST's built-in models, and nestgrad's eprop_iaf_psc_exp)
@@ -269,7 +269,7 @@ def _without_asc(params: dict) -> dict:
 def test_after_spike_current_model_matches_reference_with_adam_two_threads_and_cutoff(cutoff, tmp_path):
     """Windows longer than the cutoff make the generated code propagate the coupled (V_m, I_asc) sensitivity by a
     matrix power (the propagator is not diagonal); Adam and 2 threads as in the C++ models' tests."""
-    from nestgrad.reference.compare import compare
+    from nestgrad.comparison.compare import compare
 
     spec = small_spec("eprop_iaf_psc_delta_asc_nestml", "sine", optimizer="adam")
     spec = spec.replace(rec_params=spec.rec_params | {"eprop_isi_trace_cutoff": cutoff})
@@ -334,7 +334,7 @@ def test_vector_synapse_equals_eprop_synapse_for_two_state_models(monkeypatch):
 def test_three_state_model_matches_reference(task, tmp_path):
     """eprop_iaf_psc_exp_adapt_nestml: (V_m, I_syn, adaptation) through eprop_vector_synapse, vs the reference
     (evidence: Adam and 2 threads)."""
-    from nestgrad.reference.compare import compare
+    from nestgrad.comparison.compare import compare
 
     spec = small_spec(
         "eprop_iaf_psc_exp_adapt_nestml", task, optimizer="adam" if task == "evidence" else "gradient_descent"
@@ -376,7 +376,7 @@ def test_three_state_model_needs_the_vector_synapse(nest_kernel):
 def test_two_port_model_matches_reference(task, tmp_path):
     """eprop_iaf_psc_exp_exc_inh_nestml: one eligibility recursion per receptor port, the port selected by the
     connection (eprop_vector_synapse's receptor_type); the reference keeps each synapse on its initial port."""
-    from nestgrad.reference.compare import compare
+    from nestgrad.comparison.compare import compare
 
     result = compare(small_spec("eprop_iaf_psc_exp_exc_inh_nestml", task), tmp_path, plots=False)
     for name, r in result["projections"].items():

@@ -18,10 +18,10 @@ import pytest
 from gradient_check import assert_matches_finite_differences
 
 from nestgrad.cli import _COMPARE_ETA as ETA  # the psc_delta models learn with smaller rates
+from nestgrad.comparison.compare import compare
+from nestgrad.comparison.nest_runs import spec_from_config
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig
 from nestgrad.reference.bptt import bptt_gradient, forward
-from nestgrad.reference.compare import compare
-from nestgrad.reference.nest_backend import spec_from_config
 from nestgrad.reference.neurons import RECURRENT_MODELS
 from nestgrad.reference.online import run_online
 from nestgrad.reference.spec import NetworkSpec, SpecError

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nestgrad.reference.bsshslm_nest import compare_bsshslm, make_bsshslm_spec, run_nest_bsshslm
+from nestgrad.comparison.bsshslm_nest import compare_bsshslm, make_bsshslm_spec, run_nest_bsshslm
 from nestgrad.reference.online_bsshslm import (
     BSSHSLM_MODELS,
     run_online_bsshslm,

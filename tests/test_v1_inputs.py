@@ -1,5 +1,5 @@
-"""The V1 model's visual input: the LGN filter model (nestgrad.networks.lgn) and Chen et al.'s five visual tasks
-(nestgrad.v1_tasks). No NEST needed."""
+"""The V1 model's visual input: the LGN filter model (nestgrad.tasks.lgn) and Chen et al.'s five visual tasks
+(nestgrad.tasks.v1). No NEST needed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 
-import nestgrad.v1_tasks as vt
-from nestgrad.networks.lgn import (
+import nestgrad.tasks.v1 as vt
+from nestgrad.tasks import accuracy
+from nestgrad.tasks.lgn import (
     FIELD_SHAPE,
     LGN,
     LGN_TYPE_NAMES,
@@ -19,7 +20,6 @@ from nestgrad.networks.lgn import (
     TemporalKernel,
     type_counts,
 )
-from nestgrad.tasks import accuracy
 
 HAVE_SKLEARN = importlib.util.find_spec("sklearn") is not None
 GRAY = np.zeros(FIELD_SHAPE)

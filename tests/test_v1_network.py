@@ -150,7 +150,7 @@ def test_nest_network_equals_the_layout(nest_kernel):
     conns = nest.GetConnections(net.neurons, net.neurons).get(["source", "target", "receptor", "delay"])
     assert len(conns["source"]) == lay.rec_src.size
     got = dict(zip(zip(conns["source"], conns["target"], strict=True), conns["receptor"], strict=True))
-    ids = net._ids
+    ids = net.built.ids["v1"]
     pairs = zip(ids[lay.rec_src].tolist(), ids[lay.rec_tgt].tolist(), strict=True)
     expected = dict(zip(pairs, lay.rec_receptor.tolist(), strict=True))
     assert got == expected
@@ -158,7 +158,7 @@ def test_nest_network_equals_the_layout(nest_kernel):
     models = set(nest.GetConnections(net.neurons, net.neurons).get("synapse_model"))
     assert models == {"eprop_vector_synapse_nonneg", "eprop_vector_synapse_neg"}  # Dale's law
     # the spike recorder sees the first readout-pool neurons (by node id)
-    recorded = np.sort(np.asarray(nest.GetConnections(target=net.sr).get("source")))
+    recorded = np.sort(np.asarray(nest.GetConnections(target=net.built.devices.spike_recorder).get("source")))
     np.testing.assert_array_equal(recorded, np.unique(ids[net.out_src])[:10])
 
 
@@ -174,7 +174,7 @@ def test_only_the_pools_learn_with_plastic_targets_pools(nest_kernel):
     back = net.read_weights(nest)
     for key in ("lgn_rec", "rec_rec", "rec_out"):
         np.testing.assert_array_equal(back[key], w0[key], err_msg=key)
-    lay, ids = net.layout, net._ids
+    lay, ids = net.layout, net.built.ids["v1"]
     in_pool = np.zeros(lay.cls.size, bool)
     in_pool[np.concatenate(net.pools)] = True
     d = nest.GetConnections(net.neurons, net.neurons).get(["source", "target", "delay", "synapse_model"])
@@ -203,8 +203,10 @@ def test_static_column_fires_at_low_rates(nest_kernel):
     spikes = net.lgn.spikes(rates, np.random.default_rng(0), 1.0)
     net.load_segment(nest, [TrialBatch(spikes, np.zeros((T, 2)), np.zeros(T), T)])
     nest.Simulate(T + net.lead_in_ms())
-    senders = np.asarray(net.sr.get("events")["senders"])
-    counts = np.bincount(np.searchsorted(net._ids, senders), minlength=net._ids.size) / (T / 1000.0)
+    senders = np.asarray(net.built.devices.spike_recorder.get("events")["senders"])
+    counts = np.bincount(np.searchsorted(net.built.ids["v1"], senders), minlength=net.built.ids["v1"].size) / (
+        T / 1000.0
+    )
     per_class = np.array([counts[net.layout.cls == k].mean() for k in range(len(D.CLASSES))])
     assert per_class.mean() > 0.5 and per_class.max() < 40.0, per_class
     assert per_class[D.EXCITATORY].max() < 10.0, per_class

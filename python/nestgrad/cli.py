@@ -6,11 +6,12 @@ import argparse
 import pathlib
 import sys
 
-from nestgrad.config import ConfigError, ExperimentConfig
+from nestgrad.config import ExperimentConfig
+from nestgrad.errors import NestgradError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from nestgrad.trainer import CheckpointError, Trainer, TrainingDivergedError
+    from nestgrad.trainer import Trainer
 
     config = ExperimentConfig.from_toml(args.config)
     if args.iterations is not None:
@@ -18,11 +19,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, iterations=args.iterations))
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
-    try:
-        history = Trainer(config, out).run(resume=args.resume, overwrite=args.overwrite)
-    except (CheckpointError, TrainingDivergedError) as err:
-        print(f"nestgrad train: {err}", file=sys.stderr)
-        return 2
+    history = Trainer(config, out).run(resume=args.resume, overwrite=args.overwrite)
     first, last = history[0]["loss"], history[-1]["loss"]
     print(
         f"done: loss {first:.5g} (iteration 1) -> {last:.5g} (iteration {history[-1]['iteration']}); results in {out}"
@@ -31,15 +28,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from nestgrad.trainer import CheckpointError, Trainer
+    from nestgrad.trainer import Trainer
 
     config = ExperimentConfig.from_toml(args.config)
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
-    try:
-        result = Trainer(config, out, verbose=False).evaluate(args.batches, initial=args.initial)
-    except CheckpointError as err:
-        print(f"nestgrad evaluate: {err}", file=sys.stderr)
-        return 2
+    result = Trainer(config, out, verbose=False).evaluate(args.batches, initial=args.initial)
     acc = f", accuracy {result['accuracy']:.3f}" if "accuracy" in result else ""
     name = "evaluation_initial.json" if args.initial else "evaluation.json"
     print(
@@ -66,9 +59,9 @@ _COMPARE_ETA = {
 def _cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from nestgrad.comparison.compare import compare, format_table
+    from nestgrad.comparison.nest_runs import spec_from_config
     from nestgrad.config import NetworkConfig, OptimizerConfig, TaskConfig
-    from nestgrad.reference.compare import compare, format_table
-    from nestgrad.reference.nest_backend import spec_from_config
     from nestgrad.reference.spec import NetworkSpec
 
     sources = [x for x in (args.network, args.config, args.task) if x]
@@ -78,7 +71,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.network:
         spec = NetworkSpec.load(args.network)
     elif args.neuron.endswith("_bsshslm_2020") and not args.config:
-        from nestgrad.reference.bsshslm_nest import make_bsshslm_spec
+        from nestgrad.comparison.bsshslm_nest import make_bsshslm_spec
 
         spec = make_bsshslm_spec(
             task=args.task,
@@ -192,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except NestgradError as err:  # what a user can cause: one line; anything else is a bug and keeps its traceback
         print(f"nestgrad {args.command}: {err}", file=sys.stderr)
         return 2
 

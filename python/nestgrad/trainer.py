@@ -23,10 +23,13 @@ import numpy as np
 
 from nestgrad.callbacks import Callback, ProgressPrinter
 from nestgrad.config import ExperimentConfig
-from nestgrad.errors import CheckpointError, TrainingDivergedError
-from nestgrad.networks.eprop_classic import EpropNetwork, Recordings, initial_weights
+from nestgrad.errors import CheckpointError, ConfigError, TrainingDivergedError
+from nestgrad.nest_engine import fresh_kernel
+from nestgrad.nest_engine.devices import Recordings
+from nestgrad.networks.base import Learner
+from nestgrad.networks.registry import make_learner
 from nestgrad.parallel import SerialCommunicator, communicator
-from nestgrad.tasks import Task, TrialBatch, accuracy, make_task, mse_loss
+from nestgrad.tasks import Task, TrialBatch, accuracy, mse_loss
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -122,53 +125,11 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         if verbose:
             self.callbacks.insert(0, ProgressPrinter())
-        if config.network.architecture == "v1":
-            from nestgrad.networks.v1 import V1Config, V1Network
-            from nestgrad.v1_tasks import V1TaskConfig, make_v1_task
-
-            n_out = V1Network.outputs_of_task(config.task.name)
-            self.network = V1Network(
-                V1Config.from_dict(config.network.v1),
-                config.optimizer,
-                n_out,
-                config.task.resolution,
-                config.network.gradient_algorithm,
-            )
-            self.task = make_v1_task(
-                config.task.name,
-                V1TaskConfig.from_dict(config.task.v1),
-                config.network.seed,
-                self.network.lgn,
-                config.task.resolution,
-                config.task.batch_size,
-            )
-            self.n_in, self.n_out = self.task.n_in, self.task.n_out
-        elif config.network.architecture == "microcircuit":
-            from nestgrad.networks.pd_eprop import EpropMicrocircuit, EpropMicrocircuitConfig
-
-            mc = EpropMicrocircuitConfig.from_dict(config.network.microcircuit)
-            self.task: Task = make_task(config.task, config.network.seed, n_in=mc.n_thalamus)
-            self.network: Any = EpropMicrocircuit(
-                mc,
-                config.optimizer,
-                self.task.n_out,
-                config.task.resolution,
-                config.network.neuron_params,
-                config.network.gradient_algorithm,
-            )
-            self.n_in, self.n_out = self.task.n_in, self.task.n_out
-        else:
-            self.task = make_task(config.task, config.network.seed)
-            self.n_in = config.network.n_in or self.task.n_in
-            self.n_out = config.network.n_out or self.task.n_out
-            if self.n_in != self.task.n_in or self.n_out != self.task.n_out:
-                raise ValueError(
-                    f"task {config.task.name!r} needs n_in = {self.task.n_in} and n_out = "
-                    f"{self.task.n_out}; the configuration asks for {self.n_in} and {self.n_out}"
-                )
-            self.network = EpropNetwork(config.network, config.optimizer, self.n_in, self.n_out, config.task.resolution)
-        if hasattr(self.network, "sign_reference"):  # signs of the initial weights choose ports and Dale's copies
-            self.network.sign_reference = self.initial_state().weights
+        # the architecture's factory (nestgrad.networks.registry) makes the learner and its task
+        self.network: Learner
+        self.task: Task
+        self.network, self.task = make_learner(config)
+        self.n_in, self.n_out = self.network.n_in, self.network.n_out
         self.iteration = 0
         self.comm: SerialCommunicator = SerialCommunicator()
         self.state: TrainingState | None = None
@@ -179,12 +140,7 @@ class Trainer:
         return self.out_dir / CHECKPOINT_NAME
 
     def initial_state(self) -> TrainingState:
-        c = self.config.network
-        if c.architecture in ("microcircuit", "v1"):
-            return TrainingState(0, self.network.initial_weights(c.seed))
-        return TrainingState(
-            0, initial_weights(self.n_in, c.n_rec, self.n_out, c.seed, c.recurrent, c.weight_scale, c.neuron_model)
-        )
+        return TrainingState(0, self.network.initial_weights(self.config.network.seed))
 
     def validate(self) -> None:
         """All checks that need NEST, done in a fresh kernel before any simulation."""
@@ -247,9 +203,9 @@ class Trainer:
         Trainer's last run, else the checkpoint in ``out_dir``; ``initial`` evaluates the untrained network instead
         (the baseline). Writes ``evaluation.json`` (``evaluation_initial.json``) to ``out_dir`` (rank 0)."""
         if not isinstance(n_batches, int) or isinstance(n_batches, bool) or n_batches < 1:
-            raise ValueError(f"evaluate: n_batches = {n_batches!r}; a positive integer is required")
+            raise ConfigError(f"evaluate: n_batches = {n_batches!r}; a positive integer is required")
         if not isinstance(first_batch, int) or first_batch < self.config.training.iterations:
-            raise ValueError(
+            raise ConfigError(
                 f"evaluate: first_batch = {first_batch!r} overlaps the training batches "
                 f"(0 ... {self.config.training.iterations - 1})"
             )
@@ -261,19 +217,8 @@ class Trainer:
             state = self.state
         self.validate()
         nest = self._fresh_kernel()
-        net = self.network
-        # learning off: the synapse models get eta = 0 before any connection exists (NEST's optimizer applies the
-        # first eta it was given to each synapse's first update, so setting it to 0 after the build would not do)
-        optimizer, v1_config = net.optimizer, getattr(net, "config", None)
-        try:
-            net.optimizer = dataclasses.replace(optimizer, eta=0.0)
-            if hasattr(v1_config, "readout_eta"):
-                net.config = dataclasses.replace(v1_config, readout_eta=0.0)
-            net.build(nest, state.weights, self.config.training.record_neurons)
-        finally:
-            net.optimizer = optimizer
-            if hasattr(v1_config, "readout_eta"):
-                net.config = v1_config
+        # learning off: every learner builds its plastic synapses with learning rate 0
+        self.network.build(nest, state.weights, self.config.training.record_neurons, learning=False)
         batches = [self.task.batch(first_batch + k) for k in range(n_batches)]
         per_batch = []
         for batch, rec, _ in self._simulate(nest, batches):
@@ -304,19 +249,8 @@ class Trainer:
 
     # -- one block of iterations in a fresh kernel ------------------------------------------------------------------
     def _fresh_kernel(self) -> Any:
-        import nest
-
-        import nestgrad
-
-        nest.ResetKernel()
-        nest.verbosity = nest.VerbosityLevel.ERROR
-        nestgrad.install()
-        nest.set(
-            resolution=self.config.task.resolution,
-            local_num_threads=self.config.training.threads,
-            rng_seed=self.config.training.rng_seed,
-            print_time=False,
-        )
+        t = self.config.training
+        nest = fresh_kernel(self.config.task.resolution, t.threads, t.rng_seed)
         self.comm = communicator(nest)
         self.network.comm = self.comm
         return nest
@@ -375,9 +309,7 @@ class Trainer:
         }
         if batch.labels is not None:
             m["accuracy"] = accuracy(rec.readout, batch)
-        n_rec_recorded = getattr(self.network, "n_recorded", None)
-        if n_rec_recorded is None:
-            n_rec_recorded = min(self.config.training.record_neurons, self.config.network.n_rec)
+        n_rec_recorded = self.network.n_recorded
         duration_s = batch.steps * self.config.task.resolution / 1000.0
         m["rate_hz"] = rec.spike_steps.size / max(n_rec_recorded, 1) / duration_s
         m["seconds"] = seconds

@@ -17,25 +17,28 @@ With ``NetworkConfig.gradient_algorithm = "event"`` the connections into the rec
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from nestgrad.config import NetworkConfig, OptimizerConfig
+from nestgrad.config import GradientAlgorithm, NetworkConfig, OptimizerConfig, OptimizerType
+from nestgrad.errors import ModelError, SpecError
+from nestgrad.nest_engine import (
+    EPROP_SYNAPSE,
+    EVENT_SYNAPSE,
+    INLINE_OPTIMIZER_SYNAPSES,
+    LEARNING_SIGNAL_CONNECTION,
+    STATIC_SYNAPSE,
+    set_plastic_defaults,
+    signed_model,
+)
+from nestgrad.nest_engine import devices as dev
+from nestgrad.networks.base import READOUT_DEFAULTS
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.tasks import TrialBatch
 
-EPROP_SYNAPSE = "eprop_synapse"
-EVENT_SYNAPSE = "eprop_event_synapse"
-VECTOR_SYNAPSE = "eprop_vector_synapse"  # NESTML e-prop neurons with more than two eligibility states
-_INLINE_OPTIMIZER_SYNAPSES = (EVENT_SYNAPSE, VECTOR_SYNAPSE)  # Adam's moments as adam_m, adam_v
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 _PROJECTION_NODES = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}
-
-# Steps between an input spike time and the recurrent layer (generator offset + input delay), as in NEST's examples.
-OFFSET_GEN_STEPS = 1
-DELAY_STEPS = 1
 
 _COMMON_REC = {
     "C_m": 1.0,  # pF
@@ -102,17 +105,9 @@ _DEFAULTS["eprop_glif3_psc"] = {k: v for k, v in _COMMON_REC.items() if k != "ta
 # Neurons with more than two receptor ports: (excitatory, inhibitory) port of the classic network.
 _SIGN_PORTS: dict[str, tuple[int, int]] = {"eprop_glif3_psc": (1, 2)}
 
-READOUT_DEFAULTS: dict[str, Any] = {
-    "C_m": 1.0,
-    "E_L": 0.0,
-    "I_e": 0.0,
-    "tau_m": 30.0,
-    "V_m": 0.0,
-    "eprop_isi_trace_cutoff": 100.0,
-}
-
 # The classic network's scale factor (NEST's examples): weights and rates are rescaled by 1 - kappa.
-_SCALE = 1.0 - 0.97
+WEIGHT_SCALE = 1.0 - 0.97
+_SCALE = WEIGHT_SCALE
 
 
 # The e-prop parameters of every recurrent e-prop neuron (NEST's, and nestgrad's C++ and NESTML ones).
@@ -126,11 +121,6 @@ EPROP_PARAMETER_KEYS = (
     "surrogate_gradient_width",
     "eprop_isi_trace_cutoff",
 )
-
-
-def _signed_model(model: str, sign: str) -> str:
-    """The copy of a plastic synapse model bounded to one sign (Dale's law, OptimizerConfig.sign_constrained)."""
-    return f"{model}_{sign}"
 
 
 def is_own_nestml_model(model: str) -> bool:
@@ -148,7 +138,7 @@ def default_neuron_params(model: str) -> dict[str, Any]:
     if is_own_nestml_model(model):
         return {k: _COMMON_REC[k] for k in EPROP_PARAMETER_KEYS}
     if model not in _DEFAULTS:
-        raise ValueError(
+        raise ModelError(
             f"network.neuron_model = {model!r} is not supported by the e-prop network builder; "
             f"supported: {', '.join(supported_neuron_models())}, or an e-prop neuron of your own generated from "
             "NESTML (a model named eprop_*_nestml in nestml_models/, see docs/nestml_eprop.md)"
@@ -193,33 +183,6 @@ def initial_weights(
     return w
 
 
-@dataclass
-class Recordings:
-    """What one iteration recorded, aligned to the iteration's time steps."""
-
-    readout: np.ndarray  # (steps, n_out), readout membrane potential y
-    target: np.ndarray  # (steps, n_out), target as the readout received it (times the learning window)
-    spike_steps: np.ndarray  # time step (from the iteration start) of each recorded recurrent spike
-    spike_senders: np.ndarray  # index of the recurrent neuron (0-based)
-
-
-def set_generators(gen_in: Any, gen_target: Any, gen_window: Any, batches: list[TrialBatch], step: float) -> None:
-    """Input spikes, targets and learning window of consecutive iterations, from the kernel's time 0: data step j is
-    emitted by the spike generators at (j + 1) steps and reaches the readouts' rate inputs at (j + 2) steps."""
-    spikes = np.concatenate([b.input_spikes for b in batches])
-    target = np.concatenate([b.target for b in batches])
-    window = np.concatenate([b.learning_window for b in batches])
-    steps, senders = np.nonzero(spikes)
-    times = (steps + OFFSET_GEN_STEPS) * step
-    order = np.argsort(senders, kind="stable")
-    per_sender = np.split(times[order], np.searchsorted(senders[order], np.arange(1, spikes.shape[1])))
-    gen_in.set([{"spike_times": np.round(t, 10)} for t in per_sender])
-    amp_times = (np.arange(spikes.shape[0]) + OFFSET_GEN_STEPS + DELAY_STEPS) * step
-    gen_target.set([{"amplitude_times": amp_times, "amplitude_values": target[:, k]} for k in range(target.shape[1])])
-    change = np.flatnonzero(np.diff(np.concatenate([[np.nan], window])) != 0)
-    gen_window.set({"amplitude_times": amp_times[change], "amplitude_values": window[change]})
-
-
 class EpropNetwork:
     """Builds the network in the current NEST kernel and moves weights, optimizer state and data in and out."""
 
@@ -239,9 +202,18 @@ class EpropNetwork:
         # that reached 0 keeps its side when a later block rebuilds the network (the Trainer sets them; None: the
         # signs of the weights being built)
         self.sign_reference: dict[str, np.ndarray] | None = None
+        self._recorded_count = 0
+
+    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+        c = self.config
+        return initial_weights(self.n_in, c.n_rec, self.n_out, seed, c.recurrent, c.weight_scale, c.neuron_model)
+
+    @property
+    def n_recorded(self) -> int:
+        return int(self._recorded_count)
 
     def describe(self) -> str:
-        algorithm = ", eprop_event_synapse" if self.config.gradient_algorithm == "event" else ""
+        algorithm = ", eprop_event_synapse" if self.config.gradient_algorithm == GradientAlgorithm.EVENT else ""
         return f"{self.config.neuron_model} ({self.n_rec} recurrent neurons{algorithm})"
 
     # -- checks before anything runs ---------------------------------------------------------------------------
@@ -249,9 +221,9 @@ class EpropNetwork:
         """Check the models and parameter names against NEST's defaults; errors name the bad key."""
         model = self.config.neuron_model
         if model not in nest.node_models:
-            raise ValueError(f"network.neuron_model = {model!r} is not a NEST model (is nestgrad.install() done?)")
+            raise ModelError(f"network.neuron_model = {model!r} is not a NEST model (is nestgrad.install() done?)")
         if "surrogate_gradient_function" not in nest.GetDefaults(model):
-            raise ValueError(
+            raise ModelError(
                 f"network.neuron_model = {model!r} is not an e-prop neuron (it has no surrogate gradient); "
                 "NESTML models become e-prop neurons when named eprop_*_nestml (docs/nestml_eprop.md)"
             )
@@ -262,10 +234,10 @@ class EpropNetwork:
             known = set(nest.GetDefaults(model_name))
             unknown = sorted(set(params) - known)
             if unknown:
-                raise ValueError(f"network.{label}: unknown parameter(s) {unknown} for model {model_name!r}")
-        if self.config.gradient_algorithm == "event":
+                raise ModelError(f"network.{label}: unknown parameter(s) {unknown} for model {model_name!r}")
+        if self.config.gradient_algorithm == GradientAlgorithm.EVENT:
             if EVENT_SYNAPSE not in nest.synapse_models:
-                raise ValueError("network.gradient_algorithm = 'event' needs nestgrad's module (nestgrad.install())")
+                raise ModelError("network.gradient_algorithm = 'event' needs nestgrad's module (nestgrad.install())")
             refusal = nest.GetDefaults(model).get("event_synapse_refusal")
             if refusal is None:
                 refusal = (
@@ -273,7 +245,7 @@ class EpropNetwork:
                     "e-prop neurons with constant eligibility coefficients do)"
                 )
             if refusal:
-                raise ValueError(
+                raise ModelError(
                     f"network.gradient_algorithm = 'event' is not supported by network.neuron_model = {model!r}: "
                     f"{refusal}"
                 )
@@ -287,11 +259,11 @@ class EpropNetwork:
         }
         for key, shape in shapes.items():
             if key not in weights:
-                raise ValueError(f"weights: projection {key!r} is missing")
+                raise SpecError(f"weights: projection {key!r} is missing")
             if weights[key].shape != shape:
-                raise ValueError(f"weights[{key!r}] has shape {weights[key].shape}, expected {shape} [post, pre]")
+                raise SpecError(f"weights[{key!r}] has shape {weights[key].shape}, expected {shape} [post, pre]")
             if not np.all(np.isfinite(weights[key])):
-                raise ValueError(f"weights[{key!r}] contains NaN or infinite values")
+                raise SpecError(f"weights[{key!r}] contains NaN or infinite values")
 
     # -- building -------------------------------------------------------------------------------------------------
     def _receptors_by_sign(self, nest: Any) -> tuple[int, int] | None:
@@ -304,18 +276,13 @@ class EpropNetwork:
             return None
         ports = dict(ports)
         if len(ports) != 2:
-            raise ValueError(
+            raise ModelError(
                 f"network.neuron_model = {self.config.neuron_model!r} has {len(ports)} spike receptor ports "
                 f"({', '.join(sorted(ports))}); the e-prop network routes weights by sign to two (excitatory, "
                 "inhibitory)"
             )
         exc, inh = sorted(ports.values())
         return exc, inh
-
-    def _set_optimizer(self, nest: Any, model: str, w_min: float, w_max: float) -> None:
-        # the default connection's weight (1.0) must lie inside the new bounds, or NEST refuses them
-        nest.SetDefaults(model, {"weight": min(max(0.0, w_min), w_max)})
-        nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict() | {"Wmin": w_min, "Wmax": w_max}})
 
     def _signed(self, plastic: bool = True) -> bool:
         """Dale's law: plastic synapses of each sign use a copy of the synapse model bounded to that sign."""
@@ -349,19 +316,19 @@ class EpropNetwork:
             if by_port or signed:
                 ref = w if self.sign_reference is None else np.asarray(self.sign_reference[name], float)
                 if ref.shape != w.shape:
-                    raise ValueError(f"sign_reference[{name!r}] has shape {ref.shape}, the weights {w.shape}")
+                    raise SpecError(f"sign_reference[{name!r}] has shape {ref.shape}, the weights {w.shape}")
                 groups = [
-                    (mask & (ref >= 0.0), receptors[0] if by_port else None, _signed_model(model, "nonneg")),
-                    (mask & (ref < 0.0), receptors[1] if by_port else None, _signed_model(model, "neg")),
+                    (mask & (ref >= 0.0), receptors[0] if by_port else None, signed_model(model, "nonneg")),
+                    (mask & (ref < 0.0), receptors[1] if by_port else None, signed_model(model, "neg")),
                 ]
             else:
                 groups = [(mask, None, model)]
-            for selected, receptor, signed_model in groups:
+            for selected, receptor, sign_model in groups:
                 post_idx, pre_idx = np.nonzero(selected)
                 if post_idx.size == 0:
                     continue
                 syn = {
-                    "synapse_model": signed_model if signed else model,
+                    "synapse_model": sign_model if signed else model,
                     "weight": w[post_idx, pre_idx],
                     "delay": np.full(post_idx.size, self.resolution),
                 }
@@ -375,7 +342,7 @@ class EpropNetwork:
         """The plastic synapse into the recurrent neurons: eprop_event_synapse for gradient_algorithm "event", else
         the one the neuron asks for (NESTML e-prop neurons with more than two eligibility states need
         eprop_vector_synapse), else NEST's eprop_synapse."""
-        if self.config.gradient_algorithm == "event":
+        if self.config.gradient_algorithm == GradientAlgorithm.EVENT:
             return EVENT_SYNAPSE
         return nest.GetDefaults(self.config.neuron_model).get("eprop_synapse_model", EPROP_SYNAPSE)
 
@@ -386,9 +353,11 @@ class EpropNetwork:
         record_neurons: int,
         plastic: bool = True,
         masks: dict[str, np.ndarray] | None = None,
+        learning: bool = True,
     ) -> None:
         """Create the network in the current kernel. ``plastic=False`` builds the static twin (static synapses
-        where e-prop synapses would be), the baseline for measuring the cost of plasticity. ``masks`` ([post, pre]
+        where e-prop synapses would be), the baseline for measuring the cost of plasticity; ``learning=False`` keeps
+        the e-prop synapses with every learning rate 0 (the same network, weights fixed). ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
         self.check_weights(weights)
         if plastic:
@@ -396,30 +365,28 @@ class EpropNetwork:
                 self.optimizer.check_bounds(name, weights[name] if masks is None else weights[name][masks[name]])
         into_rec = self._recurrent_synapse_model(nest)
         self._synapse_models = {
-            "in_rec": into_rec if plastic else "static_synapse",
-            "rec_rec": into_rec if plastic else "static_synapse",
-            "rec_out": EPROP_SYNAPSE if plastic else "static_synapse",
+            "in_rec": into_rec if plastic else STATIC_SYNAPSE,
+            "rec_rec": into_rec if plastic else STATIC_SYNAPSE,
+            "rec_out": EPROP_SYNAPSE if plastic else STATIC_SYNAPSE,
         }
         step = self.resolution
         n = self._nodes
-        n["gen_in"] = nest.Create("spike_generator", self.n_in)
-        n["in"] = nest.Create("parrot_neuron", self.n_in)
+        gen_in, n["in"] = dev.create_input_nodes(nest, self.n_in)
         n["rec"] = nest.Create(self.config.neuron_model, self.n_rec, self.neuron_params)
         n["out"] = nest.Create("eprop_readout", self.n_out, self.readout_params)
-        n["gen_target"] = nest.Create("step_rate_generator", self.n_out)
-        n["gen_window"] = nest.Create("step_rate_generator")
+        gen_target, gen_window = dev.create_target_nodes(nest, self.n_out)
 
         if plastic:
             for model in sorted(set(self._synapse_models.values())):
-                self._set_optimizer(nest, model, self.optimizer.Wmin, self.optimizer.Wmax)
-                if self.optimizer.sign_constrained:
-                    for sign in ("nonneg", "neg"):
-                        copy = _signed_model(model, sign)
-                        if copy not in nest.synapse_models:
-                            nest.CopyModel(model, copy)
-                        self._set_optimizer(nest, copy, *self.optimizer.signed_bounds(sign))
+                set_plastic_defaults(
+                    nest,
+                    model,
+                    self.optimizer.nest_dict(),
+                    sign_constrained=self.optimizer.sign_constrained,
+                    eta=None if learning else 0.0,
+                )
         all_to_all = {"rule": "all_to_all", "allow_autapses": False}
-        nest.Connect(n["gen_in"], n["in"], "one_to_one", {"synapse_model": "static_synapse", "delay": step})
+        dev.connect_inputs(nest, gen_in, n["in"], step)
         receptors = self._receptors_by_sign(nest)
         if masks is None and receptors is None and not self._signed(plastic):
             for name in PROJECTIONS:
@@ -434,70 +401,29 @@ class EpropNetwork:
             n["out"],
             n["rec"],
             all_to_all,
-            {"synapse_model": "eprop_learning_signal_connection", "delay": step, "weight": weights["feedback"]},
+            {"synapse_model": LEARNING_SIGNAL_CONNECTION, "delay": step, "weight": weights["feedback"]},
         )
-        rate = {"synapse_model": "rate_connection_delayed", "delay": step}
-        nest.Connect(n["gen_target"], n["out"], "one_to_one", rate | {"receptor_type": 2})
-        nest.Connect(n["gen_window"], n["out"], "all_to_all", rate | {"receptor_type": 1})
-
-        n["mm_out"] = nest.Create("multimeter", {"interval": step, "record_from": ["V_m", "target_signal"]})
-        nest.Connect(n["mm_out"], n["out"])
-        n["sr"] = nest.Create("spike_recorder")
-        if record_neurons > 0:
-            nest.Connect(n["rec"][: min(record_neurons, self.n_rec)], n["sr"])
+        recorded = np.asarray(n["rec"].tolist())[: max(min(record_neurons, self.n_rec), 0)]
+        self.devices = dev.connect_data_devices(nest, gen_in, n["in"], gen_target, gen_window, n["out"], recorded, step)
+        self._recorded_count = recorded.size
         self._feedback = np.array(weights["feedback"], copy=True)
 
     # -- data -----------------------------------------------------------------------------------------------------
     def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
         """Set the spike and rate generators for consecutive iterations, starting at the kernel's time 0."""
-        n = self._nodes
-        set_generators(n["gen_in"], n["gen_target"], n["gen_window"], batches, self.resolution)
+        dev.set_generators(self.devices, batches, self.resolution)
 
     def lead_in_ms(self) -> float:
-        """Simulated time before the first iteration begins.
+        return dev.lead_in_ms(self.resolution)
 
-        The readout's response to data step ``j`` is recorded at ``(OFFSET_GEN_STEPS + DELAY_STEPS + 1 + j)``
-        steps; starting iterations one step after the generators' offset and delay puts all of an iteration's
-        samples inside its own ``Simulate`` call.
-        """
-        return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
-
-    def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
-        """Read what the recorders hold for the iteration that began at ``t_start_ms``.
-
-        Recorders cannot be cleared inside NEST's Prepare/Run context, so they keep a block's events and each
-        iteration selects its own by time.
-        """
-        step = self.resolution
-        ev = {
-            key: self.comm.concat(np.asarray(v))
-            for key, v in self._nodes["mm_out"].get("events").items()
-            if key in ("times", "senders", "V_m", "target_signal")
-        }
-        k = np.rint((np.asarray(ev["times"]) - t_start_ms) / step).astype(np.int64)
-        out_ids = np.asarray(self._nodes["out"].global_id if self.n_out == 1 else self._nodes["out"].tolist())
-        col = np.searchsorted(np.atleast_1d(out_ids), np.asarray(ev["senders"]))
-        keep = (k >= 0) & (k < steps)
-        readout = np.zeros((steps, self.n_out))
-        target = np.zeros((steps, self.n_out))
-        readout[k[keep], col[keep]] = np.asarray(ev["V_m"])[keep]
-        target[k[keep], col[keep]] = np.asarray(ev["target_signal"])[keep]
-
-        sr = {
-            key: self.comm.concat(np.asarray(v))
-            for key, v in self._nodes["sr"].get("events").items()
-            if key in ("times", "senders")
-        }
-        rec_first = self._nodes["rec"][0].global_id
-        s_steps = np.rint((np.asarray(sr["times"]) - t_start_ms) / step).astype(np.int64)
-        s_keep = (s_steps >= 0) & (s_steps < steps)
-        return Recordings(readout, target, s_steps[s_keep], np.asarray(sr["senders"])[s_keep] - rec_first)
+    def collect(self, nest: Any, t_start_ms: float, steps: int) -> dev.Recordings:
+        return dev.collect(self.devices, t_start_ms, steps, self.resolution, self.comm)
 
     # -- weights and optimizer state ------------------------------------------------------------------------------
     def _projection(self, nest: Any, name: str) -> tuple[Any, Any, Any]:
         n = self._nodes
         pre, post = _PROJECTION_NODES[name]
-        if self._signed(self._synapse_models[name] != "static_synapse"):  # two synapse models, all in the projection
+        if self._signed(self._synapse_models[name] != STATIC_SYNAPSE):  # two synapse models, all in the projection
             return n[pre], n[post], nest.GetConnections(n[pre], n[post])
         return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=self._synapse_models[name])
 
@@ -517,7 +443,7 @@ class EpropNetwork:
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
         """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD."""
-        if self.optimizer.type != "adam" or "static_synapse" in self._synapse_models.values():
+        if self.optimizer.type != OptimizerType.ADAM or STATIC_SYNAPSE in self._synapse_models.values():
             return {}
         state = {}
         for name in PROJECTIONS:
@@ -544,7 +470,7 @@ class EpropNetwork:
             cols = np.asarray(d["source"]) - pre[0].global_id
             m = state[f"m_{name}"][rows, cols]
             v = state[f"v_{name}"][rows, cols]
-            if self._synapse_models[name] in _INLINE_OPTIMIZER_SYNAPSES:
+            if self._synapse_models[name] in INLINE_OPTIMIZER_SYNAPSES:
                 # a list of dictionaries: lists per keyword are not supported under MPI
                 conns.set([{"adam_m": float(a), "adam_v": float(b)} for a, b in zip(m, v, strict=True)])
             else:
@@ -555,7 +481,7 @@ class EpropNetwork:
         conns: Any, pre: Any, post: Any, model: str
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Rows, columns and Adam moments m, v of a projection's connections of synapse ``model``."""
-        if model in _INLINE_OPTIMIZER_SYNAPSES:
+        if model in INLINE_OPTIMIZER_SYNAPSES:
             d = conns.get(["source", "target", "adam_m", "adam_v"])
             m, v = np.asarray(d["adam_m"], float), np.asarray(d["adam_v"], float)
         else:

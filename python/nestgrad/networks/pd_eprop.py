@@ -19,28 +19,28 @@ on how NEST distributes synapses over threads and ranks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nestgrad.config import OptimizerConfig
-from nestgrad.networks.eprop_classic import (
-    DELAY_STEPS,
+from nestgrad.config import GradientAlgorithm, OptimizerConfig
+from nestgrad.config.microcircuit import EpropMicrocircuitConfig, MicrocircuitConfig
+from nestgrad.errors import ConfigError
+from nestgrad.nest_engine import (
     EPROP_SYNAPSE,
     EVENT_SYNAPSE,
-    OFFSET_GEN_STEPS,
-    READOUT_DEFAULTS,
-    Recordings,
-    set_generators,
+    LEARNING_SIGNAL_CONNECTION,
+    STATIC_SYNAPSE,
+    set_plastic_defaults,
 )
+from nestgrad.nest_engine import devices as dev
+from nestgrad.networks.base import READOUT_DEFAULTS
 from nestgrad.networks.potjans_diesmann import (
     N_FULL,
     POPULATIONS,
     THALAMUS_CONN_PROBS,
     THALAMUS_N,
     Microcircuit,
-    MicrocircuitConfig,
 )
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.tasks import TrialBatch
@@ -59,78 +59,8 @@ EPROP_PARAMS = {
 }
 
 
-@dataclass(frozen=True)
-class EpropMicrocircuitConfig:
-    n_scaling: float = 0.1
-    k_scaling: float = 0.1
-    background: str = "poisson"
-    pool_size: int = 30  # neurons per source population and readout
-    thalamic_psp: float = 0.15  # mV, initial mean PSP of thalamic synapses
-    readout_weight: float = 0.05  # initial readout weight scale
-    feedback_weight: float = 1.0  # learning-signal weight scale (pA per unit error)
-    eprop_params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 1
-
-    def __post_init__(self) -> None:
-        MicrocircuitConfig(n_scaling=self.n_scaling, k_scaling=self.k_scaling, background=self.background)
-        if not (isinstance(self.pool_size, int) and self.pool_size >= 1):
-            raise ValueError(f"network.microcircuit.pool_size = {self.pool_size!r}: an integer >= 1 is required")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EpropMicrocircuitConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"network.microcircuit: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    @property
-    def n_thalamus(self) -> int:
-        return max(int(round(THALAMUS_N * self.n_scaling)), 1)
-
-
-class GeneratorDrivenLearner:
-    """What the learners with generator inputs and eprop_readout outputs (microcircuit, V1) share for the Trainer;
-    subclasses create ``gen_in``, ``gen_target``, ``gen_window`` in ``build`` and define ``initial_weights``."""
-
-    resolution: float
-    config: Any
-    gen_in: Any
-    gen_target: Any
-    gen_window: Any
-    out: Any
-
-    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
-        raise NotImplementedError
-
-    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    def build_for_benchmark(self, nest: Any) -> None:
-        self.build(nest, self.initial_weights(self.config.seed), record_neurons=0)
-
-    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
-        set_generators(self.gen_in, self.gen_target, self.gen_window, batches, self.resolution)
-
-    def lead_in_ms(self) -> float:
-        return (OFFSET_GEN_STEPS + DELAY_STEPS + 1) * self.resolution
-
-    def _connect_readout_devices(self, nest: Any, recorded_ids: np.ndarray) -> None:
-        """Targets and learning window into the readouts (``self.out``), a multimeter on them, and a spike recorder
-        on the neurons ``recorded_ids``."""
-        step = self.resolution
-        rate = {"synapse_model": "rate_connection_delayed", "delay": step}
-        nest.Connect(self.gen_target, self.out, "one_to_one", rate | {"receptor_type": 2})
-        nest.Connect(self.gen_window, self.out, "all_to_all", rate | {"receptor_type": 1})
-        self.mm = nest.Create("multimeter", {"interval": step, "record_from": ["V_m", "target_signal"]})
-        nest.Connect(self.mm, self.out)
-        self.sr = nest.Create("spike_recorder")
-        if recorded_ids.size:
-            nest.Connect(nest.NodeCollection(sorted(recorded_ids.tolist())), self.sr)
-
-
-class EpropMicrocircuit(GeneratorDrivenLearner):
-    """Same interface as :class:`~nestgrad.networks.eprop_classic.EpropNetwork`, so the Trainer runs it."""
+class EpropMicrocircuit:
+    """The microcircuit learner (the :class:`~nestgrad.networks.base.Learner` contract)."""
 
     def __init__(
         self,
@@ -139,9 +69,9 @@ class EpropMicrocircuit(GeneratorDrivenLearner):
         n_out: int,
         resolution: float,
         neuron_params: dict[str, Any] | None = None,
-        gradient_algorithm: str = "step",
+        gradient_algorithm: GradientAlgorithm = GradientAlgorithm.STEP,
     ):
-        self.gradient_algorithm = gradient_algorithm  # "event": eprop_event_synapse on the thalamic synapses
+        self.gradient_algorithm = GradientAlgorithm(gradient_algorithm)  # event: eprop_event_synapse on thalamic
         self.config = config
         self.optimizer = optimizer
         self.n_out = n_out
@@ -217,39 +147,48 @@ class EpropMicrocircuit(GeneratorDrivenLearner):
             f"scale {c.n_scaling}/{c.k_scaling}, {self.th_src.size} plastic thalamic synapses)"
         )
 
+    @property
+    def n_recorded(self) -> int:
+        return int(getattr(self, "_pool_ids", np.zeros(0)).size)
+
     def validate(self, nest: Any) -> None:
         if "eprop_iaf_psc_exp" not in nest.node_models:
-            raise ValueError("eprop_iaf_psc_exp is not loaded (nestgrad.install())")
+            raise ConfigError("eprop_iaf_psc_exp is not loaded (nestgrad.install())")
 
     # -- building ---------------------------------------------------------------------------------------------------
-    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
+    def build(
+        self,
+        nest: Any,
+        weights: dict[str, np.ndarray],
+        record_neurons: int,
+        plastic: bool = True,
+        learning: bool = True,
+    ) -> None:
+        """Create the learner in the current kernel: ``plastic=False`` is the static twin, ``learning=False`` keeps
+        the e-prop synapses with learning rate 0 (see :class:`~nestgrad.networks.base.Learner`)."""
         if plastic:
             for name in ("th_rec", "rec_out"):
                 self.optimizer.check_bounds(name, weights[name])
         step = self.resolution
         if plastic and self.optimizer.sign_constrained:
-            raise ValueError(
+            raise ConfigError(
                 "optimizer.sign_constrained = true is not supported by the microcircuit learner yet (its thalamic "
                 "and readout synapses share one optimizer); use the classic network or nestgrad.networks.v1"
             )
-        syn = EPROP_SYNAPSE if plastic else "static_synapse"
-        th_syn = EVENT_SYNAPSE if plastic and self.gradient_algorithm == "event" else syn
+        syn = EPROP_SYNAPSE if plastic else STATIC_SYNAPSE
+        th_syn = EVENT_SYNAPSE if plastic and self.gradient_algorithm == GradientAlgorithm.EVENT else syn
         self._synapse_model = syn
         self._th_synapse_model = th_syn
         self.circuit.build(nest)
         ids = np.concatenate([np.asarray(p.tolist()) for p in self.circuit.pops])
         self.ids = ids
-        self.gen_in = nest.Create("spike_generator", self.n_in)
-        self.thal = nest.Create("parrot_neuron", self.n_in)
+        gen_in, self.thal = dev.create_input_nodes(nest, self.n_in)
         self.out = nest.Create("eprop_readout", self.n_out, READOUT_DEFAULTS)
-        self.gen_target = nest.Create("step_rate_generator", self.n_out)
-        self.gen_window = nest.Create("step_rate_generator")
+        gen_target, gen_window = dev.create_target_nodes(nest, self.n_out)
         if plastic:
-            default_w = min(max(0.0, self.optimizer.Wmin), self.optimizer.Wmax)
             for model in {syn, th_syn}:
-                nest.SetDefaults(model, {"weight": default_w})
-                nest.SetDefaults(model, {"optimizer": self.optimizer.nest_dict()})
-        nest.Connect(self.gen_in, self.thal, "one_to_one", {"synapse_model": "static_synapse", "delay": step})
+                set_plastic_defaults(nest, model, self.optimizer.nest_dict(), eta=None if learning else 0.0)
+        dev.connect_inputs(nest, gen_in, self.thal, step)
         thal_ids = np.asarray(self.thal.tolist())
         nest.Connect(
             thal_ids[self.th_src],
@@ -273,22 +212,27 @@ class EpropMicrocircuit(GeneratorDrivenLearner):
                 post,
                 "one_to_one",
                 {
-                    "synapse_model": "eprop_learning_signal_connection",
+                    "synapse_model": LEARNING_SIGNAL_CONNECTION,
                     "weight": fb.ravel(),
                     "delay": np.full(pre.size, step),
                 },
             )
-        pool_ids = np.unique(ids[self.out_src])[:record_neurons]
-        self._connect_readout_devices(nest, pool_ids)
+        pool_ids = np.unique(ids[self.out_src])[: max(record_neurons, 0)]
+        self.devices = dev.connect_data_devices(
+            nest, gen_in, self.thal, gen_target, gen_window, self.out, pool_ids, step
+        )
         self._pool_ids = np.sort(pool_ids)
         self._feedback = np.array(weights["feedback"], copy=True)
 
     # -- data -------------------------------------------------------------------------------------------------------
-    def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
-        out_ids = np.asarray(self.out.tolist())
-        return recordings_from_devices(
-            self.mm, self.sr, out_ids, self._pool_ids, t_start_ms, steps, self.resolution, self.comm
-        )
+    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
+        dev.set_generators(self.devices, batches, self.resolution)
+
+    def lead_in_ms(self) -> float:
+        return dev.lead_in_ms(self.resolution)
+
+    def collect(self, nest: Any, t_start_ms: float, steps: int) -> dev.Recordings:
+        return dev.collect(self.devices, t_start_ms, steps, self.resolution, self.comm)
 
     # -- weights ----------------------------------------------------------------------------------------------------
     def _read(
@@ -330,34 +274,3 @@ class EpropMicrocircuit(GeneratorDrivenLearner):
 
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
         pass
-
-
-def recordings_from_devices(
-    mm: Any,
-    sr: Any,
-    out_ids: np.ndarray,
-    recorded_ids: np.ndarray,
-    t_start_ms: float,
-    steps: int,
-    step: float,
-    comm: Any,
-) -> Recordings:
-    """Readout membrane potentials and targets [steps, n_out] from the readouts' multimeter, and the spikes of the
-    recorded neurons (sender = index into the sorted ``recorded_ids``), gathered over ranks."""
-    ev = {
-        k: comm.concat(np.asarray(v))
-        for k, v in mm.get("events").items()
-        if k in ("times", "senders", "V_m", "target_signal")
-    }
-    k = np.rint((ev["times"] - t_start_ms) / step).astype(np.int64)
-    col = np.searchsorted(out_ids, ev["senders"])
-    keep = (k >= 0) & (k < steps)
-    readout = np.zeros((steps, out_ids.size))
-    target = np.zeros((steps, out_ids.size))
-    readout[k[keep], col[keep]] = ev["V_m"][keep]
-    target[k[keep], col[keep]] = ev["target_signal"][keep]
-    spikes = {k2: comm.concat(np.asarray(v)) for k2, v in sr.get("events").items() if k2 in ("times", "senders")}
-    s_steps = np.rint((spikes["times"] - t_start_ms) / step).astype(np.int64)
-    s_keep = (s_steps >= 0) & (s_steps < steps)
-    senders = np.searchsorted(np.sort(recorded_ids), spikes["senders"][s_keep])
-    return Recordings(readout, target, s_steps[s_keep], senders)

@@ -18,10 +18,11 @@ rates are those of the reference implementation distributed with NEST (its ``ful
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from nestgrad.config.microcircuit import THALAMUS_N, MicrocircuitConfig
 
 POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
 N_FULL = np.array([20683, 5834, 21915, 5479, 4850, 1065, 14395, 2948])
@@ -40,7 +41,6 @@ CONN_PROBS = np.array(
 )
 K_EXT = np.array([1600, 1500, 2100, 1900, 2000, 1900, 2900, 2100])  # external (background) in-degrees
 FULL_SCALE_RATES_HZ = np.array([0.971, 2.868, 4.746, 5.396, 8.142, 9.078, 0.991, 7.523])
-THALAMUS_N = 902
 THALAMUS_CONN_PROBS = np.array([0.0, 0.0, 0.0983, 0.0619, 0.0, 0.0, 0.0512, 0.0196])
 
 NEURON_PARAMS = {
@@ -70,37 +70,6 @@ def full_indegrees() -> np.ndarray:
     with np.errstate(divide="ignore"):
         total = np.log(1.0 - CONN_PROBS) / np.log(1.0 - 1.0 / (n_t * n_s))
     return total / n_t
-
-
-@dataclass(frozen=True)
-class MicrocircuitConfig:
-    """Parameters of a microcircuit instance. Defaults: the published model."""
-
-    n_scaling: float = 1.0
-    k_scaling: float = 1.0
-    background: str = "poisson"  # "poisson" or "dc"
-    bg_rate: float = 8.0  # Hz per external synapse
-    psp_mean: float = 0.15  # mV
-    psp_rel_sd: float = 0.1
-    g: float = -4.0
-    delay_exc: float = 1.5  # ms
-    delay_inh: float = 0.75  # ms
-    delay_rel_sd: float = 0.5
-    thalamus: bool = False
-    thalamus_rate: float = 120.0  # Hz, while a stimulus is on
-    neuron_model: str = "iaf_psc_exp"
-    neuron_params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 55
-
-    def __post_init__(self) -> None:
-        for key in ("n_scaling", "k_scaling"):
-            v = getattr(self, key)
-            if not (isinstance(v, int | float) and 0 < v <= 1):
-                raise ValueError(f"{key} = {v!r}: a number in (0, 1] is required")
-        if self.background not in ("poisson", "dc"):
-            raise ValueError(f"background = {self.background!r}: 'poisson' or 'dc'")
-        if not (self.bg_rate >= 0 and math.isfinite(self.bg_rate)):
-            raise ValueError(f"bg_rate = {self.bg_rate!r}: a rate >= 0 Hz is required")
 
 
 class Microcircuit:

@@ -4,7 +4,7 @@ The column (up to the 51,978 neurons of the 400-um core) has the 17 cell classes
 published proportions and laminar depths, GLIF3 neurons (``eprop_glif3_psc``, NEST's ``glif_psc`` dynamics) with
 Allen Cell Types fits, distance- and orientation-dependent connectivity with Billeh's rule, Billeh's weights per
 class pair, four receptor ports (e->e, i->e, e->i, i->i) with their synaptic time constants, Billeh's delays, an LGN
-of spatio-temporal filters (:mod:`nestgrad.networks.lgn`) whose units feed each cell through ON and OFF subfields,
+of spatio-temporal filters (:mod:`nestgrad.tasks.lgn`) whose units feed each cell through ON and OFF subfields,
 and a Poisson background. Readouts are pools of L5 excitatory neurons (30 per output, Chen et al. 2022), each pool
 projecting to an ``eprop_readout`` neuron.
 
@@ -28,24 +28,26 @@ Numbers, sources and fallbacks: :mod:`nestgrad.networks.v1_data` and docs/v1_mod
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from nestgrad.config import OptimizerConfig
-from nestgrad.networks import v1_data as D
-from nestgrad.networks.eprop_classic import (
+from nestgrad.config import GradientAlgorithm, OptimizerConfig
+from nestgrad.config.v1 import V1_EPROP_PARAMS, V1Config
+from nestgrad.errors import ConfigError, ModelError, SpecError
+from nestgrad.nest_engine import (
     EPROP_SYNAPSE,
     EVENT_SYNAPSE,
-    READOUT_DEFAULTS,
     VECTOR_SYNAPSE,
-    Recordings,
 )
-from nestgrad.networks.pd_eprop import GeneratorDrivenLearner, recordings_from_devices
+from nestgrad.networks import v1_data as D
+from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
 from nestgrad.parallel import SerialCommunicator
+from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
+
+EPROP_PARAMS = V1_EPROP_PARAMS  # the column's e-prop settings (nestgrad.config.v1)
 
 NEURON_MODEL = "eprop_glif3_psc"
 # Chen et al.'s readout pool origins (x, z in um, at mid-L5 depth), scaled to the column's radius
@@ -56,112 +58,6 @@ POOL_ORIGINS_UM = np.array(
 VISUAL_CENTER_DEG = (120.0, 60.0)
 LGN_DENSITY_PER_DEG2 = 17400 / (240.0 * 120.0)  # Billeh's LGN: 17,400 units over a 240 x 120 deg field
 LGN_MARGIN_DEG = 15.0  # beyond the column's visual field, for subfields and receptive-field sizes
-
-EPROP_PARAMS = {
-    "surrogate_gradient_function": "piecewise_linear",
-    # 0.025 per mV: with the after-spike currents a higher surrogate lets eligibility traces grow without bound
-    # (0.3 overflowed after ~190 s of training; EpropGlif3Psc.eligibility_growth <= 0.997 for all fits here)
-    "surrogate_gradient_height": 0.025,
-    "surrogate_gradient_width": 5.0,  # mV
-    "kappa": 0.97,
-    "kappa_reg": 0.97,
-    "c_reg": 0.0,
-    "f_target": 5.0,
-    "eprop_isi_trace_cutoff": 100.0,
-    # eprop_event_synapse only (speed, not the updates): the column fires at tens of Hz, so most windows are shorter
-    # than a 32-step segment of the running products; 8-step segments sum fewer steps one by one (20 % faster at
-    # 2,000 neurons, docs/event_driven_eprop.md)
-    "event_segment_steps": 8,
-}
-
-
-@dataclass(frozen=True)
-class V1Config:
-    n_neurons: int = 5000  # core neurons, <= 51,978
-    seed: int = 1
-    keep_in_degree: bool = True  # scale probabilities so that a central neuron keeps its full-scale in-degree
-    n_lgn: int = 0  # LGN units; 0: Billeh's LGN density over the column's visual field plus a margin
-    lgn_per_subfield: int = 8  # LGN units drawn per ON or OFF subfield of a cell
-    # Billeh's weights with the connection probabilities available here make the column explode (rates > 100 Hz);
-    # these factors keep it in an asynchronous low-rate state also under full-contrast gratings (calibrated at
-    # 1,000-5,000 neurons; docs/v1_model.md)
-    weight_scale: float = 0.15  # multiplies the recurrent weights
-    inhibitory_scale: float = 2.0  # multiplies the inhibitory recurrent weights once more
-    lgn_weight_scale: float = 0.2  # multiplies the LGN weights (Billeh's N_syn x syn_weight per LGN unit)
-    background_rate: float = 1000.0  # Hz, Poisson background per neuron (Chen et al.: 10 sources x 100 Hz)
-    background_drive: float = 0.7  # mean background current as a fraction of each neuron's rheobase g (V_th - E_L)
-    plastic_recurrent: bool = True  # V1 -> V1 synapses learn too (else only LGN -> V1 and readouts)
-    pool_size: int = 30
-    readout_weight: float = 0.02  # initial weight of pool neuron -> readout
-    # learning rate of the readout weights (0: the optimizer's eta). Adam's steps are about eta in weight units, and
-    # readout weights (~0.02) are two orders of magnitude smaller than the column's (pA)
-    readout_eta: float = 0.0
-    feedback: str = "random"  # "random": learning signals to every neuron; "pools": only to the readout pools
-    feedback_weight: float = 1.0
-    # whose incoming column synapses are e-prop synapses: "all" neurons' or only the readout "pools'" (needs
-    # feedback = "pools": the other neurons then get no learning signal, so their synapses stay static)
-    plastic_targets: str = "all"
-    eprop_params: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, key: str, value: Any, what: str) -> None:
-            if not ok:
-                raise ValueError(f"network.v1.{key} = {value!r}: {what}")
-
-        need(
-            isinstance(self.n_neurons, int) and 100 <= self.n_neurons <= D.N_FULL,
-            "n_neurons",
-            self.n_neurons,
-            f"an integer in [100, {D.N_FULL}] is required",
-        )
-        need(isinstance(self.n_lgn, int) and self.n_lgn >= 0, "n_lgn", self.n_lgn, "an integer >= 0")
-        need(
-            isinstance(self.lgn_per_subfield, int) and self.lgn_per_subfield >= 1,
-            "lgn_per_subfield",
-            self.lgn_per_subfield,
-            "an integer >= 1",
-        )
-        for key in (
-            "weight_scale",
-            "inhibitory_scale",
-            "lgn_weight_scale",
-            "readout_weight",
-            "feedback_weight",
-            "readout_eta",
-        ):
-            v = getattr(self, key)
-            need(isinstance(v, int | float) and math.isfinite(v) and v >= 0, key, v, "a finite number >= 0")
-        need(
-            math.isfinite(self.background_rate) and self.background_rate >= 0,
-            "background_rate",
-            self.background_rate,
-            "a rate >= 0 Hz",
-        )
-        need(
-            math.isfinite(self.background_drive) and self.background_drive >= 0,
-            "background_drive",
-            self.background_drive,
-            "a fraction >= 0",
-        )
-        need(isinstance(self.pool_size, int) and self.pool_size >= 1, "pool_size", self.pool_size, "an integer >= 1")
-        need(self.feedback in ("random", "pools"), "feedback", self.feedback, "'random' or 'pools'")
-        need(self.plastic_targets in ("all", "pools"), "plastic_targets", self.plastic_targets, "'all' or 'pools'")
-        need(
-            self.plastic_targets == "all" or self.feedback == "pools",
-            "plastic_targets",
-            self.plastic_targets,
-            "'pools' needs feedback = 'pools' (with random feedback every neuron's synapses learn)",
-        )
-        unknown = sorted(set(self.eprop_params) - set(EPROP_PARAMS))
-        need(not unknown, "eprop_params", unknown, f"unknown key(s); known: {sorted(EPROP_PARAMS)}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> V1Config:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"network.v1: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def class_counts(n: int) -> np.ndarray:
@@ -200,8 +96,8 @@ class V1Layout:
     in_degree_factor: dict[tuple[str, str], float]
 
 
-class V1Network(GeneratorDrivenLearner):
-    """The V1 learner; same interface as :class:`~nestgrad.networks.eprop_classic.EpropNetwork` for the Trainer."""
+class V1Network(SpecLearner):
+    """The V1 learner (the :class:`~nestgrad.networks.base.Learner` contract)."""
 
     def __init__(
         self,
@@ -209,12 +105,12 @@ class V1Network(GeneratorDrivenLearner):
         optimizer: OptimizerConfig,
         n_out: int,
         resolution: float,
-        gradient_algorithm: str = "step",
+        gradient_algorithm: GradientAlgorithm = GradientAlgorithm.STEP,
     ):
-        from nestgrad.networks.lgn import LGN
+        from nestgrad.tasks.lgn import LGN
 
         if resolution != 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"task.resolution = {resolution!r}: the V1 model runs at 1 ms (Chen et al., e-prop delays)"
             )
         self.config = config
@@ -222,7 +118,7 @@ class V1Network(GeneratorDrivenLearner):
         self.n_out = n_out
         self.resolution = resolution
         # "event": eprop_event_synapse into the GLIF3 neurons (running products, docs/event_driven_eprop.md)
-        self.plastic_model = EVENT_SYNAPSE if gradient_algorithm == "event" else VECTOR_SYNAPSE
+        self.plastic_model = EVENT_SYNAPSE if gradient_algorithm == GradientAlgorithm.EVENT else VECTOR_SYNAPSE
         self.comm = SerialCommunicator()
         radius = D.CORE_RADIUS_UM * math.sqrt(config.n_neurons / D.N_FULL)
         half_x = D.DEG_PER_UM[0] * radius + LGN_MARGIN_DEG
@@ -233,12 +129,6 @@ class V1Network(GeneratorDrivenLearner):
         self.layout = self._draw(radius)
         self.pools = self._pools()
         self.neuron_params = self._neuron_params()
-
-    @staticmethod
-    def outputs_of_task(task_name: str) -> int:
-        from nestgrad.v1_tasks import V1_TASKS
-
-        return V1_TASKS[task_name].n_out
 
     # -- the column ----------------------------------------------------------------------------------------------
     def _draw(self, radius: float) -> V1Layout:
@@ -360,7 +250,7 @@ class V1Network(GeneratorDrivenLearner):
             ox, oz = origins[k % len(origins)]
             free = e5[~taken[e5]]
             if free.size < self.config.pool_size:
-                raise ValueError(
+                raise ConfigError(
                     f"network.v1: {self.n_out} readout pools of {self.config.pool_size} L5 excitatory neurons need "
                     f"{self.n_out * self.config.pool_size}; the column has {e5.size} (raise n_neurons)"
                 )
@@ -454,163 +344,87 @@ class V1Network(GeneratorDrivenLearner):
 
     def validate(self, nest: Any) -> None:
         if NEURON_MODEL not in nest.node_models:
-            raise ValueError(f"{NEURON_MODEL} is not loaded (nestgrad.install())")
+            raise ModelError(f"{NEURON_MODEL} is not loaded (nestgrad.install())")
 
-    def build(self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> None:
+    # -- the network as a spec (built by nestgrad.nest_engine.wiring) ----------------------------------------------
+    def trainable(self) -> tuple[str, ...]:
+        return ("lgn_rec", "rec_rec", "rec_out")
+
+    def network_spec(self, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> NetworkSpec:
+        """The column with ``weights``: e-prop synapses (delay one step, NEST's e-prop requires it) where
+        :meth:`plastic_masks` says, static ones with Billeh's delays elsewhere; Dale's law (the optimizer's
+        ``sign_constrained``) by the source's class, not by the weight's current sign, so that a weight at 0 keeps
+        its side. ``record_neurons < 0`` records every neuron's spikes, else the first ``record_neurons`` pool
+        neurons."""
         lay, c, step = self.layout, self.config, self.resolution
         for key, size in (("lgn_rec", lay.lgn_src.size), ("rec_rec", lay.rec_src.size), ("rec_out", self.out_src.size)):
             w = np.asarray(weights[key])
             if w.shape != (size,) or not np.all(np.isfinite(w)):
-                raise ValueError(f"weights[{key!r}]: {size} finite values expected, got shape {w.shape}")
+                raise SpecError(f"weights[{key!r}]: {size} finite values expected, got shape {w.shape}")
         masks = self.plastic_masks(plastic)
         for key, mask in masks.items():
             self.optimizer.check_bounds(key, np.asarray(weights[key])[mask])
-        self._built = {key: np.array(weights[key], float) for key in masks}
-        self.neurons = nest.Create(NEURON_MODEL, lay.cls.size, self.neuron_params)
-        ids = np.asarray(self.neurons.tolist())
-        self.gen_in = nest.Create("spike_generator", self.n_in)
-        self.lgn_nodes = nest.Create("parrot_neuron", self.n_in)
-        self.out = nest.Create("eprop_readout", self.n_out, READOUT_DEFAULTS)
-        self.gen_target = nest.Create("step_rate_generator", self.n_out)
-        self.gen_window = nest.Create("step_rate_generator")
-        nest.Connect(self.gen_in, self.lgn_nodes, "one_to_one", {"synapse_model": "static_synapse", "delay": step})
-        self._models = {}
-        lgn_ids = np.asarray(self.lgn_nodes.tolist())
-        # e-prop synapses need a delay of one step; static ones keep Billeh's
-        lgn_delay = np.where(masks["lgn_rec"], step, D.LGN_DELAY_MS)
-        pre, post = lgn_ids[lay.lgn_src], ids[lay.lgn_tgt]
-        lgn_nonneg = np.ones(lay.lgn_src.size, bool)  # LGN cells are excitatory
-        self._connect(
-            nest,
-            "lgn_rec",
-            pre,
-            post,
-            weights["lgn_rec"],
-            lay.lgn_receptor,
-            lgn_delay,
-            masks["lgn_rec"],
-            lgn_nonneg,
-            self.plastic_model,
-        )
-        delays = np.where(masks["rec_rec"], step, np.maximum(np.round(lay.rec_delay), step))
-        pre, post = ids[lay.rec_src], ids[lay.rec_tgt]
-        # Dale's law by the source's class, not by the weight's current sign (a weight at 0 keeps its side)
+        n = lay.cls.size
+        spec = NetworkSpec(resolution=step, optimizer=self.optimizer.nest_dict())
+        spec.add_population(Population("v1", NEURON_MODEL, n, self.neuron_params))
+        spec.add_population(Population("lgn", "parrot_neuron", self.n_in, role=Role.INPUT))
+        spec.add_population(Population("readout", "eprop_readout", self.n_out, dict(READOUT_DEFAULTS), Role.READOUT))
+        dale = self.optimizer.sign_constrained
         excitatory = np.array([D.ei(name) == "e" for name in D.CLASSES])[lay.cls]
-        rec_nonneg = excitatory[lay.rec_src]
-        self._connect(
-            nest,
+        spec.add_projection(
+            "lgn_rec",
+            Projection(
+                "lgn", "v1", lay.lgn_src, lay.lgn_tgt, np.asarray(weights["lgn_rec"], float),
+                np.where(masks["lgn_rec"], step, D.LGN_DELAY_MS), lay.lgn_receptor, masks["lgn_rec"],
+                np.ones(lay.lgn_src.size, bool) if dale else None,  # LGN cells are excitatory
+                self.plastic_model,
+            ),
+        )  # fmt: skip
+        spec.add_projection(
             "rec_rec",
-            pre,
-            post,
-            weights["rec_rec"],
-            lay.rec_receptor,
-            delays,
-            masks["rec_rec"],
-            rec_nonneg,
-            self.plastic_model,
-        )
-        out_ids = np.asarray(self.out.tolist())
-        out_delay = np.full(self.out_src.size, step)
-        pre, post = ids[self.out_src], out_ids[self.out_tgt]
-        mask = masks["rec_out"]
-        self._connect(nest, "rec_out", pre, post, weights["rec_out"], None, out_delay, mask, None, EPROP_SYNAPSE)
+            Projection(
+                "v1", "v1", lay.rec_src, lay.rec_tgt, np.asarray(weights["rec_rec"], float),
+                np.where(masks["rec_rec"], step, np.maximum(np.round(lay.rec_delay), step)), lay.rec_receptor,
+                masks["rec_rec"], excitatory[lay.rec_src] if dale else None, self.plastic_model,
+            ),
+        )  # fmt: skip
+        # the readouts are the task's linear readout, not synapses of the column: no Dale's law
+        spec.add_projection(
+            "rec_out",
+            Projection(
+                "v1", "readout", self.out_src, self.out_tgt, np.asarray(weights["rec_out"], float),
+                np.full(self.out_src.size, step), None, masks["rec_out"], None, EPROP_SYNAPSE,
+                learning_rate=c.readout_eta if c.readout_eta > 0 else None,
+            ),
+        )  # fmt: skip
         if c.background_rate > 0:
-            bg = nest.Create("poisson_generator", 1, {"rate": c.background_rate})
+            spec.add_population(Population("background", "poisson_generator", 1, {"rate": c.background_rate},
+                                           Role.DEVICE))  # fmt: skip
             receptors = np.array([D.RECEPTOR[("e", D.ei(D.CLASSES[k]))] for k in lay.cls])
-            w_bg = self.background_weights()
-            for r in np.unique(receptors):
-                sel = receptors == r
-                syn = {"weight": w_bg[sel][:, None], "delay": step, "receptor_type": int(r)}
-                nest.Connect(bg, nest.NodeCollection(ids[sel].tolist()), "all_to_all", syn)
-        if plastic:
-            fb = np.asarray(weights["feedback"])
-            post_idx, out_idx = np.nonzero(fb)
-            nest.Connect(
-                out_ids[out_idx],
-                ids[post_idx],
-                "one_to_one",
-                {
-                    "synapse_model": "eprop_learning_signal_connection",
-                    "weight": fb[post_idx, out_idx],
-                    "delay": np.full(post_idx.size, step),
-                },
-            )
-        recorded = ids if record_neurons < 0 else np.unique(ids[self.out_src])[:record_neurons]
-        self._recorded = np.asarray(recorded)
-        self._connect_readout_devices(nest, self._recorded)
-        self._ids, self._lgn_ids, self._out_ids = ids, lgn_ids, out_ids
-        self._feedback = np.array(weights["feedback"], copy=True)
+            targets = np.concatenate([np.flatnonzero(receptors == r) for r in np.unique(receptors)])
+            spec.add_projection(
+                "background",
+                Projection("background", "v1", np.zeros(n, np.int64), targets, self.background_weights()[targets],
+                           np.full(n, step), receptors[targets]),
+            )  # fmt: skip
+        fb = np.asarray(weights["feedback"])
+        post_idx, out_idx = np.nonzero(fb)
+        spec.add_projection(
+            "feedback",
+            Projection("readout", "v1", out_idx, post_idx, fb[post_idx, out_idx], np.full(post_idx.size, step),
+                       kind=SynapseKind.LEARNING_SIGNAL),
+        )  # fmt: skip
+        recorded = np.arange(n) if record_neurons < 0 else np.unique(self.out_src)[: max(record_neurons, 0)]
+        spec.recorded = ("v1", recorded)
+        return spec
 
     @property
-    def n_recorded(self) -> int:
-        return int(getattr(self, "_recorded", np.zeros(0)).size)
+    def neurons(self) -> Any:
+        return self.built.nodes["v1"]
 
-    def _connect(
-        self,
-        nest: Any,
-        key: str,
-        pre: np.ndarray,
-        post: np.ndarray,
-        w: np.ndarray,
-        receptor: np.ndarray | None,
-        delay: np.ndarray,
-        plastic: np.ndarray,
-        nonneg: np.ndarray | None,
-        plastic_model: str = VECTOR_SYNAPSE,
-    ) -> None:
-        """One projection; ``plastic`` marks its e-prop synapses, the others are static. With Dale's law the plastic
-        ones get the sign-bounded copy of the synapse model that ``nonneg`` (the source is excitatory) chooses; None:
-        not sign-constrained (the readouts: they are the task's linear readout, not synapses of the column)."""
-        w = np.asarray(w, float)
-        groups = [(~plastic, "static_synapse")]
-        if np.any(plastic):
-            eta = self.config.readout_eta if key == "rec_out" and self.config.readout_eta > 0 else None
-            self._set_optimizer(nest, plastic_model, self.optimizer.Wmin, self.optimizer.Wmax, eta)
-            if self.optimizer.sign_constrained and nonneg is not None:
-                for sign, sel in (("nonneg", nonneg), ("neg", ~nonneg)):
-                    model = f"{plastic_model}_{sign}"
-                    if model not in nest.synapse_models:
-                        nest.CopyModel(plastic_model, model)
-                    self._set_optimizer(nest, model, *self.optimizer.signed_bounds(sign))
-                    groups.append((plastic & sel, model))
-            else:
-                groups.append((plastic, plastic_model))
-        self._models[key] = [m for _, m in groups[1:]]  # the plastic ones: static weights are those built
-        for sel, model in groups:
-            if not np.any(sel):
-                continue
-            syn = {"synapse_model": model, "weight": w[sel], "delay": delay[sel]}
-            if receptor is not None:
-                syn["receptor_type"] = receptor[sel]
-            nest.Connect(pre[sel], post[sel], "one_to_one", syn)
-
-    def _set_optimizer(self, nest: Any, model: str, w_min: float, w_max: float, eta: float | None = None) -> None:
-        settings = self.optimizer.nest_dict() | {"Wmin": w_min, "Wmax": w_max}
-        if eta is not None:
-            settings["eta"] = eta
-        nest.SetDefaults(model, {"weight": min(max(0.0, w_min), w_max)})
-        nest.SetDefaults(model, {"optimizer": settings})
-
-    def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
-        return recordings_from_devices(
-            self.mm, self.sr, self._out_ids, self._recorded, t_start_ms, steps, self.resolution, self.comm
-        )
-
-    def _read_weights(self, nest: Any, key: str, pre_ids: np.ndarray, post_ids: np.ndarray, src, tgt) -> np.ndarray:
-        """Weights of one projection in canonical order (sorted by source, then target): the plastic synapses' from
-        NEST, the static ones' as built."""
-        out = self._built[key].copy()
-        keys = pre_ids[src].astype(np.int64) * (int(post_ids.max()) + 1) + post_ids[tgt]
-        for model in self._models[key]:
-            conns = nest.GetConnections(synapse_model=model)
-            if len(conns) == 0:
-                continue
-            d = conns.get(["source", "target", "weight"])
-            got = np.asarray(d["source"], np.int64) * (int(post_ids.max()) + 1) + np.asarray(d["target"], np.int64)
-            pos = np.searchsorted(keys, got)
-            ok = (pos < keys.size) & (keys[np.minimum(pos, keys.size - 1)] == got)
-            out[pos[ok]] = np.asarray(d["weight"], float)[ok]
-        return out
+    @property
+    def lgn_nodes(self) -> Any:
+        return self.built.nodes["lgn"]
 
     def plastic_masks(self, plastic: bool = True) -> dict[str, np.ndarray]:
         """Which synapses of each projection (canonical order) are e-prop synapses: none without ``plastic``;
@@ -626,18 +440,3 @@ class V1Network(GeneratorDrivenLearner):
             "rec_rec": target_learns[lay.rec_tgt] & c.plastic_recurrent,
             "rec_out": np.full(self.out_src.size, plastic),
         }
-
-    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
-        lay = self.layout
-        return {
-            "lgn_rec": self._read_weights(nest, "lgn_rec", self._lgn_ids, self._ids, lay.lgn_src, lay.lgn_tgt),
-            "rec_rec": self._read_weights(nest, "rec_rec", self._ids, self._ids, lay.rec_src, lay.rec_tgt),
-            "rec_out": self._read_weights(nest, "rec_out", self._ids, self._out_ids, self.out_src, self.out_tgt),
-            "feedback": self._feedback.copy(),
-        }
-
-    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
-        return {}  # Adam moments restart at each block boundary for this network (documented)
-
-    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
-        pass

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import (
     RECURRENT_MODELS,
     EpropGlif3Psc,
@@ -57,7 +58,7 @@ def smooth_spike(name: str, x: np.ndarray, height: float, width: float) -> np.nd
         return height * width * (1.0 + (x / width) / (1.0 + a / width))
     if name == "arctan_derivative":
         return height * width * (np.arctan(x / width) + np.pi / 2)
-    raise ValueError(f"unknown surrogate gradient {name!r}")
+    raise SpecError(f"unknown surrogate gradient {name!r}")
 
 
 @dataclass
@@ -98,10 +99,10 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray], smooth: bool = Fa
     dt = spec.resolution
     m = RECURRENT_MODELS[spec.rec_model](spec.rec_params, dt)
     if isinstance(m, EpropGlif3Psc):
-        raise ValueError("eprop_glif3_psc: use nestgrad.reference.bptt_glif3.forward_glif3")
+        raise SpecError("eprop_glif3_psc: use nestgrad.reference.bptt_glif3.forward_glif3")
     out = EpropReadout(spec.readout_params, dt)
     if smooth and m.refractory_steps != 0:
-        raise ValueError("smooth mode needs t_ref = 0 (refractoriness is not differentiable)")
+        raise SpecError("smooth mode needs t_ref = 0 (refractoriness is not differentiable)")
     n_rec, n_out = spec.n_rec, spec.n_out
     W_in, W_rec, W_out = masked_weights(spec, weights)
     x_in, target, window = data_by_update_step(spec)
@@ -206,10 +207,10 @@ def bptt_gradient(
 ) -> tuple[dict[str, np.ndarray], ForwardRecord]:
     """dE/dW for the projections in_rec, rec_rec, rec_out (masked), and the forward record."""
     if convention not in CONVENTIONS:
-        raise ValueError(f"convention = {convention!r}; one of {CONVENTIONS}")
+        raise SpecError(f"convention = {convention!r}; one of {CONVENTIONS}")
     if spec.rec_model == EpropGlif3Psc.name:
         if smooth:
-            raise ValueError("smooth mode is not available for eprop_glif3_psc (its refractoriness is essential)")
+            raise SpecError("smooth mode is not available for eprop_glif3_psc (its refractoriness is essential)")
         from nestgrad.reference.bptt_glif3 import bptt_gradient_glif3
 
         return bptt_gradient_glif3(spec, weights, convention)

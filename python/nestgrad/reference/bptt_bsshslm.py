@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nestgrad.errors import SpecError
 from nestgrad.reference import online_bsshslm as ob
 from nestgrad.reference.bptt import CONVENTIONS, smooth_spike
 from nestgrad.reference.neurons import surrogate_gradient
@@ -132,7 +133,7 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray] | None = None, smo
     avg = float(lw) if st.average_gradient else 1.0
     m = ob._Recurrent(spec.rec_model, spec.rec_params, dt, n_rec)  # parameters and initial state
     if smooth and m.refr != 0:
-        raise ValueError("smooth mode needs t_ref = 0 (refractoriness is not differentiable)")
+        raise SpecError("smooth mode needs t_ref = 0 (refractoriness is not differentiable)")
     ro = _readout_params(spec)
     cross_entropy = st.loss == "cross_entropy"
     normalize = cross_entropy and st.readout_normalization
@@ -275,7 +276,7 @@ def bptt_gradient_bsshslm(
 ) -> tuple[dict[str, np.ndarray], BsshslmForward]:
     """dE/dW for in_rec, rec_rec, rec_out (masked) by BPTT through :func:`forward`, and the forward record."""
     if convention not in CONVENTIONS:
-        raise ValueError(f"convention = {convention!r}; one of {CONVENTIONS}")
+        raise SpecError(f"convention = {convention!r}; one of {CONVENTIONS}")
     weights = spec.weights if weights is None else weights
     fw = forward(spec, weights, smooth=smooth)
     full = convention == "full"
@@ -349,7 +350,7 @@ def eprop_gradient_bsshslm(spec: NetworkSpec, weights: dict[str, np.ndarray] | N
     """
     st = validate_bsshslm(spec)
     if st.extra_steps < SIGNAL_STEP_OFFSET + 1:
-        raise ValueError(f"extra_steps = {st.extra_steps}: the learning signals of the last steps need >= 5")
+        raise SpecError(f"extra_steps = {st.extra_steps}: the learning signals of the last steps need >= 5")
     T = st.update_interval
     n_int = spec.input_spikes.shape[0] // T
     avg = float(st.learning_window) if st.average_gradient else 1.0

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nestgrad.errors import SpecError
 from nestgrad.reference.bptt import CONVENTIONS, data_by_update_step, masked_weights
 from nestgrad.reference.neurons import EpropGlif3Psc, EpropReadout
 from nestgrad.reference.spec import NetworkSpec
@@ -85,7 +86,7 @@ def bptt_gradient_glif3(
 ) -> tuple[dict[str, np.ndarray], Glif3Record]:
     """dE/dW for in_rec, rec_rec and rec_out (masked) of a GLIF3 network, and the forward record."""
     if convention not in CONVENTIONS:
-        raise ValueError(f"convention = {convention!r}; one of {CONVENTIONS}")
+        raise SpecError(f"convention = {convention!r}; one of {CONVENTIONS}")
     weights = spec.weights if weights is None else weights
     fw = forward_glif3(spec, weights)
     dt = spec.resolution

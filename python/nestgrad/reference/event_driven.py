@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import RECURRENT_MODELS, EpropIafAdapt, EpropIafPscDeltaAdapt, EpropIafPscExp
 
 
@@ -117,7 +118,7 @@ def event_driven_gradient(
     """
     model = RECURRENT_MODELS[rec_model](spec_params, dt)
     if isinstance(model, EpropIafAdapt | EpropIafPscDeltaAdapt):
-        raise ValueError(f"{rec_model}: adaptation needs running products (not in this prototype)")
+        raise SpecError(f"{rec_model}: adaptation needs running products (not in this prototype)")
     psi, L, F = history["psi"], history["L"], history["fr"]
     T, n_post = psi.shape
     kr = model.kappa_reg

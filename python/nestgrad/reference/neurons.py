@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from nestgrad.errors import SpecError
+
 
 def surrogate_gradient(
     name: str, r: np.ndarray, v: np.ndarray, v_th: np.ndarray | float, height: float, width: float
@@ -28,7 +30,7 @@ def surrogate_gradient(
     elif name == "arctan_derivative":
         psi = height / (1.0 + (x / width) ** 2)
     else:
-        raise ValueError(
+        raise SpecError(
             f"surrogate_gradient_function = {name!r} is unknown; known: piecewise_linear, "
             "exponential, fast_sigmoid_derivative, arctan_derivative"
         )
@@ -179,7 +181,7 @@ class EpropIafPscDelta(RecurrentModel):
         super().__init__(params, dt)
         self.V_reset = params["V_reset"] - self.E_L
         if params.get("with_refr_input", False):
-            raise ValueError("eprop_iaf_psc_delta: with_refr_input = True is not supported by the reference engine")
+            raise SpecError("eprop_iaf_psc_delta: with_refr_input = True is not supported by the reference engine")
 
     def step(self, s, z_in_ex, z_in_in):
         free = s.r == 0
@@ -316,7 +318,7 @@ class EpropIafPscDeltaAsc(EpropIafPscDelta):
         self.asc_amp = params["asc_amp"]
         tau_a = params["asc_tau"]
         if tau_a == self.tau_m:
-            raise ValueError(f"{self.name}: asc_tau = tau_m = {tau_a} ms makes the exact propagators singular")
+            raise SpecError(f"{self.name}: asc_tau = tau_m = {tau_a} ms makes the exact propagators singular")
         self.P_a = np.exp(-dt / tau_a)
         # V_m's response to I_asc over one step: (1/C_m) int_0^h exp(-(h-s)/tau_m) exp(-s/tau_a) ds
         self.P_va = tau_a * self.tau_m / (self.C_m * (tau_a - self.tau_m)) * (self.P_a - self.P_v)
@@ -442,7 +444,7 @@ class EpropGlif3Psc(RecurrentModel):
         self.P30 = 1 / self.C_m * (1 - self.P33) * tau_m
         k = np.asarray(params["asc_decay"], float)
         if k.shape != (2,) or np.asarray(params["asc_amps"]).shape != (2,) or np.asarray(params["asc_r"]).shape != (2,):
-            raise ValueError(f"{self.name}: asc_decay, asc_amps and asc_r need exactly two entries")
+            raise SpecError(f"{self.name}: asc_decay, asc_amps and asc_r need exactly two entries")
         self.asc_amps = np.asarray(params["asc_amps"], float)
         self.asc_init = np.asarray(params.get("asc_init", [0.0, 0.0]), float)
         self.d = np.exp(-k * dt)
@@ -450,7 +452,7 @@ class EpropGlif3Psc(RecurrentModel):
         self.rho = np.asarray(params["asc_r"], float) * np.exp(-k * params["t_ref"])
         tau_syn = np.asarray(params["tau_syn"], float)
         if tau_syn.size < 2:
-            raise ValueError(f"{self.name}: the e-prop network needs two receptor ports (tau_syn has {tau_syn.size})")
+            raise SpecError(f"{self.name}: the e-prop network needs two receptor ports (tau_syn has {tau_syn.size})")
         self.P11 = np.exp(-dt / tau_syn)
         self.P21 = dt * self.P11
         propagators = [alpha_current_to_voltage_propagators(ts, tau_m, self.C_m, dt) for ts in tau_syn]

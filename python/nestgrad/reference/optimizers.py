@@ -12,31 +12,38 @@ from typing import Any
 
 import numpy as np
 
+from nestgrad.errors import SpecError
+
 
 class OptimizerState:
+    """The optimizer of every synapse of one projection. ``cfg`` is NEST's optimizer dictionary as the exchange
+    file stores it (``type``, ``eta``, ``batch_size``, ``Wmin``, ``Wmax``; for Adam also ``beta_1``, ``beta_2``,
+    ``epsilon``): every value comes from the file, none from defaults of this engine, so that NEST and the reference
+    cannot disagree about a setting nobody wrote down."""
+
     def __init__(self, shape: tuple[int, ...], cfg: dict[str, Any], w0: np.ndarray | None = None):
         self.cfg = cfg
-        self.type = cfg.get("type", "gradient_descent")
+        self.type = _setting(cfg, "type")
         if self.type not in ("gradient_descent", "adam"):
-            raise ValueError(f"optimizer type {self.type!r} is not supported (gradient_descent, adam)")
+            raise SpecError(f"optimizer type {self.type!r} is not supported (gradient_descent, adam)")
         if cfg.get("optimize_each_step", False):
-            raise ValueError("optimize_each_step = True is not supported by the reference engine")
-        self.eta = float(cfg.get("eta", 1e-4))
-        self.batch = int(cfg.get("batch_size", 1))
-        self.Wmin, self.Wmax = float(cfg.get("Wmin", -100.0)), float(cfg.get("Wmax", 100.0))
+            raise SpecError("optimize_each_step = True is not supported by the reference engine")
+        self.eta = float(_setting(cfg, "eta"))
+        self.batch = int(_setting(cfg, "batch_size"))
+        self.Wmin, self.Wmax = float(_setting(cfg, "Wmin")), float(_setting(cfg, "Wmax"))
         if cfg.get("sign_constrained", False):
             # Dale's law: per-synapse bounds by the sign of the initial weight w0 (nestgrad's builders connect the two
             # signs with copies of the synapse model whose bounds are these)
             if w0 is None:
-                raise ValueError("sign_constrained optimizer needs the initial weights")
+                raise SpecError("sign_constrained optimizer needs the initial weights")
             nonneg = np.asarray(w0) >= 0.0
             self.Wmin = np.where(nonneg, max(self.Wmin, 0.0), self.Wmin)
             self.Wmax = np.where(nonneg, self.Wmax, min(self.Wmax, 0.0))
         self.cumulative = np.zeros(shape)
         self.step = np.ones(shape, dtype=np.int64)
         if self.type == "adam":
-            self.b1, self.b2 = float(cfg.get("beta_1", 0.9)), float(cfg.get("beta_2", 0.999))
-            self.eps = float(cfg.get("epsilon", 1e-7))
+            self.b1, self.b2 = float(_setting(cfg, "beta_1")), float(_setting(cfg, "beta_2"))
+            self.eps = float(_setting(cfg, "epsilon"))
             self.m = np.zeros(shape)
             self.v = np.zeros(shape)
             self.b1p = np.ones(shape)
@@ -78,3 +85,9 @@ class OptimizerState:
         w[sel] = np.clip(wv, lo, hi)
         self.cumulative[sel] = 0.0
         self.step[sel] = current
+
+
+def _setting(cfg: dict[str, Any], key: str) -> Any:
+    if key not in cfg:
+        raise SpecError(f"optimizer.{key} is missing (the exchange file must give every optimizer setting)")
+    return cfg[key]

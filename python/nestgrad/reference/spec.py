@@ -26,7 +26,6 @@ PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 FORMAT_VERSION = 1
 
 
-
 @dataclass
 class NetworkSpec:
     resolution: float  # ms

@@ -73,7 +73,7 @@ def gradient_agreement(spec: NetworkSpec) -> dict[str, dict[str, float]]:
 def compare(
     spec: NetworkSpec, out_dir: str | pathlib.Path | None = None, threads: int = 1, plots: bool = True
 ) -> dict[str, Any]:
-    from nestgrad.reference.nest_backend import run_nest
+    from nestgrad.comparison.nest_runs import run_nest
     from nestgrad.reference.online_bsshslm import BSSHSLM_MODELS
 
     spec.validate()
@@ -123,7 +123,7 @@ def compare(
 
 def _compare_bsshslm(spec: NetworkSpec, out_dir: str | pathlib.Path | None, threads: int) -> dict[str, Any]:
     """The original-formulation models: NEST vs the reference replay, and e-prop vs BPTT."""
-    from nestgrad.reference.bsshslm_nest import compare_bsshslm
+    from nestgrad.comparison.bsshslm_nest import compare_bsshslm
 
     result = compare_bsshslm(spec, threads=threads)
     result["iterations"] = spec.iterations

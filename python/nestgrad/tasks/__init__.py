@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nestgrad.config import TaskConfig
+from nestgrad.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ TASK_CLASSES: dict[str, type[Task]] = {
 def make_task(config: TaskConfig, seed: int, n_in: int | None = None) -> Task:
     if config.name == "thalamic":
         if n_in is None:
-            raise ValueError(
+            raise ConfigError(
                 "task 'thalamic' drives the microcircuit's thalamus: use network.architecture = 'microcircuit'"
             )
         return ThalamicPatternTask(config, seed, n_in)
@@ -203,7 +204,7 @@ def mse_loss(readout: np.ndarray, target: np.ndarray, window: np.ndarray, trial_
 def accuracy(readout: np.ndarray, batch: TrialBatch) -> float:
     """Fraction of trials whose readout with the largest mean inside the learning window is the label."""
     if batch.labels is None:
-        raise ValueError("accuracy needs a classification task")
+        raise ConfigError("accuracy needs a classification task")
     n = batch.labels.size
     y = readout.reshape(n, batch.trial_steps, -1)
     w = batch.learning_window.reshape(n, batch.trial_steps)[:, :, None]

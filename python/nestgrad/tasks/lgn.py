@@ -36,7 +36,9 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
-FIELD_SHAPE: tuple[int, int] = (120, 240)  # rows (elevation), columns (azimuth); 1 px = 1 deg
+from nestgrad.config.v1 import FIELD_SHAPE  # rows (elevation), columns (azimuth); 1 px = 1 deg
+from nestgrad.errors import ConfigError
+
 FIELD_EXTENT_DEG: tuple[float, float] = (240.0, 120.0)  # (x, y)
 FIELD_CENTER_DEG: tuple[float, float] = (120.0, 60.0)
 
@@ -185,7 +187,7 @@ def pixel_centres() -> tuple[np.ndarray, np.ndarray]:
 
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"LGN: {name} = {value!r} is invalid: an integer >= {minimum} is required")
+        raise ConfigError(f"LGN: {name} = {value!r} is invalid: an integer >= {minimum} is required")
     return int(value)
 
 
@@ -195,7 +197,7 @@ def _check_dt(dt_ms: float) -> float:
         or not isinstance(dt_ms, int | float | np.floating)
         or not (math.isfinite(dt_ms) and dt_ms > 0)
     ):
-        raise ValueError(f"LGN: dt_ms = {dt_ms!r} is invalid: a finite time step > 0 ms is required")
+        raise ConfigError(f"LGN: dt_ms = {dt_ms!r} is invalid: a finite time step > 0 ms is required")
     return float(dt_ms)
 
 
@@ -265,7 +267,7 @@ class LGN:
             )
             if not ok or (positive and min(pair) <= 0):
                 need = "two finite numbers" + (" > 0" if positive else "")
-                raise ValueError(f"LGN: {name} = {pair!r} is invalid: {need} (deg) are required")
+                raise ConfigError(f"LGN: {name} = {pair!r} is invalid: {need} (deg) are required")
         rng = np.random.default_rng([seed, 0x16E])
         counts = type_counts(n_units)
         type_index = np.repeat(np.arange(len(LGN_TYPE_NAMES)), counts)
@@ -401,14 +403,14 @@ class LGN:
         if frames.ndim == 2:
             frames = frames[None]
         if frames.ndim != 3 or frames.shape[1:] != FIELD_SHAPE or frames.shape[0] < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"LGN: frames of shape {given} are invalid: [n_frames, {FIELD_SHAPE[0]}, {FIELD_SHAPE[1]}] "
                 f"or [{FIELD_SHAPE[0]}, {FIELD_SHAPE[1]}] (rows = elevation, columns = azimuth, 1 px = 1 deg)"
             )
         if not np.all(np.isfinite(frames)):
             bad = np.argwhere(~np.isfinite(frames))[0]
             value = float(frames[tuple(bad)])
-            raise ValueError(f"LGN: frames{tuple(bad.tolist())} = {value!r} is invalid: finite values are required")
+            raise ConfigError(f"LGN: frames{tuple(bad.tolist())} = {value!r} is invalid: finite values are required")
         return frames
 
     def rates(self, frames: np.ndarray, frame_of_step: np.ndarray, dt_ms: float) -> np.ndarray:
@@ -433,14 +435,14 @@ class LGN:
         dt_ms = _check_dt(dt_ms)
         fos = np.asarray(frame_of_step)
         if fos.ndim != 1 or fos.size < 1 or not np.issubdtype(fos.dtype, np.integer):
-            raise ValueError(
+            raise ConfigError(
                 f"LGN: frame_of_step (shape {fos.shape}, dtype {fos.dtype}) is invalid: a 1-D integer array with at "
                 "least one step is required"
             )
         n_frames = frames.shape[0]
         if fos.min() < 0 or fos.max() >= n_frames:
             bad = fos[(fos < 0) | (fos >= n_frames)][0]
-            raise ValueError(f"LGN: frame_of_step value {bad} is invalid: indices in [0, {n_frames}) are required")
+            raise ConfigError(f"LGN: frame_of_step value {bad} is invalid: indices in [0, {n_frames}) are required")
         steps = fos.size
         used, fos = np.unique(fos, return_inverse=True)  # filter only the frames shown
         resp = self.spatial_responses(frames[used]) * self.sub_coef_hz[:, None]  # [n_sub, n_used]
@@ -474,8 +476,8 @@ class LGN:
         dt_ms = _check_dt(dt_ms)
         rates = np.asarray(rates, dtype=float)
         if rates.ndim != 2:
-            raise ValueError(f"LGN: rates of shape {rates.shape} are invalid: [steps, n_units] is required")
+            raise ConfigError(f"LGN: rates of shape {rates.shape} are invalid: [steps, n_units] is required")
         if not np.all(np.isfinite(rates)) or (rates.size and rates.min() < 0):
             bad = rates[~np.isfinite(rates) | (rates < 0)][0]
-            raise ValueError(f"LGN: rate {float(bad)!r} is invalid: finite rates >= 0 Hz are required")
+            raise ConfigError(f"LGN: rate {float(bad)!r} is invalid: finite rates >= 0 Hz are required")
         return rng.random(rates.shape) < np.minimum(rates * (dt_ms / 1000.0), 1.0)

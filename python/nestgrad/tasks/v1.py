@@ -1,7 +1,7 @@
 """The five visual tasks of Chen et al. (2022, Science Advances, eabq7592) for the V1 model, stimuli generated offline.
 
 Every trial is a short movie of static frames (120 x 240 px, 1 px = 1 deg, values in [-1, 1], 0 = gray; see
-:mod:`nestgrad.networks.lgn`) that the LGN turns into spike trains (``lgn.rates`` then ``lgn.spikes`` with the task's
+:mod:`nestgrad.tasks.lgn`) that the LGN turns into spike trains (``lgn.rates`` then ``lgn.spikes`` with the task's
 random generator). Each task has one readout per class; the target is one-hot (1 for the label's readout, 0 for
 the others) inside the response window, which is the learning window, and 0 elsewhere. The decision
 (:func:`nestgrad.tasks.accuracy`) is the readout with the largest mean inside the window.
@@ -38,125 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from nestgrad.networks.lgn import FIELD_SHAPE, LGN, pixel_centres
+from nestgrad.config.v1 import FIELD_SHAPE, V1TaskConfig
+from nestgrad.errors import ConfigError
 from nestgrad.tasks import Task, TrialBatch
+from nestgrad.tasks.lgn import LGN, pixel_centres
 
 _x_deg, _y_deg = pixel_centres()
 _GRAY = np.zeros(FIELD_SHAPE)
 DIGIT_SPLIT_SEED = 0xD161  # fixed train/test permutation of the digits, independent of the task seed
 DIGIT_TEST_FRACTION = 0.2
-
-
-@dataclass(frozen=True)
-class V1TaskConfig:
-    """Stimuli and timing of the V1 tasks (Chen et al.'s defaults). Durations are in ms and multiplied by
-    ``time_scale``; each is rounded to whole time steps."""
-
-    time_scale: float = 1.0
-    # orientation and digits: gray, stimulus, gray; response window from the trial start
-    pre_delay_ms: float = 50.0
-    stimulus_ms: float = 100.0  # also each presentation of the change tasks
-    post_delay_ms: float = 450.0
-    response_start_ms: float = 150.0
-    response_ms: float = 50.0  # response window length (all tasks but evidence)
-    # change tasks: pre_delay, A (stimulus_ms), gray (change_gap_ms), B (stimulus_ms), gray (change_post_ms)
-    change_gap_ms: float = 200.0
-    change_post_ms: float = 150.0
-    change_response_delay_ms: float = 150.0  # response window start after B's onset
-    p_reappear: float = 0.5  # probability that B = A (no change)
-    # stimuli
-    contrast: float = 1.0
-    spatial_frequency: float = 0.05  # cycles/deg
-    orientation_center_deg: float = 45.0
-    orientation_difference_deg: float = 2.0  # orientations 45 +- (0.1 ... 2) deg; e.g. 20 for a coarse variant
-    orientation_step_deg: float = 0.1
-    # the orientation task's grating phase: "random" (uniform per trial, Chen et al.) or a fixed phase in degrees
-    # (then single LGN units' rates differ between the classes; with random phases only their correlations do)
-    orientation_phase_deg: float | str = "random"
-    grating_change_min_deg: float = 120.0
-    grating_change_max_deg: float = 150.0
-    grating_change_random_phase: bool = True  # a new random phase for B (else A's): the change must be in orientation
-    n_images: int = 8
-    image_seed: int = 0  # the image set depends only on this (same images for training and test tasks)
-    digits_split: str = "train"  # "train" (80 %), "test" (20 %) or "all" of scikit-learn's 1,797 digits
-    # evidence accumulation
-    n_cues: int = 5
-    cue_ms: float = 50.0
-    cue_gap_ms: float = 10.0
-    evidence_pause_ms: float = 250.0
-    recall_ms: float = 50.0  # recall cue = response window
-    cue_width_deg: float = 120.0  # 120: the whole half of the field
-    # v1_multi: which task each trial comes from
-    multi_order: str = "cycle"  # "cycle" (trial k of the run: task k mod 5) or "random"
-
-    def __post_init__(self) -> None:
-        def need(ok: bool, key: str, requirement: str) -> None:
-            if not ok:
-                raise ValueError(f"task.v1.{key} = {getattr(self, key)!r} is invalid: {requirement}")
-
-        def number(key: str) -> float:
-            v = getattr(self, key)
-            need(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v), key, "a finite number")
-            return float(v)
-
-        for key in ("time_scale", "stimulus_ms", "response_ms", "cue_ms", "recall_ms", "spatial_frequency"):
-            need(number(key) > 0, key, "> 0 is required")
-        for key in ("pre_delay_ms", "post_delay_ms", "response_start_ms", "change_gap_ms", "change_post_ms"):
-            need(number(key) >= 0, key, ">= 0 is required")
-        for key in ("change_response_delay_ms", "cue_gap_ms", "evidence_pause_ms"):
-            need(number(key) >= 0, key, ">= 0 is required")
-        need(0 < number("contrast") <= 1, "contrast", "a contrast in (0, 1] is required")
-        number("orientation_center_deg")
-        need(0 < number("orientation_difference_deg") <= 90, "orientation_difference_deg", "in (0, 90] deg")
-        need(
-            0 < number("orientation_step_deg") <= self.orientation_difference_deg,
-            "orientation_step_deg",
-            "> 0 and <= orientation_difference_deg",
-        )
-        phase = self.orientation_phase_deg
-        need(
-            phase == "random"
-            or (isinstance(phase, int | float) and not isinstance(phase, bool) and math.isfinite(phase)),
-            "orientation_phase_deg",
-            "'random' or a phase in degrees",
-        )
-        number("grating_change_min_deg")
-        need(
-            number("grating_change_max_deg") - self.grating_change_min_deg >= self.orientation_step_deg,
-            "grating_change_max_deg",
-            "at least orientation_step_deg above grating_change_min_deg (two orientations are needed)",
-        )
-        need(isinstance(self.grating_change_random_phase, bool), "grating_change_random_phase", "true or false")
-        need(0 <= number("p_reappear") <= 1, "p_reappear", "a probability in [0, 1] is required")
-        for key, lo in (("n_images", 2), ("image_seed", 0), ("n_cues", 1)):
-            v = getattr(self, key)
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= lo, key, f"an integer >= {lo} is required")
-        need(self.n_cues % 2 == 1, "n_cues", "an odd number (so that one side wins)")
-        need(0 < number("cue_width_deg") <= FIELD_SHAPE[1] / 2, "cue_width_deg", "in (0, 120] deg")
-        need(self.digits_split in ("train", "test", "all"), "digits_split", "'train', 'test' or 'all'")
-        need(self.multi_order in ("cycle", "random"), "multi_order", "'cycle' or 'random'")
-        need(
-            self.response_start_ms + self.response_ms <= self.pre_delay_ms + self.stimulus_ms + self.post_delay_ms,
-            "response_start_ms",
-            "the response window must end within the trial (pre_delay_ms + stimulus_ms + post_delay_ms)",
-        )
-        need(
-            self.change_response_delay_ms + self.response_ms <= self.stimulus_ms + self.change_post_ms,
-            "change_response_delay_ms",
-            "the response window must end within the trial (after B: stimulus_ms + change_post_ms)",
-        )
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> V1TaskConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"task.v1: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-    def steps(self, key: str, resolution: float) -> int:
-        """Duration ``key`` (a ``*_ms`` field) in time steps of ``resolution`` ms, after ``time_scale``."""
-        return int(round(getattr(self, key) * self.time_scale / resolution))
 
 
 @dataclass(frozen=True)
@@ -251,9 +141,9 @@ class V1Task(Task):
         if not isinstance(config, V1TaskConfig):
             raise TypeError(f"config must be a V1TaskConfig, not {type(config).__name__}")
         if isinstance(resolution, bool) or not (isinstance(resolution, int | float) and resolution > 0):
-            raise ValueError(f"task.resolution = {resolution!r} is invalid: > 0 ms is required")
+            raise ConfigError(f"task.resolution = {resolution!r} is invalid: > 0 ms is required")
         if isinstance(batch_size, bool) or not (isinstance(batch_size, int) and batch_size >= 1):
-            raise ValueError(f"task.batch_size = {batch_size!r} is invalid: an integer >= 1 is required")
+            raise ConfigError(f"task.batch_size = {batch_size!r} is invalid: an integer >= 1 is required")
         super().__init__(config, seed)  # type: ignore[arg-type]  # a V1TaskConfig, not a TaskConfig
         self.config: V1TaskConfig = config
         self.lgn = lgn
@@ -264,7 +154,7 @@ class V1Task(Task):
     def _steps(self, key: str, positive: bool = False) -> int:
         n = self.config.steps(key, self.resolution)
         if positive and n < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"task.v1.{key} = {getattr(self.config, key)!r} is invalid: shorter than one time step of "
                 f"{self.resolution} ms (time_scale {self.config.time_scale})"
             )
@@ -530,7 +420,7 @@ def make_v1_task(
     """The V1 task ``name`` (a key of :data:`V1_TASKS`); ``config`` may be a dict of V1TaskConfig fields or None
     for the defaults."""
     if name not in V1_TASKS:
-        raise ValueError(f"task.name = {name!r} is not a V1 task; known: {', '.join(V1_TASKS)}")
+        raise ConfigError(f"task.name = {name!r} is not a V1 task; known: {', '.join(V1_TASKS)}")
     if config is None:
         config = V1TaskConfig()
     elif not isinstance(config, V1TaskConfig):

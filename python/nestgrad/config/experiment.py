@@ -3,11 +3,16 @@
 A TOML file has the sections ``[network]``, ``[task]``, ``[optimizer]`` and ``[training]``; every key is a field
 of the matching dataclass below. Unknown sections or keys and bad values raise :class:`ConfigError` naming them,
 before anything is simulated.
+
+The configuration knows no network. An architecture (``network.architecture``) declares here, through
+:func:`register_sections`, which tasks it trains and the typed dataclasses of its own tables (``[network.v1]``,
+``[task.v1]``, ...); the networks layer registers the builders (:mod:`nestgrad.networks.registry`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import pathlib
 import tomllib
@@ -16,17 +21,69 @@ from typing import Any
 
 from nestgrad.errors import ConfigError
 
-V1_TASK_NAMES = ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change", "v1_evidence", "v1_multi")
-TASKS = ("sine", "evidence", "thalamic", *V1_TASK_NAMES)
-ARCHITECTURES = ("classic", "microcircuit", "v1")
-GRADIENT_ALGORITHMS = ("step", "event")
-OPTIMIZERS = ("gradient_descent", "adam")
 
+class GradientAlgorithm(enum.StrEnum):
+    """How NEST computes e-prop gradients (same updates): ``step`` = NEST's ``eprop_synapse`` (a loop over each
+    window), ``event`` = nestgrad's ``eprop_event_synapse`` (running sums, O(1) per spike)."""
+
+    STEP = "step"
+    EVENT = "event"
+
+
+class OptimizerType(enum.StrEnum):
+    GRADIENT_DESCENT = "gradient_descent"
+    ADAM = "adam"
+
+
+GRADIENT_ALGORITHMS = tuple(a.value for a in GradientAlgorithm)
+OPTIMIZERS = tuple(o.value for o in OptimizerType)
+
+
+@dataclass(frozen=True)
+class ArchitectureSections:
+    """What the configuration knows of an architecture: the tasks it trains and the dataclasses of its tables.
+
+    ``network_table`` / ``task_table`` name the field of :class:`NetworkConfig` / :class:`TaskConfig` that holds the
+    architecture's own table (``"v1"``, ``"microcircuit"``; plug-ins use ``"params"``); ``network_type`` /
+    ``task_type`` validate it (a class with ``from_dict``), None: the architecture has no such table.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    network_table: str | None = None
+    network_type: Any = None
+    task_table: str | None = None
+    task_type: Any = None
+
+
+_ARCHITECTURES: dict[str, ArchitectureSections] = {}
+
+
+def register_sections(sections: ArchitectureSections) -> None:
+    """Declare an architecture to the configuration (called by :func:`nestgrad.networks.registry.register`)."""
+    for table, owner in ((sections.network_table, NetworkConfig), (sections.task_table, TaskConfig)):
+        if table is not None and table not in {f.name for f in dataclasses.fields(owner)}:
+            raise ConfigError(f"architecture {sections.name!r}: {owner.__name__} has no table {table!r}")
+    _ARCHITECTURES[sections.name] = sections
+
+
+def architectures() -> dict[str, ArchitectureSections]:
+    return dict(_ARCHITECTURES)
+
+
+def task_names() -> tuple[str, ...]:
+    return tuple(t for a in _ARCHITECTURES.values() for t in a.tasks)
 
 
 def _require(condition: bool, key: str, value: Any, requirement: str) -> None:
     if not condition:
         raise ConfigError(f"{key} = {value!r} is invalid: {requirement}")
+
+
+def _tables(owner: type) -> list[str]:
+    """The fields of NetworkConfig / TaskConfig that hold an architecture's own table."""
+    tables = {t for a in _ARCHITECTURES.values() for t in (a.network_table, a.task_table) if t}
+    return [f.name for f in dataclasses.fields(owner) if f.name in tables | {"params"}]
 
 
 def _finite(x: Any) -> bool:
@@ -55,14 +112,15 @@ class NetworkConfig:
     v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.networks.v1.V1Config fields (architecture "v1")
     # "step": NEST's eprop_synapse (loop over each window); "event": nestgrad's eprop_event_synapse into the
     # recurrent neurons (running sums, O(1) per spike; docs/event_driven_eprop.md). Same weight updates.
-    gradient_algorithm: str = "step"
+    gradient_algorithm: GradientAlgorithm = GradientAlgorithm.STEP
+    params: dict[str, Any] = field(default_factory=dict)  # the table of a plug-in architecture (ArchitectureSections)
 
     def __post_init__(self) -> None:
         _require(
-            self.architecture in ARCHITECTURES,
+            self.architecture in _ARCHITECTURES,
             "network.architecture",
             self.architecture,
-            f"one of {', '.join(ARCHITECTURES)}",
+            f"one of {', '.join(_ARCHITECTURES)}",
         )
         _require(
             isinstance(self.neuron_model, str) and self.neuron_model != "",
@@ -92,6 +150,7 @@ class NetworkConfig:
             self.gradient_algorithm,
             f"one of {', '.join(GRADIENT_ALGORITHMS)}",
         )
+        object.__setattr__(self, "gradient_algorithm", GradientAlgorithm(self.gradient_algorithm))
         for key in ("neuron_params", "readout_params"):
             params = getattr(self, key)
             _require(isinstance(params, dict), f"network.{key}", params, "a table of NEST parameters is required")
@@ -121,10 +180,11 @@ class TaskConfig:
     recall_steps: int = 150
     cue_rate: float = 40.0  # Hz, rate of a cue population while its cue is on
     background_rate: float = 10.0  # Hz
-    v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.v1_tasks.V1TaskConfig fields (v1_* tasks)
+    v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.config.v1.V1TaskConfig fields (v1_* tasks)
+    params: dict[str, Any] = field(default_factory=dict)  # the task table of a plug-in architecture
 
     def __post_init__(self) -> None:
-        _require(self.name in TASKS, "task.name", self.name, f"one of {', '.join(TASKS)}")
+        _require(self.name in task_names(), "task.name", self.name, f"one of {', '.join(task_names())}")
         _require(_finite(self.resolution) and self.resolution > 0, "task.resolution", self.resolution, "> 0 ms")
         for key in ("sequence_steps", "batch_size", "n_cues", "cue_steps", "recall_steps"):
             v = getattr(self, key)
@@ -152,7 +212,7 @@ class OptimizerConfig:
     weight changes; 1 updates at every presynaptic spike (NEST 3.10's continual e-prop).
     """
 
-    type: str = "gradient_descent"
+    type: OptimizerType = OptimizerType.GRADIENT_DESCENT
     eta: float = 1e-5
     batch_size: int = 1
     beta_1: float = 0.9
@@ -167,6 +227,7 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         _require(self.type in OPTIMIZERS, "optimizer.type", self.type, f"one of {', '.join(OPTIMIZERS)}")
+        object.__setattr__(self, "type", OptimizerType(self.type))
         _require(_finite(self.eta) and self.eta >= 0, "optimizer.eta", self.eta, "a finite number >= 0")
         _require(
             isinstance(self.batch_size, int) and self.batch_size >= 1,
@@ -190,22 +251,16 @@ class OptimizerConfig:
 
         w = np.asarray(weights, float)
         if w.size and (w.min() < self.Wmin or w.max() > self.Wmax):
-            raise ValueError(
+            raise ConfigError(
                 f"initial weights of {name!r} span [{w.min():.4g}, {w.max():.4g}] pA, outside optimizer.Wmin/Wmax = "
                 f"[{self.Wmin:g}, {self.Wmax:g}]: the optimizer would clip them at the first update; widen "
                 "[optimizer] Wmin/Wmax"
             )
 
-    def signed_bounds(self, sign: str) -> tuple[float, float]:
-        """(Wmin, Wmax) of the synapses whose initial weight is ``"nonneg"`` or ``"neg"`` under Dale's law."""
-        if sign == "nonneg":
-            return max(self.Wmin, 0.0), self.Wmax
-        return self.Wmin, min(self.Wmax, 0.0)
-
     def nest_dict(self) -> dict[str, Any]:
         """The ``optimizer`` dictionary for ``nest.SetDefaults("eprop_synapse", ...)``."""
         d: dict[str, Any] = {
-            "type": self.type,
+            "type": str(self.type),
             "eta": self.eta,
             "batch_size": self.batch_size,
             "Wmin": self.Wmin,
@@ -253,37 +308,44 @@ class ExperimentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
-        micro = self.network.architecture == "microcircuit"
-        v1 = self.network.architecture == "v1"
-        expected = (
-            "microcircuit" if self.task.name == "thalamic" else "v1" if self.task.name in V1_TASK_NAMES else "classic"
-        )
-        if self.network.architecture != expected:
+        arch = _ARCHITECTURES[self.network.architecture]
+        if self.task.name not in arch.tasks:
+            owners = [a.name for a in _ARCHITECTURES.values() if self.task.name in a.tasks]
             raise ConfigError(
-                f"task.name = {self.task.name!r} with network.architecture = "
-                f"{self.network.architecture!r}: the 'thalamic' task goes with the 'microcircuit' "
-                "architecture, the v1_* tasks with 'v1', the other tasks with 'classic'"
+                f"task.name = {self.task.name!r} with network.architecture = {arch.name!r}: task "
+                f"{self.task.name!r} goes with the {' or '.join(repr(o) for o in owners)} architecture; "
+                f"{arch.name!r} trains {', '.join(repr(t) for t in arch.tasks)}"
             )
-        if v1:
-            from nestgrad.networks.v1 import V1Config
-            from nestgrad.v1_tasks import V1TaskConfig
+        for owner, prefix, table, klass in (
+            (self.network, "network", arch.network_table, arch.network_type),
+            (self.task, "task", arch.task_table, arch.task_type),
+        ):
+            for other in _tables(type(owner)):
+                if other != table and getattr(owner, other):
+                    raise ConfigError(
+                        f"{prefix}.{other} is not used with network.architecture = {arch.name!r}"
+                        + (f" (its table is {prefix}.{table})" if table else "")
+                    )
+            if klass is not None:
+                self.section(prefix)
 
-            try:
-                V1Config.from_dict(self.network.v1)
-                V1TaskConfig.from_dict(self.task.v1)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(str(err)) from None
-        elif self.network.v1 or self.task.v1:
-            raise ConfigError("network.v1 and task.v1 are only used with network.architecture = 'v1'")
-        if micro:
-            from nestgrad.networks.pd_eprop import EpropMicrocircuitConfig
-
-            try:
-                EpropMicrocircuitConfig.from_dict(self.network.microcircuit)
-            except (TypeError, ValueError) as err:
-                raise ConfigError(str(err)) from None
-        elif self.network.microcircuit:
-            raise ConfigError("network.microcircuit is only used with network.architecture = 'microcircuit'")
+    def section(self, which: str) -> Any:
+        """The typed table of this configuration's architecture: ``"network"`` (e.g. a V1Config) or ``"task"``
+        (e.g. a V1TaskConfig); None if the architecture has no such table."""
+        arch = _ARCHITECTURES[self.network.architecture]
+        owner, table, klass = (
+            (self.network, arch.network_table, arch.network_type)
+            if which == "network"
+            else (self.task, arch.task_table, arch.task_type)
+        )
+        if klass is None:
+            return None
+        try:
+            return klass.from_dict(getattr(owner, table))
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{which}.{table}: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig
+from nestgrad.errors import ModelError
+from nestgrad.nest_engine import fresh_kernel
 from nestgrad.networks.eprop_classic import EPROP_PARAMETER_KEYS, EpropNetwork, initial_weights
 from nestgrad.reference.spec import NetworkSpec
 from nestgrad.tasks import TrialBatch, make_task
@@ -38,18 +40,6 @@ READOUT_PARAM_KEYS = ("C_m", "E_L", "I_e", "V_m", "V_min", "tau_m", "eprop_isi_t
 _F_TARGET_REPORTED_PER_MS = ("eprop_iaf", "eprop_iaf_adapt", "eprop_iaf_psc_delta", "eprop_iaf_psc_delta_adapt")
 
 
-def _fresh_nest(threads: int = 1, resolution: float = 1.0) -> Any:
-    import nest
-
-    import nestgrad
-
-    nest.ResetKernel()
-    nest.verbosity = nest.VerbosityLevel.ERROR
-    nestgrad.install()
-    nest.set(resolution=resolution, local_num_threads=threads, print_time=False)
-    return nest
-
-
 def full_parameters(nest: Any, model: str, overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     defaults = nest.GetDefaults(model)
     params = {k: defaults[k] for k in keys if k in defaults}
@@ -57,7 +47,7 @@ def full_parameters(nest: Any, model: str, overrides: dict[str, Any], keys: tupl
         params["f_target"] = params["f_target"] * 1000.0
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for model {model!r}")
+        raise ModelError(f"unknown parameter(s) {unknown} for model {model!r}")
     return params | dict(overrides)
 
 
@@ -66,7 +56,7 @@ def spec_from_config(config: ExperimentConfig, iterations: int) -> NetworkSpec:
     task = make_task(config.task, config.network.seed)
     net_cfg = config.network
     n_in, n_out = net_cfg.n_in or task.n_in, net_cfg.n_out or task.n_out
-    nest = _fresh_nest(resolution=config.task.resolution)
+    nest = fresh_kernel(resolution=config.task.resolution)
     net = EpropNetwork(net_cfg, config.optimizer, n_in, n_out, config.task.resolution)
     net.validate(nest)
     rec_params = full_parameters(nest, net_cfg.neuron_model, net.neuron_params, REFERENCE_PARAM_KEYS)
@@ -112,7 +102,7 @@ class NestRun:
 def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
     """Build ``spec`` in NEST, simulate all its iterations in one kernel, return final weights and readouts."""
     spec.validate()
-    nest = _fresh_nest(threads=threads, resolution=spec.resolution)
+    nest = fresh_kernel(threads=threads, resolution=spec.resolution)
     opt = OptimizerConfig(**spec.optimizer)
     net_cfg = NetworkConfig(
         neuron_model=spec.rec_model,

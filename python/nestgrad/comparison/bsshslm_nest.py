@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from nestgrad.errors import ConfigError
+from nestgrad.nest_engine import fresh_kernel
 from nestgrad.reference.online_bsshslm import (
     BSSHSLM_MODELS,
     READOUT_MODEL,
@@ -113,20 +115,11 @@ def _adapt_params(tau_m: float, dt: float) -> dict[str, float]:
     return {"adapt_tau": _ADAPT_TAU, "adapt_beta": float(beta), "adaptation": 0.0}
 
 
-def fresh_nest(threads: int = 1, resolution: float = 1.0) -> Any:
-    import nest
-
-    nest.ResetKernel()
-    nest.verbosity = nest.VerbosityLevel.ERROR
-    nest.set(resolution=resolution, local_num_threads=threads, print_time=False)
-    return nest
-
-
 def _full_params(nest: Any, model: str, overrides: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     defaults = nest.GetDefaults(model)
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for model {model!r}")
+        raise ConfigError(f"unknown parameter(s) {unknown} for model {model!r}")
     params = {k: defaults[k] for k in keys if k in defaults}
     if "f_target" in params:
         params["f_target"] = params["f_target"] * 1000.0  # reported in spikes/ms, set (and stored in specs) in Hz
@@ -161,13 +154,13 @@ def make_bsshslm_spec(
     evidence), overridden by ``bsshslm``.
     """
     from nestgrad.config import TaskConfig
-    from nestgrad.networks.eprop_classic import _SCALE, initial_weights
+    from nestgrad.networks.eprop_classic import WEIGHT_SCALE, initial_weights
     from nestgrad.tasks import make_task
 
     if task not in ("sine", "evidence"):
-        raise ValueError(f"task = {task!r}: expected 'sine' or 'evidence'")
+        raise ConfigError(f"task = {task!r}: expected 'sine' or 'evidence'")
     if rec_model not in BSSHSLM_MODELS:
-        raise ValueError(f"rec_model = {rec_model!r}: expected one of {', '.join(BSSHSLM_MODELS)}")
+        raise ConfigError(f"rec_model = {rec_model!r}: expected one of {', '.join(BSSHSLM_MODELS)}")
     defaults_task = (
         {"sequence_steps": 300}
         if task == "sine"
@@ -181,9 +174,9 @@ def make_bsshslm_spec(
     window = batches[0].learning_window[:T]
     lw = int(np.count_nonzero(window))
     if lw == 0 or not np.all(window[T - lw :] == 1.0):
-        raise ValueError("the task's learning window must be the last steps of each trial for the bsshslm models")
+        raise ConfigError("the task's learning window must be the last steps of each trial for the bsshslm models")
 
-    nest = fresh_nest(resolution=dt)
+    nest = fresh_kernel(resolution=dt)
     rec = dict(_SINE_REC if task == "sine" else _EVIDENCE_REC)
     if rec_model == "eprop_iaf_adapt_bsshslm_2020":
         rec |= _adapt_params(rec["tau_m"], dt)
@@ -194,7 +187,7 @@ def make_bsshslm_spec(
     nest.ResetKernel()
 
     n_in, n_out = data.n_in, data.n_out
-    w = initial_weights(n_in, n_rec, n_out, seed, True, 1.0 / _SCALE, rec_model)
+    w = initial_weights(n_in, n_rec, n_out, seed, True, 1.0 / WEIGHT_SCALE, rec_model)
     masks = {
         "in_rec": np.ones((n_rec, n_in), bool),
         "rec_rec": ~np.eye(n_rec, dtype=bool),
@@ -258,7 +251,7 @@ def run_nest_bsshslm(spec: NetworkSpec, threads: int = 1) -> BsshslmNestRun:
     ``meta["bsshslm"]["extra_steps"]``) and return the final weights and the readouts' signals per data step."""
     s = validate_bsshslm(spec)
     dt = spec.resolution
-    nest = fresh_nest(threads=threads, resolution=dt)
+    nest = fresh_kernel(threads=threads, resolution=dt)
     nest.set(
         eprop_update_interval=s.update_interval * dt,
         eprop_learning_window=s.learning_window * dt,

@@ -1,0 +1,59 @@
+"""Configuration: what a run is, as frozen dataclasses loaded from TOML and validated before anything is built.
+
+``ExperimentConfig`` = ``NetworkConfig`` + ``TaskConfig`` + ``OptimizerConfig`` + ``TrainingConfig``; the built-in
+architectures' own tables are :class:`~nestgrad.config.v1.V1Config`, :class:`~nestgrad.config.v1.V1TaskConfig` and
+:class:`~nestgrad.config.microcircuit.EpropMicrocircuitConfig`. This package imports no network.
+"""
+
+from nestgrad.config.experiment import (
+    GRADIENT_ALGORITHMS,
+    OPTIMIZERS,
+    ArchitectureSections,
+    ExperimentConfig,
+    GradientAlgorithm,
+    NetworkConfig,
+    OptimizerConfig,
+    OptimizerType,
+    TaskConfig,
+    TrainingConfig,
+    architectures,
+    register_sections,
+    task_names,
+)
+from nestgrad.config.microcircuit import EpropMicrocircuitConfig, MicrocircuitConfig
+from nestgrad.config.v1 import V1_TASK_NAMES, V1Config, V1TaskConfig
+from nestgrad.errors import ConfigError
+
+# The built-in architectures' tasks and tables (their builders: nestgrad.networks.registry).
+register_sections(ArchitectureSections("classic", ("sine", "evidence")))
+register_sections(
+    ArchitectureSections(
+        "microcircuit", ("thalamic",), network_table="microcircuit", network_type=EpropMicrocircuitConfig
+    )
+)
+register_sections(
+    ArchitectureSections(
+        "v1", V1_TASK_NAMES, network_table="v1", network_type=V1Config, task_table="v1", task_type=V1TaskConfig
+    )
+)
+
+__all__ = [
+    "GRADIENT_ALGORITHMS",
+    "OPTIMIZERS",
+    "ArchitectureSections",
+    "ConfigError",
+    "EpropMicrocircuitConfig",
+    "ExperimentConfig",
+    "GradientAlgorithm",
+    "MicrocircuitConfig",
+    "NetworkConfig",
+    "OptimizerConfig",
+    "OptimizerType",
+    "TaskConfig",
+    "TrainingConfig",
+    "V1Config",
+    "V1TaskConfig",
+    "architectures",
+    "register_sections",
+    "task_names",
+]

@@ -1,0 +1,190 @@
+"""The one NEST wiring function: build any :class:`~nestgrad.spec.NetworkSpec` in the current kernel, and read its
+plastic weights and optimizer state back in the spec's edge order.
+
+Order. Populations are created in the spec's order; right before the input population its spike generators, right
+after the readout population its target and learning-window generators. Projections are connected in the spec's
+order, each with vectorised ``nest.Connect`` calls (``one_to_one`` with arrays) per group of edges that share a
+synapse model (static, e-prop, or a Dale's-law copy of it) and, within a group, in edge order. The data devices
+(rates into the readouts, multimeter, spike recorder) come last. The same spec therefore gives the same node ids and
+connection order, whatever builder emitted it.
+
+Learning. A projection's plastic edges use ``Projection.synapse_model``; its optimizer defaults (the spec's
+optimizer, ``learning_rate`` if set, eta = 0 with ``learning=False``) are set right before its edges are connected;
+with Dale's law (``Projection.nonneg``) each sign gets a bounded copy of the model (``<model>_nonneg``,
+``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nestgrad.errors import SpecError
+from nestgrad.nest_engine import (
+    INLINE_OPTIMIZER_SYNAPSES,
+    LEARNING_SIGNAL_CONNECTION,
+    SIGNS,
+    STATIC_SYNAPSE,
+    set_plastic_defaults,
+    signed_model,
+)
+from nestgrad.nest_engine import devices as dev
+from nestgrad.spec import NetworkSpec, Projection, Role, SynapseKind
+
+
+@dataclass
+class BuiltNetwork:
+    """Handles of a spec built in NEST."""
+
+    spec: NetworkSpec
+    nodes: dict[str, Any]  # population -> NodeCollection
+    ids: dict[str, np.ndarray]  # population -> global ids in population order
+    devices: dev.DataDevices | None
+    # projection -> [(edge indices, synapse model, keeps Adam's moments as adam_m/adam_v)] of its plastic groups
+    plastic_groups: dict[str, list[tuple[np.ndarray, str, bool]]] = field(default_factory=dict)
+
+
+def build(nest: Any, spec: NetworkSpec, *, plastic: bool = True, learning: bool = True) -> BuiltNetwork:
+    """Create ``spec`` in the current kernel (see the module docstring for order and learning options)."""
+    spec.validate()
+    step = spec.resolution
+    nodes: dict[str, Any] = {}
+    gen_in = gen_target = gen_window = None
+    for pop in spec.populations.values():
+        if pop.role == Role.INPUT:
+            gen_in, nodes[pop.name] = dev.create_input_nodes(nest, pop.size)
+            continue
+        params = pop.params
+        nodes[pop.name] = nest.Create(pop.model, pop.size, params if params else None)
+        if pop.role == Role.READOUT:
+            gen_target, gen_window = dev.create_target_nodes(nest, pop.size)
+    ids = {name: np.asarray(nc.tolist(), dtype=np.int64) for name, nc in nodes.items()}
+    input_pop = spec.population_with_role(Role.INPUT)
+    if input_pop is not None:
+        dev.connect_inputs(nest, gen_in, nodes[input_pop.name], step)
+
+    built = BuiltNetwork(spec, nodes, ids, None)
+    for name, proj in spec.projections.items():
+        _connect(nest, spec, name, proj, built, plastic, learning)
+
+    readout_pop = spec.population_with_role(Role.READOUT)
+    if readout_pop is not None:
+        recorded = np.zeros(0, np.int64)
+        if spec.recorded is not None:
+            pop, idx = spec.recorded
+            recorded = ids[pop][np.asarray(idx, np.int64)]
+        built.devices = dev.connect_data_devices(
+            nest,
+            gen_in,
+            nodes[input_pop.name] if input_pop is not None else None,
+            gen_target,
+            gen_window,
+            nodes[readout_pop.name],
+            recorded,
+            step,
+        )
+    return built
+
+
+def _connect(
+    nest: Any, spec: NetworkSpec, name: str, proj: Projection, built: BuiltNetwork, plastic: bool, learning: bool
+) -> None:
+    pre = built.ids[proj.source][np.asarray(proj.sources, np.int64)]
+    post = built.ids[proj.target][np.asarray(proj.targets, np.int64)]
+    w = np.asarray(proj.weights, float)
+    d = np.asarray(proj.delays, float)
+    if proj.kind == SynapseKind.LEARNING_SIGNAL:
+        if plastic and proj.size:
+            syn = {"synapse_model": LEARNING_SIGNAL_CONNECTION, "weight": w, "delay": d}
+            nest.Connect(pre, post, "one_to_one", syn)
+        return
+    learns = proj.plastic_mask() & plastic
+    groups: list[tuple[np.ndarray, str]] = [(~learns, STATIC_SYNAPSE)]
+    plastic_groups: list[tuple[np.ndarray, str]] = []
+    if learns.any():
+        signed = proj.nonneg is not None
+        eta = 0.0 if not learning else proj.learning_rate
+        set_plastic_defaults(nest, proj.synapse_model, spec.optimizer, sign_constrained=signed, eta=eta)
+        if signed:
+            nonneg = np.asarray(proj.nonneg, bool)
+            for sign, side in zip(SIGNS, (nonneg, ~nonneg), strict=True):
+                plastic_groups.append((learns & side, signed_model(proj.synapse_model, sign)))
+        else:
+            plastic_groups.append((learns, proj.synapse_model))
+    groups += plastic_groups
+    inline = proj.synapse_model in INLINE_OPTIMIZER_SYNAPSES
+    built.plastic_groups[name] = [(np.flatnonzero(sel), m, inline) for sel, m in plastic_groups if sel.any()]
+    for sel, model in groups:
+        if not sel.any():
+            continue
+        syn = {"synapse_model": model, "weight": w[sel], "delay": d[sel]}
+        if proj.receptors is not None:
+            syn["receptor_type"] = np.asarray(proj.receptors)[sel]
+        nest.Connect(pre[sel], post[sel], "one_to_one", syn)
+
+
+# -- reading back ------------------------------------------------------------------------------------------------------
+def _connections(built: BuiltNetwork, nest: Any, proj: Projection, edges: np.ndarray, model: str) -> tuple:
+    """This rank's connections of ``model`` from ``proj``'s source to its target population, and for each the index
+    of its edge (into ``proj``'s arrays); every connection must be one of ``edges``."""
+    conns = nest.GetConnections(built.nodes[proj.source], built.nodes[proj.target], synapse_model=model)
+    width = int(built.ids[proj.target].max()) + 1
+    pre = built.ids[proj.source][np.asarray(proj.sources, np.int64)[edges]]
+    post = built.ids[proj.target][np.asarray(proj.targets, np.int64)[edges]]
+    wanted = pre * width + post
+    order = np.argsort(wanted, kind="stable")
+    sorted_keys = wanted[order]
+    if sorted_keys.size > 1 and np.any(sorted_keys[1:] == sorted_keys[:-1]):
+        raise SpecError("two plastic edges of one projection join the same two neurons: they cannot be told apart")
+    if len(conns) == 0:
+        return conns, np.zeros(0, np.int64)
+    d = conns.get(["source", "target"])
+    got = np.atleast_1d(np.asarray(d["source"], np.int64)) * width + np.atleast_1d(np.asarray(d["target"], np.int64))
+    pos = np.minimum(np.searchsorted(sorted_keys, got), sorted_keys.size - 1)
+    if not np.all(sorted_keys[pos] == got):
+        raise SpecError(f"NEST holds {model} connections that the spec does not list")
+    return conns, edges[order[pos]]
+
+
+def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any) -> dict[str, np.ndarray]:
+    """Values of projection ``name``'s edges in edge order, gathered over ranks: ``"weight"`` (static edges keep the
+    spec's weight) and Adam's moments ``"m"``, ``"v"`` (0 for static edges)."""
+    proj = built.spec.projections[name]
+    held = {k: np.zeros(proj.size) for k in keys}
+    plastic = np.zeros(proj.size, bool)
+    for edges, model, inline in built.plastic_groups.get(name, []):
+        plastic[edges] = True
+        conns, rows = _connections(built, nest, proj, edges, model)
+        if rows.size == 0:
+            continue
+        wanted = [k if k == "weight" else (f"adam_{k}" if inline else "optimizer") for k in keys]
+        d = conns.get(sorted(set(wanted)))
+        for k, key in zip(keys, wanted, strict=True):
+            if key == "optimizer":
+                opt = d["optimizer"] if isinstance(d["optimizer"], list | tuple) else [d["optimizer"]]
+                held[k][rows] = np.array([o[k] for o in opt], float)
+            else:
+                held[k][rows] = np.atleast_1d(np.asarray(d[key], float))
+    out = {}
+    for k, v in held.items():
+        total = comm.sum(v)  # each synapse lives on one rank
+        if k == "weight":
+            total = np.where(plastic, total, np.asarray(proj.weights, float))
+        out[k] = total
+    return out
+
+
+def write_adam_moments(built: BuiltNetwork, nest: Any, name: str, m: np.ndarray, v: np.ndarray) -> None:
+    """Give projection ``name``'s plastic edges Adam's moments ``m``, ``v`` (edge order), on the rank holding each."""
+    proj = built.spec.projections[name]
+    for edges, model, inline in built.plastic_groups.get(name, []):
+        conns, rows = _connections(built, nest, proj, edges, model)
+        if rows.size == 0:
+            continue
+        # a list of dictionaries: lists per keyword are not supported under MPI
+        if inline:
+            conns.set([{"adam_m": float(a), "adam_v": float(b)} for a, b in zip(m[rows], v[rows], strict=True)])
+        else:
+            conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m[rows], v[rows], strict=True)])

@@ -1,0 +1,166 @@
+"""What every trainable network shares: the learner contract the Trainer relies on, and common defaults.
+
+A *learner* is a network that the Trainer can build in NEST, feed with task data and read back. Every built-in
+network (:mod:`~nestgrad.networks.eprop_classic`, :mod:`~nestgrad.networks.pd_eprop`, :mod:`~nestgrad.networks.v1`)
+implements :class:`Learner`; a new network implements it too and registers itself
+(:func:`nestgrad.networks.registry.register`), without any change to the Trainer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from nestgrad.nest_engine.devices import Recordings
+from nestgrad.tasks import TrialBatch
+
+# eprop_readout parameters of every nestgrad network (NEST names and units)
+READOUT_DEFAULTS: dict[str, Any] = {
+    "C_m": 1.0,
+    "E_L": 0.0,
+    "I_e": 0.0,
+    "tau_m": 30.0,
+    "V_m": 0.0,
+    "eprop_isi_trace_cutoff": 100.0,
+}
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """The contract between a trainable network and the Trainer.
+
+    Weights and optimizer state are dictionaries of NumPy arrays in an order that does not depend on how NEST
+    distributes nodes over threads and ranks, so checkpoints resume bit-identically under any split.
+    """
+
+    n_in: int  # inputs the task must provide
+    n_out: int  # readouts
+    comm: Any  # the communicator (serial or MPI) the Trainer sets before building
+
+    @property
+    def n_recorded(self) -> int:
+        """How many neurons' spikes the last build records (the rate in the metrics is per recorded neuron)."""
+
+    def describe(self) -> str:
+        """One line for the progress output."""
+
+    def validate(self, nest: Any) -> None:
+        """Checks that need NEST (models loaded, parameter names), before anything is built."""
+
+    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+        """The weights a run starts from."""
+
+    def build(
+        self,
+        nest: Any,
+        weights: dict[str, np.ndarray],
+        record_neurons: int,
+        plastic: bool = True,
+        learning: bool = True,
+    ) -> None:
+        """Create the network in the current kernel with ``weights``. ``plastic=False`` builds the static twin
+        (static synapses where e-prop synapses would be); ``learning=False`` keeps the plastic synapses with every
+        learning rate 0, so the network is the trained one and its weights stay (evaluation)."""
+
+    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
+        """Set the generators for consecutive iterations from the kernel's time 0."""
+
+    def lead_in_ms(self) -> float:
+        """Simulated time before the first iteration."""
+
+    def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
+        """What the iteration that began at ``t_start_ms`` recorded."""
+
+    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
+        """The current weights (gathered over ranks)."""
+
+    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
+        """The optimizer's per-synapse state (Adam's moments; empty for gradient descent)."""
+
+    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
+        """Restore what :meth:`read_optimizer_state` returned, after :meth:`build`."""
+
+
+class SpecLearner:
+    """A learner whose network is a :class:`~nestgrad.spec.NetworkSpec` built by the one wiring function
+    (:func:`nestgrad.nest_engine.wiring.build`). Subclasses say how weights become a spec
+    (:meth:`network_spec`); building, data, recordings, weights and Adam's moments are handled here for every such
+    network alike. The weights dictionary holds one flat array per trainable projection (in the spec's edge order)
+    and the fixed ``feedback`` matrix [neurons, readouts]."""
+
+    resolution: float
+    optimizer: Any  # OptimizerConfig
+    comm: Any
+    built: Any = None
+
+    def network_spec(self, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> Any:
+        raise NotImplementedError
+
+    def trainable(self) -> tuple[str, ...]:
+        """The projections whose weights the weights dictionary holds (besides ``feedback``)."""
+        raise NotImplementedError
+
+    def build(
+        self,
+        nest: Any,
+        weights: dict[str, np.ndarray],
+        record_neurons: int,
+        plastic: bool = True,
+        learning: bool = True,
+    ) -> None:
+        from nestgrad.nest_engine import wiring
+
+        spec = self.network_spec(weights, record_neurons, plastic)
+        self.built = wiring.build(nest, spec, plastic=plastic, learning=learning)
+        self._feedback = np.array(weights["feedback"], copy=True)
+
+    @property
+    def n_recorded(self) -> int:
+        if self.built is None or self.built.spec.recorded is None:
+            return 0
+        return int(np.size(self.built.spec.recorded[1]))
+
+    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
+        from nestgrad.nest_engine import devices as dev
+
+        dev.set_generators(self.built.devices, batches, self.resolution)
+
+    def lead_in_ms(self) -> float:
+        from nestgrad.nest_engine import devices as dev
+
+        return dev.lead_in_ms(self.resolution)
+
+    def collect(self, nest: Any, t_start_ms: float, steps: int) -> Recordings:
+        from nestgrad.nest_engine import devices as dev
+
+        return dev.collect(self.built.devices, t_start_ms, steps, self.resolution, self.comm)
+
+    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
+        from nestgrad.nest_engine import wiring
+
+        out = {name: wiring.read_plastic(self.built, nest, name, ("weight",), self.comm)["weight"]
+               for name in self.trainable()}  # fmt: skip
+        return out | {"feedback": self._feedback.copy()}
+
+    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
+        """Adam's moments per trainable projection (``m_<name>``, ``v_<name>``, edge order; 0 for static edges), so
+        that a resumed run continues exactly where it stopped; empty for gradient descent."""
+        from nestgrad.nest_engine import wiring
+
+        if self.optimizer.type != "adam":
+            return {}
+        state = {}
+        for name in self.trainable():
+            if not self.built.plastic_groups.get(name):
+                continue
+            values = wiring.read_plastic(self.built, nest, name, ("m", "v"), self.comm)
+            state[f"m_{name}"], state[f"v_{name}"] = values["m"], values["v"]
+        return state
+
+    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
+        from nestgrad.nest_engine import wiring
+
+        for name in self.trainable():
+            if f"m_{name}" in state:
+                wiring.write_adam_moments(self.built, nest, name, state[f"m_{name}"], state[f"v_{name}"])

@@ -1,0 +1,114 @@
+"""The registry of architectures: what ``network.architecture`` names, and how a configuration becomes a learner
+and its task.
+
+An :class:`Architecture` joins what the configuration knows of it (its tasks and the dataclasses of its tables,
+:class:`~nestgrad.config.ArchitectureSections`) with a factory that makes the learner
+(:class:`~nestgrad.networks.base.Learner`) and the task. The Trainer looks architectures up here and never branches
+on their names; a new network plugs in with one call to :func:`register` (docs/architecture.md has a worked
+example).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nestgrad.config import ArchitectureSections, ConfigError, ExperimentConfig, architectures, register_sections
+from nestgrad.networks.base import Learner
+from nestgrad.tasks import Task
+
+LearnerFactory = Callable[[ExperimentConfig], tuple[Learner, Task]]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    sections: ArchitectureSections
+    make: LearnerFactory  # configuration -> (learner, task); raises ConfigError for what does not fit
+
+    @property
+    def name(self) -> str:
+        return self.sections.name
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register(architecture: Architecture) -> None:
+    """Make ``network.architecture = <name>`` mean ``architecture`` (its tasks and tables are validated by the
+    configuration from then on)."""
+    register_sections(architecture.sections)
+    _REGISTRY[architecture.name] = architecture
+
+
+def get(name: str) -> Architecture:
+    if name not in _REGISTRY:
+        raise ConfigError(f"network.architecture = {name!r} is not registered; known: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def make_learner(config: ExperimentConfig) -> tuple[Learner, Task]:
+    """The learner and task of ``config``."""
+    return get(config.network.architecture).make(config)
+
+
+# -- the built-in architectures (imports inside the factories keep `import nestgrad.networks` light) ------------------
+def _make_classic(config: ExperimentConfig) -> tuple[Learner, Task]:
+    from nestgrad.networks.eprop_classic import EpropNetwork
+    from nestgrad.tasks import make_task
+
+    task = make_task(config.task, config.network.seed)
+    n_in = config.network.n_in or task.n_in
+    n_out = config.network.n_out or task.n_out
+    if n_in != task.n_in or n_out != task.n_out:
+        raise ConfigError(
+            f"task {config.task.name!r} needs n_in = {task.n_in} and n_out = {task.n_out}; the configuration asks "
+            f"for network.n_in = {n_in} and network.n_out = {n_out}"
+        )
+    net = EpropNetwork(config.network, config.optimizer, n_in, n_out, config.task.resolution)
+    # the signs of the initial weights choose receptor ports and Dale's copies in every block
+    net.sign_reference = net.initial_weights(config.network.seed)
+    return net, task
+
+
+def _make_microcircuit(config: ExperimentConfig) -> tuple[Learner, Task]:
+    from nestgrad.networks.pd_eprop import EpropMicrocircuit
+    from nestgrad.tasks import make_task
+
+    mc = config.section("network")
+    task = make_task(config.task, config.network.seed, n_in=mc.n_thalamus)
+    net = EpropMicrocircuit(
+        mc,
+        config.optimizer,
+        task.n_out,
+        config.task.resolution,
+        config.network.neuron_params,
+        config.network.gradient_algorithm,
+    )
+    return net, task
+
+
+def _make_v1(config: ExperimentConfig) -> tuple[Learner, Task]:
+    from nestgrad.networks.v1 import V1Network
+    from nestgrad.tasks.v1 import V1_TASKS, make_v1_task
+
+    net = V1Network(
+        config.section("network"),
+        config.optimizer,
+        V1_TASKS[config.task.name].n_out,
+        config.task.resolution,
+        config.network.gradient_algorithm,
+    )
+    task = make_v1_task(
+        config.task.name,
+        config.section("task"),
+        config.network.seed,
+        net.lgn,
+        config.task.resolution,
+        config.task.batch_size,
+    )
+    return net, task
+
+
+# the configuration declared the built-in architectures' sections (nestgrad.config); here they get their factories
+for _name, _make in (("classic", _make_classic), ("microcircuit", _make_microcircuit), ("v1", _make_v1)):
+    register(Architecture(architectures()[_name], _make))

@@ -1,0 +1,72 @@
+"""The package's architecture holds: dependencies point one way (import-linter contracts in pyproject.toml), the
+reference engine imports no NEST, architectures plug in through the registry, and user errors share one base."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_import_contracts_hold():
+    lint = shutil.which("lint-imports") or str(pathlib.Path(sys.executable).parent / "lint-imports")
+    if not pathlib.Path(lint).exists():
+        pytest.fail("import-linter is a test dependency (requirements-test.txt): run `make test-deps`")
+    result = subprocess.run([lint], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
+
+
+def test_reference_engine_imports_no_nest():
+    code = "import nestgrad.reference, nestgrad.reference.online, nestgrad.reference.bptt, sys; "
+    code += "assert 'nest' not in sys.modules, 'nest imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_user_error_derives_from_one_base():
+    from nestgrad import errors
+
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
+    assert len(classes) >= 8
+    assert all(issubclass(c, errors.NestgradError) for c in classes)
+
+
+def test_built_in_architectures_are_registered_with_their_tasks():
+    from nestgrad.config import architectures, task_names
+    from nestgrad.networks import registry
+
+    assert set(architectures()) >= {"classic", "microcircuit", "v1"}
+    for name in ("classic", "microcircuit", "v1"):
+        assert registry.get(name).sections.tasks
+    assert {"sine", "evidence", "thalamic", "v1_orientation", "v1_multi"} <= set(task_names())
+
+
+def test_v1_task_names_of_the_configuration_are_the_v1_tasks():
+    from nestgrad.config.v1 import V1_CORE_NEURONS, V1_TASK_NAMES
+    from nestgrad.networks import v1_data
+    from nestgrad.tasks.v1 import V1_TASKS
+
+    assert tuple(V1_TASKS) == V1_TASK_NAMES
+    assert V1_CORE_NEURONS == v1_data.N_FULL
+
+
+def test_cli_reports_user_errors_in_one_line_and_bugs_with_a_traceback(tmp_path, monkeypatch, capsys):
+    from nestgrad import cli
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[network]\nneuron_model = "eprop_iaf_psc_exp"\nn_rec = -3\n')
+    assert cli.main(["train", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "network.n_rec = -3" in err
+
+    def bug(args):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setattr(cli, "_cmd_models", bug)
+    with pytest.raises(KeyError):
+        cli.main(["models"])
