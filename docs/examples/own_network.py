@@ -12,8 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nestgrad.config import ArchitectureSections, ConfigError, ExperimentConfig, NetworkConfig, TaskConfig
-from nestgrad.config import OptimizerConfig, TrainingConfig
+from nestgrad.config import (
+    ArchitectureSections,
+    ConfigError,
+    ExperimentConfig,
+    NetworkConfig,
+    OptimizerConfig,
+    TaskConfig,
+    TrainingConfig,
+)
 from nestgrad.networks import registry
 from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
 from nestgrad.parallel import SerialCommunicator
@@ -88,9 +95,10 @@ class FeedforwardNetwork(SpecLearner):
                 Projection(src_pop, tgt_pop, src, tgt, weights[name], np.full(src.size, dt),
                            plastic=np.full(src.size, plastic)),
             )  # fmt: skip
-        post, out = np.nonzero(weights["feedback"])
-        spec.add_projection("feedback", Projection("out", "hidden", out, post, weights["feedback"][post, out],
-                                                   np.full(post.size, dt), kind=SynapseKind.LEARNING_SIGNAL))  # fmt: skip
+        post, out = np.nonzero(weights["feedback"])  # learning signals: readout -> hidden, fixed weights
+        feedback = Projection("out", "hidden", out, post, weights["feedback"][post, out], np.full(post.size, dt),
+                              kind=SynapseKind.LEARNING_SIGNAL)  # fmt: skip
+        spec.add_projection("feedback", feedback)
         spec.recorded = ("hidden", np.arange(min(max(record_neurons, 0), h)))
         return spec
 
