@@ -1243,7 +1243,8 @@ def network_from_nest(
             conns = nest.GetConnections(source=src_nc, target=trg_nc)
             if len(conns) == 0:
                 continue
-            status = conns.get(["source", "target", "weight", "delay", "receptor", "synapse_model"])
+            status = conns.get(["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread",
+                                "port"])  # fmt: skip
             status = {k: np.atleast_1d(np.asarray(v)) for k, v in status.items()}
             src_ids = _gid_to_node(gid_maps[src_name], status["source"])
             trg_ids = _gid_to_node(gid_maps[trg_name], status["target"])
@@ -1252,14 +1253,14 @@ def network_from_nest(
             trg_models = np.asarray(_as_list(trg_nc.get("model"), len(trg_nc)), dtype=object)[trg_ids]
             offset = np.array([_RPORT_OFFSET.get(m, 0) for m in trg_models])
             status["receptor"] = status["receptor"] + offset
-            kinds = sorted(set(zip(status["synapse_model"].tolist(), status["receptor"].tolist(), strict=True)))
-            kind_id = {k: 100 + i for i, k in enumerate(kinds)}
-            etype = np.array(
-                [kind_id[k] for k in zip(status["synapse_model"].tolist(), status["receptor"].tolist(), strict=True)]
-            )
+            params = _synapse_parameters(nest, src_nc, trg_nc, status)
+            keys = [(m, r, p) for m, r, p in zip(status["synapse_model"].tolist(), status["receptor"].tolist(),
+                                                 params, strict=True)]  # fmt: skip
+            kind_id = {k: 100 + i for i, k in enumerate(sorted(set(keys)))}
+            etype = np.array([kind_id[k] for k in keys])
             ename = f"{src_name}_to_{trg_name}"
-            types = {t: {"edge_type_id": t, "model_template": m} for (m, _), t in kind_id.items()}
-            type_dyn = {t: ({"receptor_type": int(r)} if r else {}) for (_, r), t in kind_id.items()}
+            types = {t: {"edge_type_id": t, "model_template": m} for (m, _, _), t in kind_id.items()}
+            type_dyn = {t: {**({"receptor_type": int(r)} if r else {}), **dict(p)} for (_, r, p), t in kind_id.items()}
             attrs = {
                 "syn_weight": status["weight"][order].astype(np.float64),
                 "delay": status["delay"][order].astype(np.float64),
@@ -1270,6 +1271,39 @@ def network_from_nest(
                 group_ids=np.zeros(n, dtype=np.int64), group_index=np.arange(n), group_columns={0: list(attrs)},
             )  # fmt: skip
     return net
+
+
+# connection status entries that are not synapse parameters (or are written as edge columns)
+_SYN_NOT_PARAMETERS = {
+    "weight", "delay", "receptor", "source", "target", "synapse_id", "port", "rport", "target_thread", "sizeof",
+    "synapse_model", "num_connections", "has_delay", "requires_symmetric", "weight_recorder", "element_type",
+    "receptor_type", "synapse_modelid",
+}  # fmt: skip
+
+
+def _synapse_parameters(nest: Any, sources: Any, targets: Any, status: Mapping[str, np.ndarray]) -> list[tuple]:
+    """Per connection of ``status``: sorted (name, value) of the numeric synapse parameters that differ from the
+    synapse model's defaults (e.g. U, tau_rec, tau_fac of tsodyks2_synapse); they go to the edge type's JSON."""
+    models = status["synapse_model"]
+    out: list[tuple] = [()] * len(models)
+    conn_id = list(zip(*(status[k].tolist() for k in ("source", "target", "target_thread", "port")), strict=True))
+    for model in sorted(set(models.tolist())):
+        defaults = nest.GetDefaults(model)
+        keys = [k for k, v in defaults.items() if k not in _SYN_NOT_PARAMETERS and _is_number(v)
+                and not isinstance(v, np.ndarray) and _settable(nest, model, k, v)]  # fmt: skip
+        if not keys:
+            continue
+        # the connections of this model, matched to rows of ``status`` by NEST's connection id
+        got = nest.GetConnections(source=sources, target=targets, synapse_model=model).get(
+            ["source", "target", "target_thread", "port", *keys]
+        )
+        got = {k: np.atleast_1d(np.asarray(v)).tolist() for k, v in got.items()}
+        ids = zip(*(got[k] for k in ("source", "target", "target_thread", "port")), strict=True)
+        row_of = {cid: i for i, cid in enumerate(ids)}
+        for row in np.flatnonzero(models == model):
+            j = row_of[conn_id[row]]
+            out[row] = tuple((k, _plain(got[k][j])) for k in keys if got[k][j] != defaults[k])
+    return out
 
 
 def _gid_to_node(gids: np.ndarray, values: np.ndarray) -> np.ndarray:
