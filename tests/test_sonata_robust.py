@@ -7,6 +7,7 @@ thing and checks what nestgrad does: the bmtk PointNet convention, or a SonataEr
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import h5py
@@ -273,6 +274,40 @@ def test_input_with_an_unmatched_spike_population_feeds_the_node_set_population(
     assert list(net.inputs) == ["lgn"] and net.inputs["lgn"].timestamps.tolist() == [5.0, 12.3]
 
 
+def test_node_sets_as_lists_and_filters_without_population(tiny):
+    """A list of node set names is their union; a filter without a population selects every virtual population."""
+    (tiny / "node_sets.json").write_text(json.dumps({"thalamus": {"population": "lgn"}, "all_inputs": ["thalamus"],
+                                                     "virtual": {"model_type": "virtual"}}))  # fmt: skip
+    for node_set in ("all_inputs", "virtual", ["thalamus"]):
+
+        def change(cfg, node_set=node_set):
+            cfg["node_sets_file"] = "$BASE_DIR/node_sets.json"
+            cfg["inputs"]["lgn_in"]["node_set"] = node_set
+
+        edit_config(tiny, change)
+        net = load(tiny)
+        assert list(net.inputs) == ["lgn"] and net.inputs["lgn"].timestamps.tolist() == [5.0, 12.3], node_set
+
+
+def test_two_inputs_for_one_population_are_refused(tiny):
+    edit_config(tiny, lambda c: c["inputs"].update(again={**c["inputs"]["lgn_in"]}))
+    with pytest.raises(SonataError, match="one spike input per population") as err:
+        load(tiny)
+    assert err.value.field == "inputs/again/node_set"
+
+
+def test_csv_spikes_with_bad_values_name_the_column(tiny):
+    def use_csv(cfg):
+        cfg["inputs"]["lgn_in"].update(input_file="$BASE_DIR/inputs/lgn.csv", module="csv")
+
+    edit_config(tiny, use_csv)
+    for body, field in (("nan lgn 0", "timestamps"), ("5.0 lgn x", "node_ids"), ("5.0 lgn -1", "node_ids")):
+        (tiny / "inputs/lgn.csv").write_text(f"timestamps population node_ids\n1.5 lgn 1\n{body}\n")
+        with pytest.raises(SonataError) as err:
+            load(tiny)
+        assert err.value.field == field and err.value.path.endswith("lgn.csv") and "line 3" in str(err.value)
+
+
 def _two_population_spikes(root):
     with h5py.File(root / "inputs/lgn.h5", "a") as fh:
         fh["spikes/other/node_ids"] = np.array([0], dtype=np.uint64)
@@ -334,6 +369,7 @@ def _edit(path: pathlib.Path, old: str, new: str) -> None:
 
 
 NET = "network/"
+HUGE_ROWS = max(10**10, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4)  # uint64 rows: 2x memory
 MALFORMED = {
     "negative edge_group_index": (
         lambda r: replace_dataset(r / NET / "v1_to_v1_edges.h5", "edges/v1_to_v1/edge_group_index",
@@ -376,9 +412,9 @@ MALFORMED = {
         lambda r: replace_dataset(r / NET / "v1_nodes.h5", "nodes/v1/node_id",
                                   np.arange(3, dtype=np.uint64).reshape(3, 1)),
         "v1_nodes.h5", "nodes/v1/node_id"),
-    "dataset declaring 1e10 rows": (
-        lambda r: replace_dataset(r / NET / "v1_nodes.h5", "nodes/v1/node_type_id", shape=(10**10,), dtype=np.uint64,
-                                  chunks=(1024,)),
+    "dataset declaring 1e10 rows": (  # (or twice this machine's memory, if that is more)
+        lambda r: replace_dataset(r / NET / "v1_nodes.h5", "nodes/v1/node_type_id", shape=(HUGE_ROWS,),
+                                  dtype=np.uint64, chunks=(1024,)),
         "v1_nodes.h5", "nodes/v1/node_type_id"),
 }  # fmt: skip
 

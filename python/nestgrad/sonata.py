@@ -339,14 +339,16 @@ class EdgePopulation:
         for type_id in np.unique(self.edge_type_ids[todo]) if np.any(todo) else []:
             value = self.types[type_id].get(name)
             if value is None:
-                value = self.type_dynamics.get(type_id, {}).get(name, default)
+                value = self.type_dynamics.get(type_id, {}).get(name)
             if value is None:
-                raise SonataError(
-                    self.types_file or self.edges_file, name, f"no value for edges of edge_type_id {type_id}"
-                )
-            if isinstance(value, bool) or not isinstance(value, int | float):
+                if default is None:
+                    raise SonataError(
+                        self.types_file or self.edges_file, name, f"no value for edges of edge_type_id {type_id}"
+                    )
+                value = default  # the caller's (NaN marks "no value" for the caller to fill)
+            elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise SonataError(self.types_file, name, f"edge_type_id {type_id}: {value!r} is not a number")
-            if math.isinf(value) or (math.isnan(value) and not (isinstance(default, float) and math.isnan(default))):
+            elif not math.isfinite(value):
                 raise SonataError(self.types_file, name, f"edge_type_id {type_id}: {value!r} is not finite")
             out[todo & (self.edge_type_ids == type_id)] = value
         return out
@@ -742,7 +744,7 @@ def _read_node_population(
     unique, counts = np.unique(node_ids, return_counts=True)
     if np.any(counts > 1):
         raise SonataError(nodes_file, f"{where}/node_id", f"node id {unique[counts > 1][0]} appears "
-                          f"{counts.max()} times")  # fmt: skip
+                          f"{counts[counts > 1][0]} times")  # fmt: skip
     _check_type_ids(type_ids, types, nodes_file, f"{where}/node_type_id", types_file)
     group_ids, group_index, attrs, dyn, cols = _read_population_groups(grp, n, "node", nodes_file, where)
     return NodePopulation(name, node_ids.astype(np.int64), type_ids, types, type_dynamics, attrs, dyn,
@@ -1197,7 +1199,9 @@ def network_from_nest(
     (ids 100, 101, ...); scalar parameters shared by the type go to its dynamics JSON, those that differ between
     nodes to per-node ``dynamics_params`` in the HDF5 file. Populations of ``spike_generator`` (or parrots fed by
     them) become virtual nodes with their spike times as input. Every connection between two of the populations is
-    one edge with its own ``syn_weight`` and ``delay``; edge types are the distinct (synapse model, receptor).
+    one edge with its own ``syn_weight`` and ``delay``; edge types are the distinct (synapse model, receptor, numeric
+    synapse parameters that differ from the model's defaults), the parameters going to the type's dynamics JSON.
+    ``run`` (the simulation config's run section) defaults to NEST's resolution as ``dt``.
     """
     net = SonataNetwork(run={"dt": nest.resolution, **(run or {})})
     gid_maps = {}
