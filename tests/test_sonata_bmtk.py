@@ -60,7 +60,7 @@ for s, t, w, d, r, m in zip(c["source"], c["target"], c["weight"], c["delay"], c
     src, trg = node(s), node(t)
     if src is not None and trg is not None:
         rows.append([src, trg, w, d, r, m])
-spikes = [[node(int(s))[1], float(t)] for s, t in zip(ev["senders"], ev["times"])]
+spikes = [[*node(int(s)), float(t)] for s, t in zip(ev["senders"], ev["times"])]
 models = {f"{p}/{n}": nest.NodeCollection([g]).get("model") for g in real for p, n in [node(g)]}
 json.dump({"connections": rows, "spikes": spikes, "models": models}, open(out_file, "w"))
 """
@@ -230,7 +230,7 @@ def run_nestgrad(nest, config: pathlib.Path, glif_model: str) -> dict:
             rows.append([to_node[s], to_node[t], w, d, r, m])
     nest.Simulate(float(net.run["tstop"]))
     ev = rec.events
-    spikes = [[to_node[int(s)][1], float(t)] for s, t in zip(ev["senders"], ev["times"], strict=True)]
+    spikes = [[*to_node[int(s)], float(t)] for s, t in zip(ev["senders"], ev["times"], strict=True)]
     return {"connections": rows, "spikes": spikes}
 
 
@@ -258,7 +258,7 @@ def test_the_network_exercises_what_it_should(bmtk_network):
     assert {0, 1, 2, 3} <= ports and {"static_synapse", "tsodyks2_synapse"} <= models
     near = [t for s in net.inputs.values() for t in s.timestamps if 0 < t - np.round(t / DT) * DT < 5e-7]
     assert len(near) > 20
-    spiking = {n for n, _ in ref["spikes"]}
+    spiking = {n for _, n, _ in ref["spikes"]}
     print(f"bmtk: {len(ref['connections'])} connections, {len(ref['spikes'])} spikes from {len(spiking)} of 12 cells")
     assert len(ref["spikes"]) > 50 and len(spiking) >= 8
 
@@ -286,3 +286,40 @@ def test_bmtk_runs_an_export_unchanged_with_the_same_connections_and_spikes(bmtk
     assert (tmp_path / "sentinel").is_file() and (tmp_path / "export/output/spikes.h5").is_file()
     assert sorted(map(_key, again["connections"])) == sorted(map(_key, ref["connections"]))
     assert sorted(map(tuple, again["spikes"])) == sorted(map(tuple, ref["spikes"]))
+
+
+def test_bmtk_runs_an_export_of_multisynapse_models(nest_kernel, tmp_path):
+    """Export of the *_multisynapse models (read-only n_synapses / n_receptors left out) runs in bmtk as written and
+    gives the spikes NEST gave before the export."""
+    nest = nest_kernel
+    nest.resolution = DT
+    rng = np.random.default_rng(3)
+    gens = nest.Create("spike_generator", 4, {"precise_times": True})
+    gens.set([{"spike_times": _grid_and_near_grid_times(rng, 30).tolist()} for _ in range(4)])
+    pops = {"gens": gens}
+    params = {
+        "iaf_psc_exp_multisynapse": {"tau_syn": [2.0, 7.0]},
+        "iaf_psc_alpha_multisynapse": {"tau_syn": [2.0, 7.0]},
+        "aeif_cond_alpha_multisynapse": {"tau_syn": [2.0, 7.0], "E_rev": [0.0, -80.0]},
+        "gif_psc_exp_multisynapse": {"tau_syn": [2.0, 7.0]},
+    }
+    weights = {"aeif_cond_alpha_multisynapse": 8.0}  # nS; the others pA
+    for model, p in params.items():
+        cells = nest.Create(model, 2, p)
+        nest.Connect(gens, cells, "all_to_all", {"weight": weights.get(model, 400.0), "delay": 1.0, "receptor_type": 1})
+        nest.Connect(gens[:2], cells, "all_to_all", {"weight": weights.get(model, 100.0), "delay": 2.0,
+                                                     "receptor_type": 2})  # fmt: skip
+        pops[model.replace("_multisynapse", "")] = cells
+    config = sonata.export_sonata(tmp_path / "export", nest, pops, run={"tstop": TSTOP})
+    rec = nest.Create("spike_recorder")
+    real = [nc for name, nc in pops.items() if name != "gens"]
+    for nc in real:
+        nest.Connect(nc, rec)
+    nest.Simulate(TSTOP)
+    to_node = {g: [name, i] for name, nc in pops.items() for i, g in enumerate(nc.tolist())}
+    ours = sorted((*to_node[int(s)], float(t)) for s, t in zip(rec.events["senders"], rec.events["times"],
+                                                                strict=True))  # fmt: skip
+    theirs = run_bmtk(config)
+    assert set(theirs["models"].values()) == set(params)
+    assert sorted(map(tuple, theirs["spikes"])) == ours
+    assert len(ours) > 20 and {p for p, _, _ in ours} == {m.replace("_multisynapse", "") for m in params}
