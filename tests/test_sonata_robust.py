@@ -453,3 +453,34 @@ def test_dynamics_params_outside_the_components_folder_are_refused(tiny, name):
     with pytest.raises(SonataError, match="outside the folder") as err:
         load(tiny)
     assert pathlib.Path(err.value.path).name == "v1_node_types.csv" and err.value.field == "dynamics_params"
+
+
+def test_a_network_laid_out_like_nests_300_pointneurons_example_loads(tmp_path, nest_kernel):
+    """NEST's own example: ${configdir} manifest, a node_sets_file that is not shipped, inputs naming a population
+    with module "h5", model_type point_process, per-edge syn_weight and edges without any delay (NEST's 1 ms)."""
+    write_tiny(
+        tmp_path,
+        edge_type_csv="edge_type_id target_query source_query dynamics_params model_template\n"
+        "1 ei=='e' * exc.json static_synapse\n2 ei=='e' * exc.json static_synapse\n",
+    )
+    _edit(tmp_path / NET / "v1_node_types.csv", " point_neuron ", " point_process ")
+    for name in ("v1_to_v1", "lgn_to_v1"):
+        with h5py.File(tmp_path / NET / f"{name}_edges.h5", "a") as fh:
+            fh[f"edges/{name}/0/syn_weight"] = np.array([1.0, 2.0, 3.0])
+
+    def change(cfg):
+        cfg["manifest"]["$BASE_DIR"] = "${configdir}"
+        cfg["node_sets_file"] = "$BASE_DIR/node_sets.json"
+        cfg["inputs"]["lgn_in"]["module"] = "h5"
+
+    edit_config(tmp_path, change)
+    net = load(tmp_path)
+    built = build(nest_kernel, net)
+    conns = connections(nest_kernel, built, net)
+    assert len(conns) == 6 and {c[3] for c in conns} == {1.0}
+    assert [list(t) for t in built.generators["lgn"].get("spike_times")] == [[5.0], [12.3]]
+    # a node set name that needs the missing file: the error says so
+    edit_config(tmp_path, lambda c: c["inputs"]["lgn_in"].update(node_set="thalamus"))
+    with pytest.raises(SonataError, match="node_sets.json does not exist") as err:
+        load(tmp_path)
+    assert err.value.field == "inputs/lgn_in/node_set"

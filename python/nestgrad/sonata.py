@@ -523,24 +523,30 @@ def _load_config(path: Path) -> dict:
     return out
 
 
-def _node_sets(sim_cfg: dict, circuit_cfg: dict, base: Path, cbase: Path, path: Path) -> dict[str, Any]:
-    """Named node sets: inline ``node_sets`` or the JSON named by ``node_sets_file`` (simulation config first)."""
+def _node_sets(sim_cfg: dict, circuit_cfg: dict, base: Path, cbase: Path, path: Path) -> tuple[dict, str]:
+    """Named node sets: inline ``node_sets`` or the JSON named by ``node_sets_file`` (simulation config first), and
+    a note for error messages if the named file does not exist. A missing file is not an error by itself: NEST's
+    own 300_pointneurons example names one it does not ship, and its inputs name populations."""
     for cfg, folder in ((sim_cfg, base), (circuit_cfg, cbase)):
         where = cfg.get("_config_path", path)
         if "node_sets" in cfg:
             if not isinstance(cfg["node_sets"], dict):
                 raise SonataError(where, "node_sets", "must be a JSON object (name -> node set)")
-            return cfg["node_sets"]
+            return cfg["node_sets"], ""
         if "node_sets_file" in cfg:
             if not isinstance(cfg["node_sets_file"], str):
                 raise SonataError(where, "node_sets_file", "must be a file name")
-            return _read_json(_resolve(folder, cfg["node_sets_file"]), "node_sets_file")
-    return {}
+            file = _resolve(folder, cfg["node_sets_file"])
+            if not file.exists():
+                return {}, f"; node_sets_file {file} does not exist"
+            return _read_json(file, "node_sets_file"), ""
+    return {}, ""
 
 
 def _node_set_populations(
-    node_set: Any, node_sets: Mapping[str, Any], nodes: Mapping[str, Any], path: Path, field: str, depth: int = 0
-) -> list[str]:
+    node_set: Any, node_sets: Mapping[str, Any], nodes: Mapping[str, Any], path: Path, field: str, depth: int = 0,
+    note: str = "",
+) -> list[str]:  # fmt: skip
     """Names of the virtual node populations an input's ``node_set`` selects (a node set name, a population name,
     a filter object with ``population(s)``, or a list of node set names). SonataError unless it selects at least one
     virtual population and names no real (non-virtual) one."""
@@ -548,16 +554,17 @@ def _node_set_populations(
         raise SonataError(path, field, "node sets refer to each other in a cycle")
     if isinstance(node_set, str):
         if node_set in node_sets:
-            return _node_set_populations(node_sets[node_set], node_sets, nodes, path, field, depth + 1)
+            return _node_set_populations(node_sets[node_set], node_sets, nodes, path, field, depth + 1, note)
         if node_set in nodes:
             node_set = {"population": node_set}
         else:
-            raise SonataError(path, field, f"{node_set!r} names no node set ({', '.join(node_sets) or 'none defined'})"
-                              f" and no node population ({', '.join(nodes)})")  # fmt: skip
+            raise SonataError(path, field, f"{node_set!r} names no node set ({', '.join(node_sets) or 'none defined'}"
+                              f"{note}) and no node population ({', '.join(nodes)})")  # fmt: skip
     if isinstance(node_set, list) and node_set and all(isinstance(n, str) for n in node_set):
         out = []
         for member in node_set:
-            out += [p for p in _node_set_populations(member, node_sets, nodes, path, field, depth + 1) if p not in out]
+            members = _node_set_populations(member, node_sets, nodes, path, field, depth + 1, note)
+            out += [p for p in members if p not in out]
         return out
     if not isinstance(node_set, dict):
         raise SonataError(path, field, f"{node_set!r} is not a node set (name, filter object or list of names)")
@@ -637,7 +644,7 @@ class SonataNetwork:
                 _resolve(cbase, entry["edges_file"]), _resolve(cbase, entry["edge_types_file"]), dyn_dir
             ):
                 net.edges[pop.name] = pop
-        node_sets = _node_sets(sim_cfg, cfg, base, cbase, path)
+        node_sets = _node_sets(sim_cfg, cfg, base, cbase, path)  # (node sets, note on a missing node_sets_file)
         inputs = sim_cfg.get("inputs", {})
         if not isinstance(inputs, dict):
             raise SonataError(path, "inputs", "must be a JSON object (input name -> settings)")
@@ -650,12 +657,12 @@ class SonataNetwork:
         net.validate()
         return net
 
-    def _add_spike_input(self, name: str, spec: dict, node_sets: dict, path: Path, base: Path) -> None:
+    def _add_spike_input(self, name: str, spec: dict, node_sets: tuple[dict, str], path: Path, base: Path) -> None:
         """Read one spike input and assign its trains to the virtual populations of its node set (bmtk's rules:
         a file with one population feeds every population of the node set, by node id; with several populations
         each must be one of the node set's). Anything that would leave a population without input is refused."""
         field = f"inputs/{name}/node_set"
-        targets = _node_set_populations(spec.get("node_set"), node_sets, self.nodes, path, field)
+        targets = _node_set_populations(spec.get("node_set"), node_sets[0], self.nodes, path, field, note=node_sets[1])
         file = _resolve(base, spec["input_file"])
         spikes = read_spikes(file, targets[0])
         if len(spikes) == 1:
