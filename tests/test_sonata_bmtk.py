@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -37,7 +38,6 @@ conf = pointnet.Config.from_json(config_file)
 conf.build_env()
 net = pointnet.PointNetwork.from_config(conf)
 sim = pointnet.PointSimulator.from_config(conf, net)
-pools = [net.gid_map]
 
 def node(nest_id):
     for pool in (net.gid_map, net._virtual_gids):
@@ -323,3 +323,22 @@ def test_bmtk_runs_an_export_of_multisynapse_models(nest_kernel, tmp_path):
     assert set(theirs["models"].values()) == set(params)
     assert sorted(map(tuple, theirs["spikes"])) == ours
     assert len(ours) > 20 and {p for p, _, _ in ours} == {m.replace("_multisynapse", "") for m in params}
+
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bmtk_examples"
+
+
+@pytest.mark.skipif(not (EXAMPLES / "point_450glifs").is_dir(), reason=f"bmtk example network not at {EXAMPLES}")
+def test_bmtk_example_point_450glifs_gives_the_same_connections_and_spikes(nest_kernel, tmp_path):
+    """The real bmtk-written network (450 GLIF3/iaf cells, 64590 edges, recorded LGN input), 200 ms at 0.1 ms."""
+    shutil.copytree(EXAMPLES, tmp_path / "data")
+    config = tmp_path / "data/point_450glifs/config.simulation.json"
+    config.chmod(0o644)
+    cfg = json.loads(config.read_text())
+    cfg["run"] = {"tstop": 200.0, "dt": DT}  # the example asks for 3000 ms at 0.001 ms
+    config.write_text(json.dumps(cfg))
+    ref = run_bmtk(config)
+    ours = run_nestgrad(nest_kernel, config, "glif3_psc_nestml")
+    assert len(ref["connections"]) == 64590 and len(ref["spikes"]) > 1000
+    assert sorted(map(_key, ours["connections"])) == sorted(map(_key, ref["connections"]))
+    assert sorted(map(tuple, ours["spikes"])) == sorted(map(tuple, ref["spikes"]))
