@@ -375,6 +375,9 @@ MALFORMED = {
         lambda r: replace_dataset(r / NET / "v1_to_v1_edges.h5", "edges/v1_to_v1/edge_group_index",
                                   np.array([0, 1, -1], dtype=np.int64)),
         "v1_to_v1_edges.h5", "edges/v1_to_v1/edge_group_index"),
+    "float group index beyond int64": (  # found by tests/test_sonata_fuzz.py: wrapped to a negative index
+        lambda r: replace_dataset(r / NET / "v1_nodes.h5", "nodes/v1/node_group_index", np.array([0.0, 1.0, 2.0**63])),
+        "v1_nodes.h5", "nodes/v1/node_group_index"),
     "duplicate node_id": (
         lambda r: replace_dataset(r / NET / "v1_nodes.h5", "nodes/v1/node_id", np.array([0, 1, 1], dtype=np.uint64)),
         "v1_nodes.h5", "nodes/v1/node_id"),

@@ -181,8 +181,8 @@ def _dataset(
     if data.dtype.kind in "SO":  # variable-length / fixed strings
         data = np.array([v.decode() if isinstance(v, bytes) else v for v in data], dtype=object)
     if kind == "id":
-        if data.dtype.kind == "f":
-            bad = ~np.isfinite(data) | (data != np.round(data))
+        if data.dtype.kind == "f":  # integral floats are accepted up to 2**53 (beyond that they are not exact)
+            bad = ~np.isfinite(data) | (data != np.round(data)) | (np.abs(data) > 2.0**53)
             if np.any(bad):
                 raise SonataError(path, field, f"row {np.flatnonzero(bad)[0]}: {data[bad][0]} is not an integer id")
         if len(data) and data.min() < 0:
