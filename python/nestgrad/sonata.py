@@ -27,6 +27,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -64,8 +65,15 @@ GLIF_LEGACY_NAMES = {"k": "asc_decay", "r": "asc_r"}
 # bmtk's default synaptic time constants for GLIF cells converted from Allen Cell Types configs
 ALLEN_TAU_SYN = [5.5, 8.5, 2.8, 5.8]
 
-MISSING_VALUES = ("NULL", "None", "none", "null", "NaN", "nan", "")
+# edge/node group columns that must be numbers (NaN = no value for that row, then the type's value is used)
+NUMERIC_COLUMNS = ("syn_weight", "delay", "nsyns", "receptor_type", "weight")
+# run settings written when the network has none (bmtk needs both): simulated time and resolution (ms)
+DEFAULT_TSTOP = 1000.0
+DEFAULT_DT = 0.1
+# NEST's default synaptic delay (ms): what bmtk and NEST's own SONATA reader use for edges without a delay
+NEST_DEFAULT_DELAY = 1.0
 
+MISSING_VALUES = ("NULL", "None", "none", "null", "NaN", "nan", "")
 
 # ----------------------------------------------------------------------------------------------------------------
 # small readers
@@ -121,12 +129,70 @@ def _read_types_csv(path: Path, id_column: str) -> tuple[list[str], dict[int, di
     return header, types
 
 
-def _dataset(group: h5py.Group, name: str, path: Path, where: str) -> np.ndarray:
-    if name not in group or not isinstance(group[name], h5py.Dataset):
-        raise SonataError(path, f"{where}/{name}", "dataset missing")
-    data = group[name][()]
+def _memory_bytes() -> int:
+    """Physical memory of this machine (bytes); a dataset larger than this cannot be read."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no limit known
+        return 2**62
+
+
+def _open_h5(path: Path, field: str) -> h5py.File:
+    """An HDF5 file opened for reading; SonataError naming ``path`` and ``field`` if missing or not HDF5."""
+    if not path.is_file():
+        raise SonataError(path, field, "file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise SonataError(path, field, f"not a readable HDF5 file (truncated or another format?): {err}") from None
+
+
+def _dataset(
+    group: h5py.Group, name: str, path: Path, where: str, kind: str | None = None, rows: int | None = None
+) -> np.ndarray:
+    """A 1-D dataset of ``group``, read whole.
+
+    ``kind`` = "id" (non-negative integers), "number" (finite reals, NaN allowed for missing values) or None
+    (anything, strings decoded); ``rows`` the expected length. Checked before reading: shape, size against the
+    machine's memory, type. SonataError naming ``path`` and ``where/name`` for every problem.
+    """
+    field = f"{where}/{name}".lstrip("/")
+    try:
+        ds = group.get(name)
+    except (OSError, KeyError, RuntimeError) as err:
+        raise SonataError(path, field, f"cannot be read (truncated or corrupt file?): {err}") from None
+    if ds is None or not isinstance(ds, h5py.Dataset):
+        raise SonataError(path, field, "dataset missing")
+    if len(ds.shape) != 1:
+        raise SonataError(path, field, f"must be 1-D (one value per row), has shape {ds.shape}")
+    if rows is not None and ds.shape[0] != rows:
+        raise SonataError(path, field, f"has {ds.shape[0]} rows, expected {rows}")
+    nbytes = ds.shape[0] * max(ds.dtype.itemsize, 8)
+    if nbytes > _memory_bytes():
+        raise SonataError(path, field, f"declares {ds.shape[0]} rows ({nbytes / 2**30:.1f} GiB), more than this "
+                          f"machine's memory ({_memory_bytes() / 2**30:.1f} GiB)")  # fmt: skip
+    if kind is not None and ds.dtype.kind not in "biuf":
+        raise SonataError(path, field, f"must be numeric, found type {ds.dtype}")
+    try:
+        data = ds[()]
+    except (OSError, MemoryError, RuntimeError) as err:
+        raise SonataError(path, field, f"cannot be read (truncated or corrupt file?): {err}") from None
     if data.dtype.kind in "SO":  # variable-length / fixed strings
         data = np.array([v.decode() if isinstance(v, bytes) else v for v in data], dtype=object)
+    if kind == "id":
+        if data.dtype.kind == "f":  # integral floats are accepted up to 2**53 (beyond that they are not exact)
+            bad = ~np.isfinite(data) | (data != np.round(data)) | (np.abs(data) > 2.0**53)
+            if np.any(bad):
+                raise SonataError(path, field, f"row {np.flatnonzero(bad)[0]}: {data[bad][0]} is not an integer id")
+        if len(data) and data.min() < 0:
+            raise SonataError(path, field, f"row {int(np.argmin(data))}: negative value {data.min()}")
+        if data.dtype.kind == "u" and len(data) and data.max() > np.iinfo(np.int64).max:
+            raise SonataError(path, field, f"value {data.max()} is too large for an id")
+        data = data.astype(np.int64)
+    elif kind == "number":
+        data = data.astype(np.float64) if data.dtype.kind in "bf" else data
+        if np.any(np.isinf(data)):
+            raise SonataError(path, field, f"row {np.flatnonzero(np.isinf(data))[0]}: infinite value")
     return data
 
 
@@ -155,7 +221,8 @@ def _read_groups(
             for name, ds in sub.items():
                 if not isinstance(ds, h5py.Dataset):
                     continue
-                values = _dataset(sub, name, path, f"{where}/{gname}/{prefix}".rstrip("/"))
+                kind = "number" if name in NUMERIC_COLUMNS else None
+                values = _dataset(sub, name, path, f"{where}/{gname}/{prefix}".rstrip("/"), kind)
                 if len(index) and index.max() >= len(values):
                     raise SonataError(
                         path, f"{where}/{gname}/{prefix}{name}", f"has {len(values)} rows, group index needs more"
@@ -176,11 +243,8 @@ def _read_groups(
 def _group_layout(pop: h5py.Group, n: int, prefix: str, path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
     gid_name, gidx_name = f"{prefix}_group_id", f"{prefix}_group_index"
     if gid_name in pop:
-        group_ids = _dataset(pop, gid_name, path, where)
-        group_index = _dataset(pop, gidx_name, path, where)
-        for name, arr in ((gid_name, group_ids), (gidx_name, group_index)):
-            if len(arr) != n:
-                raise SonataError(path, f"{where}/{name}", f"has {len(arr)} rows, expected {n}")
+        group_ids = _dataset(pop, gid_name, path, where, "id", rows=n)
+        group_index = _dataset(pop, gidx_name, path, where, "id", rows=n)
         return group_ids, group_index
     # no group datasets: everything is in group "0" if it exists, else there are no attributes
     return np.zeros(n, dtype=np.uint32), np.arange(n, dtype=np.uint64)
@@ -272,13 +336,19 @@ class EdgePopulation:
             out = self.attributes[name].astype(np.float64)
         todo = np.isnan(out)
         for type_id in np.unique(self.edge_type_ids[todo]) if np.any(todo) else []:
-            value = self.types[type_id].get(name, self.type_dynamics.get(type_id, {}).get(name, default))
+            value = self.types[type_id].get(name)
             if value is None:
-                raise SonataError(
-                    self.types_file or self.edges_file, name, f"no value for edges of edge_type_id {type_id}"
-                )
-            if not isinstance(value, int | float):
+                value = self.type_dynamics.get(type_id, {}).get(name)
+            if value is None:
+                if default is None:
+                    raise SonataError(
+                        self.types_file or self.edges_file, name, f"no value for edges of edge_type_id {type_id}"
+                    )
+                value = default  # the caller's (NaN marks "no value" for the caller to fill)
+            elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise SonataError(self.types_file, name, f"edge_type_id {type_id}: {value!r} is not a number")
+            elif not math.isfinite(value):
+                raise SonataError(self.types_file, name, f"edge_type_id {type_id}: {value!r} is not finite")
             out[todo & (self.edge_type_ids == type_id)] = value
         return out
 
@@ -289,8 +359,10 @@ class EdgePopulation:
         """NEST weight of every edge: ``syn_weight * nsyns`` (bmtk PointNet convention; nsyns defaults to 1)."""
         return self.column("syn_weight") * self.nsyns()
 
-    def delays(self) -> np.ndarray:
-        return self.column("delay")
+    def delays(self, default: float = NEST_DEFAULT_DELAY) -> np.ndarray:
+        """Delay of every edge (ms): HDF5 group, else edge types CSV, else the type's dynamics JSON, else
+        ``default`` (NEST's default delay, as in bmtk and NEST's own SONATA reader; NaN marks edges without one)."""
+        return self.column("delay", default=default)
 
     def receptor_types(self) -> np.ndarray:
         """Receptor port per edge: edge attribute ``receptor_type``, else the edge type's dynamics JSON, else 0."""
@@ -333,11 +405,7 @@ def read_spikes(path: str | Path, population: str | None = None) -> dict[str, Sp
         raise SonataError(path, "input_file", "spike file not found")
     if path.suffix in (".csv", ".txt"):
         return _read_spikes_csv(path, population)
-    try:
-        fh = h5py.File(path, "r")
-    except OSError as err:
-        raise SonataError(path, "spikes", f"not an HDF5 file ({err})") from None
-    with fh:
+    with _open_h5(path, "spikes") as fh:
         if "spikes" not in fh:
             raise SonataError(path, "spikes", "group missing")
         spikes = fh["spikes"]
@@ -355,17 +423,17 @@ def read_spikes(path: str | Path, population: str | None = None) -> dict[str, Sp
         out = {}
         for name, grp in layouts.items():
             where = grp.name.lstrip("/")
-            ids = _dataset(grp, ids_name, path, where)
-            times = _dataset(grp, "timestamps", path, where).astype(np.float64)
-            if len(ids) != len(times):
-                raise SonataError(path, f"{where}/timestamps", f"{len(times)} times for {len(ids)} node ids")
+            ids = _dataset(grp, ids_name, path, where, "id")
+            times = _dataset(grp, "timestamps", path, where, "number", rows=len(ids)).astype(np.float64)
+            if np.any(np.isnan(times)):  # NEST would drop them silently
+                raise SonataError(path, f"{where}/timestamps", f"row {np.flatnonzero(np.isnan(times))[0]}: NaN time")
             units = grp["timestamps"].attrs.get("units", "ms")
             units = units.decode() if isinstance(units, bytes) else str(units)
             if units not in ("ms", "s"):
                 raise SonataError(path, f"{where}/timestamps", f"unknown units {units!r} (expected 'ms' or 's')")
             if units == "s":
                 times = times * 1000.0
-            out[name] = SpikeInput(name, ids.astype(np.int64), times, path)
+            out[name] = SpikeInput(name, ids, times, path)
         return out
 
 
@@ -384,12 +452,24 @@ def _read_spikes_csv(path: Path, population: str | None) -> dict[str, SpikeInput
         pop = rec.get("population", population)
         if pop is None:
             raise SonataError(path, "population", f"line {line}: no population")
+        ids, times = per_pop.setdefault(pop, ([], []))
+        for col in ("node_ids", "timestamps"):
+            if col not in rec:
+                raise SonataError(path, col, f"line {line}: no value")
         try:
-            ids, times = per_pop.setdefault(pop, ([], []))
-            ids.append(int(rec["node_ids"]))
-            times.append(float(rec["timestamps"]))
-        except (KeyError, ValueError) as err:
-            raise SonataError(path, "timestamps", f"line {line}: {err}") from None
+            node_id = int(rec["node_ids"])
+        except ValueError:
+            raise SonataError(path, "node_ids", f"line {line}: {rec['node_ids']!r} is not an integer id") from None
+        try:
+            time = float(rec["timestamps"])
+        except ValueError:
+            raise SonataError(path, "timestamps", f"line {line}: {rec['timestamps']!r} is not a number") from None
+        if node_id < 0:
+            raise SonataError(path, "node_ids", f"line {line}: negative id {node_id}")
+        if not math.isfinite(time):
+            raise SonataError(path, "timestamps", f"line {line}: {time} is not a finite time")
+        ids.append(node_id)
+        times.append(time)
     return {p: SpikeInput(p, np.array(i, dtype=np.int64), np.array(t), path) for p, (i, t) in per_pop.items()}
 
 
@@ -440,6 +520,68 @@ def _load_config(path: Path) -> dict:
     out = _substitute(body, variables, path, "")
     out["_config_path"] = path.resolve()
     return out
+
+
+def _node_sets(sim_cfg: dict, circuit_cfg: dict, base: Path, cbase: Path, path: Path) -> tuple[dict, str]:
+    """Named node sets: inline ``node_sets`` or the JSON named by ``node_sets_file`` (simulation config first), and
+    a note for error messages if the named file does not exist. A missing file is not an error by itself: NEST's
+    own 300_pointneurons example names one it does not ship, and its inputs name populations."""
+    for cfg, folder in ((sim_cfg, base), (circuit_cfg, cbase)):
+        where = cfg.get("_config_path", path)
+        if "node_sets" in cfg:
+            if not isinstance(cfg["node_sets"], dict):
+                raise SonataError(where, "node_sets", "must be a JSON object (name -> node set)")
+            return cfg["node_sets"], ""
+        if "node_sets_file" in cfg:
+            if not isinstance(cfg["node_sets_file"], str):
+                raise SonataError(where, "node_sets_file", "must be a file name")
+            file = _resolve(folder, cfg["node_sets_file"])
+            if not file.exists():
+                return {}, f"; node_sets_file {file} does not exist"
+            return _read_json(file, "node_sets_file"), ""
+    return {}, ""
+
+
+def _node_set_populations(
+    node_set: Any, node_sets: Mapping[str, Any], nodes: Mapping[str, Any], path: Path, field: str, depth: int = 0,
+    note: str = "",
+) -> list[str]:  # fmt: skip
+    """Names of the virtual node populations an input's ``node_set`` selects (a node set name, a population name,
+    a filter object with ``population(s)``, or a list of node set names). SonataError unless it selects at least one
+    virtual population and names no real (non-virtual) one."""
+    if depth > 20:
+        raise SonataError(path, field, "node sets refer to each other in a cycle")
+    if isinstance(node_set, str):
+        if node_set in node_sets:
+            return _node_set_populations(node_sets[node_set], node_sets, nodes, path, field, depth + 1, note)
+        if node_set in nodes:
+            node_set = {"population": node_set}
+        else:
+            raise SonataError(path, field, f"{node_set!r} names no node set ({', '.join(node_sets) or 'none defined'}"
+                              f"{note}) and no node population ({', '.join(nodes)})")  # fmt: skip
+    if isinstance(node_set, list) and node_set and all(isinstance(n, str) for n in node_set):
+        out = []
+        for member in node_set:
+            members = _node_set_populations(member, node_sets, nodes, path, field, depth + 1, note)
+            out += [p for p in members if p not in out]
+        return out
+    if not isinstance(node_set, dict):
+        raise SonataError(path, field, f"{node_set!r} is not a node set (name, filter object or list of names)")
+    explicit = node_set.get("population", node_set.get("populations"))
+    names = [explicit] if isinstance(explicit, str) else explicit
+    if names is None:  # no population given: every virtual population (as bmtk)
+        names = [p for p, pop in nodes.items() if pop.is_virtual]
+    elif not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SonataError(path, field, f"population {explicit!r} must be a name or a list of names")
+    for pop_name in names:
+        if pop_name not in nodes:
+            raise SonataError(path, field, f"population {pop_name!r} is not in the network ({', '.join(nodes)})")
+        if not nodes[pop_name].is_virtual:
+            raise SonataError(path, field, f"population {pop_name!r} has no virtual nodes: spike inputs feed "
+                              "virtual nodes only")  # fmt: skip
+    if not names:
+        raise SonataError(path, field, "selects no virtual node population")
+    return names
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -501,17 +643,44 @@ class SonataNetwork:
                 _resolve(cbase, entry["edges_file"]), _resolve(cbase, entry["edge_types_file"]), dyn_dir
             ):
                 net.edges[pop.name] = pop
-        for name, spec in sim_cfg.get("inputs", {}).items():
-            if spec.get("input_type") != "spikes":
+        node_sets = _node_sets(sim_cfg, cfg, base, cbase, path)  # (node sets, note on a missing node_sets_file)
+        inputs = sim_cfg.get("inputs", {})
+        if not isinstance(inputs, dict):
+            raise SonataError(path, "inputs", "must be a JSON object (input name -> settings)")
+        for name, spec in inputs.items():
+            if not isinstance(spec, dict) or spec.get("input_type") != "spikes":
                 continue
             if "input_file" not in spec:
                 raise SonataError(path, f"inputs/{name}/input_file", "missing")
-            node_set = spec.get("node_set")
-            pop = node_set.get("population") if isinstance(node_set, dict) else node_set
-            for pop_name, spikes in read_spikes(_resolve(base, spec["input_file"]), pop).items():
-                net.inputs[pop_name] = spikes
+            net._add_spike_input(name, spec, node_sets, path, base)
         net.validate()
         return net
+
+    def _add_spike_input(self, name: str, spec: dict, node_sets: tuple[dict, str], path: Path, base: Path) -> None:
+        """Read one spike input and assign its trains to the virtual populations of its node set (bmtk's rules:
+        a file with one population feeds every population of the node set, by node id; with several populations
+        each must be one of the node set's). Anything that would leave a population without input is refused."""
+        field = f"inputs/{name}/node_set"
+        targets = _node_set_populations(spec.get("node_set"), node_sets[0], self.nodes, path, field, note=node_sets[1])
+        file = _resolve(base, spec["input_file"])
+        spikes = read_spikes(file, targets[0])
+        if len(spikes) == 1:
+            assignment = dict.fromkeys(targets, next(iter(spikes.values())))
+        else:
+            for pop_name in spikes:
+                if pop_name not in targets:
+                    raise SonataError(
+                        file,
+                        f"spikes/{pop_name}",
+                        f"population '{pop_name}' is not in the node set "
+                        f"of input '{name}' ({', '.join(targets)}); its spikes would feed nothing",
+                    )
+            assignment = {t: spikes[t] for t in targets if t in spikes}
+        for target, trains in assignment.items():
+            if target in self.inputs:
+                raise SonataError(path, field, f"population '{target}' already gets spikes from "
+                                  f"{self.inputs[target].file}; one spike input per population")  # fmt: skip
+            self.inputs[target] = SpikeInput(target, trains.node_ids, trains.timestamps, trains.file)
 
     def validate(self) -> None:
         """Cross-file consistency: edge populations refer to known node populations and node ids."""
@@ -554,63 +723,74 @@ def _read_nodes(nodes_file: Path, types_file: Path, dyn_dir: Path) -> list[NodeP
     for t, row in types.items():
         if row.get("model_type") is None:
             raise SonataError(types_file, "model_type", f"missing for node_type_id {t}")
-    if not nodes_file.is_file():
-        raise SonataError(nodes_file, "nodes", "nodes file not found")
-    pops = []
-    with h5py.File(nodes_file, "r") as fh:
-        if "nodes" not in fh:
-            raise SonataError(nodes_file, "nodes", "group missing")
-        for name, grp in fh["nodes"].items():
-            where = f"nodes/{name}"
-            type_ids = _dataset(grp, "node_type_id", nodes_file, where).astype(np.int64)
-            n = len(type_ids)
-            node_ids = _dataset(grp, "node_id", nodes_file, where) if "node_id" in grp else np.arange(n)
-            if len(node_ids) != n:
-                raise SonataError(nodes_file, f"{where}/node_id", f"has {len(node_ids)} rows, node_type_id has {n}")
-            _check_type_ids(type_ids, types, nodes_file, f"{where}/node_type_id", types_file)
-            group_ids, group_index, attrs, dyn, cols = _read_population_groups(grp, n, "node", nodes_file, where)
-            pops.append(
-                NodePopulation(name, node_ids.astype(np.int64), type_ids, types, type_dynamics, attrs, dyn,
-                               group_ids, group_index, cols, nodes_file, types_file)
-            )  # fmt: skip
+    with _open_h5(nodes_file, "nodes") as fh:
+        try:
+            return [_read_node_population(name, grp, nodes_file, types_file, types, type_dynamics)
+                    for name, grp in _populations(fh, "nodes", nodes_file)]  # fmt: skip
+        except OSError as err:  # h5py reports damaged files as OSError at any access
+            raise SonataError(nodes_file, "nodes", f"cannot be read (truncated or corrupt file?): {err}") from None
+
+
+def _populations(fh: h5py.File, kind: str, path: Path) -> list[tuple[str, h5py.Group]]:
+    if kind not in fh or not isinstance(fh[kind], h5py.Group):
+        raise SonataError(path, kind, "group missing")
+    pops = [(name, grp) for name, grp in fh[kind].items() if isinstance(grp, h5py.Group)]
+    if not pops:
+        raise SonataError(path, kind, "no populations")
     return pops
+
+
+def _read_node_population(
+    name: str, grp: h5py.Group, nodes_file: Path, types_file: Path, types: dict, type_dynamics: dict
+) -> NodePopulation:
+    where = f"nodes/{name}"
+    type_ids = _dataset(grp, "node_type_id", nodes_file, where, "id")
+    n = len(type_ids)
+    node_ids = _dataset(grp, "node_id", nodes_file, where, "id", rows=n) if "node_id" in grp else np.arange(n)
+    unique, counts = np.unique(node_ids, return_counts=True)
+    if np.any(counts > 1):
+        raise SonataError(nodes_file, f"{where}/node_id", f"node id {unique[counts > 1][0]} appears "
+                          f"{counts[counts > 1][0]} times")  # fmt: skip
+    _check_type_ids(type_ids, types, nodes_file, f"{where}/node_type_id", types_file)
+    group_ids, group_index, attrs, dyn, cols = _read_population_groups(grp, n, "node", nodes_file, where)
+    return NodePopulation(name, node_ids.astype(np.int64), type_ids, types, type_dynamics, attrs, dyn,
+                          group_ids, group_index, cols, nodes_file, types_file)  # fmt: skip
 
 
 def _read_edges(edges_file: Path, types_file: Path, dyn_dir: Path) -> list[EdgePopulation]:
     _, types = _read_types_csv(types_file, "edge_type_id")
     type_dynamics = {t: _type_dynamics(row, types_file, dyn_dir) for t, row in types.items()}
-    if not edges_file.is_file():
-        raise SonataError(edges_file, "edges", "edges file not found")
-    pops = []
-    with h5py.File(edges_file, "r") as fh:
-        if "edges" not in fh:
-            raise SonataError(edges_file, "edges", "group missing")
-        for name, grp in fh["edges"].items():
-            where = f"edges/{name}"
-            src = _dataset(grp, "source_node_id", edges_file, where).astype(np.int64)
-            trg = _dataset(grp, "target_node_id", edges_file, where).astype(np.int64)
-            type_ids = _dataset(grp, "edge_type_id", edges_file, where).astype(np.int64)
-            n = len(src)
-            for label, arr in (("target_node_id", trg), ("edge_type_id", type_ids)):
-                if len(arr) != n:
-                    raise SonataError(edges_file, f"{where}/{label}", f"has {len(arr)} rows, source_node_id has {n}")
-            pop_names = []
-            for label in ("source_node_id", "target_node_id"):
-                value = grp[label].attrs.get("node_population")
-                if value is None:
-                    raise SonataError(edges_file, f"{where}/{label}", "attribute 'node_population' missing")
-                pop_names.append(value.decode() if isinstance(value, bytes) else str(value))
-            _check_type_ids(type_ids, types, edges_file, f"{where}/edge_type_id", types_file)
-            group_ids, group_index, attrs, dyn, cols = _read_population_groups(grp, n, "edge", edges_file, where)
-            pops.append(
-                EdgePopulation(name, pop_names[0], pop_names[1], src, trg, type_ids, types, type_dynamics, attrs,
-                               dyn, group_ids, group_index, cols, edges_file, types_file)
-            )  # fmt: skip
-            pop = pops[-1]
-            for col in ("syn_weight", "delay"):
-                pop.column(col)  # raises SonataError naming the types file if some edge type lacks a value
-            pop.receptor_types()
-    return pops
+    with _open_h5(edges_file, "edges") as fh:
+        try:
+            return [_read_edge_population(name, grp, edges_file, types_file, types, type_dynamics)
+                    for name, grp in _populations(fh, "edges", edges_file)]  # fmt: skip
+        except OSError as err:
+            raise SonataError(edges_file, "edges", f"cannot be read (truncated or corrupt file?): {err}") from None
+
+
+def _read_edge_population(
+    name: str, grp: h5py.Group, edges_file: Path, types_file: Path, types: dict, type_dynamics: dict
+) -> EdgePopulation:
+    where = f"edges/{name}"
+    src = _dataset(grp, "source_node_id", edges_file, where, "id")
+    n = len(src)
+    trg = _dataset(grp, "target_node_id", edges_file, where, "id", rows=n)
+    type_ids = _dataset(grp, "edge_type_id", edges_file, where, "id", rows=n)
+    pop_names = []
+    for label in ("source_node_id", "target_node_id"):
+        value = grp[label].attrs.get("node_population")
+        if value is None:
+            raise SonataError(edges_file, f"{where}/{label}", "attribute 'node_population' missing")
+        pop_names.append(value.decode() if isinstance(value, bytes) else str(value))
+    _check_type_ids(type_ids, types, edges_file, f"{where}/edge_type_id", types_file)
+    group_ids, group_index, attrs, dyn, cols = _read_population_groups(grp, n, "edge", edges_file, where)
+    pop = EdgePopulation(name, pop_names[0], pop_names[1], src, trg, type_ids, types, type_dynamics, attrs,
+                         dyn, group_ids, group_index, cols, edges_file, types_file)  # fmt: skip
+    # raise SonataError now (naming the file) if some edge type lacks a weight or has a non-finite value
+    pop.weights()
+    pop.delays()
+    pop.receptor_types()
+    return pop
 
 
 def _type_dynamics(row: dict[str, Any], types_file: Path, dyn_dir: Path) -> dict[str, Any]:
@@ -619,7 +799,11 @@ def _type_dynamics(row: dict[str, Any], types_file: Path, dyn_dir: Path) -> dict
         return {}
     if not isinstance(name, str) or not name.endswith(".json"):
         raise SonataError(types_file, "dynamics_params", f"{name!r} is not a .json file name")
-    path = dyn_dir / name
+    # confine the name to the components folder: no absolute paths, no way out with '..' (or a symlink)
+    folder = dyn_dir.resolve()
+    path = (folder / name).resolve()
+    if Path(name).is_absolute() or not path.is_relative_to(folder):
+        raise SonataError(types_file, "dynamics_params", f"{name!r} lies outside the folder {folder} (components)")
     if not path.is_file():
         raise SonataError(types_file, "dynamics_params", f"{name} not found in {dyn_dir}")
     return _read_json(path, "dynamics_params")
@@ -632,13 +816,15 @@ def _type_dynamics(row: dict[str, Any], types_file: Path, dyn_dir: Path) -> dict
 
 def allen_glif_to_nest(config: Mapping[str, Any]) -> dict[str, Any]:
     """An Allen Cell Types GLIF neuron_config (SI units, ``"type": "GLIF"``) -> glif_psc parameters (pA, mV, ms,
-    nS, pF). Same formulas as bmtk's converter; ``tau_syn`` defaults to bmtk's [5.5, 8.5, 2.8, 5.8] ms."""
+    nS, pF). Same formulas and initial state (V_m = E_L) as bmtk 1.2's converter for NEST 3; ``tau_syn`` defaults to
+    bmtk's [5.5, 8.5, 2.8, 5.8] ms."""
     coeffs = config["coeffs"]
     el_ref = config["El_reference"] * 1e3
     params = {
         "V_th": coeffs["th_inf"] * config["th_inf"] * 1e3 + el_ref,
         "g": coeffs["G"] / config["R_input"] * 1e9,
         "E_L": config["El"] * 1e3 + el_ref,
+        "V_m": config["El"] * 1e3 + el_ref,  # bmtk starts the cell at rest (NEST's glif_psc default is -78.85 mV)
         "C_m": coeffs["C"] * config["C"] * 1e12,
         "t_ref": config["spike_cut_length"] * config["dt"] * 1e3,
         "V_reset": el_ref,
@@ -649,9 +835,8 @@ def allen_glif_to_nest(config: Mapping[str, Any]) -> dict[str, Any]:
         params["asc_decay"] = [1.0 / (tau * 1e3) for tau in config["asc_tau_array"]]
         params["asc_amps"] = [a * c * 1e12 for a, c in zip(config["asc_amp_array"], coeffs["asc_amp_array"],
                                                           strict=True)]  # fmt: skip
-        r = config.get("AScurrent_reset_method", {}).get("params", {}).get("r")
-        if r is not None:
-            params["asc_r"] = list(r)
+        # bmtk (NEST 3) leaves asc_r at NEST's default [1, 1] and ignores AScurrent_reset_method's r; so do we
+        params["asc_r"] = [1.0, 1.0]
         params.update(GLIF3_FLAGS)
     return params
 
@@ -775,7 +960,9 @@ def build_in_nest(
         pop_gids = np.zeros(pop.size, dtype=np.int64)
         models[name], ports[name] = {}, {}
         if pop.is_virtual:
-            gens = nest.Create("spike_generator", pop.size, {"allow_offgrid_times": True})
+            # as bmtk's PointNet: precise_times, so a spike at t is emitted at the end of the step containing t
+            # (allow_offgrid_times would first round t to the tic grid and move some spikes one step earlier)
+            gens = nest.Create("spike_generator", pop.size, {"precise_times": True})
             spikes = net.inputs.get(name)
             if spikes is not None:
                 trains = spikes.trains(pop.node_ids)
@@ -830,16 +1017,28 @@ def build_in_nest(
         trg_idx = trg_pop.index_of(edges.target_ids, (edges.edges_file, "target_node_id"))
         src_gids, trg_gids = gids[src_pop.name][src_idx], gids[trg_pop.name][trg_idx]
         trg_types = trg_pop.node_type_ids[trg_idx]
-        weights, delays, receptors = edges.weights(), edges.delays(), edges.receptor_types()
+        weights, delays, receptors = edges.weights(), edges.delays(default=np.nan), edges.receptor_types()
+        type_models = {}
+        for type_id in np.unique(edges.edge_type_ids).tolist():
+            is_plastic = ename in plastic_sel and (plastic_sel[ename] is None or type_id in plastic_sel[ename])
+            type_models[type_id] = (plastic_synapse if is_plastic else edges.synapse_model(type_id), is_plastic)
+            missing = (edges.edge_type_ids == type_id) & np.isnan(delays)
+            if np.any(missing):  # no delay anywhere: the synapse model's default, as bmtk leaves it to NEST
+                model = type_models[type_id][0]
+                if model not in nest.synapse_models:
+                    raise SonataError(edges.types_file, "model_template",
+                                      f"{ename} type {type_id}: NEST has no synapse model '{model}'")  # fmt: skip
+                delays[missing] = nest.GetDefaults(model)["delay"]
         if np.any(delays < resolution - 1e-12):
             raise SonataError(
                 edges.types_file, "delay", f"{ename}: delay {delays.min()} ms is below the resolution {resolution} ms"
             )
         for type_id in np.unique(edges.edge_type_ids).tolist():
             sel_type = edges.edge_type_ids == type_id
-            is_plastic = ename in plastic_sel and (plastic_sel[ename] is None or type_id in plastic_sel[ename])
-            extra = {k: v for k, v in edges.type_dynamics[type_id].items() if k != "receptor_type"}
-            model = plastic_synapse if is_plastic else edges.synapse_model(type_id)
+            model, is_plastic = type_models[type_id]
+            # the type's dynamics JSON goes to syn_spec; weight and delay then come from the edges (as in bmtk)
+            extra = {k: v for k, v in edges.type_dynamics[type_id].items() if k not in ("receptor_type", "weight",
+                                                                                          "delay")}  # fmt: skip
             if is_plastic:
                 extra = dict(plastic_syn_params or {})
             for ttype in np.unique(trg_types[sel_type]).tolist():
@@ -856,7 +1055,7 @@ def build_in_nest(
                                           f"{ename} type {type_id} selected as plastic ({plastic_synapse}) but target "
                                           f"model {target_model} (node type {ttype}) does not support e-prop "
                                           "synapses; use an eprop_* neuron model")  # fmt: skip
-                    syn = {"synapse_model": model, "weight": weights[sel], "delay": delays[sel], **extra}
+                    syn = {**extra, "synapse_model": model, "weight": weights[sel], "delay": delays[sel]}
                     if rec:
                         syn["receptor_type"] = int(rec)
                     try:
@@ -923,6 +1122,22 @@ def _glif3_keys() -> list[str]:
     return keys + [f"{k}_{i}" for k, n in GLIF_VECTORS.items() for i in range(1, n + 1)]
 
 
+_SETTABLE: dict[tuple[str, str], bool] = {}
+
+
+def _settable(nest: Any, model: str, key: str, default: Any) -> bool:
+    """Whether NEST accepts ``key`` as a parameter of ``model`` (read-only entries such as the multisynapse models'
+    ``n_synapses``/``n_receptors`` would make the export impossible to build). Probed by setting the model's
+    default to its own value, which changes nothing."""
+    if (model, key) not in _SETTABLE:
+        try:
+            nest.SetDefaults(model, {key: default})
+            _SETTABLE[(model, key)] = True
+        except nest.NESTError:
+            _SETTABLE[(model, key)] = False
+    return _SETTABLE[(model, key)]
+
+
 def _node_dynamics(nest: Any, model: str, nodes: Any) -> tuple[str, list[dict[str, Any]]]:
     """(model_template, per-node dynamics dicts) of NEST nodes of one model."""
     if model == GLIF3_MODEL:
@@ -931,6 +1146,7 @@ def _node_dynamics(nest: Any, model: str, nodes: Any) -> tuple[str, list[dict[st
         return "nest:glif_psc", [_glif3_to_glif_psc(s) for s in per_node]
     defaults = nest.GetDefaults(model)
     keys = [k for k, v in defaults.items() if k not in _NOT_PARAMETERS and _is_number(v)]
+    keys = [k for k in keys if _settable(nest, model, k, defaults[k])]
     status = nodes.get(keys)
     per_node = [{k: status[k][i] for k in keys} for i in range(len(nodes))] if len(nodes) > 1 else [status]
     changed = [k for k in keys if any(not np.array_equal(np.asarray(d[k]), np.asarray(defaults[k])) for d in per_node)]
@@ -989,9 +1205,11 @@ def network_from_nest(
     (ids 100, 101, ...); scalar parameters shared by the type go to its dynamics JSON, those that differ between
     nodes to per-node ``dynamics_params`` in the HDF5 file. Populations of ``spike_generator`` (or parrots fed by
     them) become virtual nodes with their spike times as input. Every connection between two of the populations is
-    one edge with its own ``syn_weight`` and ``delay``; edge types are the distinct (synapse model, receptor).
+    one edge with its own ``syn_weight`` and ``delay``; edge types are the distinct (synapse model, receptor, numeric
+    synapse parameters that differ from the model's defaults), the parameters going to the type's dynamics JSON.
+    ``run`` (the simulation config's run section) defaults to NEST's resolution as ``dt``.
     """
-    net = SonataNetwork(run=dict(run or {"dt": nest.resolution}))
+    net = SonataNetwork(run={"dt": nest.resolution, **(run or {})})
     gid_maps = {}
     for name, nc in populations.items():
         gids = np.asarray(nc.tolist(), dtype=np.int64)
@@ -1035,7 +1253,8 @@ def network_from_nest(
             conns = nest.GetConnections(source=src_nc, target=trg_nc)
             if len(conns) == 0:
                 continue
-            status = conns.get(["source", "target", "weight", "delay", "receptor", "synapse_model"])
+            status = conns.get(["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread",
+                                "port"])  # fmt: skip
             status = {k: np.atleast_1d(np.asarray(v)) for k, v in status.items()}
             src_ids = _gid_to_node(gid_maps[src_name], status["source"])
             trg_ids = _gid_to_node(gid_maps[trg_name], status["target"])
@@ -1044,14 +1263,14 @@ def network_from_nest(
             trg_models = np.asarray(_as_list(trg_nc.get("model"), len(trg_nc)), dtype=object)[trg_ids]
             offset = np.array([_RPORT_OFFSET.get(m, 0) for m in trg_models])
             status["receptor"] = status["receptor"] + offset
-            kinds = sorted(set(zip(status["synapse_model"].tolist(), status["receptor"].tolist(), strict=True)))
-            kind_id = {k: 100 + i for i, k in enumerate(kinds)}
-            etype = np.array(
-                [kind_id[k] for k in zip(status["synapse_model"].tolist(), status["receptor"].tolist(), strict=True)]
-            )
+            params = _synapse_parameters(nest, src_nc, trg_nc, status)
+            keys = [(m, r, p) for m, r, p in zip(status["synapse_model"].tolist(), status["receptor"].tolist(),
+                                                 params, strict=True)]  # fmt: skip
+            kind_id = {k: 100 + i for i, k in enumerate(sorted(set(keys)))}
+            etype = np.array([kind_id[k] for k in keys])
             ename = f"{src_name}_to_{trg_name}"
-            types = {t: {"edge_type_id": t, "model_template": m} for (m, _), t in kind_id.items()}
-            type_dyn = {t: ({"receptor_type": int(r)} if r else {}) for (_, r), t in kind_id.items()}
+            types = {t: {"edge_type_id": t, "model_template": m} for (m, _, _), t in kind_id.items()}
+            type_dyn = {t: {**({"receptor_type": int(r)} if r else {}), **dict(p)} for (_, r, p), t in kind_id.items()}
             attrs = {
                 "syn_weight": status["weight"][order].astype(np.float64),
                 "delay": status["delay"][order].astype(np.float64),
@@ -1062,6 +1281,39 @@ def network_from_nest(
                 group_ids=np.zeros(n, dtype=np.int64), group_index=np.arange(n), group_columns={0: list(attrs)},
             )  # fmt: skip
     return net
+
+
+# connection status entries that are not synapse parameters (or are written as edge columns)
+_SYN_NOT_PARAMETERS = {
+    "weight", "delay", "receptor", "source", "target", "synapse_id", "port", "rport", "target_thread", "sizeof",
+    "synapse_model", "num_connections", "has_delay", "requires_symmetric", "weight_recorder", "element_type",
+    "receptor_type", "synapse_modelid",
+}  # fmt: skip
+
+
+def _synapse_parameters(nest: Any, sources: Any, targets: Any, status: Mapping[str, np.ndarray]) -> list[tuple]:
+    """Per connection of ``status``: sorted (name, value) of the numeric synapse parameters that differ from the
+    synapse model's defaults (e.g. U, tau_rec, tau_fac of tsodyks2_synapse); they go to the edge type's JSON."""
+    models = status["synapse_model"]
+    out: list[tuple] = [()] * len(models)
+    conn_id = list(zip(*(status[k].tolist() for k in ("source", "target", "target_thread", "port")), strict=True))
+    for model in sorted(set(models.tolist())):
+        defaults = nest.GetDefaults(model)
+        keys = [k for k, v in defaults.items() if k not in _SYN_NOT_PARAMETERS and _is_number(v)
+                and not isinstance(v, np.ndarray) and _settable(nest, model, k, v)]  # fmt: skip
+        if not keys:
+            continue
+        # the connections of this model, matched to rows of ``status`` by NEST's connection id
+        got = nest.GetConnections(source=sources, target=targets, synapse_model=model).get(
+            ["source", "target", "target_thread", "port", *keys]
+        )
+        got = {k: np.atleast_1d(np.asarray(v)).tolist() for k, v in got.items()}
+        ids = zip(*(got[k] for k in ("source", "target", "target_thread", "port")), strict=True)
+        row_of = {cid: i for i, cid in enumerate(ids)}
+        for row in np.flatnonzero(models == model):
+            j = row_of[conn_id[row]]
+            out[row] = tuple((k, _plain(got[k][j])) for k in keys if got[k][j] != defaults[k])
+    return out
 
 
 def _gid_to_node(gids: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -1135,17 +1387,30 @@ def _write_type_table(
     type_dynamics: dict,
     dynamics_dir: Path,
 ) -> None:
-    """A node or edge type CSV, with one dynamics-parameter JSON per type that has (or had) one."""
+    """A node or edge type CSV, with one dynamics-parameter JSON per type (``{}`` if it has no parameters: bmtk
+    loads the JSON of every edge type and of every non-virtual node type); virtual node types get none."""
     dyn_names = {}
     for t in types:
         had_file = types[t].get("dynamics_params") is not None
-        dyn_names[t] = f"{population}_{t}.json" if (type_dynamics.get(t) or had_file) else None
+        needs_file = had_file or type_dynamics.get(t) or types[t].get("model_type") != "virtual"
+        dyn_names[t] = f"{population}_{t}.json" if needs_file else None
         if dyn_names[t]:
             _write_json(dynamics_dir / dyn_names[t], type_dynamics.get(t, {}))
     _write_types(csv_path, id_column, types, dyn_names)
 
 
+def _check_file_name_part(out: Path, field: str, name: Any) -> None:
+    """Population names become parts of file names: refuse any that could leave the output folder."""
+    if (not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\\0")
+            or Path(name).is_absolute()):  # fmt: skip
+        raise SonataError(out, field, f"population name {name!r} cannot be part of a file name (no '/', '\\', "
+                          "NUL, leading '.'); rename the population")  # fmt: skip
+
+
 def _write_network(net: SonataNetwork, out: Path) -> Path:
+    for kind, names in (("nodes", net.nodes), ("edges", net.edges), ("inputs", net.inputs)):
+        for name in names:
+            _check_file_name_part(out, f"{kind}/{name}", name)
     network_dir, cells_dir, syn_dir, inputs_dir = (
         out / "network", out / "components" / "cell_models", out / "components" / "synaptic_models", out / "inputs"
     )  # fmt: skip
@@ -1203,10 +1468,13 @@ def _write_network(net: SonataNetwork, out: Path) -> Path:
         },
         "networks": {"nodes": node_entries, "edges": edge_entries},
     }
+    run = {"tstop": DEFAULT_TSTOP, "dt": DEFAULT_DT, **{k: _plain(v) for k, v in net.run.items()}}
     simulation = {
         "manifest": {"$BASE_DIR": ".", "$INPUT_DIR": "$BASE_DIR/inputs"},
         "target_simulator": "NEST",
-        "run": {k: _plain(v) for k, v in net.run.items()},
+        "run": run,
+        # bmtk writes its results to (and first empties) output_dir, the working directory if none is given
+        "output": {"output_dir": "$BASE_DIR/output", "log_file": "log.txt", "spikes_file": "spikes.h5"},
         "inputs": inputs,
         "network": "config.circuit.json",
     }
