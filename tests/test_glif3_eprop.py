@@ -183,9 +183,11 @@ def test_dales_law_keeps_signs_and_matches_reference(tmp_path):
 
 def test_signed_bounds():
     from nestgrad.config import OptimizerConfig
+    from nestgrad.nest_engine import signed_bounds
 
-    assert OptimizerConfig(sign_constrained=True).signed_bounds("neg") == (-100.0, 0.0)
-    assert OptimizerConfig(sign_constrained=True, Wmin=5.0, Wmax=9.0).signed_bounds("nonneg") == (5.0, 9.0)
+    opt = OptimizerConfig(sign_constrained=True)
+    assert signed_bounds(opt.Wmin, opt.Wmax, "neg") == (-100.0, 0.0)
+    assert signed_bounds(5.0, 9.0, "nonneg") == (5.0, 9.0)
 
 
 def test_eligibility_growth_bound_of_the_v1_fits():

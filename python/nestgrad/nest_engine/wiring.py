@@ -11,7 +11,8 @@ connection order, whatever builder emitted it.
 Learning. A projection's plastic edges use ``Projection.synapse_model``; its optimizer defaults (the spec's
 optimizer, ``learning_rate`` if set, eta = 0 with ``learning=False``) are set right before its edges are connected;
 with Dale's law (``Projection.nonneg``) each sign gets a bounded copy of the model (``<model>_nonneg``,
-``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given).
+``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given;
+learning-signal projections are connected if the spec has them).
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def _connect(
     post = built.ids[proj.target][np.asarray(proj.targets, np.int64)]
     w = np.asarray(proj.weights, float)
     d = np.asarray(proj.delays, float)
-    if proj.kind == SynapseKind.LEARNING_SIGNAL:
-        if plastic and proj.size:
+    if proj.kind == SynapseKind.LEARNING_SIGNAL:  # the builder leaves these out of a static twin if it wants
+        if proj.size:
             syn = {"synapse_model": LEARNING_SIGNAL_CONNECTION, "weight": w, "delay": d}
             nest.Connect(pre, post, "one_to_one", syn)
         return

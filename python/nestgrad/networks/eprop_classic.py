@@ -21,21 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from nestgrad.config import GradientAlgorithm, NetworkConfig, OptimizerConfig, OptimizerType
+from nestgrad.config import GradientAlgorithm, NetworkConfig, OptimizerConfig
 from nestgrad.errors import ModelError, SpecError
 from nestgrad.nest_engine import (
     EPROP_SYNAPSE,
     EVENT_SYNAPSE,
-    INLINE_OPTIMIZER_SYNAPSES,
-    LEARNING_SIGNAL_CONNECTION,
-    STATIC_SYNAPSE,
-    set_plastic_defaults,
-    signed_model,
 )
-from nestgrad.nest_engine import devices as dev
-from nestgrad.networks.base import READOUT_DEFAULTS
+from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
 from nestgrad.parallel import SerialCommunicator
-from nestgrad.tasks import TrialBatch
+from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 _PROJECTION_NODES = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}
@@ -183,7 +177,7 @@ def initial_weights(
     return w
 
 
-class EpropNetwork:
+class EpropNetwork(SpecLearner):
     """Builds the network in the current NEST kernel and moves weights, optimizer state and data in and out."""
 
     def __init__(self, config: NetworkConfig, optimizer: OptimizerConfig, n_in: int, n_out: int, resolution: float):
@@ -195,22 +189,17 @@ class EpropNetwork:
         self.resolution = resolution
         self.neuron_params = default_neuron_params(config.neuron_model) | dict(config.neuron_params)
         self.readout_params = READOUT_DEFAULTS | dict(config.readout_params)
-        self._nodes: dict[str, Any] = {}
-        self._synapse_models: dict[str, str] = {}
         self.comm = SerialCommunicator()  # the Trainer sets an MPI communicator under mpirun
         # initial weights whose signs choose each synapse's receptor port and sign-bounded model, so that a weight
         # that reached 0 keeps its side when a later block rebuilds the network (the Trainer sets them; None: the
         # signs of the weights being built)
         self.sign_reference: dict[str, np.ndarray] | None = None
-        self._recorded_count = 0
+        self._masks: dict[str, np.ndarray] | None = None
+        self._plastic = True
 
     def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
         c = self.config
         return initial_weights(self.n_in, c.n_rec, self.n_out, seed, c.recurrent, c.weight_scale, c.neuron_model)
-
-    @property
-    def n_recorded(self) -> int:
-        return int(self._recorded_count)
 
     def describe(self) -> str:
         algorithm = ", eprop_event_synapse" if self.config.gradient_algorithm == GradientAlgorithm.EVENT else ""
@@ -284,60 +273,6 @@ class EpropNetwork:
         exc, inh = sorted(ports.values())
         return exc, inh
 
-    def _signed(self, plastic: bool = True) -> bool:
-        """Dale's law: plastic synapses of each sign use a copy of the synapse model bounded to that sign."""
-        return plastic and self.optimizer.sign_constrained
-
-    def _connect_one_to_one(
-        self,
-        nest: Any,
-        weights: dict[str, np.ndarray],
-        masks: dict[str, np.ndarray] | None,
-        receptors: tuple[int, int] | None,
-        signed: bool = False,
-    ) -> None:
-        """The plastic projections synapse by synapse: those ``masks`` selects (default: all, without autapses),
-        into a neuron with two receptor ports each on the port its initial sign chooses (``receptors``), and with
-        ``signed`` (Dale's law) each sign with its sign-bounded copy of the synapse model. The signs are those of
-        ``sign_reference`` (the initial weights) when set."""
-        n = self._nodes
-        for name, (pre, post) in _PROJECTION_NODES.items():
-            w = np.asarray(weights[name], float)
-            if masks is not None:
-                mask = masks[name]
-            elif name == "rec_rec" and not self.config.recurrent:
-                continue
-            else:
-                mask = np.ones(w.shape, bool)
-                if name == "rec_rec":
-                    np.fill_diagonal(mask, False)
-            model = self._synapse_models[name]
-            by_port = receptors is not None and post == "rec"
-            if by_port or signed:
-                ref = w if self.sign_reference is None else np.asarray(self.sign_reference[name], float)
-                if ref.shape != w.shape:
-                    raise SpecError(f"sign_reference[{name!r}] has shape {ref.shape}, the weights {w.shape}")
-                groups = [
-                    (mask & (ref >= 0.0), receptors[0] if by_port else None, signed_model(model, "nonneg")),
-                    (mask & (ref < 0.0), receptors[1] if by_port else None, signed_model(model, "neg")),
-                ]
-            else:
-                groups = [(mask, None, model)]
-            for selected, receptor, sign_model in groups:
-                post_idx, pre_idx = np.nonzero(selected)
-                if post_idx.size == 0:
-                    continue
-                syn = {
-                    "synapse_model": sign_model if signed else model,
-                    "weight": w[post_idx, pre_idx],
-                    "delay": np.full(post_idx.size, self.resolution),
-                }
-                if receptor is not None:
-                    syn["receptor_type"] = receptor
-                nest.Connect(
-                    np.asarray(n[pre].tolist())[pre_idx], np.asarray(n[post].tolist())[post_idx], "one_to_one", syn
-                )
-
     def _recurrent_synapse_model(self, nest: Any) -> str:
         """The plastic synapse into the recurrent neurons: eprop_event_synapse for gradient_algorithm "event", else
         the one the neuron asks for (NESTML e-prop neurons with more than two eligibility states need
@@ -359,135 +294,100 @@ class EpropNetwork:
         where e-prop synapses would be), the baseline for measuring the cost of plasticity; ``learning=False`` keeps
         the e-prop synapses with every learning rate 0 (the same network, weights fixed). ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
-        self.check_weights(weights)
-        if plastic:
-            for name in PROJECTIONS:
-                self.optimizer.check_bounds(name, weights[name] if masks is None else weights[name][masks[name]])
-        into_rec = self._recurrent_synapse_model(nest)
-        self._synapse_models = {
-            "in_rec": into_rec if plastic else STATIC_SYNAPSE,
-            "rec_rec": into_rec if plastic else STATIC_SYNAPSE,
-            "rec_out": EPROP_SYNAPSE if plastic else STATIC_SYNAPSE,
-        }
-        step = self.resolution
-        n = self._nodes
-        gen_in, n["in"] = dev.create_input_nodes(nest, self.n_in)
-        n["rec"] = nest.Create(self.config.neuron_model, self.n_rec, self.neuron_params)
-        n["out"] = nest.Create("eprop_readout", self.n_out, self.readout_params)
-        gen_target, gen_window = dev.create_target_nodes(nest, self.n_out)
+        self._synapse_model = self._recurrent_synapse_model(nest)
+        self._ports = self._receptors_by_sign(nest)
+        self._masks = masks
+        self._plastic = plastic
+        super().build(nest, weights, record_neurons, plastic=plastic, learning=learning)
 
-        if plastic:
-            for model in sorted(set(self._synapse_models.values())):
-                set_plastic_defaults(
-                    nest,
-                    model,
-                    self.optimizer.nest_dict(),
-                    sign_constrained=self.optimizer.sign_constrained,
-                    eta=None if learning else 0.0,
-                )
-        all_to_all = {"rule": "all_to_all", "allow_autapses": False}
-        dev.connect_inputs(nest, gen_in, n["in"], step)
-        receptors = self._receptors_by_sign(nest)
-        if masks is None and receptors is None and not self._signed(plastic):
-            for name in PROJECTIONS:
-                if name == "rec_rec" and not self.config.recurrent:
-                    continue
-                pre, post = _PROJECTION_NODES[name]
-                syn = {"synapse_model": self._synapse_models[name], "delay": step, "weight": weights[name]}
-                nest.Connect(n[pre], n[post], all_to_all, syn)
-        else:
-            self._connect_one_to_one(nest, weights, masks, receptors, self._signed(plastic))
-        nest.Connect(
-            n["out"],
-            n["rec"],
-            all_to_all,
-            {"synapse_model": LEARNING_SIGNAL_CONNECTION, "delay": step, "weight": weights["feedback"]},
-        )
-        recorded = np.asarray(n["rec"].tolist())[: max(min(record_neurons, self.n_rec), 0)]
-        self.devices = dev.connect_data_devices(nest, gen_in, n["in"], gen_target, gen_window, n["out"], recorded, step)
-        self._recorded_count = recorded.size
-        self._feedback = np.array(weights["feedback"], copy=True)
+    def trainable(self) -> tuple[str, ...]:
+        return PROJECTIONS
 
-    # -- data -----------------------------------------------------------------------------------------------------
-    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
-        """Set the spike and rate generators for consecutive iterations, starting at the kernel's time 0."""
-        dev.set_generators(self.devices, batches, self.resolution)
-
-    def lead_in_ms(self) -> float:
-        return dev.lead_in_ms(self.resolution)
-
-    def collect(self, nest: Any, t_start_ms: float, steps: int) -> dev.Recordings:
-        return dev.collect(self.devices, t_start_ms, steps, self.resolution, self.comm)
-
-    # -- weights and optimizer state ------------------------------------------------------------------------------
-    def _projection(self, nest: Any, name: str) -> tuple[Any, Any, Any]:
-        n = self._nodes
-        pre, post = _PROJECTION_NODES[name]
-        if self._signed(self._synapse_models[name] != STATIC_SYNAPSE):  # two synapse models, all in the projection
-            return n[pre], n[post], nest.GetConnections(n[pre], n[post])
-        return n[pre], n[post], nest.GetConnections(n[pre], n[post], synapse_model=self._synapse_models[name])
-
-    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
-        """Current weights as matrices [post, pre] (the MPI backend gathers them across ranks)."""
-        out = {"feedback": self._feedback.copy()}
-        for name in PROJECTIONS:
-            pre, post, conns = self._projection(nest, name)
-            w = np.zeros((len(post), len(pre)))
-            if len(conns) == 0:
-                out[name] = self.comm.sum(w)
-                continue
-            d = conns.get(["source", "target", "weight"])
-            w[np.asarray(d["target"]) - post[0].global_id, np.asarray(d["source"]) - pre[0].global_id] = d["weight"]
-            out[name] = self.comm.sum(w)  # each synapse lives on one rank
+    def edge_masks(self) -> dict[str, np.ndarray]:
+        """Which synapses exist, [post, pre] per projection: the build's ``masks``, else all (no autapses)."""
+        if self._masks is not None:
+            return {k: np.asarray(self._masks[k], bool) for k in PROJECTIONS}
+        n_in, n_rec, n_out = self.n_in, self.n_rec, self.n_out
+        shapes = {"in_rec": (n_rec, n_in), "rec_rec": (n_rec, n_rec), "rec_out": (n_out, n_rec)}
+        out = {k: np.ones(shape, bool) for k, shape in shapes.items()}
+        np.fill_diagonal(out["rec_rec"], False)
+        if not self.config.recurrent:
+            out["rec_rec"][:] = False
         return out
 
+    def network_spec(self, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> NetworkSpec:
+        """The network as edge lists (post-major order, as NEST's all_to_all makes them). Neurons with two receptor
+        ports get each synapse on the port its sign chooses; with Dale's law each plastic synapse keeps its sign.
+        The signs are those of ``sign_reference`` (the initial weights) when set, so that a weight that reached 0
+        keeps its side when a later block rebuilds the network."""
+        self.check_weights(weights)
+        masks = self.edge_masks()
+        if plastic:
+            for name in PROJECTIONS:
+                self.optimizer.check_bounds(name, weights[name][masks[name]])
+        step = self.resolution
+        spec = NetworkSpec(resolution=step, optimizer=self.optimizer.nest_dict())
+        spec.add_population(Population("in", "parrot_neuron", self.n_in, role=Role.INPUT))
+        spec.add_population(Population("rec", self.config.neuron_model, self.n_rec, dict(self.neuron_params)))
+        spec.add_population(Population("out", "eprop_readout", self.n_out, dict(self.readout_params), Role.READOUT))
+        models = {"in_rec": self._synapse_model, "rec_rec": self._synapse_model, "rec_out": EPROP_SYNAPSE}
+        for name, (pre, post) in _PROJECTION_NODES.items():
+            w = np.asarray(weights[name], float)
+            post_idx, pre_idx = np.nonzero(masks[name])
+            ref = w if self.sign_reference is None else np.asarray(self.sign_reference[name], float)
+            if ref.shape != w.shape:
+                raise SpecError(f"sign_reference[{name!r}] has shape {ref.shape}, the weights {w.shape}")
+            nonneg = ref[post_idx, pre_idx] >= 0.0
+            receptors = None
+            if self._ports is not None and post == "rec":
+                receptors = np.where(nonneg, self._ports[0], self._ports[1])
+            spec.add_projection(
+                name,
+                Projection(
+                    pre, post, pre_idx, post_idx, w[post_idx, pre_idx], np.full(post_idx.size, step), receptors,
+                    np.full(post_idx.size, plastic), nonneg if self.optimizer.sign_constrained else None,
+                    models[name],
+                ),
+            )  # fmt: skip
+        fb = np.asarray(weights["feedback"], float)
+        post_idx, out_idx = np.nonzero(np.ones(fb.shape, bool))  # all pairs, zeros included (all_to_all)
+        spec.add_projection(
+            "feedback",
+            Projection("out", "rec", out_idx, post_idx, fb[post_idx, out_idx], np.full(post_idx.size, step),
+                       kind=SynapseKind.LEARNING_SIGNAL),
+        )  # fmt: skip
+        spec.recorded = ("rec", np.arange(max(min(record_neurons, self.n_rec), 0)))
+        return spec
+
+    @property
+    def _nodes(self) -> dict[str, Any]:
+        return self.built.nodes
+
+    # -- weights and optimizer state: [post, pre] matrices --------------------------------------------------------
+    def _dense(self, name: str, values: np.ndarray) -> np.ndarray:
+        proj = self.built.spec.projections[name]
+        shape = (self.built.spec.populations[proj.target].size, self.built.spec.populations[proj.source].size)
+        out = np.zeros(shape)
+        out[proj.targets, proj.sources] = values
+        return out
+
+    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
+        """Current weights as matrices [post, pre] (gathered across ranks; absent synapses 0)."""
+        flat = super().read_weights(nest)
+        return {name: self._dense(name, flat[name]) for name in PROJECTIONS} | {"feedback": flat["feedback"]}
+
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
-        """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD."""
-        if self.optimizer.type != OptimizerType.ADAM or STATIC_SYNAPSE in self._synapse_models.values():
+        """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD and
+        for the static twin."""
+        if not self._plastic:
             return {}
-        state = {}
-        for name in PROJECTIONS:
-            pre, post, conns = self._projection(nest, name)
-            if self.comm.sum(np.array([len(conns)]))[0] == 0:
-                continue
-            mats = {"m": np.zeros((len(post), len(pre))), "v": np.zeros((len(post), len(pre)))}
-            if len(conns):  # read once per projection, both moments
-                rows, cols, m, v = self._adam_moments(conns, pre, post, self._synapse_models[name])
-                mats["m"][rows, cols], mats["v"][rows, cols] = m, v
-            for moment, mat in mats.items():
-                state[f"{moment}_{name}"] = self.comm.sum(mat)
-        return state
+        return {key: self._dense(key[2:], v) for key, v in super().read_optimizer_state(nest).items()}
 
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
+        flat = {}
         for name in PROJECTIONS:
-            if f"m_{name}" not in state:
-                continue
-            pre, post, conns = self._projection(nest, name)
-            if len(conns) == 0:
-                continue
-            d = conns.get(["source", "target"])
-            rows = np.asarray(d["target"]) - post[0].global_id
-            cols = np.asarray(d["source"]) - pre[0].global_id
-            m = state[f"m_{name}"][rows, cols]
-            v = state[f"v_{name}"][rows, cols]
-            if self._synapse_models[name] in INLINE_OPTIMIZER_SYNAPSES:
-                # a list of dictionaries: lists per keyword are not supported under MPI
-                conns.set([{"adam_m": float(a), "adam_v": float(b)} for a, b in zip(m, v, strict=True)])
-            else:
-                conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m, v, strict=True)])
-
-    @staticmethod
-    def _adam_moments(
-        conns: Any, pre: Any, post: Any, model: str
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Rows, columns and Adam moments m, v of a projection's connections of synapse ``model``."""
-        if model in INLINE_OPTIMIZER_SYNAPSES:
-            d = conns.get(["source", "target", "adam_m", "adam_v"])
-            m, v = np.asarray(d["adam_m"], float), np.asarray(d["adam_v"], float)
-        else:
-            d = conns.get(["source", "target", "optimizer"])
-            m = np.array([o["m"] for o in d["optimizer"]], float)
-            v = np.array([o["v"] for o in d["optimizer"]], float)
-        rows = np.asarray(d["target"]) - post[0].global_id
-        cols = np.asarray(d["source"]) - pre[0].global_id
-        return rows, cols, m, v
+            if f"m_{name}" in state:
+                proj = self.built.spec.projections[name]
+                for moment in ("m", "v"):
+                    flat[f"{moment}_{name}"] = np.asarray(state[f"{moment}_{name}"])[proj.targets, proj.sources]
+        super().write_optimizer_state(nest, flat)

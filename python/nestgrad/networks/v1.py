@@ -407,13 +407,14 @@ class V1Network(SpecLearner):
                 Projection("background", "v1", np.zeros(n, np.int64), targets, self.background_weights()[targets],
                            np.full(n, step), receptors[targets]),
             )  # fmt: skip
-        fb = np.asarray(weights["feedback"])
-        post_idx, out_idx = np.nonzero(fb)
-        spec.add_projection(
-            "feedback",
-            Projection("readout", "v1", out_idx, post_idx, fb[post_idx, out_idx], np.full(post_idx.size, step),
-                       kind=SynapseKind.LEARNING_SIGNAL),
-        )  # fmt: skip
+        if plastic:  # learning signals (none in the static twin)
+            fb = np.asarray(weights["feedback"])
+            post_idx, out_idx = np.nonzero(fb)
+            spec.add_projection(
+                "feedback",
+                Projection("readout", "v1", out_idx, post_idx, fb[post_idx, out_idx], np.full(post_idx.size, step),
+                           kind=SynapseKind.LEARNING_SIGNAL),
+            )  # fmt: skip
         recorded = np.arange(n) if record_neurons < 0 else np.unique(self.out_src)[: max(record_neurons, 0)]
         spec.recorded = ("v1", recorded)
         return spec
