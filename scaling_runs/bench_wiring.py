@@ -121,9 +121,8 @@ def main() -> None:
             print(f"{case['kind'] + ' ' + str(case['n']):>16s} {name:>9s} {r['build_s']:9.2f} {r['peak_mb']:9.0f} "
                   f"{r['build_peak_mb']:9.0f} {r['connections']:12d}")  # fmt: skip
         if best["spec"]["connections"] != best["baseline"]["connections"]:
-            print(
-                f"  different numbers of connections: {best['spec']['connections']} vs {best['baseline']['connections']}"
-            )
+            counts = (best["spec"]["connections"], best["baseline"]["connections"])
+            print(f"  different numbers of connections: {counts[0]} (spec) vs {counts[1]} (baseline)")
         ratio_t = best["spec"]["build_s"] / best["baseline"]["build_s"]
         ratio_m = best["spec"]["peak_mb"] / best["baseline"]["peak_mb"]
         print(f"  spec/baseline: build time {ratio_t:.2f}x, peak memory {ratio_m:.2f}x (target <= 1.1x)")
