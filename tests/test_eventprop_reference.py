@@ -22,6 +22,8 @@ i.e. 1e-6 relative, where gradients below 1e-3 of the projection set's largest a
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -91,51 +93,87 @@ def _loss_at(net, trials, loss, regs):
     return res.loss, [r.structure() for r in res.records]
 
 
+def with_neuron_param(net: Network, pop: str, key: str, k: int, delta: float) -> Network:
+    """A copy of ``net`` with parameter ``key`` of neuron k of population ``pop`` moved by ``delta``."""
+    pops = []
+    for p in net.populations:
+        if p.name == pop:
+            params = dict(p.params)
+            arr = np.array(np.broadcast_to(params[key], (p.size,)), float)
+            arr[k] += delta
+            params[key] = arr
+            p = dataclasses.replace(p, params=params)
+        pops.append(p)
+    return dataclasses.replace(net, populations=tuple(pops))
+
+
+def _handles(net, base, what, projections):
+    """(adjoint gradient, parameter value, its group's mean magnitude, function delta -> moved network)."""
+    out = []
+    if what in ("weights", "delays"):
+        grads = base.grad_weights if what == "weights" else base.grad_delays
+        for name in projections or [p.name for p in net.projections]:
+            proj = net.projection(name)
+            if what == "weights":
+                vals = np.asarray(proj.weights, float)
+            else:
+                vals = np.array(np.broadcast_to(proj.delays, np.shape(proj.weights)), float)
+            scale = float(np.mean(np.abs(vals)))
+            for k in range(len(vals)):
+
+                def move(delta, name=name, vals=vals, k=k):
+                    new = vals.copy()
+                    new[k] += delta
+                    return net.with_weights({name: new}) if what == "weights" else net.with_delays({name: new})
+
+                out.append((float(grads[name][k]), float(vals[k]), scale, move))
+    else:  # time constants of every non-input neuron
+        for pop in net.populations:
+            if pop.kind == "input":
+                continue
+            for key, grad in base.grad_params[pop.name].items():
+                if key == "adapt_tau" and not np.any(np.asarray(pop.params.get("adapt_beta", 0.0)) > 0):
+                    continue  # no adaptation: adapt_tau has no effect
+                vals = np.broadcast_to(np.asarray(pop.params[key], float), (pop.size,))
+                for k in range(pop.size):
+                    move = lambda delta, pop=pop.name, key=key, k=k: with_neuron_param(net, pop, key, k, delta)  # noqa: E731
+                    out.append((float(grad[k]), float(vals[k]), float(vals[k]), move))
+    return out
+
+
 def fd_check(net, trials, loss, regs=(), what="weights", projections=None, rel_step=1e-4):
-    """Compare the adjoint gradient with finite differences (see the module docstring).
+    """Compare the adjoint gradient with finite differences (see the module docstring). ``what``: "weights",
+    "delays" or "time_constants" (tau_m, tau_syn, adapt_tau of every neuron).
 
     Returns (max relative error over checked parameters, number checked, number of parameters)."""
-    base = evaluate(net, trials, loss, regs)
+    base = evaluate(net, trials, loss, regs, time_constants=(what == "time_constants"))
     base_struct = [r.structure() for r in base.records]
     assert sum(len(r.spike_t) for r in base.records) > 0, "the test network does not spike"
-    grads = base.grad_weights if what == "weights" else base.grad_delays
-    names = projections or [p.name for p in net.projections]
-    floor = 1e-3 * max(float(np.max(np.abs(grads[n]))) for n in names)
+    handles = _handles(net, base, what, projections)
+    floor = 1e-3 * max(abs(h[0]) for h in handles)
     assert floor > 0.0
     errors = []
-    total = 0
-    for name in names:
-        proj = net.projection(name)
-        if what == "weights":
-            vals = np.asarray(proj.weights, float)
-        else:
-            vals = np.array(np.broadcast_to(proj.delays, np.shape(proj.weights)), float)
-        scale = float(np.mean(np.abs(vals)))
-        for k in range(len(vals)):
-            total += 1
-            g = float(grads[name][k])
-            h = rel_step * max(abs(vals[k]), scale)
-            best = np.inf
-            for _attempt in range(3):
-                losses = {}
-                smooth = True
-                for step in (h, -h, h / 2, -h / 2):
-                    new = vals.copy()
-                    new[k] += step
-                    moved = net.with_weights({name: new}) if what == "weights" else net.with_delays({name: new})
-                    losses[step], struct = _loss_at(moved, trials, loss, regs)
-                    smooth &= struct == base_struct
-                if not smooth:
-                    break  # a spike appeared, vanished or swapped order within the step: no derivative here
-                d1 = (losses[h] - losses[-h]) / (2 * h)
-                d2 = (losses[h / 2] - losses[-h / 2]) / h
-                fd = (4 * d2 - d1) / 3
-                best = min(best, abs(g - fd) / max(abs(fd), floor))
-                if best <= RTOL:
-                    break
-                h /= 10
-            if np.isfinite(best):
-                errors.append(best)
+    for g, val, scale, move in handles:
+        h = rel_step * max(abs(val), scale)
+        best = np.inf
+        for _attempt in range(3):
+            losses = {}
+            smooth = True
+            for step in (h, -h, h / 2, -h / 2):
+                losses[step], struct = _loss_at(move(step), trials, loss, regs)
+                smooth &= struct == base_struct
+            if not smooth:
+                break  # a spike appeared, vanished or swapped order within the step: no derivative here
+            d1 = (losses[h] - losses[-h]) / (2 * h)
+            d2 = (losses[h / 2] - losses[-h / 2]) / h
+            fd = (4 * d2 - d1) / 3
+            best = min(best, abs(g - fd) / max(abs(fd), floor))
+            if best <= RTOL:
+                break
+            h /= 10
+        if np.isfinite(best):
+            errors.append(best)
+    total = len(handles)
     assert len(errors) >= MIN_CHECKED * total, f"only {len(errors)} of {total} parameters checkable"
     return float(max(errors)), len(errors), total
 
@@ -161,6 +199,17 @@ CASES = [
     ("refractory-feedforward-sum", "feedforward", REFR, "li", SUM, (), False, 1),
     ("refractory-recurrent-max", "recurrent", REFR, "li", MAX, (), True, 1),
     ("alif-feedforward-sum", "feedforward", ALIF, "li", SUM, (), False, 1),
+    (
+        "alif-tau_a_equals_tau_m-recurrent-max",
+        "recurrent",
+        {"adapt_beta": 0.2, "adapt_tau": 10.0},
+        "li",
+        MAX,
+        (),
+        False,
+        1,
+    ),
+    ("tonic_I_e-refractory-recurrent-max", "recurrent", {"I_e": 0.12, "t_ref": 1.5}, "li", MAX, (), True, 1),
     ("alif-refractory-recurrent-mse", "recurrent", {**ALIF, **REFR}, "li", MSE, (), True, 1),
     ("spiking_readout-first_spike", "feedforward", {}, "lif", FirstSpikeLoss("out"), (), True, 1),
     ("spiking_readout-recurrent-first_spike", "recurrent", REFR, "lif", FirstSpikeLoss("out"), (), False, 1),
@@ -193,3 +242,23 @@ def test_gradient_matches_finite_differences(kind, over, readout, loss, regs, de
             f"{checked}/{total} checked"
         )
         assert err <= RTOL, f"{what}: max relative error {err:.3e} > {RTOL}"
+
+
+TAU_CASES = [
+    ("feedforward-sum", "feedforward", {}, "li", SUM),
+    ("feedforward-equal_tau-sum_exp", "feedforward", {"tau_syn": 10.0}, "li", SUM_EXP),
+    ("recurrent-refractory-max", "recurrent", REFR, "li", MAX),
+    ("recurrent-alif-refractory-mse", "recurrent", {**ALIF, **REFR}, "li", MSE),
+    ("spiking_readout-first_spike", "feedforward", {}, "lif", FirstSpikeLoss("out", tau_s=2.5)),
+]
+
+
+@pytest.mark.parametrize(("kind", "over", "readout", "loss"), [c[1:] for c in TAU_CASES], ids=[c[0] for c in TAU_CASES])
+def test_time_constant_gradients_match_finite_differences(kind, over, readout, loss):
+    net = make_net(kind, 3, readout=readout, **over)
+    err, checked, total = fd_check(net, make_trials(3), loss, what="time_constants")
+    print(
+        f"{kind} {over} {type(loss).__name__} {getattr(loss, 'mode', '')} time constants: max rel err {err:.2e}, "
+        f"{checked}/{total} checked"
+    )
+    assert err <= RTOL

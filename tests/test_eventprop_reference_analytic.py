@@ -212,7 +212,7 @@ def test_refractory_release_term_is_needed():
     cnet = compile_network(net)
     rec = simulate(cnet, trial)
     rec.release_vdot = [0.0] * len(rec.release_vdot)
-    without, _ = backward(cnet, rec, reg(cnet, rec, trial))
+    without = backward(cnet, rec, reg(cnet, rec, trial)).weights
     assert abs(without[0] - fd) > 0.1 * abs(fd)
 
 
@@ -281,3 +281,23 @@ def test_engine_imports_neither_nest_nor_scipy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_readout_max_on_an_inhibitory_arrival_moves_with_that_arrival():
+    """Excitatory arrival at t1, inhibitory at t2 while v still rises: the maximum is v(t2) = w1 kern(t2 - t1) / C,
+    a kink. dy/dw1 = kern / C, dy/dw2 = 0, dy/dd2 = dv/dt(t2-) = w1 kern'(t2 - t1) / C, dy/dd1 = -dy/dd2."""
+    tau_m, tau_syn, C = 10.0, 4.0, 2.0
+    w1, w2, t1, t2 = 3.0, -20.0, 1.0 + 1.0, 2.5 + 1.5
+    pops = (Population("in", 2, "input"), Population("out", 2, "li", dict(C_m=C, tau_m=tau_m, tau_syn=tau_syn)))
+    proj = Projection("p", "in", "out", np.array([0, 1]), np.array([0, 0]), np.array([w1, w2]), np.array([1.0, 1.5]))
+    net = Network(pops, (proj,), 30.0)
+    res = evaluate(net, [Trial({"in": [[1.0], [2.5]]}, label=1)], ReadoutCrossEntropy("out", "max"))
+    u = t2 - t1
+    y0 = w1 * kern(u, tau_m, tau_syn) / C
+    slope = w1 * (math.exp(-u / tau_syn) - kern(u, tau_m, tau_syn) / tau_m) / C  # d/du of w1 kern(u) / C
+    assert slope > 0.0
+    y = np.array([y0, 0.0])
+    c0 = (np.exp(y) / np.exp(y).sum())[0]  # dL/dy_0, label 1
+    assert res.outputs[0] == pytest.approx(y, rel=1e-13)
+    assert res.grad_weights["p"] == pytest.approx([c0 * kern(u, tau_m, tau_syn) / C, 0.0], rel=1e-10, abs=1e-14)
+    assert res.grad_delays["p"] == pytest.approx([-c0 * slope, c0 * slope], rel=1e-10)

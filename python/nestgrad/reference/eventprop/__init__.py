@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nestgrad.errors import ConfigError
-from nestgrad.reference.eventprop.adjoint import backward, readout_adjoint
+from nestgrad.reference.eventprop.adjoint import Gradients, backward, readout_adjoint
 from nestgrad.reference.eventprop.losses import (
     FirstSpikeLoss,
     LossTerms,
@@ -46,6 +46,9 @@ class Result:
     grad_delays: dict[str, np.ndarray]  # per projection (1/ms)
     records: list[ForwardRecord]
     outputs: list[np.ndarray]  # per trial: readout values (or first-spike times) of the main loss
+    # with time_constants=True: per population, per constant ("tau_m", "tau_syn", and "adapt_tau" for lif), one
+    # value per neuron (1/ms), mean over trials
+    grad_params: dict[str, dict[str, np.ndarray]] | None = None
 
 
 def _check(trials: Sequence[Trial]) -> None:
@@ -59,13 +62,16 @@ def evaluate(
     loss: Loss,
     regularisers: Sequence[Loss] = (),
     gradient: bool = True,
+    time_constants: bool = False,
 ) -> Result:
-    """Loss (mean over ``trials``) and, with ``gradient``, its exact gradient w.r.t. every weight and delay."""
+    """Loss (mean over ``trials``) and, with ``gradient``, its exact gradient w.r.t. every weight and delay (and,
+    with ``time_constants``, every neuron's tau_m, tau_syn and adapt_tau)."""
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     _check(trials)
     total = 0.0
     gw = np.zeros(len(cnet.w))
     gd = np.zeros(len(cnet.w))
+    gt = np.zeros((3, cnet.n))
     records, outputs = [], []
     for trial in trials:
         rec = simulate(cnet, trial)
@@ -75,17 +81,29 @@ def evaluate(
             terms.merge(reg(cnet, rec, trial))
         total += terms.value
         if gradient:
-            w_, d_ = backward(cnet, rec, terms)
-            gw += w_
-            gd += d_
+            grads = backward(cnet, rec, terms, time_constants=time_constants)
+            gw += grads.weights
+            gd += grads.delays
+            if time_constants:
+                gt += np.array([grads.tau_m, grads.tau_syn, grads.adapt_tau])
         records.append(rec)
     b = len(trials)
+    grad_params = None
+    if gradient and time_constants:
+        grad_params = {}
+        for pop in cnet.net.populations:
+            if pop.kind == "input":
+                continue
+            ids = np.asarray(cnet.global_ids(pop.name))
+            names = ("tau_m", "tau_syn", "adapt_tau") if pop.kind == "lif" else ("tau_m", "tau_syn")
+            grad_params[pop.name] = {k: gt[i, ids] / b for i, k in enumerate(names)}
     return Result(
         loss=total / b,
         grad_weights={k: gw[s] / b for k, s in cnet.proj_slices.items()},
         grad_delays={k: gd[s] / b for k, s in cnet.proj_slices.items()},
         records=records,
         outputs=outputs,
+        grad_params=grad_params,
     )
 
 
@@ -93,6 +111,7 @@ __all__ = [
     "CompiledNetwork",
     "FirstSpikeLoss",
     "ForwardRecord",
+    "Gradients",
     "Network",
     "Population",
     "Projection",

@@ -20,6 +20,9 @@ Leaky readouts are forced by the loss; their adjoint is solved first, per readou
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
 from nestgrad.reference.eventprop.expsum import ExpPoly
@@ -28,6 +31,8 @@ from nestgrad.reference.eventprop.network import CompiledNetwork
 from nestgrad.reference.eventprop.neurons.dynamics import (
     NeuronParams,
     adjoint_propagate,
+    exp_integral,
+    kern_integral,
     propagate,
     voltage_expsum,
 )
@@ -58,9 +63,15 @@ def _forced_step(lv: float, li: float, length: float, f: ExpPoly, p: NeuronParam
     lambda_I(0) = exp(-L/tau_syn) lambda_I(L) + kern(L) lambda_v(L) / C_m + int_0^L kern(s) f(s) ds / C_m; the
     integrals are exact, term by term of f."""
     lv0, li0, _ = adjoint_propagate(lv, li, 0.0, length, p)
+    rm = 1.0 / p.tau_m
     for rate, coeffs in f.items():
         for power, c in enumerate(coeffs):
             if c == 0.0:
+                continue
+            if power == 0 and rate >= 0.0:
+                # the common case (constant or exponential weighting) in the cancellation-free closed form
+                lv0 += c * exp_integral(length, rate + rm)
+                li0 += c * kern_integral(length, p.tau_m, p.tau_syn, rate) / p.C_m
                 continue
             fv, fi = _responses(rate, power, p)
             lv0 += c * (fv(length) - fv(0.0))
@@ -68,8 +79,46 @@ def _forced_step(lv: float, li: float, length: float, f: ExpPoly, p: NeuronParam
     return lv0, li0
 
 
-def readout_adjoint(rec: ForwardRecord, n: int, p: NeuronParams, forcing: ReadoutForcing | None) -> list[tuple]:
-    """(lambda_v, lambda_I) of leaky readout n just after each of its segment starts (before a jump there)."""
+def _interval_polys(lv: float, li: float, length: float, f: ExpPoly | None, p: NeuronParams) -> tuple[ExpPoly, ExpPoly]:
+    """lambda_v(u), lambda_I(u) on [0, length] (u local forward time) as exponential polynomials, from their values
+    at the end and the loss forcing f (None: no forcing)."""
+    rm, rs = 1.0 / p.tau_m, 1.0 / p.tau_syn
+    lam_v = ExpPoly.exp(-rm, lv * math.exp(-length * rm))
+    if f is not None and not f.is_zero():
+        q = f.times_exp(-rm).antideriv()
+        lam_v = lam_v + ExpPoly.exp(-rm, q(length)) - q.times_exp(rm)
+    big_p = lam_v.times_exp(-rs).antideriv()
+    lam_i = ExpPoly.exp(-rs, li * math.exp(-length * rs) + big_p(length) / p.C_m) - big_p.times_exp(rs).scale(
+        1.0 / p.C_m
+    )
+    return lam_v, lam_i
+
+
+def time_constant_terms(
+    lv: float, li: float, la: float, length: float, state: tuple, p: NeuronParams, f: ExpPoly | None = None
+) -> tuple[float, float, float]:
+    """Contributions of one inter-event interval to dL/d(tau_m, tau_syn, adapt_tau).
+
+    For dx/dt = F(x, tau), dL/dtau = int lambda . dF/dtau dt: dF_v/dtau_m = v / tau_m^2 (0 while refractory, where
+    F_v = 0), dF_I/dtau_syn = I / tau_syn^2, dF_A/dadapt_tau = A / adapt_tau^2. ``state`` = (v, I, A, refractory)
+    at the start of the interval, (lv, li, la) the adjoint at its end. The threshold, reset, release time and
+    arrival jumps do not depend on these constants, so there are no event terms."""
+    v0, i0, a0, refractory = state
+    lam_v, lam_i = _interval_polys(lv, li, length, f, p)
+    g_tm = 0.0
+    if not refractory:
+        g_tm = (lam_v * voltage_expsum(v0, i0, p)).integral(0.0, length) / p.tau_m**2
+    g_ts = (lam_i * ExpPoly.exp(1.0 / p.tau_syn, i0)).integral(0.0, length) / p.tau_syn**2
+    g_ta = la * a0 * math.exp(-length / p.adapt_tau) * length / p.adapt_tau**2 if la != 0.0 and a0 != 0.0 else 0.0
+    return g_tm, g_ts, g_ta
+
+
+def readout_adjoint(
+    rec: ForwardRecord, n: int, p: NeuronParams, forcing: ReadoutForcing | None, tau_grads: list[float] | None = None
+) -> list[tuple]:
+    """(lambda_v, lambda_I) of leaky readout n just after each of its segment starts (before a jump there).
+
+    With ``tau_grads`` (a list [tau_m, tau_syn]) the readout's time-constant gradients are added to it."""
     T = rec.T
     ts, vs, is_ = rec.seg_t[n], rec.seg_v[n], rec.seg_i[n]
     out: list[tuple[float, float]] = [(0.0, 0.0)] * len(ts)
@@ -87,11 +136,12 @@ def readout_adjoint(rec: ForwardRecord, n: int, p: NeuronParams, forcing: Readou
             if b in jumps and b < t1:
                 lv += jumps.pop(b)
             length = b - a
-            if forcing.fn is None:
-                lv, li, _ = adjoint_propagate(lv, li, 0.0, length, p)
-                continue
             va, ia, _ = propagate(vs[j], is_[j], 0.0, a - t0, p, False)
-            f = forcing.fn(a, va, ia)
+            f = None if forcing.fn is None else forcing.fn(a, va, ia)
+            if tau_grads is not None and length > 0.0:
+                g_tm, g_ts, _ = time_constant_terms(lv, li, 0.0, length, (va, ia, 0.0, False), p, f)
+                tau_grads[0] += g_tm
+                tau_grads[1] += g_ts
             if f is None or f.is_zero():
                 lv, li, _ = adjoint_propagate(lv, li, 0.0, length, p)
             else:
@@ -102,8 +152,21 @@ def readout_adjoint(rec: ForwardRecord, n: int, p: NeuronParams, forcing: Readou
     return out
 
 
-def backward(cnet: CompiledNetwork, rec: ForwardRecord, terms: LossTerms) -> tuple[np.ndarray, np.ndarray]:
-    """dL/dw and dL/dd for every edge of ``cnet`` (arrays in edge order) for one trial."""
+@dataclass
+class Gradients:
+    """One trial's gradients: per edge (weights pA^-1, delays ms^-1) and, if asked, per neuron (ms^-1; zeros for
+    inputs and for constants a neuron does not have)."""
+
+    weights: np.ndarray
+    delays: np.ndarray
+    tau_m: np.ndarray | None = None
+    tau_syn: np.ndarray | None = None
+    adapt_tau: np.ndarray | None = None
+
+
+def backward(cnet: CompiledNetwork, rec: ForwardRecord, terms: LossTerms, time_constants: bool = False) -> Gradients:
+    """dL/dw and dL/dd for every edge of ``cnet`` for one trial; with ``time_constants`` also dL/dtau_m,
+    dL/dtau_syn and dL/dadapt_tau per neuron."""
     T = rec.T
     n = cnet.n
     params, kinds = cnet.params, cnet.kind
@@ -118,15 +181,29 @@ def backward(cnet: CompiledNetwork, rec: ForwardRecord, terms: LossTerms) -> tup
     jbuf = [0.0] * n_spikes
     rbuf = [0.0] * n_spikes
 
+    g_tau = np.zeros((3, n)) if time_constants else None
+    post_idx = {j: len(states) - 1 for j, states in rec.post.items()}
+
     readout_lam: dict[int, tuple[float, float]] = {}
     for m in rec.seg_t:
-        lam = readout_adjoint(rec, m, params[m], terms.forcing.get(m))
+        acc = [0.0, 0.0] if time_constants else None
+        lam = readout_adjoint(rec, m, params[m], terms.forcing.get(m), acc)
+        if acc is not None:
+            g_tau[0, m], g_tau[1, m] = acc
         for aid, val in zip(rec.seg_arr[m], lam, strict=True):
             if aid >= 0:
                 readout_lam[aid] = val
 
-    def back(j: int, t: float) -> None:
+    def back(j: int, t: float, initial: bool = False) -> None:
+        """Propagate j's adjoint back to t, the time of j's event being processed (or 0 with ``initial``)."""
         u = tb[j] - t
+        if g_tau is not None:
+            state = (0.0, 0.0, 0.0, False) if initial else rec.post[j][post_idx[j]]
+            if not initial:
+                post_idx[j] -= 1
+            if u > 0.0:
+                for k, g in enumerate(time_constant_terms(lv[j], li[j], la[j], u, state, params[j])):
+                    g_tau[k, j] += g
         if u > 0.0:
             lv[j], li[j], la[j] = adjoint_propagate(lv[j], li[j], la[j], u, params[j])
         tb[j] = t
@@ -167,4 +244,8 @@ def backward(cnet: CompiledNetwork, rec: ForwardRecord, terms: LossTerms) -> tup
             back(j, rec.release_t[sid])
             rbuf[sid] = -lv[j] * rec.release_vdot[sid]
             lv[j] = 0.0
-    return grad_w, grad_d
+    if g_tau is None:
+        return Gradients(grad_w, grad_d)
+    for j in rec.post:
+        back(j, 0.0, initial=True)
+    return Gradients(grad_w, grad_d, g_tau[0], g_tau[1], g_tau[2])

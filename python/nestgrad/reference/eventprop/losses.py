@@ -131,7 +131,7 @@ class ReadoutCrossEntropy:
                     # a segment's end is the next segment's start (evaluated from the stored state there)
                     cands = [0.0, *f.deriv().roots(0.0, length)] + ([length] if j + 1 == len(ts) else [])
                     for u in cands:
-                        val = v0 if u == 0.0 else f(u)
+                        val = v0 if u == 0.0 else propagate(v0, i0, 0.0, u, p, False)[0]
                         if val > best[0]:
                             best = (val, t0 + u, j, prev_end_slope if (u == 0.0 and j > 0) else 0.0)
                     ve, ie, _ = propagate(v0, i0, 0.0, length, p, False)

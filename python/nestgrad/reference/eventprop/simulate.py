@@ -45,6 +45,9 @@ class ForwardRecord:
     seg_i: dict[int, list[float]] = field(default_factory=dict)
     seg_arr: dict[int, list[int]] = field(default_factory=dict)
     log: list[tuple[int, int]] = field(default_factory=list)
+    # spiking neurons: (v, I, A, refractory) after each of the neuron's events, in order (for time-constant
+    # gradients, which integrate adjoint x state between events)
+    post: dict[int, list[tuple[float, float, float, bool]]] = field(default_factory=dict)
 
     def spike_times(self, n: int) -> list[float]:
         return [self.spike_t[s] for s in self.spikes_of[n]]
@@ -73,6 +76,8 @@ def simulate(cnet: CompiledNetwork, trial: Trial) -> ForwardRecord:
     for j in range(n):
         if kinds[j] == "li":
             rec.seg_t[j], rec.seg_v[j], rec.seg_i[j], rec.seg_arr[j] = [0.0], [0.0], [0.0], [-1]
+        elif kinds[j] == "lif":
+            rec.post[j] = []
 
     for nid, ts in input_spikes(cnet, trial):
         for e in out_edges[nid]:
@@ -117,8 +122,10 @@ def simulate(cnet: CompiledNetwork, trial: Trial) -> ForwardRecord:
                 rec.seg_v[m].append(v[m])
                 rec.seg_i[m].append(cur[m])
                 rec.seg_arr[m].append(aid)
-            elif not refr[m]:
-                predict(m, t)
+            else:
+                rec.post[m].append((v[m], cur[m], adapt[m], refr[m]))
+                if not refr[m]:
+                    predict(m, t)
             rec.log.append((LOG_ARRIVAL, aid))
         elif kind == SPIKE:
             j, ver = item[2], item[3]
@@ -144,6 +151,7 @@ def simulate(cnet: CompiledNetwork, trial: Trial) -> ForwardRecord:
             else:
                 rec.spike_vdot_plus.append(dvdt(v[j], cur[j], p))
                 predict(j, t)
+            rec.post[j].append((v[j], cur[j], adapt[j], refr[j]))
             for e in out_edges[j]:
                 ta = t + float(d[e])
                 if ta < T:
@@ -154,6 +162,7 @@ def simulate(cnet: CompiledNetwork, trial: Trial) -> ForwardRecord:
             j, sid = item[2], item[3]
             advance(j, t)
             refr[j] = False
+            rec.post[j].append((v[j], cur[j], adapt[j], False))
             rec.release_t[sid] = t
             rec.release_vdot[sid] = dvdt(v[j], cur[j], params[j])
             predict(j, t)

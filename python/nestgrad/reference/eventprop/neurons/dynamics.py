@@ -58,11 +58,13 @@ class NeuronParams:
 def kern(u: float, tau_a: float, tau_b: float) -> float:
     """Response at time u of x' = -x/tau_a + y, y' = -y/tau_b, to x(0) = 0, y(0) = 1 (ms); symmetric in tau_a, tau_b.
 
-    tau_a tau_b / (tau_b - tau_a) (exp(-u/tau_b) - exp(-u/tau_a)), written with expm1 so that it stays accurate
-    for close time constants; u exp(-u/tau) when they are equal."""
+    tau_a tau_b / (tau_b - tau_a) (exp(-u/tau_b) - exp(-u/tau_a)) = exp(-u/tau_a) expm1(u d) / d with
+    d = (tau_b - tau_a) / (tau_a tau_b): tau_b - tau_a is exact for close values (Sterbenz), so this stays accurate
+    to rounding however close the time constants are; u exp(-u/tau) when they are equal."""
     if tau_a == tau_b:
         return u * math.exp(-u / tau_a)
-    return tau_a * tau_b / (tau_b - tau_a) * math.exp(-u / tau_a) * math.expm1(u * (1.0 / tau_a - 1.0 / tau_b))
+    d = (tau_b - tau_a) / (tau_a * tau_b)
+    return math.exp(-u / tau_a) * math.expm1(u * d) / d
 
 
 def kern_max(tau_a: float, tau_b: float) -> float:
@@ -162,25 +164,30 @@ def first_crossing(v: float, i: float, a: float, horizon: float, p: NeuronParams
     return None
 
 
-_INTEGRALS: dict[tuple, tuple[ExpPoly, ExpPoly, ExpPoly]] = {}
+def exp_integral(length: float, rate: float) -> float:
+    """int_0^length exp(-rate u) du (ms), without cancellation for small rate * length."""
+    if rate == 0.0:
+        return length
+    return -math.expm1(-rate * length) / rate
+
+
+def kern_integral(length: float, tau_a: float, tau_b: float, rate: float = 0.0) -> float:
+    """int_0^length exp(-rate u) kern(u; tau_a, tau_b) du (ms^2), rate >= 0.
+
+    exp(-rate u) kern(u; a, b) = kern(u; a', b') with 1/a' = 1/a + rate, 1/b' = 1/b + rate, and
+    int_0^L kern(u; a, b) du = b (a (1 - exp(-L/a)) - kern(L; a, b)) (differentiate: kern' = exp(-u/b) - kern/a),
+    which stays accurate for close time constants and is exact for equal ones."""
+    a, b = (tau_a, tau_b) if rate == 0.0 else (1.0 / (1.0 / tau_a + rate), 1.0 / (1.0 / tau_b + rate))
+    return b * (-a * math.expm1(-length / a) - kern(length, a, b))
 
 
 def voltage_integral(v: float, i: float, length: float, p: NeuronParams, rate: float = 0.0) -> float:
-    """int_0^length exp(-rate u) v(u) du for the free dynamics from state (v, i) at u = 0 (mV ms).
+    """int_0^length exp(-rate u) v(u) du for the free dynamics from state (v, i) at u = 0 (mV ms), rate >= 0.
 
-    v(u) = v_inf + (v - v_inf) exp(-u/tau_m) + i kern(u) / C_m; the three weighted integrals are exact
-    antiderivatives, built once per (rate, tau_m, tau_syn) and cached."""
-    key = (rate, p.tau_m, p.tau_syn)
-    hit = _INTEGRALS.get(key)
-    if hit is None:
-        w = ExpPoly.exp(rate)
-        unit = NeuronParams(C_m=1.0, tau_m=p.tau_m, tau_syn=p.tau_syn, E_L=0.0)
-        hit = (
-            w.antideriv(),
-            (w * ExpPoly.exp(1.0 / p.tau_m)).antideriv(),
-            (w * voltage_expsum(0.0, 1.0, unit)).antideriv(),
-        )
-        _INTEGRALS[key] = hit
-    f1, fm, fk = hit
+    v(u) = v_inf + (v - v_inf) exp(-u/tau_m) + i kern(u) / C_m, integrated term by term in closed form."""
     v_inf = p.v_inf
-    return v_inf * (f1(length) - f1(0.0)) + (v - v_inf) * (fm(length) - fm(0.0)) + i / p.C_m * (fk(length) - fk(0.0))
+    return (
+        v_inf * exp_integral(length, rate)
+        + (v - v_inf) * exp_integral(length, rate + 1.0 / p.tau_m)
+        + i / p.C_m * kern_integral(length, p.tau_m, p.tau_syn, rate)
+    )
