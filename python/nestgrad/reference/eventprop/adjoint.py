@@ -15,7 +15,9 @@ going back in time it is propagated in closed form
   spike, g = v - A - theta).
 
 Leaky readouts are forced by the loss; their adjoint is solved first, per readout, piece by piece in closed form
-(:func:`readout_adjoint`), and read at their arrivals like any target's. docs/eventprop.md derives all of it.
+(:func:`readout_adjoint`), and read at their arrivals like any target's. Time-constant gradients, when asked for,
+integrate lambda . dF/dtau over each inter-event interval (:func:`time_constant_terms`). docs/eventprop.md
+derives all of it.
 """
 
 from __future__ import annotations
