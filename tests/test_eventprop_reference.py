@@ -184,6 +184,13 @@ SUM_EXP = ReadoutCrossEntropy("out", "sum_exp", tau_w=20.0)
 MSE = ReadoutMSE("out")
 REFR = {"t_ref": 2.0}
 ALIF = {"adapt_beta": 0.3, "adapt_tau": 20.0}
+# one value per hidden neuron (5): heterogeneous time constants, thresholds and refractory periods
+HETERO = {
+    "tau_m": [6.0, 9.0, 12.0, 15.0, 8.0],
+    "tau_syn": [2.0, 9.0, 4.0, 6.0, 3.0],
+    "t_ref": [0.5, 1.0, 2.0, 0.0, 3.0],
+    "V_th": [0.9, 1.0, 1.1, 0.95, 1.05],
+}
 
 # (case id, network kind, LIF overrides, readout kind, loss, regularisers, also check delays, trials)
 CASES = [
@@ -210,6 +217,7 @@ CASES = [
         1,
     ),
     ("tonic_I_e-refractory-recurrent-max", "recurrent", {"I_e": 0.12, "t_ref": 1.5}, "li", MAX, (), True, 1),
+    ("heterogeneous_tau-refractory-recurrent-sum", "recurrent", HETERO, "li", SUM, (), True, 1),
     ("alif-refractory-recurrent-mse", "recurrent", {**ALIF, **REFR}, "li", MSE, (), True, 1),
     ("spiking_readout-first_spike", "feedforward", {}, "lif", FirstSpikeLoss("out"), (), True, 1),
     ("spiking_readout-recurrent-first_spike", "recurrent", REFR, "lif", FirstSpikeLoss("out"), (), False, 1),
@@ -249,6 +257,7 @@ TAU_CASES = [
     ("feedforward-equal_tau-sum_exp", "feedforward", {"tau_syn": 10.0}, "li", SUM_EXP),
     ("recurrent-refractory-max", "recurrent", REFR, "li", MAX),
     ("recurrent-alif-refractory-mse", "recurrent", {**ALIF, **REFR}, "li", MSE),
+    ("heterogeneous-recurrent-sum_exp", "recurrent", HETERO, "li", SUM_EXP),
     ("spiking_readout-first_spike", "feedforward", {}, "lif", FirstSpikeLoss("out", tau_s=2.5)),
 ]
 

@@ -226,6 +226,11 @@ def test_batch_gradient_is_the_mean_of_trial_gradients():
     np.testing.assert_allclose(
         both.grad_weights["in_out"], 0.5 * (one.grad_weights["in_out"] + two.grad_weights["in_out"]), rtol=1e-14
     )
+    summed = evaluate(net, [t1, t2], loss, reduction="sum")
+    assert summed.loss == pytest.approx(one.loss + two.loss, rel=1e-15)
+    np.testing.assert_allclose(summed.grad_delays["in_out"], 2.0 * both.grad_delays["in_out"], rtol=1e-15)
+    with pytest.raises(ConfigError, match="reduction 'max'"):
+        evaluate(net, [t1], loss, reduction="max")
 
 
 def test_runs_are_deterministic_with_simultaneous_events():

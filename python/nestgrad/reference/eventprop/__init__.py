@@ -41,8 +41,8 @@ Loss = Callable[[CompiledNetwork, ForwardRecord, Trial], LossTerms]
 
 @dataclass
 class Result:
-    loss: float  # mean over trials
-    grad_weights: dict[str, np.ndarray]  # per projection, mean over trials (pA^-1 units of the loss)
+    loss: float  # mean (or sum, see ``reduction``) over trials
+    grad_weights: dict[str, np.ndarray]  # per projection, edge order (1/pA)
     grad_delays: dict[str, np.ndarray]  # per projection (1/ms)
     records: list[ForwardRecord]
     outputs: list[np.ndarray]  # per trial: readout values (or first-spike times) of the main loss
@@ -63,11 +63,15 @@ def evaluate(
     regularisers: Sequence[Loss] = (),
     gradient: bool = True,
     time_constants: bool = False,
+    reduction: str = "mean",
 ) -> Result:
-    """Loss (mean over ``trials``) and, with ``gradient``, its exact gradient w.r.t. every weight and delay (and,
-    with ``time_constants``, every neuron's tau_m, tau_syn and adapt_tau)."""
+    """Loss over ``trials`` and, with ``gradient``, its exact gradient w.r.t. every weight and delay (and, with
+    ``time_constants``, every neuron's tau_m, tau_syn and adapt_tau). ``reduction``: "mean" (default) or "sum"
+    over the trials, for the loss and the gradients alike."""
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     _check(trials)
+    if reduction not in ("mean", "sum"):
+        raise ConfigError(f"reduction {reduction!r}: allowed 'mean', 'sum'")
     total = 0.0
     gw = np.zeros(len(cnet.w))
     gd = np.zeros(len(cnet.w))
@@ -87,7 +91,7 @@ def evaluate(
             if time_constants:
                 gt += np.array([grads.tau_m, grads.tau_syn, grads.adapt_tau])
         records.append(rec)
-    b = len(trials)
+    b = len(trials) if reduction == "mean" else 1
     grad_params = None
     if gradient and time_constants:
         grad_params = {}
