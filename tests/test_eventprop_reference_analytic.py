@@ -306,3 +306,51 @@ def test_readout_max_on_an_inhibitory_arrival_moves_with_that_arrival():
     assert res.outputs[0] == pytest.approx(y, rel=1e-13)
     assert res.grad_weights["p"] == pytest.approx([c0 * kern(u, tau_m, tau_syn) / C, 0.0], rel=1e-10, abs=1e-14)
     assert res.grad_delays["p"] == pytest.approx([-c0 * slope, c0 * slope], rel=1e-10)
+
+
+@pytest.mark.parametrize("adapt_tau", [20.0, 10.0, 3.0])
+def test_no_threshold_crossing_is_missed_in_adaptive_recurrent_networks(adapt_tau):
+    """Between consecutive events of every LIF neuron, g = v - A - theta (closed form from the recorded state after
+    the first event) stays below 0 on a dense grid: the exact crossing search missed no spike. Recurrent ALIF
+    network with refractoriness, I_e and adapt_tau also equal to tau_m (10 ms)."""
+    rng = np.random.default_rng(7)
+    lif = dict(C_m=1.0, tau_m=10.0, tau_syn=5.0, E_L=0.0, V_th=1.0, V_reset=0.0, t_ref=1.0, I_e=0.05)
+    lif.update(adapt_beta=0.4, adapt_tau=adapt_tau)
+    n_in, n = 4, 8
+    pops = (Population("in", n_in, "input"), Population("hid", n, "lif", lif))
+    s1, t1 = np.meshgrid(range(n_in), range(n), indexing="ij")
+    s2, t2 = np.meshgrid(range(n), range(n), indexing="ij")
+    projs = (
+        Projection("in_hid", "in", "hid", s1.ravel(), t1.ravel(), rng.normal(0.35, 0.15, s1.size), 1.0),
+        Projection("hid_hid", "hid", "hid", s2.ravel(), t2.ravel(), rng.normal(0.0, 0.2, s2.size), 0.7),
+    )
+    net = Network(pops, projs, 60.0)
+    trial = Trial({"in": [np.sort(rng.uniform(0, 40, 5)) for _ in range(n_in)]})
+    cnet = compile_network(net)
+    rec = simulate(cnet, trial)
+    assert len(rec.spike_t) > 20
+    # every event of each LIF neuron, in processing order: (time, index into rec.post[j])
+    events: dict[int, list[float]] = {j: [] for j in rec.post}
+    for kind, idx in rec.log:
+        if kind == 0:
+            j, t = int(cnet.tgt[rec.arr_e[idx]]), rec.arr_t[idx]
+        elif kind == 1:
+            j, t = rec.spike_n[idx], rec.spike_t[idx]
+        else:
+            j, t = rec.spike_n[idx], rec.release_t[idx]
+        events[j].append(t)
+    checked = 0
+    for j, times in events.items():
+        p = cnet.params[j]
+        starts = [(0.0, (0.0, 0.0, 0.0, False))] + list(zip(times, rec.post[j], strict=True))
+        ends = times + [rec.T]
+        for (t0, (v0, i0, a0, refr)), t_end in zip(starts, ends, strict=True):
+            if refr or t_end <= t0:
+                continue
+            u = np.linspace(0.0, t_end - t0, 400)[1:-1]
+            v = p.v_inf + (v0 - p.v_inf) * np.exp(-u / p.tau_m)
+            v += i0 * np.array([kern(x, p.tau_m, p.tau_syn) for x in u]) / p.C_m
+            g = v - a0 * np.exp(-u / p.adapt_tau) - p.theta
+            assert np.all(g < 1e-12), f"neuron {j}: missed crossing in ({t0}, {t_end})"
+            checked += 1
+    assert checked > 100

@@ -92,8 +92,8 @@ def _label(trial: Trial, n_out: int) -> int:
     return int(trial.label)
 
 
-def _pieces(rec: ForwardRecord, n: int, cuts: list[float] = ()):
-    """(segment j, start time, length, v ExpPoly on the piece) over [0, T], split at the arrivals and ``cuts``."""
+def _pieces(rec: ForwardRecord, n: int):
+    """(segment j, start time, end time, v and I at the start) of readout n's trajectory between its arrivals."""
     T = rec.T
     ts, vs, is_ = rec.seg_t[n], rec.seg_v[n], rec.seg_i[n]
     for j in range(len(ts)):
