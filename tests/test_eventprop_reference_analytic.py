@@ -54,6 +54,24 @@ def test_spike_time_and_gradient_match_lambert_w_for_equal_time_constants():
     assert res.grad_delays["in_out"][0] == pytest.approx(dl_dt, rel=1e-10)
 
 
+def test_spike_time_and_gradient_match_the_quadratic_closed_form_for_tau_m_twice_tau_syn():
+    """tau_m = 2 tau_s: v(s) = (2 w tau_s / C) (x - x^2), x = exp(-s / (2 tau_s)), so the first crossing is
+    x = (1 + sqrt(1 - 4c/w)) / 2 with c = theta C / (2 tau_s), s* = -2 tau_s ln x, ds*/dw = -2 tau_s x'/x,
+    x' = c / (w^2 (2x - 1)) (the second closed form of Göltz et al.)."""
+    tau_s, w, d, t0, C, theta = 4.0, 3.0, 0.5, 1.0, 2.0, 1.0
+    net = single_neuron(w, d, 2 * tau_s, tau_s)
+    loss = FirstSpikeLoss("out", tau_s=tau_s)
+    res = evaluate(net, [Trial({"in": [[t0]]}, label=0)], loss)
+    c = theta * C / (2 * tau_s)
+    x = (1 + math.sqrt(1 - 4 * c / w)) / 2
+    s_star = -2 * tau_s * math.log(x)
+    t_spike = res.records[0].spike_t[0]
+    assert t_spike == pytest.approx(t0 + d + s_star, rel=1e-14, abs=1e-13)
+    dl_dt = loss.alpha / (loss.beta * tau_s) * math.exp(t_spike / (loss.beta * tau_s))
+    ds_dw = -2 * tau_s * (c / (w**2 * (2 * x - 1))) / x
+    assert res.grad_weights["in_out"][0] == pytest.approx(dl_dt * ds_dw, rel=1e-10)
+
+
 @pytest.mark.parametrize(("tau_m", "tau_syn", "I_e"), [(10.0, 3.0, 0.0), (4.0, 9.0, 0.05), (7.0, 7.0, 0.1)])
 def test_threshold_crossings_are_exact_and_first(tau_m, tau_syn, I_e):
     """Each spike time solves v(t) = theta to rounding, and no earlier crossing was missed (checked against an
