@@ -9,7 +9,7 @@ inputs of the backward pass besides the forward record:
 * ``kink[arrival]``: dL/d(arrival time) when a readout's maximum sits exactly at an (inhibitory) arrival;
 * ``spike_time_grad[spike]``: dL/dt of a spike time (first-spike loss, spike-count regulariser).
 
-Readout values use v = V_m - E_L (mV). Conventions (all per trial; batches average the trial losses):
+Readout values use v = V_m - E_L (mV). Conventions (all per trial; a batch averages or sums them):
 
 =========== ==========================================================================================
 ``max``      y_k = max_{0<=t<=T} v_k(t);              L = -log softmax(y)_label
