@@ -21,7 +21,6 @@ import io
 import json
 import math
 import pathlib
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,9 +90,11 @@ def _read_archive(path: pathlib.Path) -> tuple[dict[str, Any], dict[str, np.ndar
             arrays = {k: data[k] for k in data.files}
     except CheckpointError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, KeyError) as err:
-        # truncated or foreign files: np.load and zipfile raise any of these
-        raise CheckpointError(f"checkpoint {path} cannot be read (truncated or not a checkpoint): {err}") from None
+    except Exception as err:  # noqa: BLE001
+        # truncated, damaged or foreign files: np.load, zipfile, zlib and NumPy's header parser raise many kinds
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (truncated or not a checkpoint): {type(err).__name__}: {err}"
+        ) from None
     raw = arrays.pop("meta")
     if raw.shape != () or raw.dtype.kind not in "US":
         raise _fail(path, "meta", f"a JSON string is required, found an array of {raw.dtype} with shape {raw.shape}")

@@ -206,7 +206,7 @@ class TaskConfig:
                 _finite(v) and 0 <= v <= 1000.0 / self.resolution,
                 f"task.{key}",
                 v,
-                "a rate in Hz between 0 and 1/resolution",
+                f"a rate in Hz between 0 and 1/task.resolution ({1000.0 / self.resolution:g} Hz)",
             )
         if self.name == "evidence":
             _require(self.n_cues % 2 == 1, "task.n_cues", self.n_cues, "an odd number (so that one side wins)")

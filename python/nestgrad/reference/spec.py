@@ -15,7 +15,6 @@ import dataclasses
 import json
 import math
 import pathlib
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,7 +165,7 @@ class NetworkSpec:
             doc = json.loads(str(arrays.pop("spec_json")))
         except SpecError:
             raise
-        except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as err:
+        except Exception as err:  # noqa: BLE001 (any failure to parse the archive means a damaged file)
             raise SpecError(f"{path}: not a nestgrad network file ({type(err).__name__}: {err})") from None
         if not isinstance(doc, dict):
             raise SpecError(f"{path}: field 'spec_json' must be a JSON object, found {type(doc).__name__}")
@@ -270,6 +269,9 @@ def _check_document(path: pathlib.Path, doc: dict[str, Any], arrays: dict[str, n
     for projection in PROJECTIONS:
         if f"mask_{projection}" not in arrays:
             raise SpecError(f"{path}: field 'mask_{projection}' is missing")
+    for projection in (*PROJECTIONS, "feedback"):
+        if f"w_{projection}" not in arrays:
+            raise SpecError(f"{path}: field 'w_{projection}' is missing")
     if arrays["input_spikes"].shape[0] == 0:
         raise SpecError(f"{path}: field 'input_spikes' has no time steps")
 
