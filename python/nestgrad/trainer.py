@@ -36,7 +36,6 @@ from nestgrad.errors import (
     ConfigError,
     ModelError,
     NestgradError,
-    OutputError,
     TrainingDivergedError,
 )
 from nestgrad.networks.eprop_classic import EpropNetwork, Recordings, initial_weights
@@ -236,17 +235,18 @@ class Trainer:
         if outcome is None:
             return
         kind, message = outcome
-        if failure is not None and (kind == "bug" or not isinstance(failure, OutputError)):
-            err = failure
+        if failure is not None:  # rank 0 raises what it caught (an OSError as the OutputError made of it)
+            err: BaseException = failure
         elif kind == "bug":
             err = RuntimeError(f"rank 0 failed: {message}")
-        else:
+        else:  # the other ranks raise the same class with the same message
             from nestgrad import errors
 
-            err = getattr(errors, kind, NestgradError)(message)
+            try:
+                err = getattr(errors, kind, NestgradError)(message)
+            except TypeError:  # a class with another constructor (SonataError)
+                err = NestgradError(message)
         err.all_ranks = True  # type: ignore[attr-defined]  # every rank raises it: the CLI may exit normally
-        if err is failure:
-            raise err
         raise err from None
 
     def evaluate(
