@@ -91,6 +91,10 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path, capsys):
         with pytest.raises(OutputError, match=rf"in use by another run: process {holder.pid} on host \S+, running"):
             Trainer(tiny(), tmp_path / "run", verbose=False).run()
         assert not (tmp_path / "run" / "config.json").exists()  # the second run wrote nothing
+        evaluation = Trainer(tiny(), tmp_path / "run", verbose=False)
+        evaluation._evaluate = lambda *a: pytest.fail("simulated although the folder is locked")
+        with pytest.raises(OutputError, match="in use by another run"):
+            evaluation.evaluate(n_batches=1, initial=True)
         # the command line: one line, exit code 2
         assert cli.main(["train", str(write_toml(tmp_path / "c.toml")), "--out", str(tmp_path / "run")]) == 2
         err = capsys.readouterr().err

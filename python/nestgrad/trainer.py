@@ -10,7 +10,6 @@ the checkpoint holds, resuming from a checkpoint reproduces an uninterrupted run
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
@@ -278,6 +277,20 @@ class Trainer:
                 self.state = load_checkpoint(self.checkpoint_path, self.config, self._weight_shapes())
             state = self.state
         self.validate()
+        # the folder is locked before the simulation, so that a run writing into it refuses us now, not at the end
+        lock = FolderLock(self.out_dir) if not self._lock.held else None
+        if lock is not None:
+            self._on_root(lock.acquire)
+        try:
+            result = self._evaluate(state, n_batches, first_batch)
+            name = "evaluation_initial.json" if initial else "evaluation.json"
+            self._on_root(lambda: atomic_write(self.out_dir / name, json.dumps(result, indent=2)))
+        finally:
+            if lock is not None and self.comm.is_root:
+                lock.release()
+        return result
+
+    def _evaluate(self, state: TrainingState, n_batches: int, first_batch: int) -> dict[str, Any]:
         per_batch = []
         n_trials = 0
         for segment in self._segments(first_batch, n_batches):
@@ -297,13 +310,6 @@ class Trainer:
         if per_batch and "accuracy" in per_batch[0]:
             result["accuracy"] = float(np.mean([m["accuracy"] for m in per_batch]))
         result["per_batch"] = per_batch
-        name = "evaluation_initial.json" if initial else "evaluation.json"
-
-        def write() -> None:
-            with FolderLock(self.out_dir) if not self._lock.held else contextlib.nullcontext():
-                atomic_write(self.out_dir / name, json.dumps(result, indent=2))
-
-        self._on_root(write)
         return result
 
     def _build_frozen(self, nest: Any, weights: dict[str, np.ndarray]) -> None:

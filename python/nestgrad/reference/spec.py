@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from nestgrad.config import INFINITE_PARAMETERS
 from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import RECURRENT_MODELS
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 FORMAT_VERSION = 1
+# model parameters whose NEST defaults are infinite, the only ones that may be (as nestgrad.config's
+# INFINITE_PARAMETERS; the reference engine does not import the configuration)
+INFINITE_PARAMETERS = frozenset({"V_min", "eprop_isi_trace_cutoff", "flush_event_send_interval"})
 
 
 @dataclass
