@@ -16,7 +16,6 @@ needs about 80 GB for its 4e8 recurrent synapses) rather than to predict the pea
 
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 from dataclasses import dataclass
@@ -122,11 +121,6 @@ def check_memory(what: str, est: MemoryEstimate) -> None:
             f"{what} needs {est.describe()}, more than the {_gb(available)} available (of {_gb(total)}) on this "
             "machine; make the network smaller, or spread it over MPI processes on several nodes"
         )
-
-
-def segment_batches(batch_bytes: int, budget: int = SEGMENT_BYTES) -> int:
-    """How many batches of ``batch_bytes`` one simulated segment holds (at least one)."""
-    return max(1, math.floor(budget / max(batch_bytes, 1)))
 
 
 # NEST threads beyond this many per CPU only add overhead; far beyond it NEST runs out of memory or crashes
