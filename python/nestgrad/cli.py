@@ -6,7 +6,7 @@ import argparse
 import pathlib
 import sys
 
-from nestgrad.config import ExperimentConfig
+from nestgrad.config import ConfigError, ExperimentConfig
 from nestgrad.errors import NestgradError
 
 
@@ -17,7 +17,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.iterations is not None:
         import dataclasses
 
+        _require_positive("--iterations", args.iterations)
         config = dataclasses.replace(config, training=dataclasses.replace(config.training, iterations=args.iterations))
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
     history = Trainer(config, out).run(resume=args.resume, overwrite=args.overwrite)
     first, last = history[0]["loss"], history[-1]["loss"]
@@ -30,6 +33,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nestgrad.trainer import Trainer
 
+    _require_positive("--batches", args.batches)
     config = ExperimentConfig.from_toml(args.config)
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
     result = Trainer(config, out, verbose=False).evaluate(args.batches, initial=args.initial)
@@ -68,6 +72,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if len(sources) != 1:
         print("nestgrad compare: give exactly one of --network FILE, --config FILE or --task NAME", file=sys.stderr)
         return 2
+    from nestgrad.resources import check_threads
+
+    _require_positive("--iterations", args.iterations)
+    _require_positive("--threads", args.threads)
+    check_threads(args.threads, "--threads")
+    _require_positive("--n-rec", args.n_rec)
     if args.network:
         spec = NetworkSpec.load(args.network)
     elif args.neuron.endswith("_bsshslm_2020") and not args.config:
@@ -114,6 +124,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for m in models:
         print(f"{m.name:{width}s} {m.kind:8s} {m.language:7s} {m.source}")
     return 0
+
+
+def _require_positive(option: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{option} = {value}: an integer >= 1 is required")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,11 +197,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; an error the user can cause (NestgradError) prints one line ``nestgrad <command>: <message>``
+    and returns 2, anything else (a bug) keeps its traceback. Under MPI an error that not every rank raised ends
+    the whole job (MPI_Abort) after printing, so that no rank waits for the others forever."""
+    from nestgrad.parallel import abort_job, world
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except NestgradError as err:  # what a user can cause: one line; anything else is a bug and keeps its traceback
-        print(f"nestgrad {args.command}: {err}", file=sys.stderr)
+    except NestgradError as err:  # what a user can cause: one line; anything else is a bug (traceback)
+        rank, size = world()
+        every_rank = getattr(err, "all_ranks", False)
+        if rank == 0 or not every_rank:
+            print(f"nestgrad {args.command}: {err}", file=sys.stderr, flush=True)
+        if size > 1 and not every_rank:
+            abort_job(2)
         return 2
 
 

@@ -7,6 +7,7 @@ files and prints.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,8 @@ class MPICommunicator(SerialCommunicator):
         self._comm = MPI.COMM_WORLD
         self.rank = self._comm.Get_rank()
         self.size = self._comm.Get_size()
+        if self.size > 1 and sys.excepthook is sys.__excepthook__:
+            sys.excepthook = _abort_on_uncaught_exception
 
     def sum(self, array: np.ndarray) -> np.ndarray:
         array = np.ascontiguousarray(array, dtype=float)
@@ -66,3 +69,27 @@ def communicator(nest: Any) -> SerialCommunicator:
     """The communicator matching the running NEST: MPI if it runs in more than one process."""
     n = nest.num_processes if hasattr(nest, "num_processes") else nest.NumProcesses()
     return MPICommunicator() if n > 1 else SerialCommunicator()
+
+
+def world() -> tuple[int, int]:
+    """(rank, size) of this MPI job if MPI is in use (NEST imported mpi4py's MPI), else (0, 1)."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is None or not mpi.Is_initialized() or mpi.Is_finalized():
+        return 0, 1
+    return mpi.COMM_WORLD.Get_rank(), mpi.COMM_WORLD.Get_size()
+
+
+def abort_job(code: int) -> None:
+    """End every rank of the MPI job now (the message was printed before)."""
+    from mpi4py import MPI
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    MPI.COMM_WORLD.Abort(code)
+
+
+def _abort_on_uncaught_exception(exc_type: Any, exc: Any, tb: Any) -> None:
+    """sys.excepthook under MPI: print the traceback, then end the whole job; otherwise the other ranks would wait
+    in their next collective call forever."""
+    sys.__excepthook__(exc_type, exc, tb)
+    abort_job(1)

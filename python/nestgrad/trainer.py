@@ -10,97 +10,39 @@ the checkpoint holds, resuming from a checkpoint reproduces an uninterrupted run
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import math
 import os
 import pathlib
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from nestgrad import resources
 from nestgrad.callbacks import Callback, ProgressPrinter
+from nestgrad.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME and save_checkpoint: re-exported)
+    CHECKPOINT_NAME,
+    TrainingState,
+    load_checkpoint,
+    save_checkpoint,
+)
 from nestgrad.config import ExperimentConfig
-from nestgrad.errors import CheckpointError, ConfigError, TrainingDivergedError
+from nestgrad.errors import (
+    CheckpointError,
+    ConfigError,
+    ModelError,
+    NestgradError,
+    TrainingDivergedError,
+)
 from nestgrad.nest_engine import fresh_kernel
 from nestgrad.nest_engine.devices import Recordings
 from nestgrad.networks.base import Learner
 from nestgrad.networks.registry import make_learner
 from nestgrad.parallel import SerialCommunicator, communicator
+from nestgrad.run_folder import FolderLock, atomic_write, clear_run, output_error
 from nestgrad.tasks import Task, TrialBatch, accuracy, mse_loss
-
-CHECKPOINT_NAME = "checkpoint.npz"
-
-
-@dataclass
-class TrainingState:
-    """Everything a block of iterations starts from."""
-
-    iteration: int  # iterations completed
-    weights: dict[str, np.ndarray]
-    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    virtual_processes: int = 1  # of the run that wrote the state (ranks x threads)
-
-
-def save_checkpoint(path: pathlib.Path, config: ExperimentConfig, state: TrainingState) -> None:
-    """Write atomically: a crash while writing leaves the previous checkpoint intact."""
-    arrays = {f"w_{k}": v for k, v in state.weights.items()} | {f"opt_{k}": v for k, v in state.optimizer_state.items()}
-    meta = {
-        "iteration": state.iteration,
-        "config": config.to_dict(),
-        "history": state.history,
-        "format": 1,
-        "virtual_processes": state.virtual_processes,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: pathlib.Path, config: ExperimentConfig) -> TrainingState:
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        with np.load(path) as data:
-            meta = json.loads(str(data["meta"]))
-            weights = {k[2:]: data[k] for k in data.files if k.startswith("w_")}
-            opt = {k[4:]: data[k] for k in data.files if k.startswith("opt_")}
-    except (OSError, ValueError, KeyError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
-    saved = ExperimentConfig.from_dict(meta["config"], source=f"{path} (saved configuration)")
-    # everything but the number of iterations, threads and plotting must match, or it would not be the same run;
-    # threads (and MPI ranks) may change: the results depend on the number of virtual processes only
-    relevant = dataclasses.replace(
-        config,
-        training=dataclasses.replace(
-            config.training,
-            iterations=saved.training.iterations,
-            plot=saved.training.plot,
-            threads=saved.training.threads,
-        ),
-    )
-    if relevant != saved:
-        diffs = _config_diff(saved.to_dict(), relevant.to_dict())
-        raise CheckpointError(f"checkpoint {path} was written with a different configuration: {', '.join(diffs)}")
-    return TrainingState(meta["iteration"], weights, opt, meta["history"], meta.get("virtual_processes", 1))
-
-
-def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict) and key not in ("neuron_params", "readout_params"):
-            out += _config_diff(va, vb, f"{prefix}{key}.")
-        elif va != vb:
-            out.append(f"{prefix}{key} (checkpoint {va!r}, now {vb!r})")
-    return out
-
 
 # task batch indices of evaluation batches: far beyond any training iteration, so never trained on
 EVALUATION_FIRST_BATCH = 1_000_000
@@ -125,6 +67,8 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         if verbose:
             self.callbacks.insert(0, ProgressPrinter())
+        # task data of one simulated segment at most (bytes): longer blocks run in several fresh kernels
+        self.segment_bytes = resources.SEGMENT_BYTES
         # the architecture's factory (nestgrad.networks.registry) makes the learner and its task
         self.network: Learner
         self.task: Task
@@ -134,6 +78,8 @@ class Trainer:
         self.comm: SerialCommunicator = SerialCommunicator()
         self.state: TrainingState | None = None
         self.last: tuple[TrialBatch, Recordings] | None = None
+        self.saved_iteration = 0  # iteration of the checkpoint on disk (0: none)
+        self._lock = FolderLock(self.out_dir)
 
     @property
     def checkpoint_path(self) -> pathlib.Path:
@@ -145,18 +91,35 @@ class Trainer:
     def validate(self) -> None:
         """All checks that need NEST, done in a fresh kernel before any simulation."""
         nest = self._fresh_kernel()
-        self.network.validate(nest)
+        try:
+            self.network.validate(nest)
+        except ValueError as err:
+            if isinstance(err, NestgradError):
+                raise
+            raise ModelError(str(err)) from None  # the builders' checks of models and parameter names
         nest.ResetKernel()
 
     def run(self, resume: bool = False, overwrite: bool = False) -> list[dict[str, Any]]:
         """Train until ``training.iterations``; returns the metrics of every iteration.
 
         ``resume`` continues from the checkpoint in ``out_dir``; without it, an existing checkpoint is an error
-        unless ``overwrite`` is given.
+        unless ``overwrite`` is given. The folder is locked for the run (a second writer is refused); files are
+        replaced atomically; under MPI a failure of rank 0's writes raises the same error on every rank.
         """
         self.validate()
+        if resume and not self.checkpoint_path.exists():
+            raise CheckpointError(f"no checkpoint at {self.checkpoint_path} to resume")
+        self._on_root(self._lock.acquire)
+        try:
+            return self._run_locked(resume, overwrite)
+        finally:
+            if self.comm.is_root:
+                self._lock.release()
+
+    def _run_locked(self, resume: bool, overwrite: bool) -> list[dict[str, Any]]:
         if resume:
-            self.state = load_checkpoint(self.checkpoint_path, self.config)
+            self.state = load_checkpoint(self.checkpoint_path, self.config, self._weight_shapes())
+            self.saved_iteration = self.state.iteration
         else:
             if self.checkpoint_path.exists() and not overwrite:
                 raise CheckpointError(
@@ -164,6 +127,7 @@ class Trainer:
                     "another output folder; nothing was overwritten"
                 )
             self.state = self.initial_state()
+            self.saved_iteration = 0
         vp = self.comm.size * self.config.training.threads
         if resume and self.comm.is_root and self.state.virtual_processes != vp:
             print(
@@ -172,10 +136,13 @@ class Trainer:
                 f"{self.state.virtual_processes} (NEST sums inputs in another order)",
                 flush=True,
             )
-        self.comm.barrier()  # every rank has checked the folder before rank 0 writes to it
-        if self.comm.is_root:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+
+        def start() -> None:
+            if overwrite and not resume:
+                clear_run(self.out_dir)  # the old checkpoint goes first: never an old checkpoint beside a new config
+            atomic_write(self.out_dir / "config.json", json.dumps(self.config.to_dict(), indent=2))
+
+        self._on_root(start)
         self.iteration = self.state.iteration
         self._notify("on_train_begin")
         total = self.config.training.iterations
@@ -185,14 +152,55 @@ class Trainer:
                 total - self.iteration,
             )
             self._run_block(n)
-            if self.comm.is_root:  # all ranks hold the same gathered state; one writes it
-                save_checkpoint(self.checkpoint_path, self.config, self.state)
-            self.comm.barrier()
+            self._on_root(self._save)  # all ranks hold the same gathered state; one writes it
+            self.saved_iteration = self.state.iteration
             self._notify("on_checkpoint", str(self.checkpoint_path))
-        if self.comm.is_root:
-            self._write_outputs()
+        self._on_root(self._write_outputs)
         self._notify("on_train_end")
         return self.state.history
+
+    def _save(self) -> None:
+        """The checkpoint, then the metrics that match it (both atomic)."""
+        assert self.state is not None
+        save_checkpoint(self.checkpoint_path, self.config, self.state)
+        self._write_metrics()
+
+    def _weight_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: np.shape(v) for k, v in self.initial_state().weights.items()}
+
+    def _on_root(self, action: Callable[[], Any]) -> None:
+        """Run a file operation on rank 0 and tell every rank how it went: a failure raises the same error on every
+        rank, so that no rank waits for one that has given up (an MPI job ends with the message instead of
+        hanging). Disk errors become :class:`~nestgrad.errors.OutputError`."""
+        outcome: tuple[str, str] | None = None
+        failure: BaseException | None = None
+        if self.comm.is_root:
+            try:
+                action()
+            except NestgradError as err:
+                failure, outcome = err, (type(err).__name__, str(err))
+            except OSError as err:
+                failure = output_error(pathlib.Path(err.filename or self.out_dir), err)
+                outcome = ("OutputError", str(failure))
+            except Exception as err:  # a bug: rank 0 keeps its traceback, the others learn that rank 0 failed
+                failure, outcome = err, ("bug", f"{type(err).__name__}: {err}")
+        outcome = self.comm.bcast(outcome)
+        if outcome is None:
+            return
+        kind, message = outcome
+        if failure is not None:  # rank 0 raises what it caught (an OSError as the OutputError made of it)
+            err: BaseException = failure
+        elif kind == "bug":
+            err = RuntimeError(f"rank 0 failed: {message}")
+        else:  # the other ranks raise the same class with the same message
+            from nestgrad import errors
+
+            try:
+                err = getattr(errors, kind, NestgradError)(message)
+            except TypeError:  # a class with another constructor (SonataError)
+                err = NestgradError(message)
+        err.all_ranks = True  # type: ignore[attr-defined]  # every rank raises it: the CLI may exit normally
+        raise err from None
 
     def evaluate(
         self, n_batches: int = 10, first_batch: int = EVALUATION_FIRST_BATCH, initial: bool = False
@@ -201,10 +209,17 @@ class Trainer:
         indices ``first_batch``, ``first_batch + 1``, ...), with learning switched off: the network is built with
         every learning rate 0, so weights stay as they are. Uses the weights of this
         Trainer's last run, else the checkpoint in ``out_dir``; ``initial`` evaluates the untrained network instead
-        (the baseline). Writes ``evaluation.json`` (``evaluation_initial.json``) to ``out_dir`` (rank 0)."""
+        (the baseline). Writes ``evaluation.json`` (``evaluation_initial.json``) to ``out_dir`` (rank 0).
+
+        Batches are made one at a time and simulated in segments of at most ``segment_bytes`` of task data, so
+        that any number of batches fits in memory."""
         if not isinstance(n_batches, int) or isinstance(n_batches, bool) or n_batches < 1:
             raise ConfigError(f"evaluate: n_batches = {n_batches!r}; a positive integer is required")
-        if not isinstance(first_batch, int) or first_batch < self.config.training.iterations:
+        if (
+            not isinstance(first_batch, int)
+            or isinstance(first_batch, bool)
+            or first_batch < self.config.training.iterations
+        ):
             raise ConfigError(
                 f"evaluate: first_batch = {first_batch!r} overlaps the training batches "
                 f"(0 ... {self.config.training.iterations - 1})"
@@ -213,18 +228,32 @@ class Trainer:
             state = self.initial_state()
         else:
             if self.state is None:
-                self.state = load_checkpoint(self.checkpoint_path, self.config)
+                self.state = load_checkpoint(self.checkpoint_path, self.config, self._weight_shapes())
             state = self.state
         self.validate()
-        nest = self._fresh_kernel()
-        # learning off: every learner builds its plastic synapses with learning rate 0
-        self.network.build(nest, state.weights, self.config.training.record_neurons, learning=False)
-        batches = [self.task.batch(first_batch + k) for k in range(n_batches)]
+        # the folder is locked before the simulation, so that a run writing into it refuses us now, not at the end
+        lock = FolderLock(self.out_dir) if not self._lock.held else None
+        if lock is not None:
+            self._on_root(lock.acquire)
+        try:
+            result = self._evaluate(state, n_batches, first_batch)
+            name = "evaluation_initial.json" if initial else "evaluation.json"
+            self._on_root(lambda: atomic_write(self.out_dir / name, json.dumps(result, indent=2)))
+        finally:
+            if lock is not None and self.comm.is_root:
+                lock.release()
+        return result
+
+    def _evaluate(self, state: TrainingState, n_batches: int, first_batch: int) -> dict[str, Any]:
         per_batch = []
-        for batch, rec, _ in self._simulate(nest, batches):
-            m = self._metrics(batch, rec, 0.0)
-            per_batch.append({k: v for k, v in m.items() if k in ("loss", "accuracy", "rate_hz")})
-        n_trials = sum(b.steps // b.trial_steps for b in batches)
+        n_trials = 0
+        for segment in self._segments(first_batch, n_batches):
+            nest = self._fresh_kernel()
+            self._build_frozen(nest, state.weights)
+            for batch, rec, _ in self._simulate(nest, segment):
+                m = self._metrics(batch, rec, 0.0)
+                per_batch.append({k: v for k, v in m.items() if k in ("loss", "accuracy", "rate_hz")})
+                n_trials += batch.steps // batch.trial_steps
         result: dict[str, Any] = {
             "iteration": state.iteration,
             "batches": n_batches,
@@ -235,11 +264,11 @@ class Trainer:
         if per_batch and "accuracy" in per_batch[0]:
             result["accuracy"] = float(np.mean([m["accuracy"] for m in per_batch]))
         result["per_batch"] = per_batch
-        if self.comm.is_root:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            name = "evaluation_initial.json" if initial else "evaluation.json"
-            (self.out_dir / name).write_text(json.dumps(result, indent=2))
         return result
+
+    def _build_frozen(self, nest: Any, weights: dict[str, np.ndarray]) -> None:
+        """Build the network with learning off: every learner builds its plastic synapses with learning rate 0."""
+        self.network.build(nest, weights, self.config.training.record_neurons, learning=False)
 
     def _notify(self, hook: str, *args: Any) -> None:
         """Call a hook of every callback, on rank 0 only (callbacks print and write files)."""
@@ -255,52 +284,114 @@ class Trainer:
         self.network.comm = self.comm
         return nest
 
+    def _segments(self, first: int, count: int) -> Iterator[list[TrialBatch]]:
+        """The task batches ``first`` ... ``first + count - 1``, made one at a time and grouped into segments of at
+        most ``segment_bytes`` of data (at least one batch each): one segment is simulated in one kernel, so memory
+        stays bounded however long a block or an evaluation is."""
+        segment: list[TrialBatch] = []
+        size = 0
+        for k in range(first, first + count):
+            batch = self.task.batch(k)
+            nbytes = batch.input_spikes.nbytes + batch.target.nbytes + batch.learning_window.nbytes
+            if segment and size + nbytes > self.segment_bytes:
+                yield segment
+                segment, size = [], 0
+            segment.append(batch)
+            size += nbytes
+        if segment:
+            yield segment
+
     def _run_block(self, n: int) -> None:
+        """Iterations ``self.iteration + 1`` ... ``+ n``: one kernel per segment (one for every block whose data fit
+        in ``segment_bytes``, i.e. every normal size), each starting from the weights the previous one ended with."""
+        assert self.state is not None
+        for segment in self._segments(self.iteration, n):
+            self._run_segment(segment)
+        self.state.virtual_processes = self.comm.size * self.config.training.threads
+
+    def _run_segment(self, batches: list[TrialBatch]) -> None:
         assert self.state is not None
         nest = self._fresh_kernel()
         net = self.network
         net.build(nest, self.state.weights, self.config.training.record_neurons)
         if self.state.optimizer_state:
             net.write_optimizer_state(nest, self.state.optimizer_state)
-        batches = [self.task.batch(self.iteration + k) for k in range(n)]
-        for batch, rec, seconds in self._simulate(nest, batches):
+        steps = self._simulate(nest, batches)
+        for batch, rec, seconds in steps:
             self.iteration += 1
             metrics = self._metrics(batch, rec, seconds)
             self.state.history.append(metrics)
             self.last = (batch, rec)
             self._notify("on_iteration_end", metrics)
+            problem = self._loss_problem(metrics["loss"], batch)
+            if problem:
+                steps.close()  # cleans the kernel up
+                # every rank computed the same loss from the gathered recordings: all raise this error
+                raise self._diverged(f"training diverged at iteration {self.iteration}: {problem}. Stopped at once")
         weights = net.read_weights(nest)
         bad = {k: (int(np.sum(~np.isfinite(v))), np.size(v)) for k, v in weights.items() if not np.all(np.isfinite(v))}
         if bad:
             where = ", ".join(f"{k} ({n} of {size})" for k, (n, size) in bad.items())
-            raise TrainingDivergedError(
-                f"training diverged by iteration {self.iteration}: non-finite weights in {where}. Nothing of "
-                f"iterations {self.state.iteration + 1}-{self.iteration} was saved (checkpoint: iteration "
-                f"{self.state.iteration}). Lower the learning rate, or the surrogate gradient's height: with "
-                "after-spike currents (eprop_glif3_psc) a high surrogate makes the eligibility traces grow "
-                "without bound (docs/models/eprop_glif3_psc.md, 'Stability of the eligibility traces')"
+            raise self._diverged(
+                f"training diverged by iteration {self.iteration}: non-finite weights in {where}",
+                "; or the surrogate gradient's height: with after-spike currents (eprop_glif3_psc) a high surrogate "
+                "makes the eligibility traces grow without bound (docs/models/eprop_glif3_psc.md, 'Stability of "
+                "the eligibility traces')",
             )
         self.state.weights = weights
         self.state.optimizer_state = net.read_optimizer_state(nest)
         self.state.iteration = self.iteration
-        self.state.virtual_processes = self.comm.size * self.config.training.threads
+
+    def _loss_problem(self, loss: float, batch: TrialBatch) -> str:
+        """Why ``loss`` means divergence ('' if it does not): it is not finite, or it "explodes": it exceeds
+        ``training.divergence_factor`` times the loss a silent readout (output 0) would have on the same batch, i.e.
+        the scale of the target itself (a readout that has learnt anything stays far below it)."""
+        if not math.isfinite(loss):
+            return f"the loss is {loss}"
+        factor = self.config.training.divergence_factor
+        silent = mse_loss(np.zeros_like(batch.target), batch.target, batch.learning_window, batch.trial_steps)
+        if math.isfinite(factor) and silent > 0 and loss > factor * silent:
+            return (
+                f"the loss {loss:.6g} exceeds training.divergence_factor = {factor:g} times the loss of a silent "
+                f"readout on the same trials ({silent:.6g})"
+            )
+        return ""
+
+    def _diverged(self, what: str, hint: str = "") -> TrainingDivergedError:
+        first_unsaved = self.saved_iteration + 1
+        if self.saved_iteration > 0:
+            kept = f"checkpoint: iteration {self.saved_iteration}, kept as it was"
+        else:
+            kept = "no checkpoint was written"
+        unsaved = (
+            f"iteration {self.iteration}"
+            if first_unsaved == self.iteration
+            else (f"iterations {first_unsaved}-{self.iteration}")
+        )
+        err = TrainingDivergedError(
+            f"{what}. Nothing of {unsaved} was saved ({kept}). Lower the learning rate (optimizer.eta){hint}"
+        )
+        err.all_ranks = True  # type: ignore[attr-defined]  # computed from gathered data: identical on every rank
+        return err
 
     def _simulate(self, nest: Any, batches: list[TrialBatch]) -> Iterator[tuple[TrialBatch, Recordings, float]]:
         """Run the built network through ``batches`` one after another; yields each batch, its recordings and the
-        seconds its simulation took, and cleans the kernel up after the last."""
+        seconds its simulation took, and cleans the kernel up after the last (or when closed early)."""
         net = self.network
         net.load_segment(nest, batches)
         t = net.lead_in_ms()
         nest.Prepare()
-        nest.Run(t)
-        for batch in batches:
-            t0 = time.perf_counter()
-            duration = batch.steps * self.config.task.resolution
-            nest.Run(duration)
-            rec = net.collect(nest, t, batch.steps)
-            t += duration
-            yield batch, rec, time.perf_counter() - t0
-        nest.Cleanup()
+        try:
+            nest.Run(t)
+            for batch in batches:
+                t0 = time.perf_counter()
+                duration = batch.steps * self.config.task.resolution
+                nest.Run(duration)
+                rec = net.collect(nest, t, batch.steps)
+                t += duration
+                yield batch, rec, time.perf_counter() - t0
+        finally:
+            nest.Cleanup()
 
     def _metrics(self, batch: TrialBatch, rec: Recordings, seconds: float) -> dict[str, Any]:
         m: dict[str, Any] = {
@@ -315,12 +406,17 @@ class Trainer:
         m["seconds"] = seconds
         return m
 
-    def _write_outputs(self) -> None:
+    def _write_metrics(self) -> None:
         assert self.state is not None
         hist = self.state.history
         keys = ["iteration", "loss"] + (["accuracy"] if hist and "accuracy" in hist[0] else []) + ["rate_hz"]
         lines = [",".join(keys)] + [",".join(repr(h[k]) for k in keys) for h in hist]
-        (self.out_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+        atomic_write(self.out_dir / "metrics.csv", "\n".join(lines) + "\n")
+
+    def _write_outputs(self) -> None:
+        assert self.state is not None
+        hist = self.state.history
+        self._write_metrics()
         if not self.config.training.plot:
             return
         from nestgrad import plotting

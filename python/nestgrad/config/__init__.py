@@ -33,7 +33,13 @@ register_sections(
 )
 register_sections(
     ArchitectureSections(
-        "v1", V1_TASK_NAMES, network_table="v1", network_type=V1Config, task_table="v1", task_type=V1TaskConfig
+        "v1",
+        V1_TASK_NAMES,
+        network_table="v1",
+        network_type=V1Config,
+        task_table="v1",
+        task_type=V1TaskConfig,
+        resolutions=(1.0,),  # the V1 model's delays and tasks are in 1 ms steps
     )
 )
 

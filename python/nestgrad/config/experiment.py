@@ -54,6 +54,7 @@ class ArchitectureSections:
     network_type: Any = None
     task_table: str | None = None
     task_type: Any = None
+    resolutions: tuple[float, ...] | None = None  # the time steps (ms) the architecture runs at; None: any
 
 
 _ARCHITECTURES: dict[str, ArchitectureSections] = {}
@@ -75,6 +76,18 @@ def task_names() -> tuple[str, ...]:
     return tuple(t for a in _ARCHITECTURES.values() for t in a.tasks)
 
 
+# NEST's time base: times are integer multiples of a tic (0.001 ms unless tics_per_ms is changed, which nestgrad
+# never does); a resolution must be a whole number of tics
+TIC_MS = 0.001
+# largest value NEST accepts as rng_seed (an unsigned 32-bit integer, 0 excluded)
+MAX_RNG_SEED = 2**32 - 1
+# hard upper bound of training.threads whatever the machine (the Trainer also checks 4 x the CPUs it runs on)
+MAX_THREADS = 1024
+MAX_SEED = 2**63 - 1
+# neuron parameters whose NEST defaults are infinite (no lower bound of V_m, no cutoff): the only ones that may be
+INFINITE_PARAMETERS = frozenset({"V_min", "eprop_isi_trace_cutoff", "flush_event_send_interval"})
+
+
 def _require(condition: bool, key: str, value: Any, requirement: str) -> None:
     if not condition:
         raise ConfigError(f"{key} = {value!r} is invalid: {requirement}")
@@ -88,6 +101,52 @@ def _tables(owner: type) -> list[str]:
 
 def _finite(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int(x: Any) -> bool:
+    """An integer, and not a boolean (TOML's ``true`` would pass ``isinstance(x, int)``)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_time_constant(name: str) -> bool:
+    return name.startswith("tau_") or name == "C_m"
+
+
+def check_neuron_params(key: str, params: Any) -> None:
+    """Neuron parameters: every number finite; time constants (``tau_*``) and ``C_m`` > 0; ``t_ref*`` >= 0. Lists
+    (one value per receptor or per neuron) are checked element by element. ConfigError names ``key.name``."""
+    _require(isinstance(params, dict), key, params, "a table of NEST parameters is required")
+    for name, value in params.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue  # strings and flags are NEST's to check
+            _require(
+                math.isfinite(v) or (name in INFINITE_PARAMETERS and not math.isnan(v)),
+                f"{key}.{name}",
+                value,
+                "a finite number is required",
+            )
+            if _is_time_constant(str(name)):
+                _require(v > 0, f"{key}.{name}", value, "a time constant (or capacitance) must be > 0")
+            elif str(name).startswith("t_ref"):
+                _require(v >= 0, f"{key}.{name}", value, "a refractory time must be >= 0 ms")
+
+
+def _check_tables(key: str, table: Any) -> None:
+    """Every number in a nested table (microcircuit, v1) finite; neuron-parameter tables checked as such."""
+    if isinstance(table, dict):
+        for name, value in table.items():
+            sub = f"{key}.{name}"
+            if isinstance(value, dict) and str(name).endswith("params"):
+                check_neuron_params(sub, value)
+            else:
+                _check_tables(sub, value)
+    elif isinstance(table, list | tuple):
+        for value in table:
+            _check_tables(key, value)
+    elif isinstance(table, float):
+        _require(math.isfinite(table), key, table, "a finite number is required")
 
 
 @dataclass(frozen=True)
@@ -109,7 +168,7 @@ class NetworkConfig:
     weight_scale: float = 1.0  # multiplies the default initial weights
     seed: int = 1  # initial weights and task data
     microcircuit: dict[str, Any] = field(default_factory=dict)  # EpropMicrocircuitConfig fields (architecture)
-    v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.networks.v1.V1Config fields (architecture "v1")
+    v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.config.v1.V1Config fields (architecture "v1")
     # "step": NEST's eprop_synapse (loop over each window); "event": nestgrad's eprop_event_synapse into the
     # recurrent neurons (running sums, O(1) per spike; docs/event_driven_eprop.md). Same weight updates.
     gradient_algorithm: GradientAlgorithm = GradientAlgorithm.STEP
@@ -143,7 +202,10 @@ class NetworkConfig:
             self.weight_scale,
             "a finite number > 0 is required",
         )
-        _require(isinstance(self.seed, int) and self.seed >= 0, "network.seed", self.seed, "an integer >= 0")
+        _require(
+            _int(self.seed) and 0 <= self.seed <= MAX_SEED, "network.seed", self.seed, f"an integer in 0 ... {MAX_SEED}"
+        )
+        _require(isinstance(self.recurrent, bool), "network.recurrent", self.recurrent, "true or false")
         _require(
             self.gradient_algorithm in GRADIENT_ALGORITHMS,
             "network.gradient_algorithm",
@@ -152,11 +214,9 @@ class NetworkConfig:
         )
         object.__setattr__(self, "gradient_algorithm", GradientAlgorithm(self.gradient_algorithm))
         for key in ("neuron_params", "readout_params"):
-            params = getattr(self, key)
-            _require(isinstance(params, dict), f"network.{key}", params, "a table of NEST parameters is required")
-            for name, value in params.items():
-                if isinstance(value, float):
-                    _require(not math.isnan(value), f"network.{key}.{name}", value, "NaN is not a parameter value")
+            check_neuron_params(f"network.{key}", getattr(self, key))
+        for key in ("microcircuit", "v1", "params"):
+            _require(isinstance(getattr(self, key), dict), f"network.{key}", getattr(self, key), "a table")
 
 
 @dataclass(frozen=True)
@@ -185,7 +245,19 @@ class TaskConfig:
 
     def __post_init__(self) -> None:
         _require(self.name in task_names(), "task.name", self.name, f"one of {', '.join(task_names())}")
-        _require(_finite(self.resolution) and self.resolution > 0, "task.resolution", self.resolution, "> 0 ms")
+        _require(
+            _finite(self.resolution) and self.resolution >= TIC_MS,
+            "task.resolution",
+            self.resolution,
+            f"a finite number of ms >= {TIC_MS} (NEST's tic)",
+        )
+        tics = self.resolution / TIC_MS
+        _require(
+            abs(tics - round(tics)) <= 1e-9 * tics,
+            "task.resolution",
+            self.resolution,
+            f"a whole multiple of NEST's tic ({TIC_MS} ms), e.g. 0.1 or 1.0",
+        )
         for key in ("sequence_steps", "batch_size", "n_cues", "cue_steps", "recall_steps"):
             v = getattr(self, key)
             _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"task.{key}", v, "an integer >= 1")
@@ -198,7 +270,7 @@ class TaskConfig:
                 _finite(v) and 0 <= v <= 1000.0 / self.resolution,
                 f"task.{key}",
                 v,
-                "a rate in Hz between 0 and 1/resolution",
+                f"a rate in Hz between 0 and 1/task.resolution ({1000.0 / self.resolution:g} Hz)",
             )
         if self.name == "evidence":
             _require(self.n_cues % 2 == 1, "task.n_cues", self.n_cues, "an odd number (so that one side wins)")
@@ -230,7 +302,7 @@ class OptimizerConfig:
         object.__setattr__(self, "type", OptimizerType(self.type))
         _require(_finite(self.eta) and self.eta >= 0, "optimizer.eta", self.eta, "a finite number >= 0")
         _require(
-            isinstance(self.batch_size, int) and self.batch_size >= 1,
+            _int(self.batch_size) and self.batch_size >= 1,
             "optimizer.batch_size",
             self.batch_size,
             "an integer >= 1 (time steps)",
@@ -244,6 +316,8 @@ class OptimizerConfig:
             (self.Wmin, self.Wmax),
             "finite with Wmin < Wmax",
         )
+        for key in ("optimize_each_step", "sign_constrained"):
+            _require(isinstance(getattr(self, key), bool), f"optimizer.{key}", getattr(self, key), "true or false")
 
     def check_bounds(self, name: str, weights: Any) -> None:
         """Initial plastic weights must lie in [Wmin, Wmax]: NEST's optimizer would clip them at their first update."""
@@ -287,13 +361,37 @@ class TrainingConfig:
     rng_seed: int = 1  # NEST's random seed
     plot: bool = True
     record_neurons: int = 100  # recurrent neurons shown in the raster plot
+    # training stops at once (TrainingDivergedError) when an iteration's loss is not finite or exceeds this factor
+    # times the loss a silent readout (output 0) would have on the same trials ("exploding"); inf: non-finite only
+    divergence_factor: float = 1000.0
 
     def __post_init__(self) -> None:
         for key in ("iterations", "checkpoint_every", "threads", "rng_seed"):
             v = getattr(self, key)
-            _require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"training.{key}", v, "an integer >= 1")
+            _require(_int(v) and v >= 1, f"training.{key}", v, "an integer >= 1")
         _require(
-            isinstance(self.record_neurons, int) and self.record_neurons >= 0,
+            self.threads <= MAX_THREADS,
+            "training.threads",
+            self.threads,
+            f"at most {MAX_THREADS} (and at most 4 x the CPUs of the machine that runs it)",
+        )
+        _require(
+            self.rng_seed <= MAX_RNG_SEED,
+            "training.rng_seed",
+            self.rng_seed,
+            f"an integer in 1 ... {MAX_RNG_SEED} (NEST's seed is an unsigned 32-bit integer)",
+        )
+        _require(isinstance(self.plot, bool), "training.plot", self.plot, "true or false")
+        _require(
+            isinstance(self.divergence_factor, int | float)
+            and not isinstance(self.divergence_factor, bool)
+            and self.divergence_factor > 1,
+            "training.divergence_factor",
+            self.divergence_factor,
+            "a number > 1 (inf: stop on non-finite losses only)",
+        )
+        _require(
+            _int(self.record_neurons) and self.record_neurons >= 0,
             "training.record_neurons",
             self.record_neurons,
             "an integer >= 0",
@@ -308,6 +406,16 @@ class ExperimentConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def __post_init__(self) -> None:
+        for key, klass in (
+            ("network", NetworkConfig),
+            ("task", TaskConfig),
+            ("optimizer", OptimizerConfig),
+            ("training", TrainingConfig),
+        ):
+            _require(isinstance(getattr(self, key), klass), key, getattr(self, key), f"a {klass.__name__}")
+        for prefix, owner in (("network", self.network), ("task", self.task)):
+            for table in _tables(type(owner)):
+                _check_tables(f"{prefix}.{table}", getattr(owner, table))
         arch = _ARCHITECTURES[self.network.architecture]
         if self.task.name not in arch.tasks:
             owners = [a.name for a in _ARCHITECTURES.values() if self.task.name in a.tasks]
@@ -315,6 +423,13 @@ class ExperimentConfig:
                 f"task.name = {self.task.name!r} with network.architecture = {arch.name!r}: task "
                 f"{self.task.name!r} goes with the {' or '.join(repr(o) for o in owners)} architecture; "
                 f"{arch.name!r} trains {', '.join(repr(t) for t in arch.tasks)}"
+            )
+        if arch.resolutions is not None:
+            _require(
+                self.task.resolution in arch.resolutions,
+                "task.resolution",
+                self.task.resolution,
+                f"{' or '.join(f'{r} ms' for r in arch.resolutions)} with network.architecture = {arch.name!r}",
             )
         for owner, prefix, table, klass in (
             (self.network, "network", arch.network_table, arch.network_type),
@@ -359,13 +474,15 @@ class ExperimentConfig:
             "optimizer": OptimizerConfig,
             "training": TrainingConfig,
         }
+        if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+            raise ConfigError(f"{source}: a table of sections is required, found {type(data).__name__}")
         unknown = sorted(set(data) - set(sections))
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {unknown}; known sections: {sorted(sections)}")
         kwargs = {}
         for name, klass in classes.items():
             values = data.get(name, {})
-            if not isinstance(values, dict):
+            if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
                 raise ConfigError(f"{source}: [{name}] must be a table")
             known = {f.name for f in dataclasses.fields(klass)}
             bad = sorted(set(values) - known)
@@ -385,8 +502,14 @@ class ExperimentConfig:
         path = pathlib.Path(path)
         if not path.exists():
             raise ConfigError(f"configuration file {path} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} is not a file (a folder?); give a .toml file")
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not a text file (UTF-8): {err}") from None
+        except OSError as err:
+            raise ConfigError(f"configuration file {path} cannot be read: {err.strerror or err}") from None
         return cls.from_dict(data, source=str(path))

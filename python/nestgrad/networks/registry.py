@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from nestgrad import resources
 from nestgrad.config import ArchitectureSections, ConfigError, ExperimentConfig, architectures, register_sections
 from nestgrad.networks.base import Learner
+from nestgrad.resources import NetworkSize
 from nestgrad.tasks import Task
 
 LearnerFactory = Callable[[ExperimentConfig], tuple[Learner, Task]]
@@ -24,6 +27,8 @@ LearnerFactory = Callable[[ExperimentConfig], tuple[Learner, Task]]
 class Architecture:
     sections: ArchitectureSections
     make: LearnerFactory  # configuration -> (learner, task); raises ConfigError for what does not fit
+    # configuration -> the sizes memory grows with, estimated before anything is built (None: not checked)
+    size: Callable[[ExperimentConfig], NetworkSize] | None = None
 
     @property
     def name(self) -> str:
@@ -47,8 +52,42 @@ def get(name: str) -> Architecture:
 
 
 def make_learner(config: ExperimentConfig) -> tuple[Learner, Task]:
-    """The learner and task of ``config``."""
-    return get(config.network.architecture).make(config)
+    """The learner and task of ``config``, after a check that the run fits in memory (ResourceError, before anything
+    large is allocated) and of the number of threads."""
+    arch = get(config.network.architecture)
+    if arch.size is not None:
+        resources.check_training(config, arch.size(config))
+    else:
+        resources.check_threads(config.training.threads)
+    return arch.make(config)
+
+
+# -- sizes of the built-in architectures (coarse, from the configuration alone) ------------------------------------
+def _trial_steps(task: Any) -> int:
+    if task.name == "sine":
+        return int(task.sequence_steps)
+    if task.name == "evidence":
+        return int(task.n_cues * (task.cue_steps + task.cue_spacing_steps) + task.delay_steps + task.recall_steps)
+    return int(task.cue_steps + task.delay_steps + task.recall_steps)  # thalamic
+
+
+def _size_classic(config: ExperimentConfig) -> NetworkSize:
+    net, task = config.network, config.task
+    n_in = net.n_in or (100 if task.name == "sine" else 40)
+    n_out = net.n_out or (1 if task.name == "sine" else 2)
+    neurons, synapses, dense = resources.classic_size(n_in, net.n_rec, n_out, net.recurrent)
+    return NetworkSize(neurons, synapses, dense, float(task.batch_size) * _trial_steps(task) * (n_in + 8 * (n_out + 1)))
+
+
+def _size_microcircuit(config: ExperimentConfig) -> NetworkSize:
+    mc, task = config.section("network"), config.task
+    neurons, synapses, dense = resources.microcircuit_size(mc.n_scaling, mc.k_scaling)
+    return NetworkSize(neurons, synapses, dense, float(task.batch_size) * _trial_steps(task) * 8 * 3)
+
+
+def _size_v1(config: ExperimentConfig) -> NetworkSize:
+    # the V1 tasks' trials are short and their LGN is sized by the column: counted in the synapses
+    return NetworkSize(*resources.v1_size(config.section("network").n_neurons), 0.0)
 
 
 # -- the built-in architectures (imports inside the factories keep `import nestgrad.networks` light) ------------------
@@ -110,5 +149,9 @@ def _make_v1(config: ExperimentConfig) -> tuple[Learner, Task]:
 
 
 # the configuration declared the built-in architectures' sections (nestgrad.config); here they get their factories
-for _name, _make in (("classic", _make_classic), ("microcircuit", _make_microcircuit), ("v1", _make_v1)):
-    register(Architecture(architectures()[_name], _make))
+for _name, _make, _size in (
+    ("classic", _make_classic, _size_classic),
+    ("microcircuit", _make_microcircuit, _size_microcircuit),
+    ("v1", _make_v1, _size_v1),
+):
+    register(Architecture(architectures()[_name], _make, _size))

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,9 @@ from nestgrad.reference.neurons import RECURRENT_MODELS
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 FORMAT_VERSION = 1
+# model parameters whose NEST defaults are infinite, the only ones that may be (as nestgrad.config's
+# INFINITE_PARAMETERS; the reference engine does not import the configuration)
+INFINITE_PARAMETERS = frozenset({"V_min", "eprop_isi_trace_cutoff", "flush_event_send_interval"})
 
 
 @dataclass
@@ -150,15 +155,25 @@ class NetworkSpec:
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> NetworkSpec:
+        """Read and check a network file; anything wrong raises a SpecError naming the file and the field."""
         path = pathlib.Path(path)
+        if path.is_dir():
+            raise SpecError(f"{path}: a folder, not a network file")
         try:
-            with np.load(path) as data:
-                doc = json.loads(str(data["spec_json"]))
+            with np.load(path, allow_pickle=False) as data:
+                if not isinstance(data, Mapping):
+                    raise SpecError(f"{path}: not a nestgrad network file (a single array, not an .npz archive)")
                 arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, KeyError) as err:
-            raise SpecError(f"{path}: not a nestgrad network file ({err})") from None
+            doc = json.loads(str(arrays.pop("spec_json")))
+        except SpecError:
+            raise
+        except Exception as err:  # noqa: BLE001 (any failure to parse the archive means a damaged file)
+            raise SpecError(f"{path}: not a nestgrad network file ({type(err).__name__}: {err})") from None
+        if not isinstance(doc, dict):
+            raise SpecError(f"{path}: field 'spec_json' must be a JSON object, found {type(doc).__name__}")
         if doc.get("format") != FORMAT_VERSION:
             raise SpecError(f"{path}: format {doc.get('format')!r} is not supported (expected {FORMAT_VERSION})")
+        _check_document(path, doc, arrays)
         try:
             spec = cls(
                 resolution=doc["resolution"],
@@ -178,11 +193,89 @@ class NetworkSpec:
             )
         except KeyError as err:
             raise SpecError(f"{path}: field {err} is missing") from None
-        spec.validate()
+        try:
+            spec.validate()
+        except SpecError as err:
+            raise SpecError(f"{path}: {err}") from None
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as err:
+            # a field of a type the checks did not expect (the checks above name the common ones)
+            raise SpecError(f"{path}: invalid content ({type(err).__name__}: {err})") from None
         return spec
 
     def replace(self, **changes: Any) -> NetworkSpec:
         return dataclasses.replace(self, **changes)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _check_params(path: pathlib.Path, label: str, params: Any) -> None:
+    """Model parameters: a table; numbers finite; time constants (tau_*) and C_m > 0; t_ref >= 0 (a NaN or inf
+    parameter would run and print NaN tables)."""
+    if not isinstance(params, dict):
+        raise SpecError(f"{path}: field '{label}' must be a table of parameters, found {type(params).__name__}")
+    for name, value in params.items():
+        for v in value if isinstance(value, list) else [value]:
+            if not _is_number(v):
+                continue
+            if not math.isfinite(v) and (name not in INFINITE_PARAMETERS or math.isnan(v)):
+                raise SpecError(f"{path}: field '{label}.{name}' = {value!r}: a finite number is required")
+            if (name.startswith("tau_") or name == "C_m") and v <= 0:
+                raise SpecError(f"{path}: field '{label}.{name}' = {value!r}: a time constant must be > 0")
+            if name.startswith("t_ref") and v < 0:
+                raise SpecError(f"{path}: field '{label}.{name}' = {value!r}: must be >= 0 ms")
+
+
+def _check_document(path: pathlib.Path, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Types of the JSON fields and of the arrays of a network file, before a NetworkSpec is made of them."""
+    for key in ("resolution", "rec_model", "rec_params", "readout_params", "optimizer", "iteration_steps", "delays"):
+        if key not in doc:
+            raise SpecError(f"{path}: field '{key}' is missing")
+    res = doc["resolution"]
+    if not _is_number(res) or not math.isfinite(res) or res <= 0:
+        raise SpecError(f"{path}: field 'resolution' = {res!r}: a finite number of ms > 0 is required")
+    if not isinstance(doc["rec_model"], str):
+        raise SpecError(f"{path}: field 'rec_model' = {doc['rec_model']!r}: a model name is required")
+    if not isinstance(doc.get("gradient_algorithm", "step"), str):
+        raise SpecError(f"{path}: field 'gradient_algorithm' must be 'step' or 'event'")
+    for label in ("rec_params", "readout_params"):
+        _check_params(path, label, doc[label])
+    opt = doc["optimizer"]
+    if not isinstance(opt, dict):
+        raise SpecError(f"{path}: field 'optimizer' must be a table")
+    for name, value in opt.items():
+        if _is_number(value) and not math.isfinite(value):
+            raise SpecError(f"{path}: field 'optimizer.{name}' = {value!r}: a finite number is required")
+    steps = doc["iteration_steps"]
+    if not (isinstance(steps, int) and not isinstance(steps, bool)) or steps < 1:
+        raise SpecError(f"{path}: field 'iteration_steps' = {steps!r}: an integer >= 1 is required")
+    delays = doc["delays"]
+    if delays is not None and (
+        not isinstance(delays, dict) or not all(_is_number(v) and math.isfinite(v) for v in delays.values())
+    ):
+        raise SpecError(f"{path}: field 'delays' must be a table of finite delays in ms per projection")
+    if not isinstance(doc.get("meta", {}), dict):
+        raise SpecError(f"{path}: field 'meta' must be a table")
+    dims = {"input_spikes": 2, "target": 2, "window": 1}
+    for name in dims:
+        if name not in arrays:
+            raise SpecError(f"{path}: field '{name}' is missing")
+    for name, arr in arrays.items():
+        if arr.dtype.kind not in "biuf":
+            raise SpecError(f"{path}: field '{name}' must hold numbers, found {arr.dtype}")
+        if name in dims and arr.ndim != dims[name]:
+            raise SpecError(f"{path}: field '{name}' has {arr.ndim} dimensions, expected {dims[name]}")
+        if name.startswith(("w_", "mask_")) and arr.ndim != 2:
+            raise SpecError(f"{path}: field '{name}' has shape {arr.shape}, expected a [post, pre] matrix")
+    for projection in PROJECTIONS:
+        if f"mask_{projection}" not in arrays:
+            raise SpecError(f"{path}: field 'mask_{projection}' is missing")
+    for projection in (*PROJECTIONS, "feedback"):
+        if f"w_{projection}" not in arrays:
+            raise SpecError(f"{path}: field 'w_{projection}' is missing")
+    if arrays["input_spikes"].shape[0] == 0:
+        raise SpecError(f"{path}: field 'input_spikes' has no time steps")
 
 
 def _json_default(x: Any) -> Any:
