@@ -103,7 +103,7 @@ def run_case(case: dict) -> dict:
     times = timing(nest, net, batches)
     rss_end = _rss_bytes()
     # the rate of the timed iterations (not the pulses of _time_with_closed_windows)
-    spike_times = np.asarray(net.devices.spike_recorder.get("events", "times"))
+    spike_times = np.asarray(net.built.devices.spike_recorder.get("events", "times"))
     t_begin = net.lead_in_ms() + batches[0].steps
     sim_ms = max(iterations, 1) * batches[0].steps
     spikes = np.count_nonzero((spike_times > t_begin) & (spike_times <= t_begin + sim_ms))

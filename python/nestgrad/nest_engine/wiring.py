@@ -45,6 +45,9 @@ class BuiltNetwork:
     devices: dev.DataDevices | None
     # projection -> [(edge indices, synapse model, keeps Adam's moments as adam_m/adam_v)] of its plastic groups
     plastic_groups: dict[str, list[tuple[np.ndarray, str, bool]]] = field(default_factory=dict)
+    # (projection, model) -> this rank's connections and the edge of each, found once per build (NEST keeps the
+    # order of connections while none are added)
+    _found: dict[tuple[str, str], tuple[Any, np.ndarray]] = field(default_factory=dict)
 
 
 def build(nest: Any, spec: NetworkSpec, *, plastic: bool = True, learning: bool = True) -> BuiltNetwork:
@@ -127,10 +130,21 @@ def _connect(
 
 
 # -- reading back ------------------------------------------------------------------------------------------------------
-def _connections(built: BuiltNetwork, nest: Any, proj: Projection, edges: np.ndarray, model: str) -> tuple:
-    """This rank's connections of ``model`` from ``proj``'s source to its target population, and for each the index
-    of its edge (into ``proj``'s arrays); every connection must be one of ``edges``."""
-    conns = nest.GetConnections(built.nodes[proj.source], built.nodes[proj.target], synapse_model=model)
+def _connections(
+    built: BuiltNetwork, nest: Any, name: str, edges: np.ndarray, model: str, keys: list[str]
+) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """This rank's connections of ``model`` from ``proj``'s source population, the index of the edge each one is
+    (into ``proj``'s arrays) and their values ``keys``. Filtering by source population and model only (filtering by
+    targets too is slow in NEST) requires that no other projection from the same population uses the same model
+    (checked: every connection found must be one of ``edges``)."""
+    proj = built.spec.projections[name]
+    if (name, model) in built._found:
+        conns, rows = built._found[(name, model)]
+        d = conns.get(keys) if keys and rows.size else {}
+        if rows.size == 1:
+            d = {k: [v] for k, v in d.items()}
+        return conns, rows, d
+    conns = nest.GetConnections(built.nodes[proj.source], synapse_model=model)
     width = int(built.ids[proj.target].max()) + 1
     pre = built.ids[proj.source][np.asarray(proj.sources, np.int64)[edges]]
     post = built.ids[proj.target][np.asarray(proj.targets, np.int64)[edges]]
@@ -140,16 +154,25 @@ def _connections(built: BuiltNetwork, nest: Any, proj: Projection, edges: np.nda
     if sorted_keys.size > 1 and np.any(sorted_keys[1:] == sorted_keys[:-1]):
         raise SpecError("two plastic edges of one projection join the same two neurons: they cannot be told apart")
     if len(conns) == 0:
-        return conns, np.zeros(0, np.int64)
-    d = conns.get(["source", "target"])
-    got = np.atleast_1d(np.asarray(d["source"], np.int64)) * width + np.atleast_1d(np.asarray(d["target"], np.int64))
+        built._found[(name, model)] = (conns, np.zeros(0, np.int64))
+        return conns, np.zeros(0, np.int64), {}
+    d = conns.get(["source", "target", *keys])
+    if len(conns) == 1:
+        d = {k: [v] for k, v in d.items()}
+    got = np.asarray(d["source"], np.int64) * width + np.asarray(d["target"], np.int64)
     pos = np.minimum(np.searchsorted(sorted_keys, got), sorted_keys.size - 1)
     if not np.all(sorted_keys[pos] == got):
-        raise SpecError(f"NEST holds {model} connections that the spec does not list")
-    return conns, edges[order[pos]]
+        raise SpecError(
+            f"NEST holds {model} connections from population {proj.source!r} that are not edges of this projection "
+            "(two projections from one population must not share a plastic synapse model)"
+        )
+    built._found[(name, model)] = (conns, edges[order[pos]])
+    return conns, edges[order[pos]], d
 
 
-def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any) -> dict[str, np.ndarray]:
+def read_plastic(
+    built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any
+) -> dict[str, np.ndarray]:
     """Values of projection ``name``'s edges in edge order, gathered over ranks: ``"weight"`` (static edges keep the
     spec's weight) and Adam's moments ``"m"``, ``"v"`` (0 for static edges)."""
     proj = built.spec.projections[name]
@@ -157,17 +180,15 @@ def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...
     plastic = np.zeros(proj.size, bool)
     for edges, model, inline in built.plastic_groups.get(name, []):
         plastic[edges] = True
-        conns, rows = _connections(built, nest, proj, edges, model)
+        wanted = [k if k == "weight" else (f"adam_{k}" if inline else "optimizer") for k in keys]
+        _, rows, d = _connections(built, nest, name, edges, model, sorted(set(wanted)))
         if rows.size == 0:
             continue
-        wanted = [k if k == "weight" else (f"adam_{k}" if inline else "optimizer") for k in keys]
-        d = conns.get(sorted(set(wanted)))
         for k, key in zip(keys, wanted, strict=True):
             if key == "optimizer":
-                opt = d["optimizer"] if isinstance(d["optimizer"], list | tuple) else [d["optimizer"]]
-                held[k][rows] = np.array([o[k] for o in opt], float)
+                held[k][rows] = np.array([o[k] for o in d["optimizer"]], float)
             else:
-                held[k][rows] = np.atleast_1d(np.asarray(d[key], float))
+                held[k][rows] = np.asarray(d[key], float)
     out = {}
     for k, v in held.items():
         total = comm.sum(v)  # each synapse lives on one rank
@@ -180,12 +201,14 @@ def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...
 def write_adam_moments(built: BuiltNetwork, nest: Any, name: str, m: np.ndarray, v: np.ndarray) -> None:
     """Give projection ``name``'s plastic edges Adam's moments ``m``, ``v`` (edge order), on the rank holding each."""
     proj = built.spec.projections[name]
+    serial = int(nest.num_processes) == 1
     for edges, model, inline in built.plastic_groups.get(name, []):
-        conns, rows = _connections(built, nest, proj, edges, model)
+        conns, rows, _ = _connections(built, nest, name, edges, model, [])
         if rows.size == 0:
             continue
-        # a list of dictionaries: lists per keyword are not supported under MPI
-        if inline:
+        if inline and serial:  # one list per key: fast (not supported by NEST under MPI)
+            conns.set({"adam_m": m[rows].tolist(), "adam_v": v[rows].tolist()})
+        elif inline:
             conns.set([{"adam_m": float(a), "adam_v": float(b)} for a, b in zip(m[rows], v[rows], strict=True)])
         else:
             conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m[rows], v[rows], strict=True)])
