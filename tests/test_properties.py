@@ -239,7 +239,7 @@ def test_edited_checkpoint_arrays_load_or_name_the_field(changes):
 # -- exchange files (NetworkSpec.load) -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def spec_bytes() -> bytes:
-    from nestgrad.reference.nest_backend import spec_from_config
+    from nestgrad.comparison.nest_runs import spec_from_config
 
     cfg = ExperimentConfig(network=NetworkConfig(n_rec=4), task=TaskConfig(sequence_steps=20))
     with tempfile.TemporaryDirectory() as tmp:

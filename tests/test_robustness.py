@@ -344,7 +344,7 @@ def test_checkpoint_of_the_same_run_still_loads(tmp_path):
 
 
 def _spec_file(tmp_path: pathlib.Path) -> pathlib.Path:
-    from nestgrad.reference.nest_backend import spec_from_config
+    from nestgrad.comparison.nest_runs import spec_from_config
 
     spec = spec_from_config(tiny(iterations=1), 1)
     return spec.save(tmp_path / "net.npz")

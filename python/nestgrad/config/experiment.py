@@ -176,7 +176,7 @@ class NetworkConfig:
 
     def __post_init__(self) -> None:
         _require(
-            self.architecture in _ARCHITECTURES,
+            isinstance(self.architecture, str) and self.architecture in _ARCHITECTURES,
             "network.architecture",
             self.architecture,
             f"one of {', '.join(_ARCHITECTURES)}",

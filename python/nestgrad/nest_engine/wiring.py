@@ -133,18 +133,12 @@ def _connect(
 def _connections(
     built: BuiltNetwork, nest: Any, name: str, edges: np.ndarray, model: str, keys: list[str]
 ) -> tuple[Any, np.ndarray, dict[str, Any]]:
-    """This rank's connections of ``model`` from ``proj``'s source population, the index of the edge each one is
-    (into ``proj``'s arrays) and their values ``keys``. Filtering by source population and model only (filtering by
-    targets too is slow in NEST) requires that no other projection from the same population uses the same model
-    (checked: every connection found must be one of ``edges``)."""
+    """This rank's connections of ``model`` of projection ``name``, the index of the edge each one is (into the
+    projection's arrays) and their values ``keys``; every connection found must be one of ``edges`` (checked)."""
     proj = built.spec.projections[name]
     if (name, model) in built._found:
         conns, rows = built._found[(name, model)]
-        d = conns.get(keys) if keys and rows.size else {}
-        if rows.size == 1:
-            d = {k: [v] for k, v in d.items()}
-        return conns, rows, d
-    conns = nest.GetConnections(built.nodes[proj.source], synapse_model=model)
+        return conns, rows, _values(conns, keys) if rows.size else {}
     width = int(built.ids[proj.target].max()) + 1
     pre = built.ids[proj.source][np.asarray(proj.sources, np.int64)[edges]]
     post = built.ids[proj.target][np.asarray(proj.targets, np.int64)[edges]]
@@ -153,21 +147,31 @@ def _connections(
     sorted_keys = wanted[order]
     if sorted_keys.size > 1 and np.any(sorted_keys[1:] == sorted_keys[:-1]):
         raise SpecError("two plastic edges of one projection join the same two neurons: they cannot be told apart")
+    # filtering by source population and model is fast; NEST's filter by targets is slow for large populations and
+    # needed only where another projection from the same population uses the same model
+    conns = nest.GetConnections(built.nodes[proj.source], synapse_model=model)
+    d = _values(conns, ["source", "target", *keys])
+    targets = np.asarray(d.get("target", []), np.int64)
+    if targets.size and not np.all(np.isin(targets, built.ids[proj.target])):
+        conns = nest.GetConnections(built.nodes[proj.source], built.nodes[proj.target], synapse_model=model)
+        d = _values(conns, ["source", "target", *keys])
     if len(conns) == 0:
         built._found[(name, model)] = (conns, np.zeros(0, np.int64))
         return conns, np.zeros(0, np.int64), {}
-    d = conns.get(["source", "target", *keys])
-    if len(conns) == 1:
-        d = {k: [v] for k, v in d.items()}
     got = np.asarray(d["source"], np.int64) * width + np.asarray(d["target"], np.int64)
     pos = np.minimum(np.searchsorted(sorted_keys, got), sorted_keys.size - 1)
     if not np.all(sorted_keys[pos] == got):
-        raise SpecError(
-            f"NEST holds {model} connections from population {proj.source!r} that are not edges of this projection "
-            "(two projections from one population must not share a plastic synapse model)"
-        )
+        raise SpecError(f"projection {name!r}: NEST holds {model} connections that are not its edges")
     built._found[(name, model)] = (conns, edges[order[pos]])
     return conns, edges[order[pos]], d
+
+
+def _values(conns: Any, keys: list[str]) -> dict[str, list]:
+    """``conns.get(keys)`` as lists, also for a single connection (NEST then returns scalars)."""
+    if not keys or len(conns) == 0:
+        return {}
+    d = conns.get(keys)
+    return {k: [v] for k, v in d.items()} if len(conns) == 1 else d
 
 
 def read_plastic(
