@@ -170,9 +170,7 @@ def _connections(
     return conns, edges[order[pos]], d
 
 
-def read_plastic(
-    built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any
-) -> dict[str, np.ndarray]:
+def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any) -> dict[str, np.ndarray]:
     """Values of projection ``name``'s edges in edge order, gathered over ranks: ``"weight"`` (static edges keep the
     spec's weight) and Adam's moments ``"m"``, ``"v"`` (0 for static edges)."""
     proj = built.spec.projections[name]
@@ -200,7 +198,6 @@ def read_plastic(
 
 def write_adam_moments(built: BuiltNetwork, nest: Any, name: str, m: np.ndarray, v: np.ndarray) -> None:
     """Give projection ``name``'s plastic edges Adam's moments ``m``, ``v`` (edge order), on the rank holding each."""
-    proj = built.spec.projections[name]
     serial = int(nest.num_processes) == 1
     for edges, model, inline in built.plastic_groups.get(name, []):
         conns, rows, _ = _connections(built, nest, name, edges, model, [])
