@@ -56,7 +56,7 @@ def test_toml_errors_name_the_file(tmp_path):
 
 
 def test_unknown_neuron_model_and_parameter_rejected_before_simulation(tmp_path):
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     cfg = ExperimentConfig(network=NetworkConfig(neuron_model="eprop_iaf_psc_typo"))
     with pytest.raises(ValueError, match="eprop_iaf_psc_typo"):
@@ -70,7 +70,7 @@ def test_unknown_neuron_model_and_parameter_rejected_before_simulation(tmp_path)
 
 
 def test_task_size_mismatch_is_refused(tmp_path):
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     cfg = ExperimentConfig(network=NetworkConfig(n_in=7), task=TaskConfig(name="sine"))
     with pytest.raises(ValueError, match="n_in = 100"):

@@ -21,7 +21,7 @@ def _load(name: str):
 
 
 def test_own_network_trains_through_the_registry_and_resumes_bit_identically(tmp_path):
-    from nestgrad.trainer import Trainer, load_checkpoint
+    from nestgrad.training.trainer import Trainer, load_checkpoint
 
     example = _load("own_network")
     history = example.main(iterations=20, out_dir=str(tmp_path / "full"))

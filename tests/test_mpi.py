@@ -119,7 +119,7 @@ def test_killed_rank_leaves_last_checkpoint_intact_and_resumable(tmp_path):
         textwrap.dedent("""
         import os, sys
         from nestgrad.config import ExperimentConfig
-        from nestgrad.trainer import Trainer
+        from nestgrad.training.trainer import Trainer
 
         cfg = ExperimentConfig.from_toml(sys.argv[1])
         trainer = Trainer(cfg, sys.argv[2], verbose=False)

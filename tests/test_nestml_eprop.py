@@ -288,7 +288,7 @@ def test_builder_trains_a_users_own_nestml_model(tmp_path, monkeypatch):
     the e-prop settings, takes the rest from network.neuron_params, and trains."""
     from nestgrad.config import ExperimentConfig
     from nestgrad.networks import eprop_classic
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     monkeypatch.delitem(eprop_classic._DEFAULTS, "eprop_iaf_psc_exp_nestml")
     assert eprop_classic.is_own_nestml_model("eprop_iaf_psc_exp_nestml")

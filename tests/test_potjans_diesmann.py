@@ -98,7 +98,7 @@ def _eprop_config(iterations: int, every: int):
 
 
 def test_eprop_microcircuit_trains_and_resumes_bit_identically(tmp_path):
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     full = Trainer(_eprop_config(4, 2), tmp_path / "full", verbose=False)
     history = full.run()
@@ -133,7 +133,7 @@ def test_eprop_microcircuit_event_synapses_learn_the_same(tmp_path):
     the issue's per-synapse tolerance) at resolution 0.1 ms."""
     import dataclasses
 
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     cfg = _eprop_config(2, 2)
     event_cfg = dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, gradient_algorithm="event"))

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nestgrad.checkpoint import TrainingState, checkpoint_bytes, load_checkpoint
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig, TrainingConfig
 from nestgrad.errors import CheckpointError, ConfigError, NestgradError, SpecError
+from nestgrad.training.checkpoint import TrainingState, checkpoint_bytes, load_checkpoint
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 
 from nestgrad import cli, run_folder
-from nestgrad.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig, TrainingConfig
 from nestgrad.errors import (
     CheckpointError,
@@ -33,7 +32,8 @@ from nestgrad.errors import (
     SpecError,
     TrainingDivergedError,
 )
-from nestgrad.trainer import Trainer
+from nestgrad.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from nestgrad.training.trainer import Trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -493,7 +493,7 @@ class _Stop(Exception):
 def test_batches_are_made_lazily_in_bounded_segments(tmp_path):
     """A block of 10^6 iterations (checkpoint_every = 10^6) makes its batches segment by segment: when the first
     iteration ends, one segment's worth exists, not the block's."""
-    from nestgrad.callbacks import Callback
+    from nestgrad.training.callbacks import Callback
 
     cfg = tiny(iterations=10**6, every=10**6)
     seen: list[int] = []
@@ -587,7 +587,7 @@ def test_exploding_loss_stops_at_once_with_exit_code_2(tmp_path, capsys):
 
 
 def test_nan_loss_stops_in_the_middle_of_a_block_and_keeps_the_checkpoint(tmp_path, monkeypatch):
-    import nestgrad.trainer as trainer_module
+    import nestgrad.training.trainer as trainer_module
 
     trainer = Trainer(tiny(iterations=6, every=3), tmp_path, verbose=False)
     real = trainer_module.mse_loss

@@ -72,7 +72,7 @@ sys.exit(cli.main(["train", sys.argv[1], "--out", sys.argv[2]]))
 ONE_RANK_FAILS = """
 import sys
 from nestgrad import cli, errors
-from nestgrad.trainer import Trainer
+from nestgrad.training.trainer import Trainer
 
 original = Trainer._run_segment
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig, TaskConfig, TrainingConfig
-from nestgrad.trainer import CheckpointError, Trainer, load_checkpoint
+from nestgrad.training.trainer import CheckpointError, Trainer, load_checkpoint
 
 
 def small_config(
@@ -166,7 +166,7 @@ def test_evaluate_tests_new_trials_with_learning_off(tmp_path):
 def test_diverged_training_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     """Non-finite weights at the end of a block raise an error that names the projection and the iteration, and
     the checkpoint of the previous block stays as it was."""
-    from nestgrad.trainer import TrainingDivergedError
+    from nestgrad.training.trainer import TrainingDivergedError
 
     trainer = Trainer(small_config(iterations=4, every=2), tmp_path, verbose=False)
     real = trainer.network.read_weights

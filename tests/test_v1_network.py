@@ -229,7 +229,7 @@ def small_v1_config(task: str, n_neurons: int, trials: int, optimizer_steps: int
 
 def test_trainer_runs_a_v1_task_and_keeps_dales_law(tmp_path):
 
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     # learning signals to every neuron and every synapse plastic (the shipped run: pools only), so that many
     # weights of both signs move in two iterations
@@ -263,7 +263,7 @@ def test_v1_event_synapses_learn_what_vector_synapses_learn(tmp_path):
     """gradient_algorithm = "event": eprop_event_synapse into the GLIF3 neurons (running products of their
     time-varying eligibility maps) gives the weights eprop_vector_synapse gives, step by step, to 1e-9 relative (of
     the largest change), with Dale's law, random feedback to every neuron and Billeh's four receptor ports."""
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     weights = {}
     for algorithm in ("step", "event"):
@@ -296,7 +296,7 @@ def test_every_v1_task_trains_through_the_trainer(task, n_neurons, tmp_path):
     """Each of Chen et al.'s tasks (and all five together, 18 readout pools) through its shipped configuration:
     one iteration of one trial at reduced scale; finite loss, accuracy defined, weights changed."""
 
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     cfg = small_v1_config(task, n_neurons=n_neurons, trials=1, optimizer_steps=100, iterations=1)
     assert cfg.task.name == task

@@ -118,7 +118,7 @@ registry.register(
 
 
 def main(iterations: int = 20, out_dir: str = "out/own_network") -> list[dict]:
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     config = ExperimentConfig(
         network=NetworkConfig(architecture="feedforward", params={"n_hidden": 50}),

@@ -19,7 +19,7 @@ __all__ = ["ModelInfo", "Trainer", "install", "model_names", "models", "__versio
 def __getattr__(name: str):
     # The trainer imports NEST; keep `import nestgrad` light for tools that only need the module list.
     if name == "Trainer":
-        from nestgrad.trainer import Trainer
+        from nestgrad.training.trainer import Trainer
 
         return Trainer
     raise AttributeError(f"module 'nestgrad' has no attribute {name!r}")

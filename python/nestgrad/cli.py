@@ -11,7 +11,7 @@ from nestgrad.errors import NestgradError
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     config = ExperimentConfig.from_toml(args.config)
     if args.iterations is not None:
@@ -31,7 +31,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
     _require_positive("--batches", args.batches)
     config = ExperimentConfig.from_toml(args.config)

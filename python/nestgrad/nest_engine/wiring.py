@@ -204,7 +204,6 @@ def read_plastic(
 
 def write_adam_moments(built: BuiltNetwork, nest: Any, name: str, m: np.ndarray, v: np.ndarray) -> None:
     """Give projection ``name``'s plastic edges Adam's moments ``m``, ``v`` (edge order), on the rank holding each."""
-    proj = built.spec.projections[name]
     serial = int(nest.num_processes) == 1
     for edges, model, inline in built.plastic_groups.get(name, []):
         conns, rows, _ = _connections(built, nest, name, edges, model, [])

@@ -21,13 +21,6 @@ from typing import Any
 import numpy as np
 
 from nestgrad import resources
-from nestgrad.callbacks import Callback, ProgressPrinter
-from nestgrad.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME and save_checkpoint: re-exported)
-    CHECKPOINT_NAME,
-    TrainingState,
-    load_checkpoint,
-    save_checkpoint,
-)
 from nestgrad.config import ExperimentConfig
 from nestgrad.errors import (
     CheckpointError,
@@ -43,6 +36,13 @@ from nestgrad.networks.registry import make_learner
 from nestgrad.parallel import SerialCommunicator, communicator
 from nestgrad.run_folder import FolderLock, atomic_write, clear_run, output_error
 from nestgrad.tasks import Task, TrialBatch, accuracy, mse_loss
+from nestgrad.training.callbacks import Callback, ProgressPrinter
+from nestgrad.training.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME and save_checkpoint: re-exported)
+    CHECKPOINT_NAME,
+    TrainingState,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 # task batch indices of evaluation batches: far beyond any training iteration, so never trained on
 EVALUATION_FIRST_BATCH = 1_000_000
@@ -419,7 +419,7 @@ class Trainer:
         self._write_metrics()
         if not self.config.training.plot:
             return
-        from nestgrad import plotting
+        from nestgrad.training import plotting
 
         plotting.plot_learning_curve(hist, self.out_dir / "loss.png")
         if self.last is not None:

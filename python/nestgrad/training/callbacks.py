@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nestgrad.trainer import Trainer
+    from nestgrad.training.trainer import Trainer
 
 
 class Callback:
