@@ -254,3 +254,13 @@ def test_compare_cli_writes_json(tmp_path):
     assert len(result["loss_nest"]) == 5 and len(result["loss_reference"]) == 5
     assert cli.main(["compare", "--network", str(tmp_path / "net.npz"), "--out", str(tmp_path / "again")]) == 0
     assert cli.main(["compare", "--task", "sine", "--network", str(tmp_path / "net.npz")]) == 2
+
+
+def test_per_neuron_parameters_are_refused_not_applied_along_the_wrong_axis():
+    """A per-neuron adapt_beta used to pass validation and then act along the presynaptic axis (wrong gradients when
+    n_in == n_rec); the exchange format takes one value per parameter and says so."""
+    spec = synthetic_spec("eprop_iaf_adapt", recurrent=True)
+    per_neuron = spec.replace(rec_params=spec.rec_params | {"adapt_beta": [0.01] * spec.n_rec})
+    with pytest.raises(SpecError, match=r"rec_params.adapt_beta = \[0.01, 0.01, 0.01, 0.01, ...\]: per-neuron"):
+        per_neuron.validate()
+    spec.validate()  # scalars pass

@@ -25,6 +25,8 @@ from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import RECURRENT_MODELS
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
+# parameters whose value is a vector by nature (GLIF3's after-spike currents and receptor time constants)
+VECTOR_PARAMETERS = frozenset({"asc_init", "asc_decay", "asc_amps", "asc_r", "tau_syn"})
 FORMAT_VERSION = 1
 # model parameters whose NEST defaults are infinite, the only ones that may be (as nestgrad.config's
 # INFINITE_PARAMETERS; the reference engine does not import the configuration)
@@ -126,6 +128,13 @@ class NetworkSpec:
             for k, v in params.items():
                 if isinstance(v, float) and np.isnan(v):
                     raise SpecError(f"{label}.{k} is NaN")
+                # this format's models act with one value per parameter; per-neuron values (a list as long as the
+                # population) would be applied along the wrong axis, so they are refused, not computed wrongly
+                if isinstance(v, list | tuple | np.ndarray) and k not in VECTOR_PARAMETERS:
+                    raise SpecError(
+                        f"{label}.{k} = {_short(v)}: per-neuron parameter values are not supported by this exchange "
+                        f"format (one value per population; vector parameters: {', '.join(sorted(VECTOR_PARAMETERS))})"
+                    )
 
     # -- files --------------------------------------------------------------------------------------------------
     def save(self, path: str | pathlib.Path) -> pathlib.Path:
@@ -284,3 +293,8 @@ def _json_default(x: Any) -> Any:
     if isinstance(x, np.ndarray):
         return x.tolist()
     raise TypeError(f"cannot store {type(x).__name__} in a network file")
+
+
+def _short(value: object) -> str:
+    text = repr(np.asarray(value).ravel()[:4].tolist())
+    return text[:-1] + ", ...]" if np.size(value) > 4 else text
