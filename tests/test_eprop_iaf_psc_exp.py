@@ -73,6 +73,16 @@ def test_invalid_parameters_are_rejected_by_name(nest_kernel, params, name):
         assert after[key] == before[key], "a rejected set_status must leave the neuron unchanged"
 
 
+@pytest.mark.parametrize("model", [MODEL, "eprop_iaf_psc_exp_nestml", "eprop_glif3_psc"])
+def test_unknown_surrogate_gradient_is_named_with_the_known_ones(nest_kernel, model):
+    """nestgrad's recurrent e-prop neurons choose the surrogate gradient in one place (EpropEventNode): an unknown
+    name is rejected with the same message, naming the value and the known functions."""
+    n = nest_kernel.Create(model)
+    with pytest.raises(nest_kernel.NESTError, match=r'surrogate_gradient_function = "tanh" is unknown; known: arctan'):
+        n.set(surrogate_gradient_function="tanh")
+    assert n.surrogate_gradient_function == "piecewise_linear"
+
+
 @pytest.mark.parametrize("resolution", [0.1, 1.0])
 def test_subthreshold_dynamics_and_spikes_equal_iaf_psc_exp(nest_kernel, resolution):
     """Without learning, the neuron is NEST's iaf_psc_exp: same V_m (to rounding) and the same spike times."""

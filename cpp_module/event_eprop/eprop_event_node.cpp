@@ -15,6 +15,7 @@
 
 // NEST public headers
 #include "eprop_archiving_node_recurrent_impl.h"
+#include "event_delivery_manager_impl.h"
 #include "exceptions.h"
 #include "kernel_manager.h"
 
@@ -95,6 +96,88 @@ EpropEventNode::get_status( Dictionary& d ) const
   nest::EpropArchivingNodeRecurrent< false >::get_status( d );
   d[ "event_synapse_refusal" ] = event_synapse_refusal();
   d[ "event_block_sums_used" ] = block_sums_used_;
+}
+
+void
+EpropEventNode::handle( nest::LearningSignalConnectionEvent& e )
+{
+  for ( auto it_event = e.begin(); it_event != e.end(); )
+  {
+    const long time_step = e.get_stamp().get_steps();
+    const double weight = e.get_weight();
+    const double error_signal = e.get_coeffvalue( it_event );  // advances the iterator
+    write_learning_signal_to_history( time_step, weight * error_signal );
+    if ( event_history_active_() )
+    {
+      store_event_learning_signal_( time_step - 2, weight * error_signal );  // the entry NEST's history uses
+    }
+  }
+}
+
+EpropEventNode::surrogate_gradient_function
+EpropEventNode::select_surrogate_gradient_( const std::string& name )
+{
+  try
+  {
+    return find_surrogate_gradient( name );
+  }
+  catch ( const nest::BadProperty& )
+  {
+    throw nest::BadProperty( get_name() + ": surrogate_gradient_function = \"" + name
+      + "\" is unknown; known: arctan_derivative, exponential, fast_sigmoid_derivative, piecewise_linear." );
+  }
+}
+
+void
+EpropEventNode::send_flush_event_if_due_( const long t, const long lag )
+{
+  if ( flush_event_is_due( t ) )
+  {
+    nest::SpikeEvent se;
+    se.set_flush_event_flag( true );
+    nest::kernel().event_delivery_manager.send( *this, se, lag );
+    set_last_event_time( t );
+  }
+}
+
+double
+EpropEventNode::eprop_history_step_( const long t,
+  const double z,
+  const double surrogate_gradient,
+  const double f_target,
+  const double kappa_reg,
+  const double c_reg )
+{
+  append_new_eprop_history_entry( t );
+  write_surrogate_gradient_to_history( t, surrogate_gradient );
+  // the archiving node expects the target rate in spikes per ms
+  write_firing_rate_reg_to_history( t, z, f_target / 1000.0, kappa_reg, c_reg );
+  const double learning_signal = get_learning_signal_from_history( t );
+  if ( not event_history_active_() )
+  {
+    return learning_signal;
+  }
+  if ( eprop_indegree_ == 0 )
+  {
+    // the archiving node updates the rate estimate only for eprop_synapse; same expression here
+    const double dt = nest::Time::get_resolution().get_ms();
+    f_av_ = kappa_reg * f_av_ + ( 1.0 - kappa_reg ) * z / dt;
+    firing_rate_reg_ = c_reg * ( f_av_ - f_target / 1000.0 * dt );
+  }
+  return append_event_step_( t, surrogate_gradient, learning_signal );
+}
+
+double
+EpropEventNode::append_event_step_( const long t, const double surrogate_gradient, const double learning_signal )
+{
+  append_event_entry_( t, surrogate_gradient, firing_rate_reg_ );
+  finalize_event_entries_( t - 2 );  // the learning signal of entry t - 2 has arrived
+  prune_event_history_( t );
+  if ( eprop_indegree_ == 0 and t - 2 >= 0 )
+  {
+    return event_learning_signal_or_zero_( t - 2 );
+  }
+  return learning_signal;
 }
 
 int

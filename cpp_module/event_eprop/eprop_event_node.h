@@ -16,6 +16,8 @@
 
 // NEST public headers
 #include "eprop_archiving_node_recurrent.h"
+#include "event.h"
+#include "exceptions.h"
 
 #include "event_history_store.h"
 
@@ -48,7 +50,9 @@ struct EventEpropTrace
  * A model supplies its trace constants (lambda_m, up to three geometric sequences) through
  * configure_event_history_(), appends one entry per step with its surrogate gradient and rate regularisation, adds
  * learning signals as they arrive, and implements event_gradient() for its own presynaptic trace. The base class
- * also derives from NEST's e-prop archiving node, so the same neuron works with NEST's eprop_synapse.
+ * also derives from NEST's e-prop archiving node, so the same neuron works with NEST's eprop_synapse; what every
+ * recurrent e-prop neuron of nestgrad does the same way lives here once: the learning-signal input, the per-step
+ * history and rate bookkeeping (eprop_history_step_()), flush events and the choice of the surrogate gradient.
  */
 class EpropEventNode : public nest::EpropArchivingNodeRecurrent< false >
 {
@@ -107,6 +111,17 @@ public:
 
   void get_status( Dictionary& d ) const override;
 
+  using nest::Node::handle;
+  using nest::Node::handles_test_event;
+
+  /**
+   * Learning signals from eprop_readout neurons (eprop_learning_signal_connection): each goes to NEST's e-prop
+   * history (read by eprop_synapse) and, with eprop_event_synapse connected, to the event history's entry two steps
+   * earlier, the entry NEST's history uses (store_event_learning_signal_()).
+   */
+  void handle( nest::LearningSignalConnectionEvent& ) override;
+  size_t handles_test_event( nest::LearningSignalConnectionEvent&, size_t ) override;
+
   /**
    * A synapse's window start moves from t_spike_previous (0: the synapse had no spike yet) to t_spike. The number
    * of window starts per segment tells which segments of the history a synapse can still read (a window reads at
@@ -158,6 +173,49 @@ public:
   }
 
 protected:
+  //! Shift of NEST's e-prop history: offset_gen + delay_in_rec (two steps, as NEST's eprop_iaf).
+  long get_shift() const override;
+  bool is_eprop_recurrent_node() const override;
+
+  /**
+   * The surrogate gradient function called `name` (one of NEST's e-prop surrogate gradients); throws BadProperty
+   * naming the value and the known names otherwise.
+   */
+  surrogate_gradient_function select_surrogate_gradient_( const std::string& name );
+
+  /**
+   * Sends a flush event (a spike event flagged as such) in step t (lag within the slice) if the neuron has been
+   * silent for flush_event_send_interval; the caller checks this in steps without a spike of its own.
+   */
+  void send_flush_event_if_due_( long t, long lag );
+
+  /**
+   * The e-prop bookkeeping at the end of step t, once its spike z (0 or 1) and surrogate gradient are known: NEST's
+   * history entry (read by eprop_synapse) with the firing-rate regularisation (f_target in Hz); with
+   * eprop_event_synapse connected also the rate estimate, which the archiving node updates only when eprop_synapse
+   * is connected (same expression), and the event history's entry (append_event_step_()). Returns the learning
+   * signal of the entry that is complete now, as NEST's e-prop neurons record it.
+   */
+  double eprop_history_step_( long t, double z, double surrogate_gradient, double f_target, double kappa_reg,
+    double c_reg );
+
+  /**
+   * Appends entry t to the event history (called with eprop_event_synapse connected): the running sums of the
+   * thread's store by default, models with another store override it. Returns the learning signal to record: that
+   * of entry t - 2 (complete now) if no eprop_synapse keeps NEST's history, else learning_signal (NEST's history's).
+   */
+  virtual double append_event_step_( long t, double surrogate_gradient, double learning_signal );
+
+  /**
+   * Adds a learning signal to entry t of the event history (called with eprop_event_synapse connected): the running
+   * sums of the thread's store by default, models with another store override it.
+   */
+  virtual void
+  store_event_learning_signal_( const long t, const double learning_signal )
+  {
+    add_event_learning_signal_( t, learning_signal );
+  }
+
   /**
    * Trace constants: lambda[0..n_lambda) of the presynaptic trace (equal values share one set of sums), kappa of the
    * task filter, kappa_reg of the regularisation filter (one filter for both if kappa_reg == kappa: the two filtered
@@ -334,6 +392,28 @@ private:
   double reg_factor_ = 0.0;  //!< 1 - kappa_reg if the regularisation signal is added to the task filter's
   long stride_ = 0;
 };
+
+inline long
+EpropEventNode::get_shift() const
+{
+  return offset_gen_ + delay_in_rec_;
+}
+
+inline bool
+EpropEventNode::is_eprop_recurrent_node() const
+{
+  return true;
+}
+
+inline size_t
+EpropEventNode::handles_test_event( nest::LearningSignalConnectionEvent&, const size_t receptor_type )
+{
+  if ( receptor_type != 0 )
+  {
+    throw nest::UnknownReceptorType( receptor_type, get_name() );
+  }
+  return 0;
+}
 
 inline double*
 EpropEventNode::entry_( const long t )

@@ -6,8 +6,6 @@
 
 #include "eprop_iaf_psc_exp.h"
 
-#include "eprop_parameter_checks.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -70,14 +68,10 @@ namespace nestgrad
  * ------------------------------------------------------------------------------------------------------------- */
 
 eprop_iaf_psc_exp::Parameters_::Parameters_()
-  : C_m_( 250.0 )
-  , c_reg_( 0.0 )
+  : EpropParameters()
+  , C_m_( 250.0 )
   , E_L_( -70.0 )
-  , f_target_( 10.0 )
   , I_e_( 0.0 )
-  , surrogate_gradient_function_( "piecewise_linear" )
-  , surrogate_gradient_height_( 0.3 )
-  , surrogate_gradient_width_( 1.0 )
   , t_ref_( 2.0 )
   , tau_m_( 10.0 )
   , tau_syn_ex_( 2.0 )
@@ -85,8 +79,6 @@ eprop_iaf_psc_exp::Parameters_::Parameters_()
   , V_min_( -std::numeric_limits< double >::max() )
   , V_reset_( -70.0 - E_L_ )
   , V_th_( -55.0 - E_L_ )
-  , kappa_( 0.97 )
-  , kappa_reg_( 0.97 )
 {
 }
 
@@ -119,14 +111,10 @@ eprop_iaf_psc_exp::Buffers_::Buffers_( const Buffers_&, eprop_iaf_psc_exp& n )
 void
 eprop_iaf_psc_exp::Parameters_::get( Dictionary& d ) const
 {
+  EpropParameters::get( d );
   d[ nest::names::C_m ] = C_m_;
-  d[ nest::names::c_reg ] = c_reg_;
   d[ nest::names::E_L ] = E_L_;
-  d[ nest::names::f_target ] = f_target_;
   d[ nest::names::I_e ] = I_e_;
-  d[ nest::names::surrogate_gradient_function ] = surrogate_gradient_function_;
-  d[ nest::names::surrogate_gradient_height ] = surrogate_gradient_height_;
-  d[ nest::names::surrogate_gradient_width ] = surrogate_gradient_width_;
   d[ nest::names::t_ref ] = t_ref_;
   d[ nest::names::tau_m ] = tau_m_;
   d[ nest::names::tau_syn_ex ] = tau_syn_ex_;
@@ -134,8 +122,6 @@ eprop_iaf_psc_exp::Parameters_::get( Dictionary& d ) const
   d[ nest::names::V_min ] = V_min_ + E_L_;
   d[ nest::names::V_reset ] = V_reset_ + E_L_;
   d[ nest::names::V_th ] = V_th_ + E_L_;
-  d[ nest::names::kappa ] = kappa_;
-  d[ nest::names::kappa_reg ] = kappa_reg_;
 }
 
 double
@@ -152,18 +138,11 @@ eprop_iaf_psc_exp::Parameters_::set( const Dictionary& d, nest::Node* node )
   V_min_ -= nest::update_value_param( d, nest::names::V_min, V_min_, node ) ? E_L_ : delta_EL;
 
   nest::update_value_param( d, nest::names::C_m, C_m_, node );
-  nest::update_value_param( d, nest::names::c_reg, c_reg_, node );
-  nest::update_value_param( d, nest::names::f_target, f_target_, node );
   nest::update_value_param( d, nest::names::I_e, I_e_, node );
-  nest::update_value_param( d, nest::names::surrogate_gradient_function, surrogate_gradient_function_, node );
-  nest::update_value_param( d, nest::names::surrogate_gradient_height, surrogate_gradient_height_, node );
-  nest::update_value_param( d, nest::names::surrogate_gradient_width, surrogate_gradient_width_, node );
   nest::update_value_param( d, nest::names::t_ref, t_ref_, node );
   nest::update_value_param( d, nest::names::tau_m, tau_m_, node );
   nest::update_value_param( d, nest::names::tau_syn_ex, tau_syn_ex_, node );
   nest::update_value_param( d, nest::names::tau_syn_in, tau_syn_in_, node );
-  nest::update_value_param( d, nest::names::kappa, kappa_, node );
-  nest::update_value_param( d, nest::names::kappa_reg, kappa_reg_, node );
 
   if ( not( C_m_ > 0.0 ) )
   {
@@ -194,8 +173,7 @@ eprop_iaf_psc_exp::Parameters_::set( const Dictionary& d, nest::Node* node )
   {
     throw nest::BadProperty( "V_reset >= V_min required." );
   }
-  check_eprop_parameters(
-    c_reg_, f_target_, kappa_, kappa_reg_, surrogate_gradient_height_, surrogate_gradient_width_ );
+  EpropParameters::set( d, node );  // the e-prop values, checked after the neuron's own
   return delta_EL;
 }
 
@@ -236,7 +214,7 @@ eprop_iaf_psc_exp::set_status( const Dictionary& d )
   const double delta_EL = ptmp.set( d, this );
   State_ stmp = S_;
   stmp.set( d, ptmp, delta_EL, this );
-  const auto surrogate = find_surrogate_gradient( ptmp.surrogate_gradient_function_ );  // throws on unknown names
+  const auto surrogate = select_surrogate_gradient_( ptmp.surrogate_gradient_function_ );  // throws on unknown names
 
   EpropEventNode::set_status( d );
   P_ = ptmp;
@@ -351,37 +329,13 @@ eprop_iaf_psc_exp::update( nest::Time const& origin, const long from, const long
       nest::kernel().event_delivery_manager.send( *this, se, lag );
       set_last_event_time( t );
     }
-    else if ( flush_event_is_due( t ) )
+    else
     {
-      nest::SpikeEvent se;
-      se.set_flush_event_flag( true );
-      nest::kernel().event_delivery_manager.send( *this, se, lag );
-      set_last_event_time( t );
+      send_flush_event_if_due_( t, lag );
     }
 
-    append_new_eprop_history_entry( t );
-    write_surrogate_gradient_to_history( t, S_.surrogate_gradient_ );
-    // the archiving node expects the target rate in spikes per ms
-    write_firing_rate_reg_to_history( t, S_.z_, P_.f_target_ / 1000.0, P_.kappa_reg_, P_.c_reg_ );
-    S_.learning_signal_ = get_learning_signal_from_history( t );
-
-    if ( event_history_active_() )
-    {
-      if ( eprop_indegree_ == 0 )
-      {
-        // the archiving node updates the rate estimate only for eprop_synapse; same expression here
-        const double dt = nest::Time::get_resolution().get_ms();
-        f_av_ = P_.kappa_reg_ * f_av_ + ( 1.0 - P_.kappa_reg_ ) * S_.z_ / dt;
-        firing_rate_reg_ = P_.c_reg_ * ( f_av_ - P_.f_target_ / 1000.0 * dt );
-      }
-      append_event_entry_( t, S_.surrogate_gradient_, firing_rate_reg_ );
-      finalize_event_entries_( t - 2 );  // the learning signal of entry t - 2 has arrived
-      prune_event_history_( t );
-      if ( eprop_indegree_ == 0 and t - 2 >= 0 )
-      {
-        S_.learning_signal_ = event_learning_signal_or_zero_( t - 2 );
-      }
-    }
+    S_.learning_signal_ =
+      eprop_history_step_( t, S_.z_, S_.surrogate_gradient_, P_.f_target_, P_.kappa_reg_, P_.c_reg_ );
 
     S_.i_stim_ = B_.currents_.get_value( lag );
     B_.logger_.record_data( t );
@@ -415,22 +369,6 @@ eprop_iaf_psc_exp::handle( nest::CurrentEvent& e )
   assert( e.get_delay_steps() > 0 );
   B_.currents_.add_value( e.get_rel_delivery_steps( nest::kernel().simulation_manager.get_slice_origin() ),
     e.get_weight() * e.get_current() );
-}
-
-void
-eprop_iaf_psc_exp::handle( nest::LearningSignalConnectionEvent& e )
-{
-  for ( auto it_event = e.begin(); it_event != e.end(); )
-  {
-    const long time_step = e.get_stamp().get_steps();
-    const double weight = e.get_weight();
-    const double error_signal = e.get_coeffvalue( it_event );  // advances the iterator
-    write_learning_signal_to_history( time_step, weight * error_signal );
-    if ( event_history_active_() )
-    {
-      add_event_learning_signal_( time_step - 2, weight * error_signal );  // the entry NEST's history uses
-    }
-  }
 }
 
 void

@@ -18,6 +18,7 @@
 #include "universal_data_logger.h"
 
 #include "eprop_event_node.h"
+#include "eprop_parameter_checks.h"
 
 #include <deque>
 #include <vector>
@@ -199,17 +200,17 @@ public:
 
   using nest::Node::handle;
   using nest::Node::handles_test_event;
+  using EpropEventNode::handle;  // learning signals
+  using EpropEventNode::handles_test_event;
 
   size_t send_test_event( nest::Node&, size_t, nest::synindex, bool ) override;
 
   void handle( nest::SpikeEvent& ) override;
   void handle( nest::CurrentEvent& ) override;
-  void handle( nest::LearningSignalConnectionEvent& ) override;
   void handle( nest::DataLoggingRequest& ) override;
 
   size_t handles_test_event( nest::SpikeEvent&, size_t ) override;
   size_t handles_test_event( nest::CurrentEvent&, size_t ) override;
-  size_t handles_test_event( nest::LearningSignalConnectionEvent&, size_t ) override;
   size_t handles_test_event( nest::DataLoggingRequest&, size_t ) override;
 
   void get_status( Dictionary& ) const override;
@@ -236,9 +237,6 @@ private:
     long& remaining_steps_until_cutoff,
     long& decay_steps ) override;
 
-  long get_shift() const override;
-  bool is_eprop_recurrent_node() const override;
-
   double event_gradient( long t_spike,
     long t_spike_previous,
     double weight,
@@ -248,17 +246,12 @@ private:
   friend class nest::RecordablesMap< eprop_iaf_psc_exp >;
   friend class nest::UniversalDataLogger< eprop_iaf_psc_exp >;
 
-  //! Parameters in user units; voltages are stored relative to E_L.
-  struct Parameters_
+  //! Parameters in user units; voltages are stored relative to E_L. The e-prop ones are EpropParameters'.
+  struct Parameters_ : EpropParameters
   {
     double C_m_;        //!< pF
-    double c_reg_;      //!< dimensionless
     double E_L_;        //!< mV
-    double f_target_;   //!< Hz
     double I_e_;        //!< pA
-    std::string surrogate_gradient_function_;
-    double surrogate_gradient_height_;
-    double surrogate_gradient_width_;
     double t_ref_;      //!< ms
     double tau_m_;      //!< ms
     double tau_syn_ex_; //!< ms
@@ -266,8 +259,6 @@ private:
     double V_min_;      //!< mV, relative to E_L
     double V_reset_;    //!< mV, relative to E_L
     double V_th_;       //!< mV, relative to E_L
-    double kappa_;
-    double kappa_reg_;
 
     Parameters_();
     void get( Dictionary& ) const;
@@ -347,18 +338,6 @@ private:
   static nest::RecordablesMap< eprop_iaf_psc_exp > recordablesMap_;
 };
 
-inline long
-eprop_iaf_psc_exp::get_shift() const
-{
-  return offset_gen_ + delay_in_rec_;
-}
-
-inline bool
-eprop_iaf_psc_exp::is_eprop_recurrent_node() const
-{
-  return true;
-}
-
 inline size_t
 eprop_iaf_psc_exp::send_test_event( nest::Node& target, size_t receptor_type, nest::synindex, bool )
 {
@@ -379,16 +358,6 @@ eprop_iaf_psc_exp::handles_test_event( nest::SpikeEvent&, size_t receptor_type )
 
 inline size_t
 eprop_iaf_psc_exp::handles_test_event( nest::CurrentEvent&, size_t receptor_type )
-{
-  if ( receptor_type != 0 )
-  {
-    throw nest::UnknownReceptorType( receptor_type, get_name() );
-  }
-  return 0;
-}
-
-inline size_t
-eprop_iaf_psc_exp::handles_test_event( nest::LearningSignalConnectionEvent&, size_t receptor_type )
 {
   if ( receptor_type != 0 )
   {

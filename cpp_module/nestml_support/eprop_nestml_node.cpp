@@ -6,8 +6,6 @@
 
 #include "eprop_nestml_node.h"
 
-#include "eprop_parameter_checks.h"
-
 #include <algorithm>
 #include <cmath>
 
@@ -22,13 +20,7 @@ namespace nestgrad
 
 EpropNestmlNode::EpropNestmlNode()
   : EpropEventNode()
-  , c_reg_( 0.0 )
-  , f_target_( 10.0 )
-  , kappa_( 0.97 )
-  , kappa_reg_( 0.97 )
-  , surrogate_gradient_function_( "piecewise_linear" )
-  , surrogate_gradient_height_( 0.3 )
-  , surrogate_gradient_width_( 1.0 )
+  , eprop_()
   , spiked_( false )
   , vector_registration_( false )
 {
@@ -50,13 +42,7 @@ void
 EpropNestmlNode::get_status( Dictionary& d ) const
 {
   EpropEventNode::get_status( d );
-  d[ nest::names::c_reg ] = c_reg_;
-  d[ nest::names::f_target ] = f_target_;
-  d[ nest::names::kappa ] = kappa_;
-  d[ nest::names::kappa_reg ] = kappa_reg_;
-  d[ nest::names::surrogate_gradient_function ] = surrogate_gradient_function_;
-  d[ nest::names::surrogate_gradient_height ] = surrogate_gradient_height_;
-  d[ nest::names::surrogate_gradient_width ] = surrogate_gradient_width_;
+  eprop_.get( d );
   d[ "eligibility_size" ] = static_cast< long >( eligibility_size() );
   // eprop_event_synapse: history held (entries of the largest port) and windows kept as summaries
   long held = static_cast< long >( get_event_history_size() );
@@ -77,48 +63,19 @@ EpropNestmlNode::get_status( Dictionary& d ) const
 void
 EpropNestmlNode::set_status( const Dictionary& d )
 {
-  double c_reg = c_reg_;
-  double f_target = f_target_;
-  double kappa = kappa_;
-  double kappa_reg = kappa_reg_;
-  std::string surrogate = surrogate_gradient_function_;
-  double height = surrogate_gradient_height_;
-  double width = surrogate_gradient_width_;
+  EpropParameters eprop = eprop_;  // a copy: an invalid value leaves the neuron unchanged
+  eprop.set( d, this );
   bool ignore_and_spike = false;
-  nest::update_value_param( d, nest::names::c_reg, c_reg, this );
-  nest::update_value_param( d, nest::names::f_target, f_target, this );
-  nest::update_value_param( d, nest::names::kappa, kappa, this );
-  nest::update_value_param( d, nest::names::kappa_reg, kappa_reg, this );
-  nest::update_value_param( d, nest::names::surrogate_gradient_function, surrogate, this );
-  nest::update_value_param( d, nest::names::surrogate_gradient_height, height, this );
-  nest::update_value_param( d, nest::names::surrogate_gradient_width, width, this );
   nest::update_value_param( d, nest::names::ignore_and_spike, ignore_and_spike, this );
-
-  check_eprop_parameters( c_reg, f_target, kappa, kappa_reg, height, width );
   if ( ignore_and_spike )
   {
     // the spike condition is the model's own (its onCondition block); forced spikes would bypass it
     throw nest::BadProperty( get_name() + ": ignore_and_spike is not supported by NESTML-generated e-prop neurons." );
   }
-  surrogate_gradient_function function = nullptr;
-  try
-  {
-    function = find_surrogate_gradient( surrogate );
-  }
-  catch ( const nest::BadProperty& )
-  {
-    throw nest::BadProperty( get_name() + ": surrogate_gradient_function = \"" + surrogate
-      + "\" is unknown; known: arctan_derivative, exponential, fast_sigmoid_derivative, piecewise_linear." );
-  }
+  const surrogate_gradient_function function = select_surrogate_gradient_( eprop.surrogate_gradient_function_ );
 
   nest::EpropArchivingNodeRecurrent< false >::set_status( d );
-  c_reg_ = c_reg;
-  f_target_ = f_target;
-  kappa_ = kappa;
-  kappa_reg_ = kappa_reg;
-  surrogate_gradient_function_ = surrogate;
-  surrogate_gradient_height_ = height;
-  surrogate_gradient_width_ = width;
+  eprop_ = eprop;
   compute_surrogate_gradient_ = function;
 }
 
@@ -128,36 +85,17 @@ EpropNestmlNode::eprop_pre_run_hook_()
   FlushEventMechanism::pre_run_hook();
 }
 
-size_t
-EpropNestmlNode::handles_test_event( nest::LearningSignalConnectionEvent&, size_t receptor_type )
-{
-  if ( receptor_type != 0 )
-  {
-    throw nest::UnknownReceptorType( receptor_type, get_name() );
-  }
-  return 0;
-}
-
 void
-EpropNestmlNode::handle( nest::LearningSignalConnectionEvent& e )
+EpropNestmlNode::store_event_learning_signal_( const long t, const double learning_signal )
 {
-  for ( auto it_event = e.begin(); it_event != e.end(); )
+  if ( event_products_.empty() )
   {
-    const long time_step = e.get_stamp().get_steps();
-    const double weight = e.get_weight();
-    const double error_signal = e.get_coeffvalue( it_event );  // advances the iterator
-    write_learning_signal_to_history( time_step, weight * error_signal );
-    if ( not event_products_.empty() )
-    {
-      for ( auto& products : event_products_ )
-      {
-        products.add_learning_signal( time_step - 2, weight * error_signal );
-      }
-    }
-    else if ( event_history_active_() )
-    {
-      add_event_learning_signal_( time_step - 2, weight * error_signal );  // the entry NEST's history uses
-    }
+    EpropEventNode::store_event_learning_signal_( t, learning_signal );
+    return;
+  }
+  for ( auto& products : event_products_ )
+  {
+    products.add_learning_signal( t, learning_signal );
   }
 }
 
@@ -170,63 +108,40 @@ EpropNestmlNode::eprop_end_of_step_( const long t, const long lag, const double 
     z = 1.0;
     set_last_event_time( t );
   }
-  else if ( flush_event_is_due( t ) )
+  else
   {
-    nest::SpikeEvent se;
-    se.set_flush_event_flag( true );
-    nest::kernel().event_delivery_manager.send( *this, se, lag );
-    set_last_event_time( t );
+    send_flush_event_if_due_( t, lag );
   }
   spiked_ = false;
+  return eprop_history_step_( t, z, surrogate_gradient, eprop_.f_target_, eprop_.kappa_reg_, eprop_.c_reg_ );
+}
 
-  append_new_eprop_history_entry( t );
-  write_surrogate_gradient_to_history( t, surrogate_gradient );
-  // the archiving node expects the target rate in spikes per ms
-  write_firing_rate_reg_to_history( t, z, f_target_ / 1000.0, kappa_reg_, c_reg_ );
-  double learning_signal = get_learning_signal_from_history( t );
-
-  if ( event_history_active_() )
+double
+EpropNestmlNode::append_event_step_( const long t, const double surrogate_gradient, const double learning_signal )
+{
+  if ( event_products_.empty() )
   {
-    if ( eprop_indegree_ == 0 )
-    {
-      // the archiving node updates the rate estimate only for eprop_synapse; same expression here
-      const double dt = nest::Time::get_resolution().get_ms();
-      f_av_ = kappa_reg_ * f_av_ + ( 1.0 - kappa_reg_ ) * z / dt;
-      firing_rate_reg_ = c_reg_ * ( f_av_ - f_target_ / 1000.0 * dt );
-    }
-    if ( not event_products_.empty() )
-    {
-      const long keep = t - nest::kernel().connection_manager.get_min_delay() - 4;  // windows of spikes in transit
-      // windows read at most the cutoff (none: -1)
-      const long cutoff = event_cutoff_ < ( 1L << 40 ) ? event_cutoff_ : -1;
-      double A[ EventProductHistory::max_states * EventProductHistory::max_states ];
-      double h[ EventProductHistory::max_states ];
-      double B[ EventProductHistory::max_states ];
-      double hz = 0.0;
-      for ( size_t port = 0; port < event_products_.size(); ++port )
-      {
-        EventProductHistory& products = event_products_[ port ];
-        event_step_map_( port, t, surrogate_gradient, A, h );
-        event_spike_input_( port, surrogate_gradient, B, hz );
-        products.append( t, surrogate_gradient, A, h, B, hz, firing_rate_reg_, event_reg_factor_ );
-        products.finalize_through( t - 2 );  // the learning signal of entry t - 2 has arrived
-        products.prune( keep, cutoff );
-      }
-      if ( eprop_indegree_ == 0 and t - 2 >= 0 )
-      {
-        learning_signal = event_products_[ 0 ].learning_signal_or_zero( t - 2 );
-      }
-    }
-    else
-    {
-      append_event_entry_( t, surrogate_gradient, firing_rate_reg_ );
-      finalize_event_entries_( t - 2 );  // the learning signal of entry t - 2 has arrived
-      prune_event_history_( t );
-      if ( eprop_indegree_ == 0 and t - 2 >= 0 )
-      {
-        learning_signal = event_learning_signal_or_zero_( t - 2 );
-      }
-    }
+    return EpropEventNode::append_event_step_( t, surrogate_gradient, learning_signal );
+  }
+  const long keep = t - nest::kernel().connection_manager.get_min_delay() - 4;  // windows of spikes in transit
+  // windows read at most the cutoff (none: -1)
+  const long cutoff = event_cutoff_ < ( 1L << 40 ) ? event_cutoff_ : -1;
+  double A[ EventProductHistory::max_states * EventProductHistory::max_states ];
+  double h[ EventProductHistory::max_states ];
+  double B[ EventProductHistory::max_states ];
+  double hz = 0.0;
+  for ( size_t port = 0; port < event_products_.size(); ++port )
+  {
+    EventProductHistory& products = event_products_[ port ];
+    event_step_map_( port, t, surrogate_gradient, A, h );
+    event_spike_input_( port, surrogate_gradient, B, hz );
+    products.append( t, surrogate_gradient, A, h, B, hz, firing_rate_reg_, event_reg_factor_ );
+    products.finalize_through( t - 2 );  // the learning signal of entry t - 2 has arrived
+    products.prune( keep, cutoff );
+  }
+  if ( eprop_indegree_ == 0 and t - 2 >= 0 )
+  {
+    return event_products_[ 0 ].learning_signal_or_zero( t - 2 );
   }
   return learning_signal;
 }
@@ -343,7 +258,7 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
       port.slot[ m ] = static_cast< int >( found - distinct );
     }
   }
-  configure_event_history_( n_distinct, distinct, kappa_, kappa_reg_, c_reg_ > 0.0 );
+  configure_event_history_( n_distinct, distinct, eprop_.kappa_, eprop_.kappa_reg_, eprop_.c_reg_ > 0.0 );
   for ( auto& port : event_ports_ )
   {
     for ( int m = 0; m < port.n; ++m )
@@ -356,8 +271,8 @@ EpropNestmlNode::eprop_event_pre_run_hook_()
 void
 EpropNestmlNode::configure_event_products_()
 {
-  const double kappas[ 2 ] = { kappa_, kappa_reg_ };
-  const int n_filters = event_filters_( kappa_, kappa_reg_, c_reg_ > 0.0, event_reg_factor_ );
+  const double kappas[ 2 ] = { eprop_.kappa_, eprop_.kappa_reg_ };
+  const int n_filters = event_filters_( eprop_.kappa_, eprop_.kappa_reg_, eprop_.c_reg_ > 0.0, event_reg_factor_ );
   if ( event_products_.size() != event_ports_.size() )
   {
     event_products_ = std::vector< EventProductHistory >( event_ports_.size() );

@@ -19,6 +19,7 @@
 #include "nest_time.h"
 
 #include "eprop_event_node.h"
+#include "eprop_parameter_checks.h"
 #include "event_product_history.h"
 
 namespace nestgrad
@@ -81,8 +82,9 @@ struct EventPortRecursion
  * NESTML generates the neuron's dynamics (its update and onCondition blocks, exact propagators); nestgrad's
  * generator adds the per-step e-prop bookkeeping and the eligibility traces it derives from the model's
  * equations. This class holds what is the same for every such neuron: the e-prop parameters of NEST's built-in
- * e-prop neurons (same names, units and defaults), the learning-signal input, the history that NEST's
- * eprop_synapse reads, flush events, and the surrogate gradient functions of NEST's e-prop archiving node.
+ * e-prop neurons (EpropParameters: same names, units and defaults), the spike and surrogate gradient of each step,
+ * and the running products of models with time-varying eligibility coefficients. The learning-signal input, the
+ * history that NEST's eprop_synapse reads and flush events are EpropEventNode's, shared with eprop_iaf_psc_exp.
  */
 class EpropNestmlNode : public EpropEventNode
 {
@@ -92,9 +94,8 @@ public:
 
   using nest::Node::handle;
   using nest::Node::handles_test_event;
-
-  void handle( nest::LearningSignalConnectionEvent& ) override;
-  size_t handles_test_event( nest::LearningSignalConnectionEvent&, size_t ) override;
+  using EpropEventNode::handle;  // learning signals
+  using EpropEventNode::handles_test_event;
 
   /**
    * Gradient of one eprop_vector_synapse over the window from its previous presynaptic spike to this one (steps),
@@ -151,9 +152,6 @@ public:
   void set_spiketime( const nest::Time& t_spike, double offset = 0.0 );
 
 protected:
-  long get_shift() const override;
-  bool is_eprop_recurrent_node() const override;
-
   //! Per-run initialisation (flush-event interval in steps); called from the generated pre_run_hook().
   void eprop_pre_run_hook_();
 
@@ -225,7 +223,7 @@ protected:
   {
     spiked_ = false;
     return ( this->*compute_surrogate_gradient_ )(
-      can_spike ? 0.0 : 1.0, v, v_th, surrogate_gradient_height_, surrogate_gradient_width_ );
+      can_spike ? 0.0 : 1.0, v, v_th, eprop_.surrogate_gradient_height_, eprop_.surrogate_gradient_width_ );
   }
 
   /**
@@ -238,22 +236,20 @@ protected:
   double
   eprop_kappa_() const
   {
-    return kappa_;
+    return eprop_.kappa_;
   }
   double
   eprop_kappa_reg_() const
   {
-    return kappa_reg_;
+    return eprop_.kappa_reg_;
   }
 
+  //! Running sums: the base class's store; running products: one per port.
+  double append_event_step_( long t, double surrogate_gradient, double learning_signal ) override;
+  void store_event_learning_signal_( long t, double learning_signal ) override;
+
 private:
-  double c_reg_;                             //!< firing-rate regularisation strength
-  double f_target_;                          //!< target firing rate (Hz)
-  double kappa_;                             //!< low-pass filter of the eligibility trace (readout's)
-  double kappa_reg_;                         //!< low-pass filter of the firing-rate estimate
-  std::string surrogate_gradient_function_;  //!< one of NEST's e-prop surrogate gradients
-  double surrogate_gradient_height_;
-  double surrogate_gradient_width_;
+  EpropParameters eprop_;  //!< c_reg, f_target, kappa, kappa_reg, surrogate gradient
   bool spiked_;               //!< the model emitted a spike in the current step
   std::vector< EventPortRecursion > event_ports_;  //!< per receptor port, with eprop_event_synapse
   //! running products per port when the eligibility coefficients vary in time (empty otherwise)
@@ -263,18 +259,6 @@ private:
   void configure_event_products_();
   bool vector_registration_;  //!< an eprop_vector_synapse is connecting
 };
-
-inline long
-EpropNestmlNode::get_shift() const
-{
-  return offset_gen_ + delay_in_rec_;
-}
-
-inline bool
-EpropNestmlNode::is_eprop_recurrent_node() const
-{
-  return true;
-}
 
 inline void
 EpropNestmlNode::set_spiketime( const nest::Time&, double )

@@ -10,7 +10,10 @@
 #include <string>
 
 // NEST public headers
+#include "dict_util.h"
 #include "exceptions.h"
+#include "nest_names.h"
+#include "node.h"
 
 namespace nestgrad
 {
@@ -54,6 +57,48 @@ check_eprop_parameters( const double c_reg,
       "surrogate_gradient_width > 0 required (got " + std::to_string( surrogate_gradient_width ) + ")." );
   }
 }
+
+/**
+ * The e-prop parameters of nestgrad's recurrent e-prop neurons (C++ and NESTML-generated), with the names, units and
+ * defaults of NEST's built-in e-prop neurons.
+ */
+struct EpropParameters
+{
+  double c_reg_ = 0.0;       //!< firing-rate regularisation strength
+  double f_target_ = 10.0;   //!< target firing rate (Hz)
+  double kappa_ = 0.97;      //!< low-pass filter of the eligibility trace (readout's)
+  double kappa_reg_ = 0.97;  //!< low-pass filter of the firing-rate estimate
+  std::string surrogate_gradient_function_ = "piecewise_linear";  //!< one of NEST's e-prop surrogate gradients
+  double surrogate_gradient_height_ = 0.3;
+  double surrogate_gradient_width_ = 1.0;
+
+  void
+  get( Dictionary& d ) const
+  {
+    d[ nest::names::c_reg ] = c_reg_;
+    d[ nest::names::f_target ] = f_target_;
+    d[ nest::names::kappa ] = kappa_;
+    d[ nest::names::kappa_reg ] = kappa_reg_;
+    d[ nest::names::surrogate_gradient_function ] = surrogate_gradient_function_;
+    d[ nest::names::surrogate_gradient_height ] = surrogate_gradient_height_;
+    d[ nest::names::surrogate_gradient_width ] = surrogate_gradient_width_;
+  }
+
+  //! Reads the values given in d and checks them all (check_eprop_parameters()); call it on a copy.
+  void
+  set( const Dictionary& d, nest::Node* node )
+  {
+    nest::update_value_param( d, nest::names::c_reg, c_reg_, node );
+    nest::update_value_param( d, nest::names::f_target, f_target_, node );
+    nest::update_value_param( d, nest::names::kappa, kappa_, node );
+    nest::update_value_param( d, nest::names::kappa_reg, kappa_reg_, node );
+    nest::update_value_param( d, nest::names::surrogate_gradient_function, surrogate_gradient_function_, node );
+    nest::update_value_param( d, nest::names::surrogate_gradient_height, surrogate_gradient_height_, node );
+    nest::update_value_param( d, nest::names::surrogate_gradient_width, surrogate_gradient_width_, node );
+    check_eprop_parameters(
+      c_reg_, f_target_, kappa_, kappa_reg_, surrogate_gradient_height_, surrogate_gradient_width_ );
+  }
+};
 
 }  // namespace nestgrad
 
