@@ -64,7 +64,7 @@ def build(nest: Any, spec: NetworkSpec, *, plastic: bool = True, learning: bool 
         nodes[pop.name] = nest.Create(pop.model, pop.size, params if params else None)
         if pop.role == Role.READOUT:
             gen_target, gen_window = dev.create_target_nodes(nest, pop.size)
-    ids = {name: np.asarray(nc.tolist(), dtype=np.int64) for name, nc in nodes.items()}
+    ids = {name: _global_ids(nc) for name, nc in nodes.items()}
     input_pop = spec.population_with_role(Role.INPUT)
     if input_pop is not None:
         dev.connect_inputs(nest, gen_in, nodes[input_pop.name], step)
@@ -92,11 +92,20 @@ def build(nest: Any, spec: NetworkSpec, *, plastic: bool = True, learning: bool 
     return built
 
 
+def _global_ids(nc: Any) -> np.ndarray:
+    """Global ids of a NodeCollection; nest.Create makes contiguous ones, for which an arange is exact and much
+    faster than NodeCollection.tolist() (1.3 s for the full V1 column)."""
+    first, last = nc[0].global_id, nc[-1].global_id
+    if last - first + 1 == len(nc):
+        return np.arange(first, last + 1, dtype=np.int64)
+    return np.asarray(nc.tolist(), dtype=np.int64)
+
+
 def _connect(
     nest: Any, spec: NetworkSpec, name: str, proj: Projection, built: BuiltNetwork, plastic: bool, learning: bool
 ) -> None:
-    pre = built.ids[proj.source][np.asarray(proj.sources, np.int64)]
-    post = built.ids[proj.target][np.asarray(proj.targets, np.int64)]
+    pre = built.ids[proj.source][np.asarray(proj.sources)]
+    post = built.ids[proj.target][np.asarray(proj.targets)]
     w = np.asarray(proj.weights, float)
     d = np.asarray(proj.delays, float)
     if proj.kind == SynapseKind.LEARNING_SIGNAL:  # the builder leaves these out of a static twin if it wants
@@ -123,10 +132,14 @@ def _connect(
     for sel, model in groups:
         if not sel.any():
             continue
-        syn = {"synapse_model": model, "weight": w[sel], "delay": d[sel]}
+
+        def part(a: np.ndarray, sel: np.ndarray = sel) -> np.ndarray:  # no copy when the group is the projection
+            return a if sel.all() else a[sel]
+
+        syn = {"synapse_model": model, "weight": part(w), "delay": part(d)}
         if proj.receptors is not None:
-            syn["receptor_type"] = np.asarray(proj.receptors)[sel]
-        nest.Connect(pre[sel], post[sel], "one_to_one", syn)
+            syn["receptor_type"] = part(np.asarray(proj.receptors))
+        nest.Connect(part(pre), part(post), "one_to_one", syn)
 
 
 # -- reading back ------------------------------------------------------------------------------------------------------

@@ -333,7 +333,7 @@ class EpropNetwork(SpecLearner):
         models = {"in_rec": self._synapse_model, "rec_rec": self._synapse_model, "rec_out": EPROP_SYNAPSE}
         for name, (pre, post) in _PROJECTION_NODES.items():
             w = np.asarray(weights[name], float)
-            post_idx, pre_idx = np.nonzero(masks[name])
+            post_idx, pre_idx = (i.astype(np.int32) for i in np.nonzero(masks[name]))  # half the index memory
             ref = w if self.sign_reference is None else np.asarray(self.sign_reference[name], float)
             if ref.shape != w.shape:
                 raise SpecError(f"sign_reference[{name!r}] has shape {ref.shape}, the weights {w.shape}")
