@@ -178,6 +178,8 @@ def compare_case(case: SpecCase, threads: int = 1, out_dir: str | pathlib.Path |
             "max_rel_err": max_rel,
             "mean_rel_err": mean_rel,
             "static_max_abs_change": static_moved,
+            # plastic edges that Dale's law holds at 0 (NEST's weights; they moved towards the other sign)
+            "n_held_at_zero": int(np.sum((nest_run.weights[name][mask] == 0.0) & (w0[mask] != 0.0))),
         }
     T = data.iteration_steps
     sq = data.window[:, None] * (nest_run.readout - data.target) ** 2
