@@ -109,10 +109,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare_spec_network(args: argparse.Namespace, config: ExperimentConfig) -> int:
-    """``nestgrad compare --config`` for networks built from a spec (V1): NEST vs the general reference engine."""
+    """``nestgrad compare --config`` for the V1 column and the e-prop microcircuit: NEST vs the general reference
+    engine (nestgrad.reference.spec_online)."""
     import dataclasses
 
-    from nestgrad.comparison.spec_compare import case_from_config, compare_case, format_table
+    from nestgrad.comparison.spec_compare import (
+        case_from_config,
+        compare_case,
+        compare_run,
+        format_table,
+        microcircuit_run,
+    )
 
     if args.save_network:
         print("nestgrad compare: --save-network writes the classic network's file only", file=sys.stderr)
@@ -120,9 +127,12 @@ def _compare_spec_network(args: argparse.Namespace, config: ExperimentConfig) ->
     if args.eta is not None:
         config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, eta=args.eta))
     iterations = args.iterations if args.iterations is not None else config.training.iterations
-    case = case_from_config(config, iterations)
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / f"compare_{config.network.architecture}"
-    result = compare_case(case, threads=args.threads, out_dir=out)
+    if config.network.architecture == "microcircuit":  # NEST draws its circuit: read back into a spec
+        case, nest_run = microcircuit_run(config, iterations, threads=args.threads)
+        result = compare_run(case, nest_run, out_dir=out, threads=args.threads)
+    else:
+        result = compare_case(case_from_config(config, iterations), threads=args.threads, out_dir=out)
     print(format_table(result))
     print(f"written: {out / 'compare.json'}")
     return 0

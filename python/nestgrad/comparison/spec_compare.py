@@ -34,7 +34,12 @@ from nestgrad.tasks import TrialBatch
 
 # the parameters the reference engine reads, per model (read back from NEST)
 _READ_BACK = {
-    "eprop_glif3_psc": rp.GLIF3_NUMBERS + rp.EPROP_NUMBERS + tuple(rp.GLIF3_LISTS) + rp.EPROP_SHARED,
+    "eprop_glif3_psc": rp.GLIF3_NUMBERS
+    + rp.EPROP_NUMBERS
+    + tuple(rp.GLIF3_LISTS)
+    + rp.EPROP_SHARED
+    + tuple(rp.EPROP_FIXED),
+    "eprop_iaf_psc_exp": rp.PSC_EXP_NUMBERS + rp.EPROP_NUMBERS + rp.EPROP_SHARED + tuple(rp.EPROP_FIXED),
     "eprop_readout": rp.READOUT_NUMBERS,
 }
 
@@ -135,6 +140,107 @@ def run_spec_nest(case: SpecCase, threads: int = 1) -> NestSpecRun:
     return NestSpecRun(weights, np.concatenate(readout), params)
 
 
+def microcircuit_run(config: ExperimentConfig, iterations: int, threads: int = 1) -> tuple[SpecCase, NestSpecRun]:
+    """The e-prop microcircuit (:mod:`nestgrad.networks.pd_eprop`) run in NEST as the Trainer runs it, and the spec
+    of what NEST built: its static circuit (drawn by NEST's random connection rules and distributions, read back
+    with ``GetConnections``), the plastic thalamic and readout synapses, the learning-signal routes and every
+    neuron's parameters (initial membrane potentials drawn by NEST, DC per population) as NEST holds them."""
+    from nestgrad.networks.registry import make_learner
+
+    if iterations < 1:
+        raise ConfigError(f"iterations = {iterations}: at least 1 is required")
+    learner, task = make_learner(config)
+    if learner.config.background != "dc":
+        raise SpecError(
+            f"network.microcircuit.background = {learner.config.background!r}: the Poisson background is random and "
+            "cannot be replayed by the reference engine; use background = 'dc' for a comparison"
+        )
+    step = config.task.resolution
+    nest = fresh_kernel(step, threads, config.training.rng_seed)
+    learner.validate(nest)
+    weights = learner.initial_weights(config.network.seed)
+    learner.build(nest, weights, record_neurons=0)
+    spec = _microcircuit_spec(nest, learner, weights, config)
+    batches = [task.batch(k) for k in range(iterations)]
+    case = SpecCase(spec, batches, {"architecture": "microcircuit", "task": config.task.name,
+                                    "describe": learner.describe()})  # fmt: skip
+    params = {
+        "rec": _read_params(nest.NodeCollection(learner.ids.tolist()), "eprop_iaf_psc_exp"),
+        "readout": _read_params(learner.out, "eprop_readout"),
+    }
+    learner.load_segment(nest, batches)
+    t = learner.lead_in_ms()
+    readout = []
+    nest.Prepare()
+    nest.Run(t)
+    for b in batches:
+        nest.Run(b.steps * step)
+        readout.append(learner.collect(nest, t, b.steps).readout)
+        t += b.steps * step
+    nest.Cleanup()
+    w = learner.read_weights(nest)
+    nest.ResetKernel()
+    run = NestSpecRun({"rec_rec": spec.projections["rec_rec"].weights, "th_rec": w["th_rec"],
+                       "rec_out": w["rec_out"]}, np.concatenate(readout), params)  # fmt: skip
+    return case, run
+
+
+def _microcircuit_spec(
+    nest: Any, learner: Any, weights: dict[str, np.ndarray], config: ExperimentConfig
+) -> NetworkSpec:
+    from nestgrad.networks.base import READOUT_DEFAULTS
+    from nestgrad.spec import Population, Projection
+
+    ids = np.asarray(learner.ids, np.int64)
+    index = np.full(int(ids.max()) + 1, -1, np.int64)
+    index[ids] = np.arange(ids.size)
+    circuit = nest.NodeCollection(sorted(ids.tolist()))
+    conns = nest.GetConnections(circuit, circuit)
+    d = conns.get(["source", "target", "weight", "delay", "synapse_model"])
+    models = set(np.atleast_1d(d["synapse_model"]).tolist())
+    if models - {"static_synapse"}:
+        raise SpecError(
+            f"the microcircuit's recurrent connections use {sorted(models)}; only static_synapse is replayed"
+        )
+    src = index[np.atleast_1d(np.asarray(d["source"], np.int64))]
+    tgt = index[np.atleast_1d(np.asarray(d["target"], np.int64))]
+    step = learner.resolution
+    spec = NetworkSpec(resolution=step, optimizer=config.optimizer.nest_dict())
+    spec.add_population(Population("thalamus", "parrot_neuron", learner.n_in, role=Role.INPUT))
+    spec.add_population(Population("rec", "eprop_iaf_psc_exp", int(ids.size)))
+    spec.add_population(Population("readout", "eprop_readout", learner.n_out, dict(READOUT_DEFAULTS), Role.READOUT))
+    spec.add_projection(
+        "rec_rec",
+        Projection("rec", "rec", src, tgt, np.atleast_1d(np.asarray(d["weight"], float)),
+                   np.atleast_1d(np.asarray(d["delay"], float))),
+    )  # fmt: skip
+    n_th = learner.th_src.size
+    spec.add_projection(
+        "th_rec",
+        Projection("thalamus", "rec", learner.th_src, learner.th_tgt, np.asarray(weights["th_rec"], float),
+                   np.full(n_th, step), plastic=np.ones(n_th, bool), synapse_model=learner._th_synapse_model),
+    )  # fmt: skip
+    n_out = learner.out_src.size
+    spec.add_projection(
+        "rec_out",
+        Projection("rec", "readout", learner.out_src, learner.out_tgt, np.asarray(weights["rec_out"], float),
+                   np.full(n_out, step), plastic=np.ones(n_out, bool), synapse_model=learner._synapse_model),
+    )  # fmt: skip
+    fb = np.asarray(weights["feedback"], float)
+    li, k = np.nonzero(np.ones_like(fb, bool))
+    spec.add_projection(
+        "feedback",
+        Projection("readout", "rec", k, learner.learners[li], fb[li, k], np.full(li.size, step),
+                   kind=SynapseKind.LEARNING_SIGNAL),
+    )  # fmt: skip
+    return spec
+
+
+def compare_run(case: SpecCase, nest_run: NestSpecRun, out_dir: str | pathlib.Path | None = None, threads: int = 1):
+    """Replay ``case`` in the reference engine with the parameters NEST held and compare with ``nest_run``."""
+    return _compare(case, nest_run, threads, out_dir)
+
+
 def with_parameters(spec: NetworkSpec, params: dict[str, list[dict[str, Any]]]) -> NetworkSpec:
     """A copy of ``spec`` whose populations carry the given per-neuron parameters."""
     pops = {
@@ -145,8 +251,12 @@ def with_parameters(spec: NetworkSpec, params: dict[str, list[dict[str, Any]]]) 
 
 
 def compare_case(case: SpecCase, threads: int = 1, out_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
+    """Run ``case`` in NEST through the one wiring function and in the reference engine; compare."""
+    return _compare(case, run_spec_nest(case, threads), threads, out_dir)
+
+
+def _compare(case: SpecCase, nest_run: NestSpecRun, threads: int, out_dir: str | pathlib.Path | None) -> dict[str, Any]:
     spec = case.spec
-    nest_run = run_spec_nest(case, threads)
     data = case.data()
     ref = run_spec_online(with_parameters(spec, nest_run.params), data)
     result: dict[str, Any] = dict(case.meta) | {

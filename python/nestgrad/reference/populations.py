@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 
 from nestgrad.errors import SpecError
-from nestgrad.reference.neurons import alpha_current_to_voltage_propagators, surrogate_gradient
+from nestgrad.reference.neurons import (
+    alpha_current_to_voltage_propagators,
+    current_to_voltage_propagator,
+    surrogate_gradient,
+)
 
 GLIF3_NUMBERS = ("C_m", "g", "E_L", "V_th", "V_reset", "V_m", "t_ref", "I_e")
 GLIF3_LISTS = {"asc_init": 2, "asc_decay": 2, "asc_amps": 2, "asc_r": 2, "tau_syn": None}  # entries (None: >= 1)
@@ -35,6 +39,11 @@ EPROP_NUMBERS = (
 EPROP_SHARED = ("surrogate_gradient_function",)  # one value for the whole population
 # keys that change how NEST computes, not what (eprop_event_synapse's segment length), or only report state
 GLIF3_IGNORED = ("event_segment_steps", "has_connections", "ASCurrents")
+# NEST features the engine does not replay: accepted only at these (NEST's default) values
+EPROP_FIXED = {"flush_event_send_interval": np.inf, "ignore_and_spike": False, "frozen": False}
+PSC_EXP_NUMBERS = ("C_m", "tau_m", "tau_syn_ex", "tau_syn_in", "E_L", "V_th", "V_reset", "V_m", "V_min", "t_ref",
+                   "I_e")  # fmt: skip
+PSC_EXP_IGNORED = ("I_syn_ex", "I_syn_in")
 READOUT_NUMBERS = ("C_m", "E_L", "I_e", "V_m", "V_min", "tau_m", "eprop_isi_trace_cutoff")
 
 
@@ -67,13 +76,22 @@ def parameter_arrays(
     lists: dict[str, int | None],
     shared: tuple[str, ...],
     ignored: tuple[str, ...] = (),
+    fixed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One array per parameter, neuron last: [n] for ``numbers``, [k, n] for ``lists`` (k entries, the same for
     every neuron), one value for ``shared`` (must be equal for every neuron)."""
     per_neuron = params if isinstance(params, list) else [params] * n
     if len(per_neuron) != n:
         raise SpecError(f"{where}: {len(per_neuron)} parameter sets for {n} neurons")
-    known = set(numbers) | set(lists) | set(shared) | set(ignored)
+    fixed = fixed or {}
+    for key, allowed in fixed.items():
+        for j, p in enumerate(per_neuron):
+            if key in p and p[key] != allowed:
+                raise SpecError(
+                    f"{where}: {key} = {p[key]!r} (neuron {j}) is not replayed by the reference engine; only "
+                    f"{allowed!r} is supported"
+                )
+    known = set(numbers) | set(lists) | set(shared) | set(ignored) | set(fixed)
     unknown = sorted({k for p in per_neuron for k in p} - known)
     if unknown:
         raise SpecError(
@@ -143,7 +161,9 @@ class Glif3Population:
 
     def __init__(self, name: str, params: dict[str, Any] | list[dict[str, Any]], n: int, dt: float):
         where = f"population {name!r} ({self.model})"
-        p = parameter_arrays(where, params, n, GLIF3_NUMBERS + EPROP_NUMBERS, GLIF3_LISTS, EPROP_SHARED, GLIF3_IGNORED)
+        p = parameter_arrays(
+            where, params, n, GLIF3_NUMBERS + EPROP_NUMBERS, GLIF3_LISTS, EPROP_SHARED, GLIF3_IGNORED, EPROP_FIXED
+        )
         self.n, self.dt = n, dt
         for key, low in (("C_m", 0.0), ("g", 0.0), ("tau_syn", 0.0), ("asc_decay", 0.0)):
             if np.any(p[key] <= low):
@@ -230,7 +250,11 @@ class Glif3Population:
         return psi, zf, fr
 
     # -- eligibility vectors of a projection's plastic edges -----------------------------------------------------
-    def edge_view(self, targets: np.ndarray, receptors: np.ndarray) -> Glif3Edges:
+    def ports(self, receptors: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+        """Input row of each edge: its receptor port (1-based in NEST), fixed at connection time."""
+        return np.asarray(receptors, np.int64) - 1
+
+    def edge_view(self, targets: np.ndarray, receptors: np.ndarray | None) -> Glif3Edges:
         return Glif3Edges(self, np.asarray(targets, np.int64), np.asarray(receptors, np.int64) - 1)
 
 
@@ -252,9 +276,10 @@ class Glif3Edges:
         m = tgt.size
         self.eps = {k: np.zeros(m) for k in ("y", "I", "U", "A1", "A2")}
 
-    def step(self, z_pre: np.ndarray, s: Glif3State, psi: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def step(self, z_pre: np.ndarray, s: Glif3State, psi: np.ndarray, active: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Advance by one history entry (z_pre: the presynaptic spike entering in it, per edge; ``active``: the entry
-        lies inside the edge's gradient window) and return the eligibility trace e of the entry (0 outside)."""
+        lies inside the edge's gradient window; ``w``: the edges' weights, unused: the port is fixed) and return the
+        eligibility trace e of the entry (0 outside)."""
         eps, tgt = self.eps, self.tgt
         frozen = s.refractory[tgt] & active
         spiked = s.spiked[tgt] & active
@@ -276,6 +301,111 @@ class Glif3Edges:
         return e
 
 
+@dataclass
+class PscExpState:
+    v: np.ndarray  # [n] mV relative to E_L
+    r: np.ndarray  # [n] refractory steps left
+    i_ex: np.ndarray  # [n] pA
+    i_in: np.ndarray  # [n] pA
+    f_av: np.ndarray
+
+
+class PscExpPopulation:
+    """nestgrad's ``eprop_iaf_psc_exp`` (cpp_module/models/eprop_iaf_psc_exp.cpp; without learning NEST's
+    ``iaf_psc_exp``) with parameters per neuron, as :class:`~nestgrad.reference.neurons.EpropIafPscExp` computes it
+    for one shared parameter set. A spike enters the excitatory current if the weight it carries is >= 0, else the
+    inhibitory one (input rows 0 and 1); the eligibility vector (eps_v, eps_i) of an e-prop edge follows the current
+    its last spike entered (the sign of the weight it carried)."""
+
+    model = "eprop_iaf_psc_exp"
+    n_ports = 2
+
+    def __init__(self, name: str, params: dict[str, Any] | list[dict[str, Any]], n: int, dt: float):
+        where = f"population {name!r} ({self.model})"
+        p = parameter_arrays(
+            where, params, n, PSC_EXP_NUMBERS + EPROP_NUMBERS, {}, EPROP_SHARED, PSC_EXP_IGNORED, EPROP_FIXED
+        )
+        for key in ("C_m", "tau_m", "tau_syn_ex", "tau_syn_in"):
+            if np.any(p[key] <= 0):
+                raise SpecError(f"{where}: {key} > 0 required")
+        self.n, self.dt = n, dt
+        self.E_L = p["E_L"]
+        self.V_th = p["V_th"] - self.E_L
+        self.V_reset = p["V_reset"] - self.E_L
+        self.V_min = p["V_min"] - self.E_L
+        self.V_m0 = p["V_m"] - self.E_L
+        self.I_e = p["I_e"]
+        tau_m, C_m = p["tau_m"], p["C_m"]
+        self.P22 = np.exp(-dt / tau_m)
+        self.P20 = -tau_m / C_m * np.expm1(-dt / tau_m)
+        self.P11_ex, self.P11_in = np.exp(-dt / p["tau_syn_ex"]), np.exp(-dt / p["tau_syn_in"])
+        self.P21_ex = np.empty(n)
+        self.P21_in = np.empty(n)
+        cache: dict[tuple[float, float, float], float] = {}
+        for j in range(n):
+            for out, tau in ((self.P21_ex, p["tau_syn_ex"][j]), (self.P21_in, p["tau_syn_in"][j])):
+                key = (float(tau), float(tau_m[j]), float(C_m[j]))
+                if key not in cache:
+                    cache[key] = current_to_voltage_propagator(*key, dt)
+                out[j] = cache[key]
+        self.refractory_steps = time_steps(p["t_ref"], dt)
+        self.sg = (p["surrogate_gradient_function"], p["surrogate_gradient_height"], p["surrogate_gradient_width"])
+        surrogate_gradient(self.sg[0], np.zeros(1, np.int64), np.zeros(1), 1.0, 1.0, 1.0)
+        self.kappa, self.kappa_reg, self.c_reg = p["kappa"], p["kappa_reg"], p["c_reg"]
+        self.f_target_per_ms = p["f_target"] / 1000.0
+        self.cutoff_steps = time_steps(p["eprop_isi_trace_cutoff"], dt)
+
+    def init_state(self) -> PscExpState:
+        z = np.zeros(self.n)
+        return PscExpState(self.V_m0.copy(), np.zeros(self.n, np.int64), z.copy(), z.copy(), z.copy())
+
+    def step(self, s: PscExpState, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        free = s.r == 0
+        v_new = self.P22 * s.v + self.P21_ex * s.i_ex + self.P21_in * s.i_in + self.P20 * (self.I_e + 0.0)
+        s.v = np.where(free, np.maximum(v_new, self.V_min), s.v)
+        s.r = np.where(free, s.r, s.r - 1)
+        s.i_ex = self.P11_ex * s.i_ex + inputs[0]
+        s.i_in = self.P11_in * s.i_in + inputs[1]
+        psi = surrogate_gradient(self.sg[0], s.r, s.v, self.V_th, *self.sg[1:])
+        z = (s.v >= self.V_th) & (s.r == 0)
+        s.r = np.where(z, self.refractory_steps, s.r)
+        s.v = np.where(z, self.V_reset, s.v)
+        zf = z.astype(float)
+        s.f_av = self.kappa_reg * s.f_av + (1.0 - self.kappa_reg) * zf / self.dt
+        return psi, zf, self.c_reg * (s.f_av - self.f_target_per_ms * self.dt)
+
+    def ports(self, receptors: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+        """Input row of each edge: 0 (excitatory current) for a weight >= 0, else 1, as NEST's handle() does."""
+        if receptors is not None and np.any(np.asarray(receptors) != 0):
+            raise SpecError(f"{self.model} takes spikes on receptor port 0 only")
+        return (np.asarray(weights) < 0.0).astype(np.int64)
+
+    def edge_view(self, targets: np.ndarray, receptors: np.ndarray | None) -> PscExpEdges:
+        return PscExpEdges(self, np.asarray(targets, np.int64))
+
+
+class PscExpEdges:
+    """The eligibility vectors (eps_v, eps_i) of edges into a :class:`PscExpPopulation`."""
+
+    def __init__(self, pop: PscExpPopulation, tgt: np.ndarray):
+        self.tgt = tgt
+        self.P22 = pop.P22[tgt]
+        self.P11 = (pop.P11_ex[tgt], pop.P11_in[tgt])
+        self.P21 = (pop.P21_ex[tgt], pop.P21_in[tgt])
+        self.kappa, self.kappa_reg = pop.kappa[tgt], pop.kappa_reg[tgt]
+        self.cutoff = pop.cutoff_steps[tgt]
+        self.eps_v = np.zeros(tgt.size)
+        self.eps_i = np.zeros(tgt.size)
+
+    def step(self, z_pre: np.ndarray, s: PscExpState, psi: np.ndarray, active: np.ndarray, w: np.ndarray) -> np.ndarray:
+        excitatory = w >= 0.0  # the current the edge's spikes enter (its current weight is the one they carried)
+        P11 = np.where(excitatory, *self.P11)
+        P21 = np.where(excitatory, *self.P21)
+        self.eps_v = self.P22 * self.eps_v + P21 * self.eps_i
+        self.eps_i = P11 * self.eps_i + z_pre
+        return psi[self.tgt] * self.eps_v * active
+
+
 class ReadoutPopulation:
     """NEST's ``eprop_readout`` (as :class:`~nestgrad.reference.neurons.EpropReadout`), parameters per neuron."""
 
@@ -295,6 +425,12 @@ class ReadoutPopulation:
 
     def init_state(self) -> dict[str, np.ndarray]:
         return {"v": self.V_m0.copy(), "i_in": np.zeros(self.n)}
+
+    def ports(self, receptors: np.ndarray | None, weights: np.ndarray) -> np.ndarray:
+        """Spikes of either sign enter the one input (row 0)."""
+        if receptors is not None and np.any(np.asarray(receptors) != 0):
+            raise SpecError(f"{self.model} takes spikes on receptor port 0 only")
+        return np.zeros(np.size(weights), np.int64)
 
     def step(self, s: dict[str, np.ndarray], z_in: np.ndarray, target: np.ndarray, window: float):
         v = self.P_i * s["i_in"] + z_in + self.P_v * s["v"]

@@ -3,9 +3,10 @@
 The same replay as :mod:`nestgrad.reference.online` (NEST's order of events, its gradient windows, cutoff and
 optimizer), on edge lists instead of dense matrices, so that it covers what the classic engine cannot:
 
-* several populations; parameters per neuron (each acts on its own neuron: a plastic edge's eligibility vector
-  uses its *target's* parameters);
+* several populations, of ``eprop_glif3_psc`` and ``eprop_iaf_psc_exp`` (also mixed); parameters per neuron (each
+  acts on its own neuron: a plastic edge's eligibility vector uses its *target's* parameters);
 * ``eprop_glif3_psc`` with any number of receptor ports, the port given per edge (``Projection.receptors``);
+  ``eprop_iaf_psc_exp`` with the current chosen by the sign of the weight a spike carries;
 * static edges with delays of several steps (a spike stamped ``s`` over a delay of ``d`` steps enters its target
   in update step ``s + d - 1``, as NEST's ring buffers do); e-prop edges have a delay of one step;
 * Dale's law per edge (``Projection.nonneg``: the bounds of NEST's sign-bounded model copies), a learning rate per
@@ -13,7 +14,7 @@ optimizer), on edge lists instead of dense matrices, so that it covers what the 
 * learning signals routed by the spec's ``learning_signal`` projections (readout -> neuron, weight = feedback).
 
 Supported populations: one ``parrot_neuron`` input population (fed with the data: data step ``j`` is stamped
-``j + 2``), ``eprop_glif3_psc`` neuron populations, one ``eprop_readout`` population. Anything else (other
+``j + 2``), ``eprop_glif3_psc`` and ``eprop_iaf_psc_exp`` neuron populations, one ``eprop_readout`` population. Anything else (other
 models, Poisson generators, which are random and cannot be replayed, bad ports, delays) is refused with a
 :class:`~nestgrad.errors.SpecError` that names it, before anything is computed.
 
@@ -31,14 +32,16 @@ import numpy as np
 from nestgrad.errors import SpecError
 from nestgrad.reference.online import INPUT_TO_REC_STEPS, LEAD_STEPS, LEARNING_SIGNAL_SHIFT
 from nestgrad.reference.optimizers import OptimizerState
-from nestgrad.reference.populations import Glif3Edges, Glif3Population, ReadoutPopulation, delay_steps
+from nestgrad.reference.populations import Glif3Population, PscExpPopulation, ReadoutPopulation, delay_steps
 from nestgrad.spec import NetworkSpec, Projection, Role, SynapseKind
 
 INPUT_MODEL = "parrot_neuron"
-NEURON_MODELS = {Glif3Population.model: Glif3Population}
+NEURON_MODELS = {m.model: m for m in (Glif3Population, PscExpPopulation)}
+NeuronPopulation = Glif3Population | PscExpPopulation
 READOUT_MODEL = ReadoutPopulation.model
 PLASTIC_MODELS = {  # target model -> e-prop synapse models whose gradients this engine replays
     Glif3Population.model: ("eprop_vector_synapse", "eprop_event_synapse"),
+    PscExpPopulation.model: ("eprop_synapse", "eprop_event_synapse"),
     READOUT_MODEL: ("eprop_synapse",),
 }
 _NEVER = np.iinfo(np.int64).min // 2
@@ -113,9 +116,11 @@ class _PlasticEdges:
         self.pending: dict[int, Any] = {}
         self.e_bar = np.zeros(edges.size)
         self.e_bar_reg = np.zeros(edges.size)
-        self.glif: Glif3Edges | None = None
-        if isinstance(target_pop, Glif3Population):
-            self.glif = target_pop.edge_view(self.tgt, np.asarray(proj.receptors, np.int64)[edges])
+        self.receptors = None if proj.receptors is None else np.asarray(proj.receptors, np.int64)[edges]
+        self.target_pop = target_pop
+        self.neuron_edges: Any = None  # eligibility vectors of edges into e-prop neurons
+        if isinstance(target_pop, NeuronPopulation):
+            self.neuron_edges = target_pop.edge_view(self.tgt, self.receptors)
         else:
             self.z_bar = np.zeros(edges.size)
             self.P_v = target_pop.P_v[self.tgt]
@@ -195,7 +200,7 @@ def _check_and_build(spec: NetworkSpec) -> tuple[dict[str, Any], str, str, dict,
         target = pops.get(proj.target)
         steps = delay_steps(proj.delays, dt)
         if proj.kind == SynapseKind.LEARNING_SIGNAL:
-            if proj.source != readout_name or not isinstance(target, Glif3Population):
+            if proj.source != readout_name or not isinstance(target, NeuronPopulation):
                 raise SpecError(f"{where}: learning signals must go from the readout population to e-prop neurons")
             if proj.size and np.any(steps != 1):
                 raise SpecError(f"{where}: learning-signal connections need a delay of one step ({dt} ms)")
@@ -216,11 +221,12 @@ def _check_and_build(spec: NetworkSpec) -> tuple[dict[str, Any], str, str, dict,
                     f"{where}: receptor ports must lie in 1 .. {target.n_ports} (len(tau_syn) of {proj.target!r}); "
                     f"found {ports.min()} .. {ports.max()}"
                 )
-            port = ports - 1
+            port = target.ports(proj.receptors, proj.weights)
         else:
-            if proj.receptors is not None and np.any(np.asarray(proj.receptors) != 0):
-                raise SpecError(f"{where}: {READOUT_MODEL} takes spikes on receptor port 0 only")
-            port = np.zeros(proj.size, np.int64)
+            try:
+                port = target.ports(proj.receptors, proj.weights)
+            except SpecError as err:
+                raise SpecError(f"{where}: {err}") from None
         mask = proj.plastic_mask()
         if mask.any():
             allowed = PLASTIC_MODELS[target.model]
@@ -235,8 +241,6 @@ def _check_and_build(spec: NetworkSpec) -> tuple[dict[str, Any], str, str, dict,
             np.asarray(proj.sources, np.int64)[st], np.asarray(proj.targets, np.int64)[st],
             np.asarray(proj.weights, float)[st], port[st], steps[st],
         )  # fmt: skip
-        if name in plastic:
-            plastic[name].port = port[plastic[name].edges]
     return pops, input_name, readout_name, plastic, static, signals
 
 
@@ -250,7 +254,7 @@ def run_spec_online(spec: NetworkSpec, data: SpecData, deliver_final_spikes: boo
     readout: ReadoutPopulation = pops[readout_name]
     n_in = spec.populations[input_name].size if input_name else 0
     data.validate(n_in, readout.n)
-    neuron_names = [k for k, p in pops.items() if isinstance(p, Glif3Population)]
+    neuron_names = [k for k, p in pops.items() if isinstance(p, NeuronPopulation)]
     n_data = data.steps
     n_steps = LEAD_STEPS + n_data
     states = {k: pops[k].init_state() for k in neuron_names}
@@ -275,7 +279,7 @@ def run_spec_online(spec: NetworkSpec, data: SpecData, deliver_final_spikes: boo
         slot = buffers.setdefault(step, {})
         if pop not in slot:
             p = pops[pop]
-            slot[pop] = np.zeros((p.n_ports if isinstance(p, Glif3Population) else 1, p.n))
+            slot[pop] = np.zeros((p.n_ports if isinstance(p, NeuronPopulation) else 1, p.n))
         np.add.at(slot[pop], (port, tgt), w)
 
     for t in range(n_steps + 2):  # two steps past the end close the last history entries
@@ -287,7 +291,7 @@ def run_spec_online(spec: NetworkSpec, data: SpecData, deliver_final_spikes: boo
             for src, tgt, w, pop in signals:
                 np.add.at(L[pop], tgt, w * err[src])
             for name, p in plastic.items():
-                if p.glif is not None:
+                if p.neuron_edges is not None:
                     ebar_act, reg_incr = p.pending.pop(e)
                     p.G += L[spec.projections[name].target][p.tgt] * ebar_act + reg_incr
                 else:
@@ -304,8 +308,9 @@ def run_spec_online(spec: NetworkSpec, data: SpecData, deliver_final_spikes: boo
                     p.deliver(s, t)
                     p.last_stamp[s] = t
                     hit = s[p.src]
-                    if hit.any():
-                        add_input(t, proj.target, p.port[hit], p.tgt[hit], p.w[hit])
+                    if hit.any():  # with the new weights (their sign picks eprop_iaf_psc_exp's current)
+                        port = p.target_pop.ports(p.receptors, p.w)
+                        add_input(t, proj.target, port[hit], p.tgt[hit], p.w[hit])
                 st = static[name]
                 hit = s[st.src]
                 if hit.any():
@@ -320,12 +325,13 @@ def run_spec_online(spec: NetworkSpec, data: SpecData, deliver_final_spikes: boo
                 proj = spec.projections[name]
                 z_pre = stamped(proj.source, e)[p.src].astype(float)
                 act = p.active(e)
-                if p.glif is not None:
+                ne = p.neuron_edges
+                if ne is not None:
                     pop = proj.target
                     # the neurons' state holds the record (refractory, spike, jump) of step e, the last one taken
-                    e_trace = p.glif.step(z_pre, states[pop], psi_hist[pop][e], act)
-                    p.e_bar = p.glif.kappa * p.e_bar + e_trace
-                    p.e_bar_reg = p.glif.kappa_reg * p.e_bar_reg + (1.0 - p.glif.kappa_reg) * e_trace
+                    e_trace = ne.step(z_pre, states[pop], psi_hist[pop][e], act, p.w)
+                    p.e_bar = ne.kappa * p.e_bar + e_trace
+                    p.e_bar_reg = ne.kappa_reg * p.e_bar_reg + (1.0 - ne.kappa_reg) * e_trace
                     actf = act.astype(float)
                     p.pending[e] = (p.e_bar * actf, fr_hist[pop][e][p.tgt] * p.e_bar_reg * actf)
                 else:
