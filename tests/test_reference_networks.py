@@ -319,3 +319,24 @@ def test_microcircuit_poisson_background_is_refused_before_nest_runs(monkeypatch
     monkeypatch.setattr(sc, "fresh_kernel", lambda *a, **k: pytest.fail("NEST must not start"))
     with pytest.raises(SpecError, match="background = 'poisson'.*cannot be replayed"):
         microcircuit_run(config, 1)
+
+
+@pytest.mark.parametrize("n_in", [20, 15])  # n_in == n_rec (15) used to compute silently wrong gradients
+def test_classic_engine_refuses_per_neuron_parameters(n_in):
+    """The classic (dense) engine applies a parameter to the whole population: a per-neuron adapt_beta was accepted
+    and broadcast along the presynaptic axis of the [post, pre] traces (or failed with a NumPy error)."""
+    from test_reference import synthetic_spec
+
+    from nestgrad.reference.online import run_online
+
+    spec = synthetic_spec("eprop_iaf_adapt", recurrent=True)
+    spec = spec.replace(
+        input_spikes=spec.input_spikes[:, :n_in],
+        weights=spec.weights | {"in_rec": spec.weights["in_rec"][:, :n_in]},
+        masks=spec.masks | {"in_rec": spec.masks["in_rec"][:, :n_in]},
+    )
+    run_online(spec)  # one value: fine
+    beta = np.full(spec.n_rec, spec.rec_params["adapt_beta"])
+    beta[0] = 3.0
+    with pytest.raises(SpecError, match="rec_params.adapt_beta has 15 values: .*one value per population.*spec_online"):
+        run_online(spec.replace(rec_params=spec.rec_params | {"adapt_beta": beta}))

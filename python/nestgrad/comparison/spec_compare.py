@@ -266,8 +266,13 @@ def _compare(case: SpecCase, nest_run: NestSpecRun, threads: int, out_dir: str |
         "populations": {k: [p.model, int(p.size)] for k, p in spec.populations.items()},
         "projections": {},
     }
+    result["static_edges"] = {}
     for name, proj in spec.projections.items():
         mask = proj.plastic_mask()
+        if proj.kind == SynapseKind.SPIKE and (~mask).any():
+            steps = rp.delay_steps(np.asarray(proj.delays)[~mask], spec.resolution)
+            result["static_edges"][name] = {"n_edges": int((~mask).sum()),
+                                            "delay_steps": [int(steps.min()), int(steps.max())]}  # fmt: skip
         if proj.kind != SynapseKind.SPIKE or not mask.any():
             continue
         w0 = np.asarray(proj.weights, float)
@@ -317,6 +322,14 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(
             f"{p:12s} {r['n_edges']:8d} {r['n_plastic']:8d} {r['max_abs_update']:10.3e} {r['max_rel_err']:12.3e} "
             f"{r['mean_rel_err']:12.3e}"
+        )
+    if result.get("static_edges"):
+        lines.append(
+            "static edges (replayed, not compared): "
+            + ", ".join(
+                f"{k} {v['n_edges']} (delays {v['delay_steps'][0]}-{v['delay_steps'][1]} steps)"
+                for k, v in result["static_edges"].items()
+            )
         )
     lines.append(
         "loss per iteration (NEST | reference): "

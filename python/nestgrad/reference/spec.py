@@ -23,6 +23,8 @@ from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import RECURRENT_MODELS
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
+# parameters that are lists by nature (one entry per receptor port or after-spike current), not per neuron
+LIST_PARAMS = ("tau_syn", "asc_init", "asc_decay", "asc_amps", "asc_r")
 FORMAT_VERSION = 1
 
 
@@ -121,6 +123,13 @@ class NetworkSpec:
             for k, v in params.items():
                 if isinstance(v, float) and np.isnan(v):
                     raise SpecError(f"{label}.{k} is NaN")
+                if np.ndim(v) != 0 and k not in LIST_PARAMS:
+                    # this engine applies one value to the whole population; an array would broadcast along the
+                    # wrong axis of its [post, pre] traces
+                    raise SpecError(
+                        f"{label}.{k} has {np.size(v)} values: the classic engine takes one value per population; "
+                        "per-neuron parameters are replayed by nestgrad.reference.spec_online (nestgrad.spec networks)"
+                    )
 
     # -- files --------------------------------------------------------------------------------------------------
     def save(self, path: str | pathlib.Path) -> pathlib.Path:

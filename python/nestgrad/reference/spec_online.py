@@ -14,9 +14,9 @@ optimizer), on edge lists instead of dense matrices, so that it covers what the 
 * learning signals routed by the spec's ``learning_signal`` projections (readout -> neuron, weight = feedback).
 
 Supported populations: one ``parrot_neuron`` input population (fed with the data: data step ``j`` is stamped
-``j + 2``), ``eprop_glif3_psc`` and ``eprop_iaf_psc_exp`` neuron populations, one ``eprop_readout`` population. Anything else (other
-models, Poisson generators, which are random and cannot be replayed, bad ports, delays) is refused with a
-:class:`~nestgrad.errors.SpecError` that names it, before anything is computed.
+``j + 2``), ``eprop_glif3_psc`` and ``eprop_iaf_psc_exp`` neuron populations, one ``eprop_readout`` population.
+Anything else (other models, Poisson generators, which are random and cannot be replayed, bad ports, delays) is
+refused with a :class:`~nestgrad.errors.SpecError` that names it, before anything is computed.
 
 Time index ``t`` is NEST's update step; the conventions (``LEAD_STEPS``, learning signal ``L[e]`` = error of step
 ``e + 1``, the order of the four phases of a step) are those of :func:`nestgrad.reference.online.run_online`.
