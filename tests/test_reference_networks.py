@@ -340,3 +340,68 @@ def test_classic_engine_refuses_per_neuron_parameters(n_in):
     beta[0] = 3.0
     with pytest.raises(SpecError, match="rec_params.adapt_beta has 15 values: .*one value per population.*spec_online"):
         run_online(spec.replace(rec_params=spec.rec_params | {"adapt_beta": beta}))
+
+
+PSC_EXP = {"C_m": 250.0, "tau_m": 10.0, "tau_syn_ex": 2.0, "tau_syn_in": 3.0, "t_ref": 2.0, "E_L": -65.0,
+           "V_th": -50.0, "V_reset": -65.0, "surrogate_gradient_function": "piecewise_linear",
+           "surrogate_gradient_height": 0.3, "surrogate_gradient_width": 2.0, "kappa": 0.97, "kappa_reg": 0.97,
+           "c_reg": 0.0, "f_target": 10.0, "eprop_isi_trace_cutoff": 30.0}  # fmt: skip
+
+
+def test_two_neuron_models_in_one_network():
+    """eprop_iaf_psc_exp and eprop_glif3_psc populations connected both ways (e-prop and delayed static edges),
+    per-neuron DC and initial potentials, one readout population fed by both, learning signals to both."""
+    case = _small_case(per_neuron=True, seed=7)
+    spec = case.spec
+    rng = np.random.default_rng(11)
+    n_a = 8
+    spec.add_population(
+        Population(
+            "a", "eprop_iaf_psc_exp", n_a, [PSC_EXP | {"I_e": 300.0 + 10 * j, "V_m": -65.0 + j} for j in range(n_a)]
+        )
+    )
+    n_in, n_b = spec.populations["in"].size, spec.populations["rec"].size
+
+    def dense(src_n, tgt_n, p):
+        s, t = np.nonzero(rng.random((src_n, tgt_n)) < p)
+        return s, t
+
+    s, t = dense(n_in, n_a, 0.5)
+    in_a = Projection("in", "a", s, t, rng.uniform(100, 300, s.size), np.ones(s.size),
+                      plastic=np.ones(s.size, bool), synapse_model="eprop_event_synapse")  # fmt: skip
+    spec.add_projection("in_a", in_a)
+    s, t = dense(n_a, n_b, 0.5)
+    spec.add_projection("a_rec", Projection("a", "rec", s, t, rng.uniform(5, 30, s.size), np.ones(s.size),
+                                            np.where(t % 2 == 0, 1, 3), np.ones(s.size, bool), np.ones(s.size, bool),
+                                            "eprop_vector_synapse"))  # fmt: skip
+    s, t = dense(n_b, n_a, 0.5)
+    plastic = rng.random(s.size) < 0.5
+    w = rng.uniform(-150, 150, s.size)
+    spec.add_projection("rec_a", Projection("rec", "a", s, t, w, np.where(plastic, 1.0, 3.0), plastic=plastic,
+                                            synapse_model="eprop_event_synapse"))  # fmt: skip
+    s, t = dense(n_a, n_a, 0.3)
+    spec.add_projection("a_a", Projection("a", "a", s, t, rng.uniform(-100, 100, s.size), np.full(s.size, 2.0)))
+    s, t = np.meshgrid(np.arange(n_a), np.arange(2), indexing="ij")
+    s, t = s.ravel(), t.ravel()
+    spec.add_projection("a_out", Projection("a", "out", s, t, rng.normal(0, 0.05, s.size), np.ones(s.size),
+                                            plastic=np.ones(s.size, bool), synapse_model="eprop_synapse",
+                                            learning_rate=0.005))  # fmt: skip
+    spec.add_projection("fb_a", Projection("out", "a", t, s, rng.normal(0, 1, s.size), np.ones(s.size),
+                                           kind=SynapseKind.LEARNING_SIGNAL))  # fmt: skip
+    result = compare_case(case)
+    names = ("in_rec", "rec_rec", "rec_out", "in_a", "a_rec", "rec_a", "a_out")
+    _check(result, names)
+    assert result["spikes_reference"]["a"] > 20 and result["spikes_reference"]["rec"] > 20
+
+
+def test_one_optimizer_setting_per_synapse_model_is_enforced(monkeypatch):
+    """NEST keeps one optimizer setting per synapse model: two projections of one model with different learning
+    rates cannot be built as the spec says (both would learn at the rate set last), so the comparison refuses."""
+    import nestgrad.comparison.spec_compare as sc
+
+    case = _small_case(per_neuron=False)
+    spec = case.spec
+    spec.projections["rec_rec"] = dataclasses.replace(spec.projections["rec_rec"], learning_rate=0.1)
+    monkeypatch.setattr(sc, "fresh_kernel", lambda *a, **k: pytest.fail("NEST must not start"))
+    with pytest.raises(SpecError, match="'in_rec' .*and 'rec_rec' .*share the synapse model 'eprop_vector_synapse'"):
+        compare_case(case)

@@ -250,8 +250,29 @@ def with_parameters(spec: NetworkSpec, params: dict[str, list[dict[str, Any]]]) 
     return dataclasses.replace(spec, populations=pops)
 
 
+def check_one_setting_per_model(spec: NetworkSpec) -> None:
+    """NEST keeps one optimizer setting per synapse model (its common properties): two plastic projections of one
+    model with different learning rates would both learn at the rate set last. The reference engine applies each
+    projection's own rate, so such a spec is refused (give the projections different models, e.g.
+    eprop_synapse and eprop_event_synapse)."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for name, proj in spec.projections.items():
+        if proj.kind != SynapseKind.SPIKE or not proj.plastic_mask().any():
+            continue
+        eta = proj.learning_rate if proj.learning_rate is not None else spec.optimizer.get("eta")
+        if proj.synapse_model in seen and seen[proj.synapse_model][1] != eta:
+            other, other_eta = seen[proj.synapse_model]
+            raise SpecError(
+                f"projections {other!r} (eta {other_eta}) and {name!r} (eta {eta}) share the synapse model "
+                f"{proj.synapse_model!r}, which has one optimizer setting in NEST; give them different models"
+            )
+        seen.setdefault(proj.synapse_model, (name, eta))
+
+
 def compare_case(case: SpecCase, threads: int = 1, out_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
     """Run ``case`` in NEST through the one wiring function and in the reference engine; compare."""
+    check_supported(case.spec)
+    check_one_setting_per_model(case.spec)
     return _compare(case, run_spec_nest(case, threads), threads, out_dir)
 
 
