@@ -87,13 +87,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             task=args.task,
             rec_model=args.neuron,
             n_rec=args.n_rec,
-            iterations=args.iterations,
+            iterations=5 if args.iterations is None else args.iterations,
             optimizer=args.optimizer,
             eta=args.eta,
         )
     else:
         if args.config:
             config = ExperimentConfig.from_toml(args.config)
+            if config.network.architecture != "classic":
+                return _compare_spec_network(args, config)
         else:
             eta = args.eta if args.eta is not None else _COMPARE_ETA.get(args.neuron, 1e-5)
             config = ExperimentConfig(
@@ -105,7 +107,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             )
         if args.eta is not None:
             config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, eta=args.eta))
-        spec = spec_from_config(config, args.iterations)
+        spec = spec_from_config(config, 5 if args.iterations is None else args.iterations)
     if args.save_network:
         spec.save(args.save_network)
         print(f"network written: {args.save_network}")
@@ -113,6 +115,36 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     result = compare(spec, out, threads=args.threads)
     print(format_table(result))
     print(f"written: {out / 'compare.json'} and plots in {out}")
+    return 0
+
+
+def _compare_spec_network(args: argparse.Namespace, config: ExperimentConfig) -> int:
+    """``nestgrad compare --config`` for the V1 column and the e-prop microcircuit: NEST vs the general reference
+    engine (nestgrad.reference.spec_online)."""
+    import dataclasses
+
+    from nestgrad.comparison.spec_compare import (
+        case_from_config,
+        compare_case,
+        compare_run,
+        format_table,
+        microcircuit_run,
+    )
+
+    if args.save_network:
+        print("nestgrad compare: --save-network writes the classic network's file only", file=sys.stderr)
+        return 2
+    if args.eta is not None:
+        config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, eta=args.eta))
+    iterations = args.iterations if args.iterations is not None else config.training.iterations
+    out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / f"compare_{config.network.architecture}"
+    if config.network.architecture == "microcircuit":  # NEST draws its circuit: read back into a spec
+        case, nest_run = microcircuit_run(config, iterations, threads=args.threads)
+        result = compare_run(case, nest_run, out_dir=out, threads=args.threads)
+    else:
+        result = compare_case(case_from_config(config, iterations), threads=args.threads, out_dir=out)
+    print(format_table(result))
+    print(f"written: {out / 'compare.json'}")
     return 0
 
 
@@ -179,9 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("--optimizer", choices=["gradient_descent", "adam"], default="gradient_descent")
     cmp.add_argument("--eta", type=float, help="learning rate (default 1e-5; 1e-7 for the psc_delta models)")
-    cmp.add_argument("--config", help="a training configuration (.toml) instead of --task")
+    cmp.add_argument(
+        "--config",
+        help="a training configuration (.toml) instead of --task: classic or v1 network (e.g. "
+        "python/nestgrad/configs/compare_v1_small.toml)",
+    )
     cmp.add_argument("--network", help="a network file (.npz, see docs/reference_engine.md) instead of --task")
-    cmp.add_argument("--iterations", type=int, default=5, help="iterations with learning on (default 5)")
+    cmp.add_argument(
+        "--iterations",
+        type=int,
+        help="iterations with learning on (default 5; with --config of a v1 network: its training.iterations)",
+    )
     cmp.add_argument("--threads", type=int, default=1, help="NEST threads")
     cmp.add_argument("--save-network", help="also write the compared network to this .npz file")
     cmp.add_argument("--out", help="output folder (default out/compare_<model>)")

@@ -21,7 +21,16 @@ class OptimizerState:
     ``epsilon``): every value comes from the file, none from defaults of this engine, so that NEST and the reference
     cannot disagree about a setting nobody wrote down."""
 
-    def __init__(self, shape: tuple[int, ...], cfg: dict[str, Any], w0: np.ndarray | None = None):
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        cfg: dict[str, Any],
+        w0: np.ndarray | None = None,
+        nonneg: np.ndarray | None = None,
+    ):
+        """``nonneg`` (bool per synapse, Dale's law of :class:`nestgrad.spec.Projection`) bounds each synapse to its
+        sign as NEST's sign-bounded model copies do; otherwise ``cfg["sign_constrained"]`` takes the signs of
+        ``w0``."""
         self.cfg = cfg
         self.type = _setting(cfg, "type")
         if self.type not in ("gradient_descent", "adam"):
@@ -31,7 +40,11 @@ class OptimizerState:
         self.eta = float(_setting(cfg, "eta"))
         self.batch = int(_setting(cfg, "batch_size"))
         self.Wmin, self.Wmax = float(_setting(cfg, "Wmin")), float(_setting(cfg, "Wmax"))
-        if cfg.get("sign_constrained", False):
+        if nonneg is not None:
+            nonneg = np.asarray(nonneg, bool)
+            self.Wmin = np.where(nonneg, max(self.Wmin, 0.0), self.Wmin)
+            self.Wmax = np.where(nonneg, self.Wmax, min(self.Wmax, 0.0))
+        elif cfg.get("sign_constrained", False):
             # Dale's law: per-synapse bounds by the sign of the initial weight w0 (nestgrad's builders connect the two
             # signs with copies of the synapse model whose bounds are these)
             if w0 is None:
@@ -53,14 +66,18 @@ class OptimizerState:
         self, w: np.ndarray, idx_rows: np.ndarray, idx_cols: np.ndarray, gradient: np.ndarray, t_idx: int
     ) -> None:
         """Optimizer call for the synapses (idx_rows, idx_cols) of ``w`` (modified in place)."""
-        sel = (idx_rows, idx_cols)
+        self.apply_at(w, (idx_rows, idx_cols), gradient, t_idx)
+
+    def apply_at(self, w: np.ndarray, index: tuple[np.ndarray, ...], gradient: np.ndarray, t_idx: int) -> None:
+        """Optimizer call for the synapses ``w[index]`` (``index``: one integer array per axis of ``w``, no synapse
+        twice), ``w`` modified in place."""
+        sel = tuple(index)
         self.cumulative[sel] += gradient
         current = 1 + t_idx // self.batch
         due = self.step[sel] < current
         if not np.any(due):
             return
-        r, c = idx_rows[due], idx_cols[due]
-        sel = (r, c)
+        sel = tuple(i[due] for i in sel)
         cum = self.cumulative[sel] / self.batch
         wv = w[sel]
         if self.type == "gradient_descent":

@@ -132,8 +132,9 @@ class NetworkSpec:
                 # population) would be applied along the wrong axis, so they are refused, not computed wrongly
                 if isinstance(v, list | tuple | np.ndarray) and k not in VECTOR_PARAMETERS:
                     raise SpecError(
-                        f"{label}.{k} = {_short(v)}: per-neuron parameter values are not supported by this exchange "
-                        f"format (one value per population; vector parameters: {', '.join(sorted(VECTOR_PARAMETERS))})"
+                        f"{label}.{k} has {np.size(v)} values: the classic engine takes one value per population "
+                        f"({_short(v)} given; vector parameters: {', '.join(sorted(VECTOR_PARAMETERS))}); per-neuron "
+                        "parameters are replayed by nestgrad.reference.spec_online (nestgrad.spec networks)"
                     )
 
     # -- files --------------------------------------------------------------------------------------------------

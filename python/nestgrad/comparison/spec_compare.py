@@ -1,0 +1,363 @@
+"""``nestgrad compare`` for networks described by a :class:`nestgrad.spec.NetworkSpec` (the V1 column): run the spec
+in NEST (the one wiring function, the data devices, one kernel, the task's batches, as the Trainer does) and in the
+general reference engine (:mod:`nestgrad.reference.spec_online`), and compare the weight updates per projection
+and the losses per iteration.
+
+The reference engine takes every parameter from the spec; the parameters of each neuron are read back from the
+built NEST nodes (so NEST's defaults and unit conversions are the ones NEST used).
+
+Per projection with plastic edges: ``max_rel_err`` = max |dW_nest - dW_ref| / max |dW_ref| over its plastic edges
+(dW: weight change over all iterations), ``mean_rel_err`` over edges with |dW_ref| >= 1e-6 max |dW_ref| (as
+:mod:`nestgrad.comparison.compare` defines them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nestgrad.comparison.compare import NEGLIGIBLE
+from nestgrad.config import ConfigError, ExperimentConfig
+from nestgrad.errors import SpecError
+from nestgrad.nest_engine import devices as dev
+from nestgrad.nest_engine import fresh_kernel, wiring
+from nestgrad.parallel import SerialCommunicator
+from nestgrad.reference import populations as rp
+from nestgrad.reference.spec_online import SpecData, check_supported, run_spec_online
+from nestgrad.spec import NetworkSpec, Role, SynapseKind
+from nestgrad.tasks import TrialBatch
+
+# the parameters the reference engine reads, per model (read back from NEST)
+_READ_BACK = {
+    "eprop_glif3_psc": rp.GLIF3_NUMBERS
+    + rp.EPROP_NUMBERS
+    + tuple(rp.GLIF3_LISTS)
+    + rp.EPROP_SHARED
+    + tuple(rp.EPROP_FIXED),
+    "eprop_iaf_psc_exp": rp.PSC_EXP_NUMBERS + rp.EPROP_NUMBERS + rp.EPROP_SHARED + tuple(rp.EPROP_FIXED),
+    "eprop_readout": rp.READOUT_NUMBERS,
+}
+
+
+@dataclass
+class SpecCase:
+    """A spec with the data of its first iterations (what ``Trainer(config)`` would train)."""
+
+    spec: NetworkSpec
+    batches: list[TrialBatch]
+    meta: dict[str, Any]
+
+    def data(self) -> SpecData:
+        b = self.batches
+        return SpecData(
+            np.concatenate([x.input_spikes for x in b]).astype(bool),
+            np.concatenate([x.target for x in b]),
+            np.concatenate([x.learning_window for x in b]),
+            b[0].steps,
+        )
+
+
+def case_from_config(config: ExperimentConfig, iterations: int) -> SpecCase:
+    """The network and the first ``iterations`` batches a training run of ``config`` starts with; refused
+    (SpecError) before anything is built if the reference engine cannot replay it."""
+    from nestgrad.networks.registry import make_learner
+
+    if iterations < 1:
+        raise ConfigError(f"iterations = {iterations}: at least 1 is required")
+    learner, task = make_learner(config)
+    if not hasattr(learner, "network_spec"):
+        raise ConfigError(
+            f"network.architecture = {config.network.architecture!r}: this network is not built from a spec yet, "
+            "so `nestgrad compare` cannot replay it (supported: classic, v1)"
+        )
+    weights = learner.initial_weights(config.network.seed)
+    spec = learner.network_spec(weights, record_neurons=0, plastic=True)
+    check_supported(spec)
+    batches = [task.batch(k) for k in range(iterations)]
+    meta = {"architecture": config.network.architecture, "task": config.task.name, "describe": learner.describe()}
+    return SpecCase(spec, batches, meta)
+
+
+@dataclass
+class NestSpecRun:
+    weights: dict[str, np.ndarray]  # per spike projection, edge order
+    readout: np.ndarray  # [data steps, n_out]
+    params: dict[str, list[dict[str, Any]]]  # per non-input population: each neuron's parameters as NEST holds them
+
+
+def _read_params(nodes: Any, model: str) -> list[dict[str, Any]]:
+    keys = _READ_BACK.get(model)
+    if keys is None:
+        raise SpecError(f"model {model!r}: no parameter list for the reference engine")
+    values = nodes.get(list(keys))
+    n = len(nodes)
+    if n == 1:
+        values = {k: [v] for k, v in values.items()}
+    out = []
+    for j in range(n):
+        p = {}
+        for k in keys:
+            v = values[k][j]
+            p[k] = list(v) if isinstance(v, list | tuple | np.ndarray) else v
+        out.append(p)
+    return out
+
+
+def run_spec_nest(case: SpecCase, threads: int = 1) -> NestSpecRun:
+    """Build the spec in a fresh kernel, run every batch in it (as the Trainer's block does) and read back weights,
+    readouts and each neuron's parameters."""
+    spec = case.spec
+    step = spec.resolution
+    nest = fresh_kernel(step, threads)
+    built = wiring.build(nest, spec)
+    params = {
+        name: _read_params(built.nodes[name], pop.model)
+        for name, pop in spec.populations.items()
+        if pop.role != Role.INPUT
+    }
+    dev.set_generators(built.devices, case.batches, step)
+    t = dev.lead_in_ms(step)
+    comm = SerialCommunicator()
+    readout = []
+    nest.Prepare()
+    nest.Run(t)
+    for b in case.batches:
+        nest.Run(b.steps * step)
+        readout.append(dev.collect(built.devices, t, b.steps, step, comm).readout)
+        t += b.steps * step
+    nest.Cleanup()
+    weights = {
+        name: wiring.read_plastic(built, nest, name, ("weight",), comm)["weight"]
+        for name, proj in spec.projections.items()
+        if proj.kind == SynapseKind.SPIKE
+    }
+    nest.ResetKernel()
+    return NestSpecRun(weights, np.concatenate(readout), params)
+
+
+def microcircuit_run(config: ExperimentConfig, iterations: int, threads: int = 1) -> tuple[SpecCase, NestSpecRun]:
+    """The e-prop microcircuit (:mod:`nestgrad.networks.pd_eprop`) run in NEST as the Trainer runs it, and the spec
+    of what NEST built: its static circuit (drawn by NEST's random connection rules and distributions, read back
+    with ``GetConnections``), the plastic thalamic and readout synapses, the learning-signal routes and every
+    neuron's parameters (initial membrane potentials drawn by NEST, DC per population) as NEST holds them."""
+    from nestgrad.networks.registry import make_learner
+
+    if iterations < 1:
+        raise ConfigError(f"iterations = {iterations}: at least 1 is required")
+    learner, task = make_learner(config)
+    if learner.config.background != "dc":
+        raise SpecError(
+            f"network.microcircuit.background = {learner.config.background!r}: the Poisson background is random and "
+            "cannot be replayed by the reference engine; use background = 'dc' for a comparison"
+        )
+    step = config.task.resolution
+    nest = fresh_kernel(step, threads, config.training.rng_seed)
+    learner.validate(nest)
+    weights = learner.initial_weights(config.network.seed)
+    learner.build(nest, weights, record_neurons=0)
+    spec = _microcircuit_spec(nest, learner, weights, config)
+    batches = [task.batch(k) for k in range(iterations)]
+    case = SpecCase(spec, batches, {"architecture": "microcircuit", "task": config.task.name,
+                                    "describe": learner.describe()})  # fmt: skip
+    params = {
+        "rec": _read_params(nest.NodeCollection(learner.ids.tolist()), "eprop_iaf_psc_exp"),
+        "readout": _read_params(learner.out, "eprop_readout"),
+    }
+    learner.load_segment(nest, batches)
+    t = learner.lead_in_ms()
+    readout = []
+    nest.Prepare()
+    nest.Run(t)
+    for b in batches:
+        nest.Run(b.steps * step)
+        readout.append(learner.collect(nest, t, b.steps).readout)
+        t += b.steps * step
+    nest.Cleanup()
+    w = learner.read_weights(nest)
+    nest.ResetKernel()
+    run = NestSpecRun({"rec_rec": spec.projections["rec_rec"].weights, "th_rec": w["th_rec"],
+                       "rec_out": w["rec_out"]}, np.concatenate(readout), params)  # fmt: skip
+    return case, run
+
+
+def _microcircuit_spec(
+    nest: Any, learner: Any, weights: dict[str, np.ndarray], config: ExperimentConfig
+) -> NetworkSpec:
+    from nestgrad.networks.base import READOUT_DEFAULTS
+    from nestgrad.spec import Population, Projection
+
+    ids = np.asarray(learner.ids, np.int64)
+    index = np.full(int(ids.max()) + 1, -1, np.int64)
+    index[ids] = np.arange(ids.size)
+    circuit = nest.NodeCollection(sorted(ids.tolist()))
+    conns = nest.GetConnections(circuit, circuit)
+    d = conns.get(["source", "target", "weight", "delay", "synapse_model"])
+    models = set(np.atleast_1d(d["synapse_model"]).tolist())
+    if models - {"static_synapse"}:
+        raise SpecError(
+            f"the microcircuit's recurrent connections use {sorted(models)}; only static_synapse is replayed"
+        )
+    src = index[np.atleast_1d(np.asarray(d["source"], np.int64))]
+    tgt = index[np.atleast_1d(np.asarray(d["target"], np.int64))]
+    step = learner.resolution
+    spec = NetworkSpec(resolution=step, optimizer=config.optimizer.nest_dict())
+    spec.add_population(Population("thalamus", "parrot_neuron", learner.n_in, role=Role.INPUT))
+    spec.add_population(Population("rec", "eprop_iaf_psc_exp", int(ids.size)))
+    spec.add_population(Population("readout", "eprop_readout", learner.n_out, dict(READOUT_DEFAULTS), Role.READOUT))
+    spec.add_projection(
+        "rec_rec",
+        Projection("rec", "rec", src, tgt, np.atleast_1d(np.asarray(d["weight"], float)),
+                   np.atleast_1d(np.asarray(d["delay"], float))),
+    )  # fmt: skip
+    n_th = learner.th_src.size
+    spec.add_projection(
+        "th_rec",
+        Projection("thalamus", "rec", learner.th_src, learner.th_tgt, np.asarray(weights["th_rec"], float),
+                   np.full(n_th, step), plastic=np.ones(n_th, bool), synapse_model=learner._th_synapse_model),
+    )  # fmt: skip
+    n_out = learner.out_src.size
+    spec.add_projection(
+        "rec_out",
+        Projection("rec", "readout", learner.out_src, learner.out_tgt, np.asarray(weights["rec_out"], float),
+                   np.full(n_out, step), plastic=np.ones(n_out, bool), synapse_model=learner._synapse_model),
+    )  # fmt: skip
+    fb = np.asarray(weights["feedback"], float)
+    li, k = np.nonzero(np.ones_like(fb, bool))
+    spec.add_projection(
+        "feedback",
+        Projection("readout", "rec", k, learner.learners[li], fb[li, k], np.full(li.size, step),
+                   kind=SynapseKind.LEARNING_SIGNAL),
+    )  # fmt: skip
+    return spec
+
+
+def compare_run(case: SpecCase, nest_run: NestSpecRun, out_dir: str | pathlib.Path | None = None, threads: int = 1):
+    """Replay ``case`` in the reference engine with the parameters NEST held and compare with ``nest_run``."""
+    return _compare(case, nest_run, threads, out_dir)
+
+
+def with_parameters(spec: NetworkSpec, params: dict[str, list[dict[str, Any]]]) -> NetworkSpec:
+    """A copy of ``spec`` whose populations carry the given per-neuron parameters."""
+    pops = {
+        name: dataclasses.replace(pop, params=params[name]) if name in params else pop
+        for name, pop in spec.populations.items()
+    }
+    return dataclasses.replace(spec, populations=pops)
+
+
+def check_one_setting_per_model(spec: NetworkSpec) -> None:
+    """NEST keeps one optimizer setting per synapse model (its common properties): two plastic projections of one
+    model with different learning rates would both learn at the rate set last. The reference engine applies each
+    projection's own rate, so such a spec is refused (give the projections different models, e.g.
+    eprop_synapse and eprop_event_synapse)."""
+    seen: dict[str, tuple[str, Any]] = {}
+    for name, proj in spec.projections.items():
+        if proj.kind != SynapseKind.SPIKE or not proj.plastic_mask().any():
+            continue
+        eta = proj.learning_rate if proj.learning_rate is not None else spec.optimizer.get("eta")
+        if proj.synapse_model in seen and seen[proj.synapse_model][1] != eta:
+            other, other_eta = seen[proj.synapse_model]
+            raise SpecError(
+                f"projections {other!r} (eta {other_eta}) and {name!r} (eta {eta}) share the synapse model "
+                f"{proj.synapse_model!r}, which has one optimizer setting in NEST; give them different models"
+            )
+        seen.setdefault(proj.synapse_model, (name, eta))
+
+
+def compare_case(case: SpecCase, threads: int = 1, out_dir: str | pathlib.Path | None = None) -> dict[str, Any]:
+    """Run ``case`` in NEST through the one wiring function and in the reference engine; compare."""
+    check_supported(case.spec)
+    check_one_setting_per_model(case.spec)
+    return _compare(case, run_spec_nest(case, threads), threads, out_dir)
+
+
+def _compare(case: SpecCase, nest_run: NestSpecRun, threads: int, out_dir: str | pathlib.Path | None) -> dict[str, Any]:
+    spec = case.spec
+    data = case.data()
+    ref = run_spec_online(with_parameters(spec, nest_run.params), data)
+    result: dict[str, Any] = dict(case.meta) | {
+        "iterations": data.iterations,
+        "threads": threads,
+        "optimizer": spec.optimizer,
+        "populations": {k: [p.model, int(p.size)] for k, p in spec.populations.items()},
+        "projections": {},
+    }
+    result["static_edges"] = {}
+    for name, proj in spec.projections.items():
+        mask = proj.plastic_mask()
+        if proj.kind == SynapseKind.SPIKE and (~mask).any():
+            steps = rp.delay_steps(np.asarray(proj.delays)[~mask], spec.resolution)
+            result["static_edges"][name] = {"n_edges": int((~mask).sum()),
+                                            "delay_steps": [int(steps.min()), int(steps.max())]}  # fmt: skip
+        if proj.kind != SynapseKind.SPIKE or not mask.any():
+            continue
+        w0 = np.asarray(proj.weights, float)
+        dn = (nest_run.weights[name] - w0)[mask]
+        dr = (ref.weights[name] - w0)[mask]
+        scale = float(np.abs(dr).max())
+        if scale > 0:
+            keep = np.abs(dr) >= NEGLIGIBLE * scale
+            max_rel = float(np.abs(dn - dr).max() / scale)
+            mean_rel = float(np.mean(np.abs(dn[keep] - dr[keep]) / np.abs(dr[keep])))
+        else:
+            max_rel = mean_rel = float("nan")
+        static_moved = float(np.abs(nest_run.weights[name] - w0)[~mask].max()) if (~mask).any() else 0.0
+        result["projections"][name] = {
+            "n_edges": int(proj.size),
+            "n_plastic": int(mask.sum()),
+            "max_abs_update": scale,
+            "max_rel_err": max_rel,
+            "mean_rel_err": mean_rel,
+            "static_max_abs_change": static_moved,
+            # plastic edges that Dale's law holds at 0 (NEST's weights; they moved towards the other sign)
+            "n_held_at_zero": int(np.sum((nest_run.weights[name][mask] == 0.0) & (w0[mask] != 0.0))),
+        }
+    T = data.iteration_steps
+    sq = data.window[:, None] * (nest_run.readout - data.target) ** 2
+    result["loss_nest"] = [float(0.5 * np.sum(sq[k * T : (k + 1) * T])) for k in range(data.iterations)]
+    result["loss_reference"] = [float(x) for x in ref.losses]
+    ln, lr = np.array(result["loss_nest"]), np.array(result["loss_reference"])
+    result["loss_max_rel_err"] = float(np.max(np.abs(ln - lr) / np.maximum(np.abs(lr), 1e-300)))
+    result["readout_max_abs_err"] = float(np.abs(nest_run.readout - ref.readout).max())
+    result["spikes_reference"] = {k: int(v.sum()) for k, v in ref.spikes.items()}
+    if out_dir is not None:
+        out = pathlib.Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def format_table(result: dict[str, Any]) -> str:
+    pops = ", ".join(f"{k} {m} x{n}" for k, (m, n) in result["populations"].items())
+    lines = [
+        f"{result['architecture']} network ({pops}), task {result['task']}, {result['iterations']} iterations, "
+        f"{result['threads']} thread(s)",
+        f"{'projection':12s} {'edges':>8s} {'plastic':>8s} {'max|dW|':>10s} {'max_rel_err':>12s} {'mean_rel_err':>12s}",
+    ]
+    for p, r in result["projections"].items():
+        lines.append(
+            f"{p:12s} {r['n_edges']:8d} {r['n_plastic']:8d} {r['max_abs_update']:10.3e} {r['max_rel_err']:12.3e} "
+            f"{r['mean_rel_err']:12.3e}"
+        )
+    if result.get("static_edges"):
+        lines.append(
+            "static edges (replayed, not compared): "
+            + ", ".join(
+                f"{k} {v['n_edges']} (delays {v['delay_steps'][0]}-{v['delay_steps'][1]} steps)"
+                for k, v in result["static_edges"].items()
+            )
+        )
+    lines.append(
+        "loss per iteration (NEST | reference): "
+        + ", ".join(f"{a:.6g} | {b:.6g}" for a, b in zip(result["loss_nest"], result["loss_reference"], strict=True))
+    )
+    lines.append(
+        f"loss max relative difference {result['loss_max_rel_err']:.3e}; readout max abs difference "
+        f"{result['readout_max_abs_err']:.3e}; spikes (reference) {result['spikes_reference']}"
+    )
+    return "\n".join(lines)
