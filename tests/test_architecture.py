@@ -70,3 +70,28 @@ def test_cli_reports_user_errors_in_one_line_and_bugs_with_a_traceback(tmp_path,
     monkeypatch.setattr(cli, "_cmd_models", bug)
     with pytest.raises(KeyError):
         cli.main(["models"])
+
+
+def test_wiring_refuses_two_learning_rates_for_one_synapse_model(nest_kernel):
+    """NEST keeps one optimizer setting per synapse model: two projections of one model with different learning
+    rates would both learn at the rate set last, so the wiring function refuses them, naming both."""
+    import numpy as np
+
+    from nestgrad.errors import SpecError
+    from nestgrad.nest_engine import wiring
+    from nestgrad.spec import NetworkSpec, Population, Projection, Role
+
+    spec = NetworkSpec(resolution=1.0, optimizer={"type": "gradient_descent", "eta": 1e-3, "batch_size": 1,
+                                                  "Wmin": -10.0, "Wmax": 10.0, "optimize_each_step": False})  # fmt: skip
+    spec.add_population(Population("in", "parrot_neuron", 2, role=Role.INPUT))
+    spec.add_population(Population("a", "eprop_iaf_psc_exp", 2))
+    spec.add_population(Population("out", "eprop_readout", 1, role=Role.READOUT))
+    edges = (np.array([0, 1]), np.array([0, 1]), np.array([0.1, 0.2]), np.array([1.0, 1.0]))
+    spec.add_projection("fast", Projection("in", "a", *edges, plastic=np.array([True, True]), learning_rate=1e-2))
+    spec.add_projection("slow", Projection("a", "out", edges[0], np.array([0, 0]), *edges[2:],
+                                           plastic=np.array([True, True])))  # fmt: skip
+    with pytest.raises(SpecError, match="resolution of 1.0 ms, the NEST kernel runs at 0.1 ms"):
+        wiring.build(nest_kernel, spec)
+    nest_kernel.resolution = 1.0
+    with pytest.raises(SpecError, match="'fast' and 'slow' share the plastic synapse model 'eprop_synapse'"):
+        wiring.build(nest_kernel, spec)

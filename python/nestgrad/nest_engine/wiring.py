@@ -48,12 +48,16 @@ class BuiltNetwork:
     # (projection, model) -> this rank's connections and the edge of each, found once per build (NEST keeps the
     # order of connections while none are added)
     _found: dict[tuple[str, str], tuple[Any, np.ndarray]] = field(default_factory=dict)
+    # plastic synapse model -> (projection, learning rate) that set its defaults (NEST keeps one setting per model)
+    _model_rates: dict[str, tuple[str, float | None]] = field(default_factory=dict)
 
 
 def build(nest: Any, spec: NetworkSpec, *, plastic: bool = True, learning: bool = True) -> BuiltNetwork:
     """Create ``spec`` in the current kernel (see the module docstring for order and learning options)."""
     spec.validate()
     step = spec.resolution
+    if not np.isclose(nest.resolution, step):
+        raise SpecError(f"the spec is for a resolution of {step} ms, the NEST kernel runs at {nest.resolution} ms")
     nodes: dict[str, Any] = {}
     gen_in = gen_target = gen_window = None
     for pop in spec.populations.values():
@@ -119,6 +123,12 @@ def _connect(
     if learns.any():
         signed = proj.nonneg is not None
         eta = 0.0 if not learning else proj.learning_rate
+        first, rate = built._model_rates.setdefault(proj.synapse_model, (name, eta))
+        if rate != eta:  # NEST has one optimizer setting per synapse model: both would learn at the last rate
+            raise SpecError(
+                f"projections {first!r} and {name!r} share the plastic synapse model {proj.synapse_model!r} with "
+                f"different learning rates ({rate} and {eta}); give one of them another synapse model"
+            )
         set_plastic_defaults(nest, proj.synapse_model, spec.optimizer, sign_constrained=signed, eta=eta)
         if signed:
             nonneg = np.asarray(proj.nonneg, bool)
@@ -187,9 +197,7 @@ def _values(conns: Any, keys: list[str]) -> dict[str, list]:
     return {k: [v] for k, v in d.items()} if len(conns) == 1 else d
 
 
-def read_plastic(
-    built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any
-) -> dict[str, np.ndarray]:
+def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any) -> dict[str, np.ndarray]:
     """Values of projection ``name``'s edges in edge order, gathered over ranks: ``"weight"`` (static edges keep the
     spec's weight) and Adam's moments ``"m"``, ``"v"`` (0 for static edges)."""
     proj = built.spec.projections[name]
