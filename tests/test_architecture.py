@@ -81,8 +81,8 @@ def test_wiring_refuses_two_learning_rates_for_one_synapse_model(nest_kernel):
     from nestgrad.nest_engine import wiring
     from nestgrad.spec import NetworkSpec, Population, Projection, Role
 
-    spec = NetworkSpec(resolution=1.0, optimizer={"type": "gradient_descent", "eta": 1e-3, "batch_size": 1,
-                                                  "Wmin": -10.0, "Wmax": 10.0, "optimize_each_step": False})  # fmt: skip
+    optimizer = {"type": "gradient_descent", "eta": 1e-3, "batch_size": 1, "Wmin": -10.0, "Wmax": 10.0}
+    spec = NetworkSpec(resolution=1.0, optimizer=optimizer | {"optimize_each_step": False})
     spec.add_population(Population("in", "parrot_neuron", 2, role=Role.INPUT))
     spec.add_population(Population("a", "eprop_iaf_psc_exp", 2))
     spec.add_population(Population("out", "eprop_readout", 1, role=Role.READOUT))
