@@ -95,3 +95,49 @@ def test_wiring_refuses_two_learning_rates_for_one_synapse_model(nest_kernel):
     nest_kernel.resolution = 1.0
     with pytest.raises(SpecError, match="'fast' and 'slow' share the plastic synapse model 'eprop_synapse'"):
         wiring.build(nest_kernel, spec)
+
+
+# the plastic synapse model each built-in gradient algorithm chose into these neurons before the algorithm registry
+_STEP_SYNAPSE = {
+    "eprop_iaf": "eprop_synapse",
+    "eprop_iaf_adapt": "eprop_synapse",
+    "eprop_iaf_psc_delta": "eprop_synapse",
+    "eprop_iaf_psc_exp": "eprop_synapse",  # the microcircuit's thalamic synapses
+    "eprop_iaf_psc_exp_nestml": "eprop_synapse",
+    "eprop_iaf_psc_delta_adapt_nestml": "eprop_synapse",
+    "eprop_iaf_psc_exp_adapt_nestml": "eprop_vector_synapse",  # three eligibility states
+    "eprop_iaf_psc_exp_exc_inh_nestml": "eprop_vector_synapse",  # two receptor ports
+    "eprop_glif3_psc": "eprop_vector_synapse",  # the V1 column
+}
+
+
+def test_built_in_gradient_algorithms_are_registered_and_choose_the_synapse_models_of_before(nest_kernel):
+    from nestgrad.config import GRADIENT_ALGORITHMS, ConfigError, GradientAlgorithm, gradient_algorithms
+    from nestgrad.errors import ModelError
+    from nestgrad.networks.algorithms import Algorithm, get_algorithm, register_algorithm
+
+    nest = nest_kernel
+    assert set(GRADIENT_ALGORITHMS) == {"step", "event"} <= set(gradient_algorithms())
+    step, event = get_algorithm(GradientAlgorithm.STEP), get_algorithm("event")
+    for model, synapse in _STEP_SYNAPSE.items():
+        assert step.synapse_into(nest, model) == synapse, model
+        assert event.synapse_into(nest, model) == "eprop_event_synapse", model
+        step.check(nest, model)
+    for model in ("eprop_iaf_psc_exp", "eprop_glif3_psc", "eprop_iaf_psc_exp_adapt_nestml"):
+        event.check(nest, model)  # nestgrad's neurons keep the running sums or products
+    with pytest.raises(ModelError, match="'event' is not supported by network.neuron_model = 'eprop_iaf': .*running"):
+        event.check(nest, "eprop_iaf", "network.neuron_model")
+    with pytest.raises(ConfigError, match="network.gradient_algorithm = 'nope' is not registered; known: step, event"):
+        get_algorithm("nope")
+    with pytest.raises(ConfigError, match="'two words'"):
+        register_algorithm(Algorithm("two words", step.synapse_into, step.refusal))
+
+
+def test_the_networks_ask_the_algorithm_registry_and_never_branch_on_the_algorithm():
+    sources = (REPO / "python" / "nestgrad" / "networks").glob("*.py")
+    for path in sources:
+        if path.name == "algorithms.py":
+            continue
+        text = path.read_text()
+        for pattern in ("GradientAlgorithm.EVENT", "gradient_algorithm ==", "EVENT_SYNAPSE", "VECTOR_SYNAPSE"):
+            assert pattern not in text, (path.name, pattern)

@@ -141,6 +141,9 @@ def test_eprop_microcircuit_event_synapses_learn_the_same(tmp_path):
     step.run()
     event = Trainer(event_cfg, tmp_path / "event", verbose=False)
     event.run()
+    # the thalamic synapses as the algorithm registry chooses them; the readouts' stay eprop_synapse
+    assert (step.network._th_synapse_model, event.network._th_synapse_model) == ("eprop_synapse", "eprop_event_synapse")
+    assert step.network._synapse_model == event.network._synapse_model == "eprop_synapse"
     w0 = step.initial_state().weights
     for key in ("th_rec", "rec_out"):
         dw = step.state.weights[key] - w0[key]

@@ -275,6 +275,9 @@ def test_v1_event_synapses_learn_what_vector_synapses_learn(tmp_path):
         w0 = trainer.initial_state().weights
         trainer.run()
         weights[algorithm] = trainer.state.weights
+        # the algorithm registry's choice into GLIF3 (its eprop_synapse_model default for "step")
+        expected = {"step": "eprop_vector_synapse", "event": "eprop_event_synapse"}[algorithm]
+        assert trainer.network.plastic_model == expected
     for key in ("lgn_rec", "rec_rec", "rec_out"):
         change = np.abs(weights["step"][key] - w0[key]).max()
         assert change > 0, key

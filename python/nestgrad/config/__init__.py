@@ -17,6 +17,8 @@ from nestgrad.config.experiment import (
     TaskConfig,
     TrainingConfig,
     architectures,
+    gradient_algorithms,
+    register_gradient_algorithm,
     register_sections,
     task_names,
 )
@@ -60,6 +62,8 @@ __all__ = [
     "V1Config",
     "V1TaskConfig",
     "architectures",
+    "gradient_algorithms",
+    "register_gradient_algorithm",
     "register_sections",
     "task_names",
 ]

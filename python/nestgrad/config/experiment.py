@@ -23,8 +23,9 @@ from nestgrad.errors import ConfigError
 
 
 class GradientAlgorithm(enum.StrEnum):
-    """How NEST computes e-prop gradients (same updates): ``step`` = NEST's ``eprop_synapse`` (a loop over each
-    window), ``event`` = nestgrad's ``eprop_event_synapse`` (running sums, O(1) per spike)."""
+    """The built-in gradient algorithms (same updates): ``step`` = NEST's ``eprop_synapse`` (a loop over each
+    window; ``eprop_vector_synapse`` where the neuron asks for it), ``event`` = nestgrad's ``eprop_event_synapse``
+    (running sums, O(1) per spike). More are added by :func:`nestgrad.networks.algorithms.register_algorithm`."""
 
     STEP = "step"
     EVENT = "event"
@@ -35,7 +36,7 @@ class OptimizerType(enum.StrEnum):
     ADAM = "adam"
 
 
-GRADIENT_ALGORITHMS = tuple(a.value for a in GradientAlgorithm)
+GRADIENT_ALGORITHMS = tuple(a.value for a in GradientAlgorithm)  # the built-in ones; all: gradient_algorithms()
 OPTIMIZERS = tuple(o.value for o in OptimizerType)
 
 
@@ -66,6 +67,23 @@ def register_sections(sections: ArchitectureSections) -> None:
         if table is not None and table not in {f.name for f in dataclasses.fields(owner)}:
             raise ConfigError(f"architecture {sections.name!r}: {owner.__name__} has no table {table!r}")
     _ARCHITECTURES[sections.name] = sections
+
+
+_GRADIENT_ALGORITHMS: list[str] = list(GRADIENT_ALGORITHMS)
+
+
+def register_gradient_algorithm(name: str) -> None:
+    """Make ``network.gradient_algorithm = <name>`` valid (called by
+    :func:`nestgrad.networks.algorithms.register_algorithm`, which knows what the name means)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ConfigError(f"gradient algorithm name {name!r} is invalid: a non-empty identifier is required")
+    if name not in _GRADIENT_ALGORITHMS:
+        _GRADIENT_ALGORITHMS.append(name)
+
+
+def gradient_algorithms() -> tuple[str, ...]:
+    """The names ``network.gradient_algorithm`` accepts: the built-ins and the registered ones."""
+    return tuple(_GRADIENT_ALGORITHMS)
 
 
 def architectures() -> dict[str, ArchitectureSections]:
@@ -170,8 +188,9 @@ class NetworkConfig:
     microcircuit: dict[str, Any] = field(default_factory=dict)  # EpropMicrocircuitConfig fields (architecture)
     v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.config.v1.V1Config fields (architecture "v1")
     # "step": NEST's eprop_synapse (loop over each window); "event": nestgrad's eprop_event_synapse into the
-    # recurrent neurons (running sums, O(1) per spike; docs/event_driven_eprop.md). Same weight updates.
-    gradient_algorithm: GradientAlgorithm = GradientAlgorithm.STEP
+    # recurrent neurons (running sums, O(1) per spike; docs/event_driven_eprop.md). Same weight updates. Or the name
+    # of a registered algorithm (nestgrad.networks.algorithms); the built-ins become GradientAlgorithm members.
+    gradient_algorithm: GradientAlgorithm | str = GradientAlgorithm.STEP
     params: dict[str, Any] = field(default_factory=dict)  # the table of a plug-in architecture (ArchitectureSections)
 
     def __post_init__(self) -> None:
@@ -207,12 +226,13 @@ class NetworkConfig:
         )
         _require(isinstance(self.recurrent, bool), "network.recurrent", self.recurrent, "true or false")
         _require(
-            self.gradient_algorithm in GRADIENT_ALGORITHMS,
+            isinstance(self.gradient_algorithm, str) and self.gradient_algorithm in _GRADIENT_ALGORITHMS,
             "network.gradient_algorithm",
             self.gradient_algorithm,
-            f"one of {', '.join(GRADIENT_ALGORITHMS)}",
+            f"one of {', '.join(_GRADIENT_ALGORITHMS)} (more are added by registering them: docs/architecture.md)",
         )
-        object.__setattr__(self, "gradient_algorithm", GradientAlgorithm(self.gradient_algorithm))
+        if self.gradient_algorithm in GRADIENT_ALGORITHMS:
+            object.__setattr__(self, "gradient_algorithm", GradientAlgorithm(self.gradient_algorithm))
         for key in ("neuron_params", "readout_params"):
             check_neuron_params(f"network.{key}", getattr(self, key))
         for key in ("microcircuit", "v1", "params"):

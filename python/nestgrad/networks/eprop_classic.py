@@ -11,8 +11,9 @@ Wiring (all delays one time step, as NEST 3.10's e-prop requires)::
     eprop_readout --eprop_learning_signal_connection--> recurrent
     step_rate_generator --rate_connection_delayed--> eprop_readout  (receptor 1: learning window, 2: target)
 
-With ``NetworkConfig.gradient_algorithm = "event"`` the connections into the recurrent neurons use nestgrad's
-``eprop_event_synapse`` (same updates, O(1) work per spike); the readout's inputs keep ``eprop_synapse``.
+``NetworkConfig.gradient_algorithm`` (:mod:`nestgrad.networks.algorithms`) chooses the synapse model of the
+connections into the recurrent neurons: with ``"event"`` nestgrad's ``eprop_event_synapse`` (same updates, O(1) work
+per spike); the readout's inputs keep ``eprop_synapse``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from nestgrad.config import GradientAlgorithm, NetworkConfig, OptimizerConfig
+from nestgrad.config import NetworkConfig, OptimizerConfig
 from nestgrad.errors import ModelError, SpecError
-from nestgrad.nest_engine import (
-    EPROP_SYNAPSE,
-    EVENT_SYNAPSE,
-)
+from nestgrad.nest_engine import EPROP_SYNAPSE
+from nestgrad.networks.algorithms import get_algorithm
 from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
@@ -189,6 +188,7 @@ class EpropNetwork(SpecLearner):
         self.resolution = resolution
         self.neuron_params = default_neuron_params(config.neuron_model) | dict(config.neuron_params)
         self.readout_params = READOUT_DEFAULTS | dict(config.readout_params)
+        self.algorithm = get_algorithm(config.gradient_algorithm)  # the plastic synapse into the recurrent neurons
         self.comm = SerialCommunicator()  # the Trainer sets an MPI communicator under mpirun
         # initial weights whose signs choose each synapse's receptor port and sign-bounded model, so that a weight
         # that reached 0 keeps its side when a later block rebuilds the network (the Trainer sets them; None: the
@@ -202,8 +202,9 @@ class EpropNetwork(SpecLearner):
         return initial_weights(self.n_in, c.n_rec, self.n_out, seed, c.recurrent, c.weight_scale, c.neuron_model)
 
     def describe(self) -> str:
-        algorithm = ", eprop_event_synapse" if self.config.gradient_algorithm == GradientAlgorithm.EVENT else ""
-        return f"{self.config.neuron_model} ({self.n_rec} recurrent neurons{algorithm})"
+        return (
+            f"{self.config.neuron_model} ({self.n_rec} recurrent neurons, gradient algorithm {self.algorithm.name!r})"
+        )
 
     # -- checks before anything runs ---------------------------------------------------------------------------
     def validate(self, nest: Any) -> None:
@@ -224,20 +225,7 @@ class EpropNetwork(SpecLearner):
             unknown = sorted(set(params) - known)
             if unknown:
                 raise ModelError(f"network.{label}: unknown parameter(s) {unknown} for model {model_name!r}")
-        if self.config.gradient_algorithm == GradientAlgorithm.EVENT:
-            if EVENT_SYNAPSE not in nest.synapse_models:
-                raise ModelError("network.gradient_algorithm = 'event' needs nestgrad's module (nestgrad.install())")
-            refusal = nest.GetDefaults(model).get("event_synapse_refusal")
-            if refusal is None:
-                refusal = (
-                    "it keeps no running sums for eprop_event_synapse (nestgrad's eprop_iaf_psc_exp and the NESTML "
-                    "e-prop neurons with constant eligibility coefficients do)"
-                )
-            if refusal:
-                raise ModelError(
-                    f"network.gradient_algorithm = 'event' is not supported by network.neuron_model = {model!r}: "
-                    f"{refusal}"
-                )
+        self.algorithm.check(nest, model, "network.neuron_model")
 
     def check_weights(self, weights: dict[str, np.ndarray]) -> None:
         shapes = {
@@ -274,12 +262,10 @@ class EpropNetwork(SpecLearner):
         return exc, inh
 
     def _recurrent_synapse_model(self, nest: Any) -> str:
-        """The plastic synapse into the recurrent neurons: eprop_event_synapse for gradient_algorithm "event", else
-        the one the neuron asks for (NESTML e-prop neurons with more than two eligibility states need
-        eprop_vector_synapse), else NEST's eprop_synapse."""
-        if self.config.gradient_algorithm == GradientAlgorithm.EVENT:
-            return EVENT_SYNAPSE
-        return nest.GetDefaults(self.config.neuron_model).get("eprop_synapse_model", EPROP_SYNAPSE)
+        """The plastic synapse into the recurrent neurons, as the gradient algorithm chooses it
+        (:mod:`nestgrad.networks.algorithms`; "step": the one the neuron asks for, else NEST's eprop_synapse;
+        "event": eprop_event_synapse)."""
+        return self.algorithm.synapse_into(nest, self.config.neuron_model)
 
     def build(
         self,

@@ -3,7 +3,8 @@
 Every circuit neuron is ``eprop_iaf_psc_exp``, which without learning is NEST's ``iaf_psc_exp`` (the model's
 neuron; tests/test_eprop_iaf_psc_exp.py), so the circuit keeps its published dynamics: intra-circuit synapses are
 static with the published weights and delays, background and DC compensation as in
-:mod:`nestgrad.networks.potjans_diesmann`. Plastic (``eprop_synapse``) are
+:mod:`nestgrad.networks.potjans_diesmann`. Plastic (``eprop_synapse``; the thalamic ones as
+``network.gradient_algorithm`` chooses, :mod:`nestgrad.networks.algorithms`) are
 
 * ``th_rec``: thalamus -> L4E, L4I, L6E, L6I (the published thalamic targets and probabilities, drawn without
   multapses), and
@@ -28,12 +29,12 @@ from nestgrad.config.microcircuit import EpropMicrocircuitConfig, MicrocircuitCo
 from nestgrad.errors import ConfigError
 from nestgrad.nest_engine import (
     EPROP_SYNAPSE,
-    EVENT_SYNAPSE,
     LEARNING_SIGNAL_CONNECTION,
     STATIC_SYNAPSE,
     set_plastic_defaults,
 )
 from nestgrad.nest_engine import devices as dev
+from nestgrad.networks.algorithms import get_algorithm
 from nestgrad.networks.base import READOUT_DEFAULTS
 from nestgrad.networks.potjans_diesmann import (
     N_FULL,
@@ -58,6 +59,8 @@ EPROP_PARAMS = {
     "eprop_isi_trace_cutoff": 100.0,
 }
 
+NEURON_MODEL = "eprop_iaf_psc_exp"  # every circuit neuron
+
 
 class EpropMicrocircuit:
     """The microcircuit learner (the :class:`~nestgrad.networks.base.Learner` contract)."""
@@ -69,9 +72,11 @@ class EpropMicrocircuit:
         n_out: int,
         resolution: float,
         neuron_params: dict[str, Any] | None = None,
-        gradient_algorithm: GradientAlgorithm = GradientAlgorithm.STEP,
+        gradient_algorithm: GradientAlgorithm | str = GradientAlgorithm.STEP,
     ):
-        self.gradient_algorithm = GradientAlgorithm(gradient_algorithm)  # event: eprop_event_synapse on thalamic
+        # the synapse model of the thalamic inputs ("step": eprop_synapse, "event": eprop_event_synapse); the
+        # readouts' inputs stay eprop_synapse
+        self.algorithm = get_algorithm(gradient_algorithm)
         self.config = config
         self.optimizer = optimizer
         self.n_out = n_out
@@ -83,7 +88,7 @@ class EpropMicrocircuit:
                 n_scaling=config.n_scaling,
                 k_scaling=config.k_scaling,
                 background=config.background,
-                neuron_model="eprop_iaf_psc_exp",
+                neuron_model=NEURON_MODEL,
                 neuron_params=params,
                 seed=config.seed,
             )
@@ -152,8 +157,9 @@ class EpropMicrocircuit:
         return int(getattr(self, "_pool_ids", np.zeros(0)).size)
 
     def validate(self, nest: Any) -> None:
-        if "eprop_iaf_psc_exp" not in nest.node_models:
-            raise ConfigError("eprop_iaf_psc_exp is not loaded (nestgrad.install())")
+        if NEURON_MODEL not in nest.node_models:
+            raise ConfigError(f"{NEURON_MODEL} is not loaded (nestgrad.install())")
+        self.algorithm.check(nest, NEURON_MODEL)
 
     # -- building ---------------------------------------------------------------------------------------------------
     def build(
@@ -176,7 +182,7 @@ class EpropMicrocircuit:
                 "and readout synapses share one optimizer); use the classic network or nestgrad.networks.v1"
             )
         syn = EPROP_SYNAPSE if plastic else STATIC_SYNAPSE
-        th_syn = EVENT_SYNAPSE if plastic and self.gradient_algorithm == GradientAlgorithm.EVENT else syn
+        th_syn = self.algorithm.synapse_into(nest, NEURON_MODEL) if plastic else syn
         self._synapse_model = syn
         self._th_synapse_model = th_syn
         self.circuit.build(nest)

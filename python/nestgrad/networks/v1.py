@@ -37,12 +37,9 @@ import numpy as np
 from nestgrad.config import GradientAlgorithm, OptimizerConfig
 from nestgrad.config.v1 import V1_EPROP_PARAMS, V1Config
 from nestgrad.errors import ConfigError, ModelError, SpecError
-from nestgrad.nest_engine import (
-    EPROP_SYNAPSE,
-    EVENT_SYNAPSE,
-    VECTOR_SYNAPSE,
-)
+from nestgrad.nest_engine import EPROP_SYNAPSE
 from nestgrad.networks import v1_data as D
+from nestgrad.networks.algorithms import get_algorithm
 from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
@@ -105,7 +102,7 @@ class V1Network(SpecLearner):
         optimizer: OptimizerConfig,
         n_out: int,
         resolution: float,
-        gradient_algorithm: GradientAlgorithm = GradientAlgorithm.STEP,
+        gradient_algorithm: GradientAlgorithm | str = GradientAlgorithm.STEP,
     ):
         from nestgrad.tasks.lgn import LGN
 
@@ -117,8 +114,11 @@ class V1Network(SpecLearner):
         self.optimizer = optimizer
         self.n_out = n_out
         self.resolution = resolution
-        # "event": eprop_event_synapse into the GLIF3 neurons (running products, docs/event_driven_eprop.md)
-        self.plastic_model = EVENT_SYNAPSE if gradient_algorithm == GradientAlgorithm.EVENT else VECTOR_SYNAPSE
+        # the synapse model into the GLIF3 neurons, chosen by the algorithm when the network is first built ("step":
+        # the one GLIF3 asks for, eprop_vector_synapse; "event": eprop_event_synapse, running products,
+        # docs/event_driven_eprop.md); set it before build to override the choice
+        self.algorithm = get_algorithm(gradient_algorithm)
+        self.plastic_model: str | None = None
         self.comm = SerialCommunicator()
         radius = D.CORE_RADIUS_UM * math.sqrt(config.n_neurons / D.N_FULL)
         half_x = D.DEG_PER_UM[0] * radius + LGN_MARGIN_DEG
@@ -345,6 +345,19 @@ class V1Network(SpecLearner):
     def validate(self, nest: Any) -> None:
         if NEURON_MODEL not in nest.node_models:
             raise ModelError(f"{NEURON_MODEL} is not loaded (nestgrad.install())")
+        self.algorithm.check(nest, NEURON_MODEL)
+
+    def build(
+        self,
+        nest: Any,
+        weights: dict[str, np.ndarray],
+        record_neurons: int,
+        plastic: bool = True,
+        learning: bool = True,
+    ) -> None:
+        if self.plastic_model is None:  # the spec needs the model name; the algorithm may ask NEST's defaults
+            self.plastic_model = self.algorithm.synapse_into(nest, NEURON_MODEL)
+        super().build(nest, weights, record_neurons, plastic, learning)
 
     # -- the network as a spec (built by nestgrad.nest_engine.wiring) ----------------------------------------------
     def trainable(self) -> tuple[str, ...]:
@@ -355,7 +368,9 @@ class V1Network(SpecLearner):
         :meth:`plastic_masks` says, static ones with Billeh's delays elsewhere; Dale's law (the optimizer's
         ``sign_constrained``) by the source's class, not by the weight's current sign, so that a weight at 0 keeps
         its side. ``record_neurons < 0`` records every neuron's spikes, else the first ``record_neurons`` pool
-        neurons."""
+        neurons. The plastic synapse model is the algorithm's choice, made by :meth:`build` (it needs NEST)."""
+        if self.plastic_model is None:
+            raise SpecError("V1Network.network_spec: plastic_model is unset; build(nest, ...) chooses it")
         lay, c, step = self.layout, self.config, self.resolution
         for key, size in (("lgn_rec", lay.lgn_src.size), ("rec_rec", lay.rec_src.size), ("rec_out", self.out_src.size)):
             w = np.asarray(weights[key])
