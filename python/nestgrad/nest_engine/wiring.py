@@ -108,14 +108,9 @@ def _global_ids(nc: Any) -> np.ndarray:
 def _connect(
     nest: Any, spec: NetworkSpec, name: str, proj: Projection, built: BuiltNetwork, plastic: bool, learning: bool
 ) -> None:
-    pre = built.ids[proj.source][np.asarray(proj.sources)]
-    post = built.ids[proj.target][np.asarray(proj.targets)]
-    w = np.asarray(proj.weights, float)
-    d = np.asarray(proj.delays, float)
     if proj.kind == SynapseKind.LEARNING_SIGNAL:  # the builder leaves these out of a static twin if it wants
         if proj.size:
-            syn = {"synapse_model": LEARNING_SIGNAL_CONNECTION, "weight": w, "delay": d}
-            nest.Connect(pre, post, "one_to_one", syn)
+            _connect_edges(nest, built, proj, np.ones(proj.size, bool), LEARNING_SIGNAL_CONNECTION)
         return
     learns = proj.plastic_mask() & plastic
     groups: list[tuple[np.ndarray, str]] = [(~learns, STATIC_SYNAPSE)]
@@ -140,16 +135,31 @@ def _connect(
     inline = proj.synapse_model in INLINE_OPTIMIZER_SYNAPSES
     built.plastic_groups[name] = [(np.flatnonzero(sel), m, inline) for sel, m in plastic_groups if sel.any()]
     for sel, model in groups:
-        if not sel.any():
-            continue
+        if sel.any():
+            _connect_edges(nest, built, proj, sel, model)
 
-        def part(a: np.ndarray, sel: np.ndarray = sel) -> np.ndarray:  # no copy when the group is the projection
-            return a if sel.all() else a[sel]
 
-        syn = {"synapse_model": model, "weight": part(w), "delay": part(d)}
-        if proj.receptors is not None:
-            syn["receptor_type"] = part(np.asarray(proj.receptors))
-        nest.Connect(part(pre), part(post), "one_to_one", syn)
+# edges per nest.Connect call: bounds the temporary arrays (global ids, weights, delays) of large projections
+CONNECT_CHUNK = 1 << 18
+
+
+def _connect_edges(nest: Any, built: BuiltNetwork, proj: Projection, sel: np.ndarray, model: str) -> None:
+    """Connect the edges ``sel`` (bool mask) of ``proj`` with ``model``, in edge order, in chunks."""
+    edges = np.flatnonzero(sel) if not sel.all() else None
+    count = proj.size if edges is None else edges.size
+    receptors = None if proj.receptors is None else np.asarray(proj.receptors)
+    for start in range(0, count, CONNECT_CHUNK):
+        part = slice(start, start + CONNECT_CHUNK) if edges is None else edges[start : start + CONNECT_CHUNK]
+        syn = {
+            "synapse_model": model,
+            "weight": np.asarray(proj.weights, float)[part],
+            "delay": np.asarray(proj.delays, float)[part],
+        }
+        if receptors is not None:
+            syn["receptor_type"] = receptors[part]
+        pre = built.ids[proj.source][np.asarray(proj.sources)[part]]
+        post = built.ids[proj.target][np.asarray(proj.targets)[part]]
+        nest.Connect(pre, post, "one_to_one", syn)
 
 
 # -- reading back ------------------------------------------------------------------------------------------------------
