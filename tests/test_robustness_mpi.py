@@ -7,7 +7,6 @@ and the test requires both ranks to exit within seconds: before the fix rank 1 w
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import textwrap
@@ -15,18 +14,8 @@ import time
 
 import numpy as np
 import pytest
+from test_mpi import ENV, MPI_PYTHON, REPO, pytestmark  # noqa: F401 (pytestmark: the same skip condition)
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-MPI_PYTHON = REPO / ".venv-mpi" / "bin" / "python"
-
-pytestmark = pytest.mark.skipif(
-    not MPI_PYTHON.exists() or os.environ.get("NESTGRAD_SKIP_MPI") == "1",
-    reason="needs the MPI environment: run `make mpi` (make test does)",
-)
-
-ENV = dict(
-    os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1"
-)
 CONFIG = """
 [network]
 n_rec = 20
