@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from nestgrad.config import ExperimentConfig, NetworkConfig, OptimizerConfig
+from nestgrad.config import ExperimentConfig, GradientAlgorithm, NetworkConfig, OptimizerConfig
 from nestgrad.errors import ModelError
 from nestgrad.nest_engine import fresh_kernel
 from nestgrad.networks.eprop_classic import EPROP_PARAMETER_KEYS, EpropNetwork, initial_weights
@@ -135,7 +135,7 @@ def run_nest(spec: NetworkSpec, threads: int = 1) -> NestRun:
         t += b.steps * spec.resolution
     weights = net.read_weights(nest)
     used = {}
-    if spec.gradient_algorithm == "event":
+    if spec.gradient_algorithm == GradientAlgorithm.EVENT:
         status = net._nodes["rec"][0].get()
         for key in ("event_window_summaries_used", "event_block_sums_used"):
             if key in status:

@@ -361,7 +361,7 @@ class OptimizerConfig:
             "Wmax": self.Wmax,
             "optimize_each_step": self.optimize_each_step,
         }
-        if self.type == "adam":
+        if self.type == OptimizerType.ADAM:
             d.update(beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.epsilon)
         return d
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from nestgrad.config import OptimizerType
 from nestgrad.nest_engine.devices import Recordings
 from nestgrad.tasks import TrialBatch
 
@@ -148,7 +149,7 @@ class SpecLearner:
         that a resumed run continues exactly where it stopped; empty for gradient descent."""
         from nestgrad.nest_engine import wiring
 
-        if self.optimizer.type != "adam":
+        if self.optimizer.type != OptimizerType.ADAM:
             return {}
         state = {}
         for name in self.trainable():

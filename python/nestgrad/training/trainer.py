@@ -49,7 +49,9 @@ EVALUATION_FIRST_BATCH = 1_000_000
 
 
 class Trainer:
-    """Train the classic e-prop network on a task.
+    """Train the network of a configuration on its task: the architecture's factory
+    (:mod:`nestgrad.networks.registry`) makes the learner and the task; the Trainer knows only the learner contract
+    (:class:`nestgrad.networks.base.Learner`).
 
     >>> trainer = Trainer(ExperimentConfig(), out_dir="out/run1")
     >>> history = trainer.run()              # or trainer.run(resume=True) to continue from out/run1/checkpoint.npz
