@@ -132,7 +132,7 @@ class NetworkSpec:
                 # population) would be applied along the wrong axis, so they are refused, not computed wrongly
                 if isinstance(v, list | tuple | np.ndarray) and k not in VECTOR_PARAMETERS:
                     raise SpecError(
-                        f"{label}.{k} has {np.size(v)} values: the classic engine takes one value per population "
+                        f"{label}.{k} has {len(v)} values: the classic engine takes one value per population "
                         f"({_short(v)} given; vector parameters: {', '.join(sorted(VECTOR_PARAMETERS))}); per-neuron "
                         "parameters are replayed by nestgrad.reference.spec_online (nestgrad.spec networks)"
                     )
@@ -296,6 +296,8 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"cannot store {type(x).__name__} in a network file")
 
 
-def _short(value: object) -> str:
-    text = repr(np.asarray(value).ravel()[:4].tolist())
-    return text[:-1] + ", ...]" if np.size(value) > 4 else text
+def _short(value: list | tuple | np.ndarray) -> str:
+    """The first values of a list for a message (any content: an edited file may hold anything)."""
+    items = value.ravel().tolist() if isinstance(value, np.ndarray) else list(value)
+    text = repr(items[:4])
+    return text[:-1] + ", ...]" if len(items) > 4 else text
