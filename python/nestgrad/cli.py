@@ -74,7 +74,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return 2
     from nestgrad.resources import check_threads
 
-    _require_positive("--iterations", args.iterations)
+    if args.iterations is not None:  # None: the configuration's training.iterations (or 5 for --task)
+        _require_positive("--iterations", args.iterations)
     _require_positive("--threads", args.threads)
     check_threads(args.threads, "--threads")
     _require_positive("--n-rec", args.n_rec)

@@ -113,9 +113,7 @@ def compare(
     result["loss_max_rel_err"] = float(np.max(np.abs(ln - lr) / np.maximum(np.abs(lr), 1e-300)))
     result["readout_max_abs_err"] = float(np.abs(nest_run.readout - ref.readout).max())
     if out_dir is not None:
-        out = pathlib.Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(json.dumps(result, indent=2))
+        out = write_result(out_dir, result)
         if plots:
             _plot(spec, nest_run.weights, ref.weights, result, out)
     return result
@@ -132,10 +130,16 @@ def _compare_bsshslm(spec: NetworkSpec, out_dir: str | pathlib.Path | None, thre
     for p, r in result["projections"].items():
         r.update(agreement[p])
     if out_dir is not None:
-        out = pathlib.Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(json.dumps(result, indent=2))
+        write_result(out_dir, result)
     return result
+
+
+def write_result(out_dir: str | pathlib.Path, result: dict[str, Any]) -> pathlib.Path:
+    """Write ``result`` as ``compare.json`` into ``out_dir`` (created); returns the folder."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(result, indent=2))
+    return out
 
 
 def format_table(result: dict[str, Any]) -> str:

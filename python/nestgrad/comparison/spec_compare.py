@@ -14,14 +14,13 @@ Per projection with plastic edges: ``max_rel_err`` = max |dW_nest - dW_ref| / ma
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from nestgrad.comparison.compare import NEGLIGIBLE
+from nestgrad.comparison.compare import NEGLIGIBLE, write_result
 from nestgrad.config import ConfigError, ExperimentConfig
 from nestgrad.errors import SpecError
 from nestgrad.nest_engine import devices as dev
@@ -76,6 +75,12 @@ def case_from_config(config: ExperimentConfig, iterations: int) -> SpecCase:
             "so `nestgrad compare` cannot replay it (supported: classic, v1)"
         )
     weights = learner.initial_weights(config.network.seed)
+    import nest
+
+    from nestgrad.module import install
+
+    install()  # the models' defaults, without a kernel reset or a simulation
+    learner.prepare(nest)  # what the algorithm chooses from NEST's defaults
     spec = learner.network_spec(weights, record_neurons=0, plastic=True)
     check_supported(spec)
     batches = [task.batch(k) for k in range(iterations)]
@@ -326,9 +331,7 @@ def _compare(case: SpecCase, nest_run: NestSpecRun, threads: int, out_dir: str |
     result["readout_max_abs_err"] = float(np.abs(nest_run.readout - ref.readout).max())
     result["spikes_reference"] = {k: int(v.sum()) for k, v in ref.spikes.items()}
     if out_dir is not None:
-        out = pathlib.Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(json.dumps(result, indent=2))
+        write_result(out_dir, result)
     return result
 
 

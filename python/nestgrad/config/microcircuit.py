@@ -5,9 +5,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nestgrad.config.tables import from_table
 from nestgrad.errors import ConfigError
 
 THALAMUS_N = 902  # thalamic neurons of the full model
@@ -62,12 +64,8 @@ class EpropMicrocircuitConfig:
             raise ConfigError(f"network.microcircuit.pool_size = {self.pool_size!r}: an integer >= 1 is required")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EpropMicrocircuitConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"network.microcircuit: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any]) -> EpropMicrocircuitConfig:
+        return from_table(cls, d, "network.microcircuit")
 
     @property
     def n_thalamus(self) -> int:

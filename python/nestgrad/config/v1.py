@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nestgrad.config.tables import from_table
 from nestgrad.errors import ConfigError
 
 V1_CORE_NEURONS = 51_978  # neurons of Billeh et al.'s 400-um core (nestgrad.networks.v1_data.N_FULL)
@@ -115,12 +115,8 @@ class V1Config:
         need(not unknown, "eprop_params", unknown, f"unknown key(s); known: {sorted(V1_EPROP_PARAMS)}")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> V1Config:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"network.v1: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any]) -> V1Config:
+        return from_table(cls, d, "network.v1")
 
 
 @dataclass(frozen=True)
@@ -224,11 +220,7 @@ class V1TaskConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> V1TaskConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"task.v1: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return from_table(cls, d, "task.v1")
 
     def steps(self, key: str, resolution: float) -> int:
         """Duration ``key`` (a ``*_ms`` field) in time steps of ``resolution`` ms, after ``time_scale``."""

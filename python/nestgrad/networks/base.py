@@ -102,6 +102,10 @@ class SpecLearner:
         """The projections whose weights the weights dictionary holds (besides ``feedback``)."""
         raise NotImplementedError
 
+    def prepare(self, nest: Any) -> None:
+        """Choices that need NEST (e.g. the synapse models an algorithm picks from a neuron's defaults), made before
+        :meth:`network_spec`; :meth:`build` calls it, and so must anyone who wants the spec without a build."""
+
     def build(
         self,
         nest: Any,
@@ -112,6 +116,7 @@ class SpecLearner:
     ) -> None:
         from nestgrad.nest_engine import wiring
 
+        self.prepare(nest)
         spec = self.network_spec(weights, record_neurons, plastic)
         self.built = wiring.build(nest, spec, plastic=plastic, learning=learning)
         self._feedback = np.array(weights["feedback"], copy=True)

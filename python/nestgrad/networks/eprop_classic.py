@@ -280,11 +280,13 @@ class EpropNetwork(SpecLearner):
         where e-prop synapses would be), the baseline for measuring the cost of plasticity; ``learning=False`` keeps
         the e-prop synapses with every learning rate 0 (the same network, weights fixed). ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
-        self._synapse_model = self._recurrent_synapse_model(nest)
-        self._ports = self._receptors_by_sign(nest)
         self._masks = masks
         self._plastic = plastic
         super().build(nest, weights, record_neurons, plastic=plastic, learning=learning)
+
+    def prepare(self, nest: Any) -> None:
+        self._synapse_model = self._recurrent_synapse_model(nest)
+        self._ports = self._receptors_by_sign(nest)
 
     def trainable(self) -> tuple[str, ...]:
         return PROJECTIONS

@@ -347,17 +347,9 @@ class V1Network(SpecLearner):
             raise ModelError(f"{NEURON_MODEL} is not loaded (nestgrad.install())")
         self.algorithm.check(nest, NEURON_MODEL)
 
-    def build(
-        self,
-        nest: Any,
-        weights: dict[str, np.ndarray],
-        record_neurons: int,
-        plastic: bool = True,
-        learning: bool = True,
-    ) -> None:
+    def prepare(self, nest: Any) -> None:
         if self.plastic_model is None:  # the spec needs the model name; the algorithm may ask NEST's defaults
             self.plastic_model = self.algorithm.synapse_into(nest, NEURON_MODEL)
-        super().build(nest, weights, record_neurons, plastic, learning)
 
     # -- the network as a spec (built by nestgrad.nest_engine.wiring) ----------------------------------------------
     def trainable(self) -> tuple[str, ...]:
@@ -370,7 +362,7 @@ class V1Network(SpecLearner):
         its side. ``record_neurons < 0`` records every neuron's spikes, else the first ``record_neurons`` pool
         neurons. The plastic synapse model is the algorithm's choice, made by :meth:`build` (it needs NEST)."""
         if self.plastic_model is None:
-            raise SpecError("V1Network.network_spec: plastic_model is unset; build(nest, ...) chooses it")
+            raise SpecError("V1Network.network_spec: plastic_model is unset; prepare(nest) chooses it")
         lay, c, step = self.layout, self.config, self.resolution
         for key, size in (("lgn_rec", lay.lgn_src.size), ("rec_rec", lay.rec_src.size), ("rec_out", self.out_src.size)):
             w = np.asarray(weights[key])
