@@ -487,3 +487,15 @@ def test_a_network_laid_out_like_nests_300_pointneurons_example_loads(tmp_path, 
     with pytest.raises(SonataError, match="node_sets.json does not exist") as err:
         load(tmp_path)
     assert err.value.field == "inputs/lgn_in/node_set"
+
+
+def test_inputs_of_other_types_are_refused_by_name_or_skipped_on_request(tmp_path):
+    """A current clamp (or any input but spikes) used to be dropped silently: the network then ran without it."""
+    write_tiny(tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["inputs"]["clamp"] = {"input_type": "current_clamp", "module": "IClamp", "node_set": "v1", "amp": 0.1}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SonataError, match=r"inputs/clamp/input_type.*'current_clamp' is not supported"):
+        sonata.SonataNetwork.from_config(tmp_path / "config.json")
+    net = sonata.SonataNetwork.from_config(tmp_path / "config.json", skip_unsupported_inputs=True)
+    assert net.skipped_inputs == {"clamp": "current_clamp"} and "lgn" in net.inputs

@@ -602,13 +602,17 @@ class SonataNetwork:
     edges: dict[str, EdgePopulation] = field(default_factory=dict)
     inputs: dict[str, SpikeInput] = field(default_factory=dict)  # population name -> spikes
     run: dict[str, Any] = field(default_factory=dict)  # "run" section of the simulation config (tstop, dt, ...)
+    skipped_inputs: dict[str, str] = field(default_factory=dict)  # input name -> input_type, not loaded
     config_path: Path | None = None
 
     # ------------------------------------------------------------------ reading
     @classmethod
-    def from_config(cls, path: str | Path) -> SonataNetwork:
+    def from_config(cls, path: str | Path, *, skip_unsupported_inputs: bool = False) -> SonataNetwork:
         """Read a simulation config (with ``network`` pointing to a circuit config, or ``networks`` inline) or a
-        circuit config. Spike inputs (``inputs`` of type spikes) are read when present."""
+        circuit config. Spike inputs (``inputs`` of type spikes) are read when present. Inputs of other types
+        (current clamps, ...) are refused with a SonataError naming them, since the network would otherwise run
+        without them; ``skip_unsupported_inputs=True`` loads the network without them (listed in
+        ``skipped_inputs``)."""
         path = Path(path)
         cfg = _load_config(path)
         base = path.parent.resolve()
@@ -648,7 +652,17 @@ class SonataNetwork:
         if not isinstance(inputs, dict):
             raise SonataError(path, "inputs", "must be a JSON object (input name -> settings)")
         for name, spec in inputs.items():
-            if not isinstance(spec, dict) or spec.get("input_type") != "spikes":
+            if not isinstance(spec, dict):
+                raise SonataError(path, f"inputs/{name}", "must be a JSON object")
+            if spec.get("input_type") != "spikes":
+                if not skip_unsupported_inputs:
+                    raise SonataError(
+                        path,
+                        f"inputs/{name}/input_type",
+                        f"{spec.get('input_type')!r} is not supported (spikes only); the network would run without "
+                        "this input: remove it, or load with skip_unsupported_inputs=True",
+                    )
+                net.skipped_inputs[name] = str(spec.get("input_type"))
                 continue
             if "input_file" not in spec:
                 raise SonataError(path, f"inputs/{name}/input_file", "missing")
