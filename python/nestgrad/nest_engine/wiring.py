@@ -114,6 +114,10 @@ def _connect(
         return
     learns = proj.plastic_mask() & plastic
     groups: list[tuple[np.ndarray, str]] = [(~learns, STATIC_SYNAPSE)]
+    if proj.static_synapse != STATIC_SYNAPSE or proj.synapse_params:
+        # the static edges get their own model (and parameters); e-prop edges of a static twin stay static_synapse
+        twin = proj.plastic_mask() & ~learns
+        groups = [(~proj.plastic_mask(), proj.static_synapse), (twin, STATIC_SYNAPSE)]
     plastic_groups: list[tuple[np.ndarray, str]] = []
     if learns.any():
         signed = proj.nonneg is not None
@@ -134,23 +138,28 @@ def _connect(
     groups += plastic_groups
     inline = proj.synapse_model in INLINE_OPTIMIZER_SYNAPSES
     built.plastic_groups[name] = [(np.flatnonzero(sel), m, inline) for sel, m in plastic_groups if sel.any()]
-    for sel, model in groups:
+    for k, (sel, model) in enumerate(groups):
         if sel.any():
-            _connect_edges(nest, built, proj, sel, model)
+            extra = proj.synapse_params if k == 0 and model == proj.static_synapse else None
+            _connect_edges(nest, built, proj, sel, model, extra)
 
 
 # edges per nest.Connect call: bounds the temporary arrays (global ids, weights, delays) of large projections
 CONNECT_CHUNK = 1 << 18
 
 
-def _connect_edges(nest: Any, built: BuiltNetwork, proj: Projection, sel: np.ndarray, model: str) -> None:
-    """Connect the edges ``sel`` (bool mask) of ``proj`` with ``model``, in edge order, in chunks."""
+def _connect_edges(
+    nest: Any, built: BuiltNetwork, proj: Projection, sel: np.ndarray, model: str, extra: dict[str, Any] | None = None
+) -> None:
+    """Connect the edges ``sel`` (bool mask) of ``proj`` with ``model`` (and the synapse parameters ``extra``), in
+    edge order, in chunks."""
     edges = np.flatnonzero(sel) if not sel.all() else None
     count = proj.size if edges is None else edges.size
     receptors = None if proj.receptors is None else np.asarray(proj.receptors)
     for start in range(0, count, CONNECT_CHUNK):
         part = slice(start, start + CONNECT_CHUNK) if edges is None else edges[start : start + CONNECT_CHUNK]
         syn = {
+            **(extra or {}),
             "synapse_model": model,
             "weight": np.asarray(proj.weights, float)[part],
             "delay": np.asarray(proj.delays, float)[part],
