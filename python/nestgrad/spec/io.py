@@ -162,7 +162,10 @@ def save_spec(
     path = pathlib.Path(path)
     content = spec_bytes(spec, data, meta)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+    umask = os.umask(0)  # mkstemp makes the file private; give it the permissions a plain open() would
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
             fh.flush()
