@@ -107,3 +107,21 @@ def test_damaged_exchange_files_name_the_field(old_file, tmp_path):
     with pytest.raises(SpecError, match="neither a nestgrad spec file nor an old classic network file"):
         exchange.load(tmp_path / "foreign.npz")
     assert main(["compare", "--network", str(tmp_path / "foreign.npz")]) == 2
+
+
+def test_parameters_are_checked_as_in_the_old_format(old_file, tmp_path):
+    """A tau_m of inf used to print tables of NaN; the exchange format refuses it like the old one, in the spec's
+    populations and in the classic fields."""
+    ex = exchange.load(exchange.convert_file(old_file, tmp_path / "new.npz"))
+    file = load_spec(tmp_path / "new.npz")
+    spec = ex.spec
+    spec.populations["rec"].params = {**spec.populations["rec"].params, "tau_m": float("inf")}
+    path = save_spec(tmp_path / "inf.npz", spec, file.data, file.meta)
+    with pytest.raises(SpecError, match=r"populations\[1\]\.params\.tau_m' = inf: a finite number is required"):
+        exchange.load(path)
+    spec.populations["rec"].params["tau_m"] = 10.0
+    meta = json.loads(json.dumps(file.meta))
+    meta["classic"]["readout_params"]["C_m"] = -1.0
+    path = save_spec(tmp_path / "neg.npz", spec, file.data, meta)
+    with pytest.raises(SpecError, match=r"meta\.classic\.readout_params\.C_m' = -1\.0: a time constant must be > 0"):
+        exchange.load(path)

@@ -217,13 +217,29 @@ def test_what_sonata_cannot_hold_is_refused_by_name(tmp_path):
     with pytest.raises(SonataError, match="nodes/gen") as err:
         sonata.export_spec(tmp_path / "s", spec)
     assert "allow_offgrid_times" in str(err.value)
-    config = sonata.export_spec(tmp_path / "ok", full_spec())
+    assert not (tmp_path / "s").exists()  # refused before anything is written
+
+
+SECTION_EDITS = {
+    "nestgrad/version": lambda s: s.update(version=99),
+    "nestgrad/resolution": lambda s: s.update(resolution=-0.1),
+    "nestgrad/populations/rec": lambda s: s["populations"]["rec"].update(role="boss"),
+    "nestgrad/projections/in_rec": lambda s: s["projections"]["in_rec"].update(kind="gap"),
+    "nestgrad/projections/in_rec/learning_rate": lambda s: s["projections"]["in_rec"].update(learning_rate="fast"),
+    "nestgrad/recorded": lambda s: s.update(recorded=["rec", [0.5]]),
+}
+
+
+@pytest.mark.parametrize("fieldname", list(SECTION_EDITS))
+def test_damaged_nestgrad_section_names_the_field(tmp_path, fieldname):
+    config = sonata.export_spec(tmp_path / "s", full_spec())
     circuit = config.parent / "config.circuit.json"
     doc = json.loads(circuit.read_text())
-    doc["nestgrad"]["version"] = 99
+    SECTION_EDITS[fieldname](doc["nestgrad"])
     circuit.write_text(json.dumps(doc))
-    with pytest.raises(SonataError, match="nestgrad/version"):
+    with pytest.raises(SonataError) as err:
         sonata.spec_from_sonata(sonata.SonataNetwork.from_config(config))
+    assert err.value.field == fieldname and err.value.path.endswith("config.circuit.json"), str(err.value)
 
 
 def test_plain_sonata_without_optimizer_is_refused_without_nest(tmp_path):

@@ -611,6 +611,7 @@ class SonataNetwork:
     config_path: Path | None = None
     # the "nestgrad" section of the circuit config: what SONATA has no place for (export_spec writes it)
     nestgrad: dict[str, Any] = field(default_factory=dict)
+    nestgrad_path: Path | None = None  # the circuit config that holds it
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -633,7 +634,8 @@ class SonataNetwork:
         cbase = circuit_path.parent
         components = {k: _resolve(cbase, v) for k, v in cfg.get("components", {}).items() if isinstance(v, str)}
         networks = cfg["networks"]
-        net = cls(run=dict(sim_cfg.get("run", {})), config_path=path.resolve(), nestgrad=cfg.get("nestgrad", {}))
+        net = cls(run=dict(sim_cfg.get("run", {})), config_path=path.resolve(), nestgrad=cfg.get("nestgrad", {}),
+                  nestgrad_path=circuit_path)  # fmt: skip
         if not isinstance(net.nestgrad, dict):
             raise SonataError(
                 circuit_path, "nestgrad", "must be a JSON object (written by nestgrad.sonata.export_spec)"
@@ -968,16 +970,39 @@ class SonataSpec:
 def _section(net: SonataNetwork) -> dict[str, Any]:
     """The ``nestgrad`` section of the circuit config (written by :func:`export_spec`), checked; {} if none."""
     sec = net.nestgrad
-    where = net.config_path or "config.circuit.json"
+    where = net.nestgrad_path or net.config_path or "config.circuit.json"
     if not sec:
         return {}
     if not isinstance(sec, dict) or sec.get("version") != SECTION_VERSION:
         version = sec.get("version") if isinstance(sec, dict) else sec
         raise SonataError(where, "nestgrad/version", f"{version!r} is not supported (this nestgrad reads "
                           f"{SECTION_VERSION})")  # fmt: skip
-    for key, kind in (("populations", dict), ("projections", dict), ("optimizer", dict)):
-        if not isinstance(sec.get(key, {}), kind):
+    for key in ("populations", "projections", "optimizer"):
+        if not isinstance(sec.get(key, {}), dict):
             raise SonataError(where, f"nestgrad/{key}", "must be a JSON object")
+    resolution = sec.get("resolution", DEFAULT_DT)
+    if isinstance(resolution, bool) or not isinstance(resolution, int | float) or not resolution > 0:
+        raise SonataError(where, "nestgrad/resolution", f"{resolution!r}: a number of ms > 0 is required")
+    roles = [r.value for r in Role]
+    for name, entry in sec.get("populations", {}).items():
+        field = f"nestgrad/populations/{name}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or entry.get("role") not in roles:
+            raise SonataError(where, field, f"{entry!r}: a table with 'model' (a NEST model) and 'role' (one of "
+                              f"{roles}) is required")  # fmt: skip
+    kinds = [k.value for k in SynapseKind]
+    for name, entry in sec.get("projections", {}).items():
+        field = f"nestgrad/projections/{name}"
+        if not isinstance(entry, dict) or entry.get("kind", "spike") not in kinds:
+            raise SonataError(where, field, f"{entry!r}: a table with 'kind' (one of {kinds}) is required")
+        rate = entry.get("learning_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate != rate):
+            raise SonataError(where, f"{field}/learning_rate", f"{rate!r}: a number or null is required")
+    recorded = sec.get("recorded")
+    if recorded is not None and not (
+        isinstance(recorded, list) and len(recorded) == 2 and isinstance(recorded[0], str)
+        and isinstance(recorded[1], list) and all(isinstance(i, int) and not isinstance(i, bool) for i in recorded[1])
+    ):  # fmt: skip
+        raise SonataError(where, "nestgrad/recorded", "[population, [neuron indices]] is required")
     return sec
 
 
@@ -1010,6 +1035,9 @@ def _real_population(
         row = pop.types[type_id]
         if row.get("model_type") == "virtual":
             raise SonataError(pop.types_file, "model_type", f"population '{name}' mixes virtual and real nodes")
+        if row.get("model_processing") is not None:  # a bmtk Python hook that would change the cells: refuse
+            raise SonataError(pop.types_file, "model_processing", f"node_type_id {type_id}: "
+                              f"{row['model_processing']!r} is a bmtk Python hook nestgrad cannot run")  # fmt: skip
         if entry is not None:  # written by export_spec: the spec's model and parameters as they are
             model, params, n_ports = str(entry["model"]), _plain_dict(pop.type_dynamics[type_id]), None
         else:
@@ -1103,6 +1131,10 @@ def _edge_population(
     for type_id in np.unique(edges.edge_type_ids).tolist():
         sel_type = edges.edge_type_ids == type_id
         model = edges.synapse_model(type_id)
+        hook = edges.types[type_id].get("weight_function")
+        if hook is not None:  # bmtk would compute these weights with a Python function: refuse, never ignore
+            raise SonataError(edges.types_file, "weight_function", f"edge_type_id {type_id}: {hook!r} is a bmtk "
+                              "Python hook nestgrad cannot run; write the weights as syn_weight instead")  # fmt: skip
         chosen = ename in plastic_sel and (plastic_sel[ename] is None or type_id in plastic_sel[ename])
         is_plastic = chosen or _is_eprop_synapse(model)
         if chosen:

@@ -26,7 +26,7 @@ from nestgrad.errors import SpecError
 from nestgrad.reference.spec import PROJECTIONS
 from nestgrad.reference.spec import NetworkSpec as ClassicSpec
 from nestgrad.spec import NetworkSpec
-from nestgrad.spec.io import is_spec_document, load_spec, read_document, save_spec
+from nestgrad.spec.io import check_params, is_spec_document, load_spec, read_document, save_spec
 from nestgrad.tasks import TrialBatch
 
 DATA_KEYS = ("input_spikes", "target", "window")
@@ -121,6 +121,16 @@ def load(path: str | pathlib.Path) -> Exchange | ClassicSpec:
     ex = Exchange(file.spec, file.data["input_spikes"].astype(bool), np.asarray(file.data["target"], float),
                   np.asarray(file.data["window"], float), iteration_steps, trial_steps, meta)  # fmt: skip
     _check_sizes(path, ex, n_in)
+    if "classic" in meta:  # the dense view's own fields, checked as the old format checks them
+        classic = meta["classic"]
+        if not isinstance(classic, dict):
+            raise SpecError(f"{path}: field 'meta.classic' must be a table")
+        for label in ("rec_params", "readout_params", "optimizer"):
+            check_params(path, f"meta.classic.{label}", classic.get(label))
+        try:
+            classic_view(ex).validate()
+        except (SpecError, KeyError, TypeError, ValueError) as err:
+            raise SpecError(f"{path}: field 'meta.classic': {err}") from None
     return ex
 
 

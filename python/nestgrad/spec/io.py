@@ -38,6 +38,8 @@ import numpy as np
 from nestgrad.errors import NestgradError, SpecError
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
+# model parameters whose NEST defaults are infinite, the only ones that may be (as nestgrad.config's)
+INFINITE_PARAMETERS = frozenset({"V_min", "eprop_isi_trace_cutoff", "flush_event_send_interval"})
 FORMAT = "nestgrad.spec"
 FORMAT_VERSION = 1
 _EDGE_ARRAYS = ("sources", "targets", "weights", "delays", "receptors", "plastic", "nonneg")
@@ -276,6 +278,24 @@ def _params(r: _Reader, entry: dict, where: str, size: int) -> dict[str, Any] | 
     return out
 
 
+def check_params(path: Any, label: str, params: Any, error: type[NestgradError] = SpecError) -> None:
+    """Model parameters read from a file: a table; numbers finite (but those of ``INFINITE_PARAMETERS``, which may
+    be infinite, never NaN); time constants (tau_*) and C_m > 0; t_ref >= 0. A NaN or infinite parameter would run
+    and print tables of NaN."""
+    if not isinstance(params, dict):
+        raise error(f"{path}: field '{label}' must be a table of parameters, found {type(params).__name__}")
+    for name, value in params.items():
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                continue
+            if not math.isfinite(v) and (name not in INFINITE_PARAMETERS or math.isnan(v)):
+                raise error(f"{path}: field '{label}.{name}' = {value!r}: a finite number is required")
+            if (name.startswith("tau_") or name == "C_m") and v <= 0:
+                raise error(f"{path}: field '{label}.{name}' = {value!r}: a time constant must be > 0")
+            if name.startswith("t_ref") and v < 0:
+                raise error(f"{path}: field '{label}.{name}' = {value!r}: must be >= 0 ms")
+
+
 def _population(r: _Reader, entry: Any, where: str) -> Population:
     name = r.get(entry, "name", where, str)
     model = r.get(entry, "model", where, str)
@@ -288,6 +308,8 @@ def _population(r: _Reader, entry: Any, where: str) -> Population:
     except ValueError:
         raise r.fail(f"{where}.role", f"{role_text!r} is not one of {[x.value for x in Role]}") from None
     params = _params(r, entry, where, size)
+    for n, p in enumerate(params if isinstance(params, list) else [params]):
+        check_params(r.path, f"{where}.params" + (f"[{n}]" if isinstance(params, list) else ""), p, r.error)
     positions = None
     if entry.get("positions") is not None:
         positions = r.array(entry["positions"], f"{where}.positions", "f", (size, 3))
@@ -429,5 +451,15 @@ def spec_differences(a: NetworkSpec, b: NetworkSpec) -> list[str]:
     return out
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "SpecFile", "load_spec", "neuron_params", "save_spec", "spec_bytes",
-           "spec_differences"]  # fmt: skip
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "INFINITE_PARAMETERS",
+    "SpecFile",
+    "check_params",
+    "load_spec",
+    "neuron_params",
+    "save_spec",
+    "spec_bytes",
+    "spec_differences",
+]
