@@ -18,6 +18,12 @@ files, and input spike trains in HDF5. This module covers the point-neuron subse
     sonata.export_sonata("out_dir", nest, built.populations)         # NEST -> SONATA files
     net.write("copy_dir")                                            # in-memory network -> SONATA files
 
+    spec = sonata.spec_from_sonata(net).spec       # the network as a nestgrad.spec.NetworkSpec (no NEST needed)
+    sonata.export_spec("spec_dir", spec)            # any spec -> SONATA files; spec_from_sonata reads it back equal
+
+``build_in_nest`` is ``spec_from_sonata`` followed by the one wiring function (nestgrad.nest_engine.wiring.build);
+this module connects nothing itself.
+
 Conventions (those of bmtk's PointNet) and the GLIF parameter mapping are documented in docs/sonata.md.
 Malformed input raises :class:`SonataError` (a ``ValueError``) naming the file and the field.
 """

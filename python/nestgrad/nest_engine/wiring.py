@@ -4,15 +4,16 @@ plastic weights and optimizer state back in the spec's edge order.
 Order. Populations are created in the spec's order; right before the input population its spike generators, right
 after the readout population its target and learning-window generators. Projections are connected in the spec's
 order, each with vectorised ``nest.Connect`` calls (``one_to_one`` with arrays) per group of edges that share a
-synapse model (static, e-prop, or a Dale's-law copy of it) and, within a group, in edge order. The data devices
-(rates into the readouts, multimeter, spike recorder) come last. The same spec therefore gives the same node ids and
-connection order, whatever builder emitted it.
+synapse model (static, e-prop, or a Dale's-law copy of it) and, within a group, in edge order. Static edges use
+``Projection.static_synapse`` (default ``static_synapse``) with ``Projection.synapse_params`` in every call. The
+data devices (rates into the readouts, multimeter, spike recorder) come last. The same spec therefore gives the
+same node ids and connection order, whatever builder emitted it.
 
 Learning. A projection's plastic edges use ``Projection.synapse_model``; its optimizer defaults (the spec's
 optimizer, ``learning_rate`` if set, eta = 0 with ``learning=False``) are set right before its edges are connected;
 with Dale's law (``Projection.nonneg``) each sign gets a bounded copy of the model (``<model>_nonneg``,
-``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given;
-learning-signal projections are connected if the spec has them).
+``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given; the e-prop
+edges become ``static_synapse``; learning-signal projections are connected if the spec has them).
 """
 
 from __future__ import annotations
