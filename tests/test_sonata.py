@@ -413,3 +413,31 @@ def test_glif_mapping_of_legacy_and_allen_names():
     assert params["asc_amps_2"] == pytest.approx(-20.0)
     with pytest.raises(sonata.SonataError, match="nest:<model>"):
         sonata.nest_model_and_params("nrn:IntFire1", {})
+
+
+# ------------------------------------------------------------------------------------------------- as a spec
+
+
+def test_bmtk_network_as_a_spec_and_back(net, tmp_path):
+    """bmtk files -> nestgrad.spec -> export_spec -> spec_from_sonata: an equal spec. The V1 population (GLIF3 and
+    iaf_psc_alpha nodes) becomes one spec population per run of one model; every edge lands in one projection."""
+    from nestgrad.spec.io import spec_differences
+
+    conv = sonata.spec_from_sonata(net, resolution=RESOLUTION)
+    v1 = net.nodes["v1"]
+    parts = conv.nodes["v1"]
+    assert len(parts) >= 2 and sum(len(rows) for _, rows in parts) == v1.size
+    assert np.array_equal(np.concatenate([rows for _, rows in parts]), np.arange(v1.size))
+    glif = np.isin(v1.node_type_ids, GLIF_TYPES)
+    for name, rows in parts:
+        assert name == f"v1[{rows[0]}:{rows[-1] + 1}]"
+        model = conv.spec.populations[name].model
+        assert model == ("glif3_psc_nestml" if glif[rows[0]] else "iaf_psc_alpha") and len(set(glif[rows])) == 1
+    assert conv.spec.populations["lgn"].model == "spike_generator"
+    for ename, e in net.edges.items():
+        rows = np.sort(np.concatenate([r for _, r in conv.edges[ename]]))
+        assert np.array_equal(rows, np.arange(e.size)), ename
+        weights = np.concatenate([conv.spec.projections[p].weights for p, _ in conv.edges[ename]])
+        assert np.array_equal(np.sort(weights), np.sort(e.weights())), ename
+    again = sonata.spec_from_sonata(sonata.SonataNetwork.from_config(sonata.export_spec(tmp_path / "s", conv.spec)))
+    assert spec_differences(conv.spec, again.spec) == []

@@ -499,3 +499,24 @@ def test_inputs_of_other_types_are_refused_by_name_or_skipped_on_request(tmp_pat
         sonata.SonataNetwork.from_config(tmp_path / "config.json")
     net = sonata.SonataNetwork.from_config(tmp_path / "config.json", skip_unsupported_inputs=True)
     assert net.skipped_inputs == {"clamp": "current_clamp"} and "lgn" in net.inputs
+
+
+# ------------------------------------------------------------------------------------ bmtk hooks are refused
+
+
+def test_bmtk_python_hooks_are_refused_by_name_not_ignored(tmp_path):
+    """bmtk computes weights with a weight_function and edits cells with model_processing (Python functions);
+    nestgrad cannot run them, and ignoring them would build another network."""
+    write_tiny(tmp_path, edge_type_csv="edge_type_id model_template syn_weight delay weight_function dynamics_params\n"
+                                       "1 static_synapse 2.0 1.5 gaussian exc.json\n"
+                                       "2 static_synapse -1.0 2.0 NULL exc.json\n")  # fmt: skip
+    with pytest.raises(SonataError, match="'gaussian' is a bmtk Python hook") as err:
+        sonata.spec_from_sonata(load(tmp_path))
+    assert err.value.field == "weight_function" and err.value.path.endswith("edge_types.csv")
+    write_tiny(tmp_path)
+    types = tmp_path / "network/v1_node_types.csv"
+    types.write_text(types.read_text().replace("dynamics_params\n", "dynamics_params model_processing\n")
+                     .replace("iaf.json\n", "iaf.json aibs_perisomatic\n"))  # fmt: skip
+    with pytest.raises(SonataError, match="'aibs_perisomatic' is a bmtk Python hook") as err:
+        sonata.spec_from_sonata(load(tmp_path))
+    assert err.value.field == "model_processing" and err.value.path.endswith("v1_node_types.csv")

@@ -66,7 +66,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from nestgrad.comparison.compare import compare, format_table
     from nestgrad.comparison.nest_runs import spec_from_config
     from nestgrad.config import NetworkConfig, OptimizerConfig, TaskConfig
-    from nestgrad.reference.spec import NetworkSpec
 
     sources = [x for x in (args.network, args.config, args.task) if x]
     if len(sources) != 1:
@@ -80,7 +79,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     check_threads(args.threads, "--threads")
     _require_positive("--n-rec", args.n_rec)
     if args.network:
-        spec = NetworkSpec.load(args.network)
+        from nestgrad.comparison import exchange
+
+        loaded = exchange.load(args.network)  # the exchange format, or the old classic format
+        if isinstance(loaded, exchange.Exchange) and not loaded.is_classic:
+            return _compare_exchange(args, loaded)
+        spec = exchange.classic_view(loaded) if isinstance(loaded, exchange.Exchange) else loaded
     elif args.neuron.endswith("_bsshslm_2020") and not args.config:
         from nestgrad.comparison.bsshslm_nest import make_bsshslm_spec
 
@@ -110,7 +114,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, eta=args.eta))
         spec = spec_from_config(config, 5 if args.iterations is None else args.iterations)
     if args.save_network:
-        spec.save(args.save_network)
+        from nestgrad.comparison import exchange
+
+        if spec.rec_model.endswith(exchange.BSSHSLM_SUFFIX):  # not built from a nestgrad.spec network yet
+            spec.save(args.save_network)
+        else:
+            exchange.save(args.save_network, exchange.from_classic(spec))
         print(f"network written: {args.save_network}")
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / f"compare_{spec.rec_model}"
     result = compare(spec, out, threads=args.threads)
@@ -132,20 +141,57 @@ def _compare_spec_network(args: argparse.Namespace, config: ExperimentConfig) ->
         microcircuit_run,
     )
 
-    if args.save_network:
-        print("nestgrad compare: --save-network writes the classic network's file only", file=sys.stderr)
-        return 2
     if args.eta is not None:
         config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, eta=args.eta))
     iterations = args.iterations if args.iterations is not None else config.training.iterations
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / f"compare_{config.network.architecture}"
     if config.network.architecture == "microcircuit":  # NEST draws its circuit: read back into a spec
         case, nest_run = microcircuit_run(config, iterations, threads=args.threads)
+        _save_case(args, case)
         result = compare_run(case, nest_run, out_dir=out, threads=args.threads)
     else:
-        result = compare_case(case_from_config(config, iterations), threads=args.threads, out_dir=out)
+        case = case_from_config(config, iterations)
+        _save_case(args, case)
+        result = compare_case(case, threads=args.threads, out_dir=out)
     print(format_table(result))
     print(f"written: {out / 'compare.json'}")
+    return 0
+
+
+def _save_case(args: argparse.Namespace, case: object) -> None:
+    """``--save-network``: the spec and its data as an exchange file."""
+    if args.save_network:
+        from nestgrad.comparison import exchange
+
+        exchange.save(args.save_network, exchange.from_batches(case.spec, case.batches, case.meta))
+        print(f"network written: {args.save_network}")
+
+
+def _compare_exchange(args: argparse.Namespace, ex: object) -> int:
+    """``nestgrad compare --network FILE`` of a network that is not the classic one: NEST vs the general reference
+    engine, over the file's iterations (or the first ``--iterations``)."""
+    from nestgrad.comparison import exchange
+    from nestgrad.comparison.spec_compare import SpecCase, compare_case, format_table
+
+    batches = ex.batches()
+    if args.iterations is not None:
+        if args.iterations > len(batches):
+            raise ConfigError(f"--iterations = {args.iterations}: the file holds data of {len(batches)} iterations")
+        batches = batches[: args.iterations]
+    if args.save_network:
+        exchange.save(args.save_network, exchange.from_batches(ex.spec, batches, ex.meta))
+        print(f"network written: {args.save_network}")
+    out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / "compare_network"
+    result = compare_case(SpecCase(ex.spec, batches, dict(ex.meta)), threads=args.threads, out_dir=out)
+    print(format_table(result))
+    print(f"written: {out / 'compare.json'}")
+    return 0
+
+
+def _cmd_convert_network(args: argparse.Namespace) -> int:
+    from nestgrad.comparison.exchange import convert_file
+
+    print(f"written: {convert_file(args.old, args.new)}")
     return 0
 
 
@@ -217,16 +263,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="a training configuration (.toml) instead of --task: classic or v1 network (e.g. "
         "python/nestgrad/configs/compare_v1_small.toml)",
     )
-    cmp.add_argument("--network", help="a network file (.npz, see docs/reference_engine.md) instead of --task")
+    cmp.add_argument(
+        "--network",
+        help="an exchange file (.npz, written by --save-network; see docs/reference_engine.md) instead of --task",
+    )
     cmp.add_argument(
         "--iterations",
         type=int,
         help="iterations with learning on (default 5; with --config of a v1 network: its training.iterations)",
     )
     cmp.add_argument("--threads", type=int, default=1, help="NEST threads")
-    cmp.add_argument("--save-network", help="also write the compared network to this .npz file")
+    cmp.add_argument("--save-network", help="also write the compared network and its data to this exchange file")
     cmp.add_argument("--out", help="output folder (default out/compare_<model>)")
     cmp.set_defaults(func=_cmd_compare)
+
+    conv = sub.add_parser(
+        "convert-network",
+        help="rewrite an old classic network file (.npz, format 1) in the exchange format",
+        description="Rewrite a network file of the old format (dense matrices of the classic network, written by "
+        "`nestgrad compare --save-network` before the exchange format) as an exchange file (a nestgrad spec and "
+        "its data).",
+    )
+    conv.add_argument("old", help="the old network file")
+    conv.add_argument("new", help="the exchange file to write")
+    conv.set_defaults(func=_cmd_convert_network)
 
     models = sub.add_parser(
         "models",

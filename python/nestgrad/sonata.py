@@ -18,6 +18,12 @@ files, and input spike trains in HDF5. This module covers the point-neuron subse
     sonata.export_sonata("out_dir", nest, built.populations)         # NEST -> SONATA files
     net.write("copy_dir")                                            # in-memory network -> SONATA files
 
+    spec = sonata.spec_from_sonata(net).spec       # the network as a nestgrad.spec.NetworkSpec (no NEST needed)
+    sonata.export_spec("spec_dir", spec)            # any spec -> SONATA files; spec_from_sonata reads it back equal
+
+``build_in_nest`` is ``spec_from_sonata`` followed by the one wiring function (nestgrad.nest_engine.wiring.build);
+this module connects nothing itself.
+
 Conventions (those of bmtk's PointNet) and the GLIF parameter mapping are documented in docs/sonata.md.
 Malformed input raises :class:`SonataError` (a ``ValueError``) naming the file and the field.
 """
@@ -37,7 +43,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from nestgrad.errors import SonataError
+from nestgrad.errors import SonataError, SpecError
+from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
 __all__ = [
     "BuiltNetwork",
@@ -46,11 +53,15 @@ __all__ = [
     "SonataError",
     "SonataNetwork",
     "SpikeInput",
+    "SonataSpec",
     "build_in_nest",
     "export_sonata",
+    "export_spec",
     "network_from_nest",
     "nest_model_and_params",
     "read_spikes",
+    "sonata_from_spec",
+    "spec_from_sonata",
 ]
 
 GLIF3_MODEL = "glif3_psc_nestml"
@@ -604,6 +615,9 @@ class SonataNetwork:
     run: dict[str, Any] = field(default_factory=dict)  # "run" section of the simulation config (tstop, dt, ...)
     skipped_inputs: dict[str, str] = field(default_factory=dict)  # input name -> input_type, not loaded
     config_path: Path | None = None
+    # the "nestgrad" section of the circuit config: what SONATA has no place for (export_spec writes it)
+    nestgrad: dict[str, Any] = field(default_factory=dict)
+    nestgrad_path: Path | None = None  # the circuit config that holds it
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -626,7 +640,12 @@ class SonataNetwork:
         cbase = circuit_path.parent
         components = {k: _resolve(cbase, v) for k, v in cfg.get("components", {}).items() if isinstance(v, str)}
         networks = cfg["networks"]
-        net = cls(run=dict(sim_cfg.get("run", {})), config_path=path.resolve())
+        net = cls(run=dict(sim_cfg.get("run", {})), config_path=path.resolve(), nestgrad=cfg.get("nestgrad", {}),
+                  nestgrad_path=circuit_path)  # fmt: skip
+        if not isinstance(net.nestgrad, dict):
+            raise SonataError(
+                circuit_path, "nestgrad", "must be a JSON object (written by nestgrad.sonata.export_spec)"
+            )
         for i, entry in enumerate(networks.get("nodes", [])):
             for key in ("nodes_file", "node_types_file"):
                 if key not in entry:
@@ -916,8 +935,377 @@ def nest_model_and_params(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# building in NEST
+# building: SONATA -> nestgrad.spec.NetworkSpec -> NEST (nestgrad.nest_engine.wiring.build)
 # ----------------------------------------------------------------------------------------------------------------
+
+# version of the "nestgrad" section of config.circuit.json (what SONATA has no place for: roles, optimizer, ...)
+SECTION_VERSION = 1
+LEARNING_SIGNAL_MODEL = "eprop_learning_signal_connection"
+# edge type column that keeps the sign Dale's law holds a plastic edge to ("nonneg" or "neg")
+SIGN_COLUMN = "nestgrad_sign"
+
+
+def _eprop_capable(model: str) -> bool:
+    return model.startswith("eprop_") and "bsshslm" not in model
+
+
+def _is_eprop_synapse(model: str) -> bool:
+    """An e-prop synapse model nestgrad trains (eprop_synapse, eprop_event_synapse, eprop_vector_synapse)."""
+    return model.startswith("eprop_") and model.endswith("_synapse") and "bsshslm" not in model
+
+
+@dataclass
+class SonataSpec:
+    """A SONATA network as a :class:`nestgrad.spec.NetworkSpec`, with the map between the two.
+
+    A SONATA node population becomes one spec population per run of nodes (in node order) that share a NEST model:
+    named as the SONATA population if it has one model, else ``<name>[<first>:<stop>]``. A virtual population
+    becomes a population of ``spike_generator``s (role ``device``; with ``parrots=True`` they are named
+    ``<name>.generators`` and feed ``parrot_neuron``s named ``<name>`` through the projection ``<name>.parrots``).
+    An edge population becomes one projection per (source, target) spec population pair, named as the edge
+    population if there is one pair and one static synapse model (with its parameters), else ``<name>[<k>]``."""
+
+    spec: NetworkSpec
+    nodes: dict[str, list[tuple[str, np.ndarray]]]  # SONATA population -> [(spec population, node rows)]
+    edges: dict[str, list[tuple[str, np.ndarray]]]  # SONATA edge population -> [(spec projection, edge rows)]
+    generators: dict[str, str]  # virtual SONATA population -> spec population of its spike_generators
+    models: dict[str, dict[int, str]]  # SONATA population -> node_type_id -> NEST model
+    dropped_spikes: int = 0  # spikes at t <= 0 (NEST cannot emit them)
+
+
+def _section(net: SonataNetwork) -> dict[str, Any]:
+    """The ``nestgrad`` section of the circuit config (written by :func:`export_spec`), checked; {} if none."""
+    sec = net.nestgrad
+    where = net.nestgrad_path or net.config_path or "config.circuit.json"
+    if not sec:
+        return {}
+    if not isinstance(sec, dict) or sec.get("version") != SECTION_VERSION:
+        version = sec.get("version") if isinstance(sec, dict) else sec
+        raise SonataError(where, "nestgrad/version", f"{version!r} is not supported (this nestgrad reads "
+                          f"{SECTION_VERSION})")  # fmt: skip
+    for key in ("populations", "projections", "optimizer"):
+        if not isinstance(sec.get(key, {}), dict):
+            raise SonataError(where, f"nestgrad/{key}", "must be a JSON object")
+    resolution = sec.get("resolution", DEFAULT_DT)
+    if isinstance(resolution, bool) or not isinstance(resolution, int | float) or not resolution > 0:
+        raise SonataError(where, "nestgrad/resolution", f"{resolution!r}: a number of ms > 0 is required")
+    roles = [r.value for r in Role]
+    for name, entry in sec.get("populations", {}).items():
+        field = f"nestgrad/populations/{name}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("model"), str) or entry.get("role") not in roles:
+            raise SonataError(where, field, f"{entry!r}: a table with 'model' (a NEST model) and 'role' (one of "
+                              f"{roles}) is required")  # fmt: skip
+    kinds = [k.value for k in SynapseKind]
+    for name, entry in sec.get("projections", {}).items():
+        field = f"nestgrad/projections/{name}"
+        if not isinstance(entry, dict) or entry.get("kind", "spike") not in kinds:
+            raise SonataError(where, field, f"{entry!r}: a table with 'kind' (one of {kinds}) is required")
+        rate = entry.get("learning_rate")
+        if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or rate != rate):
+            raise SonataError(where, f"{field}/learning_rate", f"{rate!r}: a number or null is required")
+    recorded = sec.get("recorded")
+    if recorded is not None and not (
+        isinstance(recorded, list) and len(recorded) == 2 and isinstance(recorded[0], str)
+        and isinstance(recorded[1], list) and all(isinstance(i, int) and not isinstance(i, bool) for i in recorded[1])
+    ):  # fmt: skip
+        raise SonataError(where, "nestgrad/recorded", "[population, [neuron indices]] is required")
+    return sec
+
+
+def _node_runs(models: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of the runs of equal values in ``models`` (node order)."""
+    if len(models) == 0:
+        return []
+    change = np.flatnonzero(models[1:] != models[:-1]) + 1
+    bounds = [0, *change.tolist(), len(models)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _positions(pop: NodePopulation, rows: np.ndarray) -> np.ndarray | None:
+    """[len(rows), 3] from the x, y, z node attributes (um), if all three are numeric and complete."""
+    cols = [pop.attributes.get(k) for k in ("x", "y", "z")]
+    if any(c is None or c.dtype.kind not in "iuf" for c in cols):
+        return None
+    out = np.stack([np.asarray(c, np.float64)[rows] for c in cols], axis=1)
+    return out if np.all(np.isfinite(out)) else None
+
+
+def _real_population(
+    net: SonataNetwork, name: str, pop: NodePopulation, sec: dict, glif_model: str, nest: Any, spec: Any,
+    models: dict, ports: dict, nodes_map: dict,
+) -> None:  # fmt: skip
+    entry = sec.get("populations", {}).get(name)
+    where = (pop.types_file, "model_template")
+    type_params: dict[int, dict[str, Any]] = {}
+    for type_id in np.unique(pop.node_type_ids).tolist():
+        row = pop.types[type_id]
+        if row.get("model_type") == "virtual":
+            raise SonataError(pop.types_file, "model_type", f"population '{name}' mixes virtual and real nodes")
+        if row.get("model_processing") is not None:  # a bmtk Python hook that would change the cells: refuse
+            raise SonataError(pop.types_file, "model_processing", f"node_type_id {type_id}: "
+                              f"{row['model_processing']!r} is a bmtk Python hook nestgrad cannot run")  # fmt: skip
+        if entry is not None:  # written by export_spec: the spec's model and parameters as they are
+            model, params, n_ports = str(entry["model"]), _plain_dict(pop.type_dynamics[type_id]), None
+        else:
+            model, params, n_ports = nest_model_and_params(
+                row.get("model_template"), pop.type_dynamics[type_id], glif_model=glif_model, where=where
+            )
+        if nest is not None and model not in nest.node_models:
+            raise SonataError(pop.types_file, "model_template", f"NEST has no model '{model}' (type {type_id})")
+        models[name][type_id], ports[name][type_id], type_params[type_id] = model, n_ports, params
+    per_node: list[dict[str, Any]] | None = None
+    if pop.dynamics:  # per-node dynamics_params from the HDF5 file override the type's
+        per_node = []
+        for r, type_id in enumerate(pop.node_type_ids.tolist()):
+            merged = dict(pop.type_dynamics[type_id])
+            merged.update({k: _plain(v[r]) for k, v in pop.dynamics.items() if not _is_missing(v[r])})
+            if entry is not None:
+                per_node.append(_plain_dict(merged))
+            else:
+                per_node.append(nest_model_and_params(pop.types[type_id].get("model_template"), merged,
+                                                      glif_model=glif_model, where=where)[1])  # fmt: skip
+    node_models = np.array([models[name][t] for t in pop.node_type_ids.tolist()], dtype=object)
+    runs = _node_runs(node_models)
+    role = Role(entry.get("role", "neurons")) if entry is not None else Role.NEURONS
+    nodes_map[name] = []
+    for start, stop in runs:
+        rows = np.arange(start, stop)
+        types = pop.node_type_ids[start:stop]
+        if per_node is not None:
+            params: Any = per_node[start:stop]
+        elif np.all(types == types[0]):
+            params = dict(type_params[int(types[0])])
+        else:
+            params = [type_params[t] for t in types.tolist()]
+        spec_name = name if len(runs) == 1 else f"{name}[{start}:{stop}]"
+        spec.add_population(Population(spec_name, str(node_models[start]), stop - start, params, role,
+                                       _positions(pop, rows)))  # fmt: skip
+        nodes_map[name].append((spec_name, rows))
+
+
+def _virtual_population(
+    net: SonataNetwork, name: str, pop: NodePopulation, sec: dict, spec: Any, parrots: bool, spike_offset: float
+) -> tuple[str | None, int]:
+    """Spec populations of a virtual SONATA population; returns (its generators' population, dropped spikes)."""
+    entry = sec.get("populations", {}).get(name)
+    if entry is not None and entry.get("role") == "input":  # the task's input parrots (export_spec)
+        spec.add_population(Population(name, str(entry["model"]), pop.size, {}, Role.INPUT))
+        return None, 0
+    params: Any = {"precise_times": True}
+    dropped = 0
+    spikes = net.inputs.get(name)
+    if spikes is not None:
+        # as bmtk's PointNet: precise_times, so a spike at t is emitted at the end of the step containing t
+        # (allow_offgrid_times would first round t to the tic grid and move some spikes one step earlier)
+        trains = spikes.trains(pop.node_ids)
+        dropped = sum(int(np.sum(t + spike_offset <= 0)) for t in trains)
+        params = [{"precise_times": True, "spike_times": (t[t + spike_offset > 0] + spike_offset)} for t in trains]
+    gen_name = f"{name}.generators" if parrots else name
+    spec.add_population(Population(gen_name, "spike_generator", pop.size, params, Role.DEVICE))
+    if parrots:  # one step of delay, as bmtk's use_parrot_neurons
+        spec.add_population(Population(name, "parrot_neuron", pop.size, {}))
+        idx = np.arange(pop.size)
+        spec.add_projection(f"{name}.parrots", Projection(gen_name, name, idx, idx, np.ones(pop.size),
+                                                          np.full(pop.size, spec.resolution)))  # fmt: skip
+    return gen_name, dropped
+
+
+def _run_of(nodes_map: list[tuple[str, np.ndarray]], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per node of a SONATA population: the index of its spec population (in ``nodes_map``) and its index there."""
+    run, local = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    for k, (_, rows) in enumerate(nodes_map):
+        run[rows], local[rows] = k, np.arange(len(rows))
+    return run, local
+
+
+def _edge_population(
+    net: SonataNetwork, ename: str, edges: EdgePopulation, sec: dict, nest: Any, spec: Any, models: dict,
+    ports: dict, nodes_map: dict, plastic_sel: dict, plastic_synapse: str, optimizer: dict[str, Any] | None,
+) -> list[tuple[str, np.ndarray]]:  # fmt: skip
+    resolution = spec.resolution
+    entry = sec.get("projections", {}).get(ename)
+    src_pop, trg_pop = net.nodes[edges.source_population], net.nodes[edges.target_population]
+    src_idx = src_pop.index_of(edges.source_ids, (edges.edges_file, "source_node_id"))
+    trg_idx = trg_pop.index_of(edges.target_ids, (edges.edges_file, "target_node_id"))
+    trg_types = trg_pop.node_type_ids[trg_idx]
+    weights, delays, receptors = edges.weights(), edges.delays(default=np.nan), edges.receptor_types()
+    plastic = np.zeros(edges.size, bool)
+    static_key = np.zeros(edges.size, np.int64)  # index into static_kinds
+    static_kinds: list[tuple[str, dict[str, Any]]] = []
+    plastic_models: set[str] = set()
+    learning_signal = np.zeros(edges.size, bool)
+    for type_id in np.unique(edges.edge_type_ids).tolist():
+        sel_type = edges.edge_type_ids == type_id
+        model = edges.synapse_model(type_id)
+        hook = edges.types[type_id].get("weight_function")
+        if hook is not None:  # bmtk would compute these weights with a Python function: refuse, never ignore
+            raise SonataError(edges.types_file, "weight_function", f"edge_type_id {type_id}: {hook!r} is a bmtk "
+                              "Python hook nestgrad cannot run; write the weights as syn_weight instead")  # fmt: skip
+        chosen = ename in plastic_sel and (plastic_sel[ename] is None or type_id in plastic_sel[ename])
+        is_plastic = chosen or _is_eprop_synapse(model)
+        if chosen:
+            model = plastic_synapse
+        if nest is not None and model not in nest.synapse_models:
+            raise SonataError(edges.types_file, "model_template",
+                              f"{ename} type {type_id}: NEST has no synapse model '{model}'")  # fmt: skip
+        missing = sel_type & np.isnan(delays)
+        if np.any(missing):  # no delay anywhere: the synapse model's default, as bmtk leaves it to NEST
+            delays[missing] = nest.GetDefaults(model)["delay"] if nest is not None else NEST_DEFAULT_DELAY
+        if is_plastic:
+            plastic[sel_type] = True
+            plastic_models.add(model)
+        elif model == LEARNING_SIGNAL_MODEL:
+            learning_signal[sel_type] = True
+        else:
+            # the type's dynamics JSON goes to syn_spec; weight and delay then come from the edges (as in bmtk)
+            extra = {k: _plain(v) for k, v in edges.type_dynamics[type_id].items()
+                     if k not in ("receptor_type", "weight", "delay")}  # fmt: skip
+            kind = (model, extra)
+            if kind not in static_kinds:
+                static_kinds.append(kind)
+            static_key[sel_type] = static_kinds.index(kind)
+        for ttype in np.unique(trg_types[sel_type]).tolist():
+            target_model = models[trg_pop.name][ttype]
+            n_ports = ports[trg_pop.name].get(ttype)
+            for rec in np.unique(receptors[sel_type & (trg_types == ttype)]).tolist():
+                if n_ports is not None and not 1 <= rec <= n_ports:
+                    raise SonataError(edges.types_file, "receptor_type",
+                                      f"edge_type_id {type_id}: receptor {rec} but target {target_model} "
+                                      f"(node type {ttype}) has ports 1..{n_ports}")  # fmt: skip
+            if is_plastic and not _eprop_capable(target_model):
+                raise SonataError(edges.types_file, "edge_type_id",
+                                  f"{ename} type {type_id} selected as plastic ({model}) but target "
+                                  f"model {target_model} (node type {ttype}) does not support e-prop "
+                                  "synapses; use an eprop_* neuron model")  # fmt: skip
+        bad = sel_type & ~np.isclose(delays, resolution)
+        if is_plastic and np.any(bad):  # NEST 3.10's e-prop synapses need it
+            raise SonataError(edges.types_file, "delay", f"{ename} type {type_id}: e-prop synapses need a delay "
+                              f"of one step ({resolution} ms), found {delays[bad][0]} ms")  # fmt: skip
+    if np.any(delays < resolution - 1e-12):
+        raise SonataError(
+            edges.types_file, "delay", f"{ename}: delay {delays.min()} ms is below the resolution {resolution} ms"
+        )
+    if len(plastic_models) > 1:
+        raise SonataError(edges.types_file, "model_template", f"{ename}: plastic edges of several synapse models "
+                          f"{sorted(plastic_models)}; a projection has one (split the edge population)")  # fmt: skip
+    if learning_signal.any() and not learning_signal.all():
+        raise SonataError(edges.types_file, "model_template", f"{ename}: {LEARNING_SIGNAL_MODEL} edges mixed with "
+                          "spike edges; put them in an edge population of their own")  # fmt: skip
+    if plastic.any() and not spec.optimizer:
+        if optimizer is not None:
+            spec.optimizer = dict(optimizer)
+        elif nest is not None:  # the model's current settings, as a plain nest.Connect would use them
+            spec.optimizer = dict(nest.GetDefaults(next(iter(plastic_models)))["optimizer"])
+        else:
+            raise SonataError(edges.types_file, "model_template", f"{ename}: e-prop synapses need optimizer "
+                              "settings: pass optimizer=... (NEST's optimizer dictionary)")  # fmt: skip
+    sign = None
+    if any(SIGN_COLUMN in edges.types[t] for t in np.unique(edges.edge_type_ids).tolist()):
+        sign_of = {t: edges.types[t].get(SIGN_COLUMN) for t in np.unique(edges.edge_type_ids).tolist()}
+        bad = [t for t, s in sign_of.items() if s not in SIGNS_WRITTEN]
+        if bad:
+            raise SonataError(edges.types_file, SIGN_COLUMN, f"edge_type_id {bad[0]}: {sign_of[bad[0]]!r}, expected "
+                              f"{' or '.join(SIGNS_WRITTEN)}")  # fmt: skip
+        sign = np.array([sign_of[t] == "nonneg" for t in edges.edge_type_ids.tolist()], bool)
+    src_run, src_local = _run_of(nodes_map[src_pop.name], src_pop.size)
+    trg_run, trg_local = _run_of(nodes_map[trg_pop.name], trg_pop.size)
+    pair = src_run[src_idx] * len(nodes_map[trg_pop.name]) + trg_run[trg_idx]
+    groups: list[tuple[int, int | None, np.ndarray]] = []  # (pair, static kind or None for all, edge rows)
+    for p in np.unique(pair).tolist():
+        in_pair = pair == p
+        kinds = np.unique(static_key[in_pair & ~plastic & ~learning_signal]).tolist()
+        if len(kinds) <= 1:
+            groups.append((p, kinds[0] if kinds else None, np.flatnonzero(in_pair)))
+            continue
+        for n, k in enumerate(kinds):  # one projection per static synapse model; plastic edges join the first
+            sel = in_pair & ((static_key == k) & ~plastic | (plastic if n == 0 else False))
+            groups.append((p, k, np.flatnonzero(sel)))
+    out = []
+    entry = entry or {}
+    for g, (_, k, rows) in enumerate(groups):
+        name = ename if len(groups) == 1 else f"{ename}[{g}]"
+        src_spec = nodes_map[src_pop.name][int(src_run[src_idx[rows[0]]])][0]
+        trg_spec = nodes_map[trg_pop.name][int(trg_run[trg_idx[rows[0]]])][0]
+        static_model, syn_params = static_kinds[k] if k is not None else (entry.get("static_synapse",
+                                                                                   "static_synapse"), {})  # fmt: skip
+        rec = receptors[rows]
+        keep_receptors = entry.get("receptors", bool(np.any(rec != 0)))
+        is_plastic = plastic[rows]
+        plastic_model = next(iter(plastic_models)) if plastic_models else entry.get("synapse_model", "eprop_synapse")
+        kind = SynapseKind.LEARNING_SIGNAL if learning_signal[rows].all() else SynapseKind.SPIKE
+        spec.add_projection(name, Projection(
+            src_spec, trg_spec, src_local[src_idx[rows]], trg_local[trg_idx[rows]], weights[rows], delays[rows],
+            rec if keep_receptors else None, is_plastic if entry.get("plastic", is_plastic.any()) else None,
+            sign[rows] if sign is not None else None, plastic_model, entry.get("learning_rate"), kind,
+            static_model, syn_params,
+        ))  # fmt: skip
+        out.append((name, rows))
+    return out
+
+
+SIGNS_WRITTEN = ("nonneg", "neg")
+
+
+def spec_from_sonata(
+    net: SonataNetwork,
+    *,
+    resolution: float | None = None,
+    nest: Any = None,
+    glif_model: str = GLIF3_MODEL,
+    plastic: Mapping[str, Iterable[int] | None] | Iterable[str] | None = None,
+    plastic_synapse: str = "eprop_synapse",
+    optimizer: Mapping[str, Any] | None = None,
+    parrots: bool = False,
+    spike_offset: float = 0.0,
+) -> SonataSpec:
+    """``net`` as a :class:`nestgrad.spec.NetworkSpec` (see :class:`SonataSpec` for the names), checked.
+
+    Node types become NEST models and parameters by :func:`nest_model_and_params` (files written by
+    :func:`export_spec` keep the spec's models and parameters as written); per-node ``dynamics_params`` override
+    the type's; ``x``, ``y``, ``z`` become positions. Edges: weight ``syn_weight * nsyns``, the edge delay (else the
+    synapse model's NEST default: ``nest``'s if given, else 1 ms), ``receptor_type``, the edge type's model and
+    dynamics JSON (static edges). Edges of e-prop synapse models, and those ``plastic`` selects (edge population
+    names, or edge population -> edge type ids, None = all types; they get ``plastic_synapse``), are plastic; their
+    optimizer is the file's (``export_spec``), else ``optimizer``, else NEST's current defaults of the model (needs
+    ``nest``). ``resolution`` (ms) defaults to the file's, else ``run/dt``. With ``nest`` the models are checked
+    against NEST's. Anything the spec cannot hold raises :class:`SonataError` naming the file and field."""
+    if glif_model not in (GLIF3_MODEL, "glif_psc"):
+        raise ValueError(f"glif_model must be '{GLIF3_MODEL}' or 'glif_psc', not {glif_model!r}")
+    sec = _section(net)
+    if resolution is None:
+        resolution = float(sec.get("resolution", net.run.get("dt", DEFAULT_DT)))
+    spec = NetworkSpec(resolution=float(resolution), optimizer=dict(sec.get("optimizer", {})))
+    models: dict[str, dict[int, str]] = {}
+    ports: dict[str, dict[int, int | None]] = {}
+    nodes_map: dict[str, list[tuple[str, np.ndarray]]] = {}
+    generators: dict[str, str] = {}
+    dropped = 0
+    try:
+        for name, pop in net.nodes.items():
+            models[name], ports[name] = {}, {}
+            if pop.is_virtual:
+                gen, n = _virtual_population(net, name, pop, sec, spec, parrots, spike_offset)
+                dropped += n
+                if gen is not None:
+                    generators[name] = gen
+                model = "parrot_neuron" if parrots or gen is None else "spike_generator"
+                models[name] = dict.fromkeys(np.unique(pop.node_type_ids).tolist(), model)
+                ports[name] = dict.fromkeys(models[name])
+                nodes_map[name] = [(name, np.arange(pop.size))]
+                continue
+            _real_population(net, name, pop, sec, glif_model, nest, spec, models, ports, nodes_map)
+        plastic_sel = _plastic_selection(net, plastic)
+        edges_map = {}
+        for ename, edges in net.edges.items():
+            edges_map[ename] = _edge_population(net, ename, edges, sec, nest, spec, models, ports, nodes_map,
+                                                plastic_sel, plastic_synapse, optimizer)  # fmt: skip
+        recorded = sec.get("recorded")
+        if recorded is not None:
+            spec.recorded = (str(recorded[0]), np.asarray(recorded[1], np.int64))
+        spec.validate()
+    except SpecError as err:
+        raise SonataError(net.config_path or "network", "network", f"not a valid nestgrad network: {err}") from None
+    return SonataSpec(spec, nodes_map, edges_map, generators, models, dropped)
 
 
 @dataclass
@@ -930,14 +1318,12 @@ class BuiltNetwork:
     models: dict[str, dict[int, str]]  # population -> node_type_id -> NEST model
     n_connections: dict[str, int]  # edge population -> number of NEST connections
     dropped_spikes: int = 0  # spikes at t <= 0 (NEST cannot emit them)
+    converted: SonataSpec | None = None  # the spec that was built and its map to the SONATA populations
+    wired: Any = None  # nestgrad.nest_engine.wiring.BuiltNetwork (read_plastic etc.)
 
     def gid_of(self, population: str, node_ids: Iterable[int], net: SonataNetwork) -> np.ndarray:
         pop = net.nodes[population]
         return self.gids[population][pop.index_of(np.asarray(list(node_ids)), (pop.nodes_file, "node_id"))]
-
-
-def _eprop_capable(model: str) -> bool:
-    return model.startswith("eprop_") and "bsshslm" not in model
 
 
 def build_in_nest(
@@ -951,7 +1337,8 @@ def build_in_nest(
     parrots: bool = False,
     spike_offset: float = 0.0,
 ) -> BuiltNetwork:
-    """Create the nodes and connections of ``net`` in the current NEST kernel.
+    """Create the nodes and connections of ``net`` in the current NEST kernel: :func:`spec_from_sonata` at NEST's
+    resolution, built by the one wiring function (:func:`nestgrad.nest_engine.wiring.build`).
 
     Non-virtual node types become NEST neurons (see :func:`nest_model_and_params`); virtual populations become one
     ``spike_generator`` per node fed from ``net.inputs`` (``parrots=True`` puts a ``parrot_neuron`` after each).
@@ -959,133 +1346,43 @@ def build_in_nest(
     ``receptor_type`` from the edge type's dynamics JSON. ``plastic`` selects edges that get ``plastic_synapse``
     instead of the edge type's model: a list of edge population names, or a mapping edge population -> edge type
     ids (None = all types). Plastic targets must be e-prop neurons (model name ``eprop_*``), else SonataError.
+    ``plastic_syn_params`` may hold ``optimizer`` (NEST's optimizer dictionary, over the model's defaults).
     """
-    if glif_model not in (GLIF3_MODEL, "glif_psc"):
-        raise ValueError(f"glif_model must be '{GLIF3_MODEL}' or 'glif_psc', not {glif_model!r}")
-    resolution = nest.resolution
-    populations: dict[str, Any] = {}
-    gids: dict[str, np.ndarray] = {}
-    generators: dict[str, Any] = {}
-    models: dict[str, dict[int, str]] = {}
-    ports: dict[str, dict[int, int | None]] = {}
-    dropped = 0
+    from nestgrad.nest_engine import wiring
 
-    for name, pop in net.nodes.items():
-        pop_gids = np.zeros(pop.size, dtype=np.int64)
-        models[name], ports[name] = {}, {}
-        if pop.is_virtual:
-            # as bmtk's PointNet: precise_times, so a spike at t is emitted at the end of the step containing t
-            # (allow_offgrid_times would first round t to the tic grid and move some spikes one step earlier)
-            gens = nest.Create("spike_generator", pop.size, {"precise_times": True})
-            spikes = net.inputs.get(name)
-            if spikes is not None:
-                trains = spikes.trains(pop.node_ids)
-                dropped += sum(int(np.sum(t + spike_offset <= 0)) for t in trains)
-                gens.set([{"spike_times": t[t + spike_offset > 0] + spike_offset} for t in trains])
-            generators[name] = gens
-            out = gens
-            if parrots:
-                out = nest.Create("parrot_neuron", pop.size)
-                nest.Connect(gens, out, "one_to_one", {"delay": resolution})
-            populations[name] = out
-            gids[name] = np.asarray(out.tolist(), dtype=np.int64)
-            models[name] = dict.fromkeys(
-                np.unique(pop.node_type_ids).tolist(), "parrot_neuron" if parrots else "spike_generator"
-            )
-            continue
-        for type_id in np.unique(pop.node_type_ids).tolist():
-            rows = np.flatnonzero(pop.node_type_ids == type_id)
-            row = pop.types[type_id]
-            if row.get("model_type") == "virtual":
-                raise SonataError(pop.types_file, "model_type", f"population '{name}' mixes virtual and real nodes")
-            where = (pop.types_file, "model_template")
-            model, params, n_ports = nest_model_and_params(
-                row.get("model_template"), pop.type_dynamics[type_id], glif_model=glif_model, where=where
-            )
-            if model not in nest.node_models:
-                raise SonataError(pop.types_file, "model_template", f"NEST has no model '{model}' (type {type_id})")
-            try:
-                nodes = nest.Create(model, len(rows), params)
-                if pop.dynamics:  # per-node dynamics_params from the HDF5 file override the type's
-                    per_node = []
-                    for r in rows:
-                        merged = dict(pop.type_dynamics[type_id])
-                        merged.update({k: v[r] for k, v in pop.dynamics.items() if not _is_missing(v[r])})
-                        per_node.append(nest_model_and_params(row.get("model_template"), merged,
-                                                              glif_model=glif_model, where=where)[1])  # fmt: skip
-                    nodes.set(per_node)
-            except nest.NESTError as err:
-                raise SonataError(
-                    pop.types_file, "dynamics_params", f"node_type_id {type_id} ({model}): {err}"
-                ) from err
-            pop_gids[rows] = nodes.tolist()
-            models[name][type_id], ports[name][type_id] = model, n_ports
+    optimizer = None
+    if plastic_syn_params:
+        unknown = sorted(set(plastic_syn_params) - {"optimizer"})
+        if unknown:
+            raise SonataError(net.config_path or "network", "plastic_syn_params", f"{unknown}: only 'optimizer' can "
+                              "be given (e-prop synapses take their settings from the model's defaults)")  # fmt: skip
+        optimizer = {**nest.GetDefaults(plastic_synapse)["optimizer"], **plastic_syn_params["optimizer"]}
+    conv = spec_from_sonata(net, resolution=nest.resolution, nest=nest, glif_model=glif_model, plastic=plastic,
+                            plastic_synapse=plastic_synapse, optimizer=optimizer, parrots=parrots,
+                            spike_offset=spike_offset)  # fmt: skip
+    try:
+        wired = wiring.build(nest, conv.spec)
+    except nest.NESTError as err:
+        raise SonataError(net.config_path or "network", "network", f"NEST refused to build it: {err}") from err
+    gids: dict[str, np.ndarray] = {}
+    populations: dict[str, Any] = {}
+    for name, parts in conv.nodes.items():
+        pop_gids = np.zeros(net.nodes[name].size, dtype=np.int64)
+        for spec_name, rows in parts:
+            pop_gids[rows] = wired.ids[spec_name]
         gids[name] = pop_gids
         populations[name] = nest.NodeCollection(sorted(pop_gids.tolist()))
-
-    plastic_sel = _plastic_selection(net, plastic)
-    n_connections = {}
-    for ename, edges in net.edges.items():
-        src_pop, trg_pop = net.nodes[edges.source_population], net.nodes[edges.target_population]
-        src_idx = src_pop.index_of(edges.source_ids, (edges.edges_file, "source_node_id"))
-        trg_idx = trg_pop.index_of(edges.target_ids, (edges.edges_file, "target_node_id"))
-        src_gids, trg_gids = gids[src_pop.name][src_idx], gids[trg_pop.name][trg_idx]
-        trg_types = trg_pop.node_type_ids[trg_idx]
-        weights, delays, receptors = edges.weights(), edges.delays(default=np.nan), edges.receptor_types()
-        type_models = {}
-        for type_id in np.unique(edges.edge_type_ids).tolist():
-            is_plastic = ename in plastic_sel and (plastic_sel[ename] is None or type_id in plastic_sel[ename])
-            type_models[type_id] = (plastic_synapse if is_plastic else edges.synapse_model(type_id), is_plastic)
-            missing = (edges.edge_type_ids == type_id) & np.isnan(delays)
-            if np.any(missing):  # no delay anywhere: the synapse model's default, as bmtk leaves it to NEST
-                model = type_models[type_id][0]
-                if model not in nest.synapse_models:
-                    raise SonataError(edges.types_file, "model_template",
-                                      f"{ename} type {type_id}: NEST has no synapse model '{model}'")  # fmt: skip
-                delays[missing] = nest.GetDefaults(model)["delay"]
-        if np.any(delays < resolution - 1e-12):
-            raise SonataError(
-                edges.types_file, "delay", f"{ename}: delay {delays.min()} ms is below the resolution {resolution} ms"
-            )
-        for type_id in np.unique(edges.edge_type_ids).tolist():
-            sel_type = edges.edge_type_ids == type_id
-            model, is_plastic = type_models[type_id]
-            # the type's dynamics JSON goes to syn_spec; weight and delay then come from the edges (as in bmtk)
-            extra = {k: v for k, v in edges.type_dynamics[type_id].items() if k not in ("receptor_type", "weight",
-                                                                                          "delay")}  # fmt: skip
-            if is_plastic:
-                extra = dict(plastic_syn_params or {})
-            for ttype in np.unique(trg_types[sel_type]).tolist():
-                for rec in np.unique(receptors[sel_type & (trg_types == ttype)]).tolist():
-                    sel = sel_type & (trg_types == ttype) & (receptors == rec)
-                    target_model = models[trg_pop.name][ttype]
-                    n_ports = ports[trg_pop.name].get(ttype)
-                    if n_ports is not None and not 1 <= rec <= n_ports:
-                        raise SonataError(edges.types_file, "receptor_type",
-                                          f"edge_type_id {type_id}: receptor {rec} but target {target_model} "
-                                          f"(node type {ttype}) has ports 1..{n_ports}")  # fmt: skip
-                    if is_plastic and not _eprop_capable(target_model):
-                        raise SonataError(edges.types_file, "edge_type_id",
-                                          f"{ename} type {type_id} selected as plastic ({plastic_synapse}) but target "
-                                          f"model {target_model} (node type {ttype}) does not support e-prop "
-                                          "synapses; use an eprop_* neuron model")  # fmt: skip
-                    syn = {**extra, "synapse_model": model, "weight": weights[sel], "delay": delays[sel]}
-                    if rec:
-                        syn["receptor_type"] = int(rec)
-                    try:
-                        nest.Connect(src_gids[sel], trg_gids[sel], "one_to_one", syn)
-                    except nest.NESTError as err:
-                        raise SonataError(
-                            edges.types_file,
-                            "edge_type_id",
-                            f"{ename} type {type_id} -> node type {ttype}: NEST refused: {err}",
-                        ) from err
-        n_connections[ename] = edges.size
-    return BuiltNetwork(populations, gids, generators, models, n_connections, dropped)
+    generators = {name: wired.nodes[gen] for name, gen in conv.generators.items()}
+    n_connections = {name: e.size for name, e in net.edges.items()}
+    return BuiltNetwork(populations, gids, generators, conv.models, n_connections, conv.dropped_spikes, conv, wired)
 
 
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _plain_dict(d: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in d.items()}
 
 
 def _plastic_selection(net: SonataNetwork, plastic: Any) -> dict[str, set[int] | None]:
@@ -1482,6 +1779,8 @@ def _write_network(net: SonataNetwork, out: Path) -> Path:
         },
         "networks": {"nodes": node_entries, "edges": edge_entries},
     }
+    if net.nestgrad:
+        circuit["nestgrad"] = net.nestgrad
     run = {"tstop": DEFAULT_TSTOP, "dt": DEFAULT_DT, **{k: _plain(v) for k, v in net.run.items()}}
     simulation = {
         "manifest": {"$BASE_DIR": ".", "$INPUT_DIR": "$BASE_DIR/inputs"},
@@ -1496,3 +1795,174 @@ def _write_network(net: SonataNetwork, out: Path) -> Path:
     sim_path = out / "config.simulation.json"
     sim_path.write_text(json.dumps(simulation, indent=2) + "\n")
     return sim_path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# nestgrad.spec.NetworkSpec -> SONATA
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _number_kind(values: list[Any]) -> str | None:
+    """'b', 'i' or 'f' if every value is a number of that one kind, else None."""
+    kinds = set()
+    for v in values:
+        if isinstance(v, bool | np.bool_):
+            kinds.add("b")
+        elif isinstance(v, int | np.integer):
+            kinds.add("i")
+        elif isinstance(v, float | np.floating):
+            kinds.add("f")
+        else:
+            return None
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _spec_node_types(pop: Population) -> tuple[np.ndarray, dict, dict, dict[str, np.ndarray]]:
+    """Node types of a spec population: (type id per neuron, types, type dynamics, per-node dynamics columns).
+    Parameters that every neuron has as a number of one kind and that differ between neurons go to per-node
+    columns; the others (equal everywhere, lists, strings, held by some neurons only) make the node types."""
+    template = {"model_type": "point_neuron", "model_template": f"nest:{pop.model}"}
+    if not isinstance(pop.params, list):
+        return np.full(pop.size, 100, np.int64), {100: {"node_type_id": 100, **template}}, {100: _plain_dict(
+            pop.params)}, {}  # fmt: skip
+    params = pop.params
+    keys: list[str] = []
+    for p in params:
+        keys += [k for k in p if k not in keys]
+    columns: dict[str, np.ndarray] = {}
+    for key in keys:
+        values = [p.get(key) for p in params]
+        kind = _number_kind(values) if all(key in p for p in params) else None
+        if kind is not None and len({repr(v) for v in values}) > 1:
+            columns[key] = np.asarray(values, dtype={"b": bool, "i": np.int64, "f": np.float64}[kind])
+    type_of: dict[str, int] = {}
+    type_ids = np.zeros(pop.size, np.int64)
+    types, type_dyn = {}, {}
+    for n, p in enumerate(params):
+        shared = {k: _plain(v) for k, v in p.items() if k not in columns}
+        key = json.dumps(shared, sort_keys=True, default=str)
+        if key not in type_of:
+            t = 100 + len(type_of)
+            type_of[key] = t
+            types[t] = {"node_type_id": t, **template}
+            type_dyn[t] = shared
+        type_ids[n] = type_of[key]
+    return type_ids, types, type_dyn, columns
+
+
+def _check_generator_params(pop: Population) -> None:
+    for n, p in enumerate(pop.params if isinstance(pop.params, list) else [pop.params]):
+        extra = sorted(set(p) - {"spike_times", "precise_times"})
+        if extra or not p.get("precise_times", False):
+            raise SonataError("spec", f"nodes/{pop.name}", f"spike_generator {n}: only spike_times with precise_times "
+                              f"= True can be written as SONATA inputs (found {sorted(p)})")  # fmt: skip
+
+
+def sonata_from_spec(
+    spec: NetworkSpec, weights: Mapping[str, np.ndarray] | None = None, *, run: Mapping[str, Any] | None = None
+) -> SonataNetwork:
+    """A :class:`nestgrad.spec.NetworkSpec` as a :class:`SonataNetwork` (see :func:`export_spec`)."""
+    spec.validate()
+    net = SonataNetwork(run={"dt": spec.resolution, **(run or {})})
+    section: dict[str, Any] = {
+        "version": SECTION_VERSION, "resolution": spec.resolution, "optimizer": _plain_dict(spec.optimizer),
+        "populations": {}, "projections": {},
+    }  # fmt: skip
+    for name, pop in spec.populations.items():
+        ids = np.arange(pop.size, dtype=np.int64)
+        section["populations"][name] = {"model": pop.model, "role": str(pop.role)}
+        attrs: dict[str, np.ndarray] = {}
+        if pop.positions is not None:
+            xyz = np.asarray(pop.positions, np.float64)
+            attrs = {"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]}
+        if pop.role == Role.INPUT or pop.model == "spike_generator":  # virtual nodes; generators' spikes as input
+            types = {100: {"node_type_id": 100, "model_type": "virtual"}}
+            net.nodes[name] = NodePopulation(name, ids, np.full(pop.size, 100, np.int64), types, {100: {}}, attrs,
+                                             group_ids=np.zeros(pop.size, np.int64), group_index=ids,
+                                             group_columns={0: list(attrs)})  # fmt: skip
+            if pop.model == "spike_generator":
+                _check_generator_params(pop)
+                per = pop.params if isinstance(pop.params, list) else [pop.params] * pop.size
+                net.inputs[name] = _spike_input(name, ids, [np.asarray(p.get("spike_times", []), float) for p in per])
+            continue
+        type_ids, types, type_dyn, columns = _spec_node_types(pop)
+        cols = list(attrs) + [f"dynamics_params/{k}" for k in columns]
+        net.nodes[name] = NodePopulation(name, ids, type_ids, types, type_dyn, attrs, columns,
+                                         np.zeros(pop.size, np.int64), ids, {0: cols})  # fmt: skip
+    for name, proj in spec.projections.items():
+        w = np.asarray(proj.weights, np.float64)
+        if weights is not None and name in weights:
+            w = _edge_weights(spec, name, proj, weights[name])
+        plastic = proj.plastic_mask()
+        receptors = np.zeros(proj.size, np.int64) if proj.receptors is None else np.asarray(proj.receptors, np.int64)
+        sign = None if proj.nonneg is None else np.asarray(proj.nonneg, bool)
+        keys = list(zip(plastic.tolist(), receptors.tolist(), (sign if sign is not None else plastic).tolist(),
+                        strict=True))  # fmt: skip
+        kinds = sorted(set(keys))
+        type_id = {k: 100 + i for i, k in enumerate(kinds)}
+        types, type_dyn = {}, {}
+        for (is_plastic, rec, nonneg), t in type_id.items():
+            if proj.kind == SynapseKind.LEARNING_SIGNAL:
+                model, dyn = LEARNING_SIGNAL_MODEL, {}
+            elif is_plastic:
+                model, dyn = proj.synapse_model, {}
+            else:
+                model, dyn = proj.static_synapse, _plain_dict(proj.synapse_params)
+            types[t] = {"edge_type_id": t, "model_template": f"nest:{model}"}
+            if sign is not None:
+                types[t][SIGN_COLUMN] = "nonneg" if nonneg else "neg"
+            type_dyn[t] = {**dyn, **({"receptor_type": int(rec)} if rec else {})}
+        etype = np.array([type_id[k] for k in keys], np.int64)
+        attrs = {"syn_weight": w, "delay": np.asarray(proj.delays, np.float64)}
+        net.edges[name] = EdgePopulation(
+            name, proj.source, proj.target, np.asarray(proj.sources, np.int64), np.asarray(proj.targets, np.int64),
+            etype, types, type_dyn, attrs, group_ids=np.zeros(proj.size, np.int64), group_index=np.arange(proj.size),
+            group_columns={0: list(attrs)},
+        )  # fmt: skip
+        section["projections"][name] = {
+            "kind": str(proj.kind), "learning_rate": proj.learning_rate, "synapse_model": proj.synapse_model,
+            "static_synapse": proj.static_synapse, "receptors": proj.receptors is not None,
+            "plastic": proj.plastic is not None,
+        }  # fmt: skip
+    if spec.recorded is not None:
+        section["recorded"] = [spec.recorded[0], np.asarray(spec.recorded[1]).tolist()]
+    net.nestgrad = section
+    return net
+
+
+def _edge_weights(spec: NetworkSpec, name: str, proj: Projection, given: np.ndarray) -> np.ndarray:
+    """Weights of ``proj``'s edges in edge order from ``given``: one per edge, or a [target, source] matrix (the
+    classic learner's form)."""
+    given = np.asarray(given, np.float64)
+    shape = (spec.populations[proj.target].size, spec.populations[proj.source].size)
+    if given.shape == (proj.size,):
+        out = given
+    elif given.shape == shape:
+        out = given[np.asarray(proj.targets), np.asarray(proj.sources)]
+    else:
+        raise SonataError("weights", name, f"shape {given.shape}: one weight per edge ({proj.size},) or a "
+                          f"[target, source] matrix {shape} is required")  # fmt: skip
+    if not np.all(np.isfinite(out)):
+        raise SonataError("weights", name, "NaN or infinite weights")
+    return out
+
+
+def export_spec(
+    out_dir: str | Path,
+    spec: NetworkSpec,
+    weights: Mapping[str, np.ndarray] | None = None,
+    *,
+    run: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a :class:`nestgrad.spec.NetworkSpec` as SONATA files under ``out_dir``; returns the path of
+    ``config.simulation.json``.
+
+    ``weights`` (projection -> weights in the spec's edge order, or a [target, source] matrix) replaces the spec's
+    weights, e.g. the trained weights a learner reads back (``learner.read_weights(nest)``). Every population
+    becomes a node population (model ``nest:<model>``, parameters in the type's dynamics JSON or, where they differ
+    between neurons, per node; positions as ``x``, ``y``, ``z``); input populations and spike generators become
+    virtual nodes (the generators' spike times the input spike file); every projection becomes an edge population
+    of its name in edge order (``syn_weight``, ``delay`` per edge; edge types per plastic flag, receptor and sign).
+    What SONATA has no place for (roles, optimizer, learning rates, projection kinds, recorded neurons) goes to the
+    ``nestgrad`` section of ``config.circuit.json``; :func:`spec_from_sonata` reads it back into an equal spec."""
+    return sonata_from_spec(spec, weights, run=run).write(out_dir)

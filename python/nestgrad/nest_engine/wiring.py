@@ -4,15 +4,16 @@ plastic weights and optimizer state back in the spec's edge order.
 Order. Populations are created in the spec's order; right before the input population its spike generators, right
 after the readout population its target and learning-window generators. Projections are connected in the spec's
 order, each with vectorised ``nest.Connect`` calls (``one_to_one`` with arrays) per group of edges that share a
-synapse model (static, e-prop, or a Dale's-law copy of it) and, within a group, in edge order. The data devices
-(rates into the readouts, multimeter, spike recorder) come last. The same spec therefore gives the same node ids and
-connection order, whatever builder emitted it.
+synapse model (static, e-prop, or a Dale's-law copy of it) and, within a group, in edge order. Static edges use
+``Projection.static_synapse`` (default ``static_synapse``) with ``Projection.synapse_params`` in every call. The
+data devices (rates into the readouts, multimeter, spike recorder) come last. The same spec therefore gives the
+same node ids and connection order, whatever builder emitted it.
 
 Learning. A projection's plastic edges use ``Projection.synapse_model``; its optimizer defaults (the spec's
 optimizer, ``learning_rate`` if set, eta = 0 with ``learning=False``) are set right before its edges are connected;
 with Dale's law (``Projection.nonneg``) each sign gets a bounded copy of the model (``<model>_nonneg``,
-``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given;
-learning-signal projections are connected if the spec has them).
+``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given; the e-prop
+edges become ``static_synapse``; learning-signal projections are connected if the spec has them).
 """
 
 from __future__ import annotations
@@ -114,6 +115,10 @@ def _connect(
         return
     learns = proj.plastic_mask() & plastic
     groups: list[tuple[np.ndarray, str]] = [(~learns, STATIC_SYNAPSE)]
+    if proj.static_synapse != STATIC_SYNAPSE or proj.synapse_params:
+        # the static edges get their own model (and parameters); e-prop edges of a static twin stay static_synapse
+        twin = proj.plastic_mask() & ~learns
+        groups = [(~proj.plastic_mask(), proj.static_synapse), (twin, STATIC_SYNAPSE)]
     plastic_groups: list[tuple[np.ndarray, str]] = []
     if learns.any():
         signed = proj.nonneg is not None
@@ -134,23 +139,28 @@ def _connect(
     groups += plastic_groups
     inline = proj.synapse_model in INLINE_OPTIMIZER_SYNAPSES
     built.plastic_groups[name] = [(np.flatnonzero(sel), m, inline) for sel, m in plastic_groups if sel.any()]
-    for sel, model in groups:
+    for k, (sel, model) in enumerate(groups):
         if sel.any():
-            _connect_edges(nest, built, proj, sel, model)
+            extra = proj.synapse_params if k == 0 and model == proj.static_synapse else None
+            _connect_edges(nest, built, proj, sel, model, extra)
 
 
 # edges per nest.Connect call: bounds the temporary arrays (global ids, weights, delays) of large projections
 CONNECT_CHUNK = 1 << 18
 
 
-def _connect_edges(nest: Any, built: BuiltNetwork, proj: Projection, sel: np.ndarray, model: str) -> None:
-    """Connect the edges ``sel`` (bool mask) of ``proj`` with ``model``, in edge order, in chunks."""
+def _connect_edges(
+    nest: Any, built: BuiltNetwork, proj: Projection, sel: np.ndarray, model: str, extra: dict[str, Any] | None = None
+) -> None:
+    """Connect the edges ``sel`` (bool mask) of ``proj`` with ``model`` (and the synapse parameters ``extra``), in
+    edge order, in chunks."""
     edges = np.flatnonzero(sel) if not sel.all() else None
     count = proj.size if edges is None else edges.size
     receptors = None if proj.receptors is None else np.asarray(proj.receptors)
     for start in range(0, count, CONNECT_CHUNK):
         part = slice(start, start + CONNECT_CHUNK) if edges is None else edges[start : start + CONNECT_CHUNK]
         syn = {
+            **(extra or {}),
             "synapse_model": model,
             "weight": np.asarray(proj.weights, float)[part],
             "delay": np.asarray(proj.delays, float)[part],

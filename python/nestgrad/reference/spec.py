@@ -23,14 +23,12 @@ import numpy as np
 
 from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import RECURRENT_MODELS
+from nestgrad.spec.io import check_params
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
 # parameters whose value is a vector by nature (GLIF3's after-spike currents and receptor time constants)
 VECTOR_PARAMETERS = frozenset({"asc_init", "asc_decay", "asc_amps", "asc_r", "tau_syn"})
 FORMAT_VERSION = 1
-# model parameters whose NEST defaults are infinite, the only ones that may be (as nestgrad.config's
-# INFINITE_PARAMETERS; the reference engine does not import the configuration)
-INFINITE_PARAMETERS = frozenset({"V_min", "eprop_isi_trace_cutoff", "flush_event_send_interval"})
 
 
 @dataclass
@@ -221,20 +219,8 @@ def _is_number(x: Any) -> bool:
 
 
 def _check_params(path: pathlib.Path, label: str, params: Any) -> None:
-    """Model parameters: a table; numbers finite; time constants (tau_*) and C_m > 0; t_ref >= 0 (a NaN or inf
-    parameter would run and print NaN tables)."""
-    if not isinstance(params, dict):
-        raise SpecError(f"{path}: field '{label}' must be a table of parameters, found {type(params).__name__}")
-    for name, value in params.items():
-        for v in value if isinstance(value, list) else [value]:
-            if not _is_number(v):
-                continue
-            if not math.isfinite(v) and (name not in INFINITE_PARAMETERS or math.isnan(v)):
-                raise SpecError(f"{path}: field '{label}.{name}' = {value!r}: a finite number is required")
-            if (name.startswith("tau_") or name == "C_m") and v <= 0:
-                raise SpecError(f"{path}: field '{label}.{name}' = {value!r}: a time constant must be > 0")
-            if name.startswith("t_ref") and v < 0:
-                raise SpecError(f"{path}: field '{label}.{name}' = {value!r}: must be >= 0 ms")
+    """Model parameters (the spec files' check, :func:`nestgrad.spec.io.check_params`)."""
+    check_params(path, label, params)
 
 
 def _check_document(path: pathlib.Path, doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

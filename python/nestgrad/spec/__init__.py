@@ -84,6 +84,10 @@ class Projection:
     synapse_model: str = "eprop_synapse"  # NEST model of the plastic edges
     learning_rate: float | None = None  # overrides the optimizer's eta for this projection's plastic edges
     kind: SynapseKind = SynapseKind.SPIKE
+    static_synapse: str = "static_synapse"  # NEST model of the edges that are not plastic (e.g. tsodyks2_synapse)
+    # further NEST synapse parameters of the static edges, the same for all of them (e.g. U, tau_rec, tau_fac of
+    # tsodyks2_synapse); weight, delay and receptor come from the edge arrays
+    synapse_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -143,6 +147,11 @@ class NetworkSpec:
                 size = self.populations[pop].size
                 if n and (idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= size):
                     raise SpecError(f"{where}: {key} must be integers in [0, {size}) (population {pop!r})")
+            reserved = {"weight", "delay", "receptor_type", "synapse_model"} & set(proj.synapse_params)
+            if reserved:
+                raise SpecError(f"{where}: synapse_params may not set {sorted(reserved)} (they are per edge)")
+            if not isinstance(proj.static_synapse, str) or not proj.static_synapse:
+                raise SpecError(f"{where}: static_synapse = {proj.static_synapse!r} must be a NEST synapse model name")
             if not np.all(np.isfinite(proj.weights)):
                 raise SpecError(f"{where}: weights contain NaN or infinite values")
             d = np.asarray(proj.delays, float)
