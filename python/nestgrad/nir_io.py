@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from nestgrad.config.experiment import TIC_MS
 from nestgrad.errors import ModelError, OutputError, SpecError
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
@@ -355,6 +356,10 @@ def graph_dt(graph: Any, dt: float | None = None) -> float:
     value = float(np.asarray(value).reshape(-1)[0])
     if not (math.isfinite(value) and value > 0):
         raise SpecError(f"NIR time step dt = {value!r} s: a finite number > 0 is required")
+    tics = value * MS_PER_S / TIC_MS
+    if tics < 1 - 1e-9 or abs(tics - round(tics)) > 1e-9 * tics:
+        raise SpecError(f"NIR time step dt = {value!r} s: NEST's resolution must be a whole multiple of its tic "
+                        f"({TIC_MS} ms = {TIC_MS / MS_PER_S} s)")  # fmt: skip
     return value
 
 
