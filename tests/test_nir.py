@@ -247,6 +247,62 @@ def test_export_import_export_is_lossless(trained_run: pathlib.Path, tmp_path: p
     assert set(a["nodes"]) == {"in", "rec", "out", "in_rec", "rec_rec", "rec_out", "output"}
 
 
+def _run_in_nest(spec: NetworkSpec, spikes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Readout potential [steps, n_out] and the recurrent neurons' spikes (steps, senders) for input ``spikes``."""
+    from nestgrad.nest_engine import devices as dev
+    from nestgrad.parallel import SerialCommunicator
+    from nestgrad.tasks import TrialBatch
+
+    spec.recorded = ("rec", np.arange(spec.populations["rec"].size))
+    nest = fresh_kernel(spec.resolution)
+    built = wiring.build(nest, spec, plastic=False)
+    steps = spikes.shape[0]
+    n_out = spec.populations["out"].size
+    batch = TrialBatch(spikes, np.zeros((steps, n_out)), np.zeros(steps), steps)
+    dev.set_generators(built.devices, [batch], spec.resolution)
+    t0 = dev.lead_in_ms(spec.resolution)
+    nest.Simulate(t0 + steps * spec.resolution)
+    rec = dev.collect(built.devices, t0, steps, spec.resolution, SerialCommunicator())
+    return rec.readout, rec.spike_steps, rec.spike_senders
+
+
+def test_imported_network_has_the_dynamics_of_the_exported_one():
+    """Units and the free choices of the mapping, in NEST: a network with a resting potential, a constant current,
+    C_m != tau_syn (w_in != 1) and an absolute threshold and reset, exported and imported back (E_L and I_e become
+    one v_leak, C_m comes from w_in), spikes at the same steps and its readout follows the same potential."""
+    rng = np.random.default_rng(5)
+    rec = {"C_m": 3.0, "E_L": -70.0, "I_e": 2.0, "tau_m": 20.0, "t_ref": 0.0, "V_th": -55.0, "V_reset": -65.0,
+           "tau_syn_ex": 4.0, "tau_syn_in": 4.0}  # fmt: skip
+    rest = -70.0 + 2.0 * 20.0 / 3.0
+    spec = NetworkSpec(resolution=0.5)
+    spec.add_population(Population("in", "parrot_neuron", 6, role=Role.INPUT))
+    spec.add_population(Population("rec", "eprop_iaf_psc_exp", 8, rec | {"V_m": rest}))
+    out = {"C_m": 2.0, "E_L": -1.0, "I_e": 0.5, "tau_m": 10.0, "V_m": -1.0 + 0.5 * 10.0 / 2.0}
+    spec.add_population(Population("out", "eprop_readout", 2, out, Role.READOUT))
+    for name, pre, post, scale in (("in_rec", "in", "rec", 150.0), ("rec_rec", "rec", "rec", 40.0),
+                                   ("rec_out", "rec", "out", 1.0)):  # fmt: skip
+        n_pre, n_post = spec.populations[pre].size, spec.populations[post].size
+        post_idx, pre_idx = np.nonzero(~np.eye(n_post, n_pre, dtype=bool) if pre == post else np.ones((n_post, n_pre)))
+        w = rng.normal(0.3, 1.0, post_idx.size) * scale
+        spec.add_projection(name, Projection(pre, post, pre_idx, post_idx, w, np.full(post_idx.size, 0.5)))
+    graph = nir_io.spec_to_graph(spec)
+    assert float(graph.nodes["rec"].v_leak[0]) == pytest.approx(rest, rel=1e-15)
+    assert float(graph.nodes["rec"].w_in[0]) == pytest.approx(4.0 / 3.0, rel=1e-15)
+    imported = nir_io.graph_to_spec(graph)
+    assert imported.populations["rec"].params["C_m"] == 3.0 and imported.populations["rec"].params["I_e"] == 0.0
+
+    spikes = rng.random((2000, 6)) < 0.02
+    y0, steps0, senders0 = _run_in_nest(spec, spikes)
+    y1, steps1, senders1 = _run_in_nest(imported, spikes)
+    assert steps0.size > 100  # the recurrent neurons fire
+    np.testing.assert_array_equal(steps0, steps1)
+    np.testing.assert_array_equal(senders0, senders1)
+    # eprop_readout's constant current starts one step late (its input-current state starts at 0), which the original
+    # network (I_e = 0.5 pA) feels and the imported one (I_e = 0, E_L moved) does not: a start-up transient decaying
+    # with tau_m = 10 ms; 200 ms (20 tau_m) later the readout potentials agree to rounding
+    np.testing.assert_allclose(y0[400:], y1[400:], rtol=0, atol=1e-9)
+
+
 def test_import_is_trainable_with_eprop():
     """--trainable: e-prop synapses and learning signals from the LI readout; the spec builds in NEST."""
     graph = nir_io.spec_to_graph(_small_spec(), defaults=None)
@@ -367,8 +423,9 @@ def test_cli_errors_are_one_line(tmp_path: pathlib.Path, capsys: pytest.CaptureF
     assert main(["import-nir", str(tmp_path / "missing.nir")]) == 2
     assert main(["export-nir", str(tmp_path), str(tmp_path / "x.nir")]) == 2  # no checkpoint in the folder
     assert main(["export-nir", str(tmp_path), str(tmp_path / "x.txt")]) == 2
+    assert main(["import-nir", str(bad), "--dt", "nan"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
     assert lines[0].startswith(f"nestgrad import-nir: NIR file {bad} cannot be read")
     assert "does not exist" in lines[1]
     assert lines[2].startswith("nestgrad export-nir: no checkpoint at")

@@ -83,6 +83,18 @@ def _tidy(x: np.ndarray) -> np.ndarray:
     return np.array([float(f"{v:.15g}") for v in x.reshape(-1)]).reshape(x.shape)
 
 
+def _divisor(numerator: np.ndarray, quotient: np.ndarray) -> np.ndarray:
+    """``c`` with ``numerator / c == quotient`` in floating point, the tidy value if it is one (so that C_m = 5 pF
+    exported as w_in = tau_syn / C_m comes back as 5.0), else the plain quotient or one of its neighbours."""
+    out = numerator / quotient
+    for i, (num, q, c0) in enumerate(zip(numerator, quotient, out, strict=True)):
+        for c in (float(_tidy(np.array([c0]))[0]), c0, np.nextafter(c0, np.inf), np.nextafter(c0, -np.inf)):
+            if num / c == q:
+                out[i] = c
+                break
+    return out
+
+
 def _nir() -> Any:
     try:
         import nir
@@ -127,7 +139,7 @@ def _refuse_unexpressible(pop: Population, rows: list[dict[str, Any]]) -> None:
 def _v_leak(rows: list[dict[str, Any]], pop: Population) -> np.ndarray:
     """E_L shifted by the constant current I_e (its exact steady-state effect)."""
     i_e = _column(rows, "I_e", pop) if any("I_e" in r for r in rows) else np.zeros(len(rows))
-    return _tidy(_column(rows, "E_L", pop) + i_e * _column(rows, "tau_m", pop) / _column(rows, "C_m", pop))
+    return _column(rows, "E_L", pop) + i_e * _column(rows, "tau_m", pop) / _column(rows, "C_m", pop)
 
 
 def _neuron_node(pop: Population, dt_s: float, defaults: Callable[[str], Mapping[str, Any]] | None) -> Any:
@@ -162,7 +174,7 @@ def _neuron_node(pop: Population, dt_s: float, defaults: Callable[[str], Mapping
             v_leak=_v_leak(rows, pop),
             v_threshold=_column(rows, "V_th", pop),
             v_reset=_column(rows, "V_reset", pop),
-            w_in=_tidy(tau_ex / c_m),
+            w_in=tau_ex / c_m,
             metadata=meta,
         )
     if model in DELTA_MODELS:
@@ -309,10 +321,11 @@ def _population(name: str, node: Any, dt_s: float) -> tuple[Population, np.ndarr
         v_th, v_reset = _array(node, "v_threshold", n, name), _array(node, "v_reset", n, name)
         if np.any(v_th <= v_reset):
             raise ModelError(f"NIR node {name!r}: v_threshold must exceed v_reset (NEST's V_th > V_reset)")
-        # the capacitance that makes a weight W (pA) move v as NIR's w_in * W * dt / tau_syn moves the current
-        c_m = _tidy(MS_PER_S * tau_mem * tau_syn / (r * dt_s * w_in))
-        v_leak = _array(node, "v_leak", n, name)
+        # the capacitance that makes a weight W (pA) move v as NIR's w_in * W * dt / tau_syn moves the current:
+        # C_m = tau_syn[ms] / w_in * tau_mem / (r dt), the last factor 1 in the gauge nestgrad and snnTorch write
         tau_syn_ms = _tidy(tau_syn * MS_PER_S)
+        c_m = _divisor(tau_syn_ms * _tidy(tau_mem / (r * dt_s)), w_in)
+        v_leak = _array(node, "v_leak", n, name)
         cols = {"C_m": c_m, "tau_m": _tidy(tau_mem * MS_PER_S), "tau_syn_ex": tau_syn_ms, "tau_syn_in": tau_syn_ms,
                 "E_L": v_leak, "V_m": v_leak, "V_th": v_th, "V_reset": v_reset}  # fmt: skip
         params = _per_neuron(cols, {"I_e": 0.0, "t_ref": 0.0} | _EPROP_IMPORT_DEFAULTS)
