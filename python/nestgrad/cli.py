@@ -187,7 +187,7 @@ def _cmd_import_nir(args: argparse.Namespace) -> int:
     for pop in spec.populations.values():
         print(f"  population {pop.name:16s} {pop.model:22s} {pop.size:6d} neurons ({pop.role.value})")
     for name, proj in spec.projections.items():
-        kind = "e-prop" if proj.plastic_mask().any() else proj.kind.value
+        kind = "e-prop" if proj.plastic_mask().any() else "static" if proj.kind == "spike" else proj.kind.value
         print(f"  projection {name:16s} {proj.source} -> {proj.target}: {proj.size} synapses ({kind})")
     del built
     return 0

@@ -364,8 +364,8 @@ def graph_dt(graph: Any, dt: float | None = None) -> float:
     meta = getattr(graph, "metadata", None) or {}
     value = dt if dt is not None else meta.get("dt")
     if value is None:
-        raise SpecError("the NIR graph has no metadata 'dt' (the time step it was written for): give it (in s; "
-                        "snnTorch writes graphs for 1e-4 s)")  # fmt: skip
+        raise SpecError("the NIR graph has no metadata 'dt' (the time step it was written for): give it in s (command "
+                        "line: --dt; snnTorch writes graphs for 1e-4 s)")  # fmt: skip
     value = float(np.asarray(value).reshape(-1)[0])
     if not (math.isfinite(value) and value > 0):
         raise SpecError(f"NIR time step dt = {value!r} s: a finite number > 0 is required")
