@@ -19,10 +19,14 @@ import numpy as np
 import pytest
 from gradient_check import assert_matches_finite_differences
 from test_bptt_bsshslm import bsshslm_spec
+from test_reference import MODELS as CLASSIC_MODELS
+from test_reference import small_spec
 
 from nestgrad.comparison.bsshslm_nest import make_bsshslm_spec, run_nest_bsshslm
+from nestgrad.comparison.nest_runs import run_nest
 from nestgrad.reference import online_bsshslm as ob
 from nestgrad.reference.bptt_bsshslm import bptt_gradient_bsshslm, eprop_gradient_bsshslm, forward
+from nestgrad.reference.online import run_online
 from nestgrad.reference.online_bsshslm import LOSSES, run_online_bsshslm, validate_bsshslm
 from nestgrad.reference.spec import NetworkSpec, SpecError
 
@@ -133,6 +137,25 @@ def test_nest_classification_setting_mixed_with_flush_events():
     assert ref.n_flush_events > 0
     assert _rel_diff(spec, run_nest_bsshslm(spec).weights, ref.weights)["in_rec"] <= REL_TOL
     np.testing.assert_array_equal(run_online_bsshslm(_without_flush(spec)).weights["in_rec"], ref.weights["in_rec"])
+
+
+@pytest.mark.parametrize(
+    "model, task, cutoff",
+    [(m, "sine", np.inf) for m in CLASSIC_MODELS]
+    + [("eprop_iaf", "sine", 10.0), ("eprop_iaf_adapt", "evidence", 25.0)],
+)
+def test_flush_events_of_the_classic_models_leave_the_weights_unchanged(model, task, cutoff):
+    """The classic engine's models (NEST's eprop_iaf family, nestgrad's eprop_iaf_psc_exp and eprop_glif3_psc, the
+    NESTML ones) also send flush events; with their synapses a flush makes the synapse compute the gradient so far
+    and apply it with the next spike, which changes no weight. The classic replay (nestgrad.reference.online)
+    therefore accepts them and agrees with NEST with a flush event after every silent step."""
+    spec = small_spec(model, task)
+    spec = spec.replace(
+        rec_params=spec.rec_params | {"eprop_isi_trace_cutoff": cutoff, "flush_event_send_interval": 1.0}
+    )
+    nest_run, ref = run_nest(spec), run_online(spec)
+    for p, err in _rel_diff(spec, nest_run.weights, ref.weights).items():
+        assert err <= REL_TOL, (p, err)
 
 
 # -- BPTT and the e-prop gradient at fixed weights with several models -------------------------------------------------
