@@ -211,6 +211,11 @@ def test_invalid_flush_and_group_settings_are_refused_by_name():
         (_edit_group(spec, 0, params=g0["params"] | {"ignore_and_spike": True}), "ignore_and_spike"),
         (_edit_group(spec, 0, params=g0["params"] | {"tau_m": [10.0] * 7}), r"\[0\].params.tau_m has 7 values"),
         (_edit_group(spec, 0, params={k: v for k, v in g0["params"].items() if k != "V_th"}), "'V_th'"),
+        (
+            _edit_group(spec, 1, params=spec.meta["bsshslm"]["rec_groups"][1]["params"] | {"adapt_tau": 0.0}),
+            "adapt_tau",
+        ),
+        (_edit_group(spec, 0, params=g0["params"] | {"E_L": float("nan")}), r"\[0\].params.E_L = nan"),
         (spec.replace(rec_model=ADAPT), "first group's model"),
         (spec.replace(rec_params={"tau_m": 10.0}), "rec_params must be empty"),
         (

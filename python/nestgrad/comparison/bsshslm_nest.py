@@ -172,6 +172,8 @@ def make_bsshslm_spec(
     if task not in ("sine", "evidence"):
         raise ConfigError(f"task = {task!r}: expected 'sine' or 'evidence'")
     if rec_groups is None:
+        if rec_model not in BSSHSLM_MODELS:
+            raise ConfigError(f"rec_model = {rec_model!r}: expected one of {', '.join(BSSHSLM_MODELS)}")
         rec_groups = [(rec_model, 30 if n_rec is None else n_rec)]
     for model, size in rec_groups:
         if model not in BSSHSLM_MODELS:

@@ -192,6 +192,10 @@ def _check_rec_params(where: str, model: str, params: Any, T: int, dt: float) ->
             continue
         if np.isnan(v) or (np.isinf(v) and k not in UNBOUNDED):
             raise SpecError(f"{where}.{k} = {v!r}: a finite number is required")
+        if (k.startswith("tau_") or k in ("adapt_tau", "C_m")) and v <= 0:
+            raise SpecError(f"{where}.{k} = {v!r}: a time constant or capacitance must be > 0")
+        if k == "t_ref" and v < 0:
+            raise SpecError(f"{where}.{k} = {v!r}: must be >= 0 ms")
     for k, default in REC_FIXED.items():
         if params.get(k, default) != default:
             raise SpecError(f"{where}.{k} = {params[k]!r} is not replayed by the reference engine (only {default})")
