@@ -9,8 +9,9 @@ projection (measured: <= 3e-15).
 
 Flush events change NEST's weights only where a flush closes a window before the learning signal of its last entry
 has arrived (a flush stamped one step after the window; a later spike would have seen it). The flush networks are
-made so that this happens: short update intervals (60 steps) and input neurons that spike at data step 1 of every
-other interval only, so the replay that ignores flush events is off by ~1e-4 (asserted > 1e-6).
+made so that this happens, with short update intervals (60 steps): input neurons that spike at data step 1 of every
+other interval only (input parrots' flush events), and a recurrent neuron that spikes at its own interval step 0
+(recurrent flush events); the replay that ignores flush events is off by ~1e-4 and ~2e-5 (asserted > 1e-6).
 """
 
 from __future__ import annotations
@@ -59,6 +60,39 @@ def _flush_spec(mixed: bool) -> NetworkSpec:
     return spec.replace(input_spikes=x)
 
 
+def _recurrent_flush_spec() -> NetworkSpec:
+    """A recurrent neuron's flush closes its synapses' windows early: neuron 0 (its own group, t_ref = 5 ms, flush
+    interval 60 ms; no reset on update) hears input 0 only, with a weight that makes it spike once and, when the
+    refractory period ends, once more at its own interval step 0; its next spike is three intervals later. Its
+    synapses onto the other neurons then see the second spike at their interval step 1 and a flush 60 steps later,
+    one step after the window. Neuron 0 has no readout synapse (its flush would end a readout window exactly: NEST
+    leaves that undefined, see the last test)."""
+    refractory = 5
+    spec = make_bsshslm_spec(
+        "sine",
+        PLAIN,
+        iterations=6,
+        eta=1e-2,
+        task_params={"sequence_steps": T_FLUSH},
+        rec_groups=[(PLAIN, 1), (PLAIN, 19)],
+        bsshslm={"eprop_reset_neurons_on_update": False},
+    )
+    meta = dict(spec.meta["bsshslm"])
+    g0, g1 = (dict(g) for g in meta["rec_groups"])
+    g0["params"] = g0["params"] | {"t_ref": float(refractory), "flush_event_send_interval": float(T_FLUSH)}
+    meta["rec_groups"] = [g0, g1]
+    masks = {k: v.copy() for k, v in spec.masks.items()}
+    masks["in_rec"][0, 1:] = False
+    masks["rec_rec"][0, :] = False
+    masks["rec_out"][:, 0] = False
+    w = {k: v.copy() for k, v in spec.weights.items()}
+    w["in_rec"][0, 0] = 2.6  # v = 0.085 mV after the input: spikes, and again 5 steps later, then stays below V_th
+    x = spec.input_spikes.copy()
+    x[:, 0] = False
+    x[[T_FLUSH - refractory, 4 * T_FLUSH - refractory], 0] = True
+    return spec.replace(meta=spec.meta | {"bsshslm": meta}, masks=masks, weights=w, input_spikes=x)
+
+
 def _mixed_spec(flush: bool) -> NetworkSpec:
     """Evidence accumulation (cross-entropy, Adam, averaged gradients) with 10 + 10 plain and adaptive neurons, as
     NEST's classification test (there: 50 + 50, flush interval = the update interval)."""
@@ -101,15 +135,22 @@ def _rel_diff(spec: NetworkSpec, a: dict, b: dict) -> dict[str, float]:
     return out
 
 
-CASES = {"flush": lambda: _flush_spec(False), "mixed": lambda: _mixed_spec(False), "both": lambda: _flush_spec(True)}
+# case: (spec, flush events, several models)
+CASES = {
+    "flush": (lambda: _flush_spec(False), True, False),
+    "flush_recurrent": (_recurrent_flush_spec, True, False),
+    "mixed": (lambda: _mixed_spec(False), False, True),
+    "both": (lambda: _flush_spec(True), True, True),
+}
 
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_nest_equals_reference_with_flush_events_and_mixed_models(case, threads):
-    spec = CASES[case]()
+    make, flush, mixed = CASES[case]
+    spec = make()
     st = validate_bsshslm(spec)
-    assert st.flush == (case != "mixed") and st.mixed == (case != "flush")
+    assert st.flush == flush and st.mixed == mixed
     nest_run = run_nest_bsshslm(spec, threads=threads)
     ref = run_online_bsshslm(spec)
     for p in PROJ:
@@ -122,8 +163,11 @@ def test_nest_equals_reference_with_flush_events_and_mixed_models(case, threads)
     assert len(set(np.round(ref.losses, 12))) > 1
     np.testing.assert_array_equal(nest_run.target_signal, ref.target_signal)
     if threads == 1:  # the test can tell: without what it tests, the replay would be far off
+        if case == "flush_recurrent":  # neuron 0 spikes as planned: twice, 5 steps apart, in intervals 0 and 3
+            spiked = np.flatnonzero(ref.rec_spikes[:, 0]) + ob.INPUT_STAMP_OFFSET  # update steps
+            np.testing.assert_array_equal(spiked, [T_FLUSH - 3, T_FLUSH + 2, 4 * T_FLUSH - 3, 4 * T_FLUSH + 2])
         if st.flush:
-            assert ref.n_flush_events > 50
+            assert ref.n_flush_events >= (2 if case == "flush_recurrent" else 50)
             assert max(_rel_diff(spec, run_online_bsshslm(_without_flush(spec)).weights, ref.weights).values()) > 1e-6
         if st.mixed:
             assert max(_rel_diff(spec, run_online_bsshslm(_all_adaptive(spec)).weights, ref.weights).values()) > 1e-3
