@@ -74,13 +74,14 @@ Conventions (NEST 3.10 source, verified against NEST by tests/test_reference_bss
   per group, input parrots by ``input_flush_event_send_interval``): a neuron that neither spiked nor flushed for F
   steps (``Time(ms).get_steps()``) since its last spike or flush, and has spiked before, sends a flush event in
   that step instead of a spike: stamped like a spike, seen only by the e-prop synapses, never transmitted. At a
-  synapse: a flush right after a flush is ignored; a flush passes the interval-step-0 drop and closes the open window
-  like a spike, but the gradient is kept (NEST's ``gradient_``), not handed to the optimizer; the next real spike
-  starts afresh (previous spike and window start = itself) and hands the kept gradient to the optimizer with its own
-  ``idx_current_update``, whether or not it crosses an interval. A window is computed only if it holds
-  inter-spike intervals (NEST's ``presyn_isis_``). One case reads NEST history entries that do not exist yet
-  (undefined in NEST): a flush stamped exactly at the end of a readout synapse's window followed by a real spike;
-  the engine raises a SpecError there.
+  synapse: a flush right after a flush is ignored; otherwise a flush is treated as a spike (dropped at a recurrent
+  target's interval step 0, starts the first window if the synapse saw nothing before, closes the open window),
+  but it is not transmitted and the closed window's gradient is kept (NEST's ``gradient_``), not handed to the
+  optimizer; the next real spike starts afresh (previous spike and window start = itself) and hands the kept
+  gradient to the optimizer with its own ``idx_current_update``, whether or not it crosses an interval. A window is
+  computed only if it holds inter-spike intervals (NEST's ``presyn_isis_``). One case reads NEST history entries
+  that do not exist yet (undefined in NEST): a flush stamped exactly at the end of a readout synapse's window
+  followed by a real spike; the engine raises a SpecError there.
 
 Not reproduced: ``ignore_and_spike``, ``frozen`` neurons, current generators, delays other than one step,
 per-neuron parameter arrays within a group.
