@@ -10,6 +10,8 @@ Wiring (every delay one time step, as the bsshslm models require)::
 
     spike_generator --static--> parrot_neuron --eprop_synapse_bsshslm_2020--> eprop_iaf(_adapt)_bsshslm_2020
     eprop_iaf(_adapt)_bsshslm_2020 --eprop_synapse_bsshslm_2020--> eprop_iaf(_adapt)_bsshslm_2020 (masks)
+    (with meta["bsshslm"]["rec_groups"] the recurrent population is one group of nodes per entry, created in order,
+    as NEST's classification test mixes eprop_iaf_bsshslm_2020 and eprop_iaf_adapt_bsshslm_2020)
     eprop_iaf(_adapt)_bsshslm_2020 --eprop_synapse_bsshslm_2020--> eprop_readout_bsshslm_2020
     eprop_readout_bsshslm_2020 --eprop_learning_signal_connection_bsshslm_2020--> recurrent neurons
     step_rate_generator --rate_connection_delayed (receptor 2, target_signal)--> eprop_readout_bsshslm_2020
@@ -35,6 +37,7 @@ import numpy as np
 from nestgrad.errors import ConfigError
 from nestgrad.nest_engine import fresh_kernel
 from nestgrad.reference.online_bsshslm import (
+    ADAPTIVE_MODEL,
     BSSHSLM_MODELS,
     READOUT_MODEL,
     SIGNAL_STEP_OFFSET,
@@ -132,7 +135,7 @@ def _full_params(nest: Any, model: str, overrides: dict[str, Any], keys: tuple[s
 def make_bsshslm_spec(
     task: str = "sine",
     rec_model: str = "eprop_iaf_bsshslm_2020",
-    n_rec: int = 30,
+    n_rec: int | None = None,
     iterations: int = 5,
     optimizer: str = "gradient_descent",
     eta: float | None = None,
@@ -142,6 +145,9 @@ def make_bsshslm_spec(
     readout_params: dict[str, Any] | None = None,
     bsshslm: dict[str, Any] | None = None,
     optimizer_params: dict[str, Any] | None = None,
+    rec_groups: list[tuple[str, int]] | None = None,
+    flush_event_send_interval: float | None = None,
+    input_flush_event_send_interval: float | None = None,
 ) -> NetworkSpec:
     """A bsshslm network for ``task`` ("sine" or "evidence"): one trial per update interval, ``batch_size`` trials
     (``task_params``, default 1) per iteration and optimizer step.
@@ -152,6 +158,12 @@ def make_bsshslm_spec(
     kernel and synapse settings of ``meta["bsshslm"]`` from the task (update interval = trial, learning window =
     the task's window, MSE/no averaging for sine, cross-entropy with softmax normalisation and averaged gradients for
     evidence), overridden by ``bsshslm``.
+
+    ``rec_groups`` (e.g. ``[("eprop_iaf_bsshslm_2020", 15), ("eprop_iaf_adapt_bsshslm_2020", 15)]``) makes the
+    recurrent population of several models (``meta["bsshslm"]["rec_groups"]``; ``rec_model`` is then unused and
+    ``n_rec``, default 30, must be the groups' total or left out); ``rec_params`` apply to every group.
+    ``flush_event_send_interval`` (ms) is given to every recurrent neuron, ``input_flush_event_send_interval`` (ms)
+    to the input parrots (NEST's flush events; both >= the update interval).
     """
     from nestgrad.config import TaskConfig
     from nestgrad.networks.eprop_classic import WEIGHT_SCALE, initial_weights
@@ -159,8 +171,19 @@ def make_bsshslm_spec(
 
     if task not in ("sine", "evidence"):
         raise ConfigError(f"task = {task!r}: expected 'sine' or 'evidence'")
-    if rec_model not in BSSHSLM_MODELS:
-        raise ConfigError(f"rec_model = {rec_model!r}: expected one of {', '.join(BSSHSLM_MODELS)}")
+    if rec_groups is None:
+        if rec_model not in BSSHSLM_MODELS:
+            raise ConfigError(f"rec_model = {rec_model!r}: expected one of {', '.join(BSSHSLM_MODELS)}")
+        rec_groups = [(rec_model, 30 if n_rec is None else n_rec)]
+    for model, size in rec_groups:
+        if model not in BSSHSLM_MODELS:
+            raise ConfigError(f"rec_groups: model {model!r}: expected one of {', '.join(BSSHSLM_MODELS)}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"rec_groups: {model} x {size!r}: the size must be an integer >= 1")
+    total = sum(size for _, size in rec_groups)
+    if n_rec is not None and n_rec != total:
+        raise ConfigError(f"n_rec = {n_rec} differs from the {total} neurons of rec_groups")
+    n_rec = total
     defaults_task = (
         {"sequence_steps": 300}
         if task == "sine"
@@ -177,17 +200,21 @@ def make_bsshslm_spec(
         raise ConfigError("the task's learning window must be the last steps of each trial for the bsshslm models")
 
     nest = fresh_kernel(resolution=dt)
-    rec = dict(_SINE_REC if task == "sine" else _EVIDENCE_REC)
-    if rec_model == "eprop_iaf_adapt_bsshslm_2020":
-        rec |= _adapt_params(rec["tau_m"], dt)
-    rec |= dict(rec_params or {})
-    rec_full = _full_params(nest, rec_model, rec, REC_PARAM_KEYS)
+    groups = []
+    for model, size in rec_groups:
+        rec = dict(_SINE_REC if task == "sine" else _EVIDENCE_REC)
+        if model == ADAPTIVE_MODEL:
+            rec |= _adapt_params(rec["tau_m"], dt)
+        if flush_event_send_interval is not None:
+            rec["flush_event_send_interval"] = float(flush_event_send_interval)
+        rec |= dict(rec_params or {})
+        groups.append({"model": model, "n": size, "params": _full_params(nest, model, rec, REC_PARAM_KEYS)})
     out_full = _full_params(nest, READOUT_MODEL, _READOUT[task] | dict(readout_params or {}), READOUT_PARAM_KEYS)
     opt_defaults = nest.GetDefaults(SYNAPSE_MODEL)["optimizer"]
     nest.ResetKernel()
 
     n_in, n_out = data.n_in, data.n_out
-    w = initial_weights(n_in, n_rec, n_out, seed, True, 1.0 / WEIGHT_SCALE, rec_model)
+    w = initial_weights(n_in, n_rec, n_out, seed, True, 1.0 / WEIGHT_SCALE, groups[0]["model"])
     masks = {
         "in_rec": np.ones((n_rec, n_in), bool),
         "rec_rec": ~np.eye(n_rec, dtype=bool),
@@ -214,11 +241,16 @@ def make_bsshslm_spec(
         "readout_normalization": task == "evidence",
         "tau_m_readout": out_full["tau_m"],
         "extra_steps": SIGNAL_STEP_OFFSET + 1,
-    } | dict(bsshslm or {})
+    }
+    if len(groups) > 1:
+        meta_b["rec_groups"] = groups
+    if input_flush_event_send_interval is not None:
+        meta_b["input_flush_event_send_interval"] = float(input_flush_event_send_interval)
+    meta_b |= dict(bsshslm or {})
     spec = NetworkSpec(
         resolution=dt,
-        rec_model=rec_model,
-        rec_params=rec_full,
+        rec_model=groups[0]["model"],
+        rec_params={} if len(groups) > 1 else groups[0]["params"],
         readout_params=out_full,
         weights=w,
         masks=masks,
@@ -257,13 +289,13 @@ def run_nest_bsshslm(spec: NetworkSpec, threads: int = 1) -> BsshslmNestRun:
         eprop_learning_window=s.learning_window * dt,
         eprop_reset_neurons_on_update=s.reset,
     )
-    n_in, n_rec, n_out = spec.n_in, spec.n_rec, spec.n_out
+    n_in, n_out = spec.n_in, spec.n_out
     gen_in = nest.Create("spike_generator", n_in)
-    nodes = {
-        "in": nest.Create("parrot_neuron", n_in),
-        "rec": nest.Create(spec.rec_model, n_rec, dict(spec.rec_params)),
-        "out": nest.Create(READOUT_MODEL, n_out, dict(spec.readout_params) | {"loss": s.loss}),
-    }
+    parrots = {} if s.input_flush_steps is None else {"flush_event_send_interval": _input_flush_ms(spec)}
+    nodes = {"in": nest.Create("parrot_neuron", n_in, parrots)}
+    rec = [nest.Create(g.model, g.n, dict(g.params)) for g in s.groups]  # in index order: consecutive node ids
+    nodes["rec"] = sum(rec[1:], rec[0])
+    nodes["out"] = nest.Create(READOUT_MODEL, n_out, dict(spec.readout_params) | {"loss": s.loss})
     gen_target = nest.Create("step_rate_generator", n_out)
 
     opt = dict(spec.optimizer)
@@ -333,13 +365,25 @@ def run_nest_bsshslm(spec: NetworkSpec, threads: int = 1) -> BsshslmNestRun:
         conns = nest.GetConnections(nodes[pre], nodes[post], synapse_model=SYNAPSE_MODEL)
         if len(conns):
             d = conns.get(["source", "target", "weight"])
-            rows = np.asarray(d["target"]) - _ids(nodes[post])[0]
-            cols = np.asarray(d["source"]) - _ids(nodes[pre])[0]
+            rows = np.searchsorted(_ids(nodes[post]), np.asarray(d["target"]))
+            cols = np.searchsorted(_ids(nodes[pre]), np.asarray(d["source"]))
             mat[rows, cols] = d["weight"]
         weights[name] = mat
     nest.ResetKernel()
     losses = bsshslm_losses(sig["readout_signal"], sig["target_signal"], spec, s)
     return BsshslmNestRun(weights, sig["readout_signal"], sig["target_signal"], sig["error_signal"], losses)
+
+
+def _input_flush_ms(spec: NetworkSpec) -> float:
+    return float(spec.meta["bsshslm"]["input_flush_event_send_interval"])
+
+
+def describe_recurrent(spec: NetworkSpec) -> str:
+    """The recurrent models of a bsshslm spec: one name, or the groups (``a x10 + b x10``)."""
+    groups = validate_bsshslm(spec).groups
+    if len(groups) == 1:
+        return groups[0].model
+    return " + ".join(f"{g.model} x{g.n}" for g in groups)
 
 
 def _mean_rel_err(dn: np.ndarray, dr: np.ndarray, scale: float) -> float:
@@ -355,7 +399,7 @@ def compare_bsshslm(spec: NetworkSpec, threads: int = 1) -> dict[str, Any]:
     dW_ref| / max |dW_ref| over existing synapses), losses per iteration and their largest relative difference."""
     nest_run = run_nest_bsshslm(spec, threads=threads)
     ref = run_online_bsshslm(spec)
-    out: dict[str, Any] = {"model": spec.rec_model, "task": spec.meta.get("task"), "projections": {}}
+    out: dict[str, Any] = {"model": describe_recurrent(spec), "task": spec.meta.get("task"), "projections": {}}
     for p in PROJECTIONS:
         dn = (nest_run.weights[p] - spec.weights[p])[spec.masks[p]]
         dr = (ref.weights[p] - spec.weights[p])[spec.masks[p]]

@@ -55,7 +55,6 @@ import numpy as np
 from nestgrad.errors import SpecError
 from nestgrad.reference import online_bsshslm as ob
 from nestgrad.reference.bptt import CONVENTIONS, smooth_spike
-from nestgrad.reference.neurons import surrogate_gradient
 from nestgrad.reference.online_bsshslm import (
     INPUT_STAMP_OFFSET,
     SHIFT_OUT,
@@ -131,8 +130,8 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray] | None = None, smo
     n = n_data + st.extra_steps
     n_int = n_data // T
     avg = float(lw) if st.average_gradient else 1.0
-    m = ob._Recurrent(spec.rec_model, spec.rec_params, dt, n_rec)  # parameters and initial state
-    if smooth and m.refr != 0:
+    m = ob._Recurrent(st.groups, dt)  # parameters (per neuron) and initial state
+    if smooth and np.any(m.refr != 0):
         raise SpecError("smooth mode needs t_ref = 0 (refractoriness is not differentiable)")
     ro = _readout_params(spec)
     cross_entropy = st.loss == "cross_entropy"
@@ -140,7 +139,6 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray] | None = None, smo
     W_in = np.asarray(weights["in_rec"], float) * spec.masks["in_rec"]
     W_rec = np.asarray(weights["rec_rec"], float) * spec.masks["rec_rec"]
     W_out = np.asarray(weights["rec_out"], float) * spec.masks["rec_out"]
-    sg_name, sg_h, sg_w = m.sg
 
     rec = {k: np.zeros((n, n_rec)) for k in ("z_rec_in", "z_out_in", "v", "a", "theta", "psi", "z")}
     clamped = np.zeros((n, n_rec), bool)
@@ -167,18 +165,18 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray] | None = None, smo
         if drop and st.reset:  # interval step 0: v, r, pending spike (its subtraction) and adaptation reset
             reset_rec[t] = True
             v, r, zp = np.zeros(n_rec), np.zeros(n_rec, dtype=np.int64), np.zeros(n_rec)
-            if m.adaptive:
-                a = np.zeros(n_rec)
+            a = np.where(m.adaptive, 0.0, a)
         r = np.where(r > 0, r - 1, r)
         v_raw = m.P_i * i_in + m.P_z * (W_in @ x_in[t] + W_rec @ z_rec_in) + m.P_v * v - m.V_th * zp
         clamped[t] = v_raw < m.V_min
         v = np.maximum(v_raw, m.V_min)
-        if m.adaptive:
-            a = m.P_a * a + zp
+        a = np.where(m.adaptive, m.P_a * a + zp, a)
         theta = m.V_th + m.beta * a
-        psi = surrogate_gradient(sg_name, r, v, theta, sg_h, sg_w)
+        psi = m.psi(r, v, theta)
         if smooth:
-            z = smooth_spike(sg_name, v - theta, sg_h, sg_w)
+            z = np.empty(n_rec)
+            for name, sl in m.sg_groups:
+                z[sl] = smooth_spike(name, v[sl] - theta[sl], m.sg_height[sl], m.sg_width[sl])
         else:
             z = ((v >= theta) & (r == 0)).astype(float)
             r = np.where(z > 0, m.refr, r)
@@ -235,7 +233,7 @@ def forward(spec: NetworkSpec, weights: dict[str, np.ndarray] | None = None, smo
     for k in range(n_int):
         counts[k] = z[count_of == k].sum(0)
     dev = counts / T - m.f_target * dt  # [intervals, n_rec]
-    reg_loss_k = 0.5 * m.c_reg * np.sum(dev**2, axis=1) * stored / avg
+    reg_loss_k = 0.5 * np.sum(m.c_reg * dev**2, axis=1) * stored / avg
     dreg_dz = np.zeros((n, n_rec))
     for k in np.flatnonzero(stored):
         dreg_dz[count_of == k] = m.c_reg * dev[k] / T / avg
@@ -280,7 +278,7 @@ def bptt_gradient_bsshslm(
     weights = spec.weights if weights is None else weights
     fw = forward(spec, weights, smooth=smooth)
     full = convention == "full"
-    m = ob._Recurrent(spec.rec_model, spec.rec_params, spec.resolution, spec.n_rec)
+    m = ob._Recurrent(fw.settings.groups, spec.resolution)
     ro = _readout_params(spec)
     W_rec = np.asarray(weights["rec_rec"], float) * spec.masks["rec_rec"]
     W_out = np.asarray(weights["rec_out"], float) * spec.masks["rec_out"]
@@ -304,21 +302,19 @@ def bptt_gradient_bsshslm(
         if t + 1 < n:
             dz += ro["P_z"] * (W_out.T @ dvo_raw[t + 1])
             if cmod(t + 1 - SHIFT_REC, fw.settings.update_interval) != 0:  # else dropped by the synapses
-                dz += m.P_z * (W_rec.T @ dv_next)
+                dz += W_rec.T @ (m.P_z * dv_next)  # each target's input factor
         if carry:
             if full:
                 dz += -m.V_th * dv_next  # v[t + 1] = ... - V_th z[t]
-            if m.adaptive:
-                dz += da_next  # a[t + 1] = P_a a[t] + z[t]
+            dz += da_next  # a[t + 1] = P_a a[t] + z[t] (zero for the plain model)
         dv = fw.psi[t] * dz + (m.P_v * dv_next if carry else 0.0)
         dv_raw[t] = np.where(fw.clamped[t], 0.0, dv) if full else dv
-        if m.adaptive:
-            da_next = -m.beta * fw.psi[t] * dz + (m.P_a * da_next if carry else 0.0)
+        da_next = np.where(m.adaptive, -m.beta * fw.psi[t] * dz + (m.P_a * da_next if carry else 0.0), 0.0)
         dv_next = dv_raw[t]
 
     grads = {
-        "in_rec": m.P_z * (dv_raw.T @ fw.x_in) * spec.masks["in_rec"],
-        "rec_rec": m.P_z * (dv_raw.T @ fw.z_rec_in) * spec.masks["rec_rec"],
+        "in_rec": m.P_z[:, None] * (dv_raw.T @ fw.x_in) * spec.masks["in_rec"],  # P_z of the target (row)
+        "rec_rec": m.P_z[:, None] * (dv_raw.T @ fw.z_rec_in) * spec.masks["rec_rec"],
         "rec_out": ro["P_z"] * (dvo_raw.T @ fw.z_out_in) * spec.masks["rec_out"],
     }
     return grads, fw
@@ -368,14 +364,14 @@ def eprop_gradient_bsshslm(spec: NetworkSpec, weights: dict[str, np.ndarray] | N
             self.closed_data = np.zeros_like(self.w)
             synapses.append(self)
 
-        def deliver(self, spiking, s, closing_gradient):
-            def recording(p, cross):
-                g = closing_gradient(p, cross)
-                data = (p.t_prev_update[cross] // T) < n_int
-                self.closed_data[:, cross[data]] += g[:, data]
+        def deliver(self, spiking, s, closing_gradient, flushing=None):
+            def recording(p, cols):
+                g = closing_gradient(p, cols)
+                data = (p.t_prev_update[cols] // T) < n_int
+                self.closed_data[:, cols[data]] += g[:, data]
                 return g
 
-            return super().deliver(spiking, s, recording)
+            return super().deliver(spiking, s, recording, flushing)
 
     class RecordingRecurrent(ob._Recurrent):
         def firing_rate_reg(self, T_):

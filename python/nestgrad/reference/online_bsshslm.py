@@ -18,6 +18,12 @@ The settings NetworkSpec has no field for live in ``spec.meta["bsshslm"]`` (see 
 ``tau_m_readout``                ms (default: the readouts' tau_m), synapse parameter, kappa = exp(-dt / tau_m_readout)
 ``extra_steps``                  steps simulated after the data (default 5: the last data step's readout signals
                                  appear 4 steps later, and NEST's multimeter misses the last simulated step)
+``rec_groups``                   several recurrent models in one network: a list of ``{"model", "n", "params"}``, the
+                                 recurrent neurons in index order (``n`` neurons of ``model`` with all their NEST
+                                 parameters ``params``); then ``spec.rec_model`` is the first group's model and
+                                 ``spec.rec_params`` is empty. Without it every neuron is ``spec.rec_model`` with
+                                 ``spec.rec_params``.
+``input_flush_event_send_interval`` ms (default inf): the input parrot neurons' ``flush_event_send_interval``
 =============================== =====================================================================================
 
 ``spec.optimizer`` is NEST's optimizer dictionary; its ``batch_size`` counts update intervals (the synapses call the
@@ -62,13 +68,28 @@ Conventions (NEST 3.10 source, verified against NEST by tests/test_reference_bss
   does.
 * Optimizer: NEST's gradient descent / Adam (:class:`nestgrad.reference.optimizers.OptimizerState`) with index
   ``idx_current_update``: applied when ``1 + idx // batch_size`` advances.
+* Mixed models: every neuron acts with its own group's model and parameters; an e-prop synapse's eligibility trace
+  uses its *target's* propagators (``P_v``, ``P_z``, adaptation), so ``z_bar`` is kept per synapse.
+* Flush events (``flush_event_send_interval`` F finite, >= the update interval as NEST requires; recurrent neurons
+  per group, input parrots by ``input_flush_event_send_interval``): a neuron that neither spiked nor flushed for F
+  steps (``Time(ms).get_steps()``) since its last spike or flush, and has spiked before, sends a flush event in
+  that step instead of a spike: stamped like a spike, seen only by the e-prop synapses, never transmitted. At a
+  synapse: a flush right after a flush is ignored; otherwise a flush is treated as a spike (dropped at a recurrent
+  target's interval step 0, starts the first window if the synapse saw nothing before, closes the open window),
+  but it is not transmitted and the closed window's gradient is kept (NEST's ``gradient_``), not handed to the
+  optimizer; the next real spike starts afresh (previous spike and window start = itself) and hands the kept
+  gradient to the optimizer with its own ``idx_current_update``, whether or not it crosses an interval. A window is
+  computed only if it holds inter-spike intervals (NEST's ``presyn_isis_``). One case reads NEST history entries
+  that do not exist yet (undefined in NEST): a flush stamped exactly at the end of a readout synapse's window
+  followed by a real spike; the engine raises a SpecError there.
 
-Not reproduced: flush events (``flush_event_send_interval`` finite), ``ignore_and_spike``, current generators,
-delays other than one step.
+Not reproduced: ``ignore_and_spike``, ``frozen`` neurons, current generators, delays other than one step,
+per-neuron parameter arrays within a group.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,9 +97,11 @@ import numpy as np
 
 from nestgrad.reference.neurons import steps_of, surrogate_gradient
 from nestgrad.reference.optimizers import OptimizerState
+from nestgrad.reference.populations import time_steps
 from nestgrad.reference.spec import NetworkSpec, SpecError
 
 BSSHSLM_MODELS = ("eprop_iaf_bsshslm_2020", "eprop_iaf_adapt_bsshslm_2020")
+ADAPTIVE_MODEL = "eprop_iaf_adapt_bsshslm_2020"
 READOUT_MODEL = "eprop_readout_bsshslm_2020"
 LOSSES = ("mean_squared_error", "cross_entropy")
 SHIFT_REC = 2  # offset_gen + delay_in_rec
@@ -86,6 +109,7 @@ SHIFT_OUT = 3  # + delay_rec_out
 INPUT_STAMP_OFFSET = 2  # data step j is stamped j + 2 at the recurrent neurons
 SIGNAL_STEP_OFFSET = 4  # readout and target signals of data step j appear in update step j + 4
 LEARNING_SIGNAL_ENTRY_LAG = 2  # readout error of step t -> learning signal of recurrent entry t - 2 (arrives t + 1)
+PARROT_STEP_OFFSET = 1  # the input parrots emit data step j's spikes in update step j + 1
 
 META_KEYS = {
     "eprop_update_interval",
@@ -96,13 +120,32 @@ META_KEYS = {
     "readout_normalization",
     "tau_m_readout",
     "extra_steps",
+    "rec_groups",
+    "input_flush_event_send_interval",
 }
+GROUP_KEYS = {"model", "n", "params"}
+# parameters every recurrent neuron needs (no default in this engine: the spec must say)
+REQUIRED_REC = ("C_m", "E_L", "tau_m", "V_th", "surrogate_gradient_function", "surrogate_gradient_height",
+                "surrogate_gradient_width")  # fmt: skip
+REQUIRED_ADAPT = ("adapt_tau",)
+# NEST features this engine does not replay: accepted only at NEST's default values
+REC_FIXED = {"ignore_and_spike": False, "frozen": False}
+UNBOUNDED = frozenset({"V_min", "flush_event_send_interval"})  # parameters whose NEST default is infinite
 
 
 def cmod(a: int, b: int) -> int:
     """C++'s ``a % b`` (the sign follows ``a``)."""
     r = abs(a) % b
     return r if a >= 0 else -r
+
+
+@dataclass(frozen=True)
+class RecGroup:
+    """``n`` consecutive recurrent neurons of ``model`` with NEST parameters ``params``."""
+
+    model: str
+    n: int
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -115,10 +158,99 @@ class BsshslmSettings:
     readout_normalization: bool
     tau_m_readout: float  # ms
     extra_steps: int
+    groups: tuple[RecGroup, ...] = ()  # the recurrent neurons in index order
+    input_flush_steps: int | None = None  # the input parrots' flush_event_send_interval in steps (None: no flush)
+
+    @property
+    def mixed(self) -> bool:
+        return len({g.model for g in self.groups}) > 1
+
+    @property
+    def flush(self) -> bool:
+        """Whether any neuron sends flush events."""
+        finite = [np.isfinite(g.params.get("flush_event_send_interval", np.inf)) for g in self.groups]
+        return self.input_flush_steps is not None or any(finite)
 
 
 def _field(key: str) -> str:
     return f"meta['bsshslm'][{key!r}]"
+
+
+def _check_rec_params(where: str, model: str, params: Any, T: int, dt: float) -> None:
+    """One group's (or ``rec_params``') parameters: numbers finite (V_min and flush_event_send_interval may be
+    infinite), one value each, the required ones present, NEST features the engine does not replay at their
+    defaults, and a finite flush interval >= the update interval (NEST refuses smaller ones)."""
+    if not isinstance(params, dict):
+        raise SpecError(f"{where} must be a table of parameters, found {type(params).__name__}")
+    required = REQUIRED_REC + (REQUIRED_ADAPT if model == ADAPTIVE_MODEL else ())
+    missing = [k for k in required if k not in params]
+    if missing:
+        raise SpecError(f"{where}: parameter(s) {missing} of {model} missing")
+    for k, v in params.items():
+        if isinstance(v, list | tuple | np.ndarray):
+            raise SpecError(f"{where}.{k} has {len(v)} values: the bsshslm engine takes one value per group")
+        if isinstance(v, bool | np.bool_) or not isinstance(v, int | float | np.number):
+            continue
+        if np.isnan(v) or (np.isinf(v) and k not in UNBOUNDED):
+            raise SpecError(f"{where}.{k} = {v!r}: a finite number is required")
+        if (k.startswith("tau_") or k in ("adapt_tau", "C_m")) and v <= 0:
+            raise SpecError(f"{where}.{k} = {v!r}: a time constant or capacitance must be > 0")
+        if k == "t_ref" and v < 0:
+            raise SpecError(f"{where}.{k} = {v!r}: must be >= 0 ms")
+    for k, default in REC_FIXED.items():
+        if params.get(k, default) != default:
+            raise SpecError(f"{where}.{k} = {params[k]!r} is not replayed by the reference engine (only {default})")
+    if model != ADAPTIVE_MODEL:
+        extra = sorted({"adapt_beta", "adapt_tau", "adaptation"} & set(params))
+        if extra:
+            raise SpecError(f"{where}: {extra} belong to {ADAPTIVE_MODEL}, not to {model}")
+    _check_flush(f"{where}.flush_event_send_interval", params.get("flush_event_send_interval", np.inf), T, dt)
+
+
+def _check_flush(where: str, value: Any, T: int, dt: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) or np.isnan(value) or value <= 0:
+        raise SpecError(f"{where} = {value!r} must be a duration > 0 ms (or infinite: no flush events)")
+    if np.isfinite(value) and value < T * dt * (1.0 - 1e-12):
+        raise SpecError(
+            f"{where} = {value} ms must be >= eprop_update_interval = {T * dt} ms (NEST refuses smaller intervals)"
+        )
+
+
+def _groups(spec: NetworkSpec, meta: dict[str, Any], T: int) -> tuple[RecGroup, ...]:
+    dt = spec.resolution
+    if "rec_groups" not in meta:
+        _check_rec_params("rec_params", spec.rec_model, spec.rec_params, T, dt)
+        return (RecGroup(spec.rec_model, spec.n_rec, dict(spec.rec_params)),)
+    raw = meta["rec_groups"]
+    if not isinstance(raw, list | tuple) or not raw:
+        raise SpecError(f"{_field('rec_groups')} must be a non-empty list of {{'model', 'n', 'params'}} tables")
+    groups = []
+    for k, g in enumerate(raw):
+        where = f"{_field('rec_groups')}[{k}]"
+        if not isinstance(g, dict) or set(g) != GROUP_KEYS:
+            keys = sorted(g) if isinstance(g, dict) else type(g).__name__
+            raise SpecError(f"{where} must have exactly the keys {sorted(GROUP_KEYS)}, found {keys}")
+        if g["model"] not in BSSHSLM_MODELS:
+            raise SpecError(f"{where}.model = {g['model']!r}; supported: {', '.join(BSSHSLM_MODELS)}")
+        n = g["n"]
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise SpecError(f"{where}.n = {n!r} must be an integer >= 1")
+        _check_rec_params(f"{where}.params", g["model"], g["params"], T, dt)
+        groups.append(RecGroup(g["model"], int(n), dict(g["params"])))
+    total = sum(g.n for g in groups)
+    if total != spec.n_rec:
+        raise SpecError(f"{_field('rec_groups')}: the groups hold {total} neurons, the weights {spec.n_rec}")
+    if spec.rec_model != groups[0].model:
+        raise SpecError(
+            f"rec_model = {spec.rec_model!r} must be the first group's model {groups[0].model!r} "
+            f"({_field('rec_groups')})"
+        )
+    if spec.rec_params:
+        raise SpecError(
+            f"rec_params must be empty when {_field('rec_groups')} is given (each group has its own parameters); "
+            f"found {sorted(spec.rec_params)}"
+        )
+    return tuple(groups)
 
 
 def validate_bsshslm(spec: NetworkSpec) -> BsshslmSettings:
@@ -176,9 +308,9 @@ def validate_bsshslm(spec: NetworkSpec) -> BsshslmSettings:
     extra = meta.get("extra_steps", SIGNAL_STEP_OFFSET + 1)
     if isinstance(extra, bool) or not isinstance(extra, (int, np.integer)) or extra < 0:
         raise SpecError(f"{_field('extra_steps')} = {extra!r} must be an integer >= 0")
-    flush = spec.rec_params.get("flush_event_send_interval", np.inf)
-    if np.isfinite(flush):
-        raise SpecError(f"rec_params.flush_event_send_interval = {flush}: flush events are not supported")
+    groups = _groups(spec, meta, T)
+    flush_in = meta.get("input_flush_event_send_interval", np.inf)
+    _check_flush(_field("input_flush_event_send_interval"), flush_in, T, dt)
     window = ((np.arange(spec.window.shape[0]) % T) >= T - lw).astype(float)
     if not np.array_equal(np.asarray(spec.window, float), window):
         raise SpecError(
@@ -194,7 +326,14 @@ def validate_bsshslm(spec: NetworkSpec) -> BsshslmSettings:
         flags["readout_normalization"],
         float(tau_r),
         int(extra),
+        groups,
+        int(time_steps(flush_in, dt)) if np.isfinite(flush_in) else None,
     )
+
+
+def recurrent_groups(spec: NetworkSpec) -> tuple[RecGroup, ...]:
+    """The recurrent neurons of a bsshslm spec as groups of one model each (one group unless ``rec_groups``)."""
+    return validate_bsshslm(spec).groups
 
 
 def bsshslm_losses(readout: np.ndarray, target_signal: np.ndarray, spec: NetworkSpec, s: BsshslmSettings) -> np.ndarray:
@@ -223,62 +362,118 @@ class BsshslmResult:
     error_signal: np.ndarray  # [data steps, n_out]
     rec_spikes: np.ndarray  # bool [data steps, n_rec], spikes emitted in update step j + 2
     losses: np.ndarray  # per iteration, bsshslm_losses
+    n_flush_events: int = 0  # flush events the e-prop synapses processed, counted per projection and sender
+
+
+class _FlushClock:
+    """NEST's FlushEventMechanism of ``n`` neurons: a neuron that has spiked before and sent no event (spike or
+    flush) for ``interval`` steps sends a flush event instead of nothing."""
+
+    def __init__(self, interval: np.ndarray):
+        self.interval = np.asarray(interval, dtype=np.int64)
+        self.last = np.zeros(self.interval.shape, dtype=np.int64)  # step of the last event; 0: none yet
+
+    def tick(self, t: int, spike: np.ndarray) -> np.ndarray:
+        flush = ~spike & (self.last > 0) & (t - self.last >= self.interval)
+        self.last[spike | flush] = t
+        return flush
 
 
 class _Recurrent:
-    """eprop_iaf_bsshslm_2020 / eprop_iaf_adapt_bsshslm_2020 (voltages relative to E_L)."""
+    """eprop_iaf_bsshslm_2020 / eprop_iaf_adapt_bsshslm_2020 neurons, one group per model (voltages relative to E_L,
+    every parameter per neuron; the plain model is the adaptive one with adapt_beta = 0 and no adaptation)."""
 
-    def __init__(self, model: str, p: dict[str, Any], dt: float, n: int):
-        self.adaptive = model == "eprop_iaf_adapt_bsshslm_2020"
-        E_L = p["E_L"]
-        self.V_th = p["V_th"] - E_L
-        self.V_min = p.get("V_min", -np.finfo(float).max) - E_L
-        self.I_e = p.get("I_e", 0.0)
-        self.P_v = np.exp(-dt / p["tau_m"])
-        self.P_i = p["tau_m"] / p["C_m"] * (1.0 - self.P_v)
-        self.P_z = 1.0 if p.get("regular_spike_arrival", True) else 1.0 - self.P_v
-        self.refr = steps_of(p.get("t_ref", 0.0), dt)
-        self.c_reg = p.get("c_reg", 0.0)
-        self.f_target = p.get("f_target", 0.0) / 1000.0  # spikes per ms
-        self.sg = (p["surrogate_gradient_function"], p["surrogate_gradient_height"], p["surrogate_gradient_width"])
-        self.beta = p.get("adapt_beta", 0.0) if self.adaptive else 0.0
-        self.P_a = np.exp(-dt / p["adapt_tau"]) if self.adaptive else 0.0
+    def __init__(self, groups: Sequence[RecGroup], dt: float):
+        def per(value: Callable[[RecGroup], Any], dtype: type = float) -> np.ndarray:
+            return np.concatenate([np.full(g.n, value(g), dtype=dtype) for g in groups])
+
+        self.groups = tuple(groups)
+        self.adaptive = per(lambda g: g.model == ADAPTIVE_MODEL, bool)
+        E_L = per(lambda g: g.params["E_L"])
+        self.V_th = per(lambda g: g.params["V_th"]) - E_L
+        self.V_min = per(lambda g: g.params.get("V_min", -np.finfo(float).max)) - E_L
+        self.I_e = per(lambda g: g.params.get("I_e", 0.0))
+        self.P_v = per(lambda g: np.exp(-dt / g.params["tau_m"]))
+        self.P_i = per(lambda g: g.params["tau_m"] / g.params["C_m"] * (1.0 - np.exp(-dt / g.params["tau_m"])))
+        self.P_z = per(
+            lambda g: 1.0 if g.params.get("regular_spike_arrival", True) else 1.0 - np.exp(-dt / g.params["tau_m"])
+        )
+        self.refr = per(lambda g: steps_of(g.params.get("t_ref", 0.0), dt), np.int64)
+        self.c_reg = per(lambda g: g.params.get("c_reg", 0.0))
+        self.f_target = per(lambda g: g.params.get("f_target", 0.0) / 1000.0)  # spikes per ms
+        self.sg_height = per(lambda g: g.params["surrogate_gradient_height"])
+        self.sg_width = per(lambda g: g.params["surrogate_gradient_width"])
+        bounds = np.cumsum([0] + [g.n for g in groups])
+        # the surrogate-gradient function per group: (name, neurons)
+        self.sg_groups = [
+            (g.params["surrogate_gradient_function"], slice(int(a), int(b)))
+            for g, a, b in zip(groups, bounds[:-1], bounds[1:], strict=True)
+        ]
+        adapt = [g.model == ADAPTIVE_MODEL for g in groups]
+        self.beta = per(lambda g: g.params.get("adapt_beta", 0.0) if g.model == ADAPTIVE_MODEL else 0.0)
+        self.P_a = per(lambda g: np.exp(-dt / g.params["adapt_tau"]) if g.model == ADAPTIVE_MODEL else 0.0)
+        self.any_adaptive = any(adapt)
+        self.flush_steps = per(lambda g: time_steps(g.params.get("flush_event_send_interval", np.inf), dt), np.int64)
         self.dt = dt
-        self.v = np.full(n, p.get("V_m", E_L) - E_L, dtype=float)
+        n = int(bounds[-1])
+        self.v = per(lambda g: g.params.get("V_m", g.params["E_L"])) - E_L
         self.r = np.zeros(n, dtype=np.int64)
         self.z = np.zeros(n)
         self.i_in = np.zeros(n)
-        self.a = np.full(n, float(p.get("adaptation", 0.0)))
+        self.a = per(lambda g: g.params.get("adaptation", 0.0) if g.model == ADAPTIVE_MODEL else 0.0)
         self.n_spikes = np.zeros(n)
+        self.clock = _FlushClock(self.flush_steps)
 
-    def step(self, z_in: np.ndarray, interval_step: int, reset: bool) -> tuple[np.ndarray, np.ndarray]:
+    def psi(self, r: np.ndarray, v: np.ndarray, v_th: np.ndarray) -> np.ndarray:
+        """Surrogate gradient per neuron, each group with its own function."""
+        out = np.empty_like(v)
+        for name, sl in self.sg_groups:
+            out[sl] = surrogate_gradient(name, r[sl], v[sl], v_th[sl], self.sg_height[sl], self.sg_width[sl])
+        return out
+
+    def step(self, z_in: np.ndarray, t: int, interval_step: int, reset: bool) -> tuple[np.ndarray, ...]:
+        """Update step ``t``: surrogate gradient, spikes and flush events emitted in this step."""
         if interval_step == 0 and reset:
             self.v[:] = 0.0
             self.r[:] = 0
             self.z[:] = 0.0
-            if self.adaptive:
-                self.a[:] = 0.0
+            self.a[self.adaptive] = 0.0
         self.r = np.where(self.r > 0, self.r - 1, self.r)
         self.v = self.P_i * self.i_in + self.P_z * z_in + self.P_v * self.v
         self.v = self.v - self.V_th * self.z
         self.v = np.maximum(self.v, self.V_min)
-        if self.adaptive:
-            self.a = self.P_a * self.a + self.z
-            v_th = self.V_th + self.beta * self.a
-        else:
-            v_th = self.V_th
-        psi = surrogate_gradient(self.sg[0], self.r, self.v, v_th, self.sg[1], self.sg[2])
+        self.a = np.where(self.adaptive, self.P_a * self.a + self.z, self.a)
+        v_th = self.V_th + self.beta * self.a
+        psi = self.psi(self.r, self.v, v_th)
         spike = (self.v >= v_th) & (self.r == 0)
         self.n_spikes += spike
         self.z = spike.astype(float)
         self.r = np.where(spike, self.refr, self.r)
-        self.i_in = np.full_like(self.v, self.I_e)
-        return psi, spike
+        self.i_in = self.I_e.copy()
+        return psi, spike, self.clock.tick(t, spike)
 
     def firing_rate_reg(self, T: int) -> np.ndarray:
         reg = self.c_reg * (self.n_spikes / T - self.f_target * self.dt) / T
         self.n_spikes = np.zeros_like(self.n_spikes)
         return reg
+
+
+def input_flush_events(spec: NetworkSpec, n_steps: int, interval: int | None) -> np.ndarray:
+    """bool [n_steps, n_in]: flush events of the input parrots by the stamp at which they reach the recurrent
+    neurons' synapses (a parrot emits data step j's spike in update step j + 1, stamped j + 2)."""
+    n_data, n_in = spec.input_spikes.shape
+    out = np.zeros((n_steps, n_in), dtype=bool)
+    if interval is None:
+        return out
+    clock = _FlushClock(np.full(n_in, interval))
+    none = np.zeros(n_in, dtype=bool)
+    for t in range(n_steps - 1):  # events emitted in the last step are not delivered
+        j = t - PARROT_STEP_OFFSET
+        out[t + 1] = clock.tick(t, np.asarray(spec.input_spikes[j], bool) if 0 <= j < n_data else none)
+    return out
+
+
+ClosingGradient = Callable[["_Synapses", np.ndarray], np.ndarray]
 
 
 class _Synapses:
@@ -295,36 +490,81 @@ class _Synapses:
         self.t_prev_update = np.zeros(n_pre, dtype=np.int64)
         self.t_next_update = np.full(n_pre, T, dtype=np.int64)
         self.trigger = np.zeros(n_pre, dtype=np.int64)
+        self.has_isi = np.zeros(n_pre, dtype=bool)  # NEST's presyn_isis_ is not empty
+        self.prev_flush = np.zeros(n_pre, dtype=bool)  # the last event that passed was a flush event
+        self.kept = np.zeros_like(self.w)  # NEST's gradient_: computed at a flush, applied at the next spike
         self.processed = np.zeros(n_pre, dtype=bool)  # spikes of the current step that passed the synapse
         self.G = np.zeros_like(self.w)  # sum of L e_bar (recurrent) or E z_bar (readout) of the open window
         self.sum_e = np.zeros_like(self.w)
         self.total = np.zeros_like(self.w)
+        self.n_flush = 0
 
     def in_window(self, e: int) -> np.ndarray:
         return (self.trigger > 0) & (self.trigger <= e) & (e < self.t_next_update + self.shift)
 
-    def deliver(self, spiking: np.ndarray, s: int, closing_gradient) -> np.ndarray:
-        """Spikes stamped ``s`` pass the synapses; returns which presynaptic neurons' spikes are transmitted."""
+    def _optimize(self, cols: np.ndarray, grad: np.ndarray, idx: int) -> None:
+        rows, local = np.nonzero(self.mask[:, cols])
+        self.opt.apply(self.w, rows, cols[local], grad[rows, local], idx)
+        self.total[:, cols] += grad
+
+    def deliver(
+        self, spiking: np.ndarray, s: int, closing_gradient: ClosingGradient, flushing: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Spikes and flush events stamped ``s`` pass the synapses (eprop_synapse_bsshslm_2020::send, per presynaptic
+        neuron); returns which presynaptic neurons' spikes are transmitted."""
         self.processed = np.zeros_like(spiking)
-        if not spiking.any():
+        # a flush right after a flush is ignored
+        flushing = np.zeros_like(spiking) if flushing is None else flushing & ~self.prev_flush
+        if not (spiking.any() or flushing.any()):
             return self.processed
+        # a spike after a flush starts afresh: previous spike and window start are the spike itself
+        fresh = spiking & self.prev_flush
+        self.t_prev_spike[fresh] = s
+        self.trigger[fresh] = s
+        self.G[:, fresh] = 0.0
+        self.sum_e[:, fresh] = 0.0
         if self.to_recurrent and cmod(s - self.shift, self.T) == 0:
-            return self.processed
-        pre = np.flatnonzero(spiking)
+            return self.processed  # dropped: neither transmitted nor counted
+        ev = spiking | flushing
+        pre = np.flatnonzero(ev)
+        self.n_flush += int(np.count_nonzero(flushing))
         self.trigger[pre] = np.where(self.trigger[pre] == 0, s, self.trigger[pre])
-        cross = pre[s > self.t_next_update[pre] + self.shift]
+        end = self.t_next_update[pre] + self.shift
+        prev = self.t_prev_spike[pre]
+        isi = np.minimum(s, end) - np.minimum(prev, end)
+        self.has_isi[pre] |= (prev > 0) & (isi > 0)
+        crossing = s > end
+        cross = pre[crossing]
+        idx = (s - self.shift) // self.T
         if cross.size:
-            idx = (s - self.shift) // self.T
-            grad = closing_gradient(self, cross)
-            rows, local = np.nonzero(self.mask[:, cross])
-            self.opt.apply(self.w, rows, cross[local], grad[rows, local], idx)
-            self.total[:, cross] += grad
+            compute = cross[self.has_isi[cross] & (self.t_prev_spike[cross] > 0)]
+            bad = compute[fresh[compute]]
+            if bad.size:
+                raise SpecError(
+                    f"presynaptic neuron(s) {bad.tolist()}: a flush event stamped at the end of an e-prop window "
+                    f"(step {s}) followed by a spike makes NEST compute a gradient from e-prop history entries that do "
+                    "not exist yet (undefined behaviour in NEST 3.10): choose flush_event_send_interval > "
+                    "eprop_update_interval"
+                )
+            if compute.size:
+                self.kept[:, compute] += closing_gradient(self, compute)
+            spikes = cross[spiking[cross]]
+            if spikes.size:
+                self._optimize(spikes, self.kept[:, spikes], idx)
+                self.kept[:, spikes] = 0.0
+            self.has_isi[cross] = False
             self.t_prev_update[cross] = idx * self.T
             self.t_next_update[cross] = idx * self.T + self.T
             self.trigger[cross] = s
             self.G[:, cross] = 0.0
             self.sum_e[:, cross] = 0.0
-        self.t_prev_spike[pre] = s
+        after_flush = pre[~crossing & fresh[pre]]  # a spike after a flush within the interval: apply the kept one
+        if after_flush.size:
+            self._optimize(after_flush, self.kept[:, after_flush], idx)
+            self.kept[:, after_flush] = 0.0
+        spikes = pre[spiking[pre]]
+        self.t_prev_spike[spikes] = s
+        self.prev_flush[pre] = flushing[pre]
         self.processed = spiking.copy()
         return self.processed
 
@@ -338,7 +578,8 @@ def run_online_bsshslm(spec: NetworkSpec) -> BsshslmResult:
     n_data = spec.input_spikes.shape[0]
     n_steps = n_data + st.extra_steps
 
-    rec = _Recurrent(spec.rec_model, spec.rec_params, dt, n_rec)
+    rec = _Recurrent(st.groups, dt)
+    in_flush = input_flush_events(spec, n_steps, st.input_flush_steps)
     rp = spec.readout_params
     E_L_out = rp.get("E_L", 0.0)
     P_v_out = np.exp(-dt / rp["tau_m"])
@@ -362,27 +603,26 @@ def run_online_bsshslm(spec: NetworkSpec) -> BsshslmResult:
         "rec_out": _Synapses(spec.weights["rec_out"], spec.masks["rec_out"], spec.optimizer, SHIFT_OUT, False, T),
     }
     B = np.asarray(spec.weights["feedback"], float)
+    # z_bar per synapse: its decay and input factor are the target's (groups may differ)
     tr = {
-        k: {"z_bar": np.zeros(n), "e_bar": np.zeros((n_rec, n)), "eps": np.zeros((n_rec, n))}
+        k: {"z_bar": np.zeros((n_rec, n)), "e_bar": np.zeros((n_rec, n)), "eps": np.zeros((n_rec, n))}
         for k, n in (("in_rec", n_in), ("rec_rec", n_rec))
     }
+    P_v_post, P_z_post = rec.P_v[:, None], rec.P_z[:, None]
+    beta_post, P_a_post = rec.beta[:, None], rec.P_a[:, None]
     z_bar_out = np.zeros(n_rec)
     pending: dict[str, dict[int, np.ndarray]] = {"in_rec": {}, "rec_rec": {}}
     z_bar_out_hist: dict[int, np.ndarray] = {}
     reg_hist: dict[int, np.ndarray] = {}
     avg = float(lw) if st.average_gradient else 1.0
 
-    def closing_gradient_rec(p: _Synapses, cross: np.ndarray) -> np.ndarray:
-        g = np.zeros((n_rec, cross.size))
-        key_t = p.t_prev_update[cross] + p.shift + T
-        for c, (col, key) in enumerate(zip(cross, key_t, strict=True)):
-            if p.trigger[col] >= p.t_next_update[col] + p.shift:  # empty window: no ISIs, no gradient
-                continue
-            g[:, c] = p.G[:, col] + reg_hist[int(key)] * p.sum_e[:, col]
-        return g / avg
+    def closing_gradient_rec(p: _Synapses, cols: np.ndarray) -> np.ndarray:
+        key = p.t_prev_update[cols] + p.shift + T
+        reg = np.stack([reg_hist[int(k)] for k in key], axis=1)  # [n_rec, cols]: the window's interval
+        return (p.G[:, cols] + reg * p.sum_e[:, cols]) / avg
 
-    def closing_gradient_out(p: _Synapses, cross: np.ndarray) -> np.ndarray:
-        return p.G[:, cross] / avg
+    def closing_gradient_out(p: _Synapses, cols: np.ndarray) -> np.ndarray:
+        return p.G[:, cols] / avg
 
     readout = np.zeros((n_data, n_out))
     target_sig = np.zeros((n_data, n_out))
@@ -392,7 +632,7 @@ def run_online_bsshslm(spec: NetworkSpec) -> BsshslmResult:
     no_rec = np.zeros(n_rec, dtype=bool)
     err_prev = np.zeros(n_out)
     unnorm_prev = np.zeros(n_out)
-    spikes_prev = no_rec
+    spikes_prev, flush_prev = no_rec, no_rec
 
     for t in range(n_steps):
         # 1. secondary events of step t - 1: learning signals, normalisation rates, target
@@ -412,19 +652,19 @@ def run_online_bsshslm(spec: NetworkSpec) -> BsshslmResult:
                 np.asarray(spec.target[min(j_target, n_data - 1)], float) if j_target >= 0 else np.zeros(n_out)
             )
 
-        # 2. spikes stamped t pass their synapses (gradients, optimizer), then enter their targets
+        # 2. spikes (and flush events) stamped t pass their synapses (gradients, optimizer), then enter their targets
         j_in = t - INPUT_STAMP_OFFSET
         s_in = spec.input_spikes[j_in] if 0 <= j_in < n_data else no_in
         s_rec = spikes_prev
-        pass_in = syn["in_rec"].deliver(s_in, t, closing_gradient_rec)
-        pass_rec = syn["rec_rec"].deliver(s_rec, t, closing_gradient_rec)
-        pass_out = syn["rec_out"].deliver(s_rec, t, closing_gradient_out)
+        pass_in = syn["in_rec"].deliver(s_in, t, closing_gradient_rec, in_flush[t])
+        pass_rec = syn["rec_rec"].deliver(s_rec, t, closing_gradient_rec, flush_prev)
+        pass_out = syn["rec_out"].deliver(s_rec, t, closing_gradient_out, flush_prev)
         z_in_rec = syn["in_rec"].w[:, pass_in].sum(1) + syn["rec_rec"].w[:, pass_rec].sum(1)
         z_in_out = syn["rec_out"].w[:, pass_out].sum(1)
 
         # 3. recurrent neurons
         istep = cmod(t - SHIFT_REC, T)
-        psi, spikes = rec.step(z_in_rec, istep, st.reset)
+        psi, spikes, flushes = rec.step(z_in_rec, t, istep, st.reset)
         if istep == T - 1:
             reg_hist[t + 1] = rec.firing_rate_reg(T)
 
@@ -435,14 +675,14 @@ def run_online_bsshslm(spec: NetworkSpec) -> BsshslmResult:
             if not act.any():
                 continue
             start = act & (p.trigger == t)
-            q["z_bar"][start] = 0.0
+            q["z_bar"][:, start] = 0.0
             q["e_bar"][:, start] = 0.0
             q["eps"][:, start] = 0.0
             z = (p.processed & act).astype(float)
-            q["z_bar"] = np.where(act, rec.P_v * q["z_bar"] + rec.P_z * z, q["z_bar"])
-            e_tr = psi[:, None] * (q["z_bar"][None, :] - rec.beta * q["eps"]) * act[None, :] * p.mask
-            if rec.adaptive:
-                q["eps"] = np.where(act[None, :], rec.P_a * q["eps"] + e_tr, q["eps"])
+            q["z_bar"] = np.where(act[None, :], P_v_post * q["z_bar"] + P_z_post * z[None, :], q["z_bar"])
+            e_tr = psi[:, None] * (q["z_bar"] - beta_post * q["eps"]) * act[None, :] * p.mask
+            if rec.any_adaptive:
+                q["eps"] = np.where(act[None, :], P_a_post * q["eps"] + e_tr, q["eps"])
             q["e_bar"] = np.where(act[None, :], kappa * q["e_bar"] + (1.0 - kappa) * e_tr, q["e_bar"])
             p.sum_e += e_tr
             pending[key][t] = q["e_bar"] * act[None, :]
@@ -484,11 +724,12 @@ def run_online_bsshslm(spec: NetworkSpec) -> BsshslmResult:
         if 0 <= jr < n_data:
             rec_spikes[jr] = spikes
 
-        err_prev, unnorm_prev, spikes_prev = err, unnorm.copy(), spikes
+        err_prev, unnorm_prev, spikes_prev, flush_prev = err, unnorm.copy(), spikes, flushes
         for key in ("in_rec", "rec_rec"):
             pending[key].pop(t - 4, None)
 
     weights = {k: p.w.copy() for k, p in syn.items()} | {"feedback": B.copy()}
     gradients = {k: p.total for k, p in syn.items()}
     losses = bsshslm_losses(readout, target_sig, spec, st)
-    return BsshslmResult(weights, gradients, readout, target_sig, error_sig, rec_spikes, losses)
+    n_flush = sum(p.n_flush for p in syn.values())
+    return BsshslmResult(weights, gradients, readout, target_sig, error_sig, rec_spikes, losses, n_flush)
