@@ -13,7 +13,7 @@ The static Potjans-Diesmann microcircuit (``--microcircuit``: n_scaling = k_scal
 Poisson background) is built with ``Microcircuit(config).build(nest)`` in both trees: the baseline's drew it with
 NEST's ``fixed_total_number`` rule and ``nest.random`` weights and delays; the spec's draws it with NumPy, chunk by
 chunk, and connects it through the wiring function. The full circuit (~3e8 synapses) needs at least 3 threads (NEST
-allows 2^27 connections per thread and synapse model) and about 10 GB.
+allows 2^27 connections per thread and synapse model) and about 14 GB (measured peak, both trees).
 
 Measured per case: seconds of ``net.build`` (NEST nodes and connections, after the NumPy layout, which both trees
 share) and the peak resident memory during the build (the process's high-water mark reset right before the build,
