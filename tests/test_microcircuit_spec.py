@@ -82,6 +82,25 @@ def test_drawn_circuit_has_the_models_statistics():
     assert np.any(proj.sources == proj.targets)
 
 
+def test_thalamic_projection_of_the_static_circuit():
+    """With ``thalamus``: the published thalamic targets and synapse numbers (fixed total number per population),
+    positive weights, delays on the grid, drawn from the thalamus's index range."""
+    from nestgrad.networks.potjans_diesmann import N_FULL, THALAMUS_CONN_PROBS, THALAMUS_N
+
+    mc = Microcircuit(MicrocircuitConfig(n_scaling=0.05, k_scaling=0.1, thalamus=True))
+    spec = mc.network_spec(RES)
+    spec.validate()
+    th = spec.projections["th_rec"].materialize()
+    n_th = spec.populations["thalamus"].size
+    assert n_th == round(THALAMUS_N * 0.05) and th.sources.min() >= 0 and th.sources.max() < n_th
+    t_pop = np.searchsorted(mc.offsets, th.targets, side="right") - 1
+    p = THALAMUS_CONN_PROBS
+    k = np.log(1 - p) / np.log(1 - 1 / (THALAMUS_N * N_FULL)) / N_FULL * 0.1
+    np.testing.assert_array_equal(np.bincount(t_pop, minlength=8), np.round(k * mc.n).astype(int))
+    assert np.all(th.weights >= 0) and np.all(th.delays >= RES - 1e-12)
+    assert spec.projections["thalamus_drive"].size == n_th
+
+
 def test_chunks_are_drawn_alone_identically_and_independently_of_the_chunk_split():
     mc = Microcircuit(MicrocircuitConfig(n_scaling=0.02, k_scaling=0.05, background="dc"))
     drawn = mc.network_spec(RES).projections["rec_rec"]
