@@ -6,6 +6,14 @@ is kept.
     git worktree add /tmp/nestgrad-baseline 7206856      # the builders before the spec
     ln -s $PWD/python/nestgrad/lib /tmp/nestgrad-baseline/python/nestgrad/lib
     python scaling_runs/bench_wiring.py --baseline /tmp/nestgrad-baseline --v1 5000,51978 --classic 1000
+    python scaling_runs/bench_wiring.py --baseline /tmp/mc-baseline --v1 '' --classic '' --microcircuit 0.1,1 \
+        --threads 4
+
+The static Potjans-Diesmann microcircuit (``--microcircuit``: n_scaling = k_scaling per case, resolution 0.1 ms,
+Poisson background) is built with ``Microcircuit(config).build(nest)`` in both trees: the baseline's drew it with
+NEST's ``fixed_total_number`` rule and ``nest.random`` weights and delays; the spec's draws it with NumPy, chunk by
+chunk, and connects it through the wiring function. The full circuit (~3e8 synapses) needs at least 3 threads (NEST
+allows 2^27 connections per thread and synapse model) and about 14 GB (measured peak, both trees).
 
 Measured per case: seconds of ``net.build`` (NEST nodes and connections, after the NumPy layout, which both trees
 share) and the peak resident memory during the build (the process's high-water mark reset right before the build,
@@ -42,7 +50,14 @@ def run_case(case: dict) -> dict:
 
     nest.set_verbosity("M_ERROR")
     optimizer = OptimizerConfig(type="adam", eta=0.01, Wmin=-1e4, Wmax=1e4, sign_constrained=case["kind"] == "v1")
-    if case["kind"] == "v1":
+    resolution = 1.0
+    if case["kind"] == "microcircuit":
+        from nestgrad.config import MicrocircuitConfig
+        from nestgrad.networks.potjans_diesmann import Microcircuit
+
+        mc = Microcircuit(MicrocircuitConfig(n_scaling=case["n"], k_scaling=case["n"]))
+        resolution = 0.1
+    elif case["kind"] == "v1":
         try:  # the configuration moved in the spec commit
             from nestgrad.config import V1Config
         except ImportError:
@@ -61,11 +76,14 @@ def run_case(case: dict) -> dict:
 
     nest.ResetKernel()
     nestgrad.install()
-    nest.set(resolution=1.0, local_num_threads=case["threads"], print_time=False)
+    nest.set(resolution=resolution, local_num_threads=case["threads"], print_time=False, rng_seed=55)
     pathlib.Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident memory
     rss0 = _status_kb("VmRSS")
     t0 = time.perf_counter()
-    net.build(nest, weights, record_neurons=0)
+    if case["kind"] == "microcircuit":
+        mc.build(nest)
+    else:
+        net.build(nest, weights, record_neurons=0)
     seconds = time.perf_counter() - t0
     return {
         "build_s": seconds,
@@ -94,6 +112,9 @@ def main() -> None:
     parser.add_argument("--baseline", required=False, help="a checkout of nestgrad to compare with")
     parser.add_argument("--v1", default="5000", help="V1 column sizes (comma-separated; '' for none)")
     parser.add_argument("--classic", default="1000", help="classic network sizes (comma-separated; '' for none)")
+    parser.add_argument(
+        "--microcircuit", default="", help="microcircuit scales (n_scaling = k_scaling; comma-separated; '' for none)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", help="write the rows to this file")
@@ -109,6 +130,8 @@ def main() -> None:
     trees = {"baseline": pathlib.Path(args.baseline).resolve(), "spec": REPO}
     cases = [{"kind": "v1", "n": int(n), "threads": args.threads} for n in args.v1.split(",") if n]
     cases += [{"kind": "classic", "n": int(n), "threads": args.threads} for n in args.classic.split(",") if n]
+    scales = [float(x) for x in args.microcircuit.split(",") if x]
+    cases += [{"kind": "microcircuit", "n": x, "threads": args.threads} for x in scales]
     rows = []
     print(f"{'network':>16s} {'tree':>9s} {'build s':>9s} {'peak MB':>9s} {'build MB':>9s} {'connections':>12s}")
     for case in cases:
@@ -118,6 +141,8 @@ def main() -> None:
                 runs[name].append(_run(tree, case))
         best = {name: min(r, key=lambda x: x["build_s"]) for name, r in runs.items()}
         for name, r in best.items():
+            if args.json:  # each finished case at once: a later case may run out of memory
+                pathlib.Path(args.json).write_text(json.dumps(rows + [{"case": case, "best": best}], indent=2))
             print(f"{case['kind'] + ' ' + str(case['n']):>16s} {name:>9s} {r['build_s']:9.2f} {r['peak_mb']:9.0f} "
                   f"{r['build_peak_mb']:9.0f} {r['connections']:12d}")  # fmt: skip
         if best["spec"]["connections"] != best["baseline"]["connections"]:

@@ -7,7 +7,7 @@ Measured max_rel_err of the weight updates: V1 ~2e-13, microcircuit 0 (bit-ident
   <= 1e-9 per projection (measured ~2e-13), with 1 and 2 threads; a variant where every edge is an e-prop edge
   (random feedback to every neuron, gradient descent).
 * The worked case python/nestgrad/configs/compare_microcircuit_small.toml (2 % Potjans-Diesmann microcircuit of
-  eprop_iaf_psc_exp, its static circuit drawn by NEST and read back into a spec): th_rec and rec_out within 1e-9,
+  eprop_iaf_psc_exp, its static circuit a drawn projection of its spec): th_rec and rec_out within 1e-9,
   1 and 2 threads.
 * Per-neuron parameters act on their own neuron: a network whose neurons share parameters except one matches
   NEST, and giving that neuron the shared parameters instead changes the result by far more than the tolerance.
@@ -317,7 +317,7 @@ def test_microcircuit_spec_holds_what_nest_drew():
     pairs = rec.sources.astype(np.int64) * case.spec.populations["rec"].size + rec.targets
     assert np.unique(pairs).size < pairs.size  # NEST's fixed_total_number rule makes multapses
     params = run.params["rec"]
-    assert len({p["V_m"] for p in params}) > 1000  # initial membrane potentials drawn by NEST
+    assert len({p["V_m"] for p in params}) > 1000  # initial membrane potentials drawn per neuron, as NEST holds them
     assert len({p["I_e"] for p in params}) == 8  # DC per population
 
 

@@ -1,7 +1,7 @@
-"""``nestgrad compare`` for networks described by a :class:`nestgrad.spec.NetworkSpec` (the V1 column): run the spec
-in NEST (the one wiring function, the data devices, one kernel, the task's batches, as the Trainer does) and in the
-general reference engine (:mod:`nestgrad.reference.spec_online`), and compare the weight updates per projection
-and the losses per iteration.
+"""``nestgrad compare`` for networks described by a :class:`nestgrad.spec.NetworkSpec` (the V1 column, the e-prop
+microcircuit): run the spec in NEST (the one wiring function, the data devices, one kernel, the task's batches, as
+the Trainer does) and in the general reference engine (:mod:`nestgrad.reference.spec_online`), and compare the
+weight updates per projection and the losses per iteration.
 
 The reference engine takes every parameter from the spec; the parameters of each neuron are read back from the
 built NEST nodes (so NEST's defaults and unit conversions are the ones NEST used).
@@ -72,7 +72,7 @@ def case_from_config(config: ExperimentConfig, iterations: int) -> SpecCase:
     if not hasattr(learner, "network_spec"):
         raise ConfigError(
             f"network.architecture = {config.network.architecture!r}: this network is not built from a spec yet, "
-            "so `nestgrad compare` cannot replay it (supported: classic, v1)"
+            "so `nestgrad compare` cannot replay it (supported: classic, microcircuit, v1)"
         )
     weights = learner.initial_weights(config.network.seed)
     import nest
@@ -90,7 +90,7 @@ def case_from_config(config: ExperimentConfig, iterations: int) -> SpecCase:
 
 @dataclass
 class NestSpecRun:
-    weights: dict[str, np.ndarray]  # per spike projection, edge order
+    weights: dict[str, np.ndarray]  # per projection with plastic edges, edge order
     readout: np.ndarray  # [data steps, n_out]
     params: dict[str, list[dict[str, Any]]]  # per non-input population: each neuron's parameters as NEST holds them
 
@@ -136,109 +136,25 @@ def run_spec_nest(case: SpecCase, threads: int = 1) -> NestSpecRun:
         readout.append(dev.collect(built.devices, t, b.steps, step, comm).readout)
         t += b.steps * step
     nest.Cleanup()
-    weights = {
-        name: wiring.read_plastic(built, nest, name, ("weight",), comm)["weight"]
-        for name, proj in spec.projections.items()
-        if proj.kind == SynapseKind.SPIKE
-    }
+    weights = {name: wiring.read_plastic(built, nest, name, ("weight",), comm)["weight"]
+               for name in spec.plastic_projections()}  # fmt: skip
     nest.ResetKernel()
     return NestSpecRun(weights, np.concatenate(readout), params)
 
 
 def microcircuit_run(config: ExperimentConfig, iterations: int, threads: int = 1) -> tuple[SpecCase, NestSpecRun]:
-    """The e-prop microcircuit (:mod:`nestgrad.networks.pd_eprop`) run in NEST as the Trainer runs it, and the spec
-    of what NEST built: its static circuit (drawn by NEST's random connection rules and distributions, read back
-    with ``GetConnections``), the plastic thalamic and readout synapses, the learning-signal routes and every
-    neuron's parameters (initial membrane potentials drawn by NEST, DC per population) as NEST holds them."""
-    from nestgrad.networks.registry import make_learner
-
-    if iterations < 1:
-        raise ConfigError(f"iterations = {iterations}: at least 1 is required")
-    learner, task = make_learner(config)
-    if learner.config.background != "dc":
+    """The e-prop microcircuit (:mod:`nestgrad.networks.pd_eprop`) run in NEST through the one wiring function, and
+    its spec with the static circuit drawn into edge lists (what NEST built: the same edges in the same order).
+    Refused before NEST starts if its background is Poisson."""
+    mc = config.section("network")
+    if mc.background != "dc":
         raise SpecError(
-            f"network.microcircuit.background = {learner.config.background!r}: the Poisson background is random and "
+            f"network.microcircuit.background = {mc.background!r}: the Poisson background is random and "
             "cannot be replayed by the reference engine; use background = 'dc' for a comparison"
         )
-    step = config.task.resolution
-    nest = fresh_kernel(step, threads, config.training.rng_seed)
-    learner.validate(nest)
-    weights = learner.initial_weights(config.network.seed)
-    learner.build(nest, weights, record_neurons=0)
-    spec = _microcircuit_spec(nest, learner, weights, config)
-    batches = [task.batch(k) for k in range(iterations)]
-    case = SpecCase(spec, batches, {"architecture": "microcircuit", "task": config.task.name,
-                                    "describe": learner.describe()})  # fmt: skip
-    params = {
-        "rec": _read_params(nest.NodeCollection(learner.ids.tolist()), "eprop_iaf_psc_exp"),
-        "readout": _read_params(learner.out, "eprop_readout"),
-    }
-    learner.load_segment(nest, batches)
-    t = learner.lead_in_ms()
-    readout = []
-    nest.Prepare()
-    nest.Run(t)
-    for b in batches:
-        nest.Run(b.steps * step)
-        readout.append(learner.collect(nest, t, b.steps).readout)
-        t += b.steps * step
-    nest.Cleanup()
-    w = learner.read_weights(nest)
-    nest.ResetKernel()
-    run = NestSpecRun({"rec_rec": spec.projections["rec_rec"].weights, "th_rec": w["th_rec"],
-                       "rec_out": w["rec_out"]}, np.concatenate(readout), params)  # fmt: skip
-    return case, run
-
-
-def _microcircuit_spec(
-    nest: Any, learner: Any, weights: dict[str, np.ndarray], config: ExperimentConfig
-) -> NetworkSpec:
-    from nestgrad.networks.base import READOUT_DEFAULTS
-    from nestgrad.spec import Population, Projection
-
-    ids = np.asarray(learner.ids, np.int64)
-    index = np.full(int(ids.max()) + 1, -1, np.int64)
-    index[ids] = np.arange(ids.size)
-    circuit = nest.NodeCollection(sorted(ids.tolist()))
-    conns = nest.GetConnections(circuit, circuit)
-    d = conns.get(["source", "target", "weight", "delay", "synapse_model"])
-    models = set(np.atleast_1d(d["synapse_model"]).tolist())
-    if models - {"static_synapse"}:
-        raise SpecError(
-            f"the microcircuit's recurrent connections use {sorted(models)}; only static_synapse is replayed"
-        )
-    src = index[np.atleast_1d(np.asarray(d["source"], np.int64))]
-    tgt = index[np.atleast_1d(np.asarray(d["target"], np.int64))]
-    step = learner.resolution
-    spec = NetworkSpec(resolution=step, optimizer=config.optimizer.nest_dict())
-    spec.add_population(Population("thalamus", "parrot_neuron", learner.n_in, role=Role.INPUT))
-    spec.add_population(Population("rec", "eprop_iaf_psc_exp", int(ids.size)))
-    spec.add_population(Population("readout", "eprop_readout", learner.n_out, dict(READOUT_DEFAULTS), Role.READOUT))
-    spec.add_projection(
-        "rec_rec",
-        Projection("rec", "rec", src, tgt, np.atleast_1d(np.asarray(d["weight"], float)),
-                   np.atleast_1d(np.asarray(d["delay"], float))),
-    )  # fmt: skip
-    n_th = learner.th_src.size
-    spec.add_projection(
-        "th_rec",
-        Projection("thalamus", "rec", learner.th_src, learner.th_tgt, np.asarray(weights["th_rec"], float),
-                   np.full(n_th, step), plastic=np.ones(n_th, bool), synapse_model=learner._th_synapse_model),
-    )  # fmt: skip
-    n_out = learner.out_src.size
-    spec.add_projection(
-        "rec_out",
-        Projection("rec", "readout", learner.out_src, learner.out_tgt, np.asarray(weights["rec_out"], float),
-                   np.full(n_out, step), plastic=np.ones(n_out, bool), synapse_model=learner._synapse_model),
-    )  # fmt: skip
-    fb = np.asarray(weights["feedback"], float)
-    li, k = np.nonzero(np.ones_like(fb, bool))
-    spec.add_projection(
-        "feedback",
-        Projection("readout", "rec", k, learner.learners[li], fb[li, k], np.full(li.size, step),
-                   kind=SynapseKind.LEARNING_SIGNAL),
-    )  # fmt: skip
-    return spec
+    case = case_from_config(config, iterations)
+    run = run_spec_nest(case, threads)
+    return dataclasses.replace(case, spec=case.spec.materialized()), run
 
 
 def compare_run(case: SpecCase, nest_run: NestSpecRun, out_dir: str | pathlib.Path | None = None, threads: int = 1):
@@ -249,7 +165,7 @@ def compare_run(case: SpecCase, nest_run: NestSpecRun, out_dir: str | pathlib.Pa
 def with_parameters(spec: NetworkSpec, params: dict[str, list[dict[str, Any]]]) -> NetworkSpec:
     """A copy of ``spec`` whose populations carry the given per-neuron parameters."""
     pops = {
-        name: dataclasses.replace(pop, params=params[name]) if name in params else pop
+        name: dataclasses.replace(pop, params=params[name], per_neuron={}) if name in params else pop
         for name, pop in spec.populations.items()
     }
     return dataclasses.replace(spec, populations=pops)
@@ -282,7 +198,7 @@ def compare_case(case: SpecCase, threads: int = 1, out_dir: str | pathlib.Path |
 
 
 def _compare(case: SpecCase, nest_run: NestSpecRun, threads: int, out_dir: str | pathlib.Path | None) -> dict[str, Any]:
-    spec = case.spec
+    spec = case.spec.materialized()
     data = case.data()
     ref = run_spec_online(with_parameters(spec, nest_run.params), data)
     result: dict[str, Any] = dict(case.meta) | {

@@ -14,6 +14,11 @@ optimizer, ``learning_rate`` if set, eta = 0 with ``learning=False``) are set ri
 with Dale's law (``Projection.nonneg``) each sign gets a bounded copy of the model (``<model>_nonneg``,
 ``<model>_neg``). ``plastic=False`` builds the static twin (every edge static, same delays as given; the e-prop
 edges become ``static_synapse``; learning-signal projections are connected if the spec has them).
+
+Drawn projections (:class:`~nestgrad.spec.DrawnProjection`, e.g. the microcircuit's static circuit) are connected
+chunk by chunk as they are drawn, so their edges are never all in memory; every rank draws every chunk and NEST
+keeps the connections whose targets are local, so the network does not depend on the split of virtual processes.
+Per-neuron parameter arrays (``Population.per_neuron``) are set right after a population is created.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from nestgrad.nest_engine import (
     signed_model,
 )
 from nestgrad.nest_engine import devices as dev
-from nestgrad.spec import NetworkSpec, Projection, Role, SynapseKind
+from nestgrad.spec import DrawnProjection, NetworkSpec, Projection, Role, SynapseKind
 
 
 @dataclass
@@ -67,6 +72,9 @@ def build(nest: Any, spec: NetworkSpec, *, plastic: bool = True, learning: bool 
             continue
         params = pop.params
         nodes[pop.name] = nest.Create(pop.model, pop.size, params if params else None)
+        if pop.per_neuron:  # one small dictionary per neuron: NEST's form that also works under MPI
+            columns = {k: np.asarray(v, float).tolist() for k, v in pop.per_neuron.items()}
+            nodes[pop.name].set([{k: v[j] for k, v in columns.items()} for j in range(pop.size)])
         if pop.role == Role.READOUT:
             gen_target, gen_window = dev.create_target_nodes(nest, pop.size)
     ids = {name: _global_ids(nc) for name, nc in nodes.items()}
@@ -107,8 +115,17 @@ def _global_ids(nc: Any) -> np.ndarray:
 
 
 def _connect(
-    nest: Any, spec: NetworkSpec, name: str, proj: Projection, built: BuiltNetwork, plastic: bool, learning: bool
+    nest: Any,
+    spec: NetworkSpec,
+    name: str,
+    proj: Projection | DrawnProjection,
+    built: BuiltNetwork,
+    plastic: bool,
+    learning: bool,
 ) -> None:
+    if isinstance(proj, DrawnProjection):
+        _connect_drawn(nest, built, proj)
+        return
     if proj.kind == SynapseKind.LEARNING_SIGNAL:  # the builder leaves these out of a static twin if it wants
         if proj.size:
             _connect_edges(nest, built, proj, np.ones(proj.size, bool), LEARNING_SIGNAL_CONNECTION)
@@ -170,6 +187,24 @@ def _connect_edges(
         pre = built.ids[proj.source][np.asarray(proj.sources)[part]]
         post = built.ids[proj.target][np.asarray(proj.targets)[part]]
         nest.Connect(pre, post, "one_to_one", syn)
+
+
+def _connect_drawn(nest: Any, built: BuiltNetwork, proj: DrawnProjection) -> None:
+    """Static edges of a drawn projection, one ``nest.Connect`` per chunk as it is drawn (edge order)."""
+    pre_ids, post_ids = built.ids[proj.source], built.ids[proj.target]
+    for chunk in proj.chunks():
+        syn = {"synapse_model": STATIC_SYNAPSE, "weight": chunk.weights, "delay": chunk.delays}
+        if proj.receptor is not None:
+            syn["receptor_type"] = np.full(chunk.sources.size, proj.receptor, np.int64)
+        nest.Connect(_ids_of(pre_ids, chunk.sources), _ids_of(post_ids, chunk.targets), "one_to_one", syn)
+
+
+def _ids_of(ids: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``ids[index]``, in place of ``index`` (an offset where the ids are contiguous, as nest.Create makes them)."""
+    if ids.size and ids[-1] - ids[0] + 1 == ids.size:
+        index += ids[0]
+        return index
+    return ids[index]
 
 
 # -- reading back ------------------------------------------------------------------------------------------------------

@@ -13,8 +13,11 @@ static with the published weights and delays, background and DC compensation as 
 with the delay of one time step that NEST 3.10's e-prop requires (the published thalamic delay is 1.5 ms).
 Readouts send learning signals to the neurons with plastic inputs. The task drives the thalamus.
 
-Weights are kept as flat arrays in a canonical order (sorted by source, then target), so checkpoints do not depend
-on how NEST distributes synapses over threads and ranks.
+The learner emits a :class:`~nestgrad.spec.NetworkSpec` built by the one wiring function
+(:class:`~nestgrad.networks.base.SpecLearner`): the static circuit as a drawn projection (chunks drawn while it is
+connected), the plastic projections as edge lists. Weights and Adam's moments are kept as flat arrays in a canonical
+order (sorted by source, then target), so checkpoints do not depend on how NEST distributes synapses over threads
+and ranks, and a resumed run is bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -26,16 +29,10 @@ import numpy as np
 
 from nestgrad.config import GradientAlgorithm, OptimizerConfig
 from nestgrad.config.microcircuit import EpropMicrocircuitConfig, MicrocircuitConfig
-from nestgrad.errors import ConfigError
-from nestgrad.nest_engine import (
-    EPROP_SYNAPSE,
-    LEARNING_SIGNAL_CONNECTION,
-    STATIC_SYNAPSE,
-    set_plastic_defaults,
-)
-from nestgrad.nest_engine import devices as dev
+from nestgrad.errors import ConfigError, SpecError
+from nestgrad.nest_engine import EPROP_SYNAPSE, STATIC_SYNAPSE
 from nestgrad.networks.algorithms import get_algorithm
-from nestgrad.networks.base import READOUT_DEFAULTS
+from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
 from nestgrad.networks.potjans_diesmann import (
     N_FULL,
     POPULATIONS,
@@ -44,7 +41,7 @@ from nestgrad.networks.potjans_diesmann import (
     Microcircuit,
 )
 from nestgrad.parallel import SerialCommunicator
-from nestgrad.tasks import TrialBatch
+from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
 PLASTIC_TARGETS = ("L4E", "L4I", "L6E", "L6I")
 READOUT_SOURCES = ("L23E", "L5E")
@@ -62,7 +59,7 @@ EPROP_PARAMS = {
 NEURON_MODEL = "eprop_iaf_psc_exp"  # every circuit neuron
 
 
-class EpropMicrocircuit:
+class EpropMicrocircuit(SpecLearner):
     """The microcircuit learner (the :class:`~nestgrad.networks.base.Learner` contract)."""
 
     def __init__(
@@ -77,6 +74,7 @@ class EpropMicrocircuit:
         # the synapse model of the thalamic inputs ("step": eprop_synapse, "event": eprop_event_synapse); the
         # readouts' inputs stay eprop_synapse
         self.algorithm = get_algorithm(gradient_algorithm)
+        self.plastic_model: str | None = None  # the thalamic synapses' model, chosen by prepare(nest)
         self.config = config
         self.optimizer = optimizer
         self.n_out = n_out
@@ -152,16 +150,67 @@ class EpropMicrocircuit:
             f"scale {c.n_scaling}/{c.k_scaling}, {self.th_src.size} plastic thalamic synapses)"
         )
 
-    @property
-    def n_recorded(self) -> int:
-        return int(getattr(self, "_pool_ids", np.zeros(0)).size)
-
     def validate(self, nest: Any) -> None:
         if NEURON_MODEL not in nest.node_models:
             raise ConfigError(f"{NEURON_MODEL} is not loaded (nestgrad.install())")
         self.algorithm.check(nest, NEURON_MODEL)
 
-    # -- building ---------------------------------------------------------------------------------------------------
+    def prepare(self, nest: Any) -> None:
+        if self.plastic_model is None:  # the spec needs the model name; the algorithm may ask NEST's defaults
+            self.plastic_model = self.algorithm.synapse_into(nest, NEURON_MODEL)
+
+    # -- the network as a spec (built by nestgrad.nest_engine.wiring) ------------------------------------------------
+    def trainable(self) -> tuple[str, ...]:
+        return ("th_rec", "rec_out")
+
+    def network_spec(self, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True) -> NetworkSpec:
+        """The circuit (:meth:`Microcircuit.add_to`: population ``rec``, the drawn static projection ``rec_rec``,
+        the background) with the thalamus (input), the readouts, the plastic projections ``th_rec`` (the
+        algorithm's synapse model) and ``rec_out`` (``eprop_synapse``), delay one step, and the learning signals
+        (``feedback``, every readout to every neuron with plastic inputs; none in the static twin). The first
+        ``record_neurons`` pool neurons' spikes are recorded."""
+        if self.plastic_model is None:
+            raise SpecError("EpropMicrocircuit.network_spec: plastic_model is unset; prepare(nest) chooses it")
+        if plastic:
+            for name in ("th_rec", "rec_out"):
+                self.optimizer.check_bounds(name, weights[name])
+            if self.optimizer.sign_constrained:
+                raise ConfigError(
+                    "optimizer.sign_constrained = true is not supported by the microcircuit learner yet (its "
+                    "thalamic and readout synapses share one optimizer); use the classic network or "
+                    "nestgrad.networks.v1"
+                )
+        for key, size in (("th_rec", self.th_src.size), ("rec_out", self.out_src.size)):
+            w = np.asarray(weights[key])
+            if w.shape != (size,) or not np.all(np.isfinite(w)):
+                raise SpecError(f"weights[{key!r}]: {size} finite values expected, got shape {w.shape}")
+        step = self.resolution
+        spec = NetworkSpec(resolution=step, optimizer=self.optimizer.nest_dict())
+        self.circuit.add_to(spec, "rec")
+        spec.add_population(Population("thalamus", "parrot_neuron", self.n_in, role=Role.INPUT))
+        spec.add_population(Population("readout", "eprop_readout", self.n_out, dict(READOUT_DEFAULTS), Role.READOUT))
+        n_th, n_out = self.th_src.size, self.out_src.size
+        spec.add_projection(
+            "th_rec",
+            Projection("thalamus", "rec", self.th_src, self.th_tgt, np.asarray(weights["th_rec"], float),
+                       np.full(n_th, step), plastic=np.full(n_th, plastic), synapse_model=self.plastic_model),
+        )  # fmt: skip
+        spec.add_projection(
+            "rec_out",
+            Projection("rec", "readout", self.out_src, self.out_tgt, np.asarray(weights["rec_out"], float),
+                       np.full(n_out, step), plastic=np.full(n_out, plastic), synapse_model=EPROP_SYNAPSE),
+        )  # fmt: skip
+        if plastic:  # every readout to every neuron with plastic inputs, zero weights included
+            fb = np.asarray(weights["feedback"], float)
+            li, k = np.nonzero(np.ones_like(fb, bool))
+            spec.add_projection(
+                "feedback",
+                Projection("readout", "rec", k, self.learners[li], fb[li, k], np.full(li.size, step),
+                           kind=SynapseKind.LEARNING_SIGNAL),
+            )  # fmt: skip
+        spec.recorded = ("rec", np.unique(self.out_src)[: max(record_neurons, 0)])
+        return spec
+
     def build(
         self,
         nest: Any,
@@ -170,113 +219,12 @@ class EpropMicrocircuit:
         plastic: bool = True,
         learning: bool = True,
     ) -> None:
-        """Create the learner in the current kernel: ``plastic=False`` is the static twin, ``learning=False`` keeps
-        the e-prop synapses with learning rate 0 (see :class:`~nestgrad.networks.base.Learner`)."""
-        if plastic:
-            for name in ("th_rec", "rec_out"):
-                self.optimizer.check_bounds(name, weights[name])
-        step = self.resolution
-        if plastic and self.optimizer.sign_constrained:
-            raise ConfigError(
-                "optimizer.sign_constrained = true is not supported by the microcircuit learner yet (its thalamic "
-                "and readout synapses share one optimizer); use the classic network or nestgrad.networks.v1"
-            )
-        syn = EPROP_SYNAPSE if plastic else STATIC_SYNAPSE
-        th_syn = self.algorithm.synapse_into(nest, NEURON_MODEL) if plastic else syn
-        self._synapse_model = syn
-        self._th_synapse_model = th_syn
-        self.circuit.build(nest)
-        ids = np.concatenate([np.asarray(p.tolist()) for p in self.circuit.pops])
-        self.ids = ids
-        gen_in, self.thal = dev.create_input_nodes(nest, self.n_in)
-        self.out = nest.Create("eprop_readout", self.n_out, READOUT_DEFAULTS)
-        gen_target, gen_window = dev.create_target_nodes(nest, self.n_out)
-        if plastic:
-            for model in {syn, th_syn}:
-                set_plastic_defaults(nest, model, self.optimizer.nest_dict(), eta=None if learning else 0.0)
-        dev.connect_inputs(nest, gen_in, self.thal, step)
-        thal_ids = np.asarray(self.thal.tolist())
-        nest.Connect(
-            thal_ids[self.th_src],
-            ids[self.th_tgt],
-            "one_to_one",
-            {"synapse_model": th_syn, "weight": weights["th_rec"], "delay": np.full(self.th_src.size, step)},
-        )
-        out_ids = np.asarray(self.out.tolist())
-        nest.Connect(
-            ids[self.out_src],
-            out_ids[self.out_tgt],
-            "one_to_one",
-            {"synapse_model": syn, "weight": weights["rec_out"], "delay": np.full(self.out_src.size, step)},
-        )
-        if plastic:
-            fb = np.asarray(weights["feedback"])
-            pre = np.repeat(out_ids[None, :], self.learners.size, 0).ravel()
-            post = np.repeat(ids[self.learners][:, None], self.n_out, 1).ravel()
-            nest.Connect(
-                pre,
-                post,
-                "one_to_one",
-                {
-                    "synapse_model": LEARNING_SIGNAL_CONNECTION,
-                    "weight": fb.ravel(),
-                    "delay": np.full(pre.size, step),
-                },
-            )
-        pool_ids = np.unique(ids[self.out_src])[: max(record_neurons, 0)]
-        self.devices = dev.connect_data_devices(
-            nest, gen_in, self.thal, gen_target, gen_window, self.out, pool_ids, step
-        )
-        self._pool_ids = np.sort(pool_ids)
-        self._feedback = np.array(weights["feedback"], copy=True)
-
-    # -- data -------------------------------------------------------------------------------------------------------
-    def load_segment(self, nest: Any, batches: list[TrialBatch]) -> None:
-        dev.set_generators(self.devices, batches, self.resolution)
-
-    def lead_in_ms(self) -> float:
-        return dev.lead_in_ms(self.resolution)
-
-    def collect(self, nest: Any, t_start_ms: float, steps: int) -> dev.Recordings:
-        return dev.collect(self.devices, t_start_ms, steps, self.resolution, self.comm)
-
-    # -- weights ----------------------------------------------------------------------------------------------------
-    def _read(
-        self,
-        nest: Any,
-        pre_ids: np.ndarray,
-        post_ids: np.ndarray,
-        src: np.ndarray,
-        tgt: np.ndarray,
-        key: str,
-        model: str | None = None,
-    ) -> np.ndarray:
-        """Values of one plastic projection in canonical order, gathered over ranks."""
-        out = np.zeros(src.size)
-        conns = nest.GetConnections(
-            nest.NodeCollection(sorted(set(pre_ids[src].tolist()))), synapse_model=model or self._synapse_model
-        )
-        if len(conns):
-            d = conns.get(["source", "target", key])
-            lookup = {
-                (s, t): i for i, (s, t) in enumerate(zip(pre_ids[src].tolist(), post_ids[tgt].tolist(), strict=True))
-            }
-            for s, t, v in zip(d["source"], d["target"], d[key], strict=True):
-                i = lookup.get((s, t))
-                if i is not None:
-                    out[i] = v
-        return self.comm.sum(out)
-
-    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
-        thal_ids, out_ids = np.asarray(self.thal.tolist()), np.asarray(self.out.tolist())
-        return {
-            "th_rec": self._read(nest, thal_ids, self.ids, self.th_src, self.th_tgt, "weight", self._th_synapse_model),
-            "rec_out": self._read(nest, self.ids, out_ids, self.out_src, self.out_tgt, "weight"),
-            "feedback": self._feedback.copy(),
-        }
-
-    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
-        return {}  # Adam moments are not carried across blocks for this network (documented)
-
-    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
-        pass
+        """Build the spec (:class:`~nestgrad.networks.base.SpecLearner`) and a spike recorder per circuit population
+        (``circuit.rates``)."""
+        super().build(nest, weights, record_neurons, plastic=plastic, learning=learning)
+        self._synapse_model = EPROP_SYNAPSE if plastic else STATIC_SYNAPSE
+        self._th_synapse_model = self.plastic_model if plastic else STATIC_SYNAPSE
+        nodes = self.built.nodes
+        self.ids, self.thal, self.out = self.built.ids["rec"], nodes["thalamus"], nodes["readout"]
+        self.devices = self.built.devices
+        self.circuit.attach(nest, nodes["rec"])

@@ -11,6 +11,12 @@ down, synaptic weights are scaled by 1/sqrt(k_scaling) (keeping the input fluctu
 this removes is given back as a DC current computed from the full-scale firing rates (van Albada et al. 2015,
 PLoS Comput Biol 11:e1004490): the builder says so when it builds.
 
+Building. The builder emits a :class:`~nestgrad.spec.NetworkSpec` (:meth:`Microcircuit.network_spec`) that the one
+wiring function builds: the static circuit is a drawn projection (NEST's ``fixed_total_number`` rule, drawn with
+NumPy from ``config.seed`` chunk by chunk while it is connected, the same for every number of threads and ranks),
+weights and delays from the published truncated normal distributions, delays rounded to the resolution as NEST
+rounds them; initial membrane potentials are drawn with NumPy too.
+
 The values below are the published model's (Potjans & Diesmann 2014, Tables 5 and 6); the full-scale population
 rates are those of the reference implementation distributed with NEST (its ``full_mean_rates``).
 """
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from nestgrad.config.microcircuit import THALAMUS_N, MicrocircuitConfig
+from nestgrad.spec import DrawnProjection, FixedTotalNumber, NetworkSpec, Population, Projection, Role, TruncatedNormal
 
 POPULATIONS = ("L23E", "L23I", "L4E", "L4I", "L5E", "L5I", "L6E", "L6I")
 N_FULL = np.array([20683, 5834, 21915, 5479, 4850, 1065, 14395, 2948])
@@ -114,65 +121,115 @@ class Microcircuit:
     def n_synapses(self) -> int:
         return int(np.round(self.k * self.n[:, None]).sum())
 
-    def build(self, nest: Any) -> None:
-        c = self.config
-        res = nest.resolution
-        if c.k_scaling < 1.0:
-            self.notes.append(
-                f"in-degrees scaled by {c.k_scaling}: weights x {1 / math.sqrt(c.k_scaling):.3f}, "
-                "mean input compensated by DC from the full-scale rates"
+    @property
+    def offsets(self) -> np.ndarray:
+        """Index of each population's first neuron in the circuit population (and the total at the end)."""
+        return np.concatenate([[0], np.cumsum(self.n)])
+
+    # -- the circuit as a spec (built by nestgrad.nest_engine.wiring) ------------------------------------------------
+    def add_to(self, spec: NetworkSpec, name: str = "rec") -> None:
+        """Add the circuit to ``spec``: one population ``name`` of all circuit neurons (the eight populations in
+        order, DC per population and initial membrane potentials drawn per neuron), the static circuit as the drawn
+        projection ``<name>_rec`` (one fixed-total-number block per pair of populations, drawn chunk by chunk when
+        it is built) and, with the Poisson background, one ``poisson_generator`` per population (``background``)."""
+        c, res = self.config, spec.resolution
+        off = self.offsets
+        n_total = int(off[-1])
+        rng = np.random.default_rng([c.seed, 0xD0])
+        spec.add_population(
+            Population(
+                name,
+                c.neuron_model,
+                n_total,
+                dict(self.neuron_params),
+                per_neuron={"V_m": rng.normal(V0_MEAN, V0_SD, n_total), "I_e": np.repeat(self.dc, self.n)},
             )
-        self.pops = []
-        for i in range(len(POPULATIONS)):
-            pop = nest.Create(c.neuron_model, self.n[i], self.neuron_params | {"I_e": float(self.dc[i])})
-            pop.V_m = nest.random.normal(mean=V0_MEAN, std=V0_SD)
-            self.pops.append(pop)
+        )
+        blocks = []
         for t in range(8):
             for s in range(8):
                 n_syn = int(np.round(self.k[t, s] * self.n[t]))
                 if n_syn == 0:
                     continue
-                mean_w = self.w[t, s]
-                w = nest.random.normal(mean=mean_w, std=abs(mean_w) * c.psp_rel_sd)
-                w = (
-                    nest.math.redraw(w, min=0.0, max=np.inf)
-                    if mean_w > 0
-                    else nest.math.redraw(w, min=-np.inf, max=0.0)
-                )
+                mean_w = float(self.w[t, s])
+                low, high = (0.0, np.inf) if mean_w > 0 else (-np.inf, 0.0)  # signs kept (NEST's redraw)
                 d_mean = c.delay_exc if s % 2 == 0 else c.delay_inh
-                d = nest.math.redraw(nest.random.normal(mean=d_mean, std=d_mean * c.delay_rel_sd), min=res, max=np.inf)
-                nest.Connect(
-                    self.pops[s],
-                    self.pops[t],
-                    {"rule": "fixed_total_number", "N": n_syn},
-                    {"synapse_model": "static_synapse", "weight": w, "delay": d},
+                blocks.append(
+                    FixedTotalNumber(
+                        n_syn,
+                        (int(off[s]), int(off[s + 1])),
+                        (int(off[t]), int(off[t + 1])),
+                        TruncatedNormal(mean_w, abs(mean_w) * c.psp_rel_sd, low, high),
+                        TruncatedNormal(d_mean, d_mean * c.delay_rel_sd, res),
+                        (c.seed, 0xD1, t, s),
+                    )
                 )
+        spec.add_projection(f"{name}_rec", DrawnProjection(name, name, tuple(blocks), res))
         if c.background == "poisson":
-            for t in range(8):
-                pg = nest.Create("poisson_generator", params={"rate": c.bg_rate * K_EXT[t] * c.k_scaling})
-                nest.Connect(pg, self.pops[t], "all_to_all", {"weight": self.w_ext, "delay": c.delay_exc})
+            rates = [{"rate": float(c.bg_rate * K_EXT[t] * c.k_scaling)} for t in range(8)]
+            spec.add_population(Population("background", "poisson_generator", 8, rates, Role.DEVICE))
+            spec.add_projection(
+                "background",
+                Projection("background", name, np.repeat(np.arange(8), self.n), np.arange(n_total),
+                           np.full(n_total, float(self.w_ext)), np.full(n_total, float(c.delay_exc))),
+            )  # fmt: skip
+
+    def network_spec(self, resolution: float) -> NetworkSpec:
+        """The circuit (:meth:`add_to`) and, with ``thalamus``, its thalamic neurons (``parrot_neuron``\\ s driven by
+        an ``inhomogeneous_poisson_generator``) with their fixed-total-number projection ``th_rec``."""
+        c = self.config
+        spec = NetworkSpec(resolution=resolution)
+        self.add_to(spec, "rec")
         if c.thalamus:
-            self.thalamus = nest.Create("parrot_neuron", max(int(round(THALAMUS_N * c.n_scaling)), 1))
-            self.thalamus_generator = nest.Create("inhomogeneous_poisson_generator")
-            nest.Connect(self.thalamus_generator, self.thalamus)
-            n_th = len(self.thalamus)
+            n_th = max(int(round(THALAMUS_N * c.n_scaling)), 1)
+            spec.add_population(Population("thalamus", "parrot_neuron", n_th))
+            spec.add_population(Population("thalamus_generator", "inhomogeneous_poisson_generator", 1,
+                                           role=Role.DEVICE))  # fmt: skip
+            spec.add_projection(
+                "thalamus_drive",  # NEST's default static synapse: weight 1, delay 1 ms
+                Projection("thalamus_generator", "thalamus", np.zeros(n_th, np.int64), np.arange(n_th),
+                           np.ones(n_th), np.full(n_th, max(1.0, resolution))),
+            )  # fmt: skip
+            off, blocks = self.offsets, []
             for t in range(8):
                 p = THALAMUS_CONN_PROBS[t]
                 if p == 0:
                     continue
                 k = math.log(1 - p) / math.log(1 - 1 / (THALAMUS_N * N_FULL[t])) / N_FULL[t] * c.k_scaling
-                nest.Connect(
-                    self.thalamus,
-                    self.pops[t],
-                    {"rule": "fixed_total_number", "N": int(round(k * self.n[t]))},
-                    {
-                        "weight": nest.math.redraw(
-                            nest.random.normal(mean=self.w_ext, std=self.w_ext * 0.1), min=0.0, max=np.inf
-                        ),
-                        "delay": nest.math.redraw(nest.random.normal(mean=1.5, std=0.75), min=res, max=np.inf),
-                    },
+                blocks.append(
+                    FixedTotalNumber(
+                        int(round(k * self.n[t])),
+                        (0, n_th),
+                        (int(off[t]), int(off[t + 1])),
+                        TruncatedNormal(float(self.w_ext), float(self.w_ext) * 0.1, 0.0, np.inf),
+                        TruncatedNormal(1.5, 0.75, resolution),
+                        (c.seed, 0xD2, t),
+                    )
                 )
-            _ = n_th
+            spec.add_projection("th_rec", DrawnProjection("thalamus", "rec", tuple(blocks), resolution))
+        return spec
+
+    def build(self, nest: Any) -> None:
+        """Build :meth:`network_spec` with the one wiring function, and a spike recorder per population."""
+        from nestgrad.nest_engine import wiring
+
+        c = self.config
+        if c.k_scaling < 1.0:
+            self.notes.append(
+                f"in-degrees scaled by {c.k_scaling}: weights x {1 / math.sqrt(c.k_scaling):.3f}, "
+                "mean input compensated by DC from the full-scale rates"
+            )
+        built = wiring.build(nest, self.network_spec(nest.resolution))
+        if c.thalamus:
+            self.thalamus = built.nodes["thalamus"]
+            self.thalamus_generator = built.nodes["thalamus_generator"]
+        self.attach(nest, built.nodes["rec"])
+
+    def attach(self, nest: Any, neurons: Any) -> None:
+        """Take the built circuit population ``neurons``: its eight populations (``pops``) and a spike recorder
+        each (for :meth:`rates`)."""
+        off = self.offsets
+        self.pops = [neurons[int(off[i]) : int(off[i + 1])] for i in range(len(POPULATIONS))]
         self.spike_recorders = []
         for pop in self.pops:
             sr = nest.Create("spike_recorder")

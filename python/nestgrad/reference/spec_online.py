@@ -186,9 +186,9 @@ def _check_and_build(spec: NetworkSpec) -> tuple[dict[str, Any], str, str, dict,
             input_name = pop.name
         elif pop.role == Role.READOUT:
             readout_name = pop.name
-            pops[pop.name] = ReadoutPopulation(pop.name, pop.params, int(pop.size), dt)
+            pops[pop.name] = ReadoutPopulation(pop.name, pop.neuron_params(), int(pop.size), dt)
         else:
-            pops[pop.name] = NEURON_MODELS[pop.model](pop.name, pop.params, int(pop.size), dt)
+            pops[pop.name] = NEURON_MODELS[pop.model](pop.name, pop.neuron_params(), int(pop.size), dt)
     if not readout_name:
         raise SpecError("the spec has no readout population (role 'readout'): nothing to learn from")
     plastic: dict[str, _PlasticEdges] = {}
@@ -250,6 +250,7 @@ def run_spec_online(spec: NetworkSpec, data: SpecData, deliver_final_spikes: boo
     As in :func:`nestgrad.reference.online.run_online`, spikes emitted in the last simulated step are delivered only
     with ``deliver_final_spikes``, and ``gradients`` include the windows still open at the end.
     """
+    spec = spec.materialized()  # drawn projections (the microcircuit's static circuit) as edge lists
     pops, input_name, readout_name, plastic, static, signals = _check_and_build(spec)
     readout: ReadoutPopulation = pops[readout_name]
     n_in = spec.populations[input_name].size if input_name else 0

@@ -12,6 +12,13 @@ A :class:`NetworkSpec` lists
   static projection;
 * the **optimizer** settings of the plastic synapses (NEST's dictionary), and which neurons' spikes are recorded.
 
+A static projection too large to hold as arrays (the full microcircuit's ~3e8 synapses) is a
+:class:`DrawnProjection`: a recipe of random-rule blocks (:class:`FixedTotalNumber`: pairs drawn with replacement,
+truncated-normal weights and delays, delays on the resolution grid) and their seeds. Its edges are drawn with NumPy
+on demand, chunk by chunk (:meth:`DrawnProjection.chunks`), identically on every rank and for every number of
+threads; :meth:`NetworkSpec.materialized` turns every such projection into an ordinary :class:`Projection` (for the
+reference engine, at small scale).
+
 Populations are created and projections connected in the order they were added, which keeps node ids and
 connection order (and so NEST's summation order) the same for the same spec. The NEST engine builds any spec
 (:func:`nestgrad.nest_engine.wiring.build`); weights and optimizer state are read back per projection in the
@@ -23,6 +30,7 @@ This package imports NumPy and nestgrad's errors only.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +63,18 @@ class Population:
     params: dict[str, Any] | list[dict[str, Any]] = field(default_factory=dict)  # one dict, or one per neuron
     role: Role = Role.NEURONS
     positions: np.ndarray | None = None  # [size, 3] um, optional
+    # per-neuron values of scalar parameters (arrays of shape (size,)), set on top of ``params``: compact where one
+    # dictionary per neuron would be large (the full microcircuit's initial membrane potentials)
+    per_neuron: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def neuron_params(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """``params`` with ``per_neuron`` folded in: ``params`` itself without per-neuron values, else one dictionary
+        per neuron."""
+        if not self.per_neuron:
+            return self.params
+        base = self.params if isinstance(self.params, list) else [self.params] * self.size
+        columns = {k: np.asarray(v).tolist() for k, v in self.per_neuron.items()}
+        return [dict(p) | {k: v[j] for k, v in columns.items()} for j, p in enumerate(base)]
 
     def validate(self) -> None:
         if not isinstance(self.size, int | np.integer) or self.size < 1:
@@ -66,6 +86,12 @@ class Population:
         if self.positions is not None and np.shape(self.positions) != (self.size, 3):
             raise SpecError(f"population {self.name!r}: positions of shape {np.shape(self.positions)}, expected "
                             f"({self.size}, 3)")  # fmt: skip
+        for key, value in self.per_neuron.items():
+            if np.shape(value) != (self.size,):
+                raise SpecError(f"population {self.name!r}: per_neuron[{key!r}] has shape {np.shape(value)}, "
+                                f"expected ({self.size},)")  # fmt: skip
+            if not np.all(np.isfinite(np.asarray(value, float))):
+                raise SpecError(f"population {self.name!r}: per_neuron[{key!r}] contains NaN or infinite values")
 
 
 @dataclass
@@ -97,11 +123,139 @@ class Projection:
         return np.zeros(self.size, bool) if self.plastic is None else np.asarray(self.plastic, bool)
 
 
+@dataclass(frozen=True)
+class TruncatedNormal:
+    """A normal distribution (``mean``, ``sd``) whose values outside ``[low, high]`` are drawn again (NEST's
+    ``nest.math.redraw``); units those of the quantity (pA, ms)."""
+
+    mean: float
+    sd: float
+    low: float = -np.inf
+    high: float = np.inf
+
+    def validate(self, where: str) -> None:
+        if not (np.isfinite(self.mean) and np.isfinite(self.sd) and self.sd >= 0 and self.low <= self.high):
+            raise SpecError(f"{where}: mean {self.mean}, sd {self.sd}, bounds [{self.low}, {self.high}]: a finite "
+                            "mean, an sd >= 0 and low <= high are required")  # fmt: skip
+        if self.low > self.mean + 5 * self.sd or self.high < self.mean - 5 * self.sd:
+            raise SpecError(f"{where}: [{self.low}, {self.high}] lies beyond 5 sd of the mean {self.mean}: redrawing "
+                            "would hardly ever end")  # fmt: skip
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        values = rng.normal(self.mean, self.sd, n)
+        bad = np.flatnonzero((values < self.low) | (values > self.high))
+        while bad.size:  # redraw only the values outside the bounds, in order
+            values[bad] = rng.normal(self.mean, self.sd, bad.size)
+            bad = bad[(values[bad] < self.low) | (values[bad] > self.high)]
+        return values
+
+
+@dataclass(frozen=True)
+class FixedTotalNumber:
+    """``n`` edges whose sources and targets are drawn uniformly and independently (with replacement: multapses and
+    autapses allowed, NEST's ``fixed_total_number`` rule) from the index ranges ``sources`` and ``targets``
+    (``[start, stop)`` into the projection's populations); weights and delays drawn from their distributions,
+    delays rounded to the resolution grid as NEST rounds them (to the nearest step). ``seed`` seeds NumPy's
+    generator, together with the chunk's number."""
+
+    n: int
+    sources: tuple[int, int]
+    targets: tuple[int, int]
+    weight: TruncatedNormal
+    delay: TruncatedNormal
+    seed: tuple[int, ...]
+
+
+@dataclass
+class EdgeChunk:
+    sources: np.ndarray  # int64, index into the source population
+    targets: np.ndarray
+    weights: np.ndarray  # pA
+    delays: np.ndarray  # ms, multiples of the resolution
+
+
+@dataclass
+class DrawnProjection:
+    """Static edges from ``source`` to ``target`` drawn on demand: the blocks in order, each in chunks of
+    ``chunk_size`` edges (the last one smaller); chunk ``i`` of a block is drawn from
+    ``numpy.random.default_rng([*block.seed, i])`` (sources, targets, weights, delays, in this order), so any chunk
+    can be drawn alone and every rank draws the same edges. The edge order is that of :meth:`chunks`."""
+
+    source: str
+    target: str
+    blocks: tuple[FixedTotalNumber, ...]
+    resolution: float  # ms, the grid of the delays
+    chunk_size: int = 1 << 20
+    receptor: int | None = None  # one receptor port for every edge (None: NEST's default)
+    kind: SynapseKind = SynapseKind.SPIKE
+
+    @property
+    def size(self) -> int:
+        return int(sum(b.n for b in self.blocks))
+
+    def plastic_mask(self) -> np.ndarray:
+        return np.zeros(self.size, bool)
+
+    def chunks(self) -> Iterator[EdgeChunk]:
+        for block in self.blocks:
+            for i, start in enumerate(range(0, block.n, self.chunk_size)):
+                yield self._draw(block, i, min(self.chunk_size, block.n - start))
+
+    def _draw(self, block: FixedTotalNumber, i: int, n: int) -> EdgeChunk:
+        rng = np.random.default_rng([*block.seed, i])
+        src = rng.integers(block.sources[0], block.sources[1], n, dtype=np.int64)
+        tgt = rng.integers(block.targets[0], block.targets[1], n, dtype=np.int64)
+        w = block.weight.draw(rng, n)
+        d = block.delay.draw(rng, n)  # in place: rounded to the nearest step as NEST does (ld_round(ms * steps/ms))
+        d /= self.resolution
+        d += 0.5
+        np.floor(d, out=d)
+        np.maximum(d, 1.0, out=d)
+        d *= self.resolution
+        return EdgeChunk(src, tgt, w, d)
+
+    def materialize(self) -> Projection:
+        """The edges as an ordinary :class:`Projection` (all of them in memory)."""
+        parts = list(self.chunks())
+
+        def cat(key: str, dtype: Any) -> np.ndarray:
+            return np.concatenate([getattr(c, key) for c in parts]) if parts else np.zeros(0, dtype)
+
+        n = self.size
+        receptors = None if self.receptor is None else np.full(n, self.receptor, np.int64)
+        return Projection(self.source, self.target, cat("sources", np.int64), cat("targets", np.int64),
+                          cat("weights", float), cat("delays", float), receptors, kind=self.kind)  # fmt: skip
+
+    def validate(self, where: str, populations: dict[str, Population], resolution: float) -> None:
+        if self.kind != SynapseKind.SPIKE:
+            raise SpecError(f"{where}: drawn projections are static spike projections, not {self.kind.value!r}")
+        if not np.isclose(self.resolution, resolution):
+            raise SpecError(f"{where}: delays on a grid of {self.resolution} ms, the spec's resolution is "
+                            f"{resolution} ms")  # fmt: skip
+        if not (isinstance(self.chunk_size, int | np.integer) and self.chunk_size >= 1):
+            raise SpecError(f"{where}: chunk_size = {self.chunk_size!r}, an integer >= 1 is required")
+        for k, b in enumerate(self.blocks):
+            at = f"{where}, block {k}"
+            if not (isinstance(b.n, int | np.integer) and b.n >= 0):
+                raise SpecError(f"{at}: n = {b.n!r}, an integer >= 0 is required")
+            for end, (lo, hi) in (("sources", b.sources), ("targets", b.targets)):
+                pop = self.source if end == "sources" else self.target
+                size = populations[pop].size
+                if not 0 <= lo < hi <= size:
+                    raise SpecError(f"{at}: {end} range [{lo}, {hi}) is not a non-empty range in [0, {size}) "
+                                    f"(population {pop!r})")  # fmt: skip
+            b.weight.validate(f"{at}, weight")
+            b.delay.validate(f"{at}, delay")
+            if b.delay.low < resolution * (1 - 1e-12):
+                raise SpecError(f"{at}: delays may be drawn below the resolution ({b.delay.low} < {resolution} ms); "
+                                "set delay.low to the resolution")  # fmt: skip
+
+
 @dataclass
 class NetworkSpec:
     resolution: float  # ms
     populations: dict[str, Population] = field(default_factory=dict)
-    projections: dict[str, Projection] = field(default_factory=dict)
+    projections: dict[str, Projection | DrawnProjection] = field(default_factory=dict)
     optimizer: dict[str, Any] = field(default_factory=dict)  # NEST's optimizer dictionary of the plastic synapses
     recorded: tuple[str, np.ndarray] | None = None  # (population, indices) whose spikes are recorded
 
@@ -111,7 +265,7 @@ class NetworkSpec:
         self.populations[population.name] = population
         return population
 
-    def add_projection(self, name: str, projection: Projection) -> Projection:
+    def add_projection(self, name: str, projection: Projection | DrawnProjection) -> Projection | DrawnProjection:
         if name in self.projections:
             raise SpecError(f"projection {name!r} is defined twice")
         self.projections[name] = projection
@@ -137,6 +291,9 @@ class NetworkSpec:
             for end in ("source", "target"):
                 if getattr(proj, end) not in self.populations:
                     raise SpecError(f"{where}: {end} population {getattr(proj, end)!r} does not exist")
+            if isinstance(proj, DrawnProjection):
+                proj.validate(where, self.populations, self.resolution)
+                continue
             n = proj.size
             for key in ("sources", "targets", "weights", "delays", "receptors", "plastic", "nonneg"):
                 value = getattr(proj, key)
@@ -181,7 +338,27 @@ class NetworkSpec:
                 raise SpecError(f"recorded: indices outside population {pop!r}")
 
     def plastic_projections(self) -> list[str]:
-        return [name for name, p in self.projections.items() if p.plastic_mask().any()]
+        return [name for name, p in self.projections.items()
+                if isinstance(p, Projection) and p.plastic_mask().any()]  # fmt: skip
+
+    def materialized(self) -> NetworkSpec:
+        """This spec with every :class:`DrawnProjection` drawn into an ordinary :class:`Projection` (the same edges
+        in the same order); the spec itself if it has none."""
+        if not any(isinstance(p, DrawnProjection) for p in self.projections.values()):
+            return self
+        projections = {name: p.materialize() if isinstance(p, DrawnProjection) else p
+                       for name, p in self.projections.items()}  # fmt: skip
+        return NetworkSpec(self.resolution, dict(self.populations), projections, self.optimizer, self.recorded)
 
 
-__all__ = ["NetworkSpec", "Population", "Projection", "Role", "SynapseKind"]
+__all__ = [
+    "DrawnProjection",
+    "EdgeChunk",
+    "FixedTotalNumber",
+    "NetworkSpec",
+    "Population",
+    "Projection",
+    "Role",
+    "SynapseKind",
+    "TruncatedNormal",
+]
