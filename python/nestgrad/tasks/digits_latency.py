@@ -171,13 +171,17 @@ class DigitsLatency:
             return base
         sel = np.asarray(list(indices) if isinstance(indices, range) else indices, dtype=np.int64).ravel()
         if sel.size and (sel.min() < 0 or sel.max() >= base.size):
-            raise ConfigError(f"digits_latency {split} indices must be in [0, {base.size}); got {sel.min()}..{sel.max()}")
+            raise ConfigError(
+                f"digits_latency {split} indices must be in [0, {base.size}); got {sel.min()}..{sel.max()}"
+            )
         return base[sel]
 
     def size(self, split: str) -> int:
         return int(self._select(split, None).size)
 
-    def arrays(self, split: str, indices: np.ndarray | range | list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(
+        self, split: str, indices: np.ndarray | range | list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(spike times [n, n_in] in ms with ``inf`` for silent pixels, labels [n]) of the split (or the given
         positions within it)."""
         sel = self._select(split, indices)
@@ -210,20 +214,33 @@ class DigitsLatency:
         ]
 
     def trial_batch(
-        self, split: str, dt: float, indices: np.ndarray | range | list[int] | None = None
+        self,
+        split: str,
+        dt: float,
+        indices: np.ndarray | range | list[int] | None = None,
+        gap: float = 0.0,
     ) -> TrialBatch:
         """The trials back to back as one :class:`~nestgrad.tasks.TrialBatch` on a grid of ``dt`` ms, for nestgrad's
-        NEST networks: one-hot target (1 for the label's readout) and learning window over the whole trial, so that
-        :func:`nestgrad.tasks.accuracy` decides by the readouts' mean voltage over the trial."""
+        NEST networks: one-hot target (1 for the label's readout) and learning window over the trial, so that
+        :func:`nestgrad.tasks.accuracy` decides by the readouts' mean voltage over the trial. ``gap`` ms of silence
+        (no input, learning window 0) follow each trial, so that a network that is not reset between trials (NEST's
+        continual e-prop) can settle before the next one; ``trial_steps`` counts them."""
+        if not (isinstance(gap, (int, float)) and math.isfinite(gap) and gap >= 0):
+            raise ConfigError(f"gap = {gap!r} ms: need a finite number >= 0")
         raster = self.raster(split, dt, indices)
         _, labels = self.arrays(split, indices)
-        n, steps, _ = raster.shape
-        target = np.zeros((n, steps, N_CLASSES))
+        n, steps, n_in = raster.shape
+        total = steps + int(round(gap / dt))
+        spikes = np.zeros((n, total, n_in), dtype=bool)
+        spikes[:, :steps] = raster
+        target = np.zeros((n, total, N_CLASSES))
         target[np.arange(n), :, labels] = 1.0
+        window = np.zeros((n, total))
+        window[:, :steps] = 1.0
         return TrialBatch(
-            input_spikes=raster.reshape(n * steps, -1),
-            target=target.reshape(n * steps, N_CLASSES),
-            learning_window=np.ones(n * steps),
-            trial_steps=steps,
+            input_spikes=spikes.reshape(n * total, n_in),
+            target=target.reshape(n * total, N_CLASSES),
+            learning_window=window.reshape(n * total),
+            trial_steps=total,
             labels=labels.copy(),
         )
