@@ -7,11 +7,14 @@ reports test accuracy after the same number of epochs, seconds per training epoc
 
 * ``pytorch_bptt``: BPTT with a surrogate gradient (``torch_bptt_digits.py``; time step ``--dt``);
 * ``eprop_nest``: nestgrad's classic e-prop network in NEST (``EpropNetwork``, ``eprop_iaf_psc_exp`` without
-  recurrent connections, the same neuron parameters, firing regularisation off, random feedback weights; NEST grid
-  ``--dt``), trained continually on the training trials back to back, Adam once per 32 trials (NEST's optimizer
-  ``batch_size`` in steps). Its readouts are NEST's ``eprop_readout`` (no synaptic current) and its loss is e-prop's
-  mean squared error to the one-hot target over the trial; the decision is the readout with the largest mean over
-  the trial, as for the others;
+  recurrent connections, the same neuron parameters and surrogate, firing regularisation off, random feedback
+  weights; NEST grid ``--dt``; by default nestgrad's fastest kernel, ``gradient_algorithm = "event"``), trained
+  continually on the training trials back to back, each followed by ``--eprop-gap`` ms of silence (NEST's e-prop
+  does not reset the network between trials; without the gap a trial's readout mixes in the previous trial), NEST's
+  Adam with ``batch_size`` = the steps of 32 trials. Its readouts are NEST's ``eprop_readout`` (no synaptic current;
+  initial readout weights times 1 - kappa, nestgrad's classic-network scale) and its loss is e-prop's mean squared
+  error to the one-hot target over the trial; the decision is the readout with the largest mean over the trial, as
+  for the others. Its time per epoch includes the gaps;
 * ``eventprop_nest``: EventProp in NEST, filled only when ``eventprop_iaf_psc_exp_ps`` exists in the installed
   module and a driver is connected (``run_eventprop_nest``); otherwise the row says why, never a number;
 * ``reference``: the pure-Python EventProp reference engine (exact, event by event) on a subset: ``--reference-train``
@@ -60,6 +63,7 @@ def run_eprop_nest(
     seed: int,
     surrogate_slope: float,
     gap: float,
+    algorithm: str = "event",
 ) -> dict[str, Any]:
     from torch_bptt_digits import DigitsNetwork, initial_weights, peak_rss_mib
 
@@ -87,7 +91,7 @@ def run_eprop_nest(
     }  # fmt: skip
     config = NetworkConfig(
         neuron_model="eprop_iaf_psc_exp", n_rec=hidden, recurrent=False, neuron_params=neuron_params,
-        readout_params={"tau_m": net.readout_tau_m}, seed=seed,
+        readout_params={"tau_m": net.readout_tau_m}, seed=seed, gradient_algorithm=algorithm,
     )  # fmt: skip
     optimizer = OptimizerConfig(type="adam", eta=lr, batch_size=steps * batch_size, Wmin=-100.0, Wmax=100.0)
     learner = EpropNetwork(config, optimizer, data.n_in, data.n_out, dt)
@@ -95,9 +99,10 @@ def run_eprop_nest(
     weights = {
         "in_rec": w0["in_hid"].T.copy(),
         "rec_rec": np.zeros((hidden, hidden)),
-        # eprop_readout adds w to V_m per spike (no synaptic current): scaled so that a hidden spike adds the same
-        # time integral of voltage, w tau_syn tau_m / C_m, as in the other columns
-        "rec_out": w0["hid_out"].T * (net.readout_tau_syn * net.readout_tau_m / net.readout_C_m * (1 - kappa) / dt),
+        # eprop_readout adds w to V_m per spike (no synaptic current); its weights are scaled by 1 - kappa as in
+        # nestgrad's classic network (eprop_classic.WEIGHT_SCALE). Scaling them instead to the other columns' voltage
+        # integral per spike (tau_syn tau_m (1 - kappa) / (C_m dt) = 0.24) left e-prop at chance in a trial run
+        "rec_out": w0["hid_out"].T * (1 - kappa),
         "feedback": feedback,
     }
     rng = np.random.default_rng([seed, 0xB9])
@@ -150,6 +155,7 @@ def run_eprop_nest(
         "rss_before_mib": rss_start,
         "dt_ms": dt,
         "gap_ms": gap,
+        "gradient_algorithm": algorithm,
         "network": asdict(net),
     }
 
@@ -292,6 +298,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             args.seed,
             args.surrogate_slope,
             args.eprop_gap,
+            args.eprop_algorithm,
         )
     elif method == "eventprop_nest":
         res = run_eventprop_nest(hidden, args.epochs, threads, args.dt, args.batch_size, args.lr, args.seed)
@@ -306,7 +313,8 @@ def spawn(args: argparse.Namespace, method: str, hidden: int, threads: int) -> d
            "--threads", str(threads), "--epochs", str(args.epochs), "--dt", str(args.dt), "--batch-size",
            str(args.batch_size), "--lr", str(args.lr), "--surrogate-slope", str(args.surrogate_slope), "--seed",
            str(args.seed), "--reference-train", str(args.reference_train), "--reference-test",
-           str(args.reference_test), "--eprop-gap", str(args.eprop_gap)]  # fmt: skip
+           str(args.reference_test), "--eprop-gap", str(args.eprop_gap),
+           "--eprop-algorithm", args.eprop_algorithm]  # fmt: skip
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -353,6 +361,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--eprop-gap", type=float, default=40.0, help="e-prop in NEST: silent ms after each trial (not reset)"
+    )
+    parser.add_argument(
+        "--eprop-algorithm",
+        choices=["event", "step"],
+        default="event",
+        help="e-prop in NEST: nestgrad's eprop_event_synapse (event, the fastest) or NEST's eprop_synapse (step)",
     )
     parser.add_argument("--reference-train", type=int, default=32, help="reference engine: training trials")
     parser.add_argument("--reference-test", type=int, default=32, help="reference engine: test trials")

@@ -105,6 +105,18 @@ def test_trial_batch_for_nest_networks(data):
     assert accuracy(batch.target, batch) == 1.0
 
 
+def test_trial_batch_gap_is_silent_and_outside_the_learning_window(data):
+    batch = data.trial_batch("test", 1.0, [2, 3], gap=40.0)
+    assert batch.trial_steps == 60 and batch.steps == 120
+    spikes = batch.input_spikes.reshape(2, 60, 784)
+    window = batch.learning_window.reshape(2, 60)
+    assert np.array_equal(spikes[:, :20], data.raster("test", 1.0, [2, 3]))
+    assert not spikes[:, 20:].any()
+    assert np.all(window[:, :20] == 1.0) and np.all(window[:, 20:] == 0.0)
+    with pytest.raises(ConfigError, match="gap = -1.0 ms"):
+        data.trial_batch("test", 1.0, [0], gap=-1.0)
+
+
 def test_raster_puts_each_spike_in_its_step(data):
     times, _ = data.arrays("test", [4])
     raster = data.raster("test", 0.25, [4])[0]
