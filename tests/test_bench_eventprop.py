@@ -133,3 +133,12 @@ def test_tiny_benchmark_end_to_end(tmp_path):
 def test_bad_options_fail_before_running(options, match):
     proc = _run(*options)
     assert proc.returncode != 0 and match in proc.stderr
+
+
+def test_bptt_refuses_bad_sizes_before_training():
+    from nestgrad.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="hidden = 0"):
+        bptt.run(0, 1, 1)
+    with pytest.raises(ConfigError, match="batch_size = 0"):
+        bptt.run(10, 1, 1, batch_size=0)
