@@ -72,6 +72,24 @@ def test_spike_time_and_gradient_match_the_quadratic_closed_form_for_tau_m_twice
     assert res.grad_weights["in_out"][0] == pytest.approx(dl_dt * ds_dw, rel=1e-10)
 
 
+def test_first_spike_loss_defaults_and_value_are_goeltz_et_al():
+    """Defaults xi = 0.2, alpha = 0.005, beta = 1 (the published configurations of Göltz et al. 2021, e.g.
+    fastAndDeep experiment_pretrained/yinyang_et_300epochs/config.yaml), and the loss value on two spiking readouts
+    equals -log softmax(-t / (xi tau_s))_label + alpha (exp(t_label / (beta tau_s)) - 1) from the spike times."""
+    loss = FirstSpikeLoss("out")
+    assert (loss.xi, loss.alpha, loss.beta) == (0.2, 0.005, 1.0)
+    tau_s = 2.0
+    params = dict(C_m=2.0, tau_m=8.0, tau_syn=tau_s, E_L=0.0, V_th=1.0, V_reset=0.0, t_ref=0.0)
+    pops = (Population("in", 1, "input"), Population("out", 2, "lif", params))
+    proj = Projection("in_out", "in", "out", np.array([0, 0]), np.array([0, 1]), np.array([4.0, 6.0]), 1.0)
+    res = evaluate(Network(pops, (proj,), 30.0), [Trial({"in": [[1.0]]}, label=0)], loss)
+    t = res.outputs[0]
+    assert np.all(t < 30.0) and t[1] < t[0]  # both spike, the stronger one first
+    z = -t / (0.2 * tau_s)
+    expected = -(z[0] - math.log(np.exp(z).sum())) + 0.005 * (math.exp(t[0] / (1.0 * tau_s)) - 1.0)
+    assert res.loss == pytest.approx(expected, rel=1e-14)
+
+
 @pytest.mark.parametrize(("tau_m", "tau_syn", "I_e"), [(10.0, 3.0, 0.0), (4.0, 9.0, 0.05), (7.0, 7.0, 0.1)])
 def test_threshold_crossings_are_exact_and_first(tau_m, tau_syn, I_e):
     """Each spike time solves v(t) = theta to rounding, and no earlier crossing was missed (checked against an
