@@ -1,4 +1,4 @@
-"""The ``nestgrad`` command (also ``python -m nestgrad``)."""
+"""The ``nestgrad`` command (also ``python -m nestgrad``): train, evaluate, compare, meta, meta-test, models."""
 
 from __future__ import annotations
 
@@ -149,6 +149,37 @@ def _compare_spec_network(args: argparse.Namespace, config: ExperimentConfig) ->
     return 0
 
 
+def _meta_out(args: argparse.Namespace) -> pathlib.Path:
+    return pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
+
+
+def _cmd_meta(args: argparse.Namespace) -> int:
+    from nestgrad.meta import MetaConfig, MetaRun
+
+    config = MetaConfig.from_toml(args.config)
+    if args.generations is not None:
+        import dataclasses
+
+        _require_positive("--generations", args.generations)
+        config = dataclasses.replace(config, generations=args.generations)
+    MetaRun(config, _meta_out(args)).run(resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_meta_test(args: argparse.Namespace) -> int:
+    from nestgrad.meta import MetaConfig, MetaTest
+    from nestgrad.meta.metatest import format_table
+
+    config = MetaConfig.from_toml(args.config)
+    if args.tasks is not None:
+        _require_positive("--tasks", args.tasks)
+    out = _meta_out(args)
+    report = MetaTest(config, out, tasks=args.tasks).run()
+    print(format_table(report), end="")
+    print(f"written: {out / 'meta_test.md'}, {out / 'meta_test.json'}, {out / 'meta_test.png'}")
+    return 0
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     import nestgrad
 
@@ -227,6 +258,32 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--save-network", help="also write the compared network to this .npz file")
     cmp.add_argument("--out", help="output folder (default out/compare_<model>)")
     cmp.set_defaults(func=_cmd_compare)
+
+    meta = sub.add_parser(
+        "meta",
+        help="learning to learn: search settings that make training learn faster on a task family",
+        description="Outer loop (CMA-ES) over inner nestgrad trainings: a meta configuration ([meta] table: task "
+        "family, search space, inner budget, executor; docs/meta_learning.md). Writes meta_state.json (resumable), "
+        "meta_progress.csv/png and meta_best.json to the output folder.",
+    )
+    meta.add_argument("config", help="meta configuration (.toml); example: python/nestgrad/configs/meta_sine.toml")
+    meta.add_argument("--out", help="output folder (default: out/<config name>)")
+    meta.add_argument("--resume", action="store_true", help="continue the outer loop saved in the output folder")
+    meta.add_argument("--overwrite", action="store_true", help="replace an earlier outer loop in the output folder")
+    meta.add_argument("--generations", type=int, help="override meta.generations")
+    meta.set_defaults(func=_cmd_meta)
+
+    mt = sub.add_parser(
+        "meta-test",
+        help="compare the learned settings with the defaults on unseen tasks of the family",
+        description="Train the base configuration (defaults) and the best settings of `nestgrad meta` on unseen "
+        "tasks of the family with the same inner budget; report iterations to the criterion, their spread and "
+        "wall-clock (meta_test.md, meta_test.json, meta_test.png in the output folder).",
+    )
+    mt.add_argument("config", help="the meta configuration the outer loop ran with (.toml)")
+    mt.add_argument("--out", help="the outer loop's output folder (default: out/<config name>)")
+    mt.add_argument("--tasks", type=int, help="override meta.test.tasks")
+    mt.set_defaults(func=_cmd_meta_test)
 
     models = sub.add_parser(
         "models",
