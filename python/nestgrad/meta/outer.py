@@ -201,8 +201,10 @@ class MetaRun:
 
         c, state = self.config, self.state
         assert state is not None
+        # cma cannot search one dimension: a one-key space gets a second coordinate that nothing reads
+        start = c.space.start() + ([0.5] if len(c.space) == 1 else [])
         es = cma.CMAEvolutionStrategy(
-            c.space.start(),
+            start,
             c.sigma0,
             {"bounds": [0.0, 1.0], "popsize": c.population, "seed": c.seed, "verbose": -9},
         )
@@ -319,7 +321,7 @@ class MetaRun:
                 "x": state.solutions[best_c],
                 "settings": settings,
             }
-        xs = np.array(state.solutions)
+        xs = np.array(state.solutions)[:, : len(self.config.space)]  # without the pad of a one-key space
         row = {
             "generation": g,
             "best": float(np.min(scores)),

@@ -131,8 +131,11 @@ class SearchSpace:
         return len(self.dimensions)
 
     def values(self, x: Any) -> dict[str, Any]:
-        """Configuration values (key -> value) of a point ``x`` of the unit cube."""
-        return {d.key: d.value(u) for d, u in zip(self.dimensions, x, strict=True)}
+        """Configuration values (key -> value) of a point ``x`` of the unit cube (coordinates beyond the space's
+        dimension are ignored: the outer loop pads a one-key space, which CMA-ES cannot search, with one)."""
+        if len(x) < len(self.dimensions):
+            raise ValueError(f"a point of {len(x)} coordinates for a space of {len(self.dimensions)} keys")
+        return {d.key: d.value(u) for d, u in zip(self.dimensions, x, strict=False)}
 
     def start(self) -> list[float]:
         """The unit coordinates the search starts from."""
