@@ -443,3 +443,15 @@ def test_cli_meta_and_meta_test_print_one_line_errors(tmp_path):
         timeout=60,
     )
     assert r.returncode == 2 and "no meta-training" in r.stderr
+    r = subprocess.run(
+        [PY, "-m", "nestgrad", "meta-test", str(good), "--iterations", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and "--iterations = 0: an integer >= 1" in r.stderr
+
+
+@pytest.mark.parametrize("name", ["meta_sine.toml", "meta_evidence.toml"])
+def test_shipped_meta_configurations_load(name):
+    c = MetaConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / name)
+    assert c.family.name == c.base["task"]["name"] and len(c.space) >= 3
+    start = c.task_config(c.family.sample(task_rng(c.seed, TRAIN_STREAM, 0, 0)), c.space.values(c.space.start()))
+    assert ExperimentConfig.from_dict(start).training.iterations == c.inner_iterations

@@ -80,3 +80,24 @@ def test_a_parameter_nest_does_not_know_is_refused_before_generation_1(tmp_path)
         MetaRun(MetaConfig.from_toml(cfg), tmp_path / "out", verbose=False).run()
     assert "the search space does not build" in str(err.value) and "tau_mm" in str(err.value)
     assert not list((tmp_path / "out").glob("runs/g*"))  # no inner run started
+
+
+def test_evidence_family_inner_runs_train_in_nest(tmp_path):
+    cfg = tmp_path / "meta.toml"
+    cfg.write_text(
+        META.replace('name = "sine"\nperiods_ms = [40.0, 100.0]', 'name = "evidence"\ncue_rate = [30.0, 50.0]')
+        .replace(
+            'name = "sine"\nsequence_steps = 100',
+            'name = "evidence"\nn_cues = 3\ncue_steps = 20\n'
+            "cue_spacing_steps = 10\ndelay_steps = 20\nrecall_steps = 20\nbatch_size = 2",
+        )
+        .replace("inner_iterations = 3", "inner_iterations = 2")
+    )
+    config = MetaConfig.from_toml(cfg)
+    state = MetaRun(config, tmp_path / "out", verbose=False).run()
+    for key, ev in state.evaluations.items():
+        saved = json.loads((tmp_path / "out" / "runs" / key / "config.json").read_text())
+        assert saved["task"]["name"] == "evidence" and 30.0 <= saved["task"]["cue_rate"] <= 50.0
+        assert len(ev["losses"]) == 2 and len(ev["accuracy"]) == 2 and min(ev["silent"]) > 0
+        # a silent readout's loss on the one-hot target: 0.5 x recall steps per trial
+        assert ev["silent"] == pytest.approx([0.5 * 20] * 2)

@@ -173,6 +173,11 @@ def _cmd_meta_test(args: argparse.Namespace) -> int:
     config = MetaConfig.from_toml(args.config)
     if args.tasks is not None:
         _require_positive("--tasks", args.tasks)
+    if args.iterations is not None:
+        import dataclasses
+
+        _require_positive("--iterations", args.iterations)
+        config = dataclasses.replace(config, test=dataclasses.replace(config.test, iterations=args.iterations))
     out = _meta_out(args)
     report = MetaTest(config, out, tasks=args.tasks).run()
     print(format_table(report), end="")
@@ -283,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("config", help="the meta configuration the outer loop ran with (.toml)")
     mt.add_argument("--out", help="the outer loop's output folder (default: out/<config name>)")
     mt.add_argument("--tasks", type=int, help="override meta.test.tasks")
+    mt.add_argument("--iterations", type=int, help="override meta.test.iterations (the inner budget of both settings)")
     mt.set_defaults(func=_cmd_meta_test)
 
     models = sub.add_parser(

@@ -23,6 +23,7 @@ import datetime
 import io
 import json
 import math
+import os
 import pathlib
 import time
 from dataclasses import dataclass, field
@@ -247,6 +248,7 @@ class MetaRun:
         for d in c.space.dimensions:
             values = list(d.choices) if d.kind == "choice" else [d.value(0.0), d.value(1.0)]
             probes += [c.task_config({}, {d.key: v}) for v in values]
+        os.environ.setdefault("PYNEST_QUIET", "1")  # no NEST banner from the checking process
         with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             try:
                 pool.submit(inner.validate, probes, str(self.out_dir / "runs")).result()
