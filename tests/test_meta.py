@@ -357,12 +357,14 @@ def test_killed_outer_loop_resumes_without_losing_or_repeating_an_evaluation(tmp
     killed = json.loads((out / "meta_state.json").read_text())
     assert set(killed["evaluations"]) >= finished and len(killed["evaluations"]) < 3 * per_generation
     time.sleep(0.5)  # the workers die with their parent (PR_SET_PDEATHSIG); their folders' files are closed
+    (out / ".meta_state.json.abcd1234.tmp").write_text("{")  # as a kill in the middle of a write leaves it
 
     done = subprocess.run([*cmd, "--out", str(out), "--resume"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert _evaluations(out) == _evaluations(tmp_path / "whole")
     for key in killed["evaluations"]:  # finished before the kill: never run again
         assert (out / "runs" / key / "calls.txt").read_text().split() == [key]
+    assert not list(out.glob(".meta_state.json.*.tmp"))  # removed by the resumed run
     whole = json.loads((tmp_path / "whole" / "meta_state.json").read_text())
     resumed = json.loads((out / "meta_state.json").read_text())
     assert whole["best"] == resumed["best"]
@@ -451,7 +453,7 @@ def test_cli_meta_and_meta_test_print_one_line_errors(tmp_path):
 
 @pytest.mark.parametrize("name", ["meta_sine.toml", "meta_evidence.toml"])
 def test_shipped_meta_configurations_load(name):
-    c = MetaConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / name)
+    c = MetaConfig.from_toml(ROOT / "python" / "nestgrad" / "configs" / "meta" / name)
     assert c.family.name == c.base["task"]["name"] and len(c.space) >= 3
     start = c.task_config(c.family.sample(task_rng(c.seed, TRAIN_STREAM, 0, 0)), c.space.values(c.space.start()))
     assert ExperimentConfig.from_dict(start).training.iterations == c.inner_iterations

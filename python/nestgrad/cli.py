@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
         "family, search space, inner budget, executor; docs/meta_learning.md). Writes meta_state.json (resumable), "
         "meta_progress.csv/png and meta_best.json to the output folder.",
     )
-    meta.add_argument("config", help="meta configuration (.toml); example: python/nestgrad/configs/meta_sine.toml")
+    meta.add_argument("config", help="meta configuration (.toml); example: python/nestgrad/configs/meta/meta_sine.toml")
     meta.add_argument("--out", help="output folder (default: out/<config name>)")
     meta.add_argument("--resume", action="store_true", help="continue the outer loop saved in the output folder")
     meta.add_argument("--overwrite", action="store_true", help="replace an earlier outer loop in the output folder")

@@ -37,7 +37,7 @@ from nestgrad.meta.config import DEFAULT_INNER, MetaConfig
 from nestgrad.meta.executors import make_pool
 from nestgrad.meta.family import TRAIN_STREAM, task_rng
 from nestgrad.meta.inner import InnerJob
-from nestgrad.run_folder import FolderLock, atomic_write
+from nestgrad.run_folder import TMP_SUFFIX, FolderLock, atomic_write
 
 STATE_NAME = "meta_state.json"
 STATE_FORMAT = 1
@@ -163,6 +163,9 @@ class MetaRun:
         if resume and not self.state_path.exists():
             raise CheckpointError(f"no outer-loop state at {self.state_path} to resume")
         with self._lock:
+            for name in (*META_FILES, "meta_test_state.json"):  # temporaries a killed loop left (we hold the lock)
+                for tmp in self.out_dir.glob(f".{name}.*{TMP_SUFFIX}"):
+                    tmp.unlink(missing_ok=True)
             if resume:
                 self.state = MetaState.load(self.state_path)
                 self._check_same_search(self.state)
