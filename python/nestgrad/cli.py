@@ -1,4 +1,4 @@
-"""The ``nestgrad`` command (also ``python -m nestgrad``)."""
+"""The ``nestgrad`` command (also ``python -m nestgrad``): train, evaluate, compare, meta, meta-test, models."""
 
 from __future__ import annotations
 
@@ -192,6 +192,41 @@ def _cmd_convert_network(args: argparse.Namespace) -> int:
     from nestgrad.comparison.exchange import convert_file
 
     print(f"written: {convert_file(args.old, args.new)}")
+
+
+def _meta_out(args: argparse.Namespace) -> pathlib.Path:
+    return pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
+
+
+def _cmd_meta(args: argparse.Namespace) -> int:
+    from nestgrad.meta import MetaConfig, MetaRun
+
+    config = MetaConfig.from_toml(args.config)
+    if args.generations is not None:
+        import dataclasses
+
+        _require_positive("--generations", args.generations)
+        config = dataclasses.replace(config, generations=args.generations)
+    MetaRun(config, _meta_out(args)).run(resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_meta_test(args: argparse.Namespace) -> int:
+    from nestgrad.meta import MetaConfig, MetaTest
+    from nestgrad.meta.metatest import format_table
+
+    config = MetaConfig.from_toml(args.config)
+    if args.tasks is not None:
+        _require_positive("--tasks", args.tasks)
+    if args.iterations is not None:
+        import dataclasses
+
+        _require_positive("--iterations", args.iterations)
+        config = dataclasses.replace(config, test=dataclasses.replace(config.test, iterations=args.iterations))
+    out = _meta_out(args)
+    report = MetaTest(config, out, tasks=args.tasks).run()
+    print(format_table(report), end="")
+    print(f"written: {out / 'meta_test.md'}, {out / 'meta_test.json'}, {out / 'meta_test.png'}")
     return 0
 
 
@@ -346,6 +381,32 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--trainable", action="store_true", help="e-prop synapses and learning signals (needs an LI)")
     imp.add_argument("--eta", type=float, default=1e-4, help="learning rate with --trainable (default 1e-4)")
     imp.set_defaults(func=_cmd_import_nir)
+    meta = sub.add_parser(
+        "meta",
+        help="learning to learn: search settings that make training learn faster on a task family",
+        description="Outer loop (CMA-ES) over inner nestgrad trainings: a meta configuration ([meta] table: task "
+        "family, search space, inner budget, executor; docs/meta_learning.md). Writes meta_state.json (resumable), "
+        "meta_progress.csv/png and meta_best.json to the output folder.",
+    )
+    meta.add_argument("config", help="meta configuration (.toml); example: python/nestgrad/configs/meta/meta_sine.toml")
+    meta.add_argument("--out", help="output folder (default: out/<config name>)")
+    meta.add_argument("--resume", action="store_true", help="continue the outer loop saved in the output folder")
+    meta.add_argument("--overwrite", action="store_true", help="replace an earlier outer loop in the output folder")
+    meta.add_argument("--generations", type=int, help="override meta.generations")
+    meta.set_defaults(func=_cmd_meta)
+
+    mt = sub.add_parser(
+        "meta-test",
+        help="compare the learned settings with the defaults on unseen tasks of the family",
+        description="Train the base configuration (defaults) and the best settings of `nestgrad meta` on unseen "
+        "tasks of the family with the same inner budget; report iterations to the criterion, their spread and "
+        "wall-clock (meta_test.md, meta_test.json, meta_test.png in the output folder).",
+    )
+    mt.add_argument("config", help="the meta configuration the outer loop ran with (.toml)")
+    mt.add_argument("--out", help="the outer loop's output folder (default: out/<config name>)")
+    mt.add_argument("--tasks", type=int, help="override meta.test.tasks")
+    mt.add_argument("--iterations", type=int, help="override meta.test.iterations (the inner budget of both settings)")
+    mt.set_defaults(func=_cmd_meta_test)
 
     models = sub.add_parser(
         "models",

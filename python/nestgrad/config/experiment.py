@@ -260,6 +260,12 @@ class TaskConfig:
     recall_steps: int = 150
     cue_rate: float = 40.0  # Hz, rate of a cue population while its cue is on
     background_rate: float = 10.0  # Hz
+    # evidence: each trial's cues fall on the left with probability p or 1 - p (half of the trials each), p in [0.5, 1]
+    cue_side_probability: float = 0.8
+    # sine: periods (ms) of the summed sines; amplitudes (relative) and phases (rad): empty = drawn from network.seed
+    sine_periods: tuple[float, ...] = (1000.0, 500.0, 333.0, 200.0)
+    sine_amplitudes: tuple[float, ...] = ()
+    sine_phases: tuple[float, ...] = ()
     v1: dict[str, Any] = field(default_factory=dict)  # nestgrad.config.v1.V1TaskConfig fields (v1_* tasks)
     params: dict[str, Any] = field(default_factory=dict)  # the task table of a plug-in architecture
 
@@ -294,6 +300,35 @@ class TaskConfig:
             )
         if self.name == "evidence":
             _require(self.n_cues % 2 == 1, "task.n_cues", self.n_cues, "an odd number (so that one side wins)")
+        _require(
+            _finite(self.cue_side_probability) and 0.5 <= self.cue_side_probability <= 1.0,
+            "task.cue_side_probability",
+            self.cue_side_probability,
+            "a probability in [0.5, 1]",
+        )
+        for key in ("sine_periods", "sine_amplitudes", "sine_phases"):
+            v = getattr(self, key)
+            _require(
+                isinstance(v, list | tuple) and all(_finite(x) for x in v),
+                f"task.{key}",
+                v,
+                "a list of finite numbers",
+            )
+            object.__setattr__(self, key, tuple(float(x) for x in v))  # TOML and JSON give lists
+        _require(
+            len(self.sine_periods) >= 1 and all(p > 0 for p in self.sine_periods),
+            "task.sine_periods",
+            list(self.sine_periods),
+            "at least one period, every one > 0 ms",
+        )
+        for key in ("sine_amplitudes", "sine_phases"):
+            v = getattr(self, key)
+            _require(
+                len(v) in (0, len(self.sine_periods)),
+                f"task.{key}",
+                list(v),
+                f"empty (drawn from network.seed) or one value per period ({len(self.sine_periods)})",
+            )
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,10 @@ class Task:
 
 
 class SineWaveTask(Task):
-    """Pattern generation (Bellec et al. 2020, Fig. 2): reproduce a fixed sum of four sines (periods 1000, 500,
-    333 and 200 ms, random amplitudes and phases) from fixed ("frozen") Poisson input noise."""
+    """Pattern generation (Bellec et al. 2020, Fig. 2): reproduce a fixed sum of sines (by default four, periods
+    1000, 500, 333 and 200 ms, random amplitudes and phases; ``task.sine_periods``, ``sine_amplitudes`` and
+    ``sine_phases`` choose them) from fixed ("frozen") Poisson input noise. The target is shifted to start at 0 and
+    scaled to a peak of 1."""
 
     n_in = 100
     n_out = 1
@@ -65,9 +67,14 @@ class SineWaveTask(Task):
         rng = np.random.default_rng([seed, 0xF0])
         p = config.input_rate * config.resolution / 1000.0
         self._input = rng.random((self.trial_steps, self.n_in)) < p
-        periods_ms = np.array([1000.0, 500.0, 333.0, 200.0])
+        periods_ms = np.array(config.sine_periods)
+        # drawn in this order whatever is given, so that the defaults reproduce the targets of earlier versions
         amplitudes = rng.uniform(0.5, 2.0, periods_ms.size)
         phases = rng.uniform(0.0, 2.0 * np.pi, periods_ms.size)
+        if config.sine_amplitudes:
+            amplitudes = np.array(config.sine_amplitudes)
+        if config.sine_phases:
+            phases = np.array(config.sine_phases)
         t = np.arange(self.trial_steps) * config.resolution
         signal = (amplitudes[:, None] * np.sin(2 * np.pi * t[None, :] / periods_ms[:, None] + phases[:, None])).sum(0)
         signal -= signal[0]
@@ -114,7 +121,8 @@ class EvidenceAccumulationTask(Task):
             rate = np.zeros((self.trial_steps, self.n_in))
             rate[:, 3 * self.group :] = c.background_rate
             # bias the cue side per trial so that both close and clear majorities occur
-            p_left = rng.choice([0.2, 0.8])
+            p = c.cue_side_probability
+            p_left = rng.choice([1.0 - p, p])
             sides = (rng.random(c.n_cues) >= p_left).astype(int)  # 0 = left, 1 = right
             for i, side in enumerate(sides):
                 start = i * self.cue_period
