@@ -8,13 +8,16 @@ implements :class:`Learner`; a new network implements it too and registers itsel
 
 from __future__ import annotations
 
+import pathlib
+import time
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from nestgrad.config import OptimizerType
 from nestgrad.nest_engine.devices import Recordings
-from nestgrad.tasks import TrialBatch
+from nestgrad.tasks import TrialBatch, accuracy, mse_loss
 
 # eprop_readout parameters of every nestgrad network (NEST names and units)
 READOUT_DEFAULTS: dict[str, Any] = {
@@ -82,6 +85,21 @@ class Learner(Protocol):
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`read_optimizer_state` returned, after :meth:`build`."""
 
+    def simulate(self, nest: Any, batches: list[Any], resolution: float) -> Iterator[tuple[Any, Any, float]]:
+        """Run the built network through ``batches`` (one training iteration each) in order; yield each batch, what
+        it recorded and the seconds its simulation took; leave the kernel clean after the last (or when closed
+        early). Learning happens inside NEST as the batches run (unless built with ``learning=False``)."""
+
+    def metrics(self, batch: Any, recorded: Any) -> dict[str, float]:
+        """Loss (and accuracy for classification, the mean rate of the recorded neurons) of one batch."""
+
+    def divergence_scale(self, batch: Any) -> float:
+        """The loss of a silent readout on ``batch`` (what "nothing learnt" scores): the Trainer reports divergence
+        when the loss exceeds ``training.divergence_factor`` times this; 0: no such check."""
+
+    def plot(self, out_dir: pathlib.Path, batch: Any, recorded: Any, label: str) -> None:
+        """Figures of the last batch (rasters, readouts) into ``out_dir``."""
+
 
 class SpecLearner:
     """A learner whose network is a :class:`~nestgrad.spec.NetworkSpec` built by the one wiring function
@@ -131,6 +149,46 @@ class SpecLearner:
         from nestgrad.nest_engine import devices as dev
 
         dev.set_generators(self.built.devices, batches, self.resolution)
+
+    # -- e-prop's semantics: the network runs continuously through the batches, the readout is scored by MSE ---------
+    def simulate(
+        self, nest: Any, batches: list[TrialBatch], resolution: float
+    ) -> Iterator[tuple[TrialBatch, Recordings, float]]:
+        self.load_segment(nest, batches)
+        t = self.lead_in_ms()
+        nest.Prepare()
+        try:
+            nest.Run(t)
+            for batch in batches:
+                t0 = time.perf_counter()
+                duration = batch.steps * resolution
+                nest.Run(duration)
+                rec = self.collect(nest, t, batch.steps)
+                t += duration
+                yield batch, rec, time.perf_counter() - t0
+        finally:
+            nest.Cleanup()
+
+    def metrics(self, batch: TrialBatch, recorded: Recordings) -> dict[str, float]:
+        m = {"loss": mse_loss(recorded.readout, batch.target, batch.learning_window, batch.trial_steps)}
+        if batch.labels is not None:
+            m["accuracy"] = accuracy(recorded.readout, batch)
+        duration_s = batch.steps * self.resolution / 1000.0
+        m["rate_hz"] = recorded.spike_steps.size / max(self.n_recorded, 1) / duration_s
+        return m
+
+    def divergence_scale(self, batch: TrialBatch) -> float:
+        """The loss of a silent readout (output 0) on ``batch``: the scale of the target itself."""
+        return mse_loss(np.zeros_like(batch.target), batch.target, batch.learning_window, batch.trial_steps)
+
+    def plot(self, out_dir: pathlib.Path, batch: TrialBatch, recorded: Recordings, label: str) -> None:
+        from nestgrad import plotting
+
+        res = self.resolution
+        plotting.plot_raster(recorded.spike_steps, recorded.spike_senders, batch.steps, res, out_dir / "raster.png",
+                             f"Recurrent spikes, {label}")  # fmt: skip
+        plotting.plot_readout(recorded.readout, batch.target, batch.learning_window, res, out_dir / "readout.png",
+                              f"Readout vs target, {label}")  # fmt: skip
 
     def lead_in_ms(self) -> float:
         from nestgrad.nest_engine import devices as dev

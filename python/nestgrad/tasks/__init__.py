@@ -13,6 +13,10 @@ import numpy as np
 from nestgrad.config import TaskConfig
 from nestgrad.errors import ConfigError
 
+# task batch indices of evaluation batches: far beyond any training iteration, so never trained on (tasks with a test
+# split draw these batches from it)
+EVALUATION_FIRST_BATCH = 1_000_000
+
 
 @dataclass(frozen=True)
 class TrialBatch:
@@ -30,6 +34,15 @@ class TrialBatch:
     @property
     def steps(self) -> int:
         return self.input_spikes.shape[0]
+
+    @property
+    def n_trials(self) -> int:
+        return self.steps // self.trial_steps
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the batch's data (the Trainer bounds what one simulated segment holds)."""
+        return self.input_spikes.nbytes + self.target.nbytes + self.learning_window.nbytes
 
 
 class Task:

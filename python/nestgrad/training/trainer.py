@@ -1,8 +1,9 @@
-"""The Trainer: runs e-prop training of a network in NEST, iteration by iteration, with metrics, checkpoints,
-resume, progress output and plots.
+"""The Trainer: trains a learner in NEST, iteration by iteration, with metrics, checkpoints, resume, progress output
+and plots, whatever its algorithm (e-prop, EventProp): the learner runs its batches and scores them
+(:class:`nestgrad.networks.base.Learner`), the Trainer owns the loop, the checkpoints and the output folder.
 
-Semantics. Weights change inside NEST, by NEST's ``eprop_synapse`` and its optimizer, while the network runs (NEST
-3.10's event-driven e-prop). An iteration is one batch of trials simulated back to back. Iterations are grouped
+Semantics. Weights change inside NEST, by the learner's synapses and their optimizer, while the network runs (e-prop:
+NEST 3.10's event-driven updates). An iteration is one batch of trials. Iterations are grouped
 into blocks of ``training.checkpoint_every``; each block runs in a fresh NEST kernel that starts from rest with the
 weights (and Adam moments) of the previous block, and ends with a checkpoint. Because a block depends only on what
 the checkpoint holds, resuming from a checkpoint reproduces an uninterrupted run bit for bit.
@@ -14,7 +15,6 @@ import json
 import math
 import os
 import pathlib
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,12 +30,11 @@ from nestgrad.errors import (
     TrainingDivergedError,
 )
 from nestgrad.nest_engine import fresh_kernel
-from nestgrad.nest_engine.devices import Recordings
 from nestgrad.networks.base import Learner
 from nestgrad.networks.registry import make_learner
 from nestgrad.parallel import SerialCommunicator, communicator
 from nestgrad.run_folder import FolderLock, atomic_write, clear_run, output_error
-from nestgrad.tasks import Task, TrialBatch, accuracy, mse_loss
+from nestgrad.tasks import EVALUATION_FIRST_BATCH, Task, TrialBatch
 from nestgrad.training.callbacks import Callback, ProgressPrinter
 from nestgrad.training.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME and save_checkpoint: re-exported)
     CHECKPOINT_NAME,
@@ -43,9 +42,6 @@ from nestgrad.training.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME and sa
     load_checkpoint,
     save_checkpoint,
 )
-
-# task batch indices of evaluation batches: far beyond any training iteration, so never trained on
-EVALUATION_FIRST_BATCH = 1_000_000
 
 
 class Trainer:
@@ -79,7 +75,7 @@ class Trainer:
         self.iteration = 0
         self.comm: SerialCommunicator = SerialCommunicator()
         self.state: TrainingState | None = None
-        self.last: tuple[TrialBatch, Recordings] | None = None
+        self.last: tuple[Any, Any] | None = None  # the last batch and what it recorded (plots)
         self.saved_iteration = 0  # iteration of the checkpoint on disk (0: none)
         self._lock = FolderLock(self.out_dir)
 
@@ -252,10 +248,10 @@ class Trainer:
         for segment in self._segments(first_batch, n_batches):
             nest = self._fresh_kernel()
             self._build_frozen(nest, state.weights)
-            for batch, rec, _ in self._simulate(nest, segment):
+            for batch, rec, _ in self.network.simulate(nest, segment, self.config.task.resolution):
                 m = self._metrics(batch, rec, 0.0)
                 per_batch.append({k: v for k, v in m.items() if k in ("loss", "accuracy", "rate_hz")})
-                n_trials += batch.steps // batch.trial_steps
+                n_trials += batch.n_trials
         result: dict[str, Any] = {
             "iteration": state.iteration,
             "batches": n_batches,
@@ -294,7 +290,7 @@ class Trainer:
         size = 0
         for k in range(first, first + count):
             batch = self.task.batch(k)
-            nbytes = batch.input_spikes.nbytes + batch.target.nbytes + batch.learning_window.nbytes
+            nbytes = batch.nbytes
             if segment and size + nbytes > self.segment_bytes:
                 yield segment
                 segment, size = [], 0
@@ -318,7 +314,7 @@ class Trainer:
         net.build(nest, self.state.weights, self.config.training.record_neurons)
         if self.state.optimizer_state:
             net.write_optimizer_state(nest, self.state.optimizer_state)
-        steps = self._simulate(nest, batches)
+        steps = self.network.simulate(nest, batches, self.config.task.resolution)
         for batch, rec, seconds in steps:
             self.iteration += 1
             metrics = self._metrics(batch, rec, seconds)
@@ -351,11 +347,11 @@ class Trainer:
         if not math.isfinite(loss):
             return f"the loss is {loss}"
         factor = self.config.training.divergence_factor
-        silent = mse_loss(np.zeros_like(batch.target), batch.target, batch.learning_window, batch.trial_steps)
-        if math.isfinite(factor) and silent > 0 and loss > factor * silent:
+        scale = self.network.divergence_scale(batch)
+        if math.isfinite(factor) and scale > 0 and loss > factor * scale:
             return (
                 f"the loss {loss:.6g} exceeds training.divergence_factor = {factor:g} times the loss of a silent "
-                f"readout on the same trials ({silent:.6g})"
+                f"readout on the same trials ({scale:.6g})"
             )
         return ""
 
@@ -376,37 +372,8 @@ class Trainer:
         err.all_ranks = True  # type: ignore[attr-defined]  # computed from gathered data: identical on every rank
         return err
 
-    def _simulate(self, nest: Any, batches: list[TrialBatch]) -> Iterator[tuple[TrialBatch, Recordings, float]]:
-        """Run the built network through ``batches`` one after another; yields each batch, its recordings and the
-        seconds its simulation took, and cleans the kernel up after the last (or when closed early)."""
-        net = self.network
-        net.load_segment(nest, batches)
-        t = net.lead_in_ms()
-        nest.Prepare()
-        try:
-            nest.Run(t)
-            for batch in batches:
-                t0 = time.perf_counter()
-                duration = batch.steps * self.config.task.resolution
-                nest.Run(duration)
-                rec = net.collect(nest, t, batch.steps)
-                t += duration
-                yield batch, rec, time.perf_counter() - t0
-        finally:
-            nest.Cleanup()
-
-    def _metrics(self, batch: TrialBatch, rec: Recordings, seconds: float) -> dict[str, Any]:
-        m: dict[str, Any] = {
-            "iteration": self.iteration,
-            "loss": mse_loss(rec.readout, batch.target, batch.learning_window, batch.trial_steps),
-        }
-        if batch.labels is not None:
-            m["accuracy"] = accuracy(rec.readout, batch)
-        n_rec_recorded = self.network.n_recorded
-        duration_s = batch.steps * self.config.task.resolution / 1000.0
-        m["rate_hz"] = rec.spike_steps.size / max(n_rec_recorded, 1) / duration_s
-        m["seconds"] = seconds
-        return m
+    def _metrics(self, batch: Any, recorded: Any, seconds: float) -> dict[str, Any]:
+        return {"iteration": self.iteration} | self.network.metrics(batch, recorded) | {"seconds": seconds}
 
     def _write_metrics(self) -> None:
         assert self.state is not None
@@ -421,26 +388,9 @@ class Trainer:
         self._write_metrics()
         if not self.config.training.plot:
             return
-        from nestgrad.training import plotting
+        from nestgrad import plotting
 
         plotting.plot_learning_curve(hist, self.out_dir / "loss.png")
         if self.last is not None:
             batch, rec = self.last
-            res = self.config.task.resolution
-            label = f"iteration {self.iteration}"
-            plotting.plot_raster(
-                rec.spike_steps,
-                rec.spike_senders,
-                batch.steps,
-                res,
-                self.out_dir / "raster.png",
-                f"Recurrent spikes, {label}",
-            )
-            plotting.plot_readout(
-                rec.readout,
-                batch.target,
-                batch.learning_window,
-                res,
-                self.out_dir / "readout.png",
-                f"Readout vs target, {label}",
-            )
+            self.network.plot(self.out_dir, batch, rec, f"iteration {self.iteration}")

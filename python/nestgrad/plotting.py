@@ -65,3 +65,22 @@ def _save(fig: Any, path: pathlib.Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_forward_backward_raster(
+    times: np.ndarray, neurons: np.ndarray, T: float, path: pathlib.Path, title: str
+) -> None:
+    """EventProp: the hidden spikes of one trial in forward time, and the same spikes as the backward pass replays
+    them in mirrored time s = T - t (where the adjoint jumps)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for ax, x, xlabel, what in (
+        (axes[0], times, "t (ms)", "forward pass"),
+        (axes[1], T - times, "s = T - t (ms)", "backward pass (adjoint jumps)"),
+    ):
+        ax.scatter(x, neurons, s=3, c="k" if what == "forward pass" else "tab:red", marker="|")
+        ax.set_xlim(0, T)
+        ax.set_xlabel(xlabel)
+        ax.set_title(what, fontsize=9)
+    axes[0].set_ylabel("hidden neuron")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
