@@ -1,0 +1,266 @@
+/*
+ *  eventprop_iaf_psc_exp_ps.cpp
+ *
+ *  This file is part of nestgrad.
+ */
+
+#include "eventprop_iaf_psc_exp_ps.h"
+
+#include <cmath>
+#include <limits>
+
+// NEST public headers
+#include "exceptions.h"
+#include "nest_impl.h"
+
+namespace nestgrad
+{
+
+void
+register_eventprop_iaf_psc_exp_ps( const std::string& name )
+{
+  nest::register_node_model< eventprop_iaf_psc_exp_ps >( name );
+}
+
+eventprop_iaf_psc_exp_ps::eventprop_iaf_psc_exp_ps()
+{
+  p_.theta = -55.0 - E_L_;
+  p_.v_reset = -70.0 - E_L_;
+}
+
+void
+eventprop_iaf_psc_exp_ps::get_status( Dictionary& d ) const
+{
+  EventpropNode::get_status( d );
+  d[ nest::names::C_m ] = p_.C_m;
+  d[ nest::names::tau_m ] = p_.tau_m;
+  d[ "tau_syn" ] = p_.tau_syn;
+  d[ nest::names::E_L ] = E_L_;
+  d[ nest::names::I_e ] = p_.I_e;
+  d[ nest::names::V_th ] = p_.theta + E_L_;
+  d[ nest::names::V_reset ] = p_.v_reset + E_L_;
+  d[ nest::names::t_ref ] = p_.t_ref;
+  d[ "adapt_tau" ] = p_.adapt_tau;
+  d[ "adapt_beta" ] = p_.adapt_beta;
+  d[ nest::names::V_m ] = v_ + E_L_;
+  d[ "I_syn" ] = i_;
+  d[ "adaptation" ] = a_;
+  d[ "spike_trials" ] = rec_trial_;
+  d[ "spike_times" ] = rec_t_;
+  d[ "spike_gdot" ] = rec_gdot_;
+  d[ "spike_vdot_plus" ] = rec_vdot_plus_;
+  d[ "release_vdot" ] = rec_release_vdot_;
+}
+
+void
+eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
+{
+  double E_L = E_L_;
+  double V_th = p_.theta + E_L_;
+  double V_reset = p_.v_reset + E_L_;
+  EventpropNeuronParams p = p_;
+  d.update_value( nest::names::E_L, E_L );
+  d.update_value( nest::names::V_th, V_th );
+  d.update_value( nest::names::V_reset, V_reset );
+  d.update_value( nest::names::C_m, p.C_m );
+  d.update_value( nest::names::tau_m, p.tau_m );
+  d.update_value( "tau_syn", p.tau_syn );
+  d.update_value( nest::names::I_e, p.I_e );
+  d.update_value( nest::names::t_ref, p.t_ref );
+  d.update_value( "adapt_tau", p.adapt_tau );
+  d.update_value( "adapt_beta", p.adapt_beta );
+  const auto positive = [ this ]( const char* name, const double x )
+  {
+    if ( not( std::isfinite( x ) and x > 0.0 ) )
+    {
+      throw nest::BadProperty( get_name() + ": " + name + " = " + std::to_string( x ) + " must be finite and > 0." );
+    }
+  };
+  positive( "C_m", p.C_m );
+  positive( "tau_m", p.tau_m );
+  positive( "tau_syn", p.tau_syn );
+  positive( "adapt_tau", p.adapt_tau );
+  if ( not( V_reset < V_th ) )
+  {
+    throw nest::BadProperty( get_name() + ": V_reset = " + std::to_string( V_reset ) + " mV must be < V_th = "
+      + std::to_string( V_th ) + " mV." );
+  }
+  if ( not( p.t_ref >= 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": t_ref = " + std::to_string( p.t_ref ) + " ms must be >= 0." );
+  }
+  if ( not( p.adapt_beta >= 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": adapt_beta = " + std::to_string( p.adapt_beta ) + " mV must be >= 0." );
+  }
+  p.theta = V_th - E_L;
+  p.v_reset = V_reset - E_L;
+  EventpropNode::set_status( d );
+  E_L_ = E_L;
+  p_ = p;
+}
+
+void
+eventprop_iaf_psc_exp_ps::init_buffers_()
+{
+  clear_inbox_();
+}
+
+void
+eventprop_iaf_psc_exp_ps::pre_run_hook()
+{
+  schedule_.calibrate( get_name() );
+  kmax_ = eventprop_kern_max( p_.tau_m, p_.tau_syn );
+}
+
+void
+eventprop_iaf_psc_exp_ps::start_trial_( const long trial )
+{
+  trial_ = trial;
+  v_ = 0.0;
+  i_ = 0.0;
+  a_ = 0.0;
+  t_upd_ = 0.0;
+  refractory_ = false;
+  t_release_ = -1.0;
+  release_spike_ = -1;
+  predict_( 0.0 );
+}
+
+void
+eventprop_iaf_psc_exp_ps::advance_( const double t )
+{
+  const double u = t - t_upd_;
+  if ( u > 0.0 )
+  {
+    eventprop_propagate( v_, i_, a_, u, p_, refractory_ );
+  }
+  t_upd_ = t;
+}
+
+void
+eventprop_iaf_psc_exp_ps::predict_( const double t )
+{
+  const double T = schedule_.duration_ms;
+  const double u = eventprop_first_crossing( v_, i_, a_, T - t, p_, kmax_ );
+  t_cross_ = ( u >= 0.0 and t + u < T ) ? t + u : -1.0;
+}
+
+void
+eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const double step_end )
+{
+  advance_( t );
+  rec_trial_.push_back( trial_ );
+  rec_t_.push_back( t );
+  rec_gdot_.push_back( eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau );
+  rec_release_vdot_.push_back( std::numeric_limits< double >::quiet_NaN() );
+  v_ = p_.v_reset;
+  a_ += p_.adapt_beta;
+  t_cross_ = -1.0;
+  if ( p_.t_ref > 0.0 )
+  {
+    refractory_ = true;
+    rec_vdot_plus_.push_back( 0.0 );
+    const double r = t + p_.t_ref;
+    t_release_ = r < schedule_.duration_ms ? r : -1.0;
+    release_spike_ = static_cast< long >( rec_t_.size() ) - 1;
+  }
+  else
+  {
+    rec_vdot_plus_.push_back( eventprop_dvdt( v_, i_, p_ ) );
+    predict_( t );
+  }
+  // the exact time travels as the offset from the end of the step
+  send_spike_( lag, step_end - t );
+}
+
+void
+eventprop_iaf_psc_exp_ps::release_( const double t )
+{
+  advance_( t );
+  refractory_ = false;
+  t_release_ = -1.0;
+  rec_release_vdot_[ release_spike_ ] = eventprop_dvdt( v_, i_, p_ );
+  release_spike_ = -1;
+  predict_( t );
+}
+
+void
+eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, const long to )
+{
+  const double h = schedule_.h;
+  const double T = schedule_.duration_ms;
+  const double inf = std::numeric_limits< double >::infinity();
+  for ( long lag = from; lag < to; ++lag )
+  {
+    const long s = origin.get_steps() + lag;
+    std::vector< EventpropArrival > arrivals = take_arrivals_( s + 1 );
+    long trial = 0;
+    long within = 0;
+    if ( not schedule_.locate( s, trial, within ) )
+    {
+      continue;
+    }
+    if ( within == 0 )
+    {
+      start_trial_( trial );
+    }
+    const double a = within * h;
+    const double b = ( within + 1 ) * h;
+    if ( a >= T or trial_ != trial )
+    {
+      continue;  // between trials: nothing happens, arrivals are dropped
+    }
+    size_t next = 0;
+    while ( true )
+    {
+      double t_int = inf;
+      if ( refractory_ and t_release_ >= 0.0 and t_release_ <= b )
+      {
+        t_int = t_release_;
+      }
+      else if ( not refractory_ and t_cross_ >= 0.0 and t_cross_ <= b )
+      {
+        t_int = t_cross_;
+      }
+      double t_arr = inf;
+      while ( next < arrivals.size() )
+      {
+        t_arr = local_time_( arrivals[ next ], trial );
+        if ( t_arr < T )
+        {
+          break;
+        }
+        t_arr = inf;  // at or after the end of the trial: dropped, as the reference does
+        ++next;
+      }
+      if ( t_int == inf and t_arr == inf )
+      {
+        break;
+      }
+      if ( t_int <= t_arr )
+      {
+        if ( refractory_ )
+        {
+          release_( t_int );
+        }
+        else
+        {
+          spike_( t_int, lag, b );
+        }
+      }
+      else
+      {
+        advance_( t_arr );
+        i_ += arrivals[ next ].weight;
+        ++next;
+        if ( not refractory_ )
+        {
+          predict_( t_arr );
+        }
+      }
+    }
+  }
+}
+
+}  // namespace nestgrad

@@ -1,0 +1,156 @@
+/*
+ *  eventprop_iaf_psc_exp_ps.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
+#define NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
+
+#include <string>
+#include <vector>
+
+#include "eventprop_math.h"
+#include "eventprop_node.h"
+
+namespace nestgrad
+{
+
+/* BeginUserDocs: neuron, integrate-and-fire, current-based, precise spike timing, EventProp
+
+Short description
++++++++++++++++++
+
+Leaky integrate-and-fire neuron with an exponential synaptic current, exact spike times, refractoriness and
+optional threshold adaptation, for EventProp
+
+Description
++++++++++++
+
+``eventprop_iaf_psc_exp_ps`` is the spiking neuron of nestgrad's EventProp in NEST (docs/eventprop_nest_design.md)
+and the NEST twin of the ``lif`` population of the reference engine (python/nestgrad/reference/eventprop). With
+v = V_m - E_L, the synaptic current I and the threshold adaptation A:
+
+.. math::
+
+   \frac{dv}{dt} = -\frac{v}{\tau_m} + \frac{I + I_e}{C_m} \quad (\text{not while refractory: } v = V_{reset} - E_L)
+
+   \frac{dI}{dt} = -\frac{I}{\tau_{syn}}, \qquad I \leftarrow I + w \text{ at each arriving spike}
+
+   \frac{dA}{dt} = -\frac{A}{\tau_A}
+
+The neuron spikes at the first time t at which v(t) = V_th - E_L + A(t); then v is set to V_reset - E_L, A
+increases by ``adapt_beta`` and v stays clamped for ``t_ref``. The state is propagated in closed form from event
+to event (arriving spikes, its own spike, the release from refractoriness) at their exact times, not on NEST's
+grid. After every change of state the next threshold crossing is solved exactly (until the end of the trial): the
+interval is split where g(u) = v(u) - A(u) - theta is monotone (closed form without adaptation, Rolle recursion on
+the exponential sum with adaptation) and the first bracketed root is refined by safeguarded Newton steps to
+rounding. This finds excursions above threshold that return below within one time step, which NEST's
+``iaf_psc_exp_ps`` (a test at the end of each step) misses. The spike is sent as an off-grid spike with its exact
+time.
+
+Trials: the neuron simulates trial k on [trial_origin + k trial_period, ... + trial_duration); at the start of each
+trial its state is reset to v = 0, I = 0, A = 0 (not refractory), and spikes arriving outside a trial are dropped.
+
+Each spike is recorded with what EventProp's adjoint needs (docs/eventprop.md): its trial and trial-local time, dg/dt
+just before it (g = v - A - theta), dv/dt just after it (0 while refractory) and the free dv/dt at its release from
+refractoriness (NaN if the release falls at or after the end of the trial or t_ref = 0).
+
+The adjoint (backward pass) is not part of this version of the model; it is the next step of issue 20.
+
+Parameters
+++++++++++
+
+================== ======= =========== ==========================================================================
+``C_m``            pF      250.0       membrane capacitance
+``tau_m``          ms      10.0        membrane time constant
+``tau_syn``        ms      2.0         time constant of the synaptic current
+``E_L``            mV      -70.0       resting potential
+``I_e``            pA      0.0         constant input current
+``V_th``           mV      -55.0       threshold (without adaptation)
+``V_reset``        mV      -70.0       reset potential, < V_th
+``t_ref``          ms      2.0         refractory period, >= 0
+``adapt_tau``      ms      100.0       time constant of the threshold adaptation
+``adapt_beta``     mV      0.0         increase of the threshold at each spike, >= 0 (0: no adaptation)
+``trial_origin``   ms      1.0         start of trial 0 (a multiple of the resolution, >= one step)
+``trial_duration`` ms      100.0       length T of a trial
+``trial_period``   ms      200.0       distance between trial starts (a multiple of the resolution, >= T)
+================== ======= =========== ==========================================================================
+
+Recorded (read-only lists, one entry per spike since the network was built): ``spike_trials``, ``spike_times``
+(ms, trial-local), ``spike_gdot`` (mV/ms), ``spike_vdot_plus`` (mV/ms), ``release_vdot`` (mV/ms).
+``V_m``, ``I_syn`` and ``adaptation`` give the state at the last event processed.
+
+References
+++++++++++
+
+.. [1] Wunderlich TC, Pehle C (2021). Event-based backpropagation can compute exact gradients for spiking neural
+       networks. Scientific Reports 11:12829.
+.. [2] Hanuschkin A, Kunkel S, Helias M, Morrison A, Diesmann M (2010). A general and efficient method for
+       incorporating precise spike times in globally time-driven simulations. Frontiers in Neuroinformatics 4:113.
+
+Sends
++++++
+
+SpikeEvent (off-grid)
+
+Receives
+++++++++
+
+SpikeEvent
+
+See also
+++++++++
+
+eventprop_readout_ps, eventprop_input_ps, eventprop_synapse, iaf_psc_exp_ps
+
+EndUserDocs */
+
+void register_eventprop_iaf_psc_exp_ps( const std::string& name );
+
+class eventprop_iaf_psc_exp_ps : public EventpropNode
+{
+public:
+  eventprop_iaf_psc_exp_ps();
+  eventprop_iaf_psc_exp_ps( const eventprop_iaf_psc_exp_ps& ) = default;
+
+  void get_status( Dictionary& d ) const override;
+  void set_status( const Dictionary& d ) override;
+
+private:
+  void init_buffers_() override;
+  void pre_run_hook() override;
+  void update( nest::Time const& origin, long from, long to ) override;
+
+  void start_trial_( long trial );
+  void advance_( double t );
+  void predict_( double t );
+  void spike_( double t, long lag, double step_end );
+  void release_( double t );
+
+  double E_L_ = -70.0;
+  EventpropNeuronParams p_;
+  double kmax_ = 0.0;
+
+  // state, trial-local times
+  long trial_ = -1;
+  double v_ = 0.0;
+  double i_ = 0.0;
+  double a_ = 0.0;
+  double t_upd_ = 0.0;
+  bool refractory_ = false;
+  double t_release_ = -1.0;  //!< release time of the current refractory period, < 0: none within the trial
+  double t_cross_ = -1.0;    //!< predicted threshold crossing, < 0: none within the trial
+  long release_spike_ = -1;  //!< record index of the spike whose release is pending
+
+  // record
+  std::vector< long > rec_trial_;
+  std::vector< double > rec_t_;
+  std::vector< double > rec_gdot_;
+  std::vector< double > rec_vdot_plus_;
+  std::vector< double > rec_release_vdot_;
+};
+
+}  // namespace nestgrad
+
+#endif  // NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
