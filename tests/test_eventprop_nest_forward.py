@@ -147,5 +147,7 @@ def test_eventprop_nest_models_refuse_bad_input() -> None:
     with pytest.raises(Exception, match="eventprop_synapse cannot connect to iaf_psc_exp_ps"):
         nest.Connect(inp, nest_neuron, syn_spec={"synapse_model": "eventprop_synapse"})
     readout = nest.Create("eventprop_readout_ps")
-    with pytest.raises(Exception, match="eventprop_readout_ps does not spike"):
-        nest.Connect(readout, n, syn_spec={"synapse_model": "eventprop_synapse"})
+    with pytest.raises(Exception, match="eventprop_reverse_synapse cannot connect to eventprop_readout_ps"):
+        nest.Connect(n, readout, syn_spec={"synapse_model": "eventprop_reverse_synapse"})
+    with pytest.raises(Exception, match="eventprop_input_ps receives no spikes"):
+        nest.Connect(n, inp, syn_spec={"synapse_model": "eventprop_synapse"})

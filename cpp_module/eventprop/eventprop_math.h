@@ -78,6 +78,43 @@ eventprop_propagate( double& v,
   a = a_new;
 }
 
+//! int_0^length exp(-rate u) du (ms), without cancellation for small rate * length (reference: exp_integral).
+inline double
+eventprop_exp_integral( const double length, const double rate )
+{
+  if ( rate == 0.0 )
+  {
+    return length;
+  }
+  return -std::expm1( -rate * length ) / rate;
+}
+
+//! int_0^length kern(u; tau_a, tau_b) du (ms^2), accurate for close time constants (reference: kern_integral with
+//! rate 0).
+inline double
+eventprop_kern_integral( const double length, const double tau_a, const double tau_b )
+{
+  return tau_b * ( -tau_a * std::expm1( -length / tau_a ) - eventprop_kern( length, tau_a, tau_b ) );
+}
+
+//! int_0^length v(u) du of the free dynamics from (v, i) (mV ms; reference: voltage_integral with rate 0).
+inline double
+eventprop_voltage_integral( const double v, const double i, const double length, const EventpropNeuronParams& p )
+{
+  const double v_inf = p.v_inf();
+  return v_inf * eventprop_exp_integral( length, 0.0 ) + ( v - v_inf ) * eventprop_exp_integral( length, 1.0 / p.tau_m )
+    + i / p.C_m * eventprop_kern_integral( length, p.tau_m, p.tau_syn );
+}
+
+//! Adjoint (lambda_v, lambda_I, lambda_A) u ms earlier, no event in between (reference: adjoint_propagate).
+inline void
+eventprop_adjoint_propagate( double& lv, double& li, double& la, const double u, const EventpropNeuronParams& p )
+{
+  li = li * std::exp( -u / p.tau_syn ) + lv * eventprop_kern( u, p.tau_m, p.tau_syn ) / p.C_m;
+  lv = lv * std::exp( -u / p.tau_m );
+  la = la != 0.0 ? la * std::exp( -u / p.adapt_tau ) : 0.0;
+}
+
 //! dv/dt of the free dynamics (mV/ms).
 inline double
 eventprop_dvdt( const double v, const double i, const EventpropNeuronParams& p )

@@ -6,6 +6,7 @@
 
 #include "eventprop_node.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -23,6 +24,8 @@ EventpropSchedule::get( Dictionary& d ) const
   d[ "trial_origin" ] = origin_ms;
   d[ "trial_duration" ] = duration_ms;
   d[ "trial_period" ] = period_ms;
+  d[ "backward" ] = backward;
+  d[ "delay_bound" ] = delay_bound_ms;
 }
 
 void
@@ -32,6 +35,12 @@ EventpropSchedule::set( const Dictionary& d )
   d.update_value( "trial_origin", tmp.origin_ms );
   d.update_value( "trial_duration", tmp.duration_ms );
   d.update_value( "trial_period", tmp.period_ms );
+  d.update_value( "backward", tmp.backward );
+  d.update_value( "delay_bound", tmp.delay_bound_ms );
+  if ( not( std::isfinite( tmp.delay_bound_ms ) and tmp.delay_bound_ms > 0.0 ) )
+  {
+    throw nest::BadProperty( "delay_bound = " + std::to_string( tmp.delay_bound_ms ) + " ms: must be finite and > 0." );
+  }
   if ( not( std::isfinite( tmp.duration_ms ) and tmp.duration_ms > 0.0 ) )
   {
     throw nest::BadProperty( "trial_duration = " + std::to_string( tmp.duration_ms ) + " ms: must be finite and > 0." );
@@ -61,6 +70,21 @@ EventpropSchedule::calibrate( const std::string& model )
   }
   origin_steps = origin.get_steps();
   period_steps = period.get_steps();
+  n_T = static_cast< long >( std::ceil( duration_ms / h ) );
+  if ( n_T * h < duration_ms )
+  {
+    ++n_T;
+  }
+  long D = static_cast< long >( std::ceil( delay_bound_ms / h - 1e-9 ) );
+  D = std::max( D, 1L );
+  n_c = n_T + D + 2;
+  n_B = n_c + D + 2;
+  if ( backward and period_steps < n_B + n_T + D + 2 )
+  {
+    throw nest::BadProperty( model + ": with backward = true, trial_period = " + std::to_string( period_ms )
+      + " ms must be at least " + std::to_string( ( n_B + n_T + D + 2 ) * h )
+      + " ms (forward pass, loss exchange and backward pass of one trial, each followed by delay_bound)." );
+  }
   if ( origin_steps < 1 )
   {
     throw nest::BadProperty( model + ": trial_origin = " + std::to_string( origin_ms )
@@ -90,7 +114,7 @@ void
 EventpropNode::handle( nest::SpikeEvent& e )
 {
   const long delivery = e.get_stamp().get_steps() + e.get_delay_steps();
-  inbox_[ delivery ].push_back( { delivery, e.get_offset(), e.get_weight(), seq_++ } );
+  inbox_[ delivery ].push_back( { delivery, e.get_stamp().get_steps(), e.get_offset(), e.get_weight(), seq_++ } );
 }
 
 std::vector< EventpropArrival >
@@ -124,6 +148,12 @@ EventpropNode::send_spike_( const long lag, const double offset )
   nest::SpikeEvent se;
   se.set_offset( offset );
   nest::kernel().event_delivery_manager.send( *this, se, lag );
+}
+
+double
+EventpropNode::adjoint_current_at( double ) const
+{
+  throw nest::KernelException( get_name() + " has no adjoint: eventprop_synapse cannot compute a gradient into it." );
 }
 
 void

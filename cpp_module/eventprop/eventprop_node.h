@@ -29,23 +29,78 @@ namespace nestgrad
 struct EventpropArrival
 {
   long delivery_step;  //!< NEST step at whose end the spike counts (emission stamp + delay)
+  long stamp;          //!< emission stamp
   double offset;       //!< the event's offset field, verbatim
   double weight;
   long seq;  //!< order of arrival at this node (handle() calls)
 };
 
+//! What a spike is, by the step (inside its trial's period) in which it was sent.
+enum class EventpropPhase
+{
+  none,        //!< outside every window (dropped)
+  forward,     //!< a spike of the forward pass (offset: its time)
+  y_exchange,  //!< a readout's value y sent to the other readouts (offset: y)
+  c_message,   //!< a readout's loss coefficient and constants sent over reverse connections (offset: payload)
+  backward     //!< a replayed spike in the backward pass (offset: the spike's forward time)
+};
+
 /**
  * Trials are laid out on NEST's time axis: trial k occupies [origin + k period, origin + k period + duration) in
  * absolute time (ms); trial-local time t runs from 0 to duration. origin and period are whole numbers of steps.
+ *
+ * With ``backward``, each period also holds the backward pass (docs/eventprop_nest_design.md): in steps i of the
+ * period (step i covers trial-local ((i) h, (i + 1) h]), with n_T = ceil(T / h) and D = ceil(delay_bound / h):
+ * forward spikes are sent in steps i < n_T; readouts send their value y in step n_T and their loss coefficient
+ * (with their constants) in step n_c = n_T + D + 2; the backward pass runs in steps [n_B, n_B + n_T) with
+ * n_B = n_c + D + 2, mirrored time s = T - t, s in ((i - n_B) h, (i - n_B + 1) h]; the period must be at least
+ * n_B + n_T + D + 2 steps, so that every message of a trial arrives inside its period.
  */
 struct EventpropSchedule
 {
   double origin_ms = 1.0;
   double duration_ms = 100.0;
   double period_ms = 200.0;
-  long origin_steps = 0;  //!< set by calibrate()
+  bool backward = false;
+  double delay_bound_ms = 1.0;  //!< >= every delay of the network (backward pass only)
+  long origin_steps = 0;        //!< set by calibrate()
   long period_steps = 0;
+  long n_T = 0;
+  long n_c = 0;
+  long n_B = 0;
   double h = 0.1;
+
+  //! The phase of a spike sent with this (absolute) stamp, and its trial.
+  EventpropPhase
+  phase_of_stamp( const long stamp, long& trial ) const
+  {
+    long within = 0;
+    if ( not locate( stamp - 1, trial, within ) )
+    {
+      return EventpropPhase::none;
+    }
+    if ( within < n_T )
+    {
+      return EventpropPhase::forward;
+    }
+    if ( not backward )
+    {
+      return EventpropPhase::none;
+    }
+    if ( within == n_T )
+    {
+      return EventpropPhase::y_exchange;
+    }
+    if ( within == n_c )
+    {
+      return EventpropPhase::c_message;
+    }
+    if ( within >= n_B and within < n_B + n_T )
+    {
+      return EventpropPhase::backward;
+    }
+    return EventpropPhase::none;
+  }
 
   void get( Dictionary& d ) const;
   void set( const Dictionary& d );
@@ -108,6 +163,20 @@ protected:
   //! Emit one off-grid spike in the step of `lag` with the given offset field.
   void send_spike_( long lag, double offset );
 
+public:
+  const EventpropSchedule&
+  schedule() const
+  {
+    return schedule_;
+  }
+
+  /**
+   * dL/dI of this node at trial-local forward time t of the trial in its backward pass (lambda_I, 1/pA), read by
+   * eventprop_synapse for its weight gradient. Nodes without an adjoint throw.
+   */
+  virtual double adjoint_current_at( double t ) const;
+
+protected:
   EventpropSchedule schedule_;
 
 private:

@@ -6,6 +6,7 @@
 
 #include "eventprop_iaf_psc_exp_ps.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -124,6 +125,10 @@ eventprop_iaf_psc_exp_ps::start_trial_( const long trial )
   refractory_ = false;
   t_release_ = -1.0;
   release_spike_ = -1;
+  tspk_.clear();
+  adj_.clear();
+  bevents_.clear();
+  bnext_ = 0;
   predict_( 0.0 );
 }
 
@@ -154,6 +159,7 @@ eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const double s
   rec_t_.push_back( t );
   rec_gdot_.push_back( eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau );
   rec_release_vdot_.push_back( std::numeric_limits< double >::quiet_NaN() );
+  tspk_.push_back( { t, rec_gdot_.back(), 0.0, -1.0, 0.0, 0.0, 0.0 } );
   v_ = p_.v_reset;
   a_ += p_.adapt_beta;
   t_cross_ = -1.0;
@@ -163,11 +169,13 @@ eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const double s
     rec_vdot_plus_.push_back( 0.0 );
     const double r = t + p_.t_ref;
     t_release_ = r < schedule_.duration_ms ? r : -1.0;
+    tspk_.back().release_t = t_release_;
     release_spike_ = static_cast< long >( rec_t_.size() ) - 1;
   }
   else
   {
     rec_vdot_plus_.push_back( eventprop_dvdt( v_, i_, p_ ) );
+    tspk_.back().vdot_plus = rec_vdot_plus_.back();
     predict_( t );
   }
   // the exact time travels as the offset from the end of the step
@@ -181,8 +189,87 @@ eventprop_iaf_psc_exp_ps::release_( const double t )
   refractory_ = false;
   t_release_ = -1.0;
   rec_release_vdot_[ release_spike_ ] = eventprop_dvdt( v_, i_, p_ );
+  tspk_.back().release_vdot = rec_release_vdot_[ release_spike_ ];
   release_spike_ = -1;
   predict_( t );
+}
+
+void
+eventprop_iaf_psc_exp_ps::start_backward_()
+{
+  bevents_.clear();
+  for ( size_t k = 0; k < tspk_.size(); ++k )
+  {
+    bevents_.emplace_back( tspk_[ k ].t, 0, k );
+    if ( tspk_[ k ].release_t >= 0.0 )
+    {
+      bevents_.emplace_back( tspk_[ k ].release_t, 1, k );
+    }
+  }
+  // descending time; at equal times the spike before the release (the reverse of the forward order)
+  std::stable_sort( bevents_.begin(),
+    bevents_.end(),
+    []( const auto& x, const auto& y )
+    {
+      if ( std::get< 0 >( x ) != std::get< 0 >( y ) )
+      {
+        return std::get< 0 >( x ) > std::get< 0 >( y );
+      }
+      return std::get< 1 >( x ) < std::get< 1 >( y );
+    } );
+  bnext_ = 0;
+  adj_.clear();
+  adj_.push_back( { schedule_.duration_ms, 0.0, 0.0, 0.0 } );
+}
+
+void
+eventprop_iaf_psc_exp_ps::backward_step_( const long lag, const double s_end )
+{
+  const double T = schedule_.duration_ms;
+  while ( bnext_ < bevents_.size() and T - std::get< 0 >( bevents_[ bnext_ ] ) <= s_end )
+  {
+    const auto [ t, kind, k ] = bevents_[ bnext_++ ];
+    AdjointEntry e = adj_.back();
+    const double u = e.t - t;
+    if ( u > 0.0 )
+    {
+      eventprop_adjoint_propagate( e.lv, e.li, e.la, u, p_ );
+    }
+    e.t = t;
+    TrialSpike& sp = tspk_[ k ];
+    if ( kind == 1 )
+    {
+      sp.R = -e.lv * sp.release_vdot;
+      e.lv = 0.0;
+    }
+    else
+    {
+      const double b = -e.lv * sp.vdot_plus + e.la * p_.adapt_beta / p_.adapt_tau + sp.J + sp.R;
+      e.lv = -b / sp.gdot;
+      e.la = e.la + b / sp.gdot;
+      send_spike_( lag, sp.t );  // replay: its synapses read their targets' adjoint at the arrivals
+    }
+    adj_.push_back( e );
+  }
+}
+
+double
+eventprop_iaf_psc_exp_ps::adjoint_current_at( const double t ) const
+{
+  // the entry that follows t (smallest entry time > t): entries with time > t are a prefix of adj_
+  const auto it = std::partition_point(
+    adj_.begin(), adj_.end(), [ t ]( const AdjointEntry& e ) { return e.t > t; } );
+  if ( it == adj_.begin() )
+  {
+    return 0.0;  // t >= T
+  }
+  AdjointEntry e = *( it - 1 );
+  const double u = e.t - t;
+  if ( u > 0.0 )
+  {
+    eventprop_adjoint_propagate( e.lv, e.li, e.la, u, p_ );
+  }
+  return e.li;
 }
 
 void
@@ -207,9 +294,22 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
     }
     const double a = within * h;
     const double b = ( within + 1 ) * h;
-    if ( a >= T or trial_ != trial )
+    if ( trial_ != trial )
     {
-      continue;  // between trials: nothing happens, arrivals are dropped
+      continue;
+    }
+    if ( schedule_.backward and within >= schedule_.n_B and within < schedule_.n_B + schedule_.n_T )
+    {
+      if ( within == schedule_.n_B )
+      {
+        start_backward_();
+      }
+      backward_step_( lag, ( within - schedule_.n_B + 1 ) * h );
+      continue;
+    }
+    if ( a >= T )
+    {
+      continue;  // between forward and backward pass or trials: nothing happens, arrivals are dropped
     }
     size_t next = 0;
     while ( true )

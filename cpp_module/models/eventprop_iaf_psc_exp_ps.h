@@ -8,6 +8,7 @@
 #define NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "eventprop_math.h"
@@ -56,7 +57,28 @@ Each spike is recorded with what EventProp's adjoint needs (docs/eventprop.md): 
 just before it (g = v - A - theta), dv/dt just after it (0 while refractory) and the free dv/dt at its release from
 refractoriness (NaN if the release falls at or after the end of the trial or t_ref = 0).
 
-The adjoint (backward pass) is not part of this version of the model; it is the next step of issue 20.
+Backward pass (``backward`` = true; docs/eventprop_nest_design.md, docs/eventprop.md). In the backward window of
+each trial's period the neuron sweeps its adjoint (lambda_v, lambda_I, lambda_A) = dL/d(v, I, A) back from the
+end of the trial (all zero there), in mirrored time s = T - t, step by step. Between its own events the adjoint
+follows, backwards in time,
+
+.. math::
+
+   \lambda_v(t - u) = e^{-u/\tau_m} \lambda_v(t), \quad
+   \lambda_I(t - u) = e^{-u/\tau_{syn}} \lambda_I(t) + \frac{\kappa(u)}{C_m} \lambda_v(t), \quad
+   \lambda_A(t - u) = e^{-u/\tau_A} \lambda_A(t)
+
+(kappa as for v forward). At the release r_k of spike k: R_k = -lambda_v(r_k) dv/dt_free(r_k), then lambda_v = 0.
+At spike k: B = -lambda_v dv/dt^+ + lambda_A beta / tau_A + J_k + R_k, lambda_v <- -B / gdot_k,
+lambda_A <- lambda_A + B / gdot_k, where J_k = sum over the spike's arrivals at targets m of
+w (lambda_I,m / tau_syn,m - lambda_v,m / C_m,m), added before the sweep reaches the spike by the reverse
+connections (``eventprop_reverse_synapse``) from the targets. At each spike it sends a replay (offset: the spike's
+forward time) through which its outgoing ``eventprop_synapse`` connections read their target's lambda_I at the
+arrival (dL/dw = sum over arrivals of lambda_I). The adjoint just before each event is kept for the trial, so that
+lambda_I at any time is one closed-form propagation from the entry that follows it.
+
+This version has reverse connections from ``eventprop_readout_ps`` (cross-entropy on the mean voltage) only: a
+spiking neuron with spiking targets (recurrent or multi-layer networks) gets no J from them yet.
 
 Parameters
 ++++++++++
@@ -75,6 +97,8 @@ Parameters
 ``trial_origin``   ms      1.0         start of trial 0 (a multiple of the resolution, >= one step)
 ``trial_duration`` ms      100.0       length T of a trial
 ``trial_period``   ms      200.0       distance between trial starts (a multiple of the resolution, >= T)
+``backward``               false       run the backward pass in each period (see eventprop_readout_ps)
+``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
 ================== ======= =========== ==========================================================================
 
 Recorded (read-only lists, one entry per spike since the network was built): ``spike_trials``, ``spike_times``
@@ -117,6 +141,26 @@ public:
   void get_status( Dictionary& d ) const override;
   void set_status( const Dictionary& d ) override;
 
+  double adjoint_current_at( double t ) const override;
+
+  //! Spikes of the current trial, for eventprop_reverse_synapse (same thread): count, time, and the sum J_k of
+  //! w (lambda_I / tau_syn - lambda_v / C_m) of its targets at its arrivals, to which reverse connections add.
+  size_t
+  trial_spike_count() const
+  {
+    return tspk_.size();
+  }
+  double
+  trial_spike_time( const size_t k ) const
+  {
+    return tspk_[ k ].t;
+  }
+  void
+  add_to_jump_sum( const size_t k, const double x )
+  {
+    tspk_[ k ].J += x;
+  }
+
 private:
   void init_buffers_() override;
   void pre_run_hook() override;
@@ -127,6 +171,8 @@ private:
   void predict_( double t );
   void spike_( double t, long lag, double step_end );
   void release_( double t );
+  void start_backward_();
+  void backward_step_( long lag, double s_end );
 
   double E_L_ = -70.0;
   EventpropNeuronParams p_;
@@ -142,6 +188,33 @@ private:
   double t_release_ = -1.0;  //!< release time of the current refractory period, < 0: none within the trial
   double t_cross_ = -1.0;    //!< predicted threshold crossing, < 0: none within the trial
   long release_spike_ = -1;  //!< record index of the spike whose release is pending
+
+  //! what the adjoint needs of each spike of the current trial
+  struct TrialSpike
+  {
+    double t;
+    double gdot;
+    double vdot_plus;
+    double release_t;  //!< < 0: no release within the trial
+    double release_vdot;
+    double J;  //!< sum over the spike's arrivals at targets (pushed by reverse connections)
+    double R;  //!< release term
+  };
+  std::vector< TrialSpike > tspk_;
+
+  //! adjoint just before (in forward time) each of the neuron's events of the current trial, in the order of the
+  //! backward sweep (descending t); entry 0 is (T, 0, 0, 0)
+  struct AdjointEntry
+  {
+    double t;
+    double lv;
+    double li;
+    double la;
+  };
+  std::vector< AdjointEntry > adj_;
+  //! backward events (time, 0 spike / 1 release, spike index) in sweep order, and the next one
+  std::vector< std::tuple< double, int, size_t > > bevents_;
+  size_t bnext_ = 0;
 
   // record
   std::vector< long > rec_trial_;

@@ -96,7 +96,17 @@ eventprop_input_ps::pre_run_hook()
       --n;
     }
     emissions_.push_back( { schedule_.origin_steps + trial * schedule_.period_steps + n, n * h - t } );
+    if ( schedule_.backward )
+    {
+      // replay in the backward pass at mirrored time s = T - t; the offset carries the forward time t
+      const double s = schedule_.duration_ms - t;
+      long m = static_cast< long >( std::ceil( s / h ) );
+      m = std::max( m, 1L );
+      emissions_.push_back( { schedule_.origin_steps + trial * schedule_.period_steps + schedule_.n_B + m, t } );
+    }
   }
+  std::stable_sort(
+    emissions_.begin(), emissions_.end(), []( const Emission& a, const Emission& b ) { return a.stamp < b.stamp; } );
   next_ = 0;
 }
 

@@ -29,7 +29,9 @@ Description
 in NEST. It emits one off-grid spike at trial-local time ``spike_times[i]`` of trial ``spike_trials[i]``, i.e. at
 absolute time trial_origin + spike_trials[i] trial_period + spike_times[i] (trials laid out as for
 ``eventprop_iaf_psc_exp_ps``). Unlike ``spike_generator``, it is an EventProp node: it connects through
-``eventprop_synapse`` and is the node that will replay its inputs in the backward pass (docs/eventprop_nest_design.md).
+``eventprop_synapse``, and with ``backward`` = true it replays each input spike in the backward window of its
+trial at mirrored time s = T - t (offset: the forward time t), so that its outgoing ``eventprop_synapse``
+connections read their target's adjoint at the arrival (docs/eventprop_nest_design.md).
 
 Parameters
 ++++++++++
@@ -40,6 +42,8 @@ Parameters
 ``trial_origin``   ms      1.0         start of trial 0 (a multiple of the resolution, >= one step)
 ``trial_duration`` ms      100.0       length T of a trial
 ``trial_period``   ms      200.0       distance between trial starts (a multiple of the resolution, >= T)
+``backward``               false       replay the inputs in the backward pass of each period
+``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
 ================== ======= =========== ==========================================================================
 
 Sends

@@ -6,6 +6,7 @@
 
 #include "eventprop_readout_ps.h"
 
+#include <algorithm>
 #include <cmath>
 
 // NEST public headers
@@ -36,6 +37,17 @@ eventprop_readout_ps::get_status( Dictionary& d ) const
   d[ "seg_times" ] = seg_t_;
   d[ "seg_v" ] = seg_v_;
   d[ "seg_I" ] = seg_i_;
+  d[ "readout_index" ] = readout_index_;
+  d[ "labels" ] = labels_;
+  d[ "trial_y" ] = y_rec_;
+  d[ "trial_c" ] = c_rec_;
+}
+
+double
+eventprop_readout_ps::adjoint_current_at( const double t ) const
+{
+  const double T = schedule_.duration_ms;
+  return c_ / T * eventprop_kern_integral( T - t, p_.tau_m, p_.tau_syn ) / p_.C_m;
 }
 
 void
@@ -48,6 +60,10 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   d.update_value( nest::names::tau_m, p.tau_m );
   d.update_value( "tau_syn", p.tau_syn );
   d.update_value( nest::names::I_e, p.I_e );
+  long readout_index = readout_index_;
+  std::vector< long > labels = labels_;
+  d.update_value( "readout_index", readout_index );
+  d.update_value( "labels", labels );
   for ( const auto& [ name, x ] : { std::pair( "C_m", p.C_m ), std::pair( "tau_m", p.tau_m ), std::pair( "tau_syn", p.tau_syn ) } )
   {
     if ( not( std::isfinite( x ) and x > 0.0 ) )
@@ -58,6 +74,8 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   EventpropNode::set_status( d );
   E_L_ = E_L;
   p_ = p;
+  readout_index_ = readout_index;
+  labels_ = labels;
 }
 
 void
@@ -93,13 +111,30 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       v_ = 0.0;
       i_ = 0.0;
       t_upd_ = 0.0;
+      integral_ = 0.0;
+      others_y_.clear();
     }
-    if ( within * h >= T or trial_ != trial )
+    if ( trial_ != trial )
     {
       continue;
     }
     for ( const EventpropArrival& arr : arrivals )
     {
+      long arr_trial = 0;
+      const EventpropPhase phase = schedule_.phase_of_stamp( arr.stamp, arr_trial );
+      if ( arr_trial != trial )
+      {
+        continue;
+      }
+      if ( phase == EventpropPhase::y_exchange )
+      {
+        others_y_.push_back( arr.offset );
+        continue;
+      }
+      if ( phase != EventpropPhase::forward )
+      {
+        continue;
+      }
       const double t = local_time_( arr, trial );
       if ( t >= T )
       {
@@ -109,6 +144,7 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       const double u = t - t_upd_;
       if ( u > 0.0 )
       {
+        integral_ += eventprop_voltage_integral( v_, i_, u, p_ );
         eventprop_propagate( v_, i_, a, u, p_, false );
       }
       t_upd_ = t;
@@ -117,6 +153,45 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       seg_t_.push_back( t );
       seg_v_.push_back( v_ );
       seg_i_.push_back( i_ );
+    }
+    if ( not schedule_.backward or readout_index_ < 0 )
+    {
+      continue;
+    }
+    if ( within == schedule_.n_T )
+    {
+      // every arrival before T has been processed: the last piece of the integral, then y to the other readouts
+      integral_ += eventprop_voltage_integral( v_, i_, T - t_upd_, p_ );
+      y_ = integral_ / T;
+      send_spike_( lag, y_ );
+    }
+    else if ( within == schedule_.n_c )
+    {
+      if ( trial >= static_cast< long >( labels_.size() ) )
+      {
+        throw nest::KernelException( get_name() + " (readout_index " + std::to_string( readout_index_ )
+          + "): no label for trial " + std::to_string( trial ) + "; labels has " + std::to_string( labels_.size() )
+          + " entries." );
+      }
+      // c = softmax(y)_k - [k = label], summed in ascending order of value (independent of arrival order)
+      std::vector< double > ys = others_y_;
+      ys.push_back( y_ );
+      std::sort( ys.begin(), ys.end() );
+      const double y_max = ys.back();
+      double z_sum = 0.0;
+      for ( const double y : ys )
+      {
+        z_sum += std::exp( y - y_max );
+      }
+      const double logp = ( y_ - y_max ) - std::log( z_sum );
+      c_ = std::exp( logp ) - ( labels_[ trial ] == readout_index_ ? 1.0 : 0.0 );
+      y_trial_.push_back( trial );
+      y_rec_.push_back( y_ );
+      c_rec_.push_back( c_ );
+      send_spike_( lag, c_ );
+      send_spike_( lag, p_.tau_m );
+      send_spike_( lag, p_.tau_syn );
+      send_spike_( lag, p_.C_m );
     }
   }
 }

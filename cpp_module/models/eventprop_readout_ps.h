@@ -42,7 +42,24 @@ After each arrival the readout records the trial, the trial-local time and (v, I
 losses of docs/eventprop.md take v(t) in closed form): ``seg_trials``, ``seg_times`` (ms), ``seg_v`` (mV,
 relative to E_L), ``seg_I`` (pA).
 
-The loss and the readout's adjoint (backward pass) are not part of this version of the model.
+Loss and adjoint (``backward`` = true, docs/eventprop_nest_design.md). With ``readout_index`` = k >= 0 the readout
+is output k of a cross-entropy loss on the time-averaged voltage (the reference's ``ReadoutCrossEntropy(mode="sum")``):
+y_k = (1/T) int_0^T v_k dt, L = -log softmax(y)_label with ``labels[trial]``. In step n_T of the trial's period it
+sends y_k (in the offset field) to the other readouts of the loss (over ``eventprop_synapse`` connections between
+them), and in step n_c it computes c_k = dL/dy_k = softmax(y)_k - [k = label] from all values (summed in
+ascending order of value, so that the result does not depend on the order of arrival) and sends four messages
+over its reverse connections (``eventprop_reverse_synapse``): c_k, tau_m, tau_syn, C_m. Its adjoint, forced by the
+loss (d lambda_v / dt = lambda_v / tau_m - c_k / T, d lambda_I / dt = lambda_I / tau_syn - lambda_v / C_m, zero at
+T), is known in closed form:
+
+.. math::
+
+   \lambda_v(t) = \frac{c_k}{T} \int_0^{T-t} e^{-u/\tau_m} du, \qquad
+   \lambda_I(t) = \frac{c_k}{T C_m} \int_0^{T-t} \kappa(u) du, \qquad
+   \kappa(u) = \frac{\tau_m \tau_{syn}}{\tau_{syn} - \tau_m}(e^{-u/\tau_{syn}} - e^{-u/\tau_m})
+
+and ``eventprop_synapse`` reads lambda_I at its arrivals for the weight gradient. y and c of each trial are recorded
+in ``trial_y`` and ``trial_c``.
 
 Parameters
 ++++++++++
@@ -56,6 +73,10 @@ Parameters
 ``trial_origin``   ms      1.0         start of trial 0 (a multiple of the resolution, >= one step)
 ``trial_duration`` ms      100.0       length T of a trial
 ``trial_period``   ms      200.0       distance between trial starts (a multiple of the resolution, >= T)
+``backward``               false       run the loss exchange and the backward pass in each period
+``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
+``readout_index``          -1          index of this readout in the loss (-1: no loss)
+``labels``                 []          label of each trial (an index of the loss's readouts)
 ================== ======= =========== ==========================================================================
 
 References
@@ -63,6 +84,11 @@ References
 
 .. [1] Wunderlich TC, Pehle C (2021). Event-based backpropagation can compute exact gradients for spiking neural
        networks. Scientific Reports 11:12829.
+
+Sends
++++++
+
+SpikeEvent (off-grid; payloads of the loss exchange, backward pass only)
 
 Receives
 ++++++++
@@ -84,11 +110,7 @@ public:
   eventprop_readout_ps() = default;
   eventprop_readout_ps( const eventprop_readout_ps& ) = default;
 
-  size_t
-  send_test_event( nest::Node&, size_t, nest::synindex, bool ) override
-  {
-    throw nest::IllegalConnection( "eventprop_readout_ps does not spike: it cannot be the source of a connection." );
-  }
+  double adjoint_current_at( double t ) const override;
 
   void get_status( Dictionary& d ) const override;
   void set_status( const Dictionary& d ) override;
@@ -105,6 +127,17 @@ private:
   double v_ = 0.0;
   double i_ = 0.0;
   double t_upd_ = 0.0;
+
+  // loss (backward pass)
+  long readout_index_ = -1;   //!< index among the loss's readouts, -1: not part of a loss
+  std::vector< long > labels_;  //!< label of each trial
+  double integral_ = 0.0;     //!< int_0^t v dt of the current trial so far (mV ms)
+  double y_ = 0.0;
+  double c_ = 0.0;            //!< dL/dy of the current trial
+  std::vector< double > others_y_;
+  std::vector< long > y_trial_;
+  std::vector< double > y_rec_;
+  std::vector< double > c_rec_;
 
   std::vector< long > seg_trial_;
   std::vector< double > seg_t_;

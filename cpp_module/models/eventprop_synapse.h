@@ -37,8 +37,17 @@ current I at the spike's exact arrival time t_spike + delay.
 
 Connecting to any other model is refused: NEST's own models would read a payload as a time.
 
-This version is the forward synapse of the first EventProp slice: gradient accumulation and the optimizer
-(docs/eventprop_nest_design.md, section 5) are not implemented yet.
+Gradient. When its target runs the backward pass (``backward`` = true), the synapse receives its source's
+replays (spikes sent in the backward window whose offset carries the forward spike time t_k) and adds the target's
+adjoint current lambda_I(t_k + delay) to ``gradient`` for every arrival before the end of the trial:
+
+.. math::
+
+   \frac{\partial L}{\partial w} = \sum_k \lambda_I(t_k + d)
+
+summed over the trials simulated since ``gradient`` was last set (set it to 0 to start a batch). Replays and the
+loss messages of readouts are not passed on to the target. The optimizer (docs/eventprop_nest_design.md,
+section 5) is not implemented yet.
 
 Parameters
 ++++++++++
@@ -46,6 +55,7 @@ Parameters
 =========== ======= =========== ============================================================================
 ``weight``  pA      1.0         jump of the target's synaptic current
 ``delay``   ms      1.0         transmission delay, a multiple of the resolution
+``gradient`` 1/pA   0.0         dL/dw summed over the trials since it was last set
 =========== ======= =========== ============================================================================
 
 References
@@ -113,7 +123,28 @@ public:
   bool
   send( nest::Event& e, const size_t thread, const CommonPropertiesType& )
   {
-    e.set_receiver( *get_target( thread ) );
+    auto* target = static_cast< EventpropNode* >( get_target( thread ) );
+    const EventpropSchedule& sched = target->schedule();
+    if ( sched.backward )
+    {
+      long trial = 0;
+      const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
+      if ( phase == EventpropPhase::backward )
+      {
+        // a replay: the offset is the spike's forward time; the gradient is lambda_I of the target at the arrival
+        const double t_arrival = e.get_offset() + get_delay_steps() * sched.h;
+        if ( t_arrival < sched.duration_ms )
+        {
+          gradient_ += target->adjoint_current_at( t_arrival );
+        }
+        return true;
+      }
+      if ( phase == EventpropPhase::c_message or phase == EventpropPhase::none )
+      {
+        return true;  // not for this connection's target
+      }
+    }
+    e.set_receiver( *target );
     e.set_weight( weight_ );
     e.set_delay_steps( get_delay_steps() );
     e.set_rport( get_rport() );
@@ -126,6 +157,7 @@ public:
   {
     ConnectionBase::get_status( d );
     d[ nest::names::weight ] = weight_;
+    d[ "gradient" ] = gradient_;
     d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
   }
 
@@ -134,6 +166,7 @@ public:
   {
     ConnectionBase::set_status( d, cm );
     d.update_value( nest::names::weight, weight_ );
+    d.update_value( "gradient", gradient_ );
   }
 
   void
@@ -144,6 +177,7 @@ public:
 
 private:
   double weight_ = 1.0;
+  double gradient_ = 0.0;  //!< dL/dw summed over the trials since it was last set (1/pA)
 };
 
 template < typename targetidentifierT >

@@ -6,7 +6,11 @@ Mapping. One NEST node per reference neuron, in the reference's global order: ``
 edge order. All trials run in one ``Simulate``: trial k occupies [origin + k period, origin + k period + T) with
 ``period`` long enough that no spike of one trial reaches the next (docs/eventprop_nest_design.md).
 
-Only the forward pass exists so far (issue 20, milestone 2); the backward pass is the next step.
+Backward pass (:func:`run_gradients`): each trial's period also holds the loss exchange between the readouts and the
+backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
+carry the readouts' loss coefficients back, and every ``eventprop_synapse`` sums dL/dw over the trials. Supported
+so far: input -> spiking hidden layer -> leaky readouts with ``ReadoutCrossEntropy(mode="sum")``; spiking ->
+spiking edges (recurrent, multi-layer) are refused with a :class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from nestgrad.errors import ConfigError
+from nestgrad.errors import ConfigError, ModelError
+from nestgrad.reference.eventprop.losses import ReadoutCrossEntropy
 from nestgrad.reference.eventprop.network import CompiledNetwork, Network, Trial, compile_network, input_spikes
 
 INPUT_MODEL = "eventprop_input_ps"
 LIF_MODEL = "eventprop_iaf_psc_exp_ps"
 READOUT_MODEL = "eventprop_readout_ps"
 SYNAPSE_MODEL = "eventprop_synapse"
+REVERSE_MODEL = "eventprop_reverse_synapse"
 _MODELS = {"input": INPUT_MODEL, "lif": LIF_MODEL, "li": READOUT_MODEL}
 _LIF_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e", "V_th", "V_reset", "t_ref", "adapt_tau", "adapt_beta")
 _LI_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e")
@@ -39,6 +45,8 @@ class TrialLayout:
     origin: float
     period: float
     n_trials: int
+    backward: bool = False
+    delay_bound: float = 0.0
 
     @property
     def sim_time(self) -> float:
@@ -66,15 +74,25 @@ def _grid_steps(value: float, resolution: float, what: str) -> int:
     return steps
 
 
-def layout_for(cnet: CompiledNetwork, n_trials: int, resolution: float) -> TrialLayout:
+def layout_for(cnet: CompiledNetwork, n_trials: int, resolution: float, backward: bool = False) -> TrialLayout:
     """Trial layout for ``cnet``: every delay must be a multiple of ``resolution`` (:class:`ConfigError` naming the
-    projection and the delay otherwise); the period leaves room for the longest delay after each trial."""
+    projection and the delay otherwise); the period leaves room for the longest delay after each trial, and with
+    ``backward`` for the loss exchange and the backward pass (the layout of EventpropSchedule in
+    cpp_module/eventprop/eventprop_node.h)."""
     for name, sl in cnet.proj_slices.items():
         for k, d in enumerate(cnet.d[sl]):
             _grid_steps(float(d), resolution, f"projection {name!r}: delay of edge {k}")
     max_delay = float(cnet.d.max()) if len(cnet.d) else resolution
-    period_steps = math.ceil((cnet.net.T + max_delay) / resolution) + 2
-    return TrialLayout(resolution, cnet.net.T, resolution, period_steps * resolution, n_trials)
+    n_t = math.ceil(cnet.net.T / resolution - 1e-9)
+    if not backward:
+        period_steps = math.ceil((cnet.net.T + max_delay) / resolution) + 2
+        return TrialLayout(resolution, cnet.net.T, resolution, period_steps * resolution, n_trials)
+    d_steps = max(1, round(max_delay / resolution))
+    n_b = n_t + 2 * (d_steps + 2)
+    period_steps = n_b + n_t + d_steps + 4  # 2 steps of margin over the minimum the models check
+    return TrialLayout(
+        resolution, cnet.net.T, resolution, period_steps * resolution, n_trials, True, d_steps * resolution
+    )
 
 
 @dataclass
@@ -85,18 +103,57 @@ class BuiltEventprop:
     nodes: Any  # NodeCollection, one node per reference neuron
 
 
+def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> int | None:
+    """What the NEST backward pass supports so far; returns the loss population's first global id."""
+    if loss is None:
+        return None
+    if not isinstance(loss, ReadoutCrossEntropy) or loss.mode != "sum":
+        raise ModelError(
+            f"EventProp in NEST supports the loss ReadoutCrossEntropy(mode='sum') so far, not {loss!r}"
+            + (f" with mode {loss.mode!r}" if isinstance(loss, ReadoutCrossEntropy) else "")
+        )
+    if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
+        raise ConfigError(f"loss population {loss.population!r} must be a leaky readout (li) population")
+    for name, sl in cnet.proj_slices.items():
+        if len(cnet.src[sl]) and cnet.kind[int(cnet.src[sl][0])] == "lif" and cnet.kind[int(cnet.tgt[sl][0])] == "lif":
+            raise ModelError(
+                f"projection {name!r} joins two spiking populations: EventProp in NEST has no reverse connections "
+                "between spiking neurons yet (recurrent and multi-layer networks are computed by the reference only)"
+            )
+    return cnet.offsets[loss.population]
+
+
 def build(
-    net: Network | CompiledNetwork, trials: Sequence[Trial], *, resolution: float = 0.1, threads: int = 1
+    net: Network | CompiledNetwork,
+    trials: Sequence[Trial],
+    *,
+    resolution: float = 0.1,
+    threads: int = 1,
+    loss: ReadoutCrossEntropy | None = None,
 ) -> BuiltEventprop:
-    """Reset NEST and build ``net`` with the inputs of ``trials``."""
+    """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` also the loss exchange, the reverse
+    connections and the backward pass (see the module docstring for what is supported)."""
     from nestgrad.nest_engine import fresh_kernel
 
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     if len(trials) == 0:
         raise ConfigError("need at least one trial")
-    layout = layout_for(cnet, len(trials), resolution)
+    first_readout = _check_backward(cnet, loss)
+    layout = layout_for(cnet, len(trials), resolution, backward=loss is not None)
     nest = fresh_kernel(resolution, threads)
-    schedule = {"trial_origin": layout.origin, "trial_duration": layout.T, "trial_period": layout.period}
+    schedule: dict[str, Any] = {
+        "trial_origin": layout.origin,
+        "trial_duration": layout.T,
+        "trial_period": layout.period,
+    }
+    if layout.backward:
+        schedule |= {"backward": True, "delay_bound": layout.delay_bound}
+    readouts = list(cnet.global_ids(loss.population)) if loss is not None else []
+    labels = []
+    for trial in trials:
+        if loss is not None and (trial.label is None or not 0 <= int(trial.label) < len(readouts)):
+            raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(readouts)})")
+        labels.append(int(trial.label) if trial.label is not None else -1)
     node_ids: list[int] = []
     inputs: dict[int, tuple[list[float], list[int]]] = {j: ([], []) for j, k in enumerate(cnet.kind) if k == "input"}
     for k, trial in enumerate(trials):
@@ -111,6 +168,8 @@ def build(
         else:
             p = cnet.params[j]
             status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
+        if j in readouts:
+            status |= {"readout_index": j - first_readout, "labels": labels}
         node.set(status)
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)
@@ -121,6 +180,31 @@ def build(
             "one_to_one",
             {"synapse_model": SYNAPSE_MODEL, "weight": cnet.w.astype(float), "delay": cnet.d.astype(float)},
         )
+    if loss is not None:
+        ids = np.asarray(node_ids)
+        # reverse connections readout -> spiking source, one per forward edge, same weight and delay
+        rev = np.array([k for k in range(len(cnet.src)) if cnet.kind[int(cnet.src[k])] == "lif"], dtype=int)
+        if len(rev):
+            nest.Connect(
+                ids[cnet.tgt[rev]],
+                ids[cnet.src[rev]],
+                "one_to_one",
+                {
+                    "synapse_model": REVERSE_MODEL,
+                    "weight": cnet.w[rev].astype(float),
+                    "delay": cnet.d[rev].astype(float),
+                },
+            )
+        # every readout sends its value y to the others (the softmax needs all of them)
+        pre = [ids[a] for a in readouts for b in readouts if a != b]
+        post = [ids[b] for a in readouts for b in readouts if a != b]
+        if pre:
+            nest.Connect(
+                np.asarray(pre),
+                np.asarray(post),
+                "one_to_one",
+                {"synapse_model": SYNAPSE_MODEL, "weight": np.ones(len(pre)), "delay": np.full(len(pre), resolution)},
+            )
     return BuiltEventprop(nest, cnet, layout, nodes)
 
 
@@ -161,3 +245,53 @@ def run_forward(
     built = build(net, trials, resolution=resolution, threads=threads)
     built.nest.Simulate(built.layout.sim_time)
     return read_forward(built)
+
+
+@dataclass
+class NestGradients:
+    """dL/dw per projection in edge order (1/pA), mean over the trials (the reference's ``reduction="mean"``), and
+    the loss per trial."""
+
+    grad_weights: dict[str, np.ndarray]
+    losses: np.ndarray
+    forward: NestForward
+
+
+def read_gradients(built: BuiltEventprop) -> np.ndarray:
+    """dL/dw of every edge (edge order), summed over the trials: from the ``gradient`` of each ``eventprop_synapse``
+    (several edges between one pair of neurons are matched in the order they were connected)."""
+    nest, cnet = built.nest, built.cnet
+    ids = np.asarray(built.nodes.tolist())
+    conns = nest.GetConnections(synapse_model=SYNAPSE_MODEL)
+    by_pair: dict[tuple[int, int], list[float]] = {}
+    if len(conns):
+        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", "gradient"]).items()}
+        for src, tgt, g in zip(st["source"], st["target"], st["gradient"], strict=True):
+            by_pair.setdefault((int(src), int(tgt)), []).append(float(g))
+    grads = np.zeros(len(cnet.src))
+    for e in range(len(cnet.src)):
+        grads[e] = by_pair[(int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]]))].pop(0)
+    return grads
+
+
+def run_gradients(
+    net: Network | CompiledNetwork,
+    trials: Sequence[Trial],
+    loss: ReadoutCrossEntropy,
+    *,
+    resolution: float = 0.1,
+    threads: int = 1,
+) -> NestGradients:
+    """Forward and backward pass of every trial in one ``Simulate``; the gradients as
+    ``reference.eventprop.evaluate(net, trials, loss).grad_weights`` computes them."""
+    built = build(net, trials, resolution=resolution, threads=threads, loss=loss)
+    built.nest.Simulate(built.layout.sim_time)
+    cnet = built.cnet
+    total = read_gradients(built) / len(trials)
+    readouts = list(cnet.global_ids(loss.population))
+    ys = np.array([np.asarray(built.nodes[j].get("trial_y"), float) for j in readouts])  # [readout, trial]
+    losses = np.zeros(len(trials))
+    for k, trial in enumerate(trials):
+        z = ys[:, k] - ys[:, k].max()
+        losses[k] = -(z[int(trial.label)] - math.log(np.exp(z).sum()))
+    return NestGradients({name: total[sl] for name, sl in cnet.proj_slices.items()}, losses, read_forward(built))

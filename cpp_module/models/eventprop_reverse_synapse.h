@@ -1,0 +1,206 @@
+/*
+ *  eventprop_reverse_synapse.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
+#define NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
+
+#include <string>
+
+// NEST public headers
+#include "connection.h"
+#include "connector_model.h"
+#include "exceptions.h"
+
+#include "eventprop_iaf_psc_exp_ps.h"
+#include "eventprop_math.h"
+#include "eventprop_node.h"
+#include "eventprop_synapse.h"
+
+namespace nestgrad
+{
+
+/* BeginUserDocs: synapse, EventProp
+
+Short description
++++++++++++++++++
+
+Reverse connection of EventProp: carries a target's adjoint back to the source of a forward connection
+
+Description
++++++++++++
+
+For a forward connection n -> m (``eventprop_synapse``, weight w, delay d) whose source n is an
+``eventprop_iaf_psc_exp_ps``, the builder adds ``eventprop_reverse_synapse`` m -> n with the same weight and
+delay (docs/eventprop_nest_design.md, Option B). It never passes a spike on to n. It is stored with n (on n's
+thread and rank), so it adds to n's per-spike sums J_k directly; what crosses threads and ranks are m's spikes.
+
+Readout sources (``eventprop_readout_ps`` with a cross-entropy loss on the mean voltage): in step n_c of a trial's
+period the readout sends four messages, in this order, in the offset field: its loss coefficient c = dL/dy and
+its tau_m, tau_syn and C_m. After the fourth the connection adds, for every spike k of n in the trial whose arrival
+t_a = t_k + d lies before the end T of the trial,
+
+.. math::
+
+   J_k \mathrel{+}= w \left( \frac{\lambda_I(t_a)}{\tau_{syn}} - \frac{\lambda_v(t_a)}{C_m} \right), \quad
+   \lambda_v(t_a) = \frac{c}{T} \int_0^{T - t_a} e^{-u/\tau_m} du, \quad
+   \lambda_I(t_a) = \frac{c}{T C_m} \int_0^{T - t_a} \kappa(u) du
+
+with the readout's constants, before n's backward sweep starts. Cost: O(spikes of n) per reverse connection and
+trial, the reference's per-arrival cost.
+
+Spiking sources (recurrent or multi-layer networks) are not supported yet: their messages are ignored.
+
+Parameters
+++++++++++
+
+=========== ======= =========== ============================================================================
+``weight``  pA      1.0         copy of the forward connection's weight
+``delay``   ms      1.0         the forward connection's delay
+=========== ======= =========== ============================================================================
+
+References
+++++++++++
+
+.. [1] Wunderlich TC, Pehle C (2021). Event-based backpropagation can compute exact gradients for spiking neural
+       networks. Scientific Reports 11:12829.
+
+Transmits
++++++++++
+
+SpikeEvent (never delivered to the target)
+
+See also
+++++++++
+
+eventprop_synapse, eventprop_iaf_psc_exp_ps, eventprop_readout_ps
+
+EndUserDocs */
+
+void register_eventprop_reverse_synapse( const std::string& name );
+
+template < typename targetidentifierT >
+class eventprop_reverse_synapse : public nest::Connection< targetidentifierT >
+{
+public:
+  typedef nest::CommonSynapseProperties CommonPropertiesType;
+  typedef nest::Connection< targetidentifierT > ConnectionBase;
+
+  static constexpr nest::ConnectionModelProperties properties = nest::ConnectionModelProperties::HAS_DELAY
+    | nest::ConnectionModelProperties::IS_PRIMARY | nest::ConnectionModelProperties::SUPPORTS_HPC;
+  static constexpr bool supports_flush_event = false;
+
+  using ConnectionBase::get_delay_steps;
+  using ConnectionBase::get_rport;
+  using ConnectionBase::get_target;
+
+  typedef EventpropSynapseDummyTarget ConnTestDummyNode;
+
+  void
+  check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& )
+  {
+    if ( not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &t ) )
+    {
+      throw nest::IllegalConnection( "eventprop_reverse_synapse cannot connect to " + t.get_name()
+        + ": the target (the source of the forward connection) must be an eventprop_iaf_psc_exp_ps." );
+    }
+    ConnTestDummyNode dummy_target;
+    ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
+  }
+
+  bool
+  send( nest::Event& e, const size_t thread, const CommonPropertiesType& )
+  {
+    auto* target = static_cast< eventprop_iaf_psc_exp_ps* >( get_target( thread ) );
+    const EventpropSchedule& sched = target->schedule();
+    long trial = 0;
+    if ( sched.phase_of_stamp( e.get_stamp().get_steps(), trial ) != EventpropPhase::c_message )
+    {
+      return true;
+    }
+    if ( trial != msg_trial_ )
+    {
+      msg_trial_ = trial;
+      n_msg_ = 0;
+    }
+    const double x = e.get_offset();
+    switch ( n_msg_++ )
+    {
+    case 0:
+      c_ = x;
+      break;
+    case 1:
+      tau_m_ = x;
+      break;
+    case 2:
+      tau_syn_ = x;
+      break;
+    case 3:
+      C_m_ = x;
+      push_readout_terms_( *target, sched );
+      break;
+    default:
+      break;
+    }
+    return true;
+  }
+
+  void
+  get_status( Dictionary& d ) const
+  {
+    ConnectionBase::get_status( d );
+    d[ nest::names::weight ] = weight_;
+    d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
+  }
+
+  void
+  set_status( const Dictionary& d, nest::ConnectorModel& cm )
+  {
+    ConnectionBase::set_status( d, cm );
+    d.update_value( nest::names::weight, weight_ );
+  }
+
+  void
+  set_weight( const double w )
+  {
+    weight_ = w;
+  }
+
+private:
+  void
+  push_readout_terms_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched )
+  {
+    const double T = sched.duration_ms;
+    const double d = get_delay_steps() * sched.h;
+    const double scale = c_ / T;
+    for ( size_t k = 0; k < target.trial_spike_count(); ++k )
+    {
+      const double t_a = target.trial_spike_time( k ) + d;
+      if ( t_a >= T )
+      {
+        continue;
+      }
+      const double lv = scale * eventprop_exp_integral( T - t_a, 1.0 / tau_m_ );
+      const double li = scale * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
+      target.add_to_jump_sum( k, weight_ * ( li / tau_syn_ - lv / C_m_ ) );
+    }
+  }
+
+  double weight_ = 1.0;
+  long msg_trial_ = -1;  //!< trial of the messages received last
+  long n_msg_ = 0;       //!< messages received of that trial
+  double c_ = 0.0;
+  // the source readout's constants, as received
+  double tau_m_ = 1.0;
+  double tau_syn_ = 1.0;
+  double C_m_ = 1.0;
+};
+
+template < typename targetidentifierT >
+constexpr nest::ConnectionModelProperties eventprop_reverse_synapse< targetidentifierT >::properties;
+
+}  // namespace nestgrad
+
+#endif  // NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
