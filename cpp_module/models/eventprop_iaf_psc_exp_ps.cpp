@@ -129,6 +129,8 @@ eventprop_iaf_psc_exp_ps::start_trial_( const long trial )
   adj_.clear();
   bevents_.clear();
   bnext_ = 0;
+  groups_.clear();
+  pushes_.clear();
   predict_( 0.0 );
 }
 
@@ -229,6 +231,7 @@ eventprop_iaf_psc_exp_ps::backward_step_( const long lag, const double s_end )
   while ( bnext_ < bevents_.size() and T - std::get< 0 >( bevents_[ bnext_ ] ) <= s_end )
   {
     const auto [ t, kind, k ] = bevents_[ bnext_++ ];
+    apply_pushes_( t );
     AdjointEntry e = adj_.back();
     const double u = e.t - t;
     if ( u > 0.0 )
@@ -244,12 +247,83 @@ eventprop_iaf_psc_exp_ps::backward_step_( const long lag, const double s_end )
     }
     else
     {
+      // J_k: the readouts' terms (pushed directly) plus the spiking targets' accumulated lambdas
+      for ( AdjointGroup& g : groups_ )
+      {
+        propagate_group_( g, t );
+        sp.J += g.si / g.tau_syn - g.sv / g.C_m;
+      }
       const double b = -e.lv * sp.vdot_plus + e.la * p_.adapt_beta / p_.adapt_tau + sp.J + sp.R;
       e.lv = -b / sp.gdot;
       e.la = e.la + b / sp.gdot;
-      send_spike_( lag, sp.t );  // replay: its synapses read their targets' adjoint at the arrivals
     }
     adj_.push_back( e );
+    if ( kind == 1 )
+    {
+      send_spike_( lag, -t );  // release message: lambda_v is 0 from here back to the spike
+    }
+    else
+    {
+      // replay: the forward time, then lambda_v just before the spike (what the jump set)
+      send_spike_( lag, sp.t );
+      send_spike_( lag, e.lv );
+    }
+  }
+}
+
+void
+eventprop_iaf_psc_exp_ps::add_adjoint_push( const double t,
+  const double dv,
+  const double tau_m,
+  const double tau_syn,
+  const double C_m )
+{
+  pushes_.push_back( { t, dv, tau_m, tau_syn, C_m } );
+  std::push_heap( pushes_.begin(), pushes_.end(), push_later_first_ );
+}
+
+bool
+eventprop_iaf_psc_exp_ps::push_later_first_( const AdjointPush& x, const AdjointPush& y )
+{
+  // heap order: the largest forward time comes out first; ties by value, so that the order of arrival (which
+  // depends on threads and ranks) does not matter
+  if ( x.t != y.t )
+  {
+    return x.t < y.t;
+  }
+  return x.dv < y.dv;
+}
+
+void
+eventprop_iaf_psc_exp_ps::propagate_group_( AdjointGroup& g, const double t )
+{
+  const double u = g.t - t;
+  if ( u > 0.0 )
+  {
+    g.si = g.si * std::exp( -u / g.tau_syn ) + g.sv * eventprop_kern( u, g.tau_m, g.tau_syn ) / g.C_m;
+    g.sv = g.sv * std::exp( -u / g.tau_m );
+  }
+  g.t = t;
+}
+
+void
+eventprop_iaf_psc_exp_ps::apply_pushes_( const double t )
+{
+  while ( not pushes_.empty() and pushes_.front().t > t )
+  {
+    std::pop_heap( pushes_.begin(), pushes_.end(), push_later_first_ );
+    const AdjointPush p = pushes_.back();
+    pushes_.pop_back();
+    auto it = std::find_if( groups_.begin(),
+      groups_.end(),
+      [ &p ]( const AdjointGroup& g ) { return g.tau_m == p.tau_m and g.tau_syn == p.tau_syn and g.C_m == p.C_m; } );
+    if ( it == groups_.end() )
+    {
+      groups_.push_back( { p.tau_m, p.tau_syn, p.C_m, schedule_.duration_ms, 0.0, 0.0 } );
+      it = groups_.end() - 1;
+    }
+    propagate_group_( *it, p.t );
+    it->sv += p.dv;
   }
 }
 
@@ -305,6 +379,15 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
         start_backward_();
       }
       backward_step_( lag, ( within - schedule_.n_B + 1 ) * h );
+      continue;
+    }
+    if ( schedule_.backward and within == schedule_.n_c )
+    {
+      // constants for the mirrors of the reverse connections from this neuron (first value: no loss coefficient)
+      send_spike_( lag, 0.0 );
+      send_spike_( lag, p_.tau_m );
+      send_spike_( lag, p_.tau_syn );
+      send_spike_( lag, p_.C_m );
       continue;
     }
     if ( a >= T )

@@ -77,8 +77,14 @@ forward time) through which its outgoing ``eventprop_synapse`` connections read 
 arrival (dL/dw = sum over arrivals of lambda_I). The adjoint just before each event is kept for the trial, so that
 lambda_I at any time is one closed-form propagation from the entry that follows it.
 
-This version has reverse connections from ``eventprop_readout_ps`` (cross-entropy on the mean voltage) only: a
-spiking neuron with spiking targets (recurrent or multi-layer networks) gets no J from them yet.
+Spiking targets m (recurrent and multi-layer networks) enter J through accumulators: for each group of targets
+with equal (tau_m, tau_syn, C_m) the neuron keeps S = sum_m w (lambda_v,m, lambda_I,m)(t + d), which follows the
+same backward dynamics as one neuron's adjoint between the targets' jumps; each jump of a target's lambda_v (at its
+spikes and releases) reaches the neuron as a push w Delta lambda_v from the reverse connection's mirror of m,
+applied when the sweep passes t_e - d. At spike k, J_k adds S_I / tau_syn - S_v / C_m of every group. In the
+message phase of the period (step n_c) the neuron sends its constants (0, tau_m, tau_syn, C_m) to the mirrors;
+in the backward sweep it sends, at each spike, its forward time and then lambda_v just before the spike, and at
+each release the negative release time.
 
 Parameters
 ++++++++++
@@ -160,6 +166,12 @@ public:
   {
     tspk_[ k ].J += x;
   }
+  /**
+   * A spiking target's lambda_v jumped (times the connection's weight: dv) at its event t_e; seen through a
+   * connection of delay d it enters J of this neuron's spikes before t = t_e - d. Applied in the backward sweep
+   * when it passes t, into the accumulator of targets with these constants.
+   */
+  void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m );
 
 private:
   void init_buffers_() override;
@@ -173,6 +185,30 @@ private:
   void release_( double t );
   void start_backward_();
   void backward_step_( long lag, double s_end );
+
+  //! sum over spiking targets with equal constants of w (lambda_v, lambda_I)(t + d), kept at time t
+  struct AdjointGroup
+  {
+    double tau_m;
+    double tau_syn;
+    double C_m;
+    double t;
+    double sv;
+    double si;
+  };
+  struct AdjointPush
+  {
+    double t;
+    double dv;
+    double tau_m;
+    double tau_syn;
+    double C_m;
+  };
+  static bool push_later_first_( const AdjointPush& x, const AdjointPush& y );
+  static void propagate_group_( AdjointGroup& g, double t );
+  void apply_pushes_( double t );
+  std::vector< AdjointGroup > groups_;
+  std::vector< AdjointPush > pushes_;  //!< heap, largest t first
 
   double E_L_ = -70.0;
   EventpropNeuronParams p_;

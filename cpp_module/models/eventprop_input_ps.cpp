@@ -98,11 +98,13 @@ eventprop_input_ps::pre_run_hook()
     emissions_.push_back( { schedule_.origin_steps + trial * schedule_.period_steps + n, n * h - t } );
     if ( schedule_.backward )
     {
-      // replay in the backward pass at mirrored time s = T - t; the offset carries the forward time t
+      // replay in the backward pass at mirrored time s = T - t: the offsets carry the forward time t, then 0
       const double s = schedule_.duration_ms - t;
       long m = static_cast< long >( std::ceil( s / h ) );
       m = std::max( m, 1L );
-      emissions_.push_back( { schedule_.origin_steps + trial * schedule_.period_steps + schedule_.n_B + m, t } );
+      const long stamp = schedule_.origin_steps + trial * schedule_.period_steps + schedule_.n_B + m;
+      emissions_.push_back( { stamp, t } );
+      emissions_.push_back( { stamp, 0.0 } );  // the second value of a replay (an input has no adjoint)
     }
   }
   std::stable_sort(

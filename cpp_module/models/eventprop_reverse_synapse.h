@@ -51,7 +51,13 @@ t_a = t_k + d lies before the end T of the trial,
 with the readout's constants, before n's backward sweep starts. Cost: O(spikes of n) per reverse connection and
 trial, the reference's per-arrival cost.
 
-Spiking sources (recurrent or multi-layer networks) are not supported yet: their messages are ignored.
+Spiking sources (``eventprop_iaf_psc_exp_ps``: recurrent and multi-layer networks): the source sends its constants
+(0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward time t_e
+and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
+it). The connection keeps a mirror of the source's lambda_v, propagated with the source's formula
+between these events, and pushes each jump of lambda_v, times w, into the target's accumulator for the targets with
+these constants, to be applied when the target's backward sweep passes t_e - d (see eventprop_iaf_psc_exp_ps).
+Cost: O(1) per message, O(spikes x fan-in) in all.
 
 Parameters
 ++++++++++
@@ -116,7 +122,14 @@ public:
     auto* target = static_cast< eventprop_iaf_psc_exp_ps* >( get_target( thread ) );
     const EventpropSchedule& sched = target->schedule();
     long trial = 0;
-    if ( sched.phase_of_stamp( e.get_stamp().get_steps(), trial ) != EventpropPhase::c_message )
+    const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
+    const double x = e.get_offset();
+    if ( phase == EventpropPhase::backward )
+    {
+      mirror_( *target, sched, trial, x );
+      return true;
+    }
+    if ( phase != EventpropPhase::c_message )
     {
       return true;
     }
@@ -125,7 +138,6 @@ public:
       msg_trial_ = trial;
       n_msg_ = 0;
     }
-    const double x = e.get_offset();
     switch ( n_msg_++ )
     {
     case 0:
@@ -139,7 +151,10 @@ public:
       break;
     case 3:
       C_m_ = x;
-      push_readout_terms_( *target, sched );
+      if ( c_ != 0.0 )
+      {
+        push_readout_terms_( *target, sched );
+      }
       break;
     default:
       break;
@@ -169,6 +184,53 @@ public:
   }
 
 private:
+  /**
+   * A backward message of a spiking source m: the mirror of m's lambda_v follows m's own sweep with the same
+   * formula from the same values, and each jump of lambda_v is pushed, times the weight, into the target's
+   * accumulator at t_e - d (lambda_I is continuous at m's events: the accumulator carries it).
+   */
+  void
+  mirror_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched, const long trial, const double x )
+  {
+    if ( trial != mirror_trial_ )
+    {
+      mirror_trial_ = trial;
+      t_last_ = sched.duration_ms;
+      lv_ = 0.0;
+      expect_payload_ = false;
+    }
+    double t_event = 0.0;
+    double lv_new = 0.0;
+    if ( expect_payload_ )
+    {
+      expect_payload_ = false;
+      t_event = t_pending_;
+      lv_new = x;
+    }
+    else if ( x < 0.0 )
+    {
+      t_event = -x;  // release: lambda_v is 0 before it
+    }
+    else
+    {
+      t_pending_ = x;
+      expect_payload_ = true;
+      return;
+    }
+    const double u = t_last_ - t_event;
+    if ( u > 0.0 )
+    {
+      lv_ = lv_ * std::exp( -u / tau_m_ );  // lambda_I is continuous: only lambda_v's jumps are pushed
+    }
+    t_last_ = t_event;
+    const double jump = lv_new - lv_;
+    lv_ = lv_new;
+    if ( jump != 0.0 )
+    {
+      target.add_adjoint_push( t_event - get_delay_steps() * sched.h, weight_ * jump, tau_m_, tau_syn_, C_m_ );
+    }
+  }
+
   void
   push_readout_terms_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched )
   {
@@ -192,10 +254,16 @@ private:
   long msg_trial_ = -1;  //!< trial of the messages received last
   long n_msg_ = 0;       //!< messages received of that trial
   double c_ = 0.0;
-  // the source readout's constants, as received
+  // the source's constants, as received
   double tau_m_ = 1.0;
   double tau_syn_ = 1.0;
   double C_m_ = 1.0;
+  // mirror of a spiking source's adjoint in the backward pass
+  long mirror_trial_ = -1;
+  double t_last_ = 0.0;
+  double lv_ = 0.0;
+  double t_pending_ = 0.0;
+  bool expect_payload_ = false;
 };
 
 template < typename targetidentifierT >

@@ -38,8 +38,9 @@ current I at the spike's exact arrival time t_spike + delay.
 Connecting to any other model is refused: NEST's own models would read a payload as a time.
 
 Gradient. When its target runs the backward pass (``backward`` = true), the synapse receives its source's
-replays (spikes sent in the backward window whose offset carries the forward spike time t_k) and adds the target's
-adjoint current lambda_I(t_k + delay) to ``gradient`` for every arrival before the end of the trial:
+replays (in the backward window, each spike k of the source as two spikes whose offsets carry its forward time
+t_k and then the source's adjoint; releases from refractoriness as one negative value, skipped here) and adds the
+target's adjoint current lambda_I(t_k + delay) to ``gradient`` for every arrival before the end of the trial:
 
 .. math::
 
@@ -131,8 +132,20 @@ public:
       const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
       if ( phase == EventpropPhase::backward )
       {
-        // a replay: the offset is the spike's forward time; the gradient is lambda_I of the target at the arrival
-        const double t_arrival = e.get_offset() + get_delay_steps() * sched.h;
+        // the source's backward messages: a replayed spike is two values (its forward time, then the source's
+        // lambda_v), a release one negative value; the gradient is lambda_I of the target at the arrival
+        const double x = e.get_offset();
+        if ( expect_payload_ )
+        {
+          expect_payload_ = false;
+          return true;
+        }
+        if ( x < 0.0 )
+        {
+          return true;  // a release of the source
+        }
+        expect_payload_ = true;
+        const double t_arrival = x + get_delay_steps() * sched.h;
         if ( t_arrival < sched.duration_ms )
         {
           gradient_ += target->adjoint_current_at( t_arrival );
@@ -178,6 +191,7 @@ public:
 private:
   double weight_ = 1.0;
   double gradient_ = 0.0;  //!< dL/dw summed over the trials since it was last set (1/pA)
+  bool expect_payload_ = false;  //!< the next backward message is the second value of a replay
 };
 
 template < typename targetidentifierT >

@@ -8,9 +8,9 @@ edge order. All trials run in one ``Simulate``: trial k occupies [origin + k per
 
 Backward pass (:func:`run_gradients`): each trial's period also holds the loss exchange between the readouts and the
 backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
-carry the readouts' loss coefficients back, and every ``eventprop_synapse`` sums dL/dw over the trials. Supported
-so far: input -> spiking hidden layer -> leaky readouts with ``ReadoutCrossEntropy(mode="sum")``; spiking ->
-spiking edges (recurrent, multi-layer) are refused with a :class:`ModelError`.
+carry the readouts' loss coefficients and the spiking neurons' adjoint jumps back, and every ``eventprop_synapse``
+sums dL/dw over the trials. Supported so far: networks of inputs, spiking neurons (feedforward, multi-layer,
+recurrent) and leaky readouts with ``ReadoutCrossEntropy(mode="sum")``; other losses raise :class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -114,12 +114,6 @@ def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> 
         )
     if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
         raise ConfigError(f"loss population {loss.population!r} must be a leaky readout (li) population")
-    for name, sl in cnet.proj_slices.items():
-        if len(cnet.src[sl]) and cnet.kind[int(cnet.src[sl][0])] == "lif" and cnet.kind[int(cnet.tgt[sl][0])] == "lif":
-            raise ModelError(
-                f"projection {name!r} joins two spiking populations: EventProp in NEST has no reverse connections "
-                "between spiking neurons yet (recurrent and multi-layer networks are computed by the reference only)"
-            )
     return cnet.offsets[loss.population]
 
 
@@ -182,7 +176,7 @@ def build(
         )
     if loss is not None:
         ids = np.asarray(node_ids)
-        # reverse connections readout -> spiking source, one per forward edge, same weight and delay
+        # reverse connections target -> spiking source, one per forward edge, same weight and delay
         rev = np.array([k for k in range(len(cnet.src)) if cnet.kind[int(cnet.src[k])] == "lif"], dtype=int)
         if len(rev):
             nest.Connect(
