@@ -42,7 +42,8 @@ enum class EventpropPhase
   forward,     //!< a spike of the forward pass (offset: its time)
   y_exchange,  //!< a readout's value y sent to the other readouts (offset: y)
   c_message,   //!< a readout's loss coefficient and constants sent over reverse connections (offset: payload)
-  backward     //!< a replayed spike in the backward pass (offset: the spike's forward time)
+  backward,    //!< a replayed spike in the backward pass (offset: the spike's forward time)
+  flush        //!< end of a spiking neuron's backward sweep (step n_B + n_T)
 };
 
 /**
@@ -98,6 +99,10 @@ struct EventpropSchedule
     if ( within >= n_B and within < n_B + n_T )
     {
       return EventpropPhase::backward;
+    }
+    if ( within == n_B + n_T )
+    {
+      return EventpropPhase::flush;
     }
     return EventpropPhase::none;
   }

@@ -381,6 +381,11 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
       backward_step_( lag, ( within - schedule_.n_B + 1 ) * h );
       continue;
     }
+    if ( schedule_.backward and within == schedule_.n_B + schedule_.n_T )
+    {
+      send_spike_( lag, 0.0 );  // end of the sweep: mirrors evaluate their remaining arrivals
+      continue;
+    }
     if ( schedule_.backward and within == schedule_.n_c )
     {
       // constants for the mirrors of the reverse connections from this neuron (first value: no loss coefficient)

@@ -118,6 +118,12 @@ eventprop_input_ps::update( nest::Time const& origin, const long from, const lon
   for ( long lag = from; lag < to; ++lag )
   {
     const long stamp = origin.get_steps() + lag + 1;
+    long trial = 0;
+    long within = 0;
+    if ( schedule_.backward and schedule_.locate( stamp - 1, trial, within ) and within == schedule_.n_c )
+    {
+      send_spike_( lag, 0.0 );  // every trial: lets the outgoing synapses apply a pending optimizer step
+    }
     while ( next_ < emissions_.size() and emissions_[ next_ ].stamp < stamp )
     {
       ++next_;

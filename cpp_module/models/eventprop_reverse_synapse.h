@@ -57,7 +57,13 @@ and lambda_v just before it, at each release from refractoriness the negative re
 it). The connection keeps a mirror of the source's lambda_v, propagated with the source's formula
 between these events, and pushes each jump of lambda_v, times w, into the target's accumulator for the targets with
 these constants, to be applied when the target's backward sweep passes t_e - d (see eventprop_iaf_psc_exp_ps).
-Cost: O(1) per message, O(spikes x fan-in) in all.
+The connection also computes the forward connection's gradient dL/dw = sum_k lambda_I,source(t_k + d) over the
+target's spikes k, from its mirror (lambda_I included, the source's formula and order) or, for a readout source,
+from the closed form: the same doubles in the same order as ``eventprop_synapse``, so that both copies apply the
+same optimizer step (common properties and ``gradient``, ``adam_m``, ``adam_v`` as for ``eventprop_synapse``; set
+the same optimizer on both models). After its source's sweep (step n_B + n_T) the source sends one more message
+(flush) for the arrivals before its first event. Cost: O(1) per message and per arrival, O(spikes x fan-in) in
+all.
 
 Parameters
 ++++++++++
@@ -91,7 +97,7 @@ template < typename targetidentifierT >
 class eventprop_reverse_synapse : public nest::Connection< targetidentifierT >
 {
 public:
-  typedef nest::CommonSynapseProperties CommonPropertiesType;
+  typedef EventpropOptimizerProperties CommonPropertiesType;
   typedef nest::Connection< targetidentifierT > ConnectionBase;
 
   static constexpr nest::ConnectionModelProperties properties = nest::ConnectionModelProperties::HAS_DELAY
@@ -105,8 +111,9 @@ public:
   typedef EventpropSynapseDummyTarget ConnTestDummyNode;
 
   void
-  check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& )
+  check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& cp )
   {
+    check_weight_in_bounds( "eventprop_reverse_synapse", weight_, cp );
     if ( not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &t ) )
     {
       throw nest::IllegalConnection( "eventprop_reverse_synapse cannot connect to " + t.get_name()
@@ -117,16 +124,20 @@ public:
   }
 
   bool
-  send( nest::Event& e, const size_t thread, const CommonPropertiesType& )
+  send( nest::Event& e, const size_t thread, const CommonPropertiesType& cp )
   {
     auto* target = static_cast< eventprop_iaf_psc_exp_ps* >( get_target( thread ) );
     const EventpropSchedule& sched = target->schedule();
     long trial = 0;
     const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
     const double x = e.get_offset();
-    if ( phase == EventpropPhase::backward )
+    if ( phase != EventpropPhase::none )
     {
-      mirror_( *target, sched, trial, x );
+      optimizer_.add( cp, trial, 0.0, weight_ );  // the same step as the forward copy
+    }
+    if ( phase == EventpropPhase::backward or phase == EventpropPhase::flush )
+    {
+      mirror_( *target, sched, trial, x, phase == EventpropPhase::flush );
       return true;
     }
     if ( phase != EventpropPhase::c_message )
@@ -155,6 +166,7 @@ public:
       {
         push_readout_terms_( *target, sched );
       }
+
       break;
     default:
       break;
@@ -166,7 +178,8 @@ public:
   get_status( Dictionary& d ) const
   {
     ConnectionBase::get_status( d );
-    d[ nest::names::weight ] = weight_;
+    get_weight_and_moments( d, weight_, optimizer_ );
+    d[ "gradient" ] = gradient_;
     d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
   }
 
@@ -174,7 +187,9 @@ public:
   set_status( const Dictionary& d, nest::ConnectorModel& cm )
   {
     ConnectionBase::set_status( d, cm );
-    d.update_value( nest::names::weight, weight_ );
+    const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eventprop_reverse_synapse >& >( cm );
+    set_weight_and_moments( d, "eventprop_reverse_synapse", gcm.get_common_properties(), weight_, optimizer_ );
+    d.update_value( "gradient", gradient_ );
   }
 
   void
@@ -190,14 +205,25 @@ private:
    * accumulator at t_e - d (lambda_I is continuous at m's events: the accumulator carries it).
    */
   void
-  mirror_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched, const long trial, const double x )
+  mirror_( eventprop_iaf_psc_exp_ps& target,
+    const EventpropSchedule& sched,
+    const long trial,
+    const double x,
+    const bool flush )
   {
     if ( trial != mirror_trial_ )
     {
       mirror_trial_ = trial;
       t_last_ = sched.duration_ms;
       lv_ = 0.0;
+      li_ = 0.0;
       expect_payload_ = false;
+      next_k_ = target.trial_spike_count();
+    }
+    if ( flush )
+    {
+      gradient_until_( target, sched, -1.0 );
+      return;
     }
     double t_event = 0.0;
     double lv_new = 0.0;
@@ -217,10 +243,14 @@ private:
       expect_payload_ = true;
       return;
     }
+    // arrivals at or after this event read the source's adjoint from the previous entry, as the forward copy does
+    gradient_until_( target, sched, t_event );
     const double u = t_last_ - t_event;
     if ( u > 0.0 )
     {
-      lv_ = lv_ * std::exp( -u / tau_m_ );  // lambda_I is continuous: only lambda_v's jumps are pushed
+      // the source's own formula and order (eventprop_adjoint_propagate): identical doubles
+      li_ = li_ * std::exp( -u / tau_syn_ ) + lv_ * eventprop_kern( u, tau_m_, tau_syn_ ) / C_m_;
+      lv_ = lv_ * std::exp( -u / tau_m_ );
     }
     t_last_ = t_event;
     const double jump = lv_new - lv_;
@@ -228,6 +258,37 @@ private:
     if ( jump != 0.0 )
     {
       target.add_adjoint_push( t_event - get_delay_steps() * sched.h, weight_ * jump, tau_m_, tau_syn_, C_m_ );
+    }
+  }
+
+  /**
+   * dL/dw += lambda_I of the source at the arrivals t_a = t_k + d >= t_min of the target's spikes not yet counted
+   * (latest first, the order in which the forward copy receives the replays), from the mirror's last entry.
+   */
+  void
+  gradient_until_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched, const double t_min )
+  {
+    const double d = get_delay_steps() * sched.h;
+    while ( next_k_ > 0 )
+    {
+      const double t_a = target.trial_spike_time( next_k_ - 1 ) + d;
+      if ( t_a < t_min )
+      {
+        return;
+      }
+      --next_k_;
+      if ( t_a >= sched.duration_ms )
+      {
+        continue;
+      }
+      double li = li_;
+      const double u = t_last_ - t_a;
+      if ( u > 0.0 )
+      {
+        li = li_ * std::exp( -u / tau_syn_ ) + lv_ * eventprop_kern( u, tau_m_, tau_syn_ ) / C_m_;
+      }
+      gradient_ += li;
+      optimizer_.cumulative_gradient += li;
     }
   }
 
@@ -248,6 +309,17 @@ private:
       const double li = scale * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
       target.add_to_jump_sum( k, weight_ * ( li / tau_syn_ - lv / C_m_ ) );
     }
+    // the same gradient as the forward copy, in its order (latest spike first) and with its formula
+    for ( size_t k = target.trial_spike_count(); k-- > 0; )
+    {
+      const double t_a = target.trial_spike_time( k ) + d;
+      if ( t_a < T )
+      {
+        const double li = c_ / T * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
+        gradient_ += li;
+        optimizer_.cumulative_gradient += li;
+      }
+    }
   }
 
   double weight_ = 1.0;
@@ -262,8 +334,12 @@ private:
   long mirror_trial_ = -1;
   double t_last_ = 0.0;
   double lv_ = 0.0;
+  double li_ = 0.0;
   double t_pending_ = 0.0;
   bool expect_payload_ = false;
+  size_t next_k_ = 0;  //!< the target's spikes [0, next_k_) have not been counted in the gradient yet
+  double gradient_ = 0.0;
+  EpropOptimizerState optimizer_;
 };
 
 template < typename targetidentifierT >

@@ -14,6 +14,7 @@
 #include "connector_model.h"
 #include "exceptions.h"
 
+#include "eprop_inline_optimizer.h"
 #include "eventprop_node.h"
 
 namespace nestgrad
@@ -46,9 +47,17 @@ target's adjoint current lambda_I(t_k + delay) to ``gradient`` for every arrival
 
    \frac{\partial L}{\partial w} = \sum_k \lambda_I(t_k + d)
 
-summed over the trials simulated since ``gradient`` was last set (set it to 0 to start a batch). Replays and the
-loss messages of readouts are not passed on to the target. The optimizer (docs/eventprop_nest_design.md,
-section 5) is not implemented yet.
+summed over the trials simulated since ``gradient`` was last set. Replays and the loss messages of readouts are
+not passed on to the target.
+
+Optimizer (common properties, ``nest.SetDefaults("eventprop_synapse", {"optimizer": {...}})``, the dictionary of
+``eprop_event_synapse`` with ``eta`` = 0 by default): the gradients of ``batch_size`` consecutive trials are
+averaged and applied once per batch, by gradient descent (w -= eta g) or Adam, and the weight is clipped to
+[Wmin, Wmax]. The step is applied at the synapse's first event of the next batch (every EventProp node sends one
+message per trial, in step n_c, so no synapse misses a batch; batches without events count with zero gradient);
+the reverse copy (``eventprop_reverse_synapse``) computes the same gradient in the same order and applies the same
+step, so both copies stay equal bit for bit. After the last batch, simulate one more trial period to apply its
+step. Adam's moments are ``adam_m`` and ``adam_v`` per connection.
 
 Parameters
 ++++++++++
@@ -57,6 +66,8 @@ Parameters
 ``weight``  pA      1.0         jump of the target's synaptic current
 ``delay``   ms      1.0         transmission delay, a multiple of the resolution
 ``gradient`` 1/pA   0.0         dL/dw summed over the trials since it was last set
+``adam_m``                      Adam's first moment
+``adam_v``                      Adam's second moment
 =========== ======= =========== ============================================================================
 
 References
@@ -79,6 +90,20 @@ EndUserDocs */
 
 void register_eventprop_synapse( const std::string& name );
 
+/**
+ * Optimizer settings of the EventProp synapse models: the "optimizer" dictionary of nestgrad's e-prop synapses
+ * (gradient_descent or adam, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon), with eta = 0 by
+ * default (no learning until asked for).
+ */
+class EventpropOptimizerProperties : public EpropOptimizerProperties
+{
+public:
+  EventpropOptimizerProperties()
+  {
+    eta_ = 0.0;
+  }
+};
+
 //! Test node for check_connection: accepts SpikeEvents.
 class EventpropSynapseDummyTarget : public nest::ConnTestDummyNodeBase
 {
@@ -95,7 +120,7 @@ template < typename targetidentifierT >
 class eventprop_synapse : public nest::Connection< targetidentifierT >
 {
 public:
-  typedef nest::CommonSynapseProperties CommonPropertiesType;
+  typedef EventpropOptimizerProperties CommonPropertiesType;
   typedef nest::Connection< targetidentifierT > ConnectionBase;
 
   static constexpr nest::ConnectionModelProperties properties = nest::ConnectionModelProperties::HAS_DELAY
@@ -109,8 +134,9 @@ public:
   typedef EventpropSynapseDummyTarget ConnTestDummyNode;
 
   void
-  check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& )
+  check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& cp )
   {
+    check_weight_in_bounds( "eventprop_synapse", weight_, cp );
     if ( not dynamic_cast< EventpropNode* >( &t ) )
     {
       throw nest::IllegalConnection( "eventprop_synapse cannot connect to " + t.get_name()
@@ -122,7 +148,7 @@ public:
   }
 
   bool
-  send( nest::Event& e, const size_t thread, const CommonPropertiesType& )
+  send( nest::Event& e, const size_t thread, const CommonPropertiesType& cp )
   {
     auto* target = static_cast< EventpropNode* >( get_target( thread ) );
     const EventpropSchedule& sched = target->schedule();
@@ -130,6 +156,11 @@ public:
     {
       long trial = 0;
       const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
+      if ( phase != EventpropPhase::none )
+      {
+        // the first event of a trial after a batch boundary applies the step of the batches completed
+        optimizer_.add( cp, trial, 0.0, weight_ );
+      }
       if ( phase == EventpropPhase::backward )
       {
         // the source's backward messages: a replayed spike is two values (its forward time, then the source's
@@ -148,11 +179,13 @@ public:
         const double t_arrival = x + get_delay_steps() * sched.h;
         if ( t_arrival < sched.duration_ms )
         {
-          gradient_ += target->adjoint_current_at( t_arrival );
+          const double g = target->adjoint_current_at( t_arrival );
+          gradient_ += g;
+          optimizer_.cumulative_gradient += g;
         }
         return true;
       }
-      if ( phase == EventpropPhase::c_message or phase == EventpropPhase::none )
+      if ( phase != EventpropPhase::forward and phase != EventpropPhase::y_exchange )
       {
         return true;  // not for this connection's target
       }
@@ -169,7 +202,7 @@ public:
   get_status( Dictionary& d ) const
   {
     ConnectionBase::get_status( d );
-    d[ nest::names::weight ] = weight_;
+    get_weight_and_moments( d, weight_, optimizer_ );
     d[ "gradient" ] = gradient_;
     d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
   }
@@ -178,7 +211,8 @@ public:
   set_status( const Dictionary& d, nest::ConnectorModel& cm )
   {
     ConnectionBase::set_status( d, cm );
-    d.update_value( nest::names::weight, weight_ );
+    const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eventprop_synapse >& >( cm );
+    set_weight_and_moments( d, "eventprop_synapse", gcm.get_common_properties(), weight_, optimizer_ );
     d.update_value( "gradient", gradient_ );
   }
 
@@ -192,6 +226,7 @@ private:
   double weight_ = 1.0;
   double gradient_ = 0.0;  //!< dL/dw summed over the trials since it was last set (1/pA)
   bool expect_payload_ = false;  //!< the next backward message is the second value of a replay
+  EpropOptimizerState optimizer_;
 };
 
 template < typename targetidentifierT >

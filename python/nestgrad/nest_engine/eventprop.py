@@ -124,9 +124,13 @@ def build(
     resolution: float = 0.1,
     threads: int = 1,
     loss: ReadoutCrossEntropy | None = None,
+    optimizer: dict[str, Any] | None = None,
 ) -> BuiltEventprop:
     """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` also the loss exchange, the reverse
-    connections and the backward pass (see the module docstring for what is supported)."""
+    connections and the backward pass (see the module docstring for what is supported); ``optimizer`` (the
+    synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon) turns
+    learning on, on both copies of every edge. The readouts get one label more than there are trials (0), for
+    the extra trial period that applies the last batch's step (:func:`run_training`)."""
     from nestgrad.nest_engine import fresh_kernel
 
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
@@ -148,6 +152,12 @@ def build(
         if loss is not None and (trial.label is None or not 0 <= int(trial.label) < len(readouts)):
             raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(readouts)})")
         labels.append(int(trial.label) if trial.label is not None else -1)
+    labels.append(0)  # the extra period after the last trial (no inputs)
+    if optimizer is not None:
+        if loss is None:
+            raise ConfigError("an optimizer needs a loss (learning needs the backward pass)")
+        for model in (SYNAPSE_MODEL, REVERSE_MODEL):
+            nest.SetDefaults(model, {"optimizer": dict(optimizer)})
     node_ids: list[int] = []
     inputs: dict[int, tuple[list[float], list[int]]] = {j: ([], []) for j, k in enumerate(cnet.kind) if k == "input"}
     for k, trial in enumerate(trials):
@@ -289,3 +299,63 @@ def run_gradients(
         z = ys[:, k] - ys[:, k].max()
         losses[k] = -(z[int(trial.label)] - math.log(np.exp(z).sum()))
     return NestGradients({name: total[sl] for name, sl in cnet.proj_slices.items()}, losses, read_forward(built))
+
+
+@dataclass
+class NestTraining:
+    """Weights after training (per projection, edge order) from the forward connections and, for edges with a
+    spiking source, from their reverse copies (NaN elsewhere), and the gradients summed over all trials."""
+
+    weights: dict[str, np.ndarray]
+    reverse_weights: dict[str, np.ndarray]
+    gradient_sum: dict[str, np.ndarray]
+    reverse_gradient_sum: dict[str, np.ndarray]
+
+
+def _read_pairs(nest: Any, model: str, keys: list[str]) -> dict[tuple[int, int], list[tuple[float, ...]]]:
+    conns = nest.GetConnections(synapse_model=model)
+    out: dict[tuple[int, int], list[tuple[float, ...]]] = {}
+    if len(conns):
+        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", *keys]).items()}
+        for i in range(len(st["source"])):
+            out.setdefault((int(st["source"][i]), int(st["target"][i])), []).append(
+                tuple(float(st[k][i]) for k in keys)
+            )
+    return out
+
+
+def run_training(
+    net: Network | CompiledNetwork,
+    trials: Sequence[Trial],
+    loss: ReadoutCrossEntropy,
+    optimizer: dict[str, Any],
+    *,
+    resolution: float = 0.1,
+    threads: int = 1,
+) -> NestTraining:
+    """Train on ``trials`` in order, one optimizer step per ``optimizer["batch_size"]`` trials, all in NEST: one
+    ``Simulate`` for the trials, one more trial period (no inputs) in which every synapse applies the last batch's
+    step; returns the weights of both copies of every edge."""
+    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, optimizer=optimizer)
+    nest, cnet = built.nest, built.cnet
+    nest.Simulate(built.layout.sim_time)
+    nest.Simulate(built.layout.period)
+    ids = np.asarray(built.nodes.tolist())
+    fwd = _read_pairs(nest, SYNAPSE_MODEL, ["weight", "gradient"])
+    rev = _read_pairs(nest, REVERSE_MODEL, ["weight", "gradient"])
+    w = np.zeros(len(cnet.src))
+    g = np.zeros(len(cnet.src))
+    w_rev = np.full(len(cnet.src), np.nan)
+    g_rev = np.full(len(cnet.src), np.nan)
+    for e in range(len(cnet.src)):
+        s, t = int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]])
+        w[e], g[e] = fwd[(s, t)].pop(0)
+        if (t, s) in rev and rev[(t, s)]:
+            w_rev[e], g_rev[e] = rev[(t, s)].pop(0)
+    per = {name: sl for name, sl in cnet.proj_slices.items()}
+    return NestTraining(
+        {k: w[sl] for k, sl in per.items()},
+        {k: w_rev[sl] for k, sl in per.items()},
+        {k: g[sl] for k, sl in per.items()},
+        {k: g_rev[sl] for k, sl in per.items()},
+    )
