@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EVENTPROP_SYNAPSE_H
 #define NESTGRAD_EVENTPROP_SYNAPSE_H
 
+#include <limits>
 #include <string>
 
 // NEST public headers
@@ -51,8 +52,8 @@ summed over the trials simulated since ``gradient`` was last set. Replays and th
 not passed on to the target.
 
 Optimizer (common properties, ``nest.SetDefaults("eventprop_synapse", {"optimizer": {...}})``, the dictionary of
-``eprop_event_synapse`` with ``eta`` = 0 by default): the gradients of ``batch_size`` consecutive trials are
-averaged and applied once per batch, by gradient descent (w -= eta g) or Adam, and the weight is clipped to
+``eprop_event_synapse`` with ``eta`` = 0 and ``Wmin`` = -inf, ``Wmax`` = +inf by default): the gradients of
+``batch_size`` consecutive trials are averaged and applied once per batch, by gradient descent (w -= eta g) or Adam, and the weight is clipped to
 [Wmin, Wmax]. The step is applied at the synapse's first event of the next batch (every EventProp node sends one
 message per trial, in step n_c, so no synapse misses a batch; batches without events count with zero gradient);
 the reverse copy (``eventprop_reverse_synapse``) computes the same gradient in the same order and applies the same
@@ -92,8 +93,8 @@ void register_eventprop_synapse( const std::string& name );
 
 /**
  * Optimizer settings of the EventProp synapse models: the "optimizer" dictionary of nestgrad's e-prop synapses
- * (gradient_descent or adam, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon), with eta = 0 by
- * default (no learning until asked for).
+ * (gradient_descent or adam, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon), with eta = 0 and
+ * unbounded weights by default (no learning until asked for).
  */
 class EventpropOptimizerProperties : public EpropOptimizerProperties
 {
@@ -101,6 +102,8 @@ public:
   EventpropOptimizerProperties()
   {
     eta_ = 0.0;
+    Wmin_ = -std::numeric_limits< double >::infinity();
+    Wmax_ = std::numeric_limits< double >::infinity();
   }
 };
 
