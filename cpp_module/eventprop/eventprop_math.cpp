@@ -259,6 +259,28 @@ EventpropExpPoly::roots( const double lo, const double hi ) const
   return out;
 }
 
+EventpropExpPoly
+eventprop_voltage_expsum( const double v, const double i, const EventpropNeuronParams& p )
+{
+  const double tm = p.tau_m;
+  const double ts = p.tau_syn;
+  const double v_inf = p.v_inf();
+  const double rm = 1.0 / tm;
+  const double rs = 1.0 / ts;
+  EventpropExpPoly expr;
+  expr.add_term( 0.0, { v_inf } );
+  if ( tm == ts )
+  {
+    expr = expr.plus( EventpropExpPoly::exp( rm, v - v_inf ) ).plus( EventpropExpPoly::exp( rm, i / p.C_m, 1 ) );
+  }
+  else
+  {
+    const double k = tm * ts / ( ts - tm ) * i / p.C_m;
+    expr = expr.plus( EventpropExpPoly::exp( rm, v - v_inf - k ) ).plus( EventpropExpPoly::exp( rs, k ) );
+  }
+  return expr;
+}
+
 double
 eventprop_first_crossing( const double v,
   const double i,
@@ -325,19 +347,7 @@ eventprop_first_crossing( const double v,
   else
   {
     // voltage_expsum(v, i) - theta - a exp(-u / adapt_tau), in the reference's order of terms
-    const double rm = 1.0 / tm;
-    const double rs = 1.0 / ts;
-    EventpropExpPoly expr;
-    expr.add_term( 0.0, { v_inf } );
-    if ( tm == ts )
-    {
-      expr = expr.plus( EventpropExpPoly::exp( rm, v - v_inf ) ).plus( EventpropExpPoly::exp( rm, i / c_m, 1 ) );
-    }
-    else
-    {
-      const double k = tm * ts / ( ts - tm ) * i / c_m;
-      expr = expr.plus( EventpropExpPoly::exp( rm, v - v_inf - k ) ).plus( EventpropExpPoly::exp( rs, k ) );
-    }
+    EventpropExpPoly expr = eventprop_voltage_expsum( v, i, p );
     expr.add_term( 0.0, { -theta } );
     expr = expr.plus( EventpropExpPoly::exp( 1.0 / ta, -a ) );
     crit = expr.deriv().roots( 0.0, horizon );

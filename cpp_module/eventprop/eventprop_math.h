@@ -196,6 +196,9 @@ eventprop_bracketed_root( F f, double a, double b, DF df )
   return x;
 }
 
+//! v(u) of the free dynamics from (v, i) at u = 0 as an exponential sum (reference: voltage_expsum).
+EventpropExpPoly eventprop_voltage_expsum( double v, double i, const EventpropNeuronParams& p );
+
 /**
  * Time u in (0, horizon) at which v(u) first reaches theta + A(u), or a negative value if none (reference:
  * dynamics.first_crossing; kmax = eventprop_kern_max(tau_m, tau_syn)).

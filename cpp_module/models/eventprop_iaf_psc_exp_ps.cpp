@@ -154,14 +154,15 @@ eventprop_iaf_psc_exp_ps::predict_( const double t )
 }
 
 void
-eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const double step_end )
+eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const long within )
 {
+  const double step_end = ( within + 1 ) * schedule_.h;
   advance_( t );
   rec_trial_.push_back( trial_ );
   rec_t_.push_back( t );
   rec_gdot_.push_back( eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau );
   rec_release_vdot_.push_back( std::numeric_limits< double >::quiet_NaN() );
-  tspk_.push_back( { t, rec_gdot_.back(), 0.0, -1.0, 0.0, 0.0, 0.0 } );
+  tspk_.push_back( { t, rec_gdot_.back(), 0.0, -1.0, 0.0, 0.0, 0.0, within + 1, step_end - t } );
   v_ = p_.v_reset;
   a_ += p_.adapt_beta;
   t_cross_ = -1.0;
@@ -388,7 +389,9 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
     }
     if ( schedule_.backward and within == schedule_.n_c )
     {
-      // constants for the mirrors of the reverse connections from this neuron (first value: no loss coefficient)
+      // constants for the mirrors of the reverse connections from this neuron (no loss coefficient, no maximum)
+      send_spike_( lag, 0.0 );
+      send_spike_( lag, std::numeric_limits< double >::quiet_NaN() );
       send_spike_( lag, 0.0 );
       send_spike_( lag, p_.tau_m );
       send_spike_( lag, p_.tau_syn );
@@ -434,7 +437,7 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
         }
         else
         {
-          spike_( t_int, lag, b );
+          spike_( t_int, lag, within );
         }
       }
       else

@@ -82,7 +82,8 @@ with equal (tau_m, tau_syn, C_m) the neuron keeps S = sum_m w (lambda_v,m, lambd
 same backward dynamics as one neuron's adjoint between the targets' jumps; each jump of a target's lambda_v (at its
 spikes and releases) reaches the neuron as a push w Delta lambda_v from the reverse connection's mirror of m,
 applied when the sweep passes t_e - d. At spike k, J_k adds S_I / tau_syn - S_v / C_m of every group. In the
-message phase of the period (step n_c) the neuron sends its constants (0, tau_m, tau_syn, C_m) to the mirrors;
+message phase of the period (step n_c) the neuron sends its constants (0, NaN, 0, tau_m, tau_syn, C_m) to the
+mirrors;
 in the backward sweep it sends, at each spike, its forward time and then lambda_v just before the spike, and at
 each release the negative release time.
 
@@ -161,6 +162,12 @@ public:
   {
     return tspk_[ k ].t;
   }
+  //! The arrival time of spike k over a delay of d_steps exactly as the target computes it (for equality tests).
+  double
+  trial_arrival_time( const size_t k, const long d_steps ) const
+  {
+    return ( tspk_[ k ].stamp_rel + d_steps ) * schedule_.h - tspk_[ k ].offset;
+  }
   void
   add_to_jump_sum( const size_t k, const double x )
   {
@@ -181,7 +188,7 @@ private:
   void start_trial_( long trial );
   void advance_( double t );
   void predict_( double t );
-  void spike_( double t, long lag, double step_end );
+  void spike_( double t, long lag, long within );
   void release_( double t );
   void start_backward_();
   void backward_step_( long lag, double s_end );
@@ -235,6 +242,8 @@ private:
     double release_vdot;
     double J;  //!< sum over the spike's arrivals at targets (pushed by reverse connections)
     double R;  //!< release term
+    long stamp_rel;  //!< the spike's stamp relative to the trial start
+    double offset;   //!< its offset
   };
   std::vector< TrialSpike > tspk_;
 

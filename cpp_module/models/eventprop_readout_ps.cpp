@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <string>
 
 // NEST public headers
 #include "exceptions.h"
@@ -41,13 +43,57 @@ eventprop_readout_ps::get_status( Dictionary& d ) const
   d[ "labels" ] = labels_;
   d[ "trial_y" ] = y_rec_;
   d[ "trial_c" ] = c_rec_;
+  d[ "loss" ] = std::string( max_mode_ ? "max" : "sum" );
 }
 
 double
 eventprop_readout_ps::adjoint_current_at( const double t ) const
 {
   const double T = schedule_.duration_ms;
+  if ( max_mode_ )
+  {
+    // lambda_v jumps by c at t_max (going back) and is 0 after it; lambda_I is continuous
+    return t < t_max_ ? c_ * eventprop_kern( t_max_ - t, p_.tau_m, p_.tau_syn ) / p_.C_m : 0.0;
+  }
   return c_ / T * eventprop_kern_integral( T - t, p_.tau_m, p_.tau_syn ) / p_.C_m;
+}
+
+void
+eventprop_readout_ps::max_piece_( const double length, const bool last )
+{
+  // the reference's candidates in its order: the piece's start, the zeros of dv/dt inside, and the end of the last
+  // piece; a start wins with the slope at the end of the previous piece (a kink if > 0)
+  std::vector< double > cands { 0.0 };
+  const std::vector< double > roots = eventprop_voltage_expsum( v_, i_, p_ ).deriv().roots( 0.0, length );
+  cands.insert( cands.end(), roots.begin(), roots.end() );
+  if ( last )
+  {
+    cands.push_back( length );
+  }
+  for ( const double u : cands )
+  {
+    double val = v_;
+    if ( u != 0.0 )
+    {
+      double vv = v_;
+      double ii = i_;
+      double aa = 0.0;
+      eventprop_propagate( vv, ii, aa, u, p_, false );
+      val = vv;
+    }
+    if ( val > best_v_ )
+    {
+      best_v_ = val;
+      best_t_ = t_upd_ + u;
+      best_left_ = ( u == 0.0 and n_pieces_ > 0 ) ? prev_end_slope_ : 0.0;
+    }
+  }
+  double ve = v_;
+  double ie = i_;
+  double ae = 0.0;
+  eventprop_propagate( ve, ie, ae, length, p_, false );
+  prev_end_slope_ = eventprop_dvdt( ve, ie, p_ );
+  ++n_pieces_;
 }
 
 void
@@ -64,6 +110,12 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   std::vector< long > labels = labels_;
   d.update_value( "readout_index", readout_index );
   d.update_value( "labels", labels );
+  std::string loss = max_mode_ ? "max" : "sum";
+  d.update_value( "loss", loss );
+  if ( loss != "sum" and loss != "max" )
+  {
+    throw nest::BadProperty( get_name() + ": loss = \"" + loss + "\" is not one of \"sum\", \"max\"." );
+  }
   for ( const auto& [ name, x ] : { std::pair( "C_m", p.C_m ), std::pair( "tau_m", p.tau_m ), std::pair( "tau_syn", p.tau_syn ) } )
   {
     if ( not( std::isfinite( x ) and x > 0.0 ) )
@@ -76,6 +128,7 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   p_ = p;
   readout_index_ = readout_index;
   labels_ = labels;
+  max_mode_ = loss == "max";
 }
 
 void
@@ -113,6 +166,11 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       t_upd_ = 0.0;
       integral_ = 0.0;
       others_y_.clear();
+      best_v_ = -std::numeric_limits< double >::infinity();
+      best_t_ = 0.0;
+      best_left_ = 0.0;
+      prev_end_slope_ = 0.0;
+      n_pieces_ = 0;
     }
     if ( trial_ != trial )
     {
@@ -142,6 +200,10 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       }
       double a = 0.0;
       const double u = t - t_upd_;
+      if ( max_mode_ and schedule_.backward )
+      {
+        max_piece_( u, false );
+      }
       if ( u > 0.0 )
       {
         integral_ += eventprop_voltage_integral( v_, i_, u, p_ );
@@ -161,8 +223,16 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
     if ( within == schedule_.n_T )
     {
       // every arrival before T has been processed: the last piece of the integral, then y to the other readouts
-      integral_ += eventprop_voltage_integral( v_, i_, T - t_upd_, p_ );
-      y_ = integral_ / T;
+      if ( max_mode_ )
+      {
+        max_piece_( T - t_upd_, true );
+        y_ = best_v_;
+      }
+      else
+      {
+        integral_ += eventprop_voltage_integral( v_, i_, T - t_upd_, p_ );
+        y_ = integral_ / T;
+      }
       send_spike_( lag, y_ );
     }
     else if ( within == schedule_.n_c )
@@ -188,7 +258,12 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       y_trial_.push_back( trial );
       y_rec_.push_back( y_ );
       c_rec_.push_back( c_ );
+      // c, then where the maximum is (NaN for the mean) and the kink term c dv/dt(t_max-) of the arrival there
+      t_max_ = best_t_;
+      const bool kink = max_mode_ and n_pieces_ > 0 and best_left_ > 0.0;
       send_spike_( lag, c_ );
+      send_spike_( lag, max_mode_ ? t_max_ : std::numeric_limits< double >::quiet_NaN() );
+      send_spike_( lag, kink ? c_ * best_left_ : 0.0 );
       send_spike_( lag, p_.tau_m );
       send_spike_( lag, p_.tau_syn );
       send_spike_( lag, p_.C_m );

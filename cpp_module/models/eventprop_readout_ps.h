@@ -131,7 +131,16 @@ private:
   // loss (backward pass)
   long readout_index_ = -1;   //!< index among the loss's readouts, -1: not part of a loss
   std::vector< long > labels_;  //!< label of each trial
+  bool max_mode_ = false;     //!< loss on the maximum voltage ("max") instead of the mean ("sum")
   double integral_ = 0.0;     //!< int_0^t v dt of the current trial so far (mV ms)
+  // "max": the maximum so far, where, and dv/dt just before it if it sits at an arrival (the kink)
+  double best_v_ = 0.0;
+  double best_t_ = 0.0;
+  double best_left_ = 0.0;
+  double prev_end_slope_ = 0.0;
+  long n_pieces_ = 0;
+  double t_max_ = 0.0;  //!< of the current trial, for the adjoint
+  void max_piece_( double length, bool last );
   double y_ = 0.0;
   double c_ = 0.0;            //!< dL/dy of the current trial
   std::vector< double > others_y_;

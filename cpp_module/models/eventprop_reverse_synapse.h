@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
 #define NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
 
+#include <cmath>
 #include <string>
 
 // NEST public headers
@@ -37,22 +38,26 @@ For a forward connection n -> m (``eventprop_synapse``, weight w, delay d) whose
 delay (docs/eventprop_nest_design.md, Option B). It never passes a spike on to n. It is stored with n (on n's
 thread and rank), so it adds to n's per-spike sums J_k directly; what crosses threads and ranks are m's spikes.
 
-Readout sources (``eventprop_readout_ps`` with a cross-entropy loss on the mean voltage): in step n_c of a trial's
-period the readout sends four messages, in this order, in the offset field: its loss coefficient c = dL/dy and
-its tau_m, tau_syn and C_m. After the fourth the connection adds, for every spike k of n in the trial whose arrival
-t_a = t_k + d lies before the end T of the trial,
+Readout sources (``eventprop_readout_ps`` with a cross-entropy loss on the mean or the maximum voltage): in step
+n_c of a trial's period the readout sends six messages, in this order, in the offset field: its loss coefficient
+c = dL/dy, the time t_max of its maximum (NaN for the mean), the kink term (c dv/dt just before t_max if the
+maximum sits on an arrival, else 0) and its tau_m, tau_syn and C_m. After the sixth the connection adds, for every
+spike k of n in the trial whose arrival t_a = t_k + d lies before the end T of the trial,
 
 .. math::
 
-   J_k \mathrel{+}= w \left( \frac{\lambda_I(t_a)}{\tau_{syn}} - \frac{\lambda_v(t_a)}{C_m} \right), \quad
-   \lambda_v(t_a) = \frac{c}{T} \int_0^{T - t_a} e^{-u/\tau_m} du, \quad
-   \lambda_I(t_a) = \frac{c}{T C_m} \int_0^{T - t_a} \kappa(u) du
+   J_k \mathrel{+}= w \left( \frac{\lambda_I(t_a)}{\tau_{syn}} - \frac{\lambda_v(t_a)}{C_m} \right)
+   \; (+ \text{kink if } t_a = t_{max}), \quad
+   \text{mean: } \lambda_v(t) = \frac{c}{T} \int_0^{T - t} e^{-u/\tau_m} du, \;
+   \lambda_I(t) = \frac{c}{T C_m} \int_0^{T - t} \kappa(u) du; \quad
+   \text{max: } \lambda_v(t) = c\, e^{-(t_{max} - t)/\tau_m}, \; \lambda_I(t) = \frac{c}{C_m} \kappa(t_{max} - t)
+   \text{ for } t < t_{max}, \text{ else } 0
 
 with the readout's constants, before n's backward sweep starts. Cost: O(spikes of n) per reverse connection and
 trial, the reference's per-arrival cost.
 
 Spiking sources (``eventprop_iaf_psc_exp_ps``: recurrent and multi-layer networks): the source sends its constants
-(0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward time t_e
+(0, NaN, 0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward time t_e
 and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
 it). The connection keeps a mirror of the source's lambda_v, propagated with the source's formula
 between these events, and pushes each jump of lambda_v, times w, into the target's accumulator for the targets with
@@ -155,18 +160,23 @@ public:
       c_ = x;
       break;
     case 1:
-      tau_m_ = x;
+      t_max_ = x;
       break;
     case 2:
-      tau_syn_ = x;
+      kink_ = x;
       break;
     case 3:
+      tau_m_ = x;
+      break;
+    case 4:
+      tau_syn_ = x;
+      break;
+    case 5:
       C_m_ = x;
       if ( c_ != 0.0 )
       {
         push_readout_terms_( *target, sched );
       }
-
       break;
     default:
       break;
@@ -292,30 +302,66 @@ private:
     }
   }
 
+  //! lambda_v, lambda_I of a readout source at t (closed forms of its loss: mean voltage or maximum at t_max_)
+  void
+  readout_adjoint_( const double t, const double T, double& lv, double& li ) const
+  {
+    if ( std::isnan( t_max_ ) )
+    {
+      lv = c_ / T * eventprop_exp_integral( T - t, 1.0 / tau_m_ );
+      li = c_ / T * eventprop_kern_integral( T - t, tau_m_, tau_syn_ ) / C_m_;
+    }
+    else if ( t < t_max_ )
+    {
+      lv = c_ * std::exp( -( t_max_ - t ) / tau_m_ );
+      li = c_ * eventprop_kern( t_max_ - t, tau_m_, tau_syn_ ) / C_m_;
+    }
+    else
+    {
+      lv = 0.0;
+      li = 0.0;
+    }
+  }
+
   void
   push_readout_terms_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched )
   {
     const double T = sched.duration_ms;
-    const double d = get_delay_steps() * sched.h;
-    const double scale = c_ / T;
+    const long d_steps = get_delay_steps();
+    const double d = d_steps * sched.h;
     for ( size_t k = 0; k < target.trial_spike_count(); ++k )
     {
-      const double t_a = target.trial_spike_time( k ) + d;
+      // the arrival time as the readout computed it, so that the arrival at its maximum is recognised exactly
+      const double t_a = target.trial_arrival_time( k, d_steps );
       if ( t_a >= T )
       {
         continue;
       }
-      const double lv = scale * eventprop_exp_integral( T - t_a, 1.0 / tau_m_ );
-      const double li = scale * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
-      target.add_to_jump_sum( k, weight_ * ( li / tau_syn_ - lv / C_m_ ) );
+      double lv = 0.0;
+      double li = 0.0;
+      readout_adjoint_( t_a, T, lv, li );
+      double term = weight_ * ( li / tau_syn_ - lv / C_m_ );
+      if ( t_a == t_max_ )
+      {
+        term += kink_;  // the maximum sits on this arrival: moving it moves the maximum
+      }
+      target.add_to_jump_sum( k, term );
     }
-    // the same gradient as the forward copy, in its order (latest spike first) and with its formula
+    // the same gradient as the forward copy (readout's adjoint_current_at at t_k + d), in its order (latest first)
     for ( size_t k = target.trial_spike_count(); k-- > 0; )
     {
       const double t_a = target.trial_spike_time( k ) + d;
       if ( t_a < T )
       {
-        const double li = c_ / T * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
+        double li = 0.0;
+        if ( std::isnan( t_max_ ) )
+        {
+          li = c_ / T * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
+        }
+        else if ( t_a < t_max_ )
+        {
+          li = c_ * eventprop_kern( t_max_ - t_a, tau_m_, tau_syn_ ) / C_m_;
+        }
         gradient_ += li;
         optimizer_.cumulative_gradient += li;
       }
@@ -326,6 +372,8 @@ private:
   long msg_trial_ = -1;  //!< trial of the messages received last
   long n_msg_ = 0;       //!< messages received of that trial
   double c_ = 0.0;
+  double t_max_ = 0.0;  //!< NaN: loss on the mean voltage
+  double kink_ = 0.0;
   // the source's constants, as received
   double tau_m_ = 1.0;
   double tau_syn_ = 1.0;

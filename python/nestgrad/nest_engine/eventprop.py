@@ -10,7 +10,8 @@ Backward pass (:func:`run_gradients`): each trial's period also holds the loss e
 backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
 carry the readouts' loss coefficients and the spiking neurons' adjoint jumps back, and every ``eventprop_synapse``
 sums dL/dw over the trials. Supported so far: networks of inputs, spiking neurons (feedforward, multi-layer,
-recurrent) and leaky readouts with ``ReadoutCrossEntropy(mode="sum")``; other losses raise :class:`ModelError`.
+recurrent) and leaky readouts with ``ReadoutCrossEntropy`` on the mean (``"sum"``) or the maximum (``"max"``)
+voltage; other losses raise :class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -107,9 +108,9 @@ def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> 
     """What the NEST backward pass supports so far; returns the loss population's first global id."""
     if loss is None:
         return None
-    if not isinstance(loss, ReadoutCrossEntropy) or loss.mode != "sum":
+    if not isinstance(loss, ReadoutCrossEntropy) or loss.mode not in ("sum", "max"):
         raise ModelError(
-            f"EventProp in NEST supports the loss ReadoutCrossEntropy(mode='sum') so far, not {loss!r}"
+            f"EventProp in NEST supports the loss ReadoutCrossEntropy with mode 'sum' or 'max' so far, not {loss!r}"
             + (f" with mode {loss.mode!r}" if isinstance(loss, ReadoutCrossEntropy) else "")
         )
     if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
@@ -173,7 +174,7 @@ def build(
             p = cnet.params[j]
             status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
         if j in readouts:
-            status |= {"readout_index": j - first_readout, "labels": labels}
+            status |= {"readout_index": j - first_readout, "labels": labels, "loss": loss.mode}
         node.set(status)
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)
