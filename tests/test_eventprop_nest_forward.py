@@ -140,6 +140,10 @@ def test_eventprop_nest_models_refuse_bad_input() -> None:
         n.set({"tau_syn": -1.0})
     with pytest.raises(Exception, match=r"trial_period = 5.* must be >= trial_duration"):
         n.set({"trial_duration": 10.0, "trial_period": 5.0})
+    n.set({"trial_duration": 10.0, "trial_period": 20.0, "backward": True, "delay_bound": 2.0})
+    with pytest.raises(Exception, match=r"with backward = true, trial_period = 20.* must be at least 26.6"):
+        nest.Simulate(1.0)  # the layout is checked when the run starts (it needs the resolution)
+    n.set({"backward": False})
     inp = nest.Create("eventprop_input_ps", params={"trial_duration": 10.0, "trial_period": 20.0})
     with pytest.raises(Exception, match=r"spike_times\[1\] = 12.* must lie in \[0, trial_duration"):
         inp.set({"spike_times": [1.0, 12.0]})

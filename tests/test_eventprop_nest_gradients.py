@@ -79,6 +79,23 @@ def test_eventprop_nest_gradients_equal_reference(case: str, mode: str, threads:
         assert n_kinks >= 1, f"{case}: no maximum sat on an arrival"
 
 
+def test_eventprop_nest_gradients_without_records_are_the_same() -> None:
+    """record=False (no spike and readout records, for long runs) changes nothing in the gradients; the forward
+    records of a gradient run equal the reference's spikes."""
+    loss = ReadoutCrossEntropy("out", mode="max")
+    net = on_grid(make_net("recurrent", 3, t_ref=0.7))
+    trials = make_trials(3, n_trials=2)
+    with_rec = run_gradients(net, trials, loss)
+    without = run_gradients(net, trials, loss, record=False)
+    for name, g in with_rec.grad_weights.items():
+        np.testing.assert_array_equal(without.grad_weights[name], g)
+    assert all(len(t) == 0 for per_trial in without.forward.spike_times for t in per_trial.values())
+    ref = evaluate(net, trials, loss)
+    for k, rec in enumerate(ref.records):
+        for j, times in with_rec.forward.spike_times[k].items():
+            np.testing.assert_allclose(times, rec.spike_times(j), rtol=0, atol=1e-12)
+
+
 def test_eventprop_nest_gradients_refuse_what_is_not_implemented() -> None:
     trials = make_trials(1)
     net = on_grid(make_net("ff", 1))

@@ -51,6 +51,7 @@ eventprop_iaf_psc_exp_ps::get_status( Dictionary& d ) const
   d[ "spike_gdot" ] = rec_gdot_;
   d[ "spike_vdot_plus" ] = rec_vdot_plus_;
   d[ "release_vdot" ] = rec_release_vdot_;
+  d[ "record" ] = record_;
 }
 
 void
@@ -70,6 +71,8 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   d.update_value( nest::names::t_ref, p.t_ref );
   d.update_value( "adapt_tau", p.adapt_tau );
   d.update_value( "adapt_beta", p.adapt_beta );
+  bool record = record_;
+  d.update_value( "record", record );
   const auto positive = [ this ]( const char* name, const double x )
   {
     if ( not( std::isfinite( x ) and x > 0.0 ) )
@@ -99,6 +102,7 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   EventpropNode::set_status( d );
   E_L_ = E_L;
   p_ = p;
+  record_ = record;
 }
 
 void
@@ -124,7 +128,6 @@ eventprop_iaf_psc_exp_ps::start_trial_( const long trial )
   t_upd_ = 0.0;
   refractory_ = false;
   t_release_ = -1.0;
-  release_spike_ = -1;
   tspk_.clear();
   adj_.clear();
   bevents_.clear();
@@ -158,28 +161,30 @@ eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const long wit
 {
   const double step_end = ( within + 1 ) * schedule_.h;
   advance_( t );
-  rec_trial_.push_back( trial_ );
-  rec_t_.push_back( t );
-  rec_gdot_.push_back( eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau );
-  rec_release_vdot_.push_back( std::numeric_limits< double >::quiet_NaN() );
-  tspk_.push_back( { t, rec_gdot_.back(), 0.0, -1.0, 0.0, 0.0, 0.0, within + 1, step_end - t } );
+  const double gdot = eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau;
+  tspk_.push_back( { t, gdot, 0.0, -1.0, std::numeric_limits< double >::quiet_NaN(), 0.0, 0.0, within + 1, step_end - t } );
   v_ = p_.v_reset;
   a_ += p_.adapt_beta;
   t_cross_ = -1.0;
   if ( p_.t_ref > 0.0 )
   {
     refractory_ = true;
-    rec_vdot_plus_.push_back( 0.0 );
     const double r = t + p_.t_ref;
     t_release_ = r < schedule_.duration_ms ? r : -1.0;
     tspk_.back().release_t = t_release_;
-    release_spike_ = static_cast< long >( rec_t_.size() ) - 1;
   }
   else
   {
-    rec_vdot_plus_.push_back( eventprop_dvdt( v_, i_, p_ ) );
-    tspk_.back().vdot_plus = rec_vdot_plus_.back();
+    tspk_.back().vdot_plus = eventprop_dvdt( v_, i_, p_ );
     predict_( t );
+  }
+  if ( record_ )
+  {
+    rec_trial_.push_back( trial_ );
+    rec_t_.push_back( t );
+    rec_gdot_.push_back( gdot );
+    rec_vdot_plus_.push_back( tspk_.back().vdot_plus );
+    rec_release_vdot_.push_back( tspk_.back().release_vdot );
   }
   // the exact time travels as the offset from the end of the step
   send_spike_( lag, step_end - t );
@@ -191,9 +196,11 @@ eventprop_iaf_psc_exp_ps::release_( const double t )
   advance_( t );
   refractory_ = false;
   t_release_ = -1.0;
-  rec_release_vdot_[ release_spike_ ] = eventprop_dvdt( v_, i_, p_ );
-  tspk_.back().release_vdot = rec_release_vdot_[ release_spike_ ];
-  release_spike_ = -1;
+  tspk_.back().release_vdot = eventprop_dvdt( v_, i_, p_ );
+  if ( record_ )
+  {
+    rec_release_vdot_.back() = tspk_.back().release_vdot;  // the pending release belongs to the last spike
+  }
   predict_( t );
 }
 

@@ -108,8 +108,10 @@ Parameters
 ``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
 ================== ======= =========== ==========================================================================
 
-Recorded (read-only lists, one entry per spike since the network was built): ``spike_trials``, ``spike_times``
-(ms, trial-local), ``spike_gdot`` (mV/ms), ``spike_vdot_plus`` (mV/ms), ``release_vdot`` (mV/ms).
+Recorded with ``record`` = true (the default; read-only lists, one entry per spike since the network was built):
+``spike_trials``, ``spike_times`` (ms, trial-local), ``spike_gdot`` (mV/ms), ``spike_vdot_plus`` (mV/ms),
+``release_vdot`` (mV/ms). These lists grow with every trial: set ``record`` = false for long training runs (the
+backward pass keeps its own per-trial copy).
 ``V_m``, ``I_syn`` and ``adaptation`` give the state at the last event processed.
 
 References
@@ -230,7 +232,6 @@ private:
   bool refractory_ = false;
   double t_release_ = -1.0;  //!< release time of the current refractory period, < 0: none within the trial
   double t_cross_ = -1.0;    //!< predicted threshold crossing, < 0: none within the trial
-  long release_spike_ = -1;  //!< record index of the spike whose release is pending
 
   //! what the adjoint needs of each spike of the current trial
   struct TrialSpike
@@ -261,7 +262,8 @@ private:
   std::vector< std::tuple< double, int, size_t > > bevents_;
   size_t bnext_ = 0;
 
-  // record
+  // record (all trials since the network was built; off with record = false, e.g. for long training runs)
+  bool record_ = true;
   std::vector< long > rec_trial_;
   std::vector< double > rec_t_;
   std::vector< double > rec_gdot_;

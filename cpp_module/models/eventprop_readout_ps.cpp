@@ -44,6 +44,7 @@ eventprop_readout_ps::get_status( Dictionary& d ) const
   d[ "trial_y" ] = y_rec_;
   d[ "trial_c" ] = c_rec_;
   d[ "loss" ] = std::string( max_mode_ ? "max" : "sum" );
+  d[ "record" ] = record_;
 }
 
 double
@@ -110,6 +111,8 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   std::vector< long > labels = labels_;
   d.update_value( "readout_index", readout_index );
   d.update_value( "labels", labels );
+  bool record = record_;
+  d.update_value( "record", record );
   std::string loss = max_mode_ ? "max" : "sum";
   d.update_value( "loss", loss );
   if ( loss != "sum" and loss != "max" )
@@ -129,6 +132,7 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   readout_index_ = readout_index;
   labels_ = labels;
   max_mode_ = loss == "max";
+  record_ = record;
 }
 
 void
@@ -211,10 +215,13 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       }
       t_upd_ = t;
       i_ += arr.weight;
-      seg_trial_.push_back( trial );
-      seg_t_.push_back( t );
-      seg_v_.push_back( v_ );
-      seg_i_.push_back( i_ );
+      if ( record_ )
+      {
+        seg_trial_.push_back( trial );
+        seg_t_.push_back( t );
+        seg_v_.push_back( v_ );
+        seg_i_.push_back( i_ );
+      }
     }
     if ( not schedule_.backward or readout_index_ < 0 )
     {

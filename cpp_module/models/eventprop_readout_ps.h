@@ -40,7 +40,7 @@ arriving outside a trial are dropped. The readout never spikes.
 
 After each arrival the readout records the trial, the trial-local time and (v, I) (the pieces from which the
 losses of docs/eventprop.md take v(t) in closed form): ``seg_trials``, ``seg_times`` (ms), ``seg_v`` (mV,
-relative to E_L), ``seg_I`` (pA).
+relative to E_L), ``seg_I`` (pA); with ``record`` = false (default true) nothing is kept (long training runs).
 
 Loss and adjoint (``backward`` = true, docs/eventprop_nest_design.md). With ``readout_index`` = k >= 0 the readout
 is output k of a cross-entropy loss on the time-averaged voltage (the reference's ``ReadoutCrossEntropy(mode="sum")``):
@@ -148,6 +148,7 @@ private:
   std::vector< double > y_rec_;
   std::vector< double > c_rec_;
 
+  bool record_ = true;  //!< keep the (t, v, I) record (grows with every trial)
   std::vector< long > seg_trial_;
   std::vector< double > seg_t_;
   std::vector< double > seg_v_;

@@ -126,12 +126,15 @@ def build(
     threads: int = 1,
     loss: ReadoutCrossEntropy | None = None,
     optimizer: dict[str, Any] | None = None,
+    record: bool = True,
 ) -> BuiltEventprop:
     """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` also the loss exchange, the reverse
     connections and the backward pass (see the module docstring for what is supported); ``optimizer`` (the
     synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon) turns
     learning on, on both copies of every edge. The readouts get one label more than there are trials (0), for
-    the extra trial period that applies the last batch's step (:func:`run_training`)."""
+    the extra trial period that applies the last batch's step (:func:`run_training`). ``record=False``: the
+    neurons and readouts keep no spike or (t, v, I) record (it grows with every trial; :func:`read_forward` then
+    returns empty records)."""
     from nestgrad.nest_engine import fresh_kernel
 
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
@@ -172,6 +175,7 @@ def build(
             status["spike_times"], status["spike_trials"] = inputs[j]
         else:
             p = cnet.params[j]
+            status["record"] = record
             status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
         if j in readouts:
             status |= {"readout_index": j - first_readout, "labels": labels, "loss": loss.mode}
@@ -286,10 +290,11 @@ def run_gradients(
     *,
     resolution: float = 0.1,
     threads: int = 1,
+    record: bool = True,
 ) -> NestGradients:
     """Forward and backward pass of every trial in one ``Simulate``; the gradients as
     ``reference.eventprop.evaluate(net, trials, loss).grad_weights`` computes them."""
-    built = build(net, trials, resolution=resolution, threads=threads, loss=loss)
+    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, record=record)
     built.nest.Simulate(built.layout.sim_time)
     cnet = built.cnet
     total = read_gradients(built) / len(trials)
