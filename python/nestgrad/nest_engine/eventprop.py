@@ -204,7 +204,9 @@ def build(
                     "delay": cnet.d[rev].astype(float),
                 },
             )
-        # every readout sends its value y to the others (the softmax needs all of them)
+        # every readout sends its value y to the others (the softmax needs all of them), with the network's shortest
+        # delay: a shorter one would lower NEST's min_delay and make it exchange spikes more often
+        y_delay = float(cnet.d.min()) if len(cnet.d) else resolution
         pre = [ids[a] for a in readouts for b in readouts if a != b]
         post = [ids[b] for a in readouts for b in readouts if a != b]
         if pre:
@@ -212,7 +214,7 @@ def build(
                 np.asarray(pre),
                 np.asarray(post),
                 "one_to_one",
-                {"synapse_model": SYNAPSE_MODEL, "weight": np.ones(len(pre)), "delay": np.full(len(pre), resolution)},
+                {"synapse_model": SYNAPSE_MODEL, "weight": np.ones(len(pre)), "delay": np.full(len(pre), y_delay)},
             )
     return BuiltEventprop(nest, cnet, layout, nodes)
 
