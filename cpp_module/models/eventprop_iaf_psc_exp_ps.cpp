@@ -1,0 +1,464 @@
+/*
+ *  eventprop_iaf_psc_exp_ps.cpp
+ *
+ *  This file is part of nestgrad.
+ */
+
+#include "eventprop_iaf_psc_exp_ps.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+// NEST public headers
+#include "exceptions.h"
+#include "nest_impl.h"
+
+namespace nestgrad
+{
+
+void
+register_eventprop_iaf_psc_exp_ps( const std::string& name )
+{
+  nest::register_node_model< eventprop_iaf_psc_exp_ps >( name );
+}
+
+eventprop_iaf_psc_exp_ps::eventprop_iaf_psc_exp_ps()
+{
+  p_.theta = -55.0 - E_L_;
+  p_.v_reset = -70.0 - E_L_;
+}
+
+void
+eventprop_iaf_psc_exp_ps::get_status( Dictionary& d ) const
+{
+  EventpropNode::get_status( d );
+  d[ nest::names::C_m ] = p_.C_m;
+  d[ nest::names::tau_m ] = p_.tau_m;
+  d[ "tau_syn" ] = p_.tau_syn;
+  d[ nest::names::E_L ] = E_L_;
+  d[ nest::names::I_e ] = p_.I_e;
+  d[ nest::names::V_th ] = p_.theta + E_L_;
+  d[ nest::names::V_reset ] = p_.v_reset + E_L_;
+  d[ nest::names::t_ref ] = p_.t_ref;
+  d[ "adapt_tau" ] = p_.adapt_tau;
+  d[ "adapt_beta" ] = p_.adapt_beta;
+  d[ nest::names::V_m ] = v_ + E_L_;
+  d[ "I_syn" ] = i_;
+  d[ "adaptation" ] = a_;
+  d[ "spike_trials" ] = rec_trial_;
+  d[ "spike_times" ] = rec_t_;
+  d[ "spike_gdot" ] = rec_gdot_;
+  d[ "spike_vdot_plus" ] = rec_vdot_plus_;
+  d[ "release_vdot" ] = rec_release_vdot_;
+  d[ "record" ] = record_;
+}
+
+void
+eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
+{
+  double E_L = E_L_;
+  double V_th = p_.theta + E_L_;
+  double V_reset = p_.v_reset + E_L_;
+  EventpropNeuronParams p = p_;
+  d.update_value( nest::names::E_L, E_L );
+  d.update_value( nest::names::V_th, V_th );
+  d.update_value( nest::names::V_reset, V_reset );
+  d.update_value( nest::names::C_m, p.C_m );
+  d.update_value( nest::names::tau_m, p.tau_m );
+  d.update_value( "tau_syn", p.tau_syn );
+  d.update_value( nest::names::I_e, p.I_e );
+  d.update_value( nest::names::t_ref, p.t_ref );
+  d.update_value( "adapt_tau", p.adapt_tau );
+  d.update_value( "adapt_beta", p.adapt_beta );
+  bool record = record_;
+  d.update_value( "record", record );
+  const auto positive = [ this ]( const char* name, const double x )
+  {
+    if ( not( std::isfinite( x ) and x > 0.0 ) )
+    {
+      throw nest::BadProperty( get_name() + ": " + name + " = " + std::to_string( x ) + " must be finite and > 0." );
+    }
+  };
+  positive( "C_m", p.C_m );
+  positive( "tau_m", p.tau_m );
+  positive( "tau_syn", p.tau_syn );
+  positive( "adapt_tau", p.adapt_tau );
+  if ( not( V_reset < V_th ) )
+  {
+    throw nest::BadProperty( get_name() + ": V_reset = " + std::to_string( V_reset ) + " mV must be < V_th = "
+      + std::to_string( V_th ) + " mV." );
+  }
+  if ( not( p.t_ref >= 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": t_ref = " + std::to_string( p.t_ref ) + " ms must be >= 0." );
+  }
+  if ( not( p.adapt_beta >= 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": adapt_beta = " + std::to_string( p.adapt_beta ) + " mV must be >= 0." );
+  }
+  p.theta = V_th - E_L;
+  p.v_reset = V_reset - E_L;
+  EventpropNode::set_status( d );
+  E_L_ = E_L;
+  p_ = p;
+  record_ = record;
+}
+
+void
+eventprop_iaf_psc_exp_ps::init_buffers_()
+{
+  clear_inbox_();
+}
+
+void
+eventprop_iaf_psc_exp_ps::pre_run_hook()
+{
+  schedule_.calibrate( get_name() );
+  kmax_ = eventprop_kern_max( p_.tau_m, p_.tau_syn );
+}
+
+void
+eventprop_iaf_psc_exp_ps::start_trial_( const long trial )
+{
+  trial_ = trial;
+  v_ = 0.0;
+  i_ = 0.0;
+  a_ = 0.0;
+  t_upd_ = 0.0;
+  refractory_ = false;
+  t_release_ = -1.0;
+  tspk_.clear();
+  adj_.clear();
+  bevents_.clear();
+  bnext_ = 0;
+  groups_.clear();
+  pushes_.clear();
+  predict_( 0.0 );
+}
+
+void
+eventprop_iaf_psc_exp_ps::advance_( const double t )
+{
+  const double u = t - t_upd_;
+  if ( u > 0.0 )
+  {
+    eventprop_propagate( v_, i_, a_, u, p_, refractory_ );
+  }
+  t_upd_ = t;
+}
+
+void
+eventprop_iaf_psc_exp_ps::predict_( const double t )
+{
+  const double T = schedule_.duration_ms;
+  const double u = eventprop_first_crossing( v_, i_, a_, T - t, p_, kmax_ );
+  t_cross_ = ( u >= 0.0 and t + u < T ) ? t + u : -1.0;
+}
+
+void
+eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const long within )
+{
+  const double step_end = ( within + 1 ) * schedule_.h;
+  advance_( t );
+  const double gdot = eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau;
+  tspk_.push_back( { t, gdot, 0.0, -1.0, std::numeric_limits< double >::quiet_NaN(), 0.0, 0.0, within + 1, step_end - t } );
+  v_ = p_.v_reset;
+  a_ += p_.adapt_beta;
+  t_cross_ = -1.0;
+  if ( p_.t_ref > 0.0 )
+  {
+    refractory_ = true;
+    const double r = t + p_.t_ref;
+    t_release_ = r < schedule_.duration_ms ? r : -1.0;
+    tspk_.back().release_t = t_release_;
+  }
+  else
+  {
+    tspk_.back().vdot_plus = eventprop_dvdt( v_, i_, p_ );
+    predict_( t );
+  }
+  if ( record_ )
+  {
+    rec_trial_.push_back( trial_ );
+    rec_t_.push_back( t );
+    rec_gdot_.push_back( gdot );
+    rec_vdot_plus_.push_back( tspk_.back().vdot_plus );
+    rec_release_vdot_.push_back( tspk_.back().release_vdot );
+  }
+  // the exact time travels as the offset from the end of the step
+  send_spike_( lag, step_end - t );
+}
+
+void
+eventprop_iaf_psc_exp_ps::release_( const double t )
+{
+  advance_( t );
+  refractory_ = false;
+  t_release_ = -1.0;
+  tspk_.back().release_vdot = eventprop_dvdt( v_, i_, p_ );
+  if ( record_ )
+  {
+    rec_release_vdot_.back() = tspk_.back().release_vdot;  // the pending release belongs to the last spike
+  }
+  predict_( t );
+}
+
+void
+eventprop_iaf_psc_exp_ps::start_backward_()
+{
+  bevents_.clear();
+  for ( size_t k = 0; k < tspk_.size(); ++k )
+  {
+    bevents_.emplace_back( tspk_[ k ].t, 0, k );
+    if ( tspk_[ k ].release_t >= 0.0 )
+    {
+      bevents_.emplace_back( tspk_[ k ].release_t, 1, k );
+    }
+  }
+  // descending time; at equal times the spike before the release (the reverse of the forward order)
+  std::stable_sort( bevents_.begin(),
+    bevents_.end(),
+    []( const auto& x, const auto& y )
+    {
+      if ( std::get< 0 >( x ) != std::get< 0 >( y ) )
+      {
+        return std::get< 0 >( x ) > std::get< 0 >( y );
+      }
+      return std::get< 1 >( x ) < std::get< 1 >( y );
+    } );
+  bnext_ = 0;
+  adj_.clear();
+  adj_.push_back( { schedule_.duration_ms, 0.0, 0.0, 0.0 } );
+}
+
+void
+eventprop_iaf_psc_exp_ps::backward_step_( const long lag, const double s_end )
+{
+  const double T = schedule_.duration_ms;
+  while ( bnext_ < bevents_.size() and T - std::get< 0 >( bevents_[ bnext_ ] ) <= s_end )
+  {
+    const auto [ t, kind, k ] = bevents_[ bnext_++ ];
+    apply_pushes_( t );
+    AdjointEntry e = adj_.back();
+    const double u = e.t - t;
+    if ( u > 0.0 )
+    {
+      eventprop_adjoint_propagate( e.lv, e.li, e.la, u, p_ );
+    }
+    e.t = t;
+    TrialSpike& sp = tspk_[ k ];
+    if ( kind == 1 )
+    {
+      sp.R = -e.lv * sp.release_vdot;
+      e.lv = 0.0;
+    }
+    else
+    {
+      // J_k: the readouts' terms (pushed directly) plus the spiking targets' accumulated lambdas
+      for ( AdjointGroup& g : groups_ )
+      {
+        propagate_group_( g, t );
+        sp.J += g.si / g.tau_syn - g.sv / g.C_m;
+      }
+      const double b = -e.lv * sp.vdot_plus + e.la * p_.adapt_beta / p_.adapt_tau + sp.J + sp.R;
+      e.lv = -b / sp.gdot;
+      e.la = e.la + b / sp.gdot;
+    }
+    adj_.push_back( e );
+    if ( kind == 1 )
+    {
+      send_spike_( lag, -t );  // release message: lambda_v is 0 from here back to the spike
+    }
+    else
+    {
+      // replay: the forward time, then lambda_v just before the spike (what the jump set)
+      send_spike_( lag, sp.t );
+      send_spike_( lag, e.lv );
+    }
+  }
+}
+
+void
+eventprop_iaf_psc_exp_ps::add_adjoint_push( const double t,
+  const double dv,
+  const double tau_m,
+  const double tau_syn,
+  const double C_m )
+{
+  pushes_.push_back( { t, dv, tau_m, tau_syn, C_m } );
+  std::push_heap( pushes_.begin(), pushes_.end(), push_later_first_ );
+}
+
+bool
+eventprop_iaf_psc_exp_ps::push_later_first_( const AdjointPush& x, const AdjointPush& y )
+{
+  // heap order: the largest forward time comes out first; ties by value, so that the order of arrival (which
+  // depends on threads and ranks) does not matter
+  if ( x.t != y.t )
+  {
+    return x.t < y.t;
+  }
+  return x.dv < y.dv;
+}
+
+void
+eventprop_iaf_psc_exp_ps::propagate_group_( AdjointGroup& g, const double t )
+{
+  const double u = g.t - t;
+  if ( u > 0.0 )
+  {
+    g.si = g.si * std::exp( -u / g.tau_syn ) + g.sv * eventprop_kern( u, g.tau_m, g.tau_syn ) / g.C_m;
+    g.sv = g.sv * std::exp( -u / g.tau_m );
+  }
+  g.t = t;
+}
+
+void
+eventprop_iaf_psc_exp_ps::apply_pushes_( const double t )
+{
+  while ( not pushes_.empty() and pushes_.front().t > t )
+  {
+    std::pop_heap( pushes_.begin(), pushes_.end(), push_later_first_ );
+    const AdjointPush p = pushes_.back();
+    pushes_.pop_back();
+    auto it = std::find_if( groups_.begin(),
+      groups_.end(),
+      [ &p ]( const AdjointGroup& g ) { return g.tau_m == p.tau_m and g.tau_syn == p.tau_syn and g.C_m == p.C_m; } );
+    if ( it == groups_.end() )
+    {
+      groups_.push_back( { p.tau_m, p.tau_syn, p.C_m, schedule_.duration_ms, 0.0, 0.0 } );
+      it = groups_.end() - 1;
+    }
+    propagate_group_( *it, p.t );
+    it->sv += p.dv;
+  }
+}
+
+double
+eventprop_iaf_psc_exp_ps::adjoint_current_at( const double t ) const
+{
+  // the entry that follows t (smallest entry time > t): entries with time > t are a prefix of adj_
+  const auto it = std::partition_point(
+    adj_.begin(), adj_.end(), [ t ]( const AdjointEntry& e ) { return e.t > t; } );
+  if ( it == adj_.begin() )
+  {
+    return 0.0;  // t >= T
+  }
+  AdjointEntry e = *( it - 1 );
+  const double u = e.t - t;
+  if ( u > 0.0 )
+  {
+    eventprop_adjoint_propagate( e.lv, e.li, e.la, u, p_ );
+  }
+  return e.li;
+}
+
+void
+eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, const long to )
+{
+  const double h = schedule_.h;
+  const double T = schedule_.duration_ms;
+  const double inf = std::numeric_limits< double >::infinity();
+  for ( long lag = from; lag < to; ++lag )
+  {
+    const long s = origin.get_steps() + lag;
+    std::vector< EventpropArrival > arrivals = take_arrivals_( s + 1 );
+    long trial = 0;
+    long within = 0;
+    if ( not schedule_.locate( s, trial, within ) )
+    {
+      continue;
+    }
+    if ( within == 0 )
+    {
+      start_trial_( trial );
+    }
+    const double a = within * h;
+    const double b = ( within + 1 ) * h;
+    if ( trial_ != trial )
+    {
+      continue;
+    }
+    if ( schedule_.backward and within >= schedule_.n_B and within < schedule_.n_B + schedule_.n_T )
+    {
+      if ( within == schedule_.n_B )
+      {
+        start_backward_();
+      }
+      backward_step_( lag, ( within - schedule_.n_B + 1 ) * h );
+      continue;
+    }
+    if ( schedule_.backward and within == schedule_.n_B + schedule_.n_T )
+    {
+      send_spike_( lag, 0.0 );  // end of the sweep: mirrors evaluate their remaining arrivals
+      continue;
+    }
+    if ( schedule_.backward and within == schedule_.n_c )
+    {
+      // constants for the mirrors of the reverse connections from this neuron (no loss coefficient, no maximum)
+      send_spike_( lag, 0.0 );
+      send_spike_( lag, std::numeric_limits< double >::quiet_NaN() );
+      send_spike_( lag, 0.0 );
+      send_spike_( lag, p_.tau_m );
+      send_spike_( lag, p_.tau_syn );
+      send_spike_( lag, p_.C_m );
+      continue;
+    }
+    if ( a >= T )
+    {
+      continue;  // between forward and backward pass or trials: nothing happens, arrivals are dropped
+    }
+    size_t next = 0;
+    while ( true )
+    {
+      double t_int = inf;
+      if ( refractory_ and t_release_ >= 0.0 and t_release_ <= b )
+      {
+        t_int = t_release_;
+      }
+      else if ( not refractory_ and t_cross_ >= 0.0 and t_cross_ <= b )
+      {
+        t_int = t_cross_;
+      }
+      double t_arr = inf;
+      while ( next < arrivals.size() )
+      {
+        t_arr = local_time_( arrivals[ next ], trial );
+        if ( t_arr < T )
+        {
+          break;
+        }
+        t_arr = inf;  // at or after the end of the trial: dropped, as the reference does
+        ++next;
+      }
+      if ( t_int == inf and t_arr == inf )
+      {
+        break;
+      }
+      if ( t_int <= t_arr )
+      {
+        if ( refractory_ )
+        {
+          release_( t_int );
+        }
+        else
+        {
+          spike_( t_int, lag, within );
+        }
+      }
+      else
+      {
+        advance_( t_arr );
+        i_ += arrivals[ next ].weight;
+        ++next;
+        if ( not refractory_ )
+        {
+          predict_( t_arr );
+        }
+      }
+    }
+  }
+}
+
+}  // namespace nestgrad

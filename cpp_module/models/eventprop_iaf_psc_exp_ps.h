@@ -1,0 +1,276 @@
+/*
+ *  eventprop_iaf_psc_exp_ps.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
+#define NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "eventprop_math.h"
+#include "eventprop_node.h"
+
+namespace nestgrad
+{
+
+/* BeginUserDocs: neuron, integrate-and-fire, current-based, precise spike timing, EventProp
+
+Short description
++++++++++++++++++
+
+Leaky integrate-and-fire neuron with an exponential synaptic current, exact spike times, refractoriness and
+optional threshold adaptation, for EventProp
+
+Description
++++++++++++
+
+``eventprop_iaf_psc_exp_ps`` is the spiking neuron of nestgrad's EventProp in NEST (docs/eventprop_nest_design.md)
+and the NEST twin of the ``lif`` population of the reference engine (python/nestgrad/reference/eventprop). With
+v = V_m - E_L, the synaptic current I and the threshold adaptation A:
+
+.. math::
+
+   \frac{dv}{dt} = -\frac{v}{\tau_m} + \frac{I + I_e}{C_m} \quad (\text{not while refractory: } v = V_{reset} - E_L)
+
+   \frac{dI}{dt} = -\frac{I}{\tau_{syn}}, \qquad I \leftarrow I + w \text{ at each arriving spike}
+
+   \frac{dA}{dt} = -\frac{A}{\tau_A}
+
+The neuron spikes at the first time t at which v(t) = V_th - E_L + A(t); then v is set to V_reset - E_L, A
+increases by ``adapt_beta`` and v stays clamped for ``t_ref``. The state is propagated in closed form from event
+to event (arriving spikes, its own spike, the release from refractoriness) at their exact times, not on NEST's
+grid. After every change of state the next threshold crossing is solved exactly (until the end of the trial): the
+interval is split where g(u) = v(u) - A(u) - theta is monotone (closed form without adaptation, Rolle recursion on
+the exponential sum with adaptation) and the first bracketed root is refined by safeguarded Newton steps to
+rounding. This finds excursions above threshold that return below within one time step, which NEST's
+``iaf_psc_exp_ps`` (a test at the end of each step) misses. The spike is sent as an off-grid spike with its exact
+time.
+
+Trials: the neuron simulates trial k on [trial_origin + k trial_period, ... + trial_duration); at the start of each
+trial its state is reset to v = 0, I = 0, A = 0 (not refractory), and spikes arriving outside a trial are dropped.
+
+Each spike is recorded with what EventProp's adjoint needs (docs/eventprop.md): its trial and trial-local time, dg/dt
+just before it (g = v - A - theta), dv/dt just after it (0 while refractory) and the free dv/dt at its release from
+refractoriness (NaN if the release falls at or after the end of the trial or t_ref = 0).
+
+Backward pass (``backward`` = true; docs/eventprop_nest_design.md, docs/eventprop.md). In the backward window of
+each trial's period the neuron sweeps its adjoint (lambda_v, lambda_I, lambda_A) = dL/d(v, I, A) back from the
+end of the trial (all zero there), in mirrored time s = T - t, step by step. Between its own events the adjoint
+follows, backwards in time,
+
+.. math::
+
+   \lambda_v(t - u) = e^{-u/\tau_m} \lambda_v(t), \quad
+   \lambda_I(t - u) = e^{-u/\tau_{syn}} \lambda_I(t) + \frac{\kappa(u)}{C_m} \lambda_v(t), \quad
+   \lambda_A(t - u) = e^{-u/\tau_A} \lambda_A(t)
+
+(kappa as for v forward). At the release r_k of spike k: R_k = -lambda_v(r_k) dv/dt_free(r_k), then lambda_v = 0.
+At spike k: B = -lambda_v dv/dt^+ + lambda_A beta / tau_A + J_k + R_k, lambda_v <- -B / gdot_k,
+lambda_A <- lambda_A + B / gdot_k, where J_k = sum over the spike's arrivals at targets m of
+w (lambda_I,m / tau_syn,m - lambda_v,m / C_m,m), added before the sweep reaches the spike by the reverse
+connections (``eventprop_reverse_synapse``) from the targets. At each spike it sends a replay (offset: the spike's
+forward time) through which its outgoing ``eventprop_synapse`` connections read their target's lambda_I at the
+arrival (dL/dw = sum over arrivals of lambda_I). The adjoint just before each event is kept for the trial, so that
+lambda_I at any time is one closed-form propagation from the entry that follows it.
+
+Spiking targets m (recurrent and multi-layer networks) enter J through accumulators: for each group of targets
+with equal (tau_m, tau_syn, C_m) the neuron keeps S = sum_m w (lambda_v,m, lambda_I,m)(t + d), which follows the
+same backward dynamics as one neuron's adjoint between the targets' jumps; each jump of a target's lambda_v (at its
+spikes and releases) reaches the neuron as a push w Delta lambda_v from the reverse connection's mirror of m,
+applied when the sweep passes t_e - d. At spike k, J_k adds S_I / tau_syn - S_v / C_m of every group. In the
+message phase of the period (step n_c) the neuron sends its constants (0, NaN, 0, tau_m, tau_syn, C_m) to the
+mirrors;
+in the backward sweep it sends, at each spike, its forward time and then lambda_v just before the spike, and at
+each release the negative release time.
+
+Parameters
+++++++++++
+
+================== ======= =========== ==========================================================================
+``C_m``            pF      250.0       membrane capacitance
+``tau_m``          ms      10.0        membrane time constant
+``tau_syn``        ms      2.0         time constant of the synaptic current
+``E_L``            mV      -70.0       resting potential
+``I_e``            pA      0.0         constant input current
+``V_th``           mV      -55.0       threshold (without adaptation)
+``V_reset``        mV      -70.0       reset potential, < V_th
+``t_ref``          ms      2.0         refractory period, >= 0
+``adapt_tau``      ms      100.0       time constant of the threshold adaptation
+``adapt_beta``     mV      0.0         increase of the threshold at each spike, >= 0 (0: no adaptation)
+``trial_origin``   ms      1.0         start of trial 0 (a multiple of the resolution, >= one step)
+``trial_duration`` ms      100.0       length T of a trial
+``trial_period``   ms      200.0       distance between trial starts (a multiple of the resolution, >= T)
+``backward``               false       run the backward pass in each period (see eventprop_readout_ps)
+``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
+================== ======= =========== ==========================================================================
+
+Recorded with ``record`` = true (the default; read-only lists, one entry per spike since the network was built):
+``spike_trials``, ``spike_times`` (ms, trial-local), ``spike_gdot`` (mV/ms), ``spike_vdot_plus`` (mV/ms),
+``release_vdot`` (mV/ms). These lists grow with every trial: set ``record`` = false for long training runs (the
+backward pass keeps its own per-trial copy).
+``V_m``, ``I_syn`` and ``adaptation`` give the state at the last event processed.
+
+References
+++++++++++
+
+.. [1] Wunderlich TC, Pehle C (2021). Event-based backpropagation can compute exact gradients for spiking neural
+       networks. Scientific Reports 11:12829.
+.. [2] Hanuschkin A, Kunkel S, Helias M, Morrison A, Diesmann M (2010). A general and efficient method for
+       incorporating precise spike times in globally time-driven simulations. Frontiers in Neuroinformatics 4:113.
+
+Sends
++++++
+
+SpikeEvent (off-grid)
+
+Receives
+++++++++
+
+SpikeEvent
+
+See also
+++++++++
+
+eventprop_readout_ps, eventprop_input_ps, eventprop_synapse, iaf_psc_exp_ps
+
+EndUserDocs */
+
+void register_eventprop_iaf_psc_exp_ps( const std::string& name );
+
+class eventprop_iaf_psc_exp_ps : public EventpropNode
+{
+public:
+  eventprop_iaf_psc_exp_ps();
+  eventprop_iaf_psc_exp_ps( const eventprop_iaf_psc_exp_ps& ) = default;
+
+  void get_status( Dictionary& d ) const override;
+  void set_status( const Dictionary& d ) override;
+
+  double adjoint_current_at( double t ) const override;
+
+  //! Spikes of the current trial, for eventprop_reverse_synapse (same thread): count, time, and the sum J_k of
+  //! w (lambda_I / tau_syn - lambda_v / C_m) of its targets at its arrivals, to which reverse connections add.
+  size_t
+  trial_spike_count() const
+  {
+    return tspk_.size();
+  }
+  double
+  trial_spike_time( const size_t k ) const
+  {
+    return tspk_[ k ].t;
+  }
+  //! The arrival time of spike k over a delay of d_steps exactly as the target computes it (for equality tests).
+  double
+  trial_arrival_time( const size_t k, const long d_steps ) const
+  {
+    return ( tspk_[ k ].stamp_rel + d_steps ) * schedule_.h - tspk_[ k ].offset;
+  }
+  void
+  add_to_jump_sum( const size_t k, const double x )
+  {
+    tspk_[ k ].J += x;
+  }
+  /**
+   * A spiking target's lambda_v jumped (times the connection's weight: dv) at its event t_e; seen through a
+   * connection of delay d it enters J of this neuron's spikes before t = t_e - d. Applied in the backward sweep
+   * when it passes t, into the accumulator of targets with these constants.
+   */
+  void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m );
+
+private:
+  void init_buffers_() override;
+  void pre_run_hook() override;
+  void update( nest::Time const& origin, long from, long to ) override;
+
+  void start_trial_( long trial );
+  void advance_( double t );
+  void predict_( double t );
+  void spike_( double t, long lag, long within );
+  void release_( double t );
+  void start_backward_();
+  void backward_step_( long lag, double s_end );
+
+  //! sum over spiking targets with equal constants of w (lambda_v, lambda_I)(t + d), kept at time t
+  struct AdjointGroup
+  {
+    double tau_m;
+    double tau_syn;
+    double C_m;
+    double t;
+    double sv;
+    double si;
+  };
+  struct AdjointPush
+  {
+    double t;
+    double dv;
+    double tau_m;
+    double tau_syn;
+    double C_m;
+  };
+  static bool push_later_first_( const AdjointPush& x, const AdjointPush& y );
+  static void propagate_group_( AdjointGroup& g, double t );
+  void apply_pushes_( double t );
+  std::vector< AdjointGroup > groups_;
+  std::vector< AdjointPush > pushes_;  //!< heap, largest t first
+
+  double E_L_ = -70.0;
+  EventpropNeuronParams p_;
+  double kmax_ = 0.0;
+
+  // state, trial-local times
+  long trial_ = -1;
+  double v_ = 0.0;
+  double i_ = 0.0;
+  double a_ = 0.0;
+  double t_upd_ = 0.0;
+  bool refractory_ = false;
+  double t_release_ = -1.0;  //!< release time of the current refractory period, < 0: none within the trial
+  double t_cross_ = -1.0;    //!< predicted threshold crossing, < 0: none within the trial
+
+  //! what the adjoint needs of each spike of the current trial
+  struct TrialSpike
+  {
+    double t;
+    double gdot;
+    double vdot_plus;
+    double release_t;  //!< < 0: no release within the trial
+    double release_vdot;
+    double J;  //!< sum over the spike's arrivals at targets (pushed by reverse connections)
+    double R;  //!< release term
+    long stamp_rel;  //!< the spike's stamp relative to the trial start
+    double offset;   //!< its offset
+  };
+  std::vector< TrialSpike > tspk_;
+
+  //! adjoint just before (in forward time) each of the neuron's events of the current trial, in the order of the
+  //! backward sweep (descending t); entry 0 is (T, 0, 0, 0)
+  struct AdjointEntry
+  {
+    double t;
+    double lv;
+    double li;
+    double la;
+  };
+  std::vector< AdjointEntry > adj_;
+  //! backward events (time, 0 spike / 1 release, spike index) in sweep order, and the next one
+  std::vector< std::tuple< double, int, size_t > > bevents_;
+  size_t bnext_ = 0;
+
+  // record (all trials since the network was built; off with record = false, e.g. for long training runs)
+  bool record_ = true;
+  std::vector< long > rec_trial_;
+  std::vector< double > rec_t_;
+  std::vector< double > rec_gdot_;
+  std::vector< double > rec_vdot_plus_;
+  std::vector< double > rec_release_vdot_;
+};
+
+}  // namespace nestgrad
+
+#endif  // NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H

@@ -1,0 +1,160 @@
+/*
+ *  eventprop_readout_ps.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EVENTPROP_READOUT_PS_H
+#define NESTGRAD_EVENTPROP_READOUT_PS_H
+
+#include <string>
+#include <vector>
+
+#include "eventprop_math.h"
+#include "eventprop_node.h"
+
+namespace nestgrad
+{
+
+/* BeginUserDocs: neuron, current-based, precise spike timing, EventProp, readout
+
+Short description
++++++++++++++++++
+
+Leaky, non-spiking readout with an exponential synaptic current and exact arrival times, for EventProp
+
+Description
++++++++++++
+
+``eventprop_readout_ps`` is the readout of nestgrad's EventProp in NEST and the NEST twin of the ``li`` population
+of the reference engine (python/nestgrad/reference/eventprop). With v = V_m - E_L and the synaptic current I:
+
+.. math::
+
+   \frac{dv}{dt} = -\frac{v}{\tau_m} + \frac{I + I_e}{C_m}, \qquad
+   \frac{dI}{dt} = -\frac{I}{\tau_{syn}}, \qquad I \leftarrow I + w \text{ at each arriving spike}
+
+The state is propagated in closed form from arrival to arrival at their exact (off-grid) times. Trials are laid
+out as for ``eventprop_iaf_psc_exp_ps``: the state is reset to v = 0, I = 0 at each trial start and spikes
+arriving outside a trial are dropped. The readout never spikes.
+
+After each arrival the readout records the trial, the trial-local time and (v, I) (the pieces from which the
+losses of docs/eventprop.md take v(t) in closed form): ``seg_trials``, ``seg_times`` (ms), ``seg_v`` (mV,
+relative to E_L), ``seg_I`` (pA); with ``record`` = false (default true) nothing is kept (long training runs).
+
+Loss and adjoint (``backward`` = true, docs/eventprop_nest_design.md). With ``readout_index`` = k >= 0 the readout
+is output k of a cross-entropy loss on the time-averaged voltage (the reference's ``ReadoutCrossEntropy(mode="sum")``):
+y_k = (1/T) int_0^T v_k dt, L = -log softmax(y)_label with ``labels[trial]``. In step n_T of the trial's period it
+sends y_k (in the offset field) to the other readouts of the loss (over ``eventprop_synapse`` connections between
+them), and in step n_c it computes c_k = dL/dy_k = softmax(y)_k - [k = label] from all values (summed in
+ascending order of value, so that the result does not depend on the order of arrival) and sends four messages
+over its reverse connections (``eventprop_reverse_synapse``): c_k, tau_m, tau_syn, C_m. Its adjoint, forced by the
+loss (d lambda_v / dt = lambda_v / tau_m - c_k / T, d lambda_I / dt = lambda_I / tau_syn - lambda_v / C_m, zero at
+T), is known in closed form:
+
+.. math::
+
+   \lambda_v(t) = \frac{c_k}{T} \int_0^{T-t} e^{-u/\tau_m} du, \qquad
+   \lambda_I(t) = \frac{c_k}{T C_m} \int_0^{T-t} \kappa(u) du, \qquad
+   \kappa(u) = \frac{\tau_m \tau_{syn}}{\tau_{syn} - \tau_m}(e^{-u/\tau_{syn}} - e^{-u/\tau_m})
+
+and ``eventprop_synapse`` reads lambda_I at its arrivals for the weight gradient. y and c of each trial are recorded
+in ``trial_y`` and ``trial_c``.
+
+Parameters
+++++++++++
+
+================== ======= =========== ==========================================================================
+``C_m``            pF      250.0       membrane capacitance
+``tau_m``          ms      10.0        membrane time constant
+``tau_syn``        ms      2.0         time constant of the synaptic current
+``E_L``            mV      -70.0       resting potential
+``I_e``            pA      0.0         constant input current
+``trial_origin``   ms      1.0         start of trial 0 (a multiple of the resolution, >= one step)
+``trial_duration`` ms      100.0       length T of a trial
+``trial_period``   ms      200.0       distance between trial starts (a multiple of the resolution, >= T)
+``backward``               false       run the loss exchange and the backward pass in each period
+``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
+``readout_index``          -1          index of this readout in the loss (-1: no loss)
+``labels``                 []          label of each trial (an index of the loss's readouts)
+================== ======= =========== ==========================================================================
+
+References
+++++++++++
+
+.. [1] Wunderlich TC, Pehle C (2021). Event-based backpropagation can compute exact gradients for spiking neural
+       networks. Scientific Reports 11:12829.
+
+Sends
++++++
+
+SpikeEvent (off-grid; payloads of the loss exchange, backward pass only)
+
+Receives
+++++++++
+
+SpikeEvent
+
+See also
+++++++++
+
+eventprop_iaf_psc_exp_ps, eventprop_synapse
+
+EndUserDocs */
+
+void register_eventprop_readout_ps( const std::string& name );
+
+class eventprop_readout_ps : public EventpropNode
+{
+public:
+  eventprop_readout_ps() = default;
+  eventprop_readout_ps( const eventprop_readout_ps& ) = default;
+
+  double adjoint_current_at( double t ) const override;
+
+  void get_status( Dictionary& d ) const override;
+  void set_status( const Dictionary& d ) override;
+
+private:
+  void init_buffers_() override;
+  void pre_run_hook() override;
+  void update( nest::Time const& origin, long from, long to ) override;
+
+  double E_L_ = -70.0;
+  EventpropNeuronParams p_;
+
+  long trial_ = -1;
+  double v_ = 0.0;
+  double i_ = 0.0;
+  double t_upd_ = 0.0;
+
+  // loss (backward pass)
+  long readout_index_ = -1;   //!< index among the loss's readouts, -1: not part of a loss
+  std::vector< long > labels_;  //!< label of each trial
+  bool max_mode_ = false;     //!< loss on the maximum voltage ("max") instead of the mean ("sum")
+  double integral_ = 0.0;     //!< int_0^t v dt of the current trial so far (mV ms)
+  // "max": the maximum so far, where, and dv/dt just before it if it sits at an arrival (the kink)
+  double best_v_ = 0.0;
+  double best_t_ = 0.0;
+  double best_left_ = 0.0;
+  double prev_end_slope_ = 0.0;
+  long n_pieces_ = 0;
+  double t_max_ = 0.0;  //!< of the current trial, for the adjoint
+  void max_piece_( double length, bool last );
+  double y_ = 0.0;
+  double c_ = 0.0;            //!< dL/dy of the current trial
+  std::vector< double > others_y_;
+  std::vector< long > y_trial_;
+  std::vector< double > y_rec_;
+  std::vector< double > c_rec_;
+
+  bool record_ = true;  //!< keep the (t, v, I) record (grows with every trial)
+  std::vector< long > seg_trial_;
+  std::vector< double > seg_t_;
+  std::vector< double > seg_v_;
+  std::vector< double > seg_i_;
+};
+
+}  // namespace nestgrad
+
+#endif  // NESTGRAD_EVENTPROP_READOUT_PS_H

@@ -1,0 +1,398 @@
+/*
+ *  eventprop_reverse_synapse.h
+ *
+ *  This file is part of nestgrad.
+ */
+
+#ifndef NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
+#define NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
+
+#include <cmath>
+#include <string>
+
+// NEST public headers
+#include "connection.h"
+#include "connector_model.h"
+#include "exceptions.h"
+
+#include "eventprop_iaf_psc_exp_ps.h"
+#include "eventprop_math.h"
+#include "eventprop_node.h"
+#include "eventprop_synapse.h"
+
+namespace nestgrad
+{
+
+/* BeginUserDocs: synapse, EventProp
+
+Short description
++++++++++++++++++
+
+Reverse connection of EventProp: carries a target's adjoint back to the source of a forward connection
+
+Description
++++++++++++
+
+For a forward connection n -> m (``eventprop_synapse``, weight w, delay d) whose source n is an
+``eventprop_iaf_psc_exp_ps``, the builder adds ``eventprop_reverse_synapse`` m -> n with the same weight and
+delay (docs/eventprop_nest_design.md, Option B). It never passes a spike on to n. It is stored with n (on n's
+thread and rank), so it adds to n's per-spike sums J_k directly; what crosses threads and ranks are m's spikes.
+
+Readout sources (``eventprop_readout_ps`` with a cross-entropy loss on the mean or the maximum voltage): in step
+n_c of a trial's period the readout sends six messages, in this order, in the offset field: its loss coefficient
+c = dL/dy, the time t_max of its maximum (NaN for the mean), the kink term (c dv/dt just before t_max if the
+maximum sits on an arrival, else 0) and its tau_m, tau_syn and C_m. After the sixth the connection adds, for every
+spike k of n in the trial whose arrival t_a = t_k + d lies before the end T of the trial,
+
+.. math::
+
+   J_k \mathrel{+}= w \left( \frac{\lambda_I(t_a)}{\tau_{syn}} - \frac{\lambda_v(t_a)}{C_m} \right)
+   \; (+ \text{kink if } t_a = t_{max}), \quad
+   \text{mean: } \lambda_v(t) = \frac{c}{T} \int_0^{T - t} e^{-u/\tau_m} du, \;
+   \lambda_I(t) = \frac{c}{T C_m} \int_0^{T - t} \kappa(u) du; \quad
+   \text{max: } \lambda_v(t) = c\, e^{-(t_{max} - t)/\tau_m}, \; \lambda_I(t) = \frac{c}{C_m} \kappa(t_{max} - t)
+   \text{ for } t < t_{max}, \text{ else } 0
+
+with the readout's constants, before n's backward sweep starts. Cost: O(spikes of n) per reverse connection and
+trial, the reference's per-arrival cost.
+
+Spiking sources (``eventprop_iaf_psc_exp_ps``: recurrent and multi-layer networks): the source sends its constants
+(0, NaN, 0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward time t_e
+and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
+it). The connection keeps a mirror of the source's lambda_v, propagated with the source's formula
+between these events, and pushes each jump of lambda_v, times w, into the target's accumulator for the targets with
+these constants, to be applied when the target's backward sweep passes t_e - d (see eventprop_iaf_psc_exp_ps).
+The connection also computes the forward connection's gradient dL/dw = sum_k lambda_I,source(t_k + d) over the
+target's spikes k, from its mirror (lambda_I included, the source's formula and order) or, for a readout source,
+from the closed form: the same doubles in the same order as ``eventprop_synapse``, so that both copies apply the
+same optimizer step (common properties and ``gradient``, ``adam_m``, ``adam_v`` as for ``eventprop_synapse``; set
+the same optimizer on both models). After its source's sweep (step n_B + n_T) the source sends one more message
+(flush) for the arrivals before its first event. Cost: O(1) per message and per arrival, O(spikes x fan-in) in
+all.
+
+Parameters
+++++++++++
+
+=========== ======= =========== ============================================================================
+``weight``  pA      1.0         copy of the forward connection's weight
+``delay``   ms      1.0         the forward connection's delay
+=========== ======= =========== ============================================================================
+
+References
+++++++++++
+
+.. [1] Wunderlich TC, Pehle C (2021). Event-based backpropagation can compute exact gradients for spiking neural
+       networks. Scientific Reports 11:12829.
+
+Transmits
++++++++++
+
+SpikeEvent (never delivered to the target)
+
+See also
+++++++++
+
+eventprop_synapse, eventprop_iaf_psc_exp_ps, eventprop_readout_ps
+
+EndUserDocs */
+
+void register_eventprop_reverse_synapse( const std::string& name );
+
+template < typename targetidentifierT >
+class eventprop_reverse_synapse : public nest::Connection< targetidentifierT >
+{
+public:
+  typedef EventpropOptimizerProperties CommonPropertiesType;
+  typedef nest::Connection< targetidentifierT > ConnectionBase;
+
+  static constexpr nest::ConnectionModelProperties properties = nest::ConnectionModelProperties::HAS_DELAY
+    | nest::ConnectionModelProperties::IS_PRIMARY | nest::ConnectionModelProperties::SUPPORTS_HPC;
+  static constexpr bool supports_flush_event = false;
+
+  using ConnectionBase::get_delay_steps;
+  using ConnectionBase::get_rport;
+  using ConnectionBase::get_target;
+
+  typedef EventpropSynapseDummyTarget ConnTestDummyNode;
+
+  void
+  check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& cp )
+  {
+    check_weight_in_bounds( "eventprop_reverse_synapse", weight_, cp );
+    if ( not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &t ) )
+    {
+      throw nest::IllegalConnection( "eventprop_reverse_synapse cannot connect to " + t.get_name()
+        + ": the target (the source of the forward connection) must be an eventprop_iaf_psc_exp_ps." );
+    }
+    ConnTestDummyNode dummy_target;
+    ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
+  }
+
+  bool
+  send( nest::Event& e, const size_t thread, const CommonPropertiesType& cp )
+  {
+    auto* target = static_cast< eventprop_iaf_psc_exp_ps* >( get_target( thread ) );
+    const EventpropSchedule& sched = target->schedule();
+    long trial = 0;
+    const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
+    const double x = e.get_offset();
+    if ( phase != EventpropPhase::none )
+    {
+      optimizer_.add( cp, trial, 0.0, weight_ );  // the same step as the forward copy
+    }
+    if ( phase == EventpropPhase::backward or phase == EventpropPhase::flush )
+    {
+      mirror_( *target, sched, trial, x, phase == EventpropPhase::flush );
+      return true;
+    }
+    if ( phase != EventpropPhase::c_message )
+    {
+      return true;
+    }
+    if ( trial != msg_trial_ )
+    {
+      msg_trial_ = trial;
+      n_msg_ = 0;
+    }
+    switch ( n_msg_++ )
+    {
+    case 0:
+      c_ = x;
+      break;
+    case 1:
+      t_max_ = x;
+      break;
+    case 2:
+      kink_ = x;
+      break;
+    case 3:
+      tau_m_ = x;
+      break;
+    case 4:
+      tau_syn_ = x;
+      break;
+    case 5:
+      C_m_ = x;
+      if ( c_ != 0.0 )
+      {
+        push_readout_terms_( *target, sched );
+      }
+      break;
+    default:
+      break;
+    }
+    return true;
+  }
+
+  void
+  get_status( Dictionary& d ) const
+  {
+    ConnectionBase::get_status( d );
+    get_weight_and_moments( d, weight_, optimizer_ );
+    d[ "gradient" ] = gradient_;
+    d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
+  }
+
+  void
+  set_status( const Dictionary& d, nest::ConnectorModel& cm )
+  {
+    ConnectionBase::set_status( d, cm );
+    const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eventprop_reverse_synapse >& >( cm );
+    set_weight_and_moments( d, "eventprop_reverse_synapse", gcm.get_common_properties(), weight_, optimizer_ );
+    d.update_value( "gradient", gradient_ );
+  }
+
+  void
+  set_weight( const double w )
+  {
+    weight_ = w;
+  }
+
+private:
+  /**
+   * A backward message of a spiking source m: the mirror of m's lambda_v follows m's own sweep with the same
+   * formula from the same values, and each jump of lambda_v is pushed, times the weight, into the target's
+   * accumulator at t_e - d (lambda_I is continuous at m's events: the accumulator carries it).
+   */
+  void
+  mirror_( eventprop_iaf_psc_exp_ps& target,
+    const EventpropSchedule& sched,
+    const long trial,
+    const double x,
+    const bool flush )
+  {
+    if ( trial != mirror_trial_ )
+    {
+      mirror_trial_ = trial;
+      t_last_ = sched.duration_ms;
+      lv_ = 0.0;
+      li_ = 0.0;
+      expect_payload_ = false;
+      next_k_ = target.trial_spike_count();
+    }
+    if ( flush )
+    {
+      gradient_until_( target, sched, -1.0 );
+      return;
+    }
+    double t_event = 0.0;
+    double lv_new = 0.0;
+    if ( expect_payload_ )
+    {
+      expect_payload_ = false;
+      t_event = t_pending_;
+      lv_new = x;
+    }
+    else if ( x < 0.0 )
+    {
+      t_event = -x;  // release: lambda_v is 0 before it
+    }
+    else
+    {
+      t_pending_ = x;
+      expect_payload_ = true;
+      return;
+    }
+    // arrivals at or after this event read the source's adjoint from the previous entry, as the forward copy does
+    gradient_until_( target, sched, t_event );
+    const double u = t_last_ - t_event;
+    if ( u > 0.0 )
+    {
+      // the source's own formula and order (eventprop_adjoint_propagate): identical doubles
+      li_ = li_ * std::exp( -u / tau_syn_ ) + lv_ * eventprop_kern( u, tau_m_, tau_syn_ ) / C_m_;
+      lv_ = lv_ * std::exp( -u / tau_m_ );
+    }
+    t_last_ = t_event;
+    const double jump = lv_new - lv_;
+    lv_ = lv_new;
+    if ( jump != 0.0 )
+    {
+      target.add_adjoint_push( t_event - get_delay_steps() * sched.h, weight_ * jump, tau_m_, tau_syn_, C_m_ );
+    }
+  }
+
+  /**
+   * dL/dw += lambda_I of the source at the arrivals t_a = t_k + d >= t_min of the target's spikes not yet counted
+   * (latest first, the order in which the forward copy receives the replays), from the mirror's last entry.
+   */
+  void
+  gradient_until_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched, const double t_min )
+  {
+    const double d = get_delay_steps() * sched.h;
+    while ( next_k_ > 0 )
+    {
+      const double t_a = target.trial_spike_time( next_k_ - 1 ) + d;
+      if ( t_a < t_min )
+      {
+        return;
+      }
+      --next_k_;
+      if ( t_a >= sched.duration_ms )
+      {
+        continue;
+      }
+      double li = li_;
+      const double u = t_last_ - t_a;
+      if ( u > 0.0 )
+      {
+        li = li_ * std::exp( -u / tau_syn_ ) + lv_ * eventprop_kern( u, tau_m_, tau_syn_ ) / C_m_;
+      }
+      gradient_ += li;
+      optimizer_.cumulative_gradient += li;
+    }
+  }
+
+  //! lambda_v, lambda_I of a readout source at t (closed forms of its loss: mean voltage or maximum at t_max_)
+  void
+  readout_adjoint_( const double t, const double T, double& lv, double& li ) const
+  {
+    if ( std::isnan( t_max_ ) )
+    {
+      lv = c_ / T * eventprop_exp_integral( T - t, 1.0 / tau_m_ );
+      li = c_ / T * eventprop_kern_integral( T - t, tau_m_, tau_syn_ ) / C_m_;
+    }
+    else if ( t < t_max_ )
+    {
+      lv = c_ * std::exp( -( t_max_ - t ) / tau_m_ );
+      li = c_ * eventprop_kern( t_max_ - t, tau_m_, tau_syn_ ) / C_m_;
+    }
+    else
+    {
+      lv = 0.0;
+      li = 0.0;
+    }
+  }
+
+  void
+  push_readout_terms_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched )
+  {
+    const double T = sched.duration_ms;
+    const long d_steps = get_delay_steps();
+    const double d = d_steps * sched.h;
+    for ( size_t k = 0; k < target.trial_spike_count(); ++k )
+    {
+      // the arrival time as the readout computed it, so that the arrival at its maximum is recognised exactly
+      const double t_a = target.trial_arrival_time( k, d_steps );
+      if ( t_a >= T )
+      {
+        continue;
+      }
+      double lv = 0.0;
+      double li = 0.0;
+      readout_adjoint_( t_a, T, lv, li );
+      double term = weight_ * ( li / tau_syn_ - lv / C_m_ );
+      if ( t_a == t_max_ )
+      {
+        term += kink_;  // the maximum sits on this arrival: moving it moves the maximum
+      }
+      target.add_to_jump_sum( k, term );
+    }
+    // the same gradient as the forward copy (readout's adjoint_current_at at t_k + d), in its order (latest first)
+    for ( size_t k = target.trial_spike_count(); k-- > 0; )
+    {
+      const double t_a = target.trial_spike_time( k ) + d;
+      if ( t_a < T )
+      {
+        double li = 0.0;
+        if ( std::isnan( t_max_ ) )
+        {
+          li = c_ / T * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
+        }
+        else if ( t_a < t_max_ )
+        {
+          li = c_ * eventprop_kern( t_max_ - t_a, tau_m_, tau_syn_ ) / C_m_;
+        }
+        gradient_ += li;
+        optimizer_.cumulative_gradient += li;
+      }
+    }
+  }
+
+  double weight_ = 1.0;
+  long msg_trial_ = -1;  //!< trial of the messages received last
+  long n_msg_ = 0;       //!< messages received of that trial
+  double c_ = 0.0;
+  double t_max_ = 0.0;  //!< NaN: loss on the mean voltage
+  double kink_ = 0.0;
+  // the source's constants, as received
+  double tau_m_ = 1.0;
+  double tau_syn_ = 1.0;
+  double C_m_ = 1.0;
+  // mirror of a spiking source's adjoint in the backward pass
+  long mirror_trial_ = -1;
+  double t_last_ = 0.0;
+  double lv_ = 0.0;
+  double li_ = 0.0;
+  double t_pending_ = 0.0;
+  bool expect_payload_ = false;
+  size_t next_k_ = 0;  //!< the target's spikes [0, next_k_) have not been counted in the gradient yet
+  double gradient_ = 0.0;
+  EpropOptimizerState optimizer_;
+};
+
+template < typename targetidentifierT >
+constexpr nest::ConnectionModelProperties eventprop_reverse_synapse< targetidentifierT >::properties;
+
+}  // namespace nestgrad
+
+#endif  // NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H

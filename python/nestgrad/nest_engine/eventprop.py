@@ -1,0 +1,369 @@
+"""EventProp in NEST: build a reference-engine network (:mod:`nestgrad.reference.eventprop`) in NEST with nestgrad's
+EventProp models, run its trials and read back what the reference's forward pass records.
+
+Mapping. One NEST node per reference neuron, in the reference's global order: ``input`` -> ``eventprop_input_ps``,
+``lif`` -> ``eventprop_iaf_psc_exp_ps``, ``li`` -> ``eventprop_readout_ps``; one ``eventprop_synapse`` per edge, in
+edge order. All trials run in one ``Simulate``: trial k occupies [origin + k period, origin + k period + T) with
+``period`` long enough that no spike of one trial reaches the next (docs/eventprop_nest_design.md).
+
+Backward pass (:func:`run_gradients`): each trial's period also holds the loss exchange between the readouts and the
+backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
+carry the readouts' loss coefficients and the spiking neurons' adjoint jumps back, and every ``eventprop_synapse``
+sums dL/dw over the trials. Supported so far: networks of inputs, spiking neurons (feedforward, multi-layer,
+recurrent) and leaky readouts with ``ReadoutCrossEntropy`` on the mean (``"sum"``) or the maximum (``"max"``)
+voltage; other losses raise :class:`ModelError`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nestgrad.errors import ConfigError, ModelError
+from nestgrad.reference.eventprop.losses import ReadoutCrossEntropy
+from nestgrad.reference.eventprop.network import CompiledNetwork, Network, Trial, compile_network, input_spikes
+
+INPUT_MODEL = "eventprop_input_ps"
+LIF_MODEL = "eventprop_iaf_psc_exp_ps"
+READOUT_MODEL = "eventprop_readout_ps"
+SYNAPSE_MODEL = "eventprop_synapse"
+REVERSE_MODEL = "eventprop_reverse_synapse"
+_MODELS = {"input": INPUT_MODEL, "lif": LIF_MODEL, "li": READOUT_MODEL}
+_LIF_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e", "V_th", "V_reset", "t_ref", "adapt_tau", "adapt_beta")
+_LI_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e")
+
+
+@dataclass
+class TrialLayout:
+    """Where the trials lie on NEST's time axis (ms): trial k starts at ``origin + k * period``."""
+
+    resolution: float
+    T: float
+    origin: float
+    period: float
+    n_trials: int
+    backward: bool = False
+    delay_bound: float = 0.0
+
+    @property
+    def sim_time(self) -> float:
+        """Simulate() length that covers every trial and the arrivals that belong to the last one."""
+        return self.origin + self.n_trials * self.period
+
+
+@dataclass
+class NestForward:
+    """What the NEST forward pass recorded, per trial, in the reference's global neuron numbering."""
+
+    layout: TrialLayout
+    # per trial: global neuron -> spike times (ms, trial-local, ascending)
+    spike_times: list[dict[int, np.ndarray]] = field(default_factory=list)
+    # per trial: global neuron -> (gdot, vdot_plus, release_vdot) per spike, as ForwardRecord keeps them
+    spike_derivs: list[dict[int, np.ndarray]] = field(default_factory=list)
+    # per trial: global readout -> (t, v, I) after each arrival (v relative to E_L)
+    readout_segments: list[dict[int, np.ndarray]] = field(default_factory=list)
+
+
+def _grid_steps(value: float, resolution: float, what: str) -> int:
+    steps = round(value / resolution)
+    if steps < 1 or not math.isclose(steps * resolution, value, rel_tol=1e-12, abs_tol=1e-12):
+        raise ConfigError(f"{what} = {value!r} ms: NEST needs a positive multiple of the resolution {resolution} ms")
+    return steps
+
+
+def layout_for(cnet: CompiledNetwork, n_trials: int, resolution: float, backward: bool = False) -> TrialLayout:
+    """Trial layout for ``cnet``: every delay must be a multiple of ``resolution`` (:class:`ConfigError` naming the
+    projection and the delay otherwise); the period leaves room for the longest delay after each trial, and with
+    ``backward`` for the loss exchange and the backward pass (the layout of EventpropSchedule in
+    cpp_module/eventprop/eventprop_node.h)."""
+    for name, sl in cnet.proj_slices.items():
+        for k, d in enumerate(cnet.d[sl]):
+            _grid_steps(float(d), resolution, f"projection {name!r}: delay of edge {k}")
+    max_delay = float(cnet.d.max()) if len(cnet.d) else resolution
+    n_t = math.ceil(cnet.net.T / resolution - 1e-9)
+    if not backward:
+        period_steps = math.ceil((cnet.net.T + max_delay) / resolution) + 2
+        return TrialLayout(resolution, cnet.net.T, resolution, period_steps * resolution, n_trials)
+    d_steps = max(1, round(max_delay / resolution))
+    n_b = n_t + 2 * (d_steps + 2)
+    period_steps = n_b + n_t + d_steps + 4  # 2 steps of margin over the minimum the models check
+    return TrialLayout(
+        resolution, cnet.net.T, resolution, period_steps * resolution, n_trials, True, d_steps * resolution
+    )
+
+
+@dataclass
+class BuiltEventprop:
+    nest: Any
+    cnet: CompiledNetwork
+    layout: TrialLayout
+    nodes: Any  # NodeCollection, one node per reference neuron
+
+
+def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> int | None:
+    """What the NEST backward pass supports so far; returns the loss population's first global id."""
+    if loss is None:
+        return None
+    if not isinstance(loss, ReadoutCrossEntropy) or loss.mode not in ("sum", "max"):
+        raise ModelError(
+            f"EventProp in NEST supports the loss ReadoutCrossEntropy with mode 'sum' or 'max' so far, not {loss!r}"
+            + (f" with mode {loss.mode!r}" if isinstance(loss, ReadoutCrossEntropy) else "")
+        )
+    if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
+        raise ConfigError(f"loss population {loss.population!r} must be a leaky readout (li) population")
+    return cnet.offsets[loss.population]
+
+
+def build(
+    net: Network | CompiledNetwork,
+    trials: Sequence[Trial],
+    *,
+    resolution: float = 0.1,
+    threads: int = 1,
+    loss: ReadoutCrossEntropy | None = None,
+    optimizer: dict[str, Any] | None = None,
+    record: bool = True,
+) -> BuiltEventprop:
+    """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` also the loss exchange, the reverse
+    connections and the backward pass (see the module docstring for what is supported); ``optimizer`` (the
+    synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon) turns
+    learning on, on both copies of every edge. The readouts get one label more than there are trials (0), for
+    the extra trial period that applies the last batch's step (:func:`run_training`). ``record=False``: the
+    neurons and readouts keep no spike or (t, v, I) record (it grows with every trial; :func:`read_forward` then
+    returns empty records)."""
+    from nestgrad.nest_engine import fresh_kernel
+
+    cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
+    if len(trials) == 0:
+        raise ConfigError("need at least one trial")
+    first_readout = _check_backward(cnet, loss)
+    layout = layout_for(cnet, len(trials), resolution, backward=loss is not None)
+    nest = fresh_kernel(resolution, threads)
+    schedule: dict[str, Any] = {
+        "trial_origin": layout.origin,
+        "trial_duration": layout.T,
+        "trial_period": layout.period,
+    }
+    if layout.backward:
+        schedule |= {"backward": True, "delay_bound": layout.delay_bound}
+    readouts = list(cnet.global_ids(loss.population)) if loss is not None else []
+    labels = []
+    for trial in trials:
+        if loss is not None and (trial.label is None or not 0 <= int(trial.label) < len(readouts)):
+            raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(readouts)})")
+        labels.append(int(trial.label) if trial.label is not None else -1)
+    labels.append(0)  # the extra period after the last trial (no inputs)
+    if optimizer is not None:
+        if loss is None:
+            raise ConfigError("an optimizer needs a loss (learning needs the backward pass)")
+        for model in (SYNAPSE_MODEL, REVERSE_MODEL):
+            nest.SetDefaults(model, {"optimizer": dict(optimizer)})
+    node_ids: list[int] = []
+    inputs: dict[int, tuple[list[float], list[int]]] = {j: ([], []) for j, k in enumerate(cnet.kind) if k == "input"}
+    for k, trial in enumerate(trials):
+        for j, t in input_spikes(cnet, trial):
+            inputs[j][0].append(t)
+            inputs[j][1].append(k)
+    for j, kind in enumerate(cnet.kind):
+        node = nest.Create(_MODELS[kind])
+        status: dict[str, Any] = dict(schedule)
+        if kind == "input":
+            status["spike_times"], status["spike_trials"] = inputs[j]
+        else:
+            p = cnet.params[j]
+            status["record"] = record
+            status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
+        if j in readouts:
+            status |= {"readout_index": j - first_readout, "labels": labels, "loss": loss.mode}
+        node.set(status)
+        node_ids.append(node.global_id)
+    nodes = nest.NodeCollection(node_ids)
+    if len(cnet.src):
+        nest.Connect(
+            np.asarray(node_ids)[cnet.src],
+            np.asarray(node_ids)[cnet.tgt],
+            "one_to_one",
+            {"synapse_model": SYNAPSE_MODEL, "weight": cnet.w.astype(float), "delay": cnet.d.astype(float)},
+        )
+    if loss is not None:
+        ids = np.asarray(node_ids)
+        # reverse connections target -> spiking source, one per forward edge, same weight and delay
+        rev = np.array([k for k in range(len(cnet.src)) if cnet.kind[int(cnet.src[k])] == "lif"], dtype=int)
+        if len(rev):
+            nest.Connect(
+                ids[cnet.tgt[rev]],
+                ids[cnet.src[rev]],
+                "one_to_one",
+                {
+                    "synapse_model": REVERSE_MODEL,
+                    "weight": cnet.w[rev].astype(float),
+                    "delay": cnet.d[rev].astype(float),
+                },
+            )
+        # every readout sends its value y to the others (the softmax needs all of them), with the network's shortest
+        # delay: a shorter one would lower NEST's min_delay and make it exchange spikes more often
+        y_delay = float(cnet.d.min()) if len(cnet.d) else resolution
+        pre = [ids[a] for a in readouts for b in readouts if a != b]
+        post = [ids[b] for a in readouts for b in readouts if a != b]
+        if pre:
+            nest.Connect(
+                np.asarray(pre),
+                np.asarray(post),
+                "one_to_one",
+                {"synapse_model": SYNAPSE_MODEL, "weight": np.ones(len(pre)), "delay": np.full(len(pre), y_delay)},
+            )
+    return BuiltEventprop(nest, cnet, layout, nodes)
+
+
+def read_forward(built: BuiltEventprop) -> NestForward:
+    """Collect the records of every (local) node after ``Simulate``."""
+    cnet, layout = built.cnet, built.layout
+    out = NestForward(layout)
+    for _ in range(layout.n_trials):
+        out.spike_times.append({})
+        out.spike_derivs.append({})
+        out.readout_segments.append({})
+    for j, kind in enumerate(cnet.kind):
+        node = built.nodes[j]
+        if kind == "lif":
+            st = node.get(["spike_trials", "spike_times", "spike_gdot", "spike_vdot_plus", "release_vdot"])
+            trials = np.asarray(st["spike_trials"], int)
+            for k in range(layout.n_trials):
+                sel = trials == k
+                out.spike_times[k][j] = np.asarray(st["spike_times"], float)[sel]
+                out.spike_derivs[k][j] = np.stack(
+                    [np.asarray(st[key], float)[sel] for key in ("spike_gdot", "spike_vdot_plus", "release_vdot")]
+                )
+        elif kind == "li":
+            st = node.get(["seg_trials", "seg_times", "seg_v", "seg_I"])
+            trials = np.asarray(st["seg_trials"], int)
+            for k in range(layout.n_trials):
+                sel = trials == k
+                out.readout_segments[k][j] = np.stack(
+                    [np.asarray(st[key], float)[sel] for key in ("seg_times", "seg_v", "seg_I")]
+                )
+    return out
+
+
+def run_forward(
+    net: Network | CompiledNetwork, trials: Sequence[Trial], *, resolution: float = 0.1, threads: int = 1
+) -> NestForward:
+    """Build ``net`` in NEST, simulate every trial of ``trials`` in one ``Simulate`` and return the records."""
+    built = build(net, trials, resolution=resolution, threads=threads)
+    built.nest.Simulate(built.layout.sim_time)
+    return read_forward(built)
+
+
+@dataclass
+class NestGradients:
+    """dL/dw per projection in edge order (1/pA), mean over the trials (the reference's ``reduction="mean"``), and
+    the loss per trial."""
+
+    grad_weights: dict[str, np.ndarray]
+    losses: np.ndarray
+    forward: NestForward
+
+
+def read_gradients(built: BuiltEventprop) -> np.ndarray:
+    """dL/dw of every edge (edge order), summed over the trials: from the ``gradient`` of each ``eventprop_synapse``
+    (several edges between one pair of neurons are matched in the order they were connected)."""
+    nest, cnet = built.nest, built.cnet
+    ids = np.asarray(built.nodes.tolist())
+    conns = nest.GetConnections(synapse_model=SYNAPSE_MODEL)
+    by_pair: dict[tuple[int, int], list[float]] = {}
+    if len(conns):
+        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", "gradient"]).items()}
+        for src, tgt, g in zip(st["source"], st["target"], st["gradient"], strict=True):
+            by_pair.setdefault((int(src), int(tgt)), []).append(float(g))
+    grads = np.zeros(len(cnet.src))
+    for e in range(len(cnet.src)):
+        grads[e] = by_pair[(int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]]))].pop(0)
+    return grads
+
+
+def run_gradients(
+    net: Network | CompiledNetwork,
+    trials: Sequence[Trial],
+    loss: ReadoutCrossEntropy,
+    *,
+    resolution: float = 0.1,
+    threads: int = 1,
+    record: bool = True,
+) -> NestGradients:
+    """Forward and backward pass of every trial in one ``Simulate``; the gradients as
+    ``reference.eventprop.evaluate(net, trials, loss).grad_weights`` computes them."""
+    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, record=record)
+    built.nest.Simulate(built.layout.sim_time)
+    cnet = built.cnet
+    total = read_gradients(built) / len(trials)
+    readouts = list(cnet.global_ids(loss.population))
+    ys = np.array([np.asarray(built.nodes[j].get("trial_y"), float) for j in readouts])  # [readout, trial]
+    losses = np.zeros(len(trials))
+    for k, trial in enumerate(trials):
+        z = ys[:, k] - ys[:, k].max()
+        losses[k] = -(z[int(trial.label)] - math.log(np.exp(z).sum()))
+    return NestGradients({name: total[sl] for name, sl in cnet.proj_slices.items()}, losses, read_forward(built))
+
+
+@dataclass
+class NestTraining:
+    """Weights after training (per projection, edge order) from the forward connections and, for edges with a
+    spiking source, from their reverse copies (NaN elsewhere), and the gradients summed over all trials."""
+
+    weights: dict[str, np.ndarray]
+    reverse_weights: dict[str, np.ndarray]
+    gradient_sum: dict[str, np.ndarray]
+    reverse_gradient_sum: dict[str, np.ndarray]
+
+
+def _read_pairs(nest: Any, model: str, keys: list[str]) -> dict[tuple[int, int], list[tuple[float, ...]]]:
+    conns = nest.GetConnections(synapse_model=model)
+    out: dict[tuple[int, int], list[tuple[float, ...]]] = {}
+    if len(conns):
+        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", *keys]).items()}
+        for i in range(len(st["source"])):
+            out.setdefault((int(st["source"][i]), int(st["target"][i])), []).append(
+                tuple(float(st[k][i]) for k in keys)
+            )
+    return out
+
+
+def run_training(
+    net: Network | CompiledNetwork,
+    trials: Sequence[Trial],
+    loss: ReadoutCrossEntropy,
+    optimizer: dict[str, Any],
+    *,
+    resolution: float = 0.1,
+    threads: int = 1,
+) -> NestTraining:
+    """Train on ``trials`` in order, one optimizer step per ``optimizer["batch_size"]`` trials, all in NEST: one
+    ``Simulate`` for the trials, one more trial period (no inputs) in which every synapse applies the last batch's
+    step; returns the weights of both copies of every edge."""
+    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, optimizer=optimizer)
+    nest, cnet = built.nest, built.cnet
+    nest.Simulate(built.layout.sim_time)
+    nest.Simulate(built.layout.period)
+    ids = np.asarray(built.nodes.tolist())
+    fwd = _read_pairs(nest, SYNAPSE_MODEL, ["weight", "gradient"])
+    rev = _read_pairs(nest, REVERSE_MODEL, ["weight", "gradient"])
+    w = np.zeros(len(cnet.src))
+    g = np.zeros(len(cnet.src))
+    w_rev = np.full(len(cnet.src), np.nan)
+    g_rev = np.full(len(cnet.src), np.nan)
+    for e in range(len(cnet.src)):
+        s, t = int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]])
+        w[e], g[e] = fwd[(s, t)].pop(0)
+        if (t, s) in rev and rev[(t, s)]:
+            w_rev[e], g_rev[e] = rev[(t, s)].pop(0)
+    per = {name: sl for name, sl in cnet.proj_slices.items()}
+    return NestTraining(
+        {k: w[sl] for k, sl in per.items()},
+        {k: w_rev[sl] for k, sl in per.items()},
+        {k: g[sl] for k, sl in per.items()},
+        {k: g_rev[sl] for k, sl in per.items()},
+    )
