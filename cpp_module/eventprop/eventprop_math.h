@@ -203,7 +203,12 @@ EventpropExpPoly eventprop_voltage_expsum( double v, double i, const EventpropNe
  * Time u in (0, horizon) at which v(u) first reaches theta + A(u), or a negative value if none (reference:
  * dynamics.first_crossing; kmax = eventprop_kern_max(tau_m, tau_syn)).
  */
-double eventprop_first_crossing( double v, double i, double a, double horizon, const EventpropNeuronParams& p, double kmax );
+double eventprop_first_crossing( double v,
+  double i,
+  double a,
+  double horizon,
+  const EventpropNeuronParams& p,
+  double kmax );
 
 }  // namespace nestgrad
 

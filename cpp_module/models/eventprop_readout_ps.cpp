@@ -119,7 +119,8 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   {
     throw nest::BadProperty( get_name() + ": loss = \"" + loss + "\" is not one of \"sum\", \"max\"." );
   }
-  for ( const auto& [ name, x ] : { std::pair( "C_m", p.C_m ), std::pair( "tau_m", p.tau_m ), std::pair( "tau_syn", p.tau_syn ) } )
+  for ( const auto& [ name, x ] :
+    { std::pair( "C_m", p.C_m ), std::pair( "tau_m", p.tau_m ), std::pair( "tau_syn", p.tau_syn ) } )
   {
     if ( not( std::isfinite( x ) and x > 0.0 ) )
     {

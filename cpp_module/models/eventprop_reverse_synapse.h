@@ -57,8 +57,8 @@ with the readout's constants, before n's backward sweep starts. Cost: O(spikes o
 trial, the reference's per-arrival cost.
 
 Spiking sources (``eventprop_iaf_psc_exp_ps``: recurrent and multi-layer networks): the source sends its constants
-(0, NaN, 0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward time t_e
-and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
+(0, NaN, 0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward
+time t_e and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
 it). The connection keeps a mirror of the source's lambda_v, propagated with the source's formula
 between these events, and pushes each jump of lambda_v, times w, into the target's accumulator for the targets with
 these constants, to be applied when the target's backward sweep passes t_e - d (see eventprop_iaf_psc_exp_ps).
@@ -73,10 +73,13 @@ all.
 Parameters
 ++++++++++
 
-=========== ======= =========== ============================================================================
-``weight``  pA      1.0         copy of the forward connection's weight
-``delay``   ms      1.0         the forward connection's delay
-=========== ======= =========== ============================================================================
+============ ======= =========== ===========================================================================
+``weight``   pA      1.0         copy of the forward connection's weight
+``delay``    ms      1.0         the forward connection's delay
+``gradient`` 1/pA    0.0         the forward connection's dL/dw, computed again (equal to it bit for bit)
+``adam_m``           0.0         Adam's first moment
+``adam_v``           0.0         Adam's second moment
+============ ======= =========== ===========================================================================
 
 References
 ++++++++++
