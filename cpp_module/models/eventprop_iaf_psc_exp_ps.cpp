@@ -401,6 +401,7 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
       send_spike_( lag, 0.0 );
       send_spike_( lag, std::numeric_limits< double >::quiet_NaN() );
       send_spike_( lag, 0.0 );
+      send_spike_( lag, 0.0 );
       send_spike_( lag, p_.tau_m );
       send_spike_( lag, p_.tau_syn );
       send_spike_( lag, p_.C_m );
