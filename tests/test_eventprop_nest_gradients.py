@@ -4,8 +4,8 @@ engine's ``evaluate(...).grad_weights`` per synapse.
 
 Networks: input -> spiking hidden layer (plain LIF, refractory, adaptive, tau_m == tau_syn; feedforward, two
 hidden layers, recurrent) -> leaky readouts, loss ``ReadoutCrossEntropy`` on the mean (``sum``) and on the
-maximum (``max``, including maxima that sit on an arrival: the kink term) voltage, 3 trials with different labels,
-1 and 2 threads. The rule is the one of
+maximum (``max``, including maxima that sit on an arrival: the kink term) and on the exponentially weighted mean
+(``sum_exp``, tau_w = 15 ms) voltage, 3 trials with different labels, 1 and 2 threads. The rule is the one of
 tests/test_eventprop_reference.py: |g_nest - g_ref| <= 1e-9 max(|g_ref|, 1e-3 max_k |g_ref,k|), i.e. 1e-9
 relative, gradients below 1e-3 of the largest held to 1e-9 of it.
 """
@@ -19,7 +19,7 @@ from test_eventprop_reference import make_net, make_trials
 
 from nestgrad.errors import ModelError
 from nestgrad.nest_engine.eventprop import run_gradients
-from nestgrad.reference.eventprop import ReadoutCrossEntropy, compile_network, evaluate
+from nestgrad.reference.eventprop import ReadoutCrossEntropy, ReadoutMSE, compile_network, evaluate
 
 RTOL = 1e-9
 
@@ -46,10 +46,10 @@ def max_rel_err(ref: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict[
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("mode", ["sum", "max"])
+@pytest.mark.parametrize("mode", ["sum", "max", "sum_exp"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_eventprop_nest_gradients_equal_reference(case: str, mode: str, threads: int) -> None:
-    loss = ReadoutCrossEntropy("out", mode=mode)
+    loss = ReadoutCrossEntropy("out", mode=mode, tau_w=15.0 if mode == "sum_exp" else None)
     kind, over = CASES[case]
     n_kinks = 0
     nonzero: dict[str, int] = {}
@@ -99,8 +99,10 @@ def test_eventprop_nest_gradients_without_records_are_the_same() -> None:
 def test_eventprop_nest_gradients_refuse_what_is_not_implemented() -> None:
     trials = make_trials(1)
     net = on_grid(make_net("ff", 1))
-    with pytest.raises(ModelError, match=r"mode 'sum' or 'max' so far.*with mode 'sum_exp'"):
-        run_gradients(net, trials, ReadoutCrossEntropy("out", mode="sum_exp"))
+    with pytest.raises(
+        ModelError, match=r"ReadoutCrossEntropy \(mode 'sum', 'max' or 'sum_exp'\) so far, not ReadoutMSE"
+    ):
+        run_gradients(net, trials, ReadoutMSE("out"))
 
 
 def reference_training(net, trials, loss, opt: dict) -> dict[str, np.ndarray]:

@@ -341,7 +341,8 @@ eventprop_first_crossing( const double v,
       }
     }
     crit.erase(
-      std::remove_if( crit.begin(), crit.end(), [ horizon ]( const double c ) { return not( 0.0 < c and c < horizon ); } ),
+      std::remove_if(
+        crit.begin(), crit.end(), [ horizon ]( const double c ) { return not( 0.0 < c and c < horizon ); } ),
       crit.end() );
   }
   else

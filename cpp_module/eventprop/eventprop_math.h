@@ -89,21 +89,28 @@ eventprop_exp_integral( const double length, const double rate )
   return -std::expm1( -rate * length ) / rate;
 }
 
-//! int_0^length kern(u; tau_a, tau_b) du (ms^2), accurate for close time constants (reference: kern_integral with
-//! rate 0).
+//! int_0^length exp(-rate u) kern(u; tau_a, tau_b) du (ms^2), rate >= 0, accurate for close time constants
+//! (reference: kern_integral).
 inline double
-eventprop_kern_integral( const double length, const double tau_a, const double tau_b )
+eventprop_kern_integral( const double length, const double tau_a, const double tau_b, const double rate = 0.0 )
 {
-  return tau_b * ( -tau_a * std::expm1( -length / tau_a ) - eventprop_kern( length, tau_a, tau_b ) );
+  const double a = rate == 0.0 ? tau_a : 1.0 / ( 1.0 / tau_a + rate );
+  const double b = rate == 0.0 ? tau_b : 1.0 / ( 1.0 / tau_b + rate );
+  return b * ( -a * std::expm1( -length / a ) - eventprop_kern( length, a, b ) );
 }
 
-//! int_0^length v(u) du of the free dynamics from (v, i) (mV ms; reference: voltage_integral with rate 0).
+//! int_0^length exp(-rate u) v(u) du of the free dynamics from (v, i) (mV ms; reference: voltage_integral).
 inline double
-eventprop_voltage_integral( const double v, const double i, const double length, const EventpropNeuronParams& p )
+eventprop_voltage_integral( const double v,
+  const double i,
+  const double length,
+  const EventpropNeuronParams& p,
+  const double rate = 0.0 )
 {
   const double v_inf = p.v_inf();
-  return v_inf * eventprop_exp_integral( length, 0.0 ) + ( v - v_inf ) * eventprop_exp_integral( length, 1.0 / p.tau_m )
-    + i / p.C_m * eventprop_kern_integral( length, p.tau_m, p.tau_syn );
+  return v_inf * eventprop_exp_integral( length, rate )
+    + ( v - v_inf ) * eventprop_exp_integral( length, rate + 1.0 / p.tau_m )
+    + i / p.C_m * eventprop_kern_integral( length, p.tau_m, p.tau_syn, rate );
 }
 
 //! Adjoint (lambda_v, lambda_I, lambda_A) u ms earlier, no event in between (reference: adjoint_propagate).
@@ -203,7 +210,12 @@ EventpropExpPoly eventprop_voltage_expsum( double v, double i, const EventpropNe
  * Time u in (0, horizon) at which v(u) first reaches theta + A(u), or a negative value if none (reference:
  * dynamics.first_crossing; kmax = eventprop_kern_max(tau_m, tau_syn)).
  */
-double eventprop_first_crossing( double v, double i, double a, double horizon, const EventpropNeuronParams& p, double kmax );
+double eventprop_first_crossing( double v,
+  double i,
+  double a,
+  double horizon,
+  const EventpropNeuronParams& p,
+  double kmax );
 
 }  // namespace nestgrad
 

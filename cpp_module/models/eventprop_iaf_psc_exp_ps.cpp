@@ -162,7 +162,8 @@ eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const long wit
   const double step_end = ( within + 1 ) * schedule_.h;
   advance_( t );
   const double gdot = eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau;
-  tspk_.push_back( { t, gdot, 0.0, -1.0, std::numeric_limits< double >::quiet_NaN(), 0.0, 0.0, within + 1, step_end - t } );
+  const double no_release = std::numeric_limits< double >::quiet_NaN();
+  tspk_.push_back( { t, gdot, 0.0, -1.0, no_release, 0.0, 0.0, within + 1, step_end - t } );
   v_ = p_.v_reset;
   a_ += p_.adapt_beta;
   t_cross_ = -1.0;
@@ -399,6 +400,7 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
       // constants for the mirrors of the reverse connections from this neuron (no loss coefficient, no maximum)
       send_spike_( lag, 0.0 );
       send_spike_( lag, std::numeric_limits< double >::quiet_NaN() );
+      send_spike_( lag, 0.0 );
       send_spike_( lag, 0.0 );
       send_spike_( lag, p_.tau_m );
       send_spike_( lag, p_.tau_syn );

@@ -82,7 +82,7 @@ with equal (tau_m, tau_syn, C_m) the neuron keeps S = sum_m w (lambda_v,m, lambd
 same backward dynamics as one neuron's adjoint between the targets' jumps; each jump of a target's lambda_v (at its
 spikes and releases) reaches the neuron as a push w Delta lambda_v from the reverse connection's mirror of m,
 applied when the sweep passes t_e - d. At spike k, J_k adds S_I / tau_syn - S_v / C_m of every group. In the
-message phase of the period (step n_c) the neuron sends its constants (0, NaN, 0, tau_m, tau_syn, C_m) to the
+message phase of the period (step n_c) the neuron sends its constants (0, NaN, 0, 0, tau_m, tau_syn, C_m) to the
 mirrors;
 in the backward sweep it sends, at each spike, its forward time and then lambda_v just before the spike, and at
 each release the negative release time.

@@ -58,7 +58,8 @@ eventprop_input_ps::set_status( const Dictionary& d )
     if ( trials[ i ] < 0 )
     {
       throw nest::BadProperty(
-        get_name() + ": spike_trials[" + std::to_string( i ) + "] = " + std::to_string( trials[ i ] ) + " must be >= 0." );
+        get_name() + ": spike_trials[" + std::to_string( i ) + "] = " + std::to_string( trials[ i ] )
+        + " must be >= 0." );
     }
   }
   spike_times_ = times;

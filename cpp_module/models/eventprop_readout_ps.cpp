@@ -43,7 +43,8 @@ eventprop_readout_ps::get_status( Dictionary& d ) const
   d[ "labels" ] = labels_;
   d[ "trial_y" ] = y_rec_;
   d[ "trial_c" ] = c_rec_;
-  d[ "loss" ] = std::string( max_mode_ ? "max" : "sum" );
+  d[ "loss" ] = std::string( max_mode_ ? "max" : ( rate_ > 0.0 ? "sum_exp" : "sum" ) );
+  d[ "tau_w" ] = tau_w_;
   d[ "record" ] = record_;
 }
 
@@ -56,7 +57,8 @@ eventprop_readout_ps::adjoint_current_at( const double t ) const
     // lambda_v jumps by c at t_max (going back) and is 0 after it; lambda_I is continuous
     return t < t_max_ ? c_ * eventprop_kern( t_max_ - t, p_.tau_m, p_.tau_syn ) / p_.C_m : 0.0;
   }
-  return c_ / T * eventprop_kern_integral( T - t, p_.tau_m, p_.tau_syn ) / p_.C_m;
+  // mean (rate 0) or exponentially weighted mean: forcing c / T exp(-t rate)
+  return c_ / T * std::exp( -t * rate_ ) * eventprop_kern_integral( T - t, p_.tau_m, p_.tau_syn, rate_ ) / p_.C_m;
 }
 
 void
@@ -113,13 +115,21 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   d.update_value( "labels", labels );
   bool record = record_;
   d.update_value( "record", record );
-  std::string loss = max_mode_ ? "max" : "sum";
+  std::string loss = max_mode_ ? "max" : ( rate_ > 0.0 ? "sum_exp" : "sum" );
   d.update_value( "loss", loss );
-  if ( loss != "sum" and loss != "max" )
+  if ( loss != "sum" and loss != "max" and loss != "sum_exp" )
   {
-    throw nest::BadProperty( get_name() + ": loss = \"" + loss + "\" is not one of \"sum\", \"max\"." );
+    throw nest::BadProperty(
+      get_name() + ": loss = \"" + loss + "\" is not one of \"sum\", \"max\", \"sum_exp\"." );
   }
-  for ( const auto& [ name, x ] : { std::pair( "C_m", p.C_m ), std::pair( "tau_m", p.tau_m ), std::pair( "tau_syn", p.tau_syn ) } )
+  double tau_w = tau_w_;
+  d.update_value( "tau_w", tau_w );
+  if ( not( std::isfinite( tau_w ) and tau_w > 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": tau_w = " + std::to_string( tau_w ) + " ms must be finite and > 0." );
+  }
+  for ( const auto& [ name, x ] :
+    { std::pair( "C_m", p.C_m ), std::pair( "tau_m", p.tau_m ), std::pair( "tau_syn", p.tau_syn ) } )
   {
     if ( not( std::isfinite( x ) and x > 0.0 ) )
     {
@@ -132,6 +142,8 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   readout_index_ = readout_index;
   labels_ = labels;
   max_mode_ = loss == "max";
+  tau_w_ = tau_w;
+  rate_ = loss == "sum_exp" ? 1.0 / tau_w : 0.0;
   record_ = record;
 }
 
@@ -210,7 +222,7 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       }
       if ( u > 0.0 )
       {
-        integral_ += eventprop_voltage_integral( v_, i_, u, p_ );
+        integral_ += ( rate_ > 0.0 ? std::exp( -t_upd_ * rate_ ) : 1.0 ) * eventprop_voltage_integral( v_, i_, u, p_, rate_ );
         eventprop_propagate( v_, i_, a, u, p_, false );
       }
       t_upd_ = t;
@@ -237,7 +249,8 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       }
       else
       {
-        integral_ += eventprop_voltage_integral( v_, i_, T - t_upd_, p_ );
+        integral_ += ( rate_ > 0.0 ? std::exp( -t_upd_ * rate_ ) : 1.0 )
+          * eventprop_voltage_integral( v_, i_, T - t_upd_, p_, rate_ );
         y_ = integral_ / T;
       }
       send_spike_( lag, y_ );
@@ -271,6 +284,7 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       send_spike_( lag, c_ );
       send_spike_( lag, max_mode_ ? t_max_ : std::numeric_limits< double >::quiet_NaN() );
       send_spike_( lag, kink ? c_ * best_left_ : 0.0 );
+      send_spike_( lag, rate_ );
       send_spike_( lag, p_.tau_m );
       send_spike_( lag, p_.tau_syn );
       send_spike_( lag, p_.C_m );

@@ -43,23 +43,28 @@ losses of docs/eventprop.md take v(t) in closed form): ``seg_trials``, ``seg_tim
 relative to E_L), ``seg_I`` (pA); with ``record`` = false (default true) nothing is kept (long training runs).
 
 Loss and adjoint (``backward`` = true, docs/eventprop_nest_design.md). With ``readout_index`` = k >= 0 the readout
-is output k of a cross-entropy loss on the time-averaged voltage (the reference's ``ReadoutCrossEntropy(mode="sum")``):
-y_k = (1/T) int_0^T v_k dt, L = -log softmax(y)_label with ``labels[trial]``. In step n_T of the trial's period it
-sends y_k (in the offset field) to the other readouts of the loss (over ``eventprop_synapse`` connections between
-them), and in step n_c it computes c_k = dL/dy_k = softmax(y)_k - [k = label] from all values (summed in
-ascending order of value, so that the result does not depend on the order of arrival) and sends four messages
-over its reverse connections (``eventprop_reverse_synapse``): c_k, tau_m, tau_syn, C_m. Its adjoint, forced by the
-loss (d lambda_v / dt = lambda_v / tau_m - c_k / T, d lambda_I / dt = lambda_I / tau_syn - lambda_v / C_m, zero at
-T), is known in closed form:
+is output k of a cross-entropy loss L = -log softmax(y)_label (``labels[trial]``) on (``loss``) the mean voltage
+y_k = (1/T) int_0^T v_k dt (``sum``), the exponentially weighted mean (1/T) int_0^T exp(-t/tau_w) v_k dt
+(``sum_exp``) or the maximum max_t v_k(t) (``max``), as the reference's ``ReadoutCrossEntropy``. In step n_T of
+the trial's period it sends y_k (in the offset field) to the other readouts of the loss (over ``eventprop_synapse``
+connections between them); in step n_c it computes c_k = dL/dy_k = softmax(y)_k - [k = label] from all values
+(summed in ascending order of value, so that the result does not depend on the order of arrival) and sends seven
+messages over its reverse connections (``eventprop_reverse_synapse``): c_k, t_max (NaN for the means), the kink
+term, the weighting rate (1/tau_w or 0), tau_m, tau_syn, C_m. Its adjoint, forced by the loss, is known in closed
+form (kappa as in ``eventprop_iaf_psc_exp_ps``, r = 1/tau_w or 0):
 
 .. math::
 
-   \lambda_v(t) = \frac{c_k}{T} \int_0^{T-t} e^{-u/\tau_m} du, \qquad
-   \lambda_I(t) = \frac{c_k}{T C_m} \int_0^{T-t} \kappa(u) du, \qquad
-   \kappa(u) = \frac{\tau_m \tau_{syn}}{\tau_{syn} - \tau_m}(e^{-u/\tau_{syn}} - e^{-u/\tau_m})
+   \text{means: } \lambda_v(t) = \frac{c_k}{T} e^{-r t} \int_0^{T-t} e^{-(r + 1/\tau_m) u} du, \quad
+   \lambda_I(t) = \frac{c_k}{T C_m} e^{-r t} \int_0^{T-t} e^{-r u} \kappa(u) du
 
-and ``eventprop_synapse`` reads lambda_I at its arrivals for the weight gradient. y and c of each trial are recorded
-in ``trial_y`` and ``trial_c``.
+   \text{max: } \lambda_v(t) = c_k e^{-(t_{max} - t)/\tau_m}, \quad
+   \lambda_I(t) = \frac{c_k}{C_m} \kappa(t_{max} - t) \quad (t < t_{max}; \text{ else } 0)
+
+The maximum is found piece by piece between arrivals (the piece's start, the zeros of dv/dt inside, the end of
+the trial); if it sits on an arrival with dv/dt > 0 just before it, that arrival's J gets the kink term
+c_k dv/dt(t_max-). ``eventprop_synapse`` reads lambda_I at its arrivals for the weight gradient. y and c of each
+trial are recorded in ``trial_y`` and ``trial_c``.
 
 Parameters
 ++++++++++
@@ -77,6 +82,8 @@ Parameters
 ``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
 ``readout_index``          -1          index of this readout in the loss (-1: no loss)
 ``labels``                 []          label of each trial (an index of the loss's readouts)
+``loss``                   "sum"       ``sum``, ``sum_exp`` or ``max``
+``tau_w``          ms      100.0       weighting time constant of ``sum_exp``
 ================== ======= =========== ==========================================================================
 
 References
@@ -132,6 +139,8 @@ private:
   long readout_index_ = -1;   //!< index among the loss's readouts, -1: not part of a loss
   std::vector< long > labels_;  //!< label of each trial
   bool max_mode_ = false;     //!< loss on the maximum voltage ("max") instead of the mean ("sum")
+  double tau_w_ = 100.0;      //!< "sum_exp": weighting time constant (ms)
+  double rate_ = 0.0;         //!< 1 / tau_w for "sum_exp", else 0
   double integral_ = 0.0;     //!< int_0^t v dt of the current trial so far (mV ms)
   // "max": the maximum so far, where, and dv/dt just before it if it sits at an arrival (the kink)
   double best_v_ = 0.0;

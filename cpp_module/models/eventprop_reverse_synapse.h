@@ -38,18 +38,19 @@ For a forward connection n -> m (``eventprop_synapse``, weight w, delay d) whose
 delay (docs/eventprop_nest_design.md, Option B). It never passes a spike on to n. It is stored with n (on n's
 thread and rank), so it adds to n's per-spike sums J_k directly; what crosses threads and ranks are m's spikes.
 
-Readout sources (``eventprop_readout_ps`` with a cross-entropy loss on the mean or the maximum voltage): in step
-n_c of a trial's period the readout sends six messages, in this order, in the offset field: its loss coefficient
-c = dL/dy, the time t_max of its maximum (NaN for the mean), the kink term (c dv/dt just before t_max if the
-maximum sits on an arrival, else 0) and its tau_m, tau_syn and C_m. After the sixth the connection adds, for every
-spike k of n in the trial whose arrival t_a = t_k + d lies before the end T of the trial,
+Readout sources (``eventprop_readout_ps`` with a cross-entropy loss on the mean, the exponentially weighted mean
+or the maximum voltage): in step n_c of a trial's period the readout sends seven messages, in this order, in the
+offset field: its loss coefficient c = dL/dy, the time t_max of its maximum (NaN for the means), the kink term
+(c dv/dt just before t_max if the maximum sits on an arrival, else 0), the weighting rate r (1 / tau_w for
+``sum_exp``, 0 for ``sum``) and its tau_m, tau_syn and C_m. After the seventh the connection adds, for every spike
+k of n in the trial whose arrival t_a = t_k + d lies before the end T of the trial,
 
 .. math::
 
    J_k \mathrel{+}= w \left( \frac{\lambda_I(t_a)}{\tau_{syn}} - \frac{\lambda_v(t_a)}{C_m} \right)
    \; (+ \text{kink if } t_a = t_{max}), \quad
-   \text{mean: } \lambda_v(t) = \frac{c}{T} \int_0^{T - t} e^{-u/\tau_m} du, \;
-   \lambda_I(t) = \frac{c}{T C_m} \int_0^{T - t} \kappa(u) du; \quad
+   \text{means: } \lambda_v(t) = \frac{c}{T} e^{-r t} \int_0^{T - t} e^{-(r + 1/\tau_m) u} du, \;
+   \lambda_I(t) = \frac{c}{T C_m} e^{-r t} \int_0^{T - t} e^{-r u} \kappa(u) du; \quad
    \text{max: } \lambda_v(t) = c\, e^{-(t_{max} - t)/\tau_m}, \; \lambda_I(t) = \frac{c}{C_m} \kappa(t_{max} - t)
    \text{ for } t < t_{max}, \text{ else } 0
 
@@ -57,8 +58,8 @@ with the readout's constants, before n's backward sweep starts. Cost: O(spikes o
 trial, the reference's per-arrival cost.
 
 Spiking sources (``eventprop_iaf_psc_exp_ps``: recurrent and multi-layer networks): the source sends its constants
-(0, NaN, 0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward time t_e
-and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
+(0, NaN, 0, 0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward
+time t_e and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
 it). The connection keeps a mirror of the source's lambda_v, propagated with the source's formula
 between these events, and pushes each jump of lambda_v, times w, into the target's accumulator for the targets with
 these constants, to be applied when the target's backward sweep passes t_e - d (see eventprop_iaf_psc_exp_ps).
@@ -73,10 +74,13 @@ all.
 Parameters
 ++++++++++
 
-=========== ======= =========== ============================================================================
-``weight``  pA      1.0         copy of the forward connection's weight
-``delay``   ms      1.0         the forward connection's delay
-=========== ======= =========== ============================================================================
+============ ======= =========== ===========================================================================
+``weight``   pA      1.0         copy of the forward connection's weight
+``delay``    ms      1.0         the forward connection's delay
+``gradient`` 1/pA    0.0         the forward connection's dL/dw, computed again (equal to it bit for bit)
+``adam_m``           0.0         Adam's first moment
+``adam_v``           0.0         Adam's second moment
+============ ======= =========== ===========================================================================
 
 References
 ++++++++++
@@ -166,12 +170,15 @@ public:
       kink_ = x;
       break;
     case 3:
-      tau_m_ = x;
+      rate_ = x;
       break;
     case 4:
-      tau_syn_ = x;
+      tau_m_ = x;
       break;
     case 5:
+      tau_syn_ = x;
+      break;
+    case 6:
       C_m_ = x;
       if ( c_ != 0.0 )
       {
@@ -308,8 +315,10 @@ private:
   {
     if ( std::isnan( t_max_ ) )
     {
-      lv = c_ / T * eventprop_exp_integral( T - t, 1.0 / tau_m_ );
-      li = c_ / T * eventprop_kern_integral( T - t, tau_m_, tau_syn_ ) / C_m_;
+      // forcing c / T exp(-t rate) (rate 0: the mean), integrated from t to T
+      const double scale = c_ / T * std::exp( -t * rate_ );
+      lv = scale * eventprop_exp_integral( T - t, rate_ + 1.0 / tau_m_ );
+      li = scale * eventprop_kern_integral( T - t, tau_m_, tau_syn_, rate_ ) / C_m_;
     }
     else if ( t < t_max_ )
     {
@@ -356,7 +365,7 @@ private:
         double li = 0.0;
         if ( std::isnan( t_max_ ) )
         {
-          li = c_ / T * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_ ) / C_m_;
+          li = c_ / T * std::exp( -t_a * rate_ ) * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_, rate_ ) / C_m_;
         }
         else if ( t_a < t_max_ )
         {
@@ -374,6 +383,7 @@ private:
   double c_ = 0.0;
   double t_max_ = 0.0;  //!< NaN: loss on the mean voltage
   double kink_ = 0.0;
+  double rate_ = 0.0;  //!< 1 / tau_w of an exponentially weighted mean, 0 for the mean
   // the source's constants, as received
   double tau_m_ = 1.0;
   double tau_syn_ = 1.0;

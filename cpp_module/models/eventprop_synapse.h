@@ -53,23 +53,23 @@ not passed on to the target.
 
 Optimizer (common properties, ``nest.SetDefaults("eventprop_synapse", {"optimizer": {...}})``, the dictionary of
 ``eprop_event_synapse`` with ``eta`` = 0 and ``Wmin`` = -inf, ``Wmax`` = +inf by default): the gradients of
-``batch_size`` consecutive trials are averaged and applied once per batch, by gradient descent (w -= eta g) or Adam, and the weight is clipped to
-[Wmin, Wmax]. The step is applied at the synapse's first event of the next batch (every EventProp node sends one
-message per trial, in step n_c, so no synapse misses a batch; batches without events count with zero gradient);
-the reverse copy (``eventprop_reverse_synapse``) computes the same gradient in the same order and applies the same
-step, so both copies stay equal bit for bit. After the last batch, simulate one more trial period to apply its
-step. Adam's moments are ``adam_m`` and ``adam_v`` per connection.
+``batch_size`` consecutive trials are averaged and applied once per batch, by gradient descent (w -= eta g) or
+Adam, and the weight is clipped to [Wmin, Wmax]. The step is applied at the synapse's first event of the next batch
+(every EventProp node sends one message per trial, in step n_c, so no synapse misses a batch; batches without
+events count with zero gradient); the reverse copy (``eventprop_reverse_synapse``) computes the same gradient in
+the same order and applies the same step, so both copies stay equal bit for bit. After the last batch, simulate one
+more trial period to apply its step. Adam's moments are ``adam_m`` and ``adam_v`` per connection.
 
 Parameters
 ++++++++++
 
-=========== ======= =========== ============================================================================
-``weight``  pA      1.0         jump of the target's synaptic current
-``delay``   ms      1.0         transmission delay, a multiple of the resolution
-``gradient`` 1/pA   0.0         dL/dw summed over the trials since it was last set
-``adam_m``                      Adam's first moment
-``adam_v``                      Adam's second moment
-=========== ======= =========== ============================================================================
+============ ======= =========== ===========================================================================
+``weight``   pA      1.0         jump of the target's synaptic current
+``delay``    ms      1.0         transmission delay, a multiple of the resolution
+``gradient`` 1/pA    0.0         dL/dw summed over the trials since it was last set
+``adam_m``           0.0         Adam's first moment
+``adam_v``           0.0         Adam's second moment
+============ ======= =========== ===========================================================================
 
 References
 ++++++++++

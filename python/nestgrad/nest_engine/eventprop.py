@@ -10,8 +10,8 @@ Backward pass (:func:`run_gradients`): each trial's period also holds the loss e
 backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
 carry the readouts' loss coefficients and the spiking neurons' adjoint jumps back, and every ``eventprop_synapse``
 sums dL/dw over the trials. Supported so far: networks of inputs, spiking neurons (feedforward, multi-layer,
-recurrent) and leaky readouts with ``ReadoutCrossEntropy`` on the mean (``"sum"``) or the maximum (``"max"``)
-voltage; other losses raise :class:`ModelError`.
+recurrent) and leaky readouts with ``ReadoutCrossEntropy`` on the mean (``"sum"``), the maximum (``"max"``) or the
+exponentially weighted mean (``"sum_exp"``) voltage; other losses raise :class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -108,10 +108,10 @@ def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> 
     """What the NEST backward pass supports so far; returns the loss population's first global id."""
     if loss is None:
         return None
-    if not isinstance(loss, ReadoutCrossEntropy) or loss.mode not in ("sum", "max"):
+    if not isinstance(loss, ReadoutCrossEntropy):
         raise ModelError(
-            f"EventProp in NEST supports the loss ReadoutCrossEntropy with mode 'sum' or 'max' so far, not {loss!r}"
-            + (f" with mode {loss.mode!r}" if isinstance(loss, ReadoutCrossEntropy) else "")
+            "EventProp in NEST supports the loss ReadoutCrossEntropy (mode 'sum', 'max' or 'sum_exp') so far, "
+            f"not {type(loss).__name__}"
         )
     if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
         raise ConfigError(f"loss population {loss.population!r} must be a leaky readout (li) population")
@@ -179,6 +179,8 @@ def build(
             status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
         if j in readouts:
             status |= {"readout_index": j - first_readout, "labels": labels, "loss": loss.mode}
+            if loss.mode == "sum_exp":
+                status["tau_w"] = float(loss.tau_w if loss.tau_w is not None else cnet.net.T)
         node.set(status)
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)
