@@ -15,8 +15,8 @@ reports test accuracy after the same number of epochs, seconds per training epoc
   initial readout weights times 1 - kappa, nestgrad's classic-network scale) and its loss is e-prop's mean squared
   error to the one-hot target over the trial; the decision is the readout with the largest mean over the trial, as
   for the others. Its time per epoch includes the gaps;
-* ``eventprop_nest``: EventProp in NEST, filled only when ``eventprop_iaf_psc_exp_ps`` exists in the installed
-  module and a driver is connected (``run_eventprop_nest``); otherwise the row says why, never a number;
+* ``eventprop_nest``: EventProp in NEST through nestgrad's ``eventprop`` learner (``run_eventprop_nest``); when the
+  installed module lacks the models the row says so, never a number;
 * ``reference``: the pure-Python EventProp reference engine (exact, event by event) on a subset: ``--reference-train``
   training trials (one epoch over them, the same Adam), accuracy on the first ``--reference-test`` test trials, and
   its measured seconds per trial (forward + backward); the full-epoch time is that times the training-set size and
@@ -169,16 +169,83 @@ def eventprop_nest_missing(nest: Any) -> list[str]:
 def run_eventprop_nest(
     hidden: int, epochs: int, threads: int, dt: float, batch_size: int, lr: float, seed: int
 ) -> dict[str, Any]:
-    """EventProp in NEST. Reports why it cannot run instead of a number: the models are not in the installed module,
-    or they are but no Python driver is connected here yet (the models' Python interface, issue 20 items 4-7, did
-    not exist when this benchmark was written; connect it here with the same data, weights and Adam settings)."""
+    """EventProp in NEST through nestgrad's ``eventprop`` learner (networks/eventprop.py, the one the Trainer uses):
+    the benchmark network and initial weights, NEST's grid ``dt`` (spike times stay exact, off-grid), Adam with
+    minibatches of ``batch_size`` trials applied inside the synapses. Each epoch is one kernel: every trial's forward
+    pass and its backward pass in mirrored time, batch after batch, in ``Simulate`` calls of one batch each; the
+    time per epoch is the sum of those calls (building the network is reported apart). The learner needs batches of
+    one size: an epoch uses the largest multiple of ``batch_size`` trials (1,408 of 1,438 for 32), the rest of the
+    permutation is left out. Test: all test trials in one batch, learning off."""
+    from torch_bptt_digits import DigitsNetwork, initial_weights, peak_rss_mib
+
+    from nestgrad.config import OptimizerConfig
+    from nestgrad.config.eventprop import EventpropConfig
     from nestgrad.nest_engine import fresh_kernel
+    from nestgrad.networks.eventprop import EventpropLearner, TrialSet
+    from nestgrad.tasks.digits_latency import DigitsLatency
 
     nest = fresh_kernel(dt, threads, seed)
     missing = eventprop_nest_missing(nest)
     if missing:
         return {"status": NOT_BUILT, "missing_models": missing}
-    return {"status": "not available (models built, no benchmark driver connected yet: see run_eventprop_nest)"}
+    rss_start = peak_rss_mib()
+    data = DigitsLatency()
+    net = DigitsNetwork(n_hidden=hidden)
+    w0 = initial_weights(net, data.n_in, data.n_out, seed)
+    config = EventpropConfig(
+        n_hidden=hidden, loss="sum", delay=net.delay,
+        hidden={k: getattr(net, k) for k in ("C_m", "tau_m", "tau_syn", "E_L", "V_th", "V_reset", "t_ref")},
+        readout={"C_m": net.readout_C_m, "tau_m": net.readout_tau_m, "tau_syn": net.readout_tau_syn, "E_L": net.E_L},
+    )  # fmt: skip
+    learner = EventpropLearner(config, OptimizerConfig(type="adam", eta=lr), data.n_in, data.n_out, dt)
+    learner.trial_duration = data.duration
+    weights = {"in_hid": w0["in_hid"].ravel(), "hid_out": w0["hid_out"].ravel()}  # [pre, post]: source-major
+    rng = np.random.default_rng([seed, 0xB9])
+
+    def trial_sets(split: str, order: np.ndarray, size: int) -> list[TrialSet]:
+        out = []
+        for k in range(len(order) // size):
+            trials = data.trials(split, order[k * size : (k + 1) * size])
+            out.append(TrialSet(trials, np.array([t.label for t in trials], np.int64)))
+        return out
+
+    epoch_s, build_s, history = [], [], []
+    state: dict[str, np.ndarray] = {}
+    for _ in range(epochs):
+        batches = trial_sets("train", rng.permutation(data.size("train")), batch_size)
+        nest = fresh_kernel(dt, threads, seed)
+        learner.build(nest, weights, record_neurons=hidden)
+        if state:
+            learner.write_optimizer_state(nest, state)
+        t0 = time.perf_counter()
+        sim, correct, spikes = 0.0, 0, 0
+        for batch, rec, seconds in learner.simulate(nest, batches, dt):
+            sim += seconds
+            correct += int(np.sum(np.argmax(rec.y, axis=1) == batch.labels))
+            spikes += rec.hidden_spikes
+        total = time.perf_counter() - t0
+        n = sum(b.n_trials for b in batches)
+        epoch_s.append(sim)
+        build_s.append(total - sim)
+        history.append({"train_accuracy": correct / n, "hidden_spikes_per_trial": spikes / n})
+        weights = learner.read_weights(nest)
+        state = learner.read_optimizer_state(nest)
+    test = trial_sets("test", np.arange(data.size("test")), data.size("test"))
+    nest = fresh_kernel(dt, threads, seed)
+    learner.build(nest, weights, record_neurons=hidden, learning=False)
+    (batch, rec, _), *_ = list(learner.simulate(nest, test, dt))
+    return {
+        "test_accuracy": float(np.mean(np.argmax(rec.y, axis=1) == batch.labels)),
+        "seconds_per_epoch": float(np.mean(epoch_s)),
+        "epoch_seconds": epoch_s,
+        "build_and_read_seconds": build_s,
+        "history": history,
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_before_mib": rss_start,
+        "dt_ms": dt,
+        "trials_per_epoch": len(batches) * batch_size,
+        "network": asdict(net),
+    }
 
 
 # -- the reference engine ---------------------------------------------------------------------------------------------

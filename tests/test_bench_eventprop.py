@@ -85,19 +85,21 @@ def test_reference_network_holds_the_weights_and_parameters():
     assert np.all(cnet.d == net.delay)
 
 
-def test_eventprop_nest_column_reports_instead_of_inventing():
-    """Without the models the column says so (and names them); with them but no driver it says that; never a
-    number."""
-    proc = _run("--worker", "eventprop_nest", "--hidden", "5", "--threads", "1")
+def test_eventprop_nest_column_reports_missing_models_instead_of_inventing(monkeypatch):
+    """Without the models the column says so and names them: never a number."""
+    monkeypatch.setattr(bench, "eventprop_nest_missing", lambda nest: ["eventprop_iaf_psc_exp_ps"])
+    res = bench.run_eventprop_nest(5, 1, 1, 1.0, 32, 5e-3, 1)
+    assert res == {"status": bench.NOT_BUILT, "missing_models": ["eventprop_iaf_psc_exp_ps"]}
+    row = bench.table([res | {"method": "eventprop_nest", "hidden": 5, "threads": 1}])
+    assert bench.NOT_BUILT in row and "%" not in row
+
+
+def test_eventprop_nest_column_trains_through_the_learner():
+    proc = _run("--worker", "eventprop_nest", "--hidden", "5", "--threads", "1", "--batch-size", "64")
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "test_accuracy" not in res and "seconds_per_epoch" not in res
-    if "missing_models" in res:
-        assert res["status"] == bench.NOT_BUILT and res["missing_models"] == ["eventprop_iaf_psc_exp_ps"]
-    else:
-        assert res["status"].startswith("not available (models built")
-    row = bench.table([res])
-    assert res["status"] in row and "%" not in row
+    assert 0.0 <= res["test_accuracy"] <= 1.0 and res["seconds_per_epoch"] > 0
+    assert res["trials_per_epoch"] == 64 * (1438 // 64) and res["history"][0]["hidden_spikes_per_trial"] >= 0
 
 
 def test_tiny_benchmark_end_to_end(tmp_path):
@@ -117,7 +119,7 @@ def test_tiny_benchmark_end_to_end(tmp_path):
     assert by["reference"]["seconds_per_epoch_extrapolated"] == pytest.approx(
         by["reference"]["seconds_per_trial"] * 1438
     )
-    assert by["eventprop_nest"]["status"].startswith("not available")
+    assert by["eventprop_nest"]["status"] == "ok" and by["eventprop_nest"]["seconds_per_epoch"] > 0
     assert "| 4 | pytorch_bptt | 1 |" in proc.stdout
 
 

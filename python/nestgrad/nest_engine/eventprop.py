@@ -172,7 +172,8 @@ def build(
         node = nest.Create(_MODELS[kind])
         status: dict[str, Any] = dict(schedule)
         if kind == "input":
-            status["spike_times"], status["spike_trials"] = inputs[j]
+            if inputs[j][0]:  # (an input silent in every trial keeps the model's empty lists: NEST cannot type [])
+                status["spike_times"], status["spike_trials"] = inputs[j]
         else:
             p = cnet.params[j]
             status["record"] = record

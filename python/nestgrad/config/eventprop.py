@@ -1,0 +1,106 @@
+"""The table ``[network.params]`` of the architecture ``eventprop``: a network trained by EventProp inside NEST
+(inputs -> hidden ``eventprop_iaf_psc_exp_ps`` -> leaky ``eventprop_readout_ps`` readouts, docs/eventprop.md).
+
+Defaults are those of mlGeNN's EventProp latency-MNIST example as the benchmark uses them
+(``scaling_runs/torch_bptt_digits.py``, ``DigitsNetwork``): tau_m 20 ms with C_m = tau_m (mlGeNN's neurons integrate
+tau_m dV/dt = -V + I), tau_syn 5 ms, threshold 1 mV, 1 ms delays, cross-entropy on the readouts' mean voltage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nestgrad.config.tables import from_table
+from nestgrad.errors import ConfigError
+
+EVENTPROP_LOSSES = ("sum", "max", "sum_exp")  # cross-entropy on the readouts' mean, maximum or weighted mean voltage
+HIDDEN_DEFAULTS: dict[str, float] = {
+    "C_m": 20.0,  # pF
+    "tau_m": 20.0,  # ms
+    "tau_syn": 5.0,  # ms
+    "E_L": 0.0,  # mV
+    "V_th": 1.0,  # mV
+    "V_reset": 0.0,  # mV
+    "t_ref": 0.0,  # ms
+    "I_e": 0.0,  # pA
+    "adapt_tau": 100.0,  # ms
+    "adapt_beta": 0.0,  # mV: 0 = no threshold adaptation
+}
+READOUT_EVENTPROP_DEFAULTS: dict[str, float] = {"C_m": 20.0, "tau_m": 20.0, "tau_syn": 5.0, "E_L": 0.0, "I_e": 0.0}
+
+
+def _number(where: str, value: Any, lo: float = -math.inf, lo_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{where} = {value!r}: a finite number is required")
+    if value < lo or (lo_open and value == lo):
+        raise ConfigError(f"{where} = {value!r}: must be {'>' if lo_open else '>='} {lo}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class EventpropConfig:
+    n_hidden: int = 100
+    recurrent: bool = False  # hidden -> hidden connections (no autapses)
+    hidden: dict[str, float] = field(default_factory=dict)  # overrides of HIDDEN_DEFAULTS (NEST names, units)
+    readout: dict[str, float] = field(default_factory=dict)  # overrides of READOUT_EVENTPROP_DEFAULTS
+    # cross-entropy on the readouts' mean ("sum"), maximum ("max") or exp(-t / tau_w)-weighted mean ("sum_exp",
+    # Nowotny et al.'s loss shaping) voltage over the trial
+    loss: str = "sum"
+    tau_w: float | None = None  # ms, the weighting of "sum_exp" (None: the trial duration)
+    delay: float = 1.0  # ms, every connection (a multiple of the resolution)
+    # initial weights (pA), normal(mean, std) per projection
+    w_in_mean: float = 0.02
+    w_in_std: float = 0.045
+    w_rec_mean: float = 0.0
+    w_rec_std: float = 0.02
+    w_out_mean: float = 0.2
+    w_out_std: float = 0.37
+
+    def __post_init__(self) -> None:
+        p = "network.params"
+        if isinstance(self.n_hidden, bool) or not isinstance(self.n_hidden, int) or not 1 <= self.n_hidden <= 100_000:
+            raise ConfigError(f"{p}.n_hidden = {self.n_hidden!r}: an integer in 1..100000 is required")
+        if not isinstance(self.recurrent, bool):
+            raise ConfigError(f"{p}.recurrent = {self.recurrent!r}: true or false")
+        if self.loss not in EVENTPROP_LOSSES:
+            raise ConfigError(f"{p}.loss = {self.loss!r}: one of {', '.join(EVENTPROP_LOSSES)}")
+        _number(f"{p}.delay", self.delay, 0.0, lo_open=True)
+        if self.tau_w is not None:
+            _number(f"{p}.tau_w", self.tau_w, 0.0, lo_open=True)
+            if self.loss != "sum_exp":
+                raise ConfigError(f"{p}.tau_w = {self.tau_w!r} is used by loss = 'sum_exp' only (loss = {self.loss!r})")
+        for key in ("w_in_mean", "w_rec_mean", "w_out_mean"):
+            _number(f"{p}.{key}", getattr(self, key))
+        for key in ("w_in_std", "w_rec_std", "w_out_std"):
+            _number(f"{p}.{key}", getattr(self, key), 0.0)
+        for table, defaults in (("hidden", HIDDEN_DEFAULTS), ("readout", READOUT_EVENTPROP_DEFAULTS)):
+            values = getattr(self, table)
+            if not isinstance(values, Mapping):
+                raise ConfigError(f"{p}.{table} = {values!r}: a table of parameters is required")
+            unknown = sorted(set(values) - set(defaults))
+            if unknown:
+                raise ConfigError(f"{p}.{table}: unknown parameter(s) {unknown}; known: {sorted(defaults)}")
+            for key, value in values.items():
+                positive = key in ("C_m", "tau_m", "tau_syn", "adapt_tau")
+                _number(f"{p}.{table}.{key}", value, 0.0 if positive or key in ("t_ref", "adapt_beta") else -math.inf,
+                        lo_open=positive)  # fmt: skip
+        h = self.hidden_params()
+        if not h["V_th"] > h["V_reset"]:
+            raise ConfigError(f"{p}.hidden: V_th = {h['V_th']} mV must exceed V_reset = {h['V_reset']} mV")
+
+    def hidden_params(self) -> dict[str, float]:
+        return HIDDEN_DEFAULTS | {k: float(v) for k, v in self.hidden.items()}
+
+    def readout_params(self) -> dict[str, float]:
+        return READOUT_EVENTPROP_DEFAULTS | {k: float(v) for k, v in self.readout.items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EventpropConfig:
+        return from_table(cls, d, "network.params")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,317 @@
+"""The architecture ``eventprop``: a classifier trained by EventProp inside NEST (exact event-based gradients,
+Wunderlich & Pehle 2021), through the same Trainer, checkpoints and command line as the e-prop networks.
+
+Network: ``n_in`` inputs (``eventprop_input_ps``) -> ``n_hidden`` LIF neurons with an exponential current
+(``eventprop_iaf_psc_exp_ps``; optionally recurrent, refractory, adaptive) -> ``n_out`` leaky readouts
+(``eventprop_readout_ps``), every connection an ``eventprop_synapse`` (plus its reverse copy for the backward pass),
+the cross-entropy of the readouts' mean or maximum voltage as the loss. Configuration: ``[network.params]``
+(:class:`~nestgrad.config.eventprop.EventpropConfig`) and ``[task.params]`` of the task ``digits_latency``
+(:class:`~nestgrad.tasks.digits_latency.DigitsLatencyConfig`). An iteration is one batch of ``task.batch_size``
+trials: each trial's forward pass, then its backward pass in mirrored time, inside one ``Simulate``; the synapses
+apply one optimizer step per batch (nest_engine/eventprop.py, docs/eventprop_nest_design.md).
+
+Weights are flat arrays per projection (``in_hid``, ``hid_hid`` if recurrent, ``hid_out``) in the reference engine's
+edge order (source-major: edge ``i * n_post + j`` joins source i and target j), so that the reference engine
+(:mod:`nestgrad.reference.eventprop`) evaluates exactly the network NEST trains.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nestgrad.config import OptimizerType
+from nestgrad.config.eventprop import EventpropConfig
+from nestgrad.errors import ConfigError, ModelError
+from nestgrad.nest_engine import eventprop as engine
+from nestgrad.reference.eventprop import Network, Population, Projection, ReadoutCrossEntropy, Trial
+from nestgrad.tasks import EVALUATION_FIRST_BATCH
+
+LOSS_WORDS = {"sum": "mean", "max": "maximum", "sum_exp": "exponentially weighted mean"}
+
+
+@dataclass(frozen=True)
+class TrialSet:
+    """One iteration's trials (spike times per input neuron, label): what an EventProp learner runs."""
+
+    trials: list[Trial]
+    labels: np.ndarray  # int [n_trials]
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials)
+
+    @property
+    def nbytes(self) -> int:
+        return 8 * sum(len(t) for trial in self.trials for ts in trial.inputs.values() for t in ts) + self.labels.nbytes
+
+
+class DigitsTask:
+    """Batches of the latency-coded digits: training batches walk through the training split in a new seeded order
+    every epoch; evaluation batches (indices from ``EVALUATION_FIRST_BATCH`` on) walk through the test split."""
+
+    kind = "classification"
+
+    def __init__(self, data: Any, batch_size: int, seed: int):
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.n_in, self.n_out = data.n_in, data.n_out
+        self._orders: dict[int, np.ndarray] = {}
+
+    def _positions(self, split: str, first: int) -> np.ndarray:
+        size = self.data.size(split)
+        pos = np.arange(first, first + self.batch_size)
+        if split == "test":
+            return pos % size
+        epochs, within = np.divmod(pos, size)
+        out = np.empty(len(pos), np.int64)
+        for e in np.unique(epochs):
+            if int(e) not in self._orders:
+                self._orders = {int(e): np.random.default_rng([self.seed, 0xE9, int(e)]).permutation(size)}
+            out[epochs == e] = self._orders[int(e)][within[epochs == e]]
+        return out
+
+    def batch(self, iteration: int) -> TrialSet:
+        if iteration >= EVALUATION_FIRST_BATCH:
+            split, first = "test", (iteration - EVALUATION_FIRST_BATCH) * self.batch_size
+        else:
+            split, first = "train", iteration * self.batch_size
+        pos = self._positions(split, first)
+        trials = self.data.trials(split, pos)
+        return TrialSet(trials, np.array([t.label for t in trials], np.int64))
+
+
+@dataclass
+class EventpropRecord:
+    """What one iteration recorded: the readouts' values y per trial and the hidden neurons' spikes."""
+
+    y: np.ndarray  # [n_trials, n_out]
+    hidden_spikes: int
+    # the last trial's hidden spikes (trial-local ms, neuron index): the forward pass and its replay in mirrored time
+    raster_t: np.ndarray
+    raster_n: np.ndarray
+    T: float
+
+
+class EventpropLearner:
+    """The learner of the ``eventprop`` architecture (the contract of :class:`nestgrad.networks.base.Learner`).
+
+    NEST's EventProp models need every trial's inputs when they are created, so :meth:`build` only keeps the
+    weights and :meth:`simulate`, which receives the batches, builds the network and runs them."""
+
+    def __init__(self, config: EventpropConfig, optimizer: Any, n_in: int, n_out: int, resolution: float):
+        self.config, self.optimizer, self.resolution = config, optimizer, resolution
+        self.n_in, self.n_out = n_in, n_out
+        self.trial_duration = 20.0  # ms, T of every trial: the architecture's factory sets the task's
+        self.comm: Any = None
+        self.built: engine.BuiltEventprop | None = None
+        self._weights: dict[str, np.ndarray] = {}
+        self._learning = True
+        self._state: dict[str, np.ndarray] = {}
+        self._pending_state: dict[str, np.ndarray] = {}
+        steps = self.config.delay / resolution
+        if abs(steps - round(steps)) > 1e-9 * max(steps, 1.0) or round(steps) < 1:
+            raise ConfigError(
+                f"network.params.delay = {self.config.delay} ms: EventProp in NEST needs a positive multiple of "
+                f"task.resolution = {resolution} ms"
+            )
+
+    # -- description ---------------------------------------------------------------------------------------------
+    def projections(self) -> dict[str, tuple[str, str, int, int]]:
+        """name -> (source population, target population, n_source, n_target), in build order."""
+        h = self.config.n_hidden
+        out = {"in_hid": ("in", "hid", self.n_in, h)}
+        if self.config.recurrent:
+            out["hid_hid"] = ("hid", "hid", h, h)
+        out["hid_out"] = ("hid", "out", h, self.n_out)
+        return out
+
+    def network(self, weights: dict[str, np.ndarray], T: float) -> Network:
+        """The network as the reference engine and nest_engine.eventprop take it."""
+        c = self.config
+        pops = (
+            Population("in", self.n_in, "input"),
+            Population("hid", c.n_hidden, "lif", c.hidden_params()),
+            Population("out", self.n_out, "li", c.readout_params()),
+        )
+        projs = []
+        for name, (src, tgt, n_src, n_tgt) in self.projections().items():
+            s, t = np.divmod(np.arange(n_src * n_tgt), n_tgt)
+            keep = s != t if src == tgt else np.ones(len(s), bool)  # no autapses
+            projs.append(Projection(name, src, tgt, s[keep], t[keep], np.asarray(weights[name], float),
+                                    np.full(int(keep.sum()), c.delay)))  # fmt: skip
+        return Network(pops, tuple(projs), T)
+
+    def loss(self) -> ReadoutCrossEntropy:
+        return ReadoutCrossEntropy("out", self.config.loss, self.config.tau_w)
+
+    def describe(self) -> str:
+        c = self.config
+        kind = "recurrent" if c.recurrent else "feedforward"
+        return (
+            f"EventProp in NEST: {self.n_in} inputs -> {c.n_hidden} {kind} eventprop_iaf_psc_exp_ps -> {self.n_out} "
+            f"readouts, cross-entropy on the readouts' {LOSS_WORDS[c.loss]} voltage"
+        )
+
+    @property
+    def n_recorded(self) -> int:
+        return self.config.n_hidden
+
+    def validate(self, nest: Any) -> None:
+        missing = [m for m in (engine.INPUT_MODEL, engine.LIF_MODEL, engine.READOUT_MODEL) if m not in nest.node_models]
+        missing += [m for m in (engine.SYNAPSE_MODEL, engine.REVERSE_MODEL) if m not in nest.synapse_models]
+        if missing:
+            raise ModelError(f"EventProp needs nestgrad's models {missing}, which are not loaded (nestgrad.install())")
+
+    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+        c = self.config
+        rng = np.random.default_rng([seed, 0xE7])
+        stats = {"in_hid": (c.w_in_mean, c.w_in_std), "hid_hid": (c.w_rec_mean, c.w_rec_std),
+                 "hid_out": (c.w_out_mean, c.w_out_std)}  # fmt: skip
+        out = {}
+        for name, (src, tgt, n_src, n_tgt) in self.projections().items():
+            n = n_src * n_tgt - (n_src if src == tgt else 0)
+            mean, std = stats[name]
+            out[name] = rng.normal(mean, std, n)
+        return out
+
+    # -- running ---------------------------------------------------------------------------------------------------
+    def build(
+        self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True,
+        learning: bool = True,
+    ) -> None:  # fmt: skip
+        if not plastic:
+            raise ModelError("the eventprop architecture has no static twin (plastic=False)")
+        self._weights = {k: np.array(v, float, copy=True) for k, v in weights.items()}
+        self._learning = learning
+        self._pending_state = {}
+        self.built = None
+
+    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
+        self._pending_state = {k: np.asarray(v, float) for k, v in state.items()}
+
+    def _optimizer_dict(self, batch_size: int) -> dict[str, Any] | None:
+        if not self._learning:
+            return None
+        o = self.optimizer
+        d: dict[str, Any] = {"type": o.type.value, "batch_size": batch_size, "eta": float(o.eta)}
+        if o.type == OptimizerType.ADAM:
+            d |= {"beta_1": float(o.beta_1), "beta_2": float(o.beta_2), "epsilon": float(o.epsilon)}
+        return d
+
+    def simulate(self, nest: Any, batches: list[TrialSet], resolution: float) -> Iterator[tuple[TrialSet, Any, float]]:
+        if self.comm is not None and getattr(self.comm, "size", 1) > 1:
+            raise ConfigError("EventProp training through the Trainer runs on one MPI rank so far; use threads")
+        sizes = {b.n_trials for b in batches}
+        if len(sizes) != 1:
+            raise ConfigError(f"EventProp needs batches of one size; got {sorted(sizes)} trials")
+        trials = [t for b in batches for t in b.trials]
+        T = self.trial_duration
+        net = self.network(self._weights, T)
+        threads = int(nest.GetKernelStatus("local_num_threads"))
+        built = engine.build(net, trials, resolution=resolution, threads=threads, loss=self.loss(),
+                             optimizer=self._optimizer_dict(sizes.pop()))  # fmt: skip
+        self.built = built
+        if self._pending_state:
+            self._write_moments(built, self._pending_state)
+        lay = built.layout
+        hid = list(built.cnet.global_ids("hid"))
+        out = list(built.cnet.global_ids("out"))
+        done = 0
+        for batch in batches:
+            t0 = time.perf_counter()
+            nest.Simulate((lay.origin if done == 0 else 0.0) + batch.n_trials * lay.period)
+            seconds = time.perf_counter() - t0
+            y = np.array(
+                [np.asarray(built.nodes[j].get("trial_y"), float)[done : done + batch.n_trials] for j in out]
+            ).T
+            rec = self._record(built, hid, done, batch.n_trials, y, T)
+            done += batch.n_trials
+            yield batch, rec, seconds
+        if self._learning:
+            nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
+        self._weights = self._read(built, ("weight",))["weight"]
+        if self.optimizer.type == OptimizerType.ADAM:
+            moments = self._read(built, ("adam_m", "adam_v"))
+            self._state = {f"{k}_{name}": v for k, key in (("m", "adam_m"), ("v", "adam_v"))
+                           for name, v in moments[key].items()}  # fmt: skip
+
+    def _record(self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float) -> EventpropRecord:
+        count, last_t, last_n = 0, [], []
+        for k, j in enumerate(hid):
+            st = built.nodes[j].get(["spike_trials", "spike_times"])
+            trials = np.asarray(st["spike_trials"], int)
+            times = np.asarray(st["spike_times"], float)
+            sel = (trials >= first) & (trials < first + n)
+            count += int(sel.sum())
+            last = trials == first + n - 1
+            last_t.append(times[last])
+            last_n.append(np.full(int(last.sum()), k))
+        return EventpropRecord(y, count, np.concatenate(last_t), np.concatenate(last_n), T)
+
+    def _read(self, built: Any, keys: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
+        """Values of the forward synapses per projection in edge order."""
+        nest, cnet = built.nest, built.cnet
+        ids = np.asarray(built.nodes.tolist())
+        conns = nest.GetConnections(synapse_model=engine.SYNAPSE_MODEL)
+        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", *keys]).items()}
+        # edge order: one connection per (source, target) pair, matched by node ids
+        where = {(int(s), int(t)): i for i, (s, t) in enumerate(zip(st["source"], st["target"], strict=True))}
+        idx = np.array([where[(int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]]))] for e in range(len(cnet.src))], int)
+        return {key: {name: np.asarray(st[key], float)[idx][sl] for name, sl in cnet.proj_slices.items()}
+                for key in keys}  # fmt: skip
+
+    def _write_moments(self, built: Any, state: dict[str, np.ndarray]) -> None:
+        nest, cnet = built.nest, built.cnet
+        ids = np.asarray(built.nodes.tolist())
+        for model, flip in ((engine.SYNAPSE_MODEL, False), (engine.REVERSE_MODEL, True)):
+            conns = nest.GetConnections(synapse_model=model)
+            if not len(conns):
+                continue
+            st = conns.get(["source", "target"])
+            pairs = zip(np.atleast_1d(st["source"]), np.atleast_1d(st["target"]), strict=True)
+            where = {(int(s), int(t)): i for i, (s, t) in enumerate(pairs)}
+            m = np.zeros(len(conns))
+            v = np.zeros(len(conns))
+            for name, sl in cnet.proj_slices.items():
+                if f"m_{name}" not in state:
+                    continue
+                for k, e in enumerate(range(sl.start, sl.stop)):
+                    s, t = int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]])
+                    i = where.get((t, s) if flip else (s, t))
+                    if i is not None:
+                        m[i], v[i] = state[f"m_{name}"][k], state[f"v_{name}"][k]
+            conns.set({"adam_m": m.tolist(), "adam_v": v.tolist()})
+
+    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self._weights.items()}
+
+    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self._state.items()}
+
+    # -- scoring -----------------------------------------------------------------------------------------------------
+    def metrics(self, batch: TrialSet, recorded: EventpropRecord) -> dict[str, float]:
+        y = recorded.y
+        z = y - y.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        labels = batch.labels
+        return {
+            "loss": float(-np.mean(logp[np.arange(len(labels)), labels])),
+            "accuracy": float(np.mean(np.argmax(y, axis=1) == labels)),
+            "rate_hz": recorded.hidden_spikes / (self.config.n_hidden * batch.n_trials * recorded.T / 1000.0),
+        }
+
+    def divergence_scale(self, batch: TrialSet) -> float:
+        return math.log(self.n_out)  # readouts that all say the same (a silent readout layer)
+
+    def plot(self, out_dir: pathlib.Path, batch: TrialSet, recorded: EventpropRecord, label: str) -> None:
+        from nestgrad import plotting
+
+        title = f"Hidden spikes of the last trial, {label}"
+        plotting.plot_forward_backward_raster(recorded.raster_t, recorded.raster_n, recorded.T, out_dir / "raster.png",
+                                              title)  # fmt: skip
