@@ -45,6 +45,7 @@ import numpy as np
 
 from nestgrad.errors import SonataError, SpecError
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
+from nestgrad.spec.io import scalar_kind
 
 __all__ = [
     "BuiltNetwork",
@@ -1802,21 +1803,6 @@ def _write_network(net: SonataNetwork, out: Path) -> Path:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _number_kind(values: list[Any]) -> str | None:
-    """'b', 'i' or 'f' if every value is a number of that one kind, else None."""
-    kinds = set()
-    for v in values:
-        if isinstance(v, bool | np.bool_):
-            kinds.add("b")
-        elif isinstance(v, int | np.integer):
-            kinds.add("i")
-        elif isinstance(v, float | np.floating):
-            kinds.add("f")
-        else:
-            return None
-    return kinds.pop() if len(kinds) == 1 else None
-
-
 def _spec_node_types(pop: Population) -> tuple[np.ndarray, dict, dict, dict[str, np.ndarray]]:
     """Node types of a spec population: (type id per neuron, types, type dynamics, per-node dynamics columns).
     Parameters that every neuron has as a number of one kind and that differ between neurons go to per-node
@@ -1832,7 +1818,7 @@ def _spec_node_types(pop: Population) -> tuple[np.ndarray, dict, dict, dict[str,
     columns: dict[str, np.ndarray] = {}
     for key in keys:
         values = [p.get(key) for p in params]
-        kind = _number_kind(values) if all(key in p for p in params) else None
+        kind = scalar_kind(values) if all(key in p for p in params) else None
         if kind is not None and len({repr(v) for v in values}) > 1:
             columns[key] = np.asarray(values, dtype={"b": bool, "i": np.int64, "f": np.float64}[kind])
     type_of: dict[str, int] = {}

@@ -272,20 +272,8 @@ class NestGradients:
 
 
 def read_gradients(built: BuiltEventprop) -> np.ndarray:
-    """dL/dw of every edge (edge order), summed over the trials: from the ``gradient`` of each ``eventprop_synapse``
-    (several edges between one pair of neurons are matched in the order they were connected)."""
-    nest, cnet = built.nest, built.cnet
-    ids = np.asarray(built.nodes.tolist())
-    conns = nest.GetConnections(synapse_model=SYNAPSE_MODEL)
-    by_pair: dict[tuple[int, int], list[float]] = {}
-    if len(conns):
-        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", "gradient"]).items()}
-        for src, tgt, g in zip(st["source"], st["target"], st["gradient"], strict=True):
-            by_pair.setdefault((int(src), int(tgt)), []).append(float(g))
-    grads = np.zeros(len(cnet.src))
-    for e in range(len(cnet.src)):
-        grads[e] = by_pair[(int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]]))].pop(0)
-    return grads
+    """dL/dw of every edge (edge order), summed over the trials: the ``gradient`` of each ``eventprop_synapse``."""
+    return read_edges(built, ("gradient",))["gradient"]
 
 
 def run_gradients(
@@ -323,16 +311,52 @@ class NestTraining:
     reverse_gradient_sum: dict[str, np.ndarray]
 
 
-def _read_pairs(nest: Any, model: str, keys: list[str]) -> dict[tuple[int, int], list[tuple[float, ...]]]:
-    conns = nest.GetConnections(synapse_model=model)
-    out: dict[tuple[int, int], list[tuple[float, ...]]] = {}
+def _edge_index(built: BuiltEventprop, conns: Any, reverse: bool) -> np.ndarray:
+    """For every edge (edge order) the position of its connection in ``conns`` (-1: none; reverse copies exist for
+    edges from spiking sources only); several edges between one pair of nodes are matched in connection order."""
+    ids = np.asarray(built.nodes.tolist())
+    by_pair: dict[tuple[int, int], list[int]] = {}
     if len(conns):
-        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", *keys]).items()}
-        for i in range(len(st["source"])):
-            out.setdefault((int(st["source"][i]), int(st["target"][i])), []).append(
-                tuple(float(st[k][i]) for k in keys)
-            )
+        st = conns.get(["source", "target"])
+        for i, (src, tgt) in enumerate(zip(np.atleast_1d(st["source"]), np.atleast_1d(st["target"]), strict=True)):
+            by_pair.setdefault((int(src), int(tgt)), []).append(i)
+    index = np.full(len(built.cnet.src), -1, dtype=np.int64)
+    for e in range(len(built.cnet.src)):
+        s, t = int(ids[built.cnet.src[e]]), int(ids[built.cnet.tgt[e]])
+        found = by_pair.get((t, s) if reverse else (s, t))
+        if found:
+            index[e] = found.pop(0)
+    return index
+
+
+def read_edges(built: BuiltEventprop, keys: Sequence[str], reverse: bool = False) -> dict[str, np.ndarray]:
+    """Per-edge values (``weight``, ``gradient``, ``adam_m``, ``adam_v``) of the forward connections, or with
+    ``reverse`` of their reverse copies (NaN for edges without one), in edge order; local connections only (one
+    rank)."""
+    conns = built.nest.GetConnections(synapse_model=REVERSE_MODEL if reverse else SYNAPSE_MODEL)
+    index = _edge_index(built, conns, reverse)
+    out = {}
+    for key in keys:
+        values = np.atleast_1d(conns.get(key)).astype(float) if len(conns) else np.zeros(0)
+        out[key] = np.where(index >= 0, values[np.maximum(index, 0)] if len(values) else np.nan, np.nan)
     return out
+
+
+def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
+    """Set per-edge values in edge order (e.g. Adam's moments ``adam_m``, ``adam_v`` of a checkpoint) on both copies
+    of every edge, so that forward and reverse connections stay equal."""
+    for reverse in (False, True):
+        conns = built.nest.GetConnections(synapse_model=REVERSE_MODEL if reverse else SYNAPSE_MODEL)
+        if not len(conns):
+            continue
+        index = _edge_index(built, conns, reverse)
+        have = index >= 0
+        update = {}
+        for key, v in values.items():
+            current = np.atleast_1d(conns.get(key)).astype(float)
+            current[index[have]] = np.asarray(v, float)[have]
+            update[key] = current.tolist()
+        conns.set(update)
 
 
 def run_training(
@@ -351,18 +375,9 @@ def run_training(
     nest, cnet = built.nest, built.cnet
     nest.Simulate(built.layout.sim_time)
     nest.Simulate(built.layout.period)
-    ids = np.asarray(built.nodes.tolist())
-    fwd = _read_pairs(nest, SYNAPSE_MODEL, ["weight", "gradient"])
-    rev = _read_pairs(nest, REVERSE_MODEL, ["weight", "gradient"])
-    w = np.zeros(len(cnet.src))
-    g = np.zeros(len(cnet.src))
-    w_rev = np.full(len(cnet.src), np.nan)
-    g_rev = np.full(len(cnet.src), np.nan)
-    for e in range(len(cnet.src)):
-        s, t = int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]])
-        w[e], g[e] = fwd[(s, t)].pop(0)
-        if (t, s) in rev and rev[(t, s)]:
-            w_rev[e], g_rev[e] = rev[(t, s)].pop(0)
+    fwd = read_edges(built, ("weight", "gradient"))
+    rev = read_edges(built, ("weight", "gradient"), reverse=True)
+    w, g, w_rev, g_rev = fwd["weight"], fwd["gradient"], rev["weight"], rev["gradient"]
     per = {name: sl for name, sl in cnet.proj_slices.items()}
     return NestTraining(
         {k: w[sl] for k, sl in per.items()},

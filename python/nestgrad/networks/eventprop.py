@@ -235,11 +235,12 @@ class EventpropLearner:
             yield batch, rec, seconds
         if self._learning:
             nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
-        self._weights = self._read(built, ("weight",))["weight"]
+        self._weights = self._per_projection(engine.read_edges(built, ("weight",))["weight"])
         if self.optimizer.type == OptimizerType.ADAM:
-            moments = self._read(built, ("adam_m", "adam_v"))
-            self._state = {f"{k}_{name}": v for k, key in (("m", "adam_m"), ("v", "adam_v"))
-                           for name, v in moments[key].items()}  # fmt: skip
+            moments = engine.read_edges(built, ("adam_m", "adam_v"))
+            self._state = {
+                f"{k}_{name}": v for k in "mv" for name, v in self._per_projection(moments[f"adam_{k}"]).items()
+            }
 
     def _record(self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float) -> EventpropRecord:
         count, last_t, last_n = 0, [], []
@@ -254,39 +255,17 @@ class EventpropLearner:
             last_n.append(np.full(int(last.sum()), k))
         return EventpropRecord(y, count, np.concatenate(last_t), np.concatenate(last_n), T)
 
-    def _read(self, built: Any, keys: tuple[str, ...]) -> dict[str, dict[str, np.ndarray]]:
-        """Values of the forward synapses per projection in edge order."""
-        nest, cnet = built.nest, built.cnet
-        ids = np.asarray(built.nodes.tolist())
-        conns = nest.GetConnections(synapse_model=engine.SYNAPSE_MODEL)
-        st = {k: np.atleast_1d(v) for k, v in conns.get(["source", "target", *keys]).items()}
-        # edge order: one connection per (source, target) pair, matched by node ids
-        where = {(int(s), int(t)): i for i, (s, t) in enumerate(zip(st["source"], st["target"], strict=True))}
-        idx = np.array([where[(int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]]))] for e in range(len(cnet.src))], int)
-        return {key: {name: np.asarray(st[key], float)[idx][sl] for name, sl in cnet.proj_slices.items()}
-                for key in keys}  # fmt: skip
+    def _per_projection(self, values: np.ndarray) -> dict[str, np.ndarray]:
+        assert self.built is not None
+        return {name: values[sl].copy() for name, sl in self.built.cnet.proj_slices.items()}
 
     def _write_moments(self, built: Any, state: dict[str, np.ndarray]) -> None:
-        nest, cnet = built.nest, built.cnet
-        ids = np.asarray(built.nodes.tolist())
-        for model, flip in ((engine.SYNAPSE_MODEL, False), (engine.REVERSE_MODEL, True)):
-            conns = nest.GetConnections(synapse_model=model)
-            if not len(conns):
-                continue
-            st = conns.get(["source", "target"])
-            pairs = zip(np.atleast_1d(st["source"]), np.atleast_1d(st["target"]), strict=True)
-            where = {(int(s), int(t)): i for i, (s, t) in enumerate(pairs)}
-            m = np.zeros(len(conns))
-            v = np.zeros(len(conns))
-            for name, sl in cnet.proj_slices.items():
-                if f"m_{name}" not in state:
-                    continue
-                for k, e in enumerate(range(sl.start, sl.stop)):
-                    s, t = int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]])
-                    i = where.get((t, s) if flip else (s, t))
-                    if i is not None:
-                        m[i], v[i] = state[f"m_{name}"][k], state[f"v_{name}"][k]
-            conns.set({"adam_m": m.tolist(), "adam_v": v.tolist()})
+        n = len(built.cnet.src)
+        values = {key: np.zeros(n) for key in ("adam_m", "adam_v")}
+        for name, sl in built.cnet.proj_slices.items():
+            if f"m_{name}" in state:
+                values["adam_m"][sl], values["adam_v"][sl] = state[f"m_{name}"], state[f"v_{name}"]
+        engine.write_edges(built, values)
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         return {k: v.copy() for k, v in self._weights.items()}

@@ -70,7 +70,7 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def _scalar_kind(values: list[Any]) -> str | None:
+def scalar_kind(values: list[Any]) -> str | None:
     """'b', 'i' or 'f' if every value is a number of that one kind (NumPy scalars included), else None."""
     kinds = set()
     for v in values:
@@ -93,7 +93,7 @@ def _per_neuron(i: int, params: list[dict[str, Any]], arrays: dict[str, np.ndarr
     for j, key in enumerate(keys):
         present = [key in p for p in params]
         values = [p.get(key) for p in params]
-        kind = _scalar_kind(values) if all(present) else None
+        kind = scalar_kind(values) if all(present) else None
         if kind is not None:
             name = f"p{i}_k{j}"
             arrays[name] = np.asarray(values, dtype={"b": bool, "i": np.int64, "f": np.float64}[kind])
