@@ -123,3 +123,23 @@ def test_bad_eventprop_configurations_are_refused_by_name(tmp_path, change, erro
     with pytest.raises(error) as err:
         Trainer(ExperimentConfig.from_dict(d), tmp_path, verbose=False)
     assert needle in str(err.value)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_shipped_compare_config_agrees_with_the_reference(tmp_path, threads):
+    """`nestgrad compare --config compare_eventprop_small.toml`: a recurrent, refractory, adaptive network, the
+    gradient of the first batch and the weights after 3 batches of Adam, NEST vs the reference, <= 1e-9 per
+    projection; compare.json written."""
+    import json
+    import pathlib
+
+    from nestgrad.cli import main
+
+    config = pathlib.Path(__file__).resolve().parents[1] / "python/nestgrad/configs/compare_eventprop_small.toml"
+    assert main(["compare", "--config", str(config), "--out", str(tmp_path), "--threads", str(threads)]) == 0
+    result = json.loads((tmp_path / "compare.json").read_text())
+    assert set(result["projections"]) == {"in_hid", "hid_hid", "hid_out"}
+    for name, r in result["projections"].items():
+        assert r["max_abs_gradient"] > 0 and r["max_abs_update"] > 0, name
+        assert r["gradient_max_rel_err"] <= 1e-9 and r["max_rel_err"] <= 1e-9, (name, r)
+    assert result["loss_max_rel_err"] <= 1e-9 and result["hidden_spikes_reference"] > 0

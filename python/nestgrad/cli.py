@@ -145,6 +145,15 @@ def _compare_spec_network(args: argparse.Namespace, config: ExperimentConfig) ->
         config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, eta=args.eta))
     iterations = args.iterations if args.iterations is not None else config.training.iterations
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / f"compare_{config.network.architecture}"
+    if config.network.architecture == "eventprop":  # its own engines: EventProp in NEST vs the EventProp reference
+        from nestgrad.comparison import eventprop_compare
+
+        if args.save_network:
+            raise ConfigError("--save-network: EventProp networks are not written as exchange files yet")
+        result = eventprop_compare.compare_eventprop(config, iterations, threads=args.threads, out_dir=out)
+        print(eventprop_compare.format_table(result))
+        print(f"written: {out / 'compare.json'}")
+        return 0
     if config.network.architecture == "microcircuit":  # NEST draws its circuit: read back into a spec
         case, nest_run = microcircuit_run(config, iterations, threads=args.threads)
         _save_case(args, case)

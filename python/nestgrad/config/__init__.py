@@ -5,6 +5,7 @@ architectures' own tables are :class:`~nestgrad.config.v1.V1Config`, :class:`~ne
 :class:`~nestgrad.config.microcircuit.EpropMicrocircuitConfig`. This package imports no network.
 """
 
+from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig
 from nestgrad.config.experiment import (
     GRADIENT_ALGORITHMS,
     OPTIMIZERS,
@@ -30,6 +31,16 @@ from nestgrad.errors import ConfigError
 register_sections(ArchitectureSections("classic", ("sine", "evidence")))
 register_sections(
     ArchitectureSections(
+        "eventprop",
+        ("digits_latency",),
+        network_table="params",
+        network_type=EventpropConfig,
+        task_table="params",
+        task_type=DigitsLatencyConfig,
+    )
+)
+register_sections(
+    ArchitectureSections(
         "microcircuit", ("thalamic",), network_table="microcircuit", network_type=EpropMicrocircuitConfig
     )
 )
@@ -50,7 +61,9 @@ __all__ = [
     "OPTIMIZERS",
     "ArchitectureSections",
     "ConfigError",
+    "DigitsLatencyConfig",
     "EpropMicrocircuitConfig",
+    "EventpropConfig",
     "ExperimentConfig",
     "GradientAlgorithm",
     "MicrocircuitConfig",

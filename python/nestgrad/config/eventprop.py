@@ -1,5 +1,6 @@
-"""The table ``[network.params]`` of the architecture ``eventprop``: a network trained by EventProp inside NEST
-(inputs -> hidden ``eventprop_iaf_psc_exp_ps`` -> leaky ``eventprop_readout_ps`` readouts, docs/eventprop.md).
+"""The tables ``[network.params]`` and ``[task.params]`` of the architecture ``eventprop``: a network trained by
+EventProp inside NEST (inputs -> hidden ``eventprop_iaf_psc_exp_ps`` -> leaky ``eventprop_readout_ps`` readouts,
+docs/eventprop.md), and of its task ``digits_latency`` (tasks/digits_latency.py).
 
 Defaults are those of mlGeNN's EventProp latency-MNIST example as the benchmark uses them
 (``scaling_runs/torch_bptt_digits.py``, ``DigitsNetwork``): tau_m 20 ms with C_m = tau_m (mlGeNN's neurons integrate
@@ -11,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from nestgrad.config.tables import from_table
 from nestgrad.errors import ConfigError
@@ -104,3 +107,62 @@ class EventpropConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+SOURCE_SIDE = 8  # scikit-learn's digits are 8 x 8
+
+
+@dataclass(frozen=True)
+class DigitsLatencyConfig:
+    """How the digits become spikes. Times in ms; intensities in [0, 1]."""
+
+    side: int = 28  # upsampled image side (px); inputs = side**2
+    t_min: float = 2.0  # ms: spike time of the brightest pixel (intensity 1)
+    t_max: float = 18.0  # ms: the time intensity 0 would map to (never emitted: below threshold)
+    duration: float = 20.0  # ms: trial length T
+    threshold: float = 1.0 / 255.0  # a pixel spikes iff its intensity is > threshold
+    test_fraction: float = 0.2  # per class
+    split_seed: int = 0xD161
+
+    @property
+    def n_in(self) -> int:
+        return self.side * self.side
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int):
+                if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+                    raise ConfigError(f"digits_latency.{f.name} = {value!r}: need an integer")
+            elif isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise ConfigError(f"digits_latency.{f.name} = {value!r}: need a number")
+            elif not math.isfinite(float(value)):
+                raise ConfigError(f"digits_latency.{f.name} = {value!r}: need a finite number")
+        if self.side < SOURCE_SIDE:
+            raise ConfigError(f"digits_latency.side = {self.side}: need >= {SOURCE_SIDE} (the source images' side)")
+        if self.t_min < 0:
+            raise ConfigError(f"digits_latency.t_min = {self.t_min} ms: need >= 0")
+        if not self.t_max > self.t_min:
+            raise ConfigError(f"digits_latency.t_max = {self.t_max} ms: need > t_min = {self.t_min} ms")
+        if not self.duration >= self.t_max:
+            raise ConfigError(
+                f"digits_latency.duration = {self.duration} ms: need >= t_max = {self.t_max} ms (every spike "
+                "inside the trial)"
+            )
+        if not 0.0 <= self.threshold < 1.0:
+            raise ConfigError(f"digits_latency.threshold = {self.threshold}: need 0 <= threshold < 1")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"digits_latency.test_fraction = {self.test_fraction}: need 0 < test_fraction < 1")
+        if self.split_seed < 0:
+            raise ConfigError(f"digits_latency.split_seed = {self.split_seed}: need >= 0")
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DigitsLatencyConfig:
+        """``[task.params]`` of the task ``digits_latency``, validated."""
+        cfg = from_table(cls, d, "task.params")
+        cfg.validate()
+        return cfg

@@ -16,7 +16,6 @@ from typing import Any
 
 from nestgrad import resources
 from nestgrad.config import ArchitectureSections, ConfigError, ExperimentConfig, architectures, register_sections
-from nestgrad.config.eventprop import EventpropConfig
 from nestgrad.errors import ModelError
 from nestgrad.networks.base import Learner
 from nestgrad.resources import NetworkSize
@@ -160,49 +159,24 @@ def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
             f"network.neuron_model = {model!r} has no EventProp adjoint in nestgrad; the eventprop architecture "
             "trains eventprop_iaf_psc_exp_ps (exact spike times, exponential current, refractoriness, adaptation)"
         )
-    data = DigitsLatency(config.section("task").config)
+    data = DigitsLatency(config.section("task"))
     net = EventpropLearner(config.section("network"), config.optimizer, data.n_in, data.n_out, config.task.resolution)
     net.trial_duration = data.duration
     return net, DigitsTask(data, config.task.batch_size, config.network.seed)  # type: ignore[return-value]
 
 
 def _size_eventprop(config: ExperimentConfig) -> NetworkSize:
-    c, task = config.section("network"), config.section("task").config
+    c, task = config.section("network"), config.section("task")
     n_in, n_out, h = task.n_in, 10, c.n_hidden
     synapses = 2 * (n_in * h + h * n_out + (h * (h - 1) if c.recurrent else 0))  # forward and reverse copies
     return NetworkSize(n_in + h + n_out, synapses, 0, float(config.task.batch_size) * n_in * 8)
 
-
-@dataclass(frozen=True)
-class _DigitsTaskTable:
-    """``[task.params]`` of the task ``digits_latency``: the fields of DigitsLatencyConfig."""
-
-    config: Any
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> _DigitsTaskTable:
-        from nestgrad.config.tables import from_table
-        from nestgrad.tasks.digits_latency import DigitsLatencyConfig
-
-        cfg = from_table(DigitsLatencyConfig, d, "task.params")
-        cfg.validate()
-        return cls(cfg)
-
-
-register(
-    Architecture(
-        ArchitectureSections(
-            "eventprop", ("digits_latency",), "params", EventpropConfig, "params", _DigitsTaskTable
-        ),  # fmt: skip
-        _make_eventprop,
-        _size_eventprop,
-    )
-)
 
 # the configuration declared the built-in architectures' sections (nestgrad.config); here they get their factories
 for _name, _make, _size in (
     ("classic", _make_classic, _size_classic),
     ("microcircuit", _make_microcircuit, _size_microcircuit),
     ("v1", _make_v1, _size_v1),
+    ("eventprop", _make_eventprop, _size_eventprop),
 ):
     register(Architecture(architectures()[_name], _make, _size))

@@ -33,66 +33,16 @@ Three forms of the same trials:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from nestgrad.config.eventprop import SOURCE_SIDE, DigitsLatencyConfig  # noqa: F401 (re-exported: the task's table)
 from nestgrad.errors import ConfigError
 from nestgrad.tasks import TrialBatch
 
-SOURCE_SIDE = 8  # scikit-learn's digits are 8 x 8
 SOURCE_LEVELS = 16.0  # grey levels 0..16
 N_CLASSES = 10
 SPLITS = ("train", "test")
-
-
-@dataclass(frozen=True)
-class DigitsLatencyConfig:
-    """How the digits become spikes. Times in ms; intensities in [0, 1]."""
-
-    side: int = 28  # upsampled image side (px); inputs = side**2
-    t_min: float = 2.0  # ms: spike time of the brightest pixel (intensity 1)
-    t_max: float = 18.0  # ms: the time intensity 0 would map to (never emitted: below threshold)
-    duration: float = 20.0  # ms: trial length T
-    threshold: float = 1.0 / 255.0  # a pixel spikes iff its intensity is > threshold
-    test_fraction: float = 0.2  # per class
-    split_seed: int = 0xD161
-
-    @property
-    def n_in(self) -> int:
-        return self.side * self.side
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad field."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in ("int", int):
-                if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                    raise ConfigError(f"digits_latency.{f.name} = {value!r}: need an integer")
-            elif isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise ConfigError(f"digits_latency.{f.name} = {value!r}: need a number")
-            elif not math.isfinite(float(value)):
-                raise ConfigError(f"digits_latency.{f.name} = {value!r}: need a finite number")
-        if self.side < SOURCE_SIDE:
-            raise ConfigError(f"digits_latency.side = {self.side}: need >= {SOURCE_SIDE} (the source images' side)")
-        if self.t_min < 0:
-            raise ConfigError(f"digits_latency.t_min = {self.t_min} ms: need >= 0")
-        if not self.t_max > self.t_min:
-            raise ConfigError(f"digits_latency.t_max = {self.t_max} ms: need > t_min = {self.t_min} ms")
-        if not self.duration >= self.t_max:
-            raise ConfigError(
-                f"digits_latency.duration = {self.duration} ms: need >= t_max = {self.t_max} ms (every spike "
-                "inside the trial)"
-            )
-        if not 0.0 <= self.threshold < 1.0:
-            raise ConfigError(f"digits_latency.threshold = {self.threshold}: need 0 <= threshold < 1")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"digits_latency.test_fraction = {self.test_fraction}: need 0 < test_fraction < 1")
-        if self.split_seed < 0:
-            raise ConfigError(f"digits_latency.split_seed = {self.split_seed}: need >= 0")
-
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
 
 
 def upsample_bilinear(images: np.ndarray, side: int) -> np.ndarray:
