@@ -542,13 +542,13 @@ def test_normal_sizes_run_in_one_segment_per_block_as_before(tmp_path):
         cfg = ExperimentConfig.from_toml(path)
         tr = Trainer(cfg, tmp_path / path.stem, verbose=False)
         b = tr.task.batch(0)
-        block = (b.input_spikes.nbytes + b.target.nbytes + b.learning_window.nbytes) * cfg.training.checkpoint_every
+        block = b.nbytes * cfg.training.checkpoint_every  # every batch says what its data hold (TrialBatch, TrialSet)
         assert block <= resources.SEGMENT_BYTES, (path.name, block)
     runs = []
     for budget in (resources.SEGMENT_BYTES, None):
         tr = Trainer(tiny(iterations=4, every=4), tmp_path / f"b{budget}", verbose=False)
         b = tr.task.batch(0)
-        tr.segment_bytes = budget or 4 * (b.input_spikes.nbytes + b.target.nbytes + b.learning_window.nbytes)
+        tr.segment_bytes = budget or 4 * b.nbytes
         runs.append(tr.run())
     assert [h["loss"] for h in runs[0]] == [h["loss"] for h in runs[1]]
 
