@@ -16,45 +16,25 @@ namespace
 constexpr double RATE_RTOL = 1e-12;
 constexpr double ZERO_RATE = 1e-13;
 
-//! Sign changes of the polynomial c (ascending coefficients) in (lo, hi): critical points from the derivative,
-//! recursively, then one bracketed root per monotone piece.
-std::vector< double >
-poly_roots( const std::vector< double >& c, const double lo, const double hi )
+//! The polynomial with ascending coefficients c at u (Horner's scheme).
+double
+horner( const std::vector< double >& c, const double u )
 {
-  std::vector< double > out;
-  if ( c.size() < 2 or not( lo < hi ) )
+  double s = 0.0;
+  for ( auto it = c.rbegin(); it != c.rend(); ++it )
   {
-    return out;
+    s = s * u + *it;
   }
-  auto f = [ &c ]( const double u )
-  {
-    double s = 0.0;
-    for ( auto it = c.rbegin(); it != c.rend(); ++it )
-    {
-      s = s * u + *it;
-    }
-    return s;
-  };
-  std::vector< double > dc( c.size() - 1 );
-  for ( size_t k = 1; k < c.size(); ++k )
-  {
-    dc[ k - 1 ] = k * c[ k ];
-  }
-  auto df = [ &dc ]( const double u )
-  {
-    double s = 0.0;
-    for ( auto it = dc.rbegin(); it != dc.rend(); ++it )
-    {
-      s = s * u + *it;
-    }
-    return s;
-  };
-  std::vector< double > pts { lo };
-  for ( const double x : poly_roots( dc, lo, hi ) )
-  {
-    pts.push_back( x );
-  }
-  pts.push_back( hi );
+  return s;
+}
+
+//! Appends one bracketed root of f for every interval between consecutive points of pts (ascending, pts.back() = hi)
+//! on which f changes sign; a root exactly at hi is left out (it belongs to the interval that starts there).
+template < typename F, typename DF >
+void
+append_bracketed_roots( const std::vector< double >& pts, const F& f, const DF& df, std::vector< double >& out )
+{
+  const double hi = pts.back();
   for ( size_t k = 0; k + 1 < pts.size(); ++k )
   {
     const double a = pts[ k ];
@@ -70,6 +50,32 @@ poly_roots( const std::vector< double >& c, const double lo, const double hi )
       out.push_back( eventprop_bracketed_root( f, a, b, df ) );
     }
   }
+}
+
+//! Sign changes of the polynomial c (ascending coefficients) in (lo, hi): critical points from the derivative,
+//! recursively, then one bracketed root per monotone piece.
+std::vector< double >
+poly_roots( const std::vector< double >& c, const double lo, const double hi )
+{
+  std::vector< double > out;
+  if ( c.size() < 2 or not( lo < hi ) )
+  {
+    return out;
+  }
+  auto f = [ &c ]( const double u ) { return horner( c, u ); };
+  std::vector< double > dc( c.size() - 1 );
+  for ( size_t k = 1; k < c.size(); ++k )
+  {
+    dc[ k - 1 ] = k * c[ k ];
+  }
+  auto df = [ &dc ]( const double u ) { return horner( dc, u ); };
+  std::vector< double > pts { lo };
+  for ( const double x : poly_roots( dc, lo, hi ) )
+  {
+    pts.push_back( x );
+  }
+  pts.push_back( hi );
+  append_bracketed_roots( pts, f, df, out );
   return out;
 }
 }  // namespace
@@ -241,21 +247,7 @@ EventpropExpPoly::roots( const double lo, const double hi ) const
   pts.insert( pts.end(), crit.begin(), crit.end() );
   pts.push_back( hi );
   const EventpropExpPoly df = f.deriv();
-  for ( size_t k = 0; k + 1 < pts.size(); ++k )
-  {
-    const double a = pts[ k ];
-    const double b = pts[ k + 1 ];
-    const double fa = f( a );
-    const double fb = f( b );
-    if ( ( fa < 0.0 and 0.0 <= fb ) or ( fa > 0.0 and 0.0 >= fb ) )
-    {
-      if ( fb == 0.0 and b == hi )
-      {
-        continue;
-      }
-      out.push_back( eventprop_bracketed_root( f, a, b, df ) );
-    }
-  }
+  append_bracketed_roots( pts, f, df, out );
   return out;
 }
 
