@@ -30,6 +30,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from nestgrad.errors import ConfigError
 from nestgrad.reference.eventprop import (
     FirstSpikeLoss,
     Network,
@@ -188,6 +189,10 @@ SUM = ReadoutCrossEntropy("out", "sum")
 MAX = ReadoutCrossEntropy("out", "max")
 SUM_EXP = ReadoutCrossEntropy("out", "sum_exp", tau_w=20.0)
 MSE = ReadoutMSE("out")
+# the response window [15, 40] ms of a decision task (inputs spike in [0, 24] ms: the window opens among them)
+SUM_W = ReadoutCrossEntropy("out", "sum", window_start=15.0)
+MAX_W = ReadoutCrossEntropy("out", "max", window_start=15.0)
+SUM_EXP_W = ReadoutCrossEntropy("out", "sum_exp", tau_w=20.0, window_start=15.0)
 REFR = {"t_ref": 2.0}
 ALIF = {"adapt_beta": 0.3, "adapt_tau": 20.0}
 # one value per hidden neuron (5): heterogeneous time constants, thresholds and refractory periods
@@ -238,6 +243,11 @@ CASES = [
         1,
     ),
     ("batch_of_2-sum", "feedforward", {}, "li", SUM, (), False, 2),
+    ("window-feedforward-sum", "feedforward", {}, "li", SUM_W, (), True, 1),
+    ("window-recurrent-sum", "recurrent", {}, "li", SUM_W, (), True, 1),
+    ("window-alif-refractory-recurrent-sum", "recurrent", {**ALIF, **REFR}, "li", SUM_W, (), False, 2),
+    ("window-recurrent-max", "recurrent", {}, "li", MAX_W, (), True, 1),
+    ("window-two_layer-sum_exp", "two_layer", {}, "li", SUM_EXP_W, (), False, 1),
 ]
 
 
@@ -265,6 +275,7 @@ TAU_CASES = [
     ("recurrent-alif-refractory-mse", "recurrent", {**ALIF, **REFR}, "li", MSE),
     ("heterogeneous-recurrent-sum_exp", "recurrent", HETERO, "li", SUM_EXP),
     ("spiking_readout-first_spike", "feedforward", {}, "lif", FirstSpikeLoss("out", tau_s=2.5)),
+    ("window-recurrent-sum", "recurrent", {}, "li", SUM_W),
 ]
 
 
@@ -277,3 +288,57 @@ def test_time_constant_gradients_match_finite_differences(kind, over, readout, l
         f"{checked}/{total} checked, {retried} with a smaller step"
     )
     assert err <= RTOL
+
+
+def test_window_start_zero_is_the_whole_trial_bit_for_bit():
+    """window_start = 0 is the loss without a window: the same doubles, loss and gradients."""
+    net = make_net("recurrent", 3, **REFR)
+    trials = make_trials(3, n_trials=2)
+    for mode in ("sum", "max", "sum_exp"):
+        a = evaluate(net, trials, ReadoutCrossEntropy("out", mode, 20.0 if mode == "sum_exp" else None))
+        b = evaluate(net, trials, ReadoutCrossEntropy("out", mode, 20.0 if mode == "sum_exp" else None, 0.0))
+        assert a.loss == b.loss
+        for name in a.grad_weights:
+            assert np.array_equal(a.grad_weights[name], b.grad_weights[name])
+            assert np.array_equal(a.grad_delays[name], b.grad_delays[name])
+
+
+def test_window_changes_the_readout_values_as_defined():
+    """y over the window: the mean of v over [t_w, T] (trapezoidal quadrature of the recorded pieces in closed
+    form on a fine grid) and the maximum of v over [t_w, T] only."""
+    from nestgrad.reference.eventprop import compile_network, simulate
+
+    net = make_net("feedforward", 3)
+    trial = make_trials(3)[0]
+    cnet = compile_network(net)
+    rec = simulate(cnet, trial)
+    grid = np.linspace(15.0, 40.0, 250_001)
+    tm, ts_, cm = LI["tau_m"], LI["tau_syn"], LI["C_m"]
+    v_grid = []
+    for n in sorted(rec.seg_t):
+        starts = np.asarray(rec.seg_t[n])
+        j = np.searchsorted(starts, grid, side="right") - 1
+        u = grid - starts[j]
+        v0, i0 = np.asarray(rec.seg_v[n])[j], np.asarray(rec.seg_i[n])[j]
+        kern = tm * ts_ / (ts_ - tm) * (np.exp(-u / ts_) - np.exp(-u / tm))
+        v_grid.append(v0 * np.exp(-u / tm) + i0 * kern / cm)
+    v_grid = np.array(v_grid)
+    terms = ReadoutCrossEntropy("out", "sum", window_start=15.0)(cnet, rec, trial)
+    np.testing.assert_allclose(terms.outputs, np.trapezoid(v_grid, grid, axis=1) / 25.0, rtol=1e-7, atol=1e-10)
+    whole = ReadoutCrossEntropy("out", "sum")(cnet, rec, trial)
+    assert not np.allclose(whole.outputs, terms.outputs)  # the window matters in this network
+    terms_max = ReadoutCrossEntropy("out", "max", window_start=15.0)(cnet, rec, trial)
+    np.testing.assert_allclose(terms_max.outputs, v_grid.max(axis=1), rtol=1e-7, atol=1e-9)
+    assert np.all(terms_max.outputs <= ReadoutCrossEntropy("out", "max")(cnet, rec, trial).outputs)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, "5"])
+def test_window_start_rejects_bad_values(bad):
+    with pytest.raises(ConfigError, match="window_start"):
+        ReadoutCrossEntropy("out", "sum", window_start=bad)
+
+
+def test_window_start_must_lie_inside_the_trial():
+    net = make_net("feedforward", 3)
+    with pytest.raises(ConfigError, match=r"window_start = 40.0 ms.*T = 40.0"):
+        evaluate(net, make_trials(3), ReadoutCrossEntropy("out", "sum", window_start=40.0))

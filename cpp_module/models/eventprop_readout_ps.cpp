@@ -45,6 +45,7 @@ eventprop_readout_ps::get_status( Dictionary& d ) const
   d[ "trial_c" ] = c_rec_;
   d[ "loss" ] = std::string( max_mode_ ? "max" : ( rate_ > 0.0 ? "sum_exp" : "sum" ) );
   d[ "tau_w" ] = tau_w_;
+  d[ "window_start" ] = window_start_;
   d[ "record" ] = record_;
 }
 
@@ -57,8 +58,11 @@ eventprop_readout_ps::adjoint_current_at( const double t ) const
     // lambda_v jumps by c at t_max (going back) and is 0 after it; lambda_I is continuous
     return t < t_max_ ? c_ * eventprop_kern( t_max_ - t, p_.tau_m, p_.tau_syn ) / p_.C_m : 0.0;
   }
-  // mean (rate 0) or exponentially weighted mean: forcing c / T exp(-t rate)
-  return c_ / T * std::exp( -t * rate_ ) * eventprop_kern_integral( T - t, p_.tau_m, p_.tau_syn, rate_ ) / p_.C_m;
+  // mean (rate 0) or exponentially weighted mean: forcing c / (T - t_w) exp(-t rate) on the window [t_w, T]
+  double lv = 0.0;
+  double li = 0.0;
+  eventprop_readout_mean_adjoint( t, T, window_start_, c_, rate_, p_.tau_m, p_.tau_syn, p_.C_m, lv, li );
+  return li;
 }
 
 void
@@ -66,8 +70,22 @@ eventprop_readout_ps::max_piece_( const double length, const bool last )
 {
   // the reference's candidates in its order: the piece's start, the zeros of dv/dt inside, and the end of the last
   // piece; a start wins with the slope at the end of the previous piece (a kink if > 0)
-  std::vector< double > cands { 0.0 };
-  const std::vector< double > roots = eventprop_voltage_expsum( v_, i_, p_ ).deriv().roots( 0.0, length );
+  // with a response window [t_w, T]: pieces that end before it only pass on their end slope; in the piece that
+  // opens it, t_w is the first candidate (never a kink)
+  const double t_w = window_start_;
+  const double lo = t_w > t_upd_ ? t_w - t_upd_ : 0.0;
+  if ( t_upd_ < t_w and t_upd_ + length <= t_w )
+  {
+    double ve = v_;
+    double ie = i_;
+    double ae = 0.0;
+    eventprop_propagate( ve, ie, ae, length, p_, false );
+    prev_end_slope_ = eventprop_dvdt( ve, ie, p_ );
+    ++n_pieces_;
+    return;
+  }
+  std::vector< double > cands { lo };
+  const std::vector< double > roots = eventprop_voltage_expsum( v_, i_, p_ ).deriv().roots( lo, length );
   cands.insert( cands.end(), roots.begin(), roots.end() );
   if ( last )
   {
@@ -100,6 +118,26 @@ eventprop_readout_ps::max_piece_( const double length, const bool last )
 }
 
 void
+eventprop_readout_ps::integrate_until_( const double t_end )
+{
+  // the part of the piece [t_upd_, t_end] inside the window [t_w, T], from the state (v_, i_) at t_upd_
+  const double t_w = window_start_;
+  if ( t_upd_ >= t_w )
+  {
+    integral_ += ( rate_ > 0.0 ? std::exp( -t_upd_ * rate_ ) : 1.0 )
+      * eventprop_voltage_integral( v_, i_, t_end - t_upd_, p_, rate_ );
+  }
+  else if ( t_end > t_w )
+  {
+    double v = v_;
+    double i = i_;
+    double a = 0.0;
+    eventprop_propagate( v, i, a, t_w - t_upd_, p_, false );
+    integral_ += ( rate_ > 0.0 ? std::exp( -t_w * rate_ ) : 1.0 ) * eventprop_voltage_integral( v, i, t_end - t_w, p_, rate_ );
+  }
+}
+
+void
 eventprop_readout_ps::set_status( const Dictionary& d )
 {
   double E_L = E_L_;
@@ -124,6 +162,15 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   }
   double tau_w = tau_w_;
   d.update_value( "tau_w", tau_w );
+  double window_start = window_start_;
+  d.update_value( "window_start", window_start );
+  double duration = schedule_.duration_ms;
+  d.update_value( "trial_duration", duration );
+  if ( not( std::isfinite( window_start ) and window_start >= 0.0 and window_start < duration ) )
+  {
+    throw nest::BadProperty( get_name() + ": window_start = " + std::to_string( window_start )
+      + " ms must be finite, >= 0 and < trial_duration = " + std::to_string( duration ) + " ms." );
+  }
   if ( not( std::isfinite( tau_w ) and tau_w > 0.0 ) )
   {
     throw nest::BadProperty( get_name() + ": tau_w = " + std::to_string( tau_w ) + " ms must be finite and > 0." );
@@ -143,6 +190,7 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   labels_ = labels;
   max_mode_ = loss == "max";
   tau_w_ = tau_w;
+  window_start_ = window_start;
   rate_ = loss == "sum_exp" ? 1.0 / tau_w : 0.0;
   record_ = record;
 }
@@ -222,7 +270,7 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       }
       if ( u > 0.0 )
       {
-        integral_ += ( rate_ > 0.0 ? std::exp( -t_upd_ * rate_ ) : 1.0 ) * eventprop_voltage_integral( v_, i_, u, p_, rate_ );
+        integrate_until_( t );
         eventprop_propagate( v_, i_, a, u, p_, false );
       }
       t_upd_ = t;
@@ -249,9 +297,8 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       }
       else
       {
-        integral_ += ( rate_ > 0.0 ? std::exp( -t_upd_ * rate_ ) : 1.0 )
-          * eventprop_voltage_integral( v_, i_, T - t_upd_, p_, rate_ );
-        y_ = integral_ / T;
+        integrate_until_( T );
+        y_ = integral_ / ( T - window_start_ );
       }
       send_spike_( lag, y_ );
     }
@@ -283,7 +330,8 @@ eventprop_readout_ps::update( nest::Time const& origin, const long from, const l
       const bool kink = max_mode_ and n_pieces_ > 0 and best_left_ > 0.0;
       send_spike_( lag, c_ );
       send_spike_( lag, max_mode_ ? t_max_ : std::numeric_limits< double >::quiet_NaN() );
-      send_spike_( lag, kink ? c_ * best_left_ : 0.0 );
+      // third: the kink term of the maximum, or the window start of the means (0: the whole trial)
+      send_spike_( lag, max_mode_ ? ( kink ? c_ * best_left_ : 0.0 ) : window_start_ );
       send_spike_( lag, rate_ );
       send_spike_( lag, p_.tau_m );
       send_spike_( lag, p_.tau_syn );

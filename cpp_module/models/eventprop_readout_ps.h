@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EVENTPROP_READOUT_PS_H
 #define NESTGRAD_EVENTPROP_READOUT_PS_H
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,13 @@ the trial); if it sits on an arrival with dv/dt > 0 just before it, that arrival
 c_k dv/dt(t_max-). ``eventprop_synapse`` reads lambda_I at its arrivals for the weight gradient. y and c of each
 trial are recorded in ``trial_y`` and ``trial_c``.
 
+Response window (``window_start`` = t_w > 0, for decision tasks that score the readouts after their cues): y_k is
+taken over [t_w, T] only: max over [t_w, T], or (1/(T - t_w)) int_{t_w}^T (exp(-t/tau_w)) v_k dt. For the means
+the forcing is c_k/(T - t_w) exp(-r t) on [t_w, T] and zero before: the formula above with T - t_w in place of
+the first T, evaluated at t_w for t < t_w and propagated back from there without forcing. The third message
+carries t_w for the means (the kink term only exists for the maximum, where t_max >= t_w already holds all that
+the adjoint needs). t_w = 0 (default) is the whole trial, bit for bit.
+
 Parameters
 ++++++++++
 
@@ -84,6 +92,7 @@ Parameters
 ``labels``                 []          label of each trial (an index of the loss's readouts)
 ``loss``                   "sum"       ``sum``, ``sum_exp`` or ``max``
 ``tau_w``          ms      100.0       weighting time constant of ``sum_exp``
+``window_start``   ms      0.0         start t_w of the response window (0 <= t_w < T)
 ================== ======= =========== ==========================================================================
 
 References
@@ -110,6 +119,36 @@ eventprop_iaf_psc_exp_ps, eventprop_synapse
 EndUserDocs */
 
 void register_eventprop_readout_ps( const std::string& name );
+
+/**
+ * (lambda_v, lambda_I) at t of a readout whose cross-entropy loss is on its mean (rate 0) or exp(-rate t)-weighted
+ * mean voltage over the window [t_w, T]: the forcing c / (T - t_w) exp(-rate t) on [t_w, T] integrated in closed
+ * form, then, before t_w (no forcing), propagated back from t_w. The readout (forward copy's gradient) and the
+ * reverse synapse (J terms, reverse copy's gradient) both call it: the same doubles.
+ */
+inline void
+eventprop_readout_mean_adjoint( const double t,
+  const double T,
+  const double t_w,
+  const double c,
+  const double rate,
+  const double tau_m,
+  const double tau_syn,
+  const double C_m,
+  double& lv,
+  double& li )
+{
+  const double t_e = t < t_w ? t_w : t;
+  const double scale = c / ( T - t_w ) * std::exp( -t_e * rate );
+  lv = scale * eventprop_exp_integral( T - t_e, rate + 1.0 / tau_m );
+  li = scale * eventprop_kern_integral( T - t_e, tau_m, tau_syn, rate ) / C_m;
+  if ( t < t_w )
+  {
+    const double u = t_w - t;
+    li = li * std::exp( -u / tau_syn ) + lv * eventprop_kern( u, tau_m, tau_syn ) / C_m;
+    lv = lv * std::exp( -u / tau_m );
+  }
+}
 
 class eventprop_readout_ps : public EventpropNode
 {
@@ -141,6 +180,7 @@ private:
   bool max_mode_ = false;     //!< loss on the maximum voltage ("max") instead of the mean ("sum")
   double tau_w_ = 100.0;      //!< "sum_exp": weighting time constant (ms)
   double rate_ = 0.0;         //!< 1 / tau_w for "sum_exp", else 0
+  double window_start_ = 0.0;  //!< t_w (ms): y is taken over the response window [t_w, T]
   double integral_ = 0.0;     //!< int_0^t v dt of the current trial so far (mV ms)
   // "max": the maximum so far, where, and dv/dt just before it if it sits at an arrival (the kink)
   double best_v_ = 0.0;
@@ -150,6 +190,7 @@ private:
   long n_pieces_ = 0;
   double t_max_ = 0.0;  //!< of the current trial, for the adjoint
   void max_piece_( double length, bool last );
+  void integrate_until_( double t_end );
   double y_ = 0.0;
   double c_ = 0.0;            //!< dL/dy of the current trial
   std::vector< double > others_y_;

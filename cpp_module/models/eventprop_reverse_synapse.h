@@ -18,6 +18,7 @@
 #include "eventprop_iaf_psc_exp_ps.h"
 #include "eventprop_math.h"
 #include "eventprop_node.h"
+#include "eventprop_readout_ps.h"
 #include "eventprop_synapse.h"
 
 namespace nestgrad
@@ -41,7 +42,8 @@ thread and rank), so it adds to n's per-spike sums J_k directly; what crosses th
 Readout sources (``eventprop_readout_ps`` with a cross-entropy loss on the mean, the exponentially weighted mean
 or the maximum voltage): in step n_c of a trial's period the readout sends seven messages, in this order, in the
 offset field: its loss coefficient c = dL/dy, the time t_max of its maximum (NaN for the means), the kink term
-(c dv/dt just before t_max if the maximum sits on an arrival, else 0), the weighting rate r (1 / tau_w for
+(c dv/dt just before t_max if the maximum sits on an arrival, else 0; for the means: the start t_w of the response
+window, 0 for the whole trial), the weighting rate r (1 / tau_w for
 ``sum_exp``, 0 for ``sum``) and its tau_m, tau_syn and C_m. After the seventh the connection adds, for every spike
 k of n in the trial whose arrival t_a = t_k + d lies before the end T of the trial,
 
@@ -54,7 +56,10 @@ k of n in the trial whose arrival t_a = t_k + d lies before the end T of the tri
    \text{max: } \lambda_v(t) = c\, e^{-(t_{max} - t)/\tau_m}, \; \lambda_I(t) = \frac{c}{C_m} \kappa(t_{max} - t)
    \text{ for } t < t_{max}, \text{ else } 0
 
-with the readout's constants, before n's backward sweep starts. Cost: O(spikes of n) per reverse connection and
+with the readout's constants, before n's backward sweep starts. With a response window [t_w, T] the means' forcing
+is c/(T - t_w) exp(-r t) on the window only: the closed form above with T - t_w as the normaliser, evaluated at
+max(t, t_w) and propagated back without forcing to t < t_w (``eventprop_readout_mean_adjoint``, shared with the
+readout). Cost: O(spikes of n) per reverse connection and
 trial, the reference's per-arrival cost.
 
 Spiking sources (``eventprop_iaf_psc_exp_ps``: recurrent and multi-layer networks): the source sends its constants
@@ -180,6 +185,9 @@ public:
       break;
     case 6:
       C_m_ = x;
+      // the means have no kink term: their third message is the window start t_w
+      window_start_ = std::isnan( t_max_ ) ? kink_ : 0.0;
+      kink_ = std::isnan( t_max_ ) ? 0.0 : kink_;
       if ( c_ != 0.0 )
       {
         push_readout_terms_( *target, sched );
@@ -315,10 +323,8 @@ private:
   {
     if ( std::isnan( t_max_ ) )
     {
-      // forcing c / T exp(-t rate) (rate 0: the mean), integrated from t to T
-      const double scale = c_ / T * std::exp( -t * rate_ );
-      lv = scale * eventprop_exp_integral( T - t, rate_ + 1.0 / tau_m_ );
-      li = scale * eventprop_kern_integral( T - t, tau_m_, tau_syn_, rate_ ) / C_m_;
+      // forcing c / (T - t_w) exp(-t rate) (rate 0: the mean) on the window [t_w, T]: the readout's own formula
+      eventprop_readout_mean_adjoint( t, T, window_start_, c_, rate_, tau_m_, tau_syn_, C_m_, lv, li );
     }
     else if ( t < t_max_ )
     {
@@ -365,7 +371,8 @@ private:
         double li = 0.0;
         if ( std::isnan( t_max_ ) )
         {
-          li = c_ / T * std::exp( -t_a * rate_ ) * eventprop_kern_integral( T - t_a, tau_m_, tau_syn_, rate_ ) / C_m_;
+          double lv = 0.0;
+          eventprop_readout_mean_adjoint( t_a, T, window_start_, c_, rate_, tau_m_, tau_syn_, C_m_, lv, li );
         }
         else if ( t_a < t_max_ )
         {
@@ -384,6 +391,7 @@ private:
   double t_max_ = 0.0;  //!< NaN: loss on the mean voltage
   double kink_ = 0.0;
   double rate_ = 0.0;  //!< 1 / tau_w of an exponentially weighted mean, 0 for the mean
+  double window_start_ = 0.0;  //!< the means' response window [t_w, T] (ms)
   // the source's constants, as received
   double tau_m_ = 1.0;
   double tau_syn_ = 1.0;

@@ -11,7 +11,8 @@ backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (reado
 carry the readouts' loss coefficients and the spiking neurons' adjoint jumps back, and every ``eventprop_synapse``
 sums dL/dw over the trials. Supported so far: networks of inputs, spiking neurons (feedforward, multi-layer,
 recurrent) and leaky readouts with ``ReadoutCrossEntropy`` on the mean (``"sum"``), the maximum (``"max"``) or the
-exponentially weighted mean (``"sum_exp"``) voltage; other losses raise :class:`ModelError`.
+exponentially weighted mean (``"sum_exp"``) voltage, over the whole trial or a response window
+(``window_start``); other losses raise :class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -115,6 +116,10 @@ def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> 
         )
     if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
         raise ConfigError(f"loss population {loss.population!r} must be a leaky readout (li) population")
+    if not loss.window_start < cnet.net.T:
+        raise ConfigError(
+            f"window_start = {loss.window_start} ms: the response window needs window_start < T = {cnet.net.T} ms"
+        )
     return cnet.offsets[loss.population]
 
 
@@ -182,6 +187,8 @@ def build(
             status |= {"readout_index": j - first_readout, "labels": labels, "loss": loss.mode}
             if loss.mode == "sum_exp":
                 status["tau_w"] = float(loss.tau_w if loss.tau_w is not None else cnet.net.T)
+            if loss.window_start > 0.0:
+                status["window_start"] = loss.window_start
         node.set(status)
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)

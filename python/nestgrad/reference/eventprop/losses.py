@@ -15,6 +15,8 @@ Readout values use v = V_m - E_L (mV). Conventions (all per trial; a batch avera
 ``max``      y_k = max_{0<=t<=T} v_k(t);              L = -log softmax(y)_label
 ``sum``      y_k = (1/T) int_0^T v_k dt;              L = -log softmax(y)_label
 ``sum_exp``  y_k = (1/T) int_0^T exp(-t/tau_w) v_k dt (tau_w defaults to T; Nowotny et al.'s weighting)
+window       ``window_start`` = t_w > 0 (``max``, ``sum``, ``sum_exp``): y_k over the response window [t_w, T] only,
+             max_{t_w<=t<=T} v_k, (1/(T - t_w)) int_{t_w}^T v_k dt or (1/(T - t_w)) int_{t_w}^T exp(-t/tau_w) v_k dt
 ``mse``      L = 1/(2T) sum_k int_0^T (v_k - y*_k(t))^2 dt, y* piecewise constant on the trial's bins
 first spike  z_k = -t_k / (xi tau_s); L = -log softmax(z)_label + alpha (exp(t_label / (beta tau_s)) - 1)
              (Göltz et al. 2021; t_k = first spike of spiking readout k, T if it does not spike)
@@ -103,19 +105,30 @@ def _pieces(rec: ForwardRecord, n: int):
 
 class ReadoutCrossEntropy:
     """Cross-entropy on leaky readouts' maximum (``max``), mean (``sum``) or exponentially weighted mean
-    (``sum_exp``) voltage; see the module docstring."""
+    (``sum_exp``) voltage; see the module docstring. ``window_start`` (ms, default 0: the whole trial) restricts y to
+    the response window [window_start, T]: a decision task scores the readouts after its cues only, so that the
+    network must carry the evidence to the window (the forcing of the adjoint is zero before it)."""
 
-    def __init__(self, population: str, mode: str = "sum", tau_w: float | None = None):
+    def __init__(self, population: str, mode: str = "sum", tau_w: float | None = None, window_start: float = 0.0):
         if mode not in ("max", "sum", "sum_exp"):
             raise ConfigError(f"readout loss mode {mode!r}: allowed 'max', 'sum', 'sum_exp'")
         if tau_w is not None and not tau_w > 0:
             raise ConfigError(f"tau_w = {tau_w!r} ms must be > 0")
+        if isinstance(window_start, bool) or not isinstance(window_start, int | float) or not window_start >= 0.0:
+            raise ConfigError(f"window_start = {window_start!r} ms must be a number >= 0")
+        if not math.isfinite(window_start):
+            raise ConfigError(f"window_start = {window_start!r} ms must be finite")
         self.population, self.mode, self.tau_w = population, mode, tau_w
+        self.window_start = float(window_start)
 
     def __call__(self, cnet: CompiledNetwork, rec: ForwardRecord, trial: Trial) -> LossTerms:
         ids = _readout_ids(cnet, self.population, "li")
         label = _label(trial, len(ids))
         T = rec.T
+        t_w = self.window_start
+        if not t_w < T:
+            raise ConfigError(f"window_start = {t_w} ms: the response window needs window_start < T = {T} ms")
+        span = T - t_w  # == T exactly for t_w = 0
         tau_w = self.tau_w if self.tau_w is not None else T
         y = np.zeros(len(ids))
         argmax: list[tuple[float, int, float]] = []
@@ -128,8 +141,15 @@ class ReadoutCrossEntropy:
                 for j, t0, t1, v0, i0 in _pieces(rec, n):
                     f = voltage_expsum(v0, i0, p)
                     length = t1 - t0
+                    last = j + 1 == len(ts)
+                    # the window opens after this piece, or inside it (its start is then the first candidate)
+                    lo = t_w - t0 if t_w > t0 else 0.0
+                    if t0 < t_w and t1 <= t_w:
+                        ve, ie, _ = propagate(v0, i0, 0.0, length, p, False)
+                        prev_end_slope = dvdt(ve, ie, p)
+                        continue
                     # a segment's end is the next segment's start (evaluated from the stored state there)
-                    cands = [0.0, *f.deriv().roots(0.0, length)] + ([length] if j + 1 == len(ts) else [])
+                    cands = [lo, *f.deriv().roots(lo, length)] + ([length] if last else [])
                     for u in cands:
                         val = v0 if u == 0.0 else propagate(v0, i0, 0.0, u, p, False)[0]
                         if val > best[0]:
@@ -143,11 +163,17 @@ class ReadoutCrossEntropy:
                 total = 0.0
                 rate = 1.0 / tau_w if self.mode == "sum_exp" else 0.0
                 for _j, t0, t1, v0, i0 in _pieces(rec, n):
+                    if t0 < t_w and t1 <= t_w:
+                        continue  # before the window
+                    if t0 < t_w:  # the window opens inside this piece: integrate from t_w
+                        v0, i0, _ = propagate(v0, i0, 0.0, t_w - t0, p, False)
+                        t0 = t_w
                     scale = math.exp(-t0 * rate) if rate else 1.0
                     total += scale * voltage_integral(v0, i0, t1 - t0, p, rate)
-                y[k] = total / T
+                y[k] = total / span
         value, dy = _softmax_ce(y, label)
         terms = LossTerms(value=value, outputs=y)
+        cuts = [t_w] if t_w > 0.0 else []  # the forcing starts at t_w: cut the pieces there
         for k, n in enumerate(ids):
             c = float(dy[k])
             if self.mode == "max":
@@ -159,10 +185,15 @@ class ReadoutCrossEntropy:
                     aid = rec.seg_arr[n][j]
                     terms.kink[aid] = terms.kink.get(aid, 0.0) + c * left
             elif self.mode == "sum":
-                terms.forcing[n] = ReadoutForcing(fn=lambda t0, v0, i0, c=c: ExpPoly.const(c / T))
+                terms.forcing[n] = ReadoutForcing(
+                    fn=lambda t0, v0, i0, c=c: ExpPoly.const(c / span) if t0 >= t_w else None, breakpoints=cuts
+                )
             else:
                 terms.forcing[n] = ReadoutForcing(
-                    fn=lambda t0, v0, i0, c=c: ExpPoly.exp(1.0 / tau_w, c / T * math.exp(-t0 / tau_w))
+                    fn=lambda t0, v0, i0, c=c: (
+                        ExpPoly.exp(1.0 / tau_w, c / span * math.exp(-t0 / tau_w)) if t0 >= t_w else None
+                    ),
+                    breakpoints=cuts,
                 )
         return terms
 
