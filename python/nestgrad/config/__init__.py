@@ -5,7 +5,7 @@ architectures' own tables are :class:`~nestgrad.config.v1.V1Config`, :class:`~ne
 :class:`~nestgrad.config.microcircuit.EpropMicrocircuitConfig`. This package imports no network.
 """
 
-from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig
+from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig, EvidenceSpikesConfig
 from nestgrad.config.experiment import (
     GRADIENT_ALGORITHMS,
     OPTIMIZERS,
@@ -32,11 +32,11 @@ register_sections(ArchitectureSections("classic", ("sine", "evidence")))
 register_sections(
     ArchitectureSections(
         "eventprop",
-        ("digits_latency",),
+        ("digits_latency", "evidence_spikes"),
         network_table="params",
         network_type=EventpropConfig,
         task_table="params",
-        task_type=DigitsLatencyConfig,
+        task_type={"digits_latency": DigitsLatencyConfig, "evidence_spikes": EvidenceSpikesConfig},
     )
 )
 register_sections(
@@ -64,6 +64,7 @@ __all__ = [
     "DigitsLatencyConfig",
     "EpropMicrocircuitConfig",
     "EventpropConfig",
+    "EvidenceSpikesConfig",
     "ExperimentConfig",
     "GradientAlgorithm",
     "MicrocircuitConfig",

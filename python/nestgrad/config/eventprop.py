@@ -54,6 +54,9 @@ class EventpropConfig:
     # Nowotny et al.'s loss shaping) voltage over the trial
     loss: str = "sum"
     tau_w: float | None = None  # ms, the weighting of "sum_exp" (None: the trial duration)
+    # ms, start of the response window [window_start, T] over which the loss takes y (None: the task's, i.e. the
+    # recall period of evidence_spikes and the whole trial of digits_latency; 0: the whole trial)
+    window_start: float | None = None
     delay: float = 1.0  # ms, every connection (a multiple of the resolution)
     # initial weights (pA), normal(mean, std) per projection
     w_in_mean: float = 0.02
@@ -76,6 +79,8 @@ class EventpropConfig:
             _number(f"{p}.tau_w", self.tau_w, 0.0, lo_open=True)
             if self.loss != "sum_exp":
                 raise ConfigError(f"{p}.tau_w = {self.tau_w!r} is used by loss = 'sum_exp' only (loss = {self.loss!r})")
+        if self.window_start is not None:
+            _number(f"{p}.window_start", self.window_start, 0.0)
         for key in ("w_in_mean", "w_rec_mean", "w_out_mean"):
             _number(f"{p}.{key}", getattr(self, key))
         for key in ("w_in_std", "w_rec_std", "w_out_std"):
@@ -163,6 +168,81 @@ class DigitsLatencyConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DigitsLatencyConfig:
         """``[task.params]`` of the task ``digits_latency``, validated."""
+        cfg = from_table(cls, d, "task.params")
+        cfg.validate()
+        return cfg
+
+
+@dataclass(frozen=True)
+class EvidenceSpikesConfig:
+    """``[task.params]`` of the task ``evidence_spikes`` (tasks/evidence_spikes.py): evidence accumulation as
+    nestgrad's ``evidence`` task poses it (Bellec et al. 2020, Fig. 3), with exact Poisson spike times.
+
+    Times in ms, rates in Hz. Four input groups of ``group`` neurons: left cues, right cues, recall cue, background.
+    """
+
+    n_cues: int = 5  # odd, so that one side wins
+    group: int = 10  # neurons per input group
+    cue_ms: float = 50.0  # each cue lasts this long
+    cue_spacing_ms: float = 25.0  # silence (background only) after each cue
+    delay_ms: float = 150.0  # between the end of the last cue period and the recall cue
+    recall_ms: float = 100.0  # the recall cue; the loss is taken over this window
+    cue_rate: float = 40.0  # Hz: rate of a cue group while its cue is on, and of the recall group during recall
+    background_rate: float = 10.0  # Hz: the background group, all trial long
+    cue_side_probability: float = 0.8  # each trial's cues fall on its majority side with this probability
+    test_seed: int = 0xE71D  # the held-out (evaluation) trials' random stream, disjoint from training's
+
+    @property
+    def n_in(self) -> int:
+        return 4 * self.group
+
+    @property
+    def n_out(self) -> int:
+        return 2
+
+    @property
+    def cue_period(self) -> float:
+        return self.cue_ms + self.cue_spacing_ms
+
+    @property
+    def recall_start(self) -> float:
+        return self.n_cues * self.cue_period + self.delay_ms
+
+    @property
+    def duration(self) -> float:
+        return self.recall_start + self.recall_ms
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field (``task.params.<field>``)."""
+        p = "task.params"
+        for key in ("n_cues", "group", "test_seed"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise ConfigError(f"{p}.{key} = {value!r}: need an integer")
+        if self.n_cues < 1 or self.n_cues % 2 == 0:
+            raise ConfigError(f"{p}.n_cues = {self.n_cues}: need an odd number >= 1 (so that one side wins)")
+        if not 1 <= self.group <= 10_000:
+            raise ConfigError(f"{p}.group = {self.group}: need 1..10000 neurons per input group")
+        if self.test_seed < 0:
+            raise ConfigError(f"{p}.test_seed = {self.test_seed}: need >= 0")
+        _number(f"{p}.cue_ms", self.cue_ms, 0.0, lo_open=True)
+        _number(f"{p}.recall_ms", self.recall_ms, 0.0, lo_open=True)
+        for key in ("cue_spacing_ms", "delay_ms", "cue_rate", "background_rate"):
+            _number(f"{p}.{key}", getattr(self, key), 0.0)
+        for key in ("cue_rate", "background_rate"):
+            if getattr(self, key) > 1000.0:
+                raise ConfigError(f"{p}.{key} = {getattr(self, key)} Hz: need <= 1000 Hz")
+        q = _number(f"{p}.cue_side_probability", self.cue_side_probability)
+        if not 0.5 <= q <= 1.0:
+            raise ConfigError(f"{p}.cue_side_probability = {q}: need a probability in [0.5, 1]")
+        if self.duration > 60_000.0:
+            raise ConfigError(f"{p}: a trial of {self.duration} ms (> 60 s): shorten cue_ms, delay_ms or recall_ms")
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EvidenceSpikesConfig:
         cfg = from_table(cls, d, "task.params")
         cfg.validate()
         return cfg

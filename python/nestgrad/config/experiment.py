@@ -16,6 +16,7 @@ import enum
 import math
 import pathlib
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +47,8 @@ class ArchitectureSections:
 
     ``network_table`` / ``task_table`` name the field of :class:`NetworkConfig` / :class:`TaskConfig` that holds the
     architecture's own table (``"v1"``, ``"microcircuit"``; plug-ins use ``"params"``); ``network_type`` /
-    ``task_type`` validate it (a class with ``from_dict``), None: the architecture has no such table.
+    ``task_type`` validate it (a class with ``from_dict``), None: the architecture has no such table. ``task_type``
+    may also map each task name to its own class (tasks with different tables).
     """
 
     name: str
@@ -508,6 +510,8 @@ class ExperimentConfig:
             if which == "network"
             else (self.task, arch.task_table, arch.task_type)
         )
+        if isinstance(klass, Mapping):
+            klass = klass.get(self.task.name)  # one table class per task
         if klass is None:
             return None
         try:

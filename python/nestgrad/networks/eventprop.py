@@ -6,7 +6,9 @@ Network: ``n_in`` inputs (``eventprop_input_ps``) -> ``n_hidden`` LIF neurons wi
 (``eventprop_readout_ps``), every connection an ``eventprop_synapse`` (plus its reverse copy for the backward pass),
 the cross-entropy of the readouts' mean or maximum voltage as the loss. Configuration: ``[network.params]``
 (:class:`~nestgrad.config.eventprop.EventpropConfig`) and ``[task.params]`` of the task ``digits_latency``
-(:class:`~nestgrad.tasks.digits_latency.DigitsLatencyConfig`). An iteration is one batch of ``task.batch_size``
+(:class:`~nestgrad.tasks.digits_latency.DigitsLatencyConfig`) or ``evidence_spikes``
+(:class:`~nestgrad.config.eventprop.EvidenceSpikesConfig`, tasks/evidence_spikes.py; the loss over its recall
+window). An iteration is one batch of ``task.batch_size``
 trials: each trial's forward pass, then its backward pass in mirrored time, inside one ``Simulate``; the synapses
 apply one optimizer step per batch (nest_engine/eventprop.py, docs/eventprop_nest_design.md).
 
@@ -108,6 +110,8 @@ class EventpropLearner:
         self.config, self.optimizer, self.resolution = config, optimizer, resolution
         self.n_in, self.n_out = n_in, n_out
         self.trial_duration = 20.0  # ms, T of every trial: the architecture's factory sets the task's
+        # ms, the loss's response window [window_start, T]: network.params.window_start, else the task's (factory)
+        self.window_start = 0.0 if config.window_start is None else float(config.window_start)
         self.comm: Any = None
         self.built: engine.BuiltEventprop | None = None
         self._weights: dict[str, np.ndarray] = {}
@@ -148,14 +152,15 @@ class EventpropLearner:
         return Network(pops, tuple(projs), T)
 
     def loss(self) -> ReadoutCrossEntropy:
-        return ReadoutCrossEntropy("out", self.config.loss, self.config.tau_w)
+        return ReadoutCrossEntropy("out", self.config.loss, self.config.tau_w, window_start=self.window_start)
 
     def describe(self) -> str:
         c = self.config
         kind = "recurrent" if c.recurrent else "feedforward"
+        window = f" over [{self.window_start:g}, {self.trial_duration:g}] ms" if self.window_start > 0.0 else ""
         return (
             f"EventProp in NEST: {self.n_in} inputs -> {c.n_hidden} {kind} eventprop_iaf_psc_exp_ps -> {self.n_out} "
-            f"readouts, cross-entropy on the readouts' {LOSS_WORDS[c.loss]} voltage"
+            f"readouts, cross-entropy on the readouts' {LOSS_WORDS[c.loss]} voltage{window}"
         )
 
     @property

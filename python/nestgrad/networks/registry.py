@@ -159,15 +159,31 @@ def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
             f"network.neuron_model = {model!r} has no EventProp adjoint in nestgrad; the eventprop architecture "
             "trains eventprop_iaf_psc_exp_ps (exact spike times, exponential current, refractoriness, adaptation)"
         )
+    if config.task.name == "evidence_spikes":
+        from nestgrad.tasks.evidence_spikes import EvidenceSpikes
+
+        task = EvidenceSpikes(config.section("task"), config.task.batch_size, config.network.seed)
+        net = EventpropLearner(config.section("network"), config.optimizer, task.n_in, task.n_out,
+                               config.task.resolution)  # fmt: skip
+        net.trial_duration = task.duration
+        if net.config.window_start is None:
+            net.window_start = task.recall_start  # the decision is read in the recall period
+        if not net.window_start < task.duration:
+            raise ConfigError(
+                f"network.params.window_start = {net.window_start} ms: need < the trial's {task.duration} ms"
+            )
+        return net, task  # type: ignore[return-value]
     data = DigitsLatency(config.section("task"))
     net = EventpropLearner(config.section("network"), config.optimizer, data.n_in, data.n_out, config.task.resolution)
     net.trial_duration = data.duration
+    if not net.window_start < data.duration:
+        raise ConfigError(f"network.params.window_start = {net.window_start} ms: need < the trial's {data.duration} ms")
     return net, DigitsTask(data, config.task.batch_size, config.network.seed)  # type: ignore[return-value]
 
 
 def _size_eventprop(config: ExperimentConfig) -> NetworkSize:
     c, task = config.section("network"), config.section("task")
-    n_in, n_out, h = task.n_in, 10, c.n_hidden
+    n_in, n_out, h = task.n_in, getattr(task, "n_out", 10), c.n_hidden
     synapses = 2 * (n_in * h + h * n_out + (h * (h - 1) if c.recurrent else 0))  # forward and reverse copies
     return NetworkSize(n_in + h + n_out, synapses, 0, float(config.task.batch_size) * n_in * 8)
 
