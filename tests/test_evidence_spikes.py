@@ -48,10 +48,11 @@ def test_trial_protocol():
     c = EvidenceSpikesConfig(n_cues=5, cue_rate=400.0, background_rate=50.0)
     task = EvidenceSpikes(c, batch_size=40, seed=7)
     assert (task.n_in, task.n_out, task.duration, task.recall_start) == (40, 2, 625.0, 525.0)
-    batch = task.batch(0)
-    assert 0 < batch.labels.sum() < 40  # both classes occur
+    trials = task.trials(0)
+    labels = np.array([t.label for t in trials])
+    assert 0 < labels.sum() < 40  # both classes occur
     g = c.group
-    for trial, label in zip(batch.trials, batch.labels, strict=True):
+    for trial, label in zip(trials, labels, strict=True):
         spikes = trial.inputs["in"]
         assert len(spikes) == 4 * g and trial.label == label
         periods = {0: set(), 1: set()}
@@ -75,7 +76,7 @@ def test_poisson_counts_have_the_set_rates():
     """Background count per neuron over many trials: mean rate x T within 5 standard errors."""
     c = EvidenceSpikesConfig(background_rate=30.0)
     task = EvidenceSpikes(c, batch_size=200, seed=1)
-    counts = np.array([len(s) for t in task.batch(0).trials for s in t.inputs["in"][3 * c.group :]])
+    counts = np.array([len(s) for t in task.trials(0) for s in t.inputs["in"][3 * c.group :]])
     expected = 30.0 * c.duration / 1000.0
     assert abs(counts.mean() - expected) <= 5 * np.sqrt(expected / counts.size)
     assert counts.var() == pytest.approx(expected, rel=0.2)  # Poisson: variance = mean
@@ -85,15 +86,13 @@ def test_batches_are_seeded_and_evaluation_trials_are_held_out():
     c = EvidenceSpikesConfig()
     a, b = EvidenceSpikes(c, 4, seed=3), EvidenceSpikes(c, 4, seed=3)
     for it in (0, 5, EVALUATION_FIRST_BATCH):
-        for ta, tb in zip(a.batch(it).trials, b.batch(it).trials, strict=True):
+        for ta, tb in zip(a.trials(it), b.trials(it), strict=True):
             assert all(np.array_equal(x, y) for x, y in zip(ta.inputs["in"], tb.inputs["in"], strict=True))
-    assert not np.array_equal(a.batch(0).trials[0].inputs["in"][30], a.batch(1).trials[0].inputs["in"][30])
+    assert not np.array_equal(a.trials(0)[0].inputs["in"][30], a.trials(1)[0].inputs["in"][30])
     other_seed = EvidenceSpikes(c, 4, seed=4)
-    ev_a, ev_b = a.batch(EVALUATION_FIRST_BATCH), other_seed.batch(EVALUATION_FIRST_BATCH)
+    ev_a, ev_b = a.trials(EVALUATION_FIRST_BATCH), other_seed.trials(EVALUATION_FIRST_BATCH)
     # evaluation trials depend on test_seed only (the same held-out set for every training seed)
-    assert all(
-        np.array_equal(x, y) for x, y in zip(ev_a.trials[0].inputs["in"], ev_b.trials[0].inputs["in"], strict=True)
-    )
+    assert all(np.array_equal(x, y) for x, y in zip(ev_a[0].inputs["in"], ev_b[0].inputs["in"], strict=True))
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,23 @@ class DigitsTask:
         return TrialSet(trials, np.array([t.label for t in trials], np.int64))
 
 
+class EvidenceTask:
+    """Batches of the evidence-accumulation task with exact spike times (``evidence_spikes``,
+    :class:`nestgrad.tasks.evidence_spikes.EvidenceSpikes`): new trials every training iteration, held-out trials
+    for evaluation batches."""
+
+    kind = "classification"
+
+    def __init__(self, data: Any):
+        self.data = data
+        self.n_in, self.n_out = data.n_in, data.n_out
+        self.duration, self.recall_start = data.duration, data.recall_start
+
+    def batch(self, iteration: int) -> TrialSet:
+        trials = self.data.trials(iteration)
+        return TrialSet(trials, np.array([t.label for t in trials], np.int64))
+
+
 @dataclass
 class EventpropRecord:
     """What one iteration recorded: the readouts' values y per trial and the hidden neurons' spikes."""

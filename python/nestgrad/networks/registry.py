@@ -160,9 +160,10 @@ def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
             "trains eventprop_iaf_psc_exp_ps (exact spike times, exponential current, refractoriness, adaptation)"
         )
     if config.task.name == "evidence_spikes":
+        from nestgrad.networks.eventprop import EvidenceTask
         from nestgrad.tasks.evidence_spikes import EvidenceSpikes
 
-        task = EvidenceSpikes(config.section("task"), config.task.batch_size, config.network.seed)
+        task = EvidenceTask(EvidenceSpikes(config.section("task"), config.task.batch_size, config.network.seed))
         net = EventpropLearner(config.section("network"), config.optimizer, task.n_in, task.n_out,
                                config.task.resolution)  # fmt: skip
         net.trial_duration = task.duration

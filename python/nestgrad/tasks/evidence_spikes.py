@@ -38,7 +38,6 @@ from __future__ import annotations
 import numpy as np
 
 from nestgrad.config.eventprop import EvidenceSpikesConfig
-from nestgrad.networks.eventprop import TrialSet
 from nestgrad.reference.eventprop import Trial
 from nestgrad.tasks import EVALUATION_FIRST_BATCH
 
@@ -50,10 +49,9 @@ def poisson_times(rng: np.random.Generator, rate_hz: float, start: float, stop: 
 
 
 class EvidenceSpikes:
-    """The trials of the evidence-accumulation task (module docstring), as an EventProp task: ``batch(i)`` gives a
-    :class:`~nestgrad.networks.eventprop.TrialSet` of ``batch_size`` trials."""
-
-    kind = "classification"
+    """The trials of the evidence-accumulation task (module docstring): ``trials(i)`` gives batch i's
+    ``batch_size`` trials (the ``eventprop`` architecture wraps them in
+    :class:`nestgrad.networks.eventprop.EvidenceTask`)."""
 
     def __init__(self, config: EvidenceSpikesConfig, batch_size: int, seed: int):
         config.validate()
@@ -83,10 +81,11 @@ class EvidenceSpikes:
                 spikes.append(np.sort(np.concatenate(parts)) if parts else np.zeros(0))
         return Trial({"in": spikes}, label=label)
 
-    def batch(self, iteration: int) -> TrialSet:
+    def trials(self, iteration: int) -> list[Trial]:
+        """Batch ``iteration``'s trials: training batches new ones each iteration, evaluation batches (from
+        ``EVALUATION_FIRST_BATCH`` on) held-out ones (module docstring)."""
         if iteration >= EVALUATION_FIRST_BATCH:
             rng = np.random.default_rng([self.config.test_seed, 0x7E57, iteration - EVALUATION_FIRST_BATCH])
         else:
             rng = np.random.default_rng([self.seed, 0xE7A1, iteration])
-        trials = [self.trial(rng) for _ in range(self.batch_size)]
-        return TrialSet(trials, np.array([t.label for t in trials], np.int64))
+        return [self.trial(rng) for _ in range(self.batch_size)]
