@@ -222,3 +222,13 @@ def test_eventprop_nest_window_outside_the_trial_is_refused() -> None:
     net = on_grid(make_net("ff", 1))
     with pytest.raises(ConfigError, match=r"window_start = 40.0 ms.*T = 40.0 ms"):
         run_gradients(net, make_trials(1), ReadoutCrossEntropy("out", "sum", window_start=40.0))
+    # the model refuses it too (and negative or non-finite values), naming the parameter
+    from nestgrad.nest_engine import fresh_kernel
+
+    nest = fresh_kernel(0.1, 1)
+    node = nest.Create("eventprop_readout_ps", params={"trial_duration": 40.0, "trial_period": 100.0})
+    for bad in (40.0, 50.0, -1.0, float("nan")):
+        with pytest.raises(nest.NESTError, match="window_start"):
+            node.set({"window_start": bad})
+    node.set({"window_start": 39.5})
+    assert node.get("window_start") == 39.5
