@@ -26,6 +26,7 @@ import numpy as np
 from nestgrad.errors import ConfigError, ModelError
 from nestgrad.reference.eventprop.losses import ReadoutCrossEntropy
 from nestgrad.reference.eventprop.network import CompiledNetwork, Network, Trial, compile_network, input_spikes
+from nestgrad.reference.eventprop.optimizer import EXCITATORY, INHIBITORY, Bounds, Signs, edge_bounds, neuron_signs
 
 INPUT_MODEL = "eventprop_input_ps"
 LIF_MODEL = "eventprop_iaf_psc_exp_ps"
@@ -96,12 +97,24 @@ def layout_for(cnet: CompiledNetwork, n_trials: int, resolution: float, backward
     )
 
 
+@dataclass(frozen=True)
+class EdgeGroup:
+    """Edges (edge order) connected with one pair of synapse models: the base models, or the copies that carry one
+    projection's weight bounds for one sign of source (Dale's law)."""
+
+    model: str
+    reverse_model: str
+    edges: np.ndarray  # int, ascending
+
+
 @dataclass
 class BuiltEventprop:
     nest: Any
     cnet: CompiledNetwork
     layout: TrialLayout
     nodes: Any  # NodeCollection, one node per reference neuron
+    groups: list[EdgeGroup] = field(default_factory=list)
+    local: np.ndarray | None = None  # per neuron: held by this rank (read under MPI only)
 
 
 def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> int | None:
@@ -126,12 +139,19 @@ def build(
     threads: int = 1,
     loss: ReadoutCrossEntropy | None = None,
     optimizer: dict[str, Any] | None = None,
+    bounds: Bounds | None = None,
+    signs: Signs | None = None,
     record: bool = True,
 ) -> BuiltEventprop:
     """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` also the loss exchange, the reverse
     connections and the backward pass (see the module docstring for what is supported); ``optimizer`` (the
     synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon) turns
-    learning on, on both copies of every edge. The readouts get one label more than there are trials (0), for
+    learning on, on both copies of every edge. With it, ``bounds`` (projection -> (Wmin, Wmax), pA, replacing the
+    optimizer's for that projection) and ``signs`` (Dale's law: population -> +1 excitatory, -1 inhibitory or 0,
+    one value or one per neuron) bound the weights (:func:`~nestgrad.reference.eventprop.optimizer.edge_bounds`;
+    :class:`ConfigError` for empty bounds or initial weights outside them): the edges of a projection whose bounds
+    differ from the optimizer's use copies of both synapse models with these bounds, one per projection and sign of
+    source (:func:`bounded_models`). The readouts get one label more than there are trials (0), for
     the extra trial period that applies the last batch's step (:func:`run_training`). ``record=False``: the
     neurons and readouts keep no spike or (t, v, I) record (it grows with every trial; :func:`read_forward` then
     returns empty records)."""
@@ -157,11 +177,16 @@ def build(
             raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(readouts)})")
         labels.append(int(trial.label) if trial.label is not None else -1)
     labels.append(0)  # the extra period after the last trial (no inputs)
+    groups = [EdgeGroup(SYNAPSE_MODEL, REVERSE_MODEL, np.arange(len(cnet.src)))]
     if optimizer is not None:
         if loss is None:
             raise ConfigError("an optimizer needs a loss (learning needs the backward pass)")
+        lo, hi = edge_bounds(cnet, optimizer, bounds, signs)  # checked before NEST sees a connection
         for model in (SYNAPSE_MODEL, REVERSE_MODEL):
             nest.SetDefaults(model, {"optimizer": dict(optimizer)})
+        groups = bounded_models(nest, cnet, optimizer, lo, hi, neuron_signs(cnet, signs))
+    elif bounds or signs:
+        raise ConfigError("weight bounds and Dale's law (bounds, signs) need an optimizer: they bound its steps")
     node_ids: list[int] = []
     inputs: dict[int, tuple[list[float], list[int]]] = {j: ([], []) for j, k in enumerate(cnet.kind) if k == "input"}
     for k, trial in enumerate(trials):
@@ -185,28 +210,32 @@ def build(
         node.set(status)
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)
-    if len(cnet.src):
-        nest.Connect(
-            np.asarray(node_ids)[cnet.src],
-            np.asarray(node_ids)[cnet.tgt],
-            "one_to_one",
-            {"synapse_model": SYNAPSE_MODEL, "weight": cnet.w.astype(float), "delay": cnet.d.astype(float)},
-        )
-    if loss is not None:
-        ids = np.asarray(node_ids)
-        # reverse connections target -> spiking source, one per forward edge, same weight and delay
-        rev = np.array([k for k in range(len(cnet.src)) if cnet.kind[int(cnet.src[k])] == "lif"], dtype=int)
-        if len(rev):
+    ids = np.asarray(node_ids)
+    for group in groups:
+        e = group.edges
+        if len(e):
             nest.Connect(
-                ids[cnet.tgt[rev]],
-                ids[cnet.src[rev]],
+                ids[cnet.src[e]],
+                ids[cnet.tgt[e]],
                 "one_to_one",
-                {
-                    "synapse_model": REVERSE_MODEL,
-                    "weight": cnet.w[rev].astype(float),
-                    "delay": cnet.d[rev].astype(float),
-                },
+                {"synapse_model": group.model, "weight": cnet.w[e].astype(float), "delay": cnet.d[e].astype(float)},
             )
+    if loss is not None:
+        # reverse connections target -> spiking source, one per forward edge, same weight and delay
+        is_lif = np.array([k == "lif" for k in cnet.kind], bool)
+        for group in groups:
+            rev = group.edges[is_lif[cnet.src[group.edges]]] if len(group.edges) else group.edges
+            if len(rev):
+                nest.Connect(
+                    ids[cnet.tgt[rev]],
+                    ids[cnet.src[rev]],
+                    "one_to_one",
+                    {
+                        "synapse_model": group.reverse_model,
+                        "weight": cnet.w[rev].astype(float),
+                        "delay": cnet.d[rev].astype(float),
+                    },
+                )
         # every readout sends its value y to the others (the softmax needs all of them), with the network's shortest
         # delay: a shorter one would lower NEST's min_delay and make it exchange spikes more often
         y_delay = float(cnet.d.min()) if len(cnet.d) else resolution
@@ -219,7 +248,42 @@ def build(
                 "one_to_one",
                 {"synapse_model": SYNAPSE_MODEL, "weight": np.ones(len(pre)), "delay": np.full(len(pre), y_delay)},
             )
-    return BuiltEventprop(nest, cnet, layout, nodes)
+    return BuiltEventprop(nest, cnet, layout, nodes, groups)
+
+
+def bounded_models(
+    nest: Any, cnet: CompiledNetwork, optimizer: dict[str, Any], lo: np.ndarray, hi: np.ndarray, sign: np.ndarray
+) -> list[EdgeGroup]:
+    """Group the edges by the models that bound them: edges whose (Wmin, Wmax) are the optimizer's keep the base
+    models; the others get copies of both models (NEST's ``CopyModel``: the bounds are common properties, so Dale's
+    law and bounds cost no memory per synapse), one per projection and sign of source, named
+    ``<model>__<projection>`` with ``_exc`` or ``_inh`` for an excitatory or inhibitory source. Both copies of an
+    edge get the same settings, so that they take the same steps bit for bit. ``sign``: per global neuron."""
+    base = (float(optimizer.get("Wmin", -math.inf)), float(optimizer.get("Wmax", math.inf)))
+    plain = np.ones(len(cnet.src), bool)
+    groups: list[EdgeGroup] = []
+    suffix = {EXCITATORY: "_exc", INHIBITORY: "_inh"}
+    for name, sl in cnet.proj_slices.items():
+        edges = np.arange(sl.start, sl.stop)
+        src_sign = sign[cnet.src[edges]] if len(edges) else np.zeros(0, np.int8)
+        for s in (EXCITATORY, INHIBITORY, 0):
+            mine = edges[src_sign == s]
+            mine = mine[(lo[mine] != base[0]) | (hi[mine] != base[1])]
+            if not len(mine):
+                continue
+            w_min, w_max = float(lo[mine[0]]), float(hi[mine[0]])  # one pair per projection and sign
+            models = []
+            for model in (SYNAPSE_MODEL, REVERSE_MODEL):
+                copy = f"{model}__{name}{suffix.get(s, '')}"
+                nest.CopyModel(model, copy)
+                # unbounded first: the default weight must lie within the bounds at every step of the change
+                nest.SetDefaults(copy, {"optimizer": dict(optimizer) | {"Wmin": -math.inf, "Wmax": math.inf}})
+                nest.SetDefaults(copy, {"weight": min(max(0.0, w_min), w_max)})
+                nest.SetDefaults(copy, {"optimizer": dict(optimizer) | {"Wmin": w_min, "Wmax": w_max}})
+                models.append(copy)
+            groups.append(EdgeGroup(models[0], models[1], mine))
+            plain[mine] = False
+    return [EdgeGroup(SYNAPSE_MODEL, REVERSE_MODEL, np.flatnonzero(plain)), *groups]
 
 
 def read_forward(built: BuiltEventprop) -> NestForward:
@@ -311,52 +375,117 @@ class NestTraining:
     reverse_gradient_sum: dict[str, np.ndarray]
 
 
-def _edge_index(built: BuiltEventprop, conns: Any, reverse: bool) -> np.ndarray:
-    """For every edge (edge order) the position of its connection in ``conns`` (-1: none; reverse copies exist for
-    edges from spiking sources only); several edges between one pair of nodes are matched in connection order."""
+def _edge_index(built: BuiltEventprop, conns: Any, reverse: bool, edges: np.ndarray) -> np.ndarray:
+    """For every edge of ``edges`` the position of its connection in ``conns`` (-1: none here: reverse copies exist
+    for edges from spiking sources only, and under MPI a rank holds its own connections only); several edges
+    between one pair of nodes are matched in connection order."""
     ids = np.asarray(built.nodes.tolist())
     by_pair: dict[tuple[int, int], list[int]] = {}
     if len(conns):
         st = conns.get(["source", "target"])
         for i, (src, tgt) in enumerate(zip(np.atleast_1d(st["source"]), np.atleast_1d(st["target"]), strict=True)):
             by_pair.setdefault((int(src), int(tgt)), []).append(i)
-    index = np.full(len(built.cnet.src), -1, dtype=np.int64)
-    for e in range(len(built.cnet.src)):
+    index = np.full(len(edges), -1, dtype=np.int64)
+    for i, e in enumerate(edges):
         s, t = int(ids[built.cnet.src[e]]), int(ids[built.cnet.tgt[e]])
         found = by_pair.get((t, s) if reverse else (s, t))
         if found:
-            index[e] = found.pop(0)
+            index[i] = found.pop(0)
     return index
 
 
-def read_edges(built: BuiltEventprop, keys: Sequence[str], reverse: bool = False) -> dict[str, np.ndarray]:
+def _serial() -> Any:
+    from nestgrad.parallel import SerialCommunicator
+
+    return SerialCommunicator()
+
+
+def read_edges(
+    built: BuiltEventprop, keys: Sequence[str], reverse: bool = False, comm: Any = None
+) -> dict[str, np.ndarray]:
     """Per-edge values (``weight``, ``gradient``, ``adam_m``, ``adam_v``) of the forward connections, or with
-    ``reverse`` of their reverse copies (NaN for edges without one), in edge order; local connections only (one
-    rank)."""
-    conns = built.nest.GetConnections(synapse_model=REVERSE_MODEL if reverse else SYNAPSE_MODEL)
-    index = _edge_index(built, conns, reverse)
+    ``reverse`` of their reverse copies (NaN for edges without one), in edge order. Each rank reads the connections
+    it holds; with ``comm`` (a :mod:`nestgrad.parallel` communicator; collective: every rank must call) the values
+    are gathered so that every rank gets every edge's, exactly (values are moved, not summed)."""
+    comm = comm or _serial()
+    found: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    for group in built.groups:
+        conns = built.nest.GetConnections(synapse_model=group.reverse_model if reverse else group.model)
+        index = _edge_index(built, conns, reverse, group.edges)
+        have = index >= 0
+        found.append(group.edges[have])
+        for key in keys:
+            v = np.atleast_1d(conns.get(key)).astype(float) if len(conns) else np.zeros(0)
+            values[key].append(v[index[have]])
+    edges = comm.concat(np.concatenate(found).astype(np.int64))
     out = {}
     for key in keys:
-        values = np.atleast_1d(conns.get(key)).astype(float) if len(conns) else np.zeros(0)
-        out[key] = np.where(index >= 0, values[np.maximum(index, 0)] if len(values) else np.nan, np.nan)
+        full = np.full(len(built.cnet.src), np.nan)
+        full[edges] = comm.concat(np.concatenate(values[key]))
+        out[key] = full
     return out
 
 
 def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
     """Set per-edge values in edge order (e.g. Adam's moments ``adam_m``, ``adam_v`` of a checkpoint) on both copies
-    of every edge, so that forward and reverse connections stay equal."""
+    of every edge, so that forward and reverse connections stay equal; every rank sets the connections it holds."""
+    serial = int(built.nest.num_processes) == 1
     for reverse in (False, True):
-        conns = built.nest.GetConnections(synapse_model=REVERSE_MODEL if reverse else SYNAPSE_MODEL)
-        if not len(conns):
-            continue
-        index = _edge_index(built, conns, reverse)
-        have = index >= 0
-        update = {}
-        for key, v in values.items():
-            current = np.atleast_1d(conns.get(key)).astype(float)
-            current[index[have]] = np.asarray(v, float)[have]
-            update[key] = current.tolist()
-        conns.set(update)
+        for group in built.groups:
+            conns = built.nest.GetConnections(synapse_model=group.reverse_model if reverse else group.model)
+            if not len(conns):
+                continue
+            index = _edge_index(built, conns, reverse, group.edges)
+            have = index >= 0
+            rows, edges = index[have], group.edges[have]
+            if serial:  # one list per key: fast (NEST refuses it under MPI)
+                update = {}
+                for key, v in values.items():
+                    current = np.atleast_1d(conns.get(key)).astype(float)
+                    current[rows] = np.asarray(v, float)[edges]
+                    update[key] = current.tolist()
+                conns.set(update)
+            else:
+                keep = {key: np.atleast_1d(conns.get(key)).astype(float) for key in values}
+                for key, v in values.items():
+                    keep[key][rows] = np.asarray(v, float)[edges]
+                conns.set([{key: float(keep[key][i]) for key in values} for i in range(len(conns))])
+
+
+def gather_nodes(
+    built: BuiltEventprop, positions: Sequence[int], keys: Sequence[str], comm: Any = None
+) -> list[dict[str, np.ndarray]]:
+    """For the neurons at global positions ``positions`` the values ``keys`` (float arrays, e.g. ``trial_y``,
+    ``spike_trials``, ``spike_times``), in that order, on every rank: each rank reads the nodes it holds (NEST has
+    no status for another rank's nodes), then the values are gathered (collective with ``comm``)."""
+    comm = comm or _serial()
+    positions = [int(j) for j in positions]
+    if not positions:
+        return []
+    if comm.size > 1 and built.local is None:
+        built.local = np.atleast_1d(built.nodes.local).astype(bool)  # the collection is in global order
+    mine = [i for i, j in enumerate(positions) if built.local is None or built.local[j]]
+    where, lengths, flat = [], [], {key: [] for key in keys}
+    for i in mine:
+        st = built.nodes[positions[i]].get(list(keys))
+        n = None
+        for key in keys:
+            v = np.atleast_1d(np.asarray(st[key], float))
+            n = len(v) if n is None else n
+            if len(v) != n:
+                raise ValueError(f"gather_nodes: keys {list(keys)} differ in length")
+            flat[key].append(v)
+        where.append(i)
+        lengths.append(n or 0)
+    where_all = comm.concat(np.asarray(where, np.int64))
+    len_all = comm.concat(np.asarray(lengths, np.int64))
+    out: list[dict[str, np.ndarray]] = [{} for _ in positions]
+    for key in keys:
+        values = comm.concat(np.concatenate(flat[key]) if flat[key] else np.zeros(0))
+        for i, part in zip(where_all, np.split(values, np.cumsum(len_all)[:-1]), strict=True):
+            out[int(i)][key] = part
+    return out
 
 
 def run_training(
@@ -367,11 +496,15 @@ def run_training(
     *,
     resolution: float = 0.1,
     threads: int = 1,
+    bounds: Bounds | None = None,
+    signs: Signs | None = None,
 ) -> NestTraining:
     """Train on ``trials`` in order, one optimizer step per ``optimizer["batch_size"]`` trials, all in NEST: one
     ``Simulate`` for the trials, one more trial period (no inputs) in which every synapse applies the last batch's
-    step; returns the weights of both copies of every edge."""
-    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, optimizer=optimizer)
+    step; returns the weights of both copies of every edge. ``bounds`` and ``signs`` (Dale's law): as for
+    :func:`build`."""
+    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, optimizer=optimizer,
+                  bounds=bounds, signs=signs)  # fmt: skip
     nest, cnet = built.nest, built.cnet
     nest.Simulate(built.layout.sim_time)
     nest.Simulate(built.layout.period)
