@@ -76,8 +76,13 @@ def _size_classic(config: ExperimentConfig) -> NetworkSize:
     net, task = config.network, config.task
     n_in = net.n_in or (100 if task.name == "sine" else 40)
     n_out = net.n_out or (1 if task.name == "sine" else 2)
+    steps = _trial_steps(task)
+    if task.name == "dvs_glyphs":  # sizes and trial length from its table [task.params]
+        dvs = config.section("task")
+        n_in, n_out = net.n_in or dvs.n_in, net.n_out or dvs.n_classes
+        steps = int(round(dvs.duration_ms / task.resolution))
     neurons, synapses, dense = resources.classic_size(n_in, net.n_rec, n_out, net.recurrent)
-    return NetworkSize(neurons, synapses, dense, float(task.batch_size) * _trial_steps(task) * (n_in + 8 * (n_out + 1)))
+    return NetworkSize(neurons, synapses, dense, float(task.batch_size) * steps * (n_in + 8 * (n_out + 1)))
 
 
 def _size_microcircuit(config: ExperimentConfig) -> NetworkSize:
