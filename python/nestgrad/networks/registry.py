@@ -106,7 +106,7 @@ def _make_classic(config: ExperimentConfig) -> tuple[Learner, Task]:
         )
     net = EpropNetwork(config.network, config.optimizer, n_in, n_out, config.task.resolution)
     # the signs of the initial weights choose receptor ports and Dale's copies in every block
-    net.sign_reference = net.initial_weights(config.network.seed)
+    net.sign_reference = net.initial_weights(config.network.seed, dense=True)
     return net, task
 
 
