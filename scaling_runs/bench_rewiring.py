@@ -119,6 +119,56 @@ def run_case(n: int, p: float, steps: int, removed: float, threads: int, seed: i
     return out
 
 
+def run_trainer_case(n: int, p: float, steps: int, threads: int, seed: int = 1) -> dict:
+    """The path training takes (the Trainer's calls on the classic network with network.rewiring): one batch of the
+    sine task, then the gathered weights and Adam moments read back as [post, pre] matrices, the rewiring step on
+    them (EpropNetwork.rewire) and the rebuild of the network in a fresh kernel with the new connectivity."""
+    import resource
+
+    from nestgrad.config import ExperimentConfig
+    from nestgrad.nest_engine import fresh_kernel
+    from nestgrad.networks.registry import make_learner
+
+    cfg = ExperimentConfig.from_dict(
+        {
+            "network": {
+                "n_rec": n,
+                "gradient_algorithm": "event",
+                "rewiring": {"in_fraction": p, "rec_fraction": p, "enabled": True},
+            },
+            "task": {"name": "sine", "sequence_steps": steps},
+            "optimizer": {"type": "adam", "eta": 1e-3, "sign_constrained": True},
+        }  # fmt: skip
+    )
+    net, task = make_learner(cfg)
+    out: dict = {"path": "trainer", "n": n, "fraction": p, "steps": steps, "threads": threads}
+    t0 = time.perf_counter()
+    weights = net.initial_weights(seed)
+    out["initial_s"] = time.perf_counter() - t0
+    nest = fresh_kernel(1.0, threads, seed)
+    t0 = time.perf_counter()
+    net.build(nest, weights, 0)
+    out["build_s"] = time.perf_counter() - t0
+    out["synapses"] = int(weights["mask_in_rec"].sum() + weights["mask_rec_rec"].sum())
+    for _, _, seconds in net.simulate(nest, [task.batch(0)], 1.0):
+        out["batch_s"] = seconds
+    t0 = time.perf_counter()
+    w1 = net.read_weights(nest)
+    opt = net.read_optimizer_state(nest)
+    out["read_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    w2, opt2, stats = net.rewire(w1, opt, 1)
+    out["decide_s"] = time.perf_counter() - t0
+    out["removed"] = sum(r for r, _ in stats.values())
+    t0 = time.perf_counter()
+    nest = fresh_kernel(1.0, threads, seed)
+    net.build(nest, w2, 0)
+    net.write_optimizer_state(nest, opt2)
+    out["rebuild_s"] = time.perf_counter() - t0
+    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="2000,10000")
@@ -128,29 +178,35 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(HERE / "results" / "bench_rewiring.json"))
+    ap.add_argument("--path", choices=("api", "trainer", "both"), default="both",
+                    help="api: raw NEST build / Disconnect / Connect; trainer: the Trainer's rebuild path")  # fmt: skip
     ap.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: one case in this process
     args = ap.parse_args()
     if args.case:
-        n, p = args.case.split(":")
-        print(json.dumps(run_case(int(n), float(p), args.steps, args.removed, args.threads)))
+        kind, n, p = args.case.split(":")
+        if kind == "api":
+            print(json.dumps(run_case(int(n), float(p), args.steps, args.removed, args.threads)))
+        else:
+            print(json.dumps(run_trainer_case(int(n), float(p), args.steps, args.threads)))
         return
     rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
-        for p in (float(x) for x in args.fractions.split(",")):
-            best: dict = {}
-            for _ in range(args.repeats):
-                cmd = [sys.executable, __file__, "--case", f"{n}:{p}", "--steps", str(args.steps),
-                       "--removed", str(args.removed), "--threads", str(args.threads)]  # fmt: skip
-                res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                r = json.loads(res.stdout.strip().splitlines()[-1])
-                for k, v in r.items():
-                    if k.endswith("_s") and k in best:
-                        best[k] = min(best[k], v)
-                    elif k not in best:
-                        best[k] = v
-            rows.append(best)
-            print(json.dumps(best), flush=True)
-    pathlib.Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+    kinds = ("api", "trainer") if args.path == "both" else (args.path,)
+    cases = [(k, int(n), float(p)) for n in args.sizes.split(",") for p in args.fractions.split(",") for k in kinds]
+    for kind, n, p in cases:
+        best: dict = {}
+        for _ in range(args.repeats):
+            cmd = [sys.executable, __file__, "--case", f"{kind}:{n}:{p}", "--steps", str(args.steps),
+                   "--removed", str(args.removed), "--threads", str(args.threads)]  # fmt: skip
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            for k, v in r.items():
+                if k.endswith("_s") and k in best:
+                    best[k] = min(best[k], v)
+                elif k not in best:
+                    best[k] = v
+        rows.append(best)
+        print(json.dumps(best), flush=True)
+        pathlib.Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")  # after every case
 
 
 if __name__ == "__main__":

@@ -115,6 +115,8 @@ def draw_absent(
     draw candidates and reject present pairs, duplicates and autapses, keeping the first of each."""
     if k == 0:
         return np.zeros(0, np.int64)
+    if not autapses and n_post != n_pre:
+        raise ValueError(f"autapses are defined for square projections only, not {n_post} x {n_pre}")
     n_pairs = n_post * n_pre
     if n_pairs <= _ENUMERATE_LIMIT:
         allowed = np.ones(n_pairs, bool)
@@ -126,17 +128,37 @@ def draw_absent(
         if absent.size < k:
             raise ValueError(f"{k} new connections requested, only {absent.size} absent pairs")
         return np.sort(rng.choice(absent, size=k, replace=False).astype(np.int64))
+    # rejection: candidates uniform over the allowed pairs (index space without the diagonal where autapses are
+    # forbidden), present pairs found by binary search in the sorted keys, the first of repeated candidates kept
+    diagonal = 0 if autapses else min(n_post, n_pre)
     chosen = np.zeros(0, np.int64)
     while chosen.size < k:
-        cand = rng.integers(0, n_pairs, size=2 * (k - chosen.size) + 16, dtype=np.int64)
-        ok = ~np.isin(cand, present, assume_unique=False) & ~np.isin(cand, chosen)
-        if not autapses:
-            ok &= cand // n_pre != cand % n_pre
-        cand = cand[ok]
+        need = k - chosen.size
+        cand = _allowed_to_key(rng.integers(0, n_pairs - diagonal, size=need + need // 8 + 16, dtype=np.int64),
+                               n_pre, autapses)  # fmt: skip
+        cand = cand[~_contains(present, cand)]
         _, first = np.unique(cand, return_index=True)
         cand = cand[np.sort(first)]
-        chosen = np.concatenate([chosen, cand[: k - chosen.size]])
+        cand = cand[~_contains(np.sort(chosen), cand)]
+        chosen = np.concatenate([chosen, cand[:need]])
     return np.sort(chosen)
+
+
+def _contains(sorted_keys: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Which of ``cand`` are in ``sorted_keys`` (binary search: O(len(cand) log len(sorted_keys)))."""
+    if sorted_keys.size == 0:
+        return np.zeros(cand.size, bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, cand), sorted_keys.size - 1)
+    return sorted_keys[pos] == cand
+
+
+def _allowed_to_key(index: np.ndarray, n_pre: int, autapses: bool) -> np.ndarray:
+    """Index among the allowed pairs -> key: without autapses, row ``post`` skips its diagonal entry (rows of
+    n_pre - 1 pairs; only square projections forbid autapses)."""
+    if autapses:
+        return index
+    post, off = np.divmod(index, n_pre - 1)
+    return post * n_pre + off + (off >= post)
 
 
 def initial_keys(seed: int, projection: int, fraction: float, n_post: int, n_pre: int, autapses: bool) -> np.ndarray:
@@ -188,7 +210,7 @@ def rewire_step(
     dead = theta <= 0.0
     kept_keys, kept_theta = keys[~dead], theta[~dead]
     added = draw_absent(rng, kept_keys, int(dead.sum()), n_post, n_pre, autapses)
-    all_keys = np.concatenate([kept_keys, added])
-    all_theta = np.concatenate([kept_theta, np.full(added.size, new_weight)])
-    order = np.argsort(all_keys, kind="stable")
-    return StepResult(all_keys[order], all_theta[order], keys[dead], added)
+    at = np.searchsorted(kept_keys, added)  # merge two sorted lists in O(connections)
+    all_keys = np.insert(kept_keys, at, added)
+    all_theta = np.insert(kept_theta, at, np.full(added.size, new_weight))
+    return StepResult(all_keys, all_theta, keys[dead], added)
