@@ -197,8 +197,11 @@ def main() -> None:
         for _ in range(args.repeats):
             cmd = [sys.executable, __file__, "--case", f"{kind}:{n}:{p}", "--steps", str(args.steps),
                    "--removed", str(args.removed), "--threads", str(args.threads)]  # fmt: skip
-            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:  # recorded, and the other cases still run
+                r = {"path": kind, "n": n, "fraction": p, "error": res.stderr.strip().splitlines()[-1][:300]}
+            else:
+                r = json.loads(res.stdout.strip().splitlines()[-1])
             for k, v in r.items():
                 if k.endswith("_s") and k in best:
                     best[k] = min(best[k], v)

@@ -119,6 +119,19 @@ def test_rewiring_is_for_the_classic_network():
     assert RewiringConfig.from_dict({"rec_fraction": 0.1}).sparse
 
 
+def test_memory_estimate_counts_the_sparse_synapses():
+    from nestgrad.networks.registry import get
+
+    def size(rewiring: dict) -> tuple[int, int]:
+        cfg = ExperimentConfig.from_dict({"network": {"n_rec": 1000, "rewiring": rewiring}})
+        s = get("classic").size(cfg)
+        return s.synapses, s.dense_weights
+
+    dense, sparse = size({}), size({"in_fraction": 0.1, "rec_fraction": 0.01})
+    assert dense[0] - sparse[0] == (100 * 1000 - 10_000) + (999_000 - 9990)
+    assert sparse[1] == dense[1] + 100 * 1000 + 1000 * 1000
+
+
 # -- in NEST --------------------------------------------------------------------------------------------------------
 def _reference_rewire(w, mask, sign, seed, iteration, index, eta, rw, opt, autapses):
     """Deep R's step written out pair by pair (row-major pairs, as the keys): the test's own NumPy version."""

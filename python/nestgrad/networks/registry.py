@@ -77,6 +77,14 @@ def _size_classic(config: ExperimentConfig) -> NetworkSize:
     n_in = net.n_in or (100 if task.name == "sine" else 40)
     n_out = net.n_out or (1 if task.name == "sine" else 2)
     neurons, synapses, dense = resources.classic_size(n_in, net.n_rec, n_out, net.recurrent)
+    if net.rewiring:  # sparse projections (network.rewiring): NEST holds the drawn connections only
+        from nestgrad.rewiring import RewiringConfig, connection_count
+
+        rw, n = RewiringConfig.from_dict(net.rewiring), net.n_rec
+        rec = n * (n - 1) if net.recurrent else 0
+        sparse_rec = connection_count(rw.rec_fraction, n, n, False) if net.recurrent else 0
+        synapses += connection_count(rw.in_fraction, n, n_in, True) + sparse_rec - n_in * n - rec
+        dense += n_in * n + n * n  # the connectivity masks beside the dense weight matrices
     return NetworkSize(neurons, synapses, dense, float(task.batch_size) * _trial_steps(task) * (n_in + 8 * (n_out + 1)))
 
 
