@@ -238,8 +238,8 @@ class EpropNetwork(SpecLearner):
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, tuple[int, int]]]:
         """One Deep R step (:func:`nestgrad.rewiring.rewire_step`) of every rewired projection after ``iteration``
         batches, on the gathered weights: returns the new weights (masks included), the optimizer state with Adam's
-        moments of removed and new connections at 0, and (removed, connections) per projection. Every rank computes
-        the same result from the same data."""
+        moments of removed and new connections at 0 (set in place in ``optimizer_state``'s arrays), and (removed,
+        connections) per projection. Every rank computes the same result from the same data."""
         rw, opt = self.rewiring, self.optimizer
         w_out, o_out, stats = dict(weights), dict(optimizer_state), {}
         for index, name in enumerate(REWIRED):
@@ -248,22 +248,24 @@ class EpropNetwork(SpecLearner):
             if keys.size == 0:
                 continue
             w = np.asarray(weights[name], float)
-            sign = self.signs(name)
+            if self.sign_reference is None:
+                raise SpecError("rewiring needs sign_reference (the dense initial weights); make_learner sets it")
+            ref = np.asarray(self.sign_reference[name])  # signs looked up at the keys only: no dense temporaries
             res = rewire_step(
-                keys, w.flat[keys], sign.flat[keys], rng_for(self.config.seed, iteration, index), *w.shape,
+                keys, w.flat[keys], np.where(ref.flat[keys] >= 0.0, 1.0, -1.0),
+                rng_for(self.config.seed, iteration, index), *w.shape,
                 autapses=name != "rec_rec", eta=opt.eta, alpha=rw.alpha, temperature=rw.temperature,
                 batches=rw.every, new_weight=rw.new_weight, w_min=opt.Wmin, w_max=opt.Wmax,
             )  # fmt: skip
             new_w, new_mask = np.zeros_like(w), np.zeros(w.shape)
-            new_w.flat[res.keys] = sign.flat[res.keys] * res.theta
+            new_w.flat[res.keys] = np.where(ref.flat[res.keys] >= 0.0, 1.0, -1.0) * res.theta
             new_mask.flat[res.keys] = 1.0
             w_out[name], w_out[f"mask_{name}"] = new_w, new_mask
             for moment in ("m", "v"):
                 key = f"{moment}_{name}"
-                if key in o_out:
-                    arr = np.array(o_out[key], float)
+                if key in o_out:  # in place: at 10,000 neurons each matrix is 800 MB
+                    arr = o_out[key] = np.asarray(o_out[key], float)
                     arr.flat[np.concatenate([res.removed, res.added])] = 0.0
-                    o_out[key] = arr
             stats[name] = (int(res.removed.size), int(res.keys.size))
         return w_out, o_out, stats
 
