@@ -199,7 +199,8 @@ def main() -> None:
                    "--removed", str(args.removed), "--threads", str(args.threads)]  # fmt: skip
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:  # recorded, and the other cases still run
-                r = {"path": kind, "n": n, "fraction": p, "error": res.stderr.strip().splitlines()[-1][:300]}
+                why = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+                r = {"path": kind, "n": n, "fraction": p, "error": why[:300]}
             else:
                 r = json.loads(res.stdout.strip().splitlines()[-1])
             for k, v in r.items():
