@@ -223,6 +223,20 @@ def test_fixed_sparse_control_keeps_its_connectivity(tmp_path):
     np.testing.assert_array_equal(w0["in_rec"][m], dense["in_rec"][m])
 
 
+def test_spec_of_sparse_weights_without_a_build(tmp_path):
+    """network_spec (used by the NIR export, without a build) takes the connectivity from the weights."""
+    from nestgrad.nest_engine import fresh_kernel
+    from nestgrad.training.trainer import Trainer
+
+    cfg = _config()
+    net = Trainer(cfg, tmp_path / "run", verbose=False).network
+    w = net.initial_weights(cfg.network.seed)
+    net.prepare(fresh_kernel(cfg.task.resolution))
+    spec = net.network_spec(w, 0)
+    assert spec.projections["in_rec"].sources.size == w["mask_in_rec"].sum() == connection_count(0.3, 20, 100, True)
+    assert spec.projections["rec_rec"].sources.size == w["mask_rec_rec"].sum()
+
+
 def test_checkpoint_resume_is_bit_identical(tmp_path):
     from nestgrad.training.trainer import Trainer
 

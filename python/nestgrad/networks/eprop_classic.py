@@ -348,10 +348,7 @@ class EpropNetwork(SpecLearner):
         where e-prop synapses would be), the baseline for measuring the cost of plasticity; ``learning=False`` keeps
         the e-prop synapses with every learning rate 0 (the same network, weights fixed). ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
-        if masks is None and "mask_in_rec" in weights:  # sparse connectivity kept with the weights (network.rewiring)
-            masks = {name: np.asarray(weights[f"mask_{name}"]) > 0.5 for name in REWIRED}
-            masks["rec_out"] = np.ones((self.n_out, self.n_rec), bool)
-        self._masks = masks
+        self._masks = masks if masks is not None else self._weights_masks(weights)
         self._plastic = plastic
         super().build(nest, weights, record_neurons, plastic=plastic, learning=learning)
 
@@ -361,6 +358,13 @@ class EpropNetwork(SpecLearner):
 
     def trainable(self) -> tuple[str, ...]:
         return PROJECTIONS
+
+    def _weights_masks(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The sparse connectivity kept with the weights (network.rewiring: ``mask_in_rec``, ``mask_rec_rec``)."""
+        if "mask_in_rec" not in weights:
+            return None
+        masks = {name: np.asarray(weights[f"mask_{name}"]) > 0.5 for name in REWIRED}
+        return masks | {"rec_out": np.ones((self.n_out, self.n_rec), bool)}
 
     def edge_masks(self) -> dict[str, np.ndarray]:
         """Which synapses exist, [post, pre] per projection: the build's ``masks``, else all (no autapses)."""
@@ -380,7 +384,8 @@ class EpropNetwork(SpecLearner):
         The signs are those of ``sign_reference`` (the initial weights) when set, so that a weight that reached 0
         keeps its side when a later block rebuilds the network."""
         self.check_weights(weights)
-        masks = self.edge_masks()
+        own = self._weights_masks(weights)  # weights that carry their connectivity (also without a build: NIR export)
+        masks = own if own is not None else self.edge_masks()
         if plastic:
             for name in PROJECTIONS:
                 self.optimizer.check_bounds(name, weights[name][masks[name]])
