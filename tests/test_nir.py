@@ -457,3 +457,6 @@ def test_cli_import_builds_the_network(trained_run: pathlib.Path, tmp_path: path
     out = capsys.readouterr().out
     assert "built in NEST at a resolution of 0.1 ms" in out
     assert "projection in_rec" in out and "(e-prop)" in out
+    # an e-prop network's graph belongs to NEST's step (EventProp ones may be written for any, test_nir_eventprop.py)
+    assert main(["export-nir", str(trained_run), str(tmp_path / "other.nir"), "--dt", "5e-5"]) == 2
+    assert "written for NEST's time step, task.resolution = 0.1 ms" in capsys.readouterr().err

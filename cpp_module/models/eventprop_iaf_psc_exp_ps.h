@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
 #define NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
 
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -87,6 +88,27 @@ mirrors;
 in the backward sweep it sends, at each spike, its forward time and then lambda_v just before the spike, and at
 each release the negative release time.
 
+Losses on spike times (docs/eventprop.md, "Losses"). A loss that depends on the spike times t_k adds its
+derivative to B at each spike: B = ... + J_k + R_k + dL/dt_k, exactly as the reference's adjoint.py does with
+``LossTerms.spike_time_grad``. Two such losses are computed inside the neuron:
+
+* First-spike loss (Göltz et al. 2021), with ``output_index`` = k >= 0: the neuron is output k of the loss
+  L = -log softmax(z)_label + alpha (exp(t_label / (beta tau_s)) - 1), z_j = -t_j / (xi tau_s), t_j the first spike
+  time of output j in the trial (T if it does not spike), label = ``labels[trial]``. In step n_T of the period the
+  neuron sends t_k to the other outputs (``eventprop_exchange_synapse``, port 1; the readouts' y exchange), and in
+  step n_c it computes, from all t_j summed in ascending order of z,
+
+  .. math::
+
+     \frac{\partial L}{\partial t_k} = -\frac{\mathrm{softmax}(z)_k - [k = \mathrm{label}]}{\xi \tau_s}
+       + [k = \mathrm{label}] \frac{\alpha}{\beta \tau_s} e^{t_k / (\beta \tau_s)}
+
+  for its first spike; without a spike t_k = T is a constant and there is no term. ``trial_t_first`` records t_k per
+  trial (+inf without a spike).
+* Spike-count regulariser, with ``spike_count_rho`` = rho > 0: L = rho/2 (s - nu)^2 with s = sum_k (1 - t_k / T)
+  over the neuron's spikes of the trial, so that dL/dt_k = -rho (s - nu) / T for every spike; ``trial_spike_score``
+  records s per trial.
+
 Parameters
 ++++++++++
 
@@ -107,6 +129,22 @@ Parameters
 ``backward``               false       run the backward pass in each period (see eventprop_readout_ps)
 ``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
 ================== ======= =========== ==========================================================================
+
+Loss parameters (backward pass only):
+
+======================== ===== =========== ====================================================================
+``output_index``                 -1          index of this neuron among the outputs of a first-spike loss (-1: none)
+``labels``                       []          label of each trial (an output index), for the first-spike loss
+``first_spike_xi``               0.2         xi of the first-spike loss, > 0
+``first_spike_alpha``            0.005       alpha (weight of the label's spike-time term), >= 0
+``first_spike_beta``             1.0         beta, > 0
+``first_spike_tau_s``    ms      NaN         tau_s, > 0 (NaN: the neuron's tau_syn)
+``spike_count_rho``              0.0         rho of the spike-count regulariser, >= 0 (0: off)
+``spike_count_nu``               1.0         target score nu of the spike-count regulariser
+======================== ===== =========== ====================================================================
+
+Per trial (one entry per trial period simulated, kept also with ``record`` = false): ``trial_t_first`` (ms,
+trial-local; outputs of a first-spike loss), ``trial_spike_score`` (neurons with ``spike_count_rho`` > 0).
 
 Recorded with ``record`` = true (the default; read-only lists, one entry per spike since the network was built):
 ``spike_trials``, ``spike_times`` (ms, trial-local), ``spike_gdot`` (mV/ms), ``spike_vdot_plus`` (mV/ms),
@@ -135,7 +173,7 @@ SpikeEvent
 See also
 ++++++++
 
-eventprop_readout_ps, eventprop_input_ps, eventprop_synapse, iaf_psc_exp_ps
+eventprop_readout_ps, eventprop_input_ps, eventprop_synapse, eventprop_exchange_synapse, iaf_psc_exp_ps
 
 EndUserDocs */
 
@@ -193,6 +231,8 @@ private:
   void spike_( double t, long lag, long within );
   void release_( double t );
   void start_backward_();
+  //! dL/dt of the trial's spikes from the first-spike loss and the spike-count regulariser (step n_c)
+  void spike_time_loss_( long trial );
   void backward_step_( long lag, double s_end );
 
   //! sum over spiking targets with equal constants of w (lambda_v, lambda_I)(t + d), kept at time t
@@ -243,6 +283,7 @@ private:
     double release_vdot;
     double J;  //!< sum over the spike's arrivals at targets (pushed by reverse connections)
     double R;  //!< release term
+    double G;  //!< dL/dt of the spike through losses on spike times (first-spike loss, spike-count regulariser)
     long stamp_rel;  //!< the spike's stamp relative to the trial start
     double offset;   //!< its offset
   };
@@ -261,6 +302,20 @@ private:
   //! backward events (time, 0 spike / 1 release, spike index) in sweep order, and the next one
   std::vector< std::tuple< double, int, size_t > > bevents_;
   size_t bnext_ = 0;
+
+  // losses on spike times (docs/eventprop.md, "Losses"; reference losses.py FirstSpikeLoss, SpikeCountRegulariser)
+  long output_index_ = -1;      //!< index among the outputs of a first-spike loss, -1: not an output
+  std::vector< long > labels_;  //!< label of each trial (an output index)
+  double fs_xi_ = 0.2;
+  double fs_alpha_ = 0.005;
+  double fs_beta_ = 1.0;
+  double fs_tau_s_ = std::numeric_limits< double >::quiet_NaN();  //!< NaN: this neuron's tau_syn
+  double sc_rho_ = 0.0;  //!< spike-count regulariser strength, 0: off
+  double sc_nu_ = 1.0;
+  double t_first_sent_ = 0.0;              //!< first spike time sent in step n_T (T without a spike)
+  std::vector< double > others_t_;         //!< the other outputs' first spike times of the current trial
+  std::vector< double > t_first_rec_;      //!< per trial: first spike time (+inf without a spike); outputs only
+  std::vector< double > score_rec_;        //!< per trial: s = sum_k (1 - t_k / T); with sc_rho_ > 0 only
 
   // record (all trials since the network was built; off with record = false, e.g. for long training runs)
   bool record_ = true;

@@ -72,7 +72,8 @@ The connection also computes the forward connection's gradient dL/dw = sum_k lam
 target's spikes k, from its mirror (lambda_I included, the source's formula and order) or, for a readout source,
 from the closed form: the same doubles in the same order as ``eventprop_synapse``, so that both copies apply the
 same optimizer step (common properties and ``gradient``, ``adam_m``, ``adam_v`` as for ``eventprop_synapse``; set
-the same optimizer on both models). After its source's sweep (step n_B + n_T) the source sends one more message
+the same optimizer on both models; for weight bounds and Dale's law, copies of both models with the same bounds, see
+``eventprop_synapse``). After its source's sweep (step n_B + n_T) the source sends one more message
 (flush) for the arrivals before its first event. Cost: O(1) per message and per arrival, O(spikes x fan-in) in
 all.
 

@@ -60,6 +60,14 @@ events count with zero gradient); the reverse copy (``eventprop_reverse_synapse`
 the same order and applies the same step, so both copies stay equal bit for bit. After the last batch, simulate one
 more trial period to apply its step. Adam's moments are ``adam_m`` and ``adam_v`` per connection.
 
+Weight bounds and Dale's law. [Wmin, Wmax] is a common property, so bounds per projection and Dale's law (a
+neuron's outgoing weights keep one sign: excitatory in [max(Wmin, 0), Wmax], inhibitory in [Wmin, min(Wmax, 0)])
+are set on copies of the model (``nest.CopyModel``), one per projection and sign of source, and of
+``eventprop_reverse_synapse`` alike, with the same optimizer dictionary: no memory per synapse, no test per event,
+and both copies of an edge clip to the same bounds with the same ``std::clamp``, so they stay equal bit for bit.
+nestgrad's builder names them ``eventprop_synapse__<projection>`` (``_exc``/``_inh`` for the sign); a weight
+outside the bounds is refused at ``Connect`` and by ``SetStatus``.
+
 Parameters
 ++++++++++
 

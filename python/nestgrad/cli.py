@@ -255,7 +255,7 @@ def _cmd_export_nir(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out)
     if out.suffix != ".nir":
         raise ConfigError(f"output file {out}: the name must end in .nir")
-    graph = nir_io.graph_from_run(args.run)
+    graph = nir_io.graph_from_run(args.run, args.dt)
     nir_io.write_graph(graph, out)
     dt_ms = float(graph.metadata["dt"]) * 1e3
     print(f"NIR graph written: {out} ({len(graph.nodes)} nodes, time step {dt_ms:g} ms)")
@@ -269,6 +269,8 @@ def _cmd_import_nir(args: argparse.Namespace) -> int:
     graph = nir_io.read_graph(args.graph)
     from nestgrad.config import OptimizerConfig
 
+    if nir_io.is_eventprop_graph(graph):
+        return _import_eventprop_graph(args, graph)
     optimizer = OptimizerConfig(eta=args.eta).nest_dict() if args.trainable else None
     spec = nir_io.graph_to_spec(graph, args.dt, trainable=args.trainable, optimizer=optimizer)
     nest = fresh_kernel(spec.resolution)
@@ -279,6 +281,36 @@ def _cmd_import_nir(args: argparse.Namespace) -> int:
     for name, proj in spec.projections.items():
         kind = "e-prop" if proj.plastic_mask().any() else "static" if proj.kind == "spike" else proj.kind.value
         print(f"  projection {name:16s} {proj.source} -> {proj.target}: {proj.size} synapses ({kind})")
+    del built
+    return 0
+
+
+def _import_eventprop_graph(args: argparse.Namespace, graph: object) -> int:
+    """A graph with CubaLI readouts (an EventProp network's): built with NEST's EventProp models, as
+    nest_engine.eventprop runs and trains it (one empty trial here: the inputs come with the trials)."""
+    import numpy as np
+
+    from nestgrad import nir_io
+    from nestgrad.nest_engine import eventprop as engine
+    from nestgrad.reference.eventprop import Trial
+
+    if args.trainable:
+        raise ConfigError("--trainable adds e-prop synapses, but this graph's CubaLI readouts have an exponential "
+                          "current, which only the EventProp models have: it imports as an EventProp network, "
+                          "trained with nestgrad.nest_engine.eventprop.run_training (docs/nir.md)")  # fmt: skip
+    imported = nir_io.graph_to_eventprop(graph, args.dt)
+    net, resolution = imported.network, imported.dt * 1e3
+    inputs = {p.name: [[] for _ in range(p.size)] for p in net.populations if p.kind == "input"}
+    built = engine.build(net, [Trial(inputs)], resolution=resolution)  # NEST accepts every parameter and delay
+    readout = f", readout: cross-entropy on the {imported.loss.mode!r} value" if imported.loss is not None else ""
+    print(f"NIR graph {args.graph}: EventProp network built in NEST at a resolution of {resolution:g} ms, trials of "
+          f"{net.T:g} ms{readout}")  # fmt: skip
+    for pop in net.populations:
+        print(f"  population {pop.name:16s} {nir_io.EVENTPROP_MODELS[pop.kind]:26s} {pop.size:6d} neurons ({pop.kind})")
+    for proj in net.projections:
+        delay = float(np.max(proj.delays)) if np.size(proj.delays) else 0.0
+        print(f"  projection {proj.name:16s} {proj.source} -> {proj.target}: {len(proj.sources)} synapses "
+              f"(eventprop_synapse, delay {delay:g} ms)")  # fmt: skip
     del built
     return 0
 
@@ -370,18 +402,21 @@ def build_parser() -> argparse.ArgumentParser:
         "export-nir",
         help="write a trained network as a NIR graph (for other simulators and neuromorphic hardware)",
         description="Export the network of a training run (its checkpoint's weights) as a NIR graph: CubaLIF, LIF "
-        "and LI nodes with Linear weights; time constants in s, potentials in mV, the NEST time step as the graph's "
-        "metadata 'dt'. Mapping and limits: docs/nir.md.",
+        "and LI nodes (EventProp: CubaLIF and CubaLI) with Linear weights; time constants in s, potentials in mV, "
+        "the time step as the graph's metadata 'dt'. Mapping and limits: docs/nir.md.",
     )
     exp.add_argument("run", help="a run folder (with checkpoint.npz) or a checkpoint file")
     exp.add_argument("out", help="the NIR file to write (.nir)")
+    exp.add_argument("--dt", type=float, help="time step (s) to write the graph for: EventProp networks only (exact "
+                     "in continuous time; default NEST's resolution), e.g. 1e-4 for snnTorch")  # fmt: skip
     exp.set_defaults(func=_cmd_export_nir)
 
     imp = sub.add_parser(
         "import-nir",
         help="build a NIR graph as a NEST network (checks every node maps, prints the network)",
         description="Read a NIR graph of Input, Output, Linear/Affine, CubaLIF, LIF and LI nodes, map it to a "
-        "nestgrad network specification and build it in NEST. Python: nestgrad.nir_io.graph_to_spec. "
+        "nestgrad network specification and build it in NEST (Python: nestgrad.nir_io.graph_to_spec); a graph with "
+        "CubaLI readouts becomes an EventProp network (nestgrad.nir_io.graph_to_eventprop). "
         "Mapping and limits: docs/nir.md.",
     )
     imp.add_argument("graph", help="the NIR file (.nir)")

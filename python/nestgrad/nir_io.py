@@ -14,6 +14,9 @@ input population (``parrot_neuron``)       ``Input``       shape ``(size,)``
 ``eprop_iaf_psc_delta``                    ``LIF``         ``tau``, ``r = tau / dt``, ``v_leak``, ...
 ``eprop_readout``                          ``LI``          ``tau``, ``r = tau / dt``, ``v_leak``
 projection (edge list, pA or mV)           ``Linear``      dense ``weight`` [post, pre]
+EventProp ``eventprop_iaf_psc_exp_ps``     ``CubaLIF``     as ``eprop_iaf_psc_exp`` (``tau_syn``)
+EventProp ``eventprop_readout_ps``         ``CubaLI``      ``tau_syn``, ``tau_mem``, ``r``, ``w_in``, ``v_leak``
+EventProp projection (delay d)             ``Linear``      ``weight``; ``metadata["nest_delay"]`` = d (s)
 =========================================  ==============  ===================================================
 
 Conventions. NIR's equations are continuous in time, but the tools that read and write NIR (NIR's own reference
@@ -30,6 +33,11 @@ What NIR cannot express is refused (:class:`~nestgrad.errors.ModelError` naming 
 refractory periods, adaptation, after-spike currents, alpha-shaped or two different synaptic currents, lower
 voltage bounds, delays other than one step, receptor ports, noise generators, and NIR nodes without a NEST model.
 Training state (e-prop's learning signals, optimizer, Dale's law) is not part of NIR; the weights are.
+
+EventProp networks (:func:`eventprop_to_graph`, :func:`graph_to_eventprop`) are exact in continuous time, so their
+graph may be written for any time step; their connection delays, one per feedforward connection, are a time shift
+of the readout (graph metadata ``readout_delay``); threshold adaptation, refractoriness and recurrent delays other
+than the graph's step are refused.
 """
 
 from __future__ import annotations
@@ -350,7 +358,8 @@ def _population(name: str, node: Any, dt_s: float) -> tuple[Population, np.ndarr
         params = _per_neuron(cols, {"C_m": 1.0, "I_e": 0.0, "eprop_isi_trace_cutoff": 100.0})
         return Population(name, "eprop_readout", n, params, Role.READOUT), _tidy(r * dt_s / tau)
     hint = {
-        "CubaLI": "a current-based leaky integrator; nestgrad's readouts (eprop_readout) take spikes directly: use LI",
+        "CubaLI": "a leaky integrator with an exponential current, which e-prop's readout (eprop_readout) lacks; "
+        "graph_to_eventprop imports it as an EventProp readout (eventprop_readout_ps)",
         "IF": "no leak; NEST's e-prop neurons all leak",
         "I": "no leak; NEST's e-prop neurons all leak",
         "Delay": "delays other than one time step",
@@ -480,6 +489,268 @@ def _make_trainable(spec: NetworkSpec, seed: int) -> None:
             )  # fmt: skip
 
 
+# -- EventProp networks ----------------------------------------------------------------------------------------------
+# The eventprop architecture's networks (nestgrad.reference.eventprop.Network, which nest_engine.eventprop builds in
+# NEST): inputs -> eventprop_iaf_psc_exp_ps ("lif") -> eventprop_readout_ps ("li"), every connection with a delay in
+# ms. Their neurons have one exponential synaptic current: "lif" is NIR's CubaLIF, "li" (the same sub-threshold
+# dynamics without a threshold) NIR's CubaLI.
+EVENTPROP_MODELS = {"input": "eventprop_input_ps", "lif": "eventprop_iaf_psc_exp_ps", "li": "eventprop_readout_ps"}
+EVENTPROP_READOUTS = ("sum", "max", "sum_exp")  # the readout value y of ReadoutCrossEntropy
+
+
+@dataclass
+class EventpropGraph:
+    """An EventProp network imported from NIR: the network (nest_engine.eventprop builds and trains it in NEST, the
+    reference engine evaluates it), its readout rule when the graph names one (``loss``: cross-entropy on the
+    readouts' mean, maximum or weighted mean voltage) and the graph's time step ``dt`` (s)."""
+
+    network: Any  # nestgrad.reference.eventprop.Network
+    loss: Any | None  # nestgrad.reference.eventprop.ReadoutCrossEntropy
+    dt: float
+
+
+def _ep_column(pop: Any, key: str, defaults: Mapping[str, float]) -> np.ndarray:
+    value = pop.params.get(key, defaults.get(key))
+    if value is None:
+        raise ModelError(f"population {pop.name!r}: parameter {key!r} is not given")
+    arr = np.broadcast_to(np.asarray(value, float), (pop.size,)) if np.ndim(value) == 0 else np.asarray(value, float)
+    if arr.shape != (pop.size,):
+        raise SpecError(f"population {pop.name!r}: parameter {key!r} has shape {arr.shape}, need ({pop.size},)")
+    return np.array(arr, float)
+
+
+def _ep_neuron_node(pop: Any, dt_s: float) -> Any:
+    """CubaLIF (``lif``) or CubaLI (``li``) with the mapping of the e-prop CubaLIF: the same equations (docs/nir.md)."""
+    from nestgrad.reference.eventprop.network import DEFAULTS
+
+    nir = _nir()
+    model = EVENTPROP_MODELS[pop.kind]
+    meta = {"nest_model": model}
+    if pop.kind == "input":
+        return nir.Input(input_type=np.array([pop.size]), metadata=meta)
+    d = DEFAULTS[pop.kind]
+    col = {k: _ep_column(pop, k, d) for k in d}
+    where = f"population {pop.name!r} ({model})"
+    if pop.kind == "lif":
+        if np.any(col["adapt_beta"] != 0.0):
+            raise ModelError(f"{where}: adapt_beta = {col['adapt_beta'][col['adapt_beta'] != 0][0]} mV; NIR's CubaLIF "
+                             "has no threshold adaptation (set adapt_beta = 0 to export)")  # fmt: skip
+        if np.any(col["t_ref"] != 0.0):
+            raise ModelError(f"{where}: t_ref = {col['t_ref'][col['t_ref'] != 0][0]} ms; NIR's neurons have no "
+                             "refractory period (set t_ref = 0 to export)")  # fmt: skip
+    tau_syn, tau_mem = _tidy(col["tau_syn"] / MS_PER_S), _tidy(col["tau_m"] / MS_PER_S)
+    common = {
+        "tau_syn": tau_syn,
+        "tau_mem": tau_mem,
+        "r": _tidy(tau_mem / dt_s),
+        "v_leak": col["E_L"] + col["I_e"] * col["tau_m"] / col["C_m"],
+        "w_in": col["tau_syn"] / col["C_m"],
+        "metadata": meta,
+    }
+    if pop.kind == "li":
+        return nir.CubaLI(**common)
+    return nir.CubaLIF(v_threshold=col["V_th"], v_reset=col["V_reset"], **common)
+
+
+def _ep_delay(proj: Any) -> float:
+    """The one delay (ms) of every edge of ``proj``."""
+    d = np.unique(np.broadcast_to(np.asarray(proj.delays, float), np.asarray(proj.sources).shape))
+    if d.size > 1:
+        raise ModelError(f"projection {proj.name!r}: delays {d[0]} ... {d[-1]} ms differ between edges; NIR has no "
+                         "per-connection delay (one delay per projection is a time shift, docs/nir.md)")  # fmt: skip
+    return float(d[0]) if d.size else 0.0
+
+
+def eventprop_to_graph(net: Any, dt: float, loss: Any | None = None) -> Any:
+    """The NIR graph of an EventProp network ``net`` (``nestgrad.reference.eventprop.Network``) for the time step
+    ``dt`` (s): ``lif`` -> CubaLIF, ``li`` -> CubaLI, ``input`` -> Input, a projection -> Linear (dense weight
+    [post, pre] in pA), an Output after every population that sends nothing.
+
+    Delays. NIR's connections have none; NEST's are ``d`` ms each. In a network without cycles in which every path
+    into a population has the same total delay (the eventprop architecture's feedforward networks: every edge has
+    the delay ``d``), delaying the connections only delays each population's whole response, so the graph has
+    NEST's dynamics shifted in time: NEST's readout at t is the graph's at t - ``readout_delay`` (graph metadata,
+    s; 2 d for inputs -> hidden -> readouts). A recurrent projection's delay is part of the dynamics: the tools that
+    run NIR in steps of dt close a loop in one step, so it must equal ``dt`` (refused otherwise). Each ``Linear``
+    records its NEST delay (s) as ``metadata["nest_delay"]``. ``loss`` (a ``ReadoutCrossEntropy``) names the readout
+    value that classifies (graph metadata ``readout``: ``sum`` = mean voltage over [0, T), ``max``, ``sum_exp``;
+    ``tau_w`` in s) and ``trial_duration`` is T (s). Refused (ModelError naming population and parameter):
+    threshold adaptation (adapt_beta != 0), refractoriness (t_ref > 0), edges of one projection with different
+    delays, paths of different total delay, a recurrent delay other than dt."""
+    from nestgrad.reference.eventprop.network import compile_network
+
+    nir = _nir()
+    dt_s = float(dt)
+    if not (math.isfinite(dt_s) and dt_s > 0):
+        raise SpecError(f"NIR time step dt = {dt!r} s: a finite number > 0 is required")
+    compile_network(net)  # the reference engine's validation (SpecError naming population and field)
+    pops = {p.name: p for p in net.populations}
+    nodes: dict[str, Any] = {p.name: _ep_neuron_node(p, dt_s) for p in net.populations}
+    edges: list[tuple[str, str]] = []
+    latency = {name: 0.0 for name, p in pops.items() if p.kind == "input"}  # ms after the inputs
+    pending = [p for p in net.projections if p.source != p.target]
+    while pending:  # latencies along the feedforward projections, in topological order
+        ready = [p for p in pending if p.source in latency and all(q.source in latency for q in pending
+                                                                    if q.target == p.target)]  # fmt: skip
+        if not ready:
+            raise ModelError(f"projections {[p.name for p in pending]} form a cycle through several populations; NIR "
+                             "export of EventProp networks takes recurrence within one population only")  # fmt: skip
+        for p in ready:
+            d = _ep_delay(p)
+            arrive = latency[p.source] + d
+            if p.target in latency and not math.isclose(latency[p.target], arrive, rel_tol=1e-9, abs_tol=1e-12):
+                raise ModelError(f"projection {p.name!r}: delay {d} ms makes the path into {p.target!r} {arrive} ms "
+                                 f"long, other paths {latency[p.target]} ms; NIR has no delays")  # fmt: skip
+            latency[p.target] = arrive
+            pending.remove(p)
+    sends = set()
+    for p in net.projections:
+        d = _ep_delay(p)
+        if p.source == p.target and not math.isclose(d, dt_s * MS_PER_S, rel_tol=1e-9):
+            raise ModelError(f"projection {p.name!r}: recurrent delay {d} ms; NIR runs a loop with a delay of one time "
+                             f"step, dt = {dt_s * MS_PER_S:g} ms (export with dt = the delay)")  # fmt: skip
+        if p.name in nodes:
+            raise SpecError(f"projection {p.name!r} has the name of a population; NIR nodes need distinct names")
+        w = np.zeros((pops[p.target].size, pops[p.source].size))
+        np.add.at(w, (np.asarray(p.targets, np.int64), np.asarray(p.sources, np.int64)), np.asarray(p.weights, float))
+        nodes[p.name] = nir.Linear(weight=w, metadata={"nest_delay": float(_tidy(np.array([d / MS_PER_S]))[0])})
+        edges += [(p.source, p.name), (p.name, p.target)]
+        sends.add(p.source)
+    sinks = [n for n, p in pops.items() if n not in sends and p.kind != "input"]
+    for name in sinks:
+        out = "output" if len(sinks) == 1 else f"output_{name}"
+        if out in nodes:
+            raise SpecError(f"a population or projection is named {out!r}, the name of the graph's output node")
+        nodes[out] = nir.Output(output_type=np.array([pops[name].size]))
+        edges.append((name, out))
+    readouts = [n for n in sinks if pops[n].kind == "li"]
+    metadata: dict[str, Any] = {"dt": dt_s, "source": GRAPH_SOURCE, "time_unit": "s", "potential_unit": "mV",
+                                "trial_duration": float(_tidy(np.array([net.T / MS_PER_S]))[0])}  # fmt: skip
+    if len(readouts) == 1:
+        metadata["readout_delay"] = float(_tidy(np.array([latency.get(readouts[0], 0.0) / MS_PER_S]))[0])
+    if loss is not None:
+        metadata["readout"] = loss.mode
+        if loss.mode == "sum_exp" and loss.tau_w is not None:
+            metadata["tau_w"] = float(_tidy(np.array([loss.tau_w / MS_PER_S]))[0])
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def is_eventprop_graph(graph: Any) -> bool:
+    """Whether ``graph`` imports as an EventProp network: it has a CubaLI node (a leaky integrator with an
+    exponential current, which only nestgrad's EventProp readout has) or nestgrad wrote it from one."""
+    nir = _nir()
+    flat = _flatten(graph)
+    models = [str((getattr(n, "metadata", None) or {}).get("nest_model", "")) for n in flat.nodes.values()]
+    return any(isinstance(n, nir.CubaLI) for n in flat.nodes.values()) or any(
+        m.startswith("eventprop_") for m in models
+    )
+
+
+def graph_to_eventprop(graph: Any, dt: float | None = None, T: float | None = None) -> EventpropGraph:
+    """The EventProp network of ``graph`` (inverse of :func:`eventprop_to_graph`): CubaLIF -> ``lif``
+    (``eventprop_iaf_psc_exp_ps``), CubaLI -> ``li`` (``eventprop_readout_ps``), the one Input -> ``input``,
+    ``Linear`` (and zero-bias ``Affine``) -> a projection (one edge per nonzero weight, source-major), delay
+    ``metadata["nest_delay"]`` of the Linear node or else one time step ``dt``. Parameters as the e-prop import
+    (docs/nir.md): C_m from ``w_in``, E_L = v_leak, I_e = 0, t_ref = 0, adapt_beta = 0. ``T`` (ms; default the
+    graph's ``trial_duration``) is the trial length. LIF and LI nodes (no synaptic current) have no EventProp model:
+    import such graphs with :func:`graph_to_spec`."""
+    from nestgrad.reference.eventprop import ReadoutCrossEntropy
+    from nestgrad.reference.eventprop.network import Network, compile_network
+    from nestgrad.reference.eventprop.network import Population as EpPopulation
+    from nestgrad.reference.eventprop.network import Projection as EpProjection
+
+    nir = _nir()
+    dt_s = graph_dt(graph, dt)
+    meta = dict(getattr(graph, "metadata", None) or {})
+    flat = _flatten(graph)
+    pops: dict[str, Any] = {}
+    weights: dict[str, np.ndarray] = {}
+    delays: dict[str, float] = {}
+    for name, node in flat.nodes.items():
+        if isinstance(node, nir.Input):
+            if any(p.kind == "input" for p in pops.values()):
+                raise SpecError(f"NIR node {name!r}: a second Input; nestgrad feeds one input population")
+            pops[name] = EpPopulation(name, int(np.prod(np.asarray(next(iter(node.input_type.values()))))), "input")
+        elif isinstance(node, nir.Output):
+            continue
+        elif isinstance(node, nir.Linear | nir.Affine):
+            if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
+                raise ModelError(f"NIR node {name!r} (Affine): a nonzero bias is a constant input before the synaptic "
+                                 "filter, which NEST's neurons do not have; only zero biases are imported")  # fmt: skip
+            weights[name] = np.asarray(node.weight, float)
+            if weights[name].ndim != 2 or not np.all(np.isfinite(weights[name])):
+                raise SpecError(f"NIR node {name!r}: weight must be a finite 2-d matrix [post, pre]")
+            d_s = (getattr(node, "metadata", None) or {}).get("nest_delay", dt_s)
+            delays[name] = float(_tidy(np.array([float(np.asarray(d_s).reshape(-1)[0]) * MS_PER_S]))[0])
+        elif isinstance(node, nir.CubaLIF | nir.CubaLI):
+            n = int(np.asarray(node.v_leak).size)
+            tau_syn, tau_mem = _array(node, "tau_syn", n, name), _array(node, "tau_mem", n, name)
+            r, w_in = _array(node, "r", n, name), _array(node, "w_in", n, name)
+            _positive(name, tau_syn=tau_syn, tau_mem=tau_mem, r=r, w_in=w_in)
+            tau_syn_ms = _tidy(tau_syn * MS_PER_S)
+            v_leak = _array(node, "v_leak", n, name)
+            cols = {"C_m": _divisor(tau_syn_ms * _tidy(tau_mem / (r * dt_s)), w_in), "tau_m": _tidy(tau_mem * MS_PER_S),
+                    "tau_syn": tau_syn_ms, "E_L": v_leak, "I_e": np.zeros(n)}  # fmt: skip
+            kind = "li"
+            if isinstance(node, nir.CubaLIF):
+                v_th, v_reset = _array(node, "v_threshold", n, name), _array(node, "v_reset", n, name)
+                if np.any(v_th <= v_reset):
+                    raise ModelError(f"NIR node {name!r}: v_threshold must exceed v_reset (NEST's V_th > V_reset)")
+                cols |= {"V_th": v_th, "V_reset": v_reset, "t_ref": np.zeros(n), "adapt_beta": np.zeros(n),
+                         "adapt_tau": np.full(n, 100.0)}  # fmt: skip
+                kind = "lif"
+            params = {k: (float(v[0]) if np.all(v == v[0]) else v) for k, v in cols.items()}
+            pops[name] = EpPopulation(name, n, kind, params)
+        else:
+            kind_name = type(node).__name__
+            hint = ("no synaptic current: graph_to_spec imports it (e-prop)" if kind_name in ("LIF", "LI")
+                    else "no EventProp model")  # fmt: skip
+            raise ModelError(f"NIR node {name!r} of type {kind_name}: {hint}; an EventProp import takes Input, "
+                             "Output, Linear, Affine (zero bias), CubaLIF, CubaLI")  # fmt: skip
+    sources = {n: [a for a, b in flat.edges if b == n] for n in flat.nodes}
+    targets = {n: [b for a, b in flat.edges if a == n] for n in flat.nodes}
+    projs = []
+    for name, w in weights.items():
+        if len(sources[name]) != 1 or sources[name][0] not in pops:
+            raise SpecError(f"NIR node {name!r}: a weight matrix needs exactly one neuron or Input node before it, "
+                            f"found {sources[name]}")  # fmt: skip
+        pre = sources[name][0]
+        for post in targets[name]:
+            if post not in pops or pops[post].kind == "input":
+                raise SpecError(f"NIR edge {name!r} -> {post!r}: a weight matrix must feed a neuron node")
+            shape = (pops[post].size, pops[pre].size)
+            if w.shape != shape:
+                raise SpecError(f"NIR weight {name!r}: shape {w.shape}, expected {shape} [post {post!r}, pre {pre!r}]")
+            pre_idx, post_idx = np.nonzero(w.T)  # source-major, as the eventprop architecture orders edges
+            projs.append(EpProjection(name if len(targets[name]) == 1 else f"{name}->{post}", pre, post, pre_idx,
+                                      post_idx, w[post_idx, pre_idx], np.full(pre_idx.size, delays[name])))  # fmt: skip
+    for a, b in flat.edges:
+        if a in pops and b in pops:
+            raise SpecError(f"NIR edge {a!r} -> {b!r}: neuron nodes joined without a weight matrix (add a Linear)")
+    if T is None:
+        if "trial_duration" not in meta:
+            raise SpecError("the NIR graph has no metadata 'trial_duration' (s): give the trial length T in ms")
+        T = float(_tidy(np.array([float(np.asarray(meta["trial_duration"]).reshape(-1)[0]) * MS_PER_S]))[0])
+    # inputs, hidden, readouts (the reference engine numbers neurons in this order), projections by their ends
+    order = sorted(pops, key=lambda n: ("input", "lif", "li").index(pops[n].kind))
+    rank = {n: i for i, n in enumerate(order)}
+    projs.sort(key=lambda p: (rank[p.source], rank[p.target]))
+    net = Network(tuple(pops[n] for n in order), tuple(projs), float(T))
+    compile_network(net)
+    loss = None
+    if "readout" in meta:
+        mode = meta["readout"].decode() if isinstance(meta["readout"], bytes) else str(meta["readout"])
+        tau_w = meta.get("tau_w")
+        tau_w_ms = (
+            None if tau_w is None else float(_tidy(np.array([float(np.asarray(tau_w).reshape(-1)[0]) * MS_PER_S]))[0])
+        )
+        readouts = [p.name for p in pops.values() if p.kind == "li"]
+        if len(readouts) != 1:
+            raise SpecError(f"NIR graph metadata 'readout' = {mode!r} needs one CubaLI population; found {readouts}")
+        loss = ReadoutCrossEntropy(readouts[0], mode, tau_w_ms)
+    return EventpropGraph(net, loss, dt_s)
+
+
 # -- files -----------------------------------------------------------------------------------------------------------
 def read_graph(path: str | os.PathLike) -> Any:
     """A NIR file (HDF5), or a SpecError naming the file."""
@@ -516,9 +787,12 @@ def write_graph(graph: Any, path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def graph_from_run(path: str | os.PathLike) -> Any:
+def graph_from_run(path: str | os.PathLike, dt: float | None = None) -> Any:
     """The NIR graph of a trained network: a run folder (its checkpoint.npz) or a checkpoint file. Builds the
-    learner of the run's saved configuration and exports its NetworkSpec with the checkpoint's weights."""
+    learner of the run's saved configuration and exports its network with the checkpoint's weights: an e-prop
+    network's NetworkSpec (:func:`spec_to_graph`, for NEST's time step; ``dt`` must be None or that step) or an
+    EventProp network (:func:`eventprop_to_graph`, for the time step ``dt`` in s, default NEST's: EventProp's
+    dynamics are exact in continuous time, so the graph may be written for the step of the tool that runs it)."""
     from nestgrad.config import ExperimentConfig
     from nestgrad.nest_engine import fresh_kernel
     from nestgrad.networks.registry import make_learner
@@ -532,9 +806,18 @@ def graph_from_run(path: str | os.PathLike) -> Any:
     config = ExperimentConfig.from_dict(meta["config"], source=f"{checkpoint} (saved configuration)")
     state = load_checkpoint(checkpoint, config)
     learner, _task = make_learner(config)
+    resolution_s = config.task.resolution / MS_PER_S
+    if dt is not None and not (math.isfinite(dt) and dt > 0):
+        raise SpecError(f"NIR time step dt = {dt!r} s: a finite number > 0 is required")
+    if config.network.architecture == "eventprop":
+        net = learner.network(state.weights, learner.trial_duration)  # type: ignore[attr-defined]
+        return eventprop_to_graph(net, resolution_s if dt is None else dt, learner.loss())  # type: ignore[attr-defined]
     if not hasattr(learner, "network_spec"):
         raise ModelError(f"network.architecture = {config.network.architecture!r} has no network specification to "
                          "export")  # fmt: skip
+    if dt is not None and not math.isclose(dt, resolution_s, rel_tol=1e-9):
+        raise SpecError(f"NIR time step dt = {dt!r} s: an e-prop network's graph is written for NEST's time step, "
+                        f"task.resolution = {config.task.resolution} ms (the dynamics of that step)")  # fmt: skip
     nest = fresh_kernel(config.task.resolution)
     learner.validate(nest)
     learner.prepare(nest)
@@ -561,4 +844,16 @@ def graph_dict(graph: Any) -> dict[str, Any]:
     return {"nodes": nodes, "edges": sorted(map(tuple, graph.edges)), "metadata": plain(dict(graph.metadata or {}))}
 
 
-__all__ = ["graph_dict", "graph_dt", "graph_from_run", "graph_to_spec", "read_graph", "spec_to_graph", "write_graph"]
+__all__ = [
+    "EventpropGraph",
+    "eventprop_to_graph",
+    "graph_dict",
+    "graph_dt",
+    "graph_from_run",
+    "graph_to_eventprop",
+    "graph_to_spec",
+    "is_eventprop_graph",
+    "read_graph",
+    "spec_to_graph",
+    "write_graph",
+]

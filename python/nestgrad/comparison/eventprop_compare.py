@@ -8,7 +8,9 @@ Two checks, per projection:
   g_ref| / max |g_ref| over the projection's edges;
 * **training**: the weights after ``iterations`` batches trained inside NEST by the learner the Trainer uses
   (optimizer steps in the synapses) against the reference's gradient of each batch followed by the same optimizer
-  in NumPy (gradient descent, or Adam with NEST's bias correction); ``max_rel_err`` = max |dW_nest - dW_ref| /
+  in NumPy (gradient descent, or Adam with NEST's bias correction), clipped to the same bounds
+  (:mod:`nestgrad.reference.eventprop.optimizer`; ``clipped_steps`` counts the (edge, step) pairs clipped);
+  ``max_rel_err`` = max |dW_nest - dW_ref| /
   max |dW_ref| (dW: weight change over all batches), ``mean_rel_err`` over edges with |dW_ref| >= 1e-6 max.
 
 Losses per batch are compared too. The rule the tests hold: every ``max_rel_err`` <= 1e-9.
@@ -16,30 +18,18 @@ Losses per batch are compared too. The rule the tests hold: every ``max_rel_err`
 
 from __future__ import annotations
 
-import math
 import pathlib
 from typing import Any
 
 import numpy as np
 
 from nestgrad.comparison.compare import NEGLIGIBLE, write_result
-from nestgrad.config import ExperimentConfig, OptimizerType
+from nestgrad.config import ExperimentConfig
 from nestgrad.nest_engine import eventprop as engine
 from nestgrad.nest_engine import fresh_kernel
 from nestgrad.networks.registry import make_learner
-from nestgrad.reference.eventprop import evaluate
-
-
-def _numpy_step(w: np.ndarray, g: np.ndarray, state: dict[str, Any], optimizer: Any) -> np.ndarray:
-    """One optimizer step as nestgrad's synapses take it (synapse_support/eprop_inline_optimizer.h)."""
-    if optimizer.type != OptimizerType.ADAM:
-        return w - optimizer.eta * g
-    state["b1"] *= optimizer.beta_1
-    state["b2"] *= optimizer.beta_2
-    alpha = optimizer.eta * math.sqrt(1.0 - state["b2"]) / (1.0 - state["b1"])
-    state["m"] = optimizer.beta_1 * state["m"] + (1.0 - optimizer.beta_1) * g
-    state["v"] = optimizer.beta_2 * state["v"] + (1.0 - optimizer.beta_2) * g * g
-    return w - alpha * state["m"] / (np.sqrt(state["v"]) + optimizer.epsilon)
+from nestgrad.reference.eventprop import compile_network, evaluate
+from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds
 
 
 def _rel(nest: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
@@ -74,13 +64,22 @@ def compare_eventprop(
     losses_nest = [learner.metrics(b, rec)["loss"] for b, rec, _ in learner.simulate(nest, batches, res_ms)]
     w_nest = learner.read_weights(nest)
 
-    w_ref = {k: v.copy() for k, v in w0.items()}
-    states = {k: {"m": np.zeros_like(v), "v": np.zeros_like(v), "b1": 1.0, "b2": 1.0} for k, v in w0.items()}
+    # the reference: the same optimizer in NumPy with the same bounds (network.params' bounds, Dale's law)
+    cnet = compile_network(learner.network(w0, T))
+    opt = NumpyOptimizer(learner.optimizer_settings(config.task.batch_size), *edge_bounds(cnet, None,
+                         learner.bounds(), learner.signs()))  # fmt: skip
+    w_flat = cnet.w.astype(float).copy()
+    clipped = np.zeros(len(w_flat), np.int64)
     losses_ref = []
     for b in batches:
-        r = evaluate(learner.network(w_ref, T), b.trials, loss)
+        r = evaluate(learner.network({k: w_flat[sl] for k, sl in cnet.proj_slices.items()}, T), b.trials, loss)
         losses_ref.append(float(r.loss))
-        w_ref = {k: _numpy_step(w_ref[k], r.grad_weights[k], states[k], config.optimizer) for k in w_ref}
+        g = np.zeros(len(w_flat))
+        for k, sl in cnet.proj_slices.items():
+            g[sl] = r.grad_weights[k]
+        w_flat, hit = opt.step(w_flat, g)
+        clipped += hit
+    w_ref = {k: w_flat[sl] for k, sl in cnet.proj_slices.items()}
 
     result: dict[str, Any] = {
         "architecture": "eventprop",
@@ -101,6 +100,7 @@ def compare_eventprop(
             "gradient_max_rel_err": g_max,
             "gradient_mean_rel_err": g_mean,
             "max_abs_update": d_scale,
+            "clipped_steps": int(clipped[cnet.proj_slices[name]].sum()),
             "max_rel_err": d_max,
             "mean_rel_err": d_mean,
         }

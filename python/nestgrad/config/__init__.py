@@ -5,6 +5,7 @@ architectures' own tables are :class:`~nestgrad.config.v1.V1Config`, :class:`~ne
 :class:`~nestgrad.config.microcircuit.EpropMicrocircuitConfig`. This package imports no network.
 """
 
+from nestgrad.config.dvs_glyphs import DvsGlyphsConfig
 from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig, EvidenceSpikesConfig
 from nestgrad.config.experiment import (
     GRADIENT_ALGORITHMS,
@@ -28,7 +29,10 @@ from nestgrad.config.v1 import V1_TASK_NAMES, V1Config, V1TaskConfig
 from nestgrad.errors import ConfigError
 
 # The built-in architectures' tasks and tables (their builders: nestgrad.networks.registry).
-register_sections(ArchitectureSections("classic", ("sine", "evidence")))
+# the classic network's task dvs_glyphs has its table [task.params] (the other classic tasks use none)
+register_sections(
+    ArchitectureSections("classic", ("sine", "evidence", "dvs_glyphs"), task_table="params", task_type=DvsGlyphsConfig)
+)
 register_sections(
     ArchitectureSections(
         "eventprop",
@@ -62,6 +66,7 @@ __all__ = [
     "ArchitectureSections",
     "ConfigError",
     "DigitsLatencyConfig",
+    "DvsGlyphsConfig",
     "EpropMicrocircuitConfig",
     "EventpropConfig",
     "EvidenceSpikesConfig",

@@ -65,6 +65,17 @@ class EventpropConfig:
     w_rec_std: float = 0.02
     w_out_mean: float = 0.2
     w_out_std: float = 0.37
+    # weight bounds (pA) per projection, kept at every optimizer step (None: unbounded on that side)
+    w_in_min: float | None = None
+    w_in_max: float | None = None
+    w_rec_min: float | None = None
+    w_rec_max: float | None = None
+    w_out_min: float | None = None
+    w_out_max: float | None = None
+    # Dale's law: every neuron's outgoing weights keep one sign through training; the inputs and the first hidden
+    # neurons are excitatory (>= 0), the last round(inhibitory_fraction * n_hidden) hidden neurons inhibitory (<= 0)
+    dale: bool = False
+    inhibitory_fraction: float | None = None  # in [0, 1]; None: 0.2 (with dale = true only)
 
     def __post_init__(self) -> None:
         p = "network.params"
@@ -85,6 +96,31 @@ class EventpropConfig:
             _number(f"{p}.{key}", getattr(self, key))
         for key in ("w_in_std", "w_rec_std", "w_out_std"):
             _number(f"{p}.{key}", getattr(self, key), 0.0)
+        if not isinstance(self.dale, bool):
+            raise ConfigError(f"{p}.dale = {self.dale!r}: true or false")
+        for short in ("in", "rec", "out"):
+            lo, hi = getattr(self, f"w_{short}_min"), getattr(self, f"w_{short}_max")
+            for key, value in ((f"w_{short}_min", lo), (f"w_{short}_max", hi)):
+                if value is not None:
+                    _number(f"{p}.{key}", value)
+            if lo is not None and hi is not None and not lo < hi:
+                raise ConfigError(
+                    f"{p}.w_{short}_min = {lo!r}, w_{short}_max = {hi!r}: need w_{short}_min < w_{short}_max"
+                )
+            if short == "rec" and not self.recurrent and (lo is not None or hi is not None):
+                raise ConfigError(f"{p}.w_rec_min/w_rec_max bound the recurrent weights: set recurrent = true")
+            # the inputs are excitatory; hidden neurons of both signs project to hid_hid and hid_out
+            if self.dale and ((short != "in" and lo is not None and lo > 0.0) or (hi is not None and hi < 0.0)):
+                raise ConfigError(
+                    f"{p}.w_{short}_min = {lo!r}, w_{short}_max = {hi!r}: with dale = true the bounds must include 0 "
+                    "(excitatory weights are >= 0, inhibitory ones <= 0)"
+                )
+        if self.inhibitory_fraction is not None:
+            f = _number(f"{p}.inhibitory_fraction", self.inhibitory_fraction, 0.0)
+            if f > 1.0:
+                raise ConfigError(f"{p}.inhibitory_fraction = {f!r}: must be in [0, 1]")
+            if not self.dale:
+                raise ConfigError(f"{p}.inhibitory_fraction = {f!r} is used with dale = true only")
         for table, defaults in (("hidden", HIDDEN_DEFAULTS), ("readout", READOUT_EVENTPROP_DEFAULTS)):
             values = getattr(self, table)
             if not isinstance(values, Mapping):
@@ -99,6 +135,22 @@ class EventpropConfig:
         h = self.hidden_params()
         if not h["V_th"] > h["V_reset"]:
             raise ConfigError(f"{p}.hidden: V_th = {h['V_th']} mV must exceed V_reset = {h['V_reset']} mV")
+
+    def n_inhibitory(self) -> int:
+        """Inhibitory hidden neurons under Dale's law (the last ones); 0 without it."""
+        if not self.dale:
+            return 0
+        f = 0.2 if self.inhibitory_fraction is None else float(self.inhibitory_fraction)
+        return int(round(f * self.n_hidden))
+
+    def weight_bounds(self) -> dict[str, tuple[float, float]]:
+        """(Wmin, Wmax) in pA per projection that has a bound (``in_hid``, ``hid_hid``, ``hid_out``)."""
+        out = {}
+        for name, short in (("in_hid", "in"), ("hid_hid", "rec"), ("hid_out", "out")):
+            lo, hi = getattr(self, f"w_{short}_min"), getattr(self, f"w_{short}_max")
+            if lo is not None or hi is not None:
+                out[name] = (-math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
+        return out
 
     def hidden_params(self) -> dict[str, float]:
         return HIDDEN_DEFAULTS | {k: float(v) for k, v in self.hidden.items()}

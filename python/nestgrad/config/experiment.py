@@ -194,6 +194,9 @@ class NetworkConfig:
     # of a registered algorithm (nestgrad.networks.algorithms); the built-ins become GradientAlgorithm members.
     gradient_algorithm: GradientAlgorithm | str = GradientAlgorithm.STEP
     params: dict[str, Any] = field(default_factory=dict)  # the table of a plug-in architecture (ArchitectureSections)
+    # sparse connectivity and deep rewiring of the classic network (nestgrad.rewiring.RewiringConfig fields,
+    # docs/deep_rewiring.md); empty: dense, no rewiring
+    rewiring: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(
@@ -239,6 +242,22 @@ class NetworkConfig:
             check_neuron_params(f"network.{key}", getattr(self, key))
         for key in ("microcircuit", "v1", "params"):
             _require(isinstance(getattr(self, key), dict), f"network.{key}", getattr(self, key), "a table")
+        if self.rewiring:
+            from nestgrad.rewiring import RewiringConfig
+
+            _require(
+                self.architecture == "classic",
+                "network.rewiring",
+                self.rewiring,
+                "used with network.architecture = 'classic' only",
+            )
+            rw = RewiringConfig.from_dict(self.rewiring)
+            _require(
+                self.recurrent or rw.rec_fraction == 1.0,
+                "network.rewiring.rec_fraction",
+                rw.rec_fraction,
+                "1 with network.recurrent = false (there are no recurrent connections)",
+            )
 
 
 @dataclass(frozen=True)

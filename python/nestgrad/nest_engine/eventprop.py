@@ -10,9 +10,14 @@ Backward pass (:func:`run_gradients`): each trial's period also holds the loss e
 backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
 carry the readouts' loss coefficients and the spiking neurons' adjoint jumps back, and every ``eventprop_synapse``
 sums dL/dw over the trials. Supported so far: networks of inputs, spiking neurons (feedforward, multi-layer,
-recurrent) and leaky readouts with ``ReadoutCrossEntropy`` on the mean (``"sum"``), the maximum (``"max"``) or the
-exponentially weighted mean (``"sum_exp"``) voltage, over the whole trial or a response window
-(``window_start``); other losses raise :class:`ModelError`.
+recurrent) and leaky readouts; losses ``ReadoutCrossEntropy`` on the mean (``"sum"``), the maximum (``"max"``) or the
+exponentially weighted mean (``"sum_exp"``) voltage (over the whole trial or a response window,
+``window_start``), ``FirstSpikeLoss`` on a spiking output population (the outputs
+exchange their first spike times in the step where readouts exchange y, over ``eventprop_exchange_synapse``
+connections) and ``SpikeCountRegulariser`` on spiking populations (local to each neuron). ``loss`` is one of them or a
+sequence: the first is the main loss, the others are added as the reference's ``evaluate(net, trials, loss,
+regularisers=...)`` adds its regularisers (``LossTerms.merge``). Other losses (``ReadoutMSE``) raise
+:class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -25,14 +30,16 @@ from typing import Any
 import numpy as np
 
 from nestgrad.errors import ConfigError, ModelError
-from nestgrad.reference.eventprop.losses import ReadoutCrossEntropy
+from nestgrad.reference.eventprop.losses import FirstSpikeLoss, ReadoutCrossEntropy, SpikeCountRegulariser
 from nestgrad.reference.eventprop.network import CompiledNetwork, Network, Trial, compile_network, input_spikes
+from nestgrad.reference.eventprop.optimizer import EXCITATORY, INHIBITORY, Bounds, Signs, edge_bounds, neuron_signs
 
 INPUT_MODEL = "eventprop_input_ps"
 LIF_MODEL = "eventprop_iaf_psc_exp_ps"
 READOUT_MODEL = "eventprop_readout_ps"
 SYNAPSE_MODEL = "eventprop_synapse"
 REVERSE_MODEL = "eventprop_reverse_synapse"
+EXCHANGE_MODEL = "eventprop_exchange_synapse"
 _MODELS = {"input": INPUT_MODEL, "lif": LIF_MODEL, "li": READOUT_MODEL}
 _LIF_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e", "V_th", "V_reset", "t_ref", "adapt_tau", "adapt_beta")
 _LI_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e")
@@ -97,30 +104,131 @@ def layout_for(cnet: CompiledNetwork, n_trials: int, resolution: float, backward
     )
 
 
+@dataclass(frozen=True)
+class EdgeGroup:
+    """Edges (edge order) connected with one pair of synapse models: the base models, or the copies that carry one
+    projection's weight bounds for one sign of source (Dale's law)."""
+
+    model: str
+    reverse_model: str
+    edges: np.ndarray  # int, ascending
+
+
 @dataclass
 class BuiltEventprop:
     nest: Any
     cnet: CompiledNetwork
     layout: TrialLayout
     nodes: Any  # NodeCollection, one node per reference neuron
+    groups: list[EdgeGroup] = field(default_factory=list)
+    local: np.ndarray | None = None  # per neuron: held by this rank (read under MPI only)
+    plan: LossPlan | None = None  # the losses of the backward pass (None: forward only)
 
 
-def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> int | None:
-    """What the NEST backward pass supports so far; returns the loss population's first global id."""
+NestLoss = ReadoutCrossEntropy | FirstSpikeLoss | SpikeCountRegulariser
+_SUPPORTED = (ReadoutCrossEntropy, FirstSpikeLoss, SpikeCountRegulariser)
+
+
+@dataclass
+class LossPlan:
+    """The losses of a NEST backward pass, checked against the network: ``losses[0]`` is the main loss, the rest are
+    added to it (the reference's ``regularisers``)."""
+
+    losses: tuple[NestLoss, ...]
+    ce: ReadoutCrossEntropy | None = None
+    first_spike: FirstSpikeLoss | None = None
+    tau_s: float = math.nan  # the first-spike loss's tau_s (ms), resolved
+    spike_count: dict[int, SpikeCountRegulariser] = field(default_factory=dict)  # global neuron -> its regulariser
+    readouts: list[int] = field(default_factory=list)  # global ids of the CE readouts
+    spiking_outputs: list[int] = field(default_factory=list)  # global ids of the first-spike outputs
+
+
+def loss_tuple(loss: NestLoss | Sequence[NestLoss] | None) -> tuple[NestLoss, ...]:
+    """``loss`` as a tuple (empty for None); a sequence keeps its order (main loss first)."""
     if loss is None:
-        return None
-    if not isinstance(loss, ReadoutCrossEntropy):
-        raise ModelError(
-            "EventProp in NEST supports the loss ReadoutCrossEntropy (mode 'sum', 'max' or 'sum_exp') so far, "
-            f"not {type(loss).__name__}"
-        )
-    if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
-        raise ConfigError(f"loss population {loss.population!r} must be a leaky readout (li) population")
-    if not loss.window_start < cnet.net.T:
+        return ()
+    if isinstance(loss, Sequence) and not isinstance(loss, str):
+        if len(loss) == 0:
+            raise ConfigError("loss: an empty sequence; give a loss or leave loss=None")
+        return tuple(loss)
+    return (loss,)
+
+
+def _population_ids(cnet: CompiledNetwork, population: str, kind: str, what: str) -> list[int]:
+    if population not in cnet.offsets:
+        raise ConfigError(f"{what}: loss population {population!r} does not exist; have {sorted(cnet.offsets)}")
+    ids = list(cnet.global_ids(population))
+    if cnet.kind[ids[0]] != kind:
+        need = "a spiking (lif)" if kind == "lif" else "a leaky readout (li)"
         raise ConfigError(
-            f"window_start = {loss.window_start} ms: the response window needs window_start < T = {cnet.net.T} ms"
+            f"{what}: loss population {population!r} is {cnet.kind[ids[0]]!r}; it must be {need} population"
         )
-    return cnet.offsets[loss.population]
+    return ids
+
+
+def _check_backward(cnet: CompiledNetwork, loss: NestLoss | Sequence[NestLoss] | None) -> LossPlan | None:
+    """What the NEST backward pass supports so far (ModelError naming the loss otherwise); None without a loss."""
+    losses = loss_tuple(loss)
+    if not losses:
+        return None
+    plan = LossPlan(losses)
+    for lo in losses:
+        if not isinstance(lo, _SUPPORTED):
+            raise ModelError(
+                "EventProp in NEST supports the losses FirstSpikeLoss, SpikeCountRegulariser and "
+                f"ReadoutCrossEntropy (mode 'sum', 'max' or 'sum_exp') so far, not {type(lo).__name__}"
+            )
+        if isinstance(lo, ReadoutCrossEntropy):
+            if plan.ce is not None:
+                raise ModelError("EventProp in NEST: at most one ReadoutCrossEntropy per network; got two")
+            plan.ce = lo
+            plan.readouts = _population_ids(cnet, lo.population, "li", "ReadoutCrossEntropy")
+            if not lo.window_start < cnet.net.T:
+                raise ConfigError(
+                    f"window_start = {lo.window_start} ms: the response window needs window_start < T = {cnet.net.T} ms"
+                )
+        elif isinstance(lo, FirstSpikeLoss):
+            if plan.first_spike is not None:
+                raise ModelError("EventProp in NEST: at most one FirstSpikeLoss per network; got two")
+            plan.first_spike = lo
+            plan.spiking_outputs = _population_ids(cnet, lo.population, "lif", "FirstSpikeLoss")
+            for name, value in (("xi", lo.xi), ("beta", lo.beta)):
+                if not (math.isfinite(value) and value > 0):
+                    raise ConfigError(f"FirstSpikeLoss {name} = {value!r}: must be finite and > 0")
+            if not (math.isfinite(lo.alpha) and lo.alpha >= 0):
+                raise ConfigError(f"FirstSpikeLoss alpha = {lo.alpha!r}: must be finite and >= 0")
+            if lo.tau_s is None:
+                taus = {cnet.params[n].tau_syn for n in plan.spiking_outputs}
+                if len(taus) != 1:
+                    raise ConfigError(f"first-spike loss: readouts have several tau_syn {sorted(taus)}; pass tau_s")
+                plan.tau_s = float(taus.pop())
+            elif not (math.isfinite(lo.tau_s) and lo.tau_s > 0):
+                raise ConfigError(f"FirstSpikeLoss tau_s = {lo.tau_s!r} ms: must be finite and > 0")
+            else:
+                plan.tau_s = float(lo.tau_s)
+        else:
+            if isinstance(lo.populations, str):
+                raise ConfigError(f"SpikeCountRegulariser populations = {lo.populations!r}: need a tuple of names")
+            if not (math.isfinite(lo.rho) and lo.rho >= 0) or not math.isfinite(lo.nu):
+                raise ConfigError(f"SpikeCountRegulariser rho = {lo.rho!r}, nu = {lo.nu!r}: need rho >= 0, finite nu")
+            for pop in lo.populations:
+                for n in _population_ids(cnet, pop, "lif", "SpikeCountRegulariser"):
+                    if n in plan.spike_count:
+                        raise ModelError(
+                            f"EventProp in NEST: population {pop!r} is regularised twice by SpikeCountRegulariser; "
+                            "one regulariser per neuron (combine them into one)"
+                        )
+                    plan.spike_count[n] = lo
+    if plan.first_spike is not None and plan.ce is not None:
+        # an output's first spike time, sent in the readouts' exchange step, would reach the readouts as a y value
+        outs = set(plan.spiking_outputs)
+        into = {int(cnet.tgt[e]) for e in range(len(cnet.src)) if int(cnet.src[e]) in outs}
+        if into & set(plan.readouts):
+            raise ModelError(
+                f"EventProp in NEST: FirstSpikeLoss population {plan.first_spike.population!r} projects to the "
+                f"ReadoutCrossEntropy population {plan.ce.population!r}; not supported"
+            )
+    return plan
 
 
 def build(
@@ -129,24 +237,33 @@ def build(
     *,
     resolution: float = 0.1,
     threads: int = 1,
-    loss: ReadoutCrossEntropy | None = None,
+    loss: NestLoss | Sequence[NestLoss] | None = None,
     optimizer: dict[str, Any] | None = None,
+    bounds: Bounds | None = None,
+    signs: Signs | None = None,
     record: bool = True,
 ) -> BuiltEventprop:
-    """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` also the loss exchange, the reverse
-    connections and the backward pass (see the module docstring for what is supported); ``optimizer`` (the
-    synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon) turns
-    learning on, on both copies of every edge. The readouts get one label more than there are trials (0), for
-    the extra trial period that applies the last batch's step (:func:`run_training`). ``record=False``: the
-    neurons and readouts keep no spike or (t, v, I) record (it grows with every trial; :func:`read_forward` then
-    returns empty records)."""
+    """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` (one loss or a sequence, main loss
+    first; see the module docstring) also the loss exchange, the reverse connections and the backward pass;
+    ``optimizer`` (the synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2,
+    epsilon) turns learning on, on both copies of every edge. With it, ``bounds`` (projection -> (Wmin, Wmax), pA,
+    replacing the optimizer's for that projection) and ``signs`` (Dale's law: population -> +1 excitatory, -1
+    inhibitory or 0, one value or one per neuron) bound the weights
+    (:func:`~nestgrad.reference.eventprop.optimizer.edge_bounds`; :class:`ConfigError` for empty bounds or initial
+    weights outside them): the edges of a projection whose bounds differ from the optimizer's use copies of both
+    synapse models with these bounds, one per projection and sign of source (:func:`bounded_models`). The outputs of
+    a labelled loss get one label more than there are trials (0), for the extra trial period that applies the last
+    batch's step (:func:`run_training`). ``record=False``: the neurons and readouts keep no spike or (t, v, I) record
+    (it grows with every trial; :func:`read_forward` then returns empty records); ``trial_y`` (readouts),
+    ``trial_t_first`` (first-spike outputs: trial-local ms, +inf without a spike) and ``trial_spike_score``
+    (regularised neurons) are kept per trial."""
     from nestgrad.nest_engine import fresh_kernel
 
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     if len(trials) == 0:
         raise ConfigError("need at least one trial")
-    first_readout = _check_backward(cnet, loss)
-    layout = layout_for(cnet, len(trials), resolution, backward=loss is not None)
+    plan = _check_backward(cnet, loss)
+    layout = layout_for(cnet, len(trials), resolution, backward=plan is not None)
     nest = fresh_kernel(resolution, threads)
     schedule: dict[str, Any] = {
         "trial_origin": layout.origin,
@@ -155,18 +272,26 @@ def build(
     }
     if layout.backward:
         schedule |= {"backward": True, "delay_bound": layout.delay_bound}
-    readouts = list(cnet.global_ids(loss.population)) if loss is not None else []
+    readouts = plan.readouts if plan is not None else []
+    outputs = plan.spiking_outputs if plan is not None else []
+    readout_set, output_set = set(readouts), set(outputs)
     labels = []
     for trial in trials:
-        if loss is not None and (trial.label is None or not 0 <= int(trial.label) < len(readouts)):
-            raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(readouts)})")
+        for ids in (readouts, outputs):
+            if ids and (trial.label is None or not 0 <= int(trial.label) < len(ids)):
+                raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(ids)})")
         labels.append(int(trial.label) if trial.label is not None else -1)
     labels.append(0)  # the extra period after the last trial (no inputs)
+    groups = [EdgeGroup(SYNAPSE_MODEL, REVERSE_MODEL, np.arange(len(cnet.src)))]
     if optimizer is not None:
-        if loss is None:
+        if plan is None:
             raise ConfigError("an optimizer needs a loss (learning needs the backward pass)")
+        lo, hi = edge_bounds(cnet, optimizer, bounds, signs)  # checked before NEST sees a connection
         for model in (SYNAPSE_MODEL, REVERSE_MODEL):
             nest.SetDefaults(model, {"optimizer": dict(optimizer)})
+        groups = bounded_models(nest, cnet, optimizer, lo, hi, neuron_signs(cnet, signs))
+    elif bounds or signs:
+        raise ConfigError("weight bounds and Dale's law (bounds, signs) need an optimizer: they bound its steps")
     node_ids: list[int] = []
     inputs: dict[int, tuple[list[float], list[int]]] = {j: ([], []) for j, k in enumerate(cnet.kind) if k == "input"}
     for k, trial in enumerate(trials):
@@ -183,50 +308,103 @@ def build(
             p = cnet.params[j]
             status["record"] = record
             status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
-        if j in readouts:
-            status |= {"readout_index": j - first_readout, "labels": labels, "loss": loss.mode}
-            if loss.mode == "sum_exp":
-                status["tau_w"] = float(loss.tau_w if loss.tau_w is not None else cnet.net.T)
-            if loss.window_start > 0.0:
-                status["window_start"] = loss.window_start
+        if j in readout_set:
+            ce = plan.ce
+            status |= {"readout_index": j - readouts[0], "labels": labels, "loss": ce.mode}
+            if ce.mode == "sum_exp":
+                status["tau_w"] = float(ce.tau_w if ce.tau_w is not None else cnet.net.T)
+            if ce.window_start > 0.0:
+                status["window_start"] = ce.window_start
+        if j in output_set:
+            fs = plan.first_spike
+            status |= {
+                "output_index": j - outputs[0],
+                "labels": labels,
+                "first_spike_xi": float(fs.xi),
+                "first_spike_alpha": float(fs.alpha),
+                "first_spike_beta": float(fs.beta),
+                "first_spike_tau_s": plan.tau_s,
+            }
+        if plan is not None and j in plan.spike_count:
+            reg = plan.spike_count[j]
+            status |= {"spike_count_rho": float(reg.rho), "spike_count_nu": float(reg.nu)}
         node.set(status)
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)
-    if len(cnet.src):
-        nest.Connect(
-            np.asarray(node_ids)[cnet.src],
-            np.asarray(node_ids)[cnet.tgt],
-            "one_to_one",
-            {"synapse_model": SYNAPSE_MODEL, "weight": cnet.w.astype(float), "delay": cnet.d.astype(float)},
-        )
-    if loss is not None:
-        ids = np.asarray(node_ids)
+    ids = np.asarray(node_ids)
+    for group in groups:
+        e = group.edges
+        if len(e):
+            nest.Connect(
+                ids[cnet.src[e]],
+                ids[cnet.tgt[e]],
+                "one_to_one",
+                {"synapse_model": group.model, "weight": cnet.w[e].astype(float), "delay": cnet.d[e].astype(float)},
+            )
+    if plan is not None:
         # reverse connections target -> spiking source, one per forward edge, same weight and delay
-        rev = np.array([k for k in range(len(cnet.src)) if cnet.kind[int(cnet.src[k])] == "lif"], dtype=int)
-        if len(rev):
-            nest.Connect(
-                ids[cnet.tgt[rev]],
-                ids[cnet.src[rev]],
-                "one_to_one",
-                {
-                    "synapse_model": REVERSE_MODEL,
-                    "weight": cnet.w[rev].astype(float),
-                    "delay": cnet.d[rev].astype(float),
-                },
-            )
-        # every readout sends its value y to the others (the softmax needs all of them), with the network's shortest
-        # delay: a shorter one would lower NEST's min_delay and make it exchange spikes more often
+        is_lif = np.array([k == "lif" for k in cnet.kind], bool)
+        for group in groups:
+            rev = group.edges[is_lif[cnet.src[group.edges]]] if len(group.edges) else group.edges
+            if len(rev):
+                nest.Connect(
+                    ids[cnet.tgt[rev]],
+                    ids[cnet.src[rev]],
+                    "one_to_one",
+                    {
+                        "synapse_model": group.reverse_model,
+                        "weight": cnet.w[rev].astype(float),
+                        "delay": cnet.d[rev].astype(float),
+                    },
+                )
+        # every output sends its value (readouts: y; spiking outputs: the first spike time) to the others (the
+        # softmax needs all of them), with the network's shortest delay: a shorter one would lower NEST's min_delay
+        # and make it exchange spikes more often
         y_delay = float(cnet.d.min()) if len(cnet.d) else resolution
-        pre = [ids[a] for a in readouts for b in readouts if a != b]
-        post = [ids[b] for a in readouts for b in readouts if a != b]
-        if pre:
-            nest.Connect(
-                np.asarray(pre),
-                np.asarray(post),
-                "one_to_one",
-                {"synapse_model": SYNAPSE_MODEL, "weight": np.ones(len(pre)), "delay": np.full(len(pre), y_delay)},
-            )
-    return BuiltEventprop(nest, cnet, layout, nodes)
+        for members, model in ((readouts, SYNAPSE_MODEL), (outputs, EXCHANGE_MODEL)):
+            pre = [ids[a] for a in members for b in members if a != b]
+            post = [ids[b] for a in members for b in members if a != b]
+            if pre:
+                spec: dict[str, Any] = {"synapse_model": model, "delay": np.full(len(pre), y_delay)}
+                if model == SYNAPSE_MODEL:
+                    spec["weight"] = np.ones(len(pre))
+                nest.Connect(np.asarray(pre), np.asarray(post), "one_to_one", spec)
+    return BuiltEventprop(nest, cnet, layout, nodes, groups, plan=plan)
+
+
+def bounded_models(
+    nest: Any, cnet: CompiledNetwork, optimizer: dict[str, Any], lo: np.ndarray, hi: np.ndarray, sign: np.ndarray
+) -> list[EdgeGroup]:
+    """Group the edges by the models that bound them: edges whose (Wmin, Wmax) are the optimizer's keep the base
+    models; the others get copies of both models (NEST's ``CopyModel``: the bounds are common properties, so Dale's
+    law and bounds cost no memory per synapse), one per projection and sign of source, named
+    ``<model>__<projection>`` with ``_exc`` or ``_inh`` for an excitatory or inhibitory source. Both copies of an
+    edge get the same settings, so that they take the same steps bit for bit. ``sign``: per global neuron."""
+    base = (float(optimizer.get("Wmin", -math.inf)), float(optimizer.get("Wmax", math.inf)))
+    plain = np.ones(len(cnet.src), bool)
+    groups: list[EdgeGroup] = []
+    suffix = {EXCITATORY: "_exc", INHIBITORY: "_inh"}
+    for name, sl in cnet.proj_slices.items():
+        edges = np.arange(sl.start, sl.stop)
+        src_sign = sign[cnet.src[edges]] if len(edges) else np.zeros(0, np.int8)
+        for s in (EXCITATORY, INHIBITORY, 0):
+            mine = edges[src_sign == s]
+            mine = mine[(lo[mine] != base[0]) | (hi[mine] != base[1])]
+            if not len(mine):
+                continue
+            w_min, w_max = float(lo[mine[0]]), float(hi[mine[0]])  # one pair per projection and sign
+            models = []
+            for model in (SYNAPSE_MODEL, REVERSE_MODEL):
+                copy = f"{model}__{name}{suffix.get(s, '')}"
+                nest.CopyModel(model, copy)
+                # unbounded first: the default weight must lie within the bounds at every step of the change
+                nest.SetDefaults(copy, {"optimizer": dict(optimizer) | {"Wmin": -math.inf, "Wmax": math.inf}})
+                nest.SetDefaults(copy, {"weight": min(max(0.0, w_min), w_max)})
+                nest.SetDefaults(copy, {"optimizer": dict(optimizer) | {"Wmin": w_min, "Wmax": w_max}})
+                models.append(copy)
+            groups.append(EdgeGroup(models[0], models[1], mine))
+            plain[mine] = False
+    return [EdgeGroup(SYNAPSE_MODEL, REVERSE_MODEL, np.flatnonzero(plain)), *groups]
 
 
 def read_forward(built: BuiltEventprop) -> NestForward:
@@ -270,12 +448,63 @@ def run_forward(
 
 @dataclass
 class NestGradients:
-    """dL/dw per projection in edge order (1/pA), mean over the trials (the reference's ``reduction="mean"``), and
-    the loss per trial."""
+    """dL/dw per projection in edge order (1/pA), mean over the trials (the reference's ``reduction="mean"``), the
+    loss per trial (main loss plus regularisers) and the main loss's outputs per trial (``[trial, output]``: readout
+    values y, or first spike times in ms with T for no spike, as the reference's ``Result.outputs``; empty for a
+    regulariser alone)."""
 
     grad_weights: dict[str, np.ndarray]
     losses: np.ndarray
     forward: NestForward
+    outputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+def trial_outputs(built: BuiltEventprop, loss: NestLoss) -> np.ndarray:
+    """``[trial, output]`` values of a labelled loss read from the nodes: readouts' ``trial_y``, or the first-spike
+    outputs' ``trial_t_first`` with +inf (no spike) replaced by T (the reference's convention); every period
+    simulated so far."""
+    plan = built.plan
+    if isinstance(loss, ReadoutCrossEntropy):
+        return np.array([np.asarray(built.nodes[j].get("trial_y"), float) for j in plan.readouts]).T
+    if isinstance(loss, FirstSpikeLoss):
+        t = np.array([np.asarray(built.nodes[j].get("trial_t_first"), float) for j in plan.spiking_outputs]).T
+        return np.where(np.isinf(t), built.layout.T, t)
+    return np.zeros((built.layout.n_trials, 0))
+
+
+def _log_softmax(z: np.ndarray, label: int) -> float:
+    z = z - z.max()
+    return float(z[label] - math.log(np.exp(z).sum()))
+
+
+def trial_losses(built: BuiltEventprop, trials: Sequence[Trial]) -> tuple[np.ndarray, np.ndarray]:
+    """Loss of each trial (the reference's ``LossTerms.value`` after merging the regularisers) and the main loss's
+    outputs, from what the nodes recorded per trial."""
+    plan = built.plan
+    n = len(trials)
+    losses = np.zeros(n)
+    main_outputs = np.zeros((n, 0))
+    for i, lo in enumerate(plan.losses):
+        if isinstance(lo, SpikeCountRegulariser):
+            if lo.rho == 0.0:
+                continue  # (the neurons record no score then)
+            # the neurons of this regulariser, in the reference's order (populations, then neurons)
+            for j in (j for j, reg in plan.spike_count.items() if reg is lo):
+                score = np.asarray(built.nodes[j].get("trial_spike_score"), float)[:n]
+                losses += 0.5 * lo.rho * (score - lo.nu) ** 2
+            continue
+        out = trial_outputs(built, lo)[:n]
+        if i == 0:
+            main_outputs = out
+        for k, trial in enumerate(trials):
+            label = int(trial.label)
+            if isinstance(lo, ReadoutCrossEntropy):
+                losses[k] += -_log_softmax(out[k], label)
+            else:
+                scale = lo.xi * plan.tau_s
+                reg = lo.alpha * (math.exp(out[k, label] / (lo.beta * plan.tau_s)) - 1.0)
+                losses[k] += -_log_softmax(-out[k] / scale, label) + reg
+    return losses, main_outputs
 
 
 def read_gradients(built: BuiltEventprop) -> np.ndarray:
@@ -286,25 +515,23 @@ def read_gradients(built: BuiltEventprop) -> np.ndarray:
 def run_gradients(
     net: Network | CompiledNetwork,
     trials: Sequence[Trial],
-    loss: ReadoutCrossEntropy,
+    loss: NestLoss | Sequence[NestLoss],
     *,
     resolution: float = 0.1,
     threads: int = 1,
     record: bool = True,
 ) -> NestGradients:
     """Forward and backward pass of every trial in one ``Simulate``; the gradients as
-    ``reference.eventprop.evaluate(net, trials, loss).grad_weights`` computes them."""
+    ``reference.eventprop.evaluate(net, trials, loss).grad_weights`` computes them (a sequence ``loss``: as
+    ``evaluate(net, trials, loss[0], regularisers=loss[1:])``)."""
     built = build(net, trials, resolution=resolution, threads=threads, loss=loss, record=record)
     built.nest.Simulate(built.layout.sim_time)
     cnet = built.cnet
     total = read_gradients(built) / len(trials)
-    readouts = list(cnet.global_ids(loss.population))
-    ys = np.array([np.asarray(built.nodes[j].get("trial_y"), float) for j in readouts])  # [readout, trial]
-    losses = np.zeros(len(trials))
-    for k, trial in enumerate(trials):
-        z = ys[:, k] - ys[:, k].max()
-        losses[k] = -(z[int(trial.label)] - math.log(np.exp(z).sum()))
-    return NestGradients({name: total[sl] for name, sl in cnet.proj_slices.items()}, losses, read_forward(built))
+    losses, outputs = trial_losses(built, trials)
+    return NestGradients(
+        {name: total[sl] for name, sl in cnet.proj_slices.items()}, losses, read_forward(built), outputs
+    )
 
 
 @dataclass
@@ -318,67 +545,136 @@ class NestTraining:
     reverse_gradient_sum: dict[str, np.ndarray]
 
 
-def _edge_index(built: BuiltEventprop, conns: Any, reverse: bool) -> np.ndarray:
-    """For every edge (edge order) the position of its connection in ``conns`` (-1: none; reverse copies exist for
-    edges from spiking sources only); several edges between one pair of nodes are matched in connection order."""
+def _edge_index(built: BuiltEventprop, conns: Any, reverse: bool, edges: np.ndarray) -> np.ndarray:
+    """For every edge of ``edges`` the position of its connection in ``conns`` (-1: none here: reverse copies exist
+    for edges from spiking sources only, and under MPI a rank holds its own connections only); several edges
+    between one pair of nodes are matched in connection order."""
     ids = np.asarray(built.nodes.tolist())
     by_pair: dict[tuple[int, int], list[int]] = {}
     if len(conns):
         st = conns.get(["source", "target"])
         for i, (src, tgt) in enumerate(zip(np.atleast_1d(st["source"]), np.atleast_1d(st["target"]), strict=True)):
             by_pair.setdefault((int(src), int(tgt)), []).append(i)
-    index = np.full(len(built.cnet.src), -1, dtype=np.int64)
-    for e in range(len(built.cnet.src)):
+    index = np.full(len(edges), -1, dtype=np.int64)
+    for i, e in enumerate(edges):
         s, t = int(ids[built.cnet.src[e]]), int(ids[built.cnet.tgt[e]])
         found = by_pair.get((t, s) if reverse else (s, t))
         if found:
-            index[e] = found.pop(0)
+            index[i] = found.pop(0)
     return index
 
 
-def read_edges(built: BuiltEventprop, keys: Sequence[str], reverse: bool = False) -> dict[str, np.ndarray]:
+def _serial() -> Any:
+    from nestgrad.parallel import SerialCommunicator
+
+    return SerialCommunicator()
+
+
+def read_edges(
+    built: BuiltEventprop, keys: Sequence[str], reverse: bool = False, comm: Any = None
+) -> dict[str, np.ndarray]:
     """Per-edge values (``weight``, ``gradient``, ``adam_m``, ``adam_v``) of the forward connections, or with
-    ``reverse`` of their reverse copies (NaN for edges without one), in edge order; local connections only (one
-    rank)."""
-    conns = built.nest.GetConnections(synapse_model=REVERSE_MODEL if reverse else SYNAPSE_MODEL)
-    index = _edge_index(built, conns, reverse)
+    ``reverse`` of their reverse copies (NaN for edges without one), in edge order. Each rank reads the connections
+    it holds; with ``comm`` (a :mod:`nestgrad.parallel` communicator; collective: every rank must call) the values
+    are gathered so that every rank gets every edge's, exactly (values are moved, not summed)."""
+    comm = comm or _serial()
+    found: list[np.ndarray] = []
+    values: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    for group in built.groups:
+        conns = built.nest.GetConnections(synapse_model=group.reverse_model if reverse else group.model)
+        index = _edge_index(built, conns, reverse, group.edges)
+        have = index >= 0
+        found.append(group.edges[have])
+        for key in keys:
+            v = np.atleast_1d(conns.get(key)).astype(float) if len(conns) else np.zeros(0)
+            values[key].append(v[index[have]])
+    edges = comm.concat(np.concatenate(found).astype(np.int64))
     out = {}
     for key in keys:
-        values = np.atleast_1d(conns.get(key)).astype(float) if len(conns) else np.zeros(0)
-        out[key] = np.where(index >= 0, values[np.maximum(index, 0)] if len(values) else np.nan, np.nan)
+        full = np.full(len(built.cnet.src), np.nan)
+        full[edges] = comm.concat(np.concatenate(values[key]))
+        out[key] = full
     return out
 
 
 def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
     """Set per-edge values in edge order (e.g. Adam's moments ``adam_m``, ``adam_v`` of a checkpoint) on both copies
-    of every edge, so that forward and reverse connections stay equal."""
+    of every edge, so that forward and reverse connections stay equal; every rank sets the connections it holds."""
+    serial = int(built.nest.num_processes) == 1
     for reverse in (False, True):
-        conns = built.nest.GetConnections(synapse_model=REVERSE_MODEL if reverse else SYNAPSE_MODEL)
-        if not len(conns):
-            continue
-        index = _edge_index(built, conns, reverse)
-        have = index >= 0
-        update = {}
-        for key, v in values.items():
-            current = np.atleast_1d(conns.get(key)).astype(float)
-            current[index[have]] = np.asarray(v, float)[have]
-            update[key] = current.tolist()
-        conns.set(update)
+        for group in built.groups:
+            conns = built.nest.GetConnections(synapse_model=group.reverse_model if reverse else group.model)
+            if not len(conns):
+                continue
+            index = _edge_index(built, conns, reverse, group.edges)
+            have = index >= 0
+            rows, edges = index[have], group.edges[have]
+            if serial:  # one list per key: fast (NEST refuses it under MPI)
+                update = {}
+                for key, v in values.items():
+                    current = np.atleast_1d(conns.get(key)).astype(float)
+                    current[rows] = np.asarray(v, float)[edges]
+                    update[key] = current.tolist()
+                conns.set(update)
+            else:
+                keep = {key: np.atleast_1d(conns.get(key)).astype(float) for key in values}
+                for key, v in values.items():
+                    keep[key][rows] = np.asarray(v, float)[edges]
+                conns.set([{key: float(keep[key][i]) for key in values} for i in range(len(conns))])
+
+
+def gather_nodes(
+    built: BuiltEventprop, positions: Sequence[int], keys: Sequence[str], comm: Any = None
+) -> list[dict[str, np.ndarray]]:
+    """For the neurons at global positions ``positions`` the values ``keys`` (float arrays, e.g. ``trial_y``,
+    ``spike_trials``, ``spike_times``), in that order, on every rank: each rank reads the nodes it holds (NEST has
+    no status for another rank's nodes), then the values are gathered (collective with ``comm``)."""
+    comm = comm or _serial()
+    positions = [int(j) for j in positions]
+    if not positions:
+        return []
+    if comm.size > 1 and built.local is None:
+        built.local = np.atleast_1d(built.nodes.local).astype(bool)  # the collection is in global order
+    mine = [i for i, j in enumerate(positions) if built.local is None or built.local[j]]
+    where, lengths, flat = [], [], {key: [] for key in keys}
+    for i in mine:
+        st = built.nodes[positions[i]].get(list(keys))
+        n = None
+        for key in keys:
+            v = np.atleast_1d(np.asarray(st[key], float))
+            n = len(v) if n is None else n
+            if len(v) != n:
+                raise ValueError(f"gather_nodes: keys {list(keys)} differ in length")
+            flat[key].append(v)
+        where.append(i)
+        lengths.append(n or 0)
+    where_all = comm.concat(np.asarray(where, np.int64))
+    len_all = comm.concat(np.asarray(lengths, np.int64))
+    out: list[dict[str, np.ndarray]] = [{} for _ in positions]
+    for key in keys:
+        values = comm.concat(np.concatenate(flat[key]) if flat[key] else np.zeros(0))
+        for i, part in zip(where_all, np.split(values, np.cumsum(len_all)[:-1]), strict=True):
+            out[int(i)][key] = part
+    return out
 
 
 def run_training(
     net: Network | CompiledNetwork,
     trials: Sequence[Trial],
-    loss: ReadoutCrossEntropy,
+    loss: NestLoss | Sequence[NestLoss],
     optimizer: dict[str, Any],
     *,
     resolution: float = 0.1,
     threads: int = 1,
+    bounds: Bounds | None = None,
+    signs: Signs | None = None,
 ) -> NestTraining:
     """Train on ``trials`` in order, one optimizer step per ``optimizer["batch_size"]`` trials, all in NEST: one
     ``Simulate`` for the trials, one more trial period (no inputs) in which every synapse applies the last batch's
-    step; returns the weights of both copies of every edge."""
-    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, optimizer=optimizer)
+    step; returns the weights of both copies of every edge. ``bounds`` and ``signs`` (Dale's law): as for
+    :func:`build`."""
+    built = build(net, trials, resolution=resolution, threads=threads, loss=loss, optimizer=optimizer,
+                  bounds=bounds, signs=signs)  # fmt: skip
     nest, cnet = built.nest, built.cnet
     nest.Simulate(built.layout.sim_time)
     nest.Simulate(built.layout.period)

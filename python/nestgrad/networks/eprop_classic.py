@@ -28,9 +28,12 @@ from nestgrad.nest_engine import EPROP_SYNAPSE
 from nestgrad.networks.algorithms import get_algorithm
 from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
 from nestgrad.parallel import SerialCommunicator
+from nestgrad.rewiring import RewiringConfig, initial_keys, rewire_step, rng_for
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
 PROJECTIONS = ("in_rec", "rec_rec", "rec_out")
+# the projections that network.rewiring makes sparse and rewires (their index seeds their generators)
+REWIRED = ("in_rec", "rec_rec")
 _PROJECTION_NODES = {"in_rec": ("in", "rec"), "rec_rec": ("rec", "rec"), "rec_out": ("rec", "out")}
 
 _COMMON_REC = {
@@ -196,10 +199,75 @@ class EpropNetwork(SpecLearner):
         self.sign_reference: dict[str, np.ndarray] | None = None
         self._masks: dict[str, np.ndarray] | None = None
         self._plastic = True
+        self.rewiring = RewiringConfig.from_dict(config.rewiring)
 
-    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+    def initial_weights(self, seed: int, dense: bool = False) -> dict[str, np.ndarray]:
+        """The initial weights [post, pre]. With sparse connectivity (network.rewiring) only the drawn pairs keep a
+        weight, scaled by 1/sqrt(fraction) so that a neuron's summed input keeps its variance, and the connectivity
+        is stored beside the weights as ``mask_in_rec`` / ``mask_rec_rec`` (1: connected), so that checkpoints hold
+        it. ``dense``: the weights of every pair (their signs are the fixed signs of Deep R's potential connections)."""
         c = self.config
-        return initial_weights(self.n_in, c.n_rec, self.n_out, seed, c.recurrent, c.weight_scale, c.neuron_model)
+        w = initial_weights(self.n_in, c.n_rec, self.n_out, seed, c.recurrent, c.weight_scale, c.neuron_model)
+        if not self.rewiring.sparse:
+            return w
+        for index, name in enumerate(REWIRED):
+            fraction = self.rewiring.in_fraction if name == "in_rec" else self.rewiring.rec_fraction
+            n_post, n_pre = w[name].shape
+            mask = np.zeros(w[name].shape, bool)
+            if name == "in_rec" or c.recurrent:
+                mask.flat[initial_keys(seed, index, fraction, n_post, n_pre, name != "rec_rec")] = True
+            w[name] = w[name] / np.sqrt(fraction)
+            if not dense:
+                w[name] = np.where(mask, w[name], 0.0)
+                w[f"mask_{name}"] = mask.astype(float)
+        return w
+
+    @property
+    def rewire_every(self) -> int | None:
+        """Batches between rewiring steps (the Trainer rebuilds the network after each); None: no rewiring."""
+        return self.rewiring.every if self.rewiring.enabled else None
+
+    def signs(self, name: str) -> np.ndarray:
+        """The fixed sign (+1/-1) of every pair of a projection, [post, pre]: that of the dense initial weight."""
+        if self.sign_reference is None:
+            raise SpecError("rewiring needs sign_reference (the dense initial weights); make_learner sets it")
+        return np.where(np.asarray(self.sign_reference[name]) >= 0.0, 1.0, -1.0)
+
+    def rewire(
+        self, weights: dict[str, np.ndarray], optimizer_state: dict[str, np.ndarray], iteration: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, tuple[int, int]]]:
+        """One Deep R step (:func:`nestgrad.rewiring.rewire_step`) of every rewired projection after ``iteration``
+        batches, on the gathered weights: returns the new weights (masks included), the optimizer state with Adam's
+        moments of removed and new connections at 0 (set in place in ``optimizer_state``'s arrays), and (removed,
+        connections) per projection. Every rank computes the same result from the same data."""
+        rw, opt = self.rewiring, self.optimizer
+        w_out, o_out, stats = dict(weights), dict(optimizer_state), {}
+        for index, name in enumerate(REWIRED):
+            mask = np.asarray(weights[f"mask_{name}"]) > 0.5
+            keys = np.flatnonzero(mask)
+            if keys.size == 0:
+                continue
+            w = np.asarray(weights[name], float)
+            if self.sign_reference is None:
+                raise SpecError("rewiring needs sign_reference (the dense initial weights); make_learner sets it")
+            ref = np.asarray(self.sign_reference[name])  # signs looked up at the keys only: no dense temporaries
+            res = rewire_step(
+                keys, w.flat[keys], np.where(ref.flat[keys] >= 0.0, 1.0, -1.0),
+                rng_for(self.config.seed, iteration, index), *w.shape,
+                autapses=name != "rec_rec", eta=opt.eta, alpha=rw.alpha, temperature=rw.temperature,
+                batches=rw.every, new_weight=rw.new_weight, w_min=opt.Wmin, w_max=opt.Wmax,
+            )  # fmt: skip
+            new_w, new_mask = np.zeros_like(w), np.zeros(w.shape)
+            new_w.flat[res.keys] = np.where(ref.flat[res.keys] >= 0.0, 1.0, -1.0) * res.theta
+            new_mask.flat[res.keys] = 1.0
+            w_out[name], w_out[f"mask_{name}"] = new_w, new_mask
+            for moment in ("m", "v"):
+                key = f"{moment}_{name}"
+                if key in o_out:  # in place: at 10,000 neurons each matrix is 800 MB
+                    arr = o_out[key] = np.asarray(o_out[key], float)
+                    arr.flat[np.concatenate([res.removed, res.added])] = 0.0
+            stats[name] = (int(res.removed.size), int(res.keys.size))
+        return w_out, o_out, stats
 
     def describe(self) -> str:
         return (
@@ -280,7 +348,7 @@ class EpropNetwork(SpecLearner):
         where e-prop synapses would be), the baseline for measuring the cost of plasticity; ``learning=False`` keeps
         the e-prop synapses with every learning rate 0 (the same network, weights fixed). ``masks`` ([post, pre]
         booleans per projection) select which synapses exist; default: all, without autapses."""
-        self._masks = masks
+        self._masks = masks if masks is not None else self._weights_masks(weights)
         self._plastic = plastic
         super().build(nest, weights, record_neurons, plastic=plastic, learning=learning)
 
@@ -290,6 +358,13 @@ class EpropNetwork(SpecLearner):
 
     def trainable(self) -> tuple[str, ...]:
         return PROJECTIONS
+
+    def _weights_masks(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+        """The sparse connectivity kept with the weights (network.rewiring: ``mask_in_rec``, ``mask_rec_rec``)."""
+        if "mask_in_rec" not in weights:
+            return None
+        masks = {name: np.asarray(weights[f"mask_{name}"]) > 0.5 for name in REWIRED}
+        return masks | {"rec_out": np.ones((self.n_out, self.n_rec), bool)}
 
     def edge_masks(self) -> dict[str, np.ndarray]:
         """Which synapses exist, [post, pre] per projection: the build's ``masks``, else all (no autapses)."""
@@ -309,7 +384,8 @@ class EpropNetwork(SpecLearner):
         The signs are those of ``sign_reference`` (the initial weights) when set, so that a weight that reached 0
         keeps its side when a later block rebuilds the network."""
         self.check_weights(weights)
-        masks = self.edge_masks()
+        own = self._weights_masks(weights)  # weights that carry their connectivity (also without a build: NIR export)
+        masks = own if own is not None else self.edge_masks()
         if plastic:
             for name in PROJECTIONS:
                 self.optimizer.check_bounds(name, weights[name][masks[name]])
@@ -362,7 +438,10 @@ class EpropNetwork(SpecLearner):
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         """Current weights as matrices [post, pre] (gathered across ranks; absent synapses 0)."""
         flat = super().read_weights(nest)
-        return {name: self._dense(name, flat[name]) for name in PROJECTIONS} | {"feedback": flat["feedback"]}
+        out = {name: self._dense(name, flat[name]) for name in PROJECTIONS} | {"feedback": flat["feedback"]}
+        if self.rewiring.sparse:
+            out |= {f"mask_{name}": self.edge_masks()[name].astype(float) for name in REWIRED}
+        return out
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
         """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD and

@@ -19,6 +19,7 @@ edge order (source-major: edge ``i * n_post + j`` joins source i and target j), 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import time
@@ -135,6 +136,18 @@ class EventpropLearner:
         self._learning = True
         self._state: dict[str, np.ndarray] = {}
         self._pending_state: dict[str, np.ndarray] = {}
+        defaults = type(optimizer)() if dataclasses.is_dataclass(optimizer) else None
+        if getattr(optimizer, "sign_constrained", False):
+            raise ConfigError(
+                "optimizer.sign_constrained = true: the eventprop architecture keeps Dale's law with "
+                "network.params.dale (and inhibitory_fraction)"
+            )
+        if defaults is not None and (optimizer.Wmin, optimizer.Wmax) != (defaults.Wmin, defaults.Wmax):
+            raise ConfigError(
+                f"optimizer.Wmin/Wmax = ({optimizer.Wmin}, {optimizer.Wmax}): the eventprop architecture bounds its "
+                "weights per projection with network.params.w_in_min, w_in_max, w_rec_min, w_rec_max, w_out_min, "
+                "w_out_max"
+            )
         steps = self.config.delay / resolution
         if abs(steps - round(steps)) > 1e-9 * max(steps, 1.0) or round(steps) < 1:
             raise ConfigError(
@@ -168,6 +181,20 @@ class EventpropLearner:
                                     np.full(int(keep.sum()), c.delay)))  # fmt: skip
         return Network(pops, tuple(projs), T)
 
+    def signs(self) -> dict[str, np.ndarray]:
+        """Dale's law (network.params.dale): population -> sign per neuron (+1 excitatory: outgoing weights >= 0,
+        -1 inhibitory: <= 0); the inputs are excitatory, the last ``n_inhibitory()`` hidden neurons inhibitory.
+        Empty without Dale's law."""
+        if not self.config.dale:
+            return {}
+        hid = np.ones(self.config.n_hidden, np.int8)
+        hid[self.config.n_hidden - self.config.n_inhibitory() :] = -1
+        return {"in": np.ones(self.n_in, np.int8), "hid": hid}
+
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        """(Wmin, Wmax) in pA per bounded projection (network.params.w_in_min ... w_out_max)."""
+        return {k: v for k, v in self.config.weight_bounds().items() if k in self.projections()}
+
     def loss(self) -> ReadoutCrossEntropy:
         return ReadoutCrossEntropy("out", self.config.loss, self.config.tau_w, window_start=self.window_start)
 
@@ -195,11 +222,25 @@ class EventpropLearner:
         rng = np.random.default_rng([seed, 0xE7])
         stats = {"in_hid": (c.w_in_mean, c.w_in_std), "hid_hid": (c.w_rec_mean, c.w_rec_std),
                  "hid_out": (c.w_out_mean, c.w_out_std)}  # fmt: skip
+        signs = self.signs()
+        bounds = self.bounds()
+        fields = {"in_hid": "w_in", "hid_hid": "w_rec", "hid_out": "w_out"}
         out = {}
         for name, (src, tgt, n_src, n_tgt) in self.projections().items():
             n = n_src * n_tgt - (n_src if src == tgt else 0)
             mean, std = stats[name]
-            out[name] = rng.normal(mean, std, n)
+            w = rng.normal(mean, std, n)
+            if src in signs:  # Dale's law: |w| with the source's sign (edges are source-major, no autapses)
+                s, t = np.divmod(np.arange(n_src * n_tgt), n_tgt)
+                w = signs[src][s[s != t] if src == tgt else s] * np.abs(w)
+            lo, hi = bounds.get(name, (-math.inf, math.inf))
+            if w.size and (w.min() < lo or w.max() > hi):
+                f = fields[name]
+                raise ConfigError(
+                    f"initial weights of {name!r} span [{w.min():.4g}, {w.max():.4g}] pA, outside network.params."
+                    f"{f}_min/{f}_max = [{lo:g}, {hi:g}]: widen the bounds or narrow {f}_mean/{f}_std"
+                )
+            out[name] = w
         return out
 
     # -- running ---------------------------------------------------------------------------------------------------
@@ -218,8 +259,10 @@ class EventpropLearner:
         self._pending_state = {k: np.asarray(v, float) for k, v in state.items()}
 
     def _optimizer_dict(self, batch_size: int) -> dict[str, Any] | None:
-        if not self._learning:
-            return None
+        return self.optimizer_settings(batch_size) if self._learning else None
+
+    def optimizer_settings(self, batch_size: int) -> dict[str, Any]:
+        """The synapses' optimizer dictionary (batch_size in trials; bounds: :meth:`bounds`, :meth:`signs`)."""
         o = self.optimizer
         d: dict[str, Any] = {"type": o.type.value, "batch_size": batch_size, "eta": float(o.eta)}
         if o.type == OptimizerType.ADAM:
@@ -227,8 +270,10 @@ class EventpropLearner:
         return d
 
     def simulate(self, nest: Any, batches: list[TrialSet], resolution: float) -> Iterator[tuple[TrialSet, Any, float]]:
-        if self.comm is not None and getattr(self.comm, "size", 1) > 1:
-            raise ConfigError("EventProp training through the Trainer runs on one MPI rank so far; use threads")
+        from nestgrad.parallel import SerialCommunicator
+
+        # under MPI each rank holds some nodes and connections; what is read is gathered, so every rank sees it all
+        comm = self.comm if self.comm is not None else SerialCommunicator()
         sizes = {b.n_trials for b in batches}
         if len(sizes) != 1:
             raise ConfigError(f"EventProp needs batches of one size; got {sorted(sizes)} trials")
@@ -236,8 +281,10 @@ class EventpropLearner:
         T = self.trial_duration
         net = self.network(self._weights, T)
         threads = int(nest.GetKernelStatus("local_num_threads"))
+        optimizer = self._optimizer_dict(sizes.pop())
         built = engine.build(net, trials, resolution=resolution, threads=threads, loss=self.loss(),
-                             optimizer=self._optimizer_dict(sizes.pop()))  # fmt: skip
+                             optimizer=optimizer, bounds=self.bounds() if optimizer else None,
+                             signs=self.signs() if optimizer else None)  # fmt: skip
         self.built = built
         if self._pending_state:
             self._write_moments(built, self._pending_state)
@@ -249,25 +296,25 @@ class EventpropLearner:
             t0 = time.perf_counter()
             nest.Simulate((lay.origin if done == 0 else 0.0) + batch.n_trials * lay.period)
             seconds = time.perf_counter() - t0
-            y = np.array(
-                [np.asarray(built.nodes[j].get("trial_y"), float)[done : done + batch.n_trials] for j in out]
-            ).T
-            rec = self._record(built, hid, done, batch.n_trials, y, T)
+            ys = engine.gather_nodes(built, out, ("trial_y",), comm)
+            y = np.array([d["trial_y"][done : done + batch.n_trials] for d in ys]).T
+            rec = self._record(built, hid, done, batch.n_trials, y, T, comm)
             done += batch.n_trials
             yield batch, rec, seconds
         if self._learning:
             nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
-        self._weights = self._per_projection(engine.read_edges(built, ("weight",))["weight"])
+        self._weights = self._per_projection(engine.read_edges(built, ("weight",), comm=comm)["weight"])
         if self.optimizer.type == OptimizerType.ADAM:
-            moments = engine.read_edges(built, ("adam_m", "adam_v"))
+            moments = engine.read_edges(built, ("adam_m", "adam_v"), comm=comm)
             self._state = {
                 f"{k}_{name}": v for k in "mv" for name, v in self._per_projection(moments[f"adam_{k}"]).items()
             }
 
-    def _record(self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float) -> EventpropRecord:
+    def _record(
+        self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float, comm: Any
+    ) -> EventpropRecord:
         count, last_t, last_n = 0, [], []
-        for k, j in enumerate(hid):
-            st = built.nodes[j].get(["spike_trials", "spike_times"])
+        for k, st in enumerate(engine.gather_nodes(built, hid, ("spike_trials", "spike_times"), comm)):
             trials = np.asarray(st["spike_trials"], int)
             times = np.asarray(st["spike_times"], float)
             sel = (trials >= first) & (trials < first + n)

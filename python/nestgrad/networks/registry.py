@@ -76,8 +76,21 @@ def _size_classic(config: ExperimentConfig) -> NetworkSize:
     net, task = config.network, config.task
     n_in = net.n_in or (100 if task.name == "sine" else 40)
     n_out = net.n_out or (1 if task.name == "sine" else 2)
+    steps = _trial_steps(task)
+    if task.name == "dvs_glyphs":  # sizes and trial length from its table [task.params]
+        dvs = config.section("task")
+        n_in, n_out = net.n_in or dvs.n_in, net.n_out or dvs.n_classes
+        steps = int(round(dvs.duration_ms / task.resolution))
     neurons, synapses, dense = resources.classic_size(n_in, net.n_rec, n_out, net.recurrent)
-    return NetworkSize(neurons, synapses, dense, float(task.batch_size) * _trial_steps(task) * (n_in + 8 * (n_out + 1)))
+    if net.rewiring:  # sparse projections (network.rewiring): NEST holds the drawn connections only
+        from nestgrad.rewiring import RewiringConfig, connection_count
+
+        rw, n = RewiringConfig.from_dict(net.rewiring), net.n_rec
+        rec = n * (n - 1) if net.recurrent else 0
+        sparse_rec = connection_count(rw.rec_fraction, n, n, False) if net.recurrent else 0
+        synapses += connection_count(rw.in_fraction, n, n_in, True) + sparse_rec - n_in * n - rec
+        dense += n_in * n + n * n  # the connectivity masks beside the dense weight matrices
+    return NetworkSize(neurons, synapses, dense, float(task.batch_size) * steps * (n_in + 8 * (n_out + 1)))
 
 
 def _size_microcircuit(config: ExperimentConfig) -> NetworkSize:
@@ -106,7 +119,7 @@ def _make_classic(config: ExperimentConfig) -> tuple[Learner, Task]:
         )
     net = EpropNetwork(config.network, config.optimizer, n_in, n_out, config.task.resolution)
     # the signs of the initial weights choose receptor ports and Dale's copies in every block
-    net.sign_reference = net.initial_weights(config.network.seed)
+    net.sign_reference = net.initial_weights(config.network.seed, dense=True)
     return net, task
 
 

@@ -213,6 +213,12 @@ def make_task(config: TaskConfig, seed: int, n_in: int | None = None) -> Task:
                 "task 'thalamic' drives the microcircuit's thalamus: use network.architecture = 'microcircuit'"
             )
         return ThalamicPatternTask(config, seed, n_in)
+    if config.name == "dvs_glyphs":
+        from nestgrad.tasks.dvs_glyphs import DvsGlyphsTask  # imports this module
+
+        return DvsGlyphsTask(config, seed)
+    if config.params:
+        raise ConfigError(f"task.params is used by the task 'dvs_glyphs' only, not by task.name = {config.name!r}")
     return TASK_CLASSES[config.name](config, seed)
 
 

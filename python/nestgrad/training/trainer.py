@@ -282,10 +282,11 @@ class Trainer:
         self.network.comm = self.comm
         return nest
 
-    def _segments(self, first: int, count: int) -> Iterator[list[TrialBatch]]:
+    def _segments(self, first: int, count: int, split_every: int | None = None) -> Iterator[list[TrialBatch]]:
         """The task batches ``first`` ... ``first + count - 1``, made one at a time and grouped into segments of at
         most ``segment_bytes`` of data (at least one batch each): one segment is simulated in one kernel, so memory
-        stays bounded however long a block or an evaluation is."""
+        stays bounded however long a block or an evaluation is. ``split_every``: a segment also ends after every
+        batch whose count (1-based) is a multiple of it (the learner's rewiring steps)."""
         segment: list[TrialBatch] = []
         size = 0
         for k in range(first, first + count):
@@ -296,6 +297,9 @@ class Trainer:
                 segment, size = [], 0
             segment.append(batch)
             size += nbytes
+            if split_every and (k + 1) % split_every == 0:
+                yield segment
+                segment, size = [], 0
         if segment:
             yield segment
 
@@ -303,8 +307,15 @@ class Trainer:
         """Iterations ``self.iteration + 1`` ... ``+ n``: one kernel per segment (one for every block whose data fit
         in ``segment_bytes``, i.e. every normal size), each starting from the weights the previous one ended with."""
         assert self.state is not None
-        for segment in self._segments(self.iteration, n):
+        # a learner that rewires its connections (network.rewiring) does so between segments, on gathered weights
+        every = getattr(self.network, "rewire_every", None)
+        for segment in self._segments(self.iteration, n, every):
             self._run_segment(segment)
+            if every and self.iteration % every == 0:
+                rewire = self.network.rewire  # type: ignore[attr-defined]
+                self.state.weights, self.state.optimizer_state, _ = rewire(
+                    self.state.weights, self.state.optimizer_state, self.iteration
+                )
         self.state.virtual_processes = self.comm.size * self.config.training.threads
 
     def _run_segment(self, batches: list[TrialBatch]) -> None:
