@@ -385,6 +385,18 @@ def graph_dt(graph: Any, dt: float | None = None) -> float:
     return value
 
 
+def _linear_weight(name: str, node: Any) -> np.ndarray:
+    """The [post, pre] weight matrix of a Linear or zero-bias Affine node (ModelError / SpecError naming the node)."""
+    nir = _nir()
+    if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
+        raise ModelError(f"NIR node {name!r} (Affine): a nonzero bias is a constant input before the synaptic "
+                         "filter, which NEST's neurons do not have; only zero biases are imported")  # fmt: skip
+    w = np.asarray(node.weight, float)
+    if w.ndim != 2 or not np.all(np.isfinite(w)):
+        raise SpecError(f"NIR node {name!r}: weight must be a finite 2-d matrix [post, pre]")
+    return w
+
+
 def graph_to_spec(
     graph: Any,
     dt: float | None = None,
@@ -416,12 +428,7 @@ def graph_to_spec(
         elif isinstance(node, nir.Output):
             continue
         elif isinstance(node, nir.Linear | nir.Affine):
-            if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
-                raise ModelError(f"NIR node {name!r} (Affine): a nonzero bias is a constant input before the synaptic "
-                                 "filter, which NEST's neurons do not have; only zero biases are imported")  # fmt: skip
-            weights[name] = np.asarray(node.weight, float)
-            if weights[name].ndim != 2 or not np.all(np.isfinite(weights[name])):
-                raise SpecError(f"NIR node {name!r}: weight must be a finite 2-d matrix [post, pre]")
+            weights[name] = _linear_weight(name, node)
         else:
             pop, factor = _population(name, node, dt_s)
             if pop.role == Role.READOUT and spec.population_with_role(Role.READOUT) is not None:
@@ -674,12 +681,7 @@ def graph_to_eventprop(graph: Any, dt: float | None = None, T: float | None = No
         elif isinstance(node, nir.Output):
             continue
         elif isinstance(node, nir.Linear | nir.Affine):
-            if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
-                raise ModelError(f"NIR node {name!r} (Affine): a nonzero bias is a constant input before the synaptic "
-                                 "filter, which NEST's neurons do not have; only zero biases are imported")  # fmt: skip
-            weights[name] = np.asarray(node.weight, float)
-            if weights[name].ndim != 2 or not np.all(np.isfinite(weights[name])):
-                raise SpecError(f"NIR node {name!r}: weight must be a finite 2-d matrix [post, pre]")
+            weights[name] = _linear_weight(name, node)
             d_s = (getattr(node, "metadata", None) or {}).get("nest_delay", dt_s)
             delays[name] = float(_tidy(np.array([float(np.asarray(d_s).reshape(-1)[0]) * MS_PER_S]))[0])
         elif isinstance(node, nir.CubaLIF | nir.CubaLI):
