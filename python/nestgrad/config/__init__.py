@@ -5,7 +5,7 @@ architectures' own tables are :class:`~nestgrad.config.v1.V1Config`, :class:`~ne
 :class:`~nestgrad.config.microcircuit.EpropMicrocircuitConfig`. This package imports no network.
 """
 
-from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig
+from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig, YinYangTaskConfig
 from nestgrad.config.experiment import (
     GRADIENT_ALGORITHMS,
     OPTIMIZERS,
@@ -32,11 +32,11 @@ register_sections(ArchitectureSections("classic", ("sine", "evidence")))
 register_sections(
     ArchitectureSections(
         "eventprop",
-        ("digits_latency",),
+        ("digits_latency", "yinyang"),
         network_table="params",
         network_type=EventpropConfig,
         task_table="params",
-        task_type=DigitsLatencyConfig,
+        task_type={"digits_latency": DigitsLatencyConfig, "yinyang": YinYangTaskConfig},
     )
 )
 register_sections(
@@ -74,6 +74,7 @@ __all__ = [
     "TrainingConfig",
     "V1Config",
     "V1TaskConfig",
+    "YinYangTaskConfig",
     "architectures",
     "gradient_algorithms",
     "register_gradient_algorithm",

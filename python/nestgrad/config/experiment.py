@@ -46,7 +46,8 @@ class ArchitectureSections:
 
     ``network_table`` / ``task_table`` name the field of :class:`NetworkConfig` / :class:`TaskConfig` that holds the
     architecture's own table (``"v1"``, ``"microcircuit"``; plug-ins use ``"params"``); ``network_type`` /
-    ``task_type`` validate it (a class with ``from_dict``), None: the architecture has no such table.
+    ``task_type`` validate it (a class with ``from_dict``; ``task_type`` may also map each task name to its class),
+    None: the architecture has no such table.
     """
 
     name: str
@@ -508,6 +509,8 @@ class ExperimentConfig:
             if which == "network"
             else (self.task, arch.task_table, arch.task_type)
         )
+        if isinstance(klass, dict):  # one table type per task (the eventprop architecture's tasks)
+            klass = klass.get(self.task.name)
         if klass is None:
             return None
         try:

@@ -150,8 +150,9 @@ def _make_v1(config: ExperimentConfig) -> tuple[Learner, Task]:
 
 
 def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
-    from nestgrad.networks.eventprop import DigitsTask, EventpropLearner
+    from nestgrad.networks.eventprop import DigitsTask, EventpropLearner, YinYangTask
     from nestgrad.tasks.digits_latency import DigitsLatency
+    from nestgrad.tasks.yinyang import YinYangSpikes
 
     model = config.network.neuron_model
     if model not in ("eventprop_iaf_psc_exp_ps", "eprop_iaf_psc_exp"):  # the latter: the configuration's default
@@ -159,15 +160,25 @@ def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
             f"network.neuron_model = {model!r} has no EventProp adjoint in nestgrad; the eventprop architecture "
             "trains eventprop_iaf_psc_exp_ps (exact spike times, exponential current, refractoriness, adaptation)"
         )
-    data = DigitsLatency(config.section("task"))
-    net = EventpropLearner(config.section("network"), config.optimizer, data.n_in, data.n_out, config.task.resolution)
+    yinyang = config.task.name == "yinyang"
+    data = YinYangSpikes(config.section("task")) if yinyang else DigitsLatency(config.section("task"))
+    c = config.section("network")
+    if c.bias_time is not None and not c.bias_time < data.duration:
+        raise ConfigError(
+            f"network.params.bias_time = {c.bias_time} ms: need < the trial duration {data.duration} ms "
+            "(task.params.duration)"
+        )
+    net = EventpropLearner(c, config.optimizer, data.n_in, data.n_out, config.task.resolution)
     net.trial_duration = data.duration
-    return net, DigitsTask(data, config.task.batch_size, config.network.seed)  # type: ignore[return-value]
+    task_class = YinYangTask if yinyang else DigitsTask
+    return net, task_class(data, config.task.batch_size, config.network.seed)  # type: ignore[return-value]
 
 
 def _size_eventprop(config: ExperimentConfig) -> NetworkSize:
     c, task = config.section("network"), config.section("task")
-    n_in, n_out, h = task.n_in, 10, c.n_hidden
+    yinyang = config.task.name == "yinyang"
+    n_in, n_out, h = (4, 3, c.n_hidden) if yinyang else (task.n_in, 10, c.n_hidden)
+    n_in += c.bias_time is not None
     synapses = 2 * (n_in * h + h * n_out + (h * (h - 1) if c.recurrent else 0))  # forward and reverse copies
     return NetworkSize(n_in + h + n_out, synapses, 0, float(config.task.batch_size) * n_in * 8)
 
