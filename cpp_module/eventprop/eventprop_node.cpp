@@ -114,7 +114,8 @@ void
 EventpropNode::handle( nest::SpikeEvent& e )
 {
   const long delivery = e.get_stamp().get_steps() + e.get_delay_steps();
-  inbox_[ delivery ].push_back( { delivery, e.get_stamp().get_steps(), e.get_offset(), e.get_weight(), seq_++ } );
+  inbox_[ delivery ].push_back( { delivery, e.get_stamp().get_steps(), e.get_offset(), e.get_weight(), seq_++,
+    static_cast< long >( e.get_rport() ) } );
 }
 
 std::vector< EventpropArrival >

@@ -33,14 +33,19 @@ struct EventpropArrival
   double offset;       //!< the event's offset field, verbatim
   double weight;
   long seq;  //!< order of arrival at this node (handle() calls)
+  long rport;  //!< receiver port set by the synapse: 0, or EVENTPROP_EXCHANGE_PORT (eventprop_exchange_synapse)
 };
+
+//! Port on which eventprop_exchange_synapse delivers (the loss exchange between spiking outputs): it tells these
+//! messages from spikes that an output's forward connections deliver in the same step.
+constexpr long EVENTPROP_EXCHANGE_PORT = 1;
 
 //! What a spike is, by the step (inside its trial's period) in which it was sent.
 enum class EventpropPhase
 {
   none,        //!< outside every window (dropped)
   forward,     //!< a spike of the forward pass (offset: its time)
-  y_exchange,  //!< a readout's value y sent to the other readouts (offset: y)
+  y_exchange,  //!< a readout's value y (or a spiking output's first spike time) sent to the other outputs
   c_message,   //!< a readout's loss coefficient and constants sent over reverse connections (offset: payload)
   backward,    //!< a replayed spike in the backward pass (offset: the spike's forward time)
   flush        //!< end of a spiking neuron's backward sweep (step n_B + n_T)

@@ -52,6 +52,16 @@ eventprop_iaf_psc_exp_ps::get_status( Dictionary& d ) const
   d[ "spike_vdot_plus" ] = rec_vdot_plus_;
   d[ "release_vdot" ] = rec_release_vdot_;
   d[ "record" ] = record_;
+  d[ "output_index" ] = output_index_;
+  d[ "labels" ] = labels_;
+  d[ "first_spike_xi" ] = fs_xi_;
+  d[ "first_spike_alpha" ] = fs_alpha_;
+  d[ "first_spike_beta" ] = fs_beta_;
+  d[ "first_spike_tau_s" ] = fs_tau_s_;
+  d[ "spike_count_rho" ] = sc_rho_;
+  d[ "spike_count_nu" ] = sc_nu_;
+  d[ "trial_t_first" ] = t_first_rec_;
+  d[ "trial_spike_score" ] = score_rec_;
 }
 
 void
@@ -73,6 +83,51 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   d.update_value( "adapt_beta", p.adapt_beta );
   bool record = record_;
   d.update_value( "record", record );
+  long output_index = output_index_;
+  std::vector< long > labels = labels_;
+  double xi = fs_xi_;
+  double alpha = fs_alpha_;
+  double beta = fs_beta_;
+  double tau_s = fs_tau_s_;
+  double rho = sc_rho_;
+  double nu = sc_nu_;
+  d.update_value( "output_index", output_index );
+  d.update_value( "labels", labels );
+  d.update_value( "first_spike_xi", xi );
+  d.update_value( "first_spike_alpha", alpha );
+  d.update_value( "first_spike_beta", beta );
+  d.update_value( "first_spike_tau_s", tau_s );
+  d.update_value( "spike_count_rho", rho );
+  d.update_value( "spike_count_nu", nu );
+  if ( output_index < -1 )
+  {
+    throw nest::BadProperty(
+      get_name() + ": output_index = " + std::to_string( output_index ) + " must be >= 0 (an output) or -1 (none)." );
+  }
+  for ( const long label : labels )
+  {
+    if ( label < 0 )
+    {
+      throw nest::BadProperty( get_name() + ": labels contains " + std::to_string( label ) + "; labels must be >= 0." );
+    }
+  }
+  if ( not( std::isnan( tau_s ) or ( std::isfinite( tau_s ) and tau_s > 0.0 ) ) )
+  {
+    throw nest::BadProperty(
+      get_name() + ": first_spike_tau_s = " + std::to_string( tau_s ) + " ms must be finite and > 0 (NaN: tau_syn)." );
+  }
+  if ( not( std::isfinite( alpha ) and alpha >= 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": first_spike_alpha = " + std::to_string( alpha ) + " must be >= 0." );
+  }
+  if ( not( std::isfinite( rho ) and rho >= 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": spike_count_rho = " + std::to_string( rho ) + " must be >= 0." );
+  }
+  if ( not std::isfinite( nu ) )
+  {
+    throw nest::BadProperty( get_name() + ": spike_count_nu = " + std::to_string( nu ) + " must be finite." );
+  }
   const auto positive = [ this ]( const char* name, const double x )
   {
     if ( not( std::isfinite( x ) and x > 0.0 ) )
@@ -84,6 +139,8 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   positive( "tau_m", p.tau_m );
   positive( "tau_syn", p.tau_syn );
   positive( "adapt_tau", p.adapt_tau );
+  positive( "first_spike_xi", xi );
+  positive( "first_spike_beta", beta );
   if ( not( V_reset < V_th ) )
   {
     throw nest::BadProperty( get_name() + ": V_reset = " + std::to_string( V_reset ) + " mV must be < V_th = "
@@ -103,6 +160,14 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   E_L_ = E_L;
   p_ = p;
   record_ = record;
+  output_index_ = output_index;
+  labels_ = labels;
+  fs_xi_ = xi;
+  fs_alpha_ = alpha;
+  fs_beta_ = beta;
+  fs_tau_s_ = tau_s;
+  sc_rho_ = rho;
+  sc_nu_ = nu;
 }
 
 void
@@ -134,6 +199,7 @@ eventprop_iaf_psc_exp_ps::start_trial_( const long trial )
   bnext_ = 0;
   groups_.clear();
   pushes_.clear();
+  others_t_.clear();
   predict_( 0.0 );
 }
 
@@ -163,7 +229,7 @@ eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const long wit
   advance_( t );
   const double gdot = eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau;
   const double no_release = std::numeric_limits< double >::quiet_NaN();
-  tspk_.push_back( { t, gdot, 0.0, -1.0, no_release, 0.0, 0.0, within + 1, step_end - t } );
+  tspk_.push_back( { t, gdot, 0.0, -1.0, no_release, 0.0, 0.0, 0.0, within + 1, step_end - t } );
   v_ = p_.v_reset;
   a_ += p_.adapt_beta;
   t_cross_ = -1.0;
@@ -234,6 +300,67 @@ eventprop_iaf_psc_exp_ps::start_backward_()
 }
 
 void
+eventprop_iaf_psc_exp_ps::spike_time_loss_( const long trial )
+{
+  const double T = schedule_.duration_ms;
+  if ( output_index_ >= 0 )
+  {
+    if ( trial >= static_cast< long >( labels_.size() ) )
+    {
+      throw nest::KernelException( get_name() + " (output_index " + std::to_string( output_index_ )
+        + "): no label for trial " + std::to_string( trial ) + "; labels has " + std::to_string( labels_.size() )
+        + " entries." );
+    }
+    // z_k = -t_k / (xi tau_s); dL/dz_k = softmax(z)_k - [k = label], summed in ascending order of z (independent of
+    // the order of arrival); a missing spike counts as t = T and gets no gradient
+    const double tau_s = std::isnan( fs_tau_s_ ) ? p_.tau_syn : fs_tau_s_;
+    const double scale = fs_xi_ * tau_s;
+    std::vector< double > zs;
+    zs.reserve( others_t_.size() + 1 );
+    for ( const double t : others_t_ )
+    {
+      zs.push_back( -t / scale );
+    }
+    const double z_own = -t_first_sent_ / scale;
+    zs.push_back( z_own );
+    std::sort( zs.begin(), zs.end() );
+    const double z_max = zs.back();
+    double z_sum = 0.0;
+    for ( const double z : zs )
+    {
+      z_sum += std::exp( z - z_max );
+    }
+    const double logp = ( z_own - z_max ) - std::log( z_sum );
+    const bool is_label = labels_[ trial ] == output_index_;
+    if ( not tspk_.empty() )
+    {
+      const double dz = std::exp( logp ) - ( is_label ? 1.0 : 0.0 );
+      double g = -dz / scale;
+      if ( is_label )
+      {
+        g += fs_alpha_ / ( fs_beta_ * tau_s ) * std::exp( tspk_.front().t / ( fs_beta_ * tau_s ) );
+      }
+      tspk_.front().G += g;
+    }
+  }
+  if ( sc_rho_ > 0.0 )
+  {
+    // s = sum_k (1 - t_k / T); dL/dt_k = -rho (s - nu) / T for every spike
+    double score = 0.0;
+    for ( const TrialSpike& sp : tspk_ )
+    {
+      score += 1.0 - sp.t / T;
+    }
+    const double g = -sc_rho_ * ( score - sc_nu_ ) / T;
+    for ( TrialSpike& sp : tspk_ )
+    {
+      sp.G += g;
+    }
+    score_rec_.push_back( score );
+  }
+}
+
+void
 eventprop_iaf_psc_exp_ps::backward_step_( const long lag, const double s_end )
 {
   const double T = schedule_.duration_ms;
@@ -262,7 +389,7 @@ eventprop_iaf_psc_exp_ps::backward_step_( const long lag, const double s_end )
         propagate_group_( g, t );
         sp.J += g.si / g.tau_syn - g.sv / g.C_m;
       }
-      const double b = -e.lv * sp.vdot_plus + e.la * p_.adapt_beta / p_.adapt_tau + sp.J + sp.R;
+      const double b = -e.lv * sp.vdot_plus + e.la * p_.adapt_beta / p_.adapt_tau + sp.J + sp.R + sp.G;
       e.lv = -b / sp.gdot;
       e.la = e.la + b / sp.gdot;
     }
@@ -395,8 +522,31 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
       send_spike_( lag, 0.0 );  // end of the sweep: mirrors evaluate their remaining arrivals
       continue;
     }
+    if ( schedule_.backward and output_index_ >= 0 )
+    {
+      // the other outputs' first spike times (only over eventprop_exchange_synapse: a recurrent output layer's
+      // forward connections deliver the same messages on port 0)
+      for ( const EventpropArrival& arr : arrivals )
+      {
+        long arr_trial = 0;
+        if ( arr.rport == EVENTPROP_EXCHANGE_PORT
+          and schedule_.phase_of_stamp( arr.stamp, arr_trial ) == EventpropPhase::y_exchange and arr_trial == trial )
+        {
+          others_t_.push_back( arr.offset );
+        }
+      }
+      if ( within == schedule_.n_T )
+      {
+        // every spike of the trial is known: the first one (T without a spike) to the other outputs
+        t_first_sent_ = tspk_.empty() ? T : tspk_.front().t;
+        t_first_rec_.push_back( tspk_.empty() ? inf : tspk_.front().t );
+        send_spike_( lag, t_first_sent_ );
+        continue;
+      }
+    }
     if ( schedule_.backward and within == schedule_.n_c )
     {
+      spike_time_loss_( trial );
       // constants for the mirrors of the reverse connections from this neuron (no loss coefficient, no maximum)
       send_spike_( lag, 0.0 );
       send_spike_( lag, std::numeric_limits< double >::quiet_NaN() );

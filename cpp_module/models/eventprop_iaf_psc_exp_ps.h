@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
 #define NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
 
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -193,6 +194,8 @@ private:
   void spike_( double t, long lag, long within );
   void release_( double t );
   void start_backward_();
+  //! dL/dt of the trial's spikes from the first-spike loss and the spike-count regulariser (step n_c)
+  void spike_time_loss_( long trial );
   void backward_step_( long lag, double s_end );
 
   //! sum over spiking targets with equal constants of w (lambda_v, lambda_I)(t + d), kept at time t
@@ -243,6 +246,7 @@ private:
     double release_vdot;
     double J;  //!< sum over the spike's arrivals at targets (pushed by reverse connections)
     double R;  //!< release term
+    double G;  //!< dL/dt of the spike through losses on spike times (first-spike loss, spike-count regulariser)
     long stamp_rel;  //!< the spike's stamp relative to the trial start
     double offset;   //!< its offset
   };
@@ -261,6 +265,20 @@ private:
   //! backward events (time, 0 spike / 1 release, spike index) in sweep order, and the next one
   std::vector< std::tuple< double, int, size_t > > bevents_;
   size_t bnext_ = 0;
+
+  // losses on spike times (docs/eventprop.md, "Losses"; reference losses.py FirstSpikeLoss, SpikeCountRegulariser)
+  long output_index_ = -1;      //!< index among the outputs of a first-spike loss, -1: not an output
+  std::vector< long > labels_;  //!< label of each trial (an output index)
+  double fs_xi_ = 0.2;
+  double fs_alpha_ = 0.005;
+  double fs_beta_ = 1.0;
+  double fs_tau_s_ = std::numeric_limits< double >::quiet_NaN();  //!< NaN: this neuron's tau_syn
+  double sc_rho_ = 0.0;  //!< spike-count regulariser strength, 0: off
+  double sc_nu_ = 1.0;
+  double t_first_sent_ = 0.0;              //!< first spike time sent in step n_T (T without a spike)
+  std::vector< double > others_t_;         //!< the other outputs' first spike times of the current trial
+  std::vector< double > t_first_rec_;      //!< per trial: first spike time (+inf without a spike); outputs only
+  std::vector< double > score_rec_;        //!< per trial: s = sum_k (1 - t_k / T); with sc_rho_ > 0 only
 
   // record (all trials since the network was built; off with record = false, e.g. for long training runs)
   bool record_ = true;

@@ -10,8 +10,13 @@ Backward pass (:func:`run_gradients`): each trial's period also holds the loss e
 backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
 carry the readouts' loss coefficients and the spiking neurons' adjoint jumps back, and every ``eventprop_synapse``
 sums dL/dw over the trials. Supported so far: networks of inputs, spiking neurons (feedforward, multi-layer,
-recurrent) and leaky readouts with ``ReadoutCrossEntropy`` on the mean (``"sum"``), the maximum (``"max"``) or the
-exponentially weighted mean (``"sum_exp"``) voltage; other losses raise :class:`ModelError`.
+recurrent) and leaky readouts; losses ``ReadoutCrossEntropy`` on the mean (``"sum"``), the maximum (``"max"``) or the
+exponentially weighted mean (``"sum_exp"``) voltage, ``FirstSpikeLoss`` on a spiking output population (the outputs
+exchange their first spike times in the step where readouts exchange y, over ``eventprop_exchange_synapse``
+connections) and ``SpikeCountRegulariser`` on spiking populations (local to each neuron). ``loss`` is one of them or a
+sequence: the first is the main loss, the others are added as the reference's ``evaluate(net, trials, loss,
+regularisers=...)`` adds its regularisers (``LossTerms.merge``). Other losses (``ReadoutMSE``) raise
+:class:`ModelError`.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from nestgrad.errors import ConfigError, ModelError
-from nestgrad.reference.eventprop.losses import ReadoutCrossEntropy
+from nestgrad.reference.eventprop.losses import FirstSpikeLoss, ReadoutCrossEntropy, SpikeCountRegulariser
 from nestgrad.reference.eventprop.network import CompiledNetwork, Network, Trial, compile_network, input_spikes
 
 INPUT_MODEL = "eventprop_input_ps"
@@ -32,6 +37,7 @@ LIF_MODEL = "eventprop_iaf_psc_exp_ps"
 READOUT_MODEL = "eventprop_readout_ps"
 SYNAPSE_MODEL = "eventprop_synapse"
 REVERSE_MODEL = "eventprop_reverse_synapse"
+EXCHANGE_MODEL = "eventprop_exchange_synapse"
 _MODELS = {"input": INPUT_MODEL, "lif": LIF_MODEL, "li": READOUT_MODEL}
 _LIF_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e", "V_th", "V_reset", "t_ref", "adapt_tau", "adapt_beta")
 _LI_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e")
@@ -102,20 +108,108 @@ class BuiltEventprop:
     cnet: CompiledNetwork
     layout: TrialLayout
     nodes: Any  # NodeCollection, one node per reference neuron
+    plan: LossPlan | None = None  # the losses of the backward pass (None: forward only)
 
 
-def _check_backward(cnet: CompiledNetwork, loss: ReadoutCrossEntropy | None) -> int | None:
-    """What the NEST backward pass supports so far; returns the loss population's first global id."""
+NestLoss = ReadoutCrossEntropy | FirstSpikeLoss | SpikeCountRegulariser
+_SUPPORTED = (ReadoutCrossEntropy, FirstSpikeLoss, SpikeCountRegulariser)
+
+
+@dataclass
+class LossPlan:
+    """The losses of a NEST backward pass, checked against the network: ``losses[0]`` is the main loss, the rest are
+    added to it (the reference's ``regularisers``)."""
+
+    losses: tuple[NestLoss, ...]
+    ce: ReadoutCrossEntropy | None = None
+    first_spike: FirstSpikeLoss | None = None
+    tau_s: float = math.nan  # the first-spike loss's tau_s (ms), resolved
+    spike_count: dict[int, SpikeCountRegulariser] = field(default_factory=dict)  # global neuron -> its regulariser
+    readouts: list[int] = field(default_factory=list)  # global ids of the CE readouts
+    spiking_outputs: list[int] = field(default_factory=list)  # global ids of the first-spike outputs
+
+
+def loss_tuple(loss: NestLoss | Sequence[NestLoss] | None) -> tuple[NestLoss, ...]:
+    """``loss`` as a tuple (empty for None); a sequence keeps its order (main loss first)."""
     if loss is None:
-        return None
-    if not isinstance(loss, ReadoutCrossEntropy):
-        raise ModelError(
-            "EventProp in NEST supports the loss ReadoutCrossEntropy (mode 'sum', 'max' or 'sum_exp') so far, "
-            f"not {type(loss).__name__}"
+        return ()
+    if isinstance(loss, Sequence) and not isinstance(loss, str):
+        if len(loss) == 0:
+            raise ConfigError("loss: an empty sequence; give a loss or leave loss=None")
+        return tuple(loss)
+    return (loss,)
+
+
+def _population_ids(cnet: CompiledNetwork, population: str, kind: str, what: str) -> list[int]:
+    if population not in cnet.offsets:
+        raise ConfigError(f"{what}: loss population {population!r} does not exist; have {sorted(cnet.offsets)}")
+    ids = list(cnet.global_ids(population))
+    if cnet.kind[ids[0]] != kind:
+        need = "a spiking (lif)" if kind == "lif" else "a leaky readout (li)"
+        raise ConfigError(
+            f"{what}: loss population {population!r} is {cnet.kind[ids[0]]!r}; it must be {need} population"
         )
-    if loss.population not in cnet.offsets or cnet.kind[cnet.offsets[loss.population]] != "li":
-        raise ConfigError(f"loss population {loss.population!r} must be a leaky readout (li) population")
-    return cnet.offsets[loss.population]
+    return ids
+
+
+def _check_backward(cnet: CompiledNetwork, loss: NestLoss | Sequence[NestLoss] | None) -> LossPlan | None:
+    """What the NEST backward pass supports so far (ModelError naming the loss otherwise); None without a loss."""
+    losses = loss_tuple(loss)
+    if not losses:
+        return None
+    plan = LossPlan(losses)
+    for lo in losses:
+        if not isinstance(lo, _SUPPORTED):
+            raise ModelError(
+                "EventProp in NEST supports the losses ReadoutCrossEntropy (mode 'sum', 'max' or 'sum_exp'), "
+                f"FirstSpikeLoss and SpikeCountRegulariser so far, not {type(lo).__name__}"
+            )
+        if isinstance(lo, ReadoutCrossEntropy):
+            if plan.ce is not None:
+                raise ModelError("EventProp in NEST: at most one ReadoutCrossEntropy per network; got two")
+            plan.ce = lo
+            plan.readouts = _population_ids(cnet, lo.population, "li", "ReadoutCrossEntropy")
+        elif isinstance(lo, FirstSpikeLoss):
+            if plan.first_spike is not None:
+                raise ModelError("EventProp in NEST: at most one FirstSpikeLoss per network; got two")
+            plan.first_spike = lo
+            plan.spiking_outputs = _population_ids(cnet, lo.population, "lif", "FirstSpikeLoss")
+            for name, value in (("xi", lo.xi), ("beta", lo.beta)):
+                if not (math.isfinite(value) and value > 0):
+                    raise ConfigError(f"FirstSpikeLoss {name} = {value!r}: must be finite and > 0")
+            if not (math.isfinite(lo.alpha) and lo.alpha >= 0):
+                raise ConfigError(f"FirstSpikeLoss alpha = {lo.alpha!r}: must be finite and >= 0")
+            if lo.tau_s is None:
+                taus = {cnet.params[n].tau_syn for n in plan.spiking_outputs}
+                if len(taus) != 1:
+                    raise ConfigError(f"first-spike loss: readouts have several tau_syn {sorted(taus)}; pass tau_s")
+                plan.tau_s = float(taus.pop())
+            elif not (math.isfinite(lo.tau_s) and lo.tau_s > 0):
+                raise ConfigError(f"FirstSpikeLoss tau_s = {lo.tau_s!r} ms: must be finite and > 0")
+            else:
+                plan.tau_s = float(lo.tau_s)
+        else:
+            if isinstance(lo.populations, str):
+                raise ConfigError(f"SpikeCountRegulariser populations = {lo.populations!r}: need a tuple of names")
+            if not (math.isfinite(lo.rho) and lo.rho >= 0) or not math.isfinite(lo.nu):
+                raise ConfigError(f"SpikeCountRegulariser rho = {lo.rho!r}, nu = {lo.nu!r}: need rho >= 0, finite nu")
+            for pop in lo.populations:
+                for n in _population_ids(cnet, pop, "lif", "SpikeCountRegulariser"):
+                    if n in plan.spike_count:
+                        raise ModelError(
+                            f"EventProp in NEST: population {pop!r} is regularised twice by SpikeCountRegulariser; "
+                            "one regulariser per neuron (combine them into one)"
+                        )
+                    plan.spike_count[n] = lo
+    if plan.first_spike is not None and plan.ce is not None:
+        # an output's first spike time, sent in the readouts' exchange step, would reach the readouts as a y value
+        into = {int(cnet.tgt[e]) for e in range(len(cnet.src)) if int(cnet.src[e]) in set(plan.spiking_outputs)}
+        if into & set(plan.readouts):
+            raise ModelError(
+                f"EventProp in NEST: FirstSpikeLoss population {plan.first_spike.population!r} projects to the "
+                f"ReadoutCrossEntropy population {plan.ce.population!r}; not supported"
+            )
+    return plan
 
 
 def build(
@@ -124,24 +218,25 @@ def build(
     *,
     resolution: float = 0.1,
     threads: int = 1,
-    loss: ReadoutCrossEntropy | None = None,
+    loss: NestLoss | Sequence[NestLoss] | None = None,
     optimizer: dict[str, Any] | None = None,
     record: bool = True,
 ) -> BuiltEventprop:
-    """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` also the loss exchange, the reverse
-    connections and the backward pass (see the module docstring for what is supported); ``optimizer`` (the
-    synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2, epsilon) turns
-    learning on, on both copies of every edge. The readouts get one label more than there are trials (0), for
-    the extra trial period that applies the last batch's step (:func:`run_training`). ``record=False``: the
-    neurons and readouts keep no spike or (t, v, I) record (it grows with every trial; :func:`read_forward` then
-    returns empty records)."""
+    """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` (one loss or a sequence, main loss
+    first; see the module docstring) also the loss exchange, the reverse connections and the backward pass;
+    ``optimizer`` (the synapses' optimizer dictionary: type, batch_size in trials, eta, Wmin, Wmax, beta_1, beta_2,
+    epsilon) turns learning on, on both copies of every edge. The outputs of a labelled loss get one label more than
+    there are trials (0), for the extra trial period that applies the last batch's step (:func:`run_training`).
+    ``record=False``: the neurons and readouts keep no spike or (t, v, I) record (it grows with every trial;
+    :func:`read_forward` then returns empty records); ``trial_y`` (readouts), ``trial_t_first`` (first-spike outputs:
+    trial-local ms, +inf without a spike) and ``trial_spike_score`` (regularised neurons) are kept per trial."""
     from nestgrad.nest_engine import fresh_kernel
 
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     if len(trials) == 0:
         raise ConfigError("need at least one trial")
-    first_readout = _check_backward(cnet, loss)
-    layout = layout_for(cnet, len(trials), resolution, backward=loss is not None)
+    plan = _check_backward(cnet, loss)
+    layout = layout_for(cnet, len(trials), resolution, backward=plan is not None)
     nest = fresh_kernel(resolution, threads)
     schedule: dict[str, Any] = {
         "trial_origin": layout.origin,
@@ -150,15 +245,17 @@ def build(
     }
     if layout.backward:
         schedule |= {"backward": True, "delay_bound": layout.delay_bound}
-    readouts = list(cnet.global_ids(loss.population)) if loss is not None else []
+    readouts = plan.readouts if plan is not None else []
+    outputs = plan.spiking_outputs if plan is not None else []
     labels = []
     for trial in trials:
-        if loss is not None and (trial.label is None or not 0 <= int(trial.label) < len(readouts)):
-            raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(readouts)})")
+        for ids in (readouts, outputs):
+            if ids and (trial.label is None or not 0 <= int(trial.label) < len(ids)):
+                raise ConfigError(f"trial label {trial.label!r}: need an int in [0, {len(ids)})")
         labels.append(int(trial.label) if trial.label is not None else -1)
     labels.append(0)  # the extra period after the last trial (no inputs)
     if optimizer is not None:
-        if loss is None:
+        if plan is None:
             raise ConfigError("an optimizer needs a loss (learning needs the backward pass)")
         for model in (SYNAPSE_MODEL, REVERSE_MODEL):
             nest.SetDefaults(model, {"optimizer": dict(optimizer)})
@@ -179,9 +276,23 @@ def build(
             status["record"] = record
             status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
         if j in readouts:
-            status |= {"readout_index": j - first_readout, "labels": labels, "loss": loss.mode}
-            if loss.mode == "sum_exp":
-                status["tau_w"] = float(loss.tau_w if loss.tau_w is not None else cnet.net.T)
+            ce = plan.ce
+            status |= {"readout_index": j - readouts[0], "labels": labels, "loss": ce.mode}
+            if ce.mode == "sum_exp":
+                status["tau_w"] = float(ce.tau_w if ce.tau_w is not None else cnet.net.T)
+        if j in outputs:
+            fs = plan.first_spike
+            status |= {
+                "output_index": j - outputs[0],
+                "labels": labels,
+                "first_spike_xi": float(fs.xi),
+                "first_spike_alpha": float(fs.alpha),
+                "first_spike_beta": float(fs.beta),
+                "first_spike_tau_s": plan.tau_s,
+            }
+        if plan is not None and j in plan.spike_count:
+            reg = plan.spike_count[j]
+            status |= {"spike_count_rho": float(reg.rho), "spike_count_nu": float(reg.nu)}
         node.set(status)
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)
@@ -192,7 +303,7 @@ def build(
             "one_to_one",
             {"synapse_model": SYNAPSE_MODEL, "weight": cnet.w.astype(float), "delay": cnet.d.astype(float)},
         )
-    if loss is not None:
+    if plan is not None:
         ids = np.asarray(node_ids)
         # reverse connections target -> spiking source, one per forward edge, same weight and delay
         rev = np.array([k for k in range(len(cnet.src)) if cnet.kind[int(cnet.src[k])] == "lif"], dtype=int)
@@ -207,19 +318,19 @@ def build(
                     "delay": cnet.d[rev].astype(float),
                 },
             )
-        # every readout sends its value y to the others (the softmax needs all of them), with the network's shortest
-        # delay: a shorter one would lower NEST's min_delay and make it exchange spikes more often
+        # every output sends its value (readouts: y; spiking outputs: the first spike time) to the others (the
+        # softmax needs all of them), with the network's shortest delay: a shorter one would lower NEST's min_delay
+        # and make it exchange spikes more often
         y_delay = float(cnet.d.min()) if len(cnet.d) else resolution
-        pre = [ids[a] for a in readouts for b in readouts if a != b]
-        post = [ids[b] for a in readouts for b in readouts if a != b]
-        if pre:
-            nest.Connect(
-                np.asarray(pre),
-                np.asarray(post),
-                "one_to_one",
-                {"synapse_model": SYNAPSE_MODEL, "weight": np.ones(len(pre)), "delay": np.full(len(pre), y_delay)},
-            )
-    return BuiltEventprop(nest, cnet, layout, nodes)
+        for group, model in ((readouts, SYNAPSE_MODEL), (outputs, EXCHANGE_MODEL)):
+            pre = [ids[a] for a in group for b in group if a != b]
+            post = [ids[b] for a in group for b in group if a != b]
+            if pre:
+                spec: dict[str, Any] = {"synapse_model": model, "delay": np.full(len(pre), y_delay)}
+                if model == SYNAPSE_MODEL:
+                    spec["weight"] = np.ones(len(pre))
+                nest.Connect(np.asarray(pre), np.asarray(post), "one_to_one", spec)
+    return BuiltEventprop(nest, cnet, layout, nodes, plan)
 
 
 def read_forward(built: BuiltEventprop) -> NestForward:
@@ -263,12 +374,63 @@ def run_forward(
 
 @dataclass
 class NestGradients:
-    """dL/dw per projection in edge order (1/pA), mean over the trials (the reference's ``reduction="mean"``), and
-    the loss per trial."""
+    """dL/dw per projection in edge order (1/pA), mean over the trials (the reference's ``reduction="mean"``), the
+    loss per trial (main loss plus regularisers) and the main loss's outputs per trial (``[trial, output]``: readout
+    values y, or first spike times in ms with T for no spike, as the reference's ``Result.outputs``; empty for a
+    regulariser alone)."""
 
     grad_weights: dict[str, np.ndarray]
     losses: np.ndarray
     forward: NestForward
+    outputs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+def trial_outputs(built: BuiltEventprop, loss: NestLoss) -> np.ndarray:
+    """``[trial, output]`` values of a labelled loss read from the nodes: readouts' ``trial_y``, or the first-spike
+    outputs' ``trial_t_first`` with +inf (no spike) replaced by T (the reference's convention); every period
+    simulated so far."""
+    plan = built.plan
+    if isinstance(loss, ReadoutCrossEntropy):
+        return np.array([np.asarray(built.nodes[j].get("trial_y"), float) for j in plan.readouts]).T
+    if isinstance(loss, FirstSpikeLoss):
+        t = np.array([np.asarray(built.nodes[j].get("trial_t_first"), float) for j in plan.spiking_outputs]).T
+        return np.where(np.isinf(t), built.layout.T, t)
+    return np.zeros((built.layout.n_trials, 0))
+
+
+def _log_softmax(z: np.ndarray, label: int) -> float:
+    z = z - z.max()
+    return float(z[label] - math.log(np.exp(z).sum()))
+
+
+def trial_losses(built: BuiltEventprop, trials: Sequence[Trial]) -> tuple[np.ndarray, np.ndarray]:
+    """Loss of each trial (the reference's ``LossTerms.value`` after merging the regularisers) and the main loss's
+    outputs, from what the nodes recorded per trial."""
+    plan = built.plan
+    n = len(trials)
+    losses = np.zeros(n)
+    main_outputs = np.zeros((n, 0))
+    for i, lo in enumerate(plan.losses):
+        if isinstance(lo, SpikeCountRegulariser):
+            if lo.rho == 0.0:
+                continue  # (the neurons record no score then)
+            # the neurons of this regulariser, in the reference's order (populations, then neurons)
+            for j in (j for j, reg in plan.spike_count.items() if reg is lo):
+                score = np.asarray(built.nodes[j].get("trial_spike_score"), float)[:n]
+                losses += 0.5 * lo.rho * (score - lo.nu) ** 2
+            continue
+        out = trial_outputs(built, lo)[:n]
+        if i == 0:
+            main_outputs = out
+        for k, trial in enumerate(trials):
+            label = int(trial.label)
+            if isinstance(lo, ReadoutCrossEntropy):
+                losses[k] += -_log_softmax(out[k], label)
+            else:
+                scale = lo.xi * plan.tau_s
+                reg = lo.alpha * (math.exp(out[k, label] / (lo.beta * plan.tau_s)) - 1.0)
+                losses[k] += -_log_softmax(-out[k] / scale, label) + reg
+    return losses, main_outputs
 
 
 def read_gradients(built: BuiltEventprop) -> np.ndarray:
@@ -279,25 +441,23 @@ def read_gradients(built: BuiltEventprop) -> np.ndarray:
 def run_gradients(
     net: Network | CompiledNetwork,
     trials: Sequence[Trial],
-    loss: ReadoutCrossEntropy,
+    loss: NestLoss | Sequence[NestLoss],
     *,
     resolution: float = 0.1,
     threads: int = 1,
     record: bool = True,
 ) -> NestGradients:
     """Forward and backward pass of every trial in one ``Simulate``; the gradients as
-    ``reference.eventprop.evaluate(net, trials, loss).grad_weights`` computes them."""
+    ``reference.eventprop.evaluate(net, trials, loss).grad_weights`` computes them (a sequence ``loss``: as
+    ``evaluate(net, trials, loss[0], regularisers=loss[1:])``)."""
     built = build(net, trials, resolution=resolution, threads=threads, loss=loss, record=record)
     built.nest.Simulate(built.layout.sim_time)
     cnet = built.cnet
     total = read_gradients(built) / len(trials)
-    readouts = list(cnet.global_ids(loss.population))
-    ys = np.array([np.asarray(built.nodes[j].get("trial_y"), float) for j in readouts])  # [readout, trial]
-    losses = np.zeros(len(trials))
-    for k, trial in enumerate(trials):
-        z = ys[:, k] - ys[:, k].max()
-        losses[k] = -(z[int(trial.label)] - math.log(np.exp(z).sum()))
-    return NestGradients({name: total[sl] for name, sl in cnet.proj_slices.items()}, losses, read_forward(built))
+    losses, outputs = trial_losses(built, trials)
+    return NestGradients(
+        {name: total[sl] for name, sl in cnet.proj_slices.items()}, losses, read_forward(built), outputs
+    )
 
 
 @dataclass
@@ -362,7 +522,7 @@ def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
 def run_training(
     net: Network | CompiledNetwork,
     trials: Sequence[Trial],
-    loss: ReadoutCrossEntropy,
+    loss: NestLoss | Sequence[NestLoss],
     optimizer: dict[str, Any],
     *,
     resolution: float = 0.1,
