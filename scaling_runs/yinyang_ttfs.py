@@ -33,10 +33,15 @@ from nestgrad.training.trainer import Trainer
 CONFIG = pathlib.Path(__file__).resolve().parents[1] / "python/nestgrad/configs/yinyang_ttfs.toml"
 
 
-def seed_config(config: ExperimentConfig, seed: int, iterations: int | None) -> ExperimentConfig:
+def seed_config(
+    config: ExperimentConfig, seed: int, iterations: int | None, every: int | None = None, eta: float | None = None
+) -> ExperimentConfig:
     network = dataclasses.replace(config.network, seed=seed)
     training = config.training if iterations is None else dataclasses.replace(config.training, iterations=iterations)
-    return dataclasses.replace(config, network=network, training=training)
+    if every is not None:
+        training = dataclasses.replace(training, checkpoint_every=every)
+    optimizer = config.optimizer if eta is None else dataclasses.replace(config.optimizer, eta=eta)
+    return dataclasses.replace(config, network=network, training=training, optimizer=optimizer)
 
 
 def decision_regions(trainer: Trainer, out: pathlib.Path, side: int = 80) -> float:
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config's iterations)")
     ap.add_argument("--out", default="out/yinyang_ttfs")
+    ap.add_argument("--checkpoint-every", type=int, default=None, help="override training.checkpoint_every")
+    ap.add_argument("--eta", type=float, default=None, help="override optimizer.eta")
     ap.add_argument("--figure-only", action="store_true", help="evaluate and draw trained runs, no training")
     args = ap.parse_args(argv)
     base = ExperimentConfig.from_toml(args.config)
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = out / "yinyang_ttfs.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
     for seed in args.seeds:
-        config = seed_config(base, seed, iterations)
+        config = seed_config(base, seed, iterations, args.checkpoint_every, args.eta)
         folder = out / f"seed{seed}"
         trainer = Trainer(config, folder)
         run = summary["runs"].get(str(seed), {})
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["mean_test_accuracy"] = float(np.mean(acc))
         summary["std_test_accuracy"] = float(np.std(acc))
         summary["config"] = str(args.config)
+        summary["overrides"] = {"checkpoint_every": args.checkpoint_every, "eta": args.eta}
         out.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2))
         print(f"seed {seed}: test accuracy {100 * run['test_accuracy']:.2f} % ({run.get('epochs', '?')} epochs)")

@@ -191,3 +191,65 @@ def test_decision_region_figure_is_written(tmp_path):
     path = tmp_path / "regions.png"
     plotting.plot_decision_regions(xs, ys, pred, test.points, test.labels, path, "test")
     assert path.stat().st_size > 10_000
+
+
+# -- through the Trainer in NEST (FirstSpikeLoss in NEST) -------------------------------------------------------------
+def test_ttfs_trainer_weights_equal_reference_gradient_descent(tmp_path):
+    """3 iterations of gradient descent on Yin-Yang batches with spiking outputs and the bias spike: every weight
+    equals the reference engine's gradient descent to 1e-9 of its change; every loss equals the reference's."""
+    from nestgrad.training.trainer import Trainer
+
+    trainer = Trainer(config(3, 3, n_hidden=10), tmp_path, verbose=False)
+    w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    net = trainer.network
+    w = w0
+    for k in range(3):
+        batch = trainer.task.batch(k)
+        res = evaluate(net.network(w, net.trial_duration), net.trials(batch), net.loss())
+        assert res.loss == pytest.approx(history[k]["loss"], rel=1e-9)
+        w = {name: w[name] - 0.05 * res.grad_weights[name] for name in w}
+    for name, expected in w.items():
+        change = np.abs(expected - w0[name]).max()
+        assert change > 0, name
+        assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert header == "iteration,loss,accuracy,t_label_ms,rate_hz"
+
+
+def test_ttfs_adam_run_resumes_bit_identically(tmp_path):
+    from nestgrad.training.checkpoint import load_checkpoint
+    from nestgrad.training.trainer import Trainer
+
+    whole = Trainer(config(4, 2, "adam", 0.01, n_hidden=10), tmp_path / "whole", verbose=False)
+    whole.run()
+    Trainer(config(2, 2, "adam", 0.01, n_hidden=10), tmp_path / "split", verbose=False).run()
+    second = Trainer(config(4, 2, "adam", 0.01, n_hidden=10), tmp_path / "split", verbose=False)
+    second.run(resume=True)
+    names = ("in_hid", "bias_hid", "hid_out", "bias_out")
+    assert set(second.state.weights) == set(names)
+    for name, w in whole.state.weights.items():
+        assert np.array_equal(w, second.state.weights[name]), name
+    assert set(second.state.optimizer_state) == {f"{m}_{p}" for m in "mv" for p in names}
+    for key, value in whole.state.optimizer_state.items():
+        assert np.array_equal(value, second.state.optimizer_state[key]), key
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.npz", second.config).iteration == 4
+
+
+def test_ttfs_evaluation_keeps_the_weights_and_scores_the_test_points(tmp_path):
+    from nestgrad.training.trainer import Trainer
+
+    trainer = Trainer(config(2, 2, n_hidden=10), tmp_path, verbose=False)
+    trainer.run()
+    before = {k: v.copy() for k, v in trainer.state.weights.items()}
+    result = trainer.evaluate(n_batches=2)
+    assert result["trials"] == 8
+    for name, w in before.items():
+        assert np.array_equal(w, trainer.state.weights[name])
+    # the evaluation's accuracy is the earliest-spike prediction of the NEST forward pass on the same test points
+    net = trainer.network
+    test = yinyang.split("test")
+    trials = [trainer.task.batch(1_000_000 + k) for k in range(2)]
+    t = net.first_spike_times(trainer.state.weights, [tr for b in trials for tr in b.trials], 1.0)
+    pred = np.where(np.isfinite(t).any(axis=1), np.argmin(t, axis=1), -1)
+    assert result["accuracy"] == pytest.approx(np.mean(pred == test.labels[:8]))
