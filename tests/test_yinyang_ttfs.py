@@ -253,3 +253,53 @@ def test_ttfs_evaluation_keeps_the_weights_and_scores_the_test_points(tmp_path):
     t = net.first_spike_times(trainer.state.weights, [tr for b in trials for tr in b.trials], 1.0)
     pred = np.where(np.isfinite(t).any(axis=1), np.argmin(t, axis=1), -1)
     assert result["accuracy"] == pytest.approx(np.mean(pred == test.labels[:8]))
+
+
+def test_seed_script_trains_evaluates_and_draws(tmp_path, monkeypatch):
+    """scaling_runs/yinyang_ttfs.py on a tiny configuration: one seed, one iteration per kernel; the summary holds
+    the evaluation's test accuracy, which equals that of the figure's own forward pass over the same test points."""
+    import json
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scaling_runs"))
+    import yinyang_ttfs as script
+
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(
+        """
+[network]
+architecture = "eventprop"
+neuron_model = "eventprop_iaf_psc_exp_ps"
+seed = 1
+[network.params]
+n_hidden = 8
+output = "spiking"
+loss = "first_spike"
+bias_time = 4.5
+w_in_mean = 1.5
+w_in_std = 0.8
+w_out_mean = 0.5
+w_out_std = 0.8
+hidden = { C_m = 5.0, tau_m = 5.0, tau_syn = 5.0, t_ref = 20.0 }
+output_neuron = { C_m = 5.0, tau_m = 5.0, tau_syn = 5.0, t_ref = 20.0 }
+[task]
+name = "yinyang"
+resolution = 1.0
+batch_size = 500
+[optimizer]
+type = "adam"
+eta = 0.01
+[training]
+iterations = 1
+checkpoint_every = 1
+threads = 1
+plot = false
+"""
+    )
+    assert script.main(["--config", str(toml), "--seeds", "3", "--out", str(tmp_path / "runs")]) == 0
+    summary = json.loads((tmp_path / "runs" / "yinyang_ttfs.json").read_text())
+    run = summary["runs"]["3"]
+    assert run["iterations"] == 1 and run["epochs"] == 0.1 and run["test_points"] == 1000
+    assert run["test_accuracy"] == pytest.approx(run["figure_test_accuracy"], abs=1e-12)
+    assert (tmp_path / "runs" / "seed3" / "decision_regions.png").stat().st_size > 10_000
