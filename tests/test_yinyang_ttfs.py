@@ -303,3 +303,7 @@ plot = false
     assert run["iterations"] == 1 and run["epochs"] == 0.1 and run["test_points"] == 1000
     assert run["test_accuracy"] == pytest.approx(run["figure_test_accuracy"], abs=1e-12)
     assert (tmp_path / "runs" / "seed3" / "decision_regions.png").stat().st_size > 10_000
+    header = (tmp_path / "runs" / "seed3" / "metrics.csv").read_text().splitlines()[0]
+    assert header == "iteration,loss,accuracy,t_label_ms,rate_hz"
+    per_batch = json.loads((tmp_path / "runs" / "seed3" / "evaluation.json").read_text())["per_batch"]
+    assert set(per_batch[0]) == {"loss", "accuracy", "t_label_ms", "rate_hz"}
