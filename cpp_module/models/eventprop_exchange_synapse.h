@@ -40,7 +40,7 @@ can tell it from spikes arriving over forward connections between outputs (a rec
 step. Forward spikes, the constants of step n_c and backward messages of the source are dropped: the connection
 never changes the target's dynamics or gradients. It has no weight to learn (``weight`` is ignored).
 
-Connecting to any other model than ``eventprop_iaf_psc_exp_ps`` is refused.
+Connecting to any other target model than ``eventprop_iaf_psc_exp_ps`` is refused.
 
 Parameters
 ++++++++++
@@ -82,10 +82,11 @@ public:
   void
   check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& )
   {
-    if ( not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &t ) or not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &s ) )
+    // (the source may be a proxy of a node on another thread or rank: only the target can be checked)
+    if ( not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &t ) )
     {
-      throw nest::IllegalConnection( "eventprop_exchange_synapse cannot connect " + s.get_name() + " to "
-        + t.get_name() + ": source and target must be eventprop_iaf_psc_exp_ps (outputs of a first-spike loss)." );
+      throw nest::IllegalConnection( "eventprop_exchange_synapse cannot connect to " + t.get_name()
+        + ": the target must be an eventprop_iaf_psc_exp_ps (an output of a first-spike loss)." );
     }
     ConnTestDummyNode dummy_target;
     ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );

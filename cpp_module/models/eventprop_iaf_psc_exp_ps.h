@@ -88,6 +88,27 @@ mirrors;
 in the backward sweep it sends, at each spike, its forward time and then lambda_v just before the spike, and at
 each release the negative release time.
 
+Losses on spike times (docs/eventprop.md, "Losses"). A loss that depends on the spike times t_k adds its
+derivative to B at each spike: B = ... + J_k + R_k + dL/dt_k, exactly as the reference's adjoint.py does with
+``LossTerms.spike_time_grad``. Two such losses are computed inside the neuron:
+
+* First-spike loss (Göltz et al. 2021), with ``output_index`` = k >= 0: the neuron is output k of the loss
+  L = -log softmax(z)_label + alpha (exp(t_label / (beta tau_s)) - 1), z_j = -t_j / (xi tau_s), t_j the first spike
+  time of output j in the trial (T if it does not spike), label = ``labels[trial]``. In step n_T of the period the
+  neuron sends t_k to the other outputs (``eventprop_exchange_synapse``, port 1; the readouts' y exchange), and in
+  step n_c it computes, from all t_j summed in ascending order of z,
+
+  .. math::
+
+     \frac{\partial L}{\partial t_k} = -\frac{\mathrm{softmax}(z)_k - [k = \mathrm{label}]}{\xi \tau_s}
+       + [k = \mathrm{label}] \frac{\alpha}{\beta \tau_s} e^{t_k / (\beta \tau_s)}
+
+  for its first spike; without a spike t_k = T is a constant and there is no term. ``trial_t_first`` records t_k per
+  trial (+inf without a spike).
+* Spike-count regulariser, with ``spike_count_rho`` = rho > 0: L = rho/2 (s - nu)^2 with s = sum_k (1 - t_k / T)
+  over the neuron's spikes of the trial, so that dL/dt_k = -rho (s - nu) / T for every spike; ``trial_spike_score``
+  records s per trial.
+
 Parameters
 ++++++++++
 
@@ -108,6 +129,22 @@ Parameters
 ``backward``               false       run the backward pass in each period (see eventprop_readout_ps)
 ``delay_bound``    ms      1.0         upper bound of every delay (sets the layout of the period)
 ================== ======= =========== ==========================================================================
+
+Loss parameters (backward pass only):
+
+======================== ===== =========== ====================================================================
+``output_index``                 -1          index of this neuron among the outputs of a first-spike loss (-1: none)
+``labels``                       []          label of each trial (an output index), for the first-spike loss
+``first_spike_xi``               0.2         xi of the first-spike loss, > 0
+``first_spike_alpha``            0.005       alpha (weight of the label's spike-time term), >= 0
+``first_spike_beta``             1.0         beta, > 0
+``first_spike_tau_s``    ms      NaN         tau_s, > 0 (NaN: the neuron's tau_syn)
+``spike_count_rho``              0.0         rho of the spike-count regulariser, >= 0 (0: off)
+``spike_count_nu``               1.0         target score nu of the spike-count regulariser
+======================== ===== =========== ====================================================================
+
+Per trial (one entry per trial period simulated, kept also with ``record`` = false): ``trial_t_first`` (ms,
+trial-local; outputs of a first-spike loss), ``trial_spike_score`` (neurons with ``spike_count_rho`` > 0).
 
 Recorded with ``record`` = true (the default; read-only lists, one entry per spike since the network was built):
 ``spike_trials``, ``spike_times`` (ms, trial-local), ``spike_gdot`` (mV/ms), ``spike_vdot_plus`` (mV/ms),
@@ -136,7 +173,7 @@ SpikeEvent
 See also
 ++++++++
 
-eventprop_readout_ps, eventprop_input_ps, eventprop_synapse, iaf_psc_exp_ps
+eventprop_readout_ps, eventprop_input_ps, eventprop_synapse, eventprop_exchange_synapse, iaf_psc_exp_ps
 
 EndUserDocs */
 

@@ -161,8 +161,8 @@ def _check_backward(cnet: CompiledNetwork, loss: NestLoss | Sequence[NestLoss] |
     for lo in losses:
         if not isinstance(lo, _SUPPORTED):
             raise ModelError(
-                "EventProp in NEST supports the losses ReadoutCrossEntropy (mode 'sum', 'max' or 'sum_exp'), "
-                f"FirstSpikeLoss and SpikeCountRegulariser so far, not {type(lo).__name__}"
+                "EventProp in NEST supports the losses FirstSpikeLoss, SpikeCountRegulariser and "
+                f"ReadoutCrossEntropy (mode 'sum', 'max' or 'sum_exp') so far, not {type(lo).__name__}"
             )
         if isinstance(lo, ReadoutCrossEntropy):
             if plan.ce is not None:
