@@ -214,7 +214,7 @@ def test_ttfs_trainer_weights_equal_reference_gradient_descent(tmp_path):
         assert change > 0, name
         assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
-    assert header == "iteration,loss,accuracy,t_label_ms,rate_hz"
+    assert header == "iteration,loss,accuracy,t_label_ms,silent_outputs,rate_hz"
 
 
 def test_ttfs_adam_run_resumes_bit_identically(tmp_path):
@@ -304,6 +304,46 @@ plot = false
     assert run["test_accuracy"] == pytest.approx(run["figure_test_accuracy"], abs=1e-12)
     assert (tmp_path / "runs" / "seed3" / "decision_regions.png").stat().st_size > 10_000
     header = (tmp_path / "runs" / "seed3" / "metrics.csv").read_text().splitlines()[0]
-    assert header == "iteration,loss,accuracy,t_label_ms,rate_hz"
+    assert header == "iteration,loss,accuracy,t_label_ms,silent_outputs,rate_hz"
     per_batch = json.loads((tmp_path / "runs" / "seed3" / "evaluation.json").read_text())["per_batch"]
-    assert set(per_batch[0]) == {"loss", "accuracy", "t_label_ms", "rate_hz"}
+    assert set(per_batch[0]) == {"loss", "accuracy", "t_label_ms", "silent_outputs", "rate_hz"}
+
+
+def test_weight_bumping_raises_the_weights_into_silent_outputs(tmp_path):
+    """weight_bump: after each batch in which an output missed a spike, the weights into it grow by weight_bump on
+    top of the reference's gradient-descent step (1e-9 of the change); outputs that always spiked get the step only."""
+    from nestgrad.training.trainer import Trainer
+
+    bump = 0.05
+    cfg = config(3, 3, n_hidden=10, w_out_mean=0.1, w_out_std=0.3, weight_bump=bump)
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    net = trainer.network
+    w = w0
+    bumped = 0
+    for k in range(3):
+        batch = trainer.task.batch(k)
+        n = net.network(w, net.trial_duration)
+        res = evaluate(n, net.trials(batch), net.loss())
+        first_out = 4 + 1 + 10
+        silent = np.array([any(not r.spikes_of[first_out + j] for r in res.records) for j in range(3)])
+        assert history[k]["silent_outputs"] == silent.sum()
+        bumped += int(silent.sum())
+        new = {}
+        for name in w:
+            p = n.projection(name)
+            into_silent = silent[p.targets] if p.target == "out" else np.zeros(len(w[name]), bool)
+            new[name] = w[name] - 0.05 * res.grad_weights[name] + bump * into_silent
+        w = new
+    assert bumped > 0  # the test exercises bumping
+    for name, expected in w.items():
+        change = np.abs(expected - w0[name]).max()
+        assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
+
+
+def test_weight_bump_is_refused_with_readouts():
+    with pytest.raises(ConfigError, match=r"network.params.weight_bump = 0.1 is used by output = 'spiking' only"):
+        make_learner(config(output="readout", loss="max", output_neuron={}, weight_bump=0.1))
+    with pytest.raises(ConfigError, match=r"network.params.weight_bump = -1.0"):
+        make_learner(config(weight_bump=-1.0))

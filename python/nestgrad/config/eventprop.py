@@ -84,6 +84,10 @@ class EventpropConfig:
     # ms, trial-local: one extra input neuron ("bias") that spikes once at this time in every trial and projects to
     # the hidden and the output layer (Göltz et al.'s bias spike; weights drawn like in_hid's and hid_out's); None: none
     bias_time: float | None = None
+    # pA, output = "spiking": after every training batch in which an output neuron missed a spike in some trial, every
+    # weight into that neuron grows by weight_bump (Göltz et al.'s "weight bumping", which keeps outputs from falling
+    # silent for good: a silent output gets no gradient); 0: off
+    weight_bump: float = 0.0
 
     def __post_init__(self) -> None:
         p = "network.params"
@@ -111,6 +115,9 @@ class EventpropConfig:
                 raise ConfigError(f"{p}.{key} = {value!r} is used by loss = 'first_spike' only (loss = {self.loss!r})")
         if self.bias_time is not None:
             _number(f"{p}.bias_time", self.bias_time, 0.0)
+        _number(f"{p}.weight_bump", self.weight_bump, 0.0)
+        if self.weight_bump and not spiking:
+            raise ConfigError(f"{p}.weight_bump = {self.weight_bump!r} is used by output = 'spiking' only")
         if spiking and self.readout:
             raise ConfigError(f"{p}.readout is the leaky readouts' table; output = 'spiking' uses {p}.output_neuron")
         if not spiking and self.output_neuron:

@@ -303,6 +303,8 @@ class EventpropLearner:
             y = np.array([np.asarray(built.nodes[j].get(key), float)[done : done + batch.n_trials] for j in out]).T
             rec = self._record(built, hid, done, batch.n_trials, y, T)
             done += batch.n_trials
+            if self._learning and self.spiking_output and self.config.weight_bump > 0:
+                self._bump(built, ~np.isfinite(y).all(axis=0))
             yield batch, rec, seconds
         if self._learning:
             nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
@@ -312,6 +314,19 @@ class EventpropLearner:
             self._state = {
                 f"{k}_{name}": v for k in "mv" for name, v in self._per_projection(moments[f"adam_{k}"]).items()
             }
+
+    def _bump(self, built: Any, silent: np.ndarray) -> None:
+        """Weight bumping: every weight into an output neuron that missed a spike in some trial of the batch just
+        run grows by ``weight_bump`` (both copies of each edge). The batch's own optimizer step is applied after this
+        (in the next trial period), on top of the bumped weights."""
+        if not silent.any():
+            return
+        cnet = built.cnet
+        first = cnet.offsets["out"]
+        targets = np.flatnonzero(silent) + first
+        w = engine.read_edges(built, ("weight",))["weight"]
+        w = w + self.config.weight_bump * np.isin(cnet.tgt, targets)
+        engine.write_edges(built, {"weight": w})
 
     def _record(self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float) -> EventpropRecord:
         count, last_t, last_n = 0, [], []
@@ -379,6 +394,8 @@ class EventpropLearner:
             "loss": float(np.mean(-logp[rows, labels] + reg)),
             "accuracy": float(np.mean(correct)),
             "t_label_ms": float(np.mean(t[rows, labels])),
+            # output neurons without a spike in at least one trial of the batch (weight_bump raises their weights)
+            "silent_outputs": float(np.sum(~np.isfinite(t_first).all(axis=0))),
             "rate_hz": recorded.hidden_spikes / (self.config.n_hidden * batch.n_trials * T / 1000.0),
         }
 
