@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                 "simulate_seconds_per_epoch": train_seconds / max(trained, 1) * per_epoch,
                 "wall_seconds_per_epoch_this_call": seconds / max(trained, 1) * per_epoch,
             }
+        if args.figure_only and "iterations" not in run:  # a run trained elsewhere (or stopped): from its checkpoint
+            history = load_checkpoint(trainer.checkpoint_path, config).history
+            run = {
+                "iterations": len(history),
+                "epochs": len(history) / per_epoch,
+                "simulate_seconds_per_epoch": sum(h["seconds"] for h in history) / max(len(history), 1) * per_epoch,
+            }
         n_eval = yinyang.SPLIT_SIZES["test"] // base.task.batch_size
         result = trainer.evaluate(n_eval)
         run["test_accuracy"] = result["accuracy"]
