@@ -70,8 +70,8 @@ def decision_regions(trainer: Trainer, out: pathlib.Path, side: int = 80) -> flo
     pred[inside] = predict(t_grid)
     accuracy = float(np.mean(predict(t_test) == test.labels))
     title = (
-        f"Yin-Yang, first-spike-time network (seed {trainer.config.network.seed}, iteration {state.iteration}): "
-        f"test accuracy {100 * accuracy:.1f} %"
+        f"Yin-Yang, first-spike-time network (seed {trainer.config.network.seed}, iteration {state.iteration})\n"
+        f"test accuracy {100 * accuracy:.1f} %; regions: predicted class, dots: test points by label"
     )
     plotting.plot_decision_regions(xs, ys, pred, test.points, test.labels, out / "decision_regions.png", title)
     return accuracy
