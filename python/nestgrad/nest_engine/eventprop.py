@@ -203,7 +203,8 @@ def _check_backward(cnet: CompiledNetwork, loss: NestLoss | Sequence[NestLoss] |
                     plan.spike_count[n] = lo
     if plan.first_spike is not None and plan.ce is not None:
         # an output's first spike time, sent in the readouts' exchange step, would reach the readouts as a y value
-        into = {int(cnet.tgt[e]) for e in range(len(cnet.src)) if int(cnet.src[e]) in set(plan.spiking_outputs)}
+        outs = set(plan.spiking_outputs)
+        into = {int(cnet.tgt[e]) for e in range(len(cnet.src)) if int(cnet.src[e]) in outs}
         if into & set(plan.readouts):
             raise ModelError(
                 f"EventProp in NEST: FirstSpikeLoss population {plan.first_spike.population!r} projects to the "
@@ -247,6 +248,7 @@ def build(
         schedule |= {"backward": True, "delay_bound": layout.delay_bound}
     readouts = plan.readouts if plan is not None else []
     outputs = plan.spiking_outputs if plan is not None else []
+    readout_set, output_set = set(readouts), set(outputs)
     labels = []
     for trial in trials:
         for ids in (readouts, outputs):
@@ -275,12 +277,12 @@ def build(
             p = cnet.params[j]
             status["record"] = record
             status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
-        if j in readouts:
+        if j in readout_set:
             ce = plan.ce
             status |= {"readout_index": j - readouts[0], "labels": labels, "loss": ce.mode}
             if ce.mode == "sum_exp":
                 status["tau_w"] = float(ce.tau_w if ce.tau_w is not None else cnet.net.T)
-        if j in outputs:
+        if j in output_set:
             fs = plan.first_spike
             status |= {
                 "output_index": j - outputs[0],
