@@ -84,3 +84,43 @@ def plot_forward_backward_raster(
     axes[0].set_ylabel("hidden neuron")
     fig.suptitle(title, fontsize=10)
     _save(fig, path)
+
+
+def plot_decision_regions(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    predicted: np.ndarray,
+    points: np.ndarray,
+    labels: np.ndarray,
+    path: pathlib.Path,
+    title: str,
+    class_names: tuple[str, ...] = ("yin", "yang", "dot"),
+) -> None:
+    """Yin-Yang: the class a network predicts over a grid (``predicted`` [len(ys), len(xs)], -1 where it gives no
+    answer, e.g. no output spike, NaN outside the data's circle) as coloured regions, and the points coloured by
+    their true label on top."""
+    colours = ("#2854c5", "#e04b40", "#f2b134")
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    pred = np.asarray(predicted, float)
+    n = len(class_names)
+    rgba = np.full(pred.shape + (4,), np.nan)
+    palette = matplotlib.colors.to_rgba_array(list(colours[:n]) + ["#9a9a9a"])
+    for k in range(n + 1):
+        sel = pred == (k if k < n else -1)
+        rgba[sel] = palette[k] * (0.35, 0.35, 0.35, 1.0) + (0.65, 0.65, 0.65, 0.0)  # pale region colours
+    rgba[~np.isfinite(pred)] = (1.0, 1.0, 1.0, 0.0)
+    dx = (xs[1] - xs[0]) / 2 if len(xs) > 1 else 0.5
+    dy = (ys[1] - ys[0]) / 2 if len(ys) > 1 else 0.5
+    ax.imshow(rgba, origin="lower", extent=(xs[0] - dx, xs[-1] + dx, ys[0] - dy, ys[-1] + dy), interpolation="nearest")
+    for k in range(n):
+        sel = np.asarray(labels) == k
+        ax.scatter(points[sel, 0], points[sel, 1], s=7, color=colours[k], edgecolor="k", linewidth=0.2,
+                   label=class_names[k])  # fmt: skip
+    if np.any(pred == -1):
+        ax.scatter([], [], s=30, marker="s", color="#d7d7d7", label="no output spike")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+    _save(fig, path)

@@ -6,7 +6,7 @@ architectures' own tables are :class:`~nestgrad.config.v1.V1Config`, :class:`~ne
 """
 
 from nestgrad.config.dvs_glyphs import DvsGlyphsConfig
-from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig, EvidenceSpikesConfig
+from nestgrad.config.eventprop import DigitsLatencyConfig, EventpropConfig, EvidenceSpikesConfig, YinYangTaskConfig
 from nestgrad.config.experiment import (
     GRADIENT_ALGORITHMS,
     OPTIMIZERS,
@@ -36,11 +36,15 @@ register_sections(
 register_sections(
     ArchitectureSections(
         "eventprop",
-        ("digits_latency", "evidence_spikes"),
+        ("digits_latency", "evidence_spikes", "yinyang"),
         network_table="params",
         network_type=EventpropConfig,
         task_table="params",
-        task_type={"digits_latency": DigitsLatencyConfig, "evidence_spikes": EvidenceSpikesConfig},
+        task_type={
+            "digits_latency": DigitsLatencyConfig,
+            "evidence_spikes": EvidenceSpikesConfig,
+            "yinyang": YinYangTaskConfig,
+        },
     )
 )
 register_sections(
@@ -80,6 +84,7 @@ __all__ = [
     "TrainingConfig",
     "V1Config",
     "V1TaskConfig",
+    "YinYangTaskConfig",
     "architectures",
     "gradient_algorithms",
     "register_gradient_algorithm",

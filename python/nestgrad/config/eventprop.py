@@ -21,6 +21,13 @@ from nestgrad.config.tables import from_table
 from nestgrad.errors import ConfigError
 
 EVENTPROP_LOSSES = ("sum", "max", "sum_exp")  # cross-entropy on the readouts' mean, maximum or weighted mean voltage
+EVENTPROP_OUTPUTS = (
+    "readout",
+    "spiking",
+)  # leaky readouts (cross-entropy on voltages) or spiking outputs (first spike)
+FIRST_SPIKE_LOSSES = ("first_spike",)  # Göltz et al. 2021: cross-entropy on -t_first / (xi tau_s) + regulariser
+# Göltz, Kriener et al. 2021 (their published yin_yang.yaml and mnist.yaml): the defaults of xi, alpha, beta
+FIRST_SPIKE_DEFAULTS: dict[str, float] = {"xi": 0.2, "alpha": 0.005, "beta": 1.0}
 HIDDEN_DEFAULTS: dict[str, float] = {
     "C_m": 20.0,  # pF
     "tau_m": 20.0,  # ms
@@ -34,6 +41,8 @@ HIDDEN_DEFAULTS: dict[str, float] = {
     "adapt_beta": 0.0,  # mV: 0 = no threshold adaptation
 }
 READOUT_EVENTPROP_DEFAULTS: dict[str, float] = {"C_m": 20.0, "tau_m": 20.0, "tau_syn": 5.0, "E_L": 0.0, "I_e": 0.0}
+# spiking outputs (output = "spiking"): eventprop_iaf_psc_exp_ps, the hidden neurons' parameters and defaults
+OUTPUT_NEURON_DEFAULTS: dict[str, float] = dict(HIDDEN_DEFAULTS)
 
 
 def _number(where: str, value: Any, lo: float = -math.inf, lo_open: bool = False) -> float:
@@ -76,6 +85,23 @@ class EventpropConfig:
     # neurons are excitatory (>= 0), the last round(inhibitory_fraction * n_hidden) hidden neurons inhibitory (<= 0)
     dale: bool = False
     inhibitory_fraction: float | None = None  # in [0, 1]; None: 0.2 (with dale = true only)
+    # "readout": leaky readouts, loss sum/max/sum_exp; "spiking": eventprop_iaf_psc_exp_ps outputs (parameters:
+    # output_neuron, overrides of OUTPUT_NEURON_DEFAULTS) trained by loss = "first_spike"; prediction = earliest spike
+    output: str = "readout"
+    output_neuron: dict[str, float] = field(default_factory=dict)
+    # loss = "first_spike" (Göltz et al. 2021): L = -log softmax(-t / (xi tau_s))_label + alpha (exp(t_label / (beta
+    # tau_s)) - 1); None: FIRST_SPIKE_DEFAULTS, and tau_s = the output neurons' tau_syn (ms)
+    xi: float | None = None
+    alpha: float | None = None
+    beta: float | None = None
+    tau_s: float | None = None
+    # ms, trial-local: one extra input neuron ("bias") that spikes once at this time in every trial and projects to
+    # the hidden and the output layer (Göltz et al.'s bias spike; weights drawn like in_hid's and hid_out's); None: none
+    bias_time: float | None = None
+    # pA, output = "spiking": after every training batch in which an output neuron missed a spike in some trial, every
+    # weight into that neuron grows by weight_bump (Göltz et al.'s "weight bumping", which keeps outputs from falling
+    # silent for good: a silent output gets no gradient); 0: off
+    weight_bump: float = 0.0
 
     def __post_init__(self) -> None:
         p = "network.params"
@@ -83,8 +109,39 @@ class EventpropConfig:
             raise ConfigError(f"{p}.n_hidden = {self.n_hidden!r}: an integer in 1..100000 is required")
         if not isinstance(self.recurrent, bool):
             raise ConfigError(f"{p}.recurrent = {self.recurrent!r}: true or false")
-        if self.loss not in EVENTPROP_LOSSES:
-            raise ConfigError(f"{p}.loss = {self.loss!r}: one of {', '.join(EVENTPROP_LOSSES)}")
+        if self.output not in EVENTPROP_OUTPUTS:
+            raise ConfigError(f"{p}.output = {self.output!r}: one of {', '.join(EVENTPROP_OUTPUTS)}")
+        spiking = self.output == "spiking"
+        allowed = FIRST_SPIKE_LOSSES if spiking else EVENTPROP_LOSSES
+        if self.loss not in allowed:
+            if self.loss in EVENTPROP_LOSSES + FIRST_SPIKE_LOSSES:
+                raise ConfigError(
+                    f"{p}.loss = {self.loss!r} does not fit output = {self.output!r}: with output = {self.output!r} "
+                    f"the loss is one of {', '.join(allowed)}"
+                )
+            raise ConfigError(f"{p}.loss = {self.loss!r}: one of {', '.join(EVENTPROP_LOSSES + FIRST_SPIKE_LOSSES)}")
+        for key in ("xi", "alpha", "beta", "tau_s"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            _number(f"{p}.{key}", value, 0.0, lo_open=key != "alpha")
+            if not spiking:
+                raise ConfigError(f"{p}.{key} = {value!r} is used by loss = 'first_spike' only (loss = {self.loss!r})")
+        if self.bias_time is not None:
+            _number(f"{p}.bias_time", self.bias_time, 0.0)
+        _number(f"{p}.weight_bump", self.weight_bump, 0.0)
+        if self.weight_bump and not spiking:
+            raise ConfigError(f"{p}.weight_bump = {self.weight_bump!r} is used by output = 'spiking' only")
+        if self.weight_bump and (self.dale or self.w_out_min is not None or self.w_out_max is not None):
+            # the bump is added outside the optimizer, so it would not respect the bounds or the signs
+            raise ConfigError(
+                f"{p}.weight_bump = {self.weight_bump!r} cannot be combined with dale or w_out_min/w_out_max "
+                "(the bump is added outside the synapses' bounded optimizer step)"
+            )
+        if spiking and self.readout:
+            raise ConfigError(f"{p}.readout is the leaky readouts' table; output = 'spiking' uses {p}.output_neuron")
+        if not spiking and self.output_neuron:
+            raise ConfigError(f"{p}.output_neuron is used by output = 'spiking' only (output = {self.output!r})")
         _number(f"{p}.delay", self.delay, 0.0, lo_open=True)
         if self.tau_w is not None:
             _number(f"{p}.tau_w", self.tau_w, 0.0, lo_open=True)
@@ -92,6 +149,11 @@ class EventpropConfig:
                 raise ConfigError(f"{p}.tau_w = {self.tau_w!r} is used by loss = 'sum_exp' only (loss = {self.loss!r})")
         if self.window_start is not None:
             _number(f"{p}.window_start", self.window_start, 0.0)
+            if spiking:
+                raise ConfigError(
+                    f"{p}.window_start = {self.window_start!r} is a window of the readouts' cross-entropy; "
+                    "output = 'spiking' (first-spike loss) has none"
+                )
         for key in ("w_in_mean", "w_rec_mean", "w_out_mean"):
             _number(f"{p}.{key}", getattr(self, key))
         for key in ("w_in_std", "w_rec_std", "w_out_std"):
@@ -121,7 +183,11 @@ class EventpropConfig:
                 raise ConfigError(f"{p}.inhibitory_fraction = {f!r}: must be in [0, 1]")
             if not self.dale:
                 raise ConfigError(f"{p}.inhibitory_fraction = {f!r} is used with dale = true only")
-        for table, defaults in (("hidden", HIDDEN_DEFAULTS), ("readout", READOUT_EVENTPROP_DEFAULTS)):
+        for table, defaults in (
+            ("hidden", HIDDEN_DEFAULTS),
+            ("readout", READOUT_EVENTPROP_DEFAULTS),
+            ("output_neuron", OUTPUT_NEURON_DEFAULTS),
+        ):
             values = getattr(self, table)
             if not isinstance(values, Mapping):
                 raise ConfigError(f"{p}.{table} = {values!r}: a table of parameters is required")
@@ -135,6 +201,9 @@ class EventpropConfig:
         h = self.hidden_params()
         if not h["V_th"] > h["V_reset"]:
             raise ConfigError(f"{p}.hidden: V_th = {h['V_th']} mV must exceed V_reset = {h['V_reset']} mV")
+        o = self.output_neuron_params()
+        if not o["V_th"] > o["V_reset"]:
+            raise ConfigError(f"{p}.output_neuron: V_th = {o['V_th']} mV must exceed V_reset = {o['V_reset']} mV")
 
     def n_inhibitory(self) -> int:
         """Inhibitory hidden neurons under Dale's law (the last ones); 0 without it."""
@@ -157,6 +226,16 @@ class EventpropConfig:
 
     def readout_params(self) -> dict[str, float]:
         return READOUT_EVENTPROP_DEFAULTS | {k: float(v) for k, v in self.readout.items()}
+
+    def output_neuron_params(self) -> dict[str, float]:
+        """The spiking output neurons' parameters (output = "spiking")."""
+        return OUTPUT_NEURON_DEFAULTS | {k: float(v) for k, v in self.output_neuron.items()}
+
+    def first_spike_constants(self) -> dict[str, float]:
+        """xi, alpha, beta and tau_s (ms) of loss = "first_spike", defaults filled in."""
+        out = {k: float(v if getattr(self, k) is None else getattr(self, k)) for k, v in FIRST_SPIKE_DEFAULTS.items()}
+        out["tau_s"] = float(self.output_neuron_params()["tau_syn"] if self.tau_s is None else self.tau_s)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EventpropConfig:
@@ -295,6 +374,39 @@ class EvidenceSpikesConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> EvidenceSpikesConfig:
+        cfg = from_table(cls, d, "task.params")
+        cfg.validate()
+        return cfg
+
+
+@dataclass(frozen=True)
+class YinYangTaskConfig:
+    """``[task.params]`` of the task ``yinyang`` (tasks/yinyang.py): the Yin-Yang points as spike times, Göltz et
+    al.'s coding. Each input value u in [0, 1] of (x, y, 1 - x, 1 - y) fires once at t_early + u (t_late - t_early)
+    (ms). Defaults: their 0.15 tau_s and 2 tau_s for tau_s = 5 ms, and a trial of 4 tau_s (their sim_time). The bias
+    spike is the network's (network.params.bias_time; theirs is 0.9 tau_s = 4.5 ms)."""
+
+    t_early: float = 0.75  # ms
+    t_late: float = 10.0  # ms
+    duration: float = 20.0  # ms, trial length T
+
+    def validate(self) -> None:
+        where = "task.params"
+        for f in fields(self):
+            _number(f"{where}.{f.name}", getattr(self, f.name), 0.0)
+        if not self.t_late > self.t_early:
+            raise ConfigError(f"{where}.t_late = {self.t_late} ms: need > t_early = {self.t_early} ms")
+        if not self.duration > self.t_late:
+            raise ConfigError(
+                f"{where}.duration = {self.duration} ms: need > t_late = {self.t_late} ms (every input spike inside "
+                "the trial)"
+            )
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> YinYangTaskConfig:
         cfg = from_table(cls, d, "task.params")
         cfg.validate()
         return cfg

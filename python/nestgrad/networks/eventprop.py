@@ -33,7 +33,7 @@ from nestgrad.config import OptimizerType
 from nestgrad.config.eventprop import EventpropConfig
 from nestgrad.errors import ConfigError, ModelError
 from nestgrad.nest_engine import eventprop as engine
-from nestgrad.reference.eventprop import Network, Population, Projection, ReadoutCrossEntropy, Trial
+from nestgrad.reference.eventprop import FirstSpikeLoss, Network, Population, Projection, ReadoutCrossEntropy, Trial
 from nestgrad.tasks import EVALUATION_FIRST_BATCH
 
 LOSS_WORDS = {"sum": "mean", "max": "maximum", "sum_exp": "exponentially weighted mean"}
@@ -106,9 +106,29 @@ class EvidenceTask:
         return TrialSet(trials, np.array([t.label for t in trials], np.int64))
 
 
+class YinYangTask(DigitsTask):
+    """Batches of the Yin-Yang spike times (:class:`nestgrad.tasks.yinyang.YinYangSpikes`): training batches walk
+    through the 5,000 training points in a new seeded order every epoch; evaluation batch k holds the test points
+    k * batch_size ... (k + 1) * batch_size - 1 and must lie inside the 1,000 test points (no wrap-around: every test
+    point counts once; evaluate with batches * batch_size <= 1000)."""
+
+    def batch(self, iteration: int) -> TrialSet:
+        if iteration >= EVALUATION_FIRST_BATCH:
+            first = (iteration - EVALUATION_FIRST_BATCH) * self.batch_size
+            size = self.data.size("test")
+            if first + self.batch_size > size:
+                raise ConfigError(
+                    f"yinyang: evaluation batch {iteration - EVALUATION_FIRST_BATCH} (test points {first} .. "
+                    f"{first + self.batch_size - 1}) lies beyond the {size} test points; evaluate at most "
+                    f"{size // self.batch_size} batches of task.batch_size = {self.batch_size}"
+                )
+        return super().batch(iteration)
+
+
 @dataclass
 class EventpropRecord:
-    """What one iteration recorded: the readouts' values y per trial and the hidden neurons' spikes."""
+    """What one iteration recorded: the readouts' values y per trial (spiking outputs: their first spike times,
+    trial-local ms, +inf where an output did not spike) and the hidden neurons' spikes."""
 
     y: np.ndarray  # [n_trials, n_out]
     hidden_spikes: int
@@ -159,20 +179,32 @@ class EventpropLearner:
     def projections(self) -> dict[str, tuple[str, str, int, int]]:
         """name -> (source population, target population, n_source, n_target), in build order."""
         h = self.config.n_hidden
+        bias = self.config.bias_time is not None
         out = {"in_hid": ("in", "hid", self.n_in, h)}
+        if bias:
+            out["bias_hid"] = ("bias", "hid", 1, h)
         if self.config.recurrent:
             out["hid_hid"] = ("hid", "hid", h, h)
         out["hid_out"] = ("hid", "out", h, self.n_out)
+        if bias:
+            out["bias_out"] = ("bias", "out", 1, self.n_out)
         return out
+
+    @property
+    def spiking_output(self) -> bool:
+        return self.config.output == "spiking"
 
     def network(self, weights: dict[str, np.ndarray], T: float) -> Network:
         """The network as the reference engine and nest_engine.eventprop take it."""
         c = self.config
-        pops = (
-            Population("in", self.n_in, "input"),
-            Population("hid", c.n_hidden, "lif", c.hidden_params()),
-            Population("out", self.n_out, "li", c.readout_params()),
+        out = (
+            Population("out", self.n_out, "lif", c.output_neuron_params())
+            if self.spiking_output
+            else Population("out", self.n_out, "li", c.readout_params())
         )
+        bias = (Population("bias", 1, "input"),) if c.bias_time is not None else ()
+        pops = (Population("in", self.n_in, "input"), *bias, Population("hid", c.n_hidden, "lif", c.hidden_params()),
+                out)  # fmt: skip
         projs = []
         for name, (src, tgt, n_src, n_tgt) in self.projections().items():
             s, t = np.divmod(np.arange(n_src * n_tgt), n_tgt)
@@ -189,23 +221,60 @@ class EventpropLearner:
             return {}
         hid = np.ones(self.config.n_hidden, np.int8)
         hid[self.config.n_hidden - self.config.n_inhibitory() :] = -1
-        return {"in": np.ones(self.n_in, np.int8), "hid": hid}
+        signs = {"in": np.ones(self.n_in, np.int8), "hid": hid}
+        if self.config.bias_time is not None:
+            signs["bias"] = np.ones(1, np.int8)  # the bias spike is an input: excitatory
+        return signs
 
     def bounds(self) -> dict[str, tuple[float, float]]:
         """(Wmin, Wmax) in pA per bounded projection (network.params.w_in_min ... w_out_max)."""
         return {k: v for k, v in self.config.weight_bounds().items() if k in self.projections()}
 
-    def loss(self) -> ReadoutCrossEntropy:
+    def loss(self) -> ReadoutCrossEntropy | FirstSpikeLoss:
+        if self.spiking_output:
+            return FirstSpikeLoss("out", **self.config.first_spike_constants())
         return ReadoutCrossEntropy("out", self.config.loss, self.config.tau_w, window_start=self.window_start)
+
+    def trials(self, batch: TrialSet | list[Trial]) -> list[Trial]:
+        """The trials as the network takes them: with the bias input's spike added (bias_time)."""
+        trials = list(batch.trials if isinstance(batch, TrialSet) else batch)
+        if self.config.bias_time is None:
+            return trials
+        bias = [[float(self.config.bias_time)]]
+        return [Trial(dict(t.inputs) | {"bias": bias}, t.label, t.target, t.target_edges) for t in trials]
+
+    def first_spike_times(
+        self, weights: dict[str, np.ndarray], trials: list[Trial], resolution: float, threads: int = 1
+    ) -> np.ndarray:
+        """Forward pass in NEST with ``weights`` and no learning (spiking outputs): [n_trials, n_out] first spike
+        time of every output neuron per trial (trial-local ms, +inf: no spike). Resets the NEST kernel."""
+        if not self.spiking_output:
+            raise ConfigError("first_spike_times needs network.params.output = 'spiking'")
+        net = self.network(weights, self.trial_duration)
+        fwd = engine.run_forward(net, self.trials(trials), resolution=resolution, threads=threads)
+        first = int(sum(p.size for p in net.populations[:-1]))  # "out" is the last population
+        out = np.full((len(trials), self.n_out), np.inf)
+        for k, per_neuron in enumerate(fwd.spike_times):
+            for j in range(self.n_out):
+                times = per_neuron.get(first + j, np.zeros(0))
+                if len(times):
+                    out[k, j] = float(times[0])
+        return out
 
     def describe(self) -> str:
         c = self.config
         kind = "recurrent" if c.recurrent else "feedforward"
+        bias = f" + bias spike at {c.bias_time} ms" if c.bias_time is not None else ""
+        head = f"EventProp in NEST: {self.n_in} inputs{bias} -> {c.n_hidden} {kind} eventprop_iaf_psc_exp_ps -> "
+        if self.spiking_output:
+            k = c.first_spike_constants()
+            return (
+                head + f"{self.n_out} spiking eventprop_iaf_psc_exp_ps outputs, first-spike loss (Göltz et al. 2021: "
+                f"xi {k['xi']:g}, alpha {k['alpha']:g}, beta {k['beta']:g}, tau_s {k['tau_s']:g} ms), prediction = "
+                "earliest output spike"
+            )
         window = f" over [{self.window_start:g}, {self.trial_duration:g}] ms" if self.window_start > 0.0 else ""
-        return (
-            f"EventProp in NEST: {self.n_in} inputs -> {c.n_hidden} {kind} eventprop_iaf_psc_exp_ps -> {self.n_out} "
-            f"readouts, cross-entropy on the readouts' {LOSS_WORDS[c.loss]} voltage{window}"
-        )
+        return head + f"{self.n_out} readouts, cross-entropy on the readouts' {LOSS_WORDS[c.loss]} voltage{window}"
 
     @property
     def n_recorded(self) -> int:
@@ -221,7 +290,8 @@ class EventpropLearner:
         c = self.config
         rng = np.random.default_rng([seed, 0xE7])
         stats = {"in_hid": (c.w_in_mean, c.w_in_std), "hid_hid": (c.w_rec_mean, c.w_rec_std),
-                 "hid_out": (c.w_out_mean, c.w_out_std)}  # fmt: skip
+                 "hid_out": (c.w_out_mean, c.w_out_std), "bias_hid": (c.w_in_mean, c.w_in_std),
+                 "bias_out": (c.w_out_mean, c.w_out_std)}  # fmt: skip
         signs = self.signs()
         bounds = self.bounds()
         fields = {"in_hid": "w_in", "hid_hid": "w_rec", "hid_out": "w_out"}
@@ -277,7 +347,12 @@ class EventpropLearner:
         sizes = {b.n_trials for b in batches}
         if len(sizes) != 1:
             raise ConfigError(f"EventProp needs batches of one size; got {sorted(sizes)} trials")
-        trials = [t for b in batches for t in b.trials]
+        trials = [t for b in batches for t in self.trials(b)]
+        if self.config.bias_time is not None and not self.config.bias_time < self.trial_duration:
+            raise ConfigError(
+                f"network.params.bias_time = {self.config.bias_time} ms: need < the trial duration "
+                f"{self.trial_duration} ms"
+            )
         T = self.trial_duration
         net = self.network(self._weights, T)
         threads = int(nest.GetKernelStatus("local_num_threads"))
@@ -296,10 +371,13 @@ class EventpropLearner:
             t0 = time.perf_counter()
             nest.Simulate((lay.origin if done == 0 else 0.0) + batch.n_trials * lay.period)
             seconds = time.perf_counter() - t0
-            ys = engine.gather_nodes(built, out, ("trial_y",), comm)
-            y = np.array([d["trial_y"][done : done + batch.n_trials] for d in ys]).T
+            key = "trial_t_first" if self.spiking_output else "trial_y"
+            ys = engine.gather_nodes(built, out, (key,), comm)
+            y = np.array([np.asarray(d[key], float)[done : done + batch.n_trials] for d in ys]).T
             rec = self._record(built, hid, done, batch.n_trials, y, T, comm)
             done += batch.n_trials
+            if self._learning and self.spiking_output and self.config.weight_bump > 0:
+                self._bump(built, ~np.isfinite(y).all(axis=0), comm)
             yield batch, rec, seconds
         if self._learning:
             nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
@@ -309,6 +387,19 @@ class EventpropLearner:
             self._state = {
                 f"{k}_{name}": v for k in "mv" for name, v in self._per_projection(moments[f"adam_{k}"]).items()
             }
+
+    def _bump(self, built: Any, silent: np.ndarray, comm: Any) -> None:
+        """Weight bumping: every weight into an output neuron that missed a spike in some trial of the batch just
+        run grows by ``weight_bump`` (both copies of each edge). The batch's own optimizer step is applied after this
+        (in the next trial period), on top of the bumped weights."""
+        if not silent.any():
+            return
+        cnet = built.cnet
+        first = cnet.offsets["out"]
+        targets = np.flatnonzero(silent) + first
+        w = engine.read_edges(built, ("weight",), comm=comm)["weight"]
+        w = w + self.config.weight_bump * np.isin(cnet.tgt, targets)
+        engine.write_edges(built, {"weight": w})
 
     def _record(
         self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float, comm: Any
@@ -344,6 +435,8 @@ class EventpropLearner:
 
     # -- scoring -----------------------------------------------------------------------------------------------------
     def metrics(self, batch: TrialSet, recorded: EventpropRecord) -> dict[str, float]:
+        if self.spiking_output:
+            return self._first_spike_metrics(batch, recorded)
         y = recorded.y
         z = y - y.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
@@ -354,7 +447,36 @@ class EventpropLearner:
             "rate_hz": recorded.hidden_spikes / (self.config.n_hidden * batch.n_trials * recorded.T / 1000.0),
         }
 
+    def _first_spike_metrics(self, batch: TrialSet, recorded: EventpropRecord) -> dict[str, float]:
+        """The first-spike loss as the reference engine computes it (a missing spike counts at t = T), accuracy
+        (prediction = the earliest output spike; a trial without any output spike counts as wrong), the label
+        neuron's mean first-spike time (ms, T where it did not spike) and the hidden rate."""
+        T = recorded.T
+        t_first = np.asarray(recorded.y, float)
+        t = np.where(np.isfinite(t_first), t_first, T)
+        k = self.config.first_spike_constants()
+        scale = k["xi"] * k["tau_s"]
+        labels = batch.labels
+        rows = np.arange(len(labels))
+        z = -t / scale
+        z = z - z.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        reg = k["alpha"] * (np.exp(t[rows, labels] / (k["beta"] * k["tau_s"])) - 1.0)
+        spiked = np.isfinite(t_first).any(axis=1)
+        correct = spiked & (np.argmin(t, axis=1) == labels)
+        return {
+            "loss": float(np.mean(-logp[rows, labels] + reg)),
+            "accuracy": float(np.mean(correct)),
+            "t_label_ms": float(np.mean(t[rows, labels])),
+            # output neurons without a spike in at least one trial of the batch (weight_bump raises their weights)
+            "silent_outputs": float(np.sum(~np.isfinite(t_first).all(axis=0))),
+            "rate_hz": recorded.hidden_spikes / (self.config.n_hidden * batch.n_trials * T / 1000.0),
+        }
+
     def divergence_scale(self, batch: TrialSet) -> float:
+        if self.spiking_output:  # every output silent: equal softmax, the regulariser at t = T
+            k = self.config.first_spike_constants()
+            return math.log(self.n_out) + k["alpha"] * (math.exp(self.trial_duration / (k["beta"] * k["tau_s"])) - 1)
         return math.log(self.n_out)  # readouts that all say the same (a silent readout layer)
 
     def plot(self, out_dir: pathlib.Path, batch: TrialSet, recorded: EventpropRecord, label: str) -> None:

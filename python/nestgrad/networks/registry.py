@@ -163,8 +163,9 @@ def _make_v1(config: ExperimentConfig) -> tuple[Learner, Task]:
 
 
 def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
-    from nestgrad.networks.eventprop import DigitsTask, EventpropLearner
+    from nestgrad.networks.eventprop import DigitsTask, EventpropLearner, YinYangTask
     from nestgrad.tasks.digits_latency import DigitsLatency
+    from nestgrad.tasks.yinyang import YinYangSpikes
 
     model = config.network.neuron_model
     if model not in ("eventprop_iaf_psc_exp_ps", "eprop_iaf_psc_exp"):  # the latter: the configuration's default
@@ -172,32 +173,38 @@ def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
             f"network.neuron_model = {model!r} has no EventProp adjoint in nestgrad; the eventprop architecture "
             "trains eventprop_iaf_psc_exp_ps (exact spike times, exponential current, refractoriness, adaptation)"
         )
+    c = config.section("network")
     if config.task.name == "evidence_spikes":
         from nestgrad.networks.eventprop import EvidenceTask
         from nestgrad.tasks.evidence_spikes import EvidenceSpikes
 
-        task = EvidenceTask(EvidenceSpikes(config.section("task"), config.task.batch_size, config.network.seed))
-        net = EventpropLearner(config.section("network"), config.optimizer, task.n_in, task.n_out,
-                               config.task.resolution)  # fmt: skip
-        net.trial_duration = task.duration
+        task: Any = EvidenceTask(EvidenceSpikes(config.section("task"), config.task.batch_size, config.network.seed))
+        net = EventpropLearner(c, config.optimizer, task.n_in, task.n_out, config.task.resolution)
+        duration = task.duration
         if net.config.window_start is None:
             net.window_start = task.recall_start  # the decision is read in the recall period
-        if not net.window_start < task.duration:
-            raise ConfigError(
-                f"network.params.window_start = {net.window_start} ms: need < the trial's {task.duration} ms"
-            )
-        return net, task  # type: ignore[return-value]
-    data = DigitsLatency(config.section("task"))
-    net = EventpropLearner(config.section("network"), config.optimizer, data.n_in, data.n_out, config.task.resolution)
-    net.trial_duration = data.duration
-    if not net.window_start < data.duration:
-        raise ConfigError(f"network.params.window_start = {net.window_start} ms: need < the trial's {data.duration} ms")
-    return net, DigitsTask(data, config.task.batch_size, config.network.seed)  # type: ignore[return-value]
+    else:
+        yinyang = config.task.name == "yinyang"
+        data = YinYangSpikes(config.section("task")) if yinyang else DigitsLatency(config.section("task"))
+        net = EventpropLearner(c, config.optimizer, data.n_in, data.n_out, config.task.resolution)
+        duration = data.duration
+        task = (YinYangTask if yinyang else DigitsTask)(data, config.task.batch_size, config.network.seed)
+    net.trial_duration = duration
+    if c.bias_time is not None and not c.bias_time < duration:
+        raise ConfigError(
+            f"network.params.bias_time = {c.bias_time} ms: need < the trial duration {duration} ms "
+            "(task.params.duration)"
+        )
+    if not net.window_start < duration:
+        raise ConfigError(f"network.params.window_start = {net.window_start} ms: need < the trial's {duration} ms")
+    return net, task  # type: ignore[return-value]
 
 
 def _size_eventprop(config: ExperimentConfig) -> NetworkSize:
     c, task = config.section("network"), config.section("task")
-    n_in, n_out, h = task.n_in, getattr(task, "n_out", 10), c.n_hidden
+    yinyang = config.task.name == "yinyang"
+    n_in, n_out, h = (4, 3, c.n_hidden) if yinyang else (task.n_in, getattr(task, "n_out", 10), c.n_hidden)
+    n_in += c.bias_time is not None
     synapses = 2 * (n_in * h + h * n_out + (h * (h - 1) if c.recurrent else 0))  # forward and reverse copies
     return NetworkSize(n_in + h + n_out, synapses, 0, float(config.task.batch_size) * n_in * 8)
 

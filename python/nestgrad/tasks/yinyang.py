@@ -26,10 +26,12 @@ t_bias 0.9 tau_syn (the values of Göltz et al.'s Yin-Yang set-up as we read the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nestgrad.errors import ConfigError
+from nestgrad.reference.eventprop.network import Trial
 
 CLASS_NAMES = ("yin", "yang", "dot")
 SPLIT_SEEDS = {"train": 42, "validation": 41, "test": 40}
@@ -118,4 +120,49 @@ def spike_times(
     return t
 
 
-__all__ = ["CLASS_NAMES", "SPLIT_SEEDS", "SPLIT_SIZES", "YinYangData", "classify", "generate", "spike_times", "split"]
+class YinYangSpikes:
+    """The default splits as EventProp trials (the task ``yinyang`` of the ``eventprop`` architecture): four input
+    neurons (x, y, 1 - x, 1 - y), each firing once at ``t_early + u (t_late - t_early)`` ms, label = class.
+    ``config`` is a :class:`~nestgrad.config.eventprop.YinYangTaskConfig` (times in ms)."""
+
+    n_in = 4
+    n_out = 3
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.duration = float(config.duration)  # ms
+        self._splits: dict[str, YinYangData] = {}
+        self._times: dict[str, np.ndarray] = {}
+
+    def split(self, name: str) -> YinYangData:
+        if name not in self._splits:
+            self._splits[name] = split(name)
+        return self._splits[name]
+
+    def size(self, name: str) -> int:
+        return SPLIT_SIZES[name] if name in SPLIT_SIZES else len(self.split(name))
+
+    def times(self, name: str) -> np.ndarray:
+        """[n, 4] input spike times (ms) of split ``name``."""
+        if name not in self._times:
+            c = self.config
+            self._times[name] = spike_times(self.split(name), tau_syn=1.0, t_early=c.t_early, t_late=c.t_late,
+                                            t_bias=None)  # fmt: skip
+        return self._times[name]
+
+    def trials(self, name: str, indices: Any, population: str = "in") -> list[Trial]:
+        times, labels = self.times(name), self.split(name).labels
+        return [Trial({population: [[float(t)] for t in times[i]]}, int(labels[i])) for i in np.asarray(indices, int)]
+
+
+__all__ = [
+    "CLASS_NAMES",
+    "SPLIT_SEEDS",
+    "SPLIT_SIZES",
+    "YinYangData",
+    "YinYangSpikes",
+    "classify",
+    "generate",
+    "spike_times",
+    "split",
+]

@@ -250,7 +250,7 @@ class Trainer:
             self._build_frozen(nest, state.weights)
             for batch, rec, _ in self.network.simulate(nest, segment, self.config.task.resolution):
                 m = self._metrics(batch, rec, 0.0)
-                per_batch.append({k: v for k, v in m.items() if k in ("loss", "accuracy", "rate_hz")})
+                per_batch.append({k: v for k, v in m.items() if k not in ("iteration", "seconds")})
                 n_trials += batch.n_trials
         result: dict[str, Any] = {
             "iteration": state.iteration,
@@ -389,7 +389,9 @@ class Trainer:
     def _write_metrics(self) -> None:
         assert self.state is not None
         hist = self.state.history
-        keys = ["iteration", "loss"] + (["accuracy"] if hist and "accuracy" in hist[0] else []) + ["rate_hz"]
+        keys = ["iteration", "loss"] + (["accuracy"] if hist and "accuracy" in hist[0] else [])
+        # a learner's own metrics (e.g. the first-spike learner's t_label_ms) before the rate
+        keys += [k for k in (hist[0] if hist else {}) if k not in (*keys, "rate_hz", "seconds")] + ["rate_hz"]
         lines = [",".join(keys)] + [",".join(repr(h[k]) for k in keys) for h in hist]
         atomic_write(self.out_dir / "metrics.csv", "\n".join(lines) + "\n")
 

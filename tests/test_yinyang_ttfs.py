@@ -1,0 +1,360 @@
+"""First-spike-time learning on Yin-Yang through the Trainer (issue 21, items 1, 3, 4): the eventprop architecture's
+spiking output layer (loss "first_spike", Göltz et al. 2021) and bias spike, the task ``yinyang`` (spike coding,
+batches), their validation, metrics and the decision-region figure.
+
+The learner's network is checked with the reference engine (exact EventProp) here; the NEST runs of the spiking
+output layer need FirstSpikeLoss in NEST (tests marked below)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nestgrad.config import ExperimentConfig
+from nestgrad.errors import ConfigError
+from nestgrad.networks.eventprop import EventpropRecord
+from nestgrad.networks.registry import make_learner
+from nestgrad.reference.eventprop import FirstSpikeLoss, evaluate
+from nestgrad.tasks import yinyang
+
+GOELTZ = {"C_m": 5.0, "tau_m": 5.0, "tau_syn": 5.0}
+
+
+def config(iterations: int = 3, every: int = 3, optimizer: str = "gradient_descent", eta: float = 0.05,
+           batch_size: int = 4, task: dict | None = None, **params) -> ExperimentConfig:  # fmt: skip
+    base = {
+        "n_hidden": 10, "output": "spiking", "loss": "first_spike", "bias_time": 4.5, "hidden": GOELTZ,
+        "output_neuron": GOELTZ, "w_in_mean": 1.5, "w_in_std": 0.8, "w_out_mean": 0.5, "w_out_std": 0.8,
+    }  # fmt: skip
+    return ExperimentConfig.from_dict(
+        {
+            "network": {
+                "architecture": "eventprop",
+                "neuron_model": "eventprop_iaf_psc_exp_ps",
+                "seed": 5,
+                "params": base | params,
+            },  # fmt: skip
+            "task": {"name": "yinyang", "resolution": 1.0, "batch_size": batch_size, "params": task or {}},
+            "optimizer": {"type": optimizer, "eta": eta},
+            "training": {"iterations": iterations, "checkpoint_every": every, "threads": 1, "plot": False},
+        }
+    )
+
+
+# -- configuration ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("params", "task", "needle"),
+    [
+        ({"loss": "sum"}, {}, "network.params.loss = 'sum' does not fit output = 'spiking'"),
+        ({"output": "readout"}, {}, "network.params.loss = 'first_spike' does not fit output = 'readout'"),
+        ({"output": "spikes"}, {}, "network.params.output = 'spikes'"),
+        ({"loss": "ttfs"}, {}, "network.params.loss = 'ttfs'"),
+        ({"xi": 0.0}, {}, "network.params.xi = 0.0"),
+        ({"beta": -1.0}, {}, "network.params.beta = -1.0"),
+        ({"alpha": -0.1}, {}, "network.params.alpha = -0.1"),
+        ({"tau_s": math.inf}, {}, "network.params.tau_s = inf"),
+        ({"output": "readout", "loss": "max", "output_neuron": {}, "xi": 0.3}, {}, "network.params.xi = 0.3 is used"),
+        ({"output": "readout", "loss": "max"}, {}, "network.params.output_neuron is used by output = 'spiking' only"),
+        ({"readout": {"tau_m": 5.0}}, {}, "network.params.readout is the leaky readouts' table"),
+        ({"output_neuron": {"V_th": -1.0}}, {}, "network.params.output_neuron: V_th = -1.0 mV must exceed"),
+        ({"output_neuron": {"tau_x": 1.0}}, {}, "network.params.output_neuron: unknown parameter(s) ['tau_x']"),
+        ({"bias_time": -1.0}, {}, "network.params.bias_time = -1.0"),
+        ({"bias_time": 25.0}, {}, "network.params.bias_time = 25.0 ms: need < the trial duration 20.0 ms"),
+        ({}, {"t_late": 0.5}, "task.params.t_late = 0.5 ms: need > t_early = 0.75 ms"),
+        ({}, {"duration": 9.0}, "task.params.duration = 9.0 ms: need > t_late = 10.0 ms"),
+        ({}, {"t_early": -0.1}, "task.params.t_early = -0.1"),
+        ({}, {"side": 8}, "task.params: unknown key(s) ['side']"),
+    ],
+)
+def test_bad_first_spike_configurations_are_refused_by_name(params, task, needle):
+    with pytest.raises(ConfigError) as err:
+        make_learner(config(task=task, **params))
+    assert needle in str(err.value)
+
+
+def test_first_spike_constants_default_to_goeltz_and_the_output_tau_syn():
+    net, _ = make_learner(config())
+    assert net.config.first_spike_constants() == {"xi": 0.2, "alpha": 0.005, "beta": 1.0, "tau_s": 5.0}
+    net, _ = make_learner(config(xi=0.4, tau_s=2.0))
+    loss = net.loss()
+    assert isinstance(loss, FirstSpikeLoss) and (loss.xi, loss.alpha, loss.beta, loss.tau_s) == (0.4, 0.005, 1.0, 2.0)
+    assert "first-spike loss" in net.describe() and "bias spike at 4.5 ms" in net.describe()
+
+
+# -- the task --------------------------------------------------------------------------------------------------
+def test_yinyang_batches_shuffle_every_epoch_and_code_the_points_as_spike_times():
+    _, task = make_learner(config(batch_size=500, task={"t_early": 1.0, "t_late": 9.0, "duration": 12.0}))
+    train = yinyang.split("train")
+    epoch = [task.batch(k) for k in range(10)]  # 10 x 500 = the 5,000 training points once
+    seen = []
+    for b in epoch:
+        for trial, label in zip(b.trials, b.labels, strict=True):
+            times = np.array([ts[0] for ts in trial.inputs["in"]])
+            u = (times - 1.0) / 8.0  # back to (x, y, 1 - x, 1 - y)
+            assert np.allclose(u[2:], 1.0 - u[:2], atol=1e-12)
+            seen.append((round(u[0], 9), round(u[1], 9), int(label)))
+    expected = {(round(x, 9), round(y, 9), int(c)) for (x, y), c in zip(train.points, train.labels, strict=True)}
+    assert len(seen) == 5000 and set(seen) == expected
+    second = task.batch(10).labels
+    assert not np.array_equal(second, epoch[0].labels)  # a new order in the second epoch
+    assert np.array_equal(make_learner(config(batch_size=500))[1].batch(3).labels, epoch[3].labels)  # seeded
+
+
+def test_yinyang_evaluation_walks_through_the_test_split_and_stops_at_its_end():
+    _, task = make_learner(config(batch_size=300))
+    test = yinyang.split("test")
+    got = np.concatenate([task.batch(1_000_000 + k).labels for k in range(3)])
+    assert np.array_equal(got, test.labels[:900])
+    with pytest.raises(ConfigError, match=r"beyond the 1000 test points; evaluate at most 3 batches"):
+        task.batch(1_000_003)
+
+
+# -- the learner's network, evaluated by the reference engine ------------------------------------------------------
+def test_spiking_output_network_has_a_bias_input_and_trains_every_projection_in_the_reference():
+    net, task = make_learner(config(n_hidden=12))
+    w = net.initial_weights(5)
+    assert list(w) == ["in_hid", "bias_hid", "hid_out", "bias_out"]
+    assert [w[k].size for k in w] == [4 * 12, 12, 12 * 3, 3]
+    batch = task.batch(0)
+    trials = net.trials(batch)
+    assert all(t.inputs["bias"] == [[4.5]] for t in trials)
+    res = evaluate(net.network(w, net.trial_duration), trials, net.loss())
+    for name, g in res.grad_weights.items():
+        assert np.abs(g).max() > 0, name
+    # the learner's metrics on the reference's first-spike times (NEST reports +inf where the reference uses T)
+    t_first = np.array(res.outputs)
+    first_out = 4 + 1 + 12  # global id of the first output neuron: inputs, bias, hidden
+    spiked = np.array([[bool(r.spikes_of[first_out + j]) for j in range(3)] for r in res.records])
+    rec = EventpropRecord(np.where(spiked, t_first, np.inf), 0, np.zeros(0), np.zeros(0), net.trial_duration)
+    m = net.metrics(batch, rec)
+    assert m["loss"] == pytest.approx(res.loss, rel=1e-12)
+    pred = np.where(spiked.any(axis=1), np.argmin(t_first, axis=1), -1)
+    assert m["accuracy"] == pytest.approx(np.mean(pred == batch.labels))
+    assert m["t_label_ms"] == pytest.approx(np.mean(t_first[np.arange(len(trials)), batch.labels]))
+
+
+def test_a_trial_without_output_spikes_counts_as_wrong():
+    net, task = make_learner(config(batch_size=2))
+    batch = task.batch(0)
+    T = net.trial_duration
+    silent = np.full((2, 3), np.inf)
+    m = net.metrics(batch, EventpropRecord(silent, 0, np.zeros(0), np.zeros(0), T))
+    assert m["accuracy"] == 0.0 and m["t_label_ms"] == T
+    assert m["loss"] == pytest.approx(net.divergence_scale(batch), rel=1e-12)  # the silent network's loss
+    right = np.full((2, 3), 9.0)
+    right[np.arange(2), batch.labels] = 3.0
+    assert net.metrics(batch, EventpropRecord(right, 0, np.zeros(0), np.zeros(0), T))["accuracy"] == 1.0
+
+
+def test_nest_forward_first_spike_times_equal_the_reference():
+    """The forward pass the decision-region figure uses (NEST, learning off) gives the reference's spike times."""
+    net, task = make_learner(config(n_hidden=12, batch_size=6))
+    w = net.initial_weights(5)
+    batch = task.batch(0)
+    res = evaluate(net.network(w, net.trial_duration), net.trials(batch), net.loss(), gradient=False)
+    got = net.first_spike_times(w, batch.trials, resolution=1.0)
+    want = np.array(res.outputs)
+    assert np.all(np.isfinite(got) == (want < net.trial_duration))
+    fin = np.isfinite(got)
+    assert fin.sum() > 0 and np.abs(got[fin] - want[fin]).max() <= 1e-9
+
+
+def test_yinyang_readout_network_trains_through_the_trainer(tmp_path):
+    """output = "readout" on Yin-Yang with the bias spike: the Trainer's losses equal the reference's GD."""
+    from nestgrad.training.trainer import Trainer
+
+    cfg = config(2, 2, output="readout", loss="max", output_neuron={}, readout=GOELTZ)
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    w = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    net = trainer.network
+    for k in range(2):
+        batch = trainer.task.batch(k)
+        res = evaluate(net.network(w, net.trial_duration), net.trials(batch), net.loss())
+        assert res.loss == pytest.approx(history[k]["loss"], rel=1e-9)
+        w = {name: w[name] - 0.05 * res.grad_weights[name] for name in w}
+    for name, expected in w.items():
+        assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * np.abs(expected).max(), name
+
+
+def test_decision_region_figure_is_written(tmp_path):
+    from nestgrad import plotting
+
+    xs = ys = np.linspace(0, 1, 30)
+    gx, gy = np.meshgrid(xs, ys)
+    pred = yinyang.classify(gx, gy).astype(float)
+    pred[0, :5] = -1
+    pred[np.hypot(gx - 0.5, gy - 0.5) > 0.5] = np.nan
+    test = yinyang.split("test")
+    path = tmp_path / "regions.png"
+    plotting.plot_decision_regions(xs, ys, pred, test.points, test.labels, path, "test")
+    assert path.stat().st_size > 10_000
+
+
+# -- through the Trainer in NEST (FirstSpikeLoss in NEST) -------------------------------------------------------------
+def test_ttfs_trainer_weights_equal_reference_gradient_descent(tmp_path):
+    """3 iterations of gradient descent on Yin-Yang batches with spiking outputs and the bias spike: every weight
+    equals the reference engine's gradient descent to 1e-9 of its change; every loss equals the reference's."""
+    from nestgrad.training.trainer import Trainer
+
+    trainer = Trainer(config(3, 3, n_hidden=10), tmp_path, verbose=False)
+    w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    net = trainer.network
+    w = w0
+    for k in range(3):
+        batch = trainer.task.batch(k)
+        res = evaluate(net.network(w, net.trial_duration), net.trials(batch), net.loss())
+        assert res.loss == pytest.approx(history[k]["loss"], rel=1e-9)
+        w = {name: w[name] - 0.05 * res.grad_weights[name] for name in w}
+    for name, expected in w.items():
+        change = np.abs(expected - w0[name]).max()
+        assert change > 0, name
+        assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
+    assert header == "iteration,loss,accuracy,t_label_ms,silent_outputs,rate_hz"
+
+
+def test_ttfs_adam_run_resumes_bit_identically(tmp_path):
+    from nestgrad.training.checkpoint import load_checkpoint
+    from nestgrad.training.trainer import Trainer
+
+    whole = Trainer(config(4, 2, "adam", 0.01, n_hidden=10), tmp_path / "whole", verbose=False)
+    whole.run()
+    Trainer(config(2, 2, "adam", 0.01, n_hidden=10), tmp_path / "split", verbose=False).run()
+    second = Trainer(config(4, 2, "adam", 0.01, n_hidden=10), tmp_path / "split", verbose=False)
+    second.run(resume=True)
+    names = ("in_hid", "bias_hid", "hid_out", "bias_out")
+    assert set(second.state.weights) == set(names)
+    for name, w in whole.state.weights.items():
+        assert np.array_equal(w, second.state.weights[name]), name
+    assert set(second.state.optimizer_state) == {f"{m}_{p}" for m in "mv" for p in names}
+    for key, value in whole.state.optimizer_state.items():
+        assert np.array_equal(value, second.state.optimizer_state[key]), key
+    assert load_checkpoint(tmp_path / "split" / "checkpoint.npz", second.config).iteration == 4
+
+
+def test_ttfs_evaluation_keeps_the_weights_and_scores_the_test_points(tmp_path):
+    from nestgrad.training.trainer import Trainer
+
+    trainer = Trainer(config(2, 2, n_hidden=10), tmp_path, verbose=False)
+    trainer.run()
+    before = {k: v.copy() for k, v in trainer.state.weights.items()}
+    result = trainer.evaluate(n_batches=2)
+    assert result["trials"] == 8
+    for name, w in before.items():
+        assert np.array_equal(w, trainer.state.weights[name])
+    # the evaluation's accuracy is the earliest-spike prediction of the NEST forward pass on the same test points
+    net = trainer.network
+    test = yinyang.split("test")
+    trials = [trainer.task.batch(1_000_000 + k) for k in range(2)]
+    t = net.first_spike_times(trainer.state.weights, [tr for b in trials for tr in b.trials], 1.0)
+    pred = np.where(np.isfinite(t).any(axis=1), np.argmin(t, axis=1), -1)
+    assert result["accuracy"] == pytest.approx(np.mean(pred == test.labels[:8]))
+
+
+def test_seed_script_trains_evaluates_and_draws(tmp_path, monkeypatch):
+    """scaling_runs/yinyang_ttfs.py on a tiny configuration: one seed, one iteration per kernel; the summary holds
+    the evaluation's test accuracy, which equals that of the figure's own forward pass over the same test points."""
+    import json
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "scaling_runs"))
+    import yinyang_ttfs as script
+
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(
+        """
+[network]
+architecture = "eventprop"
+neuron_model = "eventprop_iaf_psc_exp_ps"
+seed = 1
+[network.params]
+n_hidden = 8
+output = "spiking"
+loss = "first_spike"
+bias_time = 4.5
+w_in_mean = 1.5
+w_in_std = 0.8
+w_out_mean = 0.5
+w_out_std = 0.8
+hidden = { C_m = 5.0, tau_m = 5.0, tau_syn = 5.0, t_ref = 20.0 }
+output_neuron = { C_m = 5.0, tau_m = 5.0, tau_syn = 5.0, t_ref = 20.0 }
+[task]
+name = "yinyang"
+resolution = 1.0
+batch_size = 500
+[optimizer]
+type = "adam"
+eta = 0.01
+[training]
+iterations = 1
+checkpoint_every = 1
+threads = 1
+plot = false
+"""
+    )
+    assert script.main(["--config", str(toml), "--seeds", "3", "--out", str(tmp_path / "runs")]) == 0
+    summary = json.loads((tmp_path / "runs" / "yinyang_ttfs.json").read_text())
+    run = summary["runs"]["3"]
+    assert run["iterations"] == 1 and run["epochs"] == 0.1 and run["test_points"] == 1000
+    assert run["test_accuracy"] == pytest.approx(run["figure_test_accuracy"], abs=1e-12)
+    assert (tmp_path / "runs" / "seed3" / "decision_regions.png").stat().st_size > 10_000
+    header = (tmp_path / "runs" / "seed3" / "metrics.csv").read_text().splitlines()[0]
+    assert header == "iteration,loss,accuracy,t_label_ms,silent_outputs,rate_hz"
+    per_batch = json.loads((tmp_path / "runs" / "seed3" / "evaluation.json").read_text())["per_batch"]
+    assert set(per_batch[0]) == {"loss", "accuracy", "t_label_ms", "silent_outputs", "rate_hz"}
+
+
+def test_weight_bumping_raises_the_weights_into_silent_outputs(tmp_path):
+    """weight_bump: after each batch in which an output missed a spike, the weights into it grow by weight_bump on
+    top of the reference's gradient-descent step (1e-9 of the change); outputs that always spiked get the step only."""
+    from nestgrad.training.trainer import Trainer
+
+    bump = 0.05
+    cfg = config(3, 3, n_hidden=10, w_out_mean=0.1, w_out_std=0.3, weight_bump=bump)
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    net = trainer.network
+    w = w0
+    bumped = 0
+    for k in range(3):
+        batch = trainer.task.batch(k)
+        n = net.network(w, net.trial_duration)
+        res = evaluate(n, net.trials(batch), net.loss())
+        first_out = 4 + 1 + 10
+        silent = np.array([any(not r.spikes_of[first_out + j] for r in res.records) for j in range(3)])
+        assert history[k]["silent_outputs"] == silent.sum()
+        bumped += int(silent.sum())
+        new = {}
+        for name in w:
+            p = n.projection(name)
+            into_silent = silent[p.targets] if p.target == "out" else np.zeros(len(w[name]), bool)
+            new[name] = w[name] - 0.05 * res.grad_weights[name] + bump * into_silent
+        w = new
+    assert bumped > 0  # the test exercises bumping
+    for name, expected in w.items():
+        change = np.abs(expected - w0[name]).max()
+        assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
+
+
+def test_weight_bump_is_refused_with_readouts():
+    with pytest.raises(ConfigError, match=r"network.params.weight_bump = 0.1 is used by output = 'spiking' only"):
+        make_learner(config(output="readout", loss="max", output_neuron={}, weight_bump=0.1))
+    with pytest.raises(ConfigError, match=r"network.params.weight_bump = -1.0"):
+        make_learner(config(weight_bump=-1.0))
+
+
+def test_weight_bump_and_window_are_refused_where_they_cannot_hold():
+    """The bump is added outside the bounded optimizer step, so it cannot keep Dale's law or weight bounds; the
+    response window belongs to the readouts' cross-entropy, not to the first-spike loss."""
+    with pytest.raises(ConfigError, match=r"weight_bump = 0.1 cannot be combined with dale"):
+        make_learner(config(weight_bump=0.1, dale=True))
+    with pytest.raises(ConfigError, match=r"weight_bump = 0.1 cannot be combined with dale or w_out_min"):
+        make_learner(config(weight_bump=0.1, w_out_max=5.0))
+    with pytest.raises(ConfigError, match=r"window_start = 2.0 is a window of the readouts' cross-entropy"):
+        make_learner(config(window_start=2.0))
