@@ -46,12 +46,18 @@ eventprop_iaf_psc_exp_ps::get_status( Dictionary& d ) const
   d[ nest::names::V_m ] = v_ + E_L_;
   d[ "I_syn" ] = i_;
   d[ "adaptation" ] = a_;
-  d[ "spike_trials" ] = rec_trial_;
-  d[ "spike_times" ] = rec_t_;
-  d[ "spike_gdot" ] = rec_gdot_;
-  d[ "spike_vdot_plus" ] = rec_vdot_plus_;
-  d[ "release_vdot" ] = rec_release_vdot_;
+  // the records grow with every trial: reading them on every status call would cost O(trials) per call
+  if ( status_records_ )
+  {
+    d[ "spike_trials" ] = rec_trial_;
+    d[ "spike_times" ] = rec_t_;
+    d[ "spike_gdot" ] = rec_gdot_;
+    d[ "spike_vdot_plus" ] = rec_vdot_plus_;
+    d[ "release_vdot" ] = rec_release_vdot_;
+  }
   d[ "record" ] = record_;
+  d[ "status_records" ] = status_records_;
+  d[ "n_spikes" ] = n_spikes_;
   d[ "output_index" ] = output_index_;
   d[ "labels" ] = labels_;
   d[ "first_spike_xi" ] = fs_xi_;
@@ -83,6 +89,8 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   d.update_value( "adapt_beta", p.adapt_beta );
   bool record = record_;
   d.update_value( "record", record );
+  bool status_records = status_records_;
+  d.update_value( "status_records", status_records );
   long output_index = output_index_;
   std::vector< long > labels = labels_;
   double xi = fs_xi_;
@@ -160,6 +168,7 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   E_L_ = E_L;
   p_ = p;
   record_ = record;
+  status_records_ = status_records;
   output_index_ = output_index;
   labels_ = labels;
   fs_xi_ = xi;
@@ -245,6 +254,7 @@ eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const long wit
     tspk_.back().vdot_plus = eventprop_dvdt( v_, i_, p_ );
     predict_( t );
   }
+  ++n_spikes_;
   if ( record_ )
   {
     rec_trial_.push_back( trial_ );

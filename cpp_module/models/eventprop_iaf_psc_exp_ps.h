@@ -149,7 +149,9 @@ trial-local; outputs of a first-spike loss), ``trial_spike_score`` (neurons with
 Recorded with ``record`` = true (the default; read-only lists, one entry per spike since the network was built):
 ``spike_trials``, ``spike_times`` (ms, trial-local), ``spike_gdot`` (mV/ms), ``spike_vdot_plus`` (mV/ms),
 ``release_vdot`` (mV/ms). These lists grow with every trial: set ``record`` = false for long training runs (the
-backward pass keeps its own per-trial copy).
+backward pass keeps its own per-trial copy), or ``status_records`` = false (default true) to keep recording but
+leave the lists out of GetStatus, so that reading any other entry costs O(1) instead of O(spikes so far).
+``n_spikes`` (read-only): forward spikes since the network was built, recorded or not.
 ``V_m``, ``I_syn`` and ``adaptation`` give the state at the last event processed.
 
 References
@@ -319,6 +321,8 @@ private:
 
   // record (all trials since the network was built; off with record = false, e.g. for long training runs)
   bool record_ = true;
+  bool status_records_ = true;  //!< false: GetStatus leaves the (growing) records out
+  long n_spikes_ = 0;           //!< forward spikes since the network was built (recorded or not)
   std::vector< long > rec_trial_;
   std::vector< double > rec_t_;
   std::vector< double > rec_gdot_;

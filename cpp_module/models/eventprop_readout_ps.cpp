@@ -35,10 +35,15 @@ eventprop_readout_ps::get_status( Dictionary& d ) const
   d[ nest::names::I_e ] = p_.I_e;
   d[ nest::names::V_m ] = v_ + E_L_;
   d[ "I_syn" ] = i_;
-  d[ "seg_trials" ] = seg_trial_;
-  d[ "seg_times" ] = seg_t_;
-  d[ "seg_v" ] = seg_v_;
-  d[ "seg_I" ] = seg_i_;
+  // the records grow with every trial: reading them on every status call would cost O(trials) per call
+  if ( status_records_ )
+  {
+    d[ "seg_trials" ] = seg_trial_;
+    d[ "seg_times" ] = seg_t_;
+    d[ "seg_v" ] = seg_v_;
+    d[ "seg_I" ] = seg_i_;
+  }
+  d[ "status_records" ] = status_records_;
   d[ "readout_index" ] = readout_index_;
   d[ "labels" ] = labels_;
   d[ "trial_y" ] = y_rec_;
@@ -153,6 +158,8 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   d.update_value( "labels", labels );
   bool record = record_;
   d.update_value( "record", record );
+  bool status_records = status_records_;
+  d.update_value( "status_records", status_records );
   std::string loss = max_mode_ ? "max" : ( rate_ > 0.0 ? "sum_exp" : "sum" );
   d.update_value( "loss", loss );
   if ( loss != "sum" and loss != "max" and loss != "sum_exp" )
@@ -193,6 +200,7 @@ eventprop_readout_ps::set_status( const Dictionary& d )
   window_start_ = window_start;
   rate_ = loss == "sum_exp" ? 1.0 / tau_w : 0.0;
   record_ = record;
+  status_records_ = status_records;
 }
 
 void

@@ -41,7 +41,9 @@ arriving outside a trial are dropped. The readout never spikes.
 
 After each arrival the readout records the trial, the trial-local time and (v, I) (the pieces from which the
 losses of docs/eventprop.md take v(t) in closed form): ``seg_trials``, ``seg_times`` (ms), ``seg_v`` (mV,
-relative to E_L), ``seg_I`` (pA); with ``record`` = false (default true) nothing is kept (long training runs).
+relative to E_L), ``seg_I`` (pA); with ``record`` = false (default true) nothing is kept (long training runs);
+with ``status_records`` = false (default true) the lists are kept but left out of GetStatus (reading ``trial_y``
+then costs O(trials), not O(arrivals so far)).
 
 Loss and adjoint (``backward`` = true, docs/eventprop_nest_design.md). With ``readout_index`` = k >= 0 the readout
 is output k of a cross-entropy loss L = -log softmax(y)_label (``labels[trial]``) on (``loss``) the mean voltage
@@ -198,7 +200,8 @@ private:
   std::vector< double > y_rec_;
   std::vector< double > c_rec_;
 
-  bool record_ = true;  //!< keep the (t, v, I) record (grows with every trial)
+  bool record_ = true;          //!< keep the (t, v, I) record (grows with every trial)
+  bool status_records_ = true;  //!< false: GetStatus leaves the (growing) records out
   std::vector< long > seg_trial_;
   std::vector< double > seg_t_;
   std::vector< double > seg_v_;

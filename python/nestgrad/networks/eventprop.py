@@ -155,6 +155,7 @@ class EventpropLearner:
         self._weights: dict[str, np.ndarray] = {}
         self._learning = True
         self._state: dict[str, np.ndarray] = {}
+        self._spikes_before = 0  # the hidden neurons' n_spikes after the previous batch of the block
         self._pending_state: dict[str, np.ndarray] = {}
         defaults = type(optimizer)() if dataclasses.is_dataclass(optimizer) else None
         if getattr(optimizer, "sign_constrained", False):
@@ -366,15 +367,19 @@ class EventpropLearner:
         lay = built.layout
         hid = list(built.cnet.global_ids("hid"))
         out = list(built.cnet.global_ids("out"))
+        # the per-spike records grow with every trial of the block; GetStatus leaves them out until the last batch
+        # (the raster), so that reading n_spikes and the outputs per batch stays O(1) and O(trials) per node
+        built.nodes[[j for j, k in enumerate(built.cnet.kind) if k != "input"]].set(status_records=False)
+        self._spikes_before = 0
         done = 0
-        for batch in batches:
+        for number, batch in enumerate(batches):
             t0 = time.perf_counter()
             nest.Simulate((lay.origin if done == 0 else 0.0) + batch.n_trials * lay.period)
             seconds = time.perf_counter() - t0
             key = "trial_t_first" if self.spiking_output else "trial_y"
             ys = engine.gather_nodes(built, out, (key,), comm)
             y = np.array([np.asarray(d[key], float)[done : done + batch.n_trials] for d in ys]).T
-            rec = self._record(built, hid, done, batch.n_trials, y, T, comm)
+            rec = self._record(built, hid, done, batch.n_trials, y, T, comm, raster=number == len(batches) - 1)
             done += batch.n_trials
             if self._learning and self.spiking_output and self.config.weight_bump > 0:
                 self._bump(built, ~np.isfinite(y).all(axis=0), comm)
@@ -402,17 +407,21 @@ class EventpropLearner:
         engine.write_edges(built, {"weight": w})
 
     def _record(
-        self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float, comm: Any
+        self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float, comm: Any, raster: bool
     ) -> EventpropRecord:
-        count, last_t, last_n = 0, [], []
+        """The batch's hidden spike count (from the neurons' running counts) and, with ``raster``, the last trial's
+        hidden spikes (read from the records, O(spikes of the block): once per block)."""
+        total = sum(int(d["n_spikes"][0]) for d in engine.gather_nodes(built, hid, ("n_spikes",), comm))
+        count, self._spikes_before = total - self._spikes_before, total
+        if not raster:
+            return EventpropRecord(y, count, np.zeros(0), np.zeros(0, int), T)
+        built.nodes[hid].set(status_records=True)
+        last_t, last_n = [], []
         for k, st in enumerate(engine.gather_nodes(built, hid, ("spike_trials", "spike_times"), comm)):
-            trials = np.asarray(st["spike_trials"], int)
-            times = np.asarray(st["spike_times"], float)
-            sel = (trials >= first) & (trials < first + n)
-            count += int(sel.sum())
-            last = trials == first + n - 1
-            last_t.append(times[last])
+            last = np.asarray(st["spike_trials"], int) == first + n - 1
+            last_t.append(np.asarray(st["spike_times"], float)[last])
             last_n.append(np.full(int(last.sum()), k))
+        built.nodes[hid].set(status_records=False)
         return EventpropRecord(y, count, np.concatenate(last_t), np.concatenate(last_n), T)
 
     def _per_projection(self, values: np.ndarray) -> dict[str, np.ndarray]:
