@@ -384,11 +384,14 @@ class YinYangTaskConfig:
     """``[task.params]`` of the task ``yinyang`` (tasks/yinyang.py): the Yin-Yang points as spike times, Göltz et
     al.'s coding. Each input value u in [0, 1] of (x, y, 1 - x, 1 - y) fires once at t_early + u (t_late - t_early)
     (ms). Defaults: their 0.15 tau_s and 2 tau_s for tau_s = 5 ms, and a trial of 4 tau_s (their sim_time). The bias
-    spike is the network's (network.params.bias_time; theirs is 0.9 tau_s = 4.5 ms)."""
+    spike is the network's (network.params.bias_time; theirs is 0.9 tau_s = 4.5 ms). ``jitter``: standard deviation
+    of Gaussian noise added to the training points' input spike times, new in every iteration (Göltz et al.'s
+    training_noise, 0.2 tau_s = 1 ms; a negative time is mirrored at 0); test and validation points stay clean."""
 
     t_early: float = 0.75  # ms
     t_late: float = 10.0  # ms
     duration: float = 20.0  # ms, trial length T
+    jitter: float = 0.0  # ms, training inputs only
 
     def validate(self) -> None:
         where = "task.params"
@@ -400,6 +403,12 @@ class YinYangTaskConfig:
             raise ConfigError(
                 f"{where}.duration = {self.duration} ms: need > t_late = {self.t_late} ms (every input spike inside "
                 "the trial)"
+            )
+        if not self.jitter <= 0.25 * (self.duration - self.t_late):
+            raise ConfigError(
+                f"{where}.jitter = {self.jitter} ms: need <= (duration - t_late) / 4 = "
+                f"{0.25 * (self.duration - self.t_late):g} ms, so that jittered input spikes stay inside the trial "
+                "(a spike past it is moved to the trial's end)"
             )
 
     def to_dict(self) -> dict[str, float]:

@@ -372,6 +372,10 @@ class OptimizerConfig:
     # Dale's law: every plastic weight keeps the sign it has at connection time (bounds [max(Wmin, 0), Wmax] for
     # weights >= 0, [Wmin, min(Wmax, 0)] for negative ones); excitatory neurons stay excitatory.
     sign_constrained: bool = False
+    # step-wise learning-rate decay (PyTorch's StepLR): eta * eta_decay ** (iteration // eta_decay_every) for the
+    # iterations after that many; applied between NEST kernels (the Trainer ends a segment at every step of it)
+    eta_decay: float = 1.0
+    eta_decay_every: int = 0  # iterations; 0: no decay
 
     def __post_init__(self) -> None:
         _require(self.type in OPTIMIZERS, "optimizer.type", self.type, f"one of {', '.join(OPTIMIZERS)}")
@@ -394,6 +398,26 @@ class OptimizerConfig:
         )
         for key in ("optimize_each_step", "sign_constrained"):
             _require(isinstance(getattr(self, key), bool), f"optimizer.{key}", getattr(self, key), "true or false")
+        _require(
+            _finite(self.eta_decay) and 0 < self.eta_decay <= 1, "optimizer.eta_decay", self.eta_decay, "in (0, 1]"
+        )
+        _require(
+            _int(self.eta_decay_every) and self.eta_decay_every >= 0,
+            "optimizer.eta_decay_every",
+            self.eta_decay_every,
+            "an integer >= 0 (iterations; 0: no decay)",
+        )
+
+    @property
+    def decays(self) -> bool:
+        return self.eta_decay_every > 0 and self.eta_decay != 1.0
+
+    def at_iteration(self, done: int) -> OptimizerConfig:
+        """These settings for the iterations after ``done`` completed ones: eta decayed
+        ``done // eta_decay_every`` times (self when nothing decays)."""
+        if not self.decays:
+            return self
+        return dataclasses.replace(self, eta=self.eta * self.eta_decay ** (done // self.eta_decay_every))
 
     def check_bounds(self, name: str, weights: Any) -> None:
         """Initial plastic weights must lie in [Wmin, Wmax]: NEST's optimizer would clip them at their first update."""

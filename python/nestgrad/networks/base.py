@@ -41,6 +41,8 @@ class Learner(Protocol):
     n_in: int  # inputs the task must provide
     n_out: int  # readouts
     comm: Any  # the communicator (serial or MPI) the Trainer sets before building
+    # the OptimizerConfig read by build(); the Trainer replaces it before a segment when optimizer.eta decays
+    optimizer: Any
 
     @property
     def n_recorded(self) -> int:

@@ -122,7 +122,12 @@ class YinYangTask(DigitsTask):
                     f"{first + self.batch_size - 1}) lies beyond the {size} test points; evaluate at most "
                     f"{size // self.batch_size} batches of task.batch_size = {self.batch_size}"
                 )
-        return super().batch(iteration)
+            return super().batch(iteration)
+        # training points, with input jitter when configured (fresh noise per iteration, seeded by it)
+        pos = self._positions("train", iteration * self.batch_size)
+        rng = np.random.default_rng([self.seed, 0x717, iteration])
+        trials = self.data.trials("train", pos, rng=rng)
+        return TrialSet(trials, np.array([t.label for t in trials], np.int64))
 
 
 @dataclass

@@ -150,9 +150,19 @@ class YinYangSpikes:
                                             t_bias=None)  # fmt: skip
         return self._times[name]
 
-    def trials(self, name: str, indices: Any, population: str = "in") -> list[Trial]:
-        times, labels = self.times(name), self.split(name).labels
-        return [Trial({population: [[float(t)] for t in times[i]]}, int(labels[i])) for i in np.asarray(indices, int)]
+    def trials(
+        self, name: str, indices: Any, population: str = "in", rng: np.random.Generator | None = None
+    ) -> list[Trial]:
+        """Trials of the points ``indices`` of split ``name``; with ``rng``, input times carry the configured jitter
+        (mirrored at 0, at most the trial's end)."""
+        idx = np.asarray(indices, int)
+        times, labels = self.times(name)[idx], self.split(name).labels[idx]
+        jitter = float(getattr(self.config, "jitter", 0.0))
+        if rng is not None and jitter > 0:
+            times = np.minimum(np.abs(times + rng.normal(0.0, jitter, times.shape)), np.nextafter(self.duration, 0.0))
+        return [
+            Trial({population: [[float(t)] for t in row]}, int(label)) for row, label in zip(times, labels, strict=True)
+        ]
 
 
 __all__ = [

@@ -282,11 +282,12 @@ class Trainer:
         self.network.comm = self.comm
         return nest
 
-    def _segments(self, first: int, count: int, split_every: int | None = None) -> Iterator[list[TrialBatch]]:
+    def _segments(self, first: int, count: int, split_every: tuple[int, ...] = ()) -> Iterator[list[TrialBatch]]:
         """The task batches ``first`` ... ``first + count - 1``, made one at a time and grouped into segments of at
         most ``segment_bytes`` of data (at least one batch each): one segment is simulated in one kernel, so memory
         stays bounded however long a block or an evaluation is. ``split_every``: a segment also ends after every
-        batch whose count (1-based) is a multiple of it (the learner's rewiring steps)."""
+        batch whose count (1-based) is a multiple of one of these (the learner's rewiring steps, the learning-rate
+        decay's steps)."""
         segment: list[TrialBatch] = []
         size = 0
         for k in range(first, first + count):
@@ -297,7 +298,7 @@ class Trainer:
                 segment, size = [], 0
             segment.append(batch)
             size += nbytes
-            if split_every and (k + 1) % split_every == 0:
+            if any((k + 1) % every == 0 for every in split_every):
                 yield segment
                 segment, size = [], 0
         if segment:
@@ -309,7 +310,9 @@ class Trainer:
         assert self.state is not None
         # a learner that rewires its connections (network.rewiring) does so between segments, on gathered weights
         every = getattr(self.network, "rewire_every", None)
-        for segment in self._segments(self.iteration, n, every):
+        opt = self.config.optimizer
+        splits = tuple(k for k in (every, opt.eta_decay_every if opt.decays else 0) if k)
+        for segment in self._segments(self.iteration, n, splits):
             self._run_segment(segment)
             if every and self.iteration % every == 0:
                 rewire = self.network.rewire  # type: ignore[attr-defined]
@@ -322,6 +325,8 @@ class Trainer:
         assert self.state is not None
         nest = self._fresh_kernel()
         net = self.network
+        if self.config.optimizer.decays:  # every learner reads its optimizer settings when it builds
+            net.optimizer = self.config.optimizer.at_iteration(self.iteration)  # type: ignore[attr-defined]
         net.build(nest, self.state.weights, self.config.training.record_neurons)
         if self.state.optimizer_state:
             net.write_optimizer_state(nest, self.state.optimizer_state)
