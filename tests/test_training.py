@@ -202,3 +202,35 @@ def test_dales_law_holds_across_checkpoint_blocks(tmp_path):
         assert np.all(w[key][w0[key] > 0] >= 0) and np.all(w[key][w0[key] < 0] <= 0), key
         reached_zero += int(np.sum((w[key] == 0) & (w0[key] != 0)))
     assert reached_zero > 0  # the case this test is about occurred
+
+
+def test_learning_rate_decay_reaches_the_eprop_synapses(tmp_path, monkeypatch):
+    """optimizer.eta_decay / eta_decay_every with an e-prop network: the Trainer ends a kernel at each step of the
+    decay and builds the next one with the decayed eta (NEST's eprop synapses read it at build); the weights then
+    differ from the run without decay from the step on, and not before it."""
+    from nestgrad.networks.eprop_classic import EpropNetwork
+
+    etas: list[float] = []
+    build = EpropNetwork.build
+
+    def recording_build(self, nest, *args, **kwargs):
+        etas.append(self.optimizer.eta)
+        return build(self, nest, *args, **kwargs)
+
+    monkeypatch.setattr(EpropNetwork, "build", recording_build)
+    cfg = small_config(iterations=4, every=4, eta=1e-4)
+    decayed = dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, eta_decay=0.5, eta_decay_every=2))
+    two = dataclasses.replace(decayed.training, iterations=2, checkpoint_every=2)
+    short = dataclasses.replace(decayed, training=two)
+    a = Trainer(decayed, tmp_path / "decay", verbose=False)
+    a.run()
+    assert etas == [1e-4, 5e-5]  # one kernel per step of the decay inside the block of 4
+    b = Trainer(cfg, tmp_path / "plain", verbose=False)
+    b.run()
+    c = Trainer(short, tmp_path / "short", verbose=False)
+    c.run()
+    d = Trainer(dataclasses.replace(cfg, training=short.training), tmp_path / "short_plain", verbose=False)
+    d.run()
+    for name in ("in_rec", "rec_rec"):
+        assert np.array_equal(c.state.weights[name], d.state.weights[name]), name  # before the step: the same
+    assert not np.array_equal(a.state.weights["rec_rec"], b.state.weights["rec_rec"])

@@ -23,7 +23,8 @@ GOELTZ = {"C_m": 5.0, "tau_m": 5.0, "tau_syn": 5.0}
 
 
 def config(iterations: int = 3, every: int = 3, optimizer: str = "gradient_descent", eta: float = 0.05,
-           batch_size: int = 4, task: dict | None = None, **params) -> ExperimentConfig:  # fmt: skip
+           batch_size: int = 4, task: dict | None = None, decay: dict | None = None,
+           **params) -> ExperimentConfig:  # fmt: skip
     base = {
         "n_hidden": 10, "output": "spiking", "loss": "first_spike", "bias_time": 4.5, "hidden": GOELTZ,
         "output_neuron": GOELTZ, "w_in_mean": 1.5, "w_in_std": 0.8, "w_out_mean": 0.5, "w_out_std": 0.8,
@@ -37,7 +38,7 @@ def config(iterations: int = 3, every: int = 3, optimizer: str = "gradient_desce
                 "params": base | params,
             },  # fmt: skip
             "task": {"name": "yinyang", "resolution": 1.0, "batch_size": batch_size, "params": task or {}},
-            "optimizer": {"type": optimizer, "eta": eta},
+            "optimizer": {"type": optimizer, "eta": eta} | (decay or {}),
             "training": {"iterations": iterations, "checkpoint_every": every, "threads": 1, "plot": False},
         }
     )
@@ -100,6 +101,35 @@ def test_yinyang_batches_shuffle_every_epoch_and_code_the_points_as_spike_times(
     second = task.batch(10).labels
     assert not np.array_equal(second, epoch[0].labels)  # a new order in the second epoch
     assert np.array_equal(make_learner(config(batch_size=500))[1].batch(3).labels, epoch[3].labels)  # seeded
+
+
+def test_yinyang_training_jitter_is_seeded_per_iteration_and_leaves_the_test_points_clean():
+    """task.params.jitter (Göltz et al.'s training noise): Gaussian with the configured sd on every training input
+    time, mirrored at 0, inside the trial; the same iteration always gets the same noise; evaluation batches (test
+    points) and jitter = 0 give the clean times."""
+    from nestgrad.tasks import EVALUATION_FIRST_BATCH
+
+    def times(task, k):
+        return np.array([[ts[0] for ts in t.inputs["in"]] for t in task.batch(k).trials])
+
+    clean = make_learner(config(batch_size=500))[1]
+    noisy = make_learner(config(batch_size=500, task={"jitter": 1.0}))[1]
+    again = make_learner(config(batch_size=500, task={"jitter": 1.0}))[1]
+    for k in (0, 7):
+        t0, t1 = times(clean, k), times(noisy, k)
+        assert np.array_equal(t1, times(again, k))
+        assert np.array_equal(clean.batch(k).labels, noisy.batch(k).labels)  # the same points, in the same order
+        assert t1.min() >= 0.0 and t1.max() < 20.0
+        far = t0 > 5.0  # 5 sd from 0 and from the trial's end: neither mirrored nor moved in practice
+        d = (t1 - t0)[far]
+        assert d.size > 800 and abs(d.std() - 1.0) < 0.08 and abs(d.mean()) < 0.12
+    assert not np.array_equal(times(noisy, 0), times(noisy, 10))  # fresh noise for the same points next epoch
+    e = EVALUATION_FIRST_BATCH
+    assert np.array_equal(times(clean, e), times(noisy, e))
+    with pytest.raises(ConfigError, match=r"task.params.jitter = 3.0 ms: need <= \(duration - t_late\) / 4 = 2.5"):
+        make_learner(config(task={"jitter": 3.0}))
+    with pytest.raises(ConfigError, match="task.params.jitter"):
+        make_learner(config(task={"jitter": -1.0}))
 
 
 def test_yinyang_evaluation_walks_through_the_test_split_and_stops_at_its_end():
@@ -215,6 +245,48 @@ def test_ttfs_trainer_weights_equal_reference_gradient_descent(tmp_path):
         assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0]
     assert header == "iteration,loss,accuracy,t_label_ms,silent_outputs,rate_hz"
+
+
+def test_learning_rate_decay_steps_inside_a_block_as_the_reference(tmp_path):
+    """optimizer.eta_decay / eta_decay_every (StepLR): 4 iterations of gradient descent in one block of 4 with eta
+    halved after every 2: the Trainer ends a NEST kernel at the step, and every weight equals the reference engine's
+    gradient descent with eta, eta, eta / 2, eta / 2 to 1e-9 of its change."""
+    from nestgrad.training.trainer import Trainer
+
+    decay = {"eta_decay": 0.5, "eta_decay_every": 2}
+    trainer = Trainer(config(4, 4, n_hidden=10, decay=decay), tmp_path, verbose=False)
+    w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    net = trainer.network
+    w = w0
+    for k in range(4):
+        res = evaluate(net.network(w, net.trial_duration), net.trials(trainer.task.batch(k)), net.loss())
+        assert res.loss == pytest.approx(history[k]["loss"], rel=1e-9)
+        w = {name: w[name] - 0.05 * 0.5 ** (k // 2) * res.grad_weights[name] for name in w}
+    for name, expected in w.items():
+        change = np.abs(expected - w0[name]).max()
+        assert change > 0, name
+        assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
+
+
+def test_learning_rate_decay_resumes_bit_identically_across_its_step(tmp_path):
+    """Adam with eta x 0.3 every 3 iterations, checkpoints every 2: a run stopped at 2 and resumed to 5 (the step
+    falls inside the resumed block) equals the uninterrupted run bit for bit, weights and moments."""
+    from nestgrad.training.trainer import Trainer
+
+    decay = {"eta_decay": 0.3, "eta_decay_every": 3}
+    whole = Trainer(config(5, 2, "adam", 0.01, n_hidden=10, decay=decay), tmp_path / "whole", verbose=False)
+    whole.run()
+    Trainer(config(2, 2, "adam", 0.01, n_hidden=10, decay=decay), tmp_path / "split", verbose=False).run()
+    second = Trainer(config(5, 2, "adam", 0.01, n_hidden=10, decay=decay), tmp_path / "split", verbose=False)
+    second.run(resume=True)
+    for name, w in whole.state.weights.items():
+        assert np.array_equal(w, second.state.weights[name]), name
+    for key, value in whole.state.optimizer_state.items():
+        assert np.array_equal(value, second.state.optimizer_state[key]), key
+    plain = Trainer(config(5, 2, "adam", 0.01, n_hidden=10), tmp_path / "plain", verbose=False)
+    plain.run()
+    assert not np.array_equal(plain.state.weights["in_hid"], whole.state.weights["in_hid"])  # the decay acted
 
 
 def test_ttfs_adam_run_resumes_bit_identically(tmp_path):
