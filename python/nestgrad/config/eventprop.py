@@ -385,8 +385,9 @@ class YinYangTaskConfig:
     al.'s coding. Each input value u in [0, 1] of (x, y, 1 - x, 1 - y) fires once at t_early + u (t_late - t_early)
     (ms). Defaults: their 0.15 tau_s and 2 tau_s for tau_s = 5 ms, and a trial of 4 tau_s (their sim_time). The bias
     spike is the network's (network.params.bias_time; theirs is 0.9 tau_s = 4.5 ms). ``jitter``: standard deviation
-    of Gaussian noise added to the training points' input spike times, new in every iteration (Göltz et al.'s
-    training_noise, 0.2 tau_s = 1 ms; a negative time is mirrored at 0); test and validation points stay clean."""
+    of Gaussian noise added to the training points' input spike times, new in every iteration (as Göltz et al.'s
+    training_noise, which their Yin-Yang set-up leaves off; a negative time is mirrored at 0); test and validation
+    points stay clean."""
 
     t_early: float = 0.75  # ms
     t_late: float = 10.0  # ms
