@@ -234,14 +234,19 @@ def test_add_to_weights_into_touches_only_the_edges_into_the_targets(monkeypatch
     into = np.isin(cnet.tgt, targets)
     assert np.any(into & np.isin(cnet.src, list(cnet.global_ids("out"))))  # edges between outputs are bumped
     read = []
-    real = nest_.GetConnections
 
-    def spy(*args, **kwargs):
-        conns = real(*args, **kwargs)
-        read.append((kwargs, len(conns)))
-        return conns
+    class Spy:
+        """The nest module (which takes no new attributes), with GetConnections recorded."""
 
-    monkeypatch.setattr(nest_, "GetConnections", spy)
+        def __getattr__(self, name: str):
+            return getattr(nest_, name)
+
+        def GetConnections(self, *args, **kwargs):  # noqa: N802 (NEST's name)
+            conns = nest_.GetConnections(*args, **kwargs)
+            read.append((kwargs, len(conns)))
+            return conns
+
+    monkeypatch.setattr(built, "nest", Spy())
     add_to_weights_into(built, targets, 0.25)
     monkeypatch.undo()
     ids = np.asarray(built.nodes.tolist())
