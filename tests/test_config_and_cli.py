@@ -132,3 +132,33 @@ def test_models_command_lists_module_models():
     result = subprocess.run([sys.executable, "-m", "nestgrad", "models"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "eprop_iaf_psc_exp" in result.stdout and "glif3_psc_nestml" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "message"),
+    [
+        ("DigitsLatencyConfig", {"side": 28.0}, "digits_latency.side = 28.0: need an integer"),
+        ("DigitsLatencyConfig", {"t_max": "18"}, "digits_latency.t_max = '18': need a number"),
+        ("EvidenceSpikesConfig", {"n_cues": True}, "task.params.n_cues = True: need an integer"),
+        ("EvidenceSpikesConfig", {"cue_rate": 2000.0}, "task.params.cue_rate = 2000.0 Hz: need <= 1000 Hz"),
+        ("YinYangTaskConfig", {"t_early": -0.1}, "task.params.t_early = -0.1: must be >= 0.0"),
+        ("YinYangTaskConfig", {"t_late": 0.5}, "task.params.t_late = 0.5 ms: need > t_early = 0.75 ms"),
+    ],
+)
+def test_eventprop_task_tables_share_from_dict_validate_to_dict(name: str, bad: dict, message: str) -> None:
+    """The eventprop tasks' [task.params] tables: to_dict -> from_dict gives the same table back, unknown keys and
+    bad values are refused with the same messages for all three (whole message compared)."""
+    import nestgrad.config as config
+
+    cls = getattr(config, name)
+    default = cls()
+    table = default.to_dict()
+    assert isinstance(table, dict) and table == {k: getattr(default, k) for k in table}
+    again = cls.from_dict(table)
+    assert type(again) is cls and again == default
+    with pytest.raises(ConfigError) as err:
+        cls.from_dict(dict(table, colour=1))
+    assert str(err.value) == f"task.params: unknown key(s) ['colour']; known: {sorted(table)}"
+    with pytest.raises(ConfigError) as err:
+        cls.from_dict(dict(table, **bad))
+    assert str(err.value) == message

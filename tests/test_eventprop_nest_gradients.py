@@ -107,14 +107,17 @@ def test_eventprop_nest_gradients_refuse_what_is_not_implemented() -> None:
 
 def reference_training(net, trials, loss, opt: dict) -> dict[str, np.ndarray]:
     """The same training with the reference engine and the optimizer in NumPy (NEST's rule as nestgrad's e-prop
-    synapses apply it: mean gradient of a batch; Adam with bias correction folded into the step size; clipping)."""
+    synapses apply it: mean gradient of a batch; Adam with bias correction folded into the step size; clipping).
+    ``loss``: one loss, or a tuple (loss, regulariser, ...) as ``run_training`` takes it."""
+    losses = loss if isinstance(loss, tuple) else (loss,)
     weights = {p.name: np.asarray(p.weights, float).copy() for p in net.projections}
     m = {k: np.zeros_like(w) for k, w in weights.items()}
     v = {k: np.zeros_like(w) for k, w in weights.items()}
     b1p = b2p = 1.0
     bs = opt["batch_size"]
     for start in range(0, len(trials), bs):
-        grads = evaluate(net.with_weights(weights), trials[start : start + bs], loss).grad_weights
+        batch = trials[start : start + bs]
+        grads = evaluate(net.with_weights(weights), batch, losses[0], regularisers=losses[1:]).grad_weights
         if opt["type"] == "adam":
             b1p *= opt["beta_1"]
             b2p *= opt["beta_2"]
@@ -128,6 +131,25 @@ def reference_training(net, trials, loss, opt: dict) -> dict[str, np.ndarray]:
                 new = weights[k] - opt["eta"] * g
             weights[k] = np.clip(new, opt["Wmin"], opt["Wmax"])
     return weights
+
+
+def assert_training_equals_reference(net, want: dict[str, np.ndarray], got, label: str) -> None:
+    """NEST's training ``got`` (a ``run_training`` result) against the reference's weights ``want`` (per projection):
+    every projection's weights moved (> 1e-3 somewhere, or the test would say little), NEST's weights equal ``want``
+    to RTOL relative (|got - want| / max(|want|, 1e-3 max |want|)), and the reverse copy of every edge (all but the
+    input edges have one) has the same weight and gradient sum as its forward connection, bit for bit."""
+    for name, w in want.items():
+        w0 = np.asarray(net.projection(name).weights, float)
+        moved = np.abs(w - w0)
+        assert np.max(moved) > 1e-3, f"{name}: the weights hardly moved, the test would say little"
+        err = np.abs(got.weights[name] - w) / np.maximum(np.abs(w), 1e-3 * np.max(np.abs(w)))
+        print(f"{label} {name}: max moved {np.max(moved):.3g}, max rel err {np.max(err):.2e}")
+        assert np.max(err) <= RTOL, f"{name}: weights differ from the reference by {np.max(err):.3e} relative"
+        has_rev = ~np.isnan(got.reverse_weights[name])
+        if name != "in_hid":
+            assert np.all(has_rev), name
+        np.testing.assert_array_equal(got.reverse_weights[name][has_rev], got.weights[name][has_rev])
+        np.testing.assert_array_equal(got.reverse_gradient_sum[name][has_rev], got.gradient_sum[name][has_rev])
 
 
 OPTIMIZERS = {
@@ -150,18 +172,7 @@ def test_eventprop_nest_training_equals_reference(opt_name: str, threads: int) -
     opt = dict(OPTIMIZERS[opt_name], batch_size=2)
     want = reference_training(net, trials, loss, opt)
     got = run_training(net, trials, loss, opt, threads=threads)
-    for name, w in want.items():
-        w0 = np.asarray(net.projection(name).weights, float)
-        moved = np.abs(w - w0)
-        assert np.max(moved) > 1e-3, f"{name}: the weights hardly moved, the test would say little"
-        err = np.abs(got.weights[name] - w) / np.maximum(np.abs(w), 1e-3 * np.max(np.abs(w)))
-        print(f"{opt_name} threads {threads} {name}: max moved {np.max(moved):.3g}, max rel err {np.max(err):.2e}")
-        assert np.max(err) <= RTOL, f"{name}: weights differ from the reference by {np.max(err):.3e} relative"
-        has_rev = ~np.isnan(got.reverse_weights[name])
-        if name != "in_hid":
-            assert np.all(has_rev), name
-        np.testing.assert_array_equal(got.reverse_weights[name][has_rev], got.weights[name][has_rev])
-        np.testing.assert_array_equal(got.reverse_gradient_sum[name][has_rev], got.gradient_sum[name][has_rev])
+    assert_training_equals_reference(net, want, got, f"{opt_name} threads {threads}")
 
 
 WINDOW_CASES = ["lif", "two_layer", "recurrent", "recurrent_alif"]
@@ -207,13 +218,7 @@ def test_eventprop_nest_window_training_equals_reference(threads: int) -> None:
     opt = dict(OPTIMIZERS["adam"], batch_size=2)
     want = reference_training(net, trials, loss, opt)
     got = run_training(net, trials, loss, opt, threads=threads)
-    for name, w in want.items():
-        assert np.max(np.abs(w - np.asarray(net.projection(name).weights, float))) > 1e-3, name
-        err = np.abs(got.weights[name] - w) / np.maximum(np.abs(w), 1e-3 * np.max(np.abs(w)))
-        assert np.max(err) <= RTOL, f"{name}: weights differ from the reference by {np.max(err):.3e} relative"
-        has_rev = ~np.isnan(got.reverse_weights[name])
-        np.testing.assert_array_equal(got.reverse_weights[name][has_rev], got.weights[name][has_rev])
-        np.testing.assert_array_equal(got.reverse_gradient_sum[name][has_rev], got.gradient_sum[name][has_rev])
+    assert_training_equals_reference(net, want, got, f"window threads {threads}")
 
 
 def test_eventprop_nest_window_outside_the_trial_is_refused() -> None:

@@ -22,12 +22,18 @@ import nest
 import numpy as np
 import pytest
 from test_eventprop_nest_forward import on_grid
-from test_eventprop_nest_gradients import OPTIMIZERS, RTOL, max_rel_err
+from test_eventprop_nest_gradients import (
+    OPTIMIZERS,
+    RTOL,
+    assert_training_equals_reference,
+    max_rel_err,
+    reference_training,
+)
 from test_eventprop_nest_mpi import ENV, MPI_PYTHON, REPO
 from test_eventprop_reference import dense, make_net, make_trials
 
 from nestgrad.errors import ConfigError, ModelError
-from nestgrad.nest_engine.eventprop import build, run_gradients, run_training
+from nestgrad.nest_engine.eventprop import add_to_weights_into, build, read_edges, run_gradients, run_training
 from nestgrad.reference.eventprop import (
     FirstSpikeLoss,
     Network,
@@ -198,31 +204,6 @@ def test_eventprop_nest_trial_t_first_equals_reference() -> None:
     assert n_inf >= 2
 
 
-def reference_training(net: Network, trials, losses: tuple, opt: dict) -> dict[str, np.ndarray]:
-    """tests/test_eventprop_nest_gradients.py's reference training, with regularisers."""
-    weights = {p.name: np.asarray(p.weights, float).copy() for p in net.projections}
-    m = {k: np.zeros_like(w) for k, w in weights.items()}
-    v = {k: np.zeros_like(w) for k, w in weights.items()}
-    b1p = b2p = 1.0
-    bs = opt["batch_size"]
-    for start in range(0, len(trials), bs):
-        batch = trials[start : start + bs]
-        grads = evaluate(net.with_weights(weights), batch, losses[0], regularisers=losses[1:]).grad_weights
-        if opt["type"] == "adam":
-            b1p *= opt["beta_1"]
-            b2p *= opt["beta_2"]
-            alpha = opt["eta"] * np.sqrt(1.0 - b2p) / (1.0 - b1p)
-        for k, g in grads.items():
-            if opt["type"] == "adam":
-                m[k] = opt["beta_1"] * m[k] + (1.0 - opt["beta_1"]) * g
-                v[k] = opt["beta_2"] * v[k] + (1.0 - opt["beta_2"]) * g * g
-                new = weights[k] - alpha * m[k] / (np.sqrt(v[k]) + opt["epsilon"])
-            else:
-                new = weights[k] - opt["eta"] * g
-            weights[k] = np.clip(new, opt["Wmin"], opt["Wmax"])
-    return weights
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
 def test_eventprop_nest_first_spike_training_equals_reference(opt_name: str, threads: int) -> None:
@@ -234,18 +215,55 @@ def test_eventprop_nest_first_spike_training_equals_reference(opt_name: str, thr
     opt = dict(OPTIMIZERS[opt_name], batch_size=2)
     want = reference_training(net, trials, losses, opt)
     got = run_training(net, trials, losses, opt, threads=threads)
-    for name, w in want.items():
-        w0 = np.asarray(net.projection(name).weights, float)
-        moved = np.abs(w - w0)
-        assert np.max(moved) > 1e-3, f"{name}: the weights hardly moved, the test would say little"
-        err = np.abs(got.weights[name] - w) / np.maximum(np.abs(w), 1e-3 * np.max(np.abs(w)))
-        print(f"{opt_name} threads {threads} {name}: max moved {np.max(moved):.3g}, max rel err {np.max(err):.2e}")
-        assert np.max(err) <= RTOL, f"{name}: weights differ from the reference by {np.max(err):.3e} relative"
-        has_rev = ~np.isnan(got.reverse_weights[name])
-        if name != "in_hid":
-            assert np.all(has_rev), name
-        np.testing.assert_array_equal(got.reverse_weights[name][has_rev], got.weights[name][has_rev])
-        np.testing.assert_array_equal(got.reverse_gradient_sum[name][has_rev], got.gradient_sum[name][has_rev])
+    assert_training_equals_reference(net, want, got, f"{opt_name} threads {threads}")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_add_to_weights_into_touches_only_the_edges_into_the_targets(monkeypatch, threads: int) -> None:
+    """``add_to_weights_into`` (weight bumping): the weights of both copies of every edge into the target neurons
+    (a recurrent output layer: edges between outputs too) grow by delta, exactly; all other connections keep their
+    weights bit for bit; and the connections it reads are those into the targets (forward) and from them (reverse)
+    only, never the whole network's."""
+    net = spiking_net("recurrent_out", 1)
+    built = build(net, make_trials(1, n_trials=2), loss=FirstSpikeLoss("out"), threads=threads,
+                  optimizer=dict(OPTIMIZERS["gradient_descent"], batch_size=2))  # fmt: skip
+    cnet = built.cnet
+    nest_ = built.nest
+    before = {rev: read_edges(built, ("weight",), reverse=rev)["weight"] for rev in (False, True)}
+    targets = np.array([cnet.offsets["out"], cnet.offsets["out"] + 2])
+    into = np.isin(cnet.tgt, targets)
+    assert np.any(into & np.isin(cnet.src, list(cnet.global_ids("out"))))  # edges between outputs are bumped
+    read = []
+
+    class Spy:
+        """The nest module (which takes no new attributes), with GetConnections recorded."""
+
+        def __getattr__(self, name: str):
+            return getattr(nest_, name)
+
+        def GetConnections(self, *args, **kwargs):  # noqa: N802 (NEST's name)
+            conns = nest_.GetConnections(*args, **kwargs)
+            read.append((kwargs, len(conns)))
+            return conns
+
+    monkeypatch.setattr(built, "nest", Spy())
+    add_to_weights_into(built, targets, 0.25)
+    monkeypatch.undo()
+    ids = np.asarray(built.nodes.tolist())
+    for kwargs, n in read:
+        assert set(kwargs) in ({"target", "synapse_model"}, {"source", "synapse_model"}), kwargs
+        at = set(np.atleast_1d(kwargs.get("target", kwargs.get("source")).tolist()))
+        assert at == set(ids[targets].tolist())
+        assert n <= int(into.sum()), (kwargs, n)  # at most the edges into the targets, never all of them
+    assert read and int(into.sum()) < len(cnet.src)
+    for rev, w0 in before.items():
+        after = read_edges(built, ("weight",), reverse=rev)["weight"]
+        has = ~np.isnan(w0)
+        np.testing.assert_array_equal(np.isnan(after), ~has)
+        bumped = has & into
+        assert bumped.sum() > 0, rev
+        np.testing.assert_array_equal(after[bumped], w0[bumped] + 0.25)
+        np.testing.assert_array_equal(after[has & ~into].view(np.uint64), w0[has & ~into].view(np.uint64))
 
 
 def test_eventprop_nest_spike_losses_refuse_bad_input() -> None:

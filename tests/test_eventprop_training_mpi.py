@@ -11,26 +11,15 @@ environment's python).
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 
 import numpy as np
-import pytest
+import test_eventprop_nest_mpi
+from test_eventprop_nest_mpi import ENV, MPI_PYTHON, REPO
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-MPI_PYTHON = pathlib.Path(os.environ.get("NESTGRAD_MPI_PYTHON", REPO / ".venv-mpi" / "bin" / "python"))
-ENV = dict(
-    os.environ,
-    PYTHONPATH=str(REPO / "python"),
-    OMPI_ALLOW_RUN_AS_ROOT="1",
-    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-    OMPI_MCA_rmaps_base_oversubscribe="1",
-)
-pytestmark = pytest.mark.skipif(
-    not MPI_PYTHON.exists() or os.environ.get("NESTGRAD_SKIP_MPI") == "1",
-    reason="needs NEST with MPI (make mpi) and nestgradmodule built against it",
-)
+# the MPI environment (python, PYTHONPATH, Open MPI as root) and skip of the other EventProp MPI tests
+pytestmark = test_eventprop_nest_mpi.pytestmark
 
 CONFIG = """
 [network]

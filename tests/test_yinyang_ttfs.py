@@ -23,7 +23,7 @@ GOELTZ = {"C_m": 5.0, "tau_m": 5.0, "tau_syn": 5.0}
 
 
 def config(iterations: int = 3, every: int = 3, optimizer: str = "gradient_descent", eta: float = 0.05,
-           batch_size: int = 4, task: dict | None = None, decay: dict | None = None,
+           batch_size: int = 4, task: dict | None = None, decay: dict | None = None, threads: int = 1,
            **params) -> ExperimentConfig:  # fmt: skip
     base = {
         "n_hidden": 10, "output": "spiking", "loss": "first_spike", "bias_time": 4.5, "hidden": GOELTZ,
@@ -39,7 +39,7 @@ def config(iterations: int = 3, every: int = 3, optimizer: str = "gradient_desce
             },  # fmt: skip
             "task": {"name": "yinyang", "resolution": 1.0, "batch_size": batch_size, "params": task or {}},
             "optimizer": {"type": optimizer, "eta": eta} | (decay or {}),
-            "training": {"iterations": iterations, "checkpoint_every": every, "threads": 1, "plot": False},
+            "training": {"iterations": iterations, "checkpoint_every": every, "threads": threads, "plot": False},
         }
     )
 
@@ -412,6 +412,62 @@ def test_weight_bumping_raises_the_weights_into_silent_outputs(tmp_path):
     for name, expected in w.items():
         change = np.abs(expected - w0[name]).max()
         assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
+
+
+def _bump_every_edge(self, built, silent: np.ndarray, comm) -> None:
+    """Weight bumping as the learner did it before it touched only the edges into silent outputs: every edge read
+    (gathered), the bump added to those into a silent output, every edge written back (both copies)."""
+    from nestgrad.nest_engine import eventprop as engine
+
+    if not silent.any():
+        return
+    cnet = built.cnet
+    targets = np.flatnonzero(silent) + cnet.offsets["out"]
+    w = engine.read_edges(built, ("weight",), comm=comm)["weight"]
+    w = w + self.config.weight_bump * np.isin(cnet.tgt, targets)
+    engine.write_edges(built, {"weight": w})
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, np.float64).view(np.uint64)  # compares -0.0 and 0.0, NaNs, bit for bit
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_weight_bumping_equals_bumping_every_edge_bit_for_bit(tmp_path, monkeypatch, threads):
+    """Adam, 6 iterations in 2 blocks with outputs falling silent: the weights and Adam moments after training with
+    weight bumping (only the edges into the silent outputs read and written) equal, bit for bit, those of the former
+    bumping (every edge of the network read and written after each batch with a silent output); the reverse copy of
+    every edge keeps its forward connection's weight."""
+    from nestgrad.nest_engine import eventprop as engine
+    from nestgrad.networks.eventprop import EventpropLearner
+    from nestgrad.training.trainer import Trainer
+
+    # weak output weights and a small bump: 2-3 of the 3 outputs are silent in every batch of both blocks
+    cfg = config(6, 3, optimizer="adam", eta=0.01, n_hidden=10, w_out_mean=-0.1, w_out_std=0.3, weight_bump=0.02,
+                 threads=threads)  # fmt: skip
+    runs = {}
+    for how in ("edges_into_silent", "every_edge"):
+        with monkeypatch.context() as m:
+            if how == "every_edge":
+                m.setattr(EventpropLearner, "_bump", _bump_every_edge)
+            trainer = Trainer(cfg, tmp_path / how, verbose=False)
+            history = trainer.run()
+            built = trainer.network.built
+            forward = engine.read_edges(built, ("weight",))["weight"]
+            reverse = engine.read_edges(built, ("weight",), reverse=True)["weight"]
+        has_reverse = ~np.isnan(reverse)
+        assert has_reverse.sum() > 0
+        np.testing.assert_array_equal(_bits(reverse[has_reverse]), _bits(forward[has_reverse]))
+        runs[how] = (trainer.state, [h["silent_outputs"] for h in history])
+    (new, new_silent), (old, old_silent) = runs["edges_into_silent"], runs["every_edge"]
+    print(f"threads {threads}: silent outputs per iteration {new_silent}")
+    assert new_silent == old_silent and all(n > 0 for n in new_silent)  # both bumped after every batch
+    assert set(new.weights) == set(old.weights) and set(new.optimizer_state) == set(old.optimizer_state)
+    assert set(new.optimizer_state)  # Adam's moments are compared too
+    for name, w in old.weights.items():
+        assert np.abs(w - new.weights[name]).max() == 0.0 and np.array_equal(_bits(new.weights[name]), _bits(w)), name
+    for name, v in old.optimizer_state.items():
+        assert np.array_equal(_bits(new.optimizer_state[name]), _bits(v)), name
 
 
 def test_weight_bump_is_refused_with_readouts():

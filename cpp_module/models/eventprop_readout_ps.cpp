@@ -81,12 +81,7 @@ eventprop_readout_ps::max_piece_( const double length, const bool last )
   const double lo = t_w > t_upd_ ? t_w - t_upd_ : 0.0;
   if ( t_upd_ < t_w and t_upd_ + length <= t_w )
   {
-    double ve = v_;
-    double ie = i_;
-    double ae = 0.0;
-    eventprop_propagate( ve, ie, ae, length, p_, false );
-    prev_end_slope_ = eventprop_dvdt( ve, ie, p_ );
-    ++n_pieces_;
+    end_piece_( length );
     return;
   }
   std::vector< double > cands { lo };
@@ -114,6 +109,13 @@ eventprop_readout_ps::max_piece_( const double length, const bool last )
       best_left_ = ( u == 0.0 and n_pieces_ > 0 ) ? prev_end_slope_ : 0.0;
     }
   }
+  end_piece_( length );
+}
+
+void
+eventprop_readout_ps::end_piece_( const double length )
+{
+  // a copy of the state is advanced: v_ and i_ stay at the piece's start (the caller moves them on)
   double ve = v_;
   double ie = i_;
   double ae = 0.0;

@@ -192,6 +192,11 @@ private:
   long n_pieces_ = 0;
   double t_max_ = 0.0;  //!< of the current trial, for the adjoint
   void max_piece_( double length, bool last );
+  /**
+   * Close a piece of `length` (ms) that starts at t_upd_ in state (v_, i_): record dv/dt at its end (mV/ms) in
+   * prev_end_slope_ (a start in the next piece is a kink if it is > 0) and count the piece. Does not change v_, i_.
+   */
+  void end_piece_( double length );
   void integrate_until_( double t_end );
   double y_ = 0.0;
   double c_ = 0.0;            //!< dL/dy of the current trial

@@ -13,7 +13,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -248,8 +248,33 @@ class EventpropConfig:
 SOURCE_SIDE = 8  # scikit-learn's digits are 8 x 8
 
 
+def _integer(where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{where} = {value!r}: need an integer")
+    return int(value)
+
+
+class TaskParams:
+    """The shape shared by the frozen dataclasses of the eventprop tasks' ``[task.params]`` tables: built from the
+    table (unknown keys refused), then validated; written back as a plain dict. A subclass implements ``validate``."""
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Self:
+        """``[task.params]`` of the task, validated."""
+        cfg = from_table(cls, d, "task.params")  # type: ignore[type-var]
+        cfg.validate()
+        return cfg
+
+
 @dataclass(frozen=True)
-class DigitsLatencyConfig:
+class DigitsLatencyConfig(TaskParams):
     """How the digits become spikes. Times in ms; intensities in [0, 1]."""
 
     side: int = 28  # upsampled image side (px); inputs = side**2
@@ -269,8 +294,7 @@ class DigitsLatencyConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type in ("int", int):
-                if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-                    raise ConfigError(f"digits_latency.{f.name} = {value!r}: need an integer")
+                _integer(f"digits_latency.{f.name}", value)
             elif isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
                 raise ConfigError(f"digits_latency.{f.name} = {value!r}: need a number")
             elif not math.isfinite(float(value)):
@@ -293,19 +317,9 @@ class DigitsLatencyConfig:
         if self.split_seed < 0:
             raise ConfigError(f"digits_latency.split_seed = {self.split_seed}: need >= 0")
 
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DigitsLatencyConfig:
-        """``[task.params]`` of the task ``digits_latency``, validated."""
-        cfg = from_table(cls, d, "task.params")
-        cfg.validate()
-        return cfg
-
 
 @dataclass(frozen=True)
-class EvidenceSpikesConfig:
+class EvidenceSpikesConfig(TaskParams):
     """``[task.params]`` of the task ``evidence_spikes`` (tasks/evidence_spikes.py): evidence accumulation as
     nestgrad's ``evidence`` task poses it (Bellec et al. 2020, Fig. 3), with exact Poisson spike times.
 
@@ -347,9 +361,7 @@ class EvidenceSpikesConfig:
         """Raise :class:`ConfigError` naming the first bad field (``task.params.<field>``)."""
         p = "task.params"
         for key in ("n_cues", "group", "test_seed"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"{p}.{key} = {value!r}: need an integer")
+            _integer(f"{p}.{key}", getattr(self, key))
         if self.n_cues < 1 or self.n_cues % 2 == 0:
             raise ConfigError(f"{p}.n_cues = {self.n_cues}: need an odd number >= 1 (so that one side wins)")
         if not 1 <= self.group <= 10_000:
@@ -369,18 +381,9 @@ class EvidenceSpikesConfig:
         if self.duration > 60_000.0:
             raise ConfigError(f"{p}: a trial of {self.duration} ms (> 60 s): shorten cue_ms, delay_ms or recall_ms")
 
-    def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> EvidenceSpikesConfig:
-        cfg = from_table(cls, d, "task.params")
-        cfg.validate()
-        return cfg
-
 
 @dataclass(frozen=True)
-class YinYangTaskConfig:
+class YinYangTaskConfig(TaskParams):
     """``[task.params]`` of the task ``yinyang`` (tasks/yinyang.py): the Yin-Yang points as spike times, Göltz et
     al.'s coding. Each input value u in [0, 1] of (x, y, 1 - x, 1 - y) fires once at t_early + u (t_late - t_early)
     (ms). Defaults: their 0.15 tau_s and 2 tau_s for tau_s = 5 ms, and a trial of 4 tau_s (their sim_time). The bias
@@ -395,6 +398,7 @@ class YinYangTaskConfig:
     jitter: float = 0.0  # ms, training inputs only
 
     def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field (``task.params.<field>``)."""
         where = "task.params"
         for f in fields(self):
             _number(f"{where}.{f.name}", getattr(self, f.name), 0.0)
@@ -411,12 +415,3 @@ class YinYangTaskConfig:
                 f"{0.25 * (self.duration - self.t_late):g} ms, so that jittered input spikes stay inside the trial "
                 "(a spike past it is moved to the trial's end)"
             )
-
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> YinYangTaskConfig:
-        cfg = from_table(cls, d, "task.params")
-        cfg.validate()
-        return cfg

@@ -623,6 +623,37 @@ def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
                 conns.set([{key: float(keep[key][i]) for key in values} for i in range(len(conns))])
 
 
+def add_to_weights_into(built: BuiltEventprop, targets: np.ndarray, delta: float) -> None:
+    """Add ``delta`` (pA) to the weight of every edge into the neurons at global positions ``targets``, on both
+    copies of each edge (the forward connection and its reverse copy, which starts at the target). Reads and writes
+    only these connections (O(edges into ``targets``), not O(all edges)); every rank changes the connections it
+    holds, so no communication is needed."""
+    targets = np.unique(np.asarray(targets, np.int64))
+    if not len(targets):
+        return
+    into = np.isin(built.cnet.tgt, targets)
+    at = built.nodes[targets.tolist()]
+    serial = int(built.nest.num_processes) == 1
+    for reverse in (False, True):
+        for group in built.groups:
+            edges = group.edges[into[group.edges]]
+            if not len(edges):
+                continue
+            model = group.reverse_model if reverse else group.model
+            conns = built.nest.GetConnections(source=at, synapse_model=model) if reverse else (
+                built.nest.GetConnections(target=at, synapse_model=model))  # fmt: skip
+            if not len(conns):
+                continue
+            index = _edge_index(built, conns, reverse, edges)
+            rows = index[index >= 0]
+            weights = np.atleast_1d(conns.get("weight")).astype(float)
+            weights[rows] = weights[rows] + delta
+            if serial:  # one list: fast (NEST refuses it under MPI)
+                conns.set({"weight": weights.tolist()})
+            else:
+                conns.set([{"weight": float(x)} for x in weights])
+
+
 def gather_nodes(
     built: BuiltEventprop, positions: Sequence[int], keys: Sequence[str], comm: Any = None
 ) -> list[dict[str, np.ndarray]]:

@@ -401,15 +401,13 @@ class EventpropLearner:
     def _bump(self, built: Any, silent: np.ndarray, comm: Any) -> None:
         """Weight bumping: every weight into an output neuron that missed a spike in some trial of the batch just
         run grows by ``weight_bump`` (both copies of each edge). The batch's own optimizer step is applied after this
-        (in the next trial period), on top of the bumped weights."""
+        (in the next trial period), on top of the bumped weights. Only the edges into the silent outputs are read and
+        written; ``silent`` is the same on every rank (the outputs' values are gathered), and each rank bumps the
+        connections it holds, so ``comm`` is not needed."""
         if not silent.any():
             return
-        cnet = built.cnet
-        first = cnet.offsets["out"]
-        targets = np.flatnonzero(silent) + first
-        w = engine.read_edges(built, ("weight",), comm=comm)["weight"]
-        w = w + self.config.weight_bump * np.isin(cnet.tgt, targets)
-        engine.write_edges(built, {"weight": w})
+        targets = np.flatnonzero(silent) + built.cnet.offsets["out"]
+        engine.add_to_weights_into(built, targets, self.config.weight_bump)
 
     def _record(
         self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float, comm: Any, raster: bool
