@@ -108,7 +108,8 @@ def _run_glif_psc(times, ports, w, delay, T, h, params=NEST_P):
 
 def _conditioned_crossings(p: g3.Glif3Params, arrivals, nest_spikes, T, t_ref_grid):
     """For each NEST spike: the exact first crossing of the continuous model started from NEST's previous release
-    (grid time t_k + t_ref_grid, NEST's t_ref rounded to whole steps; v = V_reset, A_j from NEST's own spike times, synaptic state exact), or from t = 0.
+    (grid time t_k + t_ref_grid, NEST's t_ref rounded to whole steps; v = V_reset, A_j from NEST's own spike
+    times, synaptic state exact), or from t = 0.
     NEST's neuron is then in the same state (up to its step-mean treatment of A_j inside a step), so its spike must
     fall in the grid step that holds this crossing."""
     na = p.n_asc
@@ -275,3 +276,261 @@ def test_forward_matches_independent_expm_integration():
     dev = float(np.max(np.abs(np.asarray(ref) - rec.spike_t)))
     print(f"{len(ref)} spikes, max |t_expm - t_engine| = {dev:.2e} ms")
     assert dev <= 1e-9
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (b) gradients against finite differences
+
+
+def _dense(rng, name, src, tgt, n_src, n_tgt, mean, std, receptor, p_conn=0.6, delay=(0.5, 3.0)):
+    s, t = np.meshgrid(range(n_src), range(n_tgt), indexing="ij")
+    s, t = s.ravel(), t.ravel()
+    keep = rng.random(s.size) < p_conn
+    s, t = s[keep], t[keep]
+    return Projection(
+        name, src, tgt, s, t, rng.normal(mean, std, s.size), rng.uniform(*delay, s.size), receptor=receptor
+    )
+
+
+def make_net(kind: str, seed: int, readout: str = "li", **over) -> tuple[Network, list[Trial]]:
+    """A small random GLIF3 network: 8 inputs (ports 1 and 3), 10 hidden (recurrent ones on port 2), 3 readouts."""
+    rng = np.random.default_rng(seed)
+    n_in, n_h, n_o = 8, 10, 3
+    hid = dict(G3, **over)
+    out_params = LI if readout == "li" else dict(G3, tau_syn=[5.0])
+    pops = (
+        Population("in", n_in, "input"),
+        Population("hid", n_h, "glif3", hid),
+        Population("out", n_o, readout, out_params),
+    )
+    projs = [
+        _dense(rng, "in_hid1", "in", "hid", n_in, n_h, 120.0, 60.0, 1),
+        _dense(rng, "in_hid3", "in", "hid", n_in, n_h, 80.0, 60.0, 3),
+    ]
+    if kind == "recurrent":
+        projs.append(_dense(rng, "rec", "hid", "hid", n_h, n_h, 0.0, 60.0, 2, p_conn=0.3))
+    if readout == "li":
+        projs.append(_dense(rng, "hid_out", "hid", "out", n_h, n_o, 0.0, 0.03, None, p_conn=1.0))
+    else:
+        projs.append(_dense(rng, "hid_out", "hid", "out", n_h, n_o, 120.0, 80.0, 1, p_conn=1.0))
+    net = Network(tuple(pops), tuple(projs), T=40.0)
+    inputs = {"in": [np.sort(rng.uniform(0, 25, 4)) for _ in range(n_in)]}
+    target = rng.normal(0.0, 0.5, (n_o, 4))  # for the MSE loss: mV above E_L on four 10 ms bins
+    trials = [Trial(inputs, label=1, target=target, target_edges=np.linspace(0.0, 40.0, 5))]
+    return net, trials
+
+
+def fd_check(net, trials, loss, regs=(), what="weights", n_per_proj=5, seed=0):
+    """Adjoint vs Richardson central differences (module docstring) on ``n_per_proj`` randomly drawn edges of each
+    projection. Returns (max relative error, number checked, number drawn)."""
+    base = evaluate(net, trials, loss, regs)
+    struct = [r.structure() for r in base.records]
+    assert sum(len(r.spike_t) for r in base.records) > 0, "the test network does not spike"
+    grads = base.grad_weights if what == "weights" else base.grad_delays
+    floor = 1e-3 * max(float(np.abs(g).max()) for g in grads.values())
+    assert floor > 0.0
+    rng = np.random.default_rng(seed)
+    errors, drawn = [], 0
+    for proj in net.projections:
+        vals = np.broadcast_to(
+            np.asarray(proj.weights if what == "weights" else proj.delays, float), proj.sources.shape
+        )
+        scale = float(np.mean(np.abs(vals)))
+        for k in rng.choice(len(vals), size=min(n_per_proj, len(vals)), replace=False):
+            drawn += 1
+            h = 1e-4 * max(abs(vals[k]), scale)
+            losses = {}
+            smooth = True
+            for step in (h, -h, h / 2, -h / 2):
+                new = vals.copy()
+                new[k] += step
+                moved = net.with_weights({proj.name: new}) if what == "weights" else net.with_delays({proj.name: new})
+                res = evaluate(moved, trials, loss, regs, gradient=False)
+                losses[step] = res.loss
+                smooth &= [r.structure() for r in res.records] == struct
+            if not smooth:
+                continue
+            fd = (4 * (losses[h / 2] - losses[-h / 2]) / h - (losses[h] - losses[-h]) / (2 * h)) / 3
+            g = float(grads[proj.name][k])
+            errors.append(abs(g - fd) / max(abs(fd), floor))
+    assert len(errors) >= MIN_CHECKED * drawn, f"only {len(errors)} of {drawn} parameters checkable"
+    return float(max(errors)), len(errors), drawn
+
+
+SUM = ReadoutCrossEntropy("out", "sum")
+MAX = ReadoutCrossEntropy("out", "max")
+MSE = ReadoutMSE("out")
+
+CASES = [
+    # id, network kind, hidden overrides, readout kind, loss, regularisers, also delays
+    ("feedforward-sum", "feedforward", {}, "li", SUM, (), True),
+    ("feedforward-max", "feedforward", {}, "li", MAX, (), False),
+    ("feedforward-mse", "feedforward", {}, "li", MSE, (), False),
+    ("feedforward-first_spike", "feedforward", {}, "glif3", FirstSpikeLoss("out", tau_s=5.0), (), True),
+    ("recurrent-sum", "recurrent", {}, "li", SUM, (), True),
+    ("recurrent-max-spike_count", "recurrent", {}, "li", MAX, (SpikeCountRegulariser(("hid",), 0.1, 1.0),), False),
+    ("recurrent-first_spike", "recurrent", {}, "glif3", FirstSpikeLoss("out", tau_s=5.0), (), False),
+    ("recurrent-t_ref_0-tonic_I_e-sum", "recurrent", {"t_ref": 0.0, "I_e": 30.0}, "li", SUM, (), False),
+    (
+        "recurrent-equal_time_constants-sum",
+        "recurrent",
+        {"tau_syn": [6.0, 6.0, 6.0, 6.0], "g": 10.0, "C_m": 60.0},
+        "li",
+        SUM,
+        (),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "over", "readout", "loss", "regs", "delays"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_gradient_matches_finite_differences(kind, over, readout, loss, regs, delays):
+    net, trials = make_net(kind, 7, readout, **over)
+    for what in ("weights", "delays") if delays else ("weights",):
+        err, checked, drawn = fd_check(net, trials, loss, regs, what)
+        n_spk = len(evaluate(net, trials, loss, regs, gradient=False).records[0].spike_t)
+        print(
+            f"{kind} {over} {type(loss).__name__} {what}: max rel err {err:.2e}, {checked}/{drawn} checked, "
+            f"{n_spk} spikes"
+        )
+        assert err <= RTOL
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# (c) edge cases and bad parameters
+
+
+def _fd_weight(net, trials, loss, proj, k, rel=1e-4):
+    w = np.asarray(net.projection(proj).weights, float)
+    h = rel * abs(w[k])
+    out = {}
+    for step in (h, -h, h / 2, -h / 2):
+        new = w.copy()
+        new[k] += step
+        out[step] = evaluate(net.with_weights({proj: new}), trials, loss, gradient=False).loss
+    return (4 * (out[h / 2] - out[-h / 2]) / h - (out[h] - out[-h]) / (2 * h)) / 3
+
+
+def test_never_spiking_network_has_zero_loss_gradient_and_zero_finite_difference():
+    """Hidden neurons that stay below threshold send nothing to the readout: the loss does not depend on their input
+    weights (FD exactly 0) and the adjoint gives exactly 0, not NaN."""
+    net, trials = make_net("recurrent", 7, "li")
+    net = net.with_weights({p.name: np.abs(p.weights) * 1e-3 for p in net.projections if p.target == "hid"})
+    res = evaluate(net, trials, SUM)
+    assert len(res.records[0].spike_t) == 0
+    assert np.isfinite(res.loss)
+    for name in ("in_hid1", "in_hid3", "rec", "hid_out"):
+        assert np.all(res.grad_weights[name] == 0.0)
+    assert _fd_weight(net, trials, SUM, "in_hid1", 0) == 0.0
+
+
+def _refractory_net():
+    """One neuron: a strong input (port 3) makes it spike at ~10.98 ms; the input at 14.0 ms (port 1) arrives while
+    it is refractory (until ~14.73 ms) and moves its second spike."""
+    times = [[5.0], [6.0], [8.0], [9.5], [13.0]]
+    projs = (
+        Projection("a", "in", "n", [0], [0], [400.0], 1.0, receptor=3),
+        Projection("b", "in", "n", [1, 2, 3, 4], [0] * 4, [150.0, 200.0, 150.0, 100.0], 1.0, receptor=1),
+    )
+    net = Network((Population("in", 5, "input"), Population("n", 1, "glif3", NEST_P)), projs, T=40.0)
+    return net, [Trial({"in": times})]
+
+
+def test_input_during_refractoriness_is_kept_and_differentiated():
+    net, trials = _refractory_net()
+    cnet = compile_network(net)
+    rec = simulate_glif3(cnet, trials[0], keep_states=True)
+    t1, r1 = rec.spike_t[0], rec.release_t[0]
+    assert t1 < 14.0 < r1 and len(rec.spike_t) == 2
+    states = rec.states[5]
+    during = [s for t, s in states if t1 <= t <= r1]
+    assert len(during) == 3  # the spike, the arrival at 14.0, the release
+    p = cnet.params[5]
+    for s in during:  # v and the after-spike currents frozen, the port-1 state x_1 jumps at the arrival
+        assert s[0] == p.v_reset and s[1:3] == during[0][1:3]
+    assert during[1][3] > during[0][3] * math.exp(-(14.0 - t1) / 5.5)
+    # the loss: the spike-count regulariser (depends on both spike times)
+    loss = SpikeCountRegulariser(("n",), rho=1.0, nu=0.0)
+    res = evaluate(net, trials, loss)
+    g = float(res.grad_weights["b"][3])
+    fd = _fd_weight(net, trials, loss, "b", 3)
+    print(f"weight arriving during refractoriness: adjoint {g:.10e}, FD {fd:.10e}")
+    assert g != 0.0
+    assert abs(g - fd) <= RTOL * abs(fd)
+
+
+@pytest.mark.parametrize("offset", [1e-9, -1e-9])
+def test_crossing_next_to_a_grid_boundary(offset):
+    """The input weight is tuned so that the exact crossing lies 1e-9 ms after (or before) the grid point 10.0 ms;
+    NEST's glif_psc (h = 0.1 ms) then spikes at 10.1 ms (or at 10.0 ms), the step that holds the crossing."""
+    target = 10.0 + offset
+    times = [[5.0]]
+
+    def first_spike(w: float) -> float:
+        net = _single_neuron_net(times, [3], [w], 1.0, 20.0)
+        rec = simulate_glif3(compile_network(net), Trial({"in": times}))
+        return rec.spike_t[0] if rec.spike_t else math.inf
+
+    lo, hi = 300.0, 3000.0  # first_spike(lo) > target > first_spike(hi)
+    assert first_spike(lo) > target > first_spike(hi)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if first_spike(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 4 * math.ulp(hi):
+            break
+    w = hi
+    t_exact = first_spike(w)
+    assert abs(t_exact - target) <= 1e-11
+    nest_spikes, _, _ = _run_glif_psc(times, [3], [w], 1.0, 12.0, 0.1)
+    expected = 10.1 if offset > 0 else 10.0
+    print(f"crossing at 10.0 {offset:+.0e} ms (w = {w!r} pA): NEST spikes at {nest_spikes[0]}")
+    assert nest_spikes[0] == pytest.approx(expected, abs=1e-12)
+
+
+def _one_pop_net(params=None, receptor=1, weight=100.0, target_kind="glif3"):
+    pops = (Population("in", 1, "input"), Population("n", 1, target_kind, params or {}))
+    return Network(pops, (Projection("p", "in", "n", [0], [0], [weight], 1.0, receptor=receptor),), T=10.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"params": {"tau_syn": [2.0, -1.0]}}, "tau_syn = -1.0 must be > 0"),
+        ({"params": {"g": 0.0}}, "g = 0.0 must be > 0"),
+        ({"params": {"asc_decay": [0.1, -0.2]}}, "asc_decay = -0.2 must be > 0"),
+        ({"params": {"t_ref": -1.0}}, "t_ref = -1.0 ms must be >= 0"),
+        ({"params": {"V_reset": -50.0}}, "V_reset = -50.0 must be < V_th = -51.68"),
+        ({"params": {"asc_amps": [1.0, 2.0, 3.0]}}, "'asc_amps' has 3 values but asc_decay has 2"),
+        ({"params": {"tau_syn": [2.0, float("nan")]}}, "'tau_syn' has non-finite values [2.0, nan]"),
+        ({"params": {"tau_m": 10.0}}, "unknown parameters ['tau_m']"),
+        ({"params": {"tau_syn": [2.0, 5.0]}, "receptor": 3}, "receptor 3 is not a port of glif3 population 'n'"),
+        ({"receptor": 0}, "receptor 0 is not a port of glif3 population 'n' (allowed 1..1"),
+        ({"weight": float("nan")}, "non-finite weights (weights[0] = nan)"),
+        ({"target_kind": "li", "receptor": 2}, "receptor 2 given, but target 'n' (li) has a single port"),
+    ],
+)
+def test_bad_parameters_raise_spec_error_naming_the_value(kwargs, message):
+    with pytest.raises(SpecError) as err:
+        compile_network(_one_pop_net(**kwargs))
+    assert message in str(err.value)
+
+
+def test_unsupported_combinations_raise_clear_errors():
+    lif_too = Network(
+        (Population("in", 1, "input"), Population("n", 1, "glif3"), Population("m", 1, "lif")),
+        (),
+        T=10.0,
+    )
+    with pytest.raises(SpecError, match="kinds 'glif3' and 'lif' in one network"):
+        compile_network(lif_too)
+    net, trials = make_net("feedforward", 7, "li")
+    with pytest.raises(ConfigError, match="time-constant gradients are not implemented for glif3"):
+        evaluate(net, trials, SUM, time_constants=True)
+    net, trials = make_net("feedforward", 7, "glif3")
+    with pytest.raises(ConfigError, match="first-spike loss on glif3 population 'out': pass tau_s"):
+        evaluate(net, trials, FirstSpikeLoss("out"))

@@ -75,6 +75,10 @@ def simulate_glif3(cnet: CompiledNetwork, trial: Trial, keep_states: bool = Fals
     refr = [False] * n
     version = [0] * n
     heap: list[tuple] = []
+    # per neuron: times of the arrivals already scheduled (a min-heap). A crossing is searched only up to the
+    # next of them: every arrival triggers a new search, so a shorter horizon loses nothing and keeps the cheap
+    # bound of first_crossing effective.
+    pending: list[list[float]] = [[] for _ in range(n)]
     seq = 0
     for j in range(n):
         if kinds[j] == "li":
@@ -90,8 +94,11 @@ def simulate_glif3(cnet: CompiledNetwork, trial: Trial, keep_states: bool = Fals
             ta = ts + float(d[e])
             if ta < T:
                 heap.append((ta, ARRIVAL, seq, e, -1))
+                pending[int(tgt[e])].append(ta)
                 seq += 1
     heapq.heapify(heap)
+    for q in pending:
+        heapq.heapify(q)
 
     def advance(j: int, t: float) -> None:
         u = t - t_upd[j]
@@ -105,7 +112,8 @@ def simulate_glif3(cnet: CompiledNetwork, trial: Trial, keep_states: bool = Fals
 
     def predict(j: int, t: float) -> None:
         version[j] += 1
-        u = g3.first_crossing(state[j], T - t, params[j])
+        until = min(pending[j][0], T) if pending[j] else T
+        u = g3.first_crossing(state[j], until - t, params[j])
         if u is not None and t + u < T:
             heapq.heappush(heap, (t + u, SPIKE, j, version[j]))
 
@@ -125,6 +133,7 @@ def simulate_glif3(cnet: CompiledNetwork, trial: Trial, keep_states: bool = Fals
         if kind == ARRIVAL:
             e, sid = item[3], item[4]
             m = int(tgt[e])
+            heapq.heappop(pending[m])  # this arrival (the earliest scheduled at m)
             advance(m, t)
             aid = len(rec.arr_t)
             rec.arr_t.append(t)
@@ -180,6 +189,7 @@ def simulate_glif3(cnet: CompiledNetwork, trial: Trial, keep_states: bool = Fals
                 ta = t + float(d[e])
                 if ta < T:
                     heapq.heappush(heap, (ta, ARRIVAL, seq, e, sid))
+                    heapq.heappush(pending[int(tgt[e])], ta)
                     seq += 1
             rec.log.append((LOG_SPIKE, sid))
         else:  # RELEASE
