@@ -256,11 +256,11 @@ def first_crossing(state: tuple[float, ...], horizon: float, p: Glif3Params) -> 
     """Time u in [0, horizon) at which the free v(u) first reaches theta, or None.
 
     Not missing a crossing: first a cheap proof that there is none (:func:`upper_bound` on the whole horizon, then
-    on eight equal parts of it); otherwise v(u) - theta is an exponential polynomial; the zeros of its derivative (all of them in
-    (0, horizon), by ExpPoly's Rolle recursion) split [0, horizon] into pieces on which v is monotone, so a crossing
-    in a piece exists iff v - theta changes sign between its ends (a tangential touch without crossing is not a
-    spike, as in continuous time). The first such piece is refined by safeguarded Newton/bisection on the
-    closed-form v to machine precision. A cheap bound (:func:`upper_bound`) rejects most calls."""
+    on eight equal parts of it); otherwise v(u) - theta is an exponential polynomial; the zeros of its derivative
+    (all of them in (0, horizon), by ExpPoly's Rolle recursion) split [0, horizon] into pieces on which v is
+    monotone, so a crossing in a piece exists iff v - theta changes sign between its ends (a tangential touch
+    without crossing is not a spike, as in continuous time). The first such piece is refined by safeguarded
+    Newton/bisection on the closed-form v to machine precision."""
     theta = p.theta
     if horizon <= 0.0 or upper_bound(state, p, horizon) < theta:
         return None
