@@ -19,6 +19,7 @@ import numpy as np
 
 from nestgrad.errors import ConfigError
 from nestgrad.reference.eventprop.adjoint import Gradients, backward, readout_adjoint
+from nestgrad.reference.eventprop.glif3_engine import Glif3Record, backward_glif3, check_supported, simulate_glif3
 from nestgrad.reference.eventprop.losses import (
     FirstSpikeLoss,
     LossTerms,
@@ -77,15 +78,21 @@ def evaluate(
     gd = np.zeros(len(cnet.w))
     gt = np.zeros((3, cnet.n))
     records, outputs = [], []
+    glif3 = "glif3" in cnet.kind  # networks of input, glif3 and li populations: the GLIF3 engine
+    if glif3:
+        check_supported(cnet, time_constants)
     for trial in trials:
-        rec = simulate(cnet, trial)
+        rec = simulate_glif3(cnet, trial) if glif3 else simulate(cnet, trial)
         terms = loss(cnet, rec, trial)
         outputs.append(terms.outputs)
         for reg in regularisers:
             terms.merge(reg(cnet, rec, trial))
         total += terms.value
         if gradient:
-            grads = backward(cnet, rec, terms, time_constants=time_constants)
+            if glif3:
+                grads = backward_glif3(cnet, rec, terms)
+            else:
+                grads = backward(cnet, rec, terms, time_constants=time_constants)
             gw += grads.weights
             gd += grads.delays
             if time_constants:
@@ -115,6 +122,7 @@ __all__ = [
     "CompiledNetwork",
     "FirstSpikeLoss",
     "ForwardRecord",
+    "Glif3Record",
     "Gradients",
     "Network",
     "Population",
@@ -125,8 +133,10 @@ __all__ = [
     "SpikeCountRegulariser",
     "Trial",
     "backward",
+    "backward_glif3",
     "compile_network",
     "evaluate",
     "readout_adjoint",
     "simulate",
+    "simulate_glif3",
 ]

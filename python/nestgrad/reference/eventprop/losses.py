@@ -83,6 +83,8 @@ def _readout_ids(cnet: CompiledNetwork, population: str, kind: str) -> range:
     if population not in cnet.offsets:
         raise ConfigError(f"loss population {population!r} does not exist; have {sorted(cnet.offsets)}")
     ids = cnet.global_ids(population)
+    if kind == "lif" and cnet.kind[ids[0]] == "glif3":
+        return ids  # spiking losses take either spiking kind
     if cnet.kind[ids[0]] != kind:
         raise ConfigError(f"loss population {population!r} is {cnet.kind[ids[0]]!r}, this loss needs {kind!r}")
     return ids
@@ -268,6 +270,8 @@ class FirstSpikeLoss:
         label = _label(trial, len(ids))
         tau_s = self.tau_s
         if tau_s is None:
+            if cnet.kind[ids[0]] == "glif3":
+                raise ConfigError(f"first-spike loss on glif3 population {self.population!r}: pass tau_s (ms)")
             taus = {cnet.params[n].tau_syn for n in ids}
             if len(taus) != 1:
                 raise ConfigError(f"first-spike loss: readouts have several tau_syn {sorted(taus)}; pass tau_s")

@@ -20,8 +20,9 @@ import numpy as np
 
 from nestgrad.errors import SpecError
 from nestgrad.reference.eventprop.neurons.dynamics import NeuronParams, kern_max
+from nestgrad.reference.eventprop.neurons.glif3 import GLIF3_DEFAULTS, GLIF3_VECTOR_PARAMS, Glif3Params
 
-KINDS = ("input", "lif", "li")
+KINDS = ("input", "lif", "li", "glif3")
 
 # NEST iaf_psc_exp_ps defaults (one synaptic time constant) plus the adaptation this engine adds.
 LIF_DEFAULTS: dict[str, float] = {
@@ -37,7 +38,7 @@ LIF_DEFAULTS: dict[str, float] = {
     "adapt_beta": 0.0,
 }
 LI_DEFAULTS: dict[str, float] = {"C_m": 250.0, "tau_m": 10.0, "tau_syn": 2.0, "E_L": -70.0, "I_e": 0.0}
-DEFAULTS = {"input": {}, "lif": LIF_DEFAULTS, "li": LI_DEFAULTS}
+DEFAULTS = {"input": {}, "lif": LIF_DEFAULTS, "li": LI_DEFAULTS, "glif3": GLIF3_DEFAULTS}
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,10 @@ class Population:
 @dataclass(frozen=True)
 class Projection:
     """Edges from population ``source`` to ``target``: ``sources[k] -> targets[k]`` with ``weights[k]`` (pA) and
-    ``delays[k]`` (ms, > 0; a scalar applies to every edge). Several edges may join the same pair."""
+    ``delays[k]`` (ms, > 0; a scalar applies to every edge). Several edges may join the same pair.
+
+    ``receptor``: the receptor port of a ``glif3`` target (1..len(tau_syn), NEST's ``receptor_type``; None means
+    1); other targets have one port and take None only."""
 
     name: str
     source: str
@@ -62,6 +66,7 @@ class Projection:
     targets: np.ndarray
     weights: np.ndarray
     delays: np.ndarray | float = 1.0
+    receptor: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +104,7 @@ class CompiledNetwork:
     net: Network
     offsets: dict[str, int]
     kind: list[str]  # per global neuron
-    params: list[NeuronParams | None]  # None for inputs
+    params: list[NeuronParams | Glif3Params | None]  # None for inputs
     kmax: list[float]
     src: np.ndarray
     tgt: np.ndarray
@@ -107,6 +112,7 @@ class CompiledNetwork:
     d: np.ndarray
     proj_slices: dict[str, slice]
     out_edges: list[list[int]]  # per global neuron: edge indices, sorted by (delay, edge index)
+    port: np.ndarray | None = None  # per edge: 0-based receptor port of a glif3 target (0 for other targets)
 
     @property
     def n(self) -> int:
@@ -125,6 +131,53 @@ def _per_neuron(pop: Population, key: str, default: float) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise SpecError(f"population {pop.name!r}: parameter {key!r} has non-finite values")
     return arr
+
+
+def _glif3_params(pop: Population) -> list[Glif3Params]:
+    """Validated per-neuron :class:`Glif3Params` of a glif3 population. Scalar parameters: a scalar or one value
+    per neuron; vector ones (``asc_*``, ``tau_syn``): one sequence shared by all neurons or an array (size, n)."""
+    scal = {k: _per_neuron(pop, k, v) for k, v in GLIF3_DEFAULTS.items() if k not in GLIF3_VECTOR_PARAMS}
+    vec: dict[str, np.ndarray] = {}
+    for key in GLIF3_VECTOR_PARAMS:
+        arr = np.asarray(pop.params.get(key, GLIF3_DEFAULTS[key]), dtype=float)
+        if arr.ndim == 1:
+            arr = np.broadcast_to(arr, (pop.size, arr.size))
+        if arr.ndim != 2 or arr.shape[0] != pop.size or arr.shape[1] < 1:
+            raise SpecError(
+                f"population {pop.name!r}: parameter {key!r} has shape {np.shape(pop.params.get(key))}, need (n,) "
+                f"or ({pop.size}, n) with n >= 1"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise SpecError(f"population {pop.name!r}: parameter {key!r} has non-finite values {arr[0].tolist()}")
+        vec[key] = arr
+    n_asc = vec["asc_decay"].shape[1]
+    for key in ("asc_init", "asc_amps", "asc_r"):
+        if vec[key].shape[1] != n_asc:
+            raise SpecError(
+                f"population {pop.name!r}: {key!r} has {vec[key].shape[1]} values but asc_decay has {n_asc} "
+                "(one per after-spike current)"
+            )
+    for key, arr in (
+        ("C_m", scal["C_m"]),
+        ("g", scal["g"]),
+        ("asc_decay", vec["asc_decay"]),
+        ("tau_syn", vec["tau_syn"]),
+    ):
+        if np.any(arr <= 0):
+            raise SpecError(f"population {pop.name!r}: {key} = {arr.min()} must be > 0")
+    if np.any(scal["t_ref"] < 0):
+        raise SpecError(f"population {pop.name!r}: t_ref = {scal['t_ref'].min()} ms must be >= 0")
+    if np.any(scal["V_reset"] >= scal["V_th"]):
+        bad = int(np.argmax(scal["V_reset"] >= scal["V_th"]))
+        raise SpecError(
+            f"population {pop.name!r}: V_reset = {scal['V_reset'][bad]} must be < V_th = {scal['V_th'][bad]} mV"
+        )
+    out = []
+    for j in range(pop.size):
+        kw = {k: float(v[j]) for k, v in scal.items()}
+        kw.update({k: tuple(float(x) for x in v[j]) for k, v in vec.items()})
+        out.append(Glif3Params(**kw))
+    return out
 
 
 def compile_network(net: Network) -> CompiledNetwork:
@@ -149,6 +202,12 @@ def compile_network(net: Network) -> CompiledNetwork:
                 f"allowed {sorted(DEFAULTS[pop.kind])}"
             )
         offsets[pop.name] = len(kind)
+        if pop.kind == "glif3":
+            for p in _glif3_params(pop):
+                kind.append("glif3")
+                params.append(p)
+                kmax.append(0.0)
+            continue
         vals = {k: _per_neuron(pop, k, v) for k, v in DEFAULTS[pop.kind].items()}
         for key in ("C_m", "tau_m", "tau_syn", "adapt_tau"):
             if key in vals and np.any(vals[key] <= 0):
@@ -174,7 +233,13 @@ def compile_network(net: Network) -> CompiledNetwork:
             kmax.append(kern_max(p.tau_m, p.tau_syn))
     sizes = {p.name: p.size for p in net.populations}
     kinds = {p.name: p.kind for p in net.populations}
-    src_l, tgt_l, w_l, d_l = [], [], [], []
+    if "glif3" in kinds.values() and "lif" in kinds.values():
+        raise SpecError(
+            "populations of kinds 'glif3' and 'lif' in one network: the glif3 engine simulates input, glif3 and li "
+            f"populations only (kinds: {kinds})"
+        )
+    n_ports = {p.name: len(params[offsets[p.name]].tau_syn) if p.kind == "glif3" else 1 for p in net.populations}
+    src_l, tgt_l, w_l, d_l, port_l = [], [], [], [], []
     proj_slices: dict[str, slice] = {}
     start = 0
     for proj in net.projections:
@@ -204,11 +269,28 @@ def compile_network(net: Network) -> CompiledNetwork:
         if len(t) and (t.min() < 0 or t.max() >= sizes[proj.target]):
             raise SpecError(f"projection {proj.name!r}: target index out of range [0, {sizes[proj.target]})")
         if not np.all(np.isfinite(w)):
-            raise SpecError(f"projection {proj.name!r}: non-finite weights")
+            bad = int(np.argmin(np.isfinite(w)))
+            raise SpecError(f"projection {proj.name!r}: non-finite weights (weights[{bad}] = {w[bad]})")
         if not (np.all(np.isfinite(d)) and np.all(d > 0)):
             raise SpecError(
                 f"projection {proj.name!r}: delays must be finite and > 0 ms (min {d.min() if len(d) else 0})"
             )
+        rt = proj.receptor
+        if kinds[proj.target] == "glif3":
+            rt = 1 if rt is None else rt
+            if isinstance(rt, bool) or not isinstance(rt, int | np.integer) or not 1 <= rt <= n_ports[proj.target]:
+                raise SpecError(
+                    f"projection {proj.name!r}: receptor {proj.receptor!r} is not a port of glif3 population "
+                    f"{proj.target!r} (allowed 1..{n_ports[proj.target]}, one per tau_syn)"
+                )
+            port_l.append(np.full(len(s), int(rt) - 1))
+        else:
+            if rt is not None:
+                raise SpecError(
+                    f"projection {proj.name!r}: receptor {rt!r} given, but target {proj.target!r} "
+                    f"({kinds[proj.target]}) has a single port (receptor must be None)"
+                )
+            port_l.append(np.zeros(len(s), dtype=int))
         src_l.append(s + offsets[proj.source])
         tgt_l.append(t + offsets[proj.target])
         w_l.append(w)
@@ -219,10 +301,11 @@ def compile_network(net: Network) -> CompiledNetwork:
     tgt = np.concatenate(tgt_l) if tgt_l else np.zeros(0, int)
     w = np.concatenate(w_l) if w_l else np.zeros(0)
     d = np.concatenate(d_l) if d_l else np.zeros(0)
+    port = np.concatenate(port_l) if port_l else np.zeros(0, int)
     out_edges: list[list[int]] = [[] for _ in kind]
     for e in np.lexsort((np.arange(len(src)), d)):
         out_edges[int(src[e])].append(int(e))
-    return CompiledNetwork(net, offsets, kind, params, kmax, src, tgt, w, d, proj_slices, out_edges)
+    return CompiledNetwork(net, offsets, kind, params, kmax, src, tgt, w, d, proj_slices, out_edges, port)
 
 
 @dataclass(frozen=True)
