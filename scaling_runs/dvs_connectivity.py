@@ -146,19 +146,39 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+# A small launcher between this process and the measured one: Linux carries the resident size a process had when it
+# forked into the child's ru_maxrss (through exec), so a child forked from a large parent (e.g. a test run with NEST
+# loaded) would report the parent's size. The launcher is a fresh, small interpreter that forks the measured command
+# and passes on its CPU time and ru_maxrss (kB) through a file, and its exit code.
+_LAUNCHER = (
+    "import json, os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, u = os.wait4(pid, 0)\n"
+    "open(sys.argv[1], 'w').write(json.dumps([u.ru_utime + u.ru_stime, u.ru_maxrss]))\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def run_measured(cmd: list[str], log: pathlib.Path) -> dict[str, float]:
     """Run ``cmd`` as a child process (output to ``log``); its wall time, CPU time (user + system, s) and peak
-    resident memory (``ru_maxrss``, bytes) from ``os.wait4``, i.e. of that process alone."""
+    resident memory (``ru_maxrss``, bytes) from ``os.wait4`` in a small launcher, i.e. of that process alone."""
+    usage_file = log.with_name(log.name + ".rusage.json")
+    usage_file.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=_child_env())
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, str(usage_file), *cmd], stdout=fh, stderr=subprocess.STDOUT,
+            env=_child_env(),
+        )  # fmt: skip
+        proc.wait()
     wall = time.perf_counter() - t0
-    if proc.returncode != 0:
+    if proc.returncode != 0 or not usage_file.exists():
         tail = log.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"{' '.join(cmd)} failed with exit code {proc.returncode}; end of {log}:\n{tail}")
-    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_bytes": usage.ru_maxrss * 1024}
+    cpu_s, maxrss_kb = json.loads(usage_file.read_text())
+    return {"wall_s": wall, "cpu_s": float(cpu_s), "maxrss_bytes": int(maxrss_kb) * 1024}
 
 
 def synapse_counts(checkpoint: pathlib.Path) -> dict[str, int]:
