@@ -9,31 +9,19 @@ test merges them.
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import subprocess
 
 import numpy as np
 import pytest
+from mpi_env import ENV, MPI_PYTHON, REPO, requires_mpi
 from test_eventprop_nest_forward import on_grid
 from test_eventprop_nest_gradients import RTOL, max_rel_err
 from test_eventprop_reference import make_net, make_trials
 
 from nestgrad.reference.eventprop import ReadoutCrossEntropy, compile_network, evaluate
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-MPI_PYTHON = pathlib.Path(os.environ.get("NESTGRAD_MPI_PYTHON", REPO / ".venv-mpi" / "bin" / "python"))
-ENV = dict(
-    os.environ,
-    PYTHONPATH=os.pathsep.join([str(REPO / "python"), str(REPO / "tests")]),
-    OMPI_ALLOW_RUN_AS_ROOT="1",
-    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-    OMPI_MCA_rmaps_base_oversubscribe="1",
-)
-pytestmark = pytest.mark.skipif(
-    not MPI_PYTHON.exists() or os.environ.get("NESTGRAD_SKIP_MPI") == "1",
-    reason="needs NEST with MPI (make mpi) and nestgradmodule built against it",
-)
+pytestmark = requires_mpi
 
 SCRIPT = r"""
 import json

@@ -11,23 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pathlib
 import struct
 import subprocess
 import sys
 
 import pytest
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-MPI_PYTHON = pathlib.Path(os.environ.get("NESTGRAD_MPI_PYTHON", REPO / ".venv-mpi" / "bin" / "python"))
-ENV = dict(
-    os.environ,
-    PYTHONPATH=str(REPO / "python"),
-    OMPI_ALLOW_RUN_AS_ROOT="1",
-    OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-    OMPI_MCA_rmaps_base_oversubscribe="1",
-)
+from mpi_env import ENV, MPI_PYTHON, REPO, requires_mpi
 
 N_SRC, N_TGT, DELAY_STEPS = 3, 4, 7
 PAYLOADS = [
@@ -134,10 +124,7 @@ def test_eventprop_offset_payload_probe_threads(threads: int, tmp_path: pathlib.
     check(run_probe(sys.executable, threads, 1, tmp_path))
 
 
-@pytest.mark.skipif(
-    not MPI_PYTHON.exists() or os.environ.get("NESTGRAD_SKIP_MPI") == "1",
-    reason="needs NEST with MPI (make mpi) and nestgradmodule built against it",
-)
+@requires_mpi
 @pytest.mark.parametrize(("ranks", "threads"), [(2, 1), (2, 2)])
 def test_eventprop_offset_payload_probe_mpi(ranks: int, threads: int, tmp_path: pathlib.Path) -> None:
     check(run_probe(MPI_PYTHON, threads, ranks, tmp_path))

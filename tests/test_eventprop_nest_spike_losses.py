@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import subprocess
 
 import nest
 import numpy as np
 import pytest
+from mpi_env import ENV, MPI_PYTHON, REPO, requires_mpi
 from test_eventprop_nest_forward import on_grid
 from test_eventprop_nest_gradients import (
     OPTIMIZERS,
@@ -29,7 +29,6 @@ from test_eventprop_nest_gradients import (
     max_rel_err,
     reference_training,
 )
-from test_eventprop_nest_mpi import ENV, MPI_PYTHON, REPO
 from test_eventprop_reference import dense, make_net, make_trials
 
 from nestgrad.errors import ConfigError, ModelError
@@ -358,10 +357,7 @@ def run_mpi(ranks: int, threads: int, seed: int, outdir) -> tuple[dict, dict]:
     return by_pair, t_first
 
 
-@pytest.mark.skipif(
-    not MPI_PYTHON.exists() or os.environ.get("NESTGRAD_SKIP_MPI") == "1",
-    reason="needs NEST with MPI (make mpi) and nestgradmodule built against it",
-)
+@requires_mpi
 def test_eventprop_nest_spike_losses_two_ranks(tmp_path) -> None:
     """First-spike loss + spike-count regulariser under MPI: 2 ranks x 1 thread equal the reference to 1e-9
     relative and 1 rank x 2 threads bit for bit (gradients and trial_t_first)."""

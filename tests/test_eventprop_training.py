@@ -64,7 +64,9 @@ def test_adam_run_resumes_bit_identically(tmp_path):
     second.run(resume=True)
     for name, w in whole.state.weights.items():
         assert np.array_equal(w, second.state.weights[name]), name
-    assert set(second.state.optimizer_state) == {f"{m}_{p}" for m in "mv" for p in ("in_hid", "hid_out")}
+    assert set(second.state.optimizer_state) == {
+        f"{m}_{p}" for m in ("m", "v", "b1", "b2") for p in ("in_hid", "hid_out")
+    }
     for key, value in whole.state.optimizer_state.items():
         assert np.array_equal(value, second.state.optimizer_state[key]), key
     assert load_checkpoint(tmp_path / "split" / "checkpoint.npz", second.config).iteration == 4

@@ -190,8 +190,11 @@ def test_per_neuron_values_must_fit_the_population():
         spec.validate()
 
 
-def test_eprop_microcircuit_resumes_bit_identically_with_adam(tmp_path):
-    """Adam's moments of th_rec and rec_out are in the checkpoints now (the learner is built from a spec)."""
+@pytest.mark.parametrize("algorithm", ["step", "event"])
+def test_eprop_microcircuit_resumes_bit_identically_with_adam(tmp_path, algorithm):
+    """Adam's moments of th_rec and rec_out are in the checkpoints now (the learner is built from a spec); with the
+    event algorithm also the bias-correction powers of th_rec's eprop_event_synapse (rec_out's eprop_synapse has
+    none)."""
     import dataclasses
 
     from test_potjans_diesmann import _eprop_config
@@ -201,11 +204,15 @@ def test_eprop_microcircuit_resumes_bit_identically_with_adam(tmp_path):
 
     def config(iterations: int):
         c = _eprop_config(iterations, 2)
+        c = dataclasses.replace(c, network=dataclasses.replace(c.network, gradient_algorithm=algorithm))
         return dataclasses.replace(c, optimizer=dataclasses.replace(c.optimizer, type=OptimizerType.ADAM, eta=1e-3))
 
     full = Trainer(config(4), tmp_path / "full", verbose=False)
     full.run()
-    assert any(k.startswith("m_") for k in full.state.optimizer_state), "no Adam moments"
+    powers = {"b1_th_rec", "b2_th_rec"} if algorithm == "event" else set()
+    assert set(full.state.optimizer_state) == {"m_th_rec", "v_th_rec", "m_rec_out", "v_rec_out"} | powers
+    if powers:
+        assert full.state.optimizer_state["b2_th_rec"].min() < 1.0  # steps were counted
     Trainer(config(2), tmp_path / "part", verbose=False).run()
     resumed = Trainer(config(4), tmp_path / "part", verbose=False)
     resumed.run(resume=True)

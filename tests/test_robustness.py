@@ -302,6 +302,15 @@ ARRAY_CORRUPTIONS = {
     "non-finite weight": (_nan_in("w_rec_out"), "'w_rec_out': 1 of 15 values are NaN"),
     "strings": (lambda a: a.__setitem__("w_rec_out", np.array(["a"])), "'w_rec_out': numbers are required"),
     "unknown array": (lambda a: a.__setitem__("x", np.zeros(2)), "'x': unknown"),
+    # Adam's bias-correction powers beta^t: in (0, 1], b1 and b2 together
+    "power out of range": (
+        lambda a: a.update(opt_b1_rec_out=np.zeros((1, 15)), opt_b2_rec_out=np.ones((1, 15))),
+        r"'opt_b1_rec_out': values span \[0, 0\]: .*must lie in \(0, 1\]",
+    ),
+    "power without its pair": (
+        lambda a: a.__setitem__("opt_b2_rec_out", np.full((1, 15), 0.5)),
+        "'opt_b1_rec_out': missing: Adam's bias-correction powers come in pairs",
+    ),
 }
 
 
@@ -332,13 +341,17 @@ def test_corrupt_checkpoint_names_file_and_field(tmp_path, case, capsys):
     assert not (out / "metrics.csv").read_text().count("\n") > 3  # no rows were added
 
 
-def test_checkpoint_of_the_same_run_still_loads(tmp_path):
-    """The checks accept what nestgrad writes (format 1), with Adam's moments."""
+@pytest.mark.parametrize("algorithm", ["step", "event"])
+def test_checkpoint_of_the_same_run_still_loads(tmp_path, algorithm):
+    """The checks accept what nestgrad writes (format 1), with Adam's moments and, for nestgrad's event synapses, its
+    bias-correction powers (NEST's eprop_synapse, of the readouts and of the step algorithm here, has none)."""
     cfg = dataclasses.replace(tiny(iterations=2), optimizer=OptimizerConfig(type="adam", eta=1e-6))
+    cfg = dataclasses.replace(cfg, network=dataclasses.replace(cfg.network, gradient_algorithm=algorithm))
     trainer = Trainer(cfg, tmp_path, verbose=False)
     trainer.run()
     state = load_checkpoint(tmp_path / "checkpoint.npz", cfg, trainer._weight_shapes())
-    assert state.iteration == 2 and set(state.optimizer_state) == {
+    powers = {f"{b}_{p}" for b in ("b1", "b2") for p in ("in_rec", "rec_rec")} if algorithm == "event" else set()
+    assert state.iteration == 2 and set(state.optimizer_state) == powers | {
         f"{m}_{p}" for m in "mv" for p in ("in_rec", "rec_rec", "rec_out")
     }
 

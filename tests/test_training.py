@@ -19,9 +19,10 @@ def small_config(
     optimizer: str = "gradient_descent",
     eta: float = 1e-5,
     task: str = "sine",
+    algorithm: str = "step",
 ) -> ExperimentConfig:
     return ExperimentConfig(
-        network=NetworkConfig(neuron_model=model, n_rec=30),
+        network=NetworkConfig(neuron_model=model, n_rec=30, gradient_algorithm=algorithm),
         task=TaskConfig(name=task, sequence_steps=400, batch_size=1, n_cues=3, delay_steps=100),
         optimizer=OptimizerConfig(type=optimizer, eta=eta),
         training=TrainingConfig(iterations=iterations, checkpoint_every=every, threads=threads, plot=False),
@@ -52,18 +53,28 @@ def test_weights_change_and_stay_finite(tmp_path):
     np.testing.assert_array_equal(weights_of(trainer)["feedback"], w0["feedback"])  # not plastic
 
 
-@pytest.mark.parametrize("optimizer, eta", [("gradient_descent", 1e-5), ("adam", 1e-6)])
-def test_resume_is_bit_identical(tmp_path, optimizer, eta):
-    full = Trainer(small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "full", verbose=False)
+@pytest.mark.parametrize(
+    "optimizer, eta, algorithm", [("gradient_descent", 1e-5, "step"), ("adam", 1e-6, "step"), ("adam", 1e-6, "event")]
+)
+def test_resume_is_bit_identical(tmp_path, optimizer, eta, algorithm):
+    def cfg(iterations: int) -> ExperimentConfig:
+        return small_config(iterations=iterations, every=3, optimizer=optimizer, eta=eta, algorithm=algorithm)
+
+    full = Trainer(cfg(6), tmp_path / "full", verbose=False)
     full.run()
 
-    part = Trainer(small_config(iterations=3, every=3, optimizer=optimizer, eta=eta), tmp_path / "part", verbose=False)
+    part = Trainer(cfg(3), tmp_path / "part", verbose=False)
     part.run()
     if optimizer == "adam":
         assert np.abs(part.state.optimizer_state["m_in_rec"]).max() > 0  # Adam state saved and restored
-    resumed = Trainer(
-        small_config(iterations=6, every=3, optimizer=optimizer, eta=eta), tmp_path / "part", verbose=False
-    )
+        # nestgrad's event synapses also keep Adam's bias-correction powers; NEST's eprop_synapse (the readouts' and
+        # the step algorithm's) does not
+        powers = {f"{b}_{p}" for b in ("b1", "b2") for p in ("in_rec", "rec_rec")} if algorithm == "event" else set()
+        moments = {f"{m}_{p}" for m in ("m", "v") for p in ("in_rec", "rec_rec", "rec_out")}
+        assert set(part.state.optimizer_state) == moments | powers
+        if powers:
+            assert part.state.optimizer_state["b2_in_rec"].min() < 0.9  # more than 100 Adam steps taken
+    resumed = Trainer(cfg(6), tmp_path / "part", verbose=False)
     resumed.run(resume=True)
 
     for key, w in weights_of(full).items():
@@ -234,3 +245,93 @@ def test_learning_rate_decay_reaches_the_eprop_synapses(tmp_path, monkeypatch):
     for name in ("in_rec", "rec_rec"):
         assert np.array_equal(c.state.weights[name], d.state.weights[name]), name  # before the step: the same
     assert not np.array_equal(a.state.weights["rec_rec"], b.state.weights["rec_rec"])
+
+
+def _replay_in_blocks(cfg: ExperimentConfig, with_powers: tuple[str, ...]) -> tuple[dict, dict]:
+    """The reference engine (NEST 3.10's e-prop in NumPy, nestgrad.reference.online) replaying the Trainer with one
+    kernel per iteration: each block starts from rest with the weights and Adam's state of the previous block's end;
+    only the projections ``with_powers`` keep Adam's bias-correction powers from block to block, the others restart
+    them at beta^0 = 1. Returns the final weights and optimizer state ([post, pre] matrices)."""
+    from nestgrad.comparison.nest_runs import spec_from_config
+    from nestgrad.reference.online import run_online
+
+    spec = spec_from_config(cfg, cfg.training.iterations)
+    T = spec.iteration_steps
+    weights, state = spec.weights, {}
+    for k in range(spec.iterations):
+        block = slice(k * T, (k + 1) * T)
+        part = dataclasses.replace(
+            spec, weights=weights, input_spikes=spec.input_spikes[block], target=spec.target[block],
+            window=spec.window[block],
+        )  # fmt: skip
+        ref = run_online(part, optimizer_state=state)
+        weights = ref.weights
+        state = {key: v for key, v in ref.optimizer_state.items() if key[:2] in ("m_", "v_") or
+                 key.split("_", 1)[1] in with_powers}  # fmt: skip
+    return weights, state
+
+
+@pytest.mark.parametrize(
+    "algorithm, with_powers", [("event", ("in_rec", "rec_rec")), ("step", ())], ids=["event", "step"]
+)
+def test_adam_bias_correction_continues_across_kernels(tmp_path, algorithm, with_powers):
+    """Adam through the Trainer with a new NEST kernel for every iteration (checkpoint_every = 1) equals the
+    reference engine's Adam carried over the same blocks, to 1e-9 of the weight change (max over synapses): with
+    nestgrad's event synapses the bias correction beta^t continues over all steps so far (the powers go into the
+    checkpoint and into each new kernel); NEST's eprop_synapse (the readout projection always, every projection of
+    the step algorithm with eprop_iaf_psc_exp) keeps no powers and restarts them in every kernel. A run in one
+    kernel is no reference here: every block starts from rest, so checkpoint_every changes e-prop's trajectory even
+    with gradient descent. The replay with every power restarting (what the Trainer did before the powers were kept)
+    is far from the event synapses' run, so the test tells the two apart."""
+    cfg = small_config(iterations=3, every=1, optimizer="adam", eta=1e-6, algorithm=algorithm)
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    w0 = trainer.initial_state().weights
+    trainer.run()
+    w_ref, state_ref = _replay_in_blocks(cfg, with_powers)
+    w_restart, _ = _replay_in_blocks(cfg, ())
+    for name in ("in_rec", "rec_rec", "rec_out"):
+        change = np.abs(w_ref[name] - w0[name]).max()
+        err = np.abs(trainer.state.weights[name] - w_ref[name]).max()
+        assert change > 0 and err <= 1e-9 * change, (name, err / change)
+        if name in with_powers:  # restarting the powers makes a difference far above the tolerance
+            assert np.abs(w_restart[name] - w_ref[name]).max() > 1e-3 * change, name
+    assert set(trainer.state.optimizer_state) == set(state_ref)
+    for key, value in state_ref.items():
+        got = trainer.state.optimizer_state[key]
+        if key[:2] in ("b1", "b2"):  # beta^t by the same products: equal when the step counts are
+            np.testing.assert_array_equal(got, value, err_msg=key)
+        else:
+            np.testing.assert_allclose(got, value, rtol=1e-7, atol=1e-9 * np.abs(value).max(), err_msg=key)
+
+
+def test_checkpoint_without_adam_powers_resumes_with_them_restarted(tmp_path):
+    """A checkpoint written before the bias-correction powers were kept (only Adam's moments) still resumes: the
+    powers then start at 1 (t = 0), exactly as if the checkpoint held powers of 1; with the saved powers the
+    resumed run differs (the powers reach the synapses)."""
+    import shutil
+
+    cfg = small_config(iterations=2, every=2, optimizer="adam", eta=1e-6, algorithm="event")
+    longer = small_config(iterations=4, every=2, optimizer="adam", eta=1e-6, algorithm="event")
+    Trainer(cfg, tmp_path / "saved", verbose=False).run()
+    for variant in ("old", "ones"):
+        shutil.copytree(tmp_path / "saved", tmp_path / variant)
+        path = tmp_path / variant / "checkpoint.npz"
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+        powers = [k for k in arrays if k.startswith(("opt_b1_", "opt_b2_"))]
+        assert sorted(powers) == ["opt_b1_in_rec", "opt_b1_rec_rec", "opt_b2_in_rec", "opt_b2_rec_rec"]
+        for key in powers:
+            if variant == "old":
+                del arrays[key]
+            else:
+                arrays[key] = np.ones_like(arrays[key])
+        np.savez(path, **arrays)
+    runs = {}
+    for variant in ("saved", "old", "ones"):
+        runs[variant] = Trainer(longer, tmp_path / variant, verbose=False)
+        runs[variant].run(resume=True)
+    for name in ("in_rec", "rec_rec", "rec_out"):
+        np.testing.assert_array_equal(runs["old"].state.weights[name], runs["ones"].state.weights[name])
+    assert not np.array_equal(runs["saved"].state.weights["in_rec"], runs["old"].state.weights["in_rec"])
+    # the resumed run saves the powers again, counted from the resume on
+    assert runs["old"].state.optimizer_state["b1_in_rec"].max() < 1.0

@@ -8,6 +8,7 @@ output layer need FirstSpikeLoss in NEST (tests marked below)."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from nestgrad.config import ExperimentConfig
 from nestgrad.errors import ConfigError
 from nestgrad.networks.eventprop import EventpropRecord
 from nestgrad.networks.registry import make_learner
-from nestgrad.reference.eventprop import FirstSpikeLoss, evaluate
+from nestgrad.reference.eventprop import FirstSpikeLoss, compile_network, evaluate
 from nestgrad.tasks import yinyang
 
 GOELTZ = {"C_m": 5.0, "tau_m": 5.0, "tau_syn": 5.0}
@@ -302,10 +303,37 @@ def test_ttfs_adam_run_resumes_bit_identically(tmp_path):
     assert set(second.state.weights) == set(names)
     for name, w in whole.state.weights.items():
         assert np.array_equal(w, second.state.weights[name]), name
-    assert set(second.state.optimizer_state) == {f"{m}_{p}" for m in "mv" for p in names}
+    assert set(second.state.optimizer_state) == {f"{m}_{p}" for m in ("m", "v", "b1", "b2") for p in names}
     for key, value in whole.state.optimizer_state.items():
         assert np.array_equal(value, second.state.optimizer_state[key]), key
     assert load_checkpoint(tmp_path / "split" / "checkpoint.npz", second.config).iteration == 4
+
+
+def test_adam_bias_correction_continues_across_kernels(tmp_path):
+    """Adam through the Trainer with a new NEST kernel for every iteration (checkpoint_every = 1) equals the
+    reference's uninterrupted Adam (bias correction beta^t over all steps so far, as PyTorch's Adam) to 1e-9 of the
+    change: the synapses' bias-correction powers go into the checkpoint and into each new kernel. (Without them each
+    kernel restarted the correction at t = 1, which shrinks Adam's steps, by ~5x over an epoch of 50 batches.)"""
+    from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, batch_gradient
+    from nestgrad.training.trainer import Trainer
+
+    trainer = Trainer(config(4, 1, "adam", 0.01, n_hidden=10), tmp_path, verbose=False)
+    w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    trainer.run()
+    net = trainer.network
+    cnet = compile_network(net.network(w0, net.trial_duration))
+    settings = net.optimizer_settings(4)
+    opt = NumpyOptimizer(settings, np.full(len(cnet.w), -math.inf), np.full(len(cnet.w), math.inf))
+    w = cnet.w.astype(float).copy()
+    for k in range(4):
+        current = compile_network(net.network({n: w[sl] for n, sl in cnet.proj_slices.items()}, net.trial_duration))
+        w, _ = opt.step(w, batch_gradient(current, net.trials(trainer.task.batch(k)), net.loss(), math.inf))
+    for name, sl in cnet.proj_slices.items():
+        change = np.abs(w[sl] - w0[name]).max()
+        assert change > 0, name
+        assert np.abs(trainer.state.weights[name] - w[sl]).max() <= 1e-9 * change, name
+        np.testing.assert_array_equal(trainer.state.optimizer_state[f"b1_{name}"], opt.beta_1_power)
+        np.testing.assert_array_equal(trainer.state.optimizer_state[f"b2_{name}"], opt.beta_2_power)
 
 
 def test_ttfs_evaluation_keeps_the_weights_and_scores_the_test_points(tmp_path):
@@ -414,17 +442,13 @@ def test_weight_bumping_raises_the_weights_into_silent_outputs(tmp_path):
         assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, name
 
 
-def _bump_every_edge(self, built, silent: np.ndarray, comm) -> None:
-    """Weight bumping as the learner did it before it touched only the edges into silent outputs: every edge read
-    (gathered), the bump added to those into a silent output, every edge written back (both copies)."""
+def _bump_every_edge(self, built, targets: np.ndarray, value: float, comm) -> None:
+    """Weight bumping as the learner did it before it touched only the edges into the bumped neurons: every edge
+    read (gathered), the bump added to those into a bumped neuron, every edge written back (both copies)."""
     from nestgrad.nest_engine import eventprop as engine
 
-    if not silent.any():
-        return
-    cnet = built.cnet
-    targets = np.flatnonzero(silent) + cnet.offsets["out"]
     w = engine.read_edges(built, ("weight",), comm=comm)["weight"]
-    w = w + self.config.weight_bump * np.isin(cnet.tgt, targets)
+    w = w + value * np.isin(built.cnet.tgt, targets)
     engine.write_edges(built, {"weight": w})
 
 
@@ -468,6 +492,80 @@ def test_weight_bumping_equals_bumping_every_edge_bit_for_bit(tmp_path, monkeypa
         assert np.abs(w - new.weights[name]).max() == 0.0 and np.array_equal(_bits(new.weights[name]), _bits(w)), name
     for name, v in old.optimizer_state.items():
         assert np.array_equal(_bits(new.optimizer_state[name]), _bits(v)), name
+
+
+@pytest.mark.parametrize(("optimizer", "threads"), [("gradient_descent", 1), ("gradient_descent", 2), ("adam", 1)])
+def test_goeltz_bumping_protocol_equals_the_reference(tmp_path, optimizer, threads):
+    """Göltz et al.'s bumping protocol through the Trainer (gradient descent or Adam, 8 iterations of 4 trials; weak
+    input and output weights): after each batch, if more than 30 % of the (trial, hidden neuron) pairs had no spike the
+    hidden neurons that missed a spike are bumped, else the outputs that missed one; the bump doubles when the same
+    layer was bumped after the previous batch; a bumped batch takes no step. Every weight equals this protocol run on
+    the reference engine's spikes and gradients to 1e-9 of its change (Adam: its moments and bias correction move only
+    with the steps taken), and each part of it happened."""
+    from nestgrad.reference.eventprop.optimizer import NumpyOptimizer
+    from nestgrad.training.trainer import Trainer
+
+    bump, f = 0.05, 0.3
+    goeltz = {"weight_bump_doubling": True, "weight_bump_skips_step": True, "weight_bump_hidden_missing": f}
+    cfg = config(8, 4, optimizer, 0.05 if optimizer == "gradient_descent" else 0.01, n_hidden=10, w_in_mean=0.6,
+                 w_out_mean=0.1, w_out_std=0.3, weight_bump=bump, threads=threads, **goeltz)  # fmt: skip
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
+    history = trainer.run()
+    net = trainer.network
+    hid, out = np.arange(5, 15), np.arange(15, 18)  # 4 inputs and the bias, then the hidden neurons, the outputs
+    w, events, last, value = w0, [], None, bump
+    n_edges = sum(len(v) for v in w0.values())
+    opt = NumpyOptimizer(net.optimizer_settings(4), np.full(n_edges, -math.inf), np.full(n_edges, math.inf))
+    for k in range(8):
+        if k == 4:
+            last, value = None, bump  # a new kernel (checkpoint_every = 4): the doubling starts afresh
+        n = net.network(w, net.trial_duration)
+        res = evaluate(n, net.trials(trainer.task.batch(k)), net.loss())
+        spiked = np.array([[bool(r.spikes_of[j]) for j in range(18)] for r in res.records])
+        layer, targets = None, np.zeros(0, int)
+        if 1.0 - spiked[:, hid].mean() > f:
+            layer, targets = "hid", hid[~spiked[:, hid].all(axis=0)]
+        elif not spiked[:, out].all():
+            layer, targets = "out", out[~spiked[:, out].all(axis=0)]
+        assert history[k]["silent_outputs"] == int((~spiked[:, out].all(axis=0)).sum())
+        if layer is None:
+            cnet = compile_network(n)
+            g = np.zeros(n_edges)
+            flat = np.zeros(n_edges)
+            for name, sl in cnet.proj_slices.items():
+                g[sl], flat[sl] = res.grad_weights[name], w[name]
+            flat, _ = opt.step(flat, g)
+            w = {name: flat[sl] for name, sl in cnet.proj_slices.items()}
+            events.append("step")
+        else:
+            value = 2 * value if layer == last else bump
+            cnet = compile_network(n)
+            w = {name: w[name] + value * np.isin(cnet.tgt[sl], targets) for name, sl in cnet.proj_slices.items()}
+            events.append(f"{layer} {value:g}")
+        last = layer
+    print(f"threads {threads}: {events}")
+    assert any(e.startswith("hid") for e in events) and any(e.startswith("out") for e in events)
+    assert "step" in events and any(e.endswith(f" {2 * bump:g}") for e in events), events
+    for name, expected in w.items():
+        change = np.abs(expected - w0[name]).max()
+        assert change > 0, name
+        assert np.abs(trainer.state.weights[name] - expected).max() <= 1e-9 * change, (name, events)
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"weight_bump_doubling": True}, "network.params.weight_bump_doubling is part of weight bumping"),
+        ({"weight_bump_skips_step": 1}, "network.params.weight_bump_skips_step = 1: true or false"),
+        ({"weight_bump": 0.1, "weight_bump_hidden_missing": 1.0}, "weight_bump_hidden_missing = 1.0: a fraction"),
+        ({"weight_bump": 0.1, "weight_bump_hidden_missing": -0.1}, "weight_bump_hidden_missing = -0.1: must be >="),
+        ({"weight_bump_hidden_missing": 0.3}, "weight_bump_hidden_missing is part of weight bumping"),
+    ],
+)
+def test_bad_bumping_protocol_settings_are_refused_by_name(params, needle):
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        config(**params)
 
 
 def test_weight_bump_is_refused_with_readouts():

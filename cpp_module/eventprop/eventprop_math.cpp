@@ -186,6 +186,45 @@ EventpropExpPoly::deriv() const
 }
 
 EventpropExpPoly
+EventpropExpPoly::antideriv() const
+{
+  EventpropExpPoly out;
+  for ( const auto& t : terms )
+  {
+    if ( t.rate == 0.0 )
+    {
+      std::vector< double > q( t.coeffs.size() + 1, 0.0 );
+      for ( size_t k = 0; k < t.coeffs.size(); ++k )
+      {
+        q[ k + 1 ] = t.coeffs[ k ] / static_cast< double >( k + 1 );
+      }
+      out.add_term( 0.0, q );
+      continue;
+    }
+    // q' - r q = p  =>  q = -sum_j p^(j) / r^(j+1)
+    std::vector< double > q( t.coeffs.size(), 0.0 );
+    std::vector< double > d = t.coeffs;
+    double rj = t.rate;
+    while ( not d.empty() )
+    {
+      for ( size_t k = 0; k < d.size(); ++k )
+      {
+        q[ k ] -= d[ k ] / rj;
+      }
+      std::vector< double > next;
+      for ( size_t k = 1; k < d.size(); ++k )
+      {
+        next.push_back( static_cast< double >( k ) * d[ k ] );
+      }
+      d.swap( next );
+      rj *= t.rate;
+    }
+    out.add_term( t.rate, q );
+  }
+  return out;
+}
+
+EventpropExpPoly
 EventpropExpPoly::trimmed() const
 {
   EventpropExpPoly out;

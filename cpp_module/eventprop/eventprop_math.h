@@ -147,6 +147,8 @@ public:
   EventpropExpPoly plus( const EventpropExpPoly& other ) const;
   EventpropExpPoly times_exp( double k ) const;
   EventpropExpPoly deriv() const;
+  //! F with F' = this, integration constant 0 in the representation (reference: ExpPoly.antideriv)
+  EventpropExpPoly antideriv() const;
   EventpropExpPoly trimmed() const;
   double operator()( double u ) const;
   //! all sign changes in (lo, hi), sorted

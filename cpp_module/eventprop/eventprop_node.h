@@ -12,6 +12,8 @@
 #define NESTGRAD_EVENTPROP_NODE_H
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -186,12 +188,85 @@ public:
    */
   virtual double adjoint_current_at( double t ) const;
 
+  /**
+   * Per-trial gradient clipping (Göltz et al.'s max_dw_norm): each incoming eventprop_synapse reports the magnitude
+   * of its weight gradient of the trial when its source's backward sweep ends (the source's flush message), and the
+   * node keeps the largest. If it exceeds max_trial_gradient, the gradients of all incoming weights of that trial
+   * are dropped (a neuron that barely reaches threshold has a diverging dt/dw).
+   */
+  void
+  note_trial_gradient( const long trial, const double g )
+  {
+    if ( trial != grad_trial_ )
+    {
+      grad_trial_ = trial;
+      grad_max_ = 0.0;
+    }
+    grad_max_ = std::max( grad_max_, std::abs( g ) );
+  }
+  //! true if the incoming weight gradients of `trial` are dropped (only the last trial reported is kept)
+  bool
+  trial_gradient_dropped( const long trial ) const
+  {
+    return trial == grad_trial_ and grad_max_ > max_trial_gradient_;
+  }
+
+  /**
+   * dL/dw of one arrival of weight w at trial-local forward time t on receptor port rport, per unit weight, in the
+   * backward pass (1/pA): lambda_I(t) for nodes with one exponential synaptic current (adjoint_current_at), the
+   * alpha-current port's lambda_x(t) e / tau_r for eventprop_glif3_psc_ps.
+   */
+  virtual double
+  weight_gradient_at( const double t, const long ) const
+  {
+    return adjoint_current_at( t );
+  }
+
+  //! Refuse a forward (eventprop_synapse) connection on this receptor port (IllegalConnection); all accept 0.
+  virtual void
+  check_forward_port( const size_t ) const
+  {
+  }
+
 protected:
   EventpropSchedule schedule_;
+  //! 1/pA; +inf: no clipping (nodes without the parameter never drop)
+  double max_trial_gradient_ = std::numeric_limits< double >::infinity();
 
 private:
   std::map< long, std::vector< EventpropArrival > > inbox_;
   long seq_ = 0;
+  long grad_trial_ = -1;   //!< the trial whose incoming gradients were reported last
+  double grad_max_ = 0.0;  //!< their largest magnitude (1/pA)
+};
+
+/**
+ * A spiking EventProp neuron as eventprop_reverse_synapse sees it: the spikes of its current trial and the sums J_k
+ * to which the reverse connections from its targets add (eventprop_iaf_psc_exp_ps, eventprop_glif3_psc_ps).
+ */
+class EventpropSpikingNode : public EventpropNode
+{
+public:
+  //! spikes of the current trial
+  virtual size_t trial_spike_count() const = 0;
+  //! trial-local time of spike k (ms)
+  virtual double trial_spike_time( size_t k ) const = 0;
+  //! the arrival time of spike k over a delay of d_steps exactly as the target computes it (ms)
+  virtual double trial_arrival_time( size_t k, long d_steps ) const = 0;
+  //! J_k += x (a readout target's term, pushed before the backward sweep)
+  virtual void add_to_jump_sum( size_t k, double x ) = 0;
+  /**
+   * A spiking target's lambda_v jumped (times the connection's weight: dv) at its event t_e; seen through a
+   * connection of delay d it enters J of this neuron's spikes before t = t_e - d. The target's constants tau_m,
+   * tau_syn (of the connection's port), C_m; alpha: the target's synaptic currents are alpha-shaped (GLIF3).
+   */
+  virtual void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m, bool alpha ) = 0;
+  //! the port on which eventprop_exchange_synapse delivers the other outputs' first spike times
+  virtual long
+  exchange_port() const
+  {
+    return EVENTPROP_EXCHANGE_PORT;
+  }
 };
 
 }  // namespace nestgrad

@@ -81,7 +81,8 @@ Parameter           Unit    Default            Description
 =================== ======= ================== ===================================================================
 
 Per connection: ``weight`` (pA, within [Wmin, Wmax]), ``delay`` (ms, one step), Adam's moments ``adam_m`` and
-``adam_v`` (readable and writable, e.g. to resume training).
+``adam_v`` and its bias-correction powers ``adam_beta_1_power``, ``adam_beta_2_power`` (beta^t after t steps;
+readable and writable, e.g. to resume training).
 
 References
 ++++++++++

@@ -35,12 +35,13 @@ Description
 ``eventprop_exchange_synapse`` connects two output neurons (``eventprop_iaf_psc_exp_ps`` with
 ``output_index`` >= 0) of a first-spike loss (docs/eventprop_nest_design.md, section 8.2). In step n_T of each
 trial's period every output sends its first spike time of the trial (trial-local ms; T if it did not spike) as the
-offset of one off-grid spike; this synapse delivers that message, and only that one, on port 1, so that the target
-can tell it from spikes arriving over forward connections between outputs (a recurrent output layer) in the same
-step. Forward spikes, the constants of step n_c and backward messages of the source are dropped: the connection
+offset of one off-grid spike; this synapse delivers that message, and only that one, on port 1 (on port 0 to an
+``eventprop_glif3_psc_ps``, whose ports 1..R take forward connections), so that the target can tell it from spikes
+arriving over forward connections between outputs (a recurrent output layer) in the same step. Forward spikes, the
+constants of step n_c and backward messages of the source are dropped: the connection
 never changes the target's dynamics or gradients. It has no weight to learn (``weight`` is ignored).
 
-Connecting to any other target model than ``eventprop_iaf_psc_exp_ps`` is refused.
+Connecting to any other target model than ``eventprop_iaf_psc_exp_ps`` and ``eventprop_glif3_psc_ps`` is refused.
 
 Parameters
 ++++++++++
@@ -83,10 +84,11 @@ public:
   check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& )
   {
     // (the source may be a proxy of a node on another thread or rank: only the target can be checked)
-    if ( not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &t ) )
+    if ( not dynamic_cast< EventpropSpikingNode* >( &t ) )
     {
       throw nest::IllegalConnection( "eventprop_exchange_synapse cannot connect to " + t.get_name()
-        + ": the target must be an eventprop_iaf_psc_exp_ps (an output of a first-spike loss)." );
+        + ": the target must be an eventprop_iaf_psc_exp_ps or eventprop_glif3_psc_ps (an output of a first-spike "
+          "loss)." );
     }
     ConnTestDummyNode dummy_target;
     ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
@@ -95,7 +97,7 @@ public:
   bool
   send( nest::Event& e, const size_t thread, const CommonPropertiesType& )
   {
-    auto* target = static_cast< EventpropNode* >( get_target( thread ) );
+    auto* target = static_cast< EventpropSpikingNode* >( get_target( thread ) );
     const EventpropSchedule& sched = target->schedule();
     long trial = 0;
     if ( not sched.backward
@@ -106,7 +108,7 @@ public:
     e.set_receiver( *target );
     e.set_weight( 0.0 );
     e.set_delay_steps( get_delay_steps() );
-    e.set_rport( EVENTPROP_EXCHANGE_PORT );
+    e.set_rport( target->exchange_port() );
     e();
     return true;
   }

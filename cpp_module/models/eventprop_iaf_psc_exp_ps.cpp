@@ -58,6 +58,7 @@ eventprop_iaf_psc_exp_ps::get_status( Dictionary& d ) const
   d[ "record" ] = record_;
   d[ "status_records" ] = status_records_;
   d[ "n_spikes" ] = n_spikes_;
+  d[ "n_spiking_trials" ] = n_spiking_trials_;
   d[ "output_index" ] = output_index_;
   d[ "labels" ] = labels_;
   d[ "first_spike_xi" ] = fs_xi_;
@@ -66,6 +67,7 @@ eventprop_iaf_psc_exp_ps::get_status( Dictionary& d ) const
   d[ "first_spike_tau_s" ] = fs_tau_s_;
   d[ "spike_count_rho" ] = sc_rho_;
   d[ "spike_count_nu" ] = sc_nu_;
+  d[ "max_trial_gradient" ] = max_trial_gradient_;
   d[ "trial_t_first" ] = t_first_rec_;
   d[ "trial_spike_score" ] = score_rec_;
 }
@@ -107,6 +109,13 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   d.update_value( "first_spike_tau_s", tau_s );
   d.update_value( "spike_count_rho", rho );
   d.update_value( "spike_count_nu", nu );
+  double max_trial_gradient = max_trial_gradient_;
+  d.update_value( "max_trial_gradient", max_trial_gradient );
+  if ( not( max_trial_gradient > 0.0 ) )
+  {
+    throw nest::BadProperty( get_name() + ": max_trial_gradient = " + std::to_string( max_trial_gradient )
+      + " /pA must be > 0 (inf: no clipping)." );
+  }
   if ( output_index < -1 )
   {
     throw nest::BadProperty(
@@ -177,6 +186,7 @@ eventprop_iaf_psc_exp_ps::set_status( const Dictionary& d )
   fs_tau_s_ = tau_s;
   sc_rho_ = rho;
   sc_nu_ = nu;
+  max_trial_gradient_ = max_trial_gradient;
 }
 
 void
@@ -238,6 +248,10 @@ eventprop_iaf_psc_exp_ps::spike_( const double t, const long lag, const long wit
   advance_( t );
   const double gdot = eventprop_dvdt( v_, i_, p_ ) + a_ / p_.adapt_tau;
   const double no_release = std::numeric_limits< double >::quiet_NaN();
+  if ( tspk_.empty() )
+  {
+    ++n_spiking_trials_;  // the trial's first spike
+  }
   tspk_.push_back( { t, gdot, 0.0, -1.0, no_release, 0.0, 0.0, 0.0, within + 1, step_end - t } );
   v_ = p_.v_reset;
   a_ += p_.adapt_beta;
@@ -422,8 +436,15 @@ eventprop_iaf_psc_exp_ps::add_adjoint_push( const double t,
   const double dv,
   const double tau_m,
   const double tau_syn,
-  const double C_m )
+  const double C_m,
+  const bool alpha )
 {
+  if ( alpha )
+  {
+    throw nest::KernelException( get_name()
+      + ": a reverse connection from an eventprop_glif3_psc_ps target; the targets of this neuron must have "
+        "exponential synaptic currents." );
+  }
   pushes_.push_back( { t, dv, tau_m, tau_syn, C_m } );
   std::push_heap( pushes_.begin(), pushes_.end(), push_later_first_ );
 }
@@ -561,7 +582,8 @@ eventprop_iaf_psc_exp_ps::update( nest::Time const& origin, const long from, con
       send_spike_( lag, 0.0 );
       send_spike_( lag, std::numeric_limits< double >::quiet_NaN() );
       send_spike_( lag, 0.0 );
-      send_spike_( lag, 0.0 );
+      // the verdict on the last trial's incoming weight gradients (max_trial_gradient): -1 drops them
+      send_spike_( lag, trial_gradient_dropped( trial - 1 ) ? -1.0 : 0.0 );
       send_spike_( lag, p_.tau_m );
       send_spike_( lag, p_.tau_syn );
       send_spike_( lag, p_.C_m );

@@ -83,8 +83,8 @@ with equal (tau_m, tau_syn, C_m) the neuron keeps S = sum_m w (lambda_v,m, lambd
 same backward dynamics as one neuron's adjoint between the targets' jumps; each jump of a target's lambda_v (at its
 spikes and releases) reaches the neuron as a push w Delta lambda_v from the reverse connection's mirror of m,
 applied when the sweep passes t_e - d. At spike k, J_k adds S_I / tau_syn - S_v / C_m of every group. In the
-message phase of the period (step n_c) the neuron sends its constants (0, NaN, 0, 0, tau_m, tau_syn, C_m) to the
-mirrors;
+message phase of the period (step n_c) the neuron sends its constants (0, NaN, 0, v, tau_m, tau_syn, C_m) to the
+mirrors (v: the verdict of ``max_trial_gradient`` on the previous trial, 0 or -1);
 in the backward sweep it sends, at each spike, its forward time and then lambda_v just before the spike, and at
 each release the negative release time.
 
@@ -141,7 +141,19 @@ Loss parameters (backward pass only):
 ``first_spike_tau_s``    ms      NaN         tau_s, > 0 (NaN: the neuron's tau_syn)
 ``spike_count_rho``              0.0         rho of the spike-count regulariser, >= 0 (0: off)
 ``spike_count_nu``               1.0         target score nu of the spike-count regulariser
+``max_trial_gradient``   1/pA    inf         per-trial gradient clipping (below), > 0 (inf: off)
 ======================== ===== =========== ====================================================================
+
+Per-trial gradient clipping (Göltz et al. 2021, their ``max_dw_norm``). Near a grazing threshold crossing (the
+membrane just reaches threshold) dt_k/dw diverges, and one trial can dominate a batch's gradient. With
+``max_trial_gradient`` = c, the largest magnitude of the trial's gradient dL/dw over the neuron's incoming
+``eventprop_synapse`` weights is compared with c after the trial's backward pass; if it exceeds c, that trial adds
+nothing to the batch gradient of any incoming weight of this neuron (other trials and other neurons are unaffected;
+the adjoint sent on to earlier layers is not changed). Each incoming synapse reports its trial's gradient when its
+source's backward sweep ends; the neuron sends the verdict to the reverse copies in the next step n_c (the fourth
+constant: -1 dropped, 0 kept), so both copies of an edge still apply the same step. ``gradient`` of the synapses
+keeps the unclipped sum. Göltz et al. clip at 0.2 on the per-sample gradient of a batch-mean loss with batches of
+150, i.e. c = 30 on one trial's gradient in their units.
 
 Per trial (one entry per trial period simulated, kept also with ``record`` = false): ``trial_t_first`` (ms,
 trial-local; outputs of a first-spike loss), ``trial_spike_score`` (neurons with ``spike_count_rho`` > 0).
@@ -151,7 +163,8 @@ Recorded with ``record`` = true (the default; read-only lists, one entry per spi
 ``release_vdot`` (mV/ms). These lists grow with every trial: set ``record`` = false for long training runs (the
 backward pass keeps its own per-trial copy), or ``status_records`` = false (default true) to keep recording but
 leave the lists out of GetStatus, so that reading any other entry costs O(1) instead of O(spikes so far).
-``n_spikes`` (read-only): forward spikes since the network was built, recorded or not.
+``n_spikes`` (read-only): forward spikes since the network was built, recorded or not; ``n_spiking_trials``
+(read-only): trials in which the neuron spiked at least once (Göltz et al.'s weight bumping counts the silent ones).
 ``V_m``, ``I_syn`` and ``adaptation`` give the state at the last event processed.
 
 References
@@ -181,7 +194,7 @@ EndUserDocs */
 
 void register_eventprop_iaf_psc_exp_ps( const std::string& name );
 
-class eventprop_iaf_psc_exp_ps : public EventpropNode
+class eventprop_iaf_psc_exp_ps : public EventpropSpikingNode
 {
 public:
   eventprop_iaf_psc_exp_ps();
@@ -195,32 +208,33 @@ public:
   //! Spikes of the current trial, for eventprop_reverse_synapse (same thread): count, time, and the sum J_k of
   //! w (lambda_I / tau_syn - lambda_v / C_m) of its targets at its arrivals, to which reverse connections add.
   size_t
-  trial_spike_count() const
+  trial_spike_count() const override
   {
     return tspk_.size();
   }
   double
-  trial_spike_time( const size_t k ) const
+  trial_spike_time( const size_t k ) const override
   {
     return tspk_[ k ].t;
   }
   //! The arrival time of spike k over a delay of d_steps exactly as the target computes it (for equality tests).
   double
-  trial_arrival_time( const size_t k, const long d_steps ) const
+  trial_arrival_time( const size_t k, const long d_steps ) const override
   {
     return ( tspk_[ k ].stamp_rel + d_steps ) * schedule_.h - tspk_[ k ].offset;
   }
   void
-  add_to_jump_sum( const size_t k, const double x )
+  add_to_jump_sum( const size_t k, const double x ) override
   {
     tspk_[ k ].J += x;
   }
   /**
    * A spiking target's lambda_v jumped (times the connection's weight: dv) at its event t_e; seen through a
    * connection of delay d it enters J of this neuron's spikes before t = t_e - d. Applied in the backward sweep
-   * when it passes t, into the accumulator of targets with these constants.
+   * when it passes t, into the accumulator of targets with these constants. (alpha: refused, the targets of this
+   * neuron have exponential currents.)
    */
-  void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m );
+  void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m, bool alpha ) override;
 
 private:
   void init_buffers_() override;
@@ -323,6 +337,7 @@ private:
   bool record_ = true;
   bool status_records_ = true;  //!< false: GetStatus leaves the (growing) records out
   long n_spikes_ = 0;           //!< forward spikes since the network was built (recorded or not)
+  long n_spiking_trials_ = 0;   //!< trials with at least one spike since the network was built
   std::vector< long > rec_trial_;
   std::vector< double > rec_t_;
   std::vector< double > rec_gdot_;

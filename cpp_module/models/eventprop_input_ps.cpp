@@ -125,6 +125,11 @@ eventprop_input_ps::update( nest::Time const& origin, const long from, const lon
     {
       send_spike_( lag, 0.0 );  // every trial: lets the outgoing synapses apply a pending optimizer step
     }
+    if ( schedule_.backward and schedule_.locate( stamp - 1, trial, within )
+      and within == schedule_.n_B + schedule_.n_T )
+    {
+      send_spike_( lag, 0.0 );  // end of the backward sweep: the outgoing synapses' trial gradients are complete
+    }
     while ( next_ < emissions_.size() and emissions_[ next_ ].stamp < stamp )
     {
       ++next_;

@@ -31,7 +31,10 @@ absolute time trial_origin + spike_trials[i] trial_period + spike_times[i] (tria
 ``eventprop_iaf_psc_exp_ps``). Unlike ``spike_generator``, it is an EventProp node: it connects through
 ``eventprop_synapse``, and with ``backward`` = true it replays each input spike in the backward window of its
 trial at mirrored time s = T - t (offset: the forward time t), so that its outgoing ``eventprop_synapse``
-connections read their target's adjoint at the arrival (docs/eventprop_nest_design.md).
+connections read their target's adjoint at the arrival (docs/eventprop_nest_design.md). In every trial's period it
+also sends one message in step n_c (so that its outgoing synapses apply a pending optimizer step) and one when the
+backward sweep ends (step n_B + n_T: their trial gradients are complete, see ``max_trial_gradient`` of
+``eventprop_iaf_psc_exp_ps``).
 
 Parameters
 ++++++++++

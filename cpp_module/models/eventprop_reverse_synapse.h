@@ -7,6 +7,7 @@
 #ifndef NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
 #define NESTGRAD_EVENTPROP_REVERSE_SYNAPSE_H
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -15,6 +16,7 @@
 #include "connector_model.h"
 #include "exceptions.h"
 
+#include "eventprop_glif3_math.h"
 #include "eventprop_iaf_psc_exp_ps.h"
 #include "eventprop_math.h"
 #include "eventprop_node.h"
@@ -34,8 +36,9 @@ Reverse connection of EventProp: carries a target's adjoint back to the source o
 Description
 +++++++++++
 
-For a forward connection n -> m (``eventprop_synapse``, weight w, delay d) whose source n is an
-``eventprop_iaf_psc_exp_ps``, the builder adds ``eventprop_reverse_synapse`` m -> n with the same weight and
+For a forward connection n -> m (``eventprop_synapse``, weight w, delay d) whose source n is a spiking EventProp
+neuron (``eventprop_iaf_psc_exp_ps`` or ``eventprop_glif3_psc_ps``), the builder adds
+``eventprop_reverse_synapse`` m -> n with the same weight and
 delay (docs/eventprop_nest_design.md, Option B). It never passes a spike on to n. It is stored with n (on n's
 thread and rank), so it adds to n's per-spike sums J_k directly; what crosses threads and ranks are m's spikes.
 
@@ -62,12 +65,20 @@ max(t, t_w) and propagated back without forcing to t < t_w (``eventprop_readout_
 readout). Cost: O(spikes of n) per reverse connection and
 trial, the reference's per-arrival cost.
 
+GLIF3 sources (``eventprop_glif3_psc_ps``, alpha currents per receptor port): the source sends
+(0, NaN, 0, 0, tau_m, -R, C_m, tau_1, ..., tau_R) in step n_c; ``forward_receptor`` (the forward connection's
+``receptor_type`` r) selects tau_r. The mirror then follows the source's lambda_v and its port's (lambda_x, lambda_I)
+with the source's formula (``eventprop_glif3_port_adjoint``), pushes the jumps of lambda_v (alpha groups of the
+target) and computes the gradient lambda_x(t_k + d) e / tau_r; otherwise as for LIF sources below.
+
 Spiking sources (``eventprop_iaf_psc_exp_ps``: recurrent and multi-layer networks): the source sends its constants
-(0, NaN, 0, 0, tau_m, tau_syn, C_m) in step n_c, and in the backward pass, at each of its spikes, the spike's forward
-time t_e and lambda_v just before it, at each release from refractoriness the negative release time (lambda_v = 0 before
-it). The connection keeps a mirror of the source's lambda_v, propagated with the source's formula
-between these events, and pushes each jump of lambda_v, times w, into the target's accumulator for the targets with
-these constants, to be applied when the target's backward sweep passes t_e - d (see eventprop_iaf_psc_exp_ps).
+(0, NaN, 0, v, tau_m, tau_syn, C_m) in step n_c (v = -1: the source dropped the previous trial's incoming weight
+gradients, see its ``max_trial_gradient``; the connection then drops its copy of that trial's gradient too), and
+in the backward pass, at each of its spikes, the spike's forward time t_e and lambda_v just before it, at each
+release from refractoriness the negative release time (lambda_v = 0 before it). The connection keeps a mirror of
+the source's lambda_v, propagated with the source's formula between these events, and pushes each jump of
+lambda_v, times w, into the target's accumulator for the targets with these constants, to be applied when the
+target's backward sweep passes t_e - d (see eventprop_iaf_psc_exp_ps).
 The connection also computes the forward connection's gradient dL/dw = sum_k lambda_I,source(t_k + d) over the
 target's spikes k, from its mirror (lambda_I included, the source's formula and order) or, for a readout source,
 from the closed form: the same doubles in the same order as ``eventprop_synapse``, so that both copies apply the
@@ -80,13 +91,19 @@ all.
 Parameters
 ++++++++++
 
-============ ======= =========== ===========================================================================
-``weight``   pA      1.0         copy of the forward connection's weight
-``delay``    ms      1.0         the forward connection's delay
-``gradient`` 1/pA    0.0         the forward connection's dL/dw, computed again (equal to it bit for bit)
-``adam_m``           0.0         Adam's first moment
-``adam_v``           0.0         Adam's second moment
-============ ======= =========== ===========================================================================
+===================== ======= =========== ===========================================================================
+``weight``            pA      1.0         copy of the forward connection's weight
+``delay``             ms      1.0         the forward connection's delay
+``gradient``          1/pA    0.0         the forward connection's dL/dw, computed again (equal to it bit for bit)
+``forward_receptor``          0           the forward connection's receptor_type (its port at a GLIF3 source),
+                                          0..1000000
+``adam_m``                    0.0         Adam's first moment
+``adam_v``                    0.0         Adam's second moment
+``adam_beta_1_power``         1.0         beta_1^t after t steps (Adam's bias correction; set it to continue a run)
+``adam_beta_2_power``         1.0         beta_2^t
+``discard_batch``                         write-only: true drops the gradient of the batch just simulated and its
+                                          optimizer step (set between batches, on both copies of every edge)
+===================== ======= =========== ===========================================================================
 
 References
 ++++++++++
@@ -102,7 +119,7 @@ SpikeEvent (never delivered to the target)
 See also
 ++++++++
 
-eventprop_synapse, eventprop_iaf_psc_exp_ps, eventprop_readout_ps
+eventprop_synapse, eventprop_iaf_psc_exp_ps, eventprop_glif3_psc_ps, eventprop_readout_ps
 
 EndUserDocs */
 
@@ -129,10 +146,11 @@ public:
   check_connection( nest::Node& s, nest::Node& t, size_t receptor_type, const CommonPropertiesType& cp )
   {
     check_weight_in_bounds( "eventprop_reverse_synapse", weight_, cp );
-    if ( not dynamic_cast< eventprop_iaf_psc_exp_ps* >( &t ) )
+    if ( not dynamic_cast< EventpropSpikingNode* >( &t ) )
     {
       throw nest::IllegalConnection( "eventprop_reverse_synapse cannot connect to " + t.get_name()
-        + ": the target (the source of the forward connection) must be an eventprop_iaf_psc_exp_ps." );
+        + ": the target (the source of the forward connection) must be a spiking EventProp neuron "
+          "(eventprop_iaf_psc_exp_ps, eventprop_glif3_psc_ps)." );
     }
     ConnTestDummyNode dummy_target;
     ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
@@ -141,17 +159,15 @@ public:
   bool
   send( nest::Event& e, const size_t thread, const CommonPropertiesType& cp )
   {
-    auto* target = static_cast< eventprop_iaf_psc_exp_ps* >( get_target( thread ) );
+    auto* target = static_cast< EventpropSpikingNode* >( get_target( thread ) );
     const EventpropSchedule& sched = target->schedule();
     long trial = 0;
     const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
     const double x = e.get_offset();
-    if ( phase != EventpropPhase::none )
-    {
-      optimizer_.add( cp, trial, 0.0, weight_ );  // the same step as the forward copy
-    }
     if ( phase == EventpropPhase::backward or phase == EventpropPhase::flush )
     {
+      // (no-op: the c_message of the trial came first and applied the step)
+      optimizer_.add( cp, trial, 0.0, weight_ );
       mirror_( *target, sched, trial, x, phase == EventpropPhase::flush );
       return true;
     }
@@ -176,14 +192,30 @@ public:
       kink_ = x;
       break;
     case 3:
-      rate_ = x;
+      // a spiking source sends here its verdict on the previous trial (-1: it dropped the trial's incoming weight
+      // gradients, see max_trial_gradient; readouts send their rate >= 0). The last trial's gradient joins the
+      // batch sum as in the forward copy, then the same step is applied; the weight is used only after this.
+      commit_trial_gradient_( trial, x < 0.0 );
+      optimizer_.add( cp, trial, 0.0, weight_ );
+      rate_ = std::max( x, 0.0 );
       break;
     case 4:
       tau_m_ = x;
       break;
     case 5:
+      // a GLIF3 source sends -R (alpha currents on R ports; their time constants follow)
+    {
+      alpha_ = x < 0.0;
+      const long n_ports = alpha_ ? static_cast< long >( -x ) : 0;
       tau_syn_ = x;
+      if ( alpha_ and not( forward_receptor_ >= 1 and forward_receptor_ <= n_ports ) )
+      {
+        throw nest::KernelException( "eventprop_reverse_synapse: forward_receptor = "
+          + std::to_string( forward_receptor_ ) + " is not a receptor port of its source (an eventprop_glif3_psc_ps "
+          + "with ports 1.." + std::to_string( n_ports ) + "): set it to the forward connection's receptor_type." );
+      }
       break;
+    }
     case 6:
       C_m_ = x;
       // the means have no kink term: their third message is the window start t_w
@@ -195,6 +227,10 @@ public:
       }
       break;
     default:
+      if ( alpha_ and n_msg_ - 8 == forward_receptor_ - 1 )
+      {
+        tau_syn_ = x;  // the time constant of the forward connection's port
+      }
       break;
     }
     return true;
@@ -206,16 +242,31 @@ public:
     ConnectionBase::get_status( d );
     get_weight_and_moments( d, weight_, optimizer_ );
     d[ "gradient" ] = gradient_;
+    d[ "forward_receptor" ] = static_cast< long >( forward_receptor_ );
     d[ nest::names::size_of ] = static_cast< long >( sizeof( *this ) );
   }
 
   void
   set_status( const Dictionary& d, nest::ConnectorModel& cm )
   {
+    long forward_receptor = forward_receptor_;
+    d.update_value( "forward_receptor", forward_receptor );
+    if ( forward_receptor < 0 or forward_receptor > 1000000 )
+    {
+      throw nest::BadProperty( "eventprop_reverse_synapse: forward_receptor = " + std::to_string( forward_receptor )
+        + " must be in [0, 1000000] (the forward connection's receptor_type)." );
+    }
     ConnectionBase::set_status( d, cm );
     const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eventprop_reverse_synapse >& >( cm );
     set_weight_and_moments( d, "eventprop_reverse_synapse", gcm.get_common_properties(), weight_, optimizer_ );
     d.update_value( "gradient", gradient_ );
+    forward_receptor_ = static_cast< int >( forward_receptor );
+    bool discard = false;
+    d.update_value( "discard_batch", discard );
+    if ( discard )
+    {
+      trial_gradient_.discard_batch( optimizer_ );
+    }
   }
 
   void
@@ -231,7 +282,7 @@ private:
    * accumulator at t_e - d (lambda_I is continuous at m's events: the accumulator carries it).
    */
   void
-  mirror_( eventprop_iaf_psc_exp_ps& target,
+  mirror_( EventpropSpikingNode& target,
     const EventpropSchedule& sched,
     const long trial,
     const double x,
@@ -243,6 +294,7 @@ private:
       t_last_ = sched.duration_ms;
       lv_ = 0.0;
       li_ = 0.0;
+      lx_ = 0.0;
       expect_payload_ = false;
       next_k_ = target.trial_spike_count();
     }
@@ -272,7 +324,13 @@ private:
     // arrivals at or after this event read the source's adjoint from the previous entry, as the forward copy does
     gradient_until_( target, sched, t_event );
     const double u = t_last_ - t_event;
-    if ( u > 0.0 )
+    if ( u > 0.0 and alpha_ )
+    {
+      // the GLIF3 source's own formula for this port (eventprop_glif3_adjoint_propagate): identical doubles
+      eventprop_glif3_port_adjoint( lx_, li_, lv_, u, tau_m_, tau_syn_, C_m_, false );
+      lv_ = lv_ * std::exp( -u / tau_m_ );
+    }
+    else if ( u > 0.0 )
     {
       // the source's own formula and order (eventprop_adjoint_propagate): identical doubles
       li_ = li_ * std::exp( -u / tau_syn_ ) + lv_ * eventprop_kern( u, tau_m_, tau_syn_ ) / C_m_;
@@ -283,7 +341,7 @@ private:
     lv_ = lv_new;
     if ( jump != 0.0 )
     {
-      target.add_adjoint_push( t_event - get_delay_steps() * sched.h, weight_ * jump, tau_m_, tau_syn_, C_m_ );
+      target.add_adjoint_push( t_event - get_delay_steps() * sched.h, weight_ * jump, tau_m_, tau_syn_, C_m_, alpha_ );
     }
   }
 
@@ -292,7 +350,7 @@ private:
    * (latest first, the order in which the forward copy receives the replays), from the mirror's last entry.
    */
   void
-  gradient_until_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched, const double t_min )
+  gradient_until_( EventpropSpikingNode& target, const EventpropSchedule& sched, const double t_min )
   {
     const double d = get_delay_steps() * sched.h;
     while ( next_k_ > 0 )
@@ -309,12 +367,36 @@ private:
       }
       double li = li_;
       const double u = t_last_ - t_a;
+      if ( alpha_ )
+      {
+        // lambda_x e / tau of the port, as the source's weight_gradient_at computes it
+        double lx = lx_;
+        if ( u > 0.0 )
+        {
+          eventprop_glif3_port_adjoint( lx, li, lv_, u, tau_m_, tau_syn_, C_m_, false );
+        }
+        const double g = lx * M_E / tau_syn_;
+        gradient_ += g;
+        trial_gradient_.add( g, mirror_trial_ );
+        continue;
+      }
       if ( u > 0.0 )
       {
         li = li_ * std::exp( -u / tau_syn_ ) + lv_ * eventprop_kern( u, tau_m_, tau_syn_ ) / C_m_;
       }
       gradient_ += li;
-      optimizer_.cumulative_gradient += li;
+      trial_gradient_.add( li, mirror_trial_ );
+    }
+  }
+
+  //! the previous trial's gradient joins the batch sum, unless the source dropped it (`dropped`: its verdict on
+  //! trial - 1)
+  void
+  commit_trial_gradient_( const long trial, const bool dropped )
+  {
+    if ( trial_gradient_.pending_before( trial ) )
+    {
+      trial_gradient_.commit( optimizer_, dropped and trial_gradient_.trial == trial - 1 );
     }
   }
 
@@ -340,7 +422,7 @@ private:
   }
 
   void
-  push_readout_terms_( eventprop_iaf_psc_exp_ps& target, const EventpropSchedule& sched )
+  push_readout_terms_( EventpropSpikingNode& target, const EventpropSchedule& sched )
   {
     const double T = sched.duration_ms;
     const long d_steps = get_delay_steps();
@@ -380,7 +462,7 @@ private:
           li = c_ * eventprop_kern( t_max_ - t_a, tau_m_, tau_syn_ ) / C_m_;
         }
         gradient_ += li;
-        optimizer_.cumulative_gradient += li;
+        trial_gradient_.add( li, msg_trial_ );
       }
     }
   }
@@ -402,10 +484,15 @@ private:
   double t_last_ = 0.0;
   double lv_ = 0.0;
   double li_ = 0.0;
+  double lx_ = 0.0;  //!< lambda_x of the port (GLIF3 source)
   double t_pending_ = 0.0;
   bool expect_payload_ = false;
+  // (in the padding before next_k_: no memory per connection beyond lx_)
+  bool alpha_ = false;         //!< the source has alpha currents (eventprop_glif3_psc_ps)
+  int forward_receptor_ = 0;  //!< receptor_type of the forward connection (port of a GLIF3 source; 0 otherwise)
   size_t next_k_ = 0;  //!< the target's spikes [0, next_k_) have not been counted in the gradient yet
   double gradient_ = 0.0;
+  EventpropTrialGradient trial_gradient_;  //!< the last trial's gradient, not yet in the batch sum
   EpropOptimizerState optimizer_;
 };
 

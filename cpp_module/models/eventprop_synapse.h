@@ -16,6 +16,7 @@
 #include "exceptions.h"
 
 #include "eprop_inline_optimizer.h"
+#include "eventprop_trial_gradient.h"
 #include "eventprop_node.h"
 
 namespace nestgrad
@@ -31,11 +32,13 @@ Forward synapse of nestgrad's EventProp models: delivers off-grid spikes, offset
 Description
 +++++++++++
 
-``eventprop_synapse`` connects nestgrad's EventProp nodes (``eventprop_iaf_psc_exp_ps``, ``eventprop_readout_ps``,
-``eventprop_input_ps``, ``eventprop_probe_ps``). It delivers each spike with its weight and delay and leaves the
+``eventprop_synapse`` connects nestgrad's EventProp nodes (``eventprop_iaf_psc_exp_ps``, ``eventprop_glif3_psc_ps``,
+``eventprop_readout_ps``, ``eventprop_input_ps``, ``eventprop_probe_ps``). It delivers each spike with its weight
+and delay and leaves the
 event's offset field as NEST transmitted it, so that the exact spike time (forward pass) or a payload (the
 backward pass of docs/eventprop_nest_design.md) reaches the target. The target adds ``weight`` to its synaptic
-current I at the spike's exact arrival time t_spike + delay.
+current I at the spike's exact arrival time t_spike + delay (an ``eventprop_glif3_psc_ps`` adds weight e / tau_r to
+the alpha current of port r = ``receptor_type``, 1..len(tau_syn); port 0 is refused for it).
 
 Connecting to any other model is refused: NEST's own models would read a payload as a time.
 
@@ -48,8 +51,12 @@ target's adjoint current lambda_I(t_k + delay) to ``gradient`` for every arrival
 
    \frac{\partial L}{\partial w} = \sum_k \lambda_I(t_k + d)
 
-summed over the trials simulated since ``gradient`` was last set. Replays and the loss messages of readouts are
-not passed on to the target.
+(for an ``eventprop_glif3_psc_ps`` target lambda_x,r(t_k + d) e / tau_r of the connection's port: the target's
+``weight_gradient_at``), summed over the trials simulated since ``gradient`` was last set. Replays and the loss
+messages of readouts are not passed on to the target. A trial's gradient joins the batch sum at the synapse's first
+event of a later trial, unless the target dropped it (``max_trial_gradient`` of ``eventprop_iaf_psc_exp_ps``: the
+synapse reports the trial's gradient to its target when the source's backward sweep ends, with the source's flush
+message).
 
 Optimizer (common properties, ``nest.SetDefaults("eventprop_synapse", {"optimizer": {...}})``, the dictionary of
 ``eprop_event_synapse`` with ``eta`` = 0 and ``Wmin`` = -inf, ``Wmax`` = +inf by default): the gradients of
@@ -71,13 +78,17 @@ outside the bounds is refused at ``Connect`` and by ``SetStatus``.
 Parameters
 ++++++++++
 
-============ ======= =========== ===========================================================================
-``weight``   pA      1.0         jump of the target's synaptic current
-``delay``    ms      1.0         transmission delay, a multiple of the resolution
-``gradient`` 1/pA    0.0         dL/dw summed over the trials since it was last set
-``adam_m``           0.0         Adam's first moment
-``adam_v``           0.0         Adam's second moment
-============ ======= =========== ===========================================================================
+===================== ======= =========== ===========================================================================
+``weight``            pA      1.0         jump of the target's synaptic current
+``delay``             ms      1.0         transmission delay, a multiple of the resolution
+``gradient``          1/pA    0.0         dL/dw summed over the trials since it was last set
+``adam_m``                    0.0         Adam's first moment
+``adam_v``                    0.0         Adam's second moment
+``adam_beta_1_power``         1.0         beta_1^t after t steps (Adam's bias correction; set it to continue a run)
+``adam_beta_2_power``         1.0         beta_2^t
+``discard_batch``                         write-only: true drops the gradient of the batch just simulated and its
+                                          optimizer step (set between batches, on both copies of every edge)
+===================== ======= =========== ===========================================================================
 
 References
 ++++++++++
@@ -152,8 +163,9 @@ public:
     {
       throw nest::IllegalConnection( "eventprop_synapse cannot connect to " + t.get_name()
         + ": the target must be one of nestgrad's EventProp nodes (eventprop_iaf_psc_exp_ps, eventprop_readout_ps, "
-          "eventprop_probe_ps)." );
+          "eventprop_probe_ps, eventprop_glif3_psc_ps)." );
     }
+    static_cast< EventpropNode& >( t ).check_forward_port( receptor_type );
     ConnTestDummyNode dummy_target;
     ConnectionBase::check_connection_( dummy_target, s, t, receptor_type );
   }
@@ -169,8 +181,19 @@ public:
       const EventpropPhase phase = sched.phase_of_stamp( e.get_stamp().get_steps(), trial );
       if ( phase != EventpropPhase::none )
       {
-        // the first event of a trial after a batch boundary applies the step of the batches completed
+        // the first event of a later trial: the last trial's gradient joins the batch sum (unless the target
+        // dropped it), then, after a batch boundary, the step of the batches completed is applied
+        commit_trial_gradient_( *target, trial );
         optimizer_.add( cp, trial, 0.0, weight_ );
+      }
+      if ( phase == EventpropPhase::flush )
+      {
+        // the source's backward sweep has ended: this trial's gradient is complete
+        if ( trial_gradient_.trial == trial )
+        {
+          target->note_trial_gradient( trial, trial_gradient_.value );
+        }
+        return true;
       }
       if ( phase == EventpropPhase::backward )
       {
@@ -190,9 +213,9 @@ public:
         const double t_arrival = x + get_delay_steps() * sched.h;
         if ( t_arrival < sched.duration_ms )
         {
-          const double g = target->adjoint_current_at( t_arrival );
+          const double g = target->weight_gradient_at( t_arrival, static_cast< long >( get_rport() ) );
           gradient_ += g;
-          optimizer_.cumulative_gradient += g;
+          trial_gradient_.add( g, trial );
         }
         return true;
       }
@@ -225,6 +248,12 @@ public:
     const auto& gcm = dynamic_cast< const nest::GenericConnectorModel< eventprop_synapse >& >( cm );
     set_weight_and_moments( d, "eventprop_synapse", gcm.get_common_properties(), weight_, optimizer_ );
     d.update_value( "gradient", gradient_ );
+    bool discard = false;
+    d.update_value( "discard_batch", discard );
+    if ( discard )
+    {
+      trial_gradient_.discard_batch( optimizer_ );
+    }
   }
 
   void
@@ -234,8 +263,19 @@ public:
   }
 
 private:
+  //! at the first event of a later trial: the last trial's gradient joins the batch sum unless the target dropped it
+  void
+  commit_trial_gradient_( const EventpropNode& target, const long trial )
+  {
+    if ( trial_gradient_.pending_before( trial ) )
+    {
+      trial_gradient_.commit( optimizer_, target.trial_gradient_dropped( trial_gradient_.trial ) );
+    }
+  }
+
   double weight_ = 1.0;
-  double gradient_ = 0.0;  //!< dL/dw summed over the trials since it was last set (1/pA)
+  double gradient_ = 0.0;        //!< dL/dw summed over the trials since it was last set (1/pA)
+  EventpropTrialGradient trial_gradient_;  //!< the last trial's dL/dw, not yet in the batch sum
   bool expect_payload_ = false;  //!< the next backward message is the second value of a replay
   EpropOptimizerState optimizer_;
 };

@@ -104,16 +104,19 @@ check_weight_in_bounds( const std::string& model, const double w, const EpropOpt
   }
 }
 
-//! The per-connection status of nestgrad's e-prop synapses: weight and Adam's moments.
+//! The per-connection status of nestgrad's e-prop synapses: weight, Adam's moments and bias-correction powers.
 inline void
 get_weight_and_moments( Dictionary& d, const double weight, const EpropOptimizerState& optimizer )
 {
   d[ nest::names::weight ] = weight;
   d[ "adam_m" ] = optimizer.m;
   d[ "adam_v" ] = optimizer.v;
+  d[ "adam_beta_1_power" ] = optimizer.beta_1_power;
+  d[ "adam_beta_2_power" ] = optimizer.beta_2_power;
 }
 
-//! Sets weight and Adam's moments from d; the weight must lie within the bounds (nothing changes otherwise).
+//! Sets weight, Adam's moments and powers from d; the weight must lie within the bounds and the powers in (0, 1]
+//! (nothing changes otherwise).
 inline void
 set_weight_and_moments( const Dictionary& d,
   const std::string& model,
@@ -124,8 +127,20 @@ set_weight_and_moments( const Dictionary& d,
   double w = weight;
   d.update_value( nest::names::weight, w );
   check_weight_in_bounds( model, w, cp );
+  // Adam's bias correction beta^t after t steps: carried over when a run continues in a new kernel
+  double b1p = optimizer.beta_1_power;
+  double b2p = optimizer.beta_2_power;
+  d.update_value( "adam_beta_1_power", b1p );
+  d.update_value( "adam_beta_2_power", b2p );
+  if ( not( b1p > 0.0 and b1p <= 1.0 and b2p > 0.0 and b2p <= 1.0 ) )
+  {
+    throw nest::BadProperty( model + ": adam_beta_1_power = " + std::to_string( b1p ) + " and adam_beta_2_power = "
+      + std::to_string( b2p ) + " must lie in (0, 1]." );
+  }
   d.update_value( "adam_m", optimizer.m );
   d.update_value( "adam_v", optimizer.v );
+  optimizer.beta_1_power = b1p;
+  optimizer.beta_2_power = b2p;
   weight = w;
 }
 

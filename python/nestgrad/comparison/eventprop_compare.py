@@ -18,6 +18,7 @@ Losses per batch are compared too. The rule the tests hold: every ``max_rel_err`
 
 from __future__ import annotations
 
+import math
 import pathlib
 from typing import Any
 
@@ -29,7 +30,7 @@ from nestgrad.nest_engine import eventprop as engine
 from nestgrad.nest_engine import fresh_kernel
 from nestgrad.networks.registry import make_learner
 from nestgrad.reference.eventprop import compile_network, evaluate
-from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds
+from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, batch_gradient, edge_bounds
 
 
 def _rel(nest: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
@@ -66,17 +67,22 @@ def compare_eventprop(
 
     # the reference: the same optimizer in NumPy with the same bounds (network.params' bounds, Dale's law)
     cnet = compile_network(learner.network(w0, T))
-    opt = NumpyOptimizer(learner.optimizer_settings(config.task.batch_size), *edge_bounds(cnet, None,
-                         learner.bounds(), learner.signs()))  # fmt: skip
+    settings = learner.optimizer_settings(config.task.batch_size)
+    opt = NumpyOptimizer(settings, *edge_bounds(cnet, None, learner.bounds(), learner.signs()))
+    limit = float(settings.get("max_trial_gradient", math.inf))  # per-trial clipping of the spiking neurons
     w_flat = cnet.w.astype(float).copy()
     clipped = np.zeros(len(w_flat), np.int64)
     losses_ref = []
     for b in batches:
-        r = evaluate(learner.network({k: w_flat[sl] for k, sl in cnet.proj_slices.items()}, T), b.trials, loss)
+        current = compile_network(learner.network({k: w_flat[sl] for k, sl in cnet.proj_slices.items()}, T))
+        r = evaluate(current, b.trials, loss, gradient=limit == math.inf)
         losses_ref.append(float(r.loss))
-        g = np.zeros(len(w_flat))
-        for k, sl in cnet.proj_slices.items():
-            g[sl] = r.grad_weights[k]
+        if limit == math.inf:
+            g = np.zeros(len(w_flat))
+            for k, sl in cnet.proj_slices.items():
+                g[sl] = r.grad_weights[k]
+        else:
+            g = batch_gradient(current, b.trials, loss, limit)
         w_flat, hit = opt.step(w_flat, g)
         clipped += hit
     w_ref = {k: w_flat[sl] for k, sl in cnet.proj_slices.items()}

@@ -102,6 +102,18 @@ class EventpropConfig:
     # weight into that neuron grows by weight_bump (Göltz et al.'s "weight bumping", which keeps outputs from falling
     # silent for good: a silent output gets no gradient); 0: off
     weight_bump: float = 0.0
+    # Göltz et al.'s full bumping protocol (all need weight_bump > 0): double the bump when the same layer was bumped
+    # after the previous batch too; a bumped batch takes no optimizer step; and bump the hidden neurons that missed a
+    # spike in some trial when more than this fraction of the batch's (trial, hidden neuron) pairs had no spike (the
+    # outputs are then not bumped; theirs: 0.3); None: hidden neurons are never bumped
+    weight_bump_doubling: bool = False
+    weight_bump_skips_step: bool = False
+    weight_bump_hidden_missing: float | None = None
+    # 1/pA, per-trial gradient clipping (Göltz et al.'s max_dw_norm): a spiking neuron whose largest incoming weight
+    # gradient of one trial exceeds this drops that trial's gradients of all its incoming weights (near a grazing
+    # threshold crossing dt/dw diverges); None: off. Göltz et al.'s 0.2 on a per-sample gradient of a batch-mean loss
+    # with batches of 150 is 30 on one trial's gradient.
+    max_trial_gradient: float | None = None
 
     def __post_init__(self) -> None:
         p = "network.params"
@@ -138,6 +150,19 @@ class EventpropConfig:
                 f"{p}.weight_bump = {self.weight_bump!r} cannot be combined with dale or w_out_min/w_out_max "
                 "(the bump is added outside the synapses' bounded optimizer step)"
             )
+        if self.max_trial_gradient is not None:
+            _number(f"{p}.max_trial_gradient", self.max_trial_gradient, 0.0, lo_open=True)
+        for key in ("weight_bump_doubling", "weight_bump_skips_step"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{p}.{key} = {getattr(self, key)!r}: true or false")
+        if self.weight_bump_hidden_missing is not None:
+            f = _number(f"{p}.weight_bump_hidden_missing", self.weight_bump_hidden_missing, 0.0)
+            if not f < 1.0:
+                raise ConfigError(f"{p}.weight_bump_hidden_missing = {f!r}: a fraction in [0, 1) is required")
+        extras = [k for k in ("weight_bump_doubling", "weight_bump_skips_step") if getattr(self, k)]
+        extras += ["weight_bump_hidden_missing"] if self.weight_bump_hidden_missing is not None else []
+        if extras and not self.weight_bump:
+            raise ConfigError(f"{p}.{extras[0]} is part of weight bumping: it needs {p}.weight_bump > 0")
         if spiking and self.readout:
             raise ConfigError(f"{p}.readout is the leaky readouts' table; output = 'spiking' uses {p}.output_neuron")
         if not spiking and self.output_neuron:

@@ -17,13 +17,19 @@ EVENT_SYNAPSE = "eprop_event_synapse"
 VECTOR_SYNAPSE = "eprop_vector_synapse"  # neurons with more than two eligibility states or several receptor ports
 STATIC_SYNAPSE = "static_synapse"
 LEARNING_SIGNAL_CONNECTION = "eprop_learning_signal_connection"
-# nestgrad's synapses keep Adam's moments as adam_m, adam_v (NEST's eprop_synapse: optimizer.m, optimizer.v)
+# nestgrad's synapses keep Adam's moments as adam_m, adam_v and its bias-correction powers beta^t as adam_beta_1_power,
+# adam_beta_2_power (NEST's eprop_synapse: optimizer.m, optimizer.v, and no powers: they restart in every kernel)
 INLINE_OPTIMIZER_SYNAPSES = (EVENT_SYNAPSE, VECTOR_SYNAPSE)
 SIGNS = ("nonneg", "neg")
 
 
 def fresh_kernel(resolution: float, threads: int = 1, rng_seed: int | None = None) -> Any:
-    """Reset NEST, load nestgrad's module and set the resolution (ms), threads and random seed; returns ``nest``."""
+    """Reset NEST, load nestgrad's module and set the resolution (ms), threads and random seed; returns ``nest``.
+
+    Under MPI (more than one process) NEST's compressed spike delivery is switched off: with it, NEST 3.10 run with
+    mpirun delivers spikes wrongly in a kernel whose connections differ from those of an earlier kernel of the same
+    process (the state it keeps for compressed spikes survives ``ResetKernel``), so results would depend on what ran
+    before, e.g. on deep rewiring's earlier connectivity (docs/cluster.md)."""
     import nest
 
     from nestgrad.module import install
@@ -32,6 +38,8 @@ def fresh_kernel(resolution: float, threads: int = 1, rng_seed: int | None = Non
     nest.verbosity = nest.VerbosityLevel.ERROR
     install()
     settings: dict[str, Any] = {"resolution": resolution, "local_num_threads": threads, "print_time": False}
+    if int(nest.num_processes) > 1:
+        settings["use_compressed_spikes"] = False
     if rng_seed is not None:
         settings["rng_seed"] = rng_seed
     nest.set(**settings)

@@ -2,9 +2,10 @@
 EventProp models, run its trials and read back what the reference's forward pass records.
 
 Mapping. One NEST node per reference neuron, in the reference's global order: ``input`` -> ``eventprop_input_ps``,
-``lif`` -> ``eventprop_iaf_psc_exp_ps``, ``li`` -> ``eventprop_readout_ps``; one ``eventprop_synapse`` per edge, in
-edge order. All trials run in one ``Simulate``: trial k occupies [origin + k period, origin + k period + T) with
-``period`` long enough that no spike of one trial reaches the next (docs/eventprop_nest_design.md).
+``lif`` -> ``eventprop_iaf_psc_exp_ps``, ``glif3`` -> ``eventprop_glif3_psc_ps`` (edge ports as ``receptor_type``),
+``li`` -> ``eventprop_readout_ps``; one ``eventprop_synapse`` per edge, in edge order. All trials run in one
+``Simulate``: trial k occupies [origin + k period, origin + k period + T) with ``period`` long enough that no spike
+of one trial reaches the next (docs/eventprop_nest_design.md).
 
 Backward pass (:func:`run_gradients`): each trial's period also holds the loss exchange between the readouts and the
 backward pass in mirrored time; ``eventprop_reverse_synapse`` connections (readout -> hidden, one per forward edge)
@@ -17,7 +18,8 @@ exchange their first spike times in the step where readouts exchange y, over ``e
 connections) and ``SpikeCountRegulariser`` on spiking populations (local to each neuron). ``loss`` is one of them or a
 sequence: the first is the main loss, the others are added as the reference's ``evaluate(net, trials, loss,
 regularisers=...)`` adds its regularisers (``LossTerms.merge``). Other losses (``ReadoutMSE``) raise
-:class:`ModelError`.
+:class:`ModelError`. GLIF3 networks (docs/eventprop_glif3.md) support the same losses; a ``FirstSpikeLoss`` on glif3
+outputs needs ``tau_s`` (:class:`ConfigError` otherwise, as in the reference).
 """
 
 from __future__ import annotations
@@ -36,13 +38,17 @@ from nestgrad.reference.eventprop.optimizer import EXCITATORY, INHIBITORY, Bound
 
 INPUT_MODEL = "eventprop_input_ps"
 LIF_MODEL = "eventprop_iaf_psc_exp_ps"
+GLIF3_MODEL = "eventprop_glif3_psc_ps"
 READOUT_MODEL = "eventprop_readout_ps"
 SYNAPSE_MODEL = "eventprop_synapse"
 REVERSE_MODEL = "eventprop_reverse_synapse"
 EXCHANGE_MODEL = "eventprop_exchange_synapse"
-_MODELS = {"input": INPUT_MODEL, "lif": LIF_MODEL, "li": READOUT_MODEL}
+_MODELS = {"input": INPUT_MODEL, "lif": LIF_MODEL, "glif3": GLIF3_MODEL, "li": READOUT_MODEL}
+_SPIKING = ("lif", "glif3")
 _LIF_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e", "V_th", "V_reset", "t_ref", "adapt_tau", "adapt_beta")
 _LI_KEYS = ("C_m", "tau_m", "tau_syn", "E_L", "I_e")
+_GLIF3_KEYS = ("C_m", "g", "E_L", "V_th", "V_reset", "t_ref", "I_e")
+_GLIF3_VECTOR_KEYS = ("asc_init", "asc_decay", "asc_amps", "asc_r", "tau_syn")
 
 
 @dataclass
@@ -158,8 +164,10 @@ def _population_ids(cnet: CompiledNetwork, population: str, kind: str, what: str
     if population not in cnet.offsets:
         raise ConfigError(f"{what}: loss population {population!r} does not exist; have {sorted(cnet.offsets)}")
     ids = list(cnet.global_ids(population))
+    if kind == "spiking" and cnet.kind[ids[0]] in _SPIKING:
+        return ids
     if cnet.kind[ids[0]] != kind:
-        need = "a spiking (lif)" if kind == "lif" else "a leaky readout (li)"
+        need = {"lif": "a spiking (lif)", "spiking": "a spiking (lif or glif3)"}.get(kind, "a leaky readout (li)")
         raise ConfigError(
             f"{what}: loss population {population!r} is {cnet.kind[ids[0]]!r}; it must be {need} population"
         )
@@ -191,12 +199,18 @@ def _check_backward(cnet: CompiledNetwork, loss: NestLoss | Sequence[NestLoss] |
             if plan.first_spike is not None:
                 raise ModelError("EventProp in NEST: at most one FirstSpikeLoss per network; got two")
             plan.first_spike = lo
-            plan.spiking_outputs = _population_ids(cnet, lo.population, "lif", "FirstSpikeLoss")
+            plan.spiking_outputs = _population_ids(cnet, lo.population, "spiking", "FirstSpikeLoss")
+            glif3_outputs = cnet.kind[plan.spiking_outputs[0]] == "glif3"
             for name, value in (("xi", lo.xi), ("beta", lo.beta)):
                 if not (math.isfinite(value) and value > 0):
                     raise ConfigError(f"FirstSpikeLoss {name} = {value!r}: must be finite and > 0")
             if not (math.isfinite(lo.alpha) and lo.alpha >= 0):
                 raise ConfigError(f"FirstSpikeLoss alpha = {lo.alpha!r}: must be finite and >= 0")
+            if lo.tau_s is None and glif3_outputs:
+                raise ConfigError(
+                    f"first-spike loss on glif3 population {lo.population!r}: pass tau_s (ms; a glif3 neuron has one "
+                    "tau_syn per port)"
+                )
             if lo.tau_s is None:
                 taus = {cnet.params[n].tau_syn for n in plan.spiking_outputs}
                 if len(taus) != 1:
@@ -212,7 +226,7 @@ def _check_backward(cnet: CompiledNetwork, loss: NestLoss | Sequence[NestLoss] |
             if not (math.isfinite(lo.rho) and lo.rho >= 0) or not math.isfinite(lo.nu):
                 raise ConfigError(f"SpikeCountRegulariser rho = {lo.rho!r}, nu = {lo.nu!r}: need rho >= 0, finite nu")
             for pop in lo.populations:
-                for n in _population_ids(cnet, pop, "lif", "SpikeCountRegulariser"):
+                for n in _population_ids(cnet, pop, "spiking", "SpikeCountRegulariser"):
                     if n in plan.spike_count:
                         raise ModelError(
                             f"EventProp in NEST: population {pop!r} is regularised twice by SpikeCountRegulariser; "
@@ -283,9 +297,14 @@ def build(
         labels.append(int(trial.label) if trial.label is not None else -1)
     labels.append(0)  # the extra period after the last trial (no inputs)
     groups = [EdgeGroup(SYNAPSE_MODEL, REVERSE_MODEL, np.arange(len(cnet.src)))]
+    clip = math.inf  # per-trial gradient clipping: a parameter of the spiking neurons, not of the synapses
     if optimizer is not None:
         if plan is None:
             raise ConfigError("an optimizer needs a loss (learning needs the backward pass)")
+        optimizer = dict(optimizer)
+        clip = optimizer.pop("max_trial_gradient", math.inf)
+        if isinstance(clip, bool) or not isinstance(clip, int | float) or not clip > 0:
+            raise ConfigError(f"optimizer max_trial_gradient = {clip!r}: need a number > 0 (1/pA; inf: off)")
         lo, hi = edge_bounds(cnet, optimizer, bounds, signs)  # checked before NEST sees a connection
         for model in (SYNAPSE_MODEL, REVERSE_MODEL):
             nest.SetDefaults(model, {"optimizer": dict(optimizer)})
@@ -307,7 +326,13 @@ def build(
         else:
             p = cnet.params[j]
             status["record"] = record
-            status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
+            if kind == "glif3":
+                status |= {key: float(getattr(p, key)) for key in _GLIF3_KEYS}
+                status |= {key: [float(x) for x in getattr(p, key)] for key in _GLIF3_VECTOR_KEYS}
+            else:
+                status |= {key: float(getattr(p, key)) for key in (_LIF_KEYS if kind == "lif" else _LI_KEYS)}
+            if kind == "lif" and clip != math.inf:
+                status["max_trial_gradient"] = float(clip)
         if j in readout_set:
             ce = plan.ce
             status |= {"readout_index": j - readouts[0], "labels": labels, "loss": ce.mode}
@@ -332,31 +357,32 @@ def build(
         node_ids.append(node.global_id)
     nodes = nest.NodeCollection(node_ids)
     ids = np.asarray(node_ids)
+    # receptor port of each edge (glif3 targets: 1..len(tau_syn); others 0); given only for glif3 networks
+    has_ports = "glif3" in cnet.kind
+    is_glif3 = np.array([k == "glif3" for k in cnet.kind], bool)
+    receptor = np.where(is_glif3[cnet.tgt], cnet.port + 1, 0).astype(int) if len(cnet.src) else np.zeros(0, int)
     for group in groups:
         e = group.edges
         if len(e):
-            nest.Connect(
-                ids[cnet.src[e]],
-                ids[cnet.tgt[e]],
-                "one_to_one",
-                {"synapse_model": group.model, "weight": cnet.w[e].astype(float), "delay": cnet.d[e].astype(float)},
-            )
+            spec = {"synapse_model": group.model, "weight": cnet.w[e].astype(float), "delay": cnet.d[e].astype(float)}
+            if has_ports:
+                spec["receptor_type"] = receptor[e]
+            nest.Connect(ids[cnet.src[e]], ids[cnet.tgt[e]], "one_to_one", spec)
     if plan is not None:
-        # reverse connections target -> spiking source, one per forward edge, same weight and delay
-        is_lif = np.array([k == "lif" for k in cnet.kind], bool)
+        # reverse connections target -> spiking source, one per forward edge, same weight and delay (and the
+        # forward edge's port, for the mirror of a glif3 target)
+        is_spiking = np.array([k in _SPIKING for k in cnet.kind], bool)
         for group in groups:
-            rev = group.edges[is_lif[cnet.src[group.edges]]] if len(group.edges) else group.edges
+            rev = group.edges[is_spiking[cnet.src[group.edges]]] if len(group.edges) else group.edges
             if len(rev):
-                nest.Connect(
-                    ids[cnet.tgt[rev]],
-                    ids[cnet.src[rev]],
-                    "one_to_one",
-                    {
-                        "synapse_model": group.reverse_model,
-                        "weight": cnet.w[rev].astype(float),
-                        "delay": cnet.d[rev].astype(float),
-                    },
-                )
+                spec = {
+                    "synapse_model": group.reverse_model,
+                    "weight": cnet.w[rev].astype(float),
+                    "delay": cnet.d[rev].astype(float),
+                }
+                if has_ports:
+                    spec["forward_receptor"] = receptor[rev]
+                nest.Connect(ids[cnet.tgt[rev]], ids[cnet.src[rev]], "one_to_one", spec)
         # every output sends its value (readouts: y; spiking outputs: the first spike time) to the others (the
         # softmax needs all of them), with the network's shortest delay: a shorter one would lower NEST's min_delay
         # and make it exchange spikes more often
@@ -417,7 +443,7 @@ def read_forward(built: BuiltEventprop) -> NestForward:
         out.readout_segments.append({})
     for j, kind in enumerate(cnet.kind):
         node = built.nodes[j]
-        if kind == "lif":
+        if kind in _SPIKING:
             st = node.get(["spike_trials", "spike_times", "spike_gdot", "spike_vdot_plus", "release_vdot"])
             trials = np.asarray(st["spike_trials"], int)
             for k in range(layout.n_trials):
@@ -548,17 +574,25 @@ class NestTraining:
 def _edge_index(built: BuiltEventprop, conns: Any, reverse: bool, edges: np.ndarray) -> np.ndarray:
     """For every edge of ``edges`` the position of its connection in ``conns`` (-1: none here: reverse copies exist
     for edges from spiking sources only, and under MPI a rank holds its own connections only); several edges
-    between one pair of nodes are matched in connection order."""
+    between one pair of nodes are matched in connection order (in glif3 networks per receptor port: NEST does not
+    keep the order of connections on different ports)."""
     ids = np.asarray(built.nodes.tolist())
-    by_pair: dict[tuple[int, int], list[int]] = {}
+    cnet = built.cnet
+    ports = "glif3" in cnet.kind
+    port_key = "forward_receptor" if reverse else "receptor"
+    by_pair: dict[tuple[int, int, int], list[int]] = {}
     if len(conns):
-        st = conns.get(["source", "target"])
-        for i, (src, tgt) in enumerate(zip(np.atleast_1d(st["source"]), np.atleast_1d(st["target"]), strict=True)):
-            by_pair.setdefault((int(src), int(tgt)), []).append(i)
+        st = conns.get(["source", "target", port_key] if ports else ["source", "target"])
+        src_l, tgt_l = np.atleast_1d(st["source"]), np.atleast_1d(st["target"])
+        port_l = np.atleast_1d(st[port_key]) if ports else np.zeros(len(src_l), int)
+        for i, (src, tgt, pt) in enumerate(zip(src_l, tgt_l, port_l, strict=True)):
+            by_pair.setdefault((int(src), int(tgt), int(pt)), []).append(i)
+    is_glif3 = np.array([k == "glif3" for k in cnet.kind], bool)
     index = np.full(len(edges), -1, dtype=np.int64)
     for i, e in enumerate(edges):
-        s, t = int(ids[built.cnet.src[e]]), int(ids[built.cnet.tgt[e]])
-        found = by_pair.get((t, s) if reverse else (s, t))
+        s, t = int(ids[cnet.src[e]]), int(ids[cnet.tgt[e]])
+        pt = int(cnet.port[e]) + 1 if ports and is_glif3[cnet.tgt[e]] else 0
+        found = by_pair.get((t, s, pt) if reverse else (s, t, pt))
         if found:
             index[i] = found.pop(0)
     return index
@@ -621,6 +655,17 @@ def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
                 for key, v in values.items():
                     keep[key][rows] = np.asarray(v, float)[edges]
                 conns.set([{key: float(keep[key][i]) for key in values} for i in range(len(conns))])
+
+
+def discard_batch(built: BuiltEventprop) -> None:
+    """Between batches: the batch just simulated adds no gradient and takes no optimizer step (Adam's moments and
+    bias correction stay as they are), on both copies of every edge (``discard_batch`` of the EventProp synapses).
+    O(all edges) per call; every rank sets the connections it holds."""
+    for group in built.groups:
+        for model in (group.model, group.reverse_model):
+            conns = built.nest.GetConnections(synapse_model=model)
+            if len(conns):
+                conns.set({"discard_batch": True})
 
 
 def add_to_weights_into(built: BuiltEventprop, targets: np.ndarray, delta: float) -> None:

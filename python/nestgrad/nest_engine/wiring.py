@@ -49,7 +49,8 @@ class BuiltNetwork:
     nodes: dict[str, Any]  # population -> NodeCollection
     ids: dict[str, np.ndarray]  # population -> global ids in population order
     devices: dev.DataDevices | None
-    # projection -> [(edge indices, synapse model, keeps Adam's moments as adam_m/adam_v)] of its plastic groups
+    # projection -> [(edge indices, synapse model, is one of nestgrad's synapses: keeps Adam's state as adam_m,
+    # adam_v, adam_beta_1_power, adam_beta_2_power)] of its plastic groups
     plastic_groups: dict[str, list[tuple[np.ndarray, str, bool]]] = field(default_factory=dict)
     # (projection, model) -> this rank's connections and the edge of each, found once per build (NEST keeps the
     # order of connections while none are added)
@@ -252,15 +253,32 @@ def _values(conns: Any, keys: list[str]) -> dict[str, list]:
     return {k: [v] for k, v in d.items()} if len(conns) == 1 else d
 
 
+# Adam's per-edge state as read_plastic names it -> the status key of nestgrad's synapses (NEST's eprop_synapse keeps
+# only m and v, in its "optimizer" dictionary, and no bias-correction powers)
+INLINE_KEYS = {"m": "adam_m", "v": "adam_v", "b1": "adam_beta_1_power", "b2": "adam_beta_2_power"}
+POWERS = ("b1", "b2")
+
+
+def keeps_adam_powers(built: BuiltNetwork, name: str) -> bool:
+    """Whether projection ``name``'s plastic edges keep Adam's bias-correction powers beta_1^t, beta_2^t per edge
+    (nestgrad's synapses: ``adam_beta_1_power``, ``adam_beta_2_power``) so that a new kernel can continue them;
+    NEST's ``eprop_synapse`` does not expose them and restarts at t = 0 in every kernel."""
+    groups = built.plastic_groups.get(name, [])
+    return bool(groups) and all(inline for _, _, inline in groups)
+
+
 def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any) -> dict[str, np.ndarray]:
     """Values of projection ``name``'s edges in edge order, gathered over ranks: ``"weight"`` (static edges keep the
-    spec's weight) and Adam's moments ``"m"``, ``"v"`` (0 for static edges)."""
+    spec's weight), Adam's moments ``"m"``, ``"v"`` (0 for static edges) and, for nestgrad's synapses only
+    (:func:`keeps_adam_powers`), Adam's bias-correction powers ``"b1"``, ``"b2"`` (beta^t; 1 for static edges)."""
     proj = built.spec.projections[name]
     held = {k: np.zeros(proj.size) for k in keys}
     plastic = np.zeros(proj.size, bool)
     for edges, model, inline in built.plastic_groups.get(name, []):
+        if not inline and any(k in POWERS for k in keys):
+            raise SpecError(f"projection {name!r}: {model} keeps no Adam bias-correction powers (b1, b2) to read")
         plastic[edges] = True
-        wanted = [k if k == "weight" else (f"adam_{k}" if inline else "optimizer") for k in keys]
+        wanted = [k if k == "weight" else (INLINE_KEYS[k] if inline else "optimizer") for k in keys]
         _, rows, d = _connections(built, nest, name, edges, model, sorted(set(wanted)))
         if rows.size == 0:
             continue
@@ -274,20 +292,38 @@ def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...
         total = comm.sum(v)  # each synapse lives on one rank
         if k == "weight":
             total = np.where(plastic, total, np.asarray(proj.weights, float))
+        elif k in POWERS:
+            total = np.where(plastic, total, 1.0)  # beta^0: no step taken
         out[k] = total
     return out
 
 
-def write_adam_moments(built: BuiltNetwork, nest: Any, name: str, m: np.ndarray, v: np.ndarray) -> None:
-    """Give projection ``name``'s plastic edges Adam's moments ``m``, ``v`` (edge order), on the rank holding each."""
+def write_adam_moments(
+    built: BuiltNetwork,
+    nest: Any,
+    name: str,
+    m: np.ndarray,
+    v: np.ndarray,
+    powers: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Give projection ``name``'s plastic edges Adam's moments ``m``, ``v`` (edge order), on the rank holding each,
+    and with ``powers`` = (beta_1^t, beta_2^t) per edge also the bias-correction powers, so that Adam continues at
+    step t instead of restarting at t = 0 (only nestgrad's synapses keep them: :func:`keeps_adam_powers`)."""
+    if powers is not None and not keeps_adam_powers(built, name):
+        raise SpecError(f"projection {name!r}: its synapse model keeps no Adam bias-correction powers to write")
     serial = int(nest.num_processes) == 1
     for edges, model, inline in built.plastic_groups.get(name, []):
         conns, rows, _ = _connections(built, nest, name, edges, model, [])
         if rows.size == 0:
             continue
-        if inline and serial:  # one list per key: fast (not supported by NEST under MPI)
-            conns.set({"adam_m": m[rows].tolist(), "adam_v": v[rows].tolist()})
-        elif inline:
-            conns.set([{"adam_m": float(a), "adam_v": float(b)} for a, b in zip(m[rows], v[rows], strict=True)])
-        else:
+        if not inline:
             conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m[rows], v[rows], strict=True)])
+            continue
+        values = {"adam_m": m[rows], "adam_v": v[rows]}
+        if powers is not None:
+            values |= {"adam_beta_1_power": powers[0][rows], "adam_beta_2_power": powers[1][rows]}
+        if serial:  # one list per key: fast (not supported by NEST under MPI)
+            conns.set({key: value.tolist() for key, value in values.items()})
+        else:
+            keys = list(values)
+            conns.set([dict(zip(keys, map(float, row), strict=True)) for row in zip(*values.values(), strict=True)])

@@ -210,8 +210,11 @@ class SpecLearner:
         return out | {"feedback": self._feedback.copy()}
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
-        """Adam's moments per trainable projection (``m_<name>``, ``v_<name>``, edge order; 0 for static edges), so
-        that a resumed run continues exactly where it stopped; empty for gradient descent."""
+        """Adam's state per trainable projection, edge order: the moments ``m_<name>``, ``v_<name>`` (0 for static
+        edges) and, where nestgrad's synapses hold the edges, the bias-correction powers ``b1_<name>``, ``b2_<name>``
+        (beta_1^t, beta_2^t after t steps; 1 for static edges), so that a new kernel (the next block, a resumed run)
+        continues Adam exactly where it stopped; empty for gradient descent. NEST's ``eprop_synapse`` has no powers:
+        its edges restart the bias correction at t = 0 in every kernel."""
         from nestgrad.nest_engine import wiring
 
         if self.optimizer.type != OptimizerType.ADAM:
@@ -220,13 +223,20 @@ class SpecLearner:
         for name in self.trainable():
             if not self.built.plastic_groups.get(name):
                 continue
-            values = wiring.read_plastic(self.built, nest, name, ("m", "v"), self.comm)
-            state[f"m_{name}"], state[f"v_{name}"] = values["m"], values["v"]
+            keys = ("m", "v", "b1", "b2") if wiring.keeps_adam_powers(self.built, name) else ("m", "v")
+            values = wiring.read_plastic(self.built, nest, name, keys, self.comm)
+            state |= {f"{k}_{name}": values[k] for k in keys}
         return state
 
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`read_optimizer_state`'s result. A state without powers (a checkpoint written before they
+        were kept) leaves them at 1: the bias correction then restarts at t = 0, as it did."""
         from nestgrad.nest_engine import wiring
 
         for name in self.trainable():
-            if f"m_{name}" in state:
-                wiring.write_adam_moments(self.built, nest, name, state[f"m_{name}"], state[f"v_{name}"])
+            if f"m_{name}" not in state:
+                continue
+            powers = None
+            if f"b1_{name}" in state and wiring.keeps_adam_powers(self.built, name):
+                powers = (np.asarray(state[f"b1_{name}"]), np.asarray(state[f"b2_{name}"]))
+            wiring.write_adam_moments(self.built, nest, name, state[f"m_{name}"], state[f"v_{name}"], powers)

@@ -238,8 +238,9 @@ class EpropNetwork(SpecLearner):
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, tuple[int, int]]]:
         """One Deep R step (:func:`nestgrad.rewiring.rewire_step`) of every rewired projection after ``iteration``
         batches, on the gathered weights: returns the new weights (masks included), the optimizer state with Adam's
-        moments of removed and new connections at 0 (set in place in ``optimizer_state``'s arrays), and (removed,
-        connections) per projection. Every rank computes the same result from the same data."""
+        moments of removed and new connections at 0 and their bias-correction powers at 1 (set in place in
+        ``optimizer_state``'s arrays), and (removed, connections) per projection. Every rank computes the same
+        result from the same data."""
         rw, opt = self.rewiring, self.optimizer
         w_out, o_out, stats = dict(weights), dict(optimizer_state), {}
         for index, name in enumerate(REWIRED):
@@ -261,11 +262,12 @@ class EpropNetwork(SpecLearner):
             new_w.flat[res.keys] = np.where(ref.flat[res.keys] >= 0.0, 1.0, -1.0) * res.theta
             new_mask.flat[res.keys] = 1.0
             w_out[name], w_out[f"mask_{name}"] = new_w, new_mask
-            for moment in ("m", "v"):
+            # Adam starts again for removed and new connections: moments 0, bias-correction powers beta^0 = 1
+            for moment, fresh in (("m", 0.0), ("v", 0.0), ("b1", 1.0), ("b2", 1.0)):
                 key = f"{moment}_{name}"
                 if key in o_out:  # in place: at 10,000 neurons each matrix is 800 MB
                     arr = o_out[key] = np.asarray(o_out[key], float)
-                    arr.flat[np.concatenate([res.removed, res.added])] = 0.0
+                    arr.flat[np.concatenate([res.removed, res.added])] = fresh
             stats[name] = (int(res.removed.size), int(res.keys.size))
         return w_out, o_out, stats
 
@@ -428,10 +430,11 @@ class EpropNetwork(SpecLearner):
         return self.built.nodes
 
     # -- weights and optimizer state: [post, pre] matrices --------------------------------------------------------
-    def _dense(self, name: str, values: np.ndarray) -> np.ndarray:
+    def _dense(self, name: str, values: np.ndarray, absent: float = 0.0) -> np.ndarray:
+        """``values`` (edge order) as a matrix [post, pre]; pairs without a synapse hold ``absent``."""
         proj = self.built.spec.projections[name]
         shape = (self.built.spec.populations[proj.target].size, self.built.spec.populations[proj.source].size)
-        out = np.zeros(shape)
+        out = np.full(shape, absent)
         out[proj.targets, proj.sources] = values
         return out
 
@@ -444,17 +447,25 @@ class EpropNetwork(SpecLearner):
         return out
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
-        """Adam's per-synapse moments as matrices (``m_<projection>``, ``v_<projection>``); empty for plain GD and
-        for the static twin."""
+        """Adam's per-synapse state as matrices [post, pre]: the moments (``m_<projection>``, ``v_<projection>``; 0
+        where no synapse is) and, for projections of nestgrad's synapses (eprop_event_synapse of
+        ``gradient_algorithm = "event"``, eprop_vector_synapse where the neuron asks for it; NEST's eprop_synapse,
+        which the readout projection always uses, has none), the bias-correction powers (``b1_<projection>``,
+        ``b2_<projection>``; 1 where no synapse is). Empty for plain GD and the static twin."""
         if not self._plastic:
             return {}
-        return {key: self._dense(key[2:], v) for key, v in super().read_optimizer_state(nest).items()}
+        out = {}
+        for key, v in super().read_optimizer_state(nest).items():
+            moment, name = key.split("_", 1)
+            out[key] = self._dense(name, v, 1.0 if moment in ("b1", "b2") else 0.0)
+        return out
 
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
         flat = {}
         for name in PROJECTIONS:
             if f"m_{name}" in state:
                 proj = self.built.spec.projections[name]
-                for moment in ("m", "v"):
-                    flat[f"{moment}_{name}"] = np.asarray(state[f"{moment}_{name}"])[proj.targets, proj.sources]
+                for moment in ("m", "v", "b1", "b2"):
+                    if f"{moment}_{name}" in state:  # no powers in checkpoints written before they were kept
+                        flat[f"{moment}_{name}"] = np.asarray(state[f"{moment}_{name}"])[proj.targets, proj.sources]
         super().write_optimizer_state(nest, flat)

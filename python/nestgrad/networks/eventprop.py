@@ -38,6 +38,10 @@ from nestgrad.tasks import EVALUATION_FIRST_BATCH
 
 LOSS_WORDS = {"sum": "mean", "max": "maximum", "sum_exp": "exponentially weighted mean"}
 
+# the checkpoint's optimizer state per projection (opt_<key>_<projection>) -> the synapses' status key: Adam's
+# moments and its bias-correction powers beta^t, which a run continued in a new kernel must carry on
+ADAM_STATE = {"m": "adam_m", "v": "adam_v", "b1": "adam_beta_1_power", "b2": "adam_beta_2_power"}
+
 
 @dataclass(frozen=True)
 class TrialSet:
@@ -84,9 +88,13 @@ class DigitsTask:
             split, first = "test", (iteration - EVALUATION_FIRST_BATCH) * self.batch_size
         else:
             split, first = "train", iteration * self.batch_size
-        pos = self._positions(split, first)
-        trials = self.data.trials(split, pos)
+        trials = self._trials(split, self._positions(split, first), iteration)
         return TrialSet(trials, np.array([t.label for t in trials], np.int64))
+
+    def _trials(self, split: str, positions: np.ndarray, iteration: int) -> list[Trial]:
+        """The trials of the data points ``positions`` of ``split`` ("train" or "test") for batch ``iteration``: the
+        hook where a task adds per-iteration noise."""
+        return self.data.trials(split, positions)
 
 
 class EvidenceTask:
@@ -122,12 +130,13 @@ class YinYangTask(DigitsTask):
                     f"{first + self.batch_size - 1}) lies beyond the {size} test points; evaluate at most "
                     f"{size // self.batch_size} batches of task.batch_size = {self.batch_size}"
                 )
-            return super().batch(iteration)
-        # training points, with input jitter when configured (fresh noise per iteration, seeded by it)
-        pos = self._positions("train", iteration * self.batch_size)
-        rng = np.random.default_rng([self.seed, 0x717, iteration])
-        trials = self.data.trials("train", pos, rng=rng)
-        return TrialSet(trials, np.array([t.label for t in trials], np.int64))
+        return super().batch(iteration)
+
+    def _trials(self, split: str, positions: np.ndarray, iteration: int) -> list[Trial]:
+        """Training points carry the input jitter when configured (fresh noise per iteration, seeded by it); test
+        points never do."""
+        rng = np.random.default_rng([self.seed, 0x717, iteration]) if split == "train" else None
+        return self.data.trials(split, positions, rng=rng)
 
 
 @dataclass
@@ -343,6 +352,8 @@ class EventpropLearner:
         d: dict[str, Any] = {"type": o.type.value, "batch_size": batch_size, "eta": float(o.eta)}
         if o.type == OptimizerType.ADAM:
             d |= {"beta_1": float(o.beta_1), "beta_2": float(o.beta_2), "epsilon": float(o.epsilon)}
+        if self.config.max_trial_gradient is not None:
+            d["max_trial_gradient"] = float(self.config.max_trial_gradient)
         return d
 
     def simulate(self, nest: Any, batches: list[TrialSet], resolution: float) -> Iterator[tuple[TrialSet, Any, float]]:
@@ -376,6 +387,11 @@ class EventpropLearner:
         # (the raster), so that reading n_spikes and the outputs per batch stays O(1) and O(trials) per node
         built.nodes[[j for j, k in enumerate(built.cnet.kind) if k != "input"]].set(status_records=False)
         self._spikes_before = 0
+        # Göltz et al.'s bumping state (doubling on consecutive bumps of one layer) starts afresh in every kernel, so
+        # that a run resumed from a checkpoint goes on exactly as an uninterrupted one (both start a kernel there)
+        self._bump_layer: str | None = None
+        self._bump_value = float(self.config.weight_bump)
+        self._spiking_trials_before = np.zeros(len(hid), np.int64)
         done = 0
         for number, batch in enumerate(batches):
             t0 = time.perf_counter()
@@ -387,27 +403,53 @@ class EventpropLearner:
             rec = self._record(built, hid, done, batch.n_trials, y, T, comm, raster=number == len(batches) - 1)
             done += batch.n_trials
             if self._learning and self.spiking_output and self.config.weight_bump > 0:
-                self._bump(built, ~np.isfinite(y).all(axis=0), comm)
+                self._bump_protocol(built, hid, ~np.isfinite(y).all(axis=0), batch.n_trials, comm)
             yield batch, rec, seconds
         if self._learning:
             nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
         self._weights = self._per_projection(engine.read_edges(built, ("weight",), comm=comm)["weight"])
         if self.optimizer.type == OptimizerType.ADAM:
-            moments = engine.read_edges(built, ("adam_m", "adam_v"), comm=comm)
+            moments = engine.read_edges(built, tuple(ADAM_STATE.values()), comm=comm)
             self._state = {
-                f"{k}_{name}": v for k in "mv" for name, v in self._per_projection(moments[f"adam_{k}"]).items()
+                f"{k}_{name}": v
+                for k, key in ADAM_STATE.items()
+                for name, v in self._per_projection(moments[key]).items()
             }
 
-    def _bump(self, built: Any, silent: np.ndarray, comm: Any) -> None:
-        """Weight bumping: every weight into an output neuron that missed a spike in some trial of the batch just
-        run grows by ``weight_bump`` (both copies of each edge). The batch's own optimizer step is applied after this
-        (in the next trial period), on top of the bumped weights. Only the edges into the silent outputs are read and
-        written; ``silent`` is the same on every rank (the outputs' values are gathered), and each rank bumps the
-        connections it holds, so ``comm`` is not needed."""
-        if not silent.any():
-            return
-        targets = np.flatnonzero(silent) + built.cnet.offsets["out"]
-        engine.add_to_weights_into(built, targets, self.config.weight_bump)
+    def _bump_protocol(self, built: Any, hid: list[int], silent_out: np.ndarray, n_trials: int, comm: Any) -> None:
+        """Weight bumping after a training batch (Göltz et al. 2021). With ``weight_bump_hidden_missing`` = f: if more
+        than a fraction f of the batch's (trial, hidden neuron) pairs had no spike, the hidden neurons that missed a
+        spike in some trial are bumped (and the outputs are not looked at); otherwise the outputs that missed a spike
+        in some trial are. A bump raises every weight into those neurons by ``weight_bump``, or with
+        ``weight_bump_doubling`` by twice the last bump if the same layer was bumped after the previous batch too.
+        With ``weight_bump_skips_step`` the bumped batch takes no optimizer step (its gradient is dropped), as theirs;
+        otherwise its step is added on top of the bump."""
+        cfg = self.config
+        layer: str | None = None
+        targets = np.zeros(0, np.int64)
+        if cfg.weight_bump_hidden_missing is not None:
+            now = np.array(
+                [int(d["n_spiking_trials"][0]) for d in engine.gather_nodes(built, hid, ("n_spiking_trials",), comm)]
+            )
+            spiking = now - self._spiking_trials_before
+            self._spiking_trials_before = now
+            if 1.0 - spiking.sum() / (n_trials * len(hid)) > cfg.weight_bump_hidden_missing:
+                layer, targets = "hid", np.asarray(hid)[spiking < n_trials]
+        if layer is None and silent_out.any():
+            layer, targets = "out", np.flatnonzero(silent_out) + built.cnet.offsets["out"]
+        if layer is not None:
+            doubled = cfg.weight_bump_doubling and layer == self._bump_layer
+            self._bump_value = 2.0 * self._bump_value if doubled else float(cfg.weight_bump)
+            self._bump(built, targets, self._bump_value, comm)
+            if cfg.weight_bump_skips_step:
+                engine.discard_batch(built)
+        self._bump_layer = layer
+
+    def _bump(self, built: Any, targets: np.ndarray, value: float, comm: Any) -> None:
+        """Every weight into the neurons at global positions ``targets`` grows by ``value`` (pA; both copies of each
+        edge). Only these edges are read and written; ``targets`` is the same on every rank (what it is computed
+        from is gathered), and each rank bumps the connections it holds, so ``comm`` is not needed."""
+        engine.add_to_weights_into(built, targets, value)
 
     def _record(
         self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float, comm: Any, raster: bool
@@ -432,11 +474,16 @@ class EventpropLearner:
         return {name: values[sl].copy() for name, sl in self.built.cnet.proj_slices.items()}
 
     def _write_moments(self, built: Any, state: dict[str, np.ndarray]) -> None:
+        """Adam's moments and bias-correction powers of a run that continues in this kernel (checkpoints written
+        before the powers were kept have none: the correction then restarts at beta^0 = 1)."""
         n = len(built.cnet.src)
         values = {key: np.zeros(n) for key in ("adam_m", "adam_v")}
+        if any(k.startswith("b1_") for k in state):
+            values |= {key: np.ones(n) for key in ("adam_beta_1_power", "adam_beta_2_power")}
         for name, sl in built.cnet.proj_slices.items():
-            if f"m_{name}" in state:
-                values["adam_m"][sl], values["adam_v"][sl] = state[f"m_{name}"], state[f"v_{name}"]
+            for k, key in ADAM_STATE.items():
+                if key in values and f"{k}_{name}" in state:
+                    values[key][sl] = state[f"{k}_{name}"]
         engine.write_edges(built, values)
 
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:

@@ -17,11 +17,12 @@ accumulated for its synapses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from nestgrad.errors import SpecError
 from nestgrad.reference.neurons import RECURRENT_MODELS, EpropReadout
 from nestgrad.reference.optimizers import OptimizerState
 from nestgrad.reference.spec import NetworkSpec
@@ -39,6 +40,9 @@ class OnlineResult:
     rec_spikes: np.ndarray  # bool [data steps, n_rec], recurrent spikes emitted in the step of data step j
     losses: np.ndarray  # per iteration, as nestgrad.tasks.mse_loss
     history: dict[str, np.ndarray]  # per history entry: psi, fr (regularisation), L; spikes entering (in, rec)
+    # Adam's state at the end per projection, [post, pre] as the weights: m_<p>, v_<p> and the bias-correction
+    # powers b1_<p>, b2_<p> (beta^t); empty for gradient descent
+    optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _excitatory(rec_model: Any, p: _Projection) -> np.ndarray:
@@ -83,7 +87,9 @@ class _Projection:
         return entry < self.last_stamp - 1 + self.cutoff
 
 
-def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineResult:
+def run_online(
+    spec: NetworkSpec, deliver_final_spikes: bool = False, optimizer_state: dict[str, np.ndarray] | None = None
+) -> OnlineResult:
     """Simulate ``spec`` with NEST's e-prop semantics and return final weights, readouts and losses.
 
     Spikes emitted in the last simulated step are not delivered (NEST delivers them only when the next
@@ -92,6 +98,10 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
     ``OnlineResult.gradients`` sums every gradient the synapses computed, including the windows still open at
     the end (with the learning signals that exist by then); with a learning rate of zero this is the e-prop
     gradient of the whole run at fixed weights, the quantity compared with BPTT.
+
+    ``optimizer_state`` (keys as :attr:`OnlineResult.optimizer_state`, any subset) is Adam's state the synapses start
+    from, as the Trainer writes a checkpoint's state into a new kernel: a run continuing in blocks is replayed block
+    by block (powers not given start at beta^0 = 1, as NEST's eprop_synapse restarts them in every kernel).
     """
     spec.validate()
     dt = spec.resolution
@@ -105,6 +115,16 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
         "rec_rec": _Projection(spec.weights["rec_rec"], spec.masks["rec_rec"], spec.optimizer, rec_model.cutoff_steps),
         "rec_out": _Projection(spec.weights["rec_out"], spec.masks["rec_out"], spec.optimizer, out_model.cutoff_steps),
     }
+    attributes = {"m": "m", "v": "v", "b1": "b1p", "b2": "b2p"}
+    for key, value in (optimizer_state or {}).items():
+        moment, _, name = key.partition("_")
+        opt = proj[name].opt if name in proj else None
+        if moment not in attributes or opt is None or opt.type != "adam" or np.shape(value) != opt.m.shape:
+            raise SpecError(
+                f"optimizer_state[{key!r}]: expected m_, v_, b1_ or b2_ of {', '.join(proj)} with Adam, shaped as "
+                "the projection's weights"
+            )
+        setattr(opt, attributes[moment], np.array(value, dtype=float))
     B = np.asarray(spec.weights["feedback"], dtype=float)
     n_rec, n_in, n_out = spec.n_rec, spec.n_in, spec.n_out
 
@@ -222,4 +242,8 @@ def run_online(spec: NetworkSpec, deliver_final_spikes: bool = False) -> OnlineR
     }
     weights = {k: p.w.copy() for k, p in proj.items()} | {"feedback": B.copy()}
     gradients = {k: p.total + p.G for k, p in proj.items()}
-    return OnlineResult(weights, gradients, readout, rec_spikes, losses, history)
+    state = {}
+    if all(p.opt.type == "adam" for p in proj.values()):
+        for moment, attribute in (("m", "m"), ("v", "v"), ("b1", "b1p"), ("b2", "b2p")):
+            state |= {f"{moment}_{k}": getattr(p.opt, attribute).copy() for k, p in proj.items()}
+    return OnlineResult(weights, gradients, readout, rec_spikes, losses, history, state)

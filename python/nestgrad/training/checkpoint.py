@@ -5,7 +5,10 @@ A checkpoint is a NumPy ``.npz`` archive (never pickled) with
 * ``meta``: a JSON document ``{"format": 1, "iteration": int, "config": {...}, "history": [...],
   "virtual_processes": int}``;
 * ``w_<projection>``: the weights, one array per projection (pA);
-* ``opt_<name>``: the optimizer's state (Adam's moments ``m_<projection>``, ``v_<projection>``), if any.
+* ``opt_<name>``: the optimizer's state (Adam's moments ``m_<projection>``, ``v_<projection>`` and, where the
+  synapses keep them, the bias-correction powers beta_1^t, beta_2^t ``b1_<projection>``, ``b2_<projection>``), if
+  any. Checkpoints without the powers (written before they were kept) still load: Adam's bias correction then
+  restarts at t = 0.
 
 Reading checks everything before a run resumes: a truncated or foreign file, a missing or mistyped ``meta`` key, an
 ``iteration`` that disagrees with the history, missing or misshaped arrays and non-finite values each raise a
@@ -157,6 +160,16 @@ def _check_arrays(
             if not np.all(np.isfinite(arr)):
                 bad = int(np.sum(~np.isfinite(arr)))
                 raise _fail(path, prefix + name, f"{bad} of {arr.size} values are NaN or infinite")
+    for name, arr in opt.items():
+        power, _, projection = name.partition("_")
+        if power not in ("b1", "b2"):
+            continue
+        other = f"{'b2' if power == 'b1' else 'b1'}_{projection}"
+        if other not in opt:
+            raise _fail(path, f"opt_{other}", f"missing: Adam's bias-correction powers come in pairs (opt_{name} is)")
+        if arr.size and not (arr.min() > 0.0 and arr.max() <= 1.0):
+            raise _fail(path, f"opt_{name}", f"values span [{arr.min():.4g}, {arr.max():.4g}]: Adam's bias-correction "
+                        "power beta^t must lie in (0, 1]")  # fmt: skip
     if expected is not None:
         for name, shape in expected.items():
             if name not in weights:

@@ -133,6 +133,43 @@ class NumpyOptimizer:
         return np.clip(new, self.lo, self.hi), clipped
 
 
+def drop_large_trial_gradients(cnet: CompiledNetwork, g: np.ndarray, limit: float) -> np.ndarray:
+    """One trial's weight gradient per edge (edge order, 1/pA) after the per-trial clipping of NEST's spiking
+    EventProp neurons (``max_trial_gradient`` of ``eventprop_iaf_psc_exp_ps``; Göltz et al.'s ``max_dw_norm``):
+    every edge into a ``lif`` neuron whose incoming edges' largest |g| exceeds ``limit`` gets 0 (readouts never
+    drop). ``limit`` = inf: ``g`` unchanged."""
+    if limit == math.inf:
+        return g
+    largest = np.zeros(cnet.n)
+    np.maximum.at(largest, cnet.tgt, np.abs(g))
+    spiking = np.array([k == "lif" for k in cnet.kind], bool)
+    return np.where((spiking & (largest > limit))[cnet.tgt], 0.0, g)
+
+
+def batch_gradient(cnet: CompiledNetwork, trials: Sequence[Trial], loss: Any, max_trial_gradient: float) -> np.ndarray:
+    """The mean weight gradient (edge order, 1/pA) of ``trials`` as NEST's EventProp synapses form it: with
+    ``max_trial_gradient`` < inf each trial's gradient separately through :func:`drop_large_trial_gradients`, then
+    the sum over the trials divided by their number; with inf the reference's mean over the batch. ``loss``: one
+    loss, or a tuple (loss, regulariser, ...) as ``nest_engine.eventprop.run_training`` takes it."""
+    from nestgrad.reference.eventprop import evaluate
+
+    losses = tuple(loss) if isinstance(loss, tuple | list) else (loss,)
+
+    def flat(res: Any) -> np.ndarray:
+        g = np.zeros(len(cnet.w))
+        for k, sl in cnet.proj_slices.items():
+            g[sl] = res.grad_weights[k]
+        return g
+
+    if max_trial_gradient == math.inf:
+        return flat(evaluate(cnet, trials, losses[0], regularisers=losses[1:]))
+    total = np.zeros(len(cnet.w))
+    for trial in trials:
+        g = flat(evaluate(cnet, [trial], losses[0], regularisers=losses[1:]))
+        total += drop_large_trial_gradients(cnet, g, max_trial_gradient)
+    return total / len(trials)
+
+
 @dataclass
 class ReferenceTraining:
     """Weights after training per projection (edge order), and per projection how many (edge, step) pairs the
@@ -154,11 +191,11 @@ def train(
 ) -> ReferenceTraining:
     """Train on ``trials`` in order, one step per ``optimizer["batch_size"]`` trials (a whole number of batches),
     with the reference engine's gradients (:func:`~nestgrad.reference.eventprop.evaluate`, mean over the batch) and
-    :class:`NumpyOptimizer`: what ``nest_engine.eventprop.run_training`` computes inside NEST."""
-    from nestgrad.reference.eventprop import evaluate
-
+    :class:`NumpyOptimizer`: what ``nest_engine.eventprop.run_training`` computes inside NEST (with
+    ``optimizer["max_trial_gradient"]``: per-trial clipping, :func:`batch_gradient`)."""
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     lo, hi = edge_bounds(cnet, optimizer, bounds, signs)
+    limit = float(optimizer.get("max_trial_gradient", math.inf))
     opt = NumpyOptimizer(optimizer, lo, hi)
     w = cnet.w.astype(float).copy()
     clipped = np.zeros(len(w), np.int64)
@@ -166,12 +203,8 @@ def train(
     if bs < 1 or len(trials) % bs:
         raise ConfigError(f"{len(trials)} trials: need a whole number of batches of batch_size = {bs}")
     for start in range(0, len(trials), bs):
-        current = cnet.net.with_weights({k: w[sl] for k, sl in cnet.proj_slices.items()})
-        grads = evaluate(current, trials[start : start + bs], loss).grad_weights
-        g = np.zeros(len(w))
-        for k, sl in cnet.proj_slices.items():
-            g[sl] = grads[k]
-        w, hit = opt.step(w, g)
+        current = compile_network(cnet.net.with_weights({k: w[sl] for k, sl in cnet.proj_slices.items()}))
+        w, hit = opt.step(w, batch_gradient(current, trials[start : start + bs], loss, limit))
         clipped += hit
     return ReferenceTraining(
         {k: w[sl].copy() for k, sl in cnet.proj_slices.items()},

@@ -1,0 +1,256 @@
+/*
+ *  eventprop_glif3_math.cpp
+ *
+ *  This file is part of nestgrad.
+ */
+
+#include "eventprop_glif3_math.h"
+
+#include <algorithm>
+
+namespace nestgrad
+{
+
+double
+eventprop_glif3_phi( const double x )
+{
+  if ( x < 0.1 )
+  {
+    // series: sum_n (-x)^n / (n! (n + 2))
+    double total = 0.0;
+    double term = 1.0;
+    long n = 0;
+    while ( true )
+    {
+      const double add = term / static_cast< double >( n + 2 );
+      total += add;
+      if ( std::abs( add ) <= 1e-17 * std::abs( total ) )
+      {
+        return total;
+      }
+      ++n;
+      term *= -x / static_cast< double >( n );
+    }
+  }
+  return ( -std::expm1( -x ) - x * std::exp( -x ) ) / ( x * x );
+}
+
+double
+eventprop_glif3_k2( const double u, const double a, const double b )
+{
+  if ( u <= 0.0 )
+  {
+    return 0.0;
+  }
+  const double c = 1.0 / b - 1.0 / a;
+  if ( c >= 0.0 )
+  {
+    return std::exp( -u / a ) * u * u * eventprop_glif3_phi( c * u );
+  }
+  const double m = -c;
+  const double x = m * u;
+  return std::exp( -u / b ) * u * u * ( -std::expm1( -x ) / x - eventprop_glif3_phi( x ) );
+}
+
+void
+eventprop_glif3_propagate( std::vector< double >& s,
+  const double u,
+  const EventpropGlif3Params& p,
+  const bool refractory )
+{
+  const size_t na = p.n_asc();
+  const size_t nr = p.n_ports();
+  const double v = s[ 0 ];
+  const double tm = p.tau_m;
+  const double cm = p.C_m;
+  double vn = v;
+  if ( not refractory )
+  {
+    const double v_inf = p.v_inf();
+    vn = v_inf + ( v - v_inf ) * std::exp( -u / tm );
+    for ( size_t j = 0; j < na; ++j )
+    {
+      const double k = p.asc_decay[ j ];
+      const double a = s[ 1 + j ];
+      vn += a * eventprop_glif3_k1( u, tm, 1.0 / k ) / cm;
+      s[ 1 + j ] = a * std::exp( -k * u );
+    }
+    for ( size_t r = 0; r < nr; ++r )
+    {
+      const double tau = p.tau_syn[ r ];
+      const double i = s[ 1 + na + nr + r ];
+      const double x = s[ 1 + na + r ];
+      vn += ( i * eventprop_glif3_k1( u, tm, tau ) + x * eventprop_glif3_k2( u, tm, tau ) ) / cm;
+    }
+  }
+  for ( size_t r = 0; r < nr; ++r )
+  {
+    const double e = std::exp( -u / p.tau_syn[ r ] );
+    const double x = s[ 1 + na + r ];
+    const double i = s[ 1 + na + nr + r ];
+    s[ 1 + na + r ] = x * e;
+    s[ 1 + na + nr + r ] = ( i + x * u ) * e;
+  }
+  s[ 0 ] = vn;
+}
+
+double
+eventprop_glif3_dvdt( const std::vector< double >& s, const EventpropGlif3Params& p )
+{
+  const size_t na = p.n_asc();
+  const size_t nr = p.n_ports();
+  double sum_a = 0.0;
+  for ( size_t j = 0; j < na; ++j )
+  {
+    sum_a += s[ 1 + j ];
+  }
+  double sum_i = 0.0;
+  for ( size_t r = 0; r < nr; ++r )
+  {
+    sum_i += s[ 1 + na + nr + r ];
+  }
+  const double total = p.I_e + sum_a + sum_i;
+  return -s[ 0 ] / p.tau_m + total / p.C_m;
+}
+
+void
+eventprop_glif3_adjoint_propagate( std::vector< double >& lam,
+  const double u,
+  const EventpropGlif3Params& p,
+  const bool refractory )
+{
+  const size_t na = p.n_asc();
+  const size_t nr = p.n_ports();
+  const double lv = lam[ 0 ];
+  const double tm = p.tau_m;
+  const double cm = p.C_m;
+  if ( not refractory )
+  {
+    lam[ 0 ] = lv * std::exp( -u / tm );
+    for ( size_t j = 0; j < na; ++j )
+    {
+      const double k = p.asc_decay[ j ];
+      lam[ 1 + j ] = lam[ 1 + j ] * std::exp( -k * u ) + lv * eventprop_glif3_k1( u, tm, 1.0 / k ) / cm;
+    }
+  }
+  for ( size_t r = 0; r < nr; ++r )
+  {
+    eventprop_glif3_port_adjoint(
+      lam[ 1 + na + r ], lam[ 1 + na + nr + r ], lv, u, tm, p.tau_syn[ r ], cm, refractory );
+  }
+}
+
+double
+eventprop_glif3_upper_bound( const std::vector< double >& s, const EventpropGlif3Params& p, const double horizon )
+{
+  const size_t na = p.n_asc();
+  const size_t nr = p.n_ports();
+  const double tm = p.tau_m;
+  const double cm = p.C_m;
+  double bound = std::max( s[ 0 ], p.v_inf() );
+  for ( size_t j = 0; j < na; ++j )
+  {
+    bound += std::max( s[ 1 + j ], 0.0 ) * std::min( eventprop_kern_max( tm, 1.0 / p.asc_decay[ j ] ), horizon ) / cm;
+  }
+  for ( size_t r = 0; r < nr; ++r )
+  {
+    const double tau = p.tau_syn[ r ];
+    const double x = s[ 1 + na + r ];
+    const double i = s[ 1 + na + nr + r ];
+    const double k1_max = std::min( eventprop_kern_max( tm, tau ), horizon );
+    const double k2_max = std::min( tm * tau / M_E, 0.5 * horizon * horizon );  // max s exp(-s/tau) int exp(-r/tm) dr
+    bound += ( std::max( i, 0.0 ) * k1_max + std::max( x, 0.0 ) * k2_max ) / cm;
+  }
+  return bound;
+}
+
+EventpropExpPoly
+eventprop_glif3_voltage_expsum( const std::vector< double >& s, const EventpropGlif3Params& p )
+{
+  const size_t na = p.n_asc();
+  const size_t nr = p.n_ports();
+  const double rm = 1.0 / p.tau_m;
+  EventpropExpPoly drive;
+  drive.add_term( 0.0, { p.I_e / p.C_m } );
+  for ( size_t j = 0; j < na; ++j )
+  {
+    drive.add_term( p.asc_decay[ j ], { s[ 1 + j ] / p.C_m } );
+  }
+  for ( size_t r = 0; r < nr; ++r )
+  {
+    drive.add_term( 1.0 / p.tau_syn[ r ], { s[ 1 + na + nr + r ] / p.C_m, s[ 1 + na + r ] / p.C_m } );
+  }
+  EventpropExpPoly q = drive.times_exp( rm ).antideriv();
+  q.add_term( 0.0, { s[ 0 ] - q( 0.0 ) } );
+  return q.times_exp( -rm );
+}
+
+namespace
+{
+//! True if the upper bound proves v < theta on each of `pieces` equal parts of [0, horizon].
+bool
+below_on_pieces( const std::vector< double >& s, const double horizon, const EventpropGlif3Params& p )
+{
+  const int pieces = 8;
+  const double length = horizon / pieces;
+  std::vector< double > part = s;
+  for ( int k = 0; k < pieces; ++k )
+  {
+    if ( k > 0 )
+    {
+      part = s;
+      eventprop_glif3_propagate( part, k * length, p, false );
+    }
+    if ( eventprop_glif3_upper_bound( part, p, length ) >= p.theta )
+    {
+      return false;
+    }
+  }
+  return true;
+}
+}  // namespace
+
+double
+eventprop_glif3_first_crossing( const std::vector< double >& s, const double horizon, const EventpropGlif3Params& p )
+{
+  const double theta = p.theta;
+  if ( horizon <= 0.0 or eventprop_glif3_upper_bound( s, p, horizon ) < theta )
+  {
+    return -1.0;
+  }
+  if ( s[ 0 ] >= theta )
+  {
+    return 0.0;
+  }
+  if ( below_on_pieces( s, horizon, p ) )
+  {
+    return -1.0;
+  }
+  std::vector< double > work( s.size() );
+  auto g = [ & ]( const double u )
+  {
+    work = s;
+    eventprop_glif3_propagate( work, u, p, false );
+    return work[ 0 ] - theta;
+  };
+  auto dg = [ & ]( const double u )
+  {
+    work = s;
+    eventprop_glif3_propagate( work, u, p, false );
+    return eventprop_glif3_dvdt( work, p );
+  };
+  const std::vector< double > crit = eventprop_glif3_voltage_expsum( s, p ).deriv().roots( 0.0, horizon );
+  std::vector< double > pts { 0.0 };
+  pts.insert( pts.end(), crit.begin(), crit.end() );
+  pts.push_back( horizon );
+  for ( size_t k = 0; k + 1 < pts.size(); ++k )
+  {
+    if ( g( pts[ k + 1 ] ) >= 0.0 )
+    {
+      return eventprop_bracketed_root( g, pts[ k ], pts[ k + 1 ], dg );
+    }
+  }
+  return -1.0;
+}
+
+}  // namespace nestgrad
