@@ -117,7 +117,7 @@ def test_built_in_gradient_algorithms_are_registered_and_choose_the_synapse_mode
     from nestgrad.networks.algorithms import Algorithm, get_algorithm, register_algorithm
 
     nest = nest_kernel
-    assert set(GRADIENT_ALGORITHMS) == {"step", "event"} <= set(gradient_algorithms())
+    assert set(GRADIENT_ALGORITHMS) == {"step", "event", "eventprop"} <= set(gradient_algorithms())
     step, event = get_algorithm(GradientAlgorithm.STEP), get_algorithm("event")
     for model, synapse in _STEP_SYNAPSE.items():
         assert step.synapse_into(nest, model) == synapse, model

@@ -129,51 +129,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare_spec_network(args: argparse.Namespace, config: ExperimentConfig) -> int:
-    """``nestgrad compare --config`` for the V1 column and the e-prop microcircuit: NEST vs the general reference
-    engine (nestgrad.reference.spec_online)."""
+    """``nestgrad compare --config`` for every architecture but the classic one: the comparison registered for the
+    configuration (nestgrad.comparison.registry; by default NEST vs the general reference engine)."""
     import dataclasses
 
-    from nestgrad.comparison.spec_compare import (
-        case_from_config,
-        compare_case,
-        compare_run,
-        format_table,
-        microcircuit_run,
-    )
+    from nestgrad.comparison.registry import CompareOptions, comparison_for
 
     if args.eta is not None:
         config = dataclasses.replace(config, optimizer=dataclasses.replace(config.optimizer, eta=args.eta))
     iterations = args.iterations if args.iterations is not None else config.training.iterations
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / f"compare_{config.network.architecture}"
-    if config.network.architecture == "eventprop":  # its own engines: EventProp in NEST vs the EventProp reference
-        from nestgrad.comparison import eventprop_compare
-
-        if args.save_network:
-            raise ConfigError("--save-network: EventProp networks are not written as exchange files yet")
-        result = eventprop_compare.compare_eventprop(config, iterations, threads=args.threads, out_dir=out)
-        print(eventprop_compare.format_table(result))
-        print(f"written: {out / 'compare.json'}")
-        return 0
-    if config.network.architecture == "microcircuit":  # NEST draws its circuit: read back into a spec
-        case, nest_run = microcircuit_run(config, iterations, threads=args.threads)
-        _save_case(args, case)
-        result = compare_run(case, nest_run, out_dir=out, threads=args.threads)
-    else:
-        case = case_from_config(config, iterations)
-        _save_case(args, case)
-        result = compare_case(case, threads=args.threads, out_dir=out)
-    print(format_table(result))
+    comparison = comparison_for(config)
+    result = comparison.run(config, CompareOptions(iterations, args.threads, out, args.save_network))
+    print(comparison.format(result))
     print(f"written: {out / 'compare.json'}")
     return 0
-
-
-def _save_case(args: argparse.Namespace, case: object) -> None:
-    """``--save-network``: the spec and its data as an exchange file."""
-    if args.save_network:
-        from nestgrad.comparison import exchange
-
-        exchange.save(args.save_network, exchange.from_batches(case.spec, case.batches, case.meta))
-        print(f"network written: {args.save_network}")
 
 
 def _compare_exchange(args: argparse.Namespace, ex: object) -> int:

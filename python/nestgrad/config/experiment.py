@@ -24,12 +24,15 @@ from nestgrad.errors import ConfigError
 
 
 class GradientAlgorithm(enum.StrEnum):
-    """The built-in gradient algorithms (same updates): ``step`` = NEST's ``eprop_synapse`` (a loop over each
-    window; ``eprop_vector_synapse`` where the neuron asks for it), ``event`` = nestgrad's ``eprop_event_synapse``
-    (running sums, O(1) per spike). More are added by :func:`nestgrad.networks.algorithms.register_algorithm`."""
+    """The built-in gradient algorithms: e-prop's (same updates) ``step`` = NEST's ``eprop_synapse`` (a loop over
+    each window; ``eprop_vector_synapse`` where the neuron asks for it) and ``event`` = nestgrad's
+    ``eprop_event_synapse`` (running sums, O(1) per spike); and ``eventprop``, exact gradients in nestgrad's EventProp
+    neurons (the V1 column: nestgrad.networks.v1_eventprop). More are added by
+    :func:`nestgrad.networks.algorithms.register_algorithm`."""
 
     STEP = "step"
     EVENT = "event"
+    EVENTPROP = "eventprop"
 
 
 class OptimizerType(enum.StrEnum):

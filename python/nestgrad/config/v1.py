@@ -61,6 +61,9 @@ class V1Config:
     # feedback = "pools": the other neurons then get no learning signal, so their synapses stay static)
     plastic_targets: str = "all"
     eprop_params: dict[str, Any] = field(default_factory=dict)
+    # [network.v1.eventprop]: how the column runs with network.gradient_algorithm = "eventprop"
+    # (V1EventpropConfig; nestgrad.networks.v1_eventprop)
+    eventprop: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, value: Any, what: str) -> None:
@@ -113,10 +116,64 @@ class V1Config:
         )
         unknown = sorted(set(self.eprop_params) - set(V1_EPROP_PARAMS))
         need(not unknown, "eprop_params", unknown, f"unknown key(s); known: {sorted(V1_EPROP_PARAMS)}")
+        need(isinstance(self.eventprop, Mapping), "eventprop", self.eventprop, "a table ([network.v1.eventprop])")
+        self.eventprop_config()  # refuses unknown keys and bad values now, not when the column is first run
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> V1Config:
         return from_table(cls, d, "network.v1")
+
+    def eventprop_config(self) -> V1EventpropConfig:
+        return V1EventpropConfig.from_dict(self.eventprop)
+
+
+V1_EVENTPROP_READOUTS = ("li",)
+V1_EVENTPROP_LOSSES = ("sum", "max", "sum_exp")
+
+
+@dataclass(frozen=True)
+class V1EventpropConfig:
+    """``[network.v1.eventprop]``: the column with EventProp (``network.gradient_algorithm = "eventprop"``,
+    :mod:`nestgrad.networks.v1_eventprop`). Times in ms, capacitance in pF."""
+
+    # "li": each readout pool feeds one leaky readout (the e-prop column's readout, with a synaptic current), scored
+    # by the cross-entropy of the readouts in the response window. Chen et al.'s pool spike counts need a loss on
+    # spike counts in a window, which the EventProp engines do not have
+    readout: str = "li"
+    loss: str = "sum"  # the readouts' value in the window: mean ("sum"), maximum ("max"), weighted mean ("sum_exp")
+    tau_w: float | None = None  # "sum_exp" only: weighting time constant (None: the trial duration)
+    # NEST's time grid for the EventProp models (spike times are exact; delays must lie on it): Billeh's delays
+    # (0.9-3.8 ms, LGN 1.7 ms) are multiples of 0.1 ms; a coarser grid rounds them (at 1 ms: the e-prop column's)
+    resolution: float = 0.1
+    readout_C_m: float = 1.0  # as the e-prop readout
+    readout_tau_m: float = 30.0  # as the e-prop readout
+    readout_tau_syn: float = 5.0  # the leaky readout's exponential current (the e-prop readout has none)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, key: str, requirement: str) -> None:
+            if not ok:
+                raise ConfigError(f"network.v1.eventprop.{key} = {getattr(self, key)!r} is invalid: {requirement}")
+
+        def positive(key: str) -> None:
+            v = getattr(self, key)
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+            need(ok, key, "a finite number > 0 is required")
+
+        need(
+            self.readout in V1_EVENTPROP_READOUTS,
+            "readout",
+            f"one of {V1_EVENTPROP_READOUTS} (Chen et al.'s pool spike counts need a loss on spike counts in a "
+            "window, which the EventProp engines do not have)",
+        )
+        need(self.loss in V1_EVENTPROP_LOSSES, "loss", f"one of {V1_EVENTPROP_LOSSES}")
+        for key in ("resolution", "readout_C_m", "readout_tau_m", "readout_tau_syn"):
+            positive(key)
+        if self.tau_w is not None:
+            positive("tau_w")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> V1EventpropConfig:
+        return from_table(cls, d, "network.v1.eventprop")
 
 
 @dataclass(frozen=True)

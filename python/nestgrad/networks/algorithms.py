@@ -7,7 +7,9 @@ networks ask the registry (:func:`get_algorithm`) and never branch on the algori
 with one call to :func:`register_algorithm` (docs/architecture.md, docs/examples/own_algorithm.py).
 
 Built in: ``step`` (the synapse the neuron asks for in its ``eprop_synapse_model`` default, else NEST's
-``eprop_synapse``) and ``event`` (nestgrad's ``eprop_event_synapse``, for neurons that keep its running sums).
+``eprop_synapse``) and ``event`` (nestgrad's ``eprop_event_synapse``, for neurons that keep its running sums); and
+``eventprop``, which the e-prop learners refuse by name: the V1 column runs it through
+:mod:`nestgrad.networks.v1_eventprop` (``nestgrad compare``, :mod:`nestgrad.comparison.registry`).
 """
 
 from __future__ import annotations
@@ -110,5 +112,30 @@ register_algorithm(
         _event_synapse,
         _event_refusal,
         "nestgrad's eprop_event_synapse: the same gradient from running sums kept by the neuron, O(1) per spike",
+    )
+)
+
+
+# -- EventProp ----------------------------------------------------------------------------------------------------
+def _eventprop_synapse(nest: Any, neuron_model: str) -> str:
+    return "eventprop_synapse"
+
+
+def _eventprop_refusal(nest: Any, neuron_model: str) -> str:
+    # the e-prop learners build e-prop neurons; EventProp runs in nestgrad's EventProp neurons, which the V1 column
+    # reaches through nestgrad.networks.v1_eventprop (nestgrad compare) and the eventprop architecture trains
+    return (
+        "EventProp does not train e-prop neurons; the V1 column runs with EventProp in `nestgrad compare` "
+        "(network.v1.eventprop, docs/v1_model.md), not through the Trainer yet, and the eventprop architecture "
+        "trains eventprop_iaf_psc_exp_ps"
+    )
+
+
+register_algorithm(
+    Algorithm(
+        GradientAlgorithm.EVENTPROP.value,
+        _eventprop_synapse,
+        _eventprop_refusal,
+        "EventProp's exact gradients (Wunderlich & Pehle 2021) in nestgrad's EventProp neurons, eventprop_synapse",
     )
 )

@@ -1,0 +1,223 @@
+"""The Billeh V1 column (:mod:`nestgrad.networks.v1`) as a network of the EventProp reference engine
+(:mod:`nestgrad.reference.eventprop`, kind ``glif3``), which ``nest_engine.eventprop`` builds in NEST with
+``eventprop_glif3_psc_ps``: the same cells, parameters, synapses and LGN trials as the e-prop column.
+
+Mapping (``network.gradient_algorithm = "eventprop"``, table ``[network.v1.eventprop]``,
+:class:`~nestgrad.config.v1.V1EventpropConfig`):
+
+* populations: ``lgn`` (``input``, one per LGN unit), ``v1`` (``glif3``, the column's per-neuron GLIF3 fits:
+  ``V_reset = E_L``, after-spike currents from 0, ``asc_r = 1``, the four ports' tau_syn), ``out`` (``li``, one leaky
+  readout per class);
+* projections: EventProp takes one receptor port per projection, so LGN -> V1 and V1 -> V1 are split by port, i.e. by
+  (source, target) = (excitatory/inhibitory, excitatory/inhibitory): ``lgn_rec_ee`` (port 1), ``lgn_rec_ei`` (3),
+  ``rec_rec_ee`` (1), ``rec_rec_ie`` (2), ``rec_rec_ei`` (3), ``rec_rec_ii`` (4), each in the e-prop column's
+  canonical edge order; ``rec_out`` (pool neuron -> its class's readout) as in the e-prop column;
+* delays: Billeh's (V1 -> V1 per class pair, LGN 1.7 ms) on the EventProp grid (``resolution``; rounded to it, at
+  least one step: at 1 ms the e-prop column's static delays); readout edges one e-prop step (1 ms);
+* Dale's law (``optimizer.sign_constrained``): every split projection has one source sign, so it becomes the
+  projection's weight bounds (excitatory: [max(Wmin, 0), Wmax], inhibitory: [Wmin, min(Wmax, 0)]); the readout is
+  the task's, not the column's, and keeps the optimizer's bounds (as in the e-prop column);
+* trials: each task trial is one EventProp trial that starts at rest; an LGN spike in step j of the trial is an
+  input spike at (j + 1) x ``task.resolution`` ms (the end of the step); the trial ends at the end of the response
+  window (T), where the loss (:class:`~nestgrad.reference.eventprop.ReadoutCrossEntropy` over [window start, T])
+  stops: later events cannot change it, so the gradient is that of the whole trial;
+* no Poisson background: its spikes are drawn inside NEST and cannot be replayed by the reference engine
+  (``background_rate > 0`` is refused).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nestgrad.config import OptimizerConfig, OptimizerType
+from nestgrad.config.v1 import V1EventpropConfig
+from nestgrad.errors import ConfigError
+from nestgrad.networks import v1_data as D
+from nestgrad.networks.v1 import V1Network
+from nestgrad.reference.eventprop import Network, Population, Projection, ReadoutCrossEntropy, Trial
+from nestgrad.reference.eventprop.neurons.glif3 import GLIF3_DEFAULTS
+
+# the e-prop column's projections that EventProp splits by receptor port, and the port of each (source, target) pair
+SPLIT = ("lgn_rec", "rec_rec")
+PAIR_OF_PORT = {port: s + t for (s, t), port in D.RECEPTOR.items()}
+
+
+@dataclass(frozen=True)
+class ResponseWindow:
+    """The loss window of every trial (ms from the trial start): [start, end); the EventProp trial ends at ``end``."""
+
+    start: float
+    end: float
+
+
+def response_window(batch: Any, resolution: float) -> ResponseWindow:
+    """The response window of a V1 task's batch (``TrialBatch``: ``learning_window`` per step): one interval, the
+    same in every trial (:class:`ConfigError` otherwise: one loss window per network)."""
+    n = batch.n_trials
+    windows = np.asarray(batch.learning_window, float).reshape(n, batch.trial_steps)
+    if not np.all(windows == windows[0]):
+        raise ConfigError(
+            "EventProp V1 column: the trials of this task have different response windows (v1_multi); one loss "
+            "window per network is supported"
+        )
+    on = np.flatnonzero(windows[0] > 0)
+    if on.size == 0 or on[-1] - on[0] + 1 != on.size:
+        raise ConfigError("EventProp V1 column: the task's response window must be one interval of steps")
+    return ResponseWindow(float(on[0] * resolution), float((on[-1] + 1) * resolution))
+
+
+def lgn_trials(batch: Any, resolution: float, T: float) -> list[Trial]:
+    """The LGN spikes of a V1 task's batch as EventProp trials: the spike of unit i in step j of a trial is an input
+    spike at the end of the step, (j + 1) x ``resolution`` ms (as the e-prop column's generators emit data step j;
+    and never at t = 0, which NEST's EventProp schedule cannot deliver); spikes at or after ``T`` (the window's end)
+    cannot reach the loss and are dropped. Labels from the batch."""
+    spikes = np.asarray(batch.input_spikes, bool)
+    steps = batch.trial_steps
+    if batch.labels is None:
+        raise ConfigError("EventProp V1 column: the task has no labels (a classification task is needed)")
+    out = []
+    for k in range(batch.n_trials):
+        j, unit = np.nonzero(spikes[k * steps : (k + 1) * steps])
+        t = (j + 1) * resolution
+        keep = t < T
+        j, unit, t = j[keep], unit[keep], t[keep]
+        order = np.argsort(unit, kind="stable")
+        per_unit = np.split(t[order], np.searchsorted(unit[order], np.arange(1, spikes.shape[1])))
+        out.append(Trial({"lgn": per_unit}, label=int(batch.labels[k])))
+    return out
+
+
+@dataclass(frozen=True)
+class V1EventpropColumn:
+    """The column as an EventProp network, and the way back to the e-prop column's projections."""
+
+    network: Network
+    loss: ReadoutCrossEntropy
+    settings: V1EventpropConfig
+    # EventProp projection -> (e-prop projection, indices into its canonical edge arrays)
+    edges: dict[str, tuple[str, np.ndarray]]
+    bounds: dict[str, tuple[float, float]]  # Dale's law as per-projection bounds (pA); empty without it
+    window: ResponseWindow
+
+    @property
+    def resolution(self) -> float:
+        return self.settings.resolution
+
+    def split(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The e-prop column's weights (``lgn_rec``, ``rec_rec``, ``rec_out``) per EventProp projection."""
+        return {name: np.asarray(weights[src], float)[idx] for name, (src, idx) in self.edges.items()}
+
+    def join(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """EventProp projections' values (weights or gradients) back in the e-prop column's arrays."""
+        sizes: dict[str, int] = {}
+        for src, idx in self.edges.values():
+            sizes[src] = sizes.get(src, 0) + idx.size
+        out = {src: np.zeros(n) for src, n in sizes.items()}
+        for name, (src, idx) in self.edges.items():
+            out[src][idx] = weights[name]
+        return out
+
+
+def _glif3_params(net: V1Network) -> dict[str, np.ndarray]:
+    """Per-neuron arrays of the glif3 population from the e-prop column's parameters (the GLIF3 keys only; the
+    e-prop settings, V_m and the surrogate have no place in EventProp)."""
+    params = net.neuron_params
+    out = {}
+    for key in GLIF3_DEFAULTS:
+        if key not in params[0]:
+            continue  # (I_e: the column has none; the default 0)
+        out[key] = np.array([p[key] for p in params], float)
+    return out
+
+
+def _on_grid(delays: np.ndarray, resolution: float) -> np.ndarray:
+    """Delays rounded to the grid, at least one step (exact where they lie on it)."""
+    return np.maximum(np.round(np.asarray(delays, float) / resolution), 1.0) * resolution
+
+
+def v1_eventprop_column(
+    net: V1Network,
+    weights: Mapping[str, np.ndarray],
+    window: ResponseWindow,
+    settings: V1EventpropConfig | None = None,
+) -> V1EventpropColumn:
+    """The column of ``net`` with ``weights`` (``initial_weights`` or trained; ``feedback`` is not used: EventProp
+    has exact gradients) as an EventProp network whose trials end at ``window.end``.
+
+    Raises :class:`ConfigError` for a Poisson background (``network.v1.background_rate`` > 0), a readout learning
+    rate of its own (``network.v1.readout_eta`` > 0: the EventProp synapses take the optimizer's), weights of the
+    wrong size, or a window that does not fit the trial."""
+    c = net.config
+    settings = settings or c.eventprop_config()
+    if c.background_rate > 0:
+        raise ConfigError(
+            f"network.v1.background_rate = {c.background_rate!r} Hz: EventProp needs every input spike of a trial "
+            "in advance, and the Poisson background's are drawn inside NEST (the reference engine cannot replay "
+            "them); set network.v1.background_rate = 0 (the LGN alone drives the column)"
+        )
+    if c.readout_eta > 0:
+        raise ConfigError(
+            f"network.v1.readout_eta = {c.readout_eta!r}: the EventProp synapses all take the optimizer's eta; set "
+            "network.v1.readout_eta = 0"
+        )
+    if not 0.0 <= window.start < window.end:
+        raise ConfigError(f"response window [{window.start}, {window.end}) ms: need 0 <= start < end")
+    lay = net.layout
+    sizes = {"lgn_rec": lay.lgn_src.size, "rec_rec": lay.rec_src.size, "rec_out": net.out_src.size}
+    for key, size in sizes.items():
+        w = np.asarray(weights[key])
+        if w.shape != (size,) or not np.all(np.isfinite(w)):
+            raise ConfigError(f"weights[{key!r}]: {size} finite values expected, got shape {w.shape}")
+    res = settings.resolution
+    edge_arrays = {
+        "lgn_rec": (lay.lgn_src, lay.lgn_tgt, lay.lgn_receptor, np.full(lay.lgn_src.size, D.LGN_DELAY_MS)),
+        "rec_rec": (lay.rec_src, lay.rec_tgt, lay.rec_receptor, lay.rec_delay),
+    }
+    excitatory_source = {"e": True, "i": False}
+    o: OptimizerConfig = net.optimizer
+    projections, edges, bounds = [], {}, {}
+    for key in SPLIT:
+        src, tgt, receptor, delay = edge_arrays[key]
+        source_pop = "lgn" if key == "lgn_rec" else "v1"
+        for port in np.unique(receptor):
+            idx = np.flatnonzero(receptor == port)  # ascending: the canonical order within the port
+            pair = PAIR_OF_PORT[int(port)]
+            name = f"{key}_{pair}"
+            w = np.asarray(weights[key], float)[idx]
+            d = _on_grid(delay[idx], res)
+            projections.append(Projection(name, source_pop, "v1", src[idx], tgt[idx], w, d, receptor=int(port)))
+            edges[name] = (key, idx)
+            if o.sign_constrained:  # one source sign per projection: Dale's law as its bounds
+                bounds[name] = (max(o.Wmin, 0.0), o.Wmax) if excitatory_source[pair[0]] else (o.Wmin, min(o.Wmax, 0.0))
+    readout_delay = _on_grid(np.full(net.out_src.size, net.resolution), res)
+    projections.append(
+        Projection("rec_out", "v1", "out", net.out_src, net.out_tgt, np.asarray(weights["rec_out"], float),
+                   readout_delay)
+    )  # fmt: skip
+    edges["rec_out"] = ("rec_out", np.arange(net.out_src.size))
+    readout = {"C_m": settings.readout_C_m, "tau_m": settings.readout_tau_m, "tau_syn": settings.readout_tau_syn,
+               "E_L": 0.0, "I_e": 0.0}  # fmt: skip
+    pops = (
+        Population("lgn", net.n_in, "input"),
+        Population("v1", lay.cls.size, "glif3", _glif3_params(net)),
+        Population("out", net.n_out, "li", readout),
+    )
+    loss = ReadoutCrossEntropy("out", settings.loss, settings.tau_w, window_start=window.start)
+    return V1EventpropColumn(Network(pops, tuple(projections), window.end), loss, settings, edges, bounds, window)
+
+
+def optimizer_settings(optimizer: OptimizerConfig, batch_size: int) -> dict[str, Any]:
+    """The EventProp synapses' optimizer dictionary (one step per batch of ``batch_size`` trials; the optimizer's
+    Wmin, Wmax for the projections without bounds of their own)."""
+    d: dict[str, Any] = {"type": optimizer.type.value, "batch_size": int(batch_size), "eta": float(optimizer.eta),
+                         "Wmin": float(optimizer.Wmin), "Wmax": float(optimizer.Wmax)}  # fmt: skip
+    if optimizer.type == OptimizerType.ADAM:
+        d |= {"beta_1": float(optimizer.beta_1), "beta_2": float(optimizer.beta_2), "epsilon": float(optimizer.epsilon)}
+    if not (math.isfinite(d["eta"]) and d["eta"] > 0):
+        raise ConfigError(f"optimizer.eta = {optimizer.eta!r}: need > 0")
+    return d
