@@ -12,6 +12,8 @@ relative, gradients below 1e-3 of the largest held to 1e-9 of it.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_eventprop_nest_forward import on_grid
@@ -94,6 +96,30 @@ def test_eventprop_nest_gradients_without_records_are_the_same() -> None:
     for k, rec in enumerate(ref.records):
         for j, times in with_rec.forward.spike_times[k].items():
             np.testing.assert_allclose(times, rec.spike_times(j), rtol=0, atol=1e-12)
+
+
+def test_eventprop_nest_input_spikes_at_trial_start_and_on_step_edges() -> None:
+    """An input spike at t = 0 (sent in the trial's first step with offset h, see eventprop_input_ps) and inputs on
+    step edges k h reach the network in the forward and the backward pass: gradients equal the reference's (every
+    trial of a batch, so also at the start of a trial that follows another one's backward pass)."""
+    loss = ReadoutCrossEntropy("out", mode="sum")
+    net = on_grid(make_net("recurrent", 2, n_hid=6, t_ref=0.5))
+    trials = make_trials(2, n_trials=3)
+    for trial in trials:
+        spikes = trial.inputs["in"]
+        spikes[0] = np.concatenate([[0.0], spikes[0]])
+        spikes[1] = np.sort(np.concatenate([[0.0, 0.1, 2.0], spikes[1]]))
+    ref = evaluate(net, trials, loss)
+    got = run_gradients(net, trials, loss)
+    assert got.losses.mean() == pytest.approx(ref.loss, rel=1e-12)
+    for k, rec in enumerate(ref.records):
+        for j, times in got.forward.spike_times[k].items():
+            np.testing.assert_allclose(times, rec.spike_times(j), rtol=0, atol=1e-9)
+    for name, err in max_rel_err(ref.grad_weights, got.grad_weights).items():
+        assert err <= RTOL, f"projection {name}: max relative error {err:.3e}"
+    # the t = 0 spikes matter: without them the loss differs
+    without = [dataclasses.replace(t, inputs={"in": [s[s > 0.0] for s in t.inputs["in"]]}) for t in trials]
+    assert evaluate(net, without, loss, gradient=False).loss != pytest.approx(ref.loss, rel=1e-9)
 
 
 def test_eventprop_nest_gradients_refuse_what_is_not_implemented() -> None:

@@ -189,15 +189,3 @@ def test_registry_chooses_the_comparison_by_architecture_and_algorithm():
     assert registry.comparison_for(config).run is registry._run_v1_eventprop
     step = dataclasses.replace(config, network=dataclasses.replace(config.network, gradient_algorithm="step"))
     assert registry.comparison_for(step) is registry.SPEC_COMPARISON
-
-
-def test_nest_refuses_input_spikes_at_trial_start():
-    """NEST's backward schedule cannot deliver an input spike at t = 0 (it falls in the step before the trial):
-    refused instead of silently lost."""
-    from nestgrad.nest_engine.eventprop import build
-    from nestgrad.reference.eventprop import Network, Population, Projection, ReadoutCrossEntropy, Trial
-
-    net = Network((Population("in", 1, "input"), Population("out", 2, "li")),
-                  (Projection("in_out", "in", "out", [0, 0], [0, 1], [1.0, 2.0], 1.0),), 10.0)  # fmt: skip
-    with pytest.raises(ConfigError, match=r"trial 0: input neuron 0 spikes at t = 0 ms"):
-        build(net, [Trial({"in": [[0.0, 3.0]]}, label=0)], loss=ReadoutCrossEntropy("out"))

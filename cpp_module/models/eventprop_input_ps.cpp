@@ -96,6 +96,9 @@ eventprop_input_ps::pre_run_hook()
     {
       --n;
     }
+    // t = 0 would count at the end of step 0, i.e. be sent in the step before the trial, where the backward
+    // schedule's synapses drop it: send it in the trial's first step with offset h (time n h - offset = 0 exactly)
+    n = std::max( n, 1L );
     emissions_.push_back( { schedule_.origin_steps + trial * schedule_.period_steps + n, n * h - t } );
     if ( schedule_.backward )
     {

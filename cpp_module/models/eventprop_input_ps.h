@@ -28,7 +28,8 @@ Description
 ``eventprop_input_ps`` is the ``input`` population of the reference engine (python/nestgrad/reference/eventprop)
 in NEST. It emits one off-grid spike at trial-local time ``spike_times[i]`` of trial ``spike_trials[i]``, i.e. at
 absolute time trial_origin + spike_trials[i] trial_period + spike_times[i] (trials laid out as for
-``eventprop_iaf_psc_exp_ps``). Unlike ``spike_generator``, it is an EventProp node: it connects through
+``eventprop_iaf_psc_exp_ps``). A spike at t = 0 is sent in the trial's first step with offset h (time exactly 0),
+not in the step before the trial, which belongs to the previous period. Unlike ``spike_generator``, it is an EventProp node: it connects through
 ``eventprop_synapse``, and with ``backward`` = true it replays each input spike in the backward window of its
 trial at mirrored time s = T - t (offset: the forward time t), so that its outgoing ``eventprop_synapse``
 connections read their target's adjoint at the arrival (docs/eventprop_nest_design.md). In every trial's period it

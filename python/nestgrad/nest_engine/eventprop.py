@@ -315,13 +315,6 @@ def build(
     inputs: dict[int, tuple[list[float], list[int]]] = {j: ([], []) for j, k in enumerate(cnet.kind) if k == "input"}
     for k, trial in enumerate(trials):
         for j, t in input_spikes(cnet, trial):
-            if plan is not None and t == 0.0:
-                # eventprop_input_ps sends it in the step before the trial's first (step i holds (i h, (i + 1) h]),
-                # where the backward schedule's synapses drop it: the forward pass would miss it silently
-                raise ConfigError(
-                    f"trial {k}: input neuron {j} spikes at t = 0 ms, which EventProp in NEST cannot deliver with a "
-                    "backward pass; move it to t > 0 (e.g. one step later)"
-                )
             inputs[j][0].append(t)
             inputs[j][1].append(k)
     for j, kind in enumerate(cnet.kind):
