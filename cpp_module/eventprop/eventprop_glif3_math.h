@@ -119,6 +119,33 @@ eventprop_glif3_port_adjoint( double& lx,
   li = li_new;
 }
 
+/**
+ * The adjoint (lambda_v, lambda_x, lambda_I) of one receptor port of a spiking target u > 0 ms earlier, with no event
+ * of the target in between: alpha-shaped current (GLIF3, eventprop_glif3_port_adjoint) or exponential (lambda_x
+ * unused; eventprop_adjoint_propagate without adaptation). The targets' own formulas and order, so that the sums
+ * of a source neuron and the mirrors of eventprop_reverse_synapse compute the same doubles as the targets' sweeps.
+ */
+inline void
+eventprop_target_port_adjoint( double& lv,
+  double& lx,
+  double& li,
+  const double u,
+  const double tau_m,
+  const double tau_syn,
+  const double C_m,
+  const bool alpha )
+{
+  if ( alpha )
+  {
+    eventprop_glif3_port_adjoint( lx, li, lv, u, tau_m, tau_syn, C_m, false );
+  }
+  else
+  {
+    li = li * std::exp( -u / tau_syn ) + lv * eventprop_kern( u, tau_m, tau_syn ) / C_m;
+  }
+  lv = lv * std::exp( -u / tau_m );
+}
+
 //! The adjoint u ms earlier with no event of the neuron in between (reference: glif3.adjoint_propagate).
 void eventprop_glif3_adjoint_propagate( std::vector< double >& lam,
   double u,

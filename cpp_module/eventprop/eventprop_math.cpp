@@ -384,17 +384,7 @@ eventprop_first_crossing( const double v,
     expr = expr.plus( EventpropExpPoly::exp( 1.0 / ta, -a ) );
     crit = expr.deriv().roots( 0.0, horizon );
   }
-  std::vector< double > pts { 0.0 };
-  pts.insert( pts.end(), crit.begin(), crit.end() );
-  pts.push_back( horizon );
-  for ( size_t k = 0; k + 1 < pts.size(); ++k )
-  {
-    if ( g( pts[ k + 1 ] ) >= 0.0 )
-    {
-      return eventprop_bracketed_root( g, pts[ k ], pts[ k + 1 ], dg );
-    }
-  }
-  return -1.0;
+  return eventprop_first_root_on_pieces( g, dg, crit, horizon );
 }
 
 }  // namespace nestgrad

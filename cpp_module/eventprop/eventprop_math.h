@@ -205,6 +205,28 @@ eventprop_bracketed_root( F f, double a, double b, DF df )
   return x;
 }
 
+/**
+ * First root of g in (0, horizon] with g(0) < 0, given the zeros crit of g' in (0, horizon) in ascending order: g is
+ * monotone between them, so the first piece whose right end has g >= 0 brackets the root (eventprop_bracketed_root);
+ * -1 if there is none.
+ */
+template < typename G, typename DG >
+double
+eventprop_first_root_on_pieces( G g, DG dg, const std::vector< double >& crit, const double horizon )
+{
+  std::vector< double > pts { 0.0 };
+  pts.insert( pts.end(), crit.begin(), crit.end() );
+  pts.push_back( horizon );
+  for ( size_t k = 0; k + 1 < pts.size(); ++k )
+  {
+    if ( g( pts[ k + 1 ] ) >= 0.0 )
+    {
+      return eventprop_bracketed_root( g, pts[ k ], pts[ k + 1 ], dg );
+    }
+  }
+  return -1.0;
+}
+
 //! v(u) of the free dynamics from (v, i) at u = 0 as an exponential sum (reference: voltage_expsum).
 EventpropExpPoly eventprop_voltage_expsum( double v, double i, const EventpropNeuronParams& p );
 

@@ -151,6 +151,43 @@ EventpropNode::send_spike_( const long lag, const double offset )
   nest::kernel().event_delivery_manager.send( *this, se, lag );
 }
 
+void
+EventpropNode::init_buffers_()
+{
+  clear_inbox_();
+}
+
+void
+EventpropNode::pre_run_hook()
+{
+  schedule_.calibrate( get_name() );
+}
+
+void
+EventpropNode::update_trials_( nest::Time const& origin, const long from, const long to )
+{
+  for ( long lag = from; lag < to; ++lag )
+  {
+    const long s = origin.get_steps() + lag;
+    const std::vector< EventpropArrival > arrivals = take_arrivals_( s + 1 );
+    long trial = 0;
+    long within = 0;
+    if ( not schedule_.locate( s, trial, within ) )
+    {
+      continue;
+    }
+    if ( within == 0 )
+    {
+      trial_ = trial;
+      start_trial_();
+    }
+    if ( trial_ == trial )
+    {
+      trial_step_( lag, within, arrivals );
+    }
+  }
+}
+
 double
 EventpropNode::adjoint_current_at( double ) const
 {

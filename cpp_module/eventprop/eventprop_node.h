@@ -5,7 +5,8 @@
  *
  *  Base class of nestgrad's EventProp nodes: off-grid spiking, an inbox that keeps every arriving spike with its
  *  exact time (NEST's SliceRingBuffer merges simultaneous spikes and drops their order), and the trial schedule
- *  that maps NEST's absolute time onto trial-local time (docs/eventprop_nest_design.md).
+ *  that maps NEST's absolute time onto trial-local time (docs/eventprop_nest_design.md). The spiking neurons' common
+ *  part builds on it in eventprop_spiking_node.h.
  */
 
 #ifndef NESTGRAD_EVENTPROP_NODE_H
@@ -161,6 +162,10 @@ public:
   void set_status( const Dictionary& d ) override;
 
 protected:
+  //! an empty inbox
+  void init_buffers_() override;
+  //! the schedule in steps of the current resolution (EventpropSchedule::calibrate)
+  void pre_run_hook() override;
   //! Spikes whose delivery step is `step`, sorted by trial-independent time key (offset descending = earlier
   //! first), ties in arrival order; removed from the inbox.
   std::vector< EventpropArrival > take_arrivals_( long step );
@@ -174,6 +179,23 @@ protected:
   }
   //! Emit one off-grid spike in the step of `lag` with the given offset field.
   void send_spike_( long lag, double offset );
+  /**
+   * The update loop of the nodes that simulate trials (readouts and spiking neurons): for each step of [from, to)
+   * inside a trial period, the spikes counted at the end of the step are taken from the inbox; at step 0 of the
+   * period its trial becomes trial_ and start_trial_ runs; trial_step_ runs each step of trial_'s period (a node
+   * created during a period waits for the next one). The spikes of other steps are dropped.
+   */
+  void update_trials_( nest::Time const& origin, long from, long to );
+  //! the state at the start of trial_ (nodes that use update_trials_)
+  virtual void
+  start_trial_()
+  {
+  }
+  //! step `within` of trial_'s period, which covers trial-local (within h, (within + 1) h], in the step of `lag`
+  virtual void
+  trial_step_( long /* lag */, long /* within */, const std::vector< EventpropArrival >& /* arrivals */ )
+  {
+  }
 
 public:
   const EventpropSchedule&
@@ -230,6 +252,7 @@ public:
 
 protected:
   EventpropSchedule schedule_;
+  long trial_ = -1;  //!< the trial being simulated (update_trials_), -1: none yet
   //! 1/pA; +inf: no clipping (nodes without the parameter never drop)
   double max_trial_gradient_ = std::numeric_limits< double >::infinity();
 
@@ -238,35 +261,6 @@ private:
   long seq_ = 0;
   long grad_trial_ = -1;   //!< the trial whose incoming gradients were reported last
   double grad_max_ = 0.0;  //!< their largest magnitude (1/pA)
-};
-
-/**
- * A spiking EventProp neuron as eventprop_reverse_synapse sees it: the spikes of its current trial and the sums J_k
- * to which the reverse connections from its targets add (eventprop_iaf_psc_exp_ps, eventprop_glif3_psc_ps).
- */
-class EventpropSpikingNode : public EventpropNode
-{
-public:
-  //! spikes of the current trial
-  virtual size_t trial_spike_count() const = 0;
-  //! trial-local time of spike k (ms)
-  virtual double trial_spike_time( size_t k ) const = 0;
-  //! the arrival time of spike k over a delay of d_steps exactly as the target computes it (ms)
-  virtual double trial_arrival_time( size_t k, long d_steps ) const = 0;
-  //! J_k += x (a readout target's term, pushed before the backward sweep)
-  virtual void add_to_jump_sum( size_t k, double x ) = 0;
-  /**
-   * A spiking target's lambda_v jumped (times the connection's weight: dv) at its event t_e; seen through a
-   * connection of delay d it enters J of this neuron's spikes before t = t_e - d. The target's constants tau_m,
-   * tau_syn (of the connection's port), C_m; alpha: the target's synaptic currents are alpha-shaped (GLIF3).
-   */
-  virtual void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m, bool alpha ) = 0;
-  //! the port on which eventprop_exchange_synapse delivers the other outputs' first spike times
-  virtual long
-  exchange_port() const
-  {
-    return EVENTPROP_EXCHANGE_PORT;
-  }
 };
 
 }  // namespace nestgrad

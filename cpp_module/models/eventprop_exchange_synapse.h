@@ -16,7 +16,7 @@
 #include "exceptions.h"
 
 #include "eventprop_iaf_psc_exp_ps.h"
-#include "eventprop_node.h"
+#include "eventprop_spiking_node.h"
 #include "eventprop_synapse.h"
 
 namespace nestgrad

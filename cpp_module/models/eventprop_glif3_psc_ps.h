@@ -7,13 +7,11 @@
 #ifndef NESTGRAD_EVENTPROP_GLIF3_PSC_PS_H
 #define NESTGRAD_EVENTPROP_GLIF3_PSC_PS_H
 
-#include <limits>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "eventprop_glif3_math.h"
-#include "eventprop_node.h"
+#include "eventprop_spiking_node.h"
 
 namespace nestgrad
 {
@@ -120,9 +118,9 @@ four); the number of receptor ports cannot shrink once the neuron has incoming c
 Recorded with ``record`` = true (the default; one entry per spike since the network was built): ``spike_trials``,
 ``spike_times`` (ms, trial-local), ``spike_gdot`` (dv/dt before the spike, mV/ms), ``spike_vdot_plus`` (after it,
 0 while refractory), ``release_vdot`` (free dv/dt at the release, NaN without a release in the trial);
-``status_records`` = false leaves them out of GetStatus. ``n_spikes``, ``trial_t_first`` and ``trial_spike_score``
-as for ``eventprop_iaf_psc_exp_ps``. ``V_m``, ``ASCurrents`` and ``I_syn`` (one per port) give the state at the last
-event processed.
+``status_records`` = false leaves them out of GetStatus. ``n_spikes``, ``n_spiking_trials``, ``trial_t_first`` and
+``trial_spike_score`` as for ``eventprop_iaf_psc_exp_ps``. ``V_m``, ``ASCurrents`` and ``I_syn`` (one per port) give
+the state at the last event processed.
 
 References
 ++++++++++
@@ -169,27 +167,6 @@ public:
   double adjoint_current_at( double t ) const override;
   double weight_gradient_at( double t, long rport ) const override;
 
-  size_t
-  trial_spike_count() const override
-  {
-    return tspk_.size();
-  }
-  double
-  trial_spike_time( const size_t k ) const override
-  {
-    return tspk_[ k ].t;
-  }
-  double
-  trial_arrival_time( const size_t k, const long d_steps ) const override
-  {
-    return ( tspk_[ k ].stamp_rel + d_steps ) * schedule_.h - tspk_[ k ].offset;
-  }
-  void
-  add_to_jump_sum( const size_t k, const double x ) override
-  {
-    tspk_[ k ].J += x;
-  }
-  void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m, bool alpha ) override;
   //! port 0: the receptor ports 1..R belong to the forward connections
   long
   exchange_port() const override
@@ -198,45 +175,25 @@ public:
   }
 
 private:
-  void init_buffers_() override;
-  void pre_run_hook() override;
-  void update( nest::Time const& origin, long from, long to ) override;
-
-  void start_trial_( long trial );
-  void advance_( double t );
-  void predict_( double t );
-  void spike_( double t, long lag, long within );
-  void release_( double t );
-  void start_backward_();
-  void spike_time_loss_( long trial );
-  void backward_step_( long lag, double s_end );
-  //! the adjoint at t (trial-local), from the entry that follows it
-  std::vector< double > adjoint_at_( double t ) const;
-
-  //! sum over GLIF3 targets with equal constants of w (lambda_v, lambda_x, lambda_I)(t + d) of their port, at t
-  struct AdjointGroup
-  {
-    double tau_m;
-    double tau;
-    double C_m;
-    double t;
-    double sv;
-    double sx;
-    double si;
-  };
-  struct AdjointPush
-  {
-    double t;
-    double dv;
-    double tau_m;
-    double tau;
-    double C_m;
-  };
-  static bool push_later_first_( const AdjointPush& x, const AdjointPush& y );
-  static void propagate_group_( AdjointGroup& g, double t );
-  void apply_pushes_( double t );
-  std::vector< AdjointGroup > groups_;
-  std::vector< AdjointPush > pushes_;  //!< heap, largest t first
+  // hooks of EventpropSpikingNode: the dynamics of (v, A_j, x_r, I_r) and of its adjoint
+  void reset_trial_state_() override;
+  void propagate_state_( double u ) override;
+  double first_crossing_( double horizon ) const override;
+  double threshold_slope_() const override;
+  double voltage_slope_() const override;
+  double refractory_period_() const override;
+  void reset_at_spike_() override;
+  void note_release_() override;
+  //! forward spikes arrive on the ports 1..R (port 0: messages of the backward pass' connections)
+  bool takes_arrival_( const EventpropArrival& a ) const override;
+  void apply_arrival_( const EventpropArrival& a ) override;
+  void send_mirror_constants_( long lag ) override;
+  //! NaN: a GLIF3 output of a first-spike loss needs first_spike_tau_s (it has no single tau_syn)
+  double default_first_spike_tau_s_() const override;
+  void start_adjoint_() override;
+  double adjoint_event_( double t, bool release, size_t k ) override;
+  //! the spiking targets of this neuron are GLIF3 neurons (alpha-shaped currents)
+  bool alpha_targets_() const override;
 
   double E_L_ = -78.85;
   EventpropGlif3Params p_;
@@ -244,31 +201,16 @@ private:
   bool has_connections_ = false;  //!< a forward connection exists: the number of ports cannot shrink
 
   // state, trial-local times
-  long trial_ = -1;
   std::vector< double > s_;  //!< (v, A_j, x_r, I_r)
-  double t_upd_ = 0.0;
-  bool refractory_ = false;
-  double t_release_ = -1.0;  //!< release time of the current refractory period, < 0: none within the trial
-  double t_cross_ = -1.0;    //!< predicted threshold crossing, < 0: none within the trial
 
-  //! what the adjoint needs of each spike of the current trial
-  struct TrialSpike
+  //! the after-spike currents at each spike of the current trial (tspk_ has the rest)
+  struct SpikeAsc
   {
-    double t;
-    double gdot;
-    double vdot_plus;
-    double release_t;  //!< < 0: no release within the trial
-    double release_vdot;
-    std::vector< double > a_minus;      //!< A_j just before the spike
-    std::vector< double > a_plus;       //!< A_j just after it
-    std::vector< double > release_asc;  //!< A_j at the release
-    double J;
-    double R;
-    double G;
-    long stamp_rel;
-    double offset;
+    std::vector< double > a_minus;  //!< A_j just before the spike
+    std::vector< double > a_plus;   //!< A_j just after it
+    std::vector< double > release;  //!< A_j at the release
   };
-  std::vector< TrialSpike > tspk_;
+  std::vector< SpikeAsc > asc_spk_;
 
   //! adjoint just before (in forward time) each of the neuron's events of the current trial, in the order of the
   //! backward sweep (descending t); entry 0 is (T, 0); refr: the neuron is refractory on the interval before it
@@ -279,32 +221,6 @@ private:
     std::vector< double > lam;
   };
   std::vector< AdjointEntry > adj_;
-  std::vector< std::tuple< double, int, size_t > > bevents_;
-  size_t bnext_ = 0;
-  bool final_refractory_ = false;  //!< refractory at the end of the forward pass
-
-  double sc_rho_ = 0.0;
-  double sc_nu_ = 1.0;
-  std::vector< double > score_rec_;
-  // first-spike loss (as eventprop_iaf_psc_exp_ps)
-  long output_index_ = -1;
-  std::vector< long > labels_;
-  double fs_xi_ = 0.2;
-  double fs_alpha_ = 0.005;
-  double fs_beta_ = 1.0;
-  double fs_tau_s_ = std::numeric_limits< double >::quiet_NaN();
-  double t_first_sent_ = 0.0;
-  std::vector< double > others_t_;
-  std::vector< double > t_first_rec_;
-
-  bool record_ = true;
-  bool status_records_ = true;
-  long n_spikes_ = 0;
-  std::vector< long > rec_trial_;
-  std::vector< double > rec_t_;
-  std::vector< double > rec_gdot_;
-  std::vector< double > rec_vdot_plus_;
-  std::vector< double > rec_release_vdot_;
 };
 
 }  // namespace nestgrad

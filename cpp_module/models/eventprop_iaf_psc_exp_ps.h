@@ -7,13 +7,11 @@
 #ifndef NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
 #define NESTGRAD_EVENTPROP_IAF_PSC_EXP_PS_H
 
-#include <limits>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "eventprop_math.h"
-#include "eventprop_node.h"
+#include "eventprop_spiking_node.h"
 
 namespace nestgrad
 {
@@ -205,105 +203,33 @@ public:
 
   double adjoint_current_at( double t ) const override;
 
-  //! Spikes of the current trial, for eventprop_reverse_synapse (same thread): count, time, and the sum J_k of
-  //! w (lambda_I / tau_syn - lambda_v / C_m) of its targets at its arrivals, to which reverse connections add.
-  size_t
-  trial_spike_count() const override
-  {
-    return tspk_.size();
-  }
-  double
-  trial_spike_time( const size_t k ) const override
-  {
-    return tspk_[ k ].t;
-  }
-  //! The arrival time of spike k over a delay of d_steps exactly as the target computes it (for equality tests).
-  double
-  trial_arrival_time( const size_t k, const long d_steps ) const override
-  {
-    return ( tspk_[ k ].stamp_rel + d_steps ) * schedule_.h - tspk_[ k ].offset;
-  }
-  void
-  add_to_jump_sum( const size_t k, const double x ) override
-  {
-    tspk_[ k ].J += x;
-  }
-  /**
-   * A spiking target's lambda_v jumped (times the connection's weight: dv) at its event t_e; seen through a
-   * connection of delay d it enters J of this neuron's spikes before t = t_e - d. Applied in the backward sweep
-   * when it passes t, into the accumulator of targets with these constants. (alpha: refused, the targets of this
-   * neuron have exponential currents.)
-   */
-  void add_adjoint_push( double t, double dv, double tau_m, double tau_syn, double C_m, bool alpha ) override;
-
 private:
-  void init_buffers_() override;
   void pre_run_hook() override;
-  void update( nest::Time const& origin, long from, long to ) override;
 
-  void start_trial_( long trial );
-  void advance_( double t );
-  void predict_( double t );
-  void spike_( double t, long lag, long within );
-  void release_( double t );
-  void start_backward_();
-  //! dL/dt of the trial's spikes from the first-spike loss and the spike-count regulariser (step n_c)
-  void spike_time_loss_( long trial );
-  void backward_step_( long lag, double s_end );
-
-  //! sum over spiking targets with equal constants of w (lambda_v, lambda_I)(t + d), kept at time t
-  struct AdjointGroup
-  {
-    double tau_m;
-    double tau_syn;
-    double C_m;
-    double t;
-    double sv;
-    double si;
-  };
-  struct AdjointPush
-  {
-    double t;
-    double dv;
-    double tau_m;
-    double tau_syn;
-    double C_m;
-  };
-  static bool push_later_first_( const AdjointPush& x, const AdjointPush& y );
-  static void propagate_group_( AdjointGroup& g, double t );
-  void apply_pushes_( double t );
-  std::vector< AdjointGroup > groups_;
-  std::vector< AdjointPush > pushes_;  //!< heap, largest t first
+  // hooks of EventpropSpikingNode: the dynamics of (v, I, A) and of the adjoint (lambda_v, lambda_I, lambda_A)
+  void reset_trial_state_() override;
+  void propagate_state_( double u ) override;
+  double first_crossing_( double horizon ) const override;
+  double threshold_slope_() const override;
+  double voltage_slope_() const override;
+  double refractory_period_() const override;
+  void reset_at_spike_() override;
+  void apply_arrival_( const EventpropArrival& a ) override;
+  void send_mirror_constants_( long lag ) override;
+  double default_first_spike_tau_s_() const override;
+  void start_adjoint_() override;
+  double adjoint_event_( double t, bool release, size_t k ) override;
+  //! the targets of this neuron have exponential currents (a GLIF3 target's push is refused)
+  bool alpha_targets_() const override;
 
   double E_L_ = -70.0;
   EventpropNeuronParams p_;
   double kmax_ = 0.0;
 
   // state, trial-local times
-  long trial_ = -1;
   double v_ = 0.0;
   double i_ = 0.0;
   double a_ = 0.0;
-  double t_upd_ = 0.0;
-  bool refractory_ = false;
-  double t_release_ = -1.0;  //!< release time of the current refractory period, < 0: none within the trial
-  double t_cross_ = -1.0;    //!< predicted threshold crossing, < 0: none within the trial
-
-  //! what the adjoint needs of each spike of the current trial
-  struct TrialSpike
-  {
-    double t;
-    double gdot;
-    double vdot_plus;
-    double release_t;  //!< < 0: no release within the trial
-    double release_vdot;
-    double J;  //!< sum over the spike's arrivals at targets (pushed by reverse connections)
-    double R;  //!< release term
-    double G;  //!< dL/dt of the spike through losses on spike times (first-spike loss, spike-count regulariser)
-    long stamp_rel;  //!< the spike's stamp relative to the trial start
-    double offset;   //!< its offset
-  };
-  std::vector< TrialSpike > tspk_;
 
   //! adjoint just before (in forward time) each of the neuron's events of the current trial, in the order of the
   //! backward sweep (descending t); entry 0 is (T, 0, 0, 0)
@@ -315,34 +241,6 @@ private:
     double la;
   };
   std::vector< AdjointEntry > adj_;
-  //! backward events (time, 0 spike / 1 release, spike index) in sweep order, and the next one
-  std::vector< std::tuple< double, int, size_t > > bevents_;
-  size_t bnext_ = 0;
-
-  // losses on spike times (docs/eventprop.md, "Losses"; reference losses.py FirstSpikeLoss, SpikeCountRegulariser)
-  long output_index_ = -1;      //!< index among the outputs of a first-spike loss, -1: not an output
-  std::vector< long > labels_;  //!< label of each trial (an output index)
-  double fs_xi_ = 0.2;
-  double fs_alpha_ = 0.005;
-  double fs_beta_ = 1.0;
-  double fs_tau_s_ = std::numeric_limits< double >::quiet_NaN();  //!< NaN: this neuron's tau_syn
-  double sc_rho_ = 0.0;  //!< spike-count regulariser strength, 0: off
-  double sc_nu_ = 1.0;
-  double t_first_sent_ = 0.0;              //!< first spike time sent in step n_T (T without a spike)
-  std::vector< double > others_t_;         //!< the other outputs' first spike times of the current trial
-  std::vector< double > t_first_rec_;      //!< per trial: first spike time (+inf without a spike); outputs only
-  std::vector< double > score_rec_;        //!< per trial: s = sum_k (1 - t_k / T); with sc_rho_ > 0 only
-
-  // record (all trials since the network was built; off with record = false, e.g. for long training runs)
-  bool record_ = true;
-  bool status_records_ = true;  //!< false: GetStatus leaves the (growing) records out
-  long n_spikes_ = 0;           //!< forward spikes since the network was built (recorded or not)
-  long n_spiking_trials_ = 0;   //!< trials with at least one spike since the network was built
-  std::vector< long > rec_trial_;
-  std::vector< double > rec_t_;
-  std::vector< double > rec_gdot_;
-  std::vector< double > rec_vdot_plus_;
-  std::vector< double > rec_release_vdot_;
 };
 
 }  // namespace nestgrad

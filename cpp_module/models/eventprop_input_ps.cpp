@@ -67,15 +67,9 @@ eventprop_input_ps::set_status( const Dictionary& d )
 }
 
 void
-eventprop_input_ps::init_buffers_()
-{
-  clear_inbox_();
-}
-
-void
 eventprop_input_ps::pre_run_hook()
 {
-  schedule_.calibrate( get_name() );
+  EventpropNode::pre_run_hook();
   const double h = schedule_.h;
   std::vector< std::pair< long, double > > order;  // (trial, time)
   for ( size_t i = 0; i < spike_times_.size(); ++i )

@@ -81,7 +81,6 @@ public:
   void set_status( const Dictionary& d ) override;
 
 private:
-  void init_buffers_() override;
   void pre_run_hook() override;
   void update( nest::Time const& origin, long from, long to ) override;
 

@@ -206,147 +206,126 @@ eventprop_readout_ps::set_status( const Dictionary& d )
 }
 
 void
-eventprop_readout_ps::init_buffers_()
-{
-  clear_inbox_();
-}
-
-void
-eventprop_readout_ps::pre_run_hook()
-{
-  schedule_.calibrate( get_name() );
-}
-
-void
 eventprop_readout_ps::update( nest::Time const& origin, const long from, const long to )
 {
-  const double h = schedule_.h;
+  update_trials_( origin, from, to );
+}
+
+void
+eventprop_readout_ps::start_trial_()
+{
+  v_ = 0.0;
+  i_ = 0.0;
+  t_upd_ = 0.0;
+  integral_ = 0.0;
+  others_y_.clear();
+  best_v_ = -std::numeric_limits< double >::infinity();
+  best_t_ = 0.0;
+  best_left_ = 0.0;
+  prev_end_slope_ = 0.0;
+  n_pieces_ = 0;
+}
+
+void
+eventprop_readout_ps::trial_step_( const long lag, const long within, const std::vector< EventpropArrival >& arrivals )
+{
   const double T = schedule_.duration_ms;
-  for ( long lag = from; lag < to; ++lag )
+  for ( const EventpropArrival& arr : arrivals )
   {
-    const long s = origin.get_steps() + lag;
-    std::vector< EventpropArrival > arrivals = take_arrivals_( s + 1 );
-    long trial = 0;
-    long within = 0;
-    if ( not schedule_.locate( s, trial, within ) )
+    long arr_trial = 0;
+    const EventpropPhase phase = schedule_.phase_of_stamp( arr.stamp, arr_trial );
+    if ( arr_trial != trial_ )
     {
       continue;
     }
-    if ( within == 0 )
+    if ( phase == EventpropPhase::y_exchange )
     {
-      trial_ = trial;
-      v_ = 0.0;
-      i_ = 0.0;
-      t_upd_ = 0.0;
-      integral_ = 0.0;
-      others_y_.clear();
-      best_v_ = -std::numeric_limits< double >::infinity();
-      best_t_ = 0.0;
-      best_left_ = 0.0;
-      prev_end_slope_ = 0.0;
-      n_pieces_ = 0;
+      others_y_.push_back( arr.offset );
+      continue;
     }
-    if ( trial_ != trial )
+    if ( phase != EventpropPhase::forward )
     {
       continue;
     }
-    for ( const EventpropArrival& arr : arrivals )
-    {
-      long arr_trial = 0;
-      const EventpropPhase phase = schedule_.phase_of_stamp( arr.stamp, arr_trial );
-      if ( arr_trial != trial )
-      {
-        continue;
-      }
-      if ( phase == EventpropPhase::y_exchange )
-      {
-        others_y_.push_back( arr.offset );
-        continue;
-      }
-      if ( phase != EventpropPhase::forward )
-      {
-        continue;
-      }
-      const double t = local_time_( arr, trial );
-      if ( t >= T )
-      {
-        continue;
-      }
-      double a = 0.0;
-      const double u = t - t_upd_;
-      if ( max_mode_ and schedule_.backward )
-      {
-        max_piece_( u, false );
-      }
-      if ( u > 0.0 )
-      {
-        integrate_until_( t );
-        eventprop_propagate( v_, i_, a, u, p_, false );
-      }
-      t_upd_ = t;
-      i_ += arr.weight;
-      if ( record_ )
-      {
-        seg_trial_.push_back( trial );
-        seg_t_.push_back( t );
-        seg_v_.push_back( v_ );
-        seg_i_.push_back( i_ );
-      }
-    }
-    if ( not schedule_.backward or readout_index_ < 0 )
+    const double t = local_time_( arr, trial_ );
+    if ( t >= T )
     {
       continue;
     }
-    if ( within == schedule_.n_T )
+    double a = 0.0;
+    const double u = t - t_upd_;
+    if ( max_mode_ and schedule_.backward )
     {
-      // every arrival before T has been processed: the last piece of the integral, then y to the other readouts
-      if ( max_mode_ )
-      {
-        max_piece_( T - t_upd_, true );
-        y_ = best_v_;
-      }
-      else
-      {
-        integrate_until_( T );
-        y_ = integral_ / ( T - window_start_ );
-      }
-      send_spike_( lag, y_ );
+      max_piece_( u, false );
     }
-    else if ( within == schedule_.n_c )
+    if ( u > 0.0 )
     {
-      if ( trial >= static_cast< long >( labels_.size() ) )
-      {
-        throw nest::KernelException( get_name() + " (readout_index " + std::to_string( readout_index_ )
-          + "): no label for trial " + std::to_string( trial ) + "; labels has " + std::to_string( labels_.size() )
-          + " entries." );
-      }
-      // c = softmax(y)_k - [k = label], summed in ascending order of value (independent of arrival order)
-      std::vector< double > ys = others_y_;
-      ys.push_back( y_ );
-      std::sort( ys.begin(), ys.end() );
-      const double y_max = ys.back();
-      double z_sum = 0.0;
-      for ( const double y : ys )
-      {
-        z_sum += std::exp( y - y_max );
-      }
-      const double logp = ( y_ - y_max ) - std::log( z_sum );
-      c_ = std::exp( logp ) - ( labels_[ trial ] == readout_index_ ? 1.0 : 0.0 );
-      y_trial_.push_back( trial );
-      y_rec_.push_back( y_ );
-      c_rec_.push_back( c_ );
-      // c, then where the maximum is (NaN for the mean) and the kink term c dv/dt(t_max-) of the arrival there
-      t_max_ = best_t_;
-      const bool kink = max_mode_ and n_pieces_ > 0 and best_left_ > 0.0;
-      send_spike_( lag, c_ );
-      send_spike_( lag, max_mode_ ? t_max_ : std::numeric_limits< double >::quiet_NaN() );
-      // third: the kink term of the maximum, or the window start of the means (0: the whole trial)
-      send_spike_( lag, max_mode_ ? ( kink ? c_ * best_left_ : 0.0 ) : window_start_ );
-      send_spike_( lag, rate_ );
-      send_spike_( lag, p_.tau_m );
-      send_spike_( lag, p_.tau_syn );
-      send_spike_( lag, p_.C_m );
+      integrate_until_( t );
+      eventprop_propagate( v_, i_, a, u, p_, false );
     }
+    t_upd_ = t;
+    i_ += arr.weight;
+    if ( record_ )
+    {
+      seg_trial_.push_back( trial_ );
+      seg_t_.push_back( t );
+      seg_v_.push_back( v_ );
+      seg_i_.push_back( i_ );
+    }
+  }
+  if ( not schedule_.backward or readout_index_ < 0 )
+  {
+    return;
+  }
+  if ( within == schedule_.n_T )
+  {
+    // every arrival before T has been processed: the last piece of the integral, then y to the other readouts
+    if ( max_mode_ )
+    {
+      max_piece_( T - t_upd_, true );
+      y_ = best_v_;
+    }
+    else
+    {
+      integrate_until_( T );
+      y_ = integral_ / ( T - window_start_ );
+    }
+    send_spike_( lag, y_ );
+  }
+  else if ( within == schedule_.n_c )
+  {
+    if ( trial_ >= static_cast< long >( labels_.size() ) )
+    {
+      throw nest::KernelException( get_name() + " (readout_index " + std::to_string( readout_index_ )
+        + "): no label for trial " + std::to_string( trial_ ) + "; labels has " + std::to_string( labels_.size() )
+        + " entries." );
+    }
+    // c = softmax(y)_k - [k = label], summed in ascending order of value (independent of arrival order)
+    std::vector< double > ys = others_y_;
+    ys.push_back( y_ );
+    std::sort( ys.begin(), ys.end() );
+    const double y_max = ys.back();
+    double z_sum = 0.0;
+    for ( const double y : ys )
+    {
+      z_sum += std::exp( y - y_max );
+    }
+    const double logp = ( y_ - y_max ) - std::log( z_sum );
+    c_ = std::exp( logp ) - ( labels_[ trial_ ] == readout_index_ ? 1.0 : 0.0 );
+    y_trial_.push_back( trial_ );
+    y_rec_.push_back( y_ );
+    c_rec_.push_back( c_ );
+    // c, then where the maximum is (NaN for the mean) and the kink term c dv/dt(t_max-) of the arrival there
+    t_max_ = best_t_;
+    const bool kink = max_mode_ and n_pieces_ > 0 and best_left_ > 0.0;
+    send_spike_( lag, c_ );
+    send_spike_( lag, max_mode_ ? t_max_ : std::numeric_limits< double >::quiet_NaN() );
+    // third: the kink term of the maximum, or the window start of the means (0: the whole trial)
+    send_spike_( lag, max_mode_ ? ( kink ? c_ * best_left_ : 0.0 ) : window_start_ );
+    send_spike_( lag, rate_ );
+    send_spike_( lag, p_.tau_m );
+    send_spike_( lag, p_.tau_syn );
+    send_spike_( lag, p_.C_m );
   }
 }
 

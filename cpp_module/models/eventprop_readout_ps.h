@@ -164,14 +164,13 @@ public:
   void set_status( const Dictionary& d ) override;
 
 private:
-  void init_buffers_() override;
-  void pre_run_hook() override;
   void update( nest::Time const& origin, long from, long to ) override;
+  void start_trial_() override;
+  void trial_step_( long lag, long within, const std::vector< EventpropArrival >& arrivals ) override;
 
   double E_L_ = -70.0;
   EventpropNeuronParams p_;
 
-  long trial_ = -1;
   double v_ = 0.0;
   double i_ = 0.0;
   double t_upd_ = 0.0;

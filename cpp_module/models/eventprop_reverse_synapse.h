@@ -19,8 +19,8 @@
 #include "eventprop_glif3_math.h"
 #include "eventprop_iaf_psc_exp_ps.h"
 #include "eventprop_math.h"
-#include "eventprop_node.h"
 #include "eventprop_readout_ps.h"
+#include "eventprop_spiking_node.h"
 #include "eventprop_synapse.h"
 
 namespace nestgrad
@@ -324,17 +324,10 @@ private:
     // arrivals at or after this event read the source's adjoint from the previous entry, as the forward copy does
     gradient_until_( target, sched, t_event );
     const double u = t_last_ - t_event;
-    if ( u > 0.0 and alpha_ )
+    if ( u > 0.0 )
     {
-      // the GLIF3 source's own formula for this port (eventprop_glif3_adjoint_propagate): identical doubles
-      eventprop_glif3_port_adjoint( lx_, li_, lv_, u, tau_m_, tau_syn_, C_m_, false );
-      lv_ = lv_ * std::exp( -u / tau_m_ );
-    }
-    else if ( u > 0.0 )
-    {
-      // the source's own formula and order (eventprop_adjoint_propagate): identical doubles
-      li_ = li_ * std::exp( -u / tau_syn_ ) + lv_ * eventprop_kern( u, tau_m_, tau_syn_ ) / C_m_;
-      lv_ = lv_ * std::exp( -u / tau_m_ );
+      // the source's own formula and order for this port: identical doubles
+      eventprop_target_port_adjoint( lv_, lx_, li_, u, tau_m_, tau_syn_, C_m_, alpha_ );
     }
     t_last_ = t_event;
     const double jump = lv_new - lv_;
