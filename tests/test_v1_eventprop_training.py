@@ -79,6 +79,7 @@ def test_first_step_equals_the_reference_adam_step(tmp_path):
         got = col.split(trainer.state.weights)[name] - cnet.w[sl]
         want = per_projection[name] - cnet.w[sl]
         assert np.abs(want).max() > 0, name  # every projection learns
+        print(name, per_synapse_rel_err(got, want))  # measured: <= 1.7e-12 (2026-12-06)
         assert per_synapse_rel_err(got, want) <= RTOL, name
     expected = col.join(per_projection)
     for key in COLUMN:  # and back in the e-prop column's arrays

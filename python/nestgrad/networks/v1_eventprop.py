@@ -23,6 +23,10 @@ Mapping (``network.gradient_algorithm = "eventprop"``, table ``[network.v1.event
   stops: later events cannot change it, so the gradient is that of the whole trial;
 * no Poisson background: its spikes are drawn inside NEST and cannot be replayed by the reference engine
   (``background_rate > 0`` is refused).
+
+Training: :class:`V1EventpropLearner` runs this network through the Trainer (``nestgrad train``; registered for
+``("v1", "eventprop")`` in :mod:`nestgrad.networks.registry`), with the run shared by every EventProp learner
+(:class:`~nestgrad.networks.eventprop_learner.EventpropNestLearner`).
 """
 
 from __future__ import annotations
