@@ -62,7 +62,7 @@ def test_own_algorithm_trains_through_the_registry_with_the_updates_of_step(tmp_
     assert (
         "vector" in gradient_algorithms() and NetworkConfig(gradient_algorithm="vector").gradient_algorithm == "vector"
     )
-    with pytest.raises(ConfigError, match="'fast'.*step, event, vector"):
+    with pytest.raises(ConfigError, match="'fast'.*step, event, eventprop, vector"):
         NetworkConfig(gradient_algorithm="fast")
 
     # (a) it trains: the sine task's loss falls (159 -> 17 in 20 iterations measured)

@@ -35,6 +35,7 @@ def shipped(**v1) -> ExperimentConfig:
 def column():
     config = shipped()
     learner, task = make_learner(config)
+    learner = learner.net  # the e-prop column the EventProp learner translates
     batch = task.batch(0)
     window = response_window(batch, config.task.resolution)
     w0 = learner.initial_weights(config.network.seed)

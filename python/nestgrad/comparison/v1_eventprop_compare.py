@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from nestgrad.comparison.compare import write_result
-from nestgrad.config import ConfigError, ExperimentConfig
+from nestgrad.config import ExperimentConfig
 from nestgrad.nest_engine import eventprop as engine
 from nestgrad.networks.registry import make_learner
-from nestgrad.networks.v1_eventprop import lgn_trials, optimizer_settings, response_window, v1_eventprop_column
+from nestgrad.networks.v1_eventprop import optimizer_settings
 from nestgrad.reference.eventprop import compile_network, evaluate
 from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds
 
@@ -52,15 +52,10 @@ def compare_v1_eventprop(
     config: ExperimentConfig, iterations: int, threads: int = 1, out_dir: str | pathlib.Path | None = None
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
-    learner, task = make_learner(config)
-    res_task = config.task.resolution
+    learner, task = make_learner(config)  # the V1 EventProp learner: its column with the initial weights
     batches = [task.batch(k) for k in range(iterations)]
-    window = response_window(batches[0], res_task)
-    w0 = learner.initial_weights(config.network.seed)
-    col = v1_eventprop_column(learner, w0, window)
-    trial_sets = [lgn_trials(b, res_task, window.end) for b in batches]
-    if any(response_window(b, res_task) != window for b in batches[1:]):
-        raise ConfigError("EventProp V1 column: the task's response window differs between batches")
+    window, col = learner.window, learner.column
+    trial_sets = [learner.trials(b) for b in batches]  # (ConfigError for a batch whose window is not the task's)
     cnet = compile_network(col.network)
     names = list(cnet.proj_slices)
     res_ep = col.resolution
@@ -110,7 +105,7 @@ def compare_v1_eventprop(
         "iterations": iterations,
         "trials_per_iteration": n,
         "threads": threads,
-        "network": learner.describe(),
+        "network": learner.net.describe(),
         "eventprop": {
             "resolution_ms": res_ep,
             "trial_ms": window.end,

@@ -8,8 +8,9 @@ with one call to :func:`register_algorithm` (docs/architecture.md, docs/examples
 
 Built in: ``step`` (the synapse the neuron asks for in its ``eprop_synapse_model`` default, else NEST's
 ``eprop_synapse``) and ``event`` (nestgrad's ``eprop_event_synapse``, for neurons that keep its running sums); and
-``eventprop``, which the e-prop learners refuse by name: the V1 column runs it through
-:mod:`nestgrad.networks.v1_eventprop` (``nestgrad compare``, :mod:`nestgrad.comparison.registry`).
+``eventprop``, which the e-prop learners refuse by name: the V1 column trains with it through its own learner
+(:mod:`nestgrad.networks.v1_eventprop`, registered per architecture and algorithm by
+:func:`nestgrad.networks.registry.register_learner`; ``nestgrad compare``: :mod:`nestgrad.comparison.registry`).
 """
 
 from __future__ import annotations
@@ -122,12 +123,11 @@ def _eventprop_synapse(nest: Any, neuron_model: str) -> str:
 
 
 def _eventprop_refusal(nest: Any, neuron_model: str) -> str:
-    # the e-prop learners build e-prop neurons; EventProp runs in nestgrad's EventProp neurons, which the V1 column
-    # reaches through nestgrad.networks.v1_eventprop (nestgrad compare) and the eventprop architecture trains
+    # the e-prop learners build e-prop neurons; EventProp runs in nestgrad's EventProp neurons, through the learners
+    # registered for it (the V1 column's, nestgrad.networks.v1_eventprop) and the eventprop architecture
     return (
-        "EventProp does not train e-prop neurons; the V1 column runs with EventProp in `nestgrad compare` "
-        "(network.v1.eventprop, docs/v1_model.md), not through the Trainer yet, and the eventprop architecture "
-        "trains eventprop_iaf_psc_exp_ps"
+        "EventProp does not train e-prop neurons; the V1 column trains with EventProp (architecture 'v1', "
+        "network.v1.eventprop, docs/v1_model.md) and the eventprop architecture trains eventprop_iaf_psc_exp_ps"
     )
 
 

@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pathlib
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +30,13 @@ from nestgrad.config import OptimizerType
 from nestgrad.config.eventprop import EventpropConfig
 from nestgrad.errors import ConfigError, ModelError
 from nestgrad.nest_engine import eventprop as engine
+from nestgrad.networks.eventprop_learner import ADAM_STATE, EventpropNestLearner, EventpropRecord
 from nestgrad.reference.eventprop import FirstSpikeLoss, Network, Population, Projection, ReadoutCrossEntropy, Trial
 from nestgrad.tasks import EVALUATION_FIRST_BATCH
 
-LOSS_WORDS = {"sum": "mean", "max": "maximum", "sum_exp": "exponentially weighted mean"}
+__all__ = ["ADAM_STATE", "EventpropLearner", "EventpropRecord", "TrialSet"]  # (the record and state: shared)
 
-# the checkpoint's optimizer state per projection (opt_<key>_<projection>) -> the synapses' status key: Adam's
-# moments and its bias-correction powers beta^t, which a run continued in a new kernel must carry on
-ADAM_STATE = {"m": "adam_m", "v": "adam_v", "b1": "adam_beta_1_power", "b2": "adam_beta_2_power"}
+LOSS_WORDS = {"sum": "mean", "max": "maximum", "sum_exp": "exponentially weighted mean"}
 
 
 @dataclass(frozen=True)
@@ -139,38 +135,21 @@ class YinYangTask(DigitsTask):
         return self.data.trials(split, positions, rng=rng)
 
 
-@dataclass
-class EventpropRecord:
-    """What one iteration recorded: the readouts' values y per trial (spiking outputs: their first spike times,
-    trial-local ms, +inf where an output did not spike) and the hidden neurons' spikes."""
+class EventpropLearner(EventpropNestLearner):
+    """The learner of the ``eventprop`` architecture (the contract of :class:`nestgrad.networks.base.Learner`; the
+    run in NEST: :class:`~nestgrad.networks.eventprop_learner.EventpropNestLearner`)."""
 
-    y: np.ndarray  # [n_trials, n_out]
-    hidden_spikes: int
-    # the last trial's hidden spikes (trial-local ms, neuron index): the forward pass and its replay in mirrored time
-    raster_t: np.ndarray
-    raster_n: np.ndarray
-    T: float
-
-
-class EventpropLearner:
-    """The learner of the ``eventprop`` architecture (the contract of :class:`nestgrad.networks.base.Learner`).
-
-    NEST's EventProp models need every trial's inputs when they are created, so :meth:`build` only keeps the
-    weights and :meth:`simulate`, which receives the batches, builds the network and runs them."""
+    hidden_population = "hid"
 
     def __init__(self, config: EventpropConfig, optimizer: Any, n_in: int, n_out: int, resolution: float):
+        super().__init__()
         self.config, self.optimizer, self.resolution = config, optimizer, resolution
         self.n_in, self.n_out = n_in, n_out
         self.trial_duration = 20.0  # ms, T of every trial: the architecture's factory sets the task's
         # ms, the loss's response window [window_start, T]: network.params.window_start, else the task's (factory)
         self.window_start = 0.0 if config.window_start is None else float(config.window_start)
-        self.comm: Any = None
-        self.built: engine.BuiltEventprop | None = None
-        self._weights: dict[str, np.ndarray] = {}
-        self._learning = True
-        self._state: dict[str, np.ndarray] = {}
-        self._spikes_before = 0  # the hidden neurons' n_spikes after the previous batch of the block
-        self._pending_state: dict[str, np.ndarray] = {}
+        if config.output == "spiking":
+            self.output_key = "trial_t_first"
         defaults = type(optimizer)() if dataclasses.is_dataclass(optimizer) else None
         if getattr(optimizer, "sign_constrained", False):
             raise ConfigError(
@@ -255,6 +234,11 @@ class EventpropLearner:
         trials = list(batch.trials if isinstance(batch, TrialSet) else batch)
         if self.config.bias_time is None:
             return trials
+        if not self.config.bias_time < self.trial_duration:
+            raise ConfigError(
+                f"network.params.bias_time = {self.config.bias_time} ms: need < the trial duration "
+                f"{self.trial_duration} ms"
+            )
         bias = [[float(self.config.bias_time)]]
         return [Trial(dict(t.inputs) | {"bias": bias}, t.label, t.target, t.target_edges) for t in trials]
 
@@ -328,24 +312,7 @@ class EventpropLearner:
             out[name] = w
         return out
 
-    # -- running ---------------------------------------------------------------------------------------------------
-    def build(
-        self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True,
-        learning: bool = True,
-    ) -> None:  # fmt: skip
-        if not plastic:
-            raise ModelError("the eventprop architecture has no static twin (plastic=False)")
-        self._weights = {k: np.array(v, float, copy=True) for k, v in weights.items()}
-        self._learning = learning
-        self._pending_state = {}
-        self.built = None
-
-    def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:
-        self._pending_state = {k: np.asarray(v, float) for k, v in state.items()}
-
-    def _optimizer_dict(self, batch_size: int) -> dict[str, Any] | None:
-        return self.optimizer_settings(batch_size) if self._learning else None
-
+    # -- running (the run itself: EventpropNestLearner) --------------------------------------------------------------
     def optimizer_settings(self, batch_size: int) -> dict[str, Any]:
         """The synapses' optimizer dictionary (batch_size in trials; bounds: :meth:`bounds`, :meth:`signs`)."""
         o = self.optimizer
@@ -356,65 +323,16 @@ class EventpropLearner:
             d["max_trial_gradient"] = float(self.config.max_trial_gradient)
         return d
 
-    def simulate(self, nest: Any, batches: list[TrialSet], resolution: float) -> Iterator[tuple[TrialSet, Any, float]]:
-        from nestgrad.parallel import SerialCommunicator
-
-        # under MPI each rank holds some nodes and connections; what is read is gathered, so every rank sees it all
-        comm = self.comm if self.comm is not None else SerialCommunicator()
-        sizes = {b.n_trials for b in batches}
-        if len(sizes) != 1:
-            raise ConfigError(f"EventProp needs batches of one size; got {sorted(sizes)} trials")
-        trials = [t for b in batches for t in self.trials(b)]
-        if self.config.bias_time is not None and not self.config.bias_time < self.trial_duration:
-            raise ConfigError(
-                f"network.params.bias_time = {self.config.bias_time} ms: need < the trial duration "
-                f"{self.trial_duration} ms"
-            )
-        T = self.trial_duration
-        net = self.network(self._weights, T)
-        threads = int(nest.GetKernelStatus("local_num_threads"))
-        optimizer = self._optimizer_dict(sizes.pop())
-        built = engine.build(net, trials, resolution=resolution, threads=threads, loss=self.loss(),
-                             optimizer=optimizer, bounds=self.bounds() if optimizer else None,
-                             signs=self.signs() if optimizer else None)  # fmt: skip
-        self.built = built
-        if self._pending_state:
-            self._write_moments(built, self._pending_state)
-        lay = built.layout
-        hid = list(built.cnet.global_ids("hid"))
-        out = list(built.cnet.global_ids("out"))
-        # the per-spike records grow with every trial of the block; GetStatus leaves them out until the last batch
-        # (the raster), so that reading n_spikes and the outputs per batch stays O(1) and O(trials) per node
-        built.nodes[[j for j, k in enumerate(built.cnet.kind) if k != "input"]].set(status_records=False)
-        self._spikes_before = 0
+    def start_kernel(self, built: Any) -> None:
         # Göltz et al.'s bumping state (doubling on consecutive bumps of one layer) starts afresh in every kernel, so
         # that a run resumed from a checkpoint goes on exactly as an uninterrupted one (both start a kernel there)
         self._bump_layer: str | None = None
         self._bump_value = float(self.config.weight_bump)
-        self._spiking_trials_before = np.zeros(len(hid), np.int64)
-        done = 0
-        for number, batch in enumerate(batches):
-            t0 = time.perf_counter()
-            nest.Simulate((lay.origin if done == 0 else 0.0) + batch.n_trials * lay.period)
-            seconds = time.perf_counter() - t0
-            key = "trial_t_first" if self.spiking_output else "trial_y"
-            ys = engine.gather_nodes(built, out, (key,), comm)
-            y = np.array([np.asarray(d[key], float)[done : done + batch.n_trials] for d in ys]).T
-            rec = self._record(built, hid, done, batch.n_trials, y, T, comm, raster=number == len(batches) - 1)
-            done += batch.n_trials
-            if self._learning and self.spiking_output and self.config.weight_bump > 0:
-                self._bump_protocol(built, hid, ~np.isfinite(y).all(axis=0), batch.n_trials, comm)
-            yield batch, rec, seconds
-        if self._learning:
-            nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
-        self._weights = self._per_projection(engine.read_edges(built, ("weight",), comm=comm)["weight"])
-        if self.optimizer.type == OptimizerType.ADAM:
-            moments = engine.read_edges(built, tuple(ADAM_STATE.values()), comm=comm)
-            self._state = {
-                f"{k}_{name}": v
-                for k, key in ADAM_STATE.items()
-                for name, v in self._per_projection(moments[key]).items()
-            }
+        self._spiking_trials_before = np.zeros(self.config.n_hidden, np.int64)
+
+    def after_batch(self, built: Any, hid: list[int], y: np.ndarray, n_trials: int) -> None:
+        if self.spiking_output and self.config.weight_bump > 0:
+            self._bump_protocol(built, hid, ~np.isfinite(y).all(axis=0), n_trials, self.comm)
 
     def _bump_protocol(self, built: Any, hid: list[int], silent_out: np.ndarray, n_trials: int, comm: Any) -> None:
         """Weight bumping after a training batch (Göltz et al. 2021). With ``weight_bump_hidden_missing`` = f: if more
@@ -451,60 +369,11 @@ class EventpropLearner:
         from is gathered), and each rank bumps the connections it holds, so ``comm`` is not needed."""
         engine.add_to_weights_into(built, targets, value)
 
-    def _record(
-        self, built: Any, hid: list[int], first: int, n: int, y: np.ndarray, T: float, comm: Any, raster: bool
-    ) -> EventpropRecord:
-        """The batch's hidden spike count (from the neurons' running counts) and, with ``raster``, the last trial's
-        hidden spikes (read from the records, O(spikes of the block): once per block)."""
-        total = sum(int(d["n_spikes"][0]) for d in engine.gather_nodes(built, hid, ("n_spikes",), comm))
-        count, self._spikes_before = total - self._spikes_before, total
-        if not raster:
-            return EventpropRecord(y, count, np.zeros(0), np.zeros(0, int), T)
-        built.nodes[hid].set(status_records=True)
-        last_t, last_n = [], []
-        for k, st in enumerate(engine.gather_nodes(built, hid, ("spike_trials", "spike_times"), comm)):
-            last = np.asarray(st["spike_trials"], int) == first + n - 1
-            last_t.append(np.asarray(st["spike_times"], float)[last])
-            last_n.append(np.full(int(last.sum()), k))
-        built.nodes[hid].set(status_records=False)
-        return EventpropRecord(y, count, np.concatenate(last_t), np.concatenate(last_n), T)
-
-    def _per_projection(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        assert self.built is not None
-        return {name: values[sl].copy() for name, sl in self.built.cnet.proj_slices.items()}
-
-    def _write_moments(self, built: Any, state: dict[str, np.ndarray]) -> None:
-        """Adam's moments and bias-correction powers of a run that continues in this kernel (checkpoints written
-        before the powers were kept have none: the correction then restarts at beta^0 = 1)."""
-        n = len(built.cnet.src)
-        values = {key: np.zeros(n) for key in ("adam_m", "adam_v")}
-        if any(k.startswith("b1_") for k in state):
-            values |= {key: np.ones(n) for key in ("adam_beta_1_power", "adam_beta_2_power")}
-        for name, sl in built.cnet.proj_slices.items():
-            for k, key in ADAM_STATE.items():
-                if key in values and f"{k}_{name}" in state:
-                    values[key][sl] = state[f"{k}_{name}"]
-        engine.write_edges(built, values)
-
-    def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._weights.items()}
-
-    def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._state.items()}
-
     # -- scoring -----------------------------------------------------------------------------------------------------
     def metrics(self, batch: TrialSet, recorded: EventpropRecord) -> dict[str, float]:
         if self.spiking_output:
             return self._first_spike_metrics(batch, recorded)
-        y = recorded.y
-        z = y - y.max(axis=1, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        labels = batch.labels
-        return {
-            "loss": float(-np.mean(logp[np.arange(len(labels)), labels])),
-            "accuracy": float(np.mean(np.argmax(y, axis=1) == labels)),
-            "rate_hz": recorded.hidden_spikes / (self.config.n_hidden * batch.n_trials * recorded.T / 1000.0),
-        }
+        return self.readout_metrics(batch, recorded)
 
     def _first_spike_metrics(self, batch: TrialSet, recorded: EventpropRecord) -> dict[str, float]:
         """The first-spike loss as the reference engine computes it (a missing spike counts at t = T), accuracy
@@ -536,11 +405,4 @@ class EventpropLearner:
         if self.spiking_output:  # every output silent: equal softmax, the regulariser at t = T
             k = self.config.first_spike_constants()
             return math.log(self.n_out) + k["alpha"] * (math.exp(self.trial_duration / (k["beta"] * k["tau_s"])) - 1)
-        return math.log(self.n_out)  # readouts that all say the same (a silent readout layer)
-
-    def plot(self, out_dir: pathlib.Path, batch: TrialSet, recorded: EventpropRecord, label: str) -> None:
-        from nestgrad import plotting
-
-        title = f"Hidden spikes of the last trial, {label}"
-        plotting.plot_forward_backward_raster(recorded.raster_t, recorded.raster_n, recorded.T, out_dir / "raster.png",
-                                              title)  # fmt: skip
+        return super().divergence_scale(batch)

@@ -5,7 +5,9 @@ An :class:`Architecture` joins what the configuration knows of it (its tasks and
 :class:`~nestgrad.config.ArchitectureSections`) with a factory that makes the learner
 (:class:`~nestgrad.networks.base.Learner`) and the task. The Trainer looks architectures up here and never branches
 on their names; a new network plugs in with one call to :func:`register` (docs/architecture.md has a worked
-example).
+example). Where a gradient algorithm needs another network than the architecture's factory builds (EventProp's
+neurons instead of e-prop's), :func:`register_learner` names the learner for that (architecture, algorithm) pair:
+built in, the V1 column with EventProp (:class:`~nestgrad.networks.v1_eventprop.V1EventpropLearner`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,30 @@ class Architecture:
 _REGISTRY: dict[str, Architecture] = {}
 
 
+@dataclass(frozen=True)
+class AlgorithmLearner:
+    """The learner an architecture uses for one gradient algorithm, where that algorithm needs another network than
+    the architecture's own factory builds (EventProp's neurons instead of e-prop's)."""
+
+    make: LearnerFactory
+    size: Callable[[ExperimentConfig], NetworkSize] | None = None
+
+
+_ALGORITHM_LEARNERS: dict[tuple[str, str], AlgorithmLearner] = {}
+
+
 def register(architecture: Architecture) -> None:
     """Make ``network.architecture = <name>`` mean ``architecture`` (its tasks and tables are validated by the
     configuration from then on)."""
     register_sections(architecture.sections)
     _REGISTRY[architecture.name] = architecture
+
+
+def register_learner(architecture: str, gradient_algorithm: str, learner: AlgorithmLearner) -> None:
+    """Make ``network.architecture = <architecture>`` with ``network.gradient_algorithm = <gradient_algorithm>``
+    build its learner with ``learner`` instead of the architecture's factory (other algorithms keep that one).
+    Registering a pair again replaces it."""
+    _ALGORITHM_LEARNERS[(architecture, str(gradient_algorithm))] = learner
 
 
 def get(name: str) -> Architecture:
@@ -53,14 +74,17 @@ def get(name: str) -> Architecture:
 
 
 def make_learner(config: ExperimentConfig) -> tuple[Learner, Task]:
-    """The learner and task of ``config``, after a check that the run fits in memory (ResourceError, before anything
+    """The learner and task of ``config`` (the architecture's, or the one registered for its gradient algorithm,
+    :func:`register_learner`), after a check that the run fits in memory (ResourceError, before anything
     large is allocated) and of the number of threads."""
     arch = get(config.network.architecture)
-    if arch.size is not None:
-        resources.check_training(config, arch.size(config))
+    special = _ALGORITHM_LEARNERS.get((arch.name, str(config.network.gradient_algorithm)))
+    size = special.size if special is not None else arch.size
+    if size is not None:
+        resources.check_training(config, size(config))
     else:
         resources.check_threads(config.training.threads)
-    return arch.make(config)
+    return (special.make if special is not None else arch.make)(config)
 
 
 # -- sizes of the built-in architectures (coarse, from the configuration alone) ------------------------------------
@@ -162,6 +186,18 @@ def _make_v1(config: ExperimentConfig) -> tuple[Learner, Task]:
     return net, task
 
 
+def _make_v1_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
+    from nestgrad.networks.v1_eventprop import make_v1_eventprop_learner
+
+    column, task = _make_v1(config)
+    return make_v1_eventprop_learner(column, task, config.task.resolution), task  # type: ignore[return-value]
+
+
+def _size_v1_eventprop(config: ExperimentConfig) -> NetworkSize:
+    neurons, synapses, dense = resources.v1_size(config.section("network").n_neurons)
+    return NetworkSize(neurons, 2 * synapses, dense, 0.0)  # every edge has a reverse copy for the backward pass
+
+
 def _make_eventprop(config: ExperimentConfig) -> tuple[Learner, Task]:
     from nestgrad.networks.eventprop import DigitsTask, EventpropLearner, YinYangTask
     from nestgrad.tasks.digits_latency import DigitsLatency
@@ -217,3 +253,4 @@ for _name, _make, _size in (
     ("eventprop", _make_eventprop, _size_eventprop),
 ):
     register(Architecture(architectures()[_name], _make, _size))
+register_learner("v1", "eventprop", AlgorithmLearner(_make_v1_eventprop, _size_v1_eventprop))

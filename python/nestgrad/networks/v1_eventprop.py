@@ -23,6 +23,10 @@ Mapping (``network.gradient_algorithm = "eventprop"``, table ``[network.v1.event
   stops: later events cannot change it, so the gradient is that of the whole trial;
 * no Poisson background: its spikes are drawn inside NEST and cannot be replayed by the reference engine
   (``background_rate > 0`` is refused).
+
+Training: :class:`V1EventpropLearner` runs this network through the Trainer (``nestgrad train``; registered for
+``("v1", "eventprop")`` in :mod:`nestgrad.networks.registry`), with the run shared by every EventProp learner
+(:class:`~nestgrad.networks.eventprop_learner.EventpropNestLearner`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ import numpy as np
 
 from nestgrad.config import OptimizerConfig, OptimizerType
 from nestgrad.config.v1 import V1EventpropConfig
-from nestgrad.errors import ConfigError
+from nestgrad.errors import ConfigError, ModelError
+from nestgrad.nest_engine import eventprop as engine
 from nestgrad.networks import v1_data as D
+from nestgrad.networks.eventprop_learner import EventpropNestLearner
 from nestgrad.networks.v1 import V1Network
 from nestgrad.reference.eventprop import Network, Population, Projection, ReadoutCrossEntropy, Trial
 from nestgrad.reference.eventprop.neurons.glif3 import GLIF3_DEFAULTS
@@ -45,6 +51,7 @@ from nestgrad.reference.eventprop.neurons.glif3 import GLIF3_DEFAULTS
 # the e-prop column's projections that EventProp splits by receptor port, and the port of each (source, target) pair
 SPLIT = ("lgn_rec", "rec_rec")
 PAIR_OF_PORT = {port: s + t for (s, t), port in D.RECEPTOR.items()}
+LOSS_WORDS = {"sum": "mean", "max": "maximum", "sum_exp": "exponentially weighted mean"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,13 @@ class ResponseWindow:
 
     start: float
     end: float
+
+
+def _interval(window: np.ndarray, resolution: float) -> ResponseWindow:
+    on = np.flatnonzero(np.asarray(window) > 0)
+    if on.size == 0 or on[-1] - on[0] + 1 != on.size:
+        raise ConfigError("EventProp V1 column: the task's response window must be one interval of steps")
+    return ResponseWindow(float(on[0] * resolution), float((on[-1] + 1) * resolution))
 
 
 def response_window(batch: Any, resolution: float) -> ResponseWindow:
@@ -65,10 +79,21 @@ def response_window(batch: Any, resolution: float) -> ResponseWindow:
             "EventProp V1 column: the trials of this task have different response windows (v1_multi); one loss "
             "window per network is supported"
         )
-    on = np.flatnonzero(windows[0] > 0)
-    if on.size == 0 or on[-1] - on[0] + 1 != on.size:
-        raise ConfigError("EventProp V1 column: the task's response window must be one interval of steps")
-    return ResponseWindow(float(on[0] * resolution), float((on[-1] + 1) * resolution))
+    return _interval(windows[0], resolution)
+
+
+def task_response_window(task: Any, resolution: float) -> ResponseWindow:
+    """The response window of a V1 task (:mod:`nestgrad.tasks.v1`: every task keeps its ``window`` per step; the
+    five tasks together, ``v1_multi``, keep theirs in ``tasks``), known before any batch is drawn; a
+    :class:`ConfigError` where the task's trials have different windows (one loss window per network)."""
+    windows = {sub.name: _interval(sub.window, resolution) for sub in getattr(task, "tasks", [task])}
+    if len(set(windows.values())) > 1:
+        listed = ", ".join(f"{name} [{w.start:g}, {w.end:g})" for name, w in windows.items())
+        raise ConfigError(
+            f"EventProp V1 column: task {task.name!r} has trials with different response windows ({listed} ms); "
+            "one loss window per network is supported: train the tasks one at a time"
+        )
+    return next(iter(windows.values()))
 
 
 def lgn_trials(batch: Any, resolution: float, T: float) -> list[Trial]:
@@ -221,3 +246,105 @@ def optimizer_settings(optimizer: OptimizerConfig, batch_size: int) -> dict[str,
     if not (math.isfinite(d["eta"]) and d["eta"] > 0):
         raise ConfigError(f"optimizer.eta = {optimizer.eta!r}: need > 0")
     return d
+
+
+class V1EventpropLearner(EventpropNestLearner):
+    """The column trained with EventProp inside NEST (``architecture = "v1"``, ``gradient_algorithm =
+    "eventprop"``): the Learner contract of :class:`~nestgrad.networks.eventprop_learner.EventpropNestLearner` on the
+    network of :func:`v1_eventprop_column`. Every synapse learns (LGN -> V1, V1 -> V1 and the readout), with the
+    optimizer inside NEST's synapses and Dale's law as per-projection bounds.
+
+    The weights dictionary (checkpoints) holds the e-prop column's arrays ``lgn_rec``, ``rec_rec``, ``rec_out`` in
+    their canonical edge order (no ``feedback``: EventProp's gradient is exact), and the optimizer's state the same
+    arrays per key (``m_rec_rec``, ``v_rec_rec``, ``b1_rec_rec``, ``b2_rec_rec``, ...), so that a checkpoint does not
+    depend on how EventProp splits the projections by receptor port."""
+
+    hidden_population = "v1"
+
+    def __init__(self, column: V1Network, window: ResponseWindow, task_resolution: float):
+        super().__init__()
+        self.net = column
+        self.n_in, self.n_out = column.n_in, column.n_out
+        self.resolution = float(task_resolution)
+        self.window = window
+        self.trial_duration = window.end
+        self.settings = column.config.eventprop_config()
+        if column.optimizer.batch_size != 1:
+            raise ConfigError(
+                f"optimizer.batch_size = {column.optimizer.batch_size!r}: EventProp takes one optimizer step per "
+                "iteration (task.batch_size trials); optimizer.batch_size counts e-prop's time steps: leave it at 1"
+            )
+        # the translation, made once (refuses a background, a readout eta of its own and bad windows now); the
+        # weights of a run replace the initial ones (network())
+        self.column = v1_eventprop_column(column, self.initial_weights(column.config.seed), window, self.settings)
+
+    @property
+    def optimizer(self) -> OptimizerConfig:  # type: ignore[override]
+        return self.net.optimizer
+
+    @optimizer.setter
+    def optimizer(self, value: OptimizerConfig) -> None:  # the Trainer's learning-rate decay replaces it
+        self.net.optimizer = value
+
+    # -- the network ---------------------------------------------------------------------------------------------
+    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+        w = self.net.initial_weights(seed)
+        return {key: w[key] for key in SPLIT + ("rec_out",)}
+
+    def network(self, weights: dict[str, np.ndarray], T: float) -> Network:
+        if self.window.end != T:
+            raise ConfigError(f"EventProp V1 column: trials end with the response window, at {self.window.end} ms")
+        return self.column.network.with_weights(self.column.split(weights))
+
+    def loss(self) -> ReadoutCrossEntropy:
+        return self.column.loss
+
+    def bounds(self) -> dict[str, tuple[float, float]]:
+        return dict(self.column.bounds)
+
+    def trials(self, batch: Any) -> list[Trial]:
+        window = response_window(batch, self.resolution)
+        if window != self.window:
+            raise ConfigError(
+                f"EventProp V1 column: a batch's response window {window} is not the task's {self.window}"
+            )
+        return lgn_trials(batch, self.resolution, self.window.end)
+
+    def to_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.column.split(values)
+
+    def from_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.column.join(values)
+
+    def optimizer_settings(self, batch_size: int) -> dict[str, Any]:
+        return optimizer_settings(self.optimizer, batch_size)
+
+    def run_resolution(self, task_resolution: float) -> float:
+        return self.settings.resolution
+
+    @property
+    def n_recorded(self) -> int:
+        return int(self.net.layout.cls.size)
+
+    def describe(self) -> str:
+        s, w = self.settings, self.window
+        dale = ", Dale's law as bounds" if self.column.bounds else ""
+        return (
+            f"{self.net.describe()}; EventProp in NEST ({engine.GLIF3_MODEL}, grid {s.resolution:g} ms): trials of "
+            f"{w.end:g} ms from rest, cross-entropy of the readouts' {LOSS_WORDS[s.loss]} voltage over "
+            f"[{w.start:g}, {w.end:g}) ms, every synapse plastic ({self.optimizer.type.value} in NEST{dale})"
+        )
+
+    def validate(self, nest: Any) -> None:
+        nodes = (engine.INPUT_MODEL, engine.GLIF3_MODEL, engine.READOUT_MODEL)
+        missing = [m for m in nodes if m not in nest.node_models]
+        missing += [m for m in (engine.SYNAPSE_MODEL, engine.REVERSE_MODEL) if m not in nest.synapse_models]
+        if missing:
+            raise ModelError(f"EventProp needs nestgrad's models {missing}, which are not loaded (nestgrad.install())")
+
+
+def make_v1_eventprop_learner(column: V1Network, task: Any, task_resolution: float) -> V1EventpropLearner:
+    """The EventProp learner of ``column`` for ``task`` (a :mod:`nestgrad.tasks.v1` task): its response window is
+    the loss window; every refusal (background, readout eta, tasks with several windows, optimizer batch size) is
+    raised here, before anything is simulated."""
+    return V1EventpropLearner(column, task_response_window(task, task_resolution), task_resolution)
