@@ -24,11 +24,11 @@ import math
 import numpy as np
 import pytest
 from test_eventprop_glif3_reference import G3, make_net
-from test_eventprop_nest_forward import on_grid
+from test_eventprop_nest_forward import compare, on_grid
 from test_eventprop_nest_gradients import OPTIMIZERS, max_rel_err, reference_training
 
 from nestgrad.errors import ConfigError
-from nestgrad.nest_engine.eventprop import run_forward, run_gradients
+from nestgrad.nest_engine.eventprop import run_gradients
 from nestgrad.reference.eventprop import (
     FirstSpikeLoss,
     Network,
@@ -77,48 +77,6 @@ def glif3_net(kind: str, seed: int, n_trials: int = 3, **over) -> tuple[Network,
 # (a) forward pass
 
 
-def compare_forward(net: Network, trials: list[Trial], threads: int) -> tuple[int, float, int]:
-    """Assert NEST == reference for every trial; return (spikes, max spike-time error in ms, arrivals during
-    refractoriness)."""
-    cnet = compile_network(net)
-    fw = run_forward(cnet, trials, threads=threads)
-    n_spikes, max_err, n_refr_arrivals = 0, 0.0, 0
-    for k, trial in enumerate(trials):
-        rec = simulate_glif3(cnet, trial)
-        for j, kind in enumerate(cnet.kind):
-            if kind == "glif3":
-                ids = rec.spikes_of[j]
-                ref_t = np.array([rec.spike_t[s] for s in ids])
-                got_t = fw.spike_times[k][j]
-                assert got_t.shape == ref_t.shape, f"trial {k} neuron {j}: NEST {got_t} vs reference {ref_t}"
-                if len(ids):
-                    err = float(np.max(np.abs(got_t - ref_t)))
-                    assert err <= TIME_TOL, f"trial {k} neuron {j}: spike times differ by {err} ms"
-                    max_err = max(max_err, err)
-                    ref_d = np.array(
-                        [
-                            [rec.spike_gdot[s] for s in ids],
-                            [rec.spike_vdot_plus[s] for s in ids],
-                            [rec.release_vdot[s] if not math.isnan(rec.release_t[s]) else np.nan for s in ids],
-                        ]
-                    )
-                    np.testing.assert_allclose(fw.spike_derivs[k][j], ref_d, rtol=RTOL, atol=1e-12)
-                    for s in ids:
-                        t0, t1 = rec.spike_t[s], rec.release_t[s]
-                        n_refr_arrivals += sum(
-                            1 for t, e in zip(rec.arr_t, rec.arr_e, strict=True) if cnet.tgt[e] == j and t0 < t < t1
-                        )
-                n_spikes += len(ids)
-            elif kind == "li":
-                ref = np.array([rec.seg_t[j][1:], rec.seg_v[j][1:], rec.seg_i[j][1:]])
-                got = fw.readout_segments[k][j]
-                assert got.shape == ref.shape, f"trial {k} readout {j}: {got.shape[1]} vs {ref.shape[1]} arrivals"
-                np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=TIME_TOL)
-                scale = max(1.0, float(np.max(np.abs(ref[1:]), initial=0.0)))
-                np.testing.assert_allclose(got[1:], ref[1:], rtol=0, atol=1e-9 * scale)
-    return n_spikes, max_err, n_refr_arrivals
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_glif3_nest_forward_equals_reference(case: str, threads: int) -> None:
@@ -126,7 +84,9 @@ def test_glif3_nest_forward_equals_reference(case: str, threads: int) -> None:
     total, refr = 0, 0
     for seed in (1, 2):
         net, trials = glif3_net(kind, seed, **over)
-        n_spikes, max_err, n_refr = compare_forward(net, trials, threads)
+        n_spikes, max_err, n_refr = compare(
+            net, trials, threads, spiking="glif3", reference=simulate_glif3, time_tol=TIME_TOL, readout_tol=1e-9
+        )
         total += n_spikes
         refr += n_refr
         print(f"{case} seed {seed} threads {threads}: {n_spikes} spikes, max spike-time error {max_err:.2e} ms")

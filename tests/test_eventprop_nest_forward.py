@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -48,22 +50,33 @@ def on_grid(net: Network, h: float = 0.1) -> Network:
     )
 
 
-def compare(net: Network, trials: list[Trial], threads: int) -> tuple[int, float]:
-    """Assert NEST == reference for every trial; return (number of spikes, max spike-time error in ms)."""
+def compare(
+    net: Network,
+    trials: list[Trial],
+    threads: int,
+    *,
+    spiking: str = "lif",
+    reference: Callable[..., Any] = simulate,
+    time_tol: float = TIME_TOL,
+    readout_tol: float = 1e-12,
+) -> tuple[int, float, int]:
+    """Assert NEST == reference (``reference(cnet, trial)``, the engine of the ``spiking`` kind) for every trial:
+    spike times to ``time_tol`` ms, their derivatives to REL_TOL, readout (t, v, I) after each arrival (v, I to
+    ``readout_tol`` of their scale). Return (spikes, max spike-time error in ms, arrivals during refractoriness)."""
     cnet = compile_network(net)
     fw = run_forward(cnet, trials, threads=threads)
-    n_spikes, max_err = 0, 0.0
+    n_spikes, max_err, n_refr_arrivals = 0, 0.0, 0
     for k, trial in enumerate(trials):
-        rec = simulate(cnet, trial)
+        rec = reference(cnet, trial)
         for j, kind in enumerate(cnet.kind):
-            if kind == "lif":
+            if kind == spiking:
                 ids = rec.spikes_of[j]
                 ref_t = np.array([rec.spike_t[s] for s in ids])
                 got_t = fw.spike_times[k][j]
                 assert got_t.shape == ref_t.shape, f"trial {k} neuron {j}: NEST {got_t} vs reference {ref_t}"
                 if len(ids):
                     err = float(np.max(np.abs(got_t - ref_t)))
-                    assert err <= TIME_TOL, f"trial {k} neuron {j}: spike times differ by {err} ms"
+                    assert err <= time_tol, f"trial {k} neuron {j}: spike times differ by {err} ms"
                     max_err = max(max_err, err)
                     ref_d = np.array(
                         [
@@ -73,15 +86,20 @@ def compare(net: Network, trials: list[Trial], threads: int) -> tuple[int, float
                         ]
                     )
                     np.testing.assert_allclose(fw.spike_derivs[k][j], ref_d, rtol=REL_TOL, atol=1e-12)
+                    for s in ids:
+                        t0, t1 = rec.spike_t[s], rec.release_t[s]
+                        n_refr_arrivals += sum(
+                            1 for t, e in zip(rec.arr_t, rec.arr_e, strict=True) if cnet.tgt[e] == j and t0 < t < t1
+                        )
                 n_spikes += len(ids)
             elif kind == "li":
                 ref = np.array([rec.seg_t[j][1:], rec.seg_v[j][1:], rec.seg_i[j][1:]])
                 got = fw.readout_segments[k][j]
                 assert got.shape == ref.shape, f"trial {k} readout {j}: {got.shape[1]} vs {ref.shape[1]} arrivals"
-                np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=TIME_TOL)
+                np.testing.assert_allclose(got[0], ref[0], rtol=0, atol=time_tol)
                 scale = max(1.0, float(np.max(np.abs(ref[1:]), initial=0.0)))
-                np.testing.assert_allclose(got[1:], ref[1:], rtol=0, atol=1e-12 * scale)
-    return n_spikes, max_err
+                np.testing.assert_allclose(got[1:], ref[1:], rtol=0, atol=readout_tol * scale)
+    return n_spikes, max_err, n_refr_arrivals
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -92,7 +110,7 @@ def test_eventprop_nest_forward_equals_reference(case: str, threads: int) -> Non
     for seed in (1, 2):
         net = on_grid(make_net(kind, seed, **over))
         trials = make_trials(seed, n_trials=3)
-        n_spikes, max_err = compare(net, trials, threads)
+        n_spikes, max_err, _ = compare(net, trials, threads)
         total += n_spikes
         print(f"{case} seed {seed} threads {threads}: {n_spikes} spikes, max spike-time error {max_err:.2e} ms")
     assert total >= 20, f"{case}: only {total} spikes, the comparison would say little"

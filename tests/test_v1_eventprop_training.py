@@ -42,14 +42,27 @@ def tiny(iterations: int = 1, every: int = 1, **v1) -> ExperimentConfig:
                 "architecture": "v1",
                 "gradient_algorithm": "eventprop",
                 "seed": 4,
-                "v1": {"n_neurons": 150, "pool_size": 5, "background_rate": 0.0, "weight_scale": 0.15,
-                       "lgn_weight_scale": 3.0, "readout_weight": 0.05} | v1,
+                "v1": {
+                    "n_neurons": 150,
+                    "pool_size": 5,
+                    "background_rate": 0.0,
+                    "weight_scale": 0.15,
+                    "lgn_weight_scale": 3.0,
+                    "readout_weight": 0.05,
+                }
+                | v1,
             },  # fmt: skip
             "task": {
                 "name": "v1_orientation",
                 "batch_size": 2,
-                "v1": {"pre_delay_ms": 20.0, "stimulus_ms": 60.0, "post_delay_ms": 20.0, "response_start_ms": 40.0,
-                       "response_ms": 50.0, "orientation_difference_deg": 20.0},
+                "v1": {
+                    "pre_delay_ms": 20.0,
+                    "stimulus_ms": 60.0,
+                    "post_delay_ms": 20.0,
+                    "response_start_ms": 40.0,
+                    "response_ms": 50.0,
+                    "orientation_difference_deg": 20.0,
+                },
             },  # fmt: skip
             "optimizer": {"type": "adam", "eta": 0.05, "Wmin": -1e4, "Wmax": 1e4, "sign_constrained": True},
             "training": {"iterations": iterations, "checkpoint_every": every, "threads": 1, "plot": False},
@@ -135,8 +148,10 @@ def _with(config: ExperimentConfig, **changes) -> ExperimentConfig:
         ({"network__v1__background_rate": 1000.0}, r"network\.v1\.background_rate = 1000\.0 Hz: .*cannot replay"),
         ({"network__v1__readout_eta": 0.01}, r"network\.v1\.readout_eta = 0\.01: .*optimizer's eta"),
         ({"optimizer__batch_size": 1600}, r"optimizer\.batch_size = 1600: EventProp takes one optimizer step"),
-        ({"task__name": "v1_multi", "network__v1__pool_size": 1, "network__v1__n_neurons": 600},
-         r"task 'v1_multi' has trials with different response windows \(v1_orientation \[40, 90\).*one at a time"),
+        (
+            {"task__name": "v1_multi", "network__v1__pool_size": 1, "network__v1__n_neurons": 600},
+            r"task 'v1_multi' has trials with different response windows \(v1_orientation \[40, 90\).*one at a time",
+        ),
     ],  # fmt: skip
 )
 def test_what_the_learner_cannot_train_is_refused_before_any_simulation(tmp_path, monkeypatch, changes, needle):
