@@ -110,8 +110,8 @@ def _plain_events(data: DvsGlyphs, trials: list[TrialParams], rng: np.random.Gen
 )
 def test_generator_gives_exactly_the_events_of_the_plain_one(params):
     """Every event (time to the last bit, pixel, polarity, trial, order) of the fast generator (only the pixels the
-    glyph changes, two matrix products instead of the einsum, slopes of all frames at once) equals the plain
-    generator's, for trials of every kind of motion, with and without refractory time."""
+    glyph changes, two matrix products instead of the einsum, the next ON/OFF levels kept per pixel) equals the
+    plain generator's, for trials of every kind of motion, with and without refractory time."""
     data = DvsGlyphs(DvsGlyphsConfig.from_dict(params))
     rng = np.random.default_rng(11)
     trials, _ = data.draw_trials(rng, "train", 7)

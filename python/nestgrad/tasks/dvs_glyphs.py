@@ -121,11 +121,15 @@ def glyph_centres(trial: TrialParams, config: DvsGlyphsConfig, times: np.ndarray
 
 def _hat_weights(coords: np.ndarray, n: int) -> np.ndarray:
     """Bilinear weights [..., n] of glyph pixels 0..n-1 at fractional glyph coordinates (zero beyond the glyph):
-    max(0, 1 - |coords - g|), computed in place (one array, no temporaries)."""
-    w = coords[..., None] - np.arange(n)
-    np.abs(w, out=w)
-    np.subtract(1.0, w, out=w)
-    return np.maximum(w, 0.0, out=w)
+    max(0, 1 - |coords - g|). Only g = floor(coords) and the one after can be nonzero (|coords - g| >= 1 for the
+    others, in floating point too), so only those two are computed and the rest stays 0."""
+    w = np.zeros((*coords.shape, n))
+    below = np.floor(coords)
+    for g in (below, below + 1.0):
+        on_glyph = (g >= 0.0) & (g < n)
+        weight = 1.0 - np.abs(coords - g)
+        w[(*np.nonzero(on_glyph), g[on_glyph].astype(np.intp))] = weight[on_glyph]
+    return w
 
 
 def glyph_samples(image: np.ndarray, centres: np.ndarray, side: int) -> np.ndarray:
@@ -194,28 +198,34 @@ def pixel_events(
         l0c, l1c, cc = l0[cand], l1[cand], c[cand]
         sc = (l1c - l0c) / frame_ms  # the slope
         while cand.size:
-            up = l1c >= on_level[cand]
-            level = np.where(up, on_level[cand], off_level[cand])
-            tc = np.clip(t0 + (level - l0c) / sc, start, t1)  # clipped: rounding at the frame's ends
+            on_c, off_c = on_level[cand], off_level[cand]
+            up = l1c >= on_c
+            level = np.where(up, on_c, off_c)
+            # = np.clip(..., start, t1) (rounding at the frame's ends), without np.clip's slower dispatch
+            tc = np.minimum(np.maximum(t0 + (level - l0c) / sc, start), t1)
             out_t.append(tc)
             out_i.append(cand)
-            out_p.append(up.astype(np.int8))
-            start = tc
+            out_p.append(up)
             if refractory_ms > 0:
                 release = tc + refractory_ms
                 inside = release <= t1
-                later = ~inside
-                on_level[cand[later]], off_level[cand[later]] = np.inf, -np.inf
-                blocked_until[cand[later]] = release[later]
+                if not inside.any():  # the usual case: all are held in reset beyond this frame
+                    on_level[cand], off_level[cand], blocked_until[cand] = np.inf, -np.inf, release
+                    break
+                later = cand[~inside]
+                on_level[later], off_level[later], blocked_until[later] = np.inf, -np.inf, release[~inside]
                 # pixels released within this frame take the level there as their reference
-                cand, l0c, l1c, sc, cc, start = (a[inside] for a in (cand, l0c, l1c, sc, cc, release))
+                cand, l0c, l1c, sc, cc, start = (x[inside] for x in (cand, l0c, l1c, sc, cc, release))
                 level = l0c + sc * (start - t0)
-            on_level[cand], off_level[cand] = level + cc, level - cc
-            again = (l1c >= on_level[cand]) | (l1c <= off_level[cand])
-            cand, l0c, l1c, sc, cc, start = (a[again] for a in (cand, l0c, l1c, sc, cc, start))
+            else:
+                start = tc
+            on_c, off_c = level + cc, level - cc
+            on_level[cand], off_level[cand] = on_c, off_c
+            again = (l1c >= on_c) | (l1c <= off_c)
+            cand, l0c, l1c, sc, cc, start = (x[again] for x in (cand, l0c, l1c, sc, cc, start))
     if not out_t:
         return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int8)
-    return np.concatenate(out_t), np.concatenate(out_i).astype(np.int64), np.concatenate(out_p)
+    return np.concatenate(out_t), np.concatenate(out_i).astype(np.int64), np.concatenate(out_p).astype(np.int8)
 
 
 def noise_events(
@@ -318,7 +328,7 @@ class DvsGlyphs:
             for i, tr in enumerate(chunk):
                 glyph = glyph_samples(tr.image, glyph_centres(tr, c, times), c.side).reshape(n_frames, n_pix)
                 active = np.flatnonzero((glyph != glyph[0]).any(axis=0))
-                columns.append(glyph[:, active])
+                columns.append(glyph.take(active, axis=1))  # C order (glyph[:, active] is F): rows are frames
                 pixels.append(active + i * n_pix)
             idx = np.concatenate(pixels)
             level = np.concatenate(columns, axis=1)
