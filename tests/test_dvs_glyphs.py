@@ -19,6 +19,7 @@ from nestgrad.tasks.dvs_glyphs import (
     DvsGlyphsTask,
     TrialParams,
     glyph_centres,
+    noise_events,
     pixel_events,
     render,
 )
@@ -36,6 +37,89 @@ def _square(side: int = 8) -> np.ndarray:
     img = np.zeros((side, side))
     img[1:-1, 1:-1] = 1.0
     return img
+
+
+# -- the plain generator: the fast one must give exactly its events -----------------------------------------------
+def _plain_pixel_events(log_i: np.ndarray, frame_ms: float, c: np.ndarray, refractory_ms: float):
+    """The pixel model as first written (before the generator was made faster): every pixel of every trial, frame by
+    frame, its slope computed per frame."""
+    n_frames, n = log_i.shape
+    ref, blocked_until, pending = log_i[0].copy(), np.full(n, -np.inf), np.zeros(n, bool)
+    out_t, out_i, out_p = [], [], []
+    for k in range(n_frames - 1):
+        t0, t1 = k * frame_ms, (k + 1) * frame_ms
+        l0, l1 = log_i[k], log_i[k + 1]
+        slope = (l1 - l0) / frame_ms
+        start = np.full(n, t0)
+        r = np.flatnonzero(pending & (blocked_until <= t1))
+        ref[r] = l0[r] + slope[r] * (blocked_until[r] - t0)
+        start[r] = blocked_until[r]
+        pending[r] = False
+        cand = np.flatnonzero(~pending & ((l1 >= ref + c) | (l1 <= ref - c)))
+        while cand.size:
+            up = l1[cand] >= ref[cand] + c[cand]
+            level = np.where(up, ref[cand] + c[cand], ref[cand] - c[cand])
+            tc = np.clip(t0 + (level - l0[cand]) / slope[cand], start[cand], t1)
+            out_t.append(tc)
+            out_i.append(cand)
+            out_p.append(up.astype(np.int8))
+            ref[cand], start[cand] = level, tc
+            if refractory_ms > 0:
+                release = tc + refractory_ms
+                inside = release <= t1
+                ri = cand[inside]
+                ref[ri] = l0[ri] + slope[ri] * (release[inside] - t0)
+                start[ri] = release[inside]
+                blocked_until[cand[~inside]] = release[~inside]
+                pending[cand[~inside]] = True
+                cand = ri
+            cand = cand[(l1[cand] >= ref[cand] + c[cand]) | (l1[cand] <= ref[cand] - c[cand])]
+    return np.concatenate(out_t), np.concatenate(out_i), np.concatenate(out_p)
+
+
+def _plain_events(data: DvsGlyphs, trials: list[TrialParams], rng: np.random.Generator):
+    """(t, x, y, p, trial) of ``trials`` as first written: each trial rendered with one einsum, every pixel's log
+    intensity, all trials' pixels through the pixel model together, then the noise, sorted by trial and time."""
+    c = data.config
+    n_frames, n_pix, gs = int(round(c.duration_ms / c.frame_ms)) + 1, c.side * c.side, c.glyph_side
+    times = np.arange(n_frames) * c.frame_ms
+    frames = []
+    for tr in trials:
+        centres = glyph_centres(tr, c, times)
+        u = np.arange(c.side)[None, None, :] - centres.T[:, :, None] + gs / 2.0  # [(x, y), n, side]
+        w = np.maximum(0.0, 1.0 - np.abs(u[..., None] - np.arange(gs)))
+        glyph = np.einsum("tag,gh,tbh->tab", w[1], tr.image, w[0], optimize=True)
+        frames.append(c.background + (1.0 - c.background) * glyph)
+    log_i = np.log(np.stack(frames)).reshape(len(trials), n_frames, n_pix).transpose(1, 0, 2).reshape(n_frames, -1)
+    t, idx, p = _plain_pixel_events(log_i, c.frame_ms, np.tile(data.threshold, len(trials)), c.refractory_ms)
+    nt, nidx, np_ = noise_events(rng, len(trials) * n_pix, c.duration_ms, c.noise_rate_hz)
+    t, idx, p = np.concatenate([t, nt]), np.concatenate([idx, nidx]), np.concatenate([p, np_])
+    trial, pix = np.divmod(idx, n_pix)
+    order = np.lexsort((t, trial))
+    y, x = np.divmod(pix[order], c.side)
+    return t[order], x, y, p[order], trial[order]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        dict(motions=["up_right", "down_left", "cw", "left", "up"], refractory_ms=0.0, noise_rate_hz=2.0),
+        dict(speed_min=0.1, speed_max=0.2, frame_ms=0.5, threshold_mismatch=0.1, refractory_ms=3.0, background=0.3),
+    ],
+)
+def test_generator_gives_exactly_the_events_of_the_plain_one(params):
+    """Every event (time to the last bit, pixel, polarity, trial, order) of the fast generator (only the pixels the
+    glyph changes, two matrix products instead of the einsum, the next ON/OFF levels kept per pixel) equals the
+    plain generator's, for trials of every kind of motion, with and without refractory time."""
+    data = DvsGlyphs(DvsGlyphsConfig.from_dict(params))
+    rng = np.random.default_rng(11)
+    trials, _ = data.draw_trials(rng, "train", 7)
+    plain = _plain_events(data, trials, np.random.default_rng(12))
+    fast = data.events(trials, np.random.default_rng(12))
+    assert fast.size > 7 * 1000
+    for got, want in zip((fast.t, fast.x, fast.y, fast.p, fast.trial), plain, strict=True):
+        assert np.array_equal(got, want)
 
 
 # -- the DVS pixel --------------------------------------------------------------------------------------------------

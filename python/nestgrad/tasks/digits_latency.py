@@ -32,7 +32,10 @@ Three forms of the same trials:
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import math
+import pathlib
 
 import numpy as np
 
@@ -43,6 +46,26 @@ from nestgrad.tasks import TrialBatch
 SOURCE_LEVELS = 16.0  # grey levels 0..16
 N_CLASSES = 10
 SPLITS = ("train", "test")
+
+
+def load_digit_images() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 handwritten digits: images [n, 8, 8] (grey levels 0..16, float) and labels (int64).
+
+    Read from the file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``, what ``load_digits`` reads, same
+    values) without importing scikit-learn: that import (with SciPy's) costs about 1.2 s of CPU in every process
+    that makes the task, a training run's start-up included. Falls back to ``load_digits`` if the file has moved."""
+    spec = importlib.util.find_spec("sklearn")  # locates the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("the digits data set comes with scikit-learn, not installed: pip install scikit-learn")
+    path = pathlib.Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "digits.csv.gz"
+    if path.is_file():
+        with gzip.open(path, "rt") as fh:
+            table = np.loadtxt(fh, delimiter=",")
+        return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return np.asarray(digits.images, float), np.asarray(digits.target, np.int64)
 
 
 def upsample_bilinear(images: np.ndarray, side: int) -> np.ndarray:
@@ -93,11 +116,8 @@ class DigitsLatency:
     def __init__(self, config: DigitsLatencyConfig | None = None):
         self.config = config if config is not None else DigitsLatencyConfig()
         self.config.validate()
-        from sklearn.datasets import load_digits  # shipped with scikit-learn: no download
-
-        digits = load_digits()
-        self.images = upsample_bilinear(digits.images / SOURCE_LEVELS, self.config.side)  # [n, side, side]
-        self.labels = np.asarray(digits.target, dtype=np.int64)
+        images, self.labels = load_digit_images()  # shipped with scikit-learn: no download
+        self.images = upsample_bilinear(images / SOURCE_LEVELS, self.config.side)  # [n, side, side]
         self.times = latency_times(self.images.reshape(len(self.labels), -1), self.config)  # [n, n_in]
         self.indices = dict(
             zip(SPLITS, stratified_split(self.labels, self.config.test_fraction, self.config.split_seed), strict=True)

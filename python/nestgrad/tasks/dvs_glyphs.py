@@ -59,6 +59,7 @@ __all__ = [
     "DvsGlyphsTask",
     "EventStream",
     "TrialParams",
+    "glyph_samples",
     "pixel_events",
     "render",
 ]
@@ -119,13 +120,21 @@ def glyph_centres(trial: TrialParams, config: DvsGlyphsConfig, times: np.ndarray
 
 
 def _hat_weights(coords: np.ndarray, n: int) -> np.ndarray:
-    """Bilinear weights [..., n] of glyph pixels 0..n-1 at fractional glyph coordinates (zero beyond the glyph)."""
-    return np.maximum(0.0, 1.0 - np.abs(coords[..., None] - np.arange(n)))
+    """Bilinear weights [..., n] of glyph pixels 0..n-1 at fractional glyph coordinates (zero beyond the glyph):
+    max(0, 1 - |coords - g|). Only g = floor(coords) and the one after can be nonzero (|coords - g| >= 1 for the
+    others, in floating point too), so only those two are computed and the rest stays 0."""
+    w = np.zeros((*coords.shape, n))
+    below = np.floor(coords)
+    for g in (below, below + 1.0):
+        on_glyph = (g >= 0.0) & (g < n)
+        weight = 1.0 - np.abs(coords - g)
+        w[(*np.nonzero(on_glyph), g[on_glyph].astype(np.intp))] = weight[on_glyph]
+    return w
 
 
-def render(image: np.ndarray, centres: np.ndarray, side: int, background: float) -> np.ndarray:
-    """Intensity frames [n_frames, side, side] of ``image`` (values in [0, 1]) centred at ``centres`` (px, [n, 2]):
-    each sensor pixel samples the glyph bilinearly at its centre, ``I = background + (1 - background) * glyph``."""
+def glyph_samples(image: np.ndarray, centres: np.ndarray, side: int) -> np.ndarray:
+    """Glyph values [n_frames, side, side] in [0, 1] seen by the sensor pixels with ``image`` centred at ``centres``
+    (px, [n, 2]): each sensor pixel samples the glyph bilinearly at its centre (zero outside the glyph)."""
     image = np.asarray(image, float)
     gs = image.shape[0]
     pix = np.arange(side)
@@ -133,8 +142,15 @@ def render(image: np.ndarray, centres: np.ndarray, side: int, background: float)
     ux = pix[None, :] - centres[:, 0:1] + gs / 2.0  # [n, side]
     uy = pix[None, :] - centres[:, 1:2] + gs / 2.0
     wx, wy = _hat_weights(ux, gs), _hat_weights(uy, gs)  # [n, side, gs]
-    glyph = np.einsum("tag,gh,tbh->tab", wy, image, wx, optimize=True)
-    return background + (1.0 - background) * glyph
+    # (wy image) wx^T as two matrix products: the contraction order (and so every rounding) of the
+    # einsum("tag,gh,tbh->tab", optimize=True) this replaced, without its path search (which cost more than the sums)
+    return np.matmul(wy @ image, wx.transpose(0, 2, 1))
+
+
+def render(image: np.ndarray, centres: np.ndarray, side: int, background: float) -> np.ndarray:
+    """Intensity frames [n_frames, side, side] of ``image`` (values in [0, 1]) centred at ``centres`` (px, [n, 2]):
+    each sensor pixel samples the glyph bilinearly at its centre, ``I = background + (1 - background) * glyph``."""
+    return background + (1.0 - background) * glyph_samples(image, centres, side)
 
 
 # -- the DVS pixel ----------------------------------------------------------------------------------------------------
@@ -151,50 +167,65 @@ def pixel_events(
     log_intensity = np.asarray(log_intensity, float)
     n_frames, n = log_intensity.shape
     c = np.broadcast_to(np.asarray(threshold, float), (n,))
-    ref = log_intensity[0].copy()
-    blocked_until = np.full(n, -np.inf)  # release time of pixels held in reset
-    pending = np.zeros(n, bool)  # held in reset, the reference to be taken at release
+    # the levels of the next ON and OFF event, reference + c and reference - c (the reference itself is not kept):
+    # updated where the reference moves instead of recomputed every frame; +-inf while the pixel is held in reset,
+    # so that it is no candidate
+    on_level, off_level = log_intensity[0] + c, log_intensity[0] - c
+    blocked_until = np.full(n, np.inf)  # release time of pixels held in reset (inf: not held)
     out_t, out_i, out_p = [], [], []
     for k in range(n_frames - 1):
         t0 = k * frame_ms
         t1 = t0 + frame_ms
         l0, l1 = log_intensity[k], log_intensity[k + 1]
-        slope = (l1 - l0) / frame_ms
-        start = np.full(n, t0)
-        released = pending & (blocked_until <= t1)
-        if released.any():
-            r = np.flatnonzero(released)
-            ref[r] = l0[r] + slope[r] * (blocked_until[r] - t0)
-            start[r] = blocked_until[r]
-            pending[r] = False
+        released = np.flatnonzero(blocked_until <= t1)
+        if released.size:
+            released_at = blocked_until[released]
+            slope = (l1[released] - l0[released]) / frame_ms
+            ref = l0[released] + slope * (released_at - t0)
+            on_level[released], off_level[released] = ref + c[released], ref - c[released]
+            blocked_until[released] = np.inf
         # pixels whose level crosses ref +- c within this frame (l is monotonic in between); checked again after
         # each event, since a fast change crosses several thresholds within one frame
-        cand = np.flatnonzero(~pending & ((l1 >= ref + c) | (l1 <= ref - c)))
+        cand = np.flatnonzero((l1 >= on_level) | (l1 <= off_level))
+        if not cand.size:
+            continue
+        # where each candidate's frame begins: t0, or its release within this frame
+        start: np.ndarray | float = t0
+        if released.size:
+            start = np.full(n, t0)
+            start[released] = released_at
+            start = start[cand]
+        l0c, l1c, cc = l0[cand], l1[cand], c[cand]
+        sc = (l1c - l0c) / frame_ms  # the slope
         while cand.size:
-            up = l1[cand] >= ref[cand] + c[cand]
-            level = np.where(up, ref[cand] + c[cand], ref[cand] - c[cand])
-            tc = t0 + (level - l0[cand]) / slope[cand]
-            tc = np.clip(tc, start[cand], t1)  # rounding at the frame's ends
+            on_c, off_c = on_level[cand], off_level[cand]
+            up = l1c >= on_c
+            level = np.where(up, on_c, off_c)
+            # = np.clip(..., start, t1) (rounding at the frame's ends), without np.clip's slower dispatch
+            tc = np.minimum(np.maximum(t0 + (level - l0c) / sc, start), t1)
             out_t.append(tc)
             out_i.append(cand)
-            out_p.append(up.astype(np.int8))
-            ref[cand] = level
-            start[cand] = tc
+            out_p.append(up)
             if refractory_ms > 0:
                 release = tc + refractory_ms
                 inside = release <= t1
-                ri = cand[inside]
-                ref[ri] = l0[ri] + slope[ri] * (release[inside] - t0)
-                start[ri] = release[inside]
+                if not inside.any():  # the usual case: all are held in reset beyond this frame
+                    on_level[cand], off_level[cand], blocked_until[cand] = np.inf, -np.inf, release
+                    break
                 later = cand[~inside]
-                blocked_until[later] = release[~inside]
-                pending[later] = True
-                cand = ri
-            nxt = (l1[cand] >= ref[cand] + c[cand]) | (l1[cand] <= ref[cand] - c[cand])
-            cand = cand[nxt]
+                on_level[later], off_level[later], blocked_until[later] = np.inf, -np.inf, release[~inside]
+                # pixels released within this frame take the level there as their reference
+                cand, l0c, l1c, sc, cc, start = (x[inside] for x in (cand, l0c, l1c, sc, cc, release))
+                level = l0c + sc * (start - t0)
+            else:
+                start = tc
+            on_c, off_c = level + cc, level - cc
+            on_level[cand], off_level[cand] = on_c, off_c
+            again = (l1c >= on_c) | (l1c <= off_c)
+            cand, l0c, l1c, sc, cc, start = (x[again] for x in (cand, l0c, l1c, sc, cc, start))
     if not out_t:
         return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int8)
-    return np.concatenate(out_t), np.concatenate(out_i).astype(np.int64), np.concatenate(out_p)
+    return np.concatenate(out_t), np.concatenate(out_i).astype(np.int64), np.concatenate(out_p).astype(np.int8)
 
 
 def noise_events(
@@ -220,15 +251,12 @@ class DvsGlyphs:
     """
 
     def __init__(self, config: DvsGlyphsConfig | None = None):
-        from sklearn.datasets import load_digits  # shipped with scikit-learn: no download
-
-        from nestgrad.tasks.digits_latency import stratified_split, upsample_bilinear
+        from nestgrad.tasks.digits_latency import load_digit_images, stratified_split, upsample_bilinear
 
         self.config = config if config is not None else DvsGlyphsConfig()
         c = self.config
-        digits = load_digits()
-        self.glyphs = upsample_bilinear(digits.images / SOURCE_LEVELS, c.glyph_side)
-        self.digits = np.asarray(digits.target, np.int64)
+        images, self.digits = load_digit_images()  # shipped with scikit-learn: no download
+        self.glyphs = upsample_bilinear(images / SOURCE_LEVELS, c.glyph_side)
         self.indices = dict(zip(SPLITS, stratified_split(self.digits, c.test_fraction, c.split_seed), strict=True))
         # per split and glyph group: the images it draws from
         self.pools = {
@@ -293,10 +321,23 @@ class DvsGlyphs:
         parts = []
         for first in range(0, len(trials), CHUNK_TRIALS):
             chunk = trials[first : first + CHUNK_TRIALS]
-            frames = np.stack([render(tr.image, glyph_centres(tr, c, times), c.side, c.background) for tr in chunk])
-            log_i = np.log(frames).reshape(len(chunk), n_frames, n_pix).transpose(1, 0, 2).reshape(n_frames, -1)
-            t, idx, p = pixel_events(log_i, c.frame_ms, np.tile(self.threshold, len(chunk)), c.refractory_ms)
-            trial, pix = np.divmod(idx, n_pix)
+            # A pixel whose glyph value never changes keeps its first level and emits no events, so only the others
+            # (about half of a trial's pixels) become log intensities and go through the pixel model: one column per
+            # (trial, pixel) in ascending order, which keeps pixel_events' order of events.
+            columns, pixels = [], []
+            for i, tr in enumerate(chunk):
+                glyph = glyph_samples(tr.image, glyph_centres(tr, c, times), c.side).reshape(n_frames, n_pix)
+                active = np.flatnonzero((glyph != glyph[0]).any(axis=0))
+                columns.append(glyph.take(active, axis=1))  # C order (glyph[:, active] is F): rows are frames
+                pixels.append(active + i * n_pix)
+            idx = np.concatenate(pixels)
+            level = np.concatenate(columns, axis=1)
+            # ln I = ln(background + (1 - background) * glyph), as render() computes I, in place
+            np.multiply(level, 1.0 - c.background, out=level)
+            np.add(level, c.background, out=level)
+            np.log(level, out=level)
+            t, col, p = pixel_events(level, c.frame_ms, self.threshold[idx % n_pix], c.refractory_ms)
+            trial, pix = np.divmod(idx[col], n_pix)
             parts.append((t, pix, p, trial + first))
         t, pix, p, trial = (np.concatenate(a) for a in zip(*parts, strict=True))
         if c.noise_rate_hz > 0:
