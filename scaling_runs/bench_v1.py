@@ -10,9 +10,18 @@ Each case runs in a fresh process (so that peak memory is its own):
   wall-clock time per biological second;
 * training: the same with e-prop (orientation task, Adam, Dale's law), seconds per biological second, with
   eprop_vector_synapse (step by step, gradient_algorithm "step") and with eprop_event_synapse (running products of
-  the GLIF3 eligibility maps, gradient_algorithm "event").
+  the GLIF3 eligibility maps, gradient_algorithm "event");
+* EventProp (a second fresh process, ``--algorithms ...,eventprop``): one batch of the same trials trained with
+  V1EventpropLearner (forward and backward pass, Adam inside NEST's synapses; 0.1-ms grid), NEST's build from the
+  batch's trials timed apart, Simulate split into forward / loss exchange / backward / flush, the read back of weights
+  and Adam's state, connections (forward synapses and their reverse copies) and peak memory.
 
-    python scaling_runs/bench_v1.py [--sizes 5000,20000,51978] [--threads 1,2] [--bio-ms 500] [--out DIR]
+Every case counts the V1 spikes per biological second. ``--column eventprop`` (default) runs the static and e-prop
+cases on the EventProp configuration's column (no Poisson background, which EventProp refuses; stronger LGN), so that
+all cases see the same column and the same 200-ms trials; ``--column default`` gives them V1Config's column.
+
+    python scaling_runs/bench_v1.py [--sizes 5000,20000,51978] [--threads 1,2] [--bio-ms 500]
+        [--algorithms eprop,eventprop] [--column eventprop|default] [--out DIR]
 """
 
 from __future__ import annotations
