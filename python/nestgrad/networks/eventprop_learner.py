@@ -181,13 +181,14 @@ class EventpropNestLearner:
             yield batch, rec, seconds
         if self._learning:
             nest.Simulate(lay.period)  # the period in which every synapse applies the last batch's step
-        weights = engine.read_edges(built, ("weight",), comm=comm)["weight"]
-        self._weights = self.from_projections(self._per_projection(weights))
-        if self.optimizer.type == OptimizerType.ADAM:
-            moments = engine.read_edges(built, tuple(ADAM_STATE.values()), comm=comm)
+        # weights and Adam's state in one pass over the connections (matching them to edges is the costly part)
+        adam = self.optimizer.type == OptimizerType.ADAM
+        values = engine.read_edges(built, ("weight",) + (tuple(ADAM_STATE.values()) if adam else ()), comm=comm)
+        self._weights = self.from_projections(self._per_projection(values["weight"]))
+        if adam:
             self._state = {}
             for k, key in ADAM_STATE.items():
-                joined = self.from_projections(self._per_projection(moments[key]))
+                joined = self.from_projections(self._per_projection(values[key]))
                 self._state |= {f"{k}_{name}": v for name, v in joined.items()}
 
     def run_resolution(self, task_resolution: float) -> float:
