@@ -28,7 +28,7 @@ import numpy as np
 
 from nestgrad.config import OptimizerType
 from nestgrad.config.eventprop import EventpropConfig
-from nestgrad.errors import ConfigError, ModelError
+from nestgrad.errors import ConfigError
 from nestgrad.nest_engine import eventprop as engine
 from nestgrad.networks.eventprop_learner import ADAM_STATE, EventpropNestLearner, EventpropRecord
 from nestgrad.reference.eventprop import FirstSpikeLoss, Network, Population, Projection, ReadoutCrossEntropy, Trial
@@ -278,12 +278,6 @@ class EventpropLearner(EventpropNestLearner):
     @property
     def n_recorded(self) -> int:
         return self.config.n_hidden
-
-    def validate(self, nest: Any) -> None:
-        missing = [m for m in (engine.INPUT_MODEL, engine.LIF_MODEL, engine.READOUT_MODEL) if m not in nest.node_models]
-        missing += [m for m in (engine.SYNAPSE_MODEL, engine.REVERSE_MODEL) if m not in nest.synapse_models]
-        if missing:
-            raise ModelError(f"EventProp needs nestgrad's models {missing}, which are not loaded (nestgrad.install())")
 
     def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
         c = self.config

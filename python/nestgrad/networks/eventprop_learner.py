@@ -60,6 +60,7 @@ class EventpropNestLearner:
     optimizer: Any
     trial_duration: float
     hidden_population: str = "hid"
+    spiking_model: str = engine.LIF_MODEL  # the NEST model of the network's spiking neurons
     output_key = "trial_y"  # what the outputs record per trial (first-spike outputs: "trial_t_first")
 
     def __init__(self) -> None:
@@ -114,6 +115,13 @@ class EventpropNestLearner:
         raise NotImplementedError
 
     # -- the Learner contract ----------------------------------------------------------------------------------------
+    def validate(self, nest: Any) -> None:
+        nodes = (engine.INPUT_MODEL, self.spiking_model, engine.READOUT_MODEL)
+        missing = [m for m in nodes if m not in nest.node_models]
+        missing += [m for m in (engine.SYNAPSE_MODEL, engine.REVERSE_MODEL) if m not in nest.synapse_models]
+        if missing:
+            raise ModelError(f"EventProp needs nestgrad's models {missing}, which are not loaded (nestgrad.install())")
+
     def build(
         self, nest: Any, weights: dict[str, np.ndarray], record_neurons: int, plastic: bool = True,
         learning: bool = True,

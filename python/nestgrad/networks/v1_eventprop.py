@@ -40,7 +40,7 @@ import numpy as np
 
 from nestgrad.config import OptimizerConfig, OptimizerType
 from nestgrad.config.v1 import V1EventpropConfig
-from nestgrad.errors import ConfigError, ModelError
+from nestgrad.errors import ConfigError
 from nestgrad.nest_engine import eventprop as engine
 from nestgrad.networks import v1_data as D
 from nestgrad.networks.eventprop_learner import EventpropNestLearner
@@ -260,6 +260,7 @@ class V1EventpropLearner(EventpropNestLearner):
     depend on how EventProp splits the projections by receptor port."""
 
     hidden_population = "v1"
+    spiking_model = engine.GLIF3_MODEL
 
     def __init__(self, column: V1Network, window: ResponseWindow, task_resolution: float):
         super().__init__()
@@ -334,13 +335,6 @@ class V1EventpropLearner(EventpropNestLearner):
             f"{w.end:g} ms from rest, cross-entropy of the readouts' {LOSS_WORDS[s.loss]} voltage over "
             f"[{w.start:g}, {w.end:g}) ms, every synapse plastic ({self.optimizer.type.value} in NEST{dale})"
         )
-
-    def validate(self, nest: Any) -> None:
-        nodes = (engine.INPUT_MODEL, engine.GLIF3_MODEL, engine.READOUT_MODEL)
-        missing = [m for m in nodes if m not in nest.node_models]
-        missing += [m for m in (engine.SYNAPSE_MODEL, engine.REVERSE_MODEL) if m not in nest.synapse_models]
-        if missing:
-            raise ModelError(f"EventProp needs nestgrad's models {missing}, which are not loaded (nestgrad.install())")
 
 
 def make_v1_eventprop_learner(column: V1Network, task: Any, task_resolution: float) -> V1EventpropLearner:
