@@ -584,3 +584,20 @@ def test_weight_bump_and_window_are_refused_where_they_cannot_hold():
         make_learner(config(weight_bump=0.1, w_out_max=5.0))
     with pytest.raises(ConfigError, match=r"window_start = 2.0 is a window of the readouts' cross-entropy"):
         make_learner(config(window_start=2.0))
+
+
+def test_spike_buffers_only_grow_so_the_kernel_status_stays_small(tmp_path):
+    """NEST logs every resize of its spike buffers in the kernel status, and by default shrinks them after any step
+    that sends < 20 % of their size: EventProp's bursty steps then resized them almost every step, and the log made
+    every GetKernelStatus (and so every SynapseCollection.get/set of the weight bumps) cost tens of ms after one
+    epoch. nestgrad's kernels only grow the buffers: a block of 20 batches leaves a handful of entries, not one per
+    step (NEST's default left 9,713 here)."""
+    import nest
+
+    from nestgrad.training.trainer import Trainer
+
+    trainer = Trainer(config(20, 20, batch_size=20, n_hidden=30, weight_bump=0.0005), tmp_path, verbose=False)
+    trainer.run()
+    assert nest.GetKernelStatus("spike_buffer_shrink_limit") == 0.0
+    assert len(trainer.network.built.nodes) > 0  # the block's kernel is still the current one
+    assert len(nest.GetKernelStatus("spike_buffer_resize_log")["times"]) <= 10

@@ -37,7 +37,16 @@ def fresh_kernel(resolution: float, threads: int = 1, rng_seed: int | None = Non
     nest.ResetKernel()
     nest.verbosity = nest.VerbosityLevel.ERROR
     install()
-    settings: dict[str, Any] = {"resolution": resolution, "local_num_threads": threads, "print_time": False}
+    # NEST shrinks its spike buffers whenever a step sends < 20 % of their size, and logs every resize in the kernel
+    # status: with bursty sends (EventProp's trial and backward steps) it resized almost every step, and the log
+    # (5 MB after 50 Yin-Yang batches) made every GetKernelStatus, and so every SynapseCollection.get/set, cost
+    # tens of ms. Buffers that only grow hold the largest step's spikes; results do not depend on buffer sizes.
+    settings: dict[str, Any] = {
+        "resolution": resolution,
+        "local_num_threads": threads,
+        "print_time": False,
+        "spike_buffer_shrink_limit": 0.0,
+    }
     if int(nest.num_processes) > 1:
         settings["use_compressed_spikes"] = False
     if rng_seed is not None:
