@@ -157,8 +157,10 @@ def test_bad_inputs_are_refused_by_name(column):
     config, learner, batch, window, w0, _ = column
     with pytest.raises(ConfigError, match=r"network\.v1\.background_rate = 1000\.0 Hz: .*cannot replay"):
         v1_eventprop_column(make_learner(shipped(background_rate=1000.0))[0], w0, window)
-    with pytest.raises(ConfigError, match=r"network\.v1\.readout_eta = 0\.01: .*optimizer's eta"):
-        v1_eventprop_column(make_learner(shipped(readout_eta=0.01))[0], w0, window)
+    with pytest.raises(ConfigError, match=r"network\.v1\.readout_eta = 0\.01 and .*learning_rates\.rec_out = 0\.0"):
+        v1_eventprop_column(
+            make_learner(shipped(readout_eta=0.01, eventprop={"learning_rates": {"rec_out": 0.0}}))[0], w0, window
+        )
     with pytest.raises(ConfigError, match=r"network\.v1\.eventprop\.readout = 'pools' is invalid: one of \('li',\)"):
         V1Config(eventprop={"readout": "pools"})
     with pytest.raises(ConfigError, match=r"network\.v1\.eventprop: unknown key\(s\) \['tau'\]"):

@@ -22,7 +22,7 @@ from nestgrad.comparison.v1_eventprop_compare import per_synapse_rel_err
 from nestgrad.config import ConfigError, ExperimentConfig
 from nestgrad.networks.v1_eventprop import V1EventpropLearner, optimizer_settings
 from nestgrad.reference.eventprop import compile_network, evaluate
-from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds
+from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds, edge_learning_rates
 from nestgrad.training.checkpoint import load_checkpoint
 from nestgrad.training.trainer import Trainer
 
@@ -104,6 +104,43 @@ def test_first_step_equals_the_reference_adam_step(tmp_path):
     assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == "iteration,loss,accuracy,rate_hz"
 
 
+def test_learning_rates_per_array_freeze_the_readout_and_scale_the_lgn_step(tmp_path):
+    """Chen et al.'s fixed read-out (learning_rates.rec_out = 0) and the LGN synapses at 4 x the optimizer's eta:
+    the first step equals the reference's Adam step with the same per-edge rates (per synapse to 1e-9), the
+    readout weights stay as they were bit for bit; readout_eta > 0 is the same as learning_rates.rec_out; the
+    Trainer's learning-rate decay scales the rates as it scales eta."""
+    trainer = Trainer(tiny(eventprop={"learning_rates": {"rec_out": 0.0, "lgn_rec": 0.2}}), tmp_path, verbose=False)
+    net = trainer.network
+    rates = net.learning_rates()
+    assert rates == {"lgn_rec_ee": 0.2, "lgn_rec_ei": 0.2, "rec_out": 0.0}
+    assert "rec_out eta 0 (frozen)" in net.describe()
+    w0 = trainer.initial_state().weights
+    trainer.run()
+    np.testing.assert_array_equal(trainer.state.weights["rec_out"], w0["rec_out"])
+    col, batch = net.column, trainer.task.batch(0)
+    cnet = compile_network(col.network)
+    ref = evaluate(cnet, net.trials(batch), col.loss)
+    settings = optimizer_settings(trainer.config.optimizer, batch.n_trials)
+    opt = NumpyOptimizer(settings, *edge_bounds(cnet, settings, col.bounds), edge_learning_rates(cnet, settings, rates))
+    g = np.concatenate([ref.grad_weights[name] for name in cnet.proj_slices])
+    w1, _ = opt.step(cnet.w.astype(float).copy(), g)
+    got_all = col.split(trainer.state.weights)
+    for name, sl in cnet.proj_slices.items():
+        got, want = got_all[name] - cnet.w[sl], w1[sl] - cnet.w[sl]
+        if name == "rec_out":
+            assert not want.any() and not got.any()
+            continue
+        assert np.abs(want).max() > 0, name
+        assert per_synapse_rel_err(got, want) <= RTOL, name
+    # readout_eta is learning_rates.rec_out; the decay scales every rate as it scales eta
+    decaying = tiny(readout_eta=0.01)
+    decaying = _with(decaying, optimizer__eta_decay=0.5, optimizer__eta_decay_every=1)
+    learner = Trainer(decaying, tmp_path / "decay", verbose=False).network
+    assert learner.learning_rates() == {"rec_out": 0.01}
+    learner.optimizer = decaying.optimizer.at_iteration(2)
+    assert learner.learning_rates() == {"rec_out": 0.01 * 0.25}
+
+
 def test_resume_equals_the_uninterrupted_run_and_evaluation_keeps_the_weights(tmp_path):
     whole = Trainer(tiny(2, 2), tmp_path / "whole", verbose=False)  # both iterations in one kernel
     whole.run()
@@ -146,7 +183,18 @@ def _with(config: ExperimentConfig, **changes) -> ExperimentConfig:
     ("changes", "needle"),
     [
         ({"network__v1__background_rate": 1000.0}, r"network\.v1\.background_rate = 1000\.0 Hz: .*cannot replay"),
-        ({"network__v1__readout_eta": 0.01}, r"network\.v1\.readout_eta = 0\.01: .*optimizer's eta"),
+        (
+            {"network__v1__readout_eta": 0.01, "network__v1__eventprop": {"learning_rates": {"rec_out": 0.0}}},
+            r"network\.v1\.readout_eta = 0\.01 and network\.v1\.eventprop\.learning_rates\.rec_out = 0\.0 both",
+        ),
+        (
+            {"network__v1__eventprop": {"learning_rates": {"lgn": 0.1}}},
+            r"network\.v1\.eventprop\.learning_rates: unknown weight array 'lgn'; known: \['lgn_rec'",
+        ),
+        (
+            {"network__v1__eventprop": {"learning_rates": {"rec_rec": -1.0}}},
+            r"network\.v1\.eventprop\.learning_rates\.rec_rec = -1\.0 is invalid: a finite number >= 0",
+        ),
         ({"optimizer__batch_size": 1600}, r"optimizer\.batch_size = 1600: EventProp takes one optimizer step"),
         (
             {"task__name": "v1_multi", "network__v1__pool_size": 1, "network__v1__n_neurons": 600},

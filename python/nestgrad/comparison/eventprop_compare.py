@@ -30,7 +30,7 @@ from nestgrad.nest_engine import eventprop as engine
 from nestgrad.nest_engine import fresh_kernel
 from nestgrad.networks.registry import make_learner
 from nestgrad.reference.eventprop import compile_network, evaluate
-from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, batch_gradient, edge_bounds
+from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, batch_gradient, edge_bounds, edge_learning_rates
 
 
 def _rel(nest: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
@@ -68,7 +68,8 @@ def compare_eventprop(
     # the reference: the same optimizer in NumPy with the same bounds (network.params' bounds, Dale's law)
     cnet = compile_network(learner.network(w0, T))
     settings = learner.optimizer_settings(config.task.batch_size)
-    opt = NumpyOptimizer(settings, *edge_bounds(cnet, None, learner.bounds(), learner.signs()))
+    opt = NumpyOptimizer(settings, *edge_bounds(cnet, None, learner.bounds(), learner.signs()),
+                         edge_learning_rates(cnet, settings, learner.learning_rates()))  # fmt: skip
     limit = float(settings.get("max_trial_gradient", math.inf))  # per-trial clipping of the spiking neurons
     w_flat = cnet.w.astype(float).copy()
     clipped = np.zeros(len(w_flat), np.int64)

@@ -32,7 +32,7 @@ from nestgrad.nest_engine import eventprop as engine
 from nestgrad.networks.registry import make_learner
 from nestgrad.networks.v1_eventprop import optimizer_settings
 from nestgrad.reference.eventprop import compile_network, evaluate
-from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds
+from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds, edge_learning_rates
 
 TINY = 1e-3  # gradients (updates) below this fraction of their projection's largest are held to 1e-9 of it
 
@@ -72,8 +72,9 @@ def compare_v1_eventprop(
     settings = optimizer_settings(config.optimizer, config.task.batch_size)
     all_trials = [t for ts in trial_sets for t in ts]
     t0 = time.perf_counter()
+    rates = learner.learning_rates()
     built = engine.build(cnet, all_trials, resolution=res_ep, threads=threads, loss=col.loss, optimizer=settings,
-                         bounds=col.bounds, record=False)  # fmt: skip
+                         bounds=col.bounds, learning_rates=rates, record=False)  # fmt: skip
     built.nest.Simulate(built.layout.sim_time)
     built.nest.Simulate(built.layout.period)  # the period in which every synapse applies the last batch's step
     w_nest_flat = engine.read_edges(built, ("weight",))["weight"]
@@ -84,7 +85,7 @@ def compare_v1_eventprop(
 
     t0 = time.perf_counter()
     lo, hi = edge_bounds(cnet, settings, col.bounds)
-    opt = NumpyOptimizer(settings, lo, hi)
+    opt = NumpyOptimizer(settings, lo, hi, edge_learning_rates(cnet, settings, rates))
     w_flat = cnet.w.astype(float).copy()
     clipped = np.zeros(len(w_flat), np.int64)
     losses_ref = []
@@ -126,6 +127,7 @@ def compare_v1_eventprop(
             "max_abs_gradient": float(np.abs(g_ref).max(initial=0.0)),
             "nonzero_gradients": int(np.count_nonzero(g_ref)),
             "gradient_max_rel_err": per_synapse_rel_err(g_nest, g_ref),
+            "learning_rate": rates.get(name, settings["eta"]),
             "max_abs_update": float(np.abs(d_ref).max(initial=0.0)),
             "clipped_steps": int(clipped[sl].sum()),
             "max_rel_err": per_synapse_rel_err(d_nest, d_ref),

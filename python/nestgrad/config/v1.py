@@ -128,6 +128,7 @@ class V1Config:
 
 
 V1_EVENTPROP_READOUTS = ("li",)
+V1_WEIGHT_ARRAYS = ("lgn_rec", "rec_rec", "rec_out")  # the column's plastic weight arrays (checkpoint keys)
 V1_EVENTPROP_LOSSES = ("sum", "max", "sum_exp")
 
 
@@ -148,6 +149,10 @@ class V1EventpropConfig:
     readout_C_m: float = 1.0  # as the e-prop readout
     readout_tau_m: float = 30.0  # as the e-prop readout
     readout_tau_syn: float = 5.0  # the leaky readout's exponential current (the e-prop readout has none)
+    # eta of the column's weight arrays that do not take the optimizer's ("lgn_rec", "rec_rec", "rec_out"), at
+    # iteration 0 (the optimizer's decay scales them alike); 0 freezes an array, e.g. rec_out = 0: Chen et al.'s
+    # fixed pool read-out. network.v1.readout_eta > 0 is the same as rec_out = readout_eta
+    learning_rates: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         def need(ok: bool, key: str, requirement: str) -> None:
@@ -170,6 +175,19 @@ class V1EventpropConfig:
             positive(key)
         if self.tau_w is not None:
             positive("tau_w")
+        need(isinstance(self.learning_rates, Mapping), "learning_rates", "a table of array name -> eta")
+        for name, rate in self.learning_rates.items():
+            if name not in V1_WEIGHT_ARRAYS:
+                raise ConfigError(
+                    f"network.v1.eventprop.learning_rates: unknown weight array {name!r}; "
+                    f"known: {list(V1_WEIGHT_ARRAYS)}"
+                )
+            ok = isinstance(rate, int | float) and not isinstance(rate, bool) and math.isfinite(rate) and rate >= 0
+            if not ok:
+                raise ConfigError(
+                    f"network.v1.eventprop.learning_rates.{name} = {rate!r} is invalid: a finite number >= 0 "
+                    "(0: frozen) is required"
+                )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> V1EventpropConfig:

@@ -34,7 +34,16 @@ import numpy as np
 from nestgrad.errors import ConfigError, ModelError
 from nestgrad.reference.eventprop.losses import FirstSpikeLoss, ReadoutCrossEntropy, SpikeCountRegulariser
 from nestgrad.reference.eventprop.network import CompiledNetwork, Network, Trial, compile_network, input_spikes
-from nestgrad.reference.eventprop.optimizer import EXCITATORY, INHIBITORY, Bounds, Signs, edge_bounds, neuron_signs
+from nestgrad.reference.eventprop.optimizer import (
+    EXCITATORY,
+    INHIBITORY,
+    Bounds,
+    LearningRates,
+    Signs,
+    edge_bounds,
+    edge_learning_rates,
+    neuron_signs,
+)
 
 INPUT_MODEL = "eventprop_input_ps"
 LIF_MODEL = "eventprop_iaf_psc_exp_ps"
@@ -255,6 +264,7 @@ def build(
     optimizer: dict[str, Any] | None = None,
     bounds: Bounds | None = None,
     signs: Signs | None = None,
+    learning_rates: LearningRates | None = None,
     record: bool = True,
 ) -> BuiltEventprop:
     """Reset NEST and build ``net`` with the inputs of ``trials``; with ``loss`` (one loss or a sequence, main loss
@@ -265,7 +275,9 @@ def build(
     inhibitory or 0, one value or one per neuron) bound the weights
     (:func:`~nestgrad.reference.eventprop.optimizer.edge_bounds`; :class:`ConfigError` for empty bounds or initial
     weights outside them): the edges of a projection whose bounds differ from the optimizer's use copies of both
-    synapse models with these bounds, one per projection and sign of source (:func:`bounded_models`). The outputs of
+    synapse models with these bounds, one per projection and sign of source (:func:`bounded_models`); so do the
+    projections with a learning rate of their own (``learning_rates``: projection -> eta, 0 freezes it;
+    :func:`~nestgrad.reference.eventprop.optimizer.edge_learning_rates`). The outputs of
     a labelled loss get one label more than there are trials (0), for the extra trial period that applies the last
     batch's step (:func:`run_training`). ``record=False``: the neurons and readouts keep no spike or (t, v, I) record
     (it grows with every trial; :func:`read_forward` then returns empty records); ``trial_y`` (readouts),
@@ -306,11 +318,14 @@ def build(
         if isinstance(clip, bool) or not isinstance(clip, int | float) or not clip > 0:
             raise ConfigError(f"optimizer max_trial_gradient = {clip!r}: need a number > 0 (1/pA; inf: off)")
         lo, hi = edge_bounds(cnet, optimizer, bounds, signs)  # checked before NEST sees a connection
+        eta = edge_learning_rates(cnet, optimizer, learning_rates)
         for model in (SYNAPSE_MODEL, REVERSE_MODEL):
             nest.SetDefaults(model, {"optimizer": dict(optimizer)})
-        groups = bounded_models(nest, cnet, optimizer, lo, hi, neuron_signs(cnet, signs))
-    elif bounds or signs:
-        raise ConfigError("weight bounds and Dale's law (bounds, signs) need an optimizer: they bound its steps")
+        groups = bounded_models(nest, cnet, optimizer, lo, hi, neuron_signs(cnet, signs), eta)
+    elif bounds or signs or learning_rates:
+        raise ConfigError(
+            "weight bounds, Dale's law and learning rates (bounds, signs, learning_rates) need an optimizer"
+        )
     node_ids: list[int] = []
     inputs: dict[int, tuple[list[float], list[int]]] = {j: ([], []) for j, k in enumerate(cnet.kind) if k == "input"}
     for k, trial in enumerate(trials):
@@ -399,14 +414,23 @@ def build(
 
 
 def bounded_models(
-    nest: Any, cnet: CompiledNetwork, optimizer: dict[str, Any], lo: np.ndarray, hi: np.ndarray, sign: np.ndarray
+    nest: Any,
+    cnet: CompiledNetwork,
+    optimizer: dict[str, Any],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    sign: np.ndarray,
+    eta: np.ndarray | None = None,
 ) -> list[EdgeGroup]:
-    """Group the edges by the models that bound them: edges whose (Wmin, Wmax) are the optimizer's keep the base
-    models; the others get copies of both models (NEST's ``CopyModel``: the bounds are common properties, so Dale's
-    law and bounds cost no memory per synapse), one per projection and sign of source, named
-    ``<model>__<projection>`` with ``_exc`` or ``_inh`` for an excitatory or inhibitory source. Both copies of an
-    edge get the same settings, so that they take the same steps bit for bit. ``sign``: per global neuron."""
+    """Group the edges by the models that bound them: edges whose (Wmin, Wmax) and eta are the optimizer's keep the
+    base models; the others get copies of both models (NEST's ``CopyModel``: bounds and eta are common properties,
+    so Dale's law, bounds and learning rates cost no memory per synapse), one per projection and sign of source,
+    named ``<model>__<projection>`` with ``_exc`` or ``_inh`` for an excitatory or inhibitory source. Both copies of
+    an edge get the same settings, so that they take the same steps bit for bit. ``sign``: per global neuron;
+    ``eta``: per edge (None: the optimizer's)."""
     base = (float(optimizer.get("Wmin", -math.inf)), float(optimizer.get("Wmax", math.inf)))
+    base_eta = float(optimizer.get("eta", 0.0))
+    eta = np.full(len(cnet.src), base_eta) if eta is None else eta
     plain = np.ones(len(cnet.src), bool)
     groups: list[EdgeGroup] = []
     suffix = {EXCITATORY: "_exc", INHIBITORY: "_inh"}
@@ -415,18 +439,20 @@ def bounded_models(
         src_sign = sign[cnet.src[edges]] if len(edges) else np.zeros(0, np.int8)
         for s in (EXCITATORY, INHIBITORY, 0):
             mine = edges[src_sign == s]
-            mine = mine[(lo[mine] != base[0]) | (hi[mine] != base[1])]
+            mine = mine[(lo[mine] != base[0]) | (hi[mine] != base[1]) | (eta[mine] != base_eta)]
             if not len(mine):
                 continue
-            w_min, w_max = float(lo[mine[0]]), float(hi[mine[0]])  # one pair per projection and sign
+            # one (Wmin, Wmax) per projection and sign, one eta per projection
+            w_min, w_max, rate = float(lo[mine[0]]), float(hi[mine[0]]), float(eta[mine[0]])
             models = []
             for model in (SYNAPSE_MODEL, REVERSE_MODEL):
                 copy = f"{model}__{name}{suffix.get(s, '')}"
                 nest.CopyModel(model, copy)
                 # unbounded first: the default weight must lie within the bounds at every step of the change
-                nest.SetDefaults(copy, {"optimizer": dict(optimizer) | {"Wmin": -math.inf, "Wmax": math.inf}})
+                own = dict(optimizer) | {"eta": rate}
+                nest.SetDefaults(copy, {"optimizer": own | {"Wmin": -math.inf, "Wmax": math.inf}})
                 nest.SetDefaults(copy, {"weight": min(max(0.0, w_min), w_max)})
-                nest.SetDefaults(copy, {"optimizer": dict(optimizer) | {"Wmin": w_min, "Wmax": w_max}})
+                nest.SetDefaults(copy, {"optimizer": own | {"Wmin": w_min, "Wmax": w_max}})
                 models.append(copy)
             groups.append(EdgeGroup(models[0], models[1], mine))
             plain[mine] = False
@@ -766,13 +792,14 @@ def run_training(
     threads: int = 1,
     bounds: Bounds | None = None,
     signs: Signs | None = None,
+    learning_rates: LearningRates | None = None,
 ) -> NestTraining:
     """Train on ``trials`` in order, one optimizer step per ``optimizer["batch_size"]`` trials, all in NEST: one
     ``Simulate`` for the trials, one more trial period (no inputs) in which every synapse applies the last batch's
-    step; returns the weights of both copies of every edge. ``bounds`` and ``signs`` (Dale's law): as for
-    :func:`build`."""
+    step; returns the weights of both copies of every edge. ``bounds``, ``signs`` (Dale's law) and
+    ``learning_rates``: as for :func:`build`."""
     built = build(net, trials, resolution=resolution, threads=threads, loss=loss, optimizer=optimizer,
-                  bounds=bounds, signs=signs)  # fmt: skip
+                  bounds=bounds, signs=signs, learning_rates=learning_rates)  # fmt: skip
     nest, cnet = built.nest, built.cnet
     nest.Simulate(built.layout.sim_time)
     nest.Simulate(built.layout.period)

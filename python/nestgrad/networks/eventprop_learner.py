@@ -95,6 +95,11 @@ class EventpropNestLearner:
         """Dale's law: population -> sign per neuron (empty: none)."""
         return {}
 
+    def learning_rates(self) -> dict[str, float]:
+        """eta per EventProp projection that does not take the optimizer's (0: frozen), for the kernel about to be
+        built (with the Trainer's learning-rate decay applied); empty: every projection takes the optimizer's."""
+        return {}
+
     def to_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The learner's per-edge arrays (weights, optimizer state) as one array per EventProp projection."""
         return values
@@ -162,7 +167,8 @@ class EventpropNestLearner:
         optimizer = self.optimizer_settings(sizes.pop()) if self._learning else None
         built = engine.build(net, trials, resolution=self.run_resolution(resolution), threads=threads,
                              loss=self.loss(), optimizer=optimizer, bounds=self.bounds() if optimizer else None,
-                             signs=self.signs() if optimizer else None)  # fmt: skip
+                             signs=self.signs() if optimizer else None,
+                             learning_rates=self.learning_rates() if optimizer else None)  # fmt: skip
         self.built = built
         if self._pending_state:
             self._write_state(built, self._pending_state)

@@ -175,8 +175,8 @@ def v1_eventprop_column(
     has exact gradients) as an EventProp network whose trials end at ``window.end``.
 
     Raises :class:`ConfigError` for a Poisson background (``network.v1.background_rate`` > 0), a readout learning
-    rate of its own (``network.v1.readout_eta`` > 0: the EventProp synapses take the optimizer's), weights of the
-    wrong size, or a window that does not fit the trial."""
+    rate given twice (``network.v1.readout_eta`` > 0 and ``network.v1.eventprop.learning_rates.rec_out``), weights
+    of the wrong size, or a window that does not fit the trial."""
     c = net.config
     settings = settings or c.eventprop_config()
     if c.background_rate > 0:
@@ -185,10 +185,10 @@ def v1_eventprop_column(
             "in advance, and the Poisson background's are drawn inside NEST (the reference engine cannot replay "
             "them); set network.v1.background_rate = 0 (the LGN alone drives the column)"
         )
-    if c.readout_eta > 0:
+    if c.readout_eta > 0 and "rec_out" in settings.learning_rates:
         raise ConfigError(
-            f"network.v1.readout_eta = {c.readout_eta!r}: the EventProp synapses all take the optimizer's eta; set "
-            "network.v1.readout_eta = 0"
+            f"network.v1.readout_eta = {c.readout_eta!r} and network.v1.eventprop.learning_rates.rec_out = "
+            f"{settings.learning_rates['rec_out']!r} both set the readout's learning rate: keep one"
         )
     if not 0.0 <= window.start < window.end:
         raise ConfigError(f"response window [{window.start}, {window.end}) ms: need 0 <= start < end")
@@ -275,9 +275,14 @@ class V1EventpropLearner(EventpropNestLearner):
                 f"optimizer.batch_size = {column.optimizer.batch_size!r}: EventProp takes one optimizer step per "
                 "iteration (task.batch_size trials); optimizer.batch_size counts e-prop's time steps: leave it at 1"
             )
-        # the translation, made once (refuses a background, a readout eta of its own and bad windows now); the
+        # the translation, made once (refuses a background, a readout eta given twice and bad windows now); the
         # weights of a run replace the initial ones (network())
         self.column = v1_eventprop_column(column, self.initial_weights(column.config.seed), window, self.settings)
+        # eta per weight array at iteration 0 (the Trainer's decay replaces self.optimizer and scales them alike)
+        self._eta0 = float(column.optimizer.eta)
+        self._rates = dict(self.settings.learning_rates)
+        if column.config.readout_eta > 0:
+            self._rates["rec_out"] = float(column.config.readout_eta)
 
     @property
     def optimizer(self) -> OptimizerConfig:  # type: ignore[override]
@@ -302,6 +307,13 @@ class V1EventpropLearner(EventpropNestLearner):
 
     def bounds(self) -> dict[str, tuple[float, float]]:
         return dict(self.column.bounds)
+
+    def learning_rates(self) -> dict[str, float]:
+        """eta per EventProp projection of the weight arrays with a rate of their own (``learning_rates``,
+        ``readout_eta``), scaled by the optimizer's decay so far: every split projection of an array takes its
+        array's rate."""
+        scale = float(self.optimizer.eta) / self._eta0
+        return {name: self._rates[key] * scale for name, (key, _) in self.column.edges.items() if key in self._rates}
 
     def trials(self, batch: Any) -> list[Trial]:
         window = response_window(batch, self.resolution)
@@ -330,10 +342,11 @@ class V1EventpropLearner(EventpropNestLearner):
     def describe(self) -> str:
         s, w = self.settings, self.window
         dale = ", Dale's law as bounds" if self.column.bounds else ""
+        own = "".join(f", {k} eta {v:g}" + (" (frozen)" if v == 0 else "") for k, v in self._rates.items())
         return (
             f"{self.net.describe()}; EventProp in NEST ({engine.GLIF3_MODEL}, grid {s.resolution:g} ms): trials of "
             f"{w.end:g} ms from rest, cross-entropy of the readouts' {LOSS_WORDS[s.loss]} voltage over "
-            f"[{w.start:g}, {w.end:g}) ms, every synapse plastic ({self.optimizer.type.value} in NEST{dale})"
+            f"[{w.start:g}, {w.end:g}) ms, every synapse plastic ({self.optimizer.type.value} in NEST{dale}{own})"
         )
 
 

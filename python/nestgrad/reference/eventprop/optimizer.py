@@ -10,6 +10,10 @@ bounds of the edge's projection where given, and narrowed by Dale's law where th
 an excitatory source (+1) keeps its outgoing weights >= 0 (Wmin = max(Wmin, 0)), an inhibitory one (-1) <= 0
 (Wmax = min(Wmax, 0)). NEST applies the same bounds through copies of the synapse models, one per distinct pair
 (``nest_engine.eventprop.build``).
+
+Learning rates per projection (:func:`edge_learning_rates`): ``learning_rates`` = projection -> eta replaces the
+optimizer's eta for that projection's edges (0 freezes them: a fixed readout, fixed inputs); NEST applies them
+through the same model copies.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ UNSIGNED = 0  # no sign constraint
 
 Bounds = Mapping[str, tuple[float, float]]
 Signs = Mapping[str, Any]
+LearningRates = Mapping[str, float]
 
 
 def neuron_signs(cnet: CompiledNetwork, signs: Signs | None) -> np.ndarray:
@@ -97,6 +102,22 @@ def edge_bounds(
     return lo, hi
 
 
+def edge_learning_rates(
+    cnet: CompiledNetwork, optimizer: Mapping[str, Any] | None = None, learning_rates: LearningRates | None = None
+) -> np.ndarray:
+    """eta of every edge (edge order): the optimizer's, replaced by ``learning_rates[projection]`` where given.
+    Raises :class:`ConfigError` naming the projection for an unknown projection or a rate that is not a finite
+    number >= 0 (0 freezes the projection)."""
+    eta = np.full(len(cnet.w), float((optimizer or {}).get("eta", 0.0)))
+    for name, rate in (learning_rates or {}).items():
+        if name not in cnet.proj_slices:
+            raise ConfigError(f"learning_rates: no projection named {name!r}; have {sorted(cnet.proj_slices)}")
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not (math.isfinite(rate) and rate >= 0):
+            raise ConfigError(f"learning_rates[{name!r}] = {rate!r}: need a finite number >= 0 (0: frozen)")
+        eta[cnet.proj_slices[name]] = float(rate)
+    return eta
+
+
 @dataclass
 class NumpyOptimizer:
     """Per-edge optimizer state over the global edge order of a network: one :meth:`step` per batch."""
@@ -104,6 +125,7 @@ class NumpyOptimizer:
     settings: Mapping[str, Any]  # type, eta; for Adam beta_1, beta_2, epsilon
     lo: np.ndarray  # per edge Wmin (pA)
     hi: np.ndarray  # per edge Wmax (pA)
+    eta: np.ndarray | None = None  # per edge learning rate (edge_learning_rates); None: the settings' eta
     m: np.ndarray = field(init=False)
     v: np.ndarray = field(init=False)
     beta_1_power: float = 1.0
@@ -119,16 +141,18 @@ class NumpyOptimizer:
         """The weights after one step with the batch's mean gradient ``g`` (1/pA), and which edges the bounds
         clipped (bool per edge)."""
         s = self.settings
+        eta = float(s["eta"]) if self.eta is None else self.eta
         if s.get("type", "gradient_descent") == "adam":
             b1, b2 = float(s["beta_1"]), float(s["beta_2"])
             self.beta_1_power *= b1
             self.beta_2_power *= b2
-            alpha = float(s["eta"]) * math.sqrt(1.0 - self.beta_2_power) / (1.0 - self.beta_1_power)
+            # per edge as in the synapse: alpha = eta * sqrt(1 - beta_2^t) / (1 - beta_1^t), in this order
+            alpha = eta * math.sqrt(1.0 - self.beta_2_power) / (1.0 - self.beta_1_power)
             self.m = b1 * self.m + (1.0 - b1) * g
             self.v = b2 * self.v + (1.0 - b2) * g * g
             new = w - alpha * self.m / (np.sqrt(self.v) + float(s["epsilon"]))
         else:
-            new = w - float(s["eta"]) * g
+            new = w - eta * g
         clipped = (new < self.lo) | (new > self.hi)
         return np.clip(new, self.lo, self.hi), clipped
 
@@ -188,15 +212,18 @@ def train(
     *,
     bounds: Bounds | None = None,
     signs: Signs | None = None,
+    learning_rates: LearningRates | None = None,
 ) -> ReferenceTraining:
     """Train on ``trials`` in order, one step per ``optimizer["batch_size"]`` trials (a whole number of batches),
     with the reference engine's gradients (:func:`~nestgrad.reference.eventprop.evaluate`, mean over the batch) and
     :class:`NumpyOptimizer`: what ``nest_engine.eventprop.run_training`` computes inside NEST (with
-    ``optimizer["max_trial_gradient"]``: per-trial clipping, :func:`batch_gradient`)."""
+    ``optimizer["max_trial_gradient"]``: per-trial clipping, :func:`batch_gradient`; ``learning_rates``: per
+    projection, :func:`edge_learning_rates`)."""
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     lo, hi = edge_bounds(cnet, optimizer, bounds, signs)
     limit = float(optimizer.get("max_trial_gradient", math.inf))
-    opt = NumpyOptimizer(optimizer, lo, hi)
+    eta = edge_learning_rates(cnet, optimizer, learning_rates) if learning_rates else None
+    opt = NumpyOptimizer(optimizer, lo, hi, eta)
     w = cnet.w.astype(float).copy()
     clipped = np.zeros(len(w), np.int64)
     bs = int(optimizer.get("batch_size", 1))
