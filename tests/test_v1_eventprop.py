@@ -155,8 +155,6 @@ def test_compare_command_end_to_end_at_a_tiny_size(tmp_path):
 
 def test_bad_inputs_are_refused_by_name(column):
     config, learner, batch, window, w0, _ = column
-    with pytest.raises(ConfigError, match=r"network\.v1\.background_rate = 1000\.0 Hz: .*cannot replay"):
-        v1_eventprop_column(make_learner(shipped(background_rate=1000.0))[0], w0, window)
     with pytest.raises(ConfigError, match=r"network\.v1\.readout_eta = 0\.01 and .*learning_rates\.rec_out = 0\.0"):
         v1_eventprop_column(
             make_learner(shipped(readout_eta=0.01, eventprop={"learning_rates": {"rec_out": 0.0}}))[0], w0, window

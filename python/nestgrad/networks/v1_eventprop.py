@@ -21,8 +21,12 @@ Mapping (``network.gradient_algorithm = "eventprop"``, table ``[network.v1.event
   input spike at (j + 1) x ``task.resolution`` ms (the end of the step); the trial ends at the end of the response
   window (T), where the loss (:class:`~nestgrad.reference.eventprop.ReadoutCrossEntropy` over [window start, T])
   stops: later events cannot change it, so the gradient is that of the whole trial;
-* no Poisson background: its spikes are drawn inside NEST and cannot be replayed by the reference engine
-  (``background_rate > 0`` is refused).
+* Poisson background (``network.v1.background_rate`` > 0): the e-prop column's generator per neuron becomes an
+  input neuron ``bg`` per V1 neuron whose spikes are drawn in advance, per trial (continuous-time Poisson at the
+  rate, seeded by the network seed and the trial's LGN spikes: :func:`background_trial_spikes`), so that NEST and
+  the reference engine replay the same ones, forward and backward; the e-prop column's background weights
+  (``V1Network.background_weights``) on the excitatory port of the target (``background_ee``, ``background_ei``),
+  frozen (learning rate 0).
 
 Training: :class:`V1EventpropLearner` runs this network through the Trainer (``nestgrad train``; registered for
 ``("v1", "eventprop")`` in :mod:`nestgrad.networks.registry`), with the run shared by every EventProp learner
@@ -32,6 +36,7 @@ Training: :class:`V1EventpropLearner` runs this network through the Trainer (``n
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +55,8 @@ from nestgrad.reference.eventprop.neurons.glif3 import GLIF3_DEFAULTS
 
 # the e-prop column's projections that EventProp splits by receptor port, and the port of each (source, target) pair
 SPLIT = ("lgn_rec", "rec_rec")
+# the Poisson background's projections (fixed: learning rate 0), onto excitatory and inhibitory targets
+BACKGROUND = ("background_ee", "background_ei")
 PAIR_OF_PORT = {port: s + t for (s, t), port in D.RECEPTOR.items()}
 LOSS_WORDS = {"sum": "mean", "max": "maximum", "sum_exp": "exponentially weighted mean"}
 
@@ -94,6 +101,20 @@ def task_response_window(task: Any, resolution: float) -> ResponseWindow:
             "one loss window per network is supported: train the tasks one at a time"
         )
     return next(iter(windows.values()))
+
+
+def background_trial_spikes(lgn: list[np.ndarray], n: int, rate_hz: float, T: float, seed: int) -> list[np.ndarray]:
+    """One trial's Poisson background: for each of ``n`` neurons spike times in [0, T) ms (sorted; a Poisson number
+    at ``rate_hz`` x T, uniform times: a continuous-time Poisson process). The random stream is seeded by ``seed``
+    and a checksum of the trial's LGN spikes ``lgn`` (per unit), so a trial gets the same background wherever and
+    whenever it is drawn (both engines, a resumed run) and different trials get different ones."""
+    digest = 0
+    for unit, times in enumerate(lgn):
+        digest = zlib.crc32(np.asarray(times, np.float64).tobytes(), zlib.crc32(unit.to_bytes(4, "little"), digest))
+    rng = np.random.default_rng([int(seed), 0xB6, digest])
+    counts = rng.poisson(rate_hz * T / 1000.0, n)
+    times = rng.uniform(0.0, T, int(counts.sum()))
+    return [np.sort(part) for part in np.split(times, np.cumsum(counts)[:-1])]
 
 
 def lgn_trials(batch: Any, resolution: float, T: float) -> list[Trial]:
@@ -174,17 +195,13 @@ def v1_eventprop_column(
     """The column of ``net`` with ``weights`` (``initial_weights`` or trained; ``feedback`` is not used: EventProp
     has exact gradients) as an EventProp network whose trials end at ``window.end``.
 
-    Raises :class:`ConfigError` for a Poisson background (``network.v1.background_rate`` > 0), a readout learning
+    With a Poisson background (``network.v1.background_rate`` > 0) the network has the input population ``bg`` (one
+    per V1 neuron) and its fixed projections ``background_ee``/``background_ei`` (:data:`BACKGROUND`); the trials
+    carry its spikes (:func:`background_trial_spikes`). Raises :class:`ConfigError` for a readout learning
     rate given twice (``network.v1.readout_eta`` > 0 and ``network.v1.eventprop.learning_rates.rec_out``), weights
     of the wrong size, or a window that does not fit the trial."""
     c = net.config
     settings = settings or c.eventprop_config()
-    if c.background_rate > 0:
-        raise ConfigError(
-            f"network.v1.background_rate = {c.background_rate!r} Hz: EventProp needs every input spike of a trial "
-            "in advance, and the Poisson background's are drawn inside NEST (the reference engine cannot replay "
-            "them); set network.v1.background_rate = 0 (the LGN alone drives the column)"
-        )
     if c.readout_eta > 0 and "rec_out" in settings.learning_rates:
         raise ConfigError(
             f"network.v1.readout_eta = {c.readout_eta!r} and network.v1.eventprop.learning_rates.rec_out = "
@@ -219,6 +236,17 @@ def v1_eventprop_column(
             edges[name] = (key, idx)
             if o.sign_constrained:  # one source sign per projection: Dale's law as its bounds
                 bounds[name] = (max(o.Wmin, 0.0), o.Wmax) if excitatory_source[pair[0]] else (o.Wmin, min(o.Wmax, 0.0))
+    if c.background_rate > 0:  # one input per V1 neuron on its target's excitatory port, the e-prop weights
+        port = np.array([D.RECEPTOR[("e", D.ei(D.CLASSES[k]))] for k in lay.cls])
+        w_bg = net.background_weights()
+        for name in BACKGROUND:
+            tgt = np.flatnonzero(port == D.RECEPTOR[("e", name[-1])])
+            if not tgt.size:
+                continue
+            d = _on_grid(np.full(tgt.size, net.resolution), res)
+            projections.append(Projection(name, "bg", "v1", tgt, tgt, w_bg[tgt], d, receptor=int(port[tgt[0]])))
+            if o.sign_constrained:
+                bounds[name] = (max(o.Wmin, 0.0), o.Wmax)
     readout_delay = _on_grid(np.full(net.out_src.size, net.resolution), res)
     projections.append(
         Projection("rec_out", "v1", "out", net.out_src, net.out_tgt, np.asarray(weights["rec_out"], float),
@@ -227,8 +255,10 @@ def v1_eventprop_column(
     edges["rec_out"] = ("rec_out", np.arange(net.out_src.size))
     readout = {"C_m": settings.readout_C_m, "tau_m": settings.readout_tau_m, "tau_syn": settings.readout_tau_syn,
                "E_L": 0.0, "I_e": 0.0}  # fmt: skip
+    background = (Population("bg", lay.cls.size, "input"),) if c.background_rate > 0 else ()
     pops = (
         Population("lgn", net.n_in, "input"),
+        *background,
         Population("v1", lay.cls.size, "glif3", _glif3_params(net)),
         Population("out", net.n_out, "li", readout),
     )
@@ -313,7 +343,9 @@ class V1EventpropLearner(EventpropNestLearner):
         ``readout_eta``), scaled by the optimizer's decay so far: every split projection of an array takes its
         array's rate."""
         scale = float(self.optimizer.eta) / self._eta0
-        return {name: self._rates[key] * scale for name, (key, _) in self.column.edges.items() if key in self._rates}
+        rates = {name: self._rates[key] * scale for name, (key, _) in self.column.edges.items() if key in self._rates}
+        # the background's weights are the e-prop column's drive, not learned
+        return rates | {p.name: 0.0 for p in self.column.network.projections if p.name in BACKGROUND}
 
     def trials(self, batch: Any) -> list[Trial]:
         window = response_window(batch, self.resolution)
@@ -321,7 +353,18 @@ class V1EventpropLearner(EventpropNestLearner):
             raise ConfigError(
                 f"EventProp V1 column: a batch's response window {window} is not the task's {self.window}"
             )
-        return lgn_trials(batch, self.resolution, self.window.end)
+        trials = lgn_trials(batch, self.resolution, self.window.end)
+        c = self.net.config
+        if c.background_rate <= 0:
+            return trials
+        n, T = int(self.net.layout.cls.size), self.window.end
+        return [
+            Trial(
+                dict(t.inputs) | {"bg": background_trial_spikes(t.inputs["lgn"], n, c.background_rate, T, c.seed)},
+                t.label,
+            )  # fmt: skip
+            for t in trials
+        ]
 
     def to_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.column.split(values)
@@ -342,11 +385,13 @@ class V1EventpropLearner(EventpropNestLearner):
     def describe(self) -> str:
         s, w = self.settings, self.window
         dale = ", Dale's law as bounds" if self.column.bounds else ""
+        rate = self.net.config.background_rate
+        bg = f", Poisson background {rate:g} Hz per neuron replayed per trial (fixed weights)" if rate > 0 else ""
         own = "".join(f", {k} eta {v:g}" + (" (frozen)" if v == 0 else "") for k, v in self._rates.items())
         return (
             f"{self.net.describe()}; EventProp in NEST ({engine.GLIF3_MODEL}, grid {s.resolution:g} ms): trials of "
             f"{w.end:g} ms from rest, cross-entropy of the readouts' {LOSS_WORDS[s.loss]} voltage over "
-            f"[{w.start:g}, {w.end:g}) ms, every synapse plastic ({self.optimizer.type.value} in NEST{dale}{own})"
+            f"[{w.start:g}, {w.end:g}) ms, every synapse plastic ({self.optimizer.type.value} in NEST{dale}{own}){bg}"
         )
 
 
