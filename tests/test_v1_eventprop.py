@@ -159,7 +159,9 @@ def test_bad_inputs_are_refused_by_name(column):
         v1_eventprop_column(
             make_learner(shipped(readout_eta=0.01, eventprop={"learning_rates": {"rec_out": 0.0}}))[0], w0, window
         )
-    with pytest.raises(ConfigError, match=r"network\.v1\.eventprop\.readout = 'pools' is invalid: one of \('li',\)"):
+    with pytest.raises(
+        ConfigError, match=r"network\.v1\.eventprop\.readout = 'pools' is invalid: one of \('li', 'threshold'\)"
+    ):
         V1Config(eventprop={"readout": "pools"})
     with pytest.raises(ConfigError, match=r"network\.v1\.eventprop: unknown key\(s\) \['tau'\]"):
         V1Config(eventprop={"tau": 1.0})

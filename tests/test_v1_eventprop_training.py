@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 
 import numpy as np
@@ -235,6 +236,15 @@ def _with(config: ExperimentConfig, **changes) -> ExperimentConfig:
         ),
         ({"optimizer__batch_size": 1600}, r"optimizer\.batch_size = 1600: EventProp takes one optimizer step"),
         (
+            {
+                "task__name": "v1_digits",
+                "network__v1__pool_size": 1,
+                "network__v1__n_neurons": 600,
+                "network__v1__eventprop": {"readout": "threshold", "threshold": 1.0},
+            },
+            r"network\.v1\.eventprop\.readout = 'threshold' is for binary tasks; this task has 10 classes",
+        ),
+        (
             {"task__name": "v1_multi", "network__v1__pool_size": 1, "network__v1__n_neurons": 600},
             r"task 'v1_multi' has trials with different response windows \(v1_orientation \[40, 90\).*one at a time",
         ),
@@ -253,8 +263,59 @@ def test_what_the_learner_cannot_train_is_refused_before_any_simulation(tmp_path
 
 
 def test_chens_pool_readout_is_refused_by_name():
-    with pytest.raises(ConfigError, match=r"network\.v1\.eventprop\.readout = 'pools' is invalid: one of \('li',\)"):
+    with pytest.raises(ConfigError, match=r"network\.v1\.eventprop\.readout = 'pools' is invalid: one of \('li', 'thr"):
         _with(tiny(), network__v1__eventprop={"readout": "pools"})
+
+
+@pytest.mark.parametrize("mode", ["sum", "max"])
+def test_threshold_readout_is_the_binary_cross_entropy_of_the_class_1_pool(tmp_path, mode):
+    """readout = "threshold" (Chen et al.'s binary read-out): only pool 1 feeds a readout; the input-free readout 0
+    sits at y = threshold in every trial (its constant current from the closed form), so the softmax of the two is
+    sigmoid(y_1 - threshold) and the loss per trial the binary cross-entropy softplus(z) - label z, z = y_1 - theta;
+    NEST's gradients and two Adam steps equal the reference's per synapse to 1e-9; pool 0's readout edges are absent
+    (0 in the weight array, before and after training)."""
+    theta = 0.5
+    config = tiny(2, 2, eventprop={"readout": "threshold", "threshold": theta, "loss": mode})
+    trainer = Trainer(config, tmp_path, verbose=False)
+    net = trainer.network
+    assert f"binary cross-entropy of sigmoid(y - {theta:g} mV)" in net.describe()
+    col = net.column
+    out = col.network.projection("rec_out")
+    assert np.all(out.targets == 1) and out.sources.size == net.net.pools[1].size
+    batch = trainer.task.batch(0)
+    trials = net.trials(batch)
+    ref = evaluate(compile_network(col.network), trials, col.loss)
+    labels = np.array([t.label for t in trials])
+    assert set(labels) == {0, 1}
+    y = np.array(ref.outputs)
+    np.testing.assert_allclose(y[:, 0], theta, rtol=1e-12)
+    z = y[:, 1] - theta
+    bce = np.logaddexp(0.0, z) - labels * z
+    assert float(ref.loss) == pytest.approx(float(bce.mean()), rel=1e-12)
+    w0 = trainer.initial_state().weights["rec_out"]
+    pool0 = net.net.out_tgt == 0
+    assert np.all(w0[pool0] == 0.0) and np.all(w0[~pool0] != 0.0)
+    result = compare_v1_eventprop(config, 2)
+    for name, r in result["projections"].items():
+        assert r["gradient_max_rel_err"] <= RTOL and r["max_rel_err"] <= RTOL, name
+    assert result["loss_max_rel_err"] <= 1e-12
+    trainer.run()
+    w1 = trainer.state.weights["rec_out"]
+    assert np.all(w1[pool0] == 0.0) and not np.array_equal(w1[~pool0], w0[~pool0])
+
+
+@pytest.mark.parametrize(
+    ("eventprop", "needle"),
+    [
+        ({"readout": "threshold"}, r"network\.v1\.eventprop\.threshold = None is invalid: readout = 'threshold' "),
+        ({"readout": "li", "threshold": 1.0}, r"threshold = 1\.0 is invalid: it is used with readout = 'threshold'"),
+        ({"readout": "threshold", "threshold": 1.0, "loss": "sum_exp"}, r"loss = 'sum_exp' is invalid: readout ="),
+        ({"readout": "threshold", "threshold": math.nan}, r"threshold = nan is invalid"),
+    ],  # fmt: skip
+)
+def test_threshold_readout_settings_are_checked_by_name(eventprop, needle):
+    with pytest.raises(ConfigError, match=needle):
+        _with(tiny(), network__v1__eventprop=eventprop)
 
 
 def test_shipped_config_builds_the_eventprop_learner():

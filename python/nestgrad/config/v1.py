@@ -127,7 +127,7 @@ class V1Config:
         return V1EventpropConfig.from_dict(self.eventprop)
 
 
-V1_EVENTPROP_READOUTS = ("li",)
+V1_EVENTPROP_READOUTS = ("li", "threshold")
 V1_WEIGHT_ARRAYS = ("lgn_rec", "rec_rec", "rec_out")  # the column's plastic weight arrays (checkpoint keys)
 V1_EVENTPROP_LOSSES = ("sum", "max", "sum_exp")
 
@@ -138,9 +138,13 @@ class V1EventpropConfig:
     :mod:`nestgrad.networks.v1_eventprop`). Times in ms, capacitance in pF."""
 
     # "li": each readout pool feeds one leaky readout (the e-prop column's readout, with a synaptic current), scored
-    # by the cross-entropy of the readouts in the response window. Chen et al.'s pool spike counts need a loss on
-    # spike counts in a window, which the EventProp engines do not have
+    # by the cross-entropy of the readouts in the response window. "threshold" (binary tasks, Chen et al.'s single
+    # pool against a threshold): only the pool of class 1 feeds a readout, and p(class 1) = sigmoid(y - threshold),
+    # scored by the binary cross-entropy (a second, input-free readout held at y = threshold by a constant current
+    # makes it the same softmax). Chen et al.'s pool spike counts need a loss on spike counts in a window, which the
+    # EventProp engines do not have: the leaky readout's mean voltage is their filtered count
     readout: str = "li"
+    threshold: float | None = None  # mV: readout = "threshold" only, y at which p(class 1) = 1/2
     loss: str = "sum"  # the readouts' value in the window: mean ("sum"), maximum ("max"), weighted mean ("sum_exp")
     tau_w: float | None = None  # "sum_exp" only: weighting time constant (None: the trial duration)
     # NEST's time grid for the EventProp models (spike times are exact; delays must lie on it): Billeh's delays
@@ -170,6 +174,13 @@ class V1EventpropConfig:
             f"one of {V1_EVENTPROP_READOUTS} (Chen et al.'s pool spike counts need a loss on spike counts in a "
             "window, which the EventProp engines do not have)",
         )
+        if self.readout == "threshold":
+            t = self.threshold
+            ok = isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+            need(ok, "threshold", "readout = 'threshold' needs a finite threshold (mV: the readout's y at p = 1/2)")
+            need(self.loss != "sum_exp", "loss", "readout = 'threshold' takes loss = 'sum' or 'max'")
+        else:
+            need(self.threshold is None, "threshold", "it is used with readout = 'threshold' only")
         need(self.loss in V1_EVENTPROP_LOSSES, "loss", f"one of {V1_EVENTPROP_LOSSES}")
         for key in ("resolution", "readout_C_m", "readout_tau_m", "readout_tau_syn"):
             positive(key)

@@ -149,6 +149,7 @@ class V1EventpropColumn:
     edges: dict[str, tuple[str, np.ndarray]]
     bounds: dict[str, tuple[float, float]]  # Dale's law as per-projection bounds (pA); empty without it
     window: ResponseWindow
+    sizes: dict[str, int]  # edges per e-prop array (the threshold read-out leaves pool 0's readout edges out)
 
     @property
     def resolution(self) -> float:
@@ -159,11 +160,9 @@ class V1EventpropColumn:
         return {name: np.asarray(weights[src], float)[idx] for name, (src, idx) in self.edges.items()}
 
     def join(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """EventProp projections' values (weights or gradients) back in the e-prop column's arrays."""
-        sizes: dict[str, int] = {}
-        for src, idx in self.edges.values():
-            sizes[src] = sizes.get(src, 0) + idx.size
-        out = {src: np.zeros(n) for src, n in sizes.items()}
+        """EventProp projections' values (weights or gradients) back in the e-prop column's arrays (0 on edges the
+        EventProp network leaves out: pool 0's readout edges with the threshold read-out)."""
+        out = {src: np.zeros(n) for src, n in self.sizes.items()}
         for name, (src, idx) in self.edges.items():
             out[src][idx] = weights[name]
         return out
@@ -247,14 +246,22 @@ def v1_eventprop_column(
             projections.append(Projection(name, "bg", "v1", tgt, tgt, w_bg[tgt], d, receptor=int(port[tgt[0]])))
             if o.sign_constrained:
                 bounds[name] = (max(o.Wmin, 0.0), o.Wmax)
-    readout_delay = _on_grid(np.full(net.out_src.size, net.resolution), res)
-    projections.append(
-        Projection("rec_out", "v1", "out", net.out_src, net.out_tgt, np.asarray(weights["rec_out"], float),
-                   readout_delay)
-    )  # fmt: skip
-    edges["rec_out"] = ("rec_out", np.arange(net.out_src.size))
     readout = {"C_m": settings.readout_C_m, "tau_m": settings.readout_tau_m, "tau_syn": settings.readout_tau_syn,
                "E_L": 0.0, "I_e": 0.0}  # fmt: skip
+    out_edges = np.arange(net.out_src.size)
+    if settings.readout == "threshold":  # pool 1 -> readout 1; readout 0 held at y = threshold
+        if net.n_out != 2:
+            raise ConfigError(
+                f"network.v1.eventprop.readout = 'threshold' is for binary tasks; this task has {net.n_out} classes"
+            )
+        out_edges = np.flatnonzero(net.out_tgt == 1)
+        readout["I_e"] = np.array([threshold_current(settings, window), 0.0])
+    readout_delay = _on_grid(np.full(out_edges.size, net.resolution), res)
+    projections.append(
+        Projection("rec_out", "v1", "out", net.out_src[out_edges], net.out_tgt[out_edges],
+                   np.asarray(weights["rec_out"], float)[out_edges], readout_delay)
+    )  # fmt: skip
+    edges["rec_out"] = ("rec_out", out_edges)
     background = (Population("bg", lay.cls.size, "input"),) if c.background_rate > 0 else ()
     pops = (
         Population("lgn", net.n_in, "input"),
@@ -263,7 +270,22 @@ def v1_eventprop_column(
         Population("out", net.n_out, "li", readout),
     )
     loss = ReadoutCrossEntropy("out", settings.loss, settings.tau_w, window_start=window.start)
-    return V1EventpropColumn(Network(pops, tuple(projections), window.end), loss, settings, edges, bounds, window)
+    network = Network(pops, tuple(projections), window.end)
+    return V1EventpropColumn(network, loss, settings, edges, bounds, window, sizes)
+
+
+def threshold_current(settings: V1EventpropConfig, window: ResponseWindow) -> float:
+    """The constant current (pA) that holds an input-free leaky readout, from rest at the trial start, at the value
+    ``settings.threshold`` over the response window: v(t) = (I tau_m / C_m)(1 - exp(-t / tau_m)), so y = its mean
+    over [start, end) (``loss = "sum"``) or its maximum v(end) (``"max"``) is proportional to I."""
+    tau, c = settings.readout_tau_m, settings.readout_C_m
+    start, end = window.start, window.end
+    if settings.loss == "max":
+        per_pa = tau / c * -math.expm1(-end / tau)
+    else:
+        per_pa = tau / c * (1.0 - tau * (math.exp(-start / tau) - math.exp(-end / tau)) / (end - start))
+    assert settings.threshold is not None
+    return float(settings.threshold) / per_pa
 
 
 def optimizer_settings(optimizer: OptimizerConfig, batch_size: int) -> dict[str, Any]:
@@ -325,7 +347,10 @@ class V1EventpropLearner(EventpropNestLearner):
     # -- the network ---------------------------------------------------------------------------------------------
     def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
         w = self.net.initial_weights(seed)
-        return {key: w[key] for key in SPLIT + ("rec_out",)}
+        out = {key: w[key] for key in SPLIT + ("rec_out",)}
+        if self.settings.readout == "threshold":  # pool 0 has no readout: its edges are absent (0 in the array)
+            out["rec_out"] = np.where(self.net.out_tgt == 0, 0.0, out["rec_out"])
+        return out
 
     def network(self, weights: dict[str, np.ndarray], T: float) -> Network:
         if self.window.end != T:
@@ -387,10 +412,16 @@ class V1EventpropLearner(EventpropNestLearner):
         dale = ", Dale's law as bounds" if self.column.bounds else ""
         rate = self.net.config.background_rate
         bg = f", Poisson background {rate:g} Hz per neuron replayed per trial (fixed weights)" if rate > 0 else ""
+        scored = f"cross-entropy of the readouts' {LOSS_WORDS[s.loss]} voltage"
+        if s.readout == "threshold":
+            scored = (
+                f"binary cross-entropy of sigmoid(y - {s.threshold:g} mV), y = the class-1 pool readout's "
+                f"{LOSS_WORDS[s.loss]} voltage"
+            )
         own = "".join(f", {k} eta {v:g}" + (" (frozen)" if v == 0 else "") for k, v in self._rates.items())
         return (
             f"{self.net.describe()}; EventProp in NEST ({engine.GLIF3_MODEL}, grid {s.resolution:g} ms): trials of "
-            f"{w.end:g} ms from rest, cross-entropy of the readouts' {LOSS_WORDS[s.loss]} voltage over "
+            f"{w.end:g} ms from rest, {scored} over "
             f"[{w.start:g}, {w.end:g}) ms, every synapse plastic ({self.optimizer.type.value} in NEST{dale}{own}){bg}"
         )
 
