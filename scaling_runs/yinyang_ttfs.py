@@ -4,8 +4,10 @@ another, evaluate each on the 1,000 test points and draw its decision regions (d
 For each seed the run folder ``<out>/seed<k>`` is an ordinary ``nestgrad train`` folder (checkpoint, metrics.csv,
 loss.png); the script adds ``evaluation.json`` (``nestgrad evaluate``, all test points), ``decision_regions.png``
 (predicted class over a grid of (x, y) inside the circle, grey where no output spikes, the test points coloured by
-their label on top) and ``yinyang_ttfs.json`` in ``<out>`` (per seed: test accuracy, epochs, seconds per epoch;
-mean and standard deviation). A folder with a checkpoint is resumed, so an interrupted series continues.
+their label on top), ``run.json`` (the seed's result) and ``yinyang_ttfs.json`` in ``<out>`` (per seed: test
+accuracy, epochs, seconds per epoch; mean and standard deviation), rebuilt from every ``seed*/run.json`` in
+``<out>``, so that several series may run side by side into one folder (one seed each). A folder with a
+checkpoint is resumed, so an interrupted series continues.
 
     python scaling_runs/yinyang_ttfs.py --seeds 1 2 3 4 5 --out out/yinyang_ttfs
     python scaling_runs/yinyang_ttfs.py --seeds 1 --epochs 20 --out out/yinyang_ttfs   # shorter
@@ -77,6 +79,17 @@ def decision_regions(trainer: Trainer, out: pathlib.Path, side: int = 80) -> flo
     return accuracy
 
 
+def summarise(out: pathlib.Path) -> dict:
+    """Every seed's ``run.json`` in ``out`` (whichever process wrote it), their mean and standard deviation."""
+    runs = {}
+    for path in sorted(out.glob("seed*/run.json"), key=lambda p: int(p.parent.name[4:] or 0)):
+        run = json.loads(path.read_text())
+        if "test_accuracy" in run:
+            runs[path.parent.name[4:]] = run
+    acc = [r["test_accuracy"] for r in runs.values()]
+    return {"runs": runs, "mean_test_accuracy": float(np.mean(acc)), "std_test_accuracy": float(np.std(acc))}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(CONFIG))
@@ -88,16 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure-only", action="store_true", help="evaluate and draw trained runs, no training")
     args = ap.parse_args(argv)
     base = ExperimentConfig.from_toml(args.config)
-    per_epoch = yinyang.SPLIT_SIZES["train"] // base.task.batch_size
-    iterations = None if args.epochs is None else args.epochs * per_epoch
+    per_epoch = yinyang.SPLIT_SIZES["train"] / base.task.batch_size  # iterations per epoch (33.3 for 150)
+    iterations = None if args.epochs is None else round(args.epochs * per_epoch)
     out = pathlib.Path(args.out)
     summary_path = out / "yinyang_ttfs.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {"runs": {}}
     for seed in args.seeds:
         config = seed_config(base, seed, iterations, args.checkpoint_every, args.eta)
         folder = out / f"seed{seed}"
         trainer = Trainer(config, folder)
-        run = summary["runs"].get(str(seed), {})
+        run_path = folder / "run.json"
+        run = json.loads(run_path.read_text()) if run_path.exists() else {}
         if not args.figure_only:
             resume = trainer.checkpoint_path.exists()
             start = load_checkpoint(trainer.checkpoint_path, config).iteration if resume else 0
@@ -126,13 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         run["test_loss"] = result["loss"]
         run["test_points"] = result["trials"]
         run["figure_test_accuracy"] = decision_regions(trainer, folder)
-        summary["runs"][str(seed)] = run
-        acc = [r["test_accuracy"] for r in summary["runs"].values()]
-        summary["mean_test_accuracy"] = float(np.mean(acc))
-        summary["std_test_accuracy"] = float(np.std(acc))
+        run_path.write_text(json.dumps(run, indent=2))
+        summary = summarise(out)
         summary["config"] = str(args.config)
         summary["overrides"] = {"checkpoint_every": args.checkpoint_every, "eta": args.eta}
-        out.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(summary, indent=2))
         print(f"seed {seed}: test accuracy {100 * run['test_accuracy']:.2f} % ({run.get('epochs', '?')} epochs)")
     return 0

@@ -398,8 +398,15 @@ plot = false
 """
     )
     assert script.main(["--config", str(toml), "--seeds", "3", "--out", str(tmp_path / "runs")]) == 0
+    # a second series written beside it (another process, same folder): the summary holds both seeds
+    other = dict(json.loads((tmp_path / "runs" / "seed3" / "run.json").read_text()), test_accuracy=0.5)
+    (tmp_path / "runs" / "seed7").mkdir()
+    (tmp_path / "runs" / "seed7" / "run.json").write_text(json.dumps(other))
+    assert script.main(["--config", str(toml), "--seeds", "3", "--out", str(tmp_path / "runs"), "--figure-only"]) == 0
     summary = json.loads((tmp_path / "runs" / "yinyang_ttfs.json").read_text())
+    assert set(summary["runs"]) == {"3", "7"}
     run = summary["runs"]["3"]
+    assert summary["mean_test_accuracy"] == pytest.approx((run["test_accuracy"] + 0.5) / 2, abs=1e-15)
     assert run["iterations"] == 1 and run["epochs"] == 0.1 and run["test_points"] == 1000
     assert run["test_accuracy"] == pytest.approx(run["figure_test_accuracy"], abs=1e-12)
     assert (tmp_path / "runs" / "seed3" / "decision_regions.png").stat().st_size > 10_000
