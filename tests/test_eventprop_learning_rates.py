@@ -97,3 +97,52 @@ def test_learning_rates_refuse_bad_input() -> None:
         build(net, make_trials(2, n_trials=2), loss=LOSS, learning_rates={"hid_out": 0.0})
     eta = edge_learning_rates(cnet, opt, {"hid_out": 0.5})
     assert np.all(eta[cnet.proj_slices["hid_out"]] == 0.5) and np.all(eta[cnet.proj_slices["in_hid"]] == opt["eta"])
+
+
+# -- the eventprop architecture: network.params.learning_rates --------------------------------------------------------
+def test_eventprop_architecture_learning_rates_agree_with_the_reference(tmp_path) -> None:
+    """``nestgrad compare`` on an eventprop configuration with the input projection frozen and the readout at
+    2 x eta: the learner the Trainer uses against the reference gradients + the NumPy optimizer with the same rates,
+    <= 1e-9 per synapse; the frozen projection does not move."""
+    from test_eventprop_dale import tiny_config
+
+    from nestgrad.comparison.eventprop_compare import compare_eventprop
+
+    config = tiny_config(learning_rates={"in_hid": 0.0, "hid_out": 0.1})
+    result = compare_eventprop(config, iterations=3, out_dir=tmp_path)
+    for name, r in result["projections"].items():
+        print(name, r["max_abs_update"], r["max_rel_err"])
+        assert (r["max_abs_update"] == 0.0) == (name == "in_hid"), name
+        assert r["max_rel_err"] <= RTOL, name
+    assert result["loss_max_rel_err"] <= 1e-9
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        (
+            {"learning_rates": {"in": 0.1}},
+            r"network\.params\.learning_rates: unknown projection 'in'; known: \['in_hid'",
+        ),
+        ({"learning_rates": {"hid_out": -1.0}}, r"network\.params\.learning_rates\.hid_out = -1\.0: must be >= 0"),
+        ({"learning_rates": {"hid_out": "fast"}}, r"network\.params\.learning_rates\.hid_out = 'fast': a finite"),
+        ({"recurrent": False, "learning_rates": {"hid_hid": 0.1}}, r"learning_rates\.hid_hid: the network has no recu"),
+        ({"learning_rates": {"bias_out": 0.1}}, r"learning_rates\.bias_out: the network has no bias input"),
+        ({"learning_rates": 0.1}, r"network\.params\.learning_rates = 0\.1: a table of projection -> eta"),
+    ],  # fmt: skip
+)
+def test_eventprop_architecture_learning_rates_are_checked_by_name(params, needle) -> None:
+    from test_eventprop_dale import tiny_config
+
+    with pytest.raises(ConfigError, match=needle):
+        tiny_config(**params)
+
+
+def test_weight_bump_refuses_frozen_projections() -> None:
+    from test_yinyang_ttfs import config
+
+    with pytest.raises(
+        ConfigError, match=r"weight_bump = 0\.0005 cannot be combined with frozen projections \['in_hid'"
+    ):
+        config(weight_bump=0.0005, learning_rates={"in_hid": 0.0})
+    assert config(weight_bump=0.0005, learning_rates={"in_hid": 0.01}) is not None

@@ -35,8 +35,9 @@ from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, batch_gradien
 
 def _rel(nest: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
     scale = float(np.abs(ref).max()) if ref.size else 0.0
-    if scale == 0.0:
-        return scale, float("nan"), float("nan")
+    if scale == 0.0:  # nothing to compare against (e.g. a frozen projection): 0 if NEST did not move either
+        err = 0.0 if not np.any(nest) else math.inf
+        return scale, err, err
     keep = np.abs(ref) >= NEGLIGIBLE * scale
     mean = float(np.mean(np.abs(nest[keep] - ref[keep]) / np.abs(ref[keep])))
     return scale, float(np.abs(nest - ref).max() / scale), mean

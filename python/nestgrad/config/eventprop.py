@@ -45,6 +45,10 @@ READOUT_EVENTPROP_DEFAULTS: dict[str, float] = {"C_m": 20.0, "tau_m": 20.0, "tau
 OUTPUT_NEURON_DEFAULTS: dict[str, float] = dict(HIDDEN_DEFAULTS)
 
 
+# the eventprop architecture's projections (learning_rates' keys)
+PROJECTIONS = ("in_hid", "hid_hid", "hid_out", "bias_hid", "bias_out")
+
+
 def _number(where: str, value: Any, lo: float = -math.inf, lo_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ConfigError(f"{where} = {value!r}: a finite number is required")
@@ -98,6 +102,9 @@ class EventpropConfig:
     # ms, trial-local: one extra input neuron ("bias") that spikes once at this time in every trial and projects to
     # the hidden and the output layer (Göltz et al.'s bias spike; weights drawn like in_hid's and hid_out's); None: none
     bias_time: float | None = None
+    # eta per projection (in_hid, hid_hid, hid_out, bias_hid, bias_out) that does not take the optimizer's, at
+    # iteration 0 (the optimizer's decay scales them alike); 0 freezes a projection
+    learning_rates: dict[str, float] = field(default_factory=dict)
     # pA, output = "spiking": after every training batch in which an output neuron missed a spike in some trial, every
     # weight into that neuron grows by weight_bump (Göltz et al.'s "weight bumping", which keeps outputs from falling
     # silent for good: a silent output gets no gradient); 0: off
@@ -149,6 +156,23 @@ class EventpropConfig:
             raise ConfigError(
                 f"{p}.weight_bump = {self.weight_bump!r} cannot be combined with dale or w_out_min/w_out_max "
                 "(the bump is added outside the synapses' bounded optimizer step)"
+            )
+        if not isinstance(self.learning_rates, Mapping):
+            raise ConfigError(f"{p}.learning_rates = {self.learning_rates!r}: a table of projection -> eta")
+        for name, rate in self.learning_rates.items():
+            if name not in PROJECTIONS:
+                raise ConfigError(f"{p}.learning_rates: unknown projection {name!r}; known: {list(PROJECTIONS)}")
+            _number(f"{p}.learning_rates.{name}", rate, 0.0)
+        if (name := "hid_hid") in self.learning_rates and not self.recurrent:
+            raise ConfigError(f"{p}.learning_rates.{name}: the network has no recurrent projection (recurrent = false)")
+        for name in ("bias_hid", "bias_out"):
+            if name in self.learning_rates and self.bias_time is None:
+                raise ConfigError(f"{p}.learning_rates.{name}: the network has no bias input (bias_time is not set)")
+        frozen = sorted(k for k, v in self.learning_rates.items() if v == 0)
+        if self.weight_bump and frozen:
+            raise ConfigError(
+                f"{p}.weight_bump = {self.weight_bump!r} cannot be combined with frozen projections {frozen} "
+                "(the bump raises weights outside the optimizer)"
             )
         if self.max_trial_gradient is not None:
             _number(f"{p}.max_trial_gradient", self.max_trial_gradient, 0.0, lo_open=True)
