@@ -302,6 +302,12 @@ def test_threshold_readout_is_the_binary_cross_entropy_of_the_class_1_pool(tmp_p
     trainer.run()
     w1 = trainer.state.weights["rec_out"]
     assert np.all(w1[pool0] == 0.0) and not np.array_equal(w1[~pool0], w0[~pool0])
+    # the absent edges' Adam state is that of an edge that never stepped, so the checkpoint loads (and resumes)
+    saved = load_checkpoint(tmp_path / "checkpoint.npz", config)
+    state = saved.optimizer_state
+    assert np.all(state["b1_rec_out"][pool0] == 1.0) and np.all(state["m_rec_out"][pool0] == 0.0)
+    assert np.all(state["b1_rec_out"][~pool0] == 0.9 * 0.9)  # two steps
+    assert Trainer(config, tmp_path, verbose=False).evaluate(n_batches=1)["trials"] == 2
 
 
 @pytest.mark.parametrize(

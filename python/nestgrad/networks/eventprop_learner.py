@@ -33,6 +33,8 @@ from nestgrad.reference.eventprop import Network, Trial
 # the checkpoint's optimizer state per projection (<key>_<projection>) -> the synapses' status key: Adam's moments and
 # its bias-correction powers beta^t, which a run continued in a new kernel must carry on
 ADAM_STATE = {"m": "adam_m", "v": "adam_v", "b1": "adam_beta_1_power", "b2": "adam_beta_2_power"}
+# the state of an edge that has never stepped (moments 0, bias-correction powers beta^0 = 1)
+ADAM_INITIAL = {"m": 0.0, "v": 0.0, "b1": 1.0, "b2": 1.0}
 
 
 @dataclass
@@ -104,8 +106,9 @@ class EventpropNestLearner:
         """The learner's per-edge arrays (weights, optimizer state) as one array per EventProp projection."""
         return values
 
-    def from_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Inverse of :meth:`to_projections`."""
+    def from_projections(self, values: dict[str, np.ndarray], fill: float = 0.0) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`to_projections`; ``fill``: the value of the learner's edges that no EventProp
+        projection holds (a learner whose network leaves some out: weight 0, Adam's state as never stepped)."""
         return values
 
     def start_kernel(self, built: engine.BuiltEventprop) -> None:
@@ -202,7 +205,7 @@ class EventpropNestLearner:
         if adam:
             self._state = {}
             for k, key in ADAM_STATE.items():
-                joined = self.from_projections(self._per_projection(values[key]))
+                joined = self.from_projections(self._per_projection(values[key]), fill=ADAM_INITIAL[k])
                 self._state |= {f"{k}_{name}": v for name, v in joined.items()}
 
     def run_resolution(self, task_resolution: float) -> float:

@@ -159,10 +159,11 @@ class V1EventpropColumn:
         """The e-prop column's weights (``lgn_rec``, ``rec_rec``, ``rec_out``) per EventProp projection."""
         return {name: np.asarray(weights[src], float)[idx] for name, (src, idx) in self.edges.items()}
 
-    def join(self, weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """EventProp projections' values (weights or gradients) back in the e-prop column's arrays (0 on edges the
-        EventProp network leaves out: pool 0's readout edges with the threshold read-out)."""
-        out = {src: np.zeros(n) for src, n in self.sizes.items()}
+    def join(self, weights: Mapping[str, np.ndarray], fill: float = 0.0) -> dict[str, np.ndarray]:
+        """EventProp projections' values (weights, gradients, Adam's state) back in the e-prop column's arrays,
+        ``fill`` on edges the EventProp network leaves out (pool 0's readout edges with the threshold read-out:
+        weight 0, Adam's state as never stepped)."""
+        out = {src: np.full(n, float(fill)) for src, n in self.sizes.items()}
         for name, (src, idx) in self.edges.items():
             out[src][idx] = weights[name]
         return out
@@ -394,8 +395,8 @@ class V1EventpropLearner(EventpropNestLearner):
     def to_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self.column.split(values)
 
-    def from_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.column.join(values)
+    def from_projections(self, values: dict[str, np.ndarray], fill: float = 0.0) -> dict[str, np.ndarray]:
+        return self.column.join(values, fill)
 
     def optimizer_settings(self, batch_size: int) -> dict[str, Any]:
         return optimizer_settings(self.optimizer, batch_size)
