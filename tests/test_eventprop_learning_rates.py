@@ -146,3 +146,45 @@ def test_weight_bump_refuses_frozen_projections() -> None:
     ):
         config(weight_bump=0.0005, learning_rates={"in_hid": 0.0})
     assert config(weight_bump=0.0005, learning_rates={"in_hid": 0.01}) is not None
+
+
+# -- the eventprop architecture: network.params.delays ----------------------------------------------------------------
+def test_eventprop_architecture_delays_per_projection_agree_with_the_reference(tmp_path) -> None:
+    """network.params.delays: the bias spike reaches the outputs two delays after it reaches the hidden layer (as
+    hidden spikes answer inputs), the inputs one half-delay sooner; the network carries these delays and NEST's
+    training equals the reference's per synapse to 1e-9."""
+    from test_eventprop_dale import tiny_config
+
+    from nestgrad.comparison.eventprop_compare import compare_eventprop
+    from nestgrad.networks.registry import make_learner
+
+    config = tiny_config(bias_time=2.0, delays={"bias_out": 2.0, "in_hid": 0.5})
+    learner, _ = make_learner(config)
+    net = learner.network(learner.initial_weights(3), learner.trial_duration)
+    delays = {p.name: set(np.unique(p.delays)) for p in net.projections}
+    assert delays == {"in_hid": {0.5}, "bias_hid": {1.0}, "hid_hid": {1.0}, "hid_out": {1.0}, "bias_out": {2.0}}
+    result = compare_eventprop(config, iterations=3, out_dir=tmp_path)
+    for name, r in result["projections"].items():
+        assert r["max_abs_update"] > 0 and r["max_rel_err"] <= RTOL, name
+    assert result["loss_max_rel_err"] <= 1e-9
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"delays": {"out": 1.0}}, r"network\.params\.delays: unknown projection 'out'; known: \['in_hid'"),
+        ({"delays": {"hid_out": 0.0}}, r"network\.params\.delays\.hid_out = 0\.0: must be > 0"),
+        ({"delays": {"bias_out": 1.0}}, r"network\.params\.delays\.bias_out: the network has no bias input"),
+        (
+            {"delays": {"hid_out": 0.7}},
+            r"network\.params\.delays\.hid_out = 0\.7 ms: EventProp in NEST needs a positive",
+        ),
+    ],  # fmt: skip
+)
+def test_eventprop_architecture_delays_are_checked_by_name(params, needle) -> None:
+    from test_eventprop_dale import tiny_config
+
+    from nestgrad.networks.registry import make_learner
+
+    with pytest.raises(ConfigError, match=needle):
+        make_learner(tiny_config(**params))

@@ -52,13 +52,14 @@ def compare_eventprop(
     learner.validate(nest)
     w0 = learner.initial_weights(config.network.seed)
     batches = [task.batch(k) for k in range(iterations)]
+    trials = [learner.trials(b) for b in batches]  # as the network takes them (e.g. with the bias spike)
     T = learner.trial_duration
     loss = learner.loss()
 
     # gradient of the first batch
-    ng = engine.run_gradients(learner.network(w0, T), batches[0].trials, loss, resolution=res_ms, threads=threads,
+    ng = engine.run_gradients(learner.network(w0, T), trials[0], loss, resolution=res_ms, threads=threads,
                               record=False)  # fmt: skip
-    ref0 = evaluate(learner.network(w0, T), batches[0].trials, loss)
+    ref0 = evaluate(learner.network(w0, T), trials[0], loss)
 
     # training: the learner the Trainer uses, every batch in one kernel
     nest = fresh_kernel(res_ms, threads, config.training.rng_seed)
@@ -75,16 +76,16 @@ def compare_eventprop(
     w_flat = cnet.w.astype(float).copy()
     clipped = np.zeros(len(w_flat), np.int64)
     losses_ref = []
-    for b in batches:
+    for ts in trials:
         current = compile_network(learner.network({k: w_flat[sl] for k, sl in cnet.proj_slices.items()}, T))
-        r = evaluate(current, b.trials, loss, gradient=limit == math.inf)
+        r = evaluate(current, ts, loss, gradient=limit == math.inf)
         losses_ref.append(float(r.loss))
         if limit == math.inf:
             g = np.zeros(len(w_flat))
             for k, sl in cnet.proj_slices.items():
                 g[sl] = r.grad_weights[k]
         else:
-            g = batch_gradient(current, b.trials, loss, limit)
+            g = batch_gradient(current, ts, loss, limit)
         w_flat, hit = opt.step(w_flat, g)
         clipped += hit
     w_ref = {k: w_flat[sl] for k, sl in cnet.proj_slices.items()}

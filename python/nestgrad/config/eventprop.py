@@ -71,6 +71,10 @@ class EventpropConfig:
     # recall period of evidence_spikes and the whole trial of digits_latency; 0: the whole trial)
     window_start: float | None = None
     delay: float = 1.0  # ms, every connection (a multiple of the resolution)
+    # ms per projection (in_hid, hid_hid, hid_out, bias_hid, bias_out) instead of delay, e.g. bias_out = 2 * delay:
+    # the output layer's bias spike then arrives at bias_time in the output layer's frame, as in a network without
+    # delays (its hidden spikes arrive two delays after the inputs they answer)
+    delays: dict[str, float] = field(default_factory=dict)
     # initial weights (pA), normal(mean, std) per projection
     w_in_mean: float = 0.02
     w_in_std: float = 0.045
@@ -157,17 +161,8 @@ class EventpropConfig:
                 f"{p}.weight_bump = {self.weight_bump!r} cannot be combined with dale or w_out_min/w_out_max "
                 "(the bump is added outside the synapses' bounded optimizer step)"
             )
-        if not isinstance(self.learning_rates, Mapping):
-            raise ConfigError(f"{p}.learning_rates = {self.learning_rates!r}: a table of projection -> eta")
-        for name, rate in self.learning_rates.items():
-            if name not in PROJECTIONS:
-                raise ConfigError(f"{p}.learning_rates: unknown projection {name!r}; known: {list(PROJECTIONS)}")
-            _number(f"{p}.learning_rates.{name}", rate, 0.0)
-        if (name := "hid_hid") in self.learning_rates and not self.recurrent:
-            raise ConfigError(f"{p}.learning_rates.{name}: the network has no recurrent projection (recurrent = false)")
-        for name in ("bias_hid", "bias_out"):
-            if name in self.learning_rates and self.bias_time is None:
-                raise ConfigError(f"{p}.learning_rates.{name}: the network has no bias input (bias_time is not set)")
+        self._check_projection_table(p, "learning_rates", "eta", lo_open=False)
+        self._check_projection_table(p, "delays", "delay in ms", lo_open=True)
         frozen = sorted(k for k, v in self.learning_rates.items() if v == 0)
         if self.weight_bump and frozen:
             raise ConfigError(
@@ -260,6 +255,21 @@ class EventpropConfig:
             return 0
         f = 0.2 if self.inhibitory_fraction is None else float(self.inhibitory_fraction)
         return int(round(f * self.n_hidden))
+
+    def _check_projection_table(self, p: str, key: str, what: str, lo_open: bool) -> None:
+        """A table of projection -> number (>= 0, or > 0 with ``lo_open``) for projections this network has."""
+        table = getattr(self, key)
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{p}.{key} = {table!r}: a table of projection -> {what}")
+        for name, value in table.items():
+            if name not in PROJECTIONS:
+                raise ConfigError(f"{p}.{key}: unknown projection {name!r}; known: {list(PROJECTIONS)}")
+            _number(f"{p}.{key}.{name}", value, 0.0, lo_open=lo_open)
+        if (name := "hid_hid") in table and not self.recurrent:
+            raise ConfigError(f"{p}.{key}.{name}: the network has no recurrent projection (recurrent = false)")
+        for name in ("bias_hid", "bias_out"):
+            if name in table and self.bias_time is None:
+                raise ConfigError(f"{p}.{key}.{name}: the network has no bias input (bias_time is not set)")
 
     def weight_bounds(self) -> dict[str, tuple[float, float]]:
         """(Wmin, Wmax) in pA per projection that has a bound (``in_hid``, ``hid_hid``, ``hid_out``)."""

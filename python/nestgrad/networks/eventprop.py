@@ -163,12 +163,14 @@ class EventpropLearner(EventpropNestLearner):
                 "weights per projection with network.params.w_in_min, w_in_max, w_rec_min, w_rec_max, w_out_min, "
                 "w_out_max"
             )
-        steps = self.config.delay / resolution
-        if abs(steps - round(steps)) > 1e-9 * max(steps, 1.0) or round(steps) < 1:
-            raise ConfigError(
-                f"network.params.delay = {self.config.delay} ms: EventProp in NEST needs a positive multiple of "
-                f"task.resolution = {resolution} ms"
-            )
+        named = {"delay": self.config.delay} | {f"delays.{k}": v for k, v in self.config.delays.items()}
+        for key, delay in named.items():
+            steps = delay / resolution
+            if abs(steps - round(steps)) > 1e-9 * max(steps, 1.0) or round(steps) < 1:
+                raise ConfigError(
+                    f"network.params.{key} = {delay} ms: EventProp in NEST needs a positive multiple of "
+                    f"task.resolution = {resolution} ms"
+                )
 
     # -- description ---------------------------------------------------------------------------------------------
     def projections(self) -> dict[str, tuple[str, str, int, int]]:
@@ -204,8 +206,9 @@ class EventpropLearner(EventpropNestLearner):
         for name, (src, tgt, n_src, n_tgt) in self.projections().items():
             s, t = np.divmod(np.arange(n_src * n_tgt), n_tgt)
             keep = s != t if src == tgt else np.ones(len(s), bool)  # no autapses
+            delay = float(c.delays.get(name, c.delay))
             projs.append(Projection(name, src, tgt, s[keep], t[keep], np.asarray(weights[name], float),
-                                    np.full(int(keep.sum()), c.delay)))  # fmt: skip
+                                    np.full(int(keep.sum()), delay)))  # fmt: skip
         return Network(pops, tuple(projs), T)
 
     def signs(self) -> dict[str, np.ndarray]:
