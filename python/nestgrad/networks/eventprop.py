@@ -144,7 +144,7 @@ class EventpropLearner(EventpropNestLearner):
     def __init__(self, config: EventpropConfig, optimizer: Any, n_in: int, n_out: int, resolution: float):
         super().__init__()
         self.config, self.optimizer, self.resolution = config, optimizer, resolution
-        self._eta0 = float(getattr(optimizer, "eta", 0.0))  # the rates of learning_rates are at this eta
+        self.initial_eta = float(getattr(optimizer, "eta", 0.0))
         self.n_in, self.n_out = n_in, n_out
         self.trial_duration = 20.0  # ms, T of every trial: the architecture's factory sets the task's
         # ms, the loss's response window [window_start, T]: network.params.window_start, else the task's (factory)
@@ -226,7 +226,7 @@ class EventpropLearner(EventpropNestLearner):
 
     def learning_rates(self) -> dict[str, float]:
         """eta per projection of network.params.learning_rates, scaled by the optimizer's decay so far."""
-        scale = float(self.optimizer.eta) / self._eta0 if self._eta0 else 1.0
+        scale = self.decay_scale()
         return {k: float(v) * scale for k, v in self.config.learning_rates.items()}
 
     def bounds(self) -> dict[str, tuple[float, float]]:

@@ -62,6 +62,7 @@ class EventpropNestLearner:
     optimizer: Any
     trial_duration: float
     hidden_population: str = "hid"
+    initial_eta: float = 0.0  # the optimizer's eta at iteration 0 (the rates of learning_rates are given at it)
     spiking_model: str = engine.LIF_MODEL  # the NEST model of the network's spiking neurons
     output_key = "trial_y"  # what the outputs record per trial (first-spike outputs: "trial_t_first")
 
@@ -99,8 +100,14 @@ class EventpropNestLearner:
 
     def learning_rates(self) -> dict[str, float]:
         """eta per EventProp projection that does not take the optimizer's (0: frozen), for the kernel about to be
-        built (with the Trainer's learning-rate decay applied); empty: every projection takes the optimizer's."""
+        built (with the Trainer's learning-rate decay applied: :meth:`decay_scale`); empty: every projection takes
+        the optimizer's."""
         return {}
+
+    def decay_scale(self) -> float:
+        """eta now / eta at iteration 0 (``initial_eta``, set by the subclass): the Trainer's learning-rate decay
+        so far, which the rates of :meth:`learning_rates` follow."""
+        return float(self.optimizer.eta) / self.initial_eta if self.initial_eta else 1.0
 
     def to_projections(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The learner's per-edge arrays (weights, optimizer state) as one array per EventProp projection."""

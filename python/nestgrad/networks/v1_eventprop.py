@@ -332,7 +332,7 @@ class V1EventpropLearner(EventpropNestLearner):
         # weights of a run replace the initial ones (network())
         self.column = v1_eventprop_column(column, self.initial_weights(column.config.seed), window, self.settings)
         # eta per weight array at iteration 0 (the Trainer's decay replaces self.optimizer and scales them alike)
-        self._eta0 = float(column.optimizer.eta)
+        self.initial_eta = float(column.optimizer.eta)
         self._rates = dict(self.settings.learning_rates)
         if column.config.readout_eta > 0:
             self._rates["rec_out"] = float(column.config.readout_eta)
@@ -368,7 +368,7 @@ class V1EventpropLearner(EventpropNestLearner):
         """eta per EventProp projection of the weight arrays with a rate of their own (``learning_rates``,
         ``readout_eta``), scaled by the optimizer's decay so far: every split projection of an array takes its
         array's rate."""
-        scale = float(self.optimizer.eta) / self._eta0
+        scale = self.decay_scale()
         rates = {name: self._rates[key] * scale for name, (key, _) in self.column.edges.items() if key in self._rates}
         # the background's weights are the e-prop column's drive, not learned
         return rates | {p.name: 0.0 for p in self.column.network.projections if p.name in BACKGROUND}
