@@ -232,7 +232,7 @@ def _with(config: ExperimentConfig, **changes) -> ExperimentConfig:
         ),
         (
             {"network__v1__eventprop": {"learning_rates": {"rec_rec": -1.0}}},
-            r"network\.v1\.eventprop\.learning_rates\.rec_rec = -1\.0 is invalid: a finite number >= 0",
+            r"network\.v1\.eventprop\.learning_rates\.rec_rec = -1\.0: must be >= 0\.0 \(0 freezes the array\)",
         ),
         ({"optimizer__batch_size": 1600}, r"optimizer\.batch_size = 1600: EventProp takes one optimizer step"),
         (

@@ -81,6 +81,15 @@ def test_recurrent_connectivity_follows_the_rules(net):
     assert np.all((ratio > 0) & (ratio <= 7.0 + 1e-12))
 
 
+def test_excitatory_port_per_neuron_follows_the_target_type(net):
+    """Excitatory input arrives on port e->e (1) of excitatory neurons and e->i (3) of inhibitory ones."""
+    ports = net.excitatory_port_per_neuron()
+    expected = np.where(D.EXCITATORY[net.layout.cls], 1, 3)
+    np.testing.assert_array_equal(ports, expected)
+    lgn_tgt_excit = D.EXCITATORY[net.layout.cls[net.layout.lgn_tgt]]  # LGN input is excitatory: same ports
+    np.testing.assert_array_equal(net.layout.lgn_receptor, np.where(lgn_tgt_excit, 1, 3))
+
+
 def test_in_degree_is_kept_at_reduced_scale():
     """Expected full-scale in-degree of a central neuron: sum over sources of density x A_new x pi sigma^2 (the
     orientation factor averages to 1). The reduced column's central neurons (r < radius / 3) come within 25 %."""

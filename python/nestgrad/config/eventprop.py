@@ -17,7 +17,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from nestgrad.config.tables import from_table
+from nestgrad.config.tables import check_number_table, finite_number, from_table
 from nestgrad.errors import ConfigError
 
 EVENTPROP_LOSSES = ("sum", "max", "sum_exp")  # cross-entropy on the readouts' mean, maximum or weighted mean voltage
@@ -47,14 +47,6 @@ OUTPUT_NEURON_DEFAULTS: dict[str, float] = dict(HIDDEN_DEFAULTS)
 
 # the eventprop architecture's projections (learning_rates' keys)
 PROJECTIONS = ("in_hid", "hid_hid", "hid_out", "bias_hid", "bias_out")
-
-
-def _number(where: str, value: Any, lo: float = -math.inf, lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConfigError(f"{where} = {value!r}: a finite number is required")
-    if value < lo or (lo_open and value == lo):
-        raise ConfigError(f"{where} = {value!r}: must be {'>' if lo_open else '>='} {lo}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -147,12 +139,12 @@ class EventpropConfig:
             value = getattr(self, key)
             if value is None:
                 continue
-            _number(f"{p}.{key}", value, 0.0, lo_open=key != "alpha")
+            finite_number(f"{p}.{key}", value, 0.0, lo_open=key != "alpha")
             if not spiking:
                 raise ConfigError(f"{p}.{key} = {value!r} is used by loss = 'first_spike' only (loss = {self.loss!r})")
         if self.bias_time is not None:
-            _number(f"{p}.bias_time", self.bias_time, 0.0)
-        _number(f"{p}.weight_bump", self.weight_bump, 0.0)
+            finite_number(f"{p}.bias_time", self.bias_time, 0.0)
+        finite_number(f"{p}.weight_bump", self.weight_bump, 0.0)
         if self.weight_bump and not spiking:
             raise ConfigError(f"{p}.weight_bump = {self.weight_bump!r} is used by output = 'spiking' only")
         if self.weight_bump and (self.dale or self.w_out_min is not None or self.w_out_max is not None):
@@ -161,7 +153,7 @@ class EventpropConfig:
                 f"{p}.weight_bump = {self.weight_bump!r} cannot be combined with dale or w_out_min/w_out_max "
                 "(the bump is added outside the synapses' bounded optimizer step)"
             )
-        self._check_projection_table(p, "learning_rates", "eta", lo_open=False)
+        self._check_projection_table(p, "learning_rates", "eta", lo_open=False, note="0 freezes the projection")
         self._check_projection_table(p, "delays", "delay in ms", lo_open=True)
         frozen = sorted(k for k, v in self.learning_rates.items() if v == 0)
         if self.weight_bump and frozen:
@@ -170,12 +162,12 @@ class EventpropConfig:
                 "(the bump raises weights outside the optimizer)"
             )
         if self.max_trial_gradient is not None:
-            _number(f"{p}.max_trial_gradient", self.max_trial_gradient, 0.0, lo_open=True)
+            finite_number(f"{p}.max_trial_gradient", self.max_trial_gradient, 0.0, lo_open=True)
         for key in ("weight_bump_doubling", "weight_bump_skips_step"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{p}.{key} = {getattr(self, key)!r}: true or false")
         if self.weight_bump_hidden_missing is not None:
-            f = _number(f"{p}.weight_bump_hidden_missing", self.weight_bump_hidden_missing, 0.0)
+            f = finite_number(f"{p}.weight_bump_hidden_missing", self.weight_bump_hidden_missing, 0.0)
             if not f < 1.0:
                 raise ConfigError(f"{p}.weight_bump_hidden_missing = {f!r}: a fraction in [0, 1) is required")
         extras = [k for k in ("weight_bump_doubling", "weight_bump_skips_step") if getattr(self, k)]
@@ -186,29 +178,29 @@ class EventpropConfig:
             raise ConfigError(f"{p}.readout is the leaky readouts' table; output = 'spiking' uses {p}.output_neuron")
         if not spiking and self.output_neuron:
             raise ConfigError(f"{p}.output_neuron is used by output = 'spiking' only (output = {self.output!r})")
-        _number(f"{p}.delay", self.delay, 0.0, lo_open=True)
+        finite_number(f"{p}.delay", self.delay, 0.0, lo_open=True)
         if self.tau_w is not None:
-            _number(f"{p}.tau_w", self.tau_w, 0.0, lo_open=True)
+            finite_number(f"{p}.tau_w", self.tau_w, 0.0, lo_open=True)
             if self.loss != "sum_exp":
                 raise ConfigError(f"{p}.tau_w = {self.tau_w!r} is used by loss = 'sum_exp' only (loss = {self.loss!r})")
         if self.window_start is not None:
-            _number(f"{p}.window_start", self.window_start, 0.0)
+            finite_number(f"{p}.window_start", self.window_start, 0.0)
             if spiking:
                 raise ConfigError(
                     f"{p}.window_start = {self.window_start!r} is a window of the readouts' cross-entropy; "
                     "output = 'spiking' (first-spike loss) has none"
                 )
         for key in ("w_in_mean", "w_rec_mean", "w_out_mean"):
-            _number(f"{p}.{key}", getattr(self, key))
+            finite_number(f"{p}.{key}", getattr(self, key))
         for key in ("w_in_std", "w_rec_std", "w_out_std"):
-            _number(f"{p}.{key}", getattr(self, key), 0.0)
+            finite_number(f"{p}.{key}", getattr(self, key), 0.0)
         if not isinstance(self.dale, bool):
             raise ConfigError(f"{p}.dale = {self.dale!r}: true or false")
         for short in ("in", "rec", "out"):
             lo, hi = getattr(self, f"w_{short}_min"), getattr(self, f"w_{short}_max")
             for key, value in ((f"w_{short}_min", lo), (f"w_{short}_max", hi)):
                 if value is not None:
-                    _number(f"{p}.{key}", value)
+                    finite_number(f"{p}.{key}", value)
             if lo is not None and hi is not None and not lo < hi:
                 raise ConfigError(
                     f"{p}.w_{short}_min = {lo!r}, w_{short}_max = {hi!r}: need w_{short}_min < w_{short}_max"
@@ -222,7 +214,7 @@ class EventpropConfig:
                     "(excitatory weights are >= 0, inhibitory ones <= 0)"
                 )
         if self.inhibitory_fraction is not None:
-            f = _number(f"{p}.inhibitory_fraction", self.inhibitory_fraction, 0.0)
+            f = finite_number(f"{p}.inhibitory_fraction", self.inhibitory_fraction, 0.0)
             if f > 1.0:
                 raise ConfigError(f"{p}.inhibitory_fraction = {f!r}: must be in [0, 1]")
             if not self.dale:
@@ -240,8 +232,8 @@ class EventpropConfig:
                 raise ConfigError(f"{p}.{table}: unknown parameter(s) {unknown}; known: {sorted(defaults)}")
             for key, value in values.items():
                 positive = key in ("C_m", "tau_m", "tau_syn", "adapt_tau")
-                _number(f"{p}.{table}.{key}", value, 0.0 if positive or key in ("t_ref", "adapt_beta") else -math.inf,
-                        lo_open=positive)  # fmt: skip
+                lo = 0.0 if positive or key in ("t_ref", "adapt_beta") else -math.inf
+                finite_number(f"{p}.{table}.{key}", value, lo, lo_open=positive)
         h = self.hidden_params()
         if not h["V_th"] > h["V_reset"]:
             raise ConfigError(f"{p}.hidden: V_th = {h['V_th']} mV must exceed V_reset = {h['V_reset']} mV")
@@ -256,15 +248,11 @@ class EventpropConfig:
         f = 0.2 if self.inhibitory_fraction is None else float(self.inhibitory_fraction)
         return int(round(f * self.n_hidden))
 
-    def _check_projection_table(self, p: str, key: str, what: str, lo_open: bool) -> None:
+    def _check_projection_table(self, p: str, key: str, what: str, lo_open: bool, note: str = "") -> None:
         """A table of projection -> number (>= 0, or > 0 with ``lo_open``) for projections this network has."""
         table = getattr(self, key)
-        if not isinstance(table, Mapping):
-            raise ConfigError(f"{p}.{key} = {table!r}: a table of projection -> {what}")
-        for name, value in table.items():
-            if name not in PROJECTIONS:
-                raise ConfigError(f"{p}.{key}: unknown projection {name!r}; known: {list(PROJECTIONS)}")
-            _number(f"{p}.{key}.{name}", value, 0.0, lo_open=lo_open)
+        check_number_table(f"{p}.{key}", table, PROJECTIONS, item="projection", what=what, lo=0.0, lo_open=lo_open,
+                           note=note)  # fmt: skip
         if (name := "hid_hid") in table and not self.recurrent:
             raise ConfigError(f"{p}.{key}.{name}: the network has no recurrent projection (recurrent = false)")
         for name in ("bias_hid", "bias_out"):
@@ -427,14 +415,14 @@ class EvidenceSpikesConfig(TaskParams):
             raise ConfigError(f"{p}.group = {self.group}: need 1..10000 neurons per input group")
         if self.test_seed < 0:
             raise ConfigError(f"{p}.test_seed = {self.test_seed}: need >= 0")
-        _number(f"{p}.cue_ms", self.cue_ms, 0.0, lo_open=True)
-        _number(f"{p}.recall_ms", self.recall_ms, 0.0, lo_open=True)
+        finite_number(f"{p}.cue_ms", self.cue_ms, 0.0, lo_open=True)
+        finite_number(f"{p}.recall_ms", self.recall_ms, 0.0, lo_open=True)
         for key in ("cue_spacing_ms", "delay_ms", "cue_rate", "background_rate"):
-            _number(f"{p}.{key}", getattr(self, key), 0.0)
+            finite_number(f"{p}.{key}", getattr(self, key), 0.0)
         for key in ("cue_rate", "background_rate"):
             if getattr(self, key) > 1000.0:
                 raise ConfigError(f"{p}.{key} = {getattr(self, key)} Hz: need <= 1000 Hz")
-        q = _number(f"{p}.cue_side_probability", self.cue_side_probability)
+        q = finite_number(f"{p}.cue_side_probability", self.cue_side_probability)
         if not 0.5 <= q <= 1.0:
             raise ConfigError(f"{p}.cue_side_probability = {q}: need a probability in [0.5, 1]")
         if self.duration > 60_000.0:
@@ -460,7 +448,7 @@ class YinYangTaskConfig(TaskParams):
         """Raise :class:`ConfigError` naming the first bad field (``task.params.<field>``)."""
         where = "task.params"
         for f in fields(self):
-            _number(f"{where}.{f.name}", getattr(self, f.name), 0.0)
+            finite_number(f"{where}.{f.name}", getattr(self, f.name), 0.0)
         if not self.t_late > self.t_early:
             raise ConfigError(f"{where}.t_late = {self.t_late} ms: need > t_early = {self.t_early} ms")
         if not self.duration > self.t_late:

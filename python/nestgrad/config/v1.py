@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nestgrad.config.tables import from_table
+from nestgrad.config.tables import check_number_table, from_table
 from nestgrad.errors import ConfigError
 
 V1_CORE_NEURONS = 51_978  # neurons of Billeh et al.'s 400-um core (nestgrad.networks.v1_data.N_FULL)
@@ -186,19 +186,10 @@ class V1EventpropConfig:
             positive(key)
         if self.tau_w is not None:
             positive("tau_w")
-        need(isinstance(self.learning_rates, Mapping), "learning_rates", "a table of array name -> eta")
-        for name, rate in self.learning_rates.items():
-            if name not in V1_WEIGHT_ARRAYS:
-                raise ConfigError(
-                    f"network.v1.eventprop.learning_rates: unknown weight array {name!r}; "
-                    f"known: {list(V1_WEIGHT_ARRAYS)}"
-                )
-            ok = isinstance(rate, int | float) and not isinstance(rate, bool) and math.isfinite(rate) and rate >= 0
-            if not ok:
-                raise ConfigError(
-                    f"network.v1.eventprop.learning_rates.{name} = {rate!r} is invalid: a finite number >= 0 "
-                    "(0: frozen) is required"
-                )
+        check_number_table(
+            "network.v1.eventprop.learning_rates", self.learning_rates, V1_WEIGHT_ARRAYS, item="weight array",
+            what="eta", lo=0.0, note="0 freezes the array",
+        )  # fmt: skip
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> V1EventpropConfig:

@@ -278,15 +278,20 @@ class V1Network(SpecLearner):
             out.append(p | eprop)
         return out
 
+    def excitatory_port_per_neuron(self) -> np.ndarray:
+        """The receptor port (1..4, :data:`v1_data.RECEPTOR`) on which each neuron receives excitatory input."""
+        return np.array([D.RECEPTOR[("e", D.ei(name))] for name in D.CLASSES])[self.layout.cls]
+
     def background_weights(self) -> np.ndarray:
         lay, c = self.layout, self.config
         w = np.zeros(lay.cls.size)
         if c.background_rate <= 0:
             return w
+        port = self.excitatory_port_per_neuron()
         for j in range(lay.cls.size):
             fit = D.GLIF_FITS[int(lay.fit[j])]
             rheobase = fit["g"] * (fit["V_th"] - fit["E_L"])
-            tau = D.TAU_SYN_MS[D.RECEPTOR[("e", D.ei(D.CLASSES[lay.cls[j]]))] - 1]
+            tau = D.TAU_SYN_MS[port[j] - 1]
             # an alpha current of peak w carries w e tau (pA ms) per spike
             w[j] = c.background_drive * rheobase / (c.background_rate / 1000.0 * math.e * tau)
         return w
@@ -407,7 +412,7 @@ class V1Network(SpecLearner):
         if c.background_rate > 0:
             spec.add_population(Population("background", "poisson_generator", 1, {"rate": c.background_rate},
                                            Role.DEVICE))  # fmt: skip
-            receptors = np.array([D.RECEPTOR[("e", D.ei(D.CLASSES[k]))] for k in lay.cls])
+            receptors = self.excitatory_port_per_neuron()
             targets = np.concatenate([np.flatnonzero(receptors == r) for r in np.unique(receptors)])
             spec.add_projection(
                 "background",

@@ -237,7 +237,7 @@ def v1_eventprop_column(
             if o.sign_constrained:  # one source sign per projection: Dale's law as its bounds
                 bounds[name] = (max(o.Wmin, 0.0), o.Wmax) if excitatory_source[pair[0]] else (o.Wmin, min(o.Wmax, 0.0))
     if c.background_rate > 0:  # one input per V1 neuron on its target's excitatory port, the e-prop weights
-        port = np.array([D.RECEPTOR[("e", D.ei(D.CLASSES[k]))] for k in lay.cls])
+        port = net.excitatory_port_per_neuron()
         w_bg = net.background_weights()
         for name in BACKGROUND:
             tgt = np.flatnonzero(port == D.RECEPTOR[("e", name[-1])])
