@@ -9,7 +9,7 @@ Two checks, per projection:
 * **training**: the weights after ``iterations`` batches trained inside NEST by the learner the Trainer uses
   (optimizer steps in the synapses) against the reference's gradient of each batch followed by the same optimizer
   in NumPy (gradient descent, or Adam with NEST's bias correction), clipped to the same bounds
-  (:mod:`nestgrad.reference.eventprop.optimizer`; ``clipped_steps`` counts the (edge, step) pairs clipped);
+  (:func:`nestgrad.reference.eventprop.optimizer.train`; ``clipped_steps`` counts the (edge, step) pairs clipped);
   ``max_rel_err`` = max |dW_nest - dW_ref| /
   max |dW_ref| (dW: weight change over all batches), ``mean_rel_err`` over edges with |dW_ref| >= 1e-6 max.
 
@@ -29,8 +29,8 @@ from nestgrad.config import ExperimentConfig
 from nestgrad.nest_engine import eventprop as engine
 from nestgrad.nest_engine import fresh_kernel
 from nestgrad.networks.registry import make_learner
-from nestgrad.reference.eventprop import compile_network, evaluate
-from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, batch_gradient, edge_bounds, edge_learning_rates
+from nestgrad.reference.eventprop import evaluate
+from nestgrad.reference.eventprop.optimizer import train
 
 
 def _rel(nest: np.ndarray, ref: np.ndarray) -> tuple[float, float, float]:
@@ -68,27 +68,9 @@ def compare_eventprop(
     w_nest = learner.read_weights(nest)
 
     # the reference: the same optimizer in NumPy with the same bounds (network.params' bounds, Dale's law)
-    cnet = compile_network(learner.network(w0, T))
-    settings = learner.optimizer_settings(config.task.batch_size)
-    opt = NumpyOptimizer(settings, *edge_bounds(cnet, None, learner.bounds(), learner.signs()),
-                         edge_learning_rates(cnet, settings, learner.learning_rates()))  # fmt: skip
-    limit = float(settings.get("max_trial_gradient", math.inf))  # per-trial clipping of the spiking neurons
-    w_flat = cnet.w.astype(float).copy()
-    clipped = np.zeros(len(w_flat), np.int64)
-    losses_ref = []
-    for ts in trials:
-        current = compile_network(learner.network({k: w_flat[sl] for k, sl in cnet.proj_slices.items()}, T))
-        r = evaluate(current, ts, loss, gradient=limit == math.inf)
-        losses_ref.append(float(r.loss))
-        if limit == math.inf:
-            g = np.zeros(len(w_flat))
-            for k, sl in cnet.proj_slices.items():
-                g[sl] = r.grad_weights[k]
-        else:
-            g = batch_gradient(current, ts, loss, limit)
-        w_flat, hit = opt.step(w_flat, g)
-        clipped += hit
-    w_ref = {k: w_flat[sl] for k, sl in cnet.proj_slices.items()}
+    ref = train(learner.network(w0, T), [t for ts in trials for t in ts], loss,
+                learner.optimizer_settings(config.task.batch_size), bounds=learner.bounds(), signs=learner.signs(),
+                learning_rates=learner.learning_rates())  # fmt: skip
 
     result: dict[str, Any] = {
         "architecture": "eventprop",
@@ -102,20 +84,20 @@ def compare_eventprop(
     }
     for name in w0:
         g_scale, g_max, g_mean = _rel(ng.grad_weights[name], ref0.grad_weights[name])
-        d_scale, d_max, d_mean = _rel(w_nest[name] - w0[name], w_ref[name] - w0[name])
+        d_scale, d_max, d_mean = _rel(w_nest[name] - w0[name], ref.weights[name] - w0[name])
         result["projections"][name] = {
             "n_edges": int(w0[name].size),
             "max_abs_gradient": g_scale,
             "gradient_max_rel_err": g_max,
             "gradient_mean_rel_err": g_mean,
             "max_abs_update": d_scale,
-            "clipped_steps": int(clipped[cnet.proj_slices[name]].sum()),
+            "clipped_steps": ref.clipped[name],
             "max_rel_err": d_max,
             "mean_rel_err": d_mean,
         }
     result["loss_nest"] = losses_nest
-    result["loss_reference"] = losses_ref
-    ln, lr = np.array(losses_nest), np.array(losses_ref)
+    result["loss_reference"] = ref.losses
+    ln, lr = np.array(losses_nest), np.array(ref.losses)
     result["loss_max_rel_err"] = float(np.max(np.abs(ln - lr) / np.maximum(np.abs(lr), 1e-300)))
     result["hidden_spikes_reference"] = int(sum(len(rec.spike_t) for rec in ref0.records))
     if out_dir is not None:

@@ -12,7 +12,7 @@ Per EventProp projection (the column's LGN -> V1 and V1 -> V1 split by receptor 
   largest (stricter than the network's largest where a projection's gradients are small);
 * **training**: the weights after ``iterations`` batches, one optimizer step per batch inside NEST's synapses,
   against the reference's gradient of each batch and the same optimizer in NumPy with the same bounds
-  (:mod:`nestgrad.reference.eventprop.optimizer`; Dale's law as per-projection bounds); ``max_rel_err`` = max
+  (:func:`nestgrad.reference.eventprop.optimizer.train`; Dale's law as per-projection bounds); ``max_rel_err`` = max
   |dW_nest - dW_ref| / max(|dW_ref|, 1e-3 max |dW_ref|) over the edges (dW: change over all batches).
 
 Losses per batch are compared too. The rule: every ``gradient_max_rel_err`` and ``max_rel_err`` <= 1e-9.
@@ -32,7 +32,7 @@ from nestgrad.nest_engine import eventprop as engine
 from nestgrad.networks.registry import make_learner
 from nestgrad.networks.v1_eventprop import optimizer_settings
 from nestgrad.reference.eventprop import compile_network, evaluate
-from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, edge_bounds, edge_learning_rates
+from nestgrad.reference.eventprop.optimizer import train
 
 TINY = 1e-3  # gradients (updates) below this fraction of their projection's largest are held to 1e-9 of it
 
@@ -84,19 +84,7 @@ def compare_v1_eventprop(
     losses_nest = [float(trial_loss_nest[k * n : (k + 1) * n].mean()) for k in range(iterations)]
 
     t0 = time.perf_counter()
-    lo, hi = edge_bounds(cnet, settings, col.bounds)
-    opt = NumpyOptimizer(settings, lo, hi, edge_learning_rates(cnet, settings, rates))
-    w_flat = cnet.w.astype(float).copy()
-    clipped = np.zeros(len(w_flat), np.int64)
-    losses_ref = []
-    for k, trials in enumerate(trial_sets):
-        r = ref0 if k == 0 else evaluate(col.network.with_weights(_split(cnet, w_flat)), trials, col.loss)
-        losses_ref.append(float(r.loss))
-        g = np.zeros(len(w_flat))
-        for name, sl in cnet.proj_slices.items():
-            g[sl] = r.grad_weights[name]
-        w_flat, hit = opt.step(w_flat, g)
-        clipped += hit
+    ref = train(cnet, all_trials, col.loss, settings, bounds=col.bounds, learning_rates=rates)
     t_ref += time.perf_counter() - t0
 
     result: dict[str, Any] = {
@@ -120,7 +108,7 @@ def compare_v1_eventprop(
     for name in names:
         sl = cnet.proj_slices[name]
         g_ref, g_nest = ref0.grad_weights[name], ng.grad_weights[name]
-        d_ref, d_nest = w_flat[sl] - cnet.w[sl], w_nest_flat[sl] - cnet.w[sl]
+        d_ref, d_nest = ref.weights[name] - cnet.w[sl], w_nest_flat[sl] - cnet.w[sl]
         result["projections"][name] = {
             "n_edges": int(sl.stop - sl.start),
             "receptor": col.network.projection(name).receptor,
@@ -129,23 +117,19 @@ def compare_v1_eventprop(
             "gradient_max_rel_err": per_synapse_rel_err(g_nest, g_ref),
             "learning_rate": rates.get(name, settings["eta"]),
             "max_abs_update": float(np.abs(d_ref).max(initial=0.0)),
-            "clipped_steps": int(clipped[sl].sum()),
+            "clipped_steps": ref.clipped[name],
             "max_rel_err": per_synapse_rel_err(d_nest, d_ref),
         }
     result["loss_nest"] = losses_nest
-    result["loss_reference"] = losses_ref
+    result["loss_reference"] = ref.losses
     first_nest = float(ng.losses.mean())
-    ln, lr = np.array([first_nest, *losses_nest]), np.array([losses_ref[0], *losses_ref])
+    ln, lr = np.array([first_nest, *losses_nest]), np.array([ref.losses[0], *ref.losses])
     result["loss_max_rel_err"] = float(np.max(np.abs(ln - lr) / np.maximum(np.abs(lr), 1e-300)))
     result["v1_spikes_reference"] = [int(len(rec.spike_t)) for rec in ref0.records]
     result["seconds"] = {"nest": t_nest, "reference": t_ref, "total": time.perf_counter() - t_start}
     if out_dir is not None:
         write_result(out_dir, result)
     return result
-
-
-def _split(cnet: Any, w_flat: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: w_flat[sl] for name, sl in cnet.proj_slices.items()}
 
 
 def format_table(result: dict[str, Any]) -> str:

@@ -170,11 +170,14 @@ def drop_large_trial_gradients(cnet: CompiledNetwork, g: np.ndarray, limit: floa
     return np.where((spiking & (largest > limit))[cnet.tgt], 0.0, g)
 
 
-def batch_gradient(cnet: CompiledNetwork, trials: Sequence[Trial], loss: Any, max_trial_gradient: float) -> np.ndarray:
-    """The mean weight gradient (edge order, 1/pA) of ``trials`` as NEST's EventProp synapses form it: with
-    ``max_trial_gradient`` < inf each trial's gradient separately through :func:`drop_large_trial_gradients`, then
-    the sum over the trials divided by their number; with inf the reference's mean over the batch. ``loss``: one
-    loss, or a tuple (loss, regulariser, ...) as ``nest_engine.eventprop.run_training`` takes it."""
+def batch_loss_and_gradient(
+    cnet: CompiledNetwork, trials: Sequence[Trial], loss: Any, max_trial_gradient: float
+) -> tuple[float, np.ndarray]:
+    """The mean loss of ``trials`` and their mean weight gradient (edge order, 1/pA) as NEST's EventProp synapses
+    form it: with ``max_trial_gradient`` < inf each trial's gradient separately through
+    :func:`drop_large_trial_gradients`, then the sum over the trials divided by their number; with inf the
+    reference's mean over the batch. ``loss``: one loss, or a tuple (loss, regulariser, ...) as
+    ``nest_engine.eventprop.run_training`` takes it."""
     from nestgrad.reference.eventprop import evaluate
 
     losses = tuple(loss) if isinstance(loss, tuple | list) else (loss,)
@@ -186,22 +189,31 @@ def batch_gradient(cnet: CompiledNetwork, trials: Sequence[Trial], loss: Any, ma
         return g
 
     if max_trial_gradient == math.inf:
-        return flat(evaluate(cnet, trials, losses[0], regularisers=losses[1:]))
-    total = np.zeros(len(cnet.w))
+        res = evaluate(cnet, trials, losses[0], regularisers=losses[1:])
+        return float(res.loss), flat(res)
+    # summed in trial order from 0, as evaluate sums a batch's loss: the same number as one call on all trials
+    total_loss, total = 0.0, np.zeros(len(cnet.w))
     for trial in trials:
-        g = flat(evaluate(cnet, [trial], losses[0], regularisers=losses[1:]))
-        total += drop_large_trial_gradients(cnet, g, max_trial_gradient)
-    return total / len(trials)
+        res = evaluate(cnet, [trial], losses[0], regularisers=losses[1:])
+        total_loss += res.loss
+        total += drop_large_trial_gradients(cnet, flat(res), max_trial_gradient)
+    return float(total_loss) / len(trials), total / len(trials)
+
+
+def batch_gradient(cnet: CompiledNetwork, trials: Sequence[Trial], loss: Any, max_trial_gradient: float) -> np.ndarray:
+    """The mean weight gradient of :func:`batch_loss_and_gradient`."""
+    return batch_loss_and_gradient(cnet, trials, loss, max_trial_gradient)[1]
 
 
 @dataclass
 class ReferenceTraining:
-    """Weights after training per projection (edge order), and per projection how many (edge, step) pairs the
-    bounds clipped."""
+    """Weights after training per projection (edge order), per projection how many (edge, step) pairs the bounds
+    clipped, and the loss of every batch at the weights its gradient was taken at (before its step)."""
 
     weights: dict[str, np.ndarray]
     clipped: dict[str, int]
     optimizer: NumpyOptimizer
+    losses: list[float]
 
 
 def train(
@@ -217,8 +229,8 @@ def train(
     """Train on ``trials`` in order, one step per ``optimizer["batch_size"]`` trials (a whole number of batches),
     with the reference engine's gradients (:func:`~nestgrad.reference.eventprop.evaluate`, mean over the batch) and
     :class:`NumpyOptimizer`: what ``nest_engine.eventprop.run_training`` computes inside NEST (with
-    ``optimizer["max_trial_gradient"]``: per-trial clipping, :func:`batch_gradient`; ``learning_rates``: per
-    projection, :func:`edge_learning_rates`)."""
+    ``optimizer["max_trial_gradient"]``: per-trial clipping, :func:`batch_loss_and_gradient`; ``learning_rates``:
+    per projection, :func:`edge_learning_rates`). ``nestgrad compare`` checks NEST's training against it."""
     cnet = net if isinstance(net, CompiledNetwork) else compile_network(net)
     lo, hi = edge_bounds(cnet, optimizer, bounds, signs)
     limit = float(optimizer.get("max_trial_gradient", math.inf))
@@ -226,15 +238,19 @@ def train(
     opt = NumpyOptimizer(optimizer, lo, hi, eta)
     w = cnet.w.astype(float).copy()
     clipped = np.zeros(len(w), np.int64)
+    losses = []
     bs = int(optimizer.get("batch_size", 1))
     if bs < 1 or len(trials) % bs:
         raise ConfigError(f"{len(trials)} trials: need a whole number of batches of batch_size = {bs}")
     for start in range(0, len(trials), bs):
         current = compile_network(cnet.net.with_weights({k: w[sl] for k, sl in cnet.proj_slices.items()}))
-        w, hit = opt.step(w, batch_gradient(current, trials[start : start + bs], loss, limit))
+        batch_loss, g = batch_loss_and_gradient(current, trials[start : start + bs], loss, limit)
+        losses.append(batch_loss)
+        w, hit = opt.step(w, g)
         clipped += hit
     return ReferenceTraining(
         {k: w[sl].copy() for k, sl in cnet.proj_slices.items()},
         {k: int(clipped[sl].sum()) for k, sl in cnet.proj_slices.items()},
         opt,
+        losses,
     )
