@@ -151,8 +151,16 @@ def test_killed_rank_leaves_last_checkpoint_intact_and_resumable(tmp_path):
         np.testing.assert_array_equal(w_res[key], w_ref[key], err_msg=key)
 
 
-def test_install_loads_the_mpi_module_under_mpirun():
-    out = run(2, "-c", "import nest, nestgrad; print('models', len(nestgrad.install()), nest.num_processes)")
+def test_install_loads_the_mpi_module_under_mpirun(tmp_path: pathlib.Path):
+    # each rank writes its own file: the two ranks' stdout lines interleaved once on a loaded machine
+    code = (
+        "import sys, nest, nestgrad; n = len(nestgrad.install()); "
+        "open(f'{sys.argv[1]}/rank{nest.Rank()}.txt', 'w').write(f'{n} {nest.num_processes}')"
+    )
+    run(2, "-c", code, str(tmp_path))
     import nestgrad
 
-    assert out.stdout.count(f"models {len(nestgrad.model_names())} 2") == 2
+    found = sorted(p.name for p in tmp_path.glob("rank*.txt"))
+    assert found == ["rank0.txt", "rank1.txt"]
+    for name in found:
+        assert (tmp_path / name).read_text() == f"{len(nestgrad.model_names())} 2", name
