@@ -165,12 +165,17 @@ class Network:
         return np.argmin(self.forward(values)[3], axis=1)
 
     def gradients(
-        self, values: np.ndarray, labels: np.ndarray, missing_t: float
+        self,
+        values: np.ndarray,
+        labels: np.ndarray,
+        missing_t: float,
+        passes: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> tuple[float, np.ndarray, np.ndarray]:
         """Batch-mean loss and its weight gradients, clipped per point and neuron as Göltz et al.'s ``max_dw_norm``
         (a point's gradient into a neuron is dropped when its largest entry exceeds it; the error sent back to the
-        hidden layer is not clipped, as theirs)."""
-        x, h, hx, o = self.forward(values)
+        hidden layer is not clipped, as theirs). ``passes``: :meth:`forward` of ``values`` at the current weights,
+        if already computed."""
+        x, h, hx, o = self.forward(values) if passes is None else passes
         missing = ~np.isfinite(o)
         loss, g_out = first_spike_loss(np.where(missing, missing_t, o), labels)
         g_out[missing] = 0.0  # no spike, no gradient through its time
@@ -205,7 +210,8 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
         for start in range(0, len(order), recipe.batch):
             idx = order[start : start + recipe.batch]
             values, labels = train_set.inputs[idx], train_set.labels[idx]
-            _, h, _, o = net.forward(values)
+            passes = net.forward(values)
+            h, o = passes[1], passes[3]
             correct += int(np.sum(np.argmin(o, axis=1) == labels))
             layer = None
             if np.mean(~np.isfinite(h)) > recipe.hidden_missing:
@@ -219,7 +225,8 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
             last_bumped = layer
             if layer is not None and not recipe.step_on_bump:
                 continue
-            _, g_hidden, g_out = net.gradients(values, labels, recipe.missing_t)
+            # a bump changed the weights since the forward pass: recompute it then
+            _, g_hidden, g_out = net.gradients(values, labels, recipe.missing_t, None if layer else passes)
             adam.step([net.w_hidden, net.w_out], [g_hidden, g_out])
             steps += 1
         if (epoch + 1) % 10 == 0 or epoch + 1 == recipe.epochs:
