@@ -12,8 +12,9 @@ doubled while the same layer is bumped batch after batch) and, by default, no op
 
 What differs from NEST's training of the same configuration, as options: NEST's 1-ms delays (``--out-delay``,
 ``--bias-out``), the trial's end (``--t-max-out``), batch size; ``--step-on-bump`` takes the optimizer step on a
-bumped batch too, with a missing output counted at ``--missing-t`` (no gradient through it), as nestgrad's
-``weight_bump_skips_step = false`` does with t = T. The data are nestgrad's Yin-Yang splits (5,000 / 1,000 test).
+bumped batch too, with the gradient of the batch's forward pass before the bump (the bump is added on top) and a
+missing output counted at ``--missing-t`` (no gradient through it), as nestgrad's ``weight_bump_skips_step = false``
+does with t = T. The data are nestgrad's Yin-Yang splits (5,000 / 1,000 test).
 
     python scaling_runs/yinyang_ttfs_closed_form.py --seeds 1 2 3 4 5 --out runs/yy_closed_form
     python scaling_runs/yinyang_ttfs_closed_form.py --seeds 1 2 3 4 5 --step-on-bump --out runs/yy_cf_step
@@ -218,15 +219,18 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
                 layer, w, silent = "hidden", net.w_hidden, ~np.isfinite(h).all(axis=0)
             elif not np.isfinite(o).all():
                 layer, w, silent = "out", net.w_out, ~np.isfinite(o).all(axis=0)
+            stepping = layer is None or recipe.step_on_bump
+            if stepping:
+                # the gradient of the batch's own forward pass at the weights before any bump, as nestgrad's
+                # weight_bump_skips_step = false: the bump is added on top of the step
+                _, g_hidden, g_out = net.gradients(values, labels, recipe.missing_t, passes)
             if layer is not None:
                 bump_value = 2 * bump_value if layer == last_bumped else recipe.bump
                 w[:, silent] += bump_value
                 bumps += 1
             last_bumped = layer
-            if layer is not None and not recipe.step_on_bump:
+            if not stepping:
                 continue
-            # a bump changed the weights since the forward pass: recompute it then
-            _, g_hidden, g_out = net.gradients(values, labels, recipe.missing_t, None if layer else passes)
             adam.step([net.w_hidden, net.w_out], [g_hidden, g_out])
             steps += 1
         if (epoch + 1) % 10 == 0 or epoch + 1 == recipe.epochs:

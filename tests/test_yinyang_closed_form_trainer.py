@@ -105,3 +105,27 @@ def test_every_batch_steps_or_is_bumped_and_the_network_learns(step_on_bump: boo
         assert run["optimizer_steps"] + run["bumped_batches"] == batches
     assert run["bumped_batches"] > 0  # outputs missed spikes: the protocol is exercised
     assert run["test_accuracy"] > 0.55  # chance is 1/3
+
+
+def test_a_bumped_batch_steps_with_the_gradient_of_its_own_forward_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With step_on_bump, as nestgrad's weight_bump_skips_step = false: the gradient is that of the batch's forward
+    pass at the weights before the bump (the bump is added on top), never one at the bumped weights."""
+    seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    checked = {"gradients": 0}
+    forward, gradients = cf.Network.forward, cf.Network.gradients
+
+    def recording_forward(self: cf.Network, values: np.ndarray) -> tuple[np.ndarray, ...]:
+        seen["weights"] = (self.w_hidden.copy(), self.w_out.copy())
+        return forward(self, values)
+
+    def checking_gradients(self: cf.Network, *args: object, **kwargs: object) -> tuple[float, np.ndarray, np.ndarray]:
+        np.testing.assert_array_equal(self.w_hidden, seen["weights"][0])
+        np.testing.assert_array_equal(self.w_out, seen["weights"][1])
+        checked["gradients"] += 1
+        return gradients(self, *args, **kwargs)
+
+    monkeypatch.setattr(cf.Network, "forward", recording_forward)
+    monkeypatch.setattr(cf.Network, "gradients", checking_gradients)
+    run = cf.train(cf.Recipe(epochs=1, w_out=(0.0, 0.8), step_on_bump=True), seed=1, log=False)
+    assert run["bumped_batches"] > 0
+    assert checked["gradients"] == run["optimizer_steps"] == -(-5000 // 150)
