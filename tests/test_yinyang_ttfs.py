@@ -314,26 +314,22 @@ def test_adam_bias_correction_continues_across_kernels(tmp_path):
     reference's uninterrupted Adam (bias correction beta^t over all steps so far, as PyTorch's Adam) to 1e-9 of the
     change: the synapses' bias-correction powers go into the checkpoint and into each new kernel. (Without them each
     kernel restarted the correction at t = 1, which shrinks Adam's steps, by ~5x over an epoch of 50 batches.)"""
-    from nestgrad.reference.eventprop.optimizer import NumpyOptimizer, batch_gradient
+    from nestgrad.reference.eventprop.optimizer import train
     from nestgrad.training.trainer import Trainer
 
     trainer = Trainer(config(4, 1, "adam", 0.01, n_hidden=10), tmp_path, verbose=False)
     w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
     trainer.run()
     net = trainer.network
-    cnet = compile_network(net.network(w0, net.trial_duration))
-    settings = net.optimizer_settings(4)
-    opt = NumpyOptimizer(settings, np.full(len(cnet.w), -math.inf), np.full(len(cnet.w), math.inf))
-    w = cnet.w.astype(float).copy()
-    for k in range(4):
-        current = compile_network(net.network({n: w[sl] for n, sl in cnet.proj_slices.items()}, net.trial_duration))
-        w, _ = opt.step(w, batch_gradient(current, net.trials(trainer.task.batch(k)), net.loss(), math.inf))
-    for name, sl in cnet.proj_slices.items():
-        change = np.abs(w[sl] - w0[name]).max()
+    trials = [trial for k in range(4) for trial in net.trials(trainer.task.batch(k))]
+    ref = train(net.network(w0, net.trial_duration), trials, net.loss(), net.optimizer_settings(4))
+    assert len(ref.losses) == 4
+    for name, w in ref.weights.items():
+        change = np.abs(w - w0[name]).max()
         assert change > 0, name
-        assert np.abs(trainer.state.weights[name] - w[sl]).max() <= 1e-9 * change, name
-        np.testing.assert_array_equal(trainer.state.optimizer_state[f"b1_{name}"], opt.beta_1_power)
-        np.testing.assert_array_equal(trainer.state.optimizer_state[f"b2_{name}"], opt.beta_2_power)
+        assert np.abs(trainer.state.weights[name] - w).max() <= 1e-9 * change, name
+        np.testing.assert_array_equal(trainer.state.optimizer_state[f"b1_{name}"], ref.optimizer.beta_1_power)
+        np.testing.assert_array_equal(trainer.state.optimizer_state[f"b2_{name}"], ref.optimizer.beta_2_power)
 
 
 def test_ttfs_evaluation_keeps_the_weights_and_scores_the_test_points(tmp_path):
