@@ -195,7 +195,7 @@ class Network:
 def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
     """One run; returns test and training accuracy, the counts of steps and bumps, and a short history."""
     rng = np.random.default_rng(seed)
-    train_set, test_set = yinyang.split("train"), yinyang.split("test")
+    train_set, test_set, val_set = yinyang.split("train"), yinyang.split("test"), yinyang.split("validation")
     net = Network(
         rng.normal(*recipe.w_hidden, (4 + 1, N_HIDDEN)), rng.normal(*recipe.w_out, (N_HIDDEN + 1, N_OUT)), recipe
     )
@@ -235,18 +235,26 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
             steps += 1
         if (epoch + 1) % 10 == 0 or epoch + 1 == recipe.epochs:
             test_acc = float(np.mean(net.predict(test_set.inputs) == test_set.labels))
+            val_acc = float(np.mean(net.predict(val_set.inputs) == val_set.labels))
             history.append(
-                {"epoch": epoch + 1, "train_batch_accuracy": correct / len(order), "test_accuracy": test_acc}
+                {
+                    "epoch": epoch + 1,
+                    "train_batch_accuracy": correct / len(order),
+                    "validation_accuracy": val_acc,
+                    "test_accuracy": test_acc,
+                }
             )
             if log:
                 print(
                     f"seed {seed} epoch {epoch + 1:4d}  training batches {correct / len(order):.4f}  "
-                    f"test {test_acc:.4f}  steps {steps}  bumps {bumps}  [{time.perf_counter() - t0:.0f} s]",
+                    f"validation {val_acc:.4f}  test {test_acc:.4f}  steps {steps}  bumps {bumps}  "
+                    f"[{time.perf_counter() - t0:.0f} s]",
                     flush=True,
                 )
     return {
         "seed": seed,
         "test_accuracy": float(np.mean(net.predict(test_set.inputs) == test_set.labels)),
+        "validation_accuracy": float(np.mean(net.predict(val_set.inputs) == val_set.labels)),
         "train_accuracy": float(np.mean(net.predict(train_set.inputs) == train_set.labels)),
         "optimizer_steps": steps,
         "bumped_batches": bumps,
@@ -260,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--epochs", type=int, default=Recipe.epochs)
     ap.add_argument("--batch", type=int, default=Recipe.batch)
+    ap.add_argument("--eta", type=float, default=Recipe.eta, help="Adam's initial learning rate")
+    ap.add_argument("--decay", type=float, default=Recipe.decay, help="learning-rate factor every 20 epochs")
     ap.add_argument("--bias-out", type=float, default=Recipe.bias_out, help="output layer's bias spike (tau_s)")
     ap.add_argument("--out-delay", type=float, default=0.0, help="hidden -> output arrival delay (tau_s)")
     ap.add_argument("--t-max-out", type=float, default=np.inf, help="output spikes later than this are lost")
@@ -270,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Recipe(
         epochs=args.epochs,
         batch=args.batch,
+        eta=args.eta,
+        decay=args.decay,
         bias_out=args.bias_out,
         out_delay=args.out_delay,
         t_max_out=args.t_max_out,
@@ -284,15 +296,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: test accuracy {run['test_accuracy']:.4f}", flush=True)
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("seed*.json"))]
     acc = np.array([r["test_accuracy"] for r in runs])
+    val = np.array([r.get("validation_accuracy", np.nan) for r in runs])
     summary = {
         "recipe": {k: (v if np.isfinite(v) else "inf") if isinstance(v, float) else v for k, v in vars(recipe).items()},
         "seeds": [r["seed"] for r in runs],
         "test_accuracy": acc.tolist(),
         "mean": float(acc.mean()),
         "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+        "validation_accuracy": val.tolist(),
+        "validation_mean": float(val.mean()),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"{len(acc)} seeds: test accuracy {100 * summary['mean']:.1f} +- {100 * summary['sd']:.1f} %")
+    print(
+        f"{len(acc)} seeds: test accuracy {100 * summary['mean']:.1f} +- {100 * summary['sd']:.1f} %, "
+        f"validation {100 * summary['validation_mean']:.1f} %"
+    )
     return 0
 
 
