@@ -14,7 +14,9 @@ What differs from NEST's training of the same configuration, as options: NEST's 
 ``--bias-out``), the trial's end (``--t-max-out``), batch size; ``--step-on-bump`` takes the optimizer step on a
 bumped batch too, with the gradient of the batch's forward pass before the bump (the bump is added on top) and a
 missing output counted at ``--missing-t`` (no gradient through it), as nestgrad's ``weight_bump_skips_step = false``
-does with t = T. The data are nestgrad's Yin-Yang splits (5,000 / 1,000 test).
+does with t = T. ``--no-doubling`` and ``--bump-max`` change the bumps (nestgrad: ``weight_bump_doubling``);
+``--eta`` and ``--decay`` the learning-rate schedule; each run reports validation and test accuracy and the bump
+values of its last 10 epochs. The data are nestgrad's Yin-Yang splits (5,000 / 1,000 test).
 
     python scaling_runs/yinyang_ttfs_closed_form.py --seeds 1 2 3 4 5 --out runs/yy_closed_form
     python scaling_runs/yinyang_ttfs_closed_form.py --seeds 1 2 3 4 5 --step-on-bump --out runs/yy_cf_step
@@ -138,6 +140,8 @@ class Recipe:
     w_out: tuple[float, float] = (0.5, 0.8)
     max_dw_norm: float = 0.2
     bump: float = 0.0005
+    bump_doubling: bool = True  # nestgrad's weight_bump_doubling
+    bump_max: float = np.inf  # doubling stops here
     hidden_missing: float = 0.3
     step_on_bump: bool = False
     missing_t: float = 4.0  # a missing output's time in the loss when a bumped batch takes its step
@@ -202,6 +206,7 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
     adam = Adam([net.w_hidden.shape, net.w_out.shape], recipe.eta)
     bump_value, last_bumped = recipe.bump, None
     steps = bumps = 0
+    late_bumps: list[float] = []  # bump values over the last 10 epochs: the late weight changes they make
     history = []
     t0 = time.perf_counter()
     for epoch in range(recipe.epochs):
@@ -225,9 +230,12 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
                 # weight_bump_skips_step = false: the bump is added on top of the step
                 _, g_hidden, g_out = net.gradients(values, labels, recipe.missing_t, passes)
             if layer is not None:
-                bump_value = 2 * bump_value if layer == last_bumped else recipe.bump
+                doubled = recipe.bump_doubling and layer == last_bumped
+                bump_value = min(2 * bump_value, recipe.bump_max) if doubled else recipe.bump
                 w[:, silent] += bump_value
                 bumps += 1
+                if epoch >= recipe.epochs - 10:
+                    late_bumps.append(bump_value)
             last_bumped = layer
             if not stepping:
                 continue
@@ -258,6 +266,9 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
         "train_accuracy": float(np.mean(net.predict(train_set.inputs) == train_set.labels)),
         "optimizer_steps": steps,
         "bumped_batches": bumps,
+        "bump_value_quantiles_last_10_epochs": {
+            q: float(np.quantile(late_bumps, float(q))) if late_bumps else 0.0 for q in ("0.5", "0.9", "1.0")
+        },
         "seconds": time.perf_counter() - t0,
         "history": history,
     }
@@ -274,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-delay", type=float, default=0.0, help="hidden -> output arrival delay (tau_s)")
     ap.add_argument("--t-max-out", type=float, default=np.inf, help="output spikes later than this are lost")
     ap.add_argument("--step-on-bump", action="store_true", help="a bumped batch takes its optimizer step too")
+    ap.add_argument("--no-doubling", action="store_true", help="every bump is the same (no doubling)")
+    ap.add_argument("--bump-max", type=float, default=np.inf, help="largest bump (doubling stops there)")
     ap.add_argument("--missing-t", type=float, default=Recipe.missing_t, help="a missing output's time in the loss")
     ap.add_argument("--out", default="out/yinyang_ttfs_closed_form")
     args = ap.parse_args(argv)
@@ -287,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         t_max_out=args.t_max_out,
         step_on_bump=args.step_on_bump,
         missing_t=args.missing_t,
+        bump_doubling=not args.no_doubling,
+        bump_max=args.bump_max,
     )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

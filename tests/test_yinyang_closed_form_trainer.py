@@ -130,3 +130,13 @@ def test_a_bumped_batch_steps_with_the_gradient_of_its_own_forward_pass(monkeypa
     run = cf.train(cf.Recipe(epochs=1, w_out=(0.0, 0.8), step_on_bump=True), seed=1, log=False)
     assert run["bumped_batches"] > 0
     assert checked["gradients"] == run["optimizer_steps"] == -(-5000 // 150)
+
+
+@pytest.mark.parametrize(("doubling", "bump_max", "largest"), [(False, np.inf, 0.0005), (True, 0.002, 0.002)])
+def test_bumps_without_doubling_or_with_a_cap(doubling: bool, bump_max: float, largest: float) -> None:
+    recipe = cf.Recipe(epochs=3, w_out=(0.0, 0.8), step_on_bump=True, bump_doubling=doubling, bump_max=bump_max)
+    run = cf.train(recipe, seed=1, log=False)
+    q = run["bump_value_quantiles_last_10_epochs"]
+    assert run["bumped_batches"] > 10
+    assert q["1.0"] == largest  # doubling reached the cap (or never ran)
+    assert q["0.5"] >= recipe.bump
