@@ -497,21 +497,25 @@ def test_weight_bumping_equals_bumping_every_edge_bit_for_bit(tmp_path, monkeypa
         assert np.array_equal(_bits(new.optimizer_state[name]), _bits(v)), name
 
 
-@pytest.mark.parametrize(("optimizer", "threads"), [("gradient_descent", 1), ("gradient_descent", 2), ("adam", 1)])
-def test_goeltz_bumping_protocol_equals_the_reference(tmp_path, optimizer, threads):
+@pytest.mark.parametrize(
+    ("optimizer", "threads", "cap"),
+    [("gradient_descent", 1, None), ("gradient_descent", 2, None), ("adam", 1, None), ("adam", 1, 0.075)],
+)
+def test_goeltz_bumping_protocol_equals_the_reference(tmp_path, optimizer, threads, cap):
     """Göltz et al.'s bumping protocol through the Trainer (gradient descent or Adam, 8 iterations of 4 trials; weak
     input and output weights): after each batch, if more than 30 % of the (trial, hidden neuron) pairs had no spike the
     hidden neurons that missed a spike are bumped, else the outputs that missed one; the bump doubles when the same
     layer was bumped after the previous batch; a bumped batch takes no step. Every weight equals this protocol run on
     the reference engine's spikes and gradients to 1e-9 of its change (Adam: its moments and bias correction move only
-    with the steps taken), and each part of it happened."""
+    with the steps taken), and each part of it happened. With weight_bump_max (``cap``) the doubling stops there."""
     from nestgrad.reference.eventprop.optimizer import NumpyOptimizer
     from nestgrad.training.trainer import Trainer
 
     bump, f = 0.05, 0.3
     goeltz = {"weight_bump_doubling": True, "weight_bump_skips_step": True, "weight_bump_hidden_missing": f}
     cfg = config(8, 4, optimizer, 0.05 if optimizer == "gradient_descent" else 0.01, n_hidden=10, w_in_mean=0.6,
-                 w_out_mean=0.1, w_out_std=0.3, weight_bump=bump, threads=threads, **goeltz)  # fmt: skip
+                 w_out_mean=0.1, w_out_std=0.3, weight_bump=bump, threads=threads, weight_bump_max=cap,
+                 **goeltz)  # fmt: skip
     trainer = Trainer(cfg, tmp_path, verbose=False)
     w0 = {k: v.copy() for k, v in trainer.initial_state().weights.items()}
     history = trainer.run()
@@ -542,14 +546,15 @@ def test_goeltz_bumping_protocol_equals_the_reference(tmp_path, optimizer, threa
             w = {name: flat[sl] for name, sl in cnet.proj_slices.items()}
             events.append("step")
         else:
-            value = 2 * value if layer == last else bump
+            value = min(2 * value, math.inf if cap is None else cap) if layer == last else bump
             cnet = compile_network(n)
             w = {name: w[name] + value * np.isin(cnet.tgt[sl], targets) for name, sl in cnet.proj_slices.items()}
             events.append(f"{layer} {value:g}")
         last = layer
     print(f"threads {threads}: {events}")
     assert any(e.startswith("hid") for e in events) and any(e.startswith("out") for e in events)
-    assert "step" in events and any(e.endswith(f" {2 * bump:g}") for e in events), events
+    doubled = 2 * bump if cap is None else cap
+    assert "step" in events and any(e.endswith(f" {doubled:g}") for e in events), events
     for name, expected in w.items():
         change = np.abs(expected - w0[name]).max()
         assert change > 0, name
@@ -564,6 +569,16 @@ def test_goeltz_bumping_protocol_equals_the_reference(tmp_path, optimizer, threa
         ({"weight_bump": 0.1, "weight_bump_hidden_missing": 1.0}, "weight_bump_hidden_missing = 1.0: a fraction"),
         ({"weight_bump": 0.1, "weight_bump_hidden_missing": -0.1}, "weight_bump_hidden_missing = -0.1: must be >="),
         ({"weight_bump_hidden_missing": 0.3}, "weight_bump_hidden_missing is part of weight bumping"),
+        ({"weight_bump_max": 0.3}, "weight_bump_max is part of weight bumping"),
+        ({"weight_bump": 0.1, "weight_bump_max": 0.3}, "weight_bump_max = 0.3 limits the doubling: it needs"),
+        (
+            {"weight_bump": 0.1, "weight_bump_doubling": True, "weight_bump_max": 0.05},
+            "weight_bump_max = 0.05: must be >= 0.1 (weight_bump)",
+        ),
+        (
+            {"weight_bump": 0.1, "weight_bump_doubling": True, "weight_bump_max": math.inf},
+            "weight_bump_max = inf is invalid: a finite number is required",
+        ),
     ],
 )
 def test_bad_bumping_protocol_settings_are_refused_by_name(params, needle):

@@ -112,6 +112,9 @@ class EventpropConfig:
     weight_bump_doubling: bool = False
     weight_bump_skips_step: bool = False
     weight_bump_hidden_missing: float | None = None
+    # pA, with weight_bump_doubling: the doubling stops at this bump (None: no limit). Late in training, when most
+    # batches bump an output, doubled bumps grow larger than the optimizer's steps (docs/first_spike_time.md)
+    weight_bump_max: float | None = None
     # 1/pA, per-trial gradient clipping (Göltz et al.'s max_dw_norm): a spiking neuron whose largest incoming weight
     # gradient of one trial exceeds this drops that trial's gradients of all its incoming weights (near a grazing
     # threshold crossing dt/dw diverges); None: off. Göltz et al.'s 0.2 on a per-sample gradient of a batch-mean loss
@@ -172,8 +175,15 @@ class EventpropConfig:
                 raise ConfigError(f"{p}.weight_bump_hidden_missing = {f!r}: a fraction in [0, 1) is required")
         extras = [k for k in ("weight_bump_doubling", "weight_bump_skips_step") if getattr(self, k)]
         extras += ["weight_bump_hidden_missing"] if self.weight_bump_hidden_missing is not None else []
+        extras += ["weight_bump_max"] if self.weight_bump_max is not None else []
         if extras and not self.weight_bump:
             raise ConfigError(f"{p}.{extras[0]} is part of weight bumping: it needs {p}.weight_bump > 0")
+        if self.weight_bump_max is not None:
+            cap = finite_number(
+                f"{p}.weight_bump_max", self.weight_bump_max, float(self.weight_bump), note="weight_bump"
+            )
+            if not self.weight_bump_doubling:
+                raise ConfigError(f"{p}.weight_bump_max = {cap!r} limits the doubling: it needs weight_bump_doubling")
         if spiking and self.readout:
             raise ConfigError(f"{p}.readout is the leaky readouts' table; output = 'spiking' uses {p}.output_neuron")
         if not spiking and self.output_neuron:

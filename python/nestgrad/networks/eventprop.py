@@ -342,7 +342,8 @@ class EventpropLearner(EventpropNestLearner):
         than a fraction f of the batch's (trial, hidden neuron) pairs had no spike, the hidden neurons that missed a
         spike in some trial are bumped (and the outputs are not looked at); otherwise the outputs that missed a spike
         in some trial are. A bump raises every weight into those neurons by ``weight_bump``, or with
-        ``weight_bump_doubling`` by twice the last bump if the same layer was bumped after the previous batch too.
+        ``weight_bump_doubling`` by twice the last bump if the same layer was bumped after the previous batch too (at
+        most ``weight_bump_max``).
         With ``weight_bump_skips_step`` the bumped batch takes no optimizer step (its gradient is dropped), as theirs;
         otherwise its step is added on top of the bump."""
         cfg = self.config
@@ -360,7 +361,8 @@ class EventpropLearner(EventpropNestLearner):
             layer, targets = "out", np.flatnonzero(silent_out) + built.cnet.offsets["out"]
         if layer is not None:
             doubled = cfg.weight_bump_doubling and layer == self._bump_layer
-            self._bump_value = 2.0 * self._bump_value if doubled else float(cfg.weight_bump)
+            cap = math.inf if cfg.weight_bump_max is None else float(cfg.weight_bump_max)
+            self._bump_value = min(2.0 * self._bump_value, cap) if doubled else float(cfg.weight_bump)
             self._bump(built, targets, self._bump_value, comm)
             if cfg.weight_bump_skips_step:
                 engine.discard_batch(built)
