@@ -142,6 +142,7 @@ class Recipe:
     bump: float = 0.0005
     bump_doubling: bool = True  # nestgrad's weight_bump_doubling
     bump_max: float = np.inf  # doubling stops here
+    average_epochs: int = 0  # > 0: also score the mean of the weights at the ends of the last this many epochs
     hidden_missing: float = 0.3
     step_on_bump: bool = False
     missing_t: float = 4.0  # a missing output's time in the loss when a bumped batch takes its step
@@ -207,6 +208,7 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
     bump_value, last_bumped = recipe.bump, None
     steps = bumps = 0
     late_bumps: list[float] = []  # bump values over the last 10 epochs: the late weight changes they make
+    averaged = [np.zeros_like(net.w_hidden), np.zeros_like(net.w_out)]
     history = []
     t0 = time.perf_counter()
     for epoch in range(recipe.epochs):
@@ -241,6 +243,9 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
                 continue
             adam.step([net.w_hidden, net.w_out], [g_hidden, g_out])
             steps += 1
+        if epoch >= recipe.epochs - recipe.average_epochs:
+            averaged[0] += net.w_hidden / recipe.average_epochs
+            averaged[1] += net.w_out / recipe.average_epochs
         if (epoch + 1) % 10 == 0 or epoch + 1 == recipe.epochs:
             test_acc = float(np.mean(net.predict(test_set.inputs) == test_set.labels))
             val_acc = float(np.mean(net.predict(val_set.inputs) == val_set.labels))
@@ -259,8 +264,15 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
                     f"[{time.perf_counter() - t0:.0f} s]",
                     flush=True,
                 )
+    mean_net = Network(averaged[0], averaged[1], recipe)
     return {
         "seed": seed,
+        "averaged_weights_test_accuracy": (
+            float(np.mean(mean_net.predict(test_set.inputs) == test_set.labels)) if recipe.average_epochs else None
+        ),
+        "averaged_weights_validation_accuracy": (
+            float(np.mean(mean_net.predict(val_set.inputs) == val_set.labels)) if recipe.average_epochs else None
+        ),
         "test_accuracy": float(np.mean(net.predict(test_set.inputs) == test_set.labels)),
         "validation_accuracy": float(np.mean(net.predict(val_set.inputs) == val_set.labels)),
         "train_accuracy": float(np.mean(net.predict(train_set.inputs) == train_set.labels)),
@@ -287,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--step-on-bump", action="store_true", help="a bumped batch takes its optimizer step too")
     ap.add_argument("--no-doubling", action="store_true", help="every bump is the same (no doubling)")
     ap.add_argument("--bump-max", type=float, default=np.inf, help="largest bump (doubling stops there)")
+    ap.add_argument("--average-epochs", type=int, default=0, help="also score the mean weights of the last N epochs")
     ap.add_argument("--missing-t", type=float, default=Recipe.missing_t, help="a missing output's time in the loss")
     ap.add_argument("--out", default="out/yinyang_ttfs_closed_form")
     args = ap.parse_args(argv)
@@ -302,13 +315,16 @@ def main(argv: list[str] | None = None) -> int:
         missing_t=args.missing_t,
         bump_doubling=not args.no_doubling,
         bump_max=args.bump_max,
+        average_epochs=args.average_epochs,
     )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         run = train(recipe, seed)
         (out / f"seed{seed}.json").write_text(json.dumps(run, indent=1))
-        print(f"seed {seed}: test accuracy {run['test_accuracy']:.4f}", flush=True)
+        averaged = run["averaged_weights_test_accuracy"]
+        tail = "" if averaged is None else f" (mean weights of the last {args.average_epochs} epochs: {averaged:.4f})"
+        print(f"seed {seed}: test accuracy {run['test_accuracy']:.4f}{tail}", flush=True)
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("seed*.json"))]
     acc = np.array([r["test_accuracy"] for r in runs])
     val = np.array([r.get("validation_accuracy", np.nan) for r in runs])
@@ -320,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "sd": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
         "validation_accuracy": val.tolist(),
         "validation_mean": float(val.mean()),
+        "averaged_weights_test_accuracy": [r.get("averaged_weights_test_accuracy") for r in runs],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(

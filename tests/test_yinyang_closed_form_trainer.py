@@ -140,3 +140,11 @@ def test_bumps_without_doubling_or_with_a_cap(doubling: bool, bump_max: float, l
     assert run["bumped_batches"] > 10
     assert q["1.0"] == largest  # doubling reached the cap (or never ran)
     assert q["0.5"] >= recipe.bump
+
+
+def test_the_mean_of_the_last_epoch_alone_is_the_final_network() -> None:
+    """--average-epochs 1 scores the weights at the end of the last epoch: the final network's accuracies."""
+    run = cf.train(cf.Recipe(epochs=2, step_on_bump=True, average_epochs=1), seed=3, log=False)
+    assert run["averaged_weights_test_accuracy"] == run["test_accuracy"]
+    assert run["averaged_weights_validation_accuracy"] == run["validation_accuracy"]
+    assert cf.train(cf.Recipe(epochs=1), seed=3, log=False)["averaged_weights_test_accuracy"] is None
