@@ -15,8 +15,10 @@ What differs from NEST's training of the same configuration, as options: NEST's 
 bumped batch too, with the gradient of the batch's forward pass before the bump (the bump is added on top) and a
 missing output counted at ``--missing-t`` (no gradient through it), as nestgrad's ``weight_bump_skips_step = false``
 does with t = T. ``--no-doubling`` and ``--bump-max`` change the bumps (nestgrad: ``weight_bump_doubling``);
-``--eta`` and ``--decay`` the learning-rate schedule; each run reports validation and test accuracy and the bump
-values of its last 10 epochs. The data are nestgrad's Yin-Yang splits (5,000 / 1,000 test).
+``--eta`` and ``--decay`` the learning-rate schedule; ``--average-epochs N`` also scores the mean of the weights at
+the ends of the last N epochs. Each run reports validation and test accuracy and the bump values of its last 10
+epochs. The data are nestgrad's Yin-Yang splits (5,000 training, 1,000 validation and
+1,000 test points).
 
     python scaling_runs/yinyang_ttfs_closed_form.py --seeds 1 2 3 4 5 --out runs/yy_closed_form
     python scaling_runs/yinyang_ttfs_closed_form.py --seeds 1 2 3 4 5 --step-on-bump --out runs/yy_cf_step
