@@ -172,6 +172,9 @@ class Network:
     def predict(self, values: np.ndarray) -> np.ndarray:
         return np.argmin(self.forward(values)[3], axis=1)
 
+    def accuracy(self, data: yinyang.YinYangData) -> float:
+        return float(np.mean(self.predict(data.inputs) == data.labels))
+
     def gradients(
         self,
         values: np.ndarray,
@@ -249,8 +252,7 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
             averaged[0] += net.w_hidden / recipe.average_epochs
             averaged[1] += net.w_out / recipe.average_epochs
         if (epoch + 1) % 10 == 0 or epoch + 1 == recipe.epochs:
-            test_acc = float(np.mean(net.predict(test_set.inputs) == test_set.labels))
-            val_acc = float(np.mean(net.predict(val_set.inputs) == val_set.labels))
+            test_acc, val_acc = net.accuracy(test_set), net.accuracy(val_set)
             history.append(
                 {
                     "epoch": epoch + 1,
@@ -266,18 +268,15 @@ def train(recipe: Recipe, seed: int, log: bool = True) -> dict:
                     f"[{time.perf_counter() - t0:.0f} s]",
                     flush=True,
                 )
-    mean_net = Network(averaged[0], averaged[1], recipe)
+    mean_net = Network(averaged[0], averaged[1], recipe) if recipe.average_epochs else None
     return {
         "seed": seed,
-        "averaged_weights_test_accuracy": (
-            float(np.mean(mean_net.predict(test_set.inputs) == test_set.labels)) if recipe.average_epochs else None
-        ),
-        "averaged_weights_validation_accuracy": (
-            float(np.mean(mean_net.predict(val_set.inputs) == val_set.labels)) if recipe.average_epochs else None
-        ),
-        "test_accuracy": float(np.mean(net.predict(test_set.inputs) == test_set.labels)),
-        "validation_accuracy": float(np.mean(net.predict(val_set.inputs) == val_set.labels)),
-        "train_accuracy": float(np.mean(net.predict(train_set.inputs) == train_set.labels)),
+        "averaged_weights_test_accuracy": mean_net.accuracy(test_set) if mean_net else None,
+        "averaged_weights_validation_accuracy": mean_net.accuracy(val_set) if mean_net else None,
+        # the last epoch is always scored: its history entry holds the final network's accuracies
+        "test_accuracy": history[-1]["test_accuracy"],
+        "validation_accuracy": history[-1]["validation_accuracy"],
+        "train_accuracy": net.accuracy(train_set),
         "optimizer_steps": steps,
         "bumped_batches": bumps,
         "bump_value_quantiles_last_10_epochs": {
