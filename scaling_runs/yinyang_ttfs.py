@@ -36,12 +36,19 @@ CONFIG = pathlib.Path(__file__).resolve().parents[1] / "python/nestgrad/configs/
 
 
 def seed_config(
-    config: ExperimentConfig, seed: int, iterations: int | None, every: int | None = None, eta: float | None = None
+    config: ExperimentConfig,
+    seed: int,
+    iterations: int | None,
+    every: int | None = None,
+    eta: float | None = None,
+    average_last: int | None = None,
 ) -> ExperimentConfig:
     network = dataclasses.replace(config.network, seed=seed)
     training = config.training if iterations is None else dataclasses.replace(config.training, iterations=iterations)
     if every is not None:
         training = dataclasses.replace(training, checkpoint_every=every)
+    if average_last is not None:
+        training = dataclasses.replace(training, average_weights_last=average_last)
     optimizer = config.optimizer if eta is None else dataclasses.replace(config.optimizer, eta=eta)
     return dataclasses.replace(config, network=network, training=training, optimizer=optimizer)
 
@@ -62,8 +69,9 @@ def decision_regions(trainer: Trainer, out: pathlib.Path, side: int = 80) -> flo
         return [Trial({"in": [[float(v)] for v in row]}) for row in t]
 
     resolution, threads = trainer.config.task.resolution, trainer.config.training.threads
-    t_grid = net.first_spike_times(state.weights, trials(u), resolution, threads)
-    t_test = net.first_spike_times(state.weights, trials(test.inputs), resolution, threads)
+    weights = state.trained_weights  # the mean weights with training.average_weights_last, else the last ones
+    t_grid = net.first_spike_times(weights, trials(u), resolution, threads)
+    t_test = net.first_spike_times(weights, trials(test.inputs), resolution, threads)
 
     def predict(t: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(t).any(axis=1), np.argmin(t, axis=1), -1)
@@ -87,7 +95,12 @@ def summarise(out: pathlib.Path) -> dict:
         if "test_accuracy" in run:
             runs[path.parent.name[4:]] = run
     acc = [r["test_accuracy"] for r in runs.values()]
-    return {"runs": runs, "mean_test_accuracy": float(np.mean(acc)), "std_test_accuracy": float(np.std(acc))}
+    summary = {"runs": runs, "mean_test_accuracy": float(np.mean(acc)), "std_test_accuracy": float(np.std(acc))}
+    final = [r["test_accuracy_final_weights"] for r in runs.values() if "test_accuracy_final_weights" in r]
+    if final and len(final) == len(acc):
+        summary["mean_test_accuracy_final_weights"] = float(np.mean(final))
+        summary["std_test_accuracy_final_weights"] = float(np.std(final))
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="out/yinyang_ttfs")
     ap.add_argument("--checkpoint-every", type=int, default=None, help="override training.checkpoint_every")
     ap.add_argument("--eta", type=float, default=None, help="override optimizer.eta")
+    ap.add_argument("--average-last", type=int, default=None, help="override training.average_weights_last")
     ap.add_argument("--figure-only", action="store_true", help="evaluate and draw trained runs, no training")
     args = ap.parse_args(argv)
     base = ExperimentConfig.from_toml(args.config)
@@ -106,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     out = pathlib.Path(args.out)
     summary_path = out / "yinyang_ttfs.json"
     for seed in args.seeds:
-        config = seed_config(base, seed, iterations, args.checkpoint_every, args.eta)
+        config = seed_config(base, seed, iterations, args.checkpoint_every, args.eta, args.average_last)
         folder = out / f"seed{seed}"
         trainer = Trainer(config, folder)
         run_path = folder / "run.json"
@@ -138,11 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         run["test_accuracy"] = result["accuracy"]
         run["test_loss"] = result["loss"]
         run["test_points"] = result["trials"]
+        run["weights"] = result["weights"]
+        if config.training.average_weights_last:  # the last weights too, to show what averaging changed
+            run["test_accuracy_final_weights"] = trainer.evaluate(n_eval, final_weights=True)["accuracy"]
         run["figure_test_accuracy"] = decision_regions(trainer, folder)
         run_path.write_text(json.dumps(run, indent=2))
         summary = summarise(out)
         summary["config"] = str(args.config)
-        summary["overrides"] = {"checkpoint_every": args.checkpoint_every, "eta": args.eta}
+        summary["overrides"] = {
+            "checkpoint_every": args.checkpoint_every,
+            "eta": args.eta,
+            "average_weights_last": args.average_last,
+        }
         summary_path.write_text(json.dumps(summary, indent=2))
         print(f"seed {seed}: test accuracy {100 * run['test_accuracy']:.2f} % ({run.get('epochs', '?')} epochs)")
     return 0

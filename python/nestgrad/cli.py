@@ -36,11 +36,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _require_positive("--batches", args.batches)
     config = ExperimentConfig.from_toml(args.config)
     out = pathlib.Path(args.out) if args.out else pathlib.Path("out") / pathlib.Path(args.config).stem
-    result = Trainer(config, out, verbose=False).evaluate(args.batches, initial=args.initial)
+    trainer = Trainer(config, out, verbose=False)
+    result = trainer.evaluate(args.batches, initial=args.initial, final_weights=args.final_weights)
     acc = f", accuracy {result['accuracy']:.3f}" if "accuracy" in result else ""
-    name = "evaluation_initial.json" if args.initial else "evaluation.json"
+    averaged = trainer.state is not None and trainer.state.averaged_count > 0
+    name = "evaluation_initial.json" if args.initial else (
+        "evaluation_final_weights.json" if args.final_weights and averaged else "evaluation.json"
+    )  # fmt: skip
+    what = f"the {result['weights']}" if averaged and not args.final_weights else f"iteration {result['iteration']}"
     print(
-        f"evaluation of iteration {result['iteration']} on {result['trials']} new trials (learning off): "
+        f"evaluation of {what} on {result['trials']} new trials (learning off): "
         f"loss {result['loss']:.5g}{acc}; written: {out / name}"
     )
     return 0
@@ -318,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="the run's output folder (default: out/<config name>)")
     ev.add_argument("--batches", type=int, default=10, help="number of test batches (default 10)")
     ev.add_argument("--initial", action="store_true", help="evaluate the untrained network (the baseline)")
+    ev.add_argument(
+        "--final-weights",
+        action="store_true",
+        help="with training.average_weights_last: evaluate the last weights instead of their mean",
+    )
     ev.set_defaults(func=_cmd_evaluate)
 
     cmp = sub.add_parser(

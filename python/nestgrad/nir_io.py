@@ -791,7 +791,8 @@ def write_graph(graph: Any, path: str | os.PathLike) -> pathlib.Path:
 
 def graph_from_run(path: str | os.PathLike, dt: float | None = None) -> Any:
     """The NIR graph of a trained network: a run folder (its checkpoint.npz) or a checkpoint file. Builds the
-    learner of the run's saved configuration and exports its network with the checkpoint's weights: an e-prop
+    learner of the run's saved configuration and exports its network with the checkpoint's trained weights (their
+    mean if the run averaged them, ``training.average_weights_last``): an e-prop
     network's NetworkSpec (:func:`spec_to_graph`, for NEST's time step; ``dt`` must be None or that step) or an
     EventProp network (:func:`eventprop_to_graph`, for the time step ``dt`` in s, default NEST's: EventProp's
     dynamics are exact in continuous time, so the graph may be written for the step of the tool that runs it)."""
@@ -812,7 +813,7 @@ def graph_from_run(path: str | os.PathLike, dt: float | None = None) -> Any:
     if dt is not None and not (math.isfinite(dt) and dt > 0):
         raise SpecError(f"NIR time step dt = {dt!r} s: a finite number > 0 is required")
     if config.network.architecture == "eventprop":
-        net = learner.network(state.weights, learner.trial_duration)  # type: ignore[attr-defined]
+        net = learner.network(state.trained_weights, learner.trial_duration)  # type: ignore[attr-defined]
         return eventprop_to_graph(net, resolution_s if dt is None else dt, learner.loss())  # type: ignore[attr-defined]
     if not hasattr(learner, "network_spec"):
         raise ModelError(f"network.architecture = {config.network.architecture!r} has no network specification to "
@@ -823,7 +824,7 @@ def graph_from_run(path: str | os.PathLike, dt: float | None = None) -> Any:
     nest = fresh_kernel(config.task.resolution)
     learner.validate(nest)
     learner.prepare(nest)
-    spec = learner.network_spec(state.weights, 0, plastic=False)
+    spec = learner.network_spec(state.trained_weights, 0, plastic=False)
     return spec_to_graph(spec, defaults=nest.GetDefaults)
 
 

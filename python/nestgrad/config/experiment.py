@@ -467,6 +467,10 @@ class TrainingConfig:
     # training stops at once (TrainingDivergedError) when an iteration's loss is not finite or exceeds this factor
     # times the loss a silent readout (output 0) would have on the same trials ("exploding"); inf: non-finite only
     divergence_factor: float = 1000.0
+    # weight averaging (Polyak; stochastic weight averaging, Izmailov et al. 2018): the trained network is the mean of
+    # the weights at the checkpoints of the last this many iterations (0: the last weights). Training itself is
+    # unchanged; ``evaluate`` and ``export-nir`` use the mean
+    average_weights_last: int = 0
 
     def __post_init__(self) -> None:
         for key in ("iterations", "checkpoint_every", "threads", "rng_seed"):
@@ -498,6 +502,12 @@ class TrainingConfig:
             "training.record_neurons",
             self.record_neurons,
             "an integer >= 0",
+        )
+        _require(
+            _int(self.average_weights_last) and 0 <= self.average_weights_last <= self.iterations,
+            "training.average_weights_last",
+            self.average_weights_last,
+            f"an integer in 0 ... training.iterations = {self.iterations} (0: no averaging)",
         )
 
 

@@ -9,6 +9,9 @@ A checkpoint is a NumPy ``.npz`` archive (never pickled) with
   synapses keep them, the bias-correction powers beta_1^t, beta_2^t ``b1_<projection>``, ``b2_<projection>``), if
   any. Checkpoints without the powers (written before they were kept) still load: Adam's bias correction then
   restarts at t = 0.
+* ``avg_<projection>``: with weight averaging (``training.average_weights_last``), the mean of the weights at the
+  checkpoints averaged so far; ``meta.average = {"after_iteration": int, "count": int}`` says which: the ``count``
+  checkpoints written after iteration ``after_iteration`` (this one included).
 
 Reading checks everything before a run resumes: a truncated or foreign file, a missing or mistyped ``meta`` key, an
 ``iteration`` that disagrees with the history, missing or misshaped arrays and non-finite values each raise a
@@ -47,11 +50,46 @@ class TrainingState:
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     virtual_processes: int = 1  # of the run that wrote the state (ranks x threads)
+    # weight averaging: the mean of the weights at the ``averaged_count`` checkpoints after ``averaged_after``
+    averaged_weights: dict[str, np.ndarray] = field(default_factory=dict)
+    averaged_after: int = 0
+    averaged_count: int = 0
+
+    def update_average(self, after: int) -> bool:
+        """Add the current weights to the running mean if this checkpoint's iteration lies after ``after``. A mean
+        over another window (a resumed run whose ``training.iterations`` changed) starts again: returns True then."""
+        if self.iteration <= after:
+            return False
+        restarted = self.averaged_count > 0 and self.averaged_after != after
+        if self.averaged_after != after:
+            self.averaged_weights, self.averaged_after, self.averaged_count = {}, after, 0
+        self.averaged_count += 1
+        n = self.averaged_count
+        # the running mean in float64, the same operations on every rank and in a resumed run: bit-identical
+        self.averaged_weights = {
+            k: w.copy() if n == 1 else self.averaged_weights[k] + (w - self.averaged_weights[k]) / n
+            for k, w in self.weights.items()
+        }
+        return restarted
+
+    @property
+    def trained_weights(self) -> dict[str, np.ndarray]:
+        """The network training produced: the averaged weights if there are any, else the last ones."""
+        return self.averaged_weights if self.averaged_count else self.weights
+
+    def describe_weights(self) -> str:
+        if not self.averaged_count:
+            return f"weights of iteration {self.iteration}"
+        return (
+            f"mean of the weights at {self.averaged_count} checkpoint(s) after iteration {self.averaged_after} "
+            f"(up to iteration {self.iteration})"
+        )
 
 
 def checkpoint_bytes(config: ExperimentConfig, state: TrainingState) -> bytes:
     """The checkpoint file's content (an uncompressed ``.npz``)."""
     arrays = {f"w_{k}": v for k, v in state.weights.items()} | {f"opt_{k}": v for k, v in state.optimizer_state.items()}
+    arrays |= {f"avg_{k}": v for k, v in state.averaged_weights.items()} if state.averaged_count else {}
     meta = {
         "iteration": state.iteration,
         "config": config.to_dict(),
@@ -59,6 +97,8 @@ def checkpoint_bytes(config: ExperimentConfig, state: TrainingState) -> bytes:
         "format": FORMAT_VERSION,
         "virtual_processes": state.virtual_processes,
     }
+    if state.averaged_count:
+        meta["average"] = {"after_iteration": state.averaged_after, "count": state.averaged_count}
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
     return buffer.getvalue()
@@ -141,19 +181,29 @@ def _check_meta(path: pathlib.Path, meta: dict[str, Any]) -> None:
     vp = meta.get("virtual_processes", 1)
     if not _is_int(vp) or vp < 1:
         raise _fail(path, "meta.virtual_processes", f"{vp!r}: an integer >= 1 is required")
+    if "average" in meta:
+        average = meta["average"]
+        if not isinstance(average, dict) or set(average) != {"after_iteration", "count"}:
+            raise _fail(path, "meta.average", f"{average!r}: a table with after_iteration and count is required")
+        after, count = average["after_iteration"], average["count"]
+        if not (_is_int(after) and 0 <= after < iteration):
+            raise _fail(path, "meta.average.after_iteration", f"{after!r}: an integer in 0 ... {iteration - 1}")
+        if not (_is_int(count) and 1 <= count <= iteration - after):
+            raise _fail(path, "meta.average.count", f"{count!r}: an integer in 1 ... {iteration - after}")
 
 
 def _check_arrays(
     path: pathlib.Path,
     arrays: dict[str, np.ndarray],
     expected: Mapping[str, tuple[int, ...]] | None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w_")}
     opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
-    unknown = sorted(k for k in arrays if not k.startswith(("w_", "opt_")))
+    averaged = {k[4:]: v for k, v in arrays.items() if k.startswith("avg_")}
+    unknown = sorted(k for k in arrays if not k.startswith(("w_", "opt_", "avg_")))
     if unknown:
         raise _fail(path, unknown[0], "unknown array (not written by nestgrad)")
-    for prefix, group in (("w_", weights), ("opt_", opt)):
+    for prefix, group in (("w_", weights), ("opt_", opt), ("avg_", averaged)):
         for name, arr in group.items():
             if arr.dtype.kind not in "fiu":
                 raise _fail(path, prefix + name, f"numbers are required, found {arr.dtype}")
@@ -184,7 +234,17 @@ def _check_arrays(
             if projection not in expected or arr.shape != tuple(expected[projection]):
                 want = tuple(expected[projection]) if projection in expected else "a projection's moments"
                 raise _fail(path, f"opt_{name}", f"shape {arr.shape}, expected {want}")
-    return {k: np.asarray(v, float) for k, v in weights.items()}, {k: np.asarray(v, float) for k, v in opt.items()}
+    if averaged and set(averaged) != set(weights):
+        name = sorted(set(averaged) ^ set(weights))[0]
+        raise _fail(path, f"avg_{name}", "the averaged weights must cover the same projections as the weights")
+    for name, arr in averaged.items():
+        if arr.shape != weights[name].shape:
+            raise _fail(path, f"avg_{name}", f"shape {arr.shape}, expected {weights[name].shape} (as w_{name})")
+
+    def floats(group: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v, float) for k, v in group.items()}
+
+    return floats(weights), floats(opt), floats(averaged)
 
 
 def load_checkpoint(
@@ -220,8 +280,21 @@ def load_checkpoint(
     if relevant != saved:
         diffs = _config_diff(saved.to_dict(), relevant.to_dict())
         raise CheckpointError(f"checkpoint {path} was written with a different configuration: {', '.join(diffs)}")
-    weights, opt = _check_arrays(path, arrays, expected_shapes)
-    return TrainingState(meta["iteration"], weights, opt, meta["history"], meta.get("virtual_processes", 1))
+    weights, opt, averaged = _check_arrays(path, arrays, expected_shapes)
+    average = meta.get("average", {"after_iteration": 0, "count": 0})
+    if bool(averaged) != bool(average["count"]):
+        which = "meta.average" if averaged else "avg_*"
+        raise _fail(path, which, "missing: the averaged weights and their meta.average come together")
+    return TrainingState(
+        meta["iteration"],
+        weights,
+        opt,
+        meta["history"],
+        meta.get("virtual_processes", 1),
+        averaged,
+        average["after_iteration"],
+        average["count"],
+    )
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

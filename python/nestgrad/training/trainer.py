@@ -150,6 +150,15 @@ class Trainer:
                 total - self.iteration,
             )
             self._run_block(n)
+            if self.config.training.average_weights_last:
+                old = (self.state.averaged_after, self.state.averaged_count)
+                if self.state.update_average(total - self.config.training.average_weights_last) and self.comm.is_root:
+                    print(
+                        f"nestgrad: note: the checkpoint averaged the weights of {old[1]} checkpoint(s) after "
+                        f"iteration {old[0]}; with training.iterations = {total} the window starts after iteration "
+                        f"{self.state.averaged_after}: the mean starts again",
+                        flush=True,
+                    )
             self._on_root(self._save)  # all ranks hold the same gathered state; one writes it
             self.saved_iteration = self.state.iteration
             self._notify("on_checkpoint", str(self.checkpoint_path))
@@ -201,13 +210,19 @@ class Trainer:
         raise err from None
 
     def evaluate(
-        self, n_batches: int = 10, first_batch: int = EVALUATION_FIRST_BATCH, initial: bool = False
+        self,
+        n_batches: int = 10,
+        first_batch: int = EVALUATION_FIRST_BATCH,
+        initial: bool = False,
+        final_weights: bool = False,
     ) -> dict[str, Any]:
         """Loss and accuracy of the trained weights on ``n_batches`` batches that training never draws (task batch
         indices ``first_batch``, ``first_batch + 1``, ...), with learning switched off: the network is built with
         every learning rate 0, so weights stay as they are. Uses the weights of this
-        Trainer's last run, else the checkpoint in ``out_dir``; ``initial`` evaluates the untrained network instead
-        (the baseline). Writes ``evaluation.json`` (``evaluation_initial.json``) to ``out_dir`` (rank 0).
+        Trainer's last run, else the checkpoint in ``out_dir``: their mean if training averaged them
+        (``training.average_weights_last``) unless ``final_weights``; ``initial`` evaluates the untrained network
+        instead (the baseline). Writes ``evaluation.json`` (``evaluation_initial.json``,
+        ``evaluation_final_weights.json``) to ``out_dir`` (rank 0).
 
         Batches are made one at a time and simulated in segments of at most ``segment_bytes`` of task data, so
         that any number of batches fits in memory."""
@@ -234,20 +249,32 @@ class Trainer:
         if lock is not None:
             self._on_root(lock.acquire)
         try:
-            result = self._evaluate(state, n_batches, first_batch)
-            name = "evaluation_initial.json" if initial else "evaluation.json"
+            weights = state.weights if initial or final_weights else state.trained_weights
+            result = self._evaluate(state, weights, n_batches, first_batch)
+            result["weights"] = (
+                "initial weights"
+                if initial
+                else (f"weights of iteration {state.iteration}" if final_weights else state.describe_weights())
+            )
+            name = (
+                "evaluation_initial.json"
+                if initial
+                else ("evaluation_final_weights.json" if final_weights and state.averaged_count else "evaluation.json")
+            )
             self._on_root(lambda: atomic_write(self.out_dir / name, json.dumps(result, indent=2)))
         finally:
             if lock is not None and self.comm.is_root:
                 lock.release()
         return result
 
-    def _evaluate(self, state: TrainingState, n_batches: int, first_batch: int) -> dict[str, Any]:
+    def _evaluate(
+        self, state: TrainingState, weights: dict[str, np.ndarray], n_batches: int, first_batch: int
+    ) -> dict[str, Any]:
         per_batch = []
         n_trials = 0
         for segment in self._segments(first_batch, n_batches):
             nest = self._fresh_kernel()
-            self._build_frozen(nest, state.weights)
+            self._build_frozen(nest, weights)
             for batch, rec, _ in self.network.simulate(nest, segment, self.config.task.resolution):
                 m = self._metrics(batch, rec, 0.0)
                 per_batch.append({k: v for k, v in m.items() if k not in ("iteration", "seconds")})
