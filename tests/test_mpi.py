@@ -52,10 +52,10 @@ def write_config(
     optimizer: str = "gradient_descent",
     eta: float = 1e-5,
     algorithm: str = "step",
+    average: int = 0,
 ) -> pathlib.Path:
-    path.write_text(
-        CONFIG.format(threads=threads, iterations=iterations, optimizer=optimizer, eta=eta, algorithm=algorithm)
-    )
+    text = CONFIG.format(threads=threads, iterations=iterations, optimizer=optimizer, eta=eta, algorithm=algorithm)
+    path.write_text(text + (f"average_weights_last = {average}\n" if average else ""))
     return path
 
 
@@ -73,7 +73,7 @@ def checkpoint(folder: pathlib.Path) -> tuple[dict[str, np.ndarray], list[float]
     import json
 
     with np.load(folder / "checkpoint.npz") as data:
-        weights = {k: data[k] for k in data.files if k.startswith(("w_", "opt_"))}
+        weights = {k: data[k] for k in data.files if k.startswith(("w_", "opt_", "avg_"))}
         history = json.loads(str(data["meta"]))["history"]
     return weights, [h["loss"] for h in history]
 
@@ -84,9 +84,10 @@ def checkpoint(folder: pathlib.Path) -> tuple[dict[str, np.ndarray], list[float]
 )
 def test_same_virtual_processes_give_bit_identical_training(tmp_path, optimizer, eta, algorithm):
     """(1 rank x 2 threads) and (2 ranks x 1 thread): total_num_virtual_procs = 2 in both; also with
-    eprop_event_synapse, whose history store is per thread."""
-    cfg1 = write_config(tmp_path / "t2.toml", threads=2, optimizer=optimizer, eta=eta, algorithm=algorithm)
-    cfg2 = write_config(tmp_path / "t1.toml", threads=1, optimizer=optimizer, eta=eta, algorithm=algorithm)
+    eprop_event_synapse, whose history store is per thread; the mean weights (training.average_weights_last) too."""
+    same = dict(optimizer=optimizer, eta=eta, algorithm=algorithm, average=4)
+    cfg1 = write_config(tmp_path / "t2.toml", threads=2, **same)
+    cfg2 = write_config(tmp_path / "t1.toml", threads=1, **same)
     run(1, "-m", "nestgrad", "train", str(cfg1), "--out", str(tmp_path / "threads"))
     out = run(2, "-m", "nestgrad", "train", str(cfg2), "--out", str(tmp_path / "ranks"))
     assert out.stdout.count("iteration    4/4") == 1, "only rank 0 prints"
@@ -96,6 +97,8 @@ def test_same_virtual_processes_give_bit_identical_training(tmp_path, optimizer,
     for key in w_threads:
         np.testing.assert_array_equal(w_threads[key], w_ranks[key], err_msg=key)
     assert any(np.abs(w).max() > 0 for k, w in w_ranks.items() if k.startswith("w_"))
+    assert {"avg_in_rec", "avg_rec_rec", "avg_rec_out"} <= set(w_ranks)  # the mean of iterations 2 and 4
+    assert not np.array_equal(w_ranks["avg_rec_out"], w_ranks["w_rec_out"])
     if algorithm == "event" and optimizer == "adam":  # the event synapses' Adam powers, written under MPI in block 2
         assert {"opt_b1_in_rec", "opt_b2_rec_rec"} <= set(w_ranks) and w_ranks["opt_b2_in_rec"].min() < 1.0
 
