@@ -79,8 +79,13 @@ def decision_regions(trainer: Trainer, out: pathlib.Path, side: int = 80) -> flo
     pred = np.full(gx.shape, np.nan)
     pred[inside] = predict(t_grid)
     accuracy = float(np.mean(predict(t_test) == test.labels))
+    which = (
+        f"mean weights of iterations {state.averaged_after + 1}-{state.iteration}"
+        if state.averaged_count
+        else f"iteration {state.iteration}"
+    )
     title = (
-        f"Yin-Yang, first-spike-time network (seed {trainer.config.network.seed}, iteration {state.iteration})\n"
+        f"Yin-Yang, first-spike-time network (seed {trainer.config.network.seed}, {which})\n"
         f"test accuracy {100 * accuracy:.1f} %; regions: predicted class, dots: test points by label"
     )
     plotting.plot_decision_regions(xs, ys, pred, test.points, test.labels, out / "decision_regions.png", title)
