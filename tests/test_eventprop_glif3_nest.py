@@ -57,6 +57,9 @@ CASES = {
     ),
     "recurrent_t_ref_0_I_e": ("recurrent", {"t_ref": 0.0, "I_e": 30.0}),
     "recurrent_equal_time_constants": ("recurrent", {"tau_syn": [6.0, 6.0, 6.0, 6.0], "g": 10.0, "C_m": 60.0}),
+    # slow currents: crossings come long after the arrival that caused them, beyond the model's 1-ms look-ahead, so
+    # the forward pass finds them by extending its search step by step (searches_lazily_)
+    "recurrent_slow_ports": ("recurrent", {"tau_syn": [15.0, 25.0, 15.0, 25.0]}),
 }
 
 

@@ -39,15 +39,25 @@ struct EventpropGlif3Params
   // derived (finish())
   double tau_m = 58.72 / 9.43;
   std::vector< double > rho;  //!< asc_r_j exp(-asc_decay_j t_ref): the share of A_j a spike keeps
+  //! the maxima of the kernels K1(tau_m, 1 / asc_decay_j) and K1(tau_m, tau_syn_r) (upper bounds of every search)
+  std::vector< double > kmax_asc;
+  std::vector< double > kmax_syn;
 
   void
   finish()
   {
     tau_m = C_m / g;
     rho.resize( asc_decay.size() );
+    kmax_asc.resize( asc_decay.size() );
     for ( size_t j = 0; j < asc_decay.size(); ++j )
     {
       rho[ j ] = asc_r[ j ] * std::exp( -asc_decay[ j ] * t_ref );
+      kmax_asc[ j ] = eventprop_kern_max( tau_m, 1.0 / asc_decay[ j ] );
+    }
+    kmax_syn.resize( tau_syn.size() );
+    for ( size_t r = 0; r < tau_syn.size(); ++r )
+    {
+      kmax_syn[ r ] = eventprop_kern_max( tau_m, tau_syn[ r ] );
     }
   }
   double

@@ -140,7 +140,7 @@ EventpropSpikingNode::start_trial_()
   groups_.clear();
   pushes_.clear();
   others_t_.clear();
-  predict_( 0.0 );
+  predict_( 0.0, 0.0 );
 }
 
 void
@@ -154,12 +154,31 @@ EventpropSpikingNode::advance_( const double t )
   t_upd_ = t;
 }
 
+namespace
+{
+// how far past the current step a lazy search looks (ms): a short horizon keeps the cheap upper bounds tight, so
+// the costly root search runs only for neurons close to threshold; quiet neurons are checked again every this long
+constexpr double crossing_lookahead_ms = 1.0;
+}
+
 void
-EventpropSpikingNode::predict_( const double t )
+EventpropSpikingNode::predict_( const double t, const double b )
 {
   const double T = schedule_.duration_ms;
-  const double u = first_crossing_( T - t );
+  const double end = searches_lazily_() ? std::min( T, b + crossing_lookahead_ms ) : T;
+  const double u = first_crossing_( end - t );
   t_cross_ = ( u >= 0.0 and t + u < T ) ? t + u : -1.0;
+  checked_to_ = end;
+}
+
+void
+EventpropSpikingNode::extend_prediction_( const double b )
+{
+  const double T = schedule_.duration_ms;
+  const double end = std::min( T, b + crossing_lookahead_ms );
+  const double u = first_crossing_between_( checked_to_ - t_upd_, end - t_upd_ );
+  t_cross_ = ( u >= 0.0 and t_upd_ + u < T ) ? t_upd_ + u : -1.0;
+  checked_to_ = end;
 }
 
 void
@@ -186,7 +205,7 @@ EventpropSpikingNode::spike_( const double t, const long lag, const long within 
   else
   {
     tspk_.back().vdot_plus = voltage_slope_();
-    predict_( t );
+    predict_( t, step_end );
   }
   ++n_spikes_;
   if ( record_ )
@@ -202,7 +221,7 @@ EventpropSpikingNode::spike_( const double t, const long lag, const long within 
 }
 
 void
-EventpropSpikingNode::release_( const double t )
+EventpropSpikingNode::release_( const double t, const double b )
 {
   advance_( t );
   refractory_ = false;
@@ -213,7 +232,7 @@ EventpropSpikingNode::release_( const double t )
   {
     rec_release_vdot_.back() = tspk_.back().release_vdot;  // the pending release belongs to the last spike
   }
-  predict_( t );
+  predict_( t, b );
 }
 
 void
@@ -491,6 +510,11 @@ EventpropSpikingNode::forward_step_( const std::vector< EventpropArrival >& arri
   const double T = schedule_.duration_ms;
   const double inf = std::numeric_limits< double >::infinity();
   size_t next = 0;
+  // every event below predicts again past b; only a search that stopped before this step's end needs extending
+  if ( not refractory_ and t_cross_ < 0.0 and checked_to_ < std::min( b, T ) )
+  {
+    extend_prediction_( b );
+  }
   while ( true )
   {
     double t_int = inf;
@@ -521,7 +545,7 @@ EventpropSpikingNode::forward_step_( const std::vector< EventpropArrival >& arri
     {
       if ( refractory_ )
       {
-        release_( t_int );
+        release_( t_int, b );
       }
       else
       {
@@ -541,7 +565,7 @@ EventpropSpikingNode::forward_step_( const std::vector< EventpropArrival >& arri
       ++next;
       if ( not refractory_ )
       {
-        predict_( t_arr );
+        predict_( t_arr, b );
       }
     }
   }

@@ -147,6 +147,25 @@ protected:
   virtual void propagate_state_( double u ) = 0;
   //! time from now to the first threshold crossing within horizon ms of free dynamics, < 0: none
   virtual double first_crossing_( double horizon ) const = 0;
+  /**
+   * True for a model whose crossing search is costly over long horizons (the Rolle split of a sum of many
+   * exponentials): the forward pass then searches only crossing_lookahead_ms ahead of the current step and extends
+   * the search step by step (first_crossing_between_) while no input arrives. The first crossing found is the same.
+   */
+  virtual bool
+  searches_lazily_() const
+  {
+    return false;
+  }
+  /**
+   * Time from now to the first crossing in (u0, u1] of free dynamics, given that there is none in [0, u0], < 0:
+   * none. That premise makes the first crossing in [0, u1] the answer; a model may search from its state u0 later.
+   */
+  virtual double
+  first_crossing_between_( double, double u1 ) const
+  {
+    return first_crossing_( u1 );
+  }
   //! dg/dt of the current state (g: distance of v from the threshold)
   virtual double threshold_slope_() const = 0;
   //! dv/dt of the current state without refractoriness
@@ -187,15 +206,19 @@ protected:
   double t_upd_ = 0.0;
   bool refractory_ = false;
   double t_release_ = -1.0;         //!< release time of the current refractory period, < 0: none within the trial
-  double t_cross_ = -1.0;           //!< predicted threshold crossing, < 0: none within the trial
+  double t_cross_ = -1.0;           //!< predicted threshold crossing, < 0: none up to checked_to_
+  double checked_to_ = 0.0;         //!< the crossing search covered free dynamics up to this time (at most T)
   bool refractory_at_end_ = false;  //!< refractory at the end of the forward pass
   std::vector< EventpropTrialSpike > tspk_;
 
 private:
   void advance_( double t );
-  void predict_( double t );
+  //! the first crossing after t (the state is at t), searched to the trial's end or, lazily, a little past b
+  void predict_( double t, double b );
+  //! a lazy search that ended before b goes on from where it ended (the state is at t_upd_)
+  void extend_prediction_( double b );
   void spike_( double t, long lag, long within );
-  void release_( double t );
+  void release_( double t, double b );
   //! the forward pass in the step of `lag`, which ends at trial-local time b
   void forward_step_( const std::vector< EventpropArrival >& arrivals, long lag, long within, double b );
   void start_backward_();

@@ -231,6 +231,20 @@ eventprop_glif3_psc_ps::first_crossing_( const double horizon ) const
 }
 
 double
+eventprop_glif3_psc_ps::first_crossing_between_( const double u0, const double u1 ) const
+{
+  if ( u0 <= 0.0 )
+  {
+    return first_crossing_( u1 );
+  }
+  // search from the state at u0 (no crossing before it): its bounds are tighter than those over [0, u1]
+  s_later_ = s_;
+  eventprop_glif3_propagate( s_later_, u0, p_, false );
+  const double u = eventprop_glif3_first_crossing( s_later_, u1 - u0, p_ );
+  return u < 0.0 ? -1.0 : u0 + u;
+}
+
+double
 eventprop_glif3_psc_ps::threshold_slope_() const
 {
   return eventprop_glif3_dvdt( s_, p_ );
