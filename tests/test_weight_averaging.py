@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import pathlib
 import shutil
 
 import numpy as np
@@ -62,6 +63,10 @@ def test_running_mean_equals_the_mean_and_restarts_with_another_window():
     assert state.update_average(after=7)  # another window: the mean starts again from this checkpoint
     assert state.averaged_count == 1
     np.testing.assert_array_equal(state.averaged_weights["a"], state.weights["a"])
+    state.iteration = 9
+    assert state.update_average(after=12)  # a window that has not begun: the old mean is dropped at once
+    assert (state.averaged_count, state.averaged_weights, state.averaged_after) == (0, {}, 12)
+    assert state.trained_weights is state.weights
     assert TrainingState(3, {"a": np.ones(2)}).trained_weights["a"].tolist() == [1.0, 1.0]  # no averaging
 
 
@@ -98,12 +103,23 @@ def test_resumed_average_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(resumed.state.averaged_weights[key], w, err_msg=key)
 
 
+class StateAtCheckpoints(Callback):
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def on_checkpoint(self, trainer: Trainer, path: str) -> None:
+        self.seen.append((trainer.iteration, load_checkpoint(pathlib.Path(path), trainer.config).averaged_count))
+
+
 def test_longer_resumed_run_starts_the_mean_again(tmp_path, capsys):
     Trainer(config(iterations=4, every=2, average=2), tmp_path, verbose=False).run()
-    longer = Trainer(config(iterations=6, every=2, average=2), tmp_path, verbose=False)
+    seen = StateAtCheckpoints()
+    longer = Trainer(config(iterations=8, every=2, average=2), tmp_path, callbacks=[seen], verbose=False)
     longer.run(resume=True)
-    assert "the mean starts again" in capsys.readouterr().out
-    assert (longer.state.averaged_after, longer.state.averaged_count) == (4, 1)
+    assert "that mean is dropped and averaging starts again" in capsys.readouterr().out
+    # the mean of iterations 3-4 is not kept into the new window (iterations 7-8): no checkpoint holds a stale mean
+    assert seen.seen == [(6, 0), (8, 1)]
+    assert (longer.state.averaged_after, longer.state.averaged_count) == (6, 1)
     np.testing.assert_array_equal(longer.state.averaged_weights["rec_rec"], longer.state.weights["rec_rec"])
 
 

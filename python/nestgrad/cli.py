@@ -31,7 +31,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from nestgrad.training.trainer import Trainer
+    from nestgrad.training.trainer import Trainer, evaluation_file
 
     _require_positive("--batches", args.batches)
     config = ExperimentConfig.from_toml(args.config)
@@ -40,9 +40,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     result = trainer.evaluate(args.batches, initial=args.initial, final_weights=args.final_weights)
     acc = f", accuracy {result['accuracy']:.3f}" if "accuracy" in result else ""
     averaged = trainer.state is not None and trainer.state.averaged_count > 0
-    name = "evaluation_initial.json" if args.initial else (
-        "evaluation_final_weights.json" if args.final_weights and averaged else "evaluation.json"
-    )  # fmt: skip
+    name = evaluation_file(args.initial, args.final_weights and averaged)
     what = f"the {result['weights']}" if averaged and not args.final_weights else f"iteration {result['iteration']}"
     print(
         f"evaluation of {what} on {result['trials']} new trials (learning off): "

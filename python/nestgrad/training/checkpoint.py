@@ -57,12 +57,13 @@ class TrainingState:
 
     def update_average(self, after: int) -> bool:
         """Add the current weights to the running mean if this checkpoint's iteration lies after ``after``. A mean
-        over another window (a resumed run whose ``training.iterations`` changed) starts again: returns True then."""
-        if self.iteration <= after:
-            return False
+        over another window (a resumed run whose ``training.iterations`` changed) is dropped at once, so that it is
+        never taken for the trained network, and starts again in the new window: returns True then."""
         restarted = self.averaged_count > 0 and self.averaged_after != after
         if self.averaged_after != after:
             self.averaged_weights, self.averaged_after, self.averaged_count = {}, after, 0
+        if self.iteration <= after:
+            return restarted
         self.averaged_count += 1
         n = self.averaged_count
         # the running mean in float64, the same operations on every rank and in a resumed run: bit-identical

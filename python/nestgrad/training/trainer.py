@@ -44,6 +44,14 @@ from nestgrad.training.checkpoint import (  # noqa: F401 (CHECKPOINT_NAME and sa
 )
 
 
+def evaluation_file(initial: bool = False, final_weights: bool = False) -> str:
+    """The file an evaluation writes: of the untrained network, of the last weights of a run that averaged them,
+    else of the trained network."""
+    if initial:
+        return "evaluation_initial.json"
+    return "evaluation_final_weights.json" if final_weights else "evaluation.json"
+
+
 class Trainer:
     """Train the network of a configuration on its task: the architecture's factory
     (:mod:`nestgrad.networks.registry`) makes the learner and the task; the Trainer knows only the learner contract
@@ -156,7 +164,7 @@ class Trainer:
                     print(
                         f"nestgrad: note: the checkpoint averaged the weights of {old[1]} checkpoint(s) after "
                         f"iteration {old[0]}; with training.iterations = {total} the window starts after iteration "
-                        f"{self.state.averaged_after}: the mean starts again",
+                        f"{self.state.averaged_after}: that mean is dropped and averaging starts again there",
                         flush=True,
                     )
             self._on_root(self._save)  # all ranks hold the same gathered state; one writes it
@@ -256,11 +264,7 @@ class Trainer:
                 if initial
                 else (f"weights of iteration {state.iteration}" if final_weights else state.describe_weights())
             )
-            name = (
-                "evaluation_initial.json"
-                if initial
-                else ("evaluation_final_weights.json" if final_weights and state.averaged_count else "evaluation.json")
-            )
+            name = evaluation_file(initial, final_weights and state.averaged_count > 0)
             self._on_root(lambda: atomic_write(self.out_dir / name, json.dumps(result, indent=2)))
         finally:
             if lock is not None and self.comm.is_root:
