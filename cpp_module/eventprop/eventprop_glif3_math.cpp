@@ -147,20 +147,18 @@ eventprop_glif3_upper_bound( const std::vector< double >& s, const EventpropGlif
   const size_t nr = p.n_ports();
   const double tm = p.tau_m;
   const double cm = p.C_m;
-  // the kernels' maxima depend on the parameters only: finish() keeps them (computed here if it was not called)
-  const bool cached = p.kmax_asc.size() == na and p.kmax_syn.size() == nr;
+  // the kernels' maxima depend on the parameters only: finish() keeps them, as it keeps rho
   double bound = std::max( s[ 0 ], p.v_inf() );
   for ( size_t j = 0; j < na; ++j )
   {
-    const double kmax = cached ? p.kmax_asc[ j ] : eventprop_kern_max( tm, 1.0 / p.asc_decay[ j ] );
-    bound += std::max( s[ 1 + j ], 0.0 ) * std::min( kmax, horizon ) / cm;
+    bound += std::max( s[ 1 + j ], 0.0 ) * std::min( p.kmax_asc[ j ], horizon ) / cm;
   }
   for ( size_t r = 0; r < nr; ++r )
   {
     const double tau = p.tau_syn[ r ];
     const double x = s[ 1 + na + r ];
     const double i = s[ 1 + na + nr + r ];
-    const double k1_max = std::min( cached ? p.kmax_syn[ r ] : eventprop_kern_max( tm, tau ), horizon );
+    const double k1_max = std::min( p.kmax_syn[ r ], horizon );
     const double k2_max = std::min( tm * tau / M_E, 0.5 * horizon * horizon );  // max s exp(-s/tau) int exp(-r/tm) dr
     bound += ( std::max( i, 0.0 ) * k1_max + std::max( x, 0.0 ) * k2_max ) / cm;
   }

@@ -164,18 +164,15 @@ constexpr double crossing_lookahead_ms = 1.0;
 void
 EventpropSpikingNode::predict_( const double t, const double b )
 {
-  const double T = schedule_.duration_ms;
-  const double end = searches_lazily_() ? std::min( T, b + crossing_lookahead_ms ) : T;
-  const double u = first_crossing_( end - t );
-  t_cross_ = ( u >= 0.0 and t + u < T ) ? t + u : -1.0;
-  checked_to_ = end;
+  checked_to_ = t;  // the state has just changed at t (= t_upd_): nothing after it is known
+  search_crossing_( b );
 }
 
 void
-EventpropSpikingNode::extend_prediction_( const double b )
+EventpropSpikingNode::search_crossing_( const double b )
 {
   const double T = schedule_.duration_ms;
-  const double end = std::min( T, b + crossing_lookahead_ms );
+  const double end = searches_lazily_() ? std::min( T, b + crossing_lookahead_ms ) : T;
   const double u = first_crossing_between_( checked_to_ - t_upd_, end - t_upd_ );
   t_cross_ = ( u >= 0.0 and t_upd_ + u < T ) ? t_upd_ + u : -1.0;
   checked_to_ = end;
@@ -513,7 +510,7 @@ EventpropSpikingNode::forward_step_( const std::vector< EventpropArrival >& arri
   // every event below predicts again past b; only a search that stopped before this step's end needs extending
   if ( not refractory_ and t_cross_ < 0.0 and checked_to_ < std::min( b, T ) )
   {
-    extend_prediction_( b );
+    search_crossing_( b );
   }
   while ( true )
   {

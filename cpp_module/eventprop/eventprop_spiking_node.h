@@ -213,10 +213,11 @@ protected:
 
 private:
   void advance_( double t );
-  //! the first crossing after t (the state is at t), searched to the trial's end or, lazily, a little past b
+  //! the first crossing after t (the state has just changed at t), searched to the trial's end or, lazily, a little
+  //! past b
   void predict_( double t, double b );
-  //! a lazy search that ended before b goes on from where it ended (the state is at t_upd_)
-  void extend_prediction_( double b );
+  //! the crossing search from checked_to_ (none before it) to the trial's end or, lazily, a little past b
+  void search_crossing_( double b );
   void spike_( double t, long lag, long within );
   void release_( double t, double b );
   //! the forward pass in the step of `lag`, which ends at trial-local time b

@@ -78,8 +78,9 @@ class TrainingState:
         """The network training produced: the averaged weights if there are any, else the last ones."""
         return self.averaged_weights if self.averaged_count else self.weights
 
-    def describe_weights(self) -> str:
-        if not self.averaged_count:
+    def describe_weights(self, last: bool = False) -> str:
+        """What :attr:`trained_weights` are (``last``: what :attr:`weights` are)."""
+        if last or not self.averaged_count:
             return f"weights of iteration {self.iteration}"
         return (
             f"mean of the weights at {self.averaged_count} checkpoint(s) after iteration {self.averaged_after} "

@@ -259,11 +259,7 @@ class Trainer:
         try:
             weights = state.weights if initial or final_weights else state.trained_weights
             result = self._evaluate(state, weights, n_batches, first_batch)
-            result["weights"] = (
-                "initial weights"
-                if initial
-                else (f"weights of iteration {state.iteration}" if final_weights else state.describe_weights())
-            )
+            result["weights"] = "initial weights" if initial else state.describe_weights(last=final_weights)
             name = evaluation_file(initial, final_weights and state.averaged_count > 0)
             self._on_root(lambda: atomic_write(self.out_dir / name, json.dumps(result, indent=2)))
         finally:
