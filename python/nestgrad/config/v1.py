@@ -14,6 +14,9 @@ from nestgrad.errors import ConfigError
 
 V1_CORE_NEURONS = 51_978  # neurons of Billeh et al.'s 400-um core (nestgrad.networks.v1_data.N_FULL)
 FIELD_SHAPE: tuple[int, int] = (120, 240)  # visual field in px: rows (elevation), columns (azimuth); 1 px = 1 deg
+# "billeh": the data-based column; "random_lif": its control of Chen et al.'s kind; "random_wiring": the control's
+# random wiring with the column's GLIF3 neurons (nestgrad.networks.v1_control)
+V1_STRUCTURES = ("billeh", "random_wiring", "random_lif")
 V1_TASK_NAMES = ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change", "v1_evidence", "v1_multi")
 
 V1_EPROP_PARAMS: dict[str, Any] = {
@@ -38,6 +41,9 @@ V1_EPROP_PARAMS: dict[str, Any] = {
 class V1Config:
     n_neurons: int = 5000  # core neurons, <= 51,978
     seed: int = 1
+    # "random_lif": the control network of the same size (neurons, synapses, weights, LGN input) without the
+    # column's laminar, cell-class structure; "random_wiring": without its wiring only (nestgrad.networks.v1_control)
+    structure: str = "billeh"
     keep_in_degree: bool = True  # scale probabilities so that a central neuron keeps its full-scale in-degree
     n_lgn: int = 0  # LGN units; 0: Billeh's LGN density over the column's visual field plus a margin
     lgn_per_subfield: int = 8  # LGN units drawn per ON or OFF subfield of a cell
@@ -106,6 +112,7 @@ class V1Config:
             "a fraction >= 0",
         )
         need(isinstance(self.pool_size, int) and self.pool_size >= 1, "pool_size", self.pool_size, "an integer >= 1")
+        need(self.structure in V1_STRUCTURES, "structure", self.structure, f"one of {V1_STRUCTURES}")
         need(self.feedback in ("random", "pools"), "feedback", self.feedback, "'random' or 'pools'")
         need(self.plastic_targets in ("all", "pools"), "plastic_targets", self.plastic_targets, "'all' or 'pools'")
         need(

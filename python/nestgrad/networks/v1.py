@@ -23,6 +23,11 @@ close to the static network's cost. Dale's law holds when the
 optimizer's ``sign_constrained`` is set (the default configs do). Weights are kept as flat arrays in a canonical
 order (sorted by source, then target), so checkpoints do not depend on how NEST distributes synapses.
 
+Control. ``structure = "random_lif"`` builds the column's control network instead (same neurons, E/I types,
+synapse weights, LGN input and pools; random recurrent targets, one LIF parameter set per E/I group;
+:mod:`nestgrad.networks.v1_control`), for Chen et al.'s comparison of the data-based column with a generic network;
+``"random_wiring"`` only rewires (the column's GLIF3 neurons), to tell the two parts apart.
+
 Numbers, sources and fallbacks: :mod:`nestgrad.networks.v1_data` and docs/v1_model.md.
 """
 
@@ -41,6 +46,7 @@ from nestgrad.nest_engine import EPROP_SYNAPSE
 from nestgrad.networks import v1_data as D
 from nestgrad.networks.algorithms import get_algorithm
 from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
+from nestgrad.networks.v1_control import lif_params, random_recurrent
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
@@ -151,6 +157,9 @@ class V1Network(SpecLearner):
             fit[cls == k] = rng.choice(np.asarray(ids), size=int(np.sum(cls == k)), p=p)
         rec, factors = self._recurrent(rng, cls, x, z, tuning, radius)
         lgn = self._lgn_edges(rng, cls, x, z, tuning)
+        if c.structure != "billeh":  # the control drawn from this column (its own stream: the column is unchanged)
+            src, _, w, _, delay = rec
+            rec = random_recurrent(np.random.default_rng([c.seed, 0xC0]), cls, src, w, delay)
         return V1Layout(cls, x, z, depth, tuning, fit, radius, *rec, *lgn, factors)
 
     def _recurrent(self, rng, cls, x, z, tuning, radius):
@@ -276,6 +285,8 @@ class V1Network(SpecLearner):
                 "tau_syn": list(D.TAU_SYN_MS),
             }
             out.append(p | eprop)
+        if self.config.structure == "random_lif":
+            return lif_params(out, D.EXCITATORY[lay.cls])
         return out
 
     def excitatory_port_per_neuron(self) -> np.ndarray:
@@ -288,9 +299,8 @@ class V1Network(SpecLearner):
         if c.background_rate <= 0:
             return w
         port = self.excitatory_port_per_neuron()
-        for j in range(lay.cls.size):
-            fit = D.GLIF_FITS[int(lay.fit[j])]
-            rheobase = fit["g"] * (fit["V_th"] - fit["E_L"])
+        for j, p in enumerate(self.neuron_params):
+            rheobase = p["g"] * (p["V_th"] - p["E_L"])
             tau = D.TAU_SYN_MS[port[j] - 1]
             # an alpha current of peak w carries w e tau (pA ms) per spike
             w[j] = c.background_drive * rheobase / (c.background_rate / 1000.0 * math.e * tau)
@@ -341,6 +351,13 @@ class V1Network(SpecLearner):
     def describe(self) -> str:
         lay = self.layout
         scale = "keeps the centre's full-scale in-degree" if self.config.keep_in_degree else "unscaled probabilities"
+        if self.config.structure != "billeh":
+            cells = "LIF" if self.config.structure == "random_lif" else "GLIF3 (the column's)"
+            return (
+                f"control of the Billeh V1 column: {lay.cls.size} {cells} neurons ({int(D.EXCITATORY[lay.cls].sum())} "
+                f"excitatory), {lay.rec_src.size} randomly wired recurrent and {lay.lgn_src.size} LGN synapses, "
+                f"{self.n_in} LGN units, {self.n_out} readout pools of {self.config.pool_size}"
+            )
         return (
             f"Billeh V1 core column, {lay.cls.size} GLIF3 neurons (radius {lay.radius:.0f} um; {scale}), "
             f"{lay.rec_src.size} recurrent and {lay.lgn_src.size} LGN synapses, {self.n_in} LGN units, "

@@ -1,0 +1,189 @@
+"""Examples to criterion: the data-based V1 column against its random LIF control (issue 22, item 4).
+
+Chen et al. (2022) report that the Billeh column needs fewer training examples to reach a criterion than a control
+network of the same size without its laminar, cell-class structure. This script trains both with the same recipe
+for several seeds: ``configs/v1_orientation.toml`` (e-prop, 5,000 neurons, orientation discrimination at a fixed
+phase) and its control ``configs/v1_orientation_control.toml``, which differs only in ``network.v1.structure =
+"random_lif"`` (:mod:`nestgrad.networks.v1_control`) and in the calibration that gives its untrained pools the
+column's rate. It counts the training trials each run needs until its accuracy, averaged over the last
+``--window`` iterations, first reaches ``--criterion``. A seed sets ``network.seed`` (initial weights, trials) and
+``network.v1.seed`` (the column drawn, and with it its control).
+
+Each run is an ordinary ``nestgrad train`` folder ``<out>/<structure>_seed<k>`` (resumed if it has a checkpoint)
+plus ``run.json`` (training accuracies, examples to criterion, accuracy on new trials with learning off, trained
+and untrained, the Trainer's seconds per iteration, wall-clock time of the training call);
+``<out>/v1_control.json`` summarises every run.json in ``<out>`` (examples to each of ``--criteria``) and
+``<out>/v1_control.png`` draws the running accuracies. Runs of one call go one after the other (each with the
+config's threads).
+
+    python scaling_runs/v1_control.py --out out/v1_control                        # 2 structures x 3 seeds
+    python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control.toml \
+        --seeds 2 --iterations 20 --out /tmp/c                                    # one shorter run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from nestgrad.config import ExperimentConfig
+from nestgrad.training.trainer import Trainer
+
+CONFIGS = [
+    str(pathlib.Path(__file__).resolve().parents[1] / f"python/nestgrad/configs/{name}.toml")
+    for name in ("v1_orientation", "v1_orientation_control", "v1_orientation_random_wiring")
+]
+
+
+def run_config(base: ExperimentConfig, seed: int, iterations: int | None) -> ExperimentConfig:
+    v1 = dict(base.network.v1) | {"seed": seed}  # the [network.v1] table
+    network = dataclasses.replace(base.network, seed=seed, v1=v1)
+    training = base.training if iterations is None else dataclasses.replace(base.training, iterations=iterations)
+    if iterations is not None and training.checkpoint_every > iterations:
+        training = dataclasses.replace(training, checkpoint_every=iterations)
+    return dataclasses.replace(base, network=network, training=training)
+
+
+def running_accuracy(history: list[dict], window: int) -> np.ndarray:
+    """Mean training accuracy over the last ``window`` iterations, defined from iteration ``window`` on."""
+    acc = np.array([h["accuracy"] for h in history], float)
+    if acc.size < window:
+        return np.array([])
+    return np.convolve(acc, np.ones(window) / window, mode="valid")
+
+
+def examples_to_criterion(history: list[dict], window: int, criterion: float, batch_size: int) -> int | None:
+    """Training trials seen when the running accuracy first reaches ``criterion`` (None: not within the run)."""
+    above = np.flatnonzero(running_accuracy(history, window) >= criterion)
+    return None if above.size == 0 else int((above[0] + window) * batch_size)
+
+
+def summarise(out: pathlib.Path, window: int, batch_size: int, criteria: list[float]) -> dict:
+    """Every ``run.json`` in ``out``; per structure and criterion the examples to criterion of each seed (None: not
+    reached within the run) and the accuracies on new trials, trained and untrained."""
+    runs: dict[str, dict[str, dict]] = {}
+    for path in sorted(out.glob("*_seed*/run.json")):
+        structure, seed = path.parent.name.rsplit("_seed", 1)
+        runs.setdefault(structure, {})[seed] = json.loads(path.read_text())
+    summary: dict = {"window_iterations": window, "batch_size": batch_size, "runs": runs, "per_structure": {}}
+    for structure, by_seed in runs.items():
+        histories = {seed: [{"accuracy": a} for a in r["training_accuracy"]] for seed, r in by_seed.items()}
+        reached = {
+            str(c): {seed: examples_to_criterion(h, window, c, batch_size) for seed, h in histories.items()}
+            for c in criteria
+        }
+        test = [r["test_accuracy"] for r in by_seed.values()]
+        summary["per_structure"][structure] = {
+            "seeds": sorted(by_seed, key=int),
+            "examples_to_criterion": reached,
+            "test_accuracy_mean": float(np.mean(test)),
+            "test_accuracy_sd": float(np.std(test, ddof=1)) if len(test) > 1 else 0.0,
+            "initial_test_accuracy_mean": float(
+                np.mean([r.get("initial_test_accuracy", np.nan) for r in by_seed.values()])
+            ),
+        }
+    return summary
+
+
+def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"billeh": "#2854c5", "random_lif": "#e04b40", "random_wiring": "#e8a33d"}
+    labels = {
+        "billeh": "Billeh column (GLIF3, data-based wiring)",
+        "random_wiring": "column's GLIF3 neurons, random wiring",
+        "random_lif": "control (LIF, random wiring)",
+    }
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for path in sorted(out.glob("*_seed*/run.json")):
+        structure = path.parent.name.rsplit("_seed", 1)[0]
+        run = json.loads(path.read_text())
+        acc = running_accuracy([{"accuracy": a} for a in run["training_accuracy"]], window)
+        trials = (np.arange(acc.size) + window) * batch_size
+        label = labels.get(structure, structure)
+        ax.plot(trials, acc, color=colours.get(structure, "k"), lw=1.2, label=label)
+        labels[structure] = "_nolegend_"  # one legend entry per structure
+    ax.axhline(criterion, color="0.5", ls="--", lw=0.8)
+    ax.axhline(0.5, color="0.8", lw=0.8)
+    ax.set_xlabel("training trials")
+    ax.set_ylabel(f"accuracy, mean of the last {window * batch_size} trials")
+    ax.set_ylim(0.3, 1.0)
+    ax.set_title(f"{task}: data-based column vs random control (each line a seed)")
+    ax.legend(loc="lower right", frameon=False)
+    fig.tight_layout()
+    fig.savefig(out / "v1_control.png", dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=CONFIGS, help="V1 configurations (default: column, control)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--iterations", type=int, default=None, help="training iterations (default: the config's)")
+    ap.add_argument("--window", type=int, default=25, help="iterations averaged for the criterion")
+    ap.add_argument("--criterion", type=float, default=0.8, help="the criterion of the figure and progress line")
+    ap.add_argument("--criteria", type=float, nargs="+", default=[0.7, 0.75, 0.8, 0.85], help="in the summary")
+    ap.add_argument("--eval-batches", type=int, default=20, help="batches of new trials, learning off")
+    ap.add_argument("--out", default="out/v1_control")
+    args = ap.parse_args(argv)
+    bases = [ExperimentConfig.from_toml(path) for path in args.configs]
+    out = pathlib.Path(args.out)
+    batch = bases[0].task.batch_size
+    for seed in args.seeds:
+        for path, base in zip(args.configs, bases, strict=True):
+            structure = base.section("network").structure
+            config = run_config(base, seed, args.iterations)
+            folder = out / f"{structure}_seed{seed}"
+            trainer = Trainer(config, folder)
+            run_path = folder / "run.json"
+            before = json.loads(run_path.read_text()) if run_path.exists() else {}
+            t0 = time.perf_counter()
+            history = trainer.run(resume=trainer.checkpoint_path.exists())
+            seconds = time.perf_counter() - t0
+            # a folder trained and evaluated before (same iterations and trials) is not evaluated again
+            done = before.get("iterations") == len(history) and before.get("test_trials") == args.eval_batches * batch
+            run = {
+                "structure": structure,
+                "config": path,
+                "seed": seed,
+                "network": trainer.network.describe(),
+                "iterations": len(history),
+                "examples_to_criterion": examples_to_criterion(history, args.window, args.criterion, batch),
+                "test_trials": args.eval_batches * batch,
+                "training_accuracy": [h["accuracy"] for h in history],
+                "rate_hz_first_last": [history[0]["rate_hz"], history[-1]["rate_hz"]],
+                "seconds_per_iteration": float(np.mean([h["seconds"] for h in history])),  # the Trainer's timing
+                "wall_seconds_training_call": before["wall_seconds_training_call"] if done else seconds,
+            }
+            for key, initial in (("test_accuracy", False), ("initial_test_accuracy", True)):  # initial: untrained
+                run[key] = (
+                    before[key]
+                    if done and key in before
+                    else trainer.evaluate(args.eval_batches, initial=initial)["accuracy"]
+                )
+            run_path.write_text(json.dumps(run, indent=2))
+            reached = run["examples_to_criterion"]
+            print(
+                f"{structure} seed {seed}: criterion {args.criterion} after "
+                f"{reached if reached is not None else f'> {len(history) * batch}'} trials; "
+                f"new trials {run['test_accuracy']:.3f} (untrained {run['initial_test_accuracy']:.3f}); "
+                f"{seconds:.0f} s",
+                flush=True,
+            )
+            summary = summarise(out, args.window, batch, sorted(set(args.criteria) | {args.criterion}))
+            (out / "v1_control.json").write_text(json.dumps(summary, indent=2))
+            figure(out, args.window, args.criterion, batch, bases[0].task.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
