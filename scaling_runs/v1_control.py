@@ -1,13 +1,14 @@
 """Examples to criterion: the data-based V1 column against its random LIF control (issue 22, item 4).
 
 Chen et al. (2022) report that the Billeh column needs fewer training examples to reach a criterion than a control
-network of the same size without its laminar, cell-class structure. This script trains both with the same recipe
+network of the same size without its laminar, cell-class structure. This script trains them with the same recipe
 for several seeds: ``configs/v1_orientation.toml`` (e-prop, 5,000 neurons, orientation discrimination at a fixed
-phase) and its control ``configs/v1_orientation_control.toml``, which differs only in ``network.v1.structure =
+phase), its control ``configs/v1_orientation_control.toml``, which differs only in ``network.v1.structure =
 "random_lif"`` (:mod:`nestgrad.networks.v1_control`) and in the calibration that gives its untrained pools the
-column's rate. It counts the training trials each run needs until its accuracy, averaged over the last
-``--window`` iterations, first reaches ``--criterion``. A seed sets ``network.seed`` (initial weights, trials) and
-``network.v1.seed`` (the column drawn, and with it its control).
+column's rate, and ``configs/v1_orientation_random_wiring.toml`` (``"random_wiring"``: the column's neurons with the
+control's wiring, to tell the two apart). It counts the training trials each run needs until its accuracy,
+averaged over the last ``--window`` iterations, first reaches ``--criterion``. A seed sets ``network.seed`` (initial
+weights, trials) and ``network.v1.seed`` (the column drawn, and with it its controls).
 
 Each run is an ordinary ``nestgrad train`` folder ``<out>/<structure>_seed<k>`` (resumed if it has a checkpoint)
 plus ``run.json`` (training accuracies, examples to criterion, accuracy on new trials with learning off, trained
@@ -16,7 +17,7 @@ and untrained, the Trainer's seconds per iteration, wall-clock time of the train
 ``<out>/v1_control.png`` draws the running accuracies. Runs of one call go one after the other (each with the
 config's threads).
 
-    python scaling_runs/v1_control.py --out out/v1_control                        # 2 structures x 3 seeds
+    python scaling_runs/v1_control.py --out out/v1_control                        # 3 networks x 3 seeds
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control.toml \
         --seeds 2 --iterations 20 --out /tmp/c                                    # one shorter run
 """
@@ -29,6 +30,7 @@ import json
 import pathlib
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,32 +52,40 @@ def run_config(base: ExperimentConfig, seed: int, iterations: int | None) -> Exp
     return dataclasses.replace(base, network=network, training=training)
 
 
-def running_accuracy(history: list[dict], window: int) -> np.ndarray:
+def running_accuracy(accuracy: Sequence[float], window: int) -> np.ndarray:
     """Mean training accuracy over the last ``window`` iterations, defined from iteration ``window`` on."""
-    acc = np.array([h["accuracy"] for h in history], float)
+    acc = np.asarray(accuracy, float)
     if acc.size < window:
         return np.array([])
     return np.convolve(acc, np.ones(window) / window, mode="valid")
 
 
-def examples_to_criterion(history: list[dict], window: int, criterion: float, batch_size: int) -> int | None:
+def examples_to_criterion(accuracy: Sequence[float], window: int, criterion: float, batch_size: int) -> int | None:
     """Training trials seen when the running accuracy first reaches ``criterion`` (None: not within the run)."""
-    above = np.flatnonzero(running_accuracy(history, window) >= criterion)
+    above = np.flatnonzero(running_accuracy(accuracy, window) >= criterion)
     return None if above.size == 0 else int((above[0] + window) * batch_size)
+
+
+def load_runs(out: pathlib.Path) -> dict[str, dict[str, dict]]:
+    """Every ``<structure>_seed<k>/run.json`` in ``out``, by structure and seed."""
+    runs: dict[str, dict[str, dict]] = {}
+    for path in sorted(out.glob("*_seed*/run.json")):
+        structure, seed = path.parent.name.rsplit("_seed", 1)
+        runs.setdefault(structure, {})[seed] = json.loads(path.read_text())
+    return runs
 
 
 def summarise(out: pathlib.Path, window: int, batch_size: int, criteria: list[float]) -> dict:
     """Every ``run.json`` in ``out``; per structure and criterion the examples to criterion of each seed (None: not
     reached within the run) and the accuracies on new trials, trained and untrained."""
-    runs: dict[str, dict[str, dict]] = {}
-    for path in sorted(out.glob("*_seed*/run.json")):
-        structure, seed = path.parent.name.rsplit("_seed", 1)
-        runs.setdefault(structure, {})[seed] = json.loads(path.read_text())
+    runs = load_runs(out)
     summary: dict = {"window_iterations": window, "batch_size": batch_size, "runs": runs, "per_structure": {}}
     for structure, by_seed in runs.items():
-        histories = {seed: [{"accuracy": a} for a in r["training_accuracy"]] for seed, r in by_seed.items()}
         reached = {
-            str(c): {seed: examples_to_criterion(h, window, c, batch_size) for seed, h in histories.items()}
+            str(c): {
+                seed: examples_to_criterion(r["training_accuracy"], window, c, batch_size)
+                for seed, r in by_seed.items()
+            }
             for c in criteria
         }
         test = [r["test_accuracy"] for r in by_seed.values()]
@@ -104,14 +114,12 @@ def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, ta
         "random_lif": "control (LIF, random wiring)",
     }
     fig, ax = plt.subplots(figsize=(7, 4))
-    for path in sorted(out.glob("*_seed*/run.json")):
-        structure = path.parent.name.rsplit("_seed", 1)[0]
-        run = json.loads(path.read_text())
-        acc = running_accuracy([{"accuracy": a} for a in run["training_accuracy"]], window)
-        trials = (np.arange(acc.size) + window) * batch_size
-        label = labels.get(structure, structure)
-        ax.plot(trials, acc, color=colours.get(structure, "k"), lw=1.2, label=label)
-        labels[structure] = "_nolegend_"  # one legend entry per structure
+    for structure, by_seed in load_runs(out).items():
+        for seed, run in enumerate(by_seed.values()):
+            acc = running_accuracy(run["training_accuracy"], window)
+            trials = (np.arange(acc.size) + window) * batch_size
+            label = labels.get(structure, structure) if seed == 0 else "_nolegend_"  # one entry per structure
+            ax.plot(trials, acc, color=colours.get(structure, "k"), lw=1.2, label=label)
     ax.axhline(criterion, color="0.5", ls="--", lw=0.8)
     ax.axhline(0.5, color="0.8", lw=0.8)
     ax.set_xlabel("training trials")
@@ -150,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             history = trainer.run(resume=trainer.checkpoint_path.exists())
             seconds = time.perf_counter() - t0
             # a folder trained and evaluated before (same iterations and trials) is not evaluated again
+            accuracy = [h["accuracy"] for h in history]
             done = before.get("iterations") == len(history) and before.get("test_trials") == args.eval_batches * batch
             run = {
                 "structure": structure,
@@ -157,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                 "seed": seed,
                 "network": trainer.network.describe(),
                 "iterations": len(history),
-                "examples_to_criterion": examples_to_criterion(history, args.window, args.criterion, batch),
+                "examples_to_criterion": examples_to_criterion(accuracy, args.window, args.criterion, batch),
                 "test_trials": args.eval_batches * batch,
-                "training_accuracy": [h["accuracy"] for h in history],
+                "training_accuracy": accuracy,
                 "rate_hz_first_last": [history[0]["rate_hz"], history[-1]["rate_hz"]],
                 "seconds_per_iteration": float(np.mean([h["seconds"] for h in history])),  # the Trainer's timing
                 "wall_seconds_training_call": before["wall_seconds_training_call"] if done else seconds,

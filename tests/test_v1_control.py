@@ -152,7 +152,7 @@ def load_script():
 
 def test_examples_to_criterion_counts_trials():
     script = load_script()
-    history = [{"accuracy": a} for a in [0.5, 0.5, 1.0, 1.0, 0.5, 1.0, 1.0]]
+    history = [0.5, 0.5, 1.0, 1.0, 0.5, 1.0, 1.0]
     # running means over 2 iterations: 0.5, 0.75, 1.0, 0.75, 0.75, 1.0 -> first >= 0.9 after iteration 4
     assert script.examples_to_criterion(history, window=2, criterion=0.9, batch_size=8) == 32
     assert script.examples_to_criterion(history, window=2, criterion=1.01, batch_size=8) is None
