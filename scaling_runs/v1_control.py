@@ -5,19 +5,23 @@ network of the same size without its laminar, cell-class structure. This script 
 for several seeds: ``configs/v1_orientation.toml`` (e-prop, 5,000 neurons, orientation discrimination at a fixed
 phase), its control ``configs/v1_orientation_control.toml``, which differs only in ``network.v1.structure =
 "random_lif"`` (:mod:`nestgrad.networks.v1_control`) and in the calibration that gives its untrained pools the
-column's rate, and ``configs/v1_orientation_random_wiring.toml`` (``"random_wiring"``: the column's neurons with the
-control's wiring, to tell the two apart). It counts the training trials each run needs until its accuracy,
-averaged over the last ``--window`` iterations, first reaches ``--criterion``. A seed sets ``network.seed`` (initial
-weights, trials) and ``network.v1.seed`` (the column drawn, and with it its controls).
+column's rate, and the two mixed cases that vary one factor at a time: ``configs/v1_orientation_random_wiring.toml``
+(``"random_wiring"``: the column's neurons with the control's wiring) and ``configs/v1_orientation_column_lif.toml``
+(``"column_lif"``: the column's wiring with the control's neurons). It counts the training trials each run needs
+until its accuracy, averaged over the last ``--window`` iterations, first reaches ``--criterion``. A seed sets
+``network.seed`` (initial weights, trials) and ``network.v1.seed`` (the column drawn, and with it its controls).
 
-Each run is an ordinary ``nestgrad train`` folder ``<out>/<structure>_seed<k>`` (resumed if it has a checkpoint)
-plus ``run.json`` (training accuracies, examples to criterion, accuracy on new trials with learning off, trained
-and untrained, the Trainer's seconds per iteration, wall-clock time of the training call);
+Each run is an ordinary ``nestgrad train`` folder ``<out>/<name>_seed<k>`` (``--name``, default the config's
+structure; resumed if it has a checkpoint) plus ``run.json`` (training accuracies, examples to criterion, accuracy
+on new trials with learning off, trained and untrained, the Trainer's seconds per iteration, wall-clock time of the
+training call);
 ``<out>/v1_control.json`` summarises every run.json in ``<out>`` (examples to each of ``--criteria``) and
 ``<out>/v1_control.png`` draws the running accuracies. Runs of one call go one after the other (each with the
 config's threads).
 
-    python scaling_runs/v1_control.py --out out/v1_control                        # 3 networks x 3 seeds
+    python scaling_runs/v1_control.py --out out/v1_control                        # 4 networks x 3 seeds
+    python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control_low_drive.toml \
+        --name random_lif_low_drive --out out/v1_control                         # the control's second calibration
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control.toml \
         --seeds 2 --iterations 20 --out /tmp/c                                    # one shorter run
 """
@@ -39,7 +43,12 @@ from nestgrad.training.trainer import Trainer
 
 CONFIGS = [
     str(pathlib.Path(__file__).resolve().parents[1] / f"python/nestgrad/configs/{name}.toml")
-    for name in ("v1_orientation", "v1_orientation_control", "v1_orientation_random_wiring")
+    for name in (
+        "v1_orientation",
+        "v1_orientation_control",
+        "v1_orientation_random_wiring",
+        "v1_orientation_column_lif",
+    )
 ]
 
 
@@ -107,14 +116,25 @@ def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, ta
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"billeh": "#2854c5", "random_lif": "#e04b40", "random_wiring": "#e8a33d"}
+    colours = {
+        "billeh": "#2854c5",
+        "random_lif": "#e04b40",
+        "random_wiring": "#e8a33d",
+        "column_lif": "#7a4fb0",
+        "random_lif_low_drive": "#8c8c8c",
+    }
     labels = {
         "billeh": "Billeh column (GLIF3, data-based wiring)",
         "random_wiring": "column's GLIF3 neurons, random wiring",
+        "column_lif": "control's LIF neurons, column's wiring",
         "random_lif": "control (LIF, random wiring)",
+        "random_lif_low_drive": "control, second calibration (drive 0.85)",
     }
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for structure, by_seed in load_runs(out).items():
+    fig, ax = plt.subplots(figsize=(7, 5))
+    runs = load_runs(out)
+    order = [name for name in labels if name in runs] + sorted(set(runs) - set(labels))  # the legend's order
+    for structure in order:
+        by_seed = runs[structure]
         for seed, run in enumerate(by_seed.values()):
             acc = running_accuracy(run["training_accuracy"], window)
             trials = (np.arange(acc.size) + window) * batch_size
@@ -126,7 +146,7 @@ def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, ta
     ax.set_ylabel(f"accuracy, mean of the last {window * batch_size} trials")
     ax.set_ylim(0.3, 1.0)
     ax.set_title(f"{task}: data-based column vs random control (each line a seed)")
-    ax.legend(loc="lower right", frameon=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize="small", frameon=False)
     fig.tight_layout()
     fig.savefig(out / "v1_control.png", dpi=120)
     plt.close(fig)
@@ -134,7 +154,7 @@ def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, ta
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--configs", nargs="+", default=CONFIGS, help="V1 configurations (default: column, control)")
+    ap.add_argument("--configs", nargs="+", default=CONFIGS, help="V1 configurations (default: column, controls)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--iterations", type=int, default=None, help="training iterations (default: the config's)")
     ap.add_argument("--window", type=int, default=25, help="iterations averaged for the criterion")
@@ -142,15 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--criteria", type=float, nargs="+", default=[0.7, 0.75, 0.8, 0.85], help="in the summary")
     ap.add_argument("--eval-batches", type=int, default=20, help="batches of new trials, learning off")
     ap.add_argument("--out", default="out/v1_control")
+    ap.add_argument(
+        "--name", default=None, help="run folders <name>_seed<k> (one config only; default: its network.v1.structure)"
+    )
     args = ap.parse_args(argv)
+    if args.name is not None and (len(args.configs) != 1 or not args.name.isidentifier()):
+        ap.error(f"--name {args.name!r}: needs exactly one config and a name of letters, digits and '_'")
     bases = [ExperimentConfig.from_toml(path) for path in args.configs]
     out = pathlib.Path(args.out)
     batch = bases[0].task.batch_size
     for seed in args.seeds:
         for path, base in zip(args.configs, bases, strict=True):
             structure = base.section("network").structure
+            name = args.name or structure
             config = run_config(base, seed, args.iterations)
-            folder = out / f"{structure}_seed{seed}"
+            folder = out / f"{name}_seed{seed}"
             trainer = Trainer(config, folder)
             run_path = folder / "run.json"
             before = json.loads(run_path.read_text()) if run_path.exists() else {}
@@ -161,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             accuracy = [h["accuracy"] for h in history]
             done = before.get("iterations") == len(history) and before.get("test_trials") == args.eval_batches * batch
             run = {
+                "name": name,
                 "structure": structure,
                 "config": path,
                 "seed": seed,
@@ -182,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             run_path.write_text(json.dumps(run, indent=2))
             reached = run["examples_to_criterion"]
             print(
-                f"{structure} seed {seed}: criterion {args.criterion} after "
+                f"{name} seed {seed}: criterion {args.criterion} after "
                 f"{reached if reached is not None else f'> {len(history) * batch}'} trials; "
                 f"new trials {run['test_accuracy']:.3f} (untrained {run['initial_test_accuracy']:.3f}); "
                 f"{seconds:.0f} s",

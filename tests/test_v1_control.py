@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from nestgrad.config import OptimizerConfig
+from nestgrad.config.v1 import V1_STRUCTURES
 from nestgrad.errors import ConfigError
 from nestgrad.networks import v1_data as D
 from nestgrad.networks.v1 import V1Config, V1Network
@@ -188,3 +189,37 @@ def test_random_wiring_keeps_the_column_neurons_and_takes_the_control_wiring(net
     for key in ("rec_src", "rec_tgt", "rec_w", "rec_receptor", "rec_delay", "lgn_tgt", "lgn_w"):
         np.testing.assert_array_equal(getattr(rewired.layout, key), getattr(control.layout, key), err_msg=key)
     assert "GLIF3 (the column's) neurons" in rewired.describe()
+
+
+def test_column_lif_keeps_the_column_wiring_and_takes_the_control_neurons(networks):
+    """The fourth cell of the 2 x 2 comparison: the column's wiring (and everything else) with the control's LIF
+    neurons, so that wiring and neurons are varied one at a time."""
+    column, control, _ = networks
+    lif = V1Network(V1Config(n_neurons=1500, seed=3, structure="column_lif"), OptimizerConfig(), 2, 1.0)
+    assert lif.neuron_params == control.neuron_params
+    np.testing.assert_array_equal(lif.background_weights(), control.background_weights())
+    for key in ("rec_src", "rec_tgt", "rec_w", "rec_receptor", "rec_delay", "lgn_tgt", "lgn_w", "fit"):
+        np.testing.assert_array_equal(getattr(lif.layout, key), getattr(column.layout, key), err_msg=key)
+    assert "Billeh V1 core column, 1500 LIF neurons (one set per E/I group" in lif.describe()
+    assert (lif.config.random_wiring, lif.config.lif_neurons) == (False, True)
+    assert [(V1Config(structure=s).random_wiring, V1Config(structure=s).lif_neurons) for s in V1_STRUCTURES] == [
+        (False, False),
+        (True, False),
+        (True, True),
+        (False, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--name", "low_drive"],  # the default list has four configs: their runs would share folders
+        ["--configs", "python/nestgrad/configs/v1_orientation_control.toml", "--name", "../escape"],
+    ],
+)
+def test_script_refuses_a_name_for_several_configs_or_outside_its_folder(argv, tmp_path, capsys):
+    script = load_script()
+    with pytest.raises(SystemExit):
+        script.main([*argv, "--out", str(tmp_path)])
+    assert f"--name {argv[argv.index('--name') + 1]!r}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before anything is built or written

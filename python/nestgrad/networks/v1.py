@@ -26,7 +26,8 @@ order (sorted by source, then target), so checkpoints do not depend on how NEST 
 Control. ``structure = "random_lif"`` builds the column's control network instead (same neurons, E/I types,
 synapse weights, LGN input and pools; random recurrent targets, one LIF parameter set per E/I group;
 :mod:`nestgrad.networks.v1_control`), for Chen et al.'s comparison of the data-based column with a generic network;
-``"random_wiring"`` only rewires (the column's GLIF3 neurons), to tell the two parts apart.
+``"random_wiring"`` only rewires (the column's GLIF3 neurons) and ``"column_lif"`` only replaces the neurons (the
+column's wiring), to tell the two parts apart.
 
 Numbers, sources and fallbacks: :mod:`nestgrad.networks.v1_data` and docs/v1_model.md.
 """
@@ -157,7 +158,7 @@ class V1Network(SpecLearner):
             fit[cls == k] = rng.choice(np.asarray(ids), size=int(np.sum(cls == k)), p=p)
         rec, factors = self._recurrent(rng, cls, x, z, tuning, radius)
         lgn = self._lgn_edges(rng, cls, x, z, tuning)
-        if c.structure != "billeh":  # the control drawn from this column (its own stream: the column is unchanged)
+        if c.random_wiring:  # the control drawn from this column (its own stream: the column is unchanged)
             src, _, w, _, delay = rec
             rec = random_recurrent(np.random.default_rng([c.seed, 0xC0]), cls, src, w, delay)
         return V1Layout(cls, x, z, depth, tuning, fit, radius, *rec, *lgn, factors)
@@ -285,7 +286,7 @@ class V1Network(SpecLearner):
                 "tau_syn": list(D.TAU_SYN_MS),
             }
             out.append(p | eprop)
-        if self.config.structure == "random_lif":
+        if self.config.lif_neurons:
             return lif_params(out, D.EXCITATORY[lay.cls])
         return out
 
@@ -351,15 +352,18 @@ class V1Network(SpecLearner):
     def describe(self) -> str:
         lay = self.layout
         scale = "keeps the centre's full-scale in-degree" if self.config.keep_in_degree else "unscaled probabilities"
-        if self.config.structure != "billeh":
-            cells = "LIF" if self.config.structure == "random_lif" else "GLIF3 (the column's)"
+        if self.config.random_wiring:
+            cells = "LIF" if self.config.lif_neurons else "GLIF3 (the column's)"
             return (
                 f"control of the Billeh V1 column: {lay.cls.size} {cells} neurons ({int(D.EXCITATORY[lay.cls].sum())} "
                 f"excitatory), {lay.rec_src.size} randomly wired recurrent and {lay.lgn_src.size} LGN synapses, "
                 f"{self.n_in} LGN units, {self.n_out} readout pools of {self.config.pool_size}"
             )
+        cells = (
+            "LIF neurons (one set per E/I group, not its GLIF3 fits)" if self.config.lif_neurons else "GLIF3 neurons"
+        )
         return (
-            f"Billeh V1 core column, {lay.cls.size} GLIF3 neurons (radius {lay.radius:.0f} um; {scale}), "
+            f"Billeh V1 core column, {lay.cls.size} {cells} (radius {lay.radius:.0f} um; {scale}), "
             f"{lay.rec_src.size} recurrent and {lay.lgn_src.size} LGN synapses, {self.n_in} LGN units, "
             f"{self.n_out} readout pools of {self.config.pool_size}"
         )

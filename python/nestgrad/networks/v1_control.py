@@ -14,8 +14,9 @@ its receptive field), the background drive and the readout pools' members. What 
   after-spike currents (``asc_amps = 0``), which makes ``eprop_glif3_psc`` a LIF neuron with the column's four
   exponential current ports.
 
-``structure = "random_wiring"`` drops the wiring only and keeps the column's GLIF3 neurons (its fits per class), so
-that a difference between column and control can be laid at the wiring's or the neurons' door.
+``structure = "random_wiring"`` drops the wiring only and keeps the column's GLIF3 neurons (its fits per class), and
+``structure = "column_lif"`` drops the neurons only and keeps the column's wiring, so that a difference between
+column and control can be laid at the wiring's or the neurons' door (a 2 x 2 design; docs/v1_model.md).
 """
 
 from __future__ import annotations
