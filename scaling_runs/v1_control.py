@@ -5,9 +5,10 @@ network of the same size without its laminar, cell-class structure. This script 
 for several seeds: ``configs/v1_orientation.toml`` (e-prop, 5,000 neurons, orientation discrimination at a fixed
 phase), its control ``configs/v1_orientation_control.toml``, which differs only in ``network.v1.structure =
 "random_lif"`` (:mod:`nestgrad.networks.v1_control`) and in the calibration that gives its untrained pools the
-column's rate, and the two mixed cases that vary one factor at a time: ``configs/v1_orientation_random_wiring.toml``
+column's rate; the two mixed cases that vary one factor at a time, ``configs/v1_orientation_random_wiring.toml``
 (``"random_wiring"``: the column's neurons with the control's wiring) and ``configs/v1_orientation_column_lif.toml``
-(``"column_lif"``: the column's wiring with the control's neurons). It counts the training trials each run needs
+(``"column_lif"``: the column's wiring with the control's neurons); and ``configs/v1_orientation_random_one_fit.toml``
+(``"random_one_fit"``: random wiring, one GLIF3 fit per E/I group). It counts the training trials each run needs
 until its accuracy, averaged over the last ``--window`` iterations, first reaches ``--criterion``. A seed sets
 ``network.seed`` (initial weights, trials) and ``network.v1.seed`` (the column drawn, and with it its controls).
 
@@ -19,7 +20,7 @@ training call);
 ``<out>/v1_control.png`` draws the running accuracies. Runs of one call go one after the other (each with the
 config's threads).
 
-    python scaling_runs/v1_control.py --out out/v1_control                        # 4 networks x 3 seeds
+    python scaling_runs/v1_control.py --out out/v1_control                        # 5 networks x 3 seeds
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control_low_drive.toml \
         --name random_lif_low_drive --out out/v1_control                         # the control's second calibration
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control.toml \
@@ -48,6 +49,7 @@ CONFIGS = [
         "v1_orientation_control",
         "v1_orientation_random_wiring",
         "v1_orientation_column_lif",
+        "v1_orientation_random_one_fit",
     )
 ]
 
@@ -121,12 +123,14 @@ def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, ta
         "random_lif": "#e04b40",
         "random_wiring": "#e8a33d",
         "column_lif": "#7a4fb0",
+        "random_one_fit": "#3a9e5c",
         "random_lif_low_drive": "#8c8c8c",
     }
     labels = {
         "billeh": "Billeh column (GLIF3, data-based wiring)",
         "random_wiring": "column's GLIF3 neurons, random wiring",
         "column_lif": "control's LIF neurons, column's wiring",
+        "random_one_fit": "one GLIF3 fit per E/I group, random wiring",
         "random_lif": "control (LIF, random wiring)",
         "random_lif_low_drive": "control, second calibration (drive 0.85)",
     }

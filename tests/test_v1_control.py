@@ -207,7 +207,26 @@ def test_column_lif_keeps_the_column_wiring_and_takes_the_control_neurons(networ
         (True, False),
         (True, True),
         (False, True),
+        (True, False),
     ]
+
+
+def test_random_one_fit_gives_each_group_its_most_common_fit(networks):
+    column, control, _ = networks
+    one = V1Network(V1Config(n_neurons=1500, seed=3, structure="random_one_fit"), OptimizerConfig(), 2, 1.0)
+    excitatory = D.EXCITATORY[column.layout.cls]
+    for group in (excitatory, ~excitatory):
+        ids, counts = np.unique(column.layout.fit[group], return_counts=True)
+        assert len(ids) > 1  # the column has several fits per group: the control has one
+        expected = D.GLIF_FITS[int(ids[np.argmax(counts)])]
+        for j in np.flatnonzero(group):
+            p = one.neuron_params[j]
+            assert all(p[key] == expected[key] for key in ("C_m", "g", "E_L", "V_th", "t_ref", "asc_amps"))
+            assert p["V_reset"] == expected["E_L"]
+    for key in ("rec_src", "rec_tgt", "rec_w", "rec_receptor", "rec_delay"):  # the random wiring of the controls
+        np.testing.assert_array_equal(getattr(one.layout, key), getattr(control.layout, key), err_msg=key)
+    np.testing.assert_array_equal(one.layout.fit, column.layout.fit)  # the layout keeps the classes' fits
+    assert "GLIF3 (one fit per E/I group) neurons" in one.describe()
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,8 @@ Control. ``structure = "random_lif"`` builds the column's control network instea
 synapse weights, LGN input and pools; random recurrent targets, one LIF parameter set per E/I group;
 :mod:`nestgrad.networks.v1_control`), for Chen et al.'s comparison of the data-based column with a generic network;
 ``"random_wiring"`` only rewires (the column's GLIF3 neurons) and ``"column_lif"`` only replaces the neurons (the
-column's wiring), to tell the two parts apart.
+column's wiring), to tell the two parts apart; ``"random_one_fit"`` rewires and gives every neuron its E/I group's
+most common GLIF3 fit.
 
 Numbers, sources and fallbacks: :mod:`nestgrad.networks.v1_data` and docs/v1_model.md.
 """
@@ -47,7 +48,7 @@ from nestgrad.nest_engine import EPROP_SYNAPSE
 from nestgrad.networks import v1_data as D
 from nestgrad.networks.algorithms import get_algorithm
 from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
-from nestgrad.networks.v1_control import lif_params, random_recurrent
+from nestgrad.networks.v1_control import lif_params, one_fit_per_group, random_recurrent
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
@@ -275,9 +276,10 @@ class V1Network(SpecLearner):
         background current of ``background_drive`` times its rheobase."""
         lay = self.layout
         eprop = EPROP_PARAMS | self.config.eprop_params
+        fits = one_fit_per_group(lay.fit, D.EXCITATORY[lay.cls]) if self.config.one_fit_per_group else lay.fit
         out = []
         for j in range(lay.cls.size):
-            fit = D.GLIF_FITS[int(lay.fit[j])]
+            fit = D.GLIF_FITS[int(fits[j])]
             p = dict(fit) | {
                 "V_reset": fit["E_L"],
                 "V_m": fit["E_L"],
@@ -353,7 +355,10 @@ class V1Network(SpecLearner):
         lay = self.layout
         scale = "keeps the centre's full-scale in-degree" if self.config.keep_in_degree else "unscaled probabilities"
         if self.config.random_wiring:
-            cells = "LIF" if self.config.lif_neurons else "GLIF3 (the column's)"
+            if self.config.lif_neurons:
+                cells = "LIF"
+            else:
+                cells = "GLIF3 (one fit per E/I group)" if self.config.one_fit_per_group else "GLIF3 (the column's)"
             return (
                 f"control of the Billeh V1 column: {lay.cls.size} {cells} neurons ({int(D.EXCITATORY[lay.cls].sum())} "
                 f"excitatory), {lay.rec_src.size} randomly wired recurrent and {lay.lgn_src.size} LGN synapses, "

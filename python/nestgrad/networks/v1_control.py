@@ -17,6 +17,9 @@ its receptive field), the background drive and the readout pools' members. What 
 ``structure = "random_wiring"`` drops the wiring only and keeps the column's GLIF3 neurons (its fits per class), and
 ``structure = "column_lif"`` drops the neurons only and keeps the column's wiring, so that a difference between
 column and control can be laid at the wiring's or the neurons' door (a 2 x 2 design; docs/v1_model.md).
+``structure = "random_one_fit"`` is the random wiring with GLIF3 neurons without cell classes: every neuron of an
+E/I group gets its group's most common Allen fit (after-spike currents kept), to tell the after-spike currents from
+the variety of the fits.
 """
 
 from __future__ import annotations
@@ -50,6 +53,16 @@ def random_recurrent(
     port = receptor[2 * (~excitatory[src]) + (~excitatory[tgt])]
     order = np.lexsort((tgt, src))
     return src[order], tgt[order], w[order], port[order], delay[order]
+
+
+def one_fit_per_group(fit: np.ndarray, excitatory: np.ndarray) -> np.ndarray:
+    """Per neuron the fit id its E/I group uses most often (ties: the smaller id)."""
+    out = fit.copy()
+    for group in (excitatory, ~excitatory):
+        if group.any():
+            ids, counts = np.unique(fit[group], return_counts=True)  # ids ascending: argmax takes the smaller on ties
+            out[group] = ids[np.argmax(counts)]
+    return out
 
 
 def lif_params(params: list[dict], excitatory: np.ndarray) -> list[dict]:
