@@ -18,7 +18,9 @@ on new trials with learning off, trained and untrained, the Trainer's seconds pe
 training call);
 ``<out>/v1_control.json`` summarises every run.json in ``<out>`` (examples to each of ``--criteria``) and
 ``<out>/v1_control.png`` draws the running accuracies. Runs of one call go one after the other (each with the
-config's threads).
+config's threads). Any V1 e-prop configuration runs the same way: the table of Chen et al.'s five tasks
+(docs/v1_model.md) is ``--configs python/nestgrad/configs/v1_<task>.toml --name <task> --seeds 1``, one ``--out``
+folder per task.
 
     python scaling_runs/v1_control.py --out out/v1_control                        # 5 networks x 3 seeds
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control_low_drive.toml \

@@ -202,13 +202,18 @@ def test_column_lif_keeps_the_column_wiring_and_takes_the_control_neurons(networ
         np.testing.assert_array_equal(getattr(lif.layout, key), getattr(column.layout, key), err_msg=key)
     assert "Billeh V1 core column, 1500 LIF neurons (one set per E/I group" in lif.describe()
     assert (lif.config.random_wiring, lif.config.lif_neurons) == (False, True)
-    assert [(V1Config(structure=s).random_wiring, V1Config(structure=s).lif_neurons) for s in V1_STRUCTURES] == [
-        (False, False),
-        (True, False),
-        (True, True),
-        (False, True),
-        (True, False),
-    ]
+    # (random wiring, LIF neurons, one GLIF3 fit per group) of every structure
+    expected = {
+        "billeh": (False, False, False),
+        "random_wiring": (True, False, False),
+        "random_lif": (True, True, False),
+        "column_lif": (False, True, False),
+        "random_one_fit": (True, False, True),
+    }
+    assert set(expected) == set(V1_STRUCTURES)
+    for s, factors in expected.items():
+        c = V1Config(structure=s)
+        assert (c.random_wiring, c.lif_neurons, c.one_fit_per_group) == factors, s
 
 
 def test_random_one_fit_gives_each_group_its_most_common_fit(networks):

@@ -14,10 +14,18 @@ from nestgrad.errors import ConfigError
 
 V1_CORE_NEURONS = 51_978  # neurons of Billeh et al.'s 400-um core (nestgrad.networks.v1_data.N_FULL)
 FIELD_SHAPE: tuple[int, int] = (120, 240)  # visual field in px: rows (elevation), columns (azimuth); 1 px = 1 deg
-# "billeh": the data-based column; "random_lif": its control of Chen et al.'s kind; "random_wiring": the control's
-# random wiring with the column's GLIF3 neurons; "column_lif": the column's wiring with the control's LIF neurons;
-# "random_one_fit": random wiring, one GLIF3 fit per E/I group (nestgrad.networks.v1_control)
-V1_STRUCTURES = ("billeh", "random_wiring", "random_lif", "column_lif", "random_one_fit")
+# network.v1.structure -> (wiring, neurons) (nestgrad.networks.v1_control). Wiring: "column" (Billeh's laminar,
+# cell-class connection rules) or "random" (targets redrawn uniformly); neurons: "glif3" (the column's fits per
+# class), "one_fit" (GLIF3, every neuron on its E/I group's most common fit) or "lif" (one LIF set per E/I group).
+# "billeh" is the data-based column, "random_lif" its control of Chen et al.'s kind.
+V1_STRUCTURE_FACTORS: dict[str, tuple[str, str]] = {
+    "billeh": ("column", "glif3"),
+    "random_wiring": ("random", "glif3"),
+    "random_lif": ("random", "lif"),
+    "column_lif": ("column", "lif"),
+    "random_one_fit": ("random", "one_fit"),
+}
+V1_STRUCTURES = tuple(V1_STRUCTURE_FACTORS)
 V1_TASK_NAMES = ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change", "v1_evidence", "v1_multi")
 
 V1_EPROP_PARAMS: dict[str, Any] = {
@@ -42,10 +50,8 @@ V1_EPROP_PARAMS: dict[str, Any] = {
 class V1Config:
     n_neurons: int = 5000  # core neurons, <= 51,978
     seed: int = 1
-    # "random_lif": the control network of the same size (neurons, synapses, weights, LGN input) without the
-    # column's laminar, cell-class structure; "random_wiring": without its wiring only; "column_lif": without its
-    # neuron classes only; "random_one_fit": random wiring, GLIF3 neurons of one fit per E/I group
-    # (nestgrad.networks.v1_control)
+    # the column ("billeh") or a control of the same size (neurons, synapses, weights, LGN input) without its wiring,
+    # its neuron classes or both: V1_STRUCTURE_FACTORS above
     structure: str = "billeh"
     keep_in_degree: bool = True  # scale probabilities so that a central neuron keeps its full-scale in-degree
     n_lgn: int = 0  # LGN units; 0: Billeh's LGN density over the column's visual field plus a margin
@@ -136,17 +142,17 @@ class V1Config:
     @property
     def random_wiring(self) -> bool:
         """The recurrent targets are redrawn uniformly at random (the column's wiring is dropped)."""
-        return self.structure in ("random_wiring", "random_lif", "random_one_fit")
+        return V1_STRUCTURE_FACTORS[self.structure][0] == "random"
 
     @property
     def lif_neurons(self) -> bool:
         """One LIF parameter set per E/I group instead of the column's GLIF3 fits per class."""
-        return self.structure in ("random_lif", "column_lif")
+        return V1_STRUCTURE_FACTORS[self.structure][1] == "lif"
 
     @property
     def one_fit_per_group(self) -> bool:
         """GLIF3 neurons, but every neuron of an E/I group has its group's most common fit (no cell classes)."""
-        return self.structure == "random_one_fit"
+        return V1_STRUCTURE_FACTORS[self.structure][1] == "one_fit"
 
     def eventprop_config(self) -> V1EventpropConfig:
         return V1EventpropConfig.from_dict(self.eventprop)
