@@ -14,7 +14,9 @@ well says the information is there.
 
 Windows (ms, from the trial's start): ``response`` (the task's response window), ``pre_response`` (the 50 ms before
 it) and ``stimulus`` (the task's stimulus: the grating or digit; image or grating B for the change tasks; the
-cues for the evidence task).
+cues for the evidence task); the change tasks add ``first_stimulus`` (A). For the image-change task the script also
+decodes which image A was (``<source>/<window>/image_a``): is A still in the column when B comes? ``--v1 key=value``
+sets a ``network.v1`` value (e.g. ``lgn_weight_scale=0.6``) to ask the same of another calibration.
 
     python scaling_runs/v1_decodability.py --out out/v1_decodability                 # the five tasks' configs
     python scaling_runs/v1_decodability.py --configs python/nestgrad/configs/v1_digits.toml --trials 64 \
@@ -28,16 +30,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import pathlib
 import sys
 import time
+import tomllib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from nestgrad.config import ExperimentConfig
 from nestgrad.config.v1 import V1TaskConfig
+from nestgrad.errors import ConfigError
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "python/nestgrad/configs"
 CONFIGS = [
@@ -65,18 +71,37 @@ def task_windows(name: str, tc: V1TaskConfig, learning_window: np.ndarray) -> di
     elif name in ("v1_image_change", "v1_grating_change"):
         b_onset = pre + stim + round(tc.change_gap_ms)
         windows["stimulus"] = (b_onset, b_onset + stim)
+        windows["first_stimulus"] = (pre, pre + stim)  # A
     elif name == "v1_evidence":
         windows["stimulus"] = (0, round(tc.n_cues * (tc.cue_ms + tc.cue_gap_ms)))
     return windows
 
 
-def load_config(path: str, n_neurons: int | None) -> tuple[str, ExperimentConfig]:
-    """A configuration and its label; ``n_neurons`` scales the column (pools of 15 below 5,000 neurons)."""
+def load_config(path: str, n_neurons: int | None, v1_values: Sequence[str] = ()) -> tuple[str, ExperimentConfig]:
+    """A configuration and its label; ``n_neurons`` scales the column (pools of 15 below 5,000 neurons) and
+    ``v1_values`` ("key=value", the value in TOML) set ``network.v1`` entries (checked as the config's own)."""
     config = ExperimentConfig.from_toml(path)
-    if n_neurons is None:
-        return pathlib.Path(path).stem, config
-    v1 = dict(config.network.v1) | {"n_neurons": n_neurons, "pool_size": 30 if n_neurons >= 5000 else 15}
-    return pathlib.Path(path).stem, dataclasses.replace(config, network=dataclasses.replace(config.network, v1=v1))
+    v1 = dict(config.network.v1)
+    if n_neurons is not None:
+        v1 |= {"n_neurons": n_neurons, "pool_size": 30 if n_neurons >= 5000 else 15}
+    for item in v1_values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(f"--v1 {item!r}: expected key=value, e.g. lgn_weight_scale=0.6")
+        try:
+            v1[key.strip()] = tomllib.loads(f"x = {value}")["x"]
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"--v1 {item!r}: the value is not TOML ({err})") from None
+    label = pathlib.Path(path).stem + "".join(f",{item}" for item in v1_values)
+    return label, dataclasses.replace(config, network=dataclasses.replace(config.network, v1=v1))
+
+
+def first_images(task: Any, iteration: int) -> np.ndarray:
+    """Which of the image-change task's images was A in each trial of ``iteration``'s batch: the batch draws its
+    trials before its spikes from the iteration's generator, so drawing the trials again gives the same ones."""
+    rng = task._rng(iteration)
+    trials = [task.trial(rng) for _ in range(task.batch_size)]
+    return np.array([int(np.argmin(np.abs(task.images - t.frames[1]).sum(axis=(1, 2)))) for t in trials])
 
 
 def spike_counts(
@@ -90,10 +115,14 @@ def spike_counts(
     v1_counts: dict[str, list[np.ndarray]] = {}
     lgn_counts: dict[str, list[np.ndarray]] = {}
     labels: list[np.ndarray] = []
+    image_a: list[np.ndarray] = []
     seconds = 0.0
-    for first in range(0, n_batches, chunk):
+    for start in range(0, n_batches, chunk):
         # new trials (the evaluation's iterations start at 1,000,000), chunked to bound the generators' memory
-        batches = [task.batch(2_000_000 + i) for i in range(first, min(first + chunk, n_batches))]
+        iterations = [2_000_000 + i for i in range(start, min(start + chunk, n_batches))]
+        batches = [task.batch(i) for i in iterations]
+        if config.task.name == "v1_image_change":
+            image_a += [first_images(task, i) for i in iterations]
         nest = fresh_kernel(config.task.resolution, threads)
         net.build(nest, weights, record_neurons=-1, plastic=False)
         t0 = time.perf_counter()
@@ -121,6 +150,7 @@ def spike_counts(
         "v1": {k: np.concatenate(v) for k, v in v1_counts.items()},
         "lgn": {k: np.concatenate(v) for k, v in lgn_counts.items()},
         "labels": np.concatenate(labels),
+        "image_a": np.concatenate(image_a) if image_a else None,  # the image-change task's first image per trial
         "pools": [np.asarray(p) for p in net.pools],
         "simulate_s": seconds,
     }
@@ -167,12 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-neurons", type=int, default=None, help="column size (default: the config's)")
     ap.add_argument("--threads", type=int, default=None, help="default: the config's training.threads")
     ap.add_argument(
+        "--v1", action="append", default=[], metavar="KEY=VALUE", help="set a network.v1 value (TOML), repeatable"
+    )
+    ap.add_argument(
         "--sources", nargs="+", choices=("v1", "pools", "lgn"), default=["v1", "lgn"], help="whose counts to decode"
     )
     ap.add_argument("--out", default="out/v1_decodability")
     args = ap.parse_args(argv)
     out = pathlib.Path(args.out)
-    configs = [load_config(spec, args.n_neurons) for spec in args.configs]  # every config checked before a run
+    try:  # every config checked before a run
+        configs = [load_config(spec, args.n_neurons, args.v1) for spec in args.configs]
+    except ConfigError as err:
+        ap.error(str(err))
     for label, config in configs:
         if config.task.name not in ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change",
                                     "v1_evidence"):  # fmt: skip
@@ -196,18 +232,22 @@ def main(argv: list[str] | None = None) -> int:
         row: dict[str, Any] = {"task": config.task.name, "trials": int(y.size), "chance": chance,
                                "n_neurons": int(data["v1"]["response"].shape[1]), "simulate_s": data["simulate_s"],
                                "windows_ms": data["windows"], "decoding": {}}  # fmt: skip
+        # the label; for the image-change task also which image A was (is A still in the column when B comes?)
+        targets = {"": y} if data["image_a"] is None else {"": y, "/image_a": data["image_a"]}
+        if data["image_a"] is not None:
+            row["chance_image_a"] = float(np.bincount(data["image_a"]).max() / y.size)
         for key in data["windows"]:
             features = {"v1": data["v1"][key], "pools": data["v1"][key][:, pool_neurons], "lgn": data["lgn"][key]}
-            for source in args.sources:
+            for (suffix, target), source in itertools.product(targets.items(), args.sources):
                 x = features[source]
-                mean, std = decode(x, y, args.folds, config.network.seed)
-                row["decoding"][f"{source}/{key}"] = {
+                mean, std = decode(x, target, args.folds, config.network.seed)
+                row["decoding"][f"{source}/{key}{suffix}"] = {
                     "accuracy": mean,
                     "fold_std": std,
                     "features": int(x.shape[1]),
                     "mean_count": float(x.mean()),
                 }
-                print(f"{label:32s} {source:5s} {key:12s} {mean:.3f} +- {std:.3f} (chance {chance:.2f})", flush=True)
+                print(f"{label:24s} {source:5s} {key + suffix:22s} {mean:.3f} +- {std:.3f}", flush=True)
         results[label] = row
         path.write_text(json.dumps(results, indent=2))
     return 0

@@ -62,6 +62,7 @@ def test_windows_follow_each_task_timing(script):
     }
     change = script.task_windows("v1_image_change", tc, _window(500, 550, 600))
     assert change["stimulus"] == (350, 450) and change["response"] == (500, 550)  # B: after A (50-150) and 200 ms
+    assert change["first_stimulus"] == (50, 150)
     evidence = script.task_windows("v1_evidence", tc, _window(550, 600, 600))
     assert evidence["stimulus"] == (0, 300) and evidence["pre_response"] == (500, 550)  # 5 cues of 60 ms
 
@@ -73,6 +74,8 @@ def test_configs_scale_to_a_size(script):
     shipped = ExperimentConfig.from_toml(CONFIGS / "v1_orientation_chen.toml")
     assert dataclasses.replace(config.network, v1=shipped.network.v1) == shipped.network  # only the size differs
     assert script.load_config(str(CONFIGS / "v1_orientation_chen.toml"), None)[1] == shipped
+    label, config = script.load_config(str(CONFIGS / "v1_digits.toml"), None, ["lgn_weight_scale=0.6"])
+    assert label == "v1_digits,lgn_weight_scale=0.6" and config.network.v1["lgn_weight_scale"] == 0.6
 
 
 def test_spike_counts_match_the_batches_and_the_recorder(script):
@@ -93,6 +96,24 @@ def test_spike_counts_match_the_batches_and_the_recorder(script):
     np.testing.assert_array_equal(data["v1"]["stimulus"], data["v1"]["response"])  # the same window, 50-150 ms
 
 
+def test_first_images_replay_the_batch_trials(script):
+    """A's image per trial, drawn again from the iteration's generator: B differs from A exactly in the trials the
+    batch labels as a change, and A's frame is the image found."""
+    from nestgrad.networks.registry import make_learner
+
+    _, config = script.load_config(str(CONFIGS / "v1_image_change.toml"), 600)
+    config = dataclasses.replace(config, task=dataclasses.replace(config.task, batch_size=16))
+    _, task = make_learner(config)
+    for iteration in (0, 2_000_003):
+        a = script.first_images(task, iteration)
+        rng = task._rng(iteration)
+        trials = [task.trial(rng) for _ in range(16)]
+        np.testing.assert_array_equal(task.images[a], np.stack([t.frames[1] for t in trials]))
+        changed = [not np.array_equal(t.frames[1], t.frames[2]) for t in trials]
+        np.testing.assert_array_equal(changed, task.batch(iteration).labels == 1)
+        assert np.unique(a).size > 1
+
+
 def test_command_line_refuses_before_writing(script, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SystemExit):
@@ -101,4 +122,7 @@ def test_command_line_refuses_before_writing(script, tmp_path):
         script.main(["--configs", str(CONFIGS / "v1_orientation_eventprop.toml"), "--out", str(out)])
     with pytest.raises(SystemExit):
         script.main(["--configs", str(CONFIGS / "v1_multi.toml"), "--out", str(out)])
+    for bad in ("bogus=1", "lgn_weight_scale=abc", "lgn_weight_scale", "lgn_weight_scale=-1"):
+        with pytest.raises(SystemExit):
+            script.main(["--configs", str(CONFIGS / "v1_digits.toml"), "--v1", bad, "--out", str(out)])
     assert not out.exists()
