@@ -42,8 +42,8 @@ from typing import Any
 import numpy as np
 
 from nestgrad.config import ExperimentConfig
-from nestgrad.config.v1 import V1TaskConfig
 from nestgrad.errors import ConfigError
+from nestgrad.tasks.v1 import MultiTask
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "python/nestgrad/configs"
 CONFIGS = [
@@ -59,22 +59,30 @@ CONFIGS = [
 ]
 
 
-def task_windows(name: str, tc: V1TaskConfig, learning_window: np.ndarray) -> dict[str, tuple[int, int]]:
-    """[start, stop) in steps of 1 ms within a trial: the response window (from the task's own learning window),
-    the 50 ms before it and the stimulus that carries the answer."""
-    on = np.flatnonzero(learning_window > 0)
-    start, stop = int(on[0]), int(on[-1]) + 1
-    windows = {"response": (start, stop), "pre_response": (max(start - 50, 0), start)}
-    pre, stim = round(tc.pre_delay_ms), round(tc.stimulus_ms)
-    if name in ("v1_orientation", "v1_digits"):
-        windows["stimulus"] = (pre, pre + stim)
-    elif name in ("v1_image_change", "v1_grating_change"):
-        b_onset = pre + stim + round(tc.change_gap_ms)
-        windows["stimulus"] = (b_onset, b_onset + stim)
-        windows["first_stimulus"] = (pre, pre + stim)  # A
-    elif name == "v1_evidence":
-        windows["stimulus"] = (0, round(tc.n_cues * (tc.cue_ms + tc.cue_gap_ms)))
+def _span(mask: np.ndarray) -> tuple[int, int]:
+    on = np.flatnonzero(mask)
+    return int(on[0]), int(on[-1]) + 1
+
+
+def task_windows(task: Any) -> dict[str, tuple[int, int]]:
+    """[start, stop) in time steps within a trial, from the task's own timing: its response window, the 50 ms before
+    it and the stimulus that carries the answer (the change tasks' B, and A as ``first_stimulus``; the evidence
+    task's cues)."""
+    start, stop = _span(task.window > 0)
+    windows = {"response": (start, stop), "pre_response": (max(start - round(50.0 / task.resolution), 0), start)}
+    if task.name == "v1_evidence":
+        windows["stimulus"] = (0, task.config.n_cues * task.period)
+    elif task.name in ("v1_image_change", "v1_grating_change"):
+        windows["stimulus"] = _span(task.frame_of_step == 2)
+        windows["first_stimulus"] = _span(task.frame_of_step == 1)
+    else:  # one frame: the grating or the digit
+        windows["stimulus"] = _span(task.frame_of_step == 1)
     return windows
+
+
+def majority_fraction(y: np.ndarray) -> float:
+    """Chance: the fraction of the most common label."""
+    return float(np.bincount(y).max() / y.size)
 
 
 def load_config(path: str, n_neurons: int | None, v1_values: Sequence[str] = ()) -> tuple[str, ExperimentConfig]:
@@ -111,14 +119,15 @@ def spike_counts(
     from nestgrad.nest_engine import fresh_kernel
 
     weights = net.initial_weights(config.network.seed)
-    windows: dict[str, tuple[int, int]] | None = None
+    windows = task_windows(task)
     v1_counts: dict[str, list[np.ndarray]] = {}
     lgn_counts: dict[str, list[np.ndarray]] = {}
     labels: list[np.ndarray] = []
     image_a: list[np.ndarray] = []
     seconds = 0.0
     for start in range(0, n_batches, chunk):
-        # new trials (the evaluation's iterations start at 1,000,000), chunked to bound the generators' memory
+        # new trials (iterations from 2,000,000: neither training's nor `evaluate`'s, which start at 1,000,000),
+        # chunked to bound the generators' memory
         iterations = [2_000_000 + i for i in range(start, min(start + chunk, n_batches))]
         batches = [task.batch(i) for i in iterations]
         if config.task.name == "v1_image_change":
@@ -128,8 +137,6 @@ def spike_counts(
         t0 = time.perf_counter()
         for batch, rec, _ in net.simulate(nest, batches, config.task.resolution):
             ts = batch.trial_steps
-            if windows is None:
-                windows = task_windows(config.task.name, V1TaskConfig(**config.task.v1), batch.learning_window[:ts])
             trial = rec.spike_steps // ts
             step_in_trial = rec.spike_steps % ts
             lgn_steps, lgn_units = np.nonzero(batch.input_spikes)
@@ -144,7 +151,6 @@ def spike_counts(
                 lgn_counts.setdefault(key, []).append(lcounts)
             labels.append(np.asarray(batch.labels))
         seconds += time.perf_counter() - t0
-    assert windows is not None
     return {
         "windows": windows,
         "v1": {k: np.concatenate(v) for k, v in v1_counts.items()},
@@ -170,7 +176,7 @@ def decode(x: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[float, 
 
     keep = x.std(axis=0) > 0  # neurons silent (or constant) in every trial carry nothing
     if not keep.any():
-        return float(np.bincount(y).max() / y.size), 0.0
+        return majority_fraction(y), 0.0
     x = x[:, keep]
     ks = sorted({k for k in (10, 50, 200, 1000) if k < x.shape[1]} | {x.shape[1]})
     model = Pipeline(
@@ -210,8 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         ap.error(str(err))
     for label, config in configs:
-        if config.task.name not in ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change",
-                                    "v1_evidence"):  # fmt: skip
+        if config.task.name not in MultiTask.TASK_NAMES:
             ap.error(f"{label}: task.name = {config.task.name!r} is not one of Chen et al.'s single tasks")
         if str(config.network.gradient_algorithm) == "eventprop":  # its column runs each trial from rest
             ap.error(f"{label}: network.gradient_algorithm = 'eventprop'; this script runs the e-prop column")
@@ -227,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         threads = args.threads or config.training.threads
         data = spike_counts(config, net, task, args.trials // config.task.batch_size, args.chunk, threads)
         y = data["labels"]
-        chance = float(np.bincount(y).max() / y.size)
+        chance = majority_fraction(y)
         pool_neurons = np.concatenate(data["pools"])
         row: dict[str, Any] = {"task": config.task.name, "trials": int(y.size), "chance": chance,
                                "n_neurons": int(data["v1"]["response"].shape[1]), "simulate_s": data["simulate_s"],
@@ -235,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         # the label; for the image-change task also which image A was (is A still in the column when B comes?)
         targets = {"": y} if data["image_a"] is None else {"": y, "/image_a": data["image_a"]}
         if data["image_a"] is not None:
-            row["chance_image_a"] = float(np.bincount(data["image_a"]).max() / y.size)
+            row["chance_image_a"] = majority_fraction(data["image_a"])
         for key in data["windows"]:
             features = {"v1": data["v1"][key], "pools": data["v1"][key][:, pool_neurons], "lgn": data["lgn"][key]}
             for (suffix, target), source in itertools.product(targets.items(), args.sources):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import pathlib
+import types
 
 import numpy as np
 import pytest
@@ -47,24 +48,27 @@ def test_decoder_finds_a_sparse_signal_and_not_noise(script):
     assert script.decode(silent, y, folds=4, seed=1) == (0.5, 0.0)  # no neuron varies: the majority class
 
 
-def _window(start: int, stop: int, steps: int) -> np.ndarray:
-    w = np.zeros(steps)
-    w[start:stop] = 1.0
-    return w
+def _task(name: str, **timing: float):
+    from nestgrad.tasks.v1 import make_v1_task
+
+    # the windows need the task's timing only, not its LGN
+    return make_v1_task(name, V1TaskConfig(**timing), 1, types.SimpleNamespace(n_units=1), 1.0, 1)
 
 
 def test_windows_follow_each_task_timing(script):
-    tc = V1TaskConfig()
-    assert script.task_windows("v1_digits", tc, _window(150, 200, 600)) == {
+    assert script.task_windows(_task("v1_digits", post_delay_ms=50.0)) == {
         "response": (150, 200),
         "pre_response": (100, 150),
         "stimulus": (50, 150),
     }
-    change = script.task_windows("v1_image_change", tc, _window(500, 550, 600))
+    change = script.task_windows(_task("v1_image_change"))
     assert change["stimulus"] == (350, 450) and change["response"] == (500, 550)  # B: after A (50-150) and 200 ms
     assert change["first_stimulus"] == (50, 150)
-    evidence = script.task_windows("v1_evidence", tc, _window(550, 600, 600))
+    evidence = script.task_windows(_task("v1_evidence"))
     assert evidence["stimulus"] == (0, 300) and evidence["pre_response"] == (500, 550)  # 5 cues of 60 ms
+    slow = script.task_windows(_task("v1_grating_change", time_scale=2.0))  # every duration doubled
+    assert slow == {"response": (1000, 1100), "pre_response": (950, 1000), "stimulus": (700, 900),
+                    "first_stimulus": (100, 300)}  # fmt: skip
 
 
 def test_configs_scale_to_a_size(script):
