@@ -7,10 +7,11 @@ phase), its control ``configs/v1_orientation_control.toml``, which differs only 
 "random_lif"`` (:mod:`nestgrad.networks.v1_control`) and in the calibration that gives its untrained pools the
 column's rate; the two mixed cases that vary one factor at a time, ``configs/v1_orientation_random_wiring.toml``
 (``"random_wiring"``: the column's neurons with the control's wiring) and ``configs/v1_orientation_column_lif.toml``
-(``"column_lif"``: the column's wiring with the control's neurons); and ``configs/v1_orientation_random_one_fit.toml``
-(``"random_one_fit"``: random wiring, one GLIF3 fit per E/I group). It counts the training trials each run needs
-until its accuracy, averaged over the last ``--window`` iterations, first reaches ``--criterion``. A seed sets
-``network.seed`` (initial weights, trials) and ``network.v1.seed`` (the column drawn, and with it its controls).
+(``"column_lif"``: the column's wiring with the control's neurons); ``configs/v1_orientation_random_one_fit.toml``
+(``"random_one_fit"``: random wiring, one GLIF3 fit per E/I group) and ``v1_orientation_random_one_fit_no_asc.toml``
+(the same with the after-spike currents off). It counts the training trials each run needs until its accuracy,
+averaged over the last ``--window`` iterations, first reaches ``--criterion``. A seed sets ``network.seed``
+(initial weights, trials) and ``network.v1.seed`` (the column drawn, and with it its controls).
 
 Each run is an ordinary ``nestgrad train`` folder ``<out>/<name>_seed<k>`` (``--name``, default the config's
 structure; resumed if it has a checkpoint) plus ``run.json`` (training accuracies, examples to criterion, accuracy
@@ -22,7 +23,7 @@ config's threads). Any V1 e-prop configuration runs the same way: the table of C
 (docs/v1_model.md) is ``--configs python/nestgrad/configs/v1_<task>.toml --name <task> --seeds 1``, one ``--out``
 folder per task.
 
-    python scaling_runs/v1_control.py --out out/v1_control                        # 5 networks x 3 seeds
+    python scaling_runs/v1_control.py --out out/v1_control                        # 6 networks x 3 seeds
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control_low_drive.toml \
         --name random_lif_low_drive --out out/v1_control                         # the control's second calibration
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control.toml \
@@ -52,6 +53,7 @@ CONFIGS = [
         "v1_orientation_random_wiring",
         "v1_orientation_column_lif",
         "v1_orientation_random_one_fit",
+        "v1_orientation_random_one_fit_no_asc",
     )
 ]
 
@@ -126,6 +128,7 @@ def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, ta
         "random_wiring": "#e8a33d",
         "column_lif": "#7a4fb0",
         "random_one_fit": "#3a9e5c",
+        "random_one_fit_no_asc": "#1b1b1b",
         "random_lif_low_drive": "#8c8c8c",
     }
     labels = {
@@ -133,6 +136,7 @@ def figure(out: pathlib.Path, window: int, criterion: float, batch_size: int, ta
         "random_wiring": "column's GLIF3 neurons, random wiring",
         "column_lif": "control's LIF neurons, column's wiring",
         "random_one_fit": "one GLIF3 fit per E/I group, random wiring",
+        "random_one_fit_no_asc": "one GLIF3 fit per E/I group, after-spike currents off",
         "random_lif": "control (LIF, random wiring)",
         "random_lif_low_drive": "control, second calibration (drive 0.85)",
     }

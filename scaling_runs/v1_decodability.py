@@ -104,14 +104,6 @@ def load_config(path: str, n_neurons: int | None, v1_values: Sequence[str] = ())
     return label, dataclasses.replace(config, network=dataclasses.replace(config.network, v1=v1))
 
 
-def first_images(task: Any, iteration: int) -> np.ndarray:
-    """Which of the image-change task's images was A in each trial of ``iteration``'s batch: the batch draws its
-    trials before its spikes from the iteration's generator, so drawing the trials again gives the same ones."""
-    rng = task._rng(iteration)
-    trials = [task.trial(rng) for _ in range(task.batch_size)]
-    return np.array([int(np.argmin(np.abs(task.images - t.frames[1]).sum(axis=(1, 2)))) for t in trials])
-
-
 def spike_counts(
     config: ExperimentConfig, net: Any, task: Any, n_batches: int, chunk: int, threads: int
 ) -> dict[str, Any]:
@@ -131,7 +123,7 @@ def spike_counts(
         iterations = [2_000_000 + i for i in range(start, min(start + chunk, n_batches))]
         batches = [task.batch(i) for i in iterations]
         if config.task.name == "v1_image_change":
-            image_a += [first_images(task, i) for i in iterations]
+            image_a += [np.array([s["image_a"] for s in b.stimuli], np.int64) for b in batches]
         nest = fresh_kernel(config.task.resolution, threads)
         net.build(nest, weights, record_neurons=-1, plastic=False)
         t0 = time.perf_counter()

@@ -202,18 +202,19 @@ def test_column_lif_keeps_the_column_wiring_and_takes_the_control_neurons(networ
         np.testing.assert_array_equal(getattr(lif.layout, key), getattr(column.layout, key), err_msg=key)
     assert "Billeh V1 core column, 1500 LIF neurons (one set per E/I group" in lif.describe()
     assert (lif.config.random_wiring, lif.config.lif_neurons) == (False, True)
-    # (random wiring, LIF neurons, one GLIF3 fit per group) of every structure
+    # (random wiring, LIF neurons, one GLIF3 fit per group, after-spike currents) of every structure
     expected = {
-        "billeh": (False, False, False),
-        "random_wiring": (True, False, False),
-        "random_lif": (True, True, False),
-        "column_lif": (False, True, False),
-        "random_one_fit": (True, False, True),
+        "billeh": (False, False, False, True),
+        "random_wiring": (True, False, False, True),
+        "random_lif": (True, True, False, False),
+        "column_lif": (False, True, False, False),
+        "random_one_fit": (True, False, True, True),
+        "random_one_fit_no_asc": (True, False, True, False),
     }
     assert set(expected) == set(V1_STRUCTURES)
     for s, factors in expected.items():
         c = V1Config(structure=s)
-        assert (c.random_wiring, c.lif_neurons, c.one_fit_per_group) == factors, s
+        assert (c.random_wiring, c.lif_neurons, c.one_fit_per_group, c.after_spike_currents) == factors, s
 
 
 def test_random_one_fit_gives_each_group_its_most_common_fit(networks):
@@ -234,10 +235,26 @@ def test_random_one_fit_gives_each_group_its_most_common_fit(networks):
     assert "GLIF3 (one fit per E/I group) neurons" in one.describe()
 
 
+def test_random_one_fit_no_asc_differs_from_random_one_fit_in_the_after_spike_currents_only():
+    c = dict(n_neurons=1500, seed=3)
+    one = V1Network(V1Config(**c, structure="random_one_fit"), OptimizerConfig(), 2, 1.0)
+    no_asc = V1Network(V1Config(**c, structure="random_one_fit_no_asc"), OptimizerConfig(), 2, 1.0)
+    assert any(np.any(np.asarray(p["asc_amps"]) != 0) for p in one.neuron_params)  # the fits have some to lose
+    assert len(no_asc.neuron_params) == len(one.neuron_params)
+    for p, q in zip(one.neuron_params, no_asc.neuron_params, strict=True):
+        assert q["asc_amps"] == [0.0, 0.0]
+        assert {k: v for k, v in q.items() if k != "asc_amps"} == {k: v for k, v in p.items() if k != "asc_amps"}
+    np.testing.assert_array_equal(no_asc.background_weights(), one.background_weights())
+    for key in ("rec_src", "rec_tgt", "rec_w", "rec_receptor", "rec_delay", "lgn_tgt", "lgn_w"):
+        np.testing.assert_array_equal(getattr(no_asc.layout, key), getattr(one.layout, key), err_msg=key)
+    assert [list(p) for p in no_asc.pools] == [list(p) for p in one.pools]
+    assert "GLIF3 (one fit per E/I group, after-spike currents off) neurons" in no_asc.describe()
+
+
 @pytest.mark.parametrize(
     "argv",
     [
-        ["--name", "low_drive"],  # the default list has four configs: their runs would share folders
+        ["--name", "low_drive"],  # the default list has several configs: their runs would share folders
         ["--configs", "python/nestgrad/configs/v1_orientation_control.toml", "--name", "../escape"],
     ],
 )

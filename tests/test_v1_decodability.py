@@ -100,24 +100,6 @@ def test_spike_counts_match_the_batches_and_the_recorder(script):
     np.testing.assert_array_equal(data["v1"]["stimulus"], data["v1"]["response"])  # the same window, 50-150 ms
 
 
-def test_first_images_replay_the_batch_trials(script):
-    """A's image per trial, drawn again from the iteration's generator: B differs from A exactly in the trials the
-    batch labels as a change, and A's frame is the image found."""
-    from nestgrad.networks.registry import make_learner
-
-    _, config = script.load_config(str(CONFIGS / "v1_image_change.toml"), 600)
-    config = dataclasses.replace(config, task=dataclasses.replace(config.task, batch_size=16))
-    _, task = make_learner(config)
-    for iteration in (0, 2_000_003):
-        a = script.first_images(task, iteration)
-        rng = task._rng(iteration)
-        trials = [task.trial(rng) for _ in range(16)]
-        np.testing.assert_array_equal(task.images[a], np.stack([t.frames[1] for t in trials]))
-        changed = [not np.array_equal(t.frames[1], t.frames[2]) for t in trials]
-        np.testing.assert_array_equal(changed, task.batch(iteration).labels == 1)
-        assert np.unique(a).size > 1
-
-
 def test_command_line_refuses_before_writing(script, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(SystemExit):

@@ -308,6 +308,44 @@ def test_trial_contents(small_lgn: LGN):
         assert min(err) < 1e-12 and int(allowed[int(np.argmin(err))] > 45) == a.label
 
 
+def test_trials_and_batches_name_what_was_shown(small_lgn: LGN, fake_digits: None):
+    """Each trial's ``stimulus`` rebuilds its frames and label exactly; a batch carries its trials' stimuli in order."""
+    cfg = vt.V1TaskConfig()
+    rng = np.random.default_rng(3)
+    ori = vt.FineOrientationTask(vt.V1TaskConfig(orientation_difference_deg=20.0), 0, small_lgn, 1.0, 1)
+    digits = vt.DigitsTask(cfg, 0, small_lgn, 1.0, 1)
+    images = vt.ImageChangeTask(cfg, 0, small_lgn, 1.0, 1)
+    gratings = vt.GratingChangeTask(cfg, 0, small_lgn, 1.0, 1)
+    evidence = vt.EvidenceTask(cfg, 0, small_lgn, 1.0, 1)
+    for _ in range(20):
+        t = ori.trial(rng)
+        s = t.stimulus
+        np.testing.assert_array_equal(t.frames[1], vt.grating(s["orientation_deg"], s["phase_rad"], 0.05, 1.0))
+        assert t.label == int(s["orientation_deg"] > 45)
+        t = digits.trial(rng)
+        np.testing.assert_array_equal(t.frames[1], vt.digit_frame(digits.images[t.stimulus["digit_index"]], 1.0))
+        assert t.label == digits.labels[t.stimulus["digit_index"]]
+        t = images.trial(rng)
+        a, b = t.stimulus["image_a"], t.stimulus["image_b"]
+        np.testing.assert_array_equal(t.frames[1:], images.images[[a, b]])
+        assert t.label == int(a != b)
+        t = gratings.trial(rng)
+        s = t.stimulus
+        for k, x in ((1, "a"), (2, "b")):
+            expected = vt.grating(s[f"orientation_{x}_deg"], s[f"phase_{x}_rad"], 0.05, 1.0)
+            np.testing.assert_array_equal(t.frames[k], expected)
+        assert t.label == int(s["orientation_a_deg"] != s["orientation_b_deg"])
+        t = evidence.trial(rng)
+        assert t.stimulus["right_cues"] == int((t.frame_of_step[np.arange(5) * 60] == 2).sum())
+    batch_task = vt.ImageChangeTask(cfg, 4, small_lgn, 1.0, 6)
+    batch = batch_task.batch(9)
+    replay = batch_task._rng(9)  # the batch draws its trials first, from the iteration's generator
+    assert batch.stimuli == [batch_task.trial(replay).stimulus for _ in range(6)]
+    assert [int(s["image_a"] != s["image_b"]) for s in batch.stimuli] == batch.labels.tolist()
+    multi = vt.make_v1_task("v1_multi", {}, 2, small_lgn, 1.0, 10)
+    assert [s["task"] for s in multi.batch(0).stimuli] == multi.trial_tasks(0).tolist()
+
+
 def test_time_scale_and_resolution(small_lgn: LGN):
     task = vt.FineOrientationTask(vt.V1TaskConfig(time_scale=0.5), 0, small_lgn, 0.5, 2)
     assert task.trial_steps == 600  # 300 ms in 0.5 ms steps

@@ -28,7 +28,7 @@ synapse weights, LGN input and pools; random recurrent targets, one LIF paramete
 :mod:`nestgrad.networks.v1_control`), for Chen et al.'s comparison of the data-based column with a generic network;
 ``"random_wiring"`` only rewires (the column's GLIF3 neurons) and ``"column_lif"`` only replaces the neurons (the
 column's wiring), to tell the two parts apart; ``"random_one_fit"`` rewires and gives every neuron its E/I group's
-most common GLIF3 fit.
+most common GLIF3 fit, ``"random_one_fit_no_asc"`` the same with the after-spike currents switched off.
 
 Numbers, sources and fallbacks: :mod:`nestgrad.networks.v1_data` and docs/v1_model.md.
 """
@@ -48,7 +48,7 @@ from nestgrad.nest_engine import EPROP_SYNAPSE
 from nestgrad.networks import v1_data as D
 from nestgrad.networks.algorithms import get_algorithm
 from nestgrad.networks.base import READOUT_DEFAULTS, SpecLearner
-from nestgrad.networks.v1_control import lif_params, one_fit_per_group, random_recurrent
+from nestgrad.networks.v1_control import lif_params, one_fit_per_group, random_recurrent, without_after_spike_currents
 from nestgrad.parallel import SerialCommunicator
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 
@@ -290,6 +290,8 @@ class V1Network(SpecLearner):
             out.append(p | eprop)
         if self.config.lif_neurons:
             return lif_params(out, D.EXCITATORY[lay.cls])
+        if not self.config.after_spike_currents:
+            return without_after_spike_currents(out)
         return out
 
     def excitatory_port_per_neuron(self) -> np.ndarray:
@@ -359,6 +361,8 @@ class V1Network(SpecLearner):
                 cells = "LIF"
             else:
                 cells = "GLIF3 (one fit per E/I group)" if self.config.one_fit_per_group else "GLIF3 (the column's)"
+                if not self.config.after_spike_currents:
+                    cells = "GLIF3 (one fit per E/I group, after-spike currents off)"
             return (
                 f"control of the Billeh V1 column: {lay.cls.size} {cells} neurons ({int(D.EXCITATORY[lay.cls].sum())} "
                 f"excitatory), {lay.rec_src.size} randomly wired recurrent and {lay.lgn_src.size} LGN synapses, "

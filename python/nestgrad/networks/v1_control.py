@@ -19,7 +19,9 @@ its receptive field), the background drive and the readout pools' members. What 
 column and control can be laid at the wiring's or the neurons' door (a 2 x 2 design; docs/v1_model.md).
 ``structure = "random_one_fit"`` is the random wiring with GLIF3 neurons without cell classes: every neuron of an
 E/I group gets its group's most common Allen fit (after-spike currents kept), to tell the after-spike currents from
-the variety of the fits.
+the variety of the fits; ``structure = "random_one_fit_no_asc"`` is that network with the after-spike currents
+switched off (``asc_amps = 0``; every other parameter, the wiring and the weights unchanged), the direct test of
+what the after-spike currents do for learning.
 """
 
 from __future__ import annotations
@@ -77,3 +79,9 @@ def lif_params(params: list[dict], excitatory: np.ndarray) -> list[dict]:
         for j in members:
             out[j].update(mean, V_reset=mean["E_L"], V_m=mean["E_L"], asc_amps=[0.0, 0.0])
     return out
+
+
+def without_after_spike_currents(params: list[dict]) -> list[dict]:
+    """Per neuron: its own parameters with the after-spike currents switched off (``asc_amps = 0``), nothing else
+    changed (the fit's C_m, g, E_L, V_th, t_ref and reset stay)."""
+    return [dict(p, asc_amps=[0.0, 0.0]) for p in params]

@@ -30,6 +30,9 @@ class TrialBatch:
     learning_window: np.ndarray  # float in {0, 1}, (steps,): where the loss and learning signals count
     trial_steps: int
     labels: np.ndarray | None = None  # int, (batch_size,), classification tasks only
+    # per trial what was shown, by name (task-specific, e.g. the V1 image-change task's "image_a", "image_b"), for
+    # analyses that need more than the label; None: the task does not say
+    stimuli: list[dict[str, float]] | None = None
 
     @property
     def steps(self) -> int:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,8 @@ class V1Trial:
     frame_of_step: np.ndarray  # int, [trial_steps]
     label: int
     window: np.ndarray  # float {0, 1}, [trial_steps]
+    # what was shown, by name (orientation and phase, the digit's index in scikit-learn's set, images A and B, ...)
+    stimulus: dict[str, float] = field(default_factory=dict)
 
 
 # -- stimuli ---------------------------------------------------------------------------------------------------------
@@ -184,6 +186,7 @@ def _assemble(trials: list[V1Trial], offsets: list[int], task: V1Task, rng: np.r
         learning_window=np.concatenate(windows),
         trial_steps=task.trial_steps,
         labels=np.array([off + tr.label for tr, off in zip(trials, offsets, strict=True)], dtype=np.int64),
+        stimuli=[dict(tr.stimulus) for tr in trials],
     )
 
 
@@ -200,8 +203,8 @@ class _SingleStimulusTask(V1Task):
         self.window = np.zeros(self.trial_steps)
         self.window[start : start + self._steps("response_ms", True)] = 1.0
 
-    def _trial(self, frame: np.ndarray, label: int) -> V1Trial:
-        return V1Trial(np.stack([_GRAY, frame]), self.frame_of_step, label, self.window)
+    def _trial(self, frame: np.ndarray, label: int, stimulus: dict[str, float]) -> V1Trial:
+        return V1Trial(np.stack([_GRAY, frame]), self.frame_of_step, label, self.window, stimulus)
 
 
 class FineOrientationTask(_SingleStimulusTask):
@@ -219,7 +222,7 @@ class FineOrientationTask(_SingleStimulusTask):
         if c.orientation_phase_deg != "random":
             phase = math.radians(float(c.orientation_phase_deg))
         frame = grating(orientation, phase, c.spatial_frequency, c.contrast)
-        return self._trial(frame, int(side > 0))
+        return self._trial(frame, int(side > 0), {"orientation_deg": orientation, "phase_rad": phase})
 
 
 class DigitsTask(_SingleStimulusTask):
@@ -238,7 +241,7 @@ class DigitsTask(_SingleStimulusTask):
 
     def trial(self, rng: np.random.Generator) -> V1Trial:
         i = int(self.indices[rng.integers(self.indices.size)])
-        return self._trial(digit_frame(self.images[i], self.config.contrast), int(self.labels[i]))
+        return self._trial(digit_frame(self.images[i], self.config.contrast), int(self.labels[i]), {"digit_index": i})
 
 
 class _ChangeTask(V1Task):
@@ -258,8 +261,8 @@ class _ChangeTask(V1Task):
         self.window = np.zeros(self.trial_steps)
         self.window[start : start + self._steps("response_ms", True)] = 1.0
 
-    def _trial(self, a: np.ndarray, b: np.ndarray, change: bool) -> V1Trial:
-        return V1Trial(np.stack([_GRAY, a, b]), self.frame_of_step, int(change), self.window)
+    def _trial(self, a: np.ndarray, b: np.ndarray, change: bool, stimulus: dict[str, float]) -> V1Trial:
+        return V1Trial(np.stack([_GRAY, a, b]), self.frame_of_step, int(change), self.window, stimulus)
 
 
 class ImageChangeTask(_ChangeTask):
@@ -276,7 +279,7 @@ class ImageChangeTask(_ChangeTask):
         a = int(rng.integers(n))
         change = bool(rng.random() >= self.config.p_reappear)
         b = (a + int(rng.integers(1, n))) % n if change else a  # uniform over the other images
-        return self._trial(self.images[a], self.images[b], change)
+        return self._trial(self.images[a], self.images[b], change, {"image_a": a, "image_b": b})
 
 
 class GratingChangeTask(_ChangeTask):
@@ -292,11 +295,13 @@ class GratingChangeTask(_ChangeTask):
         b = (a + int(rng.integers(1, n))) % n if change else a
         phase_a = rng.uniform(0, 2 * math.pi)
         phase_b = rng.uniform(0, 2 * math.pi) if c.grating_change_random_phase else phase_a
+        orientations = [c.grating_change_min_deg + k * c.orientation_step_deg for k in (a, b)]
         frames = [
-            grating(c.grating_change_min_deg + k * c.orientation_step_deg, phase, c.spatial_frequency, c.contrast)
-            for k, phase in ((a, phase_a), (b, phase_b))
+            grating(o, phase, c.spatial_frequency, c.contrast)
+            for o, phase in zip(orientations, (phase_a, phase_b), strict=True)
         ]
-        return self._trial(frames[0], frames[1], change)
+        stimulus = {"orientation_a_deg": orientations[0], "orientation_b_deg": orientations[1]}
+        return self._trial(frames[0], frames[1], change, stimulus | {"phase_a_rad": phase_a, "phase_b_rad": phase_b})
 
 
 class EvidenceTask(V1Task):
@@ -327,7 +332,7 @@ class EvidenceTask(V1Task):
         for i, side in enumerate(sides):
             fos[i * self.period : i * self.period + self.cue_steps] = 1 + side
         fos[self.recall_start :] = 3
-        return V1Trial(self.frames, fos, int(2 * sides.sum() > n), self.window)
+        return V1Trial(self.frames, fos, int(2 * sides.sum() > n), self.window, {"right_cues": int(sides.sum())})
 
 
 class MultiTask(V1Task):
@@ -367,6 +372,7 @@ class MultiTask(V1Task):
         trials = []
         for i in ids:
             tr = self.tasks[i].trial(rng)
+            tr = replace(tr, stimulus=tr.stimulus | {"task": int(i)})
             pad = self.trial_steps - tr.window.size
             if pad:
                 tr = V1Trial(
@@ -374,6 +380,7 @@ class MultiTask(V1Task):
                     np.concatenate([tr.frame_of_step, np.full(pad, tr.frames.shape[0], np.int64)]),
                     tr.label,
                     np.concatenate([tr.window, np.zeros(pad)]),
+                    tr.stimulus,
                 )
             trials.append(tr)
         offsets = [self.task_slices[self.TASK_NAMES[i]].start for i in ids]
