@@ -14,18 +14,18 @@ from nestgrad.errors import ConfigError
 
 V1_CORE_NEURONS = 51_978  # neurons of Billeh et al.'s 400-um core (nestgrad.networks.v1_data.N_FULL)
 FIELD_SHAPE: tuple[int, int] = (120, 240)  # visual field in px: rows (elevation), columns (azimuth); 1 px = 1 deg
-# network.v1.structure -> (wiring, neurons) (nestgrad.networks.v1_control). Wiring: "column" (Billeh's laminar,
-# cell-class connection rules) or "random" (targets redrawn uniformly); neurons: "glif3" (the column's fits per
-# class), "one_fit" (GLIF3, every neuron on its E/I group's most common fit), "one_fit_no_asc" (the same fits with
-# their after-spike currents switched off) or "lif" (one LIF set per E/I group, no after-spike currents).
+# network.v1.structure -> (wiring, neurons, after-spike currents) (nestgrad.networks.v1_control). Wiring: "column"
+# (Billeh's laminar, cell-class connection rules) or "random" (targets redrawn uniformly); neurons: "glif3" (the
+# column's fits per class), "one_fit" (GLIF3, every neuron on its E/I group's most common fit) or "lif" (one LIF set
+# per E/I group); after-spike currents: the fits' own (True) or switched off (False; always off for "lif").
 # "billeh" is the data-based column, "random_lif" its control of Chen et al.'s kind.
-V1_STRUCTURE_FACTORS: dict[str, tuple[str, str]] = {
-    "billeh": ("column", "glif3"),
-    "random_wiring": ("random", "glif3"),
-    "random_lif": ("random", "lif"),
-    "column_lif": ("column", "lif"),
-    "random_one_fit": ("random", "one_fit"),
-    "random_one_fit_no_asc": ("random", "one_fit_no_asc"),
+V1_STRUCTURE_FACTORS: dict[str, tuple[str, str, bool]] = {
+    "billeh": ("column", "glif3", True),
+    "random_wiring": ("random", "glif3", True),
+    "random_lif": ("random", "lif", False),
+    "column_lif": ("column", "lif", False),
+    "random_one_fit": ("random", "one_fit", True),
+    "random_one_fit_no_asc": ("random", "one_fit", False),
 }
 V1_STRUCTURES = tuple(V1_STRUCTURE_FACTORS)
 V1_TASK_NAMES = ("v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change", "v1_evidence", "v1_multi")
@@ -154,12 +154,12 @@ class V1Config:
     @property
     def one_fit_per_group(self) -> bool:
         """GLIF3 neurons, but every neuron of an E/I group has its group's most common fit (no cell classes)."""
-        return V1_STRUCTURE_FACTORS[self.structure][1] in ("one_fit", "one_fit_no_asc")
+        return V1_STRUCTURE_FACTORS[self.structure][1] == "one_fit"
 
     @property
     def after_spike_currents(self) -> bool:
-        """The neurons keep their fits' after-spike currents (the LIF neurons and "one_fit_no_asc" have none)."""
-        return V1_STRUCTURE_FACTORS[self.structure][1] not in ("lif", "one_fit_no_asc")
+        """The neurons keep their fits' after-spike currents (the LIF neurons and "random_one_fit_no_asc" have none)."""
+        return V1_STRUCTURE_FACTORS[self.structure][2]
 
     def eventprop_config(self) -> V1EventpropConfig:
         return V1EventpropConfig.from_dict(self.eventprop)

@@ -360,9 +360,8 @@ class V1Network(SpecLearner):
             if self.config.lif_neurons:
                 cells = "LIF"
             else:
-                cells = "GLIF3 (one fit per E/I group)" if self.config.one_fit_per_group else "GLIF3 (the column's)"
-                if not self.config.after_spike_currents:
-                    cells = "GLIF3 (one fit per E/I group, after-spike currents off)"
+                fits = "one fit per E/I group" if self.config.one_fit_per_group else "the column's"
+                cells = f"GLIF3 ({fits}{'' if self.config.after_spike_currents else ', after-spike currents off'})"
             return (
                 f"control of the Billeh V1 column: {lay.cls.size} {cells} neurons ({int(D.EXCITATORY[lay.cls].sum())} "
                 f"excitatory), {lay.rec_src.size} randomly wired recurrent and {lay.lgn_src.size} LGN synapses, "
