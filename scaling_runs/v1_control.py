@@ -21,7 +21,8 @@ training call);
 ``<out>/v1_control.png`` draws the running accuracies. Runs of one call go one after the other (each with the
 config's threads). Any V1 e-prop configuration runs the same way: the table of Chen et al.'s five tasks
 (docs/v1_model.md) is ``--configs python/nestgrad/configs/v1_<task>.toml --name <task> --seeds 1``, one ``--out``
-folder per task.
+folder per task. With ``v1_multi.toml`` (five tasks at once), run.json also holds each task's accuracy on its own
+readouts, in training and on new trials.
 
     python scaling_runs/v1_control.py --out out/v1_control                        # 6 networks x 3 seeds
     python scaling_runs/v1_control.py --configs python/nestgrad/configs/v1_orientation_control_low_drive.toml \
@@ -210,12 +211,19 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds_per_iteration": float(np.mean([h["seconds"] for h in history])),  # the Trainer's timing
                 "wall_seconds_training_call": before["wall_seconds_training_call"] if done else seconds,
             }
+            tasks = [k.removeprefix("accuracy_") for k in history[0] if k.startswith("accuracy_")]
+            if tasks:  # several tasks at once (v1_multi): each task's accuracy on its own readouts, per iteration
+                run["training_accuracy_per_task"] = {t: [h[f"accuracy_{t}"] for h in history] for t in tasks}
             for key, initial in (("test_accuracy", False), ("initial_test_accuracy", True)):  # initial: untrained
-                run[key] = (
-                    before[key]
-                    if done and key in before
-                    else trainer.evaluate(args.eval_batches, initial=initial)["accuracy"]
-                )
+                if done and key in before:
+                    run[key] = before[key]
+                    if f"{key}_per_task" in before:
+                        run[f"{key}_per_task"] = before[f"{key}_per_task"]
+                    continue
+                result = trainer.evaluate(args.eval_batches, initial=initial)
+                run[key] = result["accuracy"]
+                if "accuracy_per_task" in result:
+                    run[f"{key}_per_task"] = result["accuracy_per_task"]
             run_path.write_text(json.dumps(run, indent=2))
             reached = run["examples_to_criterion"]
             print(
@@ -225,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{seconds:.0f} s",
                 flush=True,
             )
+            for task, per in run.get("test_accuracy_per_task", {}).items():
+                untrained = run["initial_test_accuracy_per_task"][task]["accuracy"]
+                print(f"  {task}: new trials {per['accuracy']:.3f} (untrained {untrained:.3f}), {per['trials']} trials")
             summary = summarise(out, args.window, batch, sorted(set(args.criteria) | {args.criterion}))
             (out / "v1_control.json").write_text(json.dumps(summary, indent=2))
             figure(out, args.window, args.criterion, batch, bases[0].task.name)

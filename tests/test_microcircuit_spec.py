@@ -19,6 +19,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from connections import connections_among
 
 from nestgrad.config.microcircuit import MicrocircuitConfig
 from nestgrad.errors import SpecError
@@ -129,7 +130,7 @@ def _circuit_connections(nest, threads: int) -> tuple[np.ndarray, np.ndarray]:
     mc = Microcircuit(MicrocircuitConfig(n_scaling=0.02, k_scaling=0.02, seed=7))
     mc.build(nest)
     rec = nest.NodeCollection(np.concatenate([p.tolist() for p in mc.pops]).tolist())
-    d = nest.GetConnections(rec, rec).get(["source", "target", "weight", "delay"])
+    d = connections_among(nest, rec, rec, ["weight", "delay"])
     table = np.column_stack([np.asarray(d[k], float) for k in ("source", "target", "weight", "delay")])
     order = np.lexsort(table.T[::-1])
     return table[order], np.asarray(rec.get("V_m"), float)

@@ -132,6 +132,67 @@ def test_evidence_task_reports_accuracy_and_writes_plots(tmp_path):
     assert header == "iteration,loss,accuracy,rate_hz"
 
 
+class _EvidenceTwice:
+    """Two tasks in one run for the Trainer's per-task scores: the evidence task answered on readouts 0-1 by even
+    trials and on readouts 2-3 by odd ones (a stand-in for v1_multi, which needs thousands of neurons)."""
+
+    def __init__(self, inner):
+        self.inner, self.n_in, self.n_out, self.trial_steps = inner, inner.n_in, 4, inner.trial_steps
+        self.kind, self.config, self.seed = inner.kind, inner.config, inner.seed
+
+    def batch(self, iteration: int):
+        from nestgrad.tasks import TaskReadouts
+
+        b = self.inner.batch(iteration)
+        of_trial = np.arange(b.n_trials) % 2
+        target = np.zeros((b.steps, 4))
+        for k, j in enumerate(of_trial):
+            rows = slice(k * b.trial_steps, (k + 1) * b.trial_steps)
+            target[rows, 2 * j : 2 * j + 2] = b.target[rows]
+        tasks = TaskReadouts(("first", "second"), ((0, 2), (2, 4)), of_trial)
+        return dataclasses.replace(b, target=target, labels=b.labels + 2 * of_trial, task_readouts=tasks)
+
+
+def test_several_tasks_are_scored_each_on_its_own_readouts(tmp_path, monkeypatch, capsys):
+    from nestgrad import cli
+    from nestgrad.networks import registry
+    from nestgrad.networks.eprop_classic import EpropNetwork
+    from nestgrad.training import trainer as trainer_module
+
+    def make(config):
+        _, task = registry.make_learner(config)
+        net = EpropNetwork(config.network, config.optimizer, task.n_in, 4, config.task.resolution)
+        net.sign_reference = net.initial_weights(config.network.seed, dense=True)
+        return net, _EvidenceTwice(task)
+
+    monkeypatch.setattr(trainer_module, "make_learner", make)
+    cfg = small_config(iterations=2, every=2, task="evidence", optimizer="adam", eta=1e-3)
+    cfg = dataclasses.replace(cfg, task=dataclasses.replace(cfg.task, batch_size=3))
+    trainer = Trainer(cfg, tmp_path, verbose=False)
+    history = trainer.run()
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == (
+        "iteration,loss,accuracy,accuracy_first,accuracy_second,rate_hz"
+    )
+    # per iteration: 2 trials of the first task, 1 of the second; accuracy counts every trial once
+    for h in history:
+        assert h["accuracy"] == pytest.approx((2 * h["accuracy_first"] + h["accuracy_second"]) / 3)
+    result = trainer.evaluate(n_batches=3)
+    per_task = result["accuracy_per_task"]
+    assert per_task["first"]["trials"] == 6 and per_task["second"]["trials"] == 3
+    per_batch = result["per_batch"]
+    assert per_task["first"]["accuracy"] == pytest.approx(np.mean([b["accuracy_first"] for b in per_batch]))
+    assert per_task["second"]["accuracy"] == pytest.approx(np.mean([b["accuracy_second"] for b in per_batch]))
+    assert result["accuracy"] == pytest.approx(
+        (6 * per_task["first"]["accuracy"] + 3 * per_task["second"]["accuracy"]) / 9
+    )
+    # the command line prints each task's score
+    monkeypatch.setattr(cli.ExperimentConfig, "from_toml", staticmethod(lambda path: cfg))
+    assert cli.main(["evaluate", "unused.toml", "--out", str(tmp_path), "--batches", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert f"first: accuracy {per_task['first']['accuracy']:.3f} on 6 trials" in printed
+    assert f"second: accuracy {per_task['second']['accuracy']:.3f} on 3 trials" in printed
+
+
 def test_recorded_target_is_aligned_with_task_data(tmp_path):
     """The readout's recorded target equals the task's target step by step: loss and data are aligned."""
     trainer = Trainer(small_config(iterations=1, every=1), tmp_path, verbose=False)

@@ -264,3 +264,34 @@ def test_script_refuses_a_name_for_several_configs_or_outside_its_folder(argv, t
         script.main([*argv, "--out", str(tmp_path)])
     assert f"--name {argv[argv.index('--name') + 1]!r}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # refused before anything is built or written
+
+
+def test_script_scores_the_five_tasks_at_once_each_on_its_own_readouts(tmp_path, capsys):
+    """v1_multi.toml at a test's size (1,500 neurons, 18 pools of 10): run.json holds each task's accuracy on its own
+    readouts, in training and on new trials (one trial of each task per batch)."""
+    text = (ROOT / "python/nestgrad/configs/v1_multi.toml").read_text()
+    for old, new in (
+        ("n_neurons = 5000", "n_neurons = 1500\npool_size = 10"),
+        ("batch_size = 8", "batch_size = 5"),
+        ("batch_size = 4800", "batch_size = 3000"),
+        ("threads = 2", "threads = 1"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    config = tmp_path / "v1_multi_small.toml"
+    config.write_text(text)
+    script = load_script()
+    argv = ["--configs", str(config), "--name", "multi", "--seeds", "1", "--iterations", "1", "--eval-batches", "1"]
+    assert script.main([*argv, "--window", "1", "--out", str(tmp_path / "out")]) == 0
+    run = json.loads((tmp_path / "out/multi_seed1/run.json").read_text())
+    tasks = ["v1_orientation", "v1_digits", "v1_image_change", "v1_grating_change", "v1_evidence"]
+    assert list(run["training_accuracy_per_task"]) == tasks
+    for key in ("test_accuracy", "initial_test_accuracy"):
+        per_task = run[f"{key}_per_task"]
+        assert list(per_task) == tasks and all(p["trials"] == 1 for p in per_task.values())
+        # one trial per task: the overall accuracy is the mean of the five (each 0 or 1)
+        assert all(p["accuracy"] in (0.0, 1.0) for p in per_task.values())
+        assert run[key] == pytest.approx(np.mean([p["accuracy"] for p in per_task.values()]))
+    training = [run["training_accuracy_per_task"][t][0] for t in tasks]
+    assert run["training_accuracy"][0] == pytest.approx(np.mean(training))
+    assert "  v1_evidence: new trials" in capsys.readouterr().out

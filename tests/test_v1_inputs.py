@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nestgrad.tasks.v1 as vt
-from nestgrad.tasks import accuracy
+from nestgrad.tasks import TaskReadouts, accuracy, accuracy_per_task
 from nestgrad.tasks.lgn import (
     FIELD_SHAPE,
     LGN,
@@ -368,14 +368,26 @@ def test_multi_task(small_lgn: LGN, fake_digits: None):
         assert sl.start <= label < sl.stop
         target = batch.target[k * 600 : (k + 1) * 600]
         assert np.all(target[:, : sl.start] == 0) and np.all(target[:, sl.stop :] == 0)
-    per_task = task.accuracy_per_task(batch.target, batch, 0)
-    assert per_task == dict.fromkeys(names, 1.0)
-    # a readout that always says "class 0 of my task" is right on the trials whose label is 0
+    assert batch.task_readouts.names == vt.MultiTask.TASK_NAMES
+    assert batch.task_readouts.readouts == ((0, 2), (2, 12), (12, 14), (14, 16), (16, 18))
+    assert batch.task_readouts.of_trial.tolist() == task.trial_tasks(0).tolist()
+    assert accuracy_per_task(batch.target, batch) == dict.fromkeys(names, 1.0)
+    # a readout that always says "class 0 of my task" is right on the trials whose label is 0 (2 trials per task)
     fixed = np.zeros_like(batch.target)
     for k in range(10):
         fixed[k * 600 : (k + 1) * 600, task.task_slices[names[k % 5]].start] = 1.0
     zero = np.array([batch.labels[k] == task.task_slices[names[k % 5]].start for k in range(10)])
-    assert sum(task.accuracy_per_task(fixed, batch, 0).values()) == pytest.approx(sum(zero) / 2)
+    per_task = accuracy_per_task(fixed, batch)
+    assert per_task == {n: np.mean(zero[[j, j + 5]]) for j, n in enumerate(names)}
+    # each trial decides among its own task's readouts: another task's readout, however large, is not its answer
+    loud = batch.target.copy()
+    loud[:, 17] = 100.0  # the evidence task's second readout, in every trial's window
+    evidence = task.trial_tasks(0) == 4
+    assert accuracy(loud, batch) == pytest.approx(1 - np.mean(evidence & (batch.labels == 16)))
+    assert accuracy_per_task(loud, batch)["v1_orientation"] == 1.0
+    # the argmax over all 18 readouts, which the decision is not, would score every non-evidence trial wrong
+    y = (loud.reshape(10, 600, 18) * batch.learning_window.reshape(10, 600, 1)).sum(1)
+    assert np.all(np.argmax(y, axis=1)[~evidence] == 17)
     # random order and padding of shorter trials
     longer = vt.make_v1_task("v1_multi", {"evidence_pause_ms": 350.0, "multi_order": "random"}, 2, small_lgn, 1.0, 8)
     assert longer.trial_steps == 700
@@ -384,6 +396,15 @@ def test_multi_task(small_lgn: LGN, fake_digits: None):
     assert np.array_equal(ids, longer.trial_tasks(0)) and b.input_spikes.shape == (8 * 700, small_lgn.n_units)
     w = b.learning_window.reshape(8, 700)
     assert np.all(w[ids != 4, 600:] == 0)
+
+
+def test_task_readouts_refuse_what_does_not_fit():
+    with pytest.raises(ValueError, match="2 names for 1 readout ranges"):
+        TaskReadouts(("a", "b"), ((0, 2),), np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"of_trial \[0, 2\] outside 0 ... 1"):
+        TaskReadouts(("a", "b"), ((0, 2), (2, 4)), np.array([0, 2]))
+    tasks = TaskReadouts(("a", "b"), ((0, 2), (2, 4)), np.array([1, 1, 0]))
+    assert tasks.trials_per_task() == {"a": 1, "b": 2}
 
 
 def test_config_validation(small_lgn: LGN):

@@ -14,6 +14,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from connections import connections_among
 
 from nestgrad.config import OptimizerConfig
 from nestgrad.networks import v1_data as D
@@ -140,8 +141,6 @@ def test_invalid_configs_name_the_key():
 
 
 # --- in NEST ----------------------------------------------------------------------------------------------------------
-
-
 def test_nest_network_equals_the_layout(nest_kernel):
     """Every drawn synapse exists in NEST with its weight, receptor port and delay (one step when plastic), and the
     weights read back in canonical order are the ones written."""
@@ -156,7 +155,7 @@ def test_nest_network_equals_the_layout(nest_kernel):
     for key in ("lgn_rec", "rec_rec", "rec_out"):
         np.testing.assert_array_equal(back[key], w0[key], err_msg=key)
     lay = net.layout
-    conns = nest.GetConnections(net.neurons, net.neurons).get(["source", "target", "receptor", "delay"])
+    conns = connections_among(nest, net.neurons, net.neurons, ["receptor", "delay", "synapse_model"])
     assert len(conns["source"]) == lay.rec_src.size
     got = dict(zip(zip(conns["source"], conns["target"], strict=True), conns["receptor"], strict=True))
     ids = net.built.ids["v1"]
@@ -164,7 +163,7 @@ def test_nest_network_equals_the_layout(nest_kernel):
     expected = dict(zip(pairs, lay.rec_receptor.tolist(), strict=True))
     assert got == expected
     assert set(np.asarray(conns["delay"]).tolist()) == {1.0}
-    models = set(nest.GetConnections(net.neurons, net.neurons).get("synapse_model"))
+    models = set(conns["synapse_model"].tolist())
     assert models == {"eprop_vector_synapse_nonneg", "eprop_vector_synapse_neg"}  # Dale's law
     # the spike recorder sees the first readout-pool neurons (by node id)
     recorded = np.sort(np.asarray(nest.GetConnections(target=net.built.devices.spike_recorder).get("source")))
@@ -186,7 +185,7 @@ def test_only_the_pools_learn_with_plastic_targets_pools(nest_kernel):
     lay, ids = net.layout, net.built.ids["v1"]
     in_pool = np.zeros(lay.cls.size, bool)
     in_pool[np.concatenate(net.pools)] = True
-    d = nest.GetConnections(net.neurons, net.neurons).get(["source", "target", "delay", "synapse_model"])
+    d = connections_among(nest, net.neurons, net.neurons, ["delay", "synapse_model"])
     to_pool = np.isin(np.asarray(d["target"]), ids[in_pool])
     models = np.asarray(d["synapse_model"])
     assert set(models[to_pool]) == {"eprop_vector_synapse_nonneg", "eprop_vector_synapse_neg"}

@@ -46,6 +46,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"evaluation of {what} on {result['trials']} new trials (learning off): "
         f"loss {result['loss']:.5g}{acc}; written: {out / name}"
     )
+    for task, per in result.get("accuracy_per_task", {}).items():  # several tasks at once, each on its readouts
+        score = "no trials" if per["accuracy"] is None else f"accuracy {per['accuracy']:.3f}"
+        print(f"  {task}: {score} on {per['trials']} trials")
     return 0
 
 

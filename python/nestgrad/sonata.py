@@ -1558,16 +1558,19 @@ def network_from_nest(
                 next_type += 1
         net.nodes[name] = NodePopulation(name, node_ids, type_ids, types, type_dyn, dynamics=per_node_dyn)
 
+    # every connection at once, split by population here: NEST's source and target filters grow slower with every
+    # kernel with devices that the process has made (PyNEST 3.10), an unfiltered GetConnections does not
+    everything = nest.GetConnections()
+    keys = ["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread", "port"]
+    every = {k: np.atleast_1d(np.asarray(v)) for k, v in everything.get(keys).items()} if len(everything) else {}
     for src_name, src_nc in populations.items():
         for trg_name, trg_nc in populations.items():
-            if net.nodes[trg_name].is_virtual or len(src_nc) == 0 or len(trg_nc) == 0:
+            if net.nodes[trg_name].is_virtual or len(src_nc) == 0 or len(trg_nc) == 0 or not every:
                 continue
-            conns = nest.GetConnections(source=src_nc, target=trg_nc)
-            if len(conns) == 0:
+            pair = np.isin(every["source"], gid_maps[src_name]) & np.isin(every["target"], gid_maps[trg_name])
+            if not pair.any():
                 continue
-            status = conns.get(["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread",
-                                "port"])  # fmt: skip
-            status = {k: np.atleast_1d(np.asarray(v)) for k, v in status.items()}
+            status = {k: v[pair] for k, v in every.items()}
             src_ids = _gid_to_node(gid_maps[src_name], status["source"])
             trg_ids = _gid_to_node(gid_maps[trg_name], status["target"])
             order = np.lexsort((src_ids, trg_ids))
@@ -1575,7 +1578,7 @@ def network_from_nest(
             trg_models = np.asarray(_as_list(trg_nc.get("model"), len(trg_nc)), dtype=object)[trg_ids]
             offset = np.array([_RPORT_OFFSET.get(m, 0) for m in trg_models])
             status["receptor"] = status["receptor"] + offset
-            params = _synapse_parameters(nest, src_nc, trg_nc, status)
+            params = _synapse_parameters(nest, status)
             keys = [(m, r, p) for m, r, p in zip(status["synapse_model"].tolist(), status["receptor"].tolist(),
                                                  params, strict=True)]  # fmt: skip
             kind_id = {k: 100 + i for i, k in enumerate(sorted(set(keys)))}
@@ -1603,7 +1606,7 @@ _SYN_NOT_PARAMETERS = {
 }  # fmt: skip
 
 
-def _synapse_parameters(nest: Any, sources: Any, targets: Any, status: Mapping[str, np.ndarray]) -> list[tuple]:
+def _synapse_parameters(nest: Any, status: Mapping[str, np.ndarray]) -> list[tuple]:
     """Per connection of ``status``: sorted (name, value) of the numeric synapse parameters that differ from the
     synapse model's defaults (e.g. U, tau_rec, tau_fac of tsodyks2_synapse); they go to the edge type's JSON."""
     models = status["synapse_model"]
@@ -1615,10 +1618,9 @@ def _synapse_parameters(nest: Any, sources: Any, targets: Any, status: Mapping[s
                 and not isinstance(v, np.ndarray) and _settable(nest, model, k, v)]  # fmt: skip
         if not keys:
             continue
-        # the connections of this model, matched to rows of ``status`` by NEST's connection id
-        got = nest.GetConnections(source=sources, target=targets, synapse_model=model).get(
-            ["source", "target", "target_thread", "port", *keys]
-        )
+        # the connections of this model (all of them: NEST's source and target filters are slow, see
+        # network_from_nest), matched to rows of ``status`` by NEST's connection id
+        got = nest.GetConnections(synapse_model=model).get(["source", "target", "target_thread", "port", *keys])
         got = {k: np.atleast_1d(np.asarray(v)).tolist() for k, v in got.items()}
         ids = zip(*(got[k] for k in ("source", "target", "target_thread", "port")), strict=True)
         row_of = {cid: i for i, cid in enumerate(ids)}

@@ -17,7 +17,7 @@ import numpy as np
 
 from nestgrad.config import OptimizerType
 from nestgrad.nest_engine.devices import Recordings
-from nestgrad.tasks import TrialBatch, accuracy, mse_loss
+from nestgrad.tasks import TrialBatch, accuracy, accuracy_per_task, mse_loss
 
 # eprop_readout parameters of every nestgrad network (NEST names and units)
 READOUT_DEFAULTS: dict[str, Any] = {
@@ -175,6 +175,8 @@ class SpecLearner:
         m = {"loss": mse_loss(recorded.readout, batch.target, batch.learning_window, batch.trial_steps)}
         if batch.labels is not None:
             m["accuracy"] = accuracy(recorded.readout, batch)
+            # several tasks at once: each task's accuracy on its own readouts (NaN: no trial of it in this batch)
+            m |= {f"accuracy_{name}": a for name, a in accuracy_per_task(recorded.readout, batch).items()}
         duration_s = batch.steps * self.resolution / 1000.0
         m["rate_hz"] = recorded.spike_steps.size / max(self.n_recorded, 1) / duration_s
         return m

@@ -19,6 +19,28 @@ EVALUATION_FIRST_BATCH = 1_000_000
 
 
 @dataclass(frozen=True)
+class TaskReadouts:
+    """Several tasks trained together, each with its own readouts (Chen et al. 2022 train five tasks at once and score
+    each on its own readouts): a trial's decision is the largest of its task's readouts, and accuracy is reported
+    per task as well."""
+
+    names: tuple[str, ...]  # the tasks
+    readouts: tuple[tuple[int, int], ...]  # per task its readouts, [first, end)
+    of_trial: np.ndarray  # int, (batch_size,): the task of each trial (index into ``names``)
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.readouts):
+            raise ValueError(f"TaskReadouts: {len(self.names)} names for {len(self.readouts)} readout ranges")
+        if np.size(self.of_trial) and not (np.min(self.of_trial) >= 0 and np.max(self.of_trial) < len(self.names)):
+            raise ValueError(f"TaskReadouts: of_trial {np.asarray(self.of_trial).tolist()} outside 0 ... "
+                             f"{len(self.names) - 1}")  # fmt: skip
+
+    def trials_per_task(self) -> dict[str, int]:
+        counts = np.bincount(np.asarray(self.of_trial, np.int64), minlength=len(self.names))
+        return {name: int(c) for name, c in zip(self.names, counts, strict=True)}
+
+
+@dataclass(frozen=True)
 class TrialBatch:
     """The data of one training iteration: ``batch_size`` trials back to back.
 
@@ -33,6 +55,8 @@ class TrialBatch:
     # per trial what was shown, by name (task-specific, e.g. the V1 image-change task's "image_a", "image_b"), for
     # analyses that need more than the label; None: the task does not say
     stimuli: list[dict[str, float]] | None = None
+    # several tasks at once: which readouts each trial answers with; None: every trial answers among all readouts
+    task_readouts: TaskReadouts | None = None
 
     @property
     def steps(self) -> int:
@@ -231,12 +255,40 @@ def mse_loss(readout: np.ndarray, target: np.ndarray, window: np.ndarray, trial_
     return float(0.5 * np.sum(window[:, None] * (readout - target) ** 2) / n_trials)
 
 
-def accuracy(readout: np.ndarray, batch: TrialBatch) -> float:
-    """Fraction of trials whose readout with the largest mean inside the learning window is the label."""
+def _decisions(readout: np.ndarray, batch: TrialBatch) -> np.ndarray:
+    """Per trial the readout with the largest mean inside the learning window (among the trial's task's readouts if
+    the batch has :class:`TaskReadouts`)."""
     if batch.labels is None:
         raise ConfigError("accuracy needs a classification task")
     n = batch.labels.size
     y = readout.reshape(n, batch.trial_steps, -1)
     w = batch.learning_window.reshape(n, batch.trial_steps)[:, :, None]
-    decision = np.argmax((y * w).sum(1), axis=1)
-    return float(np.mean(decision == batch.labels))
+    means = (y * w).sum(1)  # [trials, readouts]
+    tasks = batch.task_readouts
+    if tasks is None:
+        return np.argmax(means, axis=1)
+    decision = np.empty(n, np.int64)
+    for k, j in enumerate(np.asarray(tasks.of_trial)):
+        first, end = tasks.readouts[j]
+        decision[k] = first + int(np.argmax(means[k, first:end]))
+    return decision
+
+
+def accuracy(readout: np.ndarray, batch: TrialBatch) -> float:
+    """Fraction of trials whose readout with the largest mean inside the learning window is the label (the largest
+    among the trial's own task's readouts, if the batch has :class:`TaskReadouts`)."""
+    return float(np.mean(_decisions(readout, batch) == batch.labels))
+
+
+def accuracy_per_task(readout: np.ndarray, batch: TrialBatch) -> dict[str, float]:
+    """For a batch with :class:`TaskReadouts`: per task, the fraction of its trials that :func:`accuracy` counts as
+    right; NaN for a task without trials in the batch. Empty for a batch of one task."""
+    tasks = batch.task_readouts
+    if tasks is None:
+        return {}
+    right = _decisions(readout, batch) == batch.labels
+    of_trial = np.asarray(tasks.of_trial)
+    return {
+        name: float(np.mean(right[of_trial == j])) if np.any(of_trial == j) else float("nan")
+        for j, name in enumerate(tasks.names)
+    }

@@ -40,7 +40,7 @@ import numpy as np
 
 from nestgrad.config.v1 import FIELD_SHAPE, V1TaskConfig
 from nestgrad.errors import ConfigError
-from nestgrad.tasks import Task, TrialBatch
+from nestgrad.tasks import Task, TaskReadouts, TrialBatch
 from nestgrad.tasks.lgn import LGN, pixel_centres
 
 _x_deg, _y_deg = pixel_centres()
@@ -340,8 +340,9 @@ class MultiTask(V1Task):
     trial k of the run from task k mod 5, or at random), its target and label concern only that task's readouts
     (labels index the concatenated readouts; the other readouts' target is 0).
 
-    :func:`nestgrad.tasks.accuracy` then takes the argmax over all 18 readouts per trial; :meth:`accuracy_per_task`
-    takes it over the trial's own task's readouts and reports each task separately. Trials shorter than the longest
+    Each batch says which readouts each trial answers with (:class:`~nestgrad.tasks.TaskReadouts`, one group per
+    task): a trial's decision is the largest of its own task's readouts, as Chen et al. score each task on its own
+    readout, and the Trainer reports accuracy per task besides the overall one. Trials shorter than the longest
     task's are padded with gray (outside the learning window).
     """
 
@@ -372,38 +373,20 @@ class MultiTask(V1Task):
         trials = []
         for i in ids:
             tr = self.tasks[i].trial(rng)
-            tr = replace(tr, stimulus=tr.stimulus | {"task": int(i)})
             pad = self.trial_steps - tr.window.size
-            if pad:
-                tr = V1Trial(
-                    np.concatenate([tr.frames, _GRAY[None]]),
-                    np.concatenate([tr.frame_of_step, np.full(pad, tr.frames.shape[0], np.int64)]),
-                    tr.label,
-                    np.concatenate([tr.window, np.zeros(pad)]),
-                    tr.stimulus,
+            if pad:  # gray after the trial, outside the window
+                tr = replace(
+                    tr,
+                    frames=np.concatenate([tr.frames, _GRAY[None]]),
+                    frame_of_step=np.concatenate([tr.frame_of_step, np.full(pad, tr.frames.shape[0], np.int64)]),
+                    window=np.concatenate([tr.window, np.zeros(pad)]),
                 )
-            trials.append(tr)
+            trials.append(replace(tr, stimulus=tr.stimulus | {"task": int(i)}))
         offsets = [self.task_slices[self.TASK_NAMES[i]].start for i in ids]
-        return _assemble(trials, offsets, self, rng)
-
-    def accuracy_per_task(self, readout: np.ndarray, batch: TrialBatch, iteration: int) -> dict[str, float]:
-        """Per task, the fraction of its trials in ``batch`` (made by ``batch(iteration)``) whose largest mean readout
-        inside the window, among that task's readouts, is the label; NaN for tasks without trials."""
-        ids = self.trial_tasks(iteration)
-        n = ids.size
-        y = np.asarray(readout).reshape(n, batch.trial_steps, -1)
-        w = batch.learning_window.reshape(n, batch.trial_steps)[:, :, None]
-        means = (y * w).sum(1)  # [trials, n_out]
-        result = {}
-        for j, name in enumerate(self.TASK_NAMES):
-            sl = self.task_slices[name]
-            mine = ids == j
-            if not mine.any():
-                result[name] = float("nan")
-                continue
-            decision = sl.start + np.argmax(means[mine, sl], axis=1)
-            result[name] = float(np.mean(decision == batch.labels[mine]))
-        return result
+        groups = TaskReadouts(
+            self.TASK_NAMES, tuple((s.start, s.stop) for s in self.task_slices.values()), np.asarray(ids, np.int64)
+        )
+        return replace(_assemble(trials, offsets, self, rng), task_readouts=groups)
 
 
 V1_TASKS: dict[str, type[V1Task]] = {

@@ -230,7 +230,9 @@ class Trainer:
         Trainer's last run, else the checkpoint in ``out_dir``: their mean if training averaged them
         (``training.average_weights_last``) unless ``final_weights``; ``initial`` evaluates the untrained network
         instead (the baseline). Writes ``evaluation.json`` (``evaluation_initial.json``,
-        ``evaluation_final_weights.json``) to ``out_dir`` (rank 0).
+        ``evaluation_final_weights.json``) to ``out_dir`` (rank 0). Several tasks at once (batches with
+        :class:`~nestgrad.tasks.TaskReadouts`, e.g. ``v1_multi``) add ``accuracy_per_task``: per task its accuracy
+        on its own readouts over all its trials, and the number of those trials.
 
         Batches are made one at a time and simulated in segments of at most ``segment_bytes`` of task data, so
         that any number of batches fits in memory."""
@@ -272,6 +274,7 @@ class Trainer:
     ) -> dict[str, Any]:
         per_batch = []
         n_trials = 0
+        task_trials: list[dict[str, int]] = []  # several tasks at once: each batch's trials per task
         for segment in self._segments(first_batch, n_batches):
             nest = self._fresh_kernel()
             self._build_frozen(nest, weights)
@@ -279,6 +282,9 @@ class Trainer:
                 m = self._metrics(batch, rec, 0.0)
                 per_batch.append({k: v for k, v in m.items() if k not in ("iteration", "seconds")})
                 n_trials += batch.n_trials
+                tasks = getattr(batch, "task_readouts", None)  # EventProp's trial sets have none
+                if tasks is not None:
+                    task_trials.append(tasks.trials_per_task())
         result: dict[str, Any] = {
             "iteration": state.iteration,
             "batches": n_batches,
@@ -288,6 +294,16 @@ class Trainer:
         }
         if per_batch and "accuracy" in per_batch[0]:
             result["accuracy"] = float(np.mean([m["accuracy"] for m in per_batch]))
+        if task_trials:  # per task over all its trials (batches hold different numbers of each task's trials)
+            result["accuracy_per_task"] = {}
+            for name in task_trials[0]:
+                trials = sum(c[name] for c in task_trials)
+                right = sum(
+                    m[f"accuracy_{name}"] * c[name] for m, c in zip(per_batch, task_trials, strict=True) if c[name]
+                )
+                result["accuracy_per_task"][name] = {"accuracy": right / trials if trials else None, "trials": trials}
+            for m in per_batch:  # a task without trials in a batch: null, not NaN (evaluation.json stays strict JSON)
+                m.update({k: None for k, v in m.items() if isinstance(v, float) and np.isnan(v)})
         result["per_batch"] = per_batch
         return result
 
