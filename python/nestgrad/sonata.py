@@ -1561,8 +1561,14 @@ def network_from_nest(
     # every connection at once, split by population here: NEST's source and target filters grow slower with every
     # kernel with devices that the process has made (PyNEST 3.10), an unfiltered GetConnections does not
     everything = nest.GetConnections()
-    keys = ["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread", "port"]
-    every = {k: np.atleast_1d(np.asarray(v)) for k, v in everything.get(keys).items()} if len(everything) else {}
+    status_keys = ["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread", "port"]
+    every = {k: np.atleast_1d(np.asarray(v)) for k, v in everything.get(status_keys).items()} if len(everything) else {}
+    if every:  # the edges: from any population into a non-virtual one; their parameters read once, for all pairs
+        sources = np.concatenate(list(gid_maps.values()))
+        targets = np.concatenate([gid_maps[n] for n in populations if not net.nodes[n].is_virtual] or [sources[:0]])
+        edges = np.isin(every["source"], sources) & np.isin(every["target"], targets)
+        every = {k: v[edges] for k, v in every.items()}
+        every_params = _synapse_parameters(nest, every)
     for src_name, src_nc in populations.items():
         for trg_name, trg_nc in populations.items():
             if net.nodes[trg_name].is_virtual or len(src_nc) == 0 or len(trg_nc) == 0 or not every:
@@ -1571,6 +1577,7 @@ def network_from_nest(
             if not pair.any():
                 continue
             status = {k: v[pair] for k, v in every.items()}
+            params = [every_params[i] for i in np.flatnonzero(pair)]
             src_ids = _gid_to_node(gid_maps[src_name], status["source"])
             trg_ids = _gid_to_node(gid_maps[trg_name], status["target"])
             order = np.lexsort((src_ids, trg_ids))
@@ -1578,7 +1585,6 @@ def network_from_nest(
             trg_models = np.asarray(_as_list(trg_nc.get("model"), len(trg_nc)), dtype=object)[trg_ids]
             offset = np.array([_RPORT_OFFSET.get(m, 0) for m in trg_models])
             status["receptor"] = status["receptor"] + offset
-            params = _synapse_parameters(nest, status)
             keys = [(m, r, p) for m, r, p in zip(status["synapse_model"].tolist(), status["receptor"].tolist(),
                                                  params, strict=True)]  # fmt: skip
             kind_id = {k: 100 + i for i, k in enumerate(sorted(set(keys)))}
@@ -1618,7 +1624,7 @@ def _synapse_parameters(nest: Any, status: Mapping[str, np.ndarray]) -> list[tup
                 and not isinstance(v, np.ndarray) and _settable(nest, model, k, v)]  # fmt: skip
         if not keys:
             continue
-        # the connections of this model (all of them: NEST's source and target filters are slow, see
+        # the connections of this model (all of them, once: NEST's source and target filters are slow, see
         # network_from_nest), matched to rows of ``status`` by NEST's connection id
         got = nest.GetConnections(synapse_model=model).get(["source", "target", "target_thread", "port", *keys])
         got = {k: np.atleast_1d(np.asarray(v)).tolist() for k, v in got.items()}
