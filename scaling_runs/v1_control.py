@@ -211,9 +211,6 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds_per_iteration": float(np.mean([h["seconds"] for h in history])),  # the Trainer's timing
                 "wall_seconds_training_call": before["wall_seconds_training_call"] if done else seconds,
             }
-            tasks = [k.removeprefix("accuracy_") for k in history[0] if k.startswith("accuracy_")]
-            if tasks:  # several tasks at once (v1_multi): each task's accuracy on its own readouts, per iteration
-                run["training_accuracy_per_task"] = {t: [h[f"accuracy_{t}"] for h in history] for t in tasks}
             for key, initial in (("test_accuracy", False), ("initial_test_accuracy", True)):  # initial: untrained
                 if done and key in before:
                     run[key] = before[key]
@@ -224,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                 run[key] = result["accuracy"]
                 if "accuracy_per_task" in result:
                     run[f"{key}_per_task"] = result["accuracy_per_task"]
+            # several tasks at once (v1_multi): each task's accuracy on its own readouts, per iteration; the tasks are
+            # those the evaluation scored (the batches' TaskReadouts), not guessed from the metrics' names
+            tasks = list(run.get("test_accuracy_per_task", {}))
+            if tasks:
+                run["training_accuracy_per_task"] = {t: [h[f"accuracy_{t}"] for h in history] for t in tasks}
             run_path.write_text(json.dumps(run, indent=2))
             reached = run["examples_to_criterion"]
             print(

@@ -44,6 +44,7 @@ import h5py
 import numpy as np
 
 from nestgrad.errors import SonataError, SpecError
+from nestgrad.nest_engine import connections
 from nestgrad.spec import NetworkSpec, Population, Projection, Role, SynapseKind
 from nestgrad.spec.io import scalar_kind
 
@@ -1562,7 +1563,7 @@ def network_from_nest(
     # kernel with devices that the process has made (PyNEST 3.10), an unfiltered GetConnections does not
     everything = nest.GetConnections()
     status_keys = ["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread", "port"]
-    every = {k: np.atleast_1d(np.asarray(v)) for k, v in everything.get(status_keys).items()} if len(everything) else {}
+    every = connections.read(everything, status_keys) if len(everything) else {}
     if every:  # the edges: from any population into a non-virtual one; their parameters read once, for all pairs
         sources = np.concatenate(list(gid_maps.values()))
         targets = np.concatenate([gid_maps[n] for n in populations if not net.nodes[n].is_virtual] or [sources[:0]])
@@ -1626,8 +1627,9 @@ def _synapse_parameters(nest: Any, status: Mapping[str, np.ndarray]) -> list[tup
             continue
         # the connections of this model (all of them, once: NEST's source and target filters are slow, see
         # network_from_nest), matched to rows of ``status`` by NEST's connection id
-        got = nest.GetConnections(synapse_model=model).get(["source", "target", "target_thread", "port", *keys])
-        got = {k: np.atleast_1d(np.asarray(v)).tolist() for k, v in got.items()}
+        got = connections.read(nest.GetConnections(synapse_model=model), ["source", "target", "target_thread", "port",
+                                                                         *keys])  # fmt: skip
+        got = {k: v.tolist() for k, v in got.items()}
         ids = zip(*(got[k] for k in ("source", "target", "target_thread", "port")), strict=True)
         row_of = {cid: i for i, cid in enumerate(ids)}
         for row in np.flatnonzero(models == model):

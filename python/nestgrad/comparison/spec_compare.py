@@ -136,8 +136,8 @@ def run_spec_nest(case: SpecCase, threads: int = 1) -> NestSpecRun:
         readout.append(dev.collect(built.devices, t, b.steps, step, comm).readout)
         t += b.steps * step
     nest.Cleanup()
-    weights = {name: wiring.read_plastic(built, nest, name, ("weight",), comm)["weight"]
-               for name in spec.plastic_projections()}  # fmt: skip
+    read = wiring.read_projections(built, nest, list(spec.plastic_projections()), ("weight",), comm)
+    weights = {name: values["weight"] for name, values in read.items()}
     nest.ResetKernel()
     return NestSpecRun(weights, np.concatenate(readout), params)
 

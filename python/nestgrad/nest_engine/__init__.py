@@ -4,7 +4,8 @@
 * :func:`set_plastic_defaults`: the optimizer (and weight bounds) of an e-prop synapse model, and its sign-bounded
   copies for Dale's law (:func:`signed_model`);
 * :mod:`nestgrad.nest_engine.devices`: generators for inputs, targets and learning windows, and the recorders the
-  Trainer reads (:class:`~nestgrad.nest_engine.devices.Recordings`).
+  Trainer reads (:class:`~nestgrad.nest_engine.devices.Recordings`);
+* :mod:`nestgrad.nest_engine.connections`: values of many connections read and written in bounded memory.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from nestgrad.errors import ConfigError, ModelError
+from nestgrad.nest_engine import connections
 from nestgrad.reference.eventprop.losses import FirstSpikeLoss, ReadoutCrossEntropy, SpikeCountRegulariser
 from nestgrad.reference.eventprop.network import CompiledNetwork, Network, Trial, compile_network, input_spikes
 from nestgrad.reference.eventprop.optimizer import (
@@ -609,23 +610,28 @@ def _ranked(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, np.arange(n) - first
 
 
-def _edge_index(built: BuiltEventprop, conns: Any, reverse: bool, edges: np.ndarray) -> np.ndarray:
-    """For every edge of ``edges`` the position of its connection in ``conns`` (-1: none here: reverse copies exist
-    for edges from spiking sources only, and under MPI a rank holds its own connections only); several edges
-    between one pair of nodes are matched in connection order (in glif3 networks per receptor port: NEST does not
-    keep the order of connections on different ports). Vectorised: the i-th edge with a given (source, target,
-    port) gets the i-th connection with it, found by sorting both sides' (source, target, port, rank) rows together
-    (a loop over the edges took ~5 s per million edges)."""
+def _index_keys(built: BuiltEventprop, reverse: bool) -> list[str]:
+    """The connection keys :func:`_edge_index` matches edges by."""
+    return ["source", "target", "forward_receptor" if reverse else "receptor"] if "glif3" in built.cnet.kind else [
+        "source", "target"]  # fmt: skip
+
+
+def _edge_index(built: BuiltEventprop, found: dict[str, np.ndarray], reverse: bool, edges: np.ndarray) -> np.ndarray:
+    """For every edge of ``edges`` the position of its connection among those whose :func:`_index_keys` are
+    ``found`` (-1: none here: reverse copies exist for edges from spiking sources only, and under MPI a rank holds
+    its own connections only); several edges between one pair of nodes are matched in connection order (in glif3
+    networks per receptor port: NEST does not keep the order of connections on different ports). Vectorised: the
+    i-th edge with a given (source, target, port) gets the i-th connection with it, found by sorting both sides'
+    (source, target, port, rank) rows together (a loop over the edges took ~5 s per million edges)."""
     ids = np.asarray(built.nodes.tolist())
     cnet = built.cnet
     ports = "glif3" in cnet.kind
     port_key = "forward_receptor" if reverse else "receptor"
     index = np.full(len(edges), -1, dtype=np.int64)
-    if not len(conns) or not len(edges):
+    if not found["source"].size or not len(edges):
         return index
-    st = conns.get(["source", "target", port_key] if ports else ["source", "target"])
-    src_l, tgt_l = np.atleast_1d(st["source"]), np.atleast_1d(st["target"])
-    port_l = np.atleast_1d(st[port_key]) if ports else np.zeros(len(src_l), int)
+    src_l, tgt_l = found["source"], found["target"]
+    port_l = found[port_key] if ports else np.zeros(len(src_l), int)
     conn_keys = np.column_stack([src_l, tgt_l, port_l]).astype(np.int64)
     is_glif3 = np.array([k == "glif3" for k in cnet.kind], bool)
     edges = np.asarray(edges, np.int64)
@@ -664,12 +670,13 @@ def read_edges(
     values: dict[str, list[np.ndarray]] = {key: [] for key in keys}
     for group in built.groups:
         conns = built.nest.GetConnections(synapse_model=group.reverse_model if reverse else group.model)
-        index = _edge_index(built, conns, reverse, group.edges)
+        by = _index_keys(built, reverse)
+        d = connections.read(conns, [*by, *(k for k in keys if k not in by)])  # one pass over NEST for all keys
+        index = _edge_index(built, d, reverse, group.edges)
         have = index >= 0
         found.append(group.edges[have])
         for key in keys:
-            v = np.atleast_1d(conns.get(key)).astype(float) if len(conns) else np.zeros(0)
-            values[key].append(v[index[have]])
+            values[key].append(d[key].astype(float)[index[have]])
     edges = comm.concat(np.concatenate(found).astype(np.int64))
     out = {}
     for key in keys:
@@ -688,21 +695,16 @@ def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
             conns = built.nest.GetConnections(synapse_model=group.reverse_model if reverse else group.model)
             if not len(conns):
                 continue
-            index = _edge_index(built, conns, reverse, group.edges)
+            by = _index_keys(built, reverse)
+            d = connections.read(conns, [*by, *values])
+            index = _edge_index(built, d, reverse, group.edges)
             have = index >= 0
             rows, edges = index[have], group.edges[have]
-            if serial:  # one list per key: fast (NEST refuses it under MPI)
-                update = {}
-                for key, v in values.items():
-                    current = np.atleast_1d(conns.get(key)).astype(float)
-                    current[rows] = np.asarray(v, float)[edges]
-                    update[key] = current.tolist()
-                conns.set(update)
-            else:
-                keep = {key: np.atleast_1d(conns.get(key)).astype(float) for key in values}
-                for key, v in values.items():
-                    keep[key][rows] = np.asarray(v, float)[edges]
-                conns.set([{key: float(keep[key][i]) for key in values} for i in range(len(conns))])
+            update = {}
+            for key, v in values.items():
+                update[key] = d[key].astype(float)
+                update[key][rows] = np.asarray(v, float)[edges]
+            connections.write(conns, update, serial)
 
 
 def discard_batch(built: BuiltEventprop) -> None:
@@ -737,14 +739,12 @@ def add_to_weights_into(built: BuiltEventprop, targets: np.ndarray, delta: float
                 built.nest.GetConnections(target=at, synapse_model=model))  # fmt: skip
             if not len(conns):
                 continue
-            index = _edge_index(built, conns, reverse, edges)
+            d = connections.read(conns, [*_index_keys(built, reverse), "weight"])
+            index = _edge_index(built, d, reverse, edges)
             rows = index[index >= 0]
-            weights = np.atleast_1d(conns.get("weight")).astype(float)
+            weights = d["weight"].astype(float)
             weights[rows] = weights[rows] + delta
-            if serial:  # one list: fast (NEST refuses it under MPI)
-                conns.set({"weight": weights.tolist()})
-            else:
-                conns.set([{"weight": float(x)} for x in weights])
+            connections.write(conns, {"weight": weights}, serial)
 
 
 def gather_nodes(

@@ -34,6 +34,7 @@ from nestgrad.nest_engine import (
     LEARNING_SIGNAL_CONNECTION,
     SIGNS,
     STATIC_SYNAPSE,
+    connections,
     set_plastic_defaults,
     signed_model,
 )
@@ -54,7 +55,7 @@ class BuiltNetwork:
     plastic_groups: dict[str, list[tuple[np.ndarray, str, bool]]] = field(default_factory=dict)
     # (projection, model) -> this rank's connections and the edge of each, found once per build (NEST keeps the
     # order of connections while none are added)
-    _found: dict[tuple[str, str], tuple[Any, np.ndarray]] = field(default_factory=dict)
+    _found: dict[tuple[str, str], tuple[FoundConnections, np.ndarray]] = field(default_factory=dict)
     # plastic synapse model -> (projection, learning rate) that set its defaults (NEST keeps one setting per model)
     _model_rates: dict[str, tuple[str, float | None]] = field(default_factory=dict)
 
@@ -209,15 +210,96 @@ def _ids_of(ids: np.ndarray, index: np.ndarray) -> np.ndarray:
 
 
 # -- reading back ------------------------------------------------------------------------------------------------------
-def _connections(
-    built: BuiltNetwork, nest: Any, name: str, edges: np.ndarray, model: str, keys: list[str]
-) -> tuple[Any, np.ndarray, dict[str, Any]]:
-    """This rank's connections of ``model`` of projection ``name``, the index of the edge each one is (into the
-    projection's arrays) and their values ``keys``; every connection found must be one of ``edges`` (checked)."""
+# NEST 3.10's source and target filters of GetConnections grow slower with every kernel with devices that a process
+# has made (per requested node, a pass over every device it ever created: 0.009 -> 0.056 s for 600 sources after 120
+# small kernels), which a long-lived process (a Trainer's many blocks, v1_control.py over seeds, a test session)
+# pays at every build; the query by synapse model alone does not slow. A projection's connections are therefore
+# found among its model's and held as the contiguous runs (slices, PyNEST's public indexing) they form there: NEST
+# keeps a thread's connections of one model sorted by source, so projections that share a model but not a source
+# population form one run per thread. Where they interleave (a shared source population: more than MAX_RUNS runs),
+# the model's connections are read whole and the projection's picked out; writing then sets the others' values
+# back unchanged.
+MAX_RUNS = 64
+
+
+@dataclass
+class FoundConnections:
+    """This rank's connections of one projection and model: runs of PyNEST SynapseCollections (in their order), or
+    with ``among`` one collection of which the projection's connections are those marked True."""
+
+    runs: list[Any]
+    among: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.among.sum()) if self.among is not None else sum(len(r) for r in self.runs)
+
+    def get(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """``keys`` of every connection, one array per key in run order."""
+        parts = [connections.read(run, keys) for run in self.runs]
+        if self.among is not None:
+            parts = [{k: v[self.among] for k, v in parts[0].items()}]
+        return {k: np.concatenate([p[k] for p in parts]) for k in keys} if parts else {}
+
+    def set(self, values: dict[str, np.ndarray], serial: bool) -> None:
+        """Set one array of values per key, in run order (``serial``: see :func:`connections.write`)."""
+        if self.among is not None:
+            whole = connections.read(self.runs[0], list(values))
+            for k, v in values.items():
+                whole[k][self.among] = v
+            connections.write(self.runs[0], whole, serial)
+            return
+        start = 0
+        for run in self.runs:
+            stop = start + len(run)
+            connections.write(run, {k: np.asarray(v)[start:stop] for k, v in values.items()}, serial)
+            start = stop
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of the runs of True in ``mask``."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.view(np.int8), [0]))))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def _member(ids: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """Whether each of ``ids`` is one of ``of`` (a range test where ``of`` is contiguous, as nest.Create makes)."""
+    if of.size and of[-1] - of[0] + 1 == of.size:
+        return (ids >= of[0]) & (ids <= of[-1])
+    return np.isin(ids, of)
+
+
+def _find_model(built: BuiltNetwork, nest: Any, model: str, keys: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Find, once per build, this rank's connections of every projection with plastic edges of ``model``, in one
+    pass over the model's connections that also reads ``keys``: each projection's values of ``keys``, in the order
+    of its connections (the pass over NEST's status dictionaries costs the same for any number of keys)."""
+    everything = nest.GetConnections(synapse_model=model)
+    d = connections.read(everything, ["source", "target", *keys])
+    src, tgt = d["source"].astype(np.int64), d["target"].astype(np.int64)
+    out = {}
+    for name, groups in built.plastic_groups.items():
+        for edges, group_model, _ in groups:
+            if group_model != model:
+                continue
+            proj = built.spec.projections[name]
+            mine = _member(src, built.ids[proj.source]) & _member(tgt, built.ids[proj.target])
+            runs = _runs(mine)
+            if mine.all():
+                found = FoundConnections([everything] if len(everything) else [])
+            elif len(runs) > MAX_RUNS:
+                found = FoundConnections([everything], mine)
+            else:
+                found = FoundConnections([everything[a:b] for a, b in runs])
+            built._found[(name, model)] = (found, _edge_rows(built, name, edges, model, src[mine], tgt[mine]))
+            out[name] = {k: d[k][mine] for k in keys}
+    return out
+
+
+def _edge_rows(
+    built: BuiltNetwork, name: str, edges: np.ndarray, model: str, src: np.ndarray, tgt: np.ndarray
+) -> np.ndarray:
+    """The edge (index into projection ``name``'s arrays) that each connection ``src`` -> ``tgt`` (global ids) is;
+    every connection must be one of ``edges`` (checked)."""
     proj = built.spec.projections[name]
-    if (name, model) in built._found:
-        conns, rows = built._found[(name, model)]
-        return conns, rows, _values(conns, keys) if rows.size else {}
     width = int(built.ids[proj.target].max()) + 1
     pre = built.ids[proj.source][np.asarray(proj.sources, np.int64)[edges]]
     post = built.ids[proj.target][np.asarray(proj.targets, np.int64)[edges]]
@@ -226,31 +308,31 @@ def _connections(
     sorted_keys = wanted[order]
     if sorted_keys.size > 1 and np.any(sorted_keys[1:] == sorted_keys[:-1]):
         raise SpecError("two plastic edges of one projection join the same two neurons: they cannot be told apart")
-    # filtering by source population and model is fast; NEST's filter by targets is slow for large populations and
-    # needed only where another projection from the same population uses the same model
-    conns = nest.GetConnections(built.nodes[proj.source], synapse_model=model)
-    d = _values(conns, ["source", "target", *keys])
-    targets = np.asarray(d.get("target", []), np.int64)
-    if targets.size and not np.all(np.isin(targets, built.ids[proj.target])):
-        conns = nest.GetConnections(built.nodes[proj.source], built.nodes[proj.target], synapse_model=model)
-        d = _values(conns, ["source", "target", *keys])
-    if len(conns) == 0:
-        built._found[(name, model)] = (conns, np.zeros(0, np.int64))
-        return conns, np.zeros(0, np.int64), {}
-    got = np.asarray(d["source"], np.int64) * width + np.asarray(d["target"], np.int64)
+    if not src.size:
+        return np.zeros(0, np.int64)
+    got = src * width + tgt
     pos = np.minimum(np.searchsorted(sorted_keys, got), sorted_keys.size - 1)
     if not np.all(sorted_keys[pos] == got):
         raise SpecError(f"projection {name!r}: NEST holds {model} connections that are not its edges")
-    built._found[(name, model)] = (conns, edges[order[pos]])
-    return conns, edges[order[pos]], d
+    return edges[order[pos]]
 
 
-def _values(conns: Any, keys: list[str]) -> dict[str, list]:
-    """``conns.get(keys)`` as lists, also for a single connection (NEST then returns scalars)."""
-    if not keys or len(conns) == 0:
-        return {}
-    d = conns.get(keys)
-    return {k: [v] for k, v in d.items()} if len(conns) == 1 else d
+def _connections(
+    built: BuiltNetwork, nest: Any, names: list[str], model: str, keys: list[str]
+) -> dict[str, tuple[FoundConnections, np.ndarray, dict[str, np.ndarray]]]:
+    """For each projection of ``names`` (each with plastic edges of ``model``): this rank's connections of
+    ``model``, the edge each one is (index into the projection's arrays) and their values ``keys``. The first call
+    after a build finds every projection of the model at once (see MAX_RUNS); later ones read each projection's
+    own connections."""
+    fresh = {}
+    if any((name, model) not in built._found for name in names):
+        fresh = _find_model(built, nest, model, keys)
+    out = {}
+    for name in names:
+        conns, rows = built._found[(name, model)]
+        values = fresh[name] if name in fresh else (conns.get(keys) if rows.size and keys else {})
+        out[name] = (conns, rows, values)
+    return out
 
 
 # Adam's per-edge state as read_plastic names it -> the status key of nestgrad's synapses (NEST's eprop_synapse keeps
@@ -271,30 +353,46 @@ def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...
     """Values of projection ``name``'s edges in edge order, gathered over ranks: ``"weight"`` (static edges keep the
     spec's weight), Adam's moments ``"m"``, ``"v"`` (0 for static edges) and, for nestgrad's synapses only
     (:func:`keeps_adam_powers`), Adam's bias-correction powers ``"b1"``, ``"b2"`` (beta^t; 1 for static edges)."""
-    proj = built.spec.projections[name]
-    held = {k: np.zeros(proj.size) for k in keys}
-    plastic = np.zeros(proj.size, bool)
-    for edges, model, inline in built.plastic_groups.get(name, []):
-        if not inline and any(k in POWERS for k in keys):
-            raise SpecError(f"projection {name!r}: {model} keeps no Adam bias-correction powers (b1, b2) to read")
-        plastic[edges] = True
+    return read_projections(built, nest, [name], keys, comm)[name]
+
+
+def read_projections(
+    built: BuiltNetwork, nest: Any, names: list[str], keys: tuple[str, ...], comm: Any
+) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`read_plastic` for several projections at once: projections that share a synapse model are read in
+    one pass over NEST's connections where one at a time would take one each (right after a build)."""
+    held = {name: {k: np.zeros(built.spec.projections[name].size) for k in keys} for name in names}
+    plastic = {name: np.zeros(built.spec.projections[name].size, bool) for name in names}
+    by_model: dict[str, list[tuple[str, np.ndarray, bool]]] = {}
+    for name in names:
+        for edges, model, inline in built.plastic_groups.get(name, []):
+            if not inline and any(k in POWERS for k in keys):
+                raise SpecError(f"projection {name!r}: {model} keeps no Adam bias-correction powers (b1, b2) to read")
+            plastic[name][edges] = True
+            by_model.setdefault(model, []).append((name, edges, inline))
+    for model, groups in by_model.items():
+        inline = groups[0][2]  # a property of the model
         wanted = [k if k == "weight" else (INLINE_KEYS[k] if inline else "optimizer") for k in keys]
-        _, rows, d = _connections(built, nest, name, edges, model, sorted(set(wanted)))
-        if rows.size == 0:
-            continue
-        for k, key in zip(keys, wanted, strict=True):
-            if key == "optimizer":
-                held[k][rows] = np.array([o[k] for o in d["optimizer"]], float)
-            else:
-                held[k][rows] = np.asarray(d[key], float)
-    out = {}
-    for k, v in held.items():
-        total = comm.sum(v)  # each synapse lives on one rank
-        if k == "weight":
-            total = np.where(plastic, total, np.asarray(proj.weights, float))
-        elif k in POWERS:
-            total = np.where(plastic, total, 1.0)  # beta^0: no step taken
-        out[k] = total
+        found = _connections(built, nest, [name for name, _, _ in groups], model, sorted(set(wanted)))
+        for name, (_, rows, d) in found.items():
+            if rows.size == 0:
+                continue
+            for k, key in zip(keys, wanted, strict=True):
+                if key == "optimizer":
+                    held[name][k][rows] = np.array([o[k] for o in d["optimizer"]], float)
+                else:
+                    held[name][k][rows] = np.asarray(d[key], float)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name in names:
+        proj = built.spec.projections[name]
+        out[name] = {}
+        for k, v in held[name].items():
+            total = comm.sum(v)  # each synapse lives on one rank
+            if k == "weight":
+                total = np.where(plastic[name], total, np.asarray(proj.weights, float))
+            elif k in POWERS:
+                total = np.where(plastic[name], total, 1.0)  # beta^0: no step taken
+            out[name][k] = total
     return out
 
 
@@ -312,18 +410,16 @@ def write_adam_moments(
     if powers is not None and not keeps_adam_powers(built, name):
         raise SpecError(f"projection {name!r}: its synapse model keeps no Adam bias-correction powers to write")
     serial = int(nest.num_processes) == 1
-    for edges, model, inline in built.plastic_groups.get(name, []):
-        conns, rows, _ = _connections(built, nest, name, edges, model, [])
+    for _, model, inline in built.plastic_groups.get(name, []):
+        conns, rows, _ = _connections(built, nest, [name], model, [])[name]
         if rows.size == 0:
             continue
-        if not inline:
-            conns.set([{"optimizer": {"m": float(a), "v": float(b)}} for a, b in zip(m[rows], v[rows], strict=True)])
+        if not inline:  # NEST's eprop_synapse: a dictionary per connection (a list of them is no parameter value)
+            optimizer = np.empty(rows.size, object)
+            optimizer[:] = [{"m": float(a), "v": float(b)} for a, b in zip(m[rows], v[rows], strict=True)]
+            conns.set({"optimizer": optimizer}, serial=False)
             continue
         values = {"adam_m": m[rows], "adam_v": v[rows]}
         if powers is not None:
             values |= {"adam_beta_1_power": powers[0][rows], "adam_beta_2_power": powers[1][rows]}
-        if serial:  # one list per key: fast (not supported by NEST under MPI)
-            conns.set({key: value.tolist() for key, value in values.items()})
-        else:
-            keys = list(values)
-            conns.set([dict(zip(keys, map(float, row), strict=True)) for row in zip(*values.values(), strict=True)])
+        conns.set(values, serial)

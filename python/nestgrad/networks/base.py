@@ -207,9 +207,8 @@ class SpecLearner:
     def read_weights(self, nest: Any) -> dict[str, np.ndarray]:
         from nestgrad.nest_engine import wiring
 
-        out = {name: wiring.read_plastic(self.built, nest, name, ("weight",), self.comm)["weight"]
-               for name in self.trainable()}  # fmt: skip
-        return out | {"feedback": self._feedback.copy()}
+        read = wiring.read_projections(self.built, nest, list(self.trainable()), ("weight",), self.comm)
+        return {name: values["weight"] for name, values in read.items()} | {"feedback": self._feedback.copy()}
 
     def read_optimizer_state(self, nest: Any) -> dict[str, np.ndarray]:
         """Adam's state per trainable projection, edge order: the moments ``m_<name>``, ``v_<name>`` (0 for static
@@ -221,13 +220,15 @@ class SpecLearner:
 
         if self.optimizer.type != OptimizerType.ADAM:
             return {}
-        state = {}
+        by_keys: dict[tuple[str, ...], list[str]] = {}  # projections with the same state are read together
         for name in self.trainable():
-            if not self.built.plastic_groups.get(name):
-                continue
-            keys = ("m", "v", "b1", "b2") if wiring.keeps_adam_powers(self.built, name) else ("m", "v")
-            values = wiring.read_plastic(self.built, nest, name, keys, self.comm)
-            state |= {f"{k}_{name}": values[k] for k in keys}
+            if self.built.plastic_groups.get(name):
+                keys = ("m", "v", "b1", "b2") if wiring.keeps_adam_powers(self.built, name) else ("m", "v")
+                by_keys.setdefault(keys, []).append(name)
+        state = {}
+        for keys, names in by_keys.items():
+            for name, values in wiring.read_projections(self.built, nest, names, keys, self.comm).items():
+                state |= {f"{k}_{name}": values[k] for k in keys}
         return state
 
     def write_optimizer_state(self, nest: Any, state: dict[str, np.ndarray]) -> None:

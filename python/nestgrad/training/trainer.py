@@ -298,8 +298,11 @@ class Trainer:
             result["accuracy_per_task"] = {}
             for name in task_trials[0]:
                 trials = sum(c[name] for c in task_trials)
+                # each batch's count of right trials, an integer that its fraction times its trials gives back exactly
                 right = sum(
-                    m[f"accuracy_{name}"] * c[name] for m, c in zip(per_batch, task_trials, strict=True) if c[name]
+                    round(m[f"accuracy_{name}"] * c[name])
+                    for m, c in zip(per_batch, task_trials, strict=True)
+                    if c[name]
                 )
                 result["accuracy_per_task"][name] = {"accuracy": right / trials if trials else None, "trials": trials}
             for m in per_batch:  # a task without trials in a batch: null, not NaN (evaluation.json stays strict JSON)
