@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import sys
 import time
@@ -225,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
             # those the evaluation scored (the batches' TaskReadouts), not guessed from the metrics' names
             tasks = list(run.get("test_accuracy_per_task", {}))
             if tasks:
-                run["training_accuracy_per_task"] = {t: [h[f"accuracy_{t}"] for h in history] for t in tasks}
+                # (NaN where a resumed run's earlier history has no per-task metric)
+                run["training_accuracy_per_task"] = {t: [h.get(f"accuracy_{t}", math.nan) for h in history]
+                                                     for t in tasks}  # fmt: skip
             run_path.write_text(json.dumps(run, indent=2))
             reached = run["examples_to_criterion"]
             print(

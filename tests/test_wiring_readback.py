@@ -41,20 +41,30 @@ def _state(spec: NetworkSpec, name: str, seed: int) -> dict[str, np.ndarray]:
     return {"m": rng.normal(size=n), "v": rng.random(n), "b1": rng.uniform(0.5, 1.0, n), "b2": rng.uniform(0.9, 1, n)}
 
 
-def _round_trip(nest, spec: NetworkSpec) -> tuple[wiring.BuiltNetwork, dict[str, dict[str, np.ndarray]]]:
+def _round_trip(
+    nest, spec: NetworkSpec, together: bool = False
+) -> tuple[wiring.BuiltNetwork, dict[str, dict[str, np.ndarray]]]:
+    """Write Adam's state, simulate, read it back: one projection at a time, or ``together`` (write_adam_state,
+    read_projections)."""
     nest.resolution = spec.resolution
     built = wiring.build(nest, spec)
     comm = SerialCommunicator()
     written = {}
     powers = all(wiring.keeps_adam_powers(built, name) for name in spec.projections)  # NEST's eprop_synapse: no
     keys = KEYS if powers else KEYS[:3]
+    moments = {}
     for k, name in enumerate(spec.projections):
         state = written[name] = _state(spec, name, k)
-        wiring.write_adam_moments(
-            built, nest, name, state["m"], state["v"], (state["b1"], state["b2"]) if powers else None
-        )
-    nest.Simulate(5.0)  # NEST sorts the connections by source: the runs found before must still be the same edges
-    read = {name: wiring.read_plastic(built, nest, name, keys, comm) for name in spec.projections}
+        moments[name] = (state["m"], state["v"], (state["b1"], state["b2"]) if powers else None)
+        if not together:
+            wiring.write_adam_moments(built, nest, name, *moments[name])
+    if together:
+        wiring.write_adam_state(built, nest, moments)
+    nest.Simulate(5.0)  # the connections found before must still be the same edges after simulating
+    if together:
+        read = wiring.read_projections(built, nest, list(spec.projections), keys, comm)
+    else:
+        read = {name: wiring.read_plastic(built, nest, name, keys, comm) for name in spec.projections}
     for name, proj in spec.projections.items():
         plastic = proj.plastic_mask()
         np.testing.assert_array_equal(read[name]["weight"], proj.weights)  # eta would move them only at a step
@@ -86,10 +96,14 @@ def test_interleaved_projections_are_read_and_written_through_a_mask_with_the_sa
     nestgrad.install()
     monkeypatch.setattr(wiring, "MAX_RUNS", 0)
     built, filtered = _round_trip(nest_kernel, spec)
+    nest_kernel.ResetKernel()
+    nestgrad.install()
+    _, together = _round_trip(nest_kernel, spec, together=True)  # one pass over the model for all of them
     assert all(built._found[(name, model)][0].among is not None for name in spec.projections)
     for name in spec.projections:
         for key in by_runs[name]:
             np.testing.assert_array_equal(filtered[name][key], by_runs[name][key])
+            np.testing.assert_array_equal(together[name][key], by_runs[name][key])
 
 
 def test_projections_read_together_equal_projections_read_one_at_a_time(nest_kernel):
@@ -144,12 +158,13 @@ def test_connection_values_are_read_and_written_a_slice_at_a_time(nest_kernel, c
     for key, values in whole.items():
         assert got[key].tolist() == list(values), key
     assert got["source"].dtype == np.int64 and got["weight"].dtype == np.float64
-    for serial in (True, False):  # one list per key; one dictionary per connection (PyNEST's form under MPI)
-        new = np.linspace(-1.0, 1.0, 9) + serial
-        connections.write(conns, {"weight": new, "delay": np.full(9, 2.0)}, serial, chunk)
-        assert conns.get("weight") == new.tolist() and conns.get("delay") == [2.0] * 9
+    new = np.linspace(-1.0, 1.0, 9)
+    connections.write(conns, {"weight": new, "delay": np.full(9, 2.0)}, chunk)
+    assert conns.get("weight") == new.tolist() and conns.get("delay") == [2.0] * 9
     with pytest.raises(ValueError, match="weight: 8 values for 9 connections"):
-        connections.write(conns, {"weight": np.zeros(8)}, True, chunk)
+        connections.write(conns, {"weight": np.zeros(8)}, chunk)
+    twice = connections.read(conns, ["weight", "weight"], chunk)  # a key asked for twice is read once
+    assert twice["weight"].tolist() == new.tolist()
     one = connections.read(conns[4:5], ["weight"], chunk)  # NEST answers a single connection with scalars
     assert one["weight"].tolist() == [conns.get("weight")[4]]
     none = connections.read(nest.GetConnections(synapse_model="stdp_synapse"), ["weight"], chunk)

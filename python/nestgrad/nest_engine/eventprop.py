@@ -611,9 +611,9 @@ def _ranked(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _index_keys(built: BuiltEventprop, reverse: bool) -> list[str]:
-    """The connection keys :func:`_edge_index` matches edges by."""
-    return ["source", "target", "forward_receptor" if reverse else "receptor"] if "glif3" in built.cnet.kind else [
-        "source", "target"]  # fmt: skip
+    """The connection keys :func:`_edge_index` matches edges by: source, target and, in glif3 networks, the port."""
+    ports = ["forward_receptor" if reverse else "receptor"] if "glif3" in built.cnet.kind else []
+    return ["source", "target", *ports]
 
 
 def _edge_index(built: BuiltEventprop, found: dict[str, np.ndarray], reverse: bool, edges: np.ndarray) -> np.ndarray:
@@ -625,13 +625,13 @@ def _edge_index(built: BuiltEventprop, found: dict[str, np.ndarray], reverse: bo
     (source, target, port, rank) rows together (a loop over the edges took ~5 s per million edges)."""
     ids = np.asarray(built.nodes.tolist())
     cnet = built.cnet
-    ports = "glif3" in cnet.kind
-    port_key = "forward_receptor" if reverse else "receptor"
+    by = _index_keys(built, reverse)
+    ports = len(by) == 3
     index = np.full(len(edges), -1, dtype=np.int64)
     if not found["source"].size or not len(edges):
         return index
     src_l, tgt_l = found["source"], found["target"]
-    port_l = found[port_key] if ports else np.zeros(len(src_l), int)
+    port_l = found[by[2]] if ports else np.zeros(len(src_l), int)
     conn_keys = np.column_stack([src_l, tgt_l, port_l]).astype(np.int64)
     is_glif3 = np.array([k == "glif3" for k in cnet.kind], bool)
     edges = np.asarray(edges, np.int64)
@@ -689,7 +689,6 @@ def read_edges(
 def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
     """Set per-edge values in edge order (e.g. Adam's moments ``adam_m``, ``adam_v`` of a checkpoint) on both copies
     of every edge, so that forward and reverse connections stay equal; every rank sets the connections it holds."""
-    serial = int(built.nest.num_processes) == 1
     for reverse in (False, True):
         for group in built.groups:
             conns = built.nest.GetConnections(synapse_model=group.reverse_model if reverse else group.model)
@@ -704,7 +703,7 @@ def write_edges(built: BuiltEventprop, values: dict[str, np.ndarray]) -> None:
             for key, v in values.items():
                 update[key] = d[key].astype(float)
                 update[key][rows] = np.asarray(v, float)[edges]
-            connections.write(conns, update, serial)
+            connections.write(conns, update)
 
 
 def discard_batch(built: BuiltEventprop) -> None:
@@ -728,13 +727,14 @@ def add_to_weights_into(built: BuiltEventprop, targets: np.ndarray, delta: float
         return
     into = np.isin(built.cnet.tgt, targets)
     at = built.nodes[targets.tolist()]
-    serial = int(built.nest.num_processes) == 1
     for reverse in (False, True):
         for group in built.groups:
             edges = group.edges[into[group.edges]]
             if not len(edges):
                 continue
             model = group.reverse_model if reverse else group.model
+            # NEST's filters (slower in a long-lived process, see wiring.py): still cheaper than a pass over every
+            # connection of the model for the few neurons this is called for
             conns = built.nest.GetConnections(source=at, synapse_model=model) if reverse else (
                 built.nest.GetConnections(target=at, synapse_model=model))  # fmt: skip
             if not len(conns):
@@ -744,7 +744,7 @@ def add_to_weights_into(built: BuiltEventprop, targets: np.ndarray, delta: float
             rows = index[index >= 0]
             weights = d["weight"].astype(float)
             weights[rows] = weights[rows] + delta
-            connections.write(conns, {"weight": weights}, serial)
+            connections.write(conns, {"weight": weights})
 
 
 def gather_nodes(

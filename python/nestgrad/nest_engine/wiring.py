@@ -216,42 +216,32 @@ def _ids_of(ids: np.ndarray, index: np.ndarray) -> np.ndarray:
 # pays at every build; the query by synapse model alone does not slow. A projection's connections are therefore
 # found among its model's and held as the contiguous runs (slices, PyNEST's public indexing) they form there: NEST
 # keeps a thread's connections of one model sorted by source, so projections that share a model but not a source
-# population form one run per thread. Where they interleave (a shared source population: more than MAX_RUNS runs),
-# the model's connections are read whole and the projection's picked out; writing then sets the others' values
-# back unchanged.
+# population form one run per thread. Where they interleave (a shared source population: more than MAX_RUNS runs,
+# e.g. the classic network's rec_rec and rec_out on eprop_synapse), each read or write passes over all the model's
+# connections once for all its interleaved projections asked for together (read_projections, write_adam_state),
+# and a write sets the other projections' values back unchanged.
 MAX_RUNS = 64
 
 
 @dataclass
 class FoundConnections:
     """This rank's connections of one projection and model: runs of PyNEST SynapseCollections (in their order), or
-    with ``among`` one collection of which the projection's connections are those marked True."""
+    with ``among`` one collection (all the model's connections) of which the projection's are those marked True."""
 
     runs: list[Any]
     among: np.ndarray | None = None
 
-    def __len__(self) -> int:
-        return int(self.among.sum()) if self.among is not None else sum(len(r) for r in self.runs)
-
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """``keys`` of every connection, one array per key in run order."""
+        """``keys`` of the connections of runs, one array per key in run order."""
         parts = [connections.read(run, keys) for run in self.runs]
-        if self.among is not None:
-            parts = [{k: v[self.among] for k, v in parts[0].items()}]
         return {k: np.concatenate([p[k] for p in parts]) for k in keys} if parts else {}
 
-    def set(self, values: dict[str, np.ndarray], serial: bool) -> None:
-        """Set one array of values per key, in run order (``serial``: see :func:`connections.write`)."""
-        if self.among is not None:
-            whole = connections.read(self.runs[0], list(values))
-            for k, v in values.items():
-                whole[k][self.among] = v
-            connections.write(self.runs[0], whole, serial)
-            return
+    def set(self, values: dict[str, np.ndarray]) -> None:
+        """Set one array of values per key on the connections of runs, in run order."""
         start = 0
         for run in self.runs:
             stop = start + len(run)
-            connections.write(run, {k: np.asarray(v)[start:stop] for k, v in values.items()}, serial)
+            connections.write(run, {k: np.asarray(v)[start:stop] for k, v in values.items()})
             start = stop
 
 
@@ -322,15 +312,24 @@ def _connections(
 ) -> dict[str, tuple[FoundConnections, np.ndarray, dict[str, np.ndarray]]]:
     """For each projection of ``names`` (each with plastic edges of ``model``): this rank's connections of
     ``model``, the edge each one is (index into the projection's arrays) and their values ``keys``. The first call
-    after a build finds every projection of the model at once (see MAX_RUNS); later ones read each projection's
-    own connections."""
+    after a build finds every projection of the model at once, and checks them all (see MAX_RUNS); later ones read
+    each projection's runs, and the interleaved projections of ``names`` in one pass over the model."""
     fresh = {}
     if any((name, model) not in built._found for name in names):
         fresh = _find_model(built, nest, model, keys)
     out = {}
+    whole: dict[str, np.ndarray] | None = None
     for name in names:
         conns, rows = built._found[(name, model)]
-        values = fresh[name] if name in fresh else (conns.get(keys) if rows.size and keys else {})
+        if name in fresh:
+            values = fresh[name]
+        elif not (rows.size and keys):
+            values = {}
+        elif conns.among is not None:  # every interleaved projection of the model holds the same collection
+            whole = connections.read(conns.runs[0], keys) if whole is None else whole
+            values = {k: v[conns.among] for k, v in whole.items()}
+        else:
+            values = conns.get(keys)
         out[name] = (conns, rows, values)
     return out
 
@@ -352,7 +351,9 @@ def keeps_adam_powers(built: BuiltNetwork, name: str) -> bool:
 def read_plastic(built: BuiltNetwork, nest: Any, name: str, keys: tuple[str, ...], comm: Any) -> dict[str, np.ndarray]:
     """Values of projection ``name``'s edges in edge order, gathered over ranks: ``"weight"`` (static edges keep the
     spec's weight), Adam's moments ``"m"``, ``"v"`` (0 for static edges) and, for nestgrad's synapses only
-    (:func:`keeps_adam_powers`), Adam's bias-correction powers ``"b1"``, ``"b2"`` (beta^t; 1 for static edges)."""
+    (:func:`keeps_adam_powers`), Adam's bias-correction powers ``"b1"``, ``"b2"`` (beta^t; 1 for static edges).
+    The first read after a build finds and checks every projection of the same synapse models: an error may name
+    another projection."""
     return read_projections(built, nest, [name], keys, comm)[name]
 
 
@@ -407,19 +408,57 @@ def write_adam_moments(
     """Give projection ``name``'s plastic edges Adam's moments ``m``, ``v`` (edge order), on the rank holding each,
     and with ``powers`` = (beta_1^t, beta_2^t) per edge also the bias-correction powers, so that Adam continues at
     step t instead of restarting at t = 0 (only nestgrad's synapses keep them: :func:`keeps_adam_powers`)."""
-    if powers is not None and not keeps_adam_powers(built, name):
-        raise SpecError(f"projection {name!r}: its synapse model keeps no Adam bias-correction powers to write")
-    serial = int(nest.num_processes) == 1
-    for _, model, inline in built.plastic_groups.get(name, []):
-        conns, rows, _ = _connections(built, nest, [name], model, [])[name]
-        if rows.size == 0:
-            continue
-        if not inline:  # NEST's eprop_synapse: a dictionary per connection (a list of them is no parameter value)
-            optimizer = np.empty(rows.size, object)
-            optimizer[:] = [{"m": float(a), "v": float(b)} for a, b in zip(m[rows], v[rows], strict=True)]
-            conns.set({"optimizer": optimizer}, serial=False)
-            continue
-        values = {"adam_m": m[rows], "adam_v": v[rows]}
-        if powers is not None:
-            values |= {"adam_beta_1_power": powers[0][rows], "adam_beta_2_power": powers[1][rows]}
-        conns.set(values, serial)
+    write_adam_state(built, nest, {name: (m, v, powers)})
+
+
+def write_adam_state(
+    built: BuiltNetwork,
+    nest: Any,
+    state: dict[str, tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]],
+) -> None:
+    """:func:`write_adam_moments` for several projections at once (projection -> (m, v, powers or None)): the
+    interleaved projections of one synapse model are written in one pass over the model's connections."""
+    for name, (_, _, powers) in state.items():
+        if powers is not None and not keeps_adam_powers(built, name):
+            raise SpecError(f"projection {name!r}: its synapse model keeps no Adam bias-correction powers to write")
+    by_model: dict[str, tuple[bool, list[str]]] = {}
+    for name in state:
+        for _, model, inline in built.plastic_groups.get(name, []):
+            by_model.setdefault(model, (inline, []))[1].append(name)
+    for model, (inline, names) in by_model.items():
+        masked: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []  # interleaved projections: (mask, values)
+        whole = None  # their common collection: all the model's connections
+        for name, (conns, rows, _) in _connections(built, nest, names, model, []).items():
+            if rows.size == 0:
+                continue
+            values = _adam_values(rows, *state[name], inline)
+            if conns.among is None:
+                conns.set(values)
+            else:
+                masked.append((conns.among, values))
+                whole = conns.runs[0]
+        if masked:
+            current = connections.read(whole, sorted({k for _, values in masked for k in values}))
+            for among, values in masked:
+                for k, value in values.items():
+                    current[k][among] = value
+            connections.write(whole, current)
+
+
+def _adam_values(
+    rows: np.ndarray,
+    m: np.ndarray,
+    v: np.ndarray,
+    powers: tuple[np.ndarray, np.ndarray] | None,
+    inline: bool,
+) -> dict[str, np.ndarray]:
+    """The status values that give the connections of edges ``rows`` Adam's state (``inline``: nestgrad's synapse
+    keys; else NEST's eprop_synapse, whose ``optimizer`` is a dictionary per connection)."""
+    if not inline:
+        optimizer = np.empty(rows.size, object)
+        optimizer[:] = [{"m": float(a), "v": float(b)} for a, b in zip(m[rows], v[rows], strict=True)]
+        return {"optimizer": optimizer}
+    values = {"adam_m": m[rows], "adam_v": v[rows]}
+    if powers is not None:
+        values |= {"adam_beta_1_power": powers[0][rows], "adam_beta_2_power": powers[1][rows]}
+    return values

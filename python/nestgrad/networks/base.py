@@ -220,7 +220,8 @@ class SpecLearner:
 
         if self.optimizer.type != OptimizerType.ADAM:
             return {}
-        by_keys: dict[tuple[str, ...], list[str]] = {}  # projections with the same state are read together
+        # projections with the same state are read together: interleaved ones of one model in one pass over it
+        by_keys: dict[tuple[str, ...], list[str]] = {}
         for name in self.trainable():
             if self.built.plastic_groups.get(name):
                 keys = ("m", "v", "b1", "b2") if wiring.keeps_adam_powers(self.built, name) else ("m", "v")
@@ -236,10 +237,12 @@ class SpecLearner:
         were kept) leaves them at 1: the bias correction then restarts at t = 0, as it did."""
         from nestgrad.nest_engine import wiring
 
+        moments = {}
         for name in self.trainable():
             if f"m_{name}" not in state:
                 continue
             powers = None
             if f"b1_{name}" in state and wiring.keeps_adam_powers(self.built, name):
                 powers = (np.asarray(state[f"b1_{name}"]), np.asarray(state[f"b2_{name}"]))
-            wiring.write_adam_moments(self.built, nest, name, state[f"m_{name}"], state[f"v_{name}"], powers)
+            moments[name] = (np.asarray(state[f"m_{name}"]), np.asarray(state[f"v_{name}"]), powers)
+        wiring.write_adam_state(self.built, nest, moments)  # projections that share a model: one pass over it
