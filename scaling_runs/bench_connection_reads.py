@@ -26,18 +26,13 @@ import subprocess
 import sys
 import time
 
+from process_memory import reset_peak, status_kb
+
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 KEYS = ["source", "target", "weight", "delay"]
 MODES = ("pynest", "per_key", "chunked")
 IN_DEGREE = 500
-
-
-def _status_kb(key: str) -> int:
-    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
 
 
 def run_case(n_connections: int, mode: str) -> dict:
@@ -51,8 +46,8 @@ def run_case(n_connections: int, mode: str) -> dict:
     nodes = nest.Create("iaf_psc_alpha", max(n_connections // IN_DEGREE, 1))
     nest.Connect(nodes, nodes, {"rule": "fixed_indegree", "indegree": IN_DEGREE}, {"weight": nest.random.normal(0, 1)})
     conns = nest.GetConnections()
-    pathlib.Path("/proc/self/clear_refs").write_text("5")  # reset the high-water mark to the current size
-    rss0 = _status_kb("VmRSS")
+    reset_peak()
+    rss0 = status_kb("VmRSS")
     t0 = time.perf_counter()
     if mode == "pynest":
         values = {k: np.asarray(v) for k, v in conns.get(KEYS).items()}
@@ -61,7 +56,7 @@ def run_case(n_connections: int, mode: str) -> dict:
     else:
         values = connections.read(conns, KEYS)
     seconds = time.perf_counter() - t0
-    peak = _status_kb("VmHWM") - rss0
+    peak = status_kb("VmHWM") - rss0
     n = len(conns)
     assert all(v.shape == (n,) for v in values.values())
     checksum = float(values["weight"].sum())

@@ -40,18 +40,12 @@ import subprocess
 import sys
 import time
 
+from process_memory import status_kb
+
 HERE = pathlib.Path(__file__).resolve().parent
 
 
 # -- worker: one case in this process -------------------------------------------------------------------------------
-def _rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmRSS not found")
-
-
 def run_case(case: dict) -> dict:
     import nest
     import numpy as np
@@ -90,18 +84,18 @@ def run_case(case: dict) -> dict:
             mask[j, pre + (pre >= j)] = True  # no autapses
         masks = {"in_rec": np.ones((n_rec, task.n_in), bool), "rec_rec": mask, "rec_out": np.ones((1, n_rec), bool)}
         w["rec_rec"] *= np.sqrt(n_rec / indegree)  # same input variance as the dense network
-    rss0 = _rss_bytes()
+    rss0 = status_kb("VmRSS") * 1024
     t0 = time.perf_counter()
     net.build(nest, w, record_neurons=n_rec, plastic=variant != "static", masks=masks)
     build_s = time.perf_counter() - t0
     n_syn = nest.num_connections
-    rss_built = _rss_bytes()
+    rss_built = status_kb("VmRSS") * 1024
 
     iterations = case["iterations"]
     batches = [task.batch(k) for k in range(iterations + 1)]
     timing = _time_with_closed_windows if case.get("close") else time_iterations
     times = timing(nest, net, batches)
-    rss_end = _rss_bytes()
+    rss_end = status_kb("VmRSS") * 1024
     # the rate of the timed iterations (not the pulses of _time_with_closed_windows)
     spike_times = np.asarray(net.built.devices.spike_recorder.get("events", "times"))
     t_begin = net.lead_in_ms() + batches[0].steps

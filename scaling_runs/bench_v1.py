@@ -39,16 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-
-def _status_mb(field: str) -> float:
-    """A memory field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident) in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
+from process_memory import status_mb
 
 # the task of every case: the orientation task through the LGN, trials of 200 ms that end with the response window
 # (150-200 ms), so that an EventProp trial (which ends there) and a static or e-prop trial are the same 200 ms
@@ -103,11 +94,11 @@ def run_case(n: int, threads: int, bio_ms: float, column: str = "default") -> di
         fresh_kernel(1.0, threads)
         if synapse:
             net.plastic_model = synapse  # gradient_algorithm "step" or "event"
-        rss0 = _status_mb("VmRSS")
+        rss0 = status_mb("VmRSS")
         t0 = time.perf_counter()
         net.build(nest, weights, record_neurons=0, plastic=plastic)
         t_build = time.perf_counter() - t0
-        rss1 = _status_mb("VmRSS")
+        rss1 = status_mb("VmRSS")
         recorder = nest.Create("spike_recorder")  # V1 spikes: the cost scales with them
         nest.Connect(net.neurons, recorder)
         net.load_segment(nest, [batch])
@@ -122,7 +113,7 @@ def run_case(n: int, threads: int, bio_ms: float, column: str = "default") -> di
         out[f"{key}_spikes_per_bio_s"] = (int(recorder.n_events) - before) / out["bio_s"]
         # every connection NEST holds (devices too), the recorder's left out
         out[f"{key}_connections"] = int(nest.num_connections) - len(nest.GetConnections(target=recorder))
-    out["peak_mb"] = _status_mb("VmHWM")
+    out["peak_mb"] = status_mb("VmHWM")
     return out
 
 
@@ -159,7 +150,7 @@ class PhaseTimer:
 
     def Simulate(self, ms: float) -> None:  # noqa: N802 (NEST's name)
         if math.isnan(self.first_call):
-            self.first_call, self.rss_at_first_call = time.perf_counter(), _status_mb("VmRSS")
+            self.first_call, self.rss_at_first_call = time.perf_counter(), status_mb("VmRSS")
         h = self.layout().resolution
         end = self.now + ms
         for cut, phase in self._cuts():
@@ -197,11 +188,11 @@ def run_eventprop_case(n: int, threads: int, bio_ms: float) -> dict:
     fresh_kernel(1.0, threads)  # the learner builds with the kernel's thread count
     learner.build(nest, learner.initial_weights(1), record_neurons=0)
     timer = PhaseTimer(nest, lambda: learner.built.layout)
-    rss0 = _status_mb("VmRSS")
+    rss0 = status_mb("VmRSS")
     t0 = time.perf_counter()
     runs = learner.simulate(timer, [batch], 1.0)
     _, record, _ = next(runs)
-    t_batch, peak_batch = time.perf_counter(), _status_mb("VmHWM")
+    t_batch, peak_batch = time.perf_counter(), status_mb("VmHWM")
     for _ in runs:  # the period that applies Adam's step, then weights and Adam's state read back
         pass
     t_end = time.perf_counter()
@@ -224,7 +215,7 @@ def run_eventprop_case(n: int, threads: int, bio_ms: float) -> dict:
         "connections": int(nest.GetKernelStatus("num_connections")),
         "spikes_per_bio_s": record.hidden_spikes / bio_s,
         "bytes_per_connection": (timer.rss_at_first_call - rss0) * 2**20 / int(nest.GetKernelStatus("num_connections")),
-        "peak_mb": _status_mb("VmHWM"),
+        "peak_mb": status_mb("VmHWM"),
         "peak_mb_before_readback": peak_batch,  # (the read back holds every connection's values in Python)
         "batch_s": t_batch - t0,
     }  # fmt: skip

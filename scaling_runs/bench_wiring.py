@@ -29,15 +29,10 @@ import pathlib
 import subprocess
 import sys
 
+from process_memory import reset_peak, status_kb
+
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
-
-
-def _status_kb(key: str) -> int:
-    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise KeyError(key)
 
 
 def run_case(case: dict) -> dict:
@@ -77,8 +72,8 @@ def run_case(case: dict) -> dict:
     nest.ResetKernel()
     nestgrad.install()
     nest.set(resolution=resolution, local_num_threads=case["threads"], print_time=False, rng_seed=55)
-    pathlib.Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident memory
-    rss0 = _status_kb("VmRSS")
+    reset_peak()
+    rss0 = status_kb("VmRSS")
     t0 = time.perf_counter()
     if case["kind"] == "microcircuit":
         mc.build(nest)
@@ -87,8 +82,8 @@ def run_case(case: dict) -> dict:
     seconds = time.perf_counter() - t0
     return {
         "build_s": seconds,
-        "build_peak_mb": (_status_kb("VmHWM") - rss0) / 1024.0,
-        "peak_mb": _status_kb("VmHWM") / 1024.0,
+        "build_peak_mb": (status_kb("VmHWM") - rss0) / 1024.0,
+        "peak_mb": status_kb("VmHWM") / 1024.0,
         "connections": int(nest.num_connections),
     }
 

@@ -106,6 +106,33 @@ def test_interleaved_projections_are_read_and_written_through_a_mask_with_the_sa
             np.testing.assert_array_equal(together[name][key], by_runs[name][key])
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_found_connections_get_and_set_act_on_their_own_projection_only(nest_kernel, monkeypatch, masked):
+    """FoundConnections.get/set called directly (not through the batched paths of wiring) read and write exactly the
+    projection's connections, in the same order, also where they are a mask over the whole model's."""
+    nest = nest_kernel
+    spec = _spec()
+    if masked:
+        monkeypatch.setattr(wiring, "MAX_RUNS", 0)
+    nest.resolution = spec.resolution
+    built = wiring.build(nest, spec)
+    wiring.read_projections(built, nest, list(spec.projections), ("weight",), SerialCommunicator())  # finds them
+    found = {name: built._found[(name, "eprop_event_synapse")][0] for name in spec.projections}
+    assert all((f.among is not None) == masked for f in found.values())
+    before = {name: f.get(["weight", "adam_m"]) for name, f in found.items()}
+    for name in spec.projections:
+        rows = built._found[(name, "eprop_event_synapse")][1]  # the edge each connection is
+        np.testing.assert_array_equal(before[name]["weight"], spec.projections[name].weights[rows])
+    new_m = np.arange(1.0, before["a_a"]["adam_m"].size + 1.0)
+    found["a_a"].set({"adam_m": new_m})
+    after = {name: f.get(["weight", "adam_m"]) for name, f in found.items()}
+    np.testing.assert_array_equal(after["a_a"]["adam_m"], new_m)
+    for name in spec.projections:
+        np.testing.assert_array_equal(after[name]["weight"], before[name]["weight"])
+        if name != "a_a":
+            np.testing.assert_array_equal(after[name]["adam_m"], before[name]["adam_m"])
+
+
 def test_projections_read_together_equal_projections_read_one_at_a_time(nest_kernel):
     """read_projections finds every projection of a model in one pass (right after a build); its values are
     read_plastic's, and the GetConnections queries it makes are by synapse model only."""

@@ -232,12 +232,23 @@ class FoundConnections:
     among: np.ndarray | None = None
 
     def get(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """``keys`` of the connections of runs, one array per key in run order."""
+        """``keys`` of this projection's connections, one array per key in connection order (masked: one pass over
+        all the model's connections; :func:`_connections` reads several masked projections in one)."""
+        if self.among is not None:
+            return {k: v[self.among] for k, v in connections.read(self.runs[0], keys).items()}
         parts = [connections.read(run, keys) for run in self.runs]
         return {k: np.concatenate([p[k] for p in parts]) for k in keys} if parts else {}
 
     def set(self, values: dict[str, np.ndarray]) -> None:
-        """Set one array of values per key on the connections of runs, in run order."""
+        """Set one array of values per key on this projection's connections, in connection order (masked: a
+        read-modify-write of all the model's connections that writes the other projections' values back unchanged;
+        :func:`write_adam_state` writes several masked projections in one)."""
+        if self.among is not None:
+            current = connections.read(self.runs[0], list(values))
+            for k, v in values.items():
+                current[k][self.among] = v
+            connections.write(self.runs[0], current)
+            return
         start = 0
         for run in self.runs:
             stop = start + len(run)
