@@ -232,6 +232,28 @@ def test_export_of_multisynapse_models_can_be_imported(model, nest_kernel, tmp_p
     assert sorted(zip(rec["receptor"], rec["weight"], strict=True)) == [(1, 1.0)] * 3 + [(2, 3.0)] * 6
 
 
+def test_export_of_parrots_fed_by_generators_carries_each_parrots_own_spike_times(nest_kernel, tmp_path):
+    """Parrots fed one to one by spike generators (wired in shuffled order, beside other connections into the
+    parrots' targets) export as virtual nodes with their own generator's spikes; a parrot without one is refused."""
+    nest = nest_kernel
+    times = [[1.0, 4.0], [2.0], [3.0, 5.0, 7.0]]
+    gens = nest.Create("spike_generator", 3, [{"spike_times": t} for t in times])
+    parrots = nest.Create("parrot_neuron", 3)
+    cells = nest.Create("iaf_psc_alpha", 2)
+    for g, p in ((2, 0), (0, 1), (1, 2)):  # parrot p repeats generator g
+        nest.Connect(gens[g], parrots[p], syn_spec={"delay": 1.0})
+    nest.Connect(parrots, cells, "all_to_all", {"weight": 2.0, "delay": 1.0})
+    nest.Connect(gens, cells, "all_to_all", {"weight": 1.0, "delay": 1.0})
+    config = sonata.export_sonata(tmp_path / "out", nest, {"inp": parrots, "cells": cells})
+    net = sonata.SonataNetwork.from_config(config)
+    spikes = net.inputs["inp"]
+    got = [sorted(t.tolist()) for t in spikes.trains(range(3))]
+    assert got == [times[2], times[0], times[1]]
+    lonely = nest.Create("parrot_neuron", 1)
+    with pytest.raises(ValueError, match="parrot neurons .* of 'alone' have no spike_generator input"):
+        sonata.export_sonata(tmp_path / "out2", nest, {"alone": parrots + lonely, "cells": cells})
+
+
 def test_export_is_runnable_by_bmtk_as_written(nest_kernel, tmp_path):
     """Every edge and node type of a real cell has a dynamics JSON (bmtk loads it), and the config has an output
     section inside the export folder (without one bmtk writes to, and first clears, the working directory)."""

@@ -1480,14 +1480,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _virtual_spikes(nest: Any, name: str, nc: Any, node_ids: np.ndarray) -> SpikeInput:
+def _virtual_spikes(nest: Any, name: str, nc: Any, node_ids: np.ndarray, every: dict[str, np.ndarray]) -> SpikeInput:
+    """The spike times of a population of spike generators, or of parrots fed one to one by generators (``every``:
+    source and target of all connections, read once by the caller instead of NEST's slow target filter)."""
     gids = np.asarray(nc.tolist())
     model = nc[0].get("model")
     if model == "spike_generator":
         gens = nc
     else:  # parrots: spike times come from the generators that feed them one to one
-        conns = nest.GetConnections(target=nc)
-        src, trg = np.atleast_1d(conns.get("source")), np.atleast_1d(conns.get("target"))
+        into = np.isin(every["target"], gids) if every else np.zeros(0, bool)
+        src, trg = (every["source"][into], every["target"][into]) if every else (into, into)
         feed = dict(zip(trg.tolist(), src.tolist(), strict=True))
         missing = [g for g in gids.tolist() if g not in feed]
         if missing:
@@ -1523,6 +1525,11 @@ def network_from_nest(
     ``run`` (the simulation config's run section) defaults to NEST's resolution as ``dt``.
     """
     net = SonataNetwork(run={"dt": nest.resolution, **(run or {})})
+    # every connection at once, split by population here: NEST's source and target filters grow slower with every
+    # kernel with devices that the process has made (PyNEST 3.10), an unfiltered GetConnections does not
+    everything = nest.GetConnections()
+    status_keys = ["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread", "port"]
+    every = connections.read(everything, status_keys) if len(everything) else {}
     gid_maps = {}
     for name, nc in populations.items():
         gids = np.asarray(nc.tolist(), dtype=np.int64)
@@ -1532,7 +1539,7 @@ def network_from_nest(
         if all(m in _VIRTUAL_MODELS for m in node_models):
             types = {100: {"node_type_id": 100, "model_type": "virtual"}}
             net.nodes[name] = NodePopulation(name, node_ids, np.full(len(gids), 100, dtype=np.int64), types, {100: {}})
-            net.inputs[name] = _virtual_spikes(nest, name, nc, node_ids)
+            net.inputs[name] = _virtual_spikes(nest, name, nc, node_ids, every)
             continue
         type_ids = np.zeros(len(gids), dtype=np.int64)
         types, type_dyn, per_node_dyn = {}, {}, {}
@@ -1559,11 +1566,6 @@ def network_from_nest(
                 next_type += 1
         net.nodes[name] = NodePopulation(name, node_ids, type_ids, types, type_dyn, dynamics=per_node_dyn)
 
-    # every connection at once, split by population here: NEST's source and target filters grow slower with every
-    # kernel with devices that the process has made (PyNEST 3.10), an unfiltered GetConnections does not
-    everything = nest.GetConnections()
-    status_keys = ["source", "target", "weight", "delay", "receptor", "synapse_model", "target_thread", "port"]
-    every = connections.read(everything, status_keys) if len(everything) else {}
     if every:  # the edges: from any population into a non-virtual one; their parameters read once, for all pairs
         sources = np.concatenate(list(gid_maps.values()))
         targets = np.concatenate([gid_maps[n] for n in populations if not net.nodes[n].is_virtual] or [sources[:0]])
