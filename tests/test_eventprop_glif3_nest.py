@@ -98,6 +98,32 @@ def test_glif3_nest_forward_equals_reference(case: str, threads: int) -> None:
         assert refr >= 5, f"{case}: only {refr} arrivals during refractoriness"
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_glif3_nest_many_arrivals_in_one_step_equal_reference(threads: int) -> None:
+    """Every input spikes four times within one 0.1-ms step, at the same times as the others, over equal delays: a
+    hidden neuron gets up to 64 arrivals in that step (beyond 32 the inbox orders them with std::stable_sort, below
+    with an insertion sort), many of them at equal times, whose order must not matter. Forward pass and gradients
+    equal the reference's."""
+    net, _ = glif3_net("recurrent", 3)
+    same_delay = {"in_hid1", "in_hid3"}  # all input edges: 1 ms, so that a burst arrives in one step
+    net = dataclasses.replace(
+        net,
+        projections=tuple(dataclasses.replace(q, delays=1.0) if q.name in same_delay else q for q in net.projections),
+    )
+    burst = np.array([5.01, 5.03, 5.05, 5.07, 12.02, 12.03, 12.08, 20.05])
+    into = np.zeros(net.populations[1].size, int)  # input edges per hidden neuron: x 4 arrivals in the step of 5 ms
+    for q in net.projections:
+        if q.name in same_delay:
+            np.add.at(into, q.targets, 1)
+    assert 4 * into.max() > 32, into
+    trials = [Trial({"in": [burst.copy() for _ in range(8)]}, label=k % 3) for k in range(2)]
+    n_spikes, max_err, _ = compare(
+        net, trials, threads, spiking="glif3", reference=simulate_glif3, time_tol=TIME_TOL, readout_tol=1e-9
+    )
+    assert n_spikes >= 10, f"only {n_spikes} spikes"
+    check_gradients(net, trials, ReadoutCrossEntropy("out", mode="sum"), threads, "bursts")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # (b) backward pass
 

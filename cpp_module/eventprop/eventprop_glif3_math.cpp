@@ -7,6 +7,7 @@
 #include "eventprop_glif3_math.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace nestgrad
 {
@@ -52,40 +53,67 @@ eventprop_glif3_k2( const double u, const double a, const double b )
   return std::exp( -u / b ) * u * u * ( -std::expm1( -x ) / x - eventprop_glif3_phi( x ) );
 }
 
+EventpropGlif3Step::EventpropGlif3Step( const double u_, const EventpropGlif3Params& p, const bool refractory_ )
+  : u( u_ )
+  , refractory( refractory_ )
+{
+  const size_t na = p.n_asc();
+  const size_t nr = p.n_ports();
+  const double tm = p.tau_m;
+  if ( not refractory )
+  {
+    decay_m = std::exp( -u / tm );
+    decay_a.resize( na );
+    kern_a.resize( na );
+    for ( size_t j = 0; j < na; ++j )
+    {
+      const double k = p.asc_decay[ j ];
+      kern_a[ j ] = eventprop_glif3_k1( u, tm, 1.0 / k );
+      decay_a[ j ] = std::exp( -k * u );
+    }
+    kern1_r.resize( nr );
+    kern2_r.resize( nr );
+    for ( size_t r = 0; r < nr; ++r )
+    {
+      kern1_r[ r ] = eventprop_glif3_k1( u, tm, p.tau_syn[ r ] );
+      kern2_r[ r ] = eventprop_glif3_k2( u, tm, p.tau_syn[ r ] );
+    }
+  }
+  decay_r.resize( nr );
+  for ( size_t r = 0; r < nr; ++r )
+  {
+    decay_r[ r ] = std::exp( -u / p.tau_syn[ r ] );
+  }
+}
+
 void
-eventprop_glif3_propagate( std::vector< double >& s,
-  const double u,
-  const EventpropGlif3Params& p,
-  const bool refractory )
+EventpropGlif3Step::apply( double* s, const EventpropGlif3Params& p ) const
 {
   const size_t na = p.n_asc();
   const size_t nr = p.n_ports();
   const double v = s[ 0 ];
-  const double tm = p.tau_m;
   const double cm = p.C_m;
   double vn = v;
   if ( not refractory )
   {
     const double v_inf = p.v_inf();
-    vn = v_inf + ( v - v_inf ) * std::exp( -u / tm );
+    vn = v_inf + ( v - v_inf ) * decay_m;
     for ( size_t j = 0; j < na; ++j )
     {
-      const double k = p.asc_decay[ j ];
       const double a = s[ 1 + j ];
-      vn += a * eventprop_glif3_k1( u, tm, 1.0 / k ) / cm;
-      s[ 1 + j ] = a * std::exp( -k * u );
+      vn += a * kern_a[ j ] / cm;
+      s[ 1 + j ] = a * decay_a[ j ];
     }
     for ( size_t r = 0; r < nr; ++r )
     {
-      const double tau = p.tau_syn[ r ];
       const double i = s[ 1 + na + nr + r ];
       const double x = s[ 1 + na + r ];
-      vn += ( i * eventprop_glif3_k1( u, tm, tau ) + x * eventprop_glif3_k2( u, tm, tau ) ) / cm;
+      vn += ( i * kern1_r[ r ] + x * kern2_r[ r ] ) / cm;
     }
   }
   for ( size_t r = 0; r < nr; ++r )
   {
-    const double e = std::exp( -u / p.tau_syn[ r ] );
+    const double e = decay_r[ r ];
     const double x = s[ 1 + na + r ];
     const double i = s[ 1 + na + nr + r ];
     s[ 1 + na + r ] = x * e;
@@ -94,8 +122,14 @@ eventprop_glif3_propagate( std::vector< double >& s,
   s[ 0 ] = vn;
 }
 
+void
+eventprop_glif3_propagate( double* s, const double u, const EventpropGlif3Params& p, const bool refractory )
+{
+  EventpropGlif3Step( u, p, refractory ).apply( s, p );
+}
+
 double
-eventprop_glif3_dvdt( const std::vector< double >& s, const EventpropGlif3Params& p )
+eventprop_glif3_dvdt( const double* s, const EventpropGlif3Params& p )
 {
   const size_t na = p.n_asc();
   const size_t nr = p.n_ports();
@@ -141,7 +175,7 @@ eventprop_glif3_adjoint_propagate( std::vector< double >& lam,
 }
 
 double
-eventprop_glif3_upper_bound( const std::vector< double >& s, const EventpropGlif3Params& p, const double horizon )
+eventprop_glif3_upper_bound( const double* s, const EventpropGlif3Params& p, const double horizon )
 {
   const size_t na = p.n_asc();
   const size_t nr = p.n_ports();
@@ -194,15 +228,15 @@ below_on_pieces( const std::vector< double >& s, const double horizon, const Eve
 {
   const int pieces = 8;
   const double length = horizon / pieces;
-  std::vector< double > part = s;
+  const EventpropGlif3Step step( length, p, false );  // each piece's start from the last one's: one set of exps
+  EventpropGlif3State part( s.begin(), s.end() );
   for ( int k = 0; k < pieces; ++k )
   {
     if ( k > 0 )
     {
-      part = s;
-      eventprop_glif3_propagate( part, k * length, p, false );
+      step.apply( part.data(), p );
     }
-    if ( eventprop_glif3_upper_bound( part, p, length ) >= p.theta )
+    if ( eventprop_glif3_upper_bound( part.data(), p, length ) >= p.theta )
     {
       return false;
     }
@@ -215,7 +249,7 @@ double
 eventprop_glif3_first_crossing( const std::vector< double >& s, const double horizon, const EventpropGlif3Params& p )
 {
   const double theta = p.theta;
-  if ( horizon <= 0.0 or eventprop_glif3_upper_bound( s, p, horizon ) < theta )
+  if ( horizon <= 0.0 or eventprop_glif3_upper_bound( s.data(), p, horizon ) < theta )
   {
     return -1.0;
   }
@@ -227,20 +261,22 @@ eventprop_glif3_first_crossing( const std::vector< double >& s, const double hor
   {
     return -1.0;
   }
-  std::vector< double > work( s.size() );
-  auto g = [ & ]( const double u )
+  // the root search asks for v and dv/dt at the same u in turn: the state at the last u is kept for both
+  EventpropGlif3State work( s.size() );
+  double work_u = std::numeric_limits< double >::quiet_NaN();
+  auto state_at = [ & ]( const double u )
   {
-    work = s;
-    eventprop_glif3_propagate( work, u, p, false );
-    return work[ 0 ] - theta;
+    if ( u != work_u )
+    {
+      std::copy( s.begin(), s.end(), work.begin() );
+      eventprop_glif3_propagate( work.data(), u, p, false );
+      work_u = u;
+    }
+    return work.data();
   };
-  auto dg = [ & ]( const double u )
-  {
-    work = s;
-    eventprop_glif3_propagate( work, u, p, false );
-    return eventprop_glif3_dvdt( work, p );
-  };
-  const std::vector< double > crit = eventprop_glif3_voltage_expsum( s, p ).deriv().roots( 0.0, horizon );
+  auto g = [ & ]( const double u ) { return state_at( u )[ 0 ] - theta; };
+  auto dg = [ & ]( const double u ) { return eventprop_glif3_dvdt( state_at( u ), p ); };
+  const EventpropPoints crit = eventprop_glif3_voltage_expsum( s, p ).deriv().roots( 0.0, horizon );
   return eventprop_first_root_on_pieces( g, dg, crit, horizon );
 }
 

@@ -95,11 +95,47 @@ eventprop_glif3_k1( const double u, const double a, const double b )
 //! K2(u; a, b) = int_0^u exp(-(u-s)/a) s exp(-s/b) ds (ms^2), no overflow or cancellation (reference: glif3.k2).
 double eventprop_glif3_k2( double u, double a, double b );
 
-//! State after u ms without arrivals and without reaching the threshold (reference: glif3.propagate).
-void eventprop_glif3_propagate( std::vector< double >& s, double u, const EventpropGlif3Params& p, bool refractory );
+//! A state on the stack (1 + 2 after-spike currents + 2 x 4 ports = 11 entries for Billeh's cells): the searches
+//! propagate copies of the state many times per arrival, and heap copies cost more than the arithmetic
+using EventpropGlif3State = boost::container::small_vector< double, 16 >;
+
+//! The free dynamics over u ms as factors (decays and kernels) that depend on u and the parameters only: applied
+//! to a state, the same operations as eventprop_glif3_propagate, so that one step applied k times costs the exps
+//! once (the bound on eight pieces of a search).
+struct EventpropGlif3Step
+{
+  EventpropGlif3Step( double u, const EventpropGlif3Params& p, bool refractory );
+  //! the state (p.size() entries at s) u ms later (reference: glif3.propagate)
+  void apply( double* s, const EventpropGlif3Params& p ) const;
+
+  double u;
+  bool refractory;
+  double decay_m = 1.0;                                  //!< exp(-u / tau_m)
+  boost::container::small_vector< double, 4 > decay_a;   //!< exp(-asc_decay_j u)
+  boost::container::small_vector< double, 4 > kern_a;    //!< K1(u; tau_m, 1 / asc_decay_j)
+  boost::container::small_vector< double, 8 > decay_r;   //!< exp(-u / tau_syn_r)
+  boost::container::small_vector< double, 8 > kern1_r;   //!< K1(u; tau_m, tau_syn_r)
+  boost::container::small_vector< double, 8 > kern2_r;   //!< K2(u; tau_m, tau_syn_r)
+};
+
+//! State (p.size() entries at s) after u ms without arrivals and without reaching the threshold (reference:
+//! glif3.propagate).
+void eventprop_glif3_propagate( double* s, double u, const EventpropGlif3Params& p, bool refractory );
+
+inline void
+eventprop_glif3_propagate( std::vector< double >& s, const double u, const EventpropGlif3Params& p, const bool refr )
+{
+  eventprop_glif3_propagate( s.data(), u, p, refr );
+}
 
 //! dv/dt of the free dynamics (mV/ms; reference: glif3.dvdt).
-double eventprop_glif3_dvdt( const std::vector< double >& s, const EventpropGlif3Params& p );
+double eventprop_glif3_dvdt( const double* s, const EventpropGlif3Params& p );
+
+inline double
+eventprop_glif3_dvdt( const std::vector< double >& s, const EventpropGlif3Params& p )
+{
+  return eventprop_glif3_dvdt( s.data(), p );
+}
 
 /**
  * The adjoint (lambda_x, lambda_I) of one port u ms earlier, driven by lambda_v (its value at the later time)
@@ -163,7 +199,7 @@ void eventprop_glif3_adjoint_propagate( std::vector< double >& lam,
   bool refractory );
 
 //! An upper bound of v(u) over [0, horizon] of the free dynamics (reference: glif3.upper_bound).
-double eventprop_glif3_upper_bound( const std::vector< double >& s, const EventpropGlif3Params& p, double horizon );
+double eventprop_glif3_upper_bound( const double* s, const EventpropGlif3Params& p, double horizon );
 
 //! v(u) of the free dynamics as an exponential sum (reference: glif3.voltage_expsum).
 EventpropExpPoly eventprop_glif3_voltage_expsum( const std::vector< double >& s, const EventpropGlif3Params& p );

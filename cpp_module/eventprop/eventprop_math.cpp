@@ -18,7 +18,7 @@ constexpr double ZERO_RATE = 1e-13;
 
 //! The polynomial with ascending coefficients c at u (Horner's scheme).
 double
-horner( const std::vector< double >& c, const double u )
+horner( const EventpropCoeffs& c, const double u )
 {
   double s = 0.0;
   for ( auto it = c.rbegin(); it != c.rend(); ++it )
@@ -32,7 +32,7 @@ horner( const std::vector< double >& c, const double u )
 //! on which f changes sign; a root exactly at hi is left out (it belongs to the interval that starts there).
 template < typename F, typename DF >
 void
-append_bracketed_roots( const std::vector< double >& pts, const F& f, const DF& df, std::vector< double >& out )
+append_bracketed_roots( const EventpropPoints& pts, const F& f, const DF& df, EventpropPoints& out )
 {
   const double hi = pts.back();
   for ( size_t k = 0; k + 1 < pts.size(); ++k )
@@ -54,22 +54,22 @@ append_bracketed_roots( const std::vector< double >& pts, const F& f, const DF& 
 
 //! Sign changes of the polynomial c (ascending coefficients) in (lo, hi): critical points from the derivative,
 //! recursively, then one bracketed root per monotone piece.
-std::vector< double >
-poly_roots( const std::vector< double >& c, const double lo, const double hi )
+EventpropPoints
+poly_roots( const EventpropCoeffs& c, const double lo, const double hi )
 {
-  std::vector< double > out;
+  EventpropPoints out;
   if ( c.size() < 2 or not( lo < hi ) )
   {
     return out;
   }
   auto f = [ &c ]( const double u ) { return horner( c, u ); };
-  std::vector< double > dc( c.size() - 1 );
+  EventpropCoeffs dc( c.size() - 1 );
   for ( size_t k = 1; k < c.size(); ++k )
   {
     dc[ k - 1 ] = k * c[ k ];
   }
   auto df = [ &dc ]( const double u ) { return horner( dc, u ); };
-  std::vector< double > pts { lo };
+  EventpropPoints pts { lo };
   for ( const double x : poly_roots( dc, lo, hi ) )
   {
     pts.push_back( x );
@@ -114,7 +114,7 @@ EventpropExpPoly::key_( const double rate ) const
 }
 
 void
-EventpropExpPoly::add_term( const double rate, const std::vector< double >& coeffs )
+EventpropExpPoly::add_term( const double rate, const EventpropCoeffs& coeffs )
 {
   const size_t k = key_( rate );
   if ( k == terms.size() )
@@ -137,7 +137,7 @@ EventpropExpPoly
 EventpropExpPoly::exp( const double rate, const double c, const int power )
 {
   EventpropExpPoly out;
-  std::vector< double > coeffs( power + 1, 0.0 );
+  EventpropCoeffs coeffs( power + 1, 0.0 );
   coeffs[ power ] = c;
   out.add_term( rate, coeffs );
   return out;
@@ -171,7 +171,7 @@ EventpropExpPoly::deriv() const
   EventpropExpPoly out;
   for ( const auto& t : terms )
   {
-    std::vector< double > q( t.coeffs.size() );
+    EventpropCoeffs q( t.coeffs.size() );
     for ( size_t j = 0; j < t.coeffs.size(); ++j )
     {
       q[ j ] = -t.rate * t.coeffs[ j ];
@@ -193,7 +193,7 @@ EventpropExpPoly::antideriv() const
   {
     if ( t.rate == 0.0 )
     {
-      std::vector< double > q( t.coeffs.size() + 1, 0.0 );
+      EventpropCoeffs q( t.coeffs.size() + 1, 0.0 );
       for ( size_t k = 0; k < t.coeffs.size(); ++k )
       {
         q[ k + 1 ] = t.coeffs[ k ] / static_cast< double >( k + 1 );
@@ -202,8 +202,8 @@ EventpropExpPoly::antideriv() const
       continue;
     }
     // q' - r q = p  =>  q = -sum_j p^(j) / r^(j+1)
-    std::vector< double > q( t.coeffs.size(), 0.0 );
-    std::vector< double > d = t.coeffs;
+    EventpropCoeffs q( t.coeffs.size(), 0.0 );
+    EventpropCoeffs d = t.coeffs;
     double rj = t.rate;
     while ( not d.empty() )
     {
@@ -211,7 +211,7 @@ EventpropExpPoly::antideriv() const
       {
         q[ k ] -= d[ k ] / rj;
       }
-      std::vector< double > next;
+      EventpropCoeffs next;
       for ( size_t k = 1; k < d.size(); ++k )
       {
         next.push_back( static_cast< double >( k ) * d[ k ] );
@@ -240,7 +240,7 @@ EventpropExpPoly::trimmed() const
     }
     if ( last >= 0 )
     {
-      out.terms.push_back( { t.rate, std::vector< double >( t.coeffs.begin(), t.coeffs.begin() + last + 1 ) } );
+      out.terms.push_back( { t.rate, EventpropCoeffs( t.coeffs.begin(), t.coeffs.begin() + last + 1 ) } );
     }
   }
   return out;
@@ -262,11 +262,11 @@ EventpropExpPoly::operator()( const double u ) const
   return total;
 }
 
-std::vector< double >
+EventpropPoints
 EventpropExpPoly::roots( const double lo, const double hi ) const
 {
   const EventpropExpPoly f = trimmed();
-  std::vector< double > out;
+  EventpropPoints out;
   if ( f.terms.empty() or hi <= lo )
   {
     return out;
@@ -281,8 +281,8 @@ EventpropExpPoly::roots( const double lo, const double hi ) const
   {
     r0 = std::min( r0, t.rate );
   }
-  const std::vector< double > crit = f.times_exp( r0 ).deriv().roots( lo, hi );
-  std::vector< double > pts { lo };
+  const EventpropPoints crit = f.times_exp( r0 ).deriv().roots( lo, hi );
+  EventpropPoints pts { lo };
   pts.insert( pts.end(), crit.begin(), crit.end() );
   pts.push_back( hi );
   const EventpropExpPoly df = f.deriv();
@@ -346,7 +346,7 @@ eventprop_first_crossing( const double v,
   {
     return 0.0;
   }
-  std::vector< double > crit;
+  EventpropPoints crit;
   if ( a == 0.0 )
   {
     if ( tm == ts )

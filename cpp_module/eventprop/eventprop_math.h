@@ -17,8 +17,15 @@
 #include <utility>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 namespace nestgrad
 {
+
+// Small vectors with inline storage: an exponential sum of a GLIF3 neuron has at most 9 terms of at most 3
+// coefficients, and a search at most a few dozen points; heap vectors made malloc/free a third of the crossing search
+using EventpropCoeffs = boost::container::small_vector< double, 4 >;
+using EventpropPoints = boost::container::small_vector< double, 16 >;
 
 //! Parameters of one EventProp neuron, relative to E_L (mV, ms, pF, pA), as NeuronParams of the reference.
 struct EventpropNeuronParams
@@ -139,10 +146,10 @@ public:
   struct Term
   {
     double rate;
-    std::vector< double > coeffs;  //!< ascending powers of u
+    EventpropCoeffs coeffs;  //!< ascending powers of u
   };
 
-  void add_term( double rate, const std::vector< double >& coeffs );
+  void add_term( double rate, const EventpropCoeffs& coeffs );
   static EventpropExpPoly exp( double rate, double c, int power = 0 );
   EventpropExpPoly plus( const EventpropExpPoly& other ) const;
   EventpropExpPoly times_exp( double k ) const;
@@ -152,9 +159,9 @@ public:
   EventpropExpPoly trimmed() const;
   double operator()( double u ) const;
   //! all sign changes in (lo, hi), sorted
-  std::vector< double > roots( double lo, double hi ) const;
+  EventpropPoints roots( double lo, double hi ) const;
 
-  std::vector< Term > terms;
+  boost::container::small_vector< Term, 12 > terms;
 
 private:
   size_t key_( double rate ) const;  //!< index of the term with this rate (merged as the reference does) or size
@@ -212,9 +219,9 @@ eventprop_bracketed_root( F f, double a, double b, DF df )
  */
 template < typename G, typename DG >
 double
-eventprop_first_root_on_pieces( G g, DG dg, const std::vector< double >& crit, const double horizon )
+eventprop_first_root_on_pieces( G g, DG dg, const EventpropPoints& crit, const double horizon )
 {
-  std::vector< double > pts { 0.0 };
+  EventpropPoints pts { 0.0 };
   pts.insert( pts.end(), crit.begin(), crit.end() );
   pts.push_back( horizon );
   for ( size_t k = 0; k + 1 < pts.size(); ++k )

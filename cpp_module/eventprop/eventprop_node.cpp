@@ -114,33 +114,94 @@ void
 EventpropNode::handle( nest::SpikeEvent& e )
 {
   const long delivery = e.get_stamp().get_steps() + e.get_delay_steps();
-  inbox_[ delivery ].push_back( { delivery, e.get_stamp().get_steps(), e.get_offset(), e.get_weight(), seq_++,
+  ++pending_;
+  inbox_[ static_cast< size_t >( delivery ) % inbox_.size() ].push_back( { delivery,
+    e.get_stamp().get_steps(),
+    e.get_offset(),
+    e.get_weight(),
+    seq_++,
     static_cast< long >( e.get_rport() ) } );
 }
 
-std::vector< EventpropArrival >
+const std::vector< EventpropArrival >&
 EventpropNode::take_arrivals_( const long step )
 {
-  std::vector< EventpropArrival > out;
-  auto it = inbox_.find( step );
-  if ( it == inbox_.end() )
+  arrivals_.clear();
+  if ( pending_ == 0 )
   {
-    return out;
+    return arrivals_;
   }
-  out.swap( it->second );
-  inbox_.erase( it );
-  // larger offset = earlier in the step; equal times keep their order of arrival
-  std::stable_sort( out.begin(),
-    out.end(),
-    []( const EventpropArrival& a, const EventpropArrival& b ) { return a.offset > b.offset; } );
-  return out;
+  arrivals_.swap( inbox_[ static_cast< size_t >( step ) % inbox_.size() ] );  // the slot keeps the old capacity
+  pending_ -= arrivals_.size();
+  size_t kept = 0;
+  for ( size_t k = 0; k < arrivals_.size(); ++k )
+  {
+    const long due = arrivals_[ k ].delivery_step;
+    if ( due > step )
+    {
+      throw nest::KernelException( get_name() + ": a spike for step " + std::to_string( due )
+        + " was found among those of step " + std::to_string( step ) + " (inbox of " + std::to_string( inbox_.size() )
+        + " steps too small for the delays)." );
+    }
+    if ( due == step )  // an earlier step's spikes are left over only if the node was not updated then (frozen)
+    {
+      arrivals_[ kept++ ] = arrivals_[ k ];
+    }
+  }
+  arrivals_.resize( kept );
+  // larger offset = earlier in the step; equal times keep their order of arrival. A few arrivals per step: a
+  // stable insertion sort, as std::stable_sort allocates a buffer on every call; many (coarse grids, synchronous
+  // input): std::stable_sort, which is O(n log n)
+  if ( arrivals_.size() > 32 )
+  {
+    std::stable_sort( arrivals_.begin(),
+      arrivals_.end(),
+      []( const EventpropArrival& x, const EventpropArrival& y ) { return x.offset > y.offset; } );
+    return arrivals_;
+  }
+  for ( size_t k = 1; k < arrivals_.size(); ++k )
+  {
+    const EventpropArrival a = arrivals_[ k ];
+    size_t j = k;
+    while ( j > 0 and arrivals_[ j - 1 ].offset < a.offset )
+    {
+      arrivals_[ j ] = arrivals_[ j - 1 ];
+      --j;
+    }
+    arrivals_[ j ] = a;
+  }
+  return arrivals_;
 }
 
 void
 EventpropNode::clear_inbox_()
 {
-  inbox_.clear();
+  for ( auto& slot : inbox_ )
+  {
+    slot.clear();
+  }
+  pending_ = 0;
   seq_ = 0;
+}
+
+void
+EventpropNode::size_inbox_()
+{
+  const size_t needed = static_cast< size_t >(
+    nest::kernel().connection_manager.get_min_delay() + nest::kernel().connection_manager.get_max_delay() + 1 );
+  if ( inbox_.size() >= needed )
+  {
+    return;
+  }
+  std::vector< std::vector< EventpropArrival > > ring( needed );
+  for ( const auto& slot : inbox_ )  // a slot holds one step's arrivals in order: so does its new slot
+  {
+    for ( const EventpropArrival& a : slot )
+    {
+      ring[ static_cast< size_t >( a.delivery_step ) % needed ].push_back( a );
+    }
+  }
+  inbox_.swap( ring );
 }
 
 void
@@ -161,6 +222,7 @@ void
 EventpropNode::pre_run_hook()
 {
   schedule_.calibrate( get_name() );
+  size_inbox_();
 }
 
 void
@@ -169,7 +231,7 @@ EventpropNode::update_trials_( nest::Time const& origin, const long from, const 
   for ( long lag = from; lag < to; ++lag )
   {
     const long s = origin.get_steps() + lag;
-    const std::vector< EventpropArrival > arrivals = take_arrivals_( s + 1 );
+    const std::vector< EventpropArrival >& arrivals = take_arrivals_( s + 1 );
     long trial = 0;
     long within = 0;
     if ( not schedule_.locate( s, trial, within ) )

@@ -371,19 +371,7 @@ EventpropSpikingNode::add_adjoint_push( const double t,
       + "; the spiking targets of this neuron must have " + kind( alpha_targets_() ) + "." );
   }
   pushes_.push_back( { t, dv, tau_m, tau_syn, C_m } );
-  std::push_heap( pushes_.begin(), pushes_.end(), push_later_first_ );
-}
-
-bool
-EventpropSpikingNode::push_later_first_( const EventpropAdjointPush& x, const EventpropAdjointPush& y )
-{
-  // heap order: the largest forward time comes out first; ties by value, so that the order of arrival (which
-  // depends on threads and ranks) does not matter
-  if ( x.t != y.t )
-  {
-    return x.t < y.t;
-  }
-  return x.dv < y.dv;
+  std::push_heap( pushes_.begin(), pushes_.end(), PushLaterFirst() );
 }
 
 void
@@ -413,7 +401,7 @@ EventpropSpikingNode::apply_pushes_( const double t )
 {
   while ( not pushes_.empty() and pushes_.front().t > t )
   {
-    std::pop_heap( pushes_.begin(), pushes_.end(), push_later_first_ );
+    std::pop_heap( pushes_.begin(), pushes_.end(), PushLaterFirst() );
     const EventpropAdjointPush p = pushes_.back();
     pushes_.pop_back();
     auto it = std::find_if( groups_.begin(),

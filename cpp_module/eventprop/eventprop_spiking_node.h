@@ -227,7 +227,16 @@ private:
   void spike_time_loss_( long trial );
   void backward_step_( long lag, double s_end );
 
-  static bool push_later_first_( const EventpropAdjointPush& x, const EventpropAdjointPush& y );
+  //! heap order of pushes_: the largest forward time comes out first; ties by value, so that the order of arrival
+  //! (which depends on threads and ranks) does not matter. A function object, so that the heap's comparisons inline
+  struct PushLaterFirst
+  {
+    bool
+    operator()( const EventpropAdjointPush& x, const EventpropAdjointPush& y ) const
+    {
+      return x.t != y.t ? x.t < y.t : x.dv < y.dv;
+    }
+  };
   //! a sum of the targets' adjoints back to time t (their backward dynamics between their jumps)
   void propagate_group_to_( EventpropAdjointGroup& g, double t ) const;
   //! the sum's term of J_k at a spike

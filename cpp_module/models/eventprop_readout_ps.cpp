@@ -85,7 +85,7 @@ eventprop_readout_ps::max_piece_( const double length, const bool last )
     return;
   }
   std::vector< double > cands { lo };
-  const std::vector< double > roots = eventprop_voltage_expsum( v_, i_, p_ ).deriv().roots( lo, length );
+  const EventpropPoints roots = eventprop_voltage_expsum( v_, i_, p_ ).deriv().roots( lo, length );
   cands.insert( cands.end(), roots.begin(), roots.end() );
   if ( last )
   {

@@ -241,12 +241,13 @@ def upper_bound(state: tuple[float, ...], p: Glif3Params, horizon: float = math.
 
 def _below_on_pieces(state: tuple[float, ...], horizon: float, p: Glif3Params, pieces: int = 8) -> bool:
     """True if :func:`upper_bound` proves v < theta on each of ``pieces`` equal parts of [0, horizon] (a cheap
-    proof that there is no crossing; False only means "not proven")."""
+    proof that there is no crossing; False only means "not proven"). Each part starts from the state one part
+    after the last one's start (NEST's model computes the factors of one part once and applies them in turn)."""
     length = horizon / pieces
     s = state
     for k in range(pieces):
         if k > 0:
-            s = propagate(state, k * length, p, False)
+            s = propagate(s, length, p, False)
         if upper_bound(s, p, length) >= p.theta:
             return False
     return True
