@@ -244,16 +244,23 @@ class FoundConnections:
         read-modify-write of all the model's connections that writes the other projections' values back unchanged;
         :func:`write_adam_state` writes several masked projections in one)."""
         if self.among is not None:
-            current = connections.read(self.runs[0], list(values))
-            for k, v in values.items():
-                current[k][self.among] = v
-            connections.write(self.runs[0], current)
+            _write_masked(self.runs[0], [(self.among, values)])
             return
         start = 0
         for run in self.runs:
             stop = start + len(run)
             connections.write(run, {k: np.asarray(v)[start:stop] for k, v in values.items()})
             start = stop
+
+
+def _write_masked(whole: Any, masked: list[tuple[np.ndarray, dict[str, np.ndarray]]]) -> None:
+    """Set values on the connections of ``whole`` (all of a model's) that masks pick out, (mask, values per key) per
+    projection, in one read-modify-write that writes every other connection's values back unchanged."""
+    current = connections.read(whole, sorted({k for _, values in masked for k in values}))
+    for among, values in masked:
+        for k, value in values.items():
+            current[k][among] = value
+    connections.write(whole, current)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -449,11 +456,7 @@ def write_adam_state(
                 masked.append((conns.among, values))
                 whole = conns.runs[0]
         if masked:
-            current = connections.read(whole, sorted({k for _, values in masked for k in values}))
-            for among, values in masked:
-                for k, value in values.items():
-                    current[k][among] = value
-            connections.write(whole, current)
+            _write_masked(whole, masked)
 
 
 def _adam_values(
