@@ -60,6 +60,11 @@ EventpropGlif3Step::EventpropGlif3Step( const double u_, const EventpropGlif3Par
   const size_t na = p.n_asc();
   const size_t nr = p.n_ports();
   const double tm = p.tau_m;
+  decay_r.resize( nr );
+  for ( size_t r = 0; r < nr; ++r )
+  {
+    decay_r[ r ] = std::exp( -u / p.tau_syn[ r ] );
+  }
   if ( not refractory )
   {
     decay_m = std::exp( -u / tm );
@@ -68,21 +73,19 @@ EventpropGlif3Step::EventpropGlif3Step( const double u_, const EventpropGlif3Par
     for ( size_t j = 0; j < na; ++j )
     {
       const double k = p.asc_decay[ j ];
-      kern_a[ j ] = eventprop_glif3_k1( u, tm, 1.0 / k );
+      const double inv_k = 1.0 / k;
+      // exp(-u / (1 / k)) is not always the double exp(-k u): computed apart when K1 needs it
+      kern_a[ j ] = tm >= inv_k ? eventprop_glif3_k1_given( u, tm, inv_k, decay_m, 0.0 )
+                                : eventprop_glif3_k1( u, tm, inv_k );
       decay_a[ j ] = std::exp( -k * u );
     }
     kern1_r.resize( nr );
     kern2_r.resize( nr );
     for ( size_t r = 0; r < nr; ++r )
     {
-      kern1_r[ r ] = eventprop_glif3_k1( u, tm, p.tau_syn[ r ] );
-      kern2_r[ r ] = eventprop_glif3_k2( u, tm, p.tau_syn[ r ] );
+      kern1_r[ r ] = eventprop_glif3_k1_given( u, tm, p.tau_syn[ r ], decay_m, decay_r[ r ] );
+      kern2_r[ r ] = eventprop_glif3_k2_given( u, tm, p.tau_syn[ r ], decay_m, decay_r[ r ] );
     }
-  }
-  decay_r.resize( nr );
-  for ( size_t r = 0; r < nr; ++r )
-  {
-    decay_r[ r ] = std::exp( -u / p.tau_syn[ r ] );
   }
 }
 

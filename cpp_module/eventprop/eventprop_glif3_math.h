@@ -95,6 +95,40 @@ eventprop_glif3_k1( const double u, const double a, const double b )
 //! K2(u; a, b) = int_0^u exp(-(u-s)/a) s exp(-s/b) ds (ms^2), no overflow or cancellation (reference: glif3.k2).
 double eventprop_glif3_k2( double u, double a, double b );
 
+/**
+ * K1 and K2 of eventprop_glif3_k1/k2 with ea = exp(-u / a) and eb = exp(-u / b) given: the same operations, so the
+ * same doubles, but a step that needs several kernels with the same time constant (tau_m with every port) computes
+ * each exponential once.
+ */
+inline double
+eventprop_glif3_k1_given( const double u, const double a, const double b, const double ea, const double eb )
+{
+  const double slow = a >= b ? a : b;
+  const double fast = a >= b ? b : a;
+  if ( slow == fast )
+  {
+    return u * ea;
+  }
+  const double d = ( fast - slow ) / ( slow * fast );
+  return ( a >= b ? ea : eb ) * std::expm1( u * d ) / d;
+}
+
+inline double
+eventprop_glif3_k2_given( const double u, const double a, const double b, const double ea, const double eb )
+{
+  if ( u <= 0.0 )
+  {
+    return 0.0;
+  }
+  const double c = 1.0 / b - 1.0 / a;
+  if ( c >= 0.0 )
+  {
+    return ea * u * u * eventprop_glif3_phi( c * u );
+  }
+  const double x = -c * u;
+  return eb * u * u * ( -std::expm1( -x ) / x - eventprop_glif3_phi( x ) );
+}
+
 //! A state on the stack (1 + 2 after-spike currents + 2 x 4 ports = 11 entries for Billeh's cells): the searches
 //! propagate copies of the state many times per arrival, and heap copies cost more than the arithmetic
 using EventpropGlif3State = boost::container::small_vector< double, 16 >;
@@ -157,8 +191,9 @@ eventprop_glif3_port_adjoint( double& lx,
   double drive_x = 0.0;
   if ( not refractory and lv != 0.0 )
   {
-    drive_i = lv * eventprop_glif3_k1( u, tau_m, tau ) / C_m;
-    drive_x = lv * eventprop_glif3_k2( u, tau_m, tau ) / C_m;
+    const double em = std::exp( -u / tau_m );
+    drive_i = lv * eventprop_glif3_k1_given( u, tau_m, tau, em, e ) / C_m;
+    drive_x = lv * eventprop_glif3_k2_given( u, tau_m, tau, em, e ) / C_m;
   }
   const double li_new = li * e + drive_i;
   lx = lx * e + li * u * e + drive_x;

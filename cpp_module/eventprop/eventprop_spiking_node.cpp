@@ -371,7 +371,6 @@ EventpropSpikingNode::add_adjoint_push( const double t,
       + "; the spiking targets of this neuron must have " + kind( alpha_targets_() ) + "." );
   }
   pushes_.push_back( { t, dv, tau_m, tau_syn, C_m } );
-  std::push_heap( pushes_.begin(), pushes_.end(), PushLaterFirst() );
 }
 
 void
@@ -399,11 +398,14 @@ EventpropSpikingNode::group_jump_term_( const EventpropAdjointGroup& g ) const
 void
 EventpropSpikingNode::apply_pushes_( const double t )
 {
-  while ( not pushes_.empty() and pushes_.front().t > t )
+  // the pushes that the sweep passes before it reaches t, applied from the largest forward time down; the others
+  // (due later in the sweep) stay
+  const auto due = std::partition(
+    pushes_.begin(), pushes_.end(), [ t ]( const EventpropAdjointPush& p ) { return not( p.t > t ); } );
+  std::sort( due, pushes_.end(), PushLaterFirst() );
+  for ( auto next = pushes_.end(); next != due; )
   {
-    std::pop_heap( pushes_.begin(), pushes_.end(), PushLaterFirst() );
-    const EventpropAdjointPush p = pushes_.back();
-    pushes_.pop_back();
+    const EventpropAdjointPush& p = *--next;
     auto it = std::find_if( groups_.begin(),
       groups_.end(),
       [ &p ]( const EventpropAdjointGroup& g )
@@ -416,6 +418,7 @@ EventpropSpikingNode::apply_pushes_( const double t )
     propagate_group_to_( *it, p.t );
     it->sv += p.dv;
   }
+  pushes_.erase( due, pushes_.end() );
 }
 
 void

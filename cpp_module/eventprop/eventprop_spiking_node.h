@@ -227,14 +227,15 @@ private:
   void spike_time_loss_( long trial );
   void backward_step_( long lag, double s_end );
 
-  //! heap order of pushes_: the largest forward time comes out first; ties by value, so that the order of arrival
-  //! (which depends on threads and ranks) does not matter. A function object, so that the heap's comparisons inline
+  //! the order of pushes_ (they are applied from the largest forward time down); ties by value, then by the
+  //! constants (which decide the order of the sums in groups_), so that the order of arrival (which depends on
+  //! threads and ranks) does not matter. A function object, so that comparisons inline
   struct PushLaterFirst
   {
     bool
     operator()( const EventpropAdjointPush& x, const EventpropAdjointPush& y ) const
     {
-      return x.t != y.t ? x.t < y.t : x.dv < y.dv;
+      return std::tie( x.t, x.dv, x.tau_syn, x.tau_m, x.C_m ) < std::tie( y.t, y.dv, y.tau_syn, y.tau_m, y.C_m );
     }
   };
   //! a sum of the targets' adjoints back to time t (their backward dynamics between their jumps)
@@ -243,7 +244,9 @@ private:
   double group_jump_term_( const EventpropAdjointGroup& g ) const;
   void apply_pushes_( double t );
   std::vector< EventpropAdjointGroup > groups_;
-  std::vector< EventpropAdjointPush > pushes_;  //!< heap, largest t first
+  //! pushes not yet applied, in the order of arrival: the delivery, which touches neurons at random, only appends;
+  //! apply_pushes_ (at this neuron's events, its memory then in cache) sorts the ones it applies
+  std::vector< EventpropAdjointPush > pushes_;
 
   //! backward events (time, 0 spike / 1 release, spike index) in sweep order, and the next one
   std::vector< std::tuple< double, int, size_t > > bevents_;

@@ -215,7 +215,9 @@ eventprop_glif3_psc_ps::reset_trial_state_()
   s_.assign( p_.size(), 0.0 );
   std::copy( asc_init_.begin(), asc_init_.end(), s_.begin() + 1 );
   asc_spk_.clear();
-  adj_.clear();
+  adj_t_.clear();
+  adj_refr_.clear();
+  adj_lam_.clear();
 }
 
 void
@@ -318,24 +320,26 @@ eventprop_glif3_psc_ps::default_first_spike_tau_s_() const
 void
 eventprop_glif3_psc_ps::start_adjoint_()
 {
-  adj_.clear();
-  adj_.push_back( { schedule_.duration_ms, refractory_at_end_, std::vector< double >( p_.size(), 0.0 ) } );
+  adj_t_.assign( 1, schedule_.duration_ms );
+  adj_refr_.assign( 1, refractory_at_end_ );
+  adj_lam_.assign( p_.size(), 0.0 );
 }
 
 double
 eventprop_glif3_psc_ps::adjoint_event_( const double t, const bool release, const size_t k )
 {
   const size_t na = p_.n_asc();
-  AdjointEntry e = adj_.back();
-  const double u = e.t - t;
+  const size_t n = p_.size();
+  std::vector< double >& lam = lam_;
+  lam.assign( adj_lam_.end() - n, adj_lam_.end() );
+  bool refr = adj_refr_.back();
+  const double u = adj_t_.back() - t;
   if ( u > 0.0 )
   {
-    eventprop_glif3_adjoint_propagate( e.lam, u, p_, e.refr );
+    eventprop_glif3_adjoint_propagate( lam, u, p_, refr );
   }
-  e.t = t;
   EventpropTrialSpike& sp = tspk_[ k ];
   const SpikeAsc& asc = asc_spk_[ k ];
-  std::vector< double >& lam = e.lam;
   if ( release )
   {
     double rr = -lam[ 0 ] * sp.release_vdot;
@@ -345,7 +349,7 @@ eventprop_glif3_psc_ps::adjoint_event_( const double t, const bool release, cons
     }
     sp.R = rr;
     lam[ 0 ] = 0.0;
-    e.refr = true;  // going back, refractory until the spike
+    refr = true;  // going back, refractory until the spike
   }
   else
   {
@@ -361,11 +365,12 @@ eventprop_glif3_psc_ps::adjoint_event_( const double t, const bool release, cons
     {
       lam[ 1 + j ] *= p_.rho[ j ];
     }
-    e.refr = false;  // before the spike the neuron was free
+    refr = false;  // before the spike the neuron was free
   }
-  const double lv = lam[ 0 ];
-  adj_.push_back( std::move( e ) );
-  return lv;
+  adj_t_.push_back( t );
+  adj_refr_.push_back( refr );
+  adj_lam_.insert( adj_lam_.end(), lam.begin(), lam.end() );
+  return lam[ 0 ];
 }
 
 bool
@@ -392,19 +397,21 @@ eventprop_glif3_psc_ps::weight_gradient_at( const double t, const long rport ) c
       get_name() + ": weight gradient on receptor port " + std::to_string( rport ) + ", not a port of the neuron." );
   }
   const size_t r = static_cast< size_t >( rport - 1 );
-  const AdjointEntry* after = eventprop_entry_after( adj_, t );
-  if ( after == nullptr )
+  // the entry that follows t (the smallest entry time > t); none for t at or after the end of the trial
+  const auto it = std::partition_point( adj_t_.begin(), adj_t_.end(), [ t ]( const double te ) { return te > t; } );
+  if ( it == adj_t_.begin() )
   {
-    return 0.0;  // t >= T
+    return 0.0;
   }
-  const AdjointEntry& e = *after;
-  double lx = e.lam[ 1 + na + r ];
-  double li = e.lam[ 1 + na + p_.n_ports() + r ];
-  const double u = e.t - t;
+  const size_t i = static_cast< size_t >( it - adj_t_.begin() ) - 1;
+  const double* lam = adj_lam_.data() + i * p_.size();
+  double lx = lam[ 1 + na + r ];
+  double li = lam[ 1 + na + p_.n_ports() + r ];
+  const double u = adj_t_[ i ] - t;
   if ( u > 0.0 )
   {
     // only this port: the same doubles as the full propagation (and as the reverse connection's mirror)
-    eventprop_glif3_port_adjoint( lx, li, e.lam[ 0 ], u, p_.tau_m, p_.tau_syn[ r ], p_.C_m, e.refr );
+    eventprop_glif3_port_adjoint( lx, li, lam[ 0 ], u, p_.tau_m, p_.tau_syn[ r ], p_.C_m, adj_refr_[ i ] );
   }
   return lx * M_E / p_.tau_syn[ r ];
 }

@@ -223,14 +223,13 @@ private:
   std::vector< SpikeAsc > asc_spk_;
 
   //! adjoint just before (in forward time) each of the neuron's events of the current trial, in the order of the
-  //! backward sweep (descending t); entry 0 is (T, 0); refr: the neuron is refractory on the interval before it
-  struct AdjointEntry
-  {
-    double t;
-    bool refr;
-    std::vector< double > lam;
-  };
-  std::vector< AdjointEntry > adj_;
+  //! backward sweep (descending t); entry 0 is (T, 0). Stored flat, because the forward connections look entries up
+  //! at every replay of a source (a binary search over adj_t_, then one read of adj_lam_): entry i is at time
+  //! adj_t_[ i ], its lambda is adj_lam_[ i * p_.size() ... ], adj_refr_[ i ]: refractory on the interval before it
+  std::vector< double > adj_t_;
+  std::vector< char > adj_refr_;
+  std::vector< double > adj_lam_;
+  std::vector< double > lam_;  //!< scratch: the entry being computed
 };
 
 }  // namespace nestgrad

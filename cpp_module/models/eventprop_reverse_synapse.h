@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 // NEST public headers
@@ -297,6 +298,7 @@ private:
       lx_ = 0.0;
       expect_payload_ = false;
       next_k_ = target.trial_spike_count();
+      t_next_arrival_ = next_arrival_( target, sched );
     }
     if ( flush )
     {
@@ -345,15 +347,15 @@ private:
   void
   gradient_until_( EventpropSpikingNode& target, const EventpropSchedule& sched, const double t_min )
   {
-    const double d = get_delay_steps() * sched.h;
     while ( next_k_ > 0 )
     {
-      const double t_a = target.trial_spike_time( next_k_ - 1 ) + d;
+      const double t_a = t_next_arrival_;
       if ( t_a < t_min )
       {
         return;
       }
       --next_k_;
+      t_next_arrival_ = next_arrival_( target, sched );
       if ( t_a >= sched.duration_ms )
       {
         continue;
@@ -380,6 +382,15 @@ private:
       gradient_ += li;
       trial_gradient_.add( li, mirror_trial_ );
     }
+  }
+
+  //! the arrival time of the target's spike next_k_ - 1 (-inf if none): kept here, so that the many messages with
+  //! nothing to count (most of them) do not read the target's spikes
+  double
+  next_arrival_( const EventpropSpikingNode& target, const EventpropSchedule& sched ) const
+  {
+    return next_k_ > 0 ? target.trial_spike_time( next_k_ - 1 ) + get_delay_steps() * sched.h
+                       : -std::numeric_limits< double >::infinity();
   }
 
   //! the previous trial's gradient joins the batch sum, unless the source dropped it (`dropped`: its verdict on
@@ -484,6 +495,7 @@ private:
   bool alpha_ = false;         //!< the source has alpha currents (eventprop_glif3_psc_ps)
   int forward_receptor_ = 0;  //!< receptor_type of the forward connection (port of a GLIF3 source; 0 otherwise)
   size_t next_k_ = 0;  //!< the target's spikes [0, next_k_) have not been counted in the gradient yet
+  double t_next_arrival_ = 0.0;  //!< next_arrival_() for the current next_k_
   double gradient_ = 0.0;
   EventpropTrialGradient trial_gradient_;  //!< the last trial's gradient, not yet in the batch sum
   EpropOptimizerState optimizer_;
