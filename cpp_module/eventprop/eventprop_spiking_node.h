@@ -13,6 +13,7 @@
 #define NESTGRAD_EVENTPROP_SPIKING_NODE_H
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -229,13 +230,33 @@ private:
 
   //! the order of pushes_ (they are applied from the largest forward time down); ties by value, then by the
   //! constants (which decide the order of the sums in groups_), so that the order of arrival (which depends on
-  //! threads and ranks) does not matter. A function object, so that comparisons inline
+  //! threads and ranks) does not matter. NaN counts as larger than any number and equal to NaN: std::sort needs a
+  //! strict weak order, which a NaN value (a diverged adjoint) would otherwise break. A function object, so that
+  //! comparisons inline
   struct PushLaterFirst
   {
+    static bool
+    less_( const double a, const double b )
+    {
+      return std::isnan( b ) ? not std::isnan( a ) : a < b;
+    }
     bool
     operator()( const EventpropAdjointPush& x, const EventpropAdjointPush& y ) const
     {
-      return std::tie( x.t, x.dv, x.tau_syn, x.tau_m, x.C_m ) < std::tie( y.t, y.dv, y.tau_syn, y.tau_m, y.C_m );
+      const double xs[] = { x.t, x.dv, x.tau_syn, x.tau_m, x.C_m };
+      const double ys[] = { y.t, y.dv, y.tau_syn, y.tau_m, y.C_m };
+      for ( size_t i = 0; i < 5; ++i )
+      {
+        if ( less_( xs[ i ], ys[ i ] ) )
+        {
+          return true;
+        }
+        if ( less_( ys[ i ], xs[ i ] ) )
+        {
+          return false;
+        }
+      }
+      return false;
     }
   };
   //! a sum of the targets' adjoints back to time t (their backward dynamics between their jumps)
