@@ -36,23 +36,6 @@ eventprop_glif3_phi( const double x )
   return ( -std::expm1( -x ) - x * std::exp( -x ) ) / ( x * x );
 }
 
-double
-eventprop_glif3_k2( const double u, const double a, const double b )
-{
-  if ( u <= 0.0 )
-  {
-    return 0.0;
-  }
-  const double c = 1.0 / b - 1.0 / a;
-  if ( c >= 0.0 )
-  {
-    return std::exp( -u / a ) * u * u * eventprop_glif3_phi( c * u );
-  }
-  const double m = -c;
-  const double x = m * u;
-  return std::exp( -u / b ) * u * u * ( -std::expm1( -x ) / x - eventprop_glif3_phi( x ) );
-}
-
 EventpropGlif3Step::EventpropGlif3Step( const double u_, const EventpropGlif3Params& p, const bool refractory_ )
   : u( u_ )
   , refractory( refractory_ )

@@ -92,27 +92,21 @@ eventprop_glif3_k1( const double u, const double a, const double b )
   return a >= b ? eventprop_kern( u, a, b ) : eventprop_kern( u, b, a );
 }
 
-//! K2(u; a, b) = int_0^u exp(-(u-s)/a) s exp(-s/b) ds (ms^2), no overflow or cancellation (reference: glif3.k2).
-double eventprop_glif3_k2( double u, double a, double b );
-
 /**
- * K1 and K2 of eventprop_glif3_k1/k2 with ea = exp(-u / a) and eb = exp(-u / b) given: the same operations, so the
- * same doubles, but a step that needs several kernels with the same time constant (tau_m with every port) computes
- * each exponential once.
+ * K1 with ea = exp(-u / a) and eb = exp(-u / b) given (only the slower constant's is read): the same doubles as
+ * eventprop_glif3_k1, for a step that shares exp(-u / tau_m) among all its kernels.
  */
 inline double
 eventprop_glif3_k1_given( const double u, const double a, const double b, const double ea, const double eb )
 {
-  const double slow = a >= b ? a : b;
-  const double fast = a >= b ? b : a;
-  if ( slow == fast )
-  {
-    return u * ea;
-  }
-  const double d = ( fast - slow ) / ( slow * fast );
-  return ( a >= b ? ea : eb ) * std::expm1( u * d ) / d;
+  return a >= b ? eventprop_kern_given( u, a, b, ea ) : eventprop_kern_given( u, b, a, eb );
 }
 
+/**
+ * K2(u; a, b) = int_0^u exp(-(u-s)/a) s exp(-s/b) ds (ms^2), no overflow or cancellation (reference: glif3.k2), with
+ * ea = exp(-u / a) and eb = exp(-u / b) given (one of them is read): the step and the port adjoint share them with
+ * K1 and the decays.
+ */
 inline double
 eventprop_glif3_k2_given( const double u, const double a, const double b, const double ea, const double eb )
 {

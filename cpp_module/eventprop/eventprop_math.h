@@ -49,17 +49,24 @@ struct EventpropNeuronParams
 
 /**
  * Response at time u of x' = -x/tau_a + y, y' = -y/tau_b to x(0) = 0, y(0) = 1 (ms); symmetric in tau_a, tau_b and
- * accurate for close time constants (reference: dynamics.kern).
+ * accurate for close time constants (reference: dynamics.kern). eventprop_kern_given takes e_a = exp(-u / tau_a), for
+ * callers that share it between kernels.
  */
 inline double
-eventprop_kern( const double u, const double tau_a, const double tau_b )
+eventprop_kern_given( const double u, const double tau_a, const double tau_b, const double e_a )
 {
   if ( tau_a == tau_b )
   {
-    return u * std::exp( -u / tau_a );
+    return u * e_a;
   }
   const double d = ( tau_b - tau_a ) / ( tau_a * tau_b );
-  return std::exp( -u / tau_a ) * std::expm1( u * d ) / d;
+  return e_a * std::expm1( u * d ) / d;
+}
+
+inline double
+eventprop_kern( const double u, const double tau_a, const double tau_b )
+{
+  return eventprop_kern_given( u, tau_a, tau_b, std::exp( -u / tau_a ) );
 }
 
 //! max over u >= 0 of eventprop_kern(u, tau_a, tau_b).
